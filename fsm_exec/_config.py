@@ -1,0 +1,229 @@
+"""The manager's own configuration, the environment it reads once, and secret redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+import cattrs
+
+from ._errors import ConfigError
+
+ExecutionMode = Literal["backtest", "live"]
+EXECUTION_MODES: tuple[str, ...] = ("backtest", "live")
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
+DEPLOYMENT_MODES: tuple[str, ...] = ("local", "docker")
+SHARE_CLASSES: tuple[str, ...] = ("usdt_stable", "eth_directional")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _describe(v: object) -> str:
+    return type(v).__name__
+
+
+# (field, kind, low, high) for the numeric fields; both bounds are exclusive.
+_NUMERIC: tuple[tuple[str, type, float, float], ...] = (
+    ("execution_timeout", float, 0, 300),
+    ("reconciliation_timeout", float, 0, 60),
+    ("max_retries", int, 0, 10),
+    ("retry_delay_seconds", float, 0, 60),
+    ("max_retry_delay_seconds", float, 0, 300),
+    ("max_queue_size", int, 0, math.inf),
+)
+
+
+@attrs.frozen(kw_only=True)
+class ExecutionConfig:
+    """The fields of the system-wide config the ExecutionManager uses.
+
+    Build it from the system-wide mapping with :meth:`from_dict` (keys it does not use are
+    ignored, ``max_retry_attempts`` is accepted for ``max_retries``), or directly with
+    keyword arguments. Every field is checked at construction; every problem is reported
+    at once in a :class:`ConfigError` (a ``ValueError``) naming the fields. No value is coerced:
+    ``"30"`` is not a timeout.
+    """
+
+    strategy_mode: str | None = None
+    share_class: str | None = None
+    initial_capital: float | None = None
+    execution_timeout: float = 30
+    reconciliation_timeout: float = 10
+    max_retries: int = 3
+    retry_delay_seconds: float = 0.1
+    max_retry_delay_seconds: float = 5.0
+    max_queue_size: int = 10_000
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[str] = []
+        if self.strategy_mode is not None and (
+                not isinstance(self.strategy_mode, str) or not self.strategy_mode.strip()):
+            problems.append(f"strategy_mode: must be a non-empty string, got "
+                            f"{_describe(self.strategy_mode)}")
+        if self.share_class is not None and self.share_class not in SHARE_CLASSES:
+            problems.append(f"share_class: must be one of {', '.join(SHARE_CLASSES)}")
+        if self.initial_capital is not None and not (
+                _is_number(self.initial_capital) and 0 < self.initial_capital < math.inf):
+            problems.append("initial_capital: must be a finite number > 0")
+        for name, kind, low, high in _NUMERIC:
+            v = getattr(self, name)
+            ok_type = (type(v) is int) if kind is int else _is_number(v)
+            if not ok_type:
+                problems.append(f"{name}: must be {'an int' if kind is int else 'a number'}, "
+                                f"got {_describe(v)}")
+            elif not low < v < high:
+                bound = f"< {high:g}" if high != math.inf else "finite"
+                problems.append(f"{name}: must be > {low:g} and {bound}, got {v!r}")
+        delays = {"retry_delay_seconds", "max_retry_delay_seconds"}
+        if (not delays & {p.partition(":")[0] for p in problems}
+                and self.max_retry_delay_seconds < self.retry_delay_seconds):
+            problems.append("max_retry_delay_seconds: must be >= retry_delay_seconds")
+        if problems:
+            raise ConfigError(problems)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> ExecutionConfig:
+        """Build the config from the system-wide config mapping; unused keys are ignored."""
+        if not isinstance(mapping, Mapping):
+            raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
+        data = dict(mapping)
+        if "max_retry_attempts" in data:
+            alias = data.pop("max_retry_attempts")
+            if "max_retries" in data and data["max_retries"] != alias:
+                raise ConfigError(["max_retries: given twice (as max_retries and "
+                                   "max_retry_attempts) with different values"])
+            data["max_retries"] = alias
+        try:
+            return _converter.structure(data, cls)
+        except cattrs.BaseValidationError as group:
+            # cattrs wraps what __init__ raised; hand back our own error, naming the fields.
+            own = [e for e in group.exceptions if isinstance(e, ConfigError)]
+            if own:
+                raise own[0] from None
+            raise ConfigError(cattrs.transform_error(group)) from None
+
+    def digest(self) -> str:
+        """A short stable hash of the fields (for logs: never the values themselves)."""
+        # Equal configs hash alike: 30 and 30.0 are the same timeout.
+        fields = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                  for k, v in attrs.asdict(self).items()}
+        raw = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+# cattrs builds the instance (unused keys ignored, defaults filled); scalars pass through
+# untouched so that ExecutionConfig's own checks see, and refuse, wrongly typed values.
+_converter = cattrs.Converter()
+for _t in (str, int, float):
+    _converter.register_structure_hook(_t, lambda v, _t: v)
+
+
+@attrs.frozen
+class Environment:
+    """The system-level environment variables, read once at initialization."""
+
+    execution_mode: str
+    environment: str
+    deployment_mode: str
+
+    @classmethod
+    def read(cls, execution_mode: str | None,
+             environ: Mapping[str, str] | None = None) -> Environment:
+        """Read ``BASIS_*`` variables (``execution_mode`` wins over the variable if given)."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def pick(value: object, var: str, default: str, allowed: tuple[str, ...]) -> str:
+            if value is None:
+                value, where = env.get(var) or default, var  # empty counts as unset
+            else:
+                where = "execution_mode"
+            if value not in allowed:
+                # Never echo the value: only the mode names may reach logs and messages.
+                problems.append(f"{where}: must be one of {', '.join(allowed)} "
+                                f"(got an unrecognised {_describe(value)})")
+                return default
+            return str(value)
+
+        mode = pick(execution_mode, "BASIS_EXECUTION_MODE", "backtest", EXECUTION_MODES)
+        environment = pick(None, "BASIS_ENVIRONMENT", "dev", ENVIRONMENTS)
+        deployment = pick(None, "BASIS_DEPLOYMENT_MODE", "local", DEPLOYMENT_MODES)
+        if problems:
+            raise ConfigError(problems)
+        return cls(mode, environment, deployment)
+
+
+class Redactor:
+    """Replaces secret values from the system-wide config in text bound for logs.
+
+    Every string in the config that is at least ``min_length`` characters long counts as a
+    possible secret, however deeply nested, except the values of the manager's own top-level
+    fields. Overlapping secrets are masked as one span, so no part of either survives.
+    """
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, config: object, own_fields: Iterable[str], min_length: int = 6) -> None:
+        own = set(own_fields)
+        found: set[str] = set()
+
+        def walk(v: object) -> None:
+            if isinstance(v, str):
+                if len(v) >= min_length:
+                    found.add(v)
+            elif isinstance(v, Mapping):
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, list | tuple | set | frozenset):
+                for x in v:
+                    walk(x)
+
+        if isinstance(config, Mapping):
+            for k, v in config.items():
+                if k not in own:
+                    walk(v)
+        self._secrets = tuple(found)
+
+    def __call__(self, text: str) -> str:
+        spans: list[tuple[int, int]] = []
+        for s in self._secrets:
+            i = text.find(s)
+            while i >= 0:
+                spans.append((i, i + len(s)))
+                i = text.find(s, i + 1)
+        if not spans:
+            return text
+        spans.sort()
+        out, pos = [], 0
+        for start, end in spans:
+            if end <= pos:
+                continue
+            if start > pos:
+                out.append(text[pos:start])
+                out.append("[REDACTED]")
+            elif not out or out[-1] != "[REDACTED]":
+                out.append("[REDACTED]")
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} values)"
+
+
+def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConfig:
+    """Accept an :class:`ExecutionConfig` or the system-wide mapping."""
+    if isinstance(config, ExecutionConfig):
+        return config
+    return ExecutionConfig.from_dict(config)
+
+
+OWN_FIELDS: frozenset[str] = frozenset(
+    [f.name for f in attrs.fields(ExecutionConfig)] + ["max_retry_attempts"])

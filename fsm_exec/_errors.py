@@ -1,0 +1,190 @@
+"""Structured errors: one base exception with codes, and the registry of ``EXEC-NNN`` codes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+COMPONENT = "ExecutionManager"
+
+
+class Severity(enum.StrEnum):
+    """How bad an error is, and what the health system does about it."""
+
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+@attrs.frozen
+class ErrorCode:
+    """One entry of the error code registry."""
+
+    code: str
+    component: str
+    severity: Severity
+    message: str
+    resolution: str
+
+
+def _registry(*codes: ErrorCode) -> Mapping[str, ErrorCode]:
+    return MappingProxyType({c.code: c for c in codes})
+
+
+_C, _S = COMPONENT, Severity
+
+#: Every error code this component raises, keyed by code.
+ERROR_CODES: Mapping[str, ErrorCode] = _registry(
+    ErrorCode("EXEC-001", _C, _S.HIGH, "Instruction block execution failed",
+              "Live: retried with exponential backoff under the same block_id; after the last "
+              "attempt the block is failed and the next one starts. Backtest: fails fast; the "
+              "next update_state resumes the queue. Check the venue and the instructions."),
+    ErrorCode("EXEC-002", _C, _S.HIGH, "Reconciliation failed or timed out",
+              "The block is failed and the manager halts: positions are in doubt. Reconcile "
+              "positions by hand, then resume with update_state(ts, 'manual')."),
+    ErrorCode("EXEC-003", _C, _S.MEDIUM, "Execution queue overflow",
+              "The batch was refused whole and nothing was queued; queued work goes on. "
+              "Submit the batch again once the queue has drained, or raise max_queue_size."),
+    ErrorCode("EXEC-004", _C, _S.MEDIUM, "Invalid instruction block batch",
+              "The batch was refused whole and the queue is unchanged. Fix every listed "
+              "block and field, then submit the batch again."),
+    ErrorCode("EXEC-005", _C, _S.HIGH, "Price validation failed",
+              "The block was failed before routing: an instruction names a token without a "
+              "finite positive price in the market data. Check the data provider."),
+    ErrorCode("EXEC-006", _C, _S.MEDIUM, "Pre-trade risk check failed",
+              "The block was failed before routing, as the named risk check asked."),
+    ErrorCode("EXEC-007", _C, _S.CRITICAL, "Execution outcome unknown",
+              "A venue call did not return and could not be resolved; the block is failed and "
+              "the manager halts. Ask the venue whether the block executed, fix positions, "
+              "then resume with update_state(ts, 'manual')."),
+    ErrorCode("EXEC-008", _C, _S.CRITICAL, "Position update failed",
+              "The venue executed but the position handler refused the deltas; the block is "
+              "failed and the manager halts. Apply the logged deltas by hand, then resume "
+              "with update_state(ts, 'manual')."),
+    ErrorCode("EXEC-009", _C, _S.CRITICAL, "Event log write failed",
+              "The manager halted before acting on an unrecorded step; nothing accepted is "
+              "lost. Fix the log destination (disk, permissions), then resume with "
+              "update_state(ts, 'manual')."),
+    ErrorCode("EXEC-010", _C, _S.HIGH, "Invalid configuration",
+              "Fix the named config field or environment variable."),
+    ErrorCode("EXEC-011", _C, _S.MEDIUM, "Invalid call",
+              "Fix the named argument, or do not call update_state from inside a "
+              "collaborator (execute_instruction_blocks may be called from one)."),
+    ErrorCode("EXEC-012", _C, _S.CRITICAL, "Illegal lifecycle transition",
+              "A bug: a trigger was fired from a state that has no edge for it. The state "
+              "is unchanged; report it with the event log."),
+)
+
+
+class ComponentError(Exception):
+    """Base of every error this package raises about its work.
+
+    Carries the registry ``error_code``, the ``component``, the ``severity``, the ``block_id``
+    concerned (if any) and the ``original_exception`` (if any).
+    """
+
+    def __init__(self, error_code: str, message: str, component: str = COMPONENT,
+                 severity: str | None = None, original_exception: BaseException | None = None,
+                 *, block_id: str | None = None) -> None:
+        entry = ERROR_CODES.get(error_code)
+        if severity is None:
+            severity = entry.severity if entry is not None else Severity.HIGH
+        self.error_code = error_code
+        self.message = message
+        self.component = component
+        self.severity = Severity(severity)
+        self.block_id = block_id
+        self.original_exception = original_exception
+        super().__init__(f"[{error_code}] {message}")
+
+    @property
+    def resolution(self) -> str | None:
+        """What to do about it, from the registry."""
+        entry = ERROR_CODES.get(self.error_code)
+        return entry.resolution if entry is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments; rebuild from the fields, so errors
+        # survive a process boundary (parameter sweeps run backtests in worker processes).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[ComponentError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> ComponentError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(ComponentError, ValueError):
+    """A config field or environment variable is missing, mistyped or out of range."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("EXEC-010", "invalid configuration: " + "; ".join(problems))
+
+
+class InvalidArgumentError(ComponentError, ValueError):
+    """A call was given an argument outside its contract."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("EXEC-011", message)
+
+
+class ReentrantCallError(ComponentError, RuntimeError):
+    """``update_state`` was called while it was already running (from a collaborator)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("EXEC-011", message)
+
+
+@attrs.frozen
+class BlockProblem:
+    """One problem with one block of a refused batch."""
+
+    index: int
+    block_id: str | None
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        who = f"block {self.block_id!r} " if self.block_id is not None else "block "
+        return f"{who}@ $[{self.index}]{'.' if self.field else ''}{self.field}: {self.reason}"
+
+
+class InvalidBlockError(ComponentError, ValueError):
+    """A batch was refused: it lists every bad block, field and reason. Nothing was queued."""
+
+    def __init__(self, problems: list[BlockProblem], batch_size: int | None) -> None:
+        self.problems = tuple(problems)
+        n = len(self.problems)
+        size = "" if batch_size is None else f" of {batch_size} block{'s' * (batch_size != 1)}"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            "EXEC-004",
+            f"batch{size} refused, nothing queued; {n} problem{'s' * (n != 1)}:\n{lines}")
+
+
+class QueueFullError(ComponentError):
+    """A batch would take the queue past ``max_queue_size``; it was refused whole."""
+
+    def __init__(self, queue_length: int, batch_size: int, max_queue_size: int) -> None:
+        self.queue_length, self.batch_size, self.max_queue_size = (
+            queue_length, batch_size, max_queue_size)
+        super().__init__(
+            "EXEC-003",
+            f"batch of {batch_size} blocks refused, nothing queued: the queue holds "
+            f"{queue_length} of at most {max_queue_size}")
+
+
+class EventLogError(ComponentError, OSError):
+    """The event log could not record an event; the manager halts before acting further."""
+
+    def __init__(self, message: str, original_exception: BaseException | None = None) -> None:
+        super().__init__("EXEC-009", message, original_exception=original_exception)

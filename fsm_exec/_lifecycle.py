@@ -1,0 +1,269 @@
+"""The block lifecycle: every state, trigger and transition lives in this module.
+
+Nothing else in the package defines a transition. The ``transitions.Machine`` that drives
+the block in flight, the diagrams, the docs' state table and the conformance checks are all
+derived from :data:`TRANSITIONS`. The table is checked when this module is imported; a broken
+table raises :class:`InvalidLifecycleError` naming the offending states.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from transitions import Machine, MachineError
+
+from ._errors import ComponentError
+
+
+class BlockState(enum.StrEnum):
+    """Where an instruction block is in its life."""
+
+    QUEUED = "queued"
+    ROUTING = "routing"
+    PENDING_RECONCILIATION = "pending_reconciliation"
+    RETRYING = "retrying"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class Trigger(enum.StrEnum):
+    """The names of the events that move a block from one state to another."""
+
+    START = "start"
+    EXECUTED = "executed"
+    ROUTE_FAILED = "route_failed"
+    REROUTE = "reroute"
+    RESUME_RECONCILIATION = "resume_reconciliation"
+    RECONCILED = "reconciled"
+    RECONCILIATION_TIMEOUT = "reconciliation_timeout"
+    FAIL = "fail"
+
+
+@attrs.frozen
+class Edge:
+    """One row of the transition table: ``trigger`` moves a block from ``source`` to ``dest``."""
+
+    trigger: Trigger
+    source: BlockState
+    dest: BlockState
+    meaning: str
+
+
+INITIAL_STATE: BlockState = BlockState.QUEUED
+TERMINAL_STATES: frozenset[BlockState] = frozenset({BlockState.SUCCESS, BlockState.FAILED})
+
+_S = BlockState
+_T = Trigger
+
+#: The transition table, in the order the docs and diagrams present it.
+TRANSITIONS: tuple[Edge, ...] = (
+    Edge(_T.START, _S.QUEUED, _S.ROUTING,
+         "The block becomes the one in flight; pre-trade risk checks (price validation first) "
+         "run before the venue is called."),
+    Edge(_T.FAIL, _S.ROUTING, _S.FAILED,
+         "A risk check refused the block (the venue is not called), the venue refused it for "
+         "good, or a backtest venue call failed (fail fast)."),
+    Edge(_T.EXECUTED, _S.ROUTING, _S.PENDING_RECONCILIATION,
+         "The venue executed the block; its deltas go to the position handler."),
+    Edge(_T.ROUTE_FAILED, _S.ROUTING, _S.RETRYING,
+         "The venue call failed: rejected, or outcome unknown (error, timeout)."),
+    Edge(_T.REROUTE, _S.RETRYING, _S.ROUTING,
+         "Nothing was executed (definitive rejection, the venue's query_execution says not "
+         "found, or there is no way to ask): route again with the same block_id."),
+    Edge(_T.RESUME_RECONCILIATION, _S.RETRYING, _S.PENDING_RECONCILIATION,
+         "The venue did execute (query_execution or a late reply returned deltas), or only "
+         "reconciliation is outstanding: wait for reconciliation again, never route again."),
+    Edge(_T.FAIL, _S.RETRYING, _S.FAILED,
+         "Attempts exhausted, or the outcome of an abandoned venue call cannot be resolved."),
+    Edge(_T.RECONCILED, _S.PENDING_RECONCILIATION, _S.SUCCESS,
+         "Reconciliation reported success for this block."),
+    Edge(_T.RECONCILIATION_TIMEOUT, _S.PENDING_RECONCILIATION, _S.RETRYING,
+         "Reconciliation did not report within reconciliation_timeout for this attempt."),
+    Edge(_T.FAIL, _S.PENDING_RECONCILIATION, _S.FAILED,
+         "Reconciliation reported failure, or the position handler refused the deltas: "
+         "positions are in doubt."),
+)
+
+
+class InvalidLifecycleError(ValueError):
+    """A transition table breaks one of the lifecycle's structural rules."""
+
+
+def _reachable(start: Iterable[BlockState], edges: Iterable[Edge],
+               *, reverse: bool = False) -> set[BlockState]:
+    step: dict[BlockState, set[BlockState]] = {}
+    for e in edges:
+        a, b = (e.dest, e.source) if reverse else (e.source, e.dest)
+        step.setdefault(a, set()).add(b)
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for nxt in step.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
+                   terminal: Iterable[BlockState], edges: Iterable[Edge]) -> None:
+    """Check a transition table's structure; raise :class:`InvalidLifecycleError` if broken.
+
+    Rules: exactly one initial state; every edge joins known states; no trigger leads from one
+    state to two destinations; every state is reachable from the initial one; every
+    non-terminal state can reach a terminal one; terminal states have no way out.
+    """
+    states, initial, terminal, edges = list(states), list(initial), set(terminal), list(edges)
+    known = set(states)
+    problems: list[str] = []
+
+    def names(xs: Iterable[BlockState]) -> str:
+        return ", ".join(sorted(str(x) for x in xs))
+
+    if len(initial) != 1:
+        problems.append(f"exactly one initial state is needed, got {len(initial)}"
+                        + (f" ({names(initial)})" if initial else ""))
+    unknown = {s for e in edges for s in (e.source, e.dest)} - known
+    unknown |= (set(initial) | terminal) - known
+    if unknown:
+        problems.append(f"unknown states: {names(unknown)}")
+    if not terminal:
+        problems.append("no terminal state")
+    seen: dict[tuple[BlockState, Trigger], BlockState] = {}
+    for e in edges:
+        other = seen.setdefault((e.source, e.trigger), e.dest)
+        if other != e.dest:
+            problems.append(f"trigger {e.trigger!s} leads from {e.source!s} to both "
+                            f"{other!s} and {e.dest!s}")
+    exits = {e.source for e in edges} & terminal
+    if exits:
+        problems.append(f"terminal states with a way out: {names(exits)}")
+    if len(initial) == 1:
+        unreachable = known - _reachable(initial, edges)
+        if unreachable:
+            problems.append(f"states unreachable from {initial[0]!s}: {names(unreachable)}")
+    trapped = known - terminal - _reachable(terminal, edges, reverse=True)
+    if trapped:
+        problems.append(f"non-terminal states that cannot reach a terminal state: "
+                        f"{names(trapped)}")
+    if problems:
+        raise InvalidLifecycleError("invalid block lifecycle: " + "; ".join(problems))
+
+
+validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS)
+
+#: ``(state, trigger) -> next state``, derived from the table.
+NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {
+    (e.source, e.trigger): e.dest for e in TRANSITIONS
+}
+#: Every ``(source, dest)`` pair the table allows.
+LEGAL_MOVES: frozenset[tuple[BlockState, BlockState]] = frozenset(
+    (e.source, e.dest) for e in TRANSITIONS
+)
+
+
+class IllegalTransitionError(ComponentError, RuntimeError):
+    """A trigger was fired from a state that has no edge for it; the state is unchanged."""
+
+    def __init__(self, trigger: str, state: str, block_id: str | None) -> None:
+        self.trigger, self.state = trigger, state
+        allowed = sorted(str(e.trigger) for e in TRANSITIONS if e.source == state)
+        super().__init__(
+            "EXEC-012",
+            f"illegal transition: trigger {trigger!r} from state {state!r} (block "
+            f"{block_id!r}); allowed from {state!r}: {', '.join(allowed) or 'nothing'}",
+            block_id=block_id)
+
+
+class _Flight:
+    """The model the Machine drives: the one block in flight (``transitions`` sets ``state``)."""
+
+    state: str
+    block_id: str | None = None
+
+
+TransitionListener = Callable[[str, str, str, dict[str, Any]], None]
+
+
+class BlockLifecycle:
+    """One reusable ``transitions.Machine`` for the block in flight.
+
+    ``load(block_id)`` puts a new block at the initial state, and only when the previous one
+    reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
+    the listener, if any, is called with ``(source, dest, trigger, data)`` *before* the state
+    changes, so a listener that raises (a journal that cannot write) leaves the state as it was.
+    """
+
+    __slots__ = ("_flight", "_machine", "_events", "_listener")
+
+    def __init__(self, listener: TransitionListener | None = None) -> None:
+        self._flight = _Flight()
+        self._listener = listener
+        self._machine = Machine(
+            model=self._flight,
+            states=[str(s) for s in BlockState],
+            transitions=[
+                {"trigger": str(e.trigger), "source": str(e.source), "dest": str(e.dest)}
+                for e in TRANSITIONS
+            ],
+            initial=str(INITIAL_STATE),
+            auto_transitions=False,
+            send_event=True,
+            before_state_change=[self._before] if listener is not None else [],
+        )
+        self._events = self._machine.events
+        self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
+
+    @property
+    def state(self) -> BlockState:
+        """The state of the block in flight (a terminal state when none is)."""
+        return BlockState(self._flight.state)
+
+    @property
+    def current(self) -> str:
+        """The state's value, as a plain string (the cheap form of :attr:`state`)."""
+        return self._flight.state
+
+    @property
+    def block_id(self) -> str | None:
+        """The ``block_id`` last loaded, or ``None`` before the first block."""
+        return self._flight.block_id
+
+    @property
+    def in_flight(self) -> bool:
+        """True while the loaded block has not reached a terminal state."""
+        return self._flight.state not in TERMINAL_STATES
+
+    def load(self, block_id: str) -> None:
+        """Make ``block_id`` the block in flight, in the initial state."""
+        if self._flight.state not in TERMINAL_STATES:  # name the block that is in the way
+            raise IllegalTransitionError(f"load {block_id!r}", self._flight.state,
+                                         self._flight.block_id)
+        self._flight.block_id = block_id
+        self._flight.state = str(INITIAL_STATE)
+
+    def restore(self, block_id: str, state: BlockState) -> None:
+        """Put ``block_id`` back in flight at ``state`` (crash recovery from a journal)."""
+        if self._flight.state not in TERMINAL_STATES:
+            raise IllegalTransitionError(f"restore {block_id!r}", self._flight.state,
+                                         self._flight.block_id)
+        value = str(BlockState(state))  # refuse an unknown state before changing anything
+        self._flight.block_id = block_id
+        self._flight.state = value
+
+    def fire(self, trigger: Trigger, **data: Any) -> BlockState:
+        """Fire ``trigger`` on the block in flight and return the new state."""
+        flight = self._flight
+        try:
+            self._events[trigger].trigger(flight, **data)
+        except MachineError:
+            raise IllegalTransitionError(str(trigger), flight.state, flight.block_id) from None
+        return BlockState(flight.state)
+
+    def _before(self, event: Any) -> None:
+        tr = event.transition
+        assert self._listener is not None
+        self._listener(tr.source, tr.dest, event.event.name, event.kwargs)

@@ -1,0 +1,249 @@
+"""Simulated collaborators: a fake clock, a recording event logger, an idempotent venue,
+a position handler, a reconciliation component, market data, and scripted faults.
+
+They are small on purpose: the bundled example runs on them, and the test suite (and users'
+property tests) drive the manager with them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._blocks import InstructionBlock
+from ._protocols import ExecutionRejected
+
+
+class FakeClock:
+    """A clock for ``clock=`` whose :meth:`sleep` (for ``sleep=``) advances it; never waits."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the clock by ``seconds`` (which must not be negative)."""
+        if seconds < 0:
+            raise ValueError(f"sleep({seconds!r}): negative")
+        self.now += seconds
+        self.slept += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Move time on, as a slow collaborator would."""
+        self.now += seconds
+
+
+@attrs.frozen
+class Event:
+    """One recorded event."""
+
+    timestamp: Any
+    event_type: str
+    component: str
+    data: dict[str, Any]
+
+
+class RecordingEventLogger:
+    """Keeps every event in a list. ``fail_on`` makes ``log_event`` raise ``OSError`` for
+    the event types named (to test that the manager survives a journal that cannot write)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.fail_on: set[str] = set()
+
+    def log_event(self, timestamp: Any, event_type: str, component: str,
+                  data: dict[str, Any]) -> None:
+        if event_type in self.fail_on:
+            raise OSError(28, "No space left on device")
+        self.events.append(Event(timestamp, event_type, component, dict(data)))
+
+    def of_type(self, *event_types: str) -> list[Event]:
+        """The events of the given types, in order."""
+        return [e for e in self.events if e.event_type in event_types]
+
+    def transitions(self, block_id: str | None = None) -> list[tuple[str, str, str]]:
+        """``(block_id, source, dest)`` of every ``block_transition``, in order."""
+        return [(e.data["block_id"], e.data["source"], e.data["dest"])
+                for e in self.of_type("block_transition")
+                if block_id is None or e.data["block_id"] == block_id]
+
+
+def block_deltas(block: InstructionBlock) -> dict[str, Any]:
+    """The balance changes a block's instructions make: ``sell``/``short``/``withdraw``/
+    ``unstake`` subtract the amount, anything else adds it."""
+    changes: dict[str, float] = {}
+    for instr in block.instructions:
+        token = instr.get("token")
+        amount = instr.get("amount", 0)
+        if token is None:
+            continue
+        sign = -1 if instr.get("side") in ("sell", "short", "withdraw", "unstake") else 1
+        changes[token] = changes.get(token, 0) + sign * float(amount)
+    return {"block_id": block.block_id, "changes": changes}
+
+
+class SimVenue:
+    """An idempotent venue: each ``block_id`` executes at most once; routing it again returns
+    the first execution's deltas. ``query_execution`` reports what was executed."""
+
+    def __init__(self) -> None:
+        self.executed: dict[str, dict[str, Any]] = {}
+        self.route_calls: Counter[str] = Counter()
+        self.execution_order: list[str] = []
+
+    def route_instruction(self, timestamp: Any, block: InstructionBlock) -> dict[str, Any]:
+        self.route_calls[block.block_id] += 1
+        done = self.executed.get(block.block_id)
+        if done is not None:
+            return done
+        deltas = block_deltas(block)
+        self.executed[block.block_id] = deltas
+        self.execution_order.append(block.block_id)
+        return deltas
+
+    def query_execution(self, timestamp: Any, block: InstructionBlock) -> dict[str, Any] | None:
+        return self.executed.get(block.block_id)
+
+
+class NaiveVenue(SimVenue):
+    """A venue that is *not* idempotent: every route executes again (a real-world bug)."""
+
+    def route_instruction(self, timestamp: Any, block: InstructionBlock) -> dict[str, Any]:
+        self.route_calls[block.block_id] += 1
+        deltas = block_deltas(block)
+        self.executed[block.block_id] = deltas
+        self.execution_order.append(block.block_id)
+        return deltas
+
+
+#: Venue faults, one per route call: ``None`` behaves; ``reject`` raises ExecutionRejected
+#: before executing; ``reject_final`` the same, not retryable; ``error`` raises before
+#: executing; ``lost_response`` executes, then raises; ``hang_before`` takes longer than the
+#: timeout and executes nothing; ``hang_after`` executes, replying after the timeout.
+VENUE_FAULTS: tuple[str, ...] = ("reject", "reject_final", "error", "lost_response",
+                                 "hang_before", "hang_after")
+
+
+class FaultyVenue:
+    """Wraps any venue and applies scripted faults to its route calls, in order.
+
+    ``query_execution`` is passed through when the wrapped venue has one (and ``queryable``).
+    Hangs advance ``clock`` by ``hang_seconds`` (set it past ``execution_timeout``).
+    """
+
+    def __init__(self, inner: Any, faults: Iterable[str | None] = (), *,
+                 clock: FakeClock | None = None, hang_seconds: float = 31.0,
+                 queryable: bool = True) -> None:
+        self.inner = inner
+        self.faults: deque[str | None] = deque(faults)
+        self.clock = clock
+        self.hang_seconds = hang_seconds
+        self.injected: list[tuple[str, str]] = []
+        if queryable and getattr(inner, "query_execution", None) is not None:
+            self.query_execution = self._query
+
+    def _query(self, timestamp: Any, block: InstructionBlock) -> Any:
+        return self.inner.query_execution(timestamp, block)
+
+    def _hang(self) -> None:
+        if self.clock is None:
+            raise ValueError("a hang fault needs the fake clock")
+        self.clock.advance(self.hang_seconds)
+
+    def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+        fault = self.faults.popleft() if self.faults else None
+        if fault is None:
+            return self.inner.route_instruction(timestamp, block)
+        self.injected.append((block.block_id, fault))
+        if fault == "reject":
+            raise ExecutionRejected("simulated rejection")
+        if fault == "reject_final":
+            raise ExecutionRejected("simulated permanent rejection", retryable=False)
+        if fault == "error":
+            raise ConnectionError("simulated connection refused")
+        if fault == "hang_before":
+            self._hang()
+            raise TimeoutError("simulated hang")
+        result = self.inner.route_instruction(timestamp, block)
+        if fault == "lost_response":
+            raise ConnectionResetError("simulated lost response")
+        if fault == "hang_after":
+            self._hang()
+            return result
+        raise ValueError(f"unknown venue fault {fault!r}")
+
+
+class SimReconciliation:
+    """Reconciles each hand-off after a scripted delay on the fake clock.
+
+    Each hand-off (``notify``) takes the next behaviour from ``script``: ``("ok", delay)``
+    reports ``success`` ``delay`` seconds later, ``("fail", delay)`` reports ``failed``,
+    ``("never", 0)`` stays ``pending``. An empty script means ``("ok", 0)``.
+    ``reconciled_block_id`` names the block the status is about.
+    """
+
+    def __init__(self, clock: FakeClock | None = None,
+                 script: Iterable[tuple[str, float]] = ()) -> None:
+        self.clock = clock
+        self.script: deque[tuple[str, float]] = deque(script)
+        self.reconciled_block_id: str | None = None
+        self._status = "pending"
+        self._ready_at = 0.0
+        self._outcome = "success"
+
+    def notify(self, block_id: str | None) -> None:
+        """The position handler took a block's deltas: start reconciling it."""
+        kind, delay = self.script.popleft() if self.script else ("ok", 0.0)
+        self.reconciled_block_id = block_id
+        now = self.clock() if self.clock is not None else 0.0
+        self._ready_at = now + delay if kind != "never" else float("inf")
+        self._outcome = "failed" if kind == "fail" else "success"
+        self._status = "pending"
+
+    @property
+    def reconciliation_status(self) -> str:
+        now = self.clock() if self.clock is not None else 0.0
+        if self._status == "pending" and now >= self._ready_at:
+            self._status = self._outcome
+        return self._status
+
+
+class SimPositionHandler:
+    """Applies ``{"changes": {token: amount}}`` deltas to its positions and tells the
+    reconciliation component. ``failures`` scripts hand-offs that raise (``True``)."""
+
+    def __init__(self, reconciliation: SimReconciliation | None = None,
+                 failures: Iterable[bool] = ()) -> None:
+        self.reconciliation = reconciliation
+        self.positions: dict[str, float] = {}
+        self.updates: list[Any] = []
+        self.failures: deque[bool] = deque(failures)
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        if self.failures and self.failures.popleft():
+            raise RuntimeError("simulated position update failure")
+        self.updates.append(deltas)
+        block_id = None
+        if isinstance(deltas, Mapping):
+            block_id = deltas.get("block_id")
+            for token, amount in dict(deltas.get("changes", {})).items():
+                self.positions[token] = self.positions.get(token, 0.0) + amount
+        if self.reconciliation is not None:
+            self.reconciliation.notify(block_id)
+
+
+class StaticDataProvider:
+    """Market data with fixed prices: ``{'market_data': {'prices': prices}}``."""
+
+    def __init__(self, prices: Mapping[str, float] | None = None) -> None:
+        self.prices = dict(prices if prices is not None else
+                           {"ETH": 3000.0, "USDT": 1.0, "BTC": 60000.0, "stETH": 2990.0})
+
+    def get_data(self, timestamp: Any) -> dict[str, Any]:
+        return {"market_data": {"prices": self.prices}}

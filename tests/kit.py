@@ -1,0 +1,88 @@
+"""A rig of simulated collaborators around one ExecutionManager, for the example tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from fsm_exec import ExecutionManager
+from fsm_exec._sim import (
+    FakeClock,
+    FaultyVenue,
+    RecordingEventLogger,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
+
+CANARY = "sk-CANARY-7f3e9a1c55"
+
+
+def block(block_id: str, token: str | None = "ETH", amount: float = 1.0,
+          **extra: Any) -> dict[str, Any]:
+    """A valid block with one instruction."""
+    instr: dict[str, Any] = {"venue": "spot", "amount": amount, "side": "buy"}
+    if token is not None:
+        instr["token"] = token
+    return {"block_id": block_id, "action": "trade", "priority": 1,
+            "instructions": [instr], **extra}
+
+
+def blocks(*ids: str) -> list[dict[str, Any]]:
+    return [block(i) for i in ids]
+
+
+@attrs.define
+class Rig:
+    em: ExecutionManager
+    clock: FakeClock
+    log: RecordingEventLogger
+    venue: SimVenue
+    faulty: FaultyVenue
+    rc: SimReconciliation
+    positions: SimPositionHandler
+    data: StaticDataProvider
+    sleeps: list[float]
+
+    def transitions(self, block_id: str | None = None) -> list[tuple[str, str, str]]:
+        return self.log.transitions(block_id)
+
+    def path(self, block_id: str) -> list[str]:
+        """The states a block went through, starting at queued."""
+        moves = self.transitions(block_id)
+        return [moves[0][1], *(d for _, _, d in moves)] if moves else []
+
+    def events(self, *types: str) -> list[dict[str, Any]]:
+        return [e.data for e in self.log.of_type(*types)]
+
+
+def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
+        recon: Iterable[tuple[str, float]] = (), position_failures: Iterable[bool] = (),
+        queryable: bool = True, prices: dict[str, Any] | None = None,
+        risk_checks: Iterable[Any] = (), health_manager: Any = None,
+        **config: Any) -> Rig:
+    """A manager wired to simulated collaborators on a fake clock."""
+    clock = FakeClock()
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock.sleep(s)
+
+    log = RecordingEventLogger()
+    rc = SimReconciliation(clock, recon)
+    positions = SimPositionHandler(rc, position_failures)
+    venue = SimVenue()
+    faulty = FaultyVenue(venue, faults, clock=clock, queryable=queryable)
+    data = StaticDataProvider(prices)
+    cfg = {"strategy_mode": "eth_basis", "api_key": CANARY, **config}
+    em = ExecutionManager(cfg, data, mode, positions, faulty, rc, event_logger=log,
+                          clock=clock, sleep=sleep, risk_checks=list(risk_checks),
+                          health_manager=health_manager)
+    return Rig(em, clock, log, venue, faulty, rc, positions, data, sleeps)
+
+
+HAPPY_PATH = ["queued", "routing", "pending_reconciliation", "success"]

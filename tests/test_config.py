@@ -1,0 +1,625 @@
+"""Tests for the manager's config, the environment it reads and redaction (``_config``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsm_exec import ComponentError, ConfigError, Environment, ExecutionConfig
+from fsm_exec._config import OWN_FIELDS, Redactor, resolve_config
+
+CANARY = "sk-CANARY-1234567"
+
+Build = Callable[[dict[str, Any]], ExecutionConfig]
+
+
+def from_kwargs(fields: dict[str, Any]) -> ExecutionConfig:
+    return ExecutionConfig(**fields)
+
+
+# Every rule is checked through both ways of building a config.
+BUILDERS = pytest.mark.parametrize("build", [from_kwargs, ExecutionConfig.from_dict],
+                                   ids=["kwargs", "from_dict"])
+
+
+def refused(build: Build, fields: dict[str, Any]) -> ConfigError:
+    """The error building a config from these fields raises."""
+    with pytest.raises(ConfigError) as info:
+        build(fields)
+    return info.value
+
+
+def named(err: ConfigError) -> set[str]:
+    """The fields the error's problems name (each problem starts with its field)."""
+    names = set()
+    for p in err.problems:
+        match = re.match(r"\w+", p)
+        assert match is not None
+        names.add(match.group())
+    return names
+
+
+# --- defaults and shape -----------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    """A config built with no fields has the documented defaults."""
+    cfg = ExecutionConfig()
+
+    assert (cfg.execution_timeout, cfg.reconciliation_timeout, cfg.max_retries) == (30, 10, 3)
+    assert cfg.retry_delay_seconds == 0.1
+    assert cfg.max_retry_delay_seconds == 5.0
+    assert cfg.max_queue_size == 10_000
+    assert (cfg.strategy_mode, cfg.share_class, cfg.initial_capital) == (None, None, None)
+    assert ExecutionConfig.from_dict({}) == cfg
+
+
+def test_config_is_frozen() -> None:
+    """Assigning to a config field raises and leaves the value unchanged."""
+    cfg = ExecutionConfig()
+
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        cfg.max_retries = 5  # type: ignore[misc]
+    assert cfg.max_retries == 3
+
+
+def test_config_error_kind_and_code() -> None:
+    """A bad config raises ConfigError: a ComponentError and a ValueError with code EXEC-010."""
+    with pytest.raises(ConfigError) as info:
+        ExecutionConfig(max_retries=0)
+
+    assert isinstance(info.value, ComponentError)
+    assert isinstance(info.value, ValueError)
+    assert info.value.error_code == "EXEC-010"
+    assert named(info.value) == {"max_retries"}
+    assert "max_retries" in str(info.value)
+
+
+@BUILDERS
+def test_values_kept_as_given(build: Build) -> None:
+    """Accepted values are stored unchanged, ints in float fields included."""
+    fields: dict[str, Any] = {
+        "strategy_mode": "pure_lending", "share_class": "eth_directional",
+        "initial_capital": 250_000, "execution_timeout": 12.5, "reconciliation_timeout": 1,
+        "max_retries": 9, "retry_delay_seconds": 2, "max_retry_delay_seconds": 2.0,
+        "max_queue_size": 1,
+    }
+
+    cfg = build(fields)
+
+    assert attrs.asdict(cfg) == fields
+    assert type(cfg.reconciliation_timeout) is int
+
+
+# --- ranges -----------------------------------------------------------------------------------
+
+# (field, refused boundary values, accepted values); all bounds are exclusive.
+RANGES: list[tuple[str, list[Any], list[Any]]] = [
+    ("execution_timeout", [0, 300, -1, 300.0001, math.nan, math.inf, -math.inf],
+     [0.001, 1, 299.999, 299]),
+    ("reconciliation_timeout", [0, 60, -0.5, 60.0, math.nan, math.inf], [1e-9, 59.9, 59, 10]),
+    ("max_retries", [0, 10, -1, 100], [1, 9]),
+    ("retry_delay_seconds", [0, 60, 0.0, -1, math.nan, math.inf], [1e-6, 4.99, 5]),
+    ("max_queue_size", [0, -1], [1, 10**12]),
+]
+
+
+@BUILDERS
+@pytest.mark.parametrize(("field", "value"),
+                         [(f, v) for f, bad, _ in RANGES for v in bad])
+def test_out_of_range_refused(build: Build, field: str, value: Any) -> None:
+    """A numeric field outside its exclusive range is refused, naming the field."""
+    err = refused(build, {field: value})
+
+    assert named(err) == {field}
+    assert field in str(err)
+
+
+@BUILDERS
+@pytest.mark.parametrize(("field", "value"),
+                         [(f, v) for f, _, good in RANGES for v in good])
+def test_in_range_accepted(build: Build, field: str, value: Any) -> None:
+    """A numeric field just inside its exclusive range is accepted."""
+    assert getattr(build({field: value}), field) == value
+
+
+@BUILDERS
+@pytest.mark.parametrize(("retry", "max_retry", "ok"), [
+    (0.5, 0.5, True), (0.5, 0.6, True), (0.1, 5, True), (2, 1.999, False), (59, 1, False),
+])
+def test_max_retry_delay_not_below_retry_delay(
+        build: Build, retry: float, max_retry: float, ok: bool) -> None:
+    """max_retry_delay_seconds must be >= retry_delay_seconds (equal is fine)."""
+    fields = {"retry_delay_seconds": retry, "max_retry_delay_seconds": max_retry}
+    if ok:
+        assert build(fields).max_retry_delay_seconds == max_retry
+    else:
+        assert named(refused(build, fields)) == {"max_retry_delay_seconds"}
+
+
+@BUILDERS
+def test_default_max_retry_delay_binds_retry_delay(build: Build) -> None:
+    """A retry_delay_seconds above the default max_retry_delay_seconds (5.0) is refused."""
+    assert named(refused(build, {"retry_delay_seconds": 6})) == {"max_retry_delay_seconds"}
+
+
+@BUILDERS
+@pytest.mark.parametrize("value", ["usdt_stable", "eth_directional", None])
+def test_share_class_accepted(build: Build, value: str | None) -> None:
+    """share_class is one of usdt_stable and eth_directional (or unset)."""
+    assert build({"share_class": value}).share_class == value
+
+
+@BUILDERS
+@pytest.mark.parametrize("value", ["", "USDT_STABLE", "btc_directional", " usdt_stable", 1,
+                                   ["usdt_stable"]])
+def test_share_class_refused(build: Build, value: Any) -> None:
+    """Any other share_class is refused, naming the field."""
+    assert named(refused(build, {"share_class": value})) == {"share_class"}
+
+
+@BUILDERS
+@pytest.mark.parametrize("value", [0.01, 1, pytest.param(10**400, id="10**400"), 1e300])
+def test_initial_capital_accepted(build: Build, value: float) -> None:
+    """initial_capital is any finite number > 0, however large an int."""
+    assert build({"initial_capital": value}).initial_capital == value
+
+
+@BUILDERS
+@pytest.mark.parametrize("value", [0, 0.0, -1, pytest.param(-(10**400), id="-10**400"),
+                                   math.nan, math.inf, "100", True, [100]])
+def test_initial_capital_refused(build: Build, value: Any) -> None:
+    """initial_capital that is not a finite number > 0 is refused, naming the field."""
+    assert named(refused(build, {"initial_capital": value})) == {"initial_capital"}
+
+
+@BUILDERS
+@pytest.mark.parametrize("value", ["", "   ", 5, b"pure_lending", ["pure_lending"]])
+def test_strategy_mode_refused(build: Build, value: Any) -> None:
+    """strategy_mode, when set, must be a non-empty string."""
+    assert named(refused(build, {"strategy_mode": value})) == {"strategy_mode"}
+
+
+# --- no coercion ------------------------------------------------------------------------------
+
+NUMERIC_FIELDS = ["execution_timeout", "reconciliation_timeout", "max_retries",
+                  "retry_delay_seconds", "max_retry_delay_seconds", "max_queue_size"]
+
+
+@BUILDERS
+@pytest.mark.parametrize("field", NUMERIC_FIELDS)
+@pytest.mark.parametrize("value", [True, False, "30", "3", None, [3], b"3"])
+def test_wrong_numeric_type_refused(build: Build, field: str, value: Any) -> None:
+    """Bools, strings, None and containers are not numbers: refused, never coerced."""
+    assert named(refused(build, {field: value})) == {field}
+
+
+@BUILDERS
+@pytest.mark.parametrize("field", ["max_retries", "max_queue_size"])
+@pytest.mark.parametrize("value", [3.0, 5.5])
+def test_float_not_an_int(build: Build, field: str, value: float) -> None:
+    """The int fields refuse floats, even integral ones."""
+    assert named(refused(build, {field: value})) == {field}
+
+
+@BUILDERS
+def test_every_problem_reported_at_once(build: Build) -> None:
+    """Several bad fields are all reported in one ConfigError, each naming its field."""
+    fields = {"execution_timeout": "30", "max_retries": True, "max_queue_size": 0,
+              "share_class": "x", "initial_capital": -1, "strategy_mode": "",
+              "retry_delay_seconds": 2, "max_retry_delay_seconds": 1}
+
+    err = refused(build, fields)
+
+    assert named(err) == set(fields) - {"retry_delay_seconds"}
+    for field in fields.keys() - {"retry_delay_seconds"}:
+        assert field in str(err)
+
+
+@given(st.dictionaries(
+    st.sampled_from([f.name for f in attrs.fields(ExecutionConfig)]),
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 400), st.floats(-1, 400),
+              st.sampled_from(["", "30", "usdt_stable", "pure_lending", math.nan, math.inf])),
+))
+def test_kwargs_and_from_dict_agree(fields: dict[str, Any]) -> None:
+    """ExecutionConfig(**fields) and from_dict(fields) give equal configs or the same problems."""
+    outcomes: list[ExecutionConfig | tuple[str, ...]] = []
+    for build in (from_kwargs, ExecutionConfig.from_dict):
+        try:
+            outcomes.append(build(fields))
+        except ConfigError as err:
+            outcomes.append(err.problems)
+
+    assert outcomes[0] == outcomes[1]
+
+
+# --- from_dict --------------------------------------------------------------------------------
+
+
+def test_from_dict_ignores_other_keys() -> None:
+    """Keys of the system-wide config the manager does not use are ignored."""
+    system: dict[Any, Any] = {"execution_timeout": 60, "venues": {"binance": {"api_key": CANARY}},
+              "data_dir": "/data", 7: "non-string key", "mode": "pure_lending"}
+
+    assert ExecutionConfig.from_dict(system) == ExecutionConfig(execution_timeout=60)
+
+
+def test_from_dict_accepts_any_mapping() -> None:
+    """from_dict takes any mapping, not only a dict."""
+    cfg = ExecutionConfig.from_dict(MappingProxyType({"max_queue_size": 5}))
+
+    assert cfg.max_queue_size == 5
+
+
+def test_from_dict_does_not_change_its_input() -> None:
+    """from_dict leaves the mapping it was given unchanged (the alias is not popped from it)."""
+    system = {"max_retry_attempts": 4, "other": 1}
+
+    ExecutionConfig.from_dict(system)
+
+    assert system == {"max_retry_attempts": 4, "other": 1}
+
+
+@pytest.mark.parametrize(("given_fields", "retries"), [
+    ({"max_retry_attempts": 5}, 5),
+    ({"max_retry_attempts": 5, "max_retries": 5}, 5),
+    ({"max_retries": 7}, 7),
+])
+def test_max_retry_attempts_alias(given_fields: dict[str, Any], retries: int) -> None:
+    """max_retry_attempts is read as max_retries; giving both with one value is fine."""
+    assert ExecutionConfig.from_dict(given_fields).max_retries == retries
+
+
+@pytest.mark.parametrize("alias", [0, 10, "5", 5.0, True])
+def test_alias_value_checked_as_max_retries(alias: Any) -> None:
+    """A bad max_retry_attempts is refused as max_retries, like max_retries itself."""
+    assert named(refused(ExecutionConfig.from_dict, {"max_retry_attempts": alias})) == {
+        "max_retries"}
+
+
+@pytest.mark.parametrize(("retries", "attempts"), [(3, 5), (5, "5"), (2, True)])
+def test_alias_conflict_refused(retries: Any, attempts: Any) -> None:
+    """max_retries and max_retry_attempts given with different values is refused."""
+    err = refused(ExecutionConfig.from_dict,
+                  {"max_retries": retries, "max_retry_attempts": attempts})
+
+    assert named(err) == {"max_retries"}
+    assert "max_retry_attempts" in str(err)
+
+
+@pytest.mark.parametrize("value", [None, [("execution_timeout", 30)], "execution_timeout=30",
+                                   42, {"execution_timeout"}])
+def test_from_dict_refuses_non_mapping(value: Any) -> None:
+    """from_dict refuses anything that is not a mapping with a ConfigError."""
+    err = refused(ExecutionConfig.from_dict, value)
+
+    assert named(err) == {"config"}
+    assert "mapping" in str(err)
+
+
+def test_from_dict_wraps_unexpected_failures() -> None:
+    """A value that breaks the checks themselves still comes out of from_dict as ConfigError."""
+
+    class Unequal:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __eq__(self, other: object) -> bool:
+            raise ValueError(CANARY)
+
+    with pytest.raises(ConfigError) as info:
+        ExecutionConfig.from_dict({"share_class": Unequal()})
+
+    assert CANARY not in str(info.value)
+
+
+# --- no secrets in errors ---------------------------------------------------------------------
+
+
+@BUILDERS
+@pytest.mark.parametrize("field", [f.name for f in attrs.fields(ExecutionConfig)
+                                   if f.name != "strategy_mode"])
+def test_bad_value_not_echoed(build: Build, field: str) -> None:
+    """A secret put by mistake in an own field is not repeated in the error."""
+    err = refused(build, {field: CANARY})
+
+    assert CANARY not in str(err)
+    assert all(CANARY not in p for p in err.problems)
+    assert field in str(err)
+
+
+@pytest.mark.parametrize("bad", [{"execution_timeout": "bad"}, {"max_retries": 0},
+                                 {"max_retries": 1, "max_retry_attempts": 2}])
+def test_other_secrets_not_in_error(bad: dict[str, Any]) -> None:
+    """Secrets elsewhere in the system-wide config never reach the error message."""
+    system = {"api_key": CANARY, "venues": {"x": {"secret": CANARY}}, **bad}
+
+    with pytest.raises(ConfigError) as info:
+        ExecutionConfig.from_dict(system)
+
+    assert CANARY not in str(info.value)
+    assert CANARY not in repr(info.value)
+
+
+# --- digest -----------------------------------------------------------------------------------
+
+
+def test_digest_shape_and_no_values() -> None:
+    """digest() is a short hex string that does not contain the field values."""
+    cfg = ExecutionConfig(strategy_mode="abcdef", initial_capital=123456789)
+
+    d = cfg.digest()
+
+    assert re.fullmatch(r"[0-9a-f]{16}", d)
+    assert "abcdef" not in d
+    assert "123456789" not in d
+
+
+finite_fields = st.fixed_dictionaries({}, optional={
+    "strategy_mode": st.text(min_size=1).filter(str.strip),
+    "share_class": st.sampled_from(["usdt_stable", "eth_directional"]),
+    "initial_capital": st.one_of(st.integers(1), st.floats(1e-6, 1e12)),
+    "execution_timeout": st.one_of(st.integers(1, 299), st.floats(0.5, 299)),
+    "reconciliation_timeout": st.integers(1, 59),
+    "max_retries": st.integers(1, 9),
+    "max_queue_size": st.integers(1, 10**6),
+})
+
+
+FLOAT_FIELDS = {"initial_capital", "execution_timeout", "reconciliation_timeout"}
+
+
+def _as_float(field: str, v: Any) -> Any:
+    return float(v) if field in FLOAT_FIELDS and type(v) is int and v < 2**53 else v
+
+
+@given(finite_fields)
+def test_equal_configs_equal_digests(fields: dict[str, Any]) -> None:
+    """Equal configs have equal digests, whether a number is given as int or float."""
+    cfg = ExecutionConfig(**fields)
+    same = ExecutionConfig(**{k: _as_float(k, v) for k, v in fields.items()})
+
+    assert same == cfg
+    assert same.digest() == cfg.digest()
+    assert ExecutionConfig.from_dict(fields).digest() == cfg.digest()
+
+
+@given(finite_fields, finite_fields)
+def test_different_configs_different_digests(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Configs that differ in any field have different digests."""
+    one, other = ExecutionConfig(**a), ExecutionConfig(**b)
+
+    assert (one.digest() == other.digest()) == (one == other)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("execution_timeout", 31), ("reconciliation_timeout", 10.5), ("max_retries", 4),
+    ("retry_delay_seconds", 0.2), ("max_retry_delay_seconds", 5.5), ("max_queue_size", 9_999),
+    ("strategy_mode", "x"), ("share_class", "usdt_stable"), ("initial_capital", 1),
+])
+def test_one_field_changes_digest(field: str, value: Any) -> None:
+    """Changing any single field from its default changes the digest."""
+    assert ExecutionConfig(**{field: value}).digest() != ExecutionConfig().digest()
+
+
+# --- Environment ------------------------------------------------------------------------------
+
+
+def test_environment_defaults() -> None:
+    """With no variables set, the environment is backtest, dev, local."""
+    assert Environment.read(None, {}) == Environment("backtest", "dev", "local")
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"BASIS_EXECUTION_MODE": "live"}, ("live", "dev", "local")),
+    ({"BASIS_ENVIRONMENT": "staging"}, ("backtest", "staging", "local")),
+    ({"BASIS_DEPLOYMENT_MODE": "docker"}, ("backtest", "dev", "docker")),
+    ({"BASIS_EXECUTION_MODE": "backtest", "BASIS_ENVIRONMENT": "production",
+      "BASIS_DEPLOYMENT_MODE": "local", "OTHER": "ignored"}, ("backtest", "production", "local")),
+])
+def test_environment_reads_variables(environ: dict[str, str],
+                                     expected: tuple[str, str, str]) -> None:
+    """The BASIS_* variables of the given mapping set the three modes."""
+    env = Environment.read(None, environ)
+
+    assert (env.execution_mode, env.environment, env.deployment_mode) == expected
+
+
+@pytest.mark.parametrize(("explicit", "variable"), [
+    ("live", "backtest"), ("backtest", "live"), ("live", CANARY),
+])
+def test_explicit_execution_mode_wins(explicit: str, variable: str) -> None:
+    """An explicit execution_mode is used, and BASIS_EXECUTION_MODE is then not consulted."""
+    assert Environment.read(explicit, {"BASIS_EXECUTION_MODE": variable}).execution_mode == (
+        explicit)
+
+
+@pytest.mark.parametrize("variable", ["BASIS_EXECUTION_MODE", "BASIS_ENVIRONMENT",
+                                      "BASIS_DEPLOYMENT_MODE"])
+@pytest.mark.parametrize("value", [CANARY, "LIVE", "prd"])
+def test_environment_invalid_variable(variable: str, value: str) -> None:
+    """An invalid variable raises ConfigError naming the variable, never echoing the value."""
+    with pytest.raises(ConfigError) as info:
+        Environment.read(None, {variable: value})
+
+    assert [p.split(":")[0] for p in info.value.problems] == [variable]
+    assert variable in str(info.value)
+    if value:
+        assert value not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [CANARY, "", "Live", 1])
+def test_environment_invalid_explicit_mode(value: Any) -> None:
+    """An invalid explicit execution_mode raises ConfigError naming the argument, not the value."""
+    with pytest.raises(ConfigError) as info:
+        Environment.read(value, {})
+
+    assert "execution_mode" in str(info.value)
+    assert "BASIS_EXECUTION_MODE" not in str(info.value)
+    assert CANARY not in str(info.value)
+
+
+def test_environment_all_problems_at_once() -> None:
+    """Invalid values in all three variables are reported together."""
+    environ = dict.fromkeys(
+        ["BASIS_EXECUTION_MODE", "BASIS_ENVIRONMENT", "BASIS_DEPLOYMENT_MODE"], CANARY)
+
+    with pytest.raises(ConfigError) as info:
+        Environment.read(None, environ)
+
+    assert len(info.value.problems) == 3
+    assert CANARY not in str(info.value)
+
+
+def test_environment_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a mapping, the process environment is read."""
+    monkeypatch.setenv("BASIS_ENVIRONMENT", "staging")
+    monkeypatch.setenv("BASIS_DEPLOYMENT_MODE", "docker")
+    monkeypatch.delenv("BASIS_EXECUTION_MODE", raising=False)
+
+    assert Environment.read(None) == Environment("backtest", "staging", "docker")
+
+
+# --- Redactor ---------------------------------------------------------------------------------
+
+
+def test_redactor_replaces_secret_values() -> None:
+    """String values of keys that are not own fields are replaced with [REDACTED]."""
+    redact = Redactor({"api_key": "sk-abcdef", "strategy_mode": "pure_lending_eth",
+                       "share_class": "usdt_stable", "execution_timeout": 30}, OWN_FIELDS)
+
+    out = redact("key sk-abcdef, mode pure_lending_eth, class usdt_stable, again sk-abcdef")
+
+    assert out == ("key [REDACTED], mode pure_lending_eth, class usdt_stable, "
+                   "again [REDACTED]")
+
+
+def test_redactor_finds_nested_secrets() -> None:
+    """Secrets nested in mappings, lists, tuples and sets are found."""
+    config = {"venues": {"binance": {"secret": "binance-secret", "port": 443}},
+              "keys": ["list-secret-1", ("tuple-secret",)], "pool": {"set-secret"},
+              "flags": frozenset({"frozen-secret"}), "none": None}
+    redact = Redactor(config, OWN_FIELDS)
+
+    text = "binance-secret list-secret-1 tuple-secret set-secret frozen-secret 443"
+
+    assert redact(text) == " ".join(["[REDACTED]"] * 5) + " 443"
+
+
+def test_redactor_ignores_short_strings() -> None:
+    """Strings shorter than six characters are left alone; six characters are redacted."""
+    redact = Redactor({"a": "abcde", "b": "uvwxyz"}, ())
+
+    assert redact("abcde uvwxyz") == "abcde [REDACTED]"
+
+
+def test_redactor_min_length() -> None:
+    """min_length sets the shortest string counted as a secret."""
+    redact = Redactor({"a": "abc", "b": "ab"}, (), min_length=3)
+
+    assert redact("abc ab") == "[REDACTED] ab"
+
+
+def test_redactor_longer_secret_replaced_whole() -> None:
+    """A secret containing a shorter secret is replaced whole, not partly."""
+    redact = Redactor({"short": "abcdef", "long": "xx-abcdef-yy", "mid": "abcdef-yy"}, ())
+
+    assert redact("xx-abcdef-yy | abcdef-yy | abcdef") == (
+        "[REDACTED] | [REDACTED] | [REDACTED]")
+
+
+def test_redactor_own_fields_nested_key() -> None:
+    """Own fields are recognised by key: their values stay visible, other keys' values do not."""
+    redact = Redactor({"strategy_mode": "visible-mode", "other": {"x": "hidden-value"}},
+                      ["strategy_mode"])
+
+    assert redact("visible-mode hidden-value") == "visible-mode [REDACTED]"
+
+
+@pytest.mark.parametrize("config", [None, ["secret-value"], "secret-value", 42])
+def test_redactor_non_mapping_config(config: object) -> None:
+    """A config that is not a mapping holds no secrets: text passes unchanged."""
+    assert Redactor(config, OWN_FIELDS)("secret-value") == "secret-value"
+
+
+def test_redactor_repr_hides_secrets() -> None:
+    """The redactor's repr counts the secrets without showing them."""
+    redact = Redactor({"a": CANARY, "b": "another-secret"}, ())
+
+    assert CANARY not in repr(redact)
+    assert "2" in repr(redact)
+
+
+@given(
+    st.dictionaries(st.text(max_size=5),
+                    st.text(alphabet="0123456789abcdef", min_size=6, max_size=20), max_size=5),
+    st.lists(st.text(alphabet=" ,.:xyz=", max_size=5), min_size=1, max_size=6),
+)
+def test_redacted_text_holds_no_secret(secrets: dict[str, str], filler: list[str]) -> None:
+    """After redaction no secret remains, and only the secrets were changed."""
+    values = list(secrets.values()) or [""]
+    pieces = [x for i, f in enumerate(filler) for x in (f, values[i % len(values)])]
+
+    out = Redactor(secrets, ())("".join(pieces))
+
+    assert not any(v and v in out for v in values)
+    assert out.replace("[REDACTED]", "") == "".join(filler)
+
+
+def test_own_fields() -> None:
+    """OWN_FIELDS holds every config field and the max_retry_attempts alias."""
+    assert {f.name for f in attrs.fields(ExecutionConfig)} | {"max_retry_attempts"} == OWN_FIELDS
+
+
+# --- resolve_config ---------------------------------------------------------------------------
+
+
+def test_resolve_config_passes_config_through() -> None:
+    """An ExecutionConfig is returned as it is."""
+    cfg = ExecutionConfig(max_retries=5)
+
+    assert resolve_config(cfg) is cfg
+
+
+def test_resolve_config_builds_from_mapping() -> None:
+    """A mapping is read like from_dict: alias honoured, other keys ignored."""
+    cfg = resolve_config({"max_retry_attempts": 2, "api_key": CANARY})
+
+    assert cfg == ExecutionConfig(max_retries=2)
+
+
+def test_resolve_config_refuses_bad_mapping() -> None:
+    """A bad mapping raises ConfigError naming the field."""
+    with pytest.raises(ConfigError) as info:
+        resolve_config({"max_queue_size": -1})
+
+    assert named(info.value) == {"max_queue_size"}
+
+
+def test_environment_empty_variable_counts_as_unset() -> None:
+    """An empty BASIS_* variable (as env files often leave them) takes the default."""
+    env = Environment.read(None, {"BASIS_EXECUTION_MODE": "", "BASIS_ENVIRONMENT": "",
+                                  "BASIS_DEPLOYMENT_MODE": ""})
+    assert (env.execution_mode, env.environment, env.deployment_mode) == (
+        "backtest", "dev", "local")
+
+
+def test_redactor_masks_overlapping_secrets_whole() -> None:
+    """Two secrets that overlap in a text are masked as one span: no part of either leaks."""
+    r = Redactor({"a": "abcdef", "b": "defghi"}, set())
+    assert r("x abcdefghi y") == "x [REDACTED] y"
+    assert r("abcdef and defghi") == "[REDACTED] and [REDACTED]"
+
+
+def test_redactor_exempts_only_top_level_own_fields() -> None:
+    """A nested key spelled like an own field is still treated as a possible secret."""
+    r = Redactor({"strategy_mode": "eth_basis", "venue": {"strategy_mode": "sk-nested-1"}},
+                 OWN_FIELDS)
+    assert r("eth_basis sk-nested-1") == "eth_basis [REDACTED]"

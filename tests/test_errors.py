@@ -1,0 +1,236 @@
+"""Tests for fsm_exec._errors: the error code registry and the exception hierarchy."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+import pytest
+
+from fsm_exec import (
+    ERROR_CODES,
+    BlockProblem,
+    ComponentError,
+    ConfigError,
+    ErrorCode,
+    EventLogError,
+    IllegalTransitionError,
+    InvalidArgumentError,
+    InvalidBlockError,
+    QueueFullError,
+    Severity,
+)
+from fsm_exec._errors import COMPONENT
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "severity"),
+    [
+        ("EXEC-001", Severity.HIGH),
+        ("EXEC-002", Severity.HIGH),
+        ("EXEC-003", Severity.MEDIUM),
+        ("EXEC-009", Severity.CRITICAL),
+    ],
+)
+def test_registry_severities(code: str, severity: Severity) -> None:
+    """The spec's codes are registered with the spec's severities."""
+    assert ERROR_CODES[code].severity is severity
+
+
+def test_registry_has_invalid_batch_code() -> None:
+    """EXEC-004 (invalid instruction block batch) is registered."""
+    assert "EXEC-004" in ERROR_CODES
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("EXEC-005", ("price",)),
+        ("EXEC-009", ("log", "write")),
+    ],
+)
+def test_registry_codes_are_about_their_subject(code: str, words: tuple[str, ...]) -> None:
+    """EXEC-005 is price validation; EXEC-009 is an event log write failure."""
+    message = ERROR_CODES[code].message.lower()
+    assert all(word in message for word in words)
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_every_registry_entry_is_complete(code: str) -> None:
+    """Each entry is keyed by its own code, belongs to ExecutionManager and says what to do."""
+    entry = ERROR_CODES[code]
+    assert isinstance(entry, ErrorCode)
+    assert entry.code == code
+    assert re.fullmatch(r"EXEC-\d{3}", code)
+    assert entry.component == "ExecutionManager"
+    assert isinstance(entry.severity, Severity)
+    assert entry.message.strip()
+    assert entry.resolution.strip()
+
+
+def test_registry_is_read_only() -> None:
+    """Codes cannot be added, replaced or removed, and entries cannot be changed."""
+    registry: Any = ERROR_CODES
+    entry = ERROR_CODES["EXEC-001"]
+    with pytest.raises(TypeError):
+        registry["EXEC-999"] = entry
+    with pytest.raises(TypeError):
+        registry["EXEC-001"] = ERROR_CODES["EXEC-002"]
+    with pytest.raises(TypeError):
+        del registry["EXEC-001"]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        entry.severity = Severity.LOW  # type: ignore[misc]
+    assert ERROR_CODES["EXEC-001"].severity is Severity.HIGH
+
+
+# --- ComponentError -------------------------------------------------------------------------
+
+
+def test_component_error_stores_its_fields() -> None:
+    """The five positional arguments and block_id are kept as attributes."""
+    cause = KeyError("x")
+    err = ComponentError("EXEC-001", "venue said no", "Router", "LOW", cause, block_id="b-1")
+    assert err.error_code == "EXEC-001"
+    assert err.message == "venue said no"
+    assert err.component == "Router"
+    assert err.severity is Severity.LOW
+    assert err.original_exception is cause
+    assert err.block_id == "b-1"
+
+
+def test_component_error_defaults() -> None:
+    """By default: this component, the registry's severity, no block and no cause."""
+    err = ComponentError("EXEC-009", "disk full")
+    assert err.component == COMPONENT == "ExecutionManager"
+    assert err.severity is ERROR_CODES["EXEC-009"].severity
+    assert err.block_id is None
+    assert err.original_exception is None
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_component_error_severity_defaults_from_registry(code: str) -> None:
+    """With no severity given, each code takes its registered severity."""
+    assert ComponentError(code, "m").severity is ERROR_CODES[code].severity
+
+
+def test_component_error_rejects_unknown_severity() -> None:
+    """A severity that is not a Severity value is refused."""
+    with pytest.raises(ValueError, match="SEVERE"):
+        ComponentError("EXEC-001", "m", severity="SEVERE")
+
+
+def test_component_error_exposes_resolution() -> None:
+    """resolution is the registry's resolution for the code, None for an unregistered code."""
+    assert ComponentError("EXEC-002", "m").resolution == ERROR_CODES["EXEC-002"].resolution
+    unknown = ComponentError("EXEC-999", "m")
+    assert unknown.resolution is None
+    assert isinstance(unknown.severity, Severity)
+
+
+def test_component_error_str_has_code_and_message() -> None:
+    """str(error) shows the code and the message."""
+    text = str(ComponentError("EXEC-003", "queue is full"))
+    assert "EXEC-003" in text
+    assert "queue is full" in text
+
+
+# --- the subclasses -------------------------------------------------------------------------
+
+_PROBLEM = BlockProblem(0, "b-1", "amount", "must be positive")
+_INSTANCES: dict[str, tuple[ComponentError, type[Exception], str]] = {
+    "InvalidBlockError": (InvalidBlockError([_PROBLEM], 1), ValueError, "EXEC-004"),
+    "ConfigError": (ConfigError(["max_queue_size: must be > 0"]), ValueError, "EXEC-010"),
+    "InvalidArgumentError": (InvalidArgumentError("ts must be aware"), ValueError, "EXEC-011"),
+    "EventLogError": (EventLogError("disk full"), OSError, "EXEC-009"),
+    "QueueFullError": (QueueFullError(9, 2, 10), ComponentError, "EXEC-003"),
+    "IllegalTransitionError": (IllegalTransitionError("start", "success", None), RuntimeError,
+                               "EXEC-012"),
+}
+
+
+@pytest.mark.parametrize(("err", "builtin", "code"), list(_INSTANCES.values()),
+                         ids=list(_INSTANCES))
+def test_subclass_is_builtin_and_component_error(err: ComponentError, builtin: type[Exception],
+                                                 code: str) -> None:
+    """Each error is a ComponentError and the builtin it stands for, with its own code."""
+    assert isinstance(err, ComponentError)
+    assert isinstance(err, builtin)
+    assert err.error_code == code
+    assert code in ERROR_CODES
+    assert err.severity is ERROR_CODES[code].severity
+    assert code in str(err)
+
+
+def test_queue_full_error_is_not_a_value_error() -> None:
+    """A full queue is not a bad value: QueueFullError is not a ValueError."""
+    assert not isinstance(QueueFullError(1, 1, 1), ValueError)
+
+
+def test_queue_full_error_fields_and_message() -> None:
+    """QueueFullError keeps the numbers and shows them."""
+    err = QueueFullError(queue_length=98, batch_size=5, max_queue_size=100)
+    assert (err.queue_length, err.batch_size, err.max_queue_size) == (98, 5, 100)
+    assert all(n in str(err) for n in ("98", "5", "100"))
+
+
+def test_config_error_lists_every_problem() -> None:
+    """ConfigError keeps its problems and its message lists each one."""
+    problems = ["max_queue_size: must be > 0", "FSM_EXEC_ENV: unknown value 'prod2'"]
+    err = ConfigError(problems)
+    assert err.problems == tuple(problems)
+    assert all(p in str(err) for p in problems)
+
+
+def test_event_log_error_keeps_its_cause() -> None:
+    """EventLogError carries the OS error that caused it."""
+    cause = PermissionError(13, "denied")
+    err = EventLogError("cannot write events.jsonl", cause)
+    assert err.original_exception is cause
+    assert "cannot write events.jsonl" in str(err)
+
+
+# --- BlockProblem and InvalidBlockError -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("problem", "text"),
+    [
+        (BlockProblem(2, "b-7", "instructions[0].amount", "must be positive"),
+         "block 'b-7' @ $[2].instructions[0].amount: must be positive"),
+        (BlockProblem(0, None, "block_id", "required field missing"),
+         "block @ $[0].block_id: required field missing"),
+        (BlockProblem(3, "b-9", "", "not a mapping"),
+         "block 'b-9' @ $[3]: not a mapping"),
+        (BlockProblem(1, None, "", "duplicate"),
+         "block @ $[1]: duplicate"),
+    ],
+    ids=["with block_id", "without block_id", "whole block", "whole block, no id"],
+)
+def test_block_problem_str(problem: BlockProblem, text: str) -> None:
+    """A problem reads as: block, its id if known, its path in the batch, and the reason."""
+    assert str(problem) == text
+
+
+def test_invalid_block_error_lists_every_problem() -> None:
+    """InvalidBlockError keeps every problem and its message shows each one and the count."""
+    problems = [
+        BlockProblem(0, "b-1", "amount", "must be positive"),
+        BlockProblem(0, "b-1", "token", "unknown token"),
+        BlockProblem(4, None, "block_id", "required field missing"),
+    ]
+    err = InvalidBlockError(problems, batch_size=5)
+    assert err.problems == tuple(problems)
+    message = str(err)
+    assert all(str(p) in message for p in problems)
+    assert "3 problems" in message
+    assert "5 blocks" in message
+
+
+def test_invalid_block_error_without_batch_size() -> None:
+    """Without a batch size the message still lists the problem, in the singular."""
+    err = InvalidBlockError([_PROBLEM], batch_size=None)
+    assert str(_PROBLEM) in str(err)
+    assert "1 problem:" in str(err)
