@@ -1,6 +1,7 @@
 """fsm_exec: execute a trading strategy's instruction blocks as explicit finite state machines."""
 
 from ._blocks import InstructionBlock
+from ._check import CheckReport, check_journal
 from ._config import Environment, ExecutionConfig
 from ._errors import (
     ERROR_CODES,
@@ -16,6 +17,15 @@ from ._errors import (
     Severity,
 )
 from ._health import HealthStatus, UnifiedHealthManager
+from ._journal import (
+    CSV_COLUMNS,
+    EventLogger,
+    JournalCorruptError,
+    JournalRecord,
+    export_csv,
+    journal_files,
+    read_journal,
+)
 from ._lifecycle import (
     INITIAL_STATE,
     LEGAL_MOVES,
@@ -31,6 +41,7 @@ from ._lifecycle import (
     validate_table,
 )
 from ._manager import TRIGGER_SOURCES, ExecutionManager, check_prices
+from ._oplog import disable_logging, enable_logging
 from ._protocols import (
     DataProvider,
     EventSink,
@@ -40,10 +51,12 @@ from ._protocols import (
     ReconciliationComponent,
     RiskCheck,
 )
+from ._replay import RecoveryReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSV_COLUMNS",
     "ERROR_CODES",
     "INITIAL_STATE",
     "LEGAL_MOVES",
@@ -54,6 +67,7 @@ __all__ = [
     "BlockLifecycle",
     "BlockProblem",
     "BlockState",
+    "CheckReport",
     "ComponentError",
     "ConfigError",
     "DataProvider",
@@ -61,6 +75,7 @@ __all__ = [
     "Environment",
     "ErrorCode",
     "EventLogError",
+    "EventLogger",
     "EventSink",
     "ExecutionConfig",
     "ExecutionInterfaceManager",
@@ -72,17 +87,26 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidBlockError",
     "InvalidLifecycleError",
+    "JournalCorruptError",
+    "JournalRecord",
     "PositionUpdateHandler",
     "QueueFullError",
     "ReconciliationComponent",
+    "RecoveryReport",
     "ReentrantCallError",
     "RiskCheck",
     "Severity",
     "Trigger",
     "UnifiedHealthManager",
-    "__version__",
+    "check_journal",
     "check_prices",
+    "disable_logging",
+    "enable_logging",
+    "export_csv",
+    "journal_files",
+    "read_journal",
     "validate_table",
+    "__version__",
 ]
 
 # Public classes present themselves under the public package (tracebacks, reprs, pickles).

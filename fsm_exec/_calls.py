@@ -7,6 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 
+class OutcomeInDoubt(Exception):
+    """Stands for a venue call whose outcome was lost: the process stopped during it."""
+
+
 class VenueCall:
     """One call to a venue: finished, or abandoned on a worker thread and still running.
 
@@ -32,6 +36,20 @@ class VenueCall:
     def returned(self) -> bool:
         """True if the call is done and returned a value other than ``None``."""
         return self.done and self.error is None and self.value is not None
+
+    @property
+    def in_doubt(self) -> bool:
+        """True if the call was cut short by an interrupt or a crash, not by the venue."""
+        err = self.error
+        return isinstance(err, OutcomeInDoubt) or (
+            err is not None and not isinstance(err, Exception))
+
+    @classmethod
+    def lost(cls) -> VenueCall:
+        """A call made before a crash, whose outcome only the venue knows."""
+        call = cls()
+        call.error = OutcomeInDoubt("the process stopped during this venue call")
+        return call
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` real seconds for a running call; True if it is done."""

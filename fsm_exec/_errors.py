@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -78,6 +78,10 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
     ErrorCode("EXEC-012", _C, _S.CRITICAL, "Illegal lifecycle transition",
               "A bug: a trigger was fired from a state that has no edge for it. The state "
               "is unchanged; report it with the event log."),
+    ErrorCode("EXEC-013", _C, _S.CRITICAL, "Journal unreadable",
+              "A journal line is not a valid record, or the records break the lifecycle; "
+              "recovery is refused. The error names the file and line: restore the file "
+              "from a copy, or reconcile positions by hand and start a new journal."),
 )
 
 
@@ -107,6 +111,11 @@ class ComponentError(Exception):
         """What to do about it, from the registry."""
         entry = ERROR_CODES.get(self.error_code)
         return entry.resolution if entry is not None else None
+
+    def scrub(self, redact: Callable[[str], str]) -> None:
+        """Pass the message through ``redact`` (used to keep secrets out of it)."""
+        self.message = redact(self.message)
+        self.args = tuple(redact(a) if isinstance(a, str) else a for a in self.args)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take other constructor arguments; rebuild from the fields, so errors

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._blocks import InstructionBlock, validate_batch
@@ -22,6 +23,7 @@ from ._errors import (
     Severity,
 )
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
+from ._journal import JournalCorruptError, JournalRecord, read_journal
 from ._lifecycle import BlockLifecycle, BlockState, Trigger
 from ._protocols import (
     DataProvider,
@@ -32,6 +34,7 @@ from ._protocols import (
     ReconciliationComponent,
     RiskCheck,
 )
+from ._replay import RecoveryReport, ReplayError, replay
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 RECENT_FINISHED = 10_000
@@ -228,6 +231,71 @@ class ExecutionManager:
             "halt_reason": self._halt_reason,
         }
 
+    # ----------------------------------------------------------------------- recovery
+    def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
+                ) -> RecoveryReport:
+        """Rebuild this (new) manager's state from a journal, before any ``update_state``.
+
+        ``source`` is a log directory, journal files, or records. Blocks accepted but not
+        started are queued again in their original order; finished blocks keep their
+        result and are never run again; a halted manager stays halted. The block that was
+        in flight is *in doubt*: it stays in flight and is settled first on the next
+        ``update_state`` (the report's ``resolution`` says how). A journal that cannot be
+        read, or whose records break the lifecycle, is refused with
+        :class:`JournalCorruptError` naming the file and line.
+        """
+        if (self.blocks_accepted or self._update_count or self._lc.in_flight
+                or self._finished):
+            raise InvalidArgumentError("recover() must be called on a new manager, before "
+                                       "any batch or update_state")
+        records = (read_journal(source, COMPONENT) if isinstance(source, str | Path)
+                   else source)
+        try:
+            state = replay(records)  # type: ignore[arg-type]
+        except ReplayError as exc:
+            r = exc.record
+            raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
+                                      str(exc)) from None
+        self._queue.extend(state.accepted[i] for i in state.queued)
+        self._active.update(state.queued)
+        for block_id, end in state.finished.items():
+            self._remember(block_id, BlockState(end))
+        self.blocks_accepted = len(state.order)
+        self.blocks_executed, self.blocks_failed = state.executed, state.failed
+        self.blocks_retried = state.retried
+        self.current_block_index = state.executed + state.failed
+        if state.halted:
+            self._halted, self._halt_reason = True, state.halt_reason
+        resolution = None
+        fl = state.flight
+        if fl is not None:
+            f = self._f = _Flight(fl.block)
+            f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
+            self._lc.restore(fl.block.block_id, BlockState(fl.state))
+            self._active.add(fl.block.block_id)
+            self.reconciliation_status = "pending"
+            if fl.state == _PENDING:
+                resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
+            elif fl.state == _RETRYING and fl.why == "reconciliation_timeout":
+                f.why = fl.why
+                resolution = "reconcile"
+            else:  # routing, or retrying a route: the venue may have executed
+                f.why, f.call = fl.why or "in doubt after a restart", VenueCall.lost()
+                resolution = ("query_execution" if self._query is not None
+                              else "reroute_at_least_once")
+        report = RecoveryReport(
+            queued=tuple(state.queued), in_doubt=fl.block.block_id if fl else None,
+            in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
+            blocks_executed=state.executed, blocks_failed=state.failed,
+            halted=state.halted, halt_reason=state.halt_reason,
+            dropped=tuple(state.dropped), records=state.records, restarts=state.restarts)
+        self._emit(None, "recovered", {
+            "queued": len(report.queued), "in_doubt": report.in_doubt,
+            "in_doubt_state": fl.state if fl else None, "resolution": resolution,
+            "blocks_executed": state.executed, "blocks_failed": state.failed,
+            "halted": state.halted, "dropped": len(report.dropped)})
+        return report
+
     # ---------------------------------------------------------------------- entry points
     def update_state(self, timestamp: Any, trigger_source: str,
                      instruction_blocks: Sequence[Mapping[str, Any]] | None = None
@@ -299,6 +367,7 @@ class ExecutionManager:
         try:
             blocks = validate_batch(batch, self._taken)
         except InvalidBlockError as exc:
+            exc.scrub(self._redact)  # it quotes the caller's values
             self._record_error(ts, exc)
             raise
         n = len(blocks)
@@ -372,7 +441,7 @@ class ExecutionManager:
             self._executed(Trigger.EXECUTED, f, call.value)
             return
         why = self._why_failed(call)
-        if not self._live:
+        if not self._live and not call.in_doubt:
             self._fail(ts, f, "EXEC-001", f"venue call failed: {why}", call.error)
         elif isinstance(call.error, ExecutionRejected) and not call.error.retryable:
             self._fail(ts, f, "EXEC-001", f"venue refused the block for good: {why}",
@@ -386,6 +455,8 @@ class ExecutionManager:
     def _why_failed(self, call: VenueCall) -> str:
         if not call.done or (self._live and call.elapsed > self._cfg.execution_timeout):
             return f"no reply within execution_timeout ({self._cfg.execution_timeout:g}s)"
+        if call.in_doubt:
+            return f"outcome in doubt: {type(call.error).__name__}"
         if call.error is not None:
             kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
             return self._redact(f"{kind}: {type(call.error).__name__}: {call.error}")
@@ -555,11 +626,7 @@ class ExecutionManager:
     def _finish(self, ts: Any, f: _Flight, state: str) -> None:
         block_id = f.block.block_id
         self._active.discard(block_id)
-        self._finished[block_id] = BlockState(state)
-        order = self._finished_order
-        order.append(block_id)
-        if len(order) > RECENT_FINISHED:
-            del self._finished[order.popleft()]
+        self._remember(block_id, BlockState(state))
         self.current_block_index += 1
         self._f = None
         if state == _SUCCESS:
@@ -578,6 +645,13 @@ class ExecutionManager:
                                               "block_id": block_id})
         if not self._live:
             raise err
+
+    def _remember(self, block_id: str, state: BlockState) -> None:
+        self._finished[block_id] = state
+        order = self._finished_order
+        order.append(block_id)
+        if len(order) > RECENT_FINISHED:
+            del self._finished[order.popleft()]
 
     def _halt(self, reason: str) -> None:
         self._halted = True

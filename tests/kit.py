@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -21,7 +22,7 @@ from fsm_exec._sim import (
 CANARY = "sk-CANARY-7f3e9a1c55"
 
 
-def block(block_id: str, token: str | None = "ETH", amount: float = 1.0,
+def block(block_id: str, token: str | None = "ETH", amount: float | Decimal = 1.0,
           **extra: Any) -> dict[str, Any]:
     """A valid block with one instruction."""
     instr: dict[str, Any] = {"venue": "spot", "amount": amount, "side": "buy"}

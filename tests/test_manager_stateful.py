@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from kit import block
 
 from fsm_exec import (
     LEGAL_MOVES,
@@ -29,6 +28,8 @@ from fsm_exec._sim import (
     SimReconciliation,
     StaticDataProvider,
 )
+
+from kit import block
 
 TERMINAL = {str(s) for s in TERMINAL_STATES}
 LEGAL = {(str(a), str(b)) for a, b in LEGAL_MOVES}

@@ -62,3 +62,11 @@ def test_spec_event_table_names_every_event_the_code_logs() -> None:
     logged = set(re.findall(r'_emit\([^,]+, "([a-z_]+)"', source)) | {"block_transition"}
     rows = table_rows(ROOT / "specs/execution_manager.md", "| event_type | data |")
     assert {r[0] for r in rows} == logged
+
+
+def test_readme_csv_columns_match_the_code() -> None:
+    """The README's CSV column table is CSV_COLUMNS, in order."""
+    from fsm_exec import CSV_COLUMNS
+
+    rows = table_rows(ROOT / "README.md", "| column | content |")
+    assert tuple(r[0] for r in rows) == CSV_COLUMNS

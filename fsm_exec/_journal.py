@@ -1,0 +1,561 @@
+"""The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
+that it doubles as the crash-recovery journal. Also its readers and the CSV export.
+
+A record is one line: ``{"seq", "timestamp", "event_type", "component", "data"}``. ``seq``
+grows by one per record of a component's journal, across restarts and rotated files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import csv
+import datetime as dt
+import math
+import os
+import re
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import orjson
+
+from ._errors import ComponentError, EventLogError
+from ._oplog import mirror
+
+JOURNAL_SUFFIX = "_events.jsonl"
+_DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n>\d+))?\.jsonl$")
+_BACKTEST_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_DECIMAL_TAG = "__decimal__"
+MODES = ("backtest", "live")
+
+
+class JournalCorruptError(ComponentError, ValueError):
+    """A journal line cannot be read; names the file and the line."""
+
+    def __init__(self, path: Path | str, line: int, reason: str) -> None:
+        self.path, self.line = str(path), line
+        super().__init__("EXEC-013", f"{path}:{line}: {reason}")
+
+
+def journal_name(component: str) -> str:
+    """``ExecutionManager`` -> ``execution_manager_events.jsonl``."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", component)
+    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
+    if not snake:
+        raise ValueError(f"component name {component!r} has no letters or digits")
+    return snake + JOURNAL_SUFFIX
+
+
+# ------------------------------------------------------------------------ encoding
+
+
+def _default(obj: Any) -> Any:
+    """orjson's hook for what it does not know: every case deliberate, none a repr."""
+    if isinstance(obj, Decimal):
+        return {_DECIMAL_TAG: str(obj)}  # exact, and read back as a Decimal
+    if isinstance(obj, dt.datetime | dt.date | dt.time):
+        return obj.isoformat()  # datetime subclasses (pandas.Timestamp) land here
+    if attrs.has(type(obj)):
+        return attrs.asdict(obj, recurse=False)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, Path):
+        return str(obj)
+    item = getattr(obj, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    # Never a repr: an unknown object's repr may carry what no log should hold.
+    return f"<{type(obj).__name__}>"
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: non-finite floats become ``"NaN"``/``"Infinity"``/
+    ``"-Infinity"`` (JSON has no such numbers), keys become strings, the rest as
+    :func:`_default` says."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(to_jsonable(k)): to_jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    converted = _default(value)
+    return converted if isinstance(converted, str) else to_jsonable(converted)
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    """One JSON line (with its newline). Always valid JSON."""
+    try:
+        line = orjson.dumps(record, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        line = b"null"  # non-string keys and the like: take the careful path
+    if b"null" in line:
+        # orjson writes NaN and infinities as null: re-encode carefully so that they keep
+        # their meaning. Only records that hold a null (rare) pay for this.
+        line = orjson.dumps(to_jsonable(record), option=orjson.OPT_APPEND_NEWLINE)
+    return line
+
+
+def from_jsonable(value: Any) -> Any:
+    """Undo the one tag :func:`encode` adds: ``{"__decimal__": "1.5"}`` -> ``Decimal``."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _DECIMAL_TAG in value:
+            return Decimal(value[_DECIMAL_TAG])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value
+
+
+def iso_timestamp(ts: Any) -> str:
+    """The record's timestamp: ISO 8601 for datetimes, UTC for epoch seconds and for
+    ``None`` (now); strings are kept as the caller gave them."""
+    if isinstance(ts, str):
+        return ts
+    if ts is None:
+        return dt.datetime.now(dt.UTC).isoformat()
+    if isinstance(ts, dt.datetime | dt.date):
+        return ts.isoformat()
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts):
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+    iso = getattr(ts, "isoformat", None)
+    return str(iso()) if callable(iso) else str(ts)
+
+
+# ------------------------------------------------------------------------ files
+
+
+def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> list[Path]:
+    """A component's journal files in order: rotated ones oldest first, then the current."""
+    return _files_of(Path(log_dir), journal_name(component)[: -len(".jsonl")])
+
+
+def _files_of(log_dir: Path, stem: str) -> list[Path]:
+    dated: list[tuple[str, int, Path]] = []
+    if log_dir.is_dir():
+        for p in log_dir.iterdir():
+            m = _DATED.match(p.name)
+            if m and m["stem"] == stem:
+                dated.append((m["day"], int(m["n"] or 0), p))
+    files = [p for _, _, p in sorted(dated)]
+    current = log_dir / f"{stem}.jsonl"
+    if current.exists():
+        files.append(current)
+    return files
+
+
+def _components(log_dir: Path) -> list[str]:
+    """Journal stems present in a directory (``execution_manager_events`` ...), sorted."""
+    stems = set()
+    if log_dir.is_dir():
+        for p in log_dir.iterdir():
+            m = _DATED.match(p.name)
+            if m:
+                stems.add(m["stem"])
+            elif p.name.endswith(JOURNAL_SUFFIX):
+                stems.add(p.name[: -len(".jsonl")])
+    return sorted(stems)
+
+
+def _tail_offsets(f: IO[bytes], size: int) -> tuple[int, int]:
+    """(offset just after the last newline, offset where that last full line starts)."""
+    found: list[int] = []
+    pos = size
+    while pos > 0 and len(found) < 2:
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        buf = f.read(pos - start)
+        i = len(buf)
+        while len(found) < 2:
+            i = buf.rfind(b"\n", 0, i)
+            if i < 0:
+                break
+            found.append(start + i)
+        pos = start
+    if not found:
+        return 0, 0
+    return found[0] + 1, (found[1] + 1 if len(found) > 1 else 0)
+
+
+def _last_seq(path: Path) -> int:
+    """The seq of the last complete line of ``path`` (0 if none)."""
+    size = path.stat().st_size
+    if not size:
+        return 0
+    with open(path, "rb") as f:
+        full_end, line_start = _tail_offsets(f, size)
+        if full_end == 0:
+            return 0
+        f.seek(line_start)
+        line = f.read(full_end - line_start)
+    try:
+        seq = orjson.loads(line)["seq"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        n = _count_lines(path, full_end)
+        raise JournalCorruptError(path, n, "the last line is not a journal record") from None
+    if type(seq) is not int:
+        raise JournalCorruptError(path, _count_lines(path, full_end), "seq is not an integer")
+    return seq
+
+
+def _count_lines(path: Path, upto: int) -> int:
+    with open(path, "rb") as f:
+        return f.read(upto).count(b"\n")
+
+
+def repair_torn_tail(path: Path) -> bytes:
+    """Set aside a torn last line (a crash mid-write: no final newline) and truncate the
+    file to its last complete line. Returns the bytes set aside (empty if none)."""
+    size = path.stat().st_size
+    if not size:
+        return b""
+    with open(path, "r+b") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return b""
+        full_end, _ = _tail_offsets(f, size)
+        f.seek(full_end)
+        torn = f.read()
+        aside = path.with_name(path.name + ".torn")
+        with open(aside, "ab") as t:
+            t.write(torn + b"\n")
+            t.flush()
+            os.fsync(t.fileno())
+        f.truncate(full_end)
+        f.flush()
+        os.fsync(f.fileno())
+    return torn
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------ writing
+
+
+class _Journal:
+    """One component's open journal file."""
+
+    __slots__ = ("path", "seq", "day", "file", "fd")
+
+    def __init__(self, path: Path, seq: int, day: dt.date) -> None:
+        self.path, self.seq, self.day = path, seq, day
+        self.file: IO[bytes] | None = None
+        self.fd = -1
+
+
+_open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
+    for logger in list(_open_loggers):
+        with contextlib.suppress(Exception):
+            logger.close()
+
+
+def _utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class EventLogger:
+    """Writes each component's events to ``<log_dir>/<component>_events.jsonl``.
+
+    ``backtest``: buffered writes (flushed at :meth:`close`, when full, and at interpreter
+    exit). ``live``: every record is written, flushed and fsynced before :meth:`log_event`
+    returns, files rotate daily (UTC, or as ``today`` says) and rotated files older than
+    ``retention_days`` are deleted. Opening a directory that holds a journal appends to it:
+    a torn last line is set aside (``<file>.torn``) and sequence numbers continue.
+    A write that fails raises :class:`EventLogError` (``EXEC-009``).
+    """
+
+    def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
+                 retention_days: int = 30, today: Callable[[], dt.date] = _utc_today,
+                 buffer_bytes: int = 1 << 20) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
+        self.log_dir = Path(log_dir)
+        self.mode = mode
+        self.retention_days = retention_days
+        self._today = today
+        self._buffer = buffer_bytes
+        self._live = mode == "live"
+        self._journals: dict[str, _Journal] = {}
+        self._closed = False
+        self._last_ts: Any = object()
+        self._last_iso = ""
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventLogError(f"cannot create log directory {self.log_dir}: "
+                                f"{exc.strerror}", exc) from exc
+        _open_loggers.add(self)
+
+    # -------------------------------------------------------------- journals
+    def path_for(self, component: str) -> Path:
+        """The current journal file of ``component``."""
+        return self.log_dir / journal_name(component)
+
+    def _open(self, component: str) -> _Journal:
+        if self._closed:
+            raise EventLogError("event logger is closed")
+        path = self.path_for(component)
+        try:
+            repair_torn_tail(path) if path.exists() else None
+            seq = 0
+            for p in reversed(journal_files(self.log_dir, component)):
+                seq = _last_seq(p)
+                if seq:
+                    break
+            day = (dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date()
+                   if path.exists() and path.stat().st_size else self._today())
+            j = _Journal(path, seq, day)
+            self._attach(j)
+        except OSError as exc:
+            raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
+        self._journals[component] = j
+        return j
+
+    def _attach(self, j: _Journal) -> None:
+        if self._live:
+            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            _fsync_dir(j.path.parent)
+        else:
+            j.file = open(j.path, "ab", buffering=self._buffer)  # noqa: SIM115
+
+    def _rotate(self, j: _Journal, today: dt.date) -> None:
+        os.close(j.fd)
+        j.fd = -1
+        if j.path.stat().st_size:
+            stem = j.path.name[: -len(".jsonl")]
+            target = j.path.with_name(f"{stem}.{j.day.isoformat()}.jsonl")
+            n = 0
+            while target.exists():
+                n += 1
+                target = j.path.with_name(f"{stem}.{j.day.isoformat()}.{n}.jsonl")
+            os.rename(j.path, target)
+        j.day = today
+        self._attach(j)  # creates the new file and fsyncs the directory
+        cutoff = today - dt.timedelta(days=self.retention_days)
+        for p in j.path.parent.iterdir():
+            m = _DATED.match(p.name)
+            if m and m["stem"] == j.path.name[: -len(".jsonl")] and \
+                    dt.date.fromisoformat(m["day"]) < cutoff:
+                p.unlink()
+
+    # -------------------------------------------------------------- writing
+    def log_event(self, timestamp: Any, event_type: str, component: str,
+                  data: dict[str, Any]) -> None:
+        """Append one record to ``component``'s journal (durably, in live mode)."""
+        j = self._journals.get(component)
+        if j is None:
+            j = self._open(component)
+        if timestamp is self._last_ts:
+            iso = self._last_iso
+        else:
+            iso = iso_timestamp(timestamp)
+            self._last_ts, self._last_iso = timestamp, iso
+        seq = j.seq + 1
+        line = encode({"seq": seq, "timestamp": iso, "event_type": event_type,
+                       "component": component, "data": data})
+        if self._live:
+            self._write_durably(j, line)
+        else:
+            try:
+                assert j.file is not None
+                j.file.write(line)
+            except (OSError, ValueError) as exc:
+                raise EventLogError(f"cannot write journal {j.path}: {exc}", exc) from exc
+        j.seq = seq
+        mirror(event_type, component, data)
+
+    def _write_durably(self, j: _Journal, line: bytes) -> None:
+        try:
+            today = self._today()
+            if today != j.day:
+                self._rotate(j, today)
+            offset = os.lseek(j.fd, 0, os.SEEK_END)
+        except OSError as exc:
+            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(j.fd, view):]
+            os.fsync(j.fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # take back a partial line: keep it whole
+                os.ftruncate(j.fd, offset)
+            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+
+    def flush(self) -> None:
+        """Push buffered records to the files (backtest); live records are already there."""
+        for j in self._journals.values():
+            if j.file is not None:
+                try:
+                    j.file.flush()
+                except OSError as exc:
+                    raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
+                                        exc) from exc
+
+    def close(self) -> None:
+        """Flush and close every journal. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            for j in self._journals.values():
+                if j.file is not None:
+                    j.file.close()
+                if j.fd >= 0:
+                    os.close(j.fd)
+            self._journals.clear()
+            _open_loggers.discard(self)
+
+    def __enter__(self) -> EventLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- exporting
+    def export_csv(self, results_dir: Path | str, backtest_id: str) -> Path:
+        """Write ``<results_dir>/<backtest_id>/events.csv`` from the journals (streamed)."""
+        self.flush()
+        return export_csv(self.log_dir, results_dir, backtest_id)
+
+
+# ------------------------------------------------------------------------ reading
+
+
+@attrs.frozen
+class JournalRecord:
+    """One journal line, with where it came from."""
+
+    path: str
+    line: int
+    seq: int
+    timestamp: str
+    event_type: str
+    component: str
+    data: dict[str, Any]
+
+
+def _parse(path: Path, line_no: int, raw: bytes) -> JournalRecord:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise JournalCorruptError(path, line_no, "not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise JournalCorruptError(path, line_no, "not a JSON object")
+    for key, kind in (("seq", int), ("timestamp", str), ("event_type", str),
+                      ("component", str), ("data", dict)):
+        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
+            raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
+    return JournalRecord(str(path), line_no, obj["seq"], obj["timestamp"], obj["event_type"],
+                         obj["component"], obj["data"])
+
+
+def read_records(path: Path | str) -> Iterator[JournalRecord]:
+    """The records of one journal file, in order, streamed. A torn last line (no final
+    newline) is skipped; any other unreadable line raises :class:`JournalCorruptError`."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                return  # torn by a crash mid-write: never acknowledged, never acted on
+            if raw.strip():
+                yield _parse(path, n, raw)
+            else:
+                raise JournalCorruptError(path, n, "empty line")
+
+
+def read_journal(source: Path | str | Iterable[Path | str],
+                 component: str = "ExecutionManager") -> Iterator[JournalRecord]:
+    """Records of a journal: a log directory (the component's rotated files in order, then
+    the current one), a single file, or a list of files read in the order given."""
+    if isinstance(source, str | Path):
+        p = Path(source)
+        files: list[Path] = journal_files(p, component) if p.is_dir() else [p]
+    else:
+        files = [Path(x) for x in source]
+    for f in files:
+        yield from read_records(f)
+
+
+# ------------------------------------------------------------------------ CSV
+
+#: The CSV columns, in order. ``data`` holds the whole event data as JSON.
+CSV_COLUMNS: tuple[str, ...] = ("seq", "timestamp", "component", "event_type", "block_id",
+                                "source", "dest", "trigger", "attempt", "error_code", "data")
+_BROKEN_OUT = CSV_COLUMNS[4:10]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: numbers stay numbers; text that a spreadsheet would run as a
+    formula (starting with = + - @ tab CR LF) is prefixed with a quote (OWASP)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def check_backtest_id(backtest_id: object) -> str:
+    """``backtest_id`` if it is a safe directory name, else ``ValueError``."""
+    if not isinstance(backtest_id, str) or _BACKTEST_ID.fullmatch(backtest_id) is None:
+        raise ValueError("backtest_id must be 1-128 letters, digits or ._- and must not "
+                         "start with a dot")
+    return backtest_id
+
+
+def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -> Path:
+    """Stream every journal in ``log_dir`` to ``<results_dir>/<backtest_id>/events.csv``."""
+    check_backtest_id(backtest_id)
+    root = Path(results_dir).resolve()
+    out_dir = (root / backtest_id).resolve()
+    if not out_dir.is_relative_to(root) or out_dir == root:
+        raise ValueError("backtest_id must name a directory inside results_dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "events.csv"
+    tmp = out.with_name(out.name + ".tmp")
+    log_dir = Path(log_dir)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for stem in _components(log_dir):
+            for path in _files_of(log_dir, stem):
+                for r in read_records(path):
+                    d = r.data
+                    w.writerow([r.seq, csv_cell(r.timestamp), csv_cell(r.component),
+                                csv_cell(r.event_type),
+                                *(csv_cell(d.get(c)) for c in _BROKEN_OUT),
+                                csv_cell(orjson.dumps(d).decode())])
+    os.replace(tmp, out)
+    return out

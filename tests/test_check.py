@@ -1,0 +1,165 @@
+"""The conformance check and the journal replay behind it, on golden journals and on
+hand-made records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fsm_exec import (
+    BlockState,
+    ExecutionManager,
+    JournalRecord,
+    check_journal,
+    read_journal,
+)
+from fsm_exec._replay import ReplayError, replay
+from fsm_exec._sim import SimPositionHandler, SimVenue, StaticDataProvider
+
+from golden.make_golden import BAD, write_good
+
+GOLDEN = Path(__file__).with_name("golden")
+GOOD = {"backtest_clean": (3, 3, 0, None), "live_faults": (3, 2, 1, None),
+        "crashed": (3, 1, 0, "c2"), "crashed_then_recovered": (3, 3, 0, None)}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_good_golden_journals_pass(name: str) -> None:
+    """Journals written by real runs (a crashed one included) obey the lifecycle."""
+    report = check_journal(GOLDEN / f"{name}.jsonl")
+    accepted, executed, failed, in_doubt = GOOD[name]
+    assert report.ok, report.problem
+    assert (report.blocks_accepted, report.blocks_executed, report.blocks_failed,
+            report.in_doubt) == (accepted, executed, failed, in_doubt)
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_golden_journals_name_the_first_offending_line(name: str) -> None:
+    """Each broken journal fails at exactly the line that was broken."""
+    path = GOLDEN / f"{name}.jsonl"
+    report = check_journal(path)
+    assert not report.ok
+    assert report.problem is not None
+    assert report.problem.startswith(f"{path}:{BAD[name][1]}: ")
+
+
+def test_golden_journals_are_what_the_code_writes(tmp_path: Path) -> None:
+    """The journal format is a contract: today's code writes the golden journals byte for
+    byte (regenerate with tests/golden/make_golden.py and review the diff to change it)."""
+    made = write_good(tmp_path)
+    assert set(made) == set(GOOD)
+    for name, path in made.items():
+        assert path.read_bytes() == (GOLDEN / f"{name}.jsonl").read_bytes(), name
+
+
+def test_crashed_golden_journal_recovers() -> None:
+    """The crashed golden journal recovers with its in-doubt block settled first."""
+    venue = SimVenue()
+    venue.executed["c2"] = {"block_id": "c2", "changes": {"ETH": 1.0}}
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), venue,
+                          _Reconciled())
+    report = em.recover(GOLDEN / "crashed.jsonl")
+    assert (report.in_doubt, report.resolution, report.queued) == (
+        "c2", "query_execution", ("c3",))
+    em.update_state(0, "retry")
+    assert venue.route_calls == {"c3": 1}
+    assert em.block_state("c2") is BlockState.SUCCESS
+
+
+def test_summary_reads_well() -> None:
+    """The summary says OK or the problem, the counts, and a block left in doubt."""
+    ok = check_journal(GOLDEN / "crashed.jsonl").summary()
+    assert ok.startswith("OK") and "in doubt: block 'c2' (routing)" in ok
+    bad = check_journal(GOLDEN / "bad_edge.jsonl").summary()
+    assert bad.startswith("FAILED: ") and "not an edge" in bad
+
+
+def test_check_reads_several_files_in_order() -> None:
+    """Journals given as a list of files are read in that order."""
+    records = list(read_journal([GOLDEN / "crashed.jsonl"]))
+    assert check_journal(records).ok
+    assert check_journal([GOLDEN / "backtest_clean.jsonl"]).ok
+
+
+# ------------------------------------------------------------------------ replay rules
+
+
+def rec(seq: int, kind: str, **data: Any) -> JournalRecord:
+    return JournalRecord("mem", seq, seq, "t", kind, "ExecutionManager", data)
+
+
+def accepted(seq: int, block_id: str, i: int = 0, n: int = 1) -> JournalRecord:
+    return rec(seq, "block_accepted", block_id=block_id, action="a", priority=1,
+               instructions=[{"amount": 1}], batch_index=i, batch_size=n)
+
+
+def move(seq: int, block_id: str, source: str, trigger: str, dest: str,
+         **extra: Any) -> JournalRecord:
+    return rec(seq, "block_transition", block_id=block_id, source=source, trigger=trigger,
+               dest=dest, **{"attempt": 1, **extra})
+
+
+START = ("queued", "start", "routing")
+EXEC = ("routing", "executed", "pending_reconciliation")
+DONE = ("pending_reconciliation", "reconciled", "success")
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    ([move(1, "x", *START)], "never accepted"),
+    ([accepted(1, "a"), accepted(2, "b"), move(3, "b", *START)], "out of order"),
+    ([accepted(1, "a"), move(2, "a", *START), move(3, "a", *EXEC), move(4, "a", *DONE),
+      move(5, "a", *EXEC)], "moved after it ended"),
+    ([accepted(1, "a"), move(2, "a", *START), move(3, "a", *DONE)], "moved from"),
+    ([accepted(1, "a"), accepted(2, "b"), move(3, "a", *START), move(4, "b", *EXEC)],
+     "not in flight"),
+    ([accepted(1, "a"), move(2, "a", *START),
+      rec(3, "positions_updated", block_id="a", attempt=1)], "in state 'routing'"),
+    ([accepted(1, "a"), rec(2, "execution_unresolved", block_id="a", attempt=2)],
+     "not in flight"),
+    ([accepted(1, "a"), move(2, "a", "queued", "start", "routing", attempt="1")],
+     "attempt must be an integer"),
+    ([accepted(1, "a"), accepted(2, "a")], "accepted twice"),
+    ([accepted(1, "a", 1, 2)], "number 1 of a batch of 2"),
+    ([rec(1, "block_accepted", batch_index=0, batch_size=1)], "without a block_id"),
+    ([accepted(1, "a"), rec(2, "block_transition", source="queued", dest="routing",
+                            trigger="start")], "without a block_id"),
+    ([accepted(1, "a"), move(2, "a", "queued", "jump", "success")], "not an edge"),
+])
+def test_replay_refuses_what_breaks_the_rules(records: list[JournalRecord],
+                                              message: str) -> None:
+    """Each rule of the journal is enforced, at the record that breaks it."""
+    with pytest.raises(ReplayError, match=message) as info:
+        replay(records)
+    assert info.value.record is records[-1]
+
+
+def test_replay_drops_an_unfinished_batch_and_ignores_other_components() -> None:
+    """A batch cut short is dropped (even when a new batch starts after it); records of
+    other components are not this journal's business."""
+    other = JournalRecord("mem", 3, 3, "t", "block_transition", "Other", {"x": 1})
+    state = replay([accepted(1, "a", 0, 2), accepted(2, "b", 0, 1), other,
+                    accepted(4, "c", 0, 2)])
+    assert state.order == ["b"] and state.dropped == ["a", "c"]
+    assert state.records == 3
+
+
+def test_replay_tracks_halts_retries_and_resumes() -> None:
+    """Halting, resuming and retries are replayed into the state recovery restores."""
+    state = replay([
+        accepted(1, "a"), move(2, "a", *START),
+        move(3, "a", "routing", "route_failed", "retrying", reason="error: x"),
+        rec(4, "execution_unresolved", block_id="a", attempt=2),
+        move(5, "a", "retrying", "fail", "failed", error_code="EXEC-007"),
+        rec(6, "manager_halted", reason="EXEC-007", block_id="a"),
+    ])
+    assert (state.halted, state.halt_reason, state.retried, state.failed) == (
+        True, "EXEC-007", 1, 1)
+    state = replay([rec(1, "manager_halted", reason="EXEC-002"),
+                    rec(2, "manager_resumed", reason="EXEC-002")])
+    assert not state.halted
+
+
+class _Reconciled:
+    reconciliation_status = "success"
