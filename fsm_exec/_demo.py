@@ -12,15 +12,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ._blocks import InstructionBlock
 from ._manager import ExecutionManager
-from ._sim import SimPositionHandler, SimReconciliation
+from ._sim import FakeClock, FaultyVenue, SimPositionHandler, SimReconciliation
 
 PRICE_FILE = "eth_prices_1h.csv"
 
@@ -135,49 +136,116 @@ def _block(block_id: str, action: str, priority: int,
                              for v, t, s, a in legs]}
 
 
+#: Live demo faults, one per venue call in order: a lost reply (settled by asking the venue),
+#: a refused connection (routed again), a reply after the timeout (a late reply, used).
+LIVE_VENUE_FAULTS: tuple[str | None, ...] = (None, "lost_response", "error", None,
+                                             "hang_after")
+#: Live demo reconciliation, one per hand-off: slow, then too slow once (waits again), then
+#: never (the manager halts, and the operator resumes it).
+LIVE_RECONCILIATION: tuple[tuple[str, float], ...] = (
+    ("ok", 0.2), ("ok", 0.4), ("ok", 14.0), ("ok", 0.0), ("never", 0.0))
+
+
 @attrs.frozen
 class DemoResult:
-    """What a demo run did."""
+    """What a demo run did, and where it wrote its outputs."""
 
     status: dict[str, Any]
     positions: dict[str, float]
     blocks_by_action: dict[str, int]
     steps: int
     seconds: float
+    manual_resumes: int = 0
+    journal: Path | None = None
+    csv: Path | None = None
+    diagram: Path | None = None
 
 
-def run_demo(mode: str = "backtest", *, event_logger: Any = None,
-             clock: Callable[[], float] | None = None,
-             sleep: Callable[[float], None] | None = None) -> DemoResult:
-    """Run the example strategy through an ExecutionManager, one update_state per hour."""
+def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
+             backtest_id: str | None = None, event_logger: Any = None) -> DemoResult:
+    """Run the example strategy, one ``update_state`` per hour of the bundled prices.
+
+    Backtest: the simulated venues as they are. Live: the same venues with scripted faults
+    (:data:`LIVE_VENUE_FAULTS`, :data:`LIVE_RECONCILIATION`) on a fake clock, so retries, a
+    reconciliation timeout and a manual resume happen without real waiting. With ``out``,
+    writes ``logs/events/execution_manager_events.jsonl``, ``results/<id>/events.csv`` and
+    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it.
+    """
+    from ._diagram import overlay_events, to_markdown
+    from ._journal import EventLogger, check_backtest_id, read_journal
+
+    backtest_id = check_backtest_id(backtest_id or f"demo-{mode}")
     prices = load_prices()
     data = PriceSeries(prices)
-    reconciliation = SimReconciliation()
-    positions = SimPositionHandler(reconciliation)
     strategy = EthBasisStrategy()
+    live = mode == "live"
+    clock = FakeClock()
+    reconciliation = SimReconciliation(clock, LIVE_RECONCILIATION if live else ())
+    positions = SimPositionHandler(reconciliation)
     positions.positions["USDT"] = strategy.capital
-    venue = VenueRouter(data)
-    extra: dict[str, Any] = {}
-    if clock is not None:
-        extra["clock"] = clock
-    if sleep is not None:
-        extra["sleep"] = sleep
+    venue: Any = VenueRouter(data)
+    if live:
+        venue = FaultyVenue(venue, LIVE_VENUE_FAULTS, clock=clock)
+    journal = None
+    if out is not None:
+        out = Path(out)
+        journal = EventLogger(_fresh_demo_dir(out / "logs" / "events"), mode)
+        event_logger = journal
     em = ExecutionManager({"strategy_mode": "eth_basis", "share_class": "usdt_stable",
                            "initial_capital": strategy.capital},
                           data, mode, positions, venue, reconciliation,
-                          event_logger=event_logger, **extra)
+                          event_logger=event_logger, clock=clock, sleep=clock.sleep)
     by_action: dict[str, int] = {}
+    resumes = 0
     started = time.perf_counter()
     status: dict[str, Any] = {}
-    steps = 0
     for ts in data.timestamps:
         batch = strategy.blocks(ts, prices[ts], positions.positions)
         for b in batch:
             by_action[b["action"]] = by_action.get(b["action"], 0) + 1
         status = em.update_state(ts, "strategy_manager", batch)
-        steps += 1
-    return DemoResult(status, dict(positions.positions), by_action, steps,
-                      time.perf_counter() - started)
+        if status["halted"]:
+            # The operator reconciles positions by hand, then resumes the manager.
+            resumes += 1
+            status = em.update_state(ts, "manual")
+    seconds = time.perf_counter() - started
+    paths: dict[str, Path | None] = {"journal": None, "csv": None, "diagram": None}
+    if journal is not None and out is not None:
+        paths["csv"] = journal.export_csv(out / "results", backtest_id)
+        journal.close()
+        paths["journal"] = journal.path_for("ExecutionManager")
+        diagram = paths["diagram"] = out / "run_diagram.md"
+        model = overlay_events(read_journal(out / "logs" / "events"),
+                               title=f"Block lifecycle: the {mode} demo run")
+        diagram.write_text(to_markdown(model))
+    return DemoResult(status, dict(positions.positions), by_action, len(data.timestamps),
+                      seconds, resumes, **paths)
+
+
+DEMO_MARKER = ".fsm_exec_demo"
+
+
+class DemoDirError(ValueError):
+    """The demo's output directory holds a journal the demo did not write."""
+
+
+def _fresh_demo_dir(log_dir: Path) -> Path:
+    """Clear a journal a previous demo wrote there; refuse to touch any other journal."""
+    from ._journal import journal_files
+
+    old = journal_files(log_dir, "ExecutionManager")
+    if old and not (log_dir / DEMO_MARKER).exists():
+        raise DemoDirError(
+            f"{log_dir} already holds a journal the demo did not write; the demo never "
+            "touches it: pass --out with another directory")
+    for p in old:
+        p.unlink()
+    torn = log_dir / "execution_manager_events.jsonl.torn"
+    if torn.exists():
+        torn.unlink()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / DEMO_MARKER).write_text("written by `fsm-exec demo`, which may replace it\n")
+    return log_dir
 
 
 def format_result(result: DemoResult) -> str:
@@ -185,21 +253,24 @@ def format_result(result: DemoResult) -> str:
     s = result.status
     n = s["blocks_executed"] + s["blocks_failed"]
     rate = n / result.seconds if result.seconds > 0 else float("inf")
-    lines = [
-        f"fsm_exec demo: ETH basis strategy, {s['execution_mode']} mode, "
-        f"{result.steps} hourly steps",
-        "",
-        f"  {'blocks accepted':<22}{s['blocks_accepted']:>10}",
-        f"  {'blocks executed':<22}{s['blocks_executed']:>10}",
-        f"  {'blocks failed':<22}{s['blocks_failed']:>10}",
-        f"  {'retries':<22}{s['blocks_retried']:>10}",
-        f"  {'health':<22}{s['status']:>10}",
-        f"  {'time':<22}{result.seconds * 1000:>8.1f} ms",
-        f"  {'throughput':<22}{rate:>8.0f} blocks/s",
-        "",
-        "  blocks by action: " + ", ".join(
-            f"{k} {v}" for k, v in sorted(result.blocks_by_action.items())),
-        "  final positions: " + ", ".join(
-            f"{k} {v:,.4f}" for k, v in sorted(result.positions.items())),
-    ]
+    rows = [("blocks accepted", s["blocks_accepted"]),
+            ("blocks executed", s["blocks_executed"]),
+            ("blocks failed", s["blocks_failed"]),
+            ("retries", s["blocks_retried"]),
+            ("manual resumes", result.manual_resumes),
+            ("health", s["status"]),
+            ("time", f"{result.seconds * 1000:.1f} ms"),
+            ("throughput", f"{rate:,.0f} blocks/s")]
+    lines = [f"fsm_exec demo: ETH basis strategy, {s['execution_mode']} mode, "
+             f"{result.steps} hourly steps", ""]
+    lines += [f"  {k:<18}{v!s:>14}" for k, v in rows]
+    lines += ["",
+              "  blocks by action: " + ", ".join(
+                  f"{k} {v}" for k, v in sorted(result.blocks_by_action.items())),
+              "  final positions:  " + ", ".join(
+                  f"{k} {v:,.4f}" for k, v in sorted(result.positions.items()))]
+    for label, path in (("journal", result.journal), ("events CSV", result.csv),
+                        ("run diagram", result.diagram)):
+        if path is not None:
+            lines.append(f"  {label + ':':<18}{path}")
     return "\n".join(lines)

@@ -29,6 +29,23 @@ class BlockState(enum.StrEnum):
     FAILED = "failed"
 
 
+#: What each state means; docs and diagrams take their words from here.
+STATE_MEANINGS: Mapping[BlockState, str] = {
+    BlockState.QUEUED: "Accepted and waiting its turn; nothing has been sent to a venue.",
+    BlockState.ROUTING: "The block in flight: risk checks, then the venue call.",
+    BlockState.PENDING_RECONCILIATION:
+        "The venue executed: the deltas go to the position handler, then the manager "
+        "waits for reconciliation.",
+    BlockState.RETRYING:
+        "Something failed or is unknown: back off, and find out whether the venue executed "
+        "before routing again or waiting again.",
+    BlockState.SUCCESS: "Executed and reconciled (terminal).",
+    BlockState.FAILED:
+        "Not executed, or executed with positions in doubt (terminal; the error code says "
+        "which).",
+}
+
+
 class Trigger(enum.StrEnum):
     """The names of the events that move a block from one state to another."""
 
@@ -154,6 +171,9 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
 
 
 validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS)
+if set(STATE_MEANINGS) != set(BlockState):
+    raise InvalidLifecycleError("every state needs a meaning: missing "
+                                f"{sorted(set(BlockState) - set(STATE_MEANINGS))}")
 
 #: ``(state, trigger) -> next state``, derived from the table.
 NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {

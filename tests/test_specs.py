@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from fsm_exec import ERROR_CODES, TRANSITIONS
+from fsm_exec import ERROR_CODES, TERMINAL_STATES, TRANSITIONS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ def table_rows(path: pathlib.Path, header: str) -> list[list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("doc", ["specs/execution_manager.md", "README.md"])
+@pytest.mark.parametrize("doc", ["specs/block_lifecycle.md", "README.md"])
 def test_lifecycle_tables_match_the_code(doc: str) -> None:
     """The documented transition table is the code's table, row for row, in order."""
     rows = table_rows(ROOT / doc, "| source | trigger | dest |")
@@ -34,8 +34,19 @@ def test_lifecycle_tables_match_the_code(doc: str) -> None:
 
 def test_spec_edge_meanings_match_the_code() -> None:
     """Each documented edge meaning is the table's own."""
-    rows = table_rows(ROOT / "specs/execution_manager.md", "| source | trigger | dest |")
+    rows = table_rows(ROOT / "specs/block_lifecycle.md", "| source | trigger | dest |")
     assert [r[3] for r in rows] == [e.meaning for e in TRANSITIONS]
+
+
+def test_spec_state_table_matches_the_code() -> None:
+    """The documented states, their kind and meaning are the code's, in order."""
+    from fsm_exec import INITIAL_STATE
+    from fsm_exec._lifecycle import STATE_MEANINGS
+
+    rows = table_rows(ROOT / "specs/block_lifecycle.md", "| state | kind | meaning |")
+    assert rows == [[str(s), "initial" if s == INITIAL_STATE else
+                     "terminal" if s in TERMINAL_STATES else "", m]
+                    for s, m in STATE_MEANINGS.items()]
 
 
 def test_spec_error_code_table_matches_the_registry() -> None:
@@ -70,3 +81,14 @@ def test_readme_csv_columns_match_the_code() -> None:
 
     rows = table_rows(ROOT / "README.md", "| column | content |")
     assert tuple(r[0] for r in rows) == CSV_COLUMNS
+
+
+def test_readme_mermaid_is_the_lifecycle() -> None:
+    """The README's Mermaid diagram has exactly the table's edges and final states."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    edges = [line.split() for line in block.splitlines() if " --> " in line and ":" in line]
+    assert [(a, t, b) for a, _, b, _, t in edges] == [
+        (str(e.source), str(e.trigger), str(e.dest)) for e in TRANSITIONS]
+    for s in TERMINAL_STATES:
+        assert f"    {s} --> [*]" in block

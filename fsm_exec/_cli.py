@@ -1,0 +1,435 @@
+"""``fsm-exec`` (also ``python -m fsm_exec``): a thin shell over the library.
+
+Exit codes: 0 ok, 1 a failure was found (a journal that breaks the lifecycle, stale
+diagrams, a run with failed blocks), 2 a usage error (bad arguments, unreadable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+
+OK, FOUND, USAGE = 0, 1, 2
+DIAGRAM_DIR = "diagrams"
+FORMATS = ("mermaid", "dot", "svg", "png", "markdown", "table")
+
+EXIT_CODES = """\
+exit codes:
+  0  ok
+  1  a failure was found (see the command's help)
+  2  usage error: bad arguments, a file that cannot be read"""
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed, exit code 2."""
+
+
+# ------------------------------------------------------------------------ demo
+
+
+def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._demo import DemoDirError, format_result, run_demo
+
+    try:
+        result = run_demo(args.mode, out=Path(args.out), backtest_id=args.id)
+    except (DemoDirError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(format_result(result), file=out)
+    return OK
+
+
+# ------------------------------------------------------------------------ run
+
+
+def read_batches(path: Path) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The batches of a blocks file, validated whole before anything runs: each line is a
+    block (a batch of one) or a JSON array of blocks (a batch). Errors name the line."""
+    from ._blocks import validate_batch
+    from ._errors import InvalidBlockError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from exc
+    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    seen: set[str] = set()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
+        batch = item if isinstance(item, list) else [item]
+        try:
+            blocks = validate_batch(batch, seen)
+        except InvalidBlockError as exc:
+            raise UsageError(f"{path}:{n}: {exc}") from None
+        seen.update(b.block_id for b in blocks)
+        batches.append((n, batch))
+    if not batches:
+        raise UsageError(f"{path}: no blocks")
+    return batches
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """A system-wide config file: TOML or JSON (its secrets are never printed)."""
+    if path is None:
+        return {}
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(raw.decode())
+        elif path.suffix == ".json":
+            data = json.loads(raw)
+        else:
+            raise UsageError(f"{path}: a config file must end in .toml or .json")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError,
+            json.JSONDecodeError) as exc:
+        # The parser's message quotes the file's content: say where, not what.
+        where = getattr(exc, "lineno", None)
+        raise UsageError(f"{path}: cannot read the config"
+                         + (f" (line {where})" if where else "")) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: the config must be a table/object")
+    return data
+
+
+class Progress:
+    """A one-line progress bar on a terminal, shown once a run takes over ``after`` s."""
+
+    def __init__(self, total: int, stream: IO[str], *, after: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, force: bool = False) -> None:
+        self.total, self.stream, self.after, self.clock = total, stream, after, clock
+        self.enabled = force or stream.isatty()
+        self.start = clock()
+        self.last = -1.0
+        self.drawn = False
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if not self.enabled or now - self.start < self.after or now - self.last < 0.1:
+            return
+        self.last = now
+        self.drawn = True
+        self.stream.write("\r" + progress_line(done, self.total, now - self.start))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_line(done: int, total: int, seconds: float, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches "
+            f"{seconds:.1f} s")
+
+
+def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._demo import load_prices
+    from ._diagram import overlay_events, to_markdown
+    from ._errors import ComponentError
+    from ._journal import EventLogger, check_backtest_id, read_journal
+    from ._manager import ExecutionManager
+    from ._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+
+    path = Path(args.blocks)
+    batches = read_batches(path)
+    config = read_config(Path(args.config) if args.config else None)
+    backtest_id = args.id or re.sub(r"[^A-Za-z0-9._-]", "-", f"run-{path.stem}")[:128]
+    try:
+        check_backtest_id(backtest_id)
+    except ValueError as exc:
+        raise UsageError(f"--id: {exc}") from None
+    out_dir = Path(args.out)
+    prices = load_prices()
+    last = prices[max(prices)]
+    reconciliation = SimReconciliation()
+    try:
+        journal = EventLogger(out_dir / "logs" / "events", args.mode)
+        em = ExecutionManager(config, StaticDataProvider(last), args.mode,
+                              SimPositionHandler(reconciliation), SimVenue(), reconciliation,
+                              event_logger=journal)
+    except ComponentError as exc:
+        raise UsageError(str(exc)) from None
+    progress = Progress(len(batches), sys.stderr)
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    started = time.perf_counter()
+    failures: list[str] = []
+    status: dict[str, Any] = {}
+    try:
+        for i, (line, batch) in enumerate(batches):
+            ts = t0 + dt.timedelta(minutes=i)
+            try:
+                status = em.update_state(ts, "strategy_manager", batch)
+            except ComponentError as exc:  # backtest: a failed block fails fast
+                failures.append(f"{path}:{line}: {exc}")
+                status = em.update_state(ts, "manual" if em.halted else "retry")
+            progress.update(i + 1)
+        status = em.update_state(t0 + dt.timedelta(minutes=len(batches)), "retry")
+    finally:
+        progress.close()
+        seconds = time.perf_counter() - started
+        csv_path = journal.export_csv(out_dir / "results", backtest_id)
+        journal.close()
+    diagram = out_dir / "run_diagram.md"
+    diagram.write_text(to_markdown(overlay_events(read_journal(out_dir / "logs" / "events"),
+                                                  title=f"Block lifecycle: {path.name}")))
+    n = status["blocks_executed"] + status["blocks_failed"]
+    print(f"{path}: {len(batches)} batches, {status['blocks_accepted']} blocks, "
+          f"{args.mode} mode", file=out)
+    for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
+        print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
+    print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
+    print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)"
+          if seconds > 0 else "", file=out)
+    print(f"  journal:          {journal.path_for('ExecutionManager')}", file=out)
+    print(f"  events CSV:       {csv_path}", file=out)
+    print(f"  run diagram:      {diagram}", file=out)
+    for f in failures:
+        print(f"  failed: {f}", file=out)
+    return FOUND if status["blocks_failed"] or status["halted"] else OK
+
+
+# ------------------------------------------------------------------------ check
+
+
+def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._check import check_journal
+
+    sources = [Path(p) for p in args.logs]
+    for p in sources:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or directory")
+    report = check_journal(sources[0] if len(sources) == 1 else sources)
+    print(report.summary(), file=out)
+    return OK if report.ok else FOUND
+
+
+# ------------------------------------------------------------------------ diagram
+
+
+def review_diagrams() -> dict[str, str]:
+    """The diagrams committed in ``diagrams/``: name -> text (``.svg`` maps to its DOT)."""
+    import tempfile
+
+    from ._demo import run_demo
+    from ._diagram import lifecycle_model, overlay_events, to_dot, to_markdown, to_mermaid
+    from ._journal import read_journal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_demo("live", out=tmp)
+        demo = overlay_events(read_journal(Path(tmp) / "logs" / "events"),
+                              title="Block lifecycle: the live demo run")
+    files: dict[str, str] = {}
+    for stem, model in (("block_lifecycle", lifecycle_model()), ("demo_live_run", demo)):
+        files[f"{stem}.mmd"] = to_mermaid(model)
+        files[f"{stem}.dot"] = to_dot(model)
+        files[f"{stem}.svg"] = to_dot(model)
+        files[f"{stem}.md"] = to_markdown(model)
+    return files
+
+
+def stale_diagrams(directory: Path) -> list[str]:
+    """The files of ``directory`` that differ from what the code generates (or are
+    missing). An SVG is current when it was rendered from the current DOT."""
+    from ._diagram import _digest, svg_source_digest
+
+    stale = []
+    for name, text in review_diagrams().items():
+        path = directory / name
+        if not path.exists():
+            stale.append(f"{path} (missing)")
+        elif name.endswith(".svg"):
+            if svg_source_digest(path.read_bytes()) != _digest(text):
+                stale.append(f"{path} (not rendered from the current DOT)")
+        elif path.read_text() != text:
+            stale.append(str(path))
+    return stale
+
+
+def write_diagrams(directory: Path) -> list[Path]:
+    from ._diagram import render_graphviz
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in review_diagrams().items():
+        path = directory / name
+        if name.endswith(".svg"):
+            path.write_bytes(render_graphviz(text, "svg"))
+        else:
+            path.write_text(text)
+        written.append(path)
+    return written
+
+
+def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._diagram import (
+        GraphvizMissingError,
+        lifecycle_model,
+        overlay_block,
+        overlay_events,
+        render_graphviz,
+        to_dot,
+        to_markdown,
+        to_markdown_table,
+        to_mermaid,
+    )
+    from ._journal import JournalCorruptError, read_journal
+
+    directory = Path(args.dir)
+    if args.check:
+        stale = stale_diagrams(directory)
+        for s in stale:
+            print(f"stale: {s}", file=out)
+        if stale:
+            print("regenerate with: fsm-exec diagram --write", file=out)
+            return FOUND
+        print(f"{directory}: all diagrams current", file=out)
+        return OK
+    try:
+        if args.write:
+            for p in write_diagrams(directory):
+                print(f"wrote {p}", file=out)
+            return OK
+        if args.block and not args.events:
+            raise UsageError("--block needs --events LOG")
+        if args.events:
+            for p in args.events:
+                if not Path(p).exists():
+                    raise UsageError(f"{p}: no such file or directory")
+            files = [Path(p) for p in args.events]
+            records = list(read_journal(files[0] if len(files) == 1 else files))
+            model = (overlay_block(records, args.block) if args.block
+                     else overlay_events(records))
+        else:
+            model = lifecycle_model()
+        text_renderers = {"mermaid": to_mermaid, "dot": to_dot, "markdown": to_markdown,
+                          "table": to_markdown_table}
+        if args.format in text_renderers:
+            data = text_renderers[args.format](model).encode()
+        else:
+            data = render_graphviz(to_dot(model), args.format)
+    except (GraphvizMissingError, LookupError, JournalCorruptError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.output:
+        Path(args.output).write_bytes(data)
+    elif args.format == "png":
+        raise UsageError("--format png needs --output FILE")
+    else:
+        out.write(data.decode())
+    return OK
+
+
+# ------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="fsm-exec", formatter_class=fmt,
+        description="Run trading instruction blocks through fsm_exec's ExecutionManager, "
+                    "draw the block lifecycle, and check journals.",
+        epilog="examples:\n  fsm-exec demo\n  fsm-exec demo --mode live --out /tmp/demo\n"
+               "  fsm-exec run blocks.jsonl --config system.toml\n"
+               "  fsm-exec diagram --events logs/events --block hedge-20251001T04\n"
+               "  fsm-exec check logs/events\n\n" + EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser(
+        "demo", formatter_class=fmt, help="run the bundled example strategy",
+        description="Run the bundled example: an ETH basis strategy's instruction blocks "
+                    "over a bundled month of hourly prices, on simulated venues (spot, "
+                    "staking, lending, perp). Writes logs/events/"
+                    "execution_manager_events.jsonl, results/<id>/events.csv and "
+                    "run_diagram.md under --out, and prints a summary.\n\n"
+                    "--mode live runs the same blocks with injected faults on a simulated "
+                    "clock: a lost reply, a refused connection, a late reply, a slow and a "
+                    "failed reconciliation (the manager halts and the demo resumes it, as an "
+                    "operator would), without real waiting.",
+        epilog=EXIT_CODES)
+    d.add_argument("--mode", choices=("backtest", "live"), default="backtest")
+    d.add_argument("--out", default=".", metavar="DIR",
+                   help="where to write the outputs (default: the current directory)")
+    d.add_argument("--id", help="backtest id for the CSV folder (default: demo-<mode>)")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser(
+        "run", formatter_class=fmt, help="run a file of blocks through the manager",
+        description="Run the blocks of a JSON-lines file through the manager with the bundled "
+                    "simulated collaborators (an idempotent venue, a position handler, "
+                    "instant reconciliation, the bundled prices). Each line is a block, or a "
+                    "JSON array of blocks submitted as one batch; blank lines and lines "
+                    "starting with # are skipped. The whole file is validated first; an "
+                    "error names the line.",
+        epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
+    r.add_argument("blocks", metavar="BLOCKS.jsonl")
+    r.add_argument("--mode", choices=("backtest", "live"), default="backtest")
+    r.add_argument("--config", metavar="FILE",
+                   help="system-wide config (.toml or .json); keys the manager does not use "
+                        "are ignored and never printed or logged")
+    r.add_argument("--out", default=".", metavar="DIR", help="where to write the outputs")
+    r.add_argument("--id", help="backtest id for the CSV folder (default: run-<file stem>)")
+    r.set_defaults(func=cmd_run)
+
+    g = sub.add_parser(
+        "diagram", formatter_class=fmt, help="draw the block lifecycle, or what a run did",
+        description="Draw the block lifecycle from the code's table; with --events, what a "
+                    "journal shows (how often each edge was taken, where blocks ended); with "
+                    "--block, one block's path, numbered, with attempts. SVG and PNG need "
+                    "Graphviz's dot program.\n\n"
+                    "--write regenerates the review diagrams in --dir; --check exits 1, "
+                    "naming each stale file, when they differ from what the code generates.",
+        epilog="exit code 1 (--check): a diagram is stale.\n\n" + EXIT_CODES)
+    g.add_argument("--format", choices=FORMATS, default="mermaid")
+    g.add_argument("--events", nargs="+", metavar="LOG",
+                   help="journal files, or a log directory")
+    g.add_argument("--block", metavar="ID", help="draw this block's path (needs --events)")
+    g.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="check the review diagrams")
+    mode.add_argument("--write", action="store_true", help="regenerate the review diagrams")
+    g.add_argument("--dir", default=DIAGRAM_DIR,
+                   help=f"review diagram folder (default: {DIAGRAM_DIR})")
+    g.set_defaults(func=cmd_diagram)
+
+    c = sub.add_parser(
+        "check", formatter_class=fmt, help="check journals against the lifecycle",
+        description="Replay journals against the block lifecycle: every transition an edge "
+                    "of the table from the block's current state, blocks started in order "
+                    "and one at a time, nothing moving after a terminal state, counters "
+                    "agreeing. A block left in flight (a crash) is reported in doubt.",
+        epilog="exit code 1: the journal breaks a rule; the first offending file:line is "
+               "printed.\n\n" + EXIT_CODES)
+    c.add_argument("logs", nargs="+", metavar="LOG",
+                   help="a log directory, or journal files in order")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    stream = sys.stdout if out is None else out
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else USAGE
+    try:
+        return int(args.func(args, stream))
+    except UsageError as exc:
+        print(f"fsm-exec {args.command}: {exc}", file=sys.stderr)
+        return USAGE
