@@ -10,10 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
+import enum
 import math
 import os
 import re
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -64,11 +67,18 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return dict(obj)
     if isinstance(obj, set | frozenset):
-        return sorted(obj, key=repr)
+        try:
+            return sorted(obj)  # numbers in numeric order, strings in text order
+        except TypeError:
+            return sorted(obj, key=lambda x: (type(x).__name__, repr(x)))
     if isinstance(obj, bytes):
         return obj.hex()
-    if isinstance(obj, Path):
+    if isinstance(obj, Path | uuid.UUID):
         return str(obj)
+    if isinstance(obj, enum.Enum):  # as orjson writes them, so both paths agree
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item):
         return item()
@@ -84,11 +94,19 @@ def to_jsonable(value: Any) -> Any:
         if math.isfinite(value):
             return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if value is None or isinstance(value, str | int | bool):
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):
+        return {_DECIMAL_TAG: str(value)}  # beyond orjson's 64-bit integers: exact, tagged
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # lone surrogates: JSON text must be valid UTF-8
+            return value.encode("utf-8", "backslashreplace").decode()
+        return value
+    if value is None or isinstance(value, int | bool):
         return value
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(to_jsonable(k)): to_jsonable(v)
-                for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k if isinstance(k, int) else to_jsonable(k)):
+                to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     converted = _default(value)
@@ -319,15 +337,21 @@ class EventLogger:
         if self._closed:
             raise EventLogError("event logger is closed")
         path = self.path_for(component)
+        for other in self._journals.values():
+            if other.path == path:  # "Foo" and "foo" share a file: one writer, one seq
+                self._journals[component] = other
+                return other
         try:
-            repair_torn_tail(path) if path.exists() else None
+            # the day of the last write, read before a repair touches the file
+            mtime = path.stat().st_mtime if path.exists() else None
+            repair_torn_tail(path) if mtime is not None else None
             seq = 0
             for p in reversed(journal_files(self.log_dir, component)):
                 seq = _last_seq(p)
                 if seq:
                     break
-            day = (dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date()
-                   if path.exists() and path.stat().st_size else self._today())
+            day = (dt.datetime.fromtimestamp(mtime, dt.UTC).date()
+                   if mtime is not None and path.stat().st_size else self._today())
             j = _Journal(path, seq, day)
             self._attach(j)
         except OSError as exc:
@@ -369,7 +393,7 @@ class EventLogger:
         j = self._journals.get(component)
         if j is None:
             j = self._open(component)
-        if timestamp is self._last_ts:
+        if timestamp is self._last_ts and timestamp is not None:
             iso = self._last_iso
         else:
             iso = iso_timestamp(timestamp)
@@ -424,9 +448,10 @@ class EventLogger:
             self.flush()
         finally:
             self._closed = True
-            for j in self._journals.values():
+            for j in set(self._journals.values()):
                 if j.file is not None:
-                    j.file.close()
+                    with contextlib.suppress(OSError):  # a failed flush was raised above
+                        j.file.close()
                 if j.fd >= 0:
                     os.close(j.fd)
             self._journals.clear()
@@ -546,16 +571,19 @@ def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -
     out = out_dir / "events.csv"
     tmp = out.with_name(out.name + ".tmp")
     log_dir = Path(log_dir)
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        for stem in _components(log_dir):
-            for path in _files_of(log_dir, stem):
-                for r in read_records(path):
-                    d = r.data
-                    w.writerow([r.seq, csv_cell(r.timestamp), csv_cell(r.component),
-                                csv_cell(r.event_type),
-                                *(csv_cell(d.get(c)) for c in _BROKEN_OUT),
-                                csv_cell(orjson.dumps(d).decode())])
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for stem in _components(log_dir):
+                for path in _files_of(log_dir, stem):
+                    for r in read_records(path):
+                        d = r.data
+                        w.writerow([r.seq, csv_cell(r.timestamp), csv_cell(r.component),
+                                    csv_cell(r.event_type),
+                                    *(csv_cell(d.get(c)) for c in _BROKEN_OUT),
+                                    csv_cell(orjson.dumps(d).decode())])
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed export leaves nothing half-written
     return out
