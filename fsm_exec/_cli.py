@@ -44,6 +44,8 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
         result = run_demo(args.mode, out=Path(args.out), backtest_id=args.id)
     except (DemoDirError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    except OSError as exc:  # --out is a file, or cannot be written
+        raise UsageError(f"cannot write the outputs: {exc}") from None
     print(format_result(result), file=out)
     return OK
 
@@ -137,8 +139,29 @@ def progress_line(done: int, total: int, seconds: float, width: int = 30) -> str
             f"{seconds:.1f} s")
 
 
+def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
+          failures: list[str]) -> dict[str, Any]:
+    """One update with a batch; failures are recorded and the queue run on, as an
+    operator would (a refused batch is dropped, a halt is resumed)."""
+    from ._errors import ComponentError, InvalidBlockError, QueueFullError
+
+    trigger: str = "strategy_manager"
+    pending: list[dict[str, Any]] | None = batch
+    while True:
+        try:
+            return dict(em.update_state(ts, trigger, pending))
+        except (InvalidBlockError, QueueFullError) as exc:  # refused: it never ran
+            failures.append(f"{where}: {exc}")
+        except ComponentError as exc:
+            if exc.block_id is None:  # not a block's own outcome (a journal that fails)
+                raise
+            failures.append(f"{where}: {exc}")  # backtest fails fast, block by block
+        trigger, pending = ("manual" if em.halted else "retry"), None
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
-    from ._demo import load_prices
+    from ._config import ExecutionConfig
+    from ._demo import claim_output_dir, load_prices
     from ._diagram import overlay_events, to_markdown
     from ._errors import ComponentError
     from ._journal import EventLogger, check_backtest_id, read_journal
@@ -151,34 +174,34 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     backtest_id = args.id or re.sub(r"[^A-Za-z0-9._-]", "-", f"run-{path.stem}")[:128]
     try:
         check_backtest_id(backtest_id)
+        ExecutionConfig.from_dict(config)  # refuse a bad config before writing anything
+    except ComponentError as exc:
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--id: {exc}") from None
     out_dir = Path(args.out)
-    prices = load_prices()
-    last = prices[max(prices)]
+    last = load_prices()[max(load_prices())]
     reconciliation = SimReconciliation()
+    log_dir = out_dir / "logs" / "events"
     try:
-        journal = EventLogger(out_dir / "logs" / "events", args.mode)
-        em = ExecutionManager(config, StaticDataProvider(last), args.mode,
-                              SimPositionHandler(reconciliation), SimVenue(), reconciliation,
-                              event_logger=journal)
-    except ComponentError as exc:
+        journal = EventLogger(claim_output_dir(log_dir, "fsm-exec run"), args.mode)
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot create log directory {log_dir}: {exc.strerror}") from None
+    em = ExecutionManager(config, StaticDataProvider(last), args.mode,
+                          SimPositionHandler(reconciliation), SimVenue(), reconciliation,
+                          event_logger=journal)
     progress = Progress(len(batches), sys.stderr)
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     started = time.perf_counter()
     failures: list[str] = []
-    status: dict[str, Any] = {}
     try:
         for i, (line, batch) in enumerate(batches):
-            ts = t0 + dt.timedelta(minutes=i)
-            try:
-                status = em.update_state(ts, "strategy_manager", batch)
-            except ComponentError as exc:  # backtest: a failed block fails fast
-                failures.append(f"{path}:{line}: {exc}")
-                status = em.update_state(ts, "manual" if em.halted else "retry")
+            _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures)
             progress.update(i + 1)
-        status = em.update_state(t0 + dt.timedelta(minutes=len(batches)), "retry")
+        status = _step(em, t0 + dt.timedelta(minutes=len(batches)), [], f"{path}:end",
+                       failures)
     finally:
         progress.close()
         seconds = time.perf_counter() - started
@@ -193,14 +216,15 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
         print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
     print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
-    print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)"
-          if seconds > 0 else "", file=out)
+    if seconds > 0:
+        print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)",
+              file=out)
     print(f"  journal:          {journal.path_for('ExecutionManager')}", file=out)
     print(f"  events CSV:       {csv_path}", file=out)
     print(f"  run diagram:      {diagram}", file=out)
     for f in failures:
         print(f"  failed: {f}", file=out)
-    return FOUND if status["blocks_failed"] or status["halted"] else OK
+    return FOUND if failures or status["blocks_failed"] or status["halted"] else OK
 
 
 # ------------------------------------------------------------------------ check
@@ -208,12 +232,18 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
 
 def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     from ._check import check_journal
+    from ._journal import journal_files
 
     sources = [Path(p) for p in args.logs]
     for p in sources:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
-    report = check_journal(sources[0] if len(sources) == 1 else sources)
+        if p.is_dir() and not journal_files(p):
+            raise UsageError(f"{p}: holds no ExecutionManager journal")
+    try:
+        report = check_journal(sources[0] if len(sources) == 1 else sources)
+    except OSError as exc:  # e.g. a directory among several files
+        raise UsageError(f"cannot read: {exc}") from None
     print(report.summary(), file=out)
     return OK if report.ok else FOUND
 
@@ -324,8 +354,13 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
             data = render_graphviz(to_dot(model), args.format)
     except (GraphvizMissingError, LookupError, JournalCorruptError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # e.g. a directory among several journal files
+        raise UsageError(str(exc)) from None
     if args.output:
-        Path(args.output).write_bytes(data)
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write: {exc}") from None
     elif args.format == "png":
         raise UsageError("--format png needs --output FILE")
     else:
@@ -344,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "draw the block lifecycle, and check journals.",
         epilog="examples:\n  fsm-exec demo\n  fsm-exec demo --mode live --out /tmp/demo\n"
                "  fsm-exec run blocks.jsonl --config system.toml\n"
-               "  fsm-exec diagram --events logs/events --block hedge-20251001T04\n"
+               "  fsm-exec diagram --events logs/events --block hedge-20251001T18\n"
                "  fsm-exec check logs/events\n\n" + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -374,7 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "instant reconciliation, the bundled prices). Each line is a block, or a "
                     "JSON array of blocks submitted as one batch; blank lines and lines "
                     "starting with # are skipped. The whole file is validated first; an "
-                    "error names the line.",
+                    "error names the line. Writes logs/events/execution_manager_events.jsonl, "
+                    "results/<id>/events.csv and run_diagram.md under --out; a journal already "
+                    "there is replaced only if an earlier `fsm-exec run` wrote it. Failed "
+                    "blocks are reported and the queue runs on (a halt is resumed, as an "
+                    "operator would).",
         epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
     r.add_argument("blocks", metavar="BLOCKS.jsonl")
     r.add_argument("--mode", choices=("backtest", "live"), default="backtest")

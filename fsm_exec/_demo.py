@@ -189,7 +189,8 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
     journal = None
     if out is not None:
         out = Path(out)
-        journal = EventLogger(_fresh_demo_dir(out / "logs" / "events"), mode)
+        journal = EventLogger(claim_output_dir(out / "logs" / "events", "fsm-exec demo"),
+                              mode)
         event_logger = journal
     em = ExecutionManager({"strategy_mode": "eth_basis", "share_class": "usdt_stable",
                            "initial_capital": strategy.capital},
@@ -222,29 +223,33 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
                       seconds, resumes, **paths)
 
 
-DEMO_MARKER = ".fsm_exec_demo"
+OWNER_MARKER = ".fsm_exec_owner"
 
 
 class DemoDirError(ValueError):
-    """The demo's output directory holds a journal the demo did not write."""
+    """An output directory holds a journal that the command did not write."""
 
 
-def _fresh_demo_dir(log_dir: Path) -> Path:
-    """Clear a journal a previous demo wrote there; refuse to touch any other journal."""
+def claim_output_dir(log_dir: Path, owner: str) -> Path:
+    """Make ``log_dir`` ready for a fresh journal written by ``owner`` (a command name).
+
+    A journal that ``owner`` wrote there before (its marker file says so) is replaced;
+    any other journal is never touched: :class:`DemoDirError`.
+    """
     from ._journal import journal_files
 
+    marker = log_dir / OWNER_MARKER
+    mine = marker.exists() and marker.read_text().strip() == owner
     old = journal_files(log_dir, "ExecutionManager")
-    if old and not (log_dir / DEMO_MARKER).exists():
-        raise DemoDirError(
-            f"{log_dir} already holds a journal the demo did not write; the demo never "
-            "touches it: pass --out with another directory")
-    for p in old:
-        p.unlink()
     torn = log_dir / "execution_manager_events.jsonl.torn"
-    if torn.exists():
-        torn.unlink()
+    if (old or torn.exists()) and not mine:
+        raise DemoDirError(
+            f"{log_dir} already holds a journal that `{owner}` did not write; it is left "
+            "untouched: pass --out with another directory")
+    for p in [*old, torn]:
+        p.unlink(missing_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / DEMO_MARKER).write_text("written by `fsm-exec demo`, which may replace it\n")
+    marker.write_text(owner + "\n")
     return log_dir
 
 

@@ -1,0 +1,843 @@
+"""The command line (``fsm-exec``, ``python -m fsm_exec``), tested by calling ``main``."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fsm_exec._sim
+from fsm_exec import (
+    BlockState,
+    EventLogError,
+    EventLogger,
+    ExecutionConfig,
+    __version__,
+    read_journal,
+)
+from fsm_exec._cli import Progress, build_parser, main, progress_line
+from fsm_exec._diagram import _digest, lifecycle_model, svg_source_digest, to_dot
+
+from kit import CANARY, block
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).with_name("golden")
+JOURNAL = Path("logs") / "events" / "execution_manager_events.jsonl"
+TIMES = "\N{MULTIPLICATION SIGN}"  # before an edge count
+REVIEW_FILES = sorted(f"{stem}.{ext}" for stem in ("block_lifecycle", "demo_live_run")
+                      for ext in ("mmd", "dot", "svg", "md"))
+
+
+def cli(*argv: str | Path) -> tuple[int, str]:
+    """Run the command line; the exit code and what it wrote to ``out``."""
+    out = io.StringIO()
+    code = main([str(a) for a in argv], out=out)
+    return code, out.getvalue()
+
+
+def rows(summary: str) -> dict[str, str]:
+    """The ``  name     value`` rows of a summary."""
+    return {m[1]: m[2] for m in re.finditer(r"^  (\w[\w :]*?)\s{2,}(\S.*?)\s*$", summary,
+                                            re.MULTILINE)}
+
+
+def write_lines(path: Path, *lines: object) -> Path:
+    """A blocks file: strings are written as they are, anything else as JSON."""
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n"
+                            for x in lines))
+    return path
+
+
+def tree_bytes(root: Path) -> bytes:
+    """Every file under ``root``, concatenated."""
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def live_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The log directory of one live demo run."""
+    out = tmp_path_factory.mktemp("live")
+    assert cli("demo", "--mode", "live", "--out", out)[0] == 0
+    return out / "logs" / "events"
+
+
+@pytest.fixture(scope="module")
+def review(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Review diagrams written by ``diagram --write`` (copy before changing them)."""
+    d = tmp_path_factory.mktemp("review") / "diagrams"
+    code, text = cli("diagram", "--write", "--dir", d)
+    assert code == 0
+    assert sorted(text.splitlines()) == [f"wrote {d / name}" for name in REVIEW_FILES]
+    return d
+
+
+# ------------------------------------------------------------------------ parser
+
+
+HELP = {
+    (): ["exit codes:", "0 ok", "1 a failure was found", "2 usage error", "fsm-exec demo",
+         "fsm-exec run blocks.jsonl", "fsm-exec check logs/events", "draw the block lifecycle"],
+    ("demo",): ["logs/events/execution_manager_events.jsonl", "results/<id>/events.csv",
+                "run_diagram.md", "prints a summary", "injected faults", "without real waiting",
+                "--mode {backtest,live}", "exit codes:", "2 usage error"],
+    ("run",): ["JSON-lines file", "JSON array of blocks", "lines starting with # are skipped",
+               "validated first", "names the line", "exit code 1: a block failed or the "
+               "manager halted", ".toml or .json", "never printed", "exit codes:"],
+    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check",
+                   "exits 1, naming each stale file", "{mermaid,dot,svg,png,markdown,table}",
+                   "exit code 1 (--check): a diagram is stale", "exit codes:"],
+    ("check",): ["every transition an edge", "in doubt", "exit code 1: the journal breaks a "
+                 "rule; the first offending file:line is printed", "exit codes:"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(HELP))
+def test_help_says_what_the_command_does_and_its_exit_codes(
+        command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """--help exits 0 and, on its own, says what the command writes or does and the exit codes."""
+    assert main([*command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in HELP[command]:
+        assert phrase in text
+
+
+def test_help_example_draws_a_block_of_the_demo(live_log: Path) -> None:
+    """The --block example in the top-level help names a block the demo runs."""
+    epilog = build_parser().epilog or ""
+    (block_id,) = re.findall(r"--block (\S+)", epilog)
+    code, text = cli("diagram", "--events", live_log, "--block", block_id)
+    assert code == 0 and "step 1" in text
+
+
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version and exits 0."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"fsm-exec {__version__}\n"
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["frobnicate"], ["--bogus"], ["demo", "--bogus"], ["demo", "--mode", "paper"],
+    ["run"], ["check"], ["diagram", "--format", "gif"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """No command, an unknown command or option, or a missing argument: usage and exit 2."""
+    assert main(argv) == 2
+    assert "usage: fsm-exec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["module", "script"])
+def test_entry_points_run(how: str) -> None:
+    """`python -m fsm_exec --help` and the installed `fsm-exec --help` exit 0."""
+    exe = [sys.executable, "-m", "fsm_exec"] if how == "module" else [
+        str(Path(sys.executable).with_name("fsm-exec"))]
+    proc = subprocess.run([*exe, "--help"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "exit codes:" in proc.stdout
+
+
+# ------------------------------------------------------------------------ demo
+
+
+def test_demo_backtest_writes_its_outputs_and_a_summary(tmp_path: Path) -> None:
+    """demo writes the journal, CSV and run diagram under --out and prints what it did."""
+    code, text = cli("demo", "--out", tmp_path)
+    assert code == 0
+    journal = tmp_path / JOURNAL
+    csv = tmp_path / "results" / "demo-backtest" / "events.csv"
+    diagram = tmp_path / "run_diagram.md"
+    assert journal.is_file() and csv.is_file() and diagram.is_file()
+    assert "backtest mode" in text
+    r = rows(text)
+    assert r["blocks failed"] == "0" and r["retries"] == "0"
+    assert int(r["blocks executed"]) == int(r["blocks accepted"]) > 10
+    assert r["time"].endswith(" ms") and r["throughput"].endswith(" blocks/s")
+    assert (r["journal:"], r["events CSV:"], r["run diagram:"]) == (
+        str(journal), str(csv.resolve()), str(diagram))
+    assert "```mermaid" in diagram.read_text()
+
+
+def test_demo_live_injects_faults_on_a_simulated_clock(tmp_path: Path) -> None:
+    """demo --mode live retries, fails one block, is resumed once, and never really waits."""
+    started = time.perf_counter()
+    code, text = cli("demo", "--mode", "live", "--out", tmp_path)
+    assert time.perf_counter() - started < 5
+    assert code == 0
+    assert "live mode" in text
+    r = rows(text)
+    assert int(r["retries"]) > 0
+    assert (r["blocks failed"], r["manual resumes"]) == ("1", "1")
+    assert (tmp_path / "results" / "demo-live" / "events.csv").is_file()
+
+
+def test_demo_replaces_its_own_journal(tmp_path: Path) -> None:
+    """A second demo into the same --out replaces its own journal (and torn tail); check passes."""
+    assert cli("demo", "--out", tmp_path)[0] == 0
+    first = (tmp_path / JOURNAL).read_bytes()
+    torn = tmp_path / JOURNAL.with_name(JOURNAL.name + ".torn")
+    torn.write_bytes(b'{"seq":')
+    assert cli("demo", "--out", tmp_path)[0] == 0
+    assert (tmp_path / JOURNAL).read_bytes().count(b"\n") == first.count(b"\n")
+    assert not torn.exists()
+    code, text = cli("check", tmp_path / "logs" / "events")
+    assert code == 0 and text.startswith("OK")
+
+
+def test_demo_refuses_a_journal_it_did_not_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal in --out that the demo did not write: exit 2, a clear message, untouched."""
+    log_dir = tmp_path / "logs" / "events"
+    with EventLogger(log_dir, "backtest") as journal:
+        journal.log_event("2025-01-01T00:00:00+00:00", "note", "ExecutionManager", {"x": 1})
+    before = sorted(p.name for p in log_dir.iterdir()), (tmp_path / JOURNAL).read_bytes()
+    assert before[1]
+    assert cli("demo", "--out", tmp_path) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith("fsm-exec demo: ")
+    assert "did not write" in err and "--out" in err
+    assert (sorted(p.name for p in log_dir.iterdir()), (tmp_path / JOURNAL).read_bytes()) == before
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--id", "../x"], "backtest_id"),
+    (["--id", ".hidden"], "backtest_id"),
+])
+def test_demo_refuses_a_bad_id(args: list[str], message: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A backtest id that is not a safe folder name: exit 2, nothing written."""
+    assert cli("demo", "--out", tmp_path, *args)[0] == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out naming a file is a usage error, not a traceback."""
+    target = tmp_path / "file"
+    target.write_text("keep")
+    assert cli("demo", "--out", target)[0] == 2
+    assert "cannot write the outputs" in capsys.readouterr().err
+    assert target.read_text() == "keep"
+
+
+# ------------------------------------------------------------------------ run
+
+
+def good_blocks(path: Path) -> Path:
+    """Single blocks, a batch, a blank line and a comment."""
+    return write_lines(path, block("a"), "", "# a comment", [block("b"), block("c", "USDT")],
+                       "   # indented comment", block("d", "stETH"))
+
+
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_run_executes_a_blocks_file(mode: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """run executes every block, prints a summary, writes its outputs; the journal passes check."""
+    blocks = good_blocks(tmp_path / "blocks.jsonl")
+    out = tmp_path / "out"
+    code, text = cli("run", blocks, "--out", out, "--mode", mode)
+    assert code == 0
+    assert text.startswith(f"{blocks}: 3 batches, 4 blocks, {mode} mode\n")
+    r = rows(text)
+    assert (r["blocks executed"], r["blocks failed"], r["queue length"], r["halted"]) == (
+        "4", "0", "0", "False")
+    assert r["time"].endswith("blocks/s)")
+    assert "failed:" not in text
+    csv = out / "results" / "run-blocks" / "events.csv"
+    assert (r["journal:"], r["events CSV:"], r["run diagram:"]) == (
+        str(out / JOURNAL), str(csv.resolve()), str(out / "run_diagram.md"))
+    assert csv.is_file() and (out / JOURNAL).is_file()
+    assert f"start {TIMES}4" in (out / "run_diagram.md").read_text()
+    assert capsys.readouterr().err == ""
+    assert cli("check", out / "logs" / "events")[0] == 0
+
+
+def test_run_id_names_the_csv_folder(tmp_path: Path) -> None:
+    """--id names the results folder; the default is run-<file stem>, made safe."""
+    blocks = write_lines(tmp_path / "my blocks!.jsonl", block("a"))
+    assert cli("run", blocks, "--out", tmp_path, "--id", "x1")[0] == 0
+    assert (tmp_path / "results" / "x1" / "events.csv").is_file()
+    assert cli("run", blocks, "--out", tmp_path / "b")[0] == 0
+    assert (tmp_path / "b" / "results" / "run-my-blocks-" / "events.csv").is_file()
+
+
+def test_run_reports_a_failed_block_with_its_line(tmp_path: Path) -> None:
+    """A token without a bundled price fails its block: exit 1, named with file:line."""
+    blocks = write_lines(tmp_path / "b.jsonl", block("a"), block("btc", "BTC"), block("c"))
+    out = tmp_path / "out"
+    code, text = cli("run", blocks, "--out", out)
+    assert code == 1
+    r = rows(text)
+    assert (r["blocks executed"], r["blocks failed"]) == ("2", "1")
+    (failure,) = [line for line in text.splitlines() if "failed:" in line]
+    assert failure.startswith(f"  failed: {blocks}:2: [EXEC-005] block 'btc'")
+    assert "'BTC'" in failure
+    assert cli("check", out / "logs" / "events")[0] == 0
+
+
+def test_run_goes_on_after_several_failures_in_one_batch(tmp_path: Path) -> None:
+    """Several failing blocks in one batch are all reported, and the rest of the batch runs."""
+    blocks = write_lines(tmp_path / "b.jsonl",
+                         [block("x", "BTC"), block("y", "BTC"), block("z")], block("w"))
+    out = tmp_path / "out"
+    code, text = cli("run", blocks, "--out", out)
+    assert code == 1
+    assert (rows(text)["blocks executed"], rows(text)["blocks failed"]) == ("2", "2")
+    assert [line.split(" [")[0] for line in text.splitlines() if "failed:" in line] == [
+        f"  failed: {blocks}:1:", f"  failed: {blocks}:1:"]
+    assert cli("check", out / "logs" / "events")[0] == 0
+
+
+def failing_positions(failures: list[bool]) -> Callable[..., fsm_exec._sim.SimPositionHandler]:
+    real = fsm_exec._sim.SimPositionHandler
+
+    def make(reconciliation: Any = None) -> fsm_exec._sim.SimPositionHandler:
+        return real(reconciliation, failures)
+
+    return make
+
+
+def test_run_resumes_a_halted_manager(tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block that halts the manager is reported; the run resumes it and goes on."""
+    monkeypatch.setattr(fsm_exec._sim, "SimPositionHandler", failing_positions([True]))
+    blocks = write_lines(tmp_path / "b.jsonl", [block("a"), block("b")], block("c"))
+    code, text = cli("run", blocks, "--out", tmp_path)
+    assert code == 1
+    r = rows(text)
+    assert (r["blocks executed"], r["blocks failed"], r["halted"]) == ("2", "1", "False")
+    assert f"failed: {blocks}:1: [EXEC-008] block 'a'" in text
+    assert cli("check", tmp_path / "logs" / "events")[0] == 0
+
+
+def test_run_does_not_take_a_journal_failure_for_a_block_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal that cannot be written stops the run; it is not resumed in a loop."""
+
+    class BrokenJournal(EventLogger):
+        def log_event(self, timestamp: Any, event_type: str, component: str,
+                      data: dict[str, Any]) -> None:
+            if event_type != "component_initialization":
+                raise OSError(28, "No space left on device")
+            super().log_event(timestamp, event_type, component, data)
+
+    monkeypatch.setattr("fsm_exec._journal.EventLogger", BrokenJournal)
+    blocks = write_lines(tmp_path / "b.jsonl", block("a"))
+    with pytest.raises(EventLogError, match="No space left"):
+        cli("run", blocks, "--out", tmp_path)
+
+
+def test_run_reports_a_refused_batch(tmp_path: Path) -> None:
+    """A batch the manager refuses (larger than max_queue_size) is a failure: exit 1."""
+    config = tmp_path / "c.toml"
+    config.write_text("max_queue_size = 1\n")
+    blocks = write_lines(tmp_path / "b.jsonl", [block("a"), block("b")], block("c"))
+    code, text = cli("run", blocks, "--config", config, "--out", tmp_path)
+    assert code == 1
+    assert f"failed: {blocks}:1: [EXEC-003]" in text
+    assert rows(text)["blocks executed"] == "1"
+
+
+BAD_FILES: dict[str, tuple[list[object], str]] = {
+    "bad JSON on line 3": ([block("a"), block("b"), '{"block_id": "c",'],
+                           ":3: not valid JSON"),
+    "priority high on line 2": ([block("a"), {**block("b"), "priority": "high"}],
+                                ":2: [EXEC-004]"),
+    "duplicate id on line 3": ([block("a"), block("b"), [block("c"), block("a")]],
+                               ":3: [EXEC-004]"),
+    "duplicate id in one batch": ([[block("a"), block("a")]], ":1: [EXEC-004]"),
+    "not a block": ([block("a"), "7"], ":2: [EXEC-004]"),
+    "empty": ([], ": no blocks"),
+    "only comments": (["", "# nothing", "  "], ": no blocks"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_run_validates_the_whole_file_first(name: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad line: exit 2 naming file:line (and the field), and nothing runs."""
+    lines, where = BAD_FILES[name]
+    blocks = write_lines(tmp_path / "b.jsonl", *lines)
+    out = tmp_path / "out"
+    assert cli("run", blocks, "--out", out) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"fsm-exec run: {blocks}{where}")
+    if "priority" in name:
+        assert "priority" in err
+    if "duplicate" in name:
+        assert "block 'a' @ $[1].block_id" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [None, b"\xff\xfe not utf-8\n"])
+def test_run_needs_a_readable_file(content: bytes | None, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing or undecodable blocks file: exit 2, cannot read."""
+    blocks = tmp_path / "b.jsonl"
+    if content is not None:
+        blocks.write_bytes(content)
+    assert cli("run", blocks, "--out", tmp_path / "out")[0] == 2
+    assert f"{blocks}: cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def config_file(path: Path) -> Path:
+    """max_retries = 5 and a secret, in the format the suffix says."""
+    if path.suffix == ".toml":
+        path.write_text(f'max_retries = 5\napi_key = "{CANARY}"\n')
+    else:
+        path.write_text(json.dumps({"max_retries": 5, "api_key": CANARY}))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_run_config_is_used_and_its_secrets_never_written(
+        suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--config (TOML or JSON) is used, and its secret reaches no output file or stream."""
+    config = config_file(tmp_path / f"system{suffix}")
+    out = tmp_path / "out"
+    code, text = cli("run", good_blocks(tmp_path / "b.jsonl"), "--config", config,
+                     "--out", out, "--mode", "live")
+    assert code == 0
+    (init,) = [r for r in read_journal(out / "logs" / "events")
+               if r.event_type == "component_initialization"]
+    assert init.data["config_hash"] == ExecutionConfig(max_retries=5).digest()
+    assert CANARY not in text + "".join(capsys.readouterr())
+    assert (out / "run_diagram.md").is_file() and (out / JOURNAL).is_file()
+    assert CANARY.encode() not in tree_bytes(out)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("bad.toml", f'api_key = "{CANARY}"\nmax_retries = [\n', "cannot read the config"),
+    ("bad.json", f'{{"api_key": "{CANARY}",\n "max_retries": }}',
+     "cannot read the config (line 2)"),
+    ("bad.toml", b"\xff\xfe", "cannot read the config"),
+    ("list.json", "[1, 2]", "the config must be a table/object"),
+    ("system.yaml", f"api_key: {CANARY}\n", "a config file must end in .toml or .json"),
+    ("range.toml", "execution_timeout = 999\n", "execution_timeout"),
+    ("type.toml", f'execution_timeout = "{CANARY}"\n', "execution_timeout"),
+])
+def test_run_refuses_a_bad_config_without_echoing_it(
+        name: str, content: str | bytes, message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad config: exit 2 naming the file or field, never its content; no journal."""
+    config = tmp_path / name
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    else:
+        config.write_text(content)
+    out = tmp_path / "out"
+    assert cli("run", good_blocks(tmp_path / "b.jsonl"), "--config", config,
+               "--out", out) == (2, "")
+    err = capsys.readouterr().err
+    assert message in err
+    assert CANARY not in err
+    assert not (out / JOURNAL).exists()
+
+
+def test_run_config_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing --config file: exit 2."""
+    blocks = good_blocks(tmp_path / "b.jsonl")
+    assert cli("run", blocks, "--config", tmp_path / "nope.toml", "--out", tmp_path)[0] == 2
+    assert "nope.toml: cannot read the config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--id", "../x"], "--id: backtest_id"),
+    (["--out", "FILE"], "cannot create log directory"),
+])
+def test_run_refuses_bad_output_arguments(args: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --id or an --out that is a file: exit 2, no traceback."""
+    (tmp_path / "FILE").write_text("")
+    blocks = good_blocks(tmp_path / "b.jsonl")
+    args = [str(tmp_path / a) if a == "FILE" else a for a in args]
+    assert cli("run", blocks, *args)[0] == 2
+    assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_after_a_while_then_throttles() -> None:
+    """The bar appears after `after` s, redraws at most every 0.1 s; close() ends the line."""
+    clock, stream = Clock(), io.StringIO()
+    p = Progress(10, stream, after=2.0, clock=clock, force=True)
+    clock.now = 1.99
+    p.update(1)
+    assert stream.getvalue() == ""
+    clock.now = 2.0
+    p.update(2)
+    assert stream.getvalue() == "\r" + progress_line(2, 10, 2.0)
+    clock.now = 2.05
+    p.update(3)
+    assert stream.getvalue().count("\r") == 1
+    clock.now = 2.15
+    p.update(4)
+    assert stream.getvalue().endswith("\r" + progress_line(4, 10, 2.15))
+    p.close()
+    assert stream.getvalue().count("\r") == 2 and stream.getvalue().endswith("\n")
+
+
+def test_progress_close_writes_nothing_when_nothing_was_drawn() -> None:
+    """A run shorter than `after` leaves the stream untouched, close() included."""
+    clock, stream = Clock(), io.StringIO()
+    p = Progress(3, stream, clock=clock, force=True)
+    clock.now = 1.0
+    p.update(3)
+    p.close()
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(("stream", "force", "enabled"), [
+    (io.StringIO(), False, False), (io.StringIO(), True, True), (Terminal(), False, True)])
+def test_progress_only_on_a_terminal_unless_forced(stream: io.StringIO, force: bool,
+                                                   enabled: bool) -> None:
+    """The bar is drawn on a terminal, or when forced; never into a file or pipe."""
+    clock = Clock()
+    p = Progress(1, stream, clock=clock, force=force)
+    assert p.enabled is enabled
+    clock.now = 10.0
+    p.update(1)
+    p.close()
+    assert bool(stream.getvalue()) is enabled
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    ((0, 4, 0.0), "[..............................] 0/4 batches 0.0 s"),
+    ((1, 4, 2.5), "[#######.......................] 1/4 batches 2.5 s"),
+    ((4, 4, 12.34), "[##############################] 4/4 batches 12.3 s"),
+    ((0, 0, 1.0), "[##############################] 0/0 batches 1.0 s"),
+    ((1, 2, 0.0, 4), "[##..] 1/2 batches 0.0 s"),
+])
+def test_progress_line_format(args: tuple[Any, ...], line: str) -> None:
+    """A bar of `width` cells, done/total batches and the elapsed seconds."""
+    assert progress_line(*args) == line
+
+
+# ------------------------------------------------------------------------ check
+
+
+def test_check_passes_a_good_journal(live_log: Path) -> None:
+    """check on the demo's journal: exit 0 and OK."""
+    code, text = cli("check", live_log)
+    assert code == 0
+    assert text.splitlines()[0] == "OK"
+
+
+def test_check_names_the_broken_line(live_log: Path, tmp_path: Path) -> None:
+    """A transition to an impossible state: exit 1 and FAILED: <path>:<line>:."""
+    lines = (live_log / JOURNAL.name).read_text().splitlines()
+    n = next(i for i, line in enumerate(lines, start=1)
+             if '"block_transition"' in line and '"dest":"routing"' in line)
+    record = json.loads(lines[n - 1])
+    record["data"]["dest"] = "success"
+    lines[n - 1] = json.dumps(record)
+    copy = tmp_path / "broken.jsonl"
+    copy.write_text("\n".join(lines) + "\n")
+    code, text = cli("check", copy)
+    assert code == 1
+    assert text.startswith(f"FAILED: {copy}:{n}: ")
+
+
+GOLDEN_VERDICTS = {
+    "backtest_clean": (0, "OK"),
+    "live_faults": (0, "OK"),
+    "crashed": (0, "in doubt: block 'c2' (routing)"),
+    "crashed_then_recovered": (0, "OK"),
+    "bad_edge": (1, "bad_edge.jsonl:7: "),
+    "bad_counters": (1, "bad_counters.jsonl:12: "),
+    "bad_seq": (1, "bad_seq.jsonl:5: "),
+    "bad_batch": (1, "bad_batch.jsonl:2: "),
+    "bad_json": (1, "bad_json.jsonl:7: not valid JSON"),
+    "bad_two_in_flight": (1, "bad_two_in_flight.jsonl:10: "),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_VERDICTS))
+def test_check_golden_journals(name: str) -> None:
+    """Golden journals: good ones exit 0 (a crash in doubt), bad ones 1 at the broken line."""
+    code, text = cli("check", GOLDEN / f"{name}.jsonl")
+    expected_code, phrase = GOLDEN_VERDICTS[name]
+    assert code == expected_code
+    assert phrase in text
+    assert text.startswith("OK\n" if code == 0 else f"FAILED: {GOLDEN / name}.jsonl:")
+
+
+def split_journal(source: Path, tmp_path: Path) -> tuple[Path, Path]:
+    lines = source.read_text().splitlines(keepends=True)
+    a, b = tmp_path / "part1.jsonl", tmp_path / "part2.jsonl"
+    a.write_text("".join(lines[:len(lines) // 2]))
+    b.write_text("".join(lines[len(lines) // 2:]))
+    return a, b
+
+
+def test_check_reads_several_files_in_the_order_given(tmp_path: Path) -> None:
+    """Several journal files are one journal, in the order given."""
+    a, b = split_journal(GOLDEN / "backtest_clean.jsonl", tmp_path)
+    assert cli("check", a, b) == cli("check", GOLDEN / "backtest_clean.jsonl")
+    code, text = cli("check", b, a)
+    assert code == 1 and text.startswith(f"FAILED: {b}:1: ")
+
+
+@pytest.mark.parametrize("make", ["missing", "directory among files"])
+def test_check_refuses_what_it_cannot_read(make: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing path, or a directory among several files: exit 2, no traceback."""
+    good = GOLDEN / "backtest_clean.jsonl"
+    args = [tmp_path / "nope"] if make == "missing" else [good, tmp_path]
+    assert cli("check", *args) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith("fsm-exec check: ")
+    assert str(args[-1]) in err
+
+
+# ------------------------------------------------------------------------ diagram
+
+
+def test_diagram_default_is_the_mermaid_lifecycle() -> None:
+    """diagram prints the lifecycle as Mermaid, every state in it."""
+    code, text = cli("diagram")
+    assert code == 0
+    assert "stateDiagram-v2" in text
+    for state in BlockState:
+        assert f" as {state}\n" in text
+
+
+@pytest.mark.parametrize(("fmt", "marks"), [
+    ("mermaid", ["stateDiagram-v2", "[*] --> queued"]),
+    ("dot", ["digraph block_lifecycle {", '"__start" -> "queued"']),
+    ("markdown", ["# Block lifecycle", "```mermaid", "| source | trigger | dest |"]),
+    ("table", ["| source | trigger | dest | meaning |", "| `queued` | `start` | `routing` |"]),
+])
+def test_diagram_text_formats(fmt: str, marks: list[str]) -> None:
+    """--format mermaid|dot|markdown|table prints that format."""
+    code, text = cli("diagram", "--format", fmt)
+    assert code == 0
+    for mark in marks:
+        assert mark in text
+
+
+def test_diagram_svg_records_its_dot_source() -> None:
+    """--format svg prints SVG that records the hash of the DOT it was rendered from."""
+    code, text = cli("diagram", "--format", "svg")
+    assert code == 0
+    assert text.startswith("<?xml")
+    assert "<svg" in text and "fsm_exec dot source sha256" in text
+    assert svg_source_digest(text.encode()) == _digest(to_dot(lifecycle_model()))
+
+
+def test_diagram_png_needs_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--format png writes a PNG to --output, and refuses to print one to stdout."""
+    png = tmp_path / "life.png"
+    assert cli("diagram", "--format", "png", "--output", png) == (0, "")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert cli("diagram", "--format", "png") == (2, "")
+    assert "--format png needs --output FILE" in capsys.readouterr().err
+
+
+def test_diagram_output_writes_the_file(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """-o writes what would be printed; an unwritable -o is a usage error."""
+    target = tmp_path / "life.mmd"
+    assert cli("diagram", "-o", target) == (0, "")
+    assert target.read_text() == cli("diagram")[1]
+    assert cli("diagram", "-o", tmp_path / "no" / "such" / "dir.mmd")[0] == 2
+    assert "--output: cannot write" in capsys.readouterr().err
+
+
+def test_diagram_events_draws_counts() -> None:
+    """--events LOG draws how often each edge was taken and where blocks ended."""
+    code, text = cli("diagram", "--events", GOLDEN / "backtest_clean.jsonl")
+    assert code == 0
+    assert f"queued --> routing : start {TIMES}3" in text
+    assert f"routing --> retrying : route_failed {TIMES}0" in text
+    assert 'state "success (3 blocks)" as success' in text
+
+
+def test_diagram_events_reads_several_files(tmp_path: Path) -> None:
+    """--events takes several journal files as one journal."""
+    a, b = split_journal(GOLDEN / "backtest_clean.jsonl", tmp_path)
+    assert cli("diagram", "--events", a, b) == cli(
+        "diagram", "--events", GOLDEN / "backtest_clean.jsonl")
+
+
+def test_diagram_block_draws_its_path(live_log: Path) -> None:
+    """--events LOG --block ID numbers that block's moves, with attempts."""
+    code, text = cli("diagram", "--events", live_log, "--block", "hedge-20251002T10",
+                     "--format", "table")
+    assert code == 0
+    assert "| source | trigger | dest | steps | meaning |" in text
+    assert "| `queued` | `start` | `routing` | 1 |" in text
+    code, text = cli("diagram", "--events", live_log, "--block", "hedge-20251002T10")
+    assert "step 1 attempt 1" in text and "failed" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--block", "a1"], "--block needs --events LOG"),
+    (["--events", "GOLDEN", "--block", "nope"], "no transition of block 'nope'"),
+    (["--events", "MISSING"], "MISSING: no such file or directory"),
+    (["--events", "GOLDEN", "MISSING"], "MISSING: no such file or directory"),
+    (["--events", "CORRUPT"], "bad_json.jsonl:7"),
+    (["--events", "GOLDEN", "DIR"], "Is a directory"),
+])
+def test_diagram_refuses_bad_events(args: list[str], message: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--block without --events, an unknown block, an unreadable journal: exit 2."""
+    paths = {"GOLDEN": GOLDEN / "backtest_clean.jsonl", "MISSING": tmp_path / "MISSING",
+             "CORRUPT": GOLDEN / "bad_json.jsonl", "DIR": tmp_path}
+    argv = [str(paths.get(a, a)) for a in args]
+    assert cli("diagram", *argv) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith("fsm-exec diagram: ")
+    assert message in err
+
+
+def test_diagram_write_then_check(review: Path, tmp_path: Path) -> None:
+    """--write writes the 8 review files; --check on them exits 0."""
+    assert sorted(p.name for p in review.iterdir()) == REVIEW_FILES
+    svg = (review / "block_lifecycle.svg").read_bytes()
+    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == _digest(
+        (review / "block_lifecycle.dot").read_text())
+    code, text = cli("diagram", "--check", "--dir", review)
+    assert (code, text) == (0, f"{review}: all diagrams current\n")
+
+
+def _append(path: Path) -> None:
+    path.write_text(path.read_text() + "edited\n")
+
+
+def _plain_svg(path: Path) -> None:
+    path.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+
+
+def _remarker(path: Path) -> None:
+    path.write_bytes(path.read_bytes().replace(b"sha256: ", b"sha256: 0", 1))
+
+
+DAMAGE: dict[str, tuple[str, Callable[[Path], None], str]] = {
+    "edited": ("demo_live_run.md", _append, ""),
+    "edited dot": ("block_lifecycle.dot", _append, ""),
+    "deleted": ("block_lifecycle.mmd", Path.unlink, " (missing)"),
+    "svg from another DOT": ("demo_live_run.svg", _remarker,
+                             " (not rendered from the current DOT)"),
+    "svg without marker": ("block_lifecycle.svg", _plain_svg,
+                           " (not rendered from the current DOT)"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+def test_diagram_check_names_each_stale_file(how: str, review: Path, tmp_path: Path) -> None:
+    """--check exits 1 and prints `stale: <dir>/<file>` (and why) for a changed file."""
+    d = tmp_path / "diagrams"
+    shutil.copytree(review, d)
+    name, damage, why = DAMAGE[how]
+    damage(d / name)
+    code, text = cli("diagram", "--check", "--dir", d)
+    assert code == 1
+    assert text.splitlines() == [f"stale: {d / name}{why}",
+                                 "regenerate with: fsm-exec diagram --write"]
+
+
+def test_diagram_check_and_write_exclude_each_other(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--check and --write together: usage error."""
+    assert cli("diagram", "--check", "--write") == (2, "")
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_committed_diagrams_are_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review diagrams committed in diagrams/ are what the code generates."""
+    monkeypatch.chdir(ROOT)
+    assert cli("diagram", "--check") == (0, "diagrams: all diagrams current\n")
+
+
+@pytest.mark.parametrize("args", [["--format", "svg"], ["--format", "png", "-o", "x.png"],
+                                  ["--write", "--dir", "d"]])
+def test_diagram_without_graphviz_says_how_to_install_it(
+        args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without Graphviz's dot, SVG and PNG are a usage error that says how to install it."""
+    monkeypatch.setattr("fsm_exec._diagram.shutil.which", lambda name: None)
+    monkeypatch.chdir(tmp_path)
+    assert cli("diagram", *args)[0] == 2
+    err = capsys.readouterr().err
+    assert "Graphviz" in err and "apt-get install graphviz" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------------ output ownership
+
+
+def test_run_twice_into_one_folder_replaces_its_own_journal(tmp_path: Path) -> None:
+    """A second run into the same --out replaces the first run's journal (not appends)."""
+    blocks = good_blocks(tmp_path / "b.jsonl")
+    out = tmp_path / "out"
+    assert cli("run", blocks, "--out", out)[0] == 0
+    assert cli("run", blocks, "--out", out)[0] == 0
+    code, text = cli("check", out / "logs" / "events")
+    assert code == 0 and "blocks accepted 4" in text
+
+
+@pytest.mark.parametrize("other", ["demo", "foreign"])
+def test_run_never_touches_a_journal_it_did_not_write(
+        tmp_path: Path, other: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """run refuses a folder holding another command's (or anyone's) journal, untouched."""
+    out = tmp_path / "out"
+    if other == "demo":
+        assert cli("demo", "--out", out)[0] == 0
+    else:
+        with EventLogger(out / "logs" / "events") as el:
+            el.log_event(0, "x", "ExecutionManager", {})
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert cli("run", good_blocks(tmp_path / "b.jsonl"), "--out", out)[0] == 2
+    assert "did not write" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_demo_leaves_a_foreign_torn_file_alone(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A torn journal tail the demo did not write is someone's evidence: demo refuses."""
+    log_dir = tmp_path / "logs" / "events"
+    log_dir.mkdir(parents=True)
+    torn = log_dir / "execution_manager_events.jsonl.torn"
+    torn.write_text('{"seq": 9, "ti\n')
+    assert cli("demo", "--out", tmp_path)[0] == 2
+    assert torn.read_text() == '{"seq": 9, "ti\n'
+
+
+def test_run_with_a_bad_config_writes_nothing(tmp_path: Path) -> None:
+    """A config the manager refuses is refused before any output exists."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("execution_timeout = 999\n")
+    out = tmp_path / "out"
+    assert cli("run", good_blocks(tmp_path / "b.jsonl"), "--config", cfg, "--out", out)[0] == 2
+    assert not out.exists()
+
+
+def test_check_refuses_a_folder_without_a_journal(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped or empty log folder is a usage error, not an OK journal."""
+    assert cli("check", tmp_path)[0] == 2
+    assert "holds no ExecutionManager journal" in capsys.readouterr().err
