@@ -172,8 +172,9 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
 
 validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS)
 if set(STATE_MEANINGS) != set(BlockState):
-    raise InvalidLifecycleError("every state needs a meaning: missing "
-                                f"{sorted(set(BlockState) - set(STATE_MEANINGS))}")
+    raise InvalidLifecycleError(
+        "invalid block lifecycle: states without a meaning: "
+        + ", ".join(sorted(str(s) for s in set(BlockState) - set(STATE_MEANINGS))))
 
 #: ``(state, trigger) -> next state``, derived from the table.
 NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {
@@ -183,6 +184,24 @@ NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {
 LEGAL_MOVES: frozenset[tuple[BlockState, BlockState]] = frozenset(
     (e.source, e.dest) for e in TRANSITIONS
 )
+
+
+def lifecycle_paths(edges: tuple[Edge, ...] = TRANSITIONS) -> tuple[tuple[Edge, ...], ...]:
+    """Every simple path (no state visited twice) from the initial state to a terminal one,
+    as tuples of edges, shortest first: one test per path covers every way a block can go
+    (in the spirit of XState's model-based testing)."""
+    out: list[tuple[Edge, ...]] = []
+
+    def walk(state: BlockState, seen: frozenset[BlockState], path: tuple[Edge, ...]) -> None:
+        if state in TERMINAL_STATES:
+            out.append(path)
+            return
+        for e in edges:
+            if e.source == state and e.dest not in seen:
+                walk(e.dest, seen | {e.dest}, (*path, e))
+
+    walk(INITIAL_STATE, frozenset({INITIAL_STATE}), ())
+    return tuple(sorted(out, key=len))
 
 
 class IllegalTransitionError(ComponentError, RuntimeError):

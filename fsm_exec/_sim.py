@@ -145,6 +145,7 @@ class FaultyVenue:
         self.clock = clock
         self.hang_seconds = hang_seconds
         self.injected: list[tuple[str, str]] = []
+        self.route_calls: Counter[str] = Counter()
         if queryable and getattr(inner, "query_execution", None) is not None:
             self.query_execution = self._query
 
@@ -157,6 +158,7 @@ class FaultyVenue:
         self.clock.advance(self.hang_seconds)
 
     def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+        self.route_calls[block.block_id] += 1
         fault = self.faults.popleft() if self.faults else None
         if fault is None:
             return self.inner.route_instruction(timestamp, block)
@@ -236,6 +238,82 @@ class SimPositionHandler:
                 self.positions[token] = self.positions.get(token, 0.0) + amount
         if self.reconciliation is not None:
             self.reconciliation.notify(block_id)
+
+
+#: Reconciliation behaviours, one per hand-off: ``("ok", delay)`` reports the wrapped
+#: component's status after ``delay`` seconds, ``("never", 0)`` stays ``pending``,
+#: ``("fail", 0)`` reports ``failed``.
+RECONCILIATION_FAULTS: tuple[str, ...] = ("ok", "never", "fail")
+
+
+class FaultyReconciliation:
+    """Wraps any reconciliation component and scripts how each hand-off reconciles.
+
+    :class:`FaultyPositionHandler` tells it when deltas were handed off (``notify``); each
+    hand-off takes the next behaviour of ``script`` (see :data:`RECONCILIATION_FAULTS`).
+    With nothing scripted it passes the wrapped status through. Other attributes (such as
+    ``reconciled_block_id``) are the wrapped component's.
+    """
+
+    def __init__(self, inner: Any, clock: FakeClock,
+                 script: Iterable[tuple[str, float]] = ()) -> None:
+        self.inner, self.clock = inner, clock
+        self.script: deque[tuple[str, float]] = deque(script)
+        self._kind = "ok"
+        self._ready_at = 0.0
+        self.injected: list[tuple[str, float]] = []
+
+    def notify(self, block_id: str | None) -> None:
+        if self.script:
+            self._kind, delay = self.script.popleft()
+            self.injected.append((self._kind, delay))
+        else:
+            self._kind, delay = "ok", 0.0
+        self._ready_at = self.clock() + delay
+
+    @property
+    def reconciliation_status(self) -> str:
+        if self._kind == "never":
+            return "pending"
+        if self._kind == "fail":
+            return "failed"
+        if self.clock() < self._ready_at:
+            return "pending"
+        return str(self.inner.reconciliation_status)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FaultyPositionHandler:
+    """Wraps any position handler: scripted hand-offs raise (``True`` in ``failures``)
+    before reaching it; successful ones are announced to ``reconciliation`` (if any)."""
+
+    def __init__(self, inner: Any, failures: Iterable[bool] = (), *,
+                 reconciliation: FaultyReconciliation | None = None) -> None:
+        self.inner = inner
+        self.failures: deque[bool] = deque(failures)
+        self.reconciliation = reconciliation
+        self.refused = 0
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
+        if self.failures and self.failures.popleft():
+            self.refused += 1
+            raise RuntimeError("injected position update failure")
+        result = self.inner.update_state(timestamp, trigger_source, deltas)
+        if self.reconciliation is not None:
+            block_id = deltas.get("block_id") if isinstance(deltas, Mapping) else None
+            self.reconciliation.notify(block_id)
+        return result
+
+
+@attrs.frozen
+class FaultPlan:
+    """Faults to inject, in order: one per venue call, per hand-off, per position update."""
+
+    venue: tuple[str | None, ...] = ()
+    reconciliation: tuple[tuple[str, float], ...] = ()
+    positions: tuple[bool, ...] = ()
 
 
 class StaticDataProvider:

@@ -1,12 +1,13 @@
-"""Shared test set-up: hypothesis profiles (``HYPOTHESIS_PROFILE=ci`` in tox and CI)."""
+"""Shared test set-up: the project runs on the hypothesis profiles its kit ships
+(``HYPOTHESIS_PROFILE=ci`` in tox and CI: derandomized)."""
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
+from fsm_exec.testing import register_profiles
+
+register_profiles()
 settings.register_profile("dev", max_examples=100, deadline=None)
-settings.register_profile(
-    "ci", max_examples=200, deadline=None, derandomize=True, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+settings.register_profile("ci", parent=settings.get_profile("fsm-exec-ci"))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

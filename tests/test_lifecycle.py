@@ -285,8 +285,9 @@ def test_unedited_module_source_imports_cleanly() -> None:
          "frozenset({BlockState.SUCCESS})", "failed"),
         ("Edge(_T.START, _S.QUEUED, _S.ROUTING,", "Edge(_T.START, _S.QUEUED, _S.QUEUED,",
          "routing"),
+        ('    BlockState.SUCCESS: "Executed and reconciled (terminal).",\n', "", "success"),
     ],
-    ids=["queued unreachable", "failed trapped", "routing unreachable"])
+    ids=["queued unreachable", "failed trapped", "routing unreachable", "success unexplained"])
 def test_module_validates_its_table_at_import(original: str, broken: str,
                                               offender: str) -> None:
     """Importing the module with a broken table raises InvalidLifecycleError naming the state."""
