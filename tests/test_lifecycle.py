@@ -527,3 +527,13 @@ def _replay(triggers: list[Trigger]) -> list[tuple[BlockState, Trigger]]:
         if state in TERMINAL_STATES:
             state = INITIAL_STATE
     return out
+
+
+def test_every_state_needs_a_meaning() -> None:
+    """validate_table refuses a state without a meaning (docs and diagrams need one)."""
+    from fsm_exec._lifecycle import STATE_MEANINGS
+
+    meanings = {**STATE_MEANINGS, BlockState.RETRYING: ""}
+    with pytest.raises(InvalidLifecycleError, match="without a meaning: retrying"):
+        validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, meanings)
+    validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
