@@ -133,6 +133,13 @@ def validate_batch(batch: object, taken: Container[str]) -> list[InstructionBloc
     blocks: list[InstructionBlock] = []
     seen: set[str] = set()
     for index, item in enumerate(batch):
+        if not problems:
+            fast = _plain_valid_block(item)
+            if fast is not None and fast.block_id not in seen and fast.block_id not in taken:
+                seen.add(fast.block_id)
+                blocks.append(fast)
+                continue
+        # The careful path: every problem, with its field, for the error.
         found = check_block(item)
         raw_id = item.get("block_id") if isinstance(item, Mapping) else (
             item.block_id if isinstance(item, InstructionBlock) else None)
@@ -151,6 +158,41 @@ def validate_batch(batch: object, taken: Container[str]) -> list[InstructionBloc
     if problems:
         raise InvalidBlockError(problems, len(batch))
     return blocks
+
+
+_ID_OK = _BLOCK_ID.fullmatch
+
+
+def _plain_valid_block(item: object) -> InstructionBlock | None:
+    """The block, if ``item`` is a plain dict that :func:`check_block` would pass; else
+    ``None`` (then the careful path says why). The per-block hot path: a plain dict of
+    plain values is checked once, without collecting anything."""
+    if type(item) is not dict or len(item) != 4:
+        return None
+    try:
+        block_id, action = item["block_id"], item["action"]
+        priority, instructions = item["priority"], item["instructions"]
+    except KeyError:
+        return None
+    if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
+            or not action.strip() or type(priority) is not int
+            or type(instructions) is not list or not instructions):
+        return None
+    copies = []
+    for instr in instructions:
+        if type(instr) is not dict:
+            return None
+        for key, value in instr.items():
+            if type(key) is not str:
+                return None
+            if key == "amount" or key.endswith("_amount"):
+                kind = type(value)
+                if not ((kind is float and math.isfinite(value)) or kind is int):
+                    return None  # Decimals and number subclasses: the careful path decides
+            elif key == "token" and (type(value) is not str or not value):
+                return None
+        copies.append(instr.copy())
+    return InstructionBlock(block_id, action, priority, tuple(copies))
 
 
 def _build(item: Mapping[str, Any]) -> InstructionBlock:

@@ -55,10 +55,9 @@ class VenueCall:
         """Wait up to ``timeout`` real seconds for a running call; True if it is done."""
         return self._event is None or self._event.wait(timeout)
 
-    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                   clock: Callable[[], float]) -> VenueCall:
-        """Call ``fn(*args)`` in this thread; a ``BaseException`` is recorded, then re-raised."""
-        t0 = clock()
+    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> VenueCall:
+        """Call ``fn(*args)`` in this thread (no timeout: backtest); a ``BaseException`` is
+        recorded, then re-raised."""
         try:
             self.value = fn(*args)
         except Exception as exc:
@@ -66,8 +65,6 @@ class VenueCall:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let it go
             self.error = exc
             raise
-        finally:
-            self.elapsed = clock() - t0
         return self
 
     def run_guarded(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float,

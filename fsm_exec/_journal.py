@@ -27,13 +27,15 @@ import attrs
 import orjson
 
 from ._errors import ComponentError, EventLogError
-from ._oplog import mirror
+from ._oplog import MIRRORED, mirror
 
 JOURNAL_SUFFIX = "_events.jsonl"
 _DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n>\d+))?\.jsonl$")
 _BACKTEST_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _DECIMAL_TAG = "__decimal__"
 MODES = ("backtest", "live")
+_dumps = orjson.dumps
+_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 class JournalCorruptError(ComponentError, ValueError):
@@ -271,12 +273,13 @@ def _fsync_dir(path: Path) -> None:
 class _Journal:
     """One component's open journal file."""
 
-    __slots__ = ("path", "seq", "day", "file", "fd")
+    __slots__ = ("path", "seq", "day", "file", "fd", "unsynced")
 
     def __init__(self, path: Path, seq: int, day: dt.date) -> None:
         self.path, self.seq, self.day = path, seq, day
         self.file: IO[bytes] | None = None
         self.fd = -1
+        self.unsynced = False  # live: written records not yet fsynced
 
 
 _open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
@@ -297,8 +300,9 @@ class EventLogger:
     """Writes each component's events to ``<log_dir>/<component>_events.jsonl``.
 
     ``backtest``: buffered writes (flushed at :meth:`close`, when full, and at interpreter
-    exit). ``live``: every record is written, flushed and fsynced before :meth:`log_event`
-    returns, files rotate daily (UTC, or as ``today`` says) and rotated files older than
+    exit). ``live``: every record is written before :meth:`log_event` returns and fsynced
+    with it unless ``sync=False`` (then the next synced record or :meth:`sync` makes it
+    durable); files rotate daily (UTC, or as ``today`` says) and rotated files older than
     ``retention_days`` are deleted. Opening a directory that holds a journal appends to it:
     a torn last line is set aside (``<file>.torn``) and sequence numbers continue.
     A write that fails raises :class:`EventLogError` (``EXEC-009``).
@@ -367,6 +371,9 @@ class EventLogger:
             j.file = open(j.path, "ab", buffering=self._buffer)  # noqa: SIM115
 
     def _rotate(self, j: _Journal, today: dt.date) -> None:
+        if j.unsynced:
+            os.fsync(j.fd)
+            j.unsynced = False
         os.close(j.fd)
         j.fd = -1
         if j.path.stat().st_size:
@@ -388,31 +395,43 @@ class EventLogger:
 
     # -------------------------------------------------------------- writing
     def log_event(self, timestamp: Any, event_type: str, component: str,
-                  data: dict[str, Any]) -> None:
-        """Append one record to ``component``'s journal (durably, in live mode)."""
+                  data: dict[str, Any], *, sync: bool = True) -> None:
+        """Append one record to ``component``'s journal.
+
+        Live: the record is written before this returns and, with ``sync`` (the default),
+        fsynced together with every record written before it. ``sync=False`` leaves the
+        fsync to the next synced record or :meth:`sync` (group commit): the manager uses it
+        for records that no action of its depends on.
+        """
         j = self._journals.get(component)
         if j is None:
             j = self._open(component)
         if timestamp is self._last_ts and timestamp is not None:
-            iso = self._last_iso
+            iso = self._last_iso  # the events of one update share its timestamp
         else:
             iso = iso_timestamp(timestamp)
             self._last_ts, self._last_iso = timestamp, iso
         seq = j.seq + 1
-        line = encode({"seq": seq, "timestamp": iso, "event_type": event_type,
-                       "component": component, "data": data})
+        record = {"seq": seq, "timestamp": iso, "event_type": event_type,
+                  "component": component, "data": data}
+        try:  # encode(), inlined: this is the per-event hot path
+            line = _dumps(record, default=_default, option=_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            line = b"null"
+        if b"null" in line:
+            line = _dumps(to_jsonable(record), option=_APPEND_NEWLINE)
         if self._live:
-            self._write_durably(j, line)
+            self._write_durably(j, line, sync)
         else:
             try:
-                assert j.file is not None
-                j.file.write(line)
+                j.file.write(line)  # type: ignore[union-attr]
             except (OSError, ValueError) as exc:
                 raise EventLogError(f"cannot write journal {j.path}: {exc}", exc) from exc
         j.seq = seq
-        mirror(event_type, component, data)
+        if event_type in MIRRORED:
+            mirror(event_type, component, data)
 
-    def _write_durably(self, j: _Journal, line: bytes) -> None:
+    def _write_durably(self, j: _Journal, line: bytes, sync: bool = True) -> None:
         try:
             today = self._today()
             if today != j.day:
@@ -424,11 +443,26 @@ class EventLogger:
             view = memoryview(line)
             while view:
                 view = view[os.write(j.fd, view):]
-            os.fsync(j.fd)
+            if sync:
+                os.fsync(j.fd)
+            j.unsynced = not sync
         except OSError as exc:
             with contextlib.suppress(OSError):  # take back a partial line: keep it whole
                 os.ftruncate(j.fd, offset)
             raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+
+    def sync(self) -> None:
+        """Make every record written so far durable (live: fsync what is not yet; backtest
+        journals are buffered by design: this flushes them to the files)."""
+        for j in self._journals.values():
+            if j.fd >= 0 and j.unsynced:
+                try:
+                    os.fsync(j.fd)
+                except OSError as exc:
+                    raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
+                                        exc) from exc
+                j.unsynced = False
+        self.flush()
 
     def flush(self) -> None:
         """Push buffered records to the files (backtest); live records are already there."""
@@ -441,11 +475,11 @@ class EventLogger:
                                         exc) from exc
 
     def close(self) -> None:
-        """Flush and close every journal. Safe to call twice."""
+        """Flush (and, live, fsync) and close every journal. Safe to call twice."""
         if self._closed:
             return
         try:
-            self.flush()
+            self.sync()
         finally:
             self._closed = True
             for j in set(self._journals.values()):

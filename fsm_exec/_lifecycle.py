@@ -229,16 +229,25 @@ class _Flight:
 TransitionListener = Callable[[str, str, str, dict[str, Any]], None]
 
 
+_NEXT: dict[tuple[str, str], str] = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
+_STATE_OF: dict[str, BlockState] = {str(s): s for s in BlockState}
+_TERMINAL_VALUES = frozenset(str(s) for s in TERMINAL_STATES)
+_INITIAL = str(INITIAL_STATE)
+
+
 class BlockLifecycle:
     """One reusable ``transitions.Machine`` for the block in flight.
 
     ``load(block_id)`` puts a new block at the initial state, and only when the previous one
     reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
     the listener, if any, is called with ``(source, dest, trigger, data)`` *before* the state
-    changes, so a listener that raises (a journal that cannot write) leaves the state as it was.
+    changes, so a listener that raises (a journal that cannot write) leaves the state as it
+    was. The destination comes from the same table the Machine was built from, so the record
+    is written first and the Machine's trigger stays bare (no callbacks: the cost of firing
+    is what ``transitions`` itself sets).
     """
 
-    __slots__ = ("_flight", "_machine", "_events", "_listener")
+    __slots__ = ("_flight", "_machine", "_triggers", "_listener")
 
     def __init__(self, listener: TransitionListener | None = None) -> None:
         self._flight = _Flight()
@@ -252,16 +261,14 @@ class BlockLifecycle:
             ],
             initial=str(INITIAL_STATE),
             auto_transitions=False,
-            send_event=True,
-            before_state_change=[self._before] if listener is not None else [],
         )
-        self._events = self._machine.events
+        self._triggers = {name: event.trigger for name, event in self._machine.events.items()}
         self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
 
     @property
     def state(self) -> BlockState:
         """The state of the block in flight (a terminal state when none is)."""
-        return BlockState(self._flight.state)
+        return _STATE_OF[self._flight.state]
 
     @property
     def current(self) -> str:
@@ -276,35 +283,36 @@ class BlockLifecycle:
     @property
     def in_flight(self) -> bool:
         """True while the loaded block has not reached a terminal state."""
-        return self._flight.state not in TERMINAL_STATES
+        return self._flight.state not in _TERMINAL_VALUES
 
     def load(self, block_id: str) -> None:
         """Make ``block_id`` the block in flight, in the initial state."""
-        if self._flight.state not in TERMINAL_STATES:  # name the block that is in the way
+        if self._flight.state not in _TERMINAL_VALUES:  # name the block that is in the way
             raise IllegalTransitionError(f"load {block_id!r}", self._flight.state,
                                          self._flight.block_id)
         self._flight.block_id = block_id
-        self._flight.state = str(INITIAL_STATE)
+        self._flight.state = _INITIAL
 
     def restore(self, block_id: str, state: BlockState) -> None:
         """Put ``block_id`` back in flight at ``state`` (crash recovery from a journal)."""
-        if self._flight.state not in TERMINAL_STATES:
+        if self._flight.state not in _TERMINAL_VALUES:
             raise IllegalTransitionError(f"restore {block_id!r}", self._flight.state,
                                          self._flight.block_id)
         value = str(BlockState(state))  # refuse an unknown state before changing anything
         self._flight.block_id = block_id
         self._flight.state = value
 
-    def fire(self, trigger: Trigger, **data: Any) -> BlockState:
+    def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
         """Fire ``trigger`` on the block in flight and return the new state."""
         flight = self._flight
+        source = flight.state
+        dest = _NEXT.get((source, trigger))
+        if dest is None:
+            raise IllegalTransitionError(str(trigger), source, flight.block_id)
+        if self._listener is not None:
+            self._listener(source, dest, trigger, data)  # write-ahead: may raise, nothing moved
         try:
-            self._events[trigger].trigger(flight, **data)
-        except MachineError:
-            raise IllegalTransitionError(str(trigger), flight.state, flight.block_id) from None
-        return BlockState(flight.state)
-
-    def _before(self, event: Any) -> None:
-        tr = event.transition
-        assert self._listener is not None
-        self._listener(tr.source, tr.dest, event.event.name, event.kwargs)
+            self._triggers[trigger](flight)
+        except MachineError:  # pragma: no cover - the table above already refused it
+            raise IllegalTransitionError(str(trigger), source, flight.block_id) from None
+        return _STATE_OF[flight.state]

@@ -41,11 +41,15 @@ RECENT_FINISHED = 10_000
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0
 
 _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED = (str(s) for s in BlockState)
+# Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
+(_T_START, _T_EXECUTED, _T_ROUTE_FAILED, _T_REROUTE, _T_RESUME_RECONCILIATION, _T_RECONCILED,
+ _T_RECONCILIATION_TIMEOUT, _T_FAIL) = (str(t) for t in Trigger)
 _LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
           Severity.MEDIUM: DEGRADED, Severity.LOW: DEGRADED}
 _MISSING = object()
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
+_BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Trigger.FAIL)})
 
 # Verdicts of resolving a venue call whose outcome is not known yet.
 _EXECUTED, _NOT_EXECUTED, _UNKNOWN = "executed", "not_executed", "unknown"
@@ -79,6 +83,11 @@ class _Taken:
 
 
 def _positive_price(p: object) -> bool:
+    kind = type(p)
+    if kind is float:
+        return 0 < p < math.inf  # type: ignore[operator]  # NaN compares false
+    if kind is int:
+        return p > 0  # type: ignore[operator]
     return (isinstance(p, int | float) and not isinstance(p, bool)
             and math.isfinite(p) and p > 0)
 
@@ -128,6 +137,12 @@ class ExecutionManager:
         self._reconciliation = reconciliation_component
         self._query = getattr(execution_interface_manager, "query_execution", None)
         self._log = event_logger
+        self._log_event = event_logger.log_event if event_logger is not None else None
+        # A journal with sync() takes sync= on log_event: group commit (see _emit).
+        self._syncable = callable(getattr(event_logger, "sync", None))
+        self._unsynced_acceptance = False
+        self._route_instruction = execution_interface_manager.route_instruction
+        self._update_positions = position_update_handler.update_state
         self._clock = clock
         self._sleep = sleep
         for check in risk_checks:
@@ -216,7 +231,7 @@ class ExecutionManager:
         lc = self._lc
         flying = lc.in_flight
         return {
-            "status": str(self._health.status(halted=self._halted)),
+            "status": self._health.status(halted=self._halted).value,
             "current_block": lc.block_id if flying else None,
             "current_block_state": str(lc.state) if flying else None,
             "reconciliation_status": self.reconciliation_status,
@@ -361,6 +376,20 @@ class ExecutionManager:
                                    instruction_blocks: Sequence[Mapping[str, Any]]) -> None:
         """Validate a batch and queue it whole, or refuse it whole; runs nothing."""
         self._accept(timestamp, instruction_blocks)
+        if self._unsynced_acceptance and not self._busy:
+            self._barrier()  # accepted means durable, once the call returns
+
+    def _barrier(self) -> None:
+        """Make every record written so far durable (a journal with sync())."""
+        if self._syncable:
+            try:
+                self._log.sync()  # type: ignore[union-attr]
+            except EventLogError:
+                self._halt("EXEC-009")
+                raise
+            except Exception as exc:
+                raise self._log_failed("sync", exc) from exc
+        self._unsynced_acceptance = False
 
     # ------------------------------------------------------------------------- the queue
     def _accept(self, ts: Any, batch: Any) -> None:
@@ -384,7 +413,9 @@ class ExecutionManager:
         for i, b in enumerate(blocks):
             self._emit(ts, "block_accepted", {
                 "block_id": b.block_id, "action": b.action, "priority": b.priority,
-                "instructions": b.instructions, "batch_index": i, "batch_size": n})
+                "instructions": b.instructions, "batch_index": i, "batch_size": n},
+                sync=False)  # durable by the next barrier, at the latest before returning
+        self._unsynced_acceptance = True
         self._queue.extend(blocks)
         self._active.update(b.block_id for b in blocks)
         self.blocks_accepted += n
@@ -406,10 +437,12 @@ class ExecutionManager:
         """Move the block in flight until it is terminal (or the manager halts)."""
         lc, f = self._lc, self._f
         assert f is not None
+        if not self._live and lc.current == _QUEUED:
+            self._straight_through(ts, f)
         while True:
             state = lc.current
             if state == _QUEUED:
-                lc.fire(Trigger.START)
+                lc.fire(_T_START)
             elif state == _ROUTING:
                 self._route(ts, f)
             elif state == _PENDING:
@@ -421,6 +454,24 @@ class ExecutionManager:
                 return
 
     # ----------------------------------------------------------------------- the states
+    def _straight_through(self, ts: Any, f: _Flight) -> None:
+        """The backtest happy path in one go: the same steps and records as the state by
+        state driver (which takes over, where it stands, at the first deviation)."""
+        lc = self._lc
+        lc.fire(_T_START)
+        refusal = self._risk_refusal(ts, f.block)
+        if refusal is not None:
+            self._fail(ts, f, *refusal)
+            return
+        f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
+        call.run_inline(self._route_instruction, (ts, f.block))
+        if call.error is not None or call.value is None:
+            return  # _route classifies the failure
+        lc.fire(_T_EXECUTED, deltas=call.value)
+        f.deltas = call.value
+        if self._hand_off(ts, f):
+            lc.fire(_T_RECONCILED)
+
     def _route(self, ts: Any, f: _Flight) -> None:
         call = f.call
         if call is None:
@@ -436,9 +487,9 @@ class ExecutionManager:
                                  self._cfg.execution_timeout, self._clock,
                                  f"fsm_exec-route-{f.block.block_id}")
             else:
-                call.run_inline(self._venue.route_instruction, args, self._clock)
+                call.run_inline(self._route_instruction, args)
         if call.returned and not (self._live and call.elapsed > self._cfg.execution_timeout):
-            self._executed(Trigger.EXECUTED, f, call.value)
+            self._executed(_T_EXECUTED, f, call.value)
             return
         why = self._why_failed(call)
         if not self._live and not call.in_doubt:
@@ -450,7 +501,7 @@ class ExecutionManager:
             f.why = why
             self.blocks_retried += 1
             self._health.note(DEGRADED)
-            self._lc.fire(Trigger.ROUTE_FAILED, reason=why)
+            self._lc.fire(_T_ROUTE_FAILED, reason=why)
 
     def _why_failed(self, call: VenueCall) -> str:
         if not call.done or (self._live and call.elapsed > self._cfg.execution_timeout):
@@ -462,38 +513,45 @@ class ExecutionManager:
             return self._redact(f"{kind}: {type(call.error).__name__}: {call.error}")
         return "the venue returned no deltas (None)"
 
-    def _executed(self, trigger: Trigger, f: _Flight, deltas: Any, **data: Any) -> None:
+    def _executed(self, trigger: str, f: _Flight, deltas: Any, **data: Any) -> None:
         """Move to pending_reconciliation with fresh deltas, not yet handed off."""
         self._lc.fire(trigger, deltas=deltas, **data)
         f.deltas, f.handed_off = deltas, False
 
-    def _reconcile(self, ts: Any, f: _Flight) -> None:
-        if not f.handed_off:
-            try:
-                self._positions.update_state(ts, "execution_manager", f.deltas)
-            except Exception as exc:
-                self._fail(ts, f, "EXEC-008", self._redact(
-                    f"position handler refused the deltas: {type(exc).__name__}: {exc}"),
-                    exc, halt=True)
-                return
-            f.handed_off = True
+    def _hand_off(self, ts: Any, f: _Flight) -> bool:
+        """Give the deltas to the position handler, once; False if it refused them."""
+        try:
+            self._update_positions(ts, "execution_manager", f.deltas)
+        except Exception as exc:
+            self._fail(ts, f, "EXEC-008", self._redact(
+                f"position handler refused the deltas: {type(exc).__name__}: {exc}"),
+                exc, halt=True)
+            return False
+        f.handed_off = True
+        if self._live:  # what crash recovery needs to know; a backtest is rerun instead
             self._emit(ts, "positions_updated", {"block_id": f.block.block_id,
                                                  "attempt": f.attempt})
+        return True
+
+    def _reconcile(self, ts: Any, f: _Flight) -> None:
+        if not f.handed_off and not self._hand_off(ts, f):
+            return
         if not self._live:  # simulated: success once the position handler took the deltas
-            self._lc.fire(Trigger.RECONCILED)
+            self._lc.fire(_T_RECONCILED)
             return
         verdict, waited = self._poll_reconciliation(f.block.block_id)
         if verdict == "success":
-            self._lc.fire(Trigger.RECONCILED, waited_s=waited)
+            self._lc.fire(_T_RECONCILED, waited_s=waited)
         elif verdict == "failed":
             self._fail(ts, f, "EXEC-002", "reconciliation reported failure", halt=True)
         else:
             self._emit(ts, "reconciliation_timeout", {
-                "block_id": f.block.block_id, "attempt": f.attempt, "waited_s": waited})
+                "block_id": f.block.block_id, "attempt": f.attempt, "waited_s": waited},
+                sync=False)
             f.why = "reconciliation_timeout"
             self.blocks_retried += 1
             self._health.note(DEGRADED)
-            self._lc.fire(Trigger.RECONCILIATION_TIMEOUT, waited_s=waited)
+            self._lc.fire(_T_RECONCILIATION_TIMEOUT, waited_s=waited)
 
     def _poll_reconciliation(self, block_id: str) -> tuple[str, float]:
         """Poll until success, failure or ``reconciliation_timeout`` on the injected clock."""
@@ -523,7 +581,7 @@ class ExecutionManager:
                 self._fail(ts, f, "EXEC-002", f"reconciliation timed out on every one of "
                            f"{cfg.max_retries} attempts", halt=True)
                 return
-            lc.fire(Trigger.RESUME_RECONCILIATION, attempt=f.attempt + 1)
+            lc.fire(_T_RESUME_RECONCILIATION, attempt=f.attempt + 1)
             f.attempt += 1
             return
         call = f.call
@@ -536,7 +594,7 @@ class ExecutionManager:
                         cfg.max_retry_delay_seconds))
         verdict, deltas, how = self._resolve(ts, f)
         if verdict == _EXECUTED:
-            self._executed(Trigger.RESUME_RECONCILIATION, f, deltas,
+            self._executed(_T_RESUME_RECONCILIATION, f, deltas,
                            attempt=f.attempt + 1, resolved_by=how)
             f.attempt += 1
         elif verdict == _UNKNOWN:
@@ -552,7 +610,7 @@ class ExecutionManager:
                        f"{cfg.max_retries} attempts; last: {f.why}",
                        call.error if call is not None else None)
         else:
-            lc.fire(Trigger.REROUTE, attempt=f.attempt + 1, resolved_by=how)
+            lc.fire(_T_REROUTE, attempt=f.attempt + 1, resolved_by=how)
             f.attempt += 1
             f.call = None
 
@@ -592,9 +650,12 @@ class ExecutionManager:
     # ---------------------------------------------------------------------- risk checks
     def _risk_refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
         checks = self._risk_checks
-        needs_prices = any("token" in i for i in block.instructions)
-        if not needs_prices and len(checks) == 1:
-            return None
+        if len(checks) == 1:  # prices only: no token named, nothing to check
+            for instr in block.instructions:
+                if "token" in instr:
+                    break
+            else:
+                return None
         try:
             market = self._data_provider.get_data(ts)["market_data"]
         except Exception as exc:
@@ -619,7 +680,7 @@ class ExecutionManager:
               exc: BaseException | None = None, *, halt: bool = False) -> None:
         f.error = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
                                  original_exception=exc, block_id=f.block.block_id)
-        self._lc.fire(Trigger.FAIL, error_code=code, reason=reason)
+        self._lc.fire(_T_FAIL, error_code=code, reason=reason)
         if halt:
             self._halt(code)
 
@@ -672,22 +733,47 @@ class ExecutionManager:
                  "trigger": trigger, "attempt": f.attempt}
         if data:
             event.update(data)
-        self._emit(self._ts, "block_transition", event)
-
-    def _emit(self, ts: Any, event_type: str, data: dict[str, Any]) -> None:
-        log = self._log
-        if log is None:
-            return
-        try:
-            log.log_event(ts, event_type, COMPONENT, data)
+        # Write-ahead barriers: the intent to route (start, reroute), deltas about to be
+        # handed off, and a block's failure must be durable before the manager acts on
+        # them; the other moves ride on the next barrier.
+        sync = trigger in _BARRIER_TRIGGERS or "deltas" in event
+        try:  # _emit, inlined: three of these per block
+            if self._syncable:
+                self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
+                                event, sync=sync)  # type: ignore[call-arg]
+            else:
+                self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
         except EventLogError:
             self._halt("EXEC-009")
             raise
         except Exception as exc:
+            raise self._log_failed("block_transition", exc) from exc
+        if sync:
+            self._unsynced_acceptance = False
+
+    def _emit(self, ts: Any, event_type: str, data: dict[str, Any], *,
+              sync: bool = True) -> None:
+        log_event = self._log_event
+        if log_event is None:
+            return
+        try:
+            if self._syncable:
+                log_event(ts, event_type, COMPONENT, data, sync=sync)  # type: ignore[call-arg]
+            else:
+                log_event(ts, event_type, COMPONENT, data)
+        except EventLogError:
             self._halt("EXEC-009")
-            raise EventLogError(self._redact(
-                f"event log write failed ({event_type}): {type(exc).__name__}: {exc}"),
-                exc) from exc
+            raise
+        except Exception as exc:
+            raise self._log_failed(event_type, exc) from exc
+        if sync:
+            self._unsynced_acceptance = False
+
+    def _log_failed(self, event_type: str, exc: Exception) -> EventLogError:
+        """The journal could not record: halt before acting on it, and say so."""
+        self._halt("EXEC-009")
+        return EventLogError(self._redact(
+            f"event log write failed ({event_type}): {type(exc).__name__}: {exc}"), exc)
 
     def _record_error(self, ts: Any, err: ComponentError) -> None:
         entry = {"timestamp": ts, "error_code": err.error_code, "error_message": err.message,
@@ -715,7 +801,7 @@ class ExecutionManager:
                 "queue_length": len(self._queue),
                 "halted": self._halted,
                 "processing_time_ms": ms,
-            })
+            }, sync=self._unsynced_acceptance)  # a barrier only for blocks still queued
         except EventLogError:
             if not failing:  # never hide the error already on its way out
                 raise

@@ -56,7 +56,12 @@ class DataProvider(Protocol):
 
 @runtime_checkable
 class EventSink(Protocol):
-    """Where the manager's structured events go (see :class:`fsm_exec.EventLogger`)."""
+    """Where the manager's structured events go (see :class:`fsm_exec.EventLogger`).
+
+    A sink that also has a ``sync()`` method is taken to accept ``sync=`` on
+    ``log_event``: the manager then passes ``sync=False`` for records that no action of its
+    depends on, and relies on the next synced record (or ``sync()``) to make them durable.
+    """
 
     def log_event(self, timestamp: Any, event_type: str, component: str,
                   data: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from fsm_exec import BlockProblem, ComponentError, InstructionBlock, InvalidBlockError
@@ -577,3 +577,37 @@ def test_one_corrupted_field_refuses_the_batch(batch: list[Block], data: st.Data
 
     assert (index, field) in fields_of(info.value)
     assert {p.index for p in info.value.problems} == {index}
+
+
+@given(st.lists(st.one_of(
+    st.fixed_dictionaries({
+        "block_id": st.one_of(st.sampled_from(["ok-1", "b:2", "", "a b", "x" * 65]),
+                              st.text(max_size=70), st.integers()),
+        "action": st.one_of(st.sampled_from(["buy", " ", ""]), st.text(max_size=5),
+                            st.none()),
+        "priority": st.one_of(st.integers(), st.booleans(), st.floats()),
+        "instructions": st.one_of(st.lists(st.dictionaries(
+            st.sampled_from(["amount", "fee_amount", "token", "venue", 1]),
+            st.one_of(st.floats(), st.integers(), st.text(max_size=3), st.booleans(),
+                      st.none(), st.decimals())), max_size=3), st.text(max_size=2))}),
+    st.dictionaries(st.sampled_from(["block_id", "action", "priority", "instructions", "x"]),
+                    st.integers(), max_size=5)), max_size=4))
+def test_fast_path_agrees_with_the_careful_check(batch: list[Any]) -> None:
+    """The plain-dict fast path accepts exactly what the careful check passes, and builds
+    the same blocks."""
+    from fsm_exec._blocks import _build, _plain_valid_block, check_block
+
+    accepted = 0
+    for item in batch:
+        fast = _plain_valid_block(item)
+        careful_ok = not check_block(item)
+        accepted += fast is not None
+        assert (fast is not None) <= careful_ok  # the fast path never accepts more
+        if fast is not None:
+            assert fast == _build(item)
+        elif careful_ok and type(item) is dict:
+            # only number subclasses and Decimals may take the careful path when valid
+            amounts = [v for i in item["instructions"] for k, v in i.items()
+                       if isinstance(k, str) and (k == "amount" or k.endswith("_amount"))]
+            assert any(type(v) not in (int, float) for v in amounts), item
+    event("fast path took a block" if accepted else "fast path took none")

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import enum
 import errno
+import io
 import json
 import math
 import os
@@ -1321,3 +1322,93 @@ def test_failed_export_leaves_no_temporary_file(tmp_path: Path,
     with pytest.raises(OSError, match="No space"):
         export_csv(log, tmp_path / "results", "bt")
     assert list((tmp_path / "results" / "bt").iterdir()) == []
+
+
+# ------------------------------------------------------------------------ group commit
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr("fsm_exec._journal.os.fsync", counting)
+    return calls
+
+
+def test_unsynced_live_records_are_written_but_not_fsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sync=False writes the record at once and leaves the fsync to the next synced record
+    or sync(); one fsync then covers every record before it."""
+    fsyncs = _count_fsyncs(monkeypatch)
+    el = EventLogger(tmp_path, "live")
+    el.log_event(1, "a", "ExecutionManager", {})  # opening fsyncs the dir, then the record
+    base = len(fsyncs)
+    path = tmp_path / "execution_manager_events.jsonl"
+    el.log_event(2, "b", "ExecutionManager", {}, sync=False)
+    el.log_event(3, "c", "ExecutionManager", {}, sync=False)
+    assert len(path.read_text().splitlines()) == 3 and len(fsyncs) == base
+    el.log_event(4, "d", "ExecutionManager", {})
+    assert len(fsyncs) == base + 1
+    el.log_event(5, "e", "ExecutionManager", {}, sync=False)
+    el.sync()
+    assert len(fsyncs) == base + 2
+    el.sync()  # nothing left to make durable
+    assert len(fsyncs) == base + 2
+    el.log_event(6, "f", "ExecutionManager", {}, sync=False)
+    el.close()  # closing makes the rest durable
+    assert len(fsyncs) == base + 3
+
+
+def test_rotation_makes_unsynced_records_durable_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day change fsyncs the old file's unsynced records before renaming it."""
+    day = [dt.date(2025, 10, 1)]
+    el = EventLogger(tmp_path, "live", today=lambda: day[0])
+    el.log_event(1, "a", "ExecutionManager", {}, sync=False)
+    fsyncs = _count_fsyncs(monkeypatch)
+    day[0] = dt.date(2025, 10, 2)
+    el.log_event(2, "b", "ExecutionManager", {})
+    assert len(fsyncs) >= 2  # the old file's tail, then the new record
+    el.close()
+    assert [r.seq for r in read_journal(tmp_path)] == [1, 2]
+
+
+def test_sync_failure_is_an_event_log_error(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing fsync in sync() raises EventLogError naming the file."""
+    el = EventLogger(tmp_path, "live")
+    el.log_event(1, "a", "ExecutionManager", {}, sync=False)
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("fsm_exec._journal.os.fsync", broken)
+    with pytest.raises(EventLogError, match=r"execution_manager_events\.jsonl"):
+        el.sync()
+
+
+def test_log_event_takes_the_careful_path_for_non_string_keys(tmp_path: Path) -> None:
+    """A record orjson refuses (a non-string key) is still written, as valid JSON."""
+    with EventLogger(tmp_path) as el:
+        el.log_event(1, "x", "ExecutionManager", {"changes": {1: 2.5}})
+    (line,) = (tmp_path / "execution_manager_events.jsonl").read_text().splitlines()
+    assert json.loads(line)["data"] == {"changes": {"1": 2.5}}
+
+
+def test_mirror_ignores_routine_events() -> None:
+    """The operational log mirror does nothing for routine events."""
+    from fsm_exec._oplog import mirror
+
+    sink = io.StringIO()
+    handler = enable_logging(sink)
+    try:
+        mirror("block_transition", "ExecutionManager", {"block_id": "a"})
+        mirror("block_failed", "ExecutionManager", {"block_id": "a"})
+    finally:
+        logger.remove(handler)
+        disable_logging()
+    assert "block_failed" in sink.getvalue() and "block_transition" not in sink.getvalue()

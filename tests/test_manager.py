@@ -1097,3 +1097,63 @@ def test_errors_survive_pickling() -> None:
                 EventLogError("disk"), InvalidArgumentError("arg")):
         again = pickle.loads(pickle.dumps(err))
         assert str(again) == str(err) and again.__dict__.keys() == err.__dict__.keys()
+
+
+def test_backtest_resume_routes_again_a_call_that_never_executed() -> None:
+    """In backtest, an interrupted venue call the venue never executed is routed again on
+    the manual resume (the venue's query says not found)."""
+    first = [True]
+    calls: list[str] = []
+
+    class Interrupting(SimVenue):
+        def route_instruction(self, ts: Any, b: InstructionBlock) -> dict[str, Any]:
+            calls.append(b.block_id)
+            if first and first.pop():
+                raise KeyboardInterrupt  # before anything was executed
+            return super().route_instruction(ts, b)
+
+    clock = FakeClock()
+    venue = Interrupting()
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(), venue,
+                          SimReconciliation(), clock=clock, sleep=clock.sleep)
+    with pytest.raises(KeyboardInterrupt):
+        em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(1, "manual")
+    assert em.block_state("a") is BlockState.SUCCESS
+    assert calls == ["a", "a"] and venue.execution_order == ["a"]
+
+
+def test_transition_record_failing_with_event_log_error_halts() -> None:
+    """A journal raising EventLogError on a transition record halts the manager and the
+    error is passed through unchanged."""
+
+    class Logger:
+        def log_event(self, ts: Any, event_type: str, component: str, data: Any) -> None:
+            if event_type == "block_transition":
+                raise EventLogError("journal gone")
+
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(), event_logger=Logger())
+    with pytest.raises(EventLogError, match="journal gone"):
+        em.update_state(0, "strategy_manager", blocks("a"))
+    assert em.halted and em.block_state("a") is BlockState.QUEUED
+
+
+@pytest.mark.parametrize("error", [EventLogError("disk full"), OSError(5, "I/O error")])
+def test_failed_barrier_halts(error: Exception) -> None:
+    """If making accepted blocks durable fails, the call raises EXEC-009 and the manager
+    halts."""
+
+    class Logger:
+        def log_event(self, ts: Any, event_type: str, component: str, data: Any, *,
+                      sync: bool = True) -> None:
+            return None
+
+        def sync(self) -> None:
+            raise error
+
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(), event_logger=Logger())
+    with pytest.raises(EventLogError) as info:
+        em.execute_instruction_blocks(0, blocks("a"))
+    assert info.value.error_code == "EXEC-009" and em.halted

@@ -3,6 +3,7 @@ never lose a block, never run one twice."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -381,3 +382,62 @@ def _check_recovery_from(prefix: list[JournalRecord], venue_executed_in_doubt: b
     again = [d["block_id"] for d in positions.updates]
     assert sorted(handed + again) == accepted, (len(prefix), handed, again)
     assert set(report.dropped).isdisjoint(accepted)
+
+
+# ------------------------------------------------------------------------ write-ahead barriers
+
+
+def test_live_block_costs_three_fsyncs_at_its_write_ahead_barriers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In live mode a happy block is fsynced exactly where recovery needs it: the intent to
+    route before the venue is called, the deltas before the hand-off, the hand-off record;
+    acceptance, the success and the state update ride on those (group commit)."""
+    import os
+
+    synced_upto: list[int] = []
+    real = os.fsync
+    path = tmp_path / "execution_manager_events.jsonl"
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        synced_upto.append(len(path.read_text().splitlines()) if path.exists() else 0)
+
+    seen: dict[str, list[str]] = {}
+
+    def durable_kinds() -> list[str]:
+        lines = path.read_text().splitlines()[:synced_upto[-1]]
+        return [json.loads(line)["data"].get("trigger") or json.loads(line)["event_type"]
+                for line in lines]
+
+    class Witness(SimVenue):
+        def route_instruction(self, ts: Any, b: InstructionBlock) -> Any:
+            seen["venue"] = durable_kinds()
+            return super().route_instruction(ts, b)
+
+    class Positions(SimPositionHandler):
+        def update_state(self, ts: Any, source: str, deltas: Any) -> None:
+            seen["hand_off"] = durable_kinds()
+            super().update_state(ts, source, deltas)
+
+    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
+    em, el = manager(tmp_path, Witness(), positions=Positions())
+    before = len(synced_upto)
+    em.update_state(0, "strategy_manager", blocks("a"))
+    assert len(synced_upto) - before == 3
+    assert seen["venue"][-2:] == ["block_accepted", "start"]
+    assert seen["hand_off"][-1] == "executed"
+    el.close()
+
+
+def test_accepted_blocks_are_durable_when_the_call_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks queued but not started (a halted manager, or execute_instruction_blocks) are
+    on disk before the call returns: accepted means durable."""
+    em, el = manager(tmp_path, SimVenue())
+    assert el._journals  # the journal is open
+    em.execute_instruction_blocks(0, blocks("a"))
+    assert not any(j.unsynced for j in el._journals.values())
+    em._halt("EXEC-002")  # halted: the next batch is queued, not started
+    em.update_state(1, "strategy_manager", blocks("b"))
+    assert not any(j.unsynced for j in el._journals.values())
+    el.close()

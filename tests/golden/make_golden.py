@@ -133,8 +133,8 @@ def write_good(out: Path) -> dict[str, Path]:
 
 #: bad journal name -> (good journal it is cut from, 1-based line, how the line is broken)
 BAD: dict[str, tuple[str, int, str]] = {
-    "bad_edge": ("backtest_clean", 7, "dest=failed"),
-    "bad_counters": ("backtest_clean", 12, "blocks_executed=5"),
+    "bad_edge": ("backtest_clean", 6, "dest=failed"),
+    "bad_counters": ("backtest_clean", 10, "blocks_executed=5"),
     "bad_seq": ("backtest_clean", 5, "seq=2"),
     "bad_batch": ("live_faults", 2, "swap_with_next"),
     "bad_json": ("live_faults", 7, "truncate"),
