@@ -142,6 +142,8 @@ def from_jsonable(value: Any) -> Any:
 def iso_timestamp(ts: Any) -> str:
     """The record's timestamp: ISO 8601 for datetimes, UTC for epoch seconds and for
     ``None`` (now); strings are kept as the caller gave them."""
+    if type(ts) is dt.datetime:  # the common case, first
+        return ts.isoformat()
     if isinstance(ts, str):
         return ts
     if ts is None:
@@ -322,6 +324,8 @@ class EventLogger:
         self._buffer = buffer_bytes
         self._live = mode == "live"
         self._journals: dict[str, _Journal] = {}
+        self._last_component: str | None = None  # the journal written to last, at hand
+        self._last_journal: _Journal | None = None
         self._closed = False
         self._last_ts: Any = object()
         self._last_iso = ""
@@ -403,9 +407,13 @@ class EventLogger:
         fsync to the next synced record or :meth:`sync` (group commit): the manager uses it
         for records that no action of its depends on.
         """
-        j = self._journals.get(component)
-        if j is None:
-            j = self._open(component)
+        j: _Journal | None
+        if component is self._last_component:
+            j = self._last_journal
+        else:
+            j = self._journals.get(component) or self._open(component)
+            self._last_component, self._last_journal = component, j
+        assert j is not None
         if timestamp is self._last_ts and timestamp is not None:
             iso = self._last_iso  # the events of one update share its timestamp
         else:
@@ -489,6 +497,7 @@ class EventLogger:
                 if j.fd >= 0:
                     os.close(j.fd)
             self._journals.clear()
+            self._last_component, self._last_journal = None, None
             _open_loggers.discard(self)
 
     def __enter__(self) -> EventLogger:

@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
 from ._journal import JournalCorruptError, JournalRecord, read_journal
-from ._lifecycle import BlockLifecycle, BlockState, Trigger
+from ._lifecycle import _STATE_OF, BlockLifecycle, BlockState, Trigger
 from ._protocols import (
     DataProvider,
     EventSink,
@@ -70,18 +70,6 @@ class _Flight:
         self.error: ComponentError | None = None
 
 
-class _Taken:
-    """The block_ids a new batch may not reuse: queued, in flight, or recently finished."""
-
-    __slots__ = ("_a", "_b")
-
-    def __init__(self, a: set[str], b: Mapping[str, Any]) -> None:
-        self._a, self._b = a, b
-
-    def __contains__(self, x: object) -> bool:
-        return x in self._a or x in self._b
-
-
 def _positive_price(p: object) -> bool:
     kind = type(p)
     if kind is float:
@@ -97,12 +85,14 @@ def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str
 
     The price must be a finite number > 0 in ``market_data['prices']``.
     """
-    prices = market_data.get("prices") if isinstance(market_data, Mapping) else None
+    prices = (market_data.get("prices")
+              if type(market_data) is dict or isinstance(market_data, Mapping) else None)
+    has_prices = type(prices) is dict or isinstance(prices, Mapping)
     for i, instr in enumerate(block.instructions):
         token = instr.get("token")
         if token is None:
             continue
-        if not isinstance(prices, Mapping):
+        if not has_prices or prices is None:
             return "market data has no prices"
         if not _positive_price(prices.get(token)):
             return f"instructions[{i}]: no finite positive price for token {token!r}"
@@ -155,7 +145,7 @@ class ExecutionManager:
         self._active: set[str] = set()  # queued and in flight
         self._finished: dict[str, BlockState] = {}  # the last RECENT_FINISHED blocks
         self._finished_order: deque[str] = deque()
-        self._taken = _Taken(self._active, self._finished)
+        self._taken: set[str] = set()  # ids a new batch may not reuse: _active | _finished
         self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
         self._f: _Flight | None = None
         self._ts: Any = None
@@ -273,7 +263,9 @@ class ExecutionManager:
                                       str(exc)) from None
         self._queue.extend(state.accepted[i] for i in state.queued)
         self._active.update(state.queued)
+        self._taken.update(state.queued)
         for block_id, end in state.finished.items():
+            self._taken.add(block_id)
             self._remember(block_id, BlockState(end))
         self.blocks_accepted = len(state.order)
         self.blocks_executed, self.blocks_failed = state.executed, state.failed
@@ -288,6 +280,7 @@ class ExecutionManager:
             f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
             self._lc.restore(fl.block.block_id, BlockState(fl.state))
             self._active.add(fl.block.block_id)
+            self._taken.add(fl.block.block_id)
             self.reconciliation_status = "pending"
             if fl.state == _PENDING:
                 resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
@@ -417,7 +410,9 @@ class ExecutionManager:
                 sync=False)  # durable by the next barrier, at the latest before returning
         self._unsynced_acceptance = True
         self._queue.extend(blocks)
-        self._active.update(b.block_id for b in blocks)
+        for b in blocks:
+            self._active.add(b.block_id)
+            self._taken.add(b.block_id)
         self.blocks_accepted += n
 
     def _advance(self, ts: Any) -> None:
@@ -464,7 +459,13 @@ class ExecutionManager:
             self._fail(ts, f, *refusal)
             return
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
-        call.run_inline(self._route_instruction, (ts, f.block))
+        try:  # VenueCall.run_inline, inlined
+            call.value = self._route_instruction(ts, f.block)
+        except Exception as exc:
+            call.error = exc
+        except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
+            call.error = exc
+            raise
         if call.error is not None or call.value is None:
             return  # _route classifies the failure
         lc.fire(_T_EXECUTED, deltas=call.value)
@@ -687,7 +688,7 @@ class ExecutionManager:
     def _finish(self, ts: Any, f: _Flight, state: str) -> None:
         block_id = f.block.block_id
         self._active.discard(block_id)
-        self._remember(block_id, BlockState(state))
+        self._remember(block_id, _STATE_OF[state])
         self.current_block_index += 1
         self._f = None
         if state == _SUCCESS:
@@ -712,7 +713,9 @@ class ExecutionManager:
         order = self._finished_order
         order.append(block_id)
         if len(order) > RECENT_FINISHED:
-            del self._finished[order.popleft()]
+            old = order.popleft()
+            del self._finished[old]
+            self._taken.discard(old)
 
     def _halt(self, reason: str) -> None:
         self._halted = True
