@@ -1,5 +1,6 @@
 """Per-block cost of fsm_exec against its floor and its alternatives, side by side.
 
+    pip install ".[bench]"                     # python-statemachine, one of the contenders
     python benchmarks/bench.py                 # the comparison (backtest, one block a call)
     python benchmarks/bench.py --memory        # RSS over a 1,000,000-block backtest + CSV
     python benchmarks/bench.py --live          # live-mode overhead and fsyncs per block

@@ -7,14 +7,13 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import cattrs
 
 from ._errors import ConfigError
 
-ExecutionMode = Literal["backtest", "live"]
 EXECUTION_MODES: tuple[str, ...] = ("backtest", "live")
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
 DEPLOYMENT_MODES: tuple[str, ...] = ("local", "docker")

@@ -55,7 +55,6 @@ class UnifiedHealthManager:
 
 
 HEALTHY, DEGRADED, UNHEALTHY = 0, 1, 2
-_LEVEL_STATUS = (HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
 
 
 class HealthWindow:
@@ -89,7 +88,3 @@ class HealthWindow:
         if self._counts[DEGRADED] or self._current == DEGRADED:
             return HealthStatus.DEGRADED
         return HealthStatus.HEALTHY
-
-    @staticmethod
-    def status_of(level: int) -> HealthStatus:
-        return _LEVEL_STATUS[level]

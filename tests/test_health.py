@@ -106,15 +106,6 @@ def test_health_status_values() -> None:
     assert [str(s) for s in HealthStatus] == ["healthy", "degraded", "unhealthy"]
 
 
-@pytest.mark.parametrize(
-    ("level", "status"),
-    [(HEALTHY, HealthStatus.HEALTHY), (DEGRADED, HealthStatus.DEGRADED),
-     (UNHEALTHY, HealthStatus.UNHEALTHY)])
-def test_status_of_level(level: int, status: HealthStatus) -> None:
-    """Each level maps to the status of the same name."""
-    assert HealthWindow.status_of(level) is status
-
-
 def test_window_is_healthy_without_notes() -> None:
     """No notes, whether or not updates were closed: healthy."""
     w = HealthWindow(5)
