@@ -87,12 +87,13 @@ def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str
     """
     prices = (market_data.get("prices")
               if type(market_data) is dict or isinstance(market_data, Mapping) else None)
-    has_prices = type(prices) is dict or isinstance(prices, Mapping)
+    if not (type(prices) is dict or isinstance(prices, Mapping)):
+        prices = None
     for i, instr in enumerate(block.instructions):
         token = instr.get("token")
         if token is None:
             continue
-        if not has_prices or prices is None:
+        if prices is None:
             return "market data has no prices"
         if not _positive_price(prices.get(token)):
             return f"instructions[{i}]: no finite positive price for token {token!r}"
@@ -122,8 +123,6 @@ class ExecutionManager:
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
         self._data_provider = data_provider
-        self._positions = position_update_handler
-        self._venue = execution_interface_manager
         self._reconciliation = reconciliation_component
         self._query = getattr(execution_interface_manager, "query_execution", None)
         self._log = event_logger
@@ -459,17 +458,16 @@ class ExecutionManager:
             self._fail(ts, f, *refusal)
             return
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
-        try:  # VenueCall.run_inline, inlined
+        try:  # VenueCall.run_inline, inlined (measured)
             call.value = self._route_instruction(ts, f.block)
         except Exception as exc:
             call.error = exc
         except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
             call.error = exc
             raise
-        if call.error is not None or call.value is None:
+        if not call.returned:
             return  # _route classifies the failure
-        lc.fire(_T_EXECUTED, deltas=call.value)
-        f.deltas = call.value
+        self._executed(_T_EXECUTED, f, call.value)
         if self._hand_off(ts, f):
             lc.fire(_T_RECONCILED)
 
@@ -484,7 +482,7 @@ class ExecutionManager:
             f.call = call = VenueCall()
             args = (ts, f.block)
             if self._live:
-                call.run_guarded(self._venue.route_instruction, args,
+                call.run_guarded(self._route_instruction, args,
                                  self._cfg.execution_timeout, self._clock,
                                  f"fsm_exec-route-{f.block.block_id}")
             else:
@@ -740,7 +738,7 @@ class ExecutionManager:
         # handed off, and a block's failure must be durable before the manager acts on
         # them; the other moves ride on the next barrier.
         sync = trigger in _BARRIER_TRIGGERS or "deltas" in event
-        try:  # _emit, inlined: three of these per block
+        try:  # _emit, inlined (measured): three of these per block
             if self._syncable:
                 self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
                                 event, sync=sync)  # type: ignore[call-arg]
