@@ -27,6 +27,7 @@ class BlockState(enum.StrEnum):
     RETRYING = "retrying"
     SUCCESS = "success"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 #: What each state means; docs and diagrams take their words from here.
@@ -43,6 +44,9 @@ STATE_MEANINGS: Mapping[BlockState, str] = {
     BlockState.FAILED:
         "Not executed, or executed with positions in doubt (terminal; the error code says "
         "which).",
+    BlockState.CANCELLED:
+        "Dropped from the queue by an operator before it started; never sent to a venue "
+        "(terminal).",
 }
 
 
@@ -50,6 +54,7 @@ class Trigger(enum.StrEnum):
     """The names of the events that move a block from one state to another."""
 
     START = "start"
+    CANCEL = "cancel"
     EXECUTED = "executed"
     ROUTE_FAILED = "route_failed"
     REROUTE = "reroute"
@@ -70,7 +75,8 @@ class Edge:
 
 
 INITIAL_STATE: BlockState = BlockState.QUEUED
-TERMINAL_STATES: frozenset[BlockState] = frozenset({BlockState.SUCCESS, BlockState.FAILED})
+TERMINAL_STATES: frozenset[BlockState] = frozenset(
+    {BlockState.SUCCESS, BlockState.FAILED, BlockState.CANCELLED})
 
 _S = BlockState
 _T = Trigger
@@ -80,6 +86,9 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(_T.START, _S.QUEUED, _S.ROUTING,
          "The block becomes the one in flight; pre-trade risk checks (price validation first) "
          "run before the venue is called."),
+    Edge(_T.CANCEL, _S.QUEUED, _S.CANCELLED,
+         "An operator cancelled the block while it waited (ExecutionManager.cancel, or "
+         "fsm-exec cancel): it is never routed, and its block_id stays taken."),
     Edge(_T.FAIL, _S.ROUTING, _S.FAILED,
          "A risk check refused the block (the venue is not called), the venue refused it for "
          "good, or a backtest venue call failed (fail fast)."),

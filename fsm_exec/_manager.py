@@ -40,10 +40,16 @@ TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 RECENT_FINISHED = 10_000
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0
 
-_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED = (str(s) for s in BlockState)
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED = (
+    str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
+                     BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED))
+_CANCELLED, _T_CANCEL = str(BlockState.CANCELLED), str(Trigger.CANCEL)
 # Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
 (_T_START, _T_EXECUTED, _T_ROUTE_FAILED, _T_REROUTE, _T_RESUME_RECONCILIATION, _T_RECONCILED,
- _T_RECONCILIATION_TIMEOUT, _T_FAIL) = (str(t) for t in Trigger)
+ _T_RECONCILIATION_TIMEOUT, _T_FAIL) = (
+    str(t) for t in (Trigger.START, Trigger.EXECUTED, Trigger.ROUTE_FAILED, Trigger.REROUTE,
+                     Trigger.RESUME_RECONCILIATION, Trigger.RECONCILED,
+                     Trigger.RECONCILIATION_TIMEOUT, Trigger.FAIL))
 _LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
           Severity.MEDIUM: DEGRADED, Severity.LOW: DEGRADED}
 _MISSING = object()
@@ -152,6 +158,7 @@ class ExecutionManager:
         self.blocks_accepted = 0
         self.blocks_executed = 0
         self.blocks_failed = 0
+        self.blocks_cancelled = 0
         self.blocks_retried = 0
         self.current_block_index = 0
         self.reconciliation_status = "pending"
@@ -227,6 +234,7 @@ class ExecutionManager:
             "blocks_accepted": self.blocks_accepted,
             "blocks_executed": self.blocks_executed,
             "blocks_failed": self.blocks_failed,
+            "blocks_cancelled": self.blocks_cancelled,
             "blocks_retried": self.blocks_retried,
             "current_block_index": self.current_block_index,
             "queue_length": len(self._queue),
@@ -269,7 +277,8 @@ class ExecutionManager:
         self.blocks_accepted = len(state.order)
         self.blocks_executed, self.blocks_failed = state.executed, state.failed
         self.blocks_retried = state.retried
-        self.current_block_index = state.executed + state.failed
+        self.blocks_cancelled = state.cancelled
+        self.current_block_index = state.executed + state.failed + state.cancelled
         if state.halted:
             self._halted, self._halt_reason = True, state.halt_reason
         resolution = None
@@ -370,6 +379,58 @@ class ExecutionManager:
         self._accept(timestamp, instruction_blocks)
         if self._unsynced_acceptance and not self._busy:
             self._barrier()  # accepted means durable, once the call returns
+
+    def cancel(self, timestamp: Any, block_ids: Iterable[str] | None = None, *,
+               reason: str) -> tuple[str, ...]:
+        """Cancel queued blocks (all of them when ``block_ids`` is ``None``); return their ids.
+
+        Atomic: an id that is unknown, in flight or finished refuses the whole call and
+        nothing changes. Each cancelled block goes ``queued --cancel--> cancelled``, is
+        journaled (and durable) before this returns, is never routed, and keeps its
+        ``block_id`` taken like any finished block. Works while the manager is halted.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidArgumentError("cancel: reason must be a non-empty string")
+        if isinstance(block_ids, str):
+            raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
+                                       "every queued block), not one string")
+        queued = [b.block_id for b in self._queue]
+        if block_ids is None:
+            ids = queued
+        else:
+            ids = list(block_ids)
+            waiting = set(queued)
+            problems = []
+            seen: set[str] = set()
+            for block_id in ids:
+                if block_id in seen:
+                    problems.append(f"{block_id!r}: named twice")
+                elif block_id not in waiting:
+                    state = self.block_state(block_id) if isinstance(block_id, str) else None
+                    problems.append(f"{block_id!r}: " + (
+                        "unknown block" if state is None else
+                        f"is {state} (only queued blocks can be cancelled)"))
+                seen.add(block_id)
+            if problems:
+                raise InvalidArgumentError("cancel refused, nothing cancelled: "
+                                           + "; ".join(problems))
+        if not ids:
+            return ()
+        n = len(ids)
+        for i, block_id in enumerate(ids):
+            self._emit(timestamp, "block_transition", {
+                "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
+                "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
+                "batch_index": i, "batch_size": n}, sync=False)
+        gone = set(ids)
+        self._queue = deque(b for b in self._queue if b.block_id not in gone)
+        for block_id in ids:
+            self._active.discard(block_id)
+            self._remember(block_id, BlockState.CANCELLED)
+        self.blocks_cancelled += n
+        self.current_block_index += n
+        self._barrier()
+        return tuple(ids)
 
     def _barrier(self) -> None:
         """Make every record written so far durable (a journal with sync())."""

@@ -50,6 +50,7 @@ class Replay:
     flight: Flight | None = None
     executed: int = 0
     failed: int = 0
+    cancelled: int = 0
     retried: int = 0
     halted: bool = False
     halt_reason: str | None = None
@@ -62,8 +63,8 @@ class Replay:
 
     @property
     def queued(self) -> list[str]:
-        """Accepted block ids not yet started, in order."""
-        return self.order[self._next_start:]
+        """Accepted block ids not yet started (nor cancelled), in order."""
+        return [b for b in self.order[self._next_start:] if b not in self.finished]
 
     def apply(self, r: JournalRecord) -> None:
         """Apply one record, or raise :class:`ReplayError` saying what it breaks."""
@@ -143,6 +144,12 @@ class Replay:
             raise ReplayError(f"block {block_id!r} moved after it ended "
                               f"({self.finished[block_id]})")
         f = self.flight
+        if trigger == Trigger.CANCEL:
+            if block_id not in self.queued:
+                raise ReplayError(f"block {block_id!r} cancelled but it is not queued")
+            self.finished[block_id] = dest
+            self.cancelled += 1
+            return
         if source == str(INITIAL_STATE):
             if f is not None:
                 raise ReplayError(f"block {block_id!r} started while {f.block.block_id!r} "
@@ -151,7 +158,7 @@ class Replay:
             if block_id != expected:
                 raise ReplayError(f"block {block_id!r} started out of order (next in the "
                                   f"queue: {expected!r})")
-            self._next_start += 1
+            self._next_start = self.order.index(block_id, self._next_start) + 1
             self.started.add(block_id)
             f = self.flight = Flight(self.accepted[block_id], source)
         elif f is None or f.block.block_id != block_id:
@@ -183,7 +190,7 @@ class Replay:
 
     def _counters(self, d: dict[str, Any]) -> None:
         seen = {"blocks_executed": self.executed, "blocks_failed": self.failed,
-                "current_block_index": self.executed + self.failed}
+                "current_block_index": self.executed + self.failed + self.cancelled}
         for key, value in seen.items():
             if key in d and d[key] != value:
                 raise ReplayError(f"state_update says {key}={d[key]!r}, the journal "

@@ -36,6 +36,7 @@ T = Trigger
 #: The intended edges, written out by hand: this is the spec the table must match.
 EXPECTED_MOVES = {
     (S.QUEUED, S.ROUTING),
+    (S.QUEUED, S.CANCELLED),
     (S.ROUTING, S.FAILED),
     (S.ROUTING, S.PENDING_RECONCILIATION),
     (S.ROUTING, S.RETRYING),
@@ -96,16 +97,17 @@ def _at(state: BlockState, block_id: str = "b-1", listener: Any = None) -> Block
 # --- the table ------------------------------------------------------------------------------
 
 
-def test_states_are_exactly_the_six_lifecycle_states() -> None:
-    """BlockState has exactly the six states of the design, by value."""
+def test_states_are_exactly_the_seven_lifecycle_states() -> None:
+    """BlockState has exactly the seven states of the design, by value."""
     assert {str(s) for s in BlockState} == {
-        "queued", "routing", "pending_reconciliation", "retrying", "success", "failed"}
+        "queued", "routing", "pending_reconciliation", "retrying", "success", "failed",
+        "cancelled"}
 
 
 def test_initial_and_terminal_states() -> None:
-    """A block starts at queued and ends at success or failed."""
+    """A block starts at queued and ends at success, failed or cancelled."""
     assert INITIAL_STATE is S.QUEUED
-    assert frozenset({S.SUCCESS, S.FAILED}) == TERMINAL_STATES
+    assert frozenset({S.SUCCESS, S.FAILED, S.CANCELLED}) == TERMINAL_STATES
 
 
 def test_table_edges_are_the_intended_ones() -> None:
@@ -281,8 +283,8 @@ def test_unedited_module_source_imports_cleanly() -> None:
     [
         ("INITIAL_STATE: BlockState = BlockState.QUEUED",
          "INITIAL_STATE: BlockState = BlockState.ROUTING", "queued"),
-        ("frozenset({BlockState.SUCCESS, BlockState.FAILED})",
-         "frozenset({BlockState.SUCCESS})", "failed"),
+        ("{BlockState.SUCCESS, BlockState.FAILED, BlockState.CANCELLED})",
+         "{BlockState.SUCCESS, BlockState.CANCELLED})", "failed"),
         ("Edge(_T.START, _S.QUEUED, _S.ROUTING,", "Edge(_T.START, _S.QUEUED, _S.QUEUED,",
          "routing"),
         ('    BlockState.SUCCESS: "Executed and reconciled (terminal).",\n', "", "success"),

@@ -122,7 +122,7 @@ def test_faulty_position_handler_refuses_before_reaching_the_wrapped_one() -> No
 def test_lifecycle_paths_are_every_simple_path_to_an_end() -> None:
     """lifecycle_paths(): simple, from queued to a terminal state, covering every edge."""
     paths = lifecycle_paths()
-    assert len(paths) == len(set(paths)) == 7
+    assert len(paths) == len(set(paths)) == 8
     for path in paths:
         states = [str(path[0].source), *(str(e.dest) for e in path)]
         assert states[0] == "queued" and path[-1].dest in TERMINAL_STATES
@@ -134,6 +134,7 @@ def test_lifecycle_paths_are_every_simple_path_to_an_end() -> None:
 
 # How to drive the manager down each path: rig() arguments.
 SCENARIOS: dict[tuple[str, ...], dict[str, Any]] = {
+    ("queued", "cancelled"): {"cancel": True},
     ("queued", "routing", "failed"): {"prices": {}},
     ("queued", "routing", "pending_reconciliation", "success"): {},
     ("queued", "routing", "pending_reconciliation", "failed"): {"recon": [("fail", 0)]},
@@ -156,8 +157,13 @@ def test_every_lifecycle_path_is_driven_for_real(path: tuple[Any, ...]) -> None:
     """Each simple path of the table has a scenario that takes a block exactly along it."""
     states = _states(path)
     assert states in SCENARIOS, f"no scenario drives {' -> '.join(states)}: add one"
-    r = rig(**SCENARIOS[states])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    scenario = dict(SCENARIOS[states])
+    cancel = scenario.pop("cancel", False)
+    r = rig(**scenario)
+    if cancel:
+        r.em.execute_instruction_blocks(0, blocks("a"))
+        r.em.cancel(0, ["a"], reason="operator")
+    r.em.update_state(0, "strategy_manager", blocks("a") if not cancel else None)
     assert tuple(r.path("a")) == states
     triggers = [m["trigger"] for m in r.events("block_transition")]
     assert triggers == [str(e.trigger) for e in path]
