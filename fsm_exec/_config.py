@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,23 +21,39 @@ DEPLOYMENT_MODES: tuple[str, ...] = ("local", "docker")
 SHARE_CLASSES: tuple[str, ...] = ("usdt_stable", "eth_directional")
 
 
+def _is_bool(v: object) -> bool:
+    return isinstance(v, bool) or type(v).__name__ == "bool_"  # numpy.bool_ is no int
+
+
+def _is_int(v: object) -> bool:
+    """An integer: ``int`` or any ``numbers.Integral`` (numpy's included), never a bool."""
+    return isinstance(v, numbers.Integral) and not _is_bool(v)
+
+
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A real number: any ``numbers.Real`` (numpy's included), never a bool."""
+    return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
 def _describe(v: object) -> str:
     return type(v).__name__
 
 
-# (field, kind, low, high) for the numeric fields; both bounds are exclusive.
-_NUMERIC: tuple[tuple[str, type, float, float], ...] = (
-    ("execution_timeout", float, 0, 300),
-    ("reconciliation_timeout", float, 0, 60),
-    ("max_retries", int, 0, 10),
-    ("retry_delay_seconds", float, 0, 60),
-    ("max_retry_delay_seconds", float, 0, 300),
-    ("max_queue_size", int, 0, math.inf),
+# (field, kind, low, high, low inclusive) for the numeric fields; the high bound is exclusive.
+_NUMERIC: tuple[tuple[str, type, float, float, bool], ...] = (
+    ("execution_timeout", float, 0, 300, False),
+    ("reconciliation_timeout", float, 0, 60, False),
+    ("max_retries", int, 0, 10, False),
+    ("retry_delay_seconds", float, 0, 60, False),
+    ("max_retry_delay_seconds", float, 0, 300, False),
+    ("max_queue_size", int, 0, math.inf, False),
+    ("duplicate_window", int, 0, 10_000_001, False),
+    ("not_found_confirmations", int, 0, 101, False),
+    ("not_found_interval_seconds", float, 0, 300, True),
+    ("not_found_min_age_seconds", float, 0, 3600, True),
 )
+#: Alternative names the system-wide config may use for a field.
+ALIASES: Mapping[str, str] = {"max_retry_attempts": "max_retries"}
 
 
 @attrs.frozen(kw_only=True)
@@ -59,6 +76,10 @@ class ExecutionConfig:
     retry_delay_seconds: float = 0.1
     max_retry_delay_seconds: float = 5.0
     max_queue_size: int = 10_000
+    duplicate_window: int = 10_000
+    not_found_confirmations: int = 3
+    not_found_interval_seconds: float = 1.0
+    not_found_min_age_seconds: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         problems: list[str] = []
@@ -68,18 +89,28 @@ class ExecutionConfig:
                             f"{_describe(self.strategy_mode)}")
         if self.share_class is not None and self.share_class not in SHARE_CLASSES:
             problems.append(f"share_class: must be one of {', '.join(SHARE_CLASSES)}")
-        if self.initial_capital is not None and not (
-                _is_number(self.initial_capital) and 0 < self.initial_capital < math.inf):
-            problems.append("initial_capital: must be a finite number > 0")
-        for name, kind, low, high in _NUMERIC:
+        if self.initial_capital is not None:
+            if not (_is_number(self.initial_capital)
+                    and 0 < self.initial_capital < math.inf):
+                problems.append("initial_capital: must be a finite number > 0")
+            else:  # numpy numbers become plain ones
+                v = self.initial_capital
+                object.__setattr__(self, "initial_capital",
+                                   int(v) if _is_int(v) else float(v))
+        for name, kind, low, high, closed in _NUMERIC:
             v = getattr(self, name)
-            ok_type = (type(v) is int) if kind is int else _is_number(v)
+            ok_type = _is_int(v) if kind is int else _is_number(v)
             if not ok_type:
                 problems.append(f"{name}: must be {'an int' if kind is int else 'a number'}, "
                                 f"got {_describe(v)}")
-            elif not low < v < high:
+                continue
+            plain = int(v) if _is_int(v) else float(v)  # numpy numbers become plain ones
+            if not ((low <= plain if closed else low < plain) and plain < high):
                 bound = f"< {high:g}" if high != math.inf else "finite"
-                problems.append(f"{name}: must be > {low:g} and {bound}, got {v!r}")
+                problems.append(f"{name}: must be {'>=' if closed else '>'} {low:g} and "
+                                f"{bound}, got {plain!r}")
+            elif type(v) is not type(plain):
+                object.__setattr__(self, name, plain)
         delays = {"retry_delay_seconds", "max_retry_delay_seconds"}
         if (not delays & {p.partition(":")[0] for p in problems}
                 and self.max_retry_delay_seconds < self.retry_delay_seconds):
@@ -93,19 +124,23 @@ class ExecutionConfig:
         if not isinstance(mapping, Mapping):
             raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
         data = dict(mapping)
-        if "max_retry_attempts" in data:
-            alias = data.pop("max_retry_attempts")
-            if "max_retries" in data and data["max_retries"] != alias:
-                raise ConfigError(["max_retries: given twice (as max_retries and "
-                                   "max_retry_attempts) with different values"])
-            data["max_retries"] = alias
+        written: dict[str, str] = {}  # field -> the key the user wrote for it
+        for alias, name in ALIASES.items():
+            if alias in data:
+                value = data.pop(alias)
+                if name in data and data[name] != value:
+                    raise ConfigError([f"{name}: given twice (as {name} and {alias}) with "
+                                       "different values"])
+                data[name] = value
+                written[name] = alias
         try:
             return _converter.structure(data, cls)
         except cattrs.BaseValidationError as group:
-            # cattrs wraps what __init__ raised; hand back our own error, naming the fields.
+            # cattrs wraps what __init__ raised; hand back our own error, naming the keys
+            # the user wrote.
             own = [e for e in group.exceptions if isinstance(e, ConfigError)]
             if own:
-                raise own[0] from None
+                raise ConfigError([_as_written(p, written) for p in own[0].problems]) from None
             raise ConfigError(cattrs.transform_error(group)) from None
 
     def digest(self) -> str:
@@ -115,6 +150,11 @@ class ExecutionConfig:
                   for k, v in attrs.asdict(self).items()}
         raw = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _as_written(problem: str, written: Mapping[str, str]) -> str:
+    name, sep, rest = problem.partition(":")
+    return f"{written[name]}{sep}{rest}" if name in written else problem
 
 
 # cattrs builds the instance (unused keys ignored, defaults filled); scalars pass through
@@ -225,4 +265,4 @@ def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConf
 
 
 OWN_FIELDS: frozenset[str] = frozenset(
-    [f.name for f in attrs.fields(ExecutionConfig)] + ["max_retry_attempts"])
+    [f.name for f in attrs.fields(ExecutionConfig)] + list(ALIASES))

@@ -82,7 +82,84 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "A journal line is not a valid record, or the records break the lifecycle; "
               "recovery is refused. The error names the file and line: restore the file "
               "from a copy, or reconcile positions by hand and start a new journal."),
+    ErrorCode("EXEC-014", _C, _S.CRITICAL, "Reconciliation component failed",
+              "Reading the reconciliation component's status raised; the venue executed and "
+              "the deltas were handed off, but whether positions reconcile is unknown. The "
+              "block is failed and the manager halts. Fix the reconciliation component, "
+              "check positions, then resume with update_state(ts, 'manual')."),
+    ErrorCode("EXEC-015", _C, _S.CRITICAL, "Venue reply cannot be recorded",
+              "The venue executed, but its reply holds a value with no faithful journal form "
+              "(the error names the value's path); the deltas never reached the position "
+              "handler. The block is failed and the manager halts. Apply the venue's fill by "
+              "hand, fix the adapter to return plain data, then resume with "
+              "update_state(ts, 'manual')."),
+    ErrorCode("EXEC-016", _C, _S.LOW, "Observer failed",
+              "An observer (metrics, tracing) raised; what the manager does is unchanged and "
+              "the journal is complete. Fix the observer."),
+    ErrorCode("EXEC-017", _C, _S.CRITICAL, "Manager interrupted",
+              "An interrupt (KeyboardInterrupt, SystemExit) or an unexpected error stopped the "
+              "manager in the middle of a step, so its memory may disagree with its journal; "
+              "it refuses to go on. Replace it with em.reopen(), which recovers from the "
+              "journal exactly as a restart would."),
+    ErrorCode("EXEC-018", _C, _S.CRITICAL, "Journal in use",
+              "Another EventLogger (in this process or another, named by its pid) holds the "
+              "log directory; two writers would run the same queue twice. Stop the other "
+              "process, or use another directory. A crashed holder's lock is released by "
+              "the operating system: no cleanup is needed."),
 )
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or a description by type when ``__str__`` itself raises."""
+    try:
+        return str(value)
+    except Exception as exc:  # a hostile or broken __str__ never escapes
+        return f"<{type(value).__name__}: str() raised {type(exc).__name__}>"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a description by type when ``__repr__`` itself raises."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__}: repr() raised {type(exc).__name__}>"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: message`` for an exception, built safely (never raises)."""
+    text = safe_str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (run redaction first: never cut a secret)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ScrubbedException(Exception):
+    """Stands for a collaborator's exception in a :class:`ComponentError`: its type and its
+    message with every config secret redacted. The original object is not kept, so neither
+    pickling nor printing the error can carry what the collaborator put in it."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+
+    @classmethod
+    def of(cls, exc: BaseException, redact: Callable[[str], str]) -> ScrubbedException:
+        if isinstance(exc, ScrubbedException):
+            return cls(exc.type_name, redact(exc.message))
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else (
+            f"{kind.__module__}.{kind.__qualname__}")
+        return cls(name, redact(safe_str(exc)))
+
+    def __repr__(self) -> str:
+        return f"ScrubbedException({self.type_name!r}, {self.message!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.type_name, self.message)
 
 
 class ComponentError(Exception):
@@ -113,9 +190,12 @@ class ComponentError(Exception):
         return entry.resolution if entry is not None else None
 
     def scrub(self, redact: Callable[[str], str]) -> None:
-        """Pass the message through ``redact`` (used to keep secrets out of it)."""
+        """Pass the message through ``redact`` and replace ``original_exception`` with a
+        :class:`ScrubbedException` (used to keep secrets out of it)."""
         self.message = redact(self.message)
         self.args = tuple(redact(a) if isinstance(a, str) else a for a in self.args)
+        if self.original_exception is not None:
+            self.original_exception = ScrubbedException.of(self.original_exception, redact)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take other constructor arguments; rebuild from the fields, so errors
@@ -197,3 +277,12 @@ class EventLogError(ComponentError, OSError):
 
     def __init__(self, message: str, original_exception: BaseException | None = None) -> None:
         super().__init__("EXEC-009", message, original_exception=original_exception)
+
+
+class ManagerInterruptedError(ComponentError, RuntimeError):
+    """The manager was stopped mid-step (an interrupt, or an unexpected error); it refuses
+    to go on. ``ExecutionManager.reopen()`` gives its replacement, recovered from the
+    journal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("EXEC-017", message)

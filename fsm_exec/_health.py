@@ -34,6 +34,10 @@ class UnifiedHealthManager:
             raise ValueError(f"component {component_name!r} is already registered")
         self._checkers[component_name] = checker
 
+    def unregister_component(self, component_name: str) -> None:
+        """Forget ``component_name`` (a replaced component registers its successor)."""
+        self._checkers.pop(component_name, None)
+
     @property
     def components(self) -> tuple[str, ...]:
         """The registered component names, in registration order."""

@@ -1,8 +1,14 @@
-"""The ExecutionManager: one block at a time, each driven through the lifecycle Machine."""
+"""The ExecutionManager: the entry points, the queue, the accounting and recovery.
+
+The block in flight is driven by a :mod:`~fsm_exec._driver` chosen once at construction
+(backtest or live). Every state change happens inside one critical section (``_mutex``), so
+the read APIs give a consistent snapshot from any thread.
+"""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,24 +18,38 @@ from typing import Any
 from ._blocks import InstructionBlock, validate_batch
 from ._calls import VenueCall
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
+from ._driver import (
+    RECONCILIATION_TIMEOUT_WHY,
+    T_FAIL,
+    T_REROUTE,
+    BacktestDriver,
+    Driver,
+    Flight,
+    LiveDriver,
+)
 from ._errors import (
     COMPONENT,
     ComponentError,
     EventLogError,
     InvalidArgumentError,
     InvalidBlockError,
+    ManagerInterruptedError,
     QueueFullError,
     ReentrantCallError,
+    ScrubbedException,
     Severity,
+    describe_exception,
+    safe_repr,
+    shorten,
 )
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
 from ._journal import JournalCorruptError, JournalRecord, read_journal
-from ._lifecycle import _STATE_OF, BlockLifecycle, BlockState, Trigger
+from ._lifecycle import _STATE_OF, TERMINAL_STATES, BlockLifecycle, BlockState, Trigger
+from ._observe import CallEvent, ManagerEvent, Observer, TransitionEvent
 from ._protocols import (
     DataProvider,
     EventSink,
     ExecutionInterfaceManager,
-    ExecutionRejected,
     PositionUpdateHandler,
     ReconciliationComponent,
     RiskCheck,
@@ -38,42 +58,19 @@ from ._replay import RecoveryReport, ReplayError, replay
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 RECENT_FINISHED = 10_000
-_POLL_FIRST, _POLL_MAX = 0.05, 1.0
 
-_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED = (
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
-                     BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED))
-_CANCELLED, _T_CANCEL = str(BlockState.CANCELLED), str(Trigger.CANCEL)
-# Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
-(_T_START, _T_EXECUTED, _T_ROUTE_FAILED, _T_REROUTE, _T_RESUME_RECONCILIATION, _T_RECONCILED,
- _T_RECONCILIATION_TIMEOUT, _T_FAIL) = (
-    str(t) for t in (Trigger.START, Trigger.EXECUTED, Trigger.ROUTE_FAILED, Trigger.REROUTE,
-                     Trigger.RESUME_RECONCILIATION, Trigger.RECONCILED,
-                     Trigger.RECONCILIATION_TIMEOUT, Trigger.FAIL))
+                     BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
+                     BlockState.CANCELLED))
+_T_CANCEL = str(Trigger.CANCEL)
+_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 _LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
           Severity.MEDIUM: DEGRADED, Severity.LOW: DEGRADED}
-_MISSING = object()
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
 _BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Trigger.FAIL)})
-
-# Verdicts of resolving a venue call whose outcome is not known yet.
-_EXECUTED, _NOT_EXECUTED, _UNKNOWN = "executed", "not_executed", "unknown"
-
-
-class _Flight:
-    """What the manager knows about the block in flight, beyond its lifecycle state."""
-
-    __slots__ = ("block", "attempt", "call", "why", "deltas", "handed_off", "error")
-
-    def __init__(self, block: InstructionBlock) -> None:
-        self.block = block
-        self.attempt = 1
-        self.call: VenueCall | None = None  # the venue call of this attempt, once made
-        self.why = ""  # why the block is retrying
-        self.deltas: Any = None
-        self.handed_off = False
-        self.error: ComponentError | None = None
+_NO_DELTAS = object()
 
 
 def _positive_price(p: object) -> bool:
@@ -124,7 +121,13 @@ class ExecutionManager:
                  health_manager: UnifiedHealthManager | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 risk_checks: Sequence[RiskCheck] = ()) -> None:
+                 risk_checks: Sequence[RiskCheck] = (),
+                 observers: Sequence[Observer] = ()) -> None:
+        self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
+            (config, data_provider, execution_mode, position_update_handler,
+             execution_interface_manager, reconciliation_component),
+            {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
+             "sleep": sleep, "risk_checks": risk_checks, "observers": observers})
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
@@ -142,18 +145,28 @@ class ExecutionManager:
         self._sleep = sleep
         for check in risk_checks:
             if not callable(check):
-                raise InvalidArgumentError(f"risk_checks: {check!r} is not callable")
+                raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
         self._risk_checks: tuple[RiskCheck, ...] = (check_prices, *risk_checks)
+        for obs in observers:
+            if not isinstance(obs, Observer):
+                raise InvalidArgumentError(
+                    f"observers: {type(obs).__name__} is not an fsm_exec.observe.Observer "
+                    "(subclass it and override the methods you need)")
+        self._observers: tuple[Observer, ...] = tuple(observers)
         self._live = self._env.execution_mode == "live"
 
+        self._mutex = threading.RLock()
         self._queue: deque[InstructionBlock] = deque()
         self._active: set[str] = set()  # queued and in flight
         self._finished: dict[str, BlockState] = {}  # the last RECENT_FINISHED blocks
         self._finished_order: deque[str] = deque()
         self._taken: set[str] = set()  # ids a new batch may not reuse: _active | _finished
         self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
-        self._f: _Flight | None = None
+        self._f: Flight | None = None
         self._ts: Any = None
+        self._busy: int | None = None  # the thread running update_state, if any
+        self._interrupted: str | None = None
+        self._observer_failing = False
 
         self.blocks_accepted = 0
         self.blocks_executed = 0
@@ -164,7 +177,6 @@ class ExecutionManager:
         self.reconciliation_status = "pending"
         self._halted = False
         self._halt_reason: str | None = None
-        self._busy = False
 
         self._health = HealthWindow(100)
         self._update_count = 0
@@ -173,6 +185,7 @@ class ExecutionManager:
         self._recent_errors: deque[dict[str, Any]] = deque(maxlen=10)
         self._last_update: Any = None
 
+        self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
         if health_manager is not None:
             health_manager.register_component(COMPONENT, self._health_check)
         self._emit(None, "component_initialization", {
@@ -181,6 +194,9 @@ class ExecutionManager:
             "deployment_mode": self._env.deployment_mode,
             "config_hash": self._cfg.digest(),
         })
+        for obs in self._observers:
+            obs.attach(self)
+        self._notify_event("initialized", execution_mode=self._env.execution_mode)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -209,39 +225,50 @@ class ExecutionManager:
         return self._halted
 
     @property
+    def interrupted(self) -> bool:
+        """True once an interrupt stopped this manager mid-step (see :meth:`reopen`)."""
+        return self._interrupted is not None
+
+    @property
     def queued_block_ids(self) -> tuple[str, ...]:
         """The ids of the queued blocks, in the order they will run."""
-        return tuple(b.block_id for b in self._queue)
+        with self._mutex:
+            return tuple(b.block_id for b in self._queue)
 
     def block_state(self, block_id: str) -> BlockState | None:
         """A queued, in-flight or recently finished block's state; ``None`` if unknown."""
-        if block_id in self._finished:
-            return self._finished[block_id]
-        if block_id in self._active:
-            lc = self._lc
-            return lc.state if lc.in_flight and lc.block_id == block_id else BlockState.QUEUED
-        return None
+        with self._mutex:
+            if block_id in self._finished:
+                return self._finished[block_id]
+            if block_id in self._active:
+                lc = self._lc
+                return (lc.state if lc.in_flight and lc.block_id == block_id
+                        else BlockState.QUEUED)
+            return None
 
     def get_execution_status(self) -> dict[str, Any]:
-        """The status dict (also returned by :meth:`update_state`)."""
-        lc = self._lc
-        flying = lc.in_flight
-        return {
-            "status": self._health.status(halted=self._halted).value,
-            "current_block": lc.block_id if flying else None,
-            "current_block_state": str(lc.state) if flying else None,
-            "reconciliation_status": self.reconciliation_status,
-            "blocks_accepted": self.blocks_accepted,
-            "blocks_executed": self.blocks_executed,
-            "blocks_failed": self.blocks_failed,
-            "blocks_cancelled": self.blocks_cancelled,
-            "blocks_retried": self.blocks_retried,
-            "current_block_index": self.current_block_index,
-            "queue_length": len(self._queue),
-            "execution_mode": self._env.execution_mode,
-            "halted": self._halted,
-            "halt_reason": self._halt_reason,
-        }
+        """The status dict (also returned by :meth:`update_state`); a consistent snapshot,
+        from any thread."""
+        with self._mutex:
+            lc = self._lc
+            flying = lc.in_flight
+            return {
+                "status": self._status().value,
+                "current_block": lc.block_id if flying else None,
+                "current_block_state": lc.current if flying else None,
+                "reconciliation_status": self.reconciliation_status,
+                "blocks_accepted": self.blocks_accepted,
+                "blocks_executed": self.blocks_executed,
+                "blocks_failed": self.blocks_failed,
+                "blocks_cancelled": self.blocks_cancelled,
+                "blocks_retried": self.blocks_retried,
+                "current_block_index": self.current_block_index,
+                "queue_length": len(self._queue),
+                "execution_mode": self._env.execution_mode,
+                "halted": self._halted,
+                "halt_reason": self._halt_reason,
+                "interrupted": self._interrupted is not None,
+            }
 
     # ----------------------------------------------------------------------- recovery
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
@@ -256,6 +283,7 @@ class ExecutionManager:
         read, or whose records break the lifecycle, is refused with
         :class:`JournalCorruptError` naming the file and line.
         """
+        self._check_usable()
         if (self.blocks_accepted or self._update_count or self._lc.in_flight
                 or self._finished):
             raise InvalidArgumentError("recover() must be called on a new manager, before "
@@ -268,37 +296,41 @@ class ExecutionManager:
             r = exc.record
             raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
                                       str(exc)) from None
-        self._queue.extend(state.accepted[i] for i in state.queued)
-        self._active.update(state.queued)
-        self._taken.update(state.queued)
-        for block_id, end in state.finished.items():
-            self._taken.add(block_id)
-            self._remember(block_id, BlockState(end))
-        self.blocks_accepted = len(state.order)
-        self.blocks_executed, self.blocks_failed = state.executed, state.failed
-        self.blocks_retried = state.retried
-        self.blocks_cancelled = state.cancelled
-        self.current_block_index = state.executed + state.failed + state.cancelled
-        if state.halted:
-            self._halted, self._halt_reason = True, state.halt_reason
-        resolution = None
-        fl = state.flight
-        if fl is not None:
-            f = self._f = _Flight(fl.block)
-            f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
-            self._lc.restore(fl.block.block_id, BlockState(fl.state))
-            self._active.add(fl.block.block_id)
-            self._taken.add(fl.block.block_id)
-            self.reconciliation_status = "pending"
-            if fl.state == _PENDING:
-                resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
-            elif fl.state == _RETRYING and fl.why == "reconciliation_timeout":
-                f.why = fl.why
-                resolution = "reconcile"
-            else:  # routing, or retrying a route: the venue may have executed
-                f.why, f.call = fl.why or "in doubt after a restart", VenueCall.lost()
-                resolution = ("query_execution" if self._query is not None
-                              else "reroute_at_least_once")
+        with self._mutex:
+            self._queue.extend(state.accepted[i] for i in state.queued)
+            self._active.update(state.queued)
+            self._taken.update(state.queued)
+            for block_id, end in state.finished.items():
+                self._taken.add(block_id)
+                self._remember(block_id, BlockState(end))
+            self.blocks_accepted = len(state.order)
+            self.blocks_executed, self.blocks_failed = state.executed, state.failed
+            self.blocks_retried = state.retried
+            self.blocks_cancelled = state.cancelled
+            self.current_block_index = state.executed + state.failed + state.cancelled
+            if state.halted:
+                self._halted, self._halt_reason = True, state.halt_reason
+            resolution = None
+            fl = state.flight
+            if fl is not None:
+                f = self._f = Flight(fl.block)
+                f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
+                f.recovered = True
+                f.entered_at = self._clock()
+                self._lc.restore(fl.block.block_id, BlockState(fl.state))
+                self._active.add(fl.block.block_id)
+                self._taken.add(fl.block.block_id)
+                self.reconciliation_status = "pending"
+                if fl.state == _PENDING:
+                    resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
+                elif fl.state == _RETRYING and fl.why == RECONCILIATION_TIMEOUT_WHY:
+                    f.why = fl.why
+                    resolution = "reconcile"
+                else:  # routing, or retrying a route: the venue may have executed
+                    f.why, f.call = fl.why or "in doubt after a restart", VenueCall.lost()
+                    f.unresolved = True
+                    resolution = ("query_execution" if self._query is not None
+                                  else "reroute_at_least_once")
         report = RecoveryReport(
             queued=tuple(state.queued), in_doubt=fl.block.block_id if fl else None,
             in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
@@ -310,7 +342,38 @@ class ExecutionManager:
             "in_doubt_state": fl.state if fl else None, "resolution": resolution,
             "blocks_executed": state.executed, "blocks_failed": state.failed,
             "halted": state.halted, "dropped": len(report.dropped)})
+        self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
+                           queued=len(report.queued), halted=state.halted)
         return report
+
+    def reopen(self) -> ExecutionManager:
+        """A replacement for this manager, built with the same config, collaborators,
+        journal, clock and observers, and recovered from the journal exactly as a restart
+        would. This manager is retired: every further call on it is refused.
+
+        The one call to make after an interrupt (:class:`ManagerInterruptedError`):
+        ``em = em.reopen()``. Needs an :class:`~fsm_exec.EventLogger` (or any journal
+        with a ``log_dir``) to recover from.
+        """
+        log_dir = getattr(self._log, "log_dir", None)
+        if log_dir is None:
+            raise InvalidArgumentError("reopen() needs a journal to recover from: give the "
+                                       "manager an EventLogger")
+        with self._mutex:
+            if self._interrupted is None:
+                self._interrupted = "replaced by reopen()"
+            for name in ("resync", "sync"):  # what was written must be readable first
+                flush = getattr(self._log, name, None)
+                if callable(flush):
+                    flush()
+                    break
+        args, kwargs = self._init_args
+        health = kwargs.get("health_manager")
+        if health is not None:
+            health.unregister_component(COMPONENT)
+        new = ExecutionManager(*args, **kwargs)
+        new.recover(log_dir)
+        return new
 
     # ---------------------------------------------------------------------- entry points
     def update_state(self, timestamp: Any, trigger_source: str,
@@ -322,23 +385,55 @@ class ExecutionManager:
         and is raised once that work is done. ``manual`` resumes a halted manager. In backtest
         a failed block raises its ``ComponentError`` and leaves the rest of the queue queued.
         """
+        self._check_usable()
         if trigger_source not in TRIGGER_SOURCES:
             err = InvalidArgumentError(
                 f"trigger_source must be one of {', '.join(TRIGGER_SOURCES)}, got "
-                f"{type(trigger_source).__name__} {self._redact(repr(trigger_source))[:40]}")
+                f"{type(trigger_source).__name__} "
+                f"{shorten(self._redact(safe_repr(trigger_source)))}")
             self._record_error(timestamp, err)
             raise err
-        if self._busy:
-            reentry = ReentrantCallError(
-                "update_state was called while update_state is running (from a "
-                "collaborator?); queue follow-up blocks with execute_instruction_blocks")
-            self._record_error(timestamp, reentry)
-            raise reentry
-        self._busy = True
+        me = threading.get_ident()
+        with self._mutex:
+            if self._busy is not None:
+                where = ("from a collaborator?" if self._busy == me else
+                         "in another thread")
+                reentry = ReentrantCallError(
+                    f"update_state was called while update_state is running ({where}); "
+                    "queue follow-up blocks with execute_instruction_blocks")
+                self._record_error(timestamp, reentry)
+                raise reentry
+            self._busy = me
         try:
-            return self._update(timestamp, trigger_source, instruction_blocks)
+            status: dict[str, Any] = self._guarded(self._update, timestamp, trigger_source,
+                                                   instruction_blocks)
+            return status
         finally:
-            self._busy = False
+            self._busy = None
+
+    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run ``step``; an interrupt (or an error that is not one of ours) in the middle of
+        it may leave memory and journal disagreeing, so it retires the manager."""
+        try:
+            return step(*args)
+        except ComponentError:
+            raise
+        except BaseException as exc:
+            with self._mutex:
+                self._interrupted = describe_exception(exc)
+                self._health.note(UNHEALTHY)
+            exc.add_note("fsm_exec: the manager stopped in the middle of a step and refuses "
+                         "to go on; em.reopen() gives its replacement, recovered from the "
+                         "journal.")
+            raise
+
+    def _check_usable(self) -> None:
+        why = self._interrupted
+        if why is not None:
+            raise ManagerInterruptedError(
+                f"this manager was stopped in the middle of a step ({why}), so its memory "
+                "may disagree with its journal; it refuses to go on. Replace it with "
+                "em.reopen(), which recovers from the journal as a restart would")
 
     def _update(self, timestamp: Any, trigger_source: str,
                 instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -355,13 +450,11 @@ class ExecutionManager:
                 self._resume(timestamp)
             if not self._halted:
                 self._advance(timestamp)
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and self._lc.in_flight:
-                self._halt("interrupted")  # KeyboardInterrupt mid-block: the block is in doubt
+        except ComponentError as exc:
             self._end_update(timestamp, trigger_source, t0, failing=True)
             if refusal is None:
                 raise
-            if isinstance(exc, ComponentError) and exc.error_code not in _SYSTEM_CODES:
+            if exc.error_code not in _SYSTEM_CODES:
                 # The caller must learn that its batch was not taken: the refusal wins over
                 # a block's own failure, which rides along as a note and as __context__.
                 refusal.add_note(f"Queued work also stopped on: {exc}")
@@ -375,10 +468,19 @@ class ExecutionManager:
 
     def execute_instruction_blocks(self, timestamp: Any,
                                    instruction_blocks: Sequence[Mapping[str, Any]]) -> None:
-        """Validate a batch and queue it whole, or refuse it whole; runs nothing."""
-        self._accept(timestamp, instruction_blocks)
-        if self._unsynced_acceptance and not self._busy:
-            self._barrier()  # accepted means durable, once the call returns
+        """Validate a batch and queue it whole, or refuse it whole; runs nothing.
+
+        Safe from any thread and from collaborators (to queue follow-up blocks). Accepted
+        means durable: the batch's records are on disk before this returns (called from a
+        collaborator during ``update_state``: before that call returns)."""
+        self._check_usable()
+        self._guarded(self._accept_now, timestamp, instruction_blocks)
+
+    def _accept_now(self, timestamp: Any, instruction_blocks: Any) -> None:
+        with self._mutex:
+            self._accept(timestamp, instruction_blocks)
+            if self._unsynced_acceptance and self._busy != threading.get_ident():
+                self._barrier()  # accepted means durable, once the call returns
 
     def cancel(self, timestamp: Any, block_ids: Iterable[str] | None = None, *,
                reason: str) -> tuple[str, ...]:
@@ -389,47 +491,58 @@ class ExecutionManager:
         journaled (and durable) before this returns, is never routed, and keeps its
         ``block_id`` taken like any finished block. Works while the manager is halted.
         """
+        self._check_usable()
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgumentError("cancel: reason must be a non-empty string")
         if isinstance(block_ids, str):
             raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
                                        "every queued block), not one string")
-        queued = [b.block_id for b in self._queue]
-        if block_ids is None:
-            ids = queued
-        else:
-            ids = list(block_ids)
-            waiting = set(queued)
-            problems = []
-            seen: set[str] = set()
+        result: tuple[str, ...] = self._guarded(self._cancel, timestamp, block_ids, reason)
+        return result
+
+    def _cancel(self, timestamp: Any, block_ids: Iterable[str] | None,
+                reason: str) -> tuple[str, ...]:
+        with self._mutex:
+            queued = [b.block_id for b in self._queue]
+            if block_ids is None:
+                ids = queued
+            else:
+                ids = list(block_ids)
+                waiting = set(queued)
+                problems = []
+                seen: set[str] = set()
+                for block_id in ids:
+                    if not isinstance(block_id, str):
+                        problems.append(f"{shorten(safe_repr(block_id))}: not a block id")
+                        continue
+                    if block_id in seen:
+                        problems.append(f"{block_id!r}: named twice")
+                    elif block_id not in waiting:
+                        state = self.block_state(block_id)
+                        problems.append(f"{block_id!r}: " + (
+                            "unknown block" if state is None else
+                            f"is {state} (only queued blocks can be cancelled)"))
+                    seen.add(block_id)
+                if problems:
+                    raise InvalidArgumentError("cancel refused, nothing cancelled: "
+                                               + "; ".join(problems))
+            if not ids:
+                return ()
+            n = len(ids)
+            for i, block_id in enumerate(ids):
+                self._emit(timestamp, "block_transition", {
+                    "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
+                    "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
+                    "batch_index": i, "batch_size": n}, sync=False)
+            gone = set(ids)
+            self._queue = deque(b for b in self._queue if b.block_id not in gone)
             for block_id in ids:
-                if block_id in seen:
-                    problems.append(f"{block_id!r}: named twice")
-                elif block_id not in waiting:
-                    state = self.block_state(block_id) if isinstance(block_id, str) else None
-                    problems.append(f"{block_id!r}: " + (
-                        "unknown block" if state is None else
-                        f"is {state} (only queued blocks can be cancelled)"))
-                seen.add(block_id)
-            if problems:
-                raise InvalidArgumentError("cancel refused, nothing cancelled: "
-                                           + "; ".join(problems))
-        if not ids:
-            return ()
-        n = len(ids)
-        for i, block_id in enumerate(ids):
-            self._emit(timestamp, "block_transition", {
-                "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
-                "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
-                "batch_index": i, "batch_size": n}, sync=False)
-        gone = set(ids)
-        self._queue = deque(b for b in self._queue if b.block_id not in gone)
-        for block_id in ids:
-            self._active.discard(block_id)
-            self._remember(block_id, BlockState.CANCELLED)
-        self.blocks_cancelled += n
-        self.current_block_index += n
-        self._barrier()
+                self._active.discard(block_id)
+                self._remember(block_id, BlockState.CANCELLED)
+            self.blocks_cancelled += n
+            self.current_block_index += n
+            self._barrier()
+        self._notify_event("cancelled", count=n, reason=reason)
         return tuple(ids)
 
     def _barrier(self) -> None:
@@ -446,266 +559,115 @@ class ExecutionManager:
 
     # ------------------------------------------------------------------------- the queue
     def _accept(self, ts: Any, batch: Any) -> None:
-        try:
-            blocks = validate_batch(batch, self._taken)
-        except InvalidBlockError as exc:
-            exc.scrub(self._redact)  # it quotes the caller's values
-            self._record_error(ts, exc)
-            raise
-        n = len(blocks)
-        if not n:
-            return
-        cap = self._cfg.max_queue_size
-        if len(self._queue) + n > cap:
-            err = QueueFullError(len(self._queue), n, cap)
-            self._emit(ts, "execution_queue_overflow", {
-                "queue_length": len(self._queue), "batch_size": n, "max_queue_size": cap})
-            self._record_error(ts, err)
-            raise err
-        # Journal first: the batch counts as accepted only once every record is written.
-        for i, b in enumerate(blocks):
-            self._emit(ts, "block_accepted", {
-                "block_id": b.block_id, "action": b.action, "priority": b.priority,
-                "instructions": b.instructions, "batch_index": i, "batch_size": n},
-                sync=False)  # durable by the next barrier, at the latest before returning
-        self._unsynced_acceptance = True
-        self._queue.extend(blocks)
-        for b in blocks:
-            self._active.add(b.block_id)
-            self._taken.add(b.block_id)
-        self.blocks_accepted += n
+        with self._mutex:
+            try:
+                blocks = validate_batch(batch, self._taken)
+            except InvalidBlockError as exc:
+                exc.scrub(self._redact)  # it quotes the caller's values
+                self._record_error(ts, exc)
+                raise
+            n = len(blocks)
+            if not n:
+                return
+            cap = self._cfg.max_queue_size
+            if len(self._queue) + n > cap:
+                err = QueueFullError(len(self._queue), n, cap)
+                self._emit(ts, "execution_queue_overflow", {
+                    "queue_length": len(self._queue), "batch_size": n, "max_queue_size": cap})
+                self._record_error(ts, err)
+                raise err
+            # Journal first: the batch counts as accepted only once every record is written.
+            for i, b in enumerate(blocks):
+                self._emit(ts, "block_accepted", {
+                    "block_id": b.block_id, "action": b.action, "priority": b.priority,
+                    "instructions": b.instructions, "batch_index": i, "batch_size": n},
+                    sync=False)  # durable by the next barrier, at the latest before returning
+            self._unsynced_acceptance = True
+            self._queue.extend(blocks)
+            for b in blocks:
+                self._active.add(b.block_id)
+                self._taken.add(b.block_id)
+            self.blocks_accepted += n
+        if self._observers:
+            self._notify_event("accepted", count=n, queue_length=len(self._queue))
 
     def _advance(self, ts: Any) -> None:
         lc = self._lc
         while not self._halted:
-            if not lc.in_flight:
-                if not self._queue:
-                    return
-                block = self._queue[0]
-                lc.load(block.block_id)  # refuses unless the previous block is terminal
-                self._queue.popleft()
-                self._f = _Flight(block)
-                self.reconciliation_status = "pending"
-            self._drive(ts)
+            with self._mutex:
+                if not lc.in_flight:
+                    if not self._queue:
+                        return
+                    block = self._queue[0]
+                    lc.load(block.block_id)  # refuses unless the previous block is terminal
+                    self._queue.popleft()
+                    f = self._f = Flight(block)
+                    f.entered_at = self._clock()
+                    self.reconciliation_status = "pending"
+                f = self._f  # type: ignore[assignment]
+            assert f is not None
+            self._driver.drive(ts, f)
+            if not self._live and f.error is not None:
+                raise f.error  # backtest fails fast; the rest of the queue waits
 
-    def _drive(self, ts: Any) -> None:
-        """Move the block in flight until it is terminal (or the manager halts)."""
-        lc, f = self._lc, self._f
+    # ---------------------------------------------------------------- moves (the driver's)
+    def _move(self, trigger: str, *, _deltas: Any = _NO_DELTAS, **data: Any) -> str:
+        """Fire ``trigger`` on the block in flight: journal first (write-ahead), then the
+        state, then the bookkeeping, in one critical section."""
+        f = self._f
         assert f is not None
-        if not self._live and lc.current == _QUEUED:
-            self._straight_through(ts, f)
-        while True:
-            state = lc.current
-            if state == _QUEUED:
-                lc.fire(_T_START)
-            elif state == _ROUTING:
-                self._route(ts, f)
-            elif state == _PENDING:
-                self._reconcile(ts, f)
-            elif state == _RETRYING:
-                self._retry(ts, f)
-            else:
-                self._finish(ts, f, state)
-                return
+        with self._mutex:
+            lc = self._lc
+            source = lc.current
+            lc.fire(trigger, **data)
+            dest = lc.current
+            attempt = data.get("attempt")
+            if attempt is not None:
+                f.attempt = attempt
+            if _deltas is not _NO_DELTAS:
+                f.deltas, f.handed_off = _deltas, False
+            f.entered_at = self._clock()
+            if dest == _RETRYING:
+                self.blocks_retried += 1
+            elif trigger == T_REROUTE:
+                f.call = None
+            if trigger == T_FAIL and data.get("halts"):
+                self._halt(data["error_code"])
+            if dest in _TERMINAL:
+                self._finish(f, dest)
+        if self._observers:
+            self._notify_transition(f, source, dest, trigger, data)
+        return dest
 
-    # ----------------------------------------------------------------------- the states
-    def _straight_through(self, ts: Any, f: _Flight) -> None:
-        """The backtest happy path in one go: the same steps and records as the state by
-        state driver (which takes over, where it stands, at the first deviation)."""
-        lc = self._lc
-        lc.fire(_T_START)
-        refusal = self._risk_refusal(ts, f.block)
-        if refusal is not None:
-            self._fail(ts, f, *refusal)
-            return
-        f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
-        try:  # VenueCall.run_inline, inlined (measured)
-            call.value = self._route_instruction(ts, f.block)
-        except Exception as exc:
-            call.error = exc
-        except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
-            call.error = exc
-            raise
-        if not call.returned:
-            return  # _route classifies the failure
-        self._executed(_T_EXECUTED, f, call.value)
-        if self._hand_off(ts, f):
-            lc.fire(_T_RECONCILED)
-
-    def _route(self, ts: Any, f: _Flight) -> None:
-        call = f.call
-        if call is None:
-            refusal = self._risk_refusal(ts, f.block)
-            if refusal is not None:
-                code, reason = refusal
-                self._fail(ts, f, code, reason)
-                return
-            f.call = call = VenueCall()
-            args = (ts, f.block)
-            if self._live:
-                call.run_guarded(self._route_instruction, args,
-                                 self._cfg.execution_timeout, self._clock,
-                                 f"fsm_exec-route-{f.block.block_id}")
-            else:
-                call.run_inline(self._route_instruction, args)
-        if call.returned and not (self._live and call.elapsed > self._cfg.execution_timeout):
-            self._executed(_T_EXECUTED, f, call.value)
-            return
-        why = self._why_failed(call)
-        if not self._live and not call.in_doubt:
-            self._fail(ts, f, "EXEC-001", f"venue call failed: {why}", call.error)
-        elif isinstance(call.error, ExecutionRejected) and not call.error.retryable:
-            self._fail(ts, f, "EXEC-001", f"venue refused the block for good: {why}",
-                       call.error)
+    def _fail(self, f: Flight, code: str, reason: str, exc: BaseException | None = None,
+              *, halt: bool = False) -> None:
+        err = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
+                             original_exception=(ScrubbedException.of(exc, self._redact)
+                                                 if exc is not None else None),
+                             block_id=f.block.block_id)
+        f.error = err
+        if halt:
+            self._move(T_FAIL, error_code=code, reason=reason, halts=True)
         else:
-            f.why = why
-            self.blocks_retried += 1
-            self._health.note(DEGRADED)
-            self._lc.fire(_T_ROUTE_FAILED, reason=why)
+            self._move(T_FAIL, error_code=code, reason=reason)
 
-    def _why_failed(self, call: VenueCall) -> str:
-        if not call.done or (self._live and call.elapsed > self._cfg.execution_timeout):
-            return f"no reply within execution_timeout ({self._cfg.execution_timeout:g}s)"
-        if call.in_doubt:
-            return f"outcome in doubt: {type(call.error).__name__}"
-        if call.error is not None:
-            kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
-            return self._redact(f"{kind}: {type(call.error).__name__}: {call.error}")
-        return "the venue returned no deltas (None)"
+    def _handed_off(self, ts: Any, f: Flight) -> None:
+        """The position handler took the deltas: say so (live recovery relies on it)."""
+        with self._mutex:
+            f.handed_off = True
+            if self._live:  # what crash recovery needs to know; a backtest is rerun instead
+                self._emit(ts, "positions_updated", {"block_id": f.block.block_id,
+                                                     "attempt": f.attempt})
 
-    def _executed(self, trigger: str, f: _Flight, deltas: Any, **data: Any) -> None:
-        """Move to pending_reconciliation with fresh deltas, not yet handed off."""
-        self._lc.fire(trigger, deltas=deltas, **data)
-        f.deltas, f.handed_off = deltas, False
-
-    def _hand_off(self, ts: Any, f: _Flight) -> bool:
-        """Give the deltas to the position handler, once; False if it refused them."""
-        try:
-            self._update_positions(ts, "execution_manager", f.deltas)
-        except Exception as exc:
-            self._fail(ts, f, "EXEC-008", self._redact(
-                f"position handler refused the deltas: {type(exc).__name__}: {exc}"),
-                exc, halt=True)
-            return False
-        f.handed_off = True
-        if self._live:  # what crash recovery needs to know; a backtest is rerun instead
-            self._emit(ts, "positions_updated", {"block_id": f.block.block_id,
-                                                 "attempt": f.attempt})
-        return True
-
-    def _reconcile(self, ts: Any, f: _Flight) -> None:
-        if not f.handed_off and not self._hand_off(ts, f):
-            return
-        if not self._live:  # simulated: success once the position handler took the deltas
-            self._lc.fire(_T_RECONCILED)
-            return
-        verdict, waited = self._poll_reconciliation(f.block.block_id)
-        if verdict == "success":
-            self._lc.fire(_T_RECONCILED, waited_s=waited)
-        elif verdict == "failed":
-            self._fail(ts, f, "EXEC-002", "reconciliation reported failure", halt=True)
-        else:
-            self._emit(ts, "reconciliation_timeout", {
-                "block_id": f.block.block_id, "attempt": f.attempt, "waited_s": waited},
-                sync=False)
-            f.why = "reconciliation_timeout"
-            self.blocks_retried += 1
-            self._health.note(DEGRADED)
-            self._lc.fire(_T_RECONCILIATION_TIMEOUT, waited_s=waited)
-
-    def _poll_reconciliation(self, block_id: str) -> tuple[str, float]:
-        """Poll until success, failure or ``reconciliation_timeout`` on the injected clock."""
-        rc, clock, sleep = self._reconciliation, self._clock, self._sleep
-        start = clock()
-        deadline = start + self._cfg.reconciliation_timeout
-        interval = min(_POLL_FIRST, self._cfg.reconciliation_timeout / 10)
-        while True:
-            status = rc.reconciliation_status
-            if status in ("success", "failed"):
-                # A component that says which block it reconciled is held to it: a success
-                # left over from the previous block does not count for this one.
-                about = getattr(rc, "reconciled_block_id", _MISSING)
-                if about is _MISSING or about == block_id:
-                    return status, clock() - start
-            now = clock()
-            if now >= deadline:
-                return "timeout", now - start
-            sleep(min(interval, deadline - now))
-            interval = min(interval * 2, _POLL_MAX)
-
-    def _retry(self, ts: Any, f: _Flight) -> None:
-        cfg, lc = self._cfg, self._lc
-        if f.why == "reconciliation_timeout":
-            # The venue executed: never route again; wait for reconciliation once more.
-            if f.attempt >= cfg.max_retries:
-                self._fail(ts, f, "EXEC-002", f"reconciliation timed out on every one of "
-                           f"{cfg.max_retries} attempts", halt=True)
-                return
-            lc.fire(_T_RESUME_RECONCILIATION, attempt=f.attempt + 1)
-            f.attempt += 1
-            return
-        call = f.call
-        rejected = call is not None and call.done and isinstance(call.error, ExecutionRejected)
-        if rejected and f.attempt >= cfg.max_retries:
-            self._fail(ts, f, "EXEC-001", f"venue call failed on every one of "
-                       f"{cfg.max_retries} attempts; last: {f.why}", call.error)  # type: ignore[union-attr]
-            return
-        self._sleep(min(cfg.retry_delay_seconds * 2 ** (f.attempt - 1),
-                        cfg.max_retry_delay_seconds))
-        verdict, deltas, how = self._resolve(ts, f)
-        if verdict == _EXECUTED:
-            self._executed(_T_RESUME_RECONCILIATION, f, deltas,
-                           attempt=f.attempt + 1, resolved_by=how)
-            f.attempt += 1
-        elif verdict == _UNKNOWN:
-            if f.attempt >= cfg.max_retries:
-                self._fail(ts, f, "EXEC-007", f"outcome of the venue call unknown: {how}",
-                           halt=True)
-                return
+    def _unresolved(self, ts: Any, f: Flight, how: str) -> None:
+        """The venue's outcome is still unknown: ask again on the next attempt."""
+        with self._mutex:
             f.attempt += 1
             self._emit(ts, "execution_unresolved", {
                 "block_id": f.block.block_id, "attempt": f.attempt, "reason": how})
-        elif f.attempt >= cfg.max_retries:
-            self._fail(ts, f, "EXEC-001", f"venue call failed on every one of "
-                       f"{cfg.max_retries} attempts; last: {f.why}",
-                       call.error if call is not None else None)
-        else:
-            lc.fire(_T_REROUTE, attempt=f.attempt + 1, resolved_by=how)
-            f.attempt += 1
-            f.call = None
 
-    def _resolve(self, ts: Any, f: _Flight) -> tuple[str, Any, str]:
-        """Did the failed venue call execute? ``(verdict, deltas, how we know)``."""
-        call = f.call
-        if call is not None and not call.done:
-            # Abandoned and still running: only the venue's own word can settle it now.
-            verdict, deltas, how = self._ask_venue(ts, f)
-            if verdict == _EXECUTED:
-                return verdict, deltas, how
-            if not call.wait(self._cfg.execution_timeout):
-                return _UNKNOWN, None, "the abandoned venue call is still running"
-        if call is not None and call.returned:
-            return _EXECUTED, call.value, "late_reply"
-        if call is not None and isinstance(call.error, ExecutionRejected):
-            return _NOT_EXECUTED, None, "rejected"
-        return self._ask_venue(ts, f)
-
-    def _ask_venue(self, ts: Any, f: _Flight) -> tuple[str, Any, str]:
-        query = self._query
-        if query is None:
-            # No way to ask: route again under the same block_id (at-least-once; the venue
-            # must deduplicate by block_id).
-            return _NOT_EXECUTED, None, "no_query_at_least_once"
-        q = VenueCall().run_guarded(query, (ts, f.block), self._cfg.execution_timeout,
-                                    self._clock, f"fsm_exec-query-{f.block.block_id}")
-        if not q.done or q.elapsed > self._cfg.execution_timeout:
-            return _UNKNOWN, None, "query_execution did not reply in time"
-        if q.error is not None:
-            return _UNKNOWN, None, self._redact(
-                f"query_execution raised {type(q.error).__name__}: {q.error}")
-        if q.value is None:
-            return _NOT_EXECUTED, None, "query_not_found"
-        return _EXECUTED, q.value, "query_found"
+    def _canonical_deltas(self, value: Any) -> Any:  # replaced by the boundary converter
+        return _Converted(value, value, ())
 
     # ---------------------------------------------------------------------- risk checks
     def _risk_refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
@@ -720,7 +682,7 @@ class ExecutionManager:
             market = self._data_provider.get_data(ts)["market_data"]
         except Exception as exc:
             return "EXEC-005", self._redact(
-                f"market data unavailable: {type(exc).__name__}: {exc}")
+                f"market data unavailable: {describe_exception(exc)}")
         for check in checks:
             code = "EXEC-005" if check is check_prices else "EXEC-006"
             name = getattr(check, "__name__", type(check).__name__)
@@ -728,7 +690,7 @@ class ExecutionManager:
                 verdict = check(block, market)
             except Exception as exc:
                 return code, self._redact(
-                    f"risk check {name} raised {type(exc).__name__}: {exc}")
+                    f"risk check {name} raised {describe_exception(exc)}")
             if verdict is None or verdict is True:
                 continue
             reason = verdict if isinstance(verdict, str) and verdict else "refused"
@@ -736,15 +698,9 @@ class ExecutionManager:
         return None
 
     # --------------------------------------------------------------------- terminal moves
-    def _fail(self, ts: Any, f: _Flight, code: str, reason: str,
-              exc: BaseException | None = None, *, halt: bool = False) -> None:
-        f.error = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
-                                 original_exception=exc, block_id=f.block.block_id)
-        self._lc.fire(_T_FAIL, error_code=code, reason=reason)
-        if halt:
-            self._halt(code)
-
-    def _finish(self, ts: Any, f: _Flight, state: str) -> None:
+    def _finish(self, f: Flight, state: str) -> None:
+        """Bookkeeping for a block that reached ``state`` (inside ``_move``'s section)."""
+        ts = self._ts
         block_id = f.block.block_id
         self._active.discard(block_id)
         self._remember(block_id, _STATE_OF[state])
@@ -764,8 +720,7 @@ class ExecutionManager:
         if self._halted:
             self._emit(ts, "manager_halted", {"reason": self._halt_reason,
                                               "block_id": block_id})
-        if not self._live:
-            raise err
+            self._notify_event("halted", reason=self._halt_reason, block_id=block_id)
 
     def _remember(self, block_id: str, state: BlockState) -> None:
         self._finished[block_id] = state
@@ -777,15 +732,18 @@ class ExecutionManager:
             self._taken.discard(old)
 
     def _halt(self, reason: str) -> None:
-        self._halted = True
-        self._halt_reason = reason
-        self._health.note(UNHEALTHY)
+        with self._mutex:
+            self._halted = True
+            self._halt_reason = reason
+            self._health.note(UNHEALTHY)
 
     def _resume(self, ts: Any) -> None:
-        reason = self._halt_reason
-        self._halted = False
-        self._halt_reason = None
-        self._emit(ts, "manager_resumed", {"reason": reason, "trigger_source": "manual"})
+        with self._mutex:
+            reason = self._halt_reason
+            self._halted = False
+            self._halt_reason = None
+            self._emit(ts, "manager_resumed", {"reason": reason, "trigger_source": "manual"})
+        self._notify_event("resumed", reason=reason)
 
     # ------------------------------------------------------------------ events and health
     def _on_transition(self, source: str, dest: str, trigger: str, data: dict[str, Any]) -> None:
@@ -835,27 +793,34 @@ class ExecutionManager:
         """The journal could not record: halt before acting on it, and say so."""
         self._halt("EXEC-009")
         return EventLogError(self._redact(
-            f"event log write failed ({event_type}): {type(exc).__name__}: {exc}"), exc)
+            f"event log write failed ({event_type}): {describe_exception(exc)}"),
+            ScrubbedException.of(exc, self._redact))
 
     def _record_error(self, ts: Any, err: ComponentError) -> None:
         entry = {"timestamp": ts, "error_code": err.error_code, "error_message": err.message,
                  "error_severity": str(err.severity), "block_id": err.block_id}
-        self._recent_errors.append(entry)
-        self._error_count += 1
-        self._health.note(_LEVEL[err.severity])
+        with self._mutex:
+            self._recent_errors.append(entry)
+            self._error_count += 1
+            self._health.note(_LEVEL[err.severity])
         data = {k: v for k, v in entry.items() if k != "timestamp"}
         if err.original_exception is not None:
-            data["exception_type"] = type(err.original_exception).__name__
+            original = err.original_exception
+            data["exception_type"] = (original.type_name.rpartition(".")[2]
+                                      if isinstance(original, ScrubbedException)
+                                      else type(original).__name__)
         self._emit(ts, "error", data)
+        if self._observers:
+            self._notify_event("error", error_code=err.error_code, block_id=err.block_id)
 
     def _end_update(self, ts: Any, trigger_source: str, t0: float, *, failing: bool) -> None:
         ms = (self._clock() - t0) * 1000.0
-        self._update_count += 1
-        self._processing_ms_total += ms
-        self._last_update = ts
-        self._health.close()
-        try:
-            self._emit(ts, "state_update", {
+        with self._mutex:
+            self._update_count += 1
+            self._processing_ms_total += ms
+            self._last_update = ts
+            self._health.close()
+            data = {
                 "trigger_source": trigger_source,
                 "current_block_index": self.current_block_index,
                 "blocks_executed": self.blocks_executed,
@@ -863,27 +828,41 @@ class ExecutionManager:
                 "queue_length": len(self._queue),
                 "halted": self._halted,
                 "processing_time_ms": ms,
-            }, sync=self._unsynced_acceptance)  # a barrier only for blocks still queued
-        except EventLogError:
-            if not failing:  # never hide the error already on its way out
-                raise
+            }
+            try:
+                # a barrier only for blocks still queued
+                self._emit(ts, "state_update", data, sync=self._unsynced_acceptance)
+            except EventLogError:
+                if not failing:  # never hide the error already on its way out
+                    raise
+        if self._observers:
+            self._notify_event("update", trigger_source=trigger_source,
+                               duration_s=ms / 1000.0, queue_length=data["queue_length"],
+                               halted=data["halted"])
+
+    def _status(self) -> HealthStatus:
+        if self._interrupted is not None:
+            return HealthStatus.UNHEALTHY
+        return self._health.status(halted=self._halted)
 
     def _health_check(self) -> dict[str, Any]:
-        updates = self._update_count
-        return {
-            "status": str(self._health.status(halted=self._halted)),
-            "last_update": self._last_update,
-            "errors": list(self._recent_errors),
-            "metrics": {
-                "update_count": updates,
-                "avg_processing_time_ms": self._processing_ms_total / updates if updates else 0.0,
-                "error_rate": self._error_count / max(updates, 1),
-                "blocks_executed": self.blocks_executed,
-                "blocks_failed": self.blocks_failed,
-                "blocks_retried": self.blocks_retried,
-                "queue_size": len(self._queue),
-            },
-        }
+        with self._mutex:
+            updates = self._update_count
+            return {
+                "status": str(self._status()),
+                "last_update": self._last_update,
+                "errors": list(self._recent_errors),
+                "metrics": {
+                    "update_count": updates,
+                    "avg_processing_time_ms": (self._processing_ms_total / updates
+                                               if updates else 0.0),
+                    "error_rate": self._error_count / max(updates, 1),
+                    "blocks_executed": self.blocks_executed,
+                    "blocks_failed": self.blocks_failed,
+                    "blocks_retried": self.blocks_retried,
+                    "queue_size": len(self._queue),
+                },
+            }
 
     def health_check(self) -> dict[str, Any]:
         """This component's health report (what the health manager receives)."""
@@ -892,7 +871,67 @@ class ExecutionManager:
     @property
     def health_status(self) -> HealthStatus:
         """``healthy``, ``degraded`` or ``unhealthy`` over the last 100 updates."""
-        return self._health.status(halted=self._halted)
+        with self._mutex:
+            return self._status()
+
+    # ------------------------------------------------------------------------ observers
+    def _notify_transition(self, f: Flight, source: str, dest: str, trigger: str,
+                           data: Mapping[str, Any]) -> None:
+        event = TransitionEvent(
+            block_id=f.block.block_id, action=f.block.action, source=source, dest=dest,
+            trigger=trigger, attempt=f.attempt, at=f.entered_at,
+            error_code=data.get("error_code"), reason=data.get("reason"),
+            halts=bool(data.get("halts")), recovered=f.recovered)
+        for obs in self._observers:
+            try:
+                obs.on_transition(event)
+            except Exception as exc:
+                self._observer_failed(obs, exc)
+
+    def _call_done(self, kind: str, f: Flight | None, t0: float, outcome: str,
+                   exc: BaseException | None = None, *, duration: float | None = None) -> None:
+        if not self._observers:
+            return
+        event = CallEvent(kind=kind, block_id=f.block.block_id if f is not None else None,
+                          attempt=f.attempt if f is not None else 0, started=t0,
+                          duration=(self._clock() - t0) if duration is None else duration,
+                          outcome=outcome,
+                          error_type=type(exc).__name__ if exc is not None else None)
+        for obs in self._observers:
+            try:
+                obs.on_call(event)
+            except Exception as err:
+                self._observer_failed(obs, err)
+
+    def _notify_event(self, kind: str, **data: Any) -> None:
+        if not self._observers:
+            return
+        event = ManagerEvent(kind=kind, at=self._clock(), data=data)
+        for obs in self._observers:
+            try:
+                obs.on_event(event)
+            except Exception as exc:
+                self._observer_failed(obs, exc)
+
+    def _observer_failed(self, obs: Observer, exc: Exception) -> None:
+        """An observer raised: report it once (journal, health), and carry on."""
+        if self._observer_failing:
+            return
+        self._observer_failing = True
+        try:
+            self._record_error(self._ts, ComponentError(
+                "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "
+                                         f"{describe_exception(exc)}"),
+                original_exception=ScrubbedException.of(exc, self._redact)))
+        finally:
+            self._observer_failing = False
 
 
+class _Converted:
+    """A value crossing the boundary: its canonical form, its journal form, and the
+    problems that refuse it (placeholder until the boundary converter lands)."""
 
+    __slots__ = ("value", "wire", "problems")
+
+    def __init__(self, value: Any, wire: Any, problems: tuple[str, ...]) -> None:
+        self.value, self.wire, self.problems = value, wire, problems

@@ -57,7 +57,10 @@ def main() -> None:
     workdir, n, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     journal = EventLogger(workdir / "logs", "live")
-    em = ExecutionManager({"retry_delay_seconds": 0.001, "execution_timeout": 10},
+    # This venue records an execution durably before it replies: its "not found" is sure at
+    # once, so no confirmations are needed (and none would be quick in real time).
+    em = ExecutionManager({"retry_delay_seconds": 0.001, "execution_timeout": 10,
+                           "not_found_confirmations": 1, "not_found_min_age_seconds": 0},
                           StaticDataProvider(), "live", SimPositionHandler(),
                           DurableVenue(workdir / "venue.jsonl", rng), Reconciled(),
                           event_logger=journal)

@@ -90,7 +90,8 @@ def test_values_kept_as_given(build: Build) -> None:
         "strategy_mode": "pure_lending", "share_class": "eth_directional",
         "initial_capital": 250_000, "execution_timeout": 12.5, "reconciliation_timeout": 1,
         "max_retries": 9, "retry_delay_seconds": 2, "max_retry_delay_seconds": 2.0,
-        "max_queue_size": 1,
+        "max_queue_size": 1, "duplicate_window": 5, "not_found_confirmations": 1,
+        "not_found_interval_seconds": 0, "not_found_min_age_seconds": 0.5,
     }
 
     cfg = build(fields)
@@ -279,10 +280,11 @@ def test_max_retry_attempts_alias(given_fields: dict[str, Any], retries: int) ->
 
 
 @pytest.mark.parametrize("alias", [0, 10, "5", 5.0, True])
-def test_alias_value_checked_as_max_retries(alias: Any) -> None:
-    """A bad max_retry_attempts is refused as max_retries, like max_retries itself."""
+def test_alias_value_checked_under_the_name_written(alias: Any) -> None:
+    """A bad max_retry_attempts is refused like max_retries, naming the key the user wrote
+    (not max_retries, a key they never wrote)."""
     assert named(refused(ExecutionConfig.from_dict, {"max_retry_attempts": alias})) == {
-        "max_retries"}
+        "max_retry_attempts"}
 
 
 @pytest.mark.parametrize(("retries", "attempts"), [(3, 5), (5, "5"), (2, True)])
