@@ -1,28 +1,35 @@
-"""Instruction blocks and the validation of a submitted batch."""
+"""Instruction blocks, and the validation and canonical conversion of a submitted batch."""
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
-from collections.abc import Container, Mapping
-from decimal import Decimal
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 import attrs
 
-from ._errors import BlockProblem, InvalidBlockError
+from ._canonical import TAGS, canonical, is_plain
+from ._errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
 _BLOCK_FIELD_SET = frozenset(BLOCK_FIELDS)
 _BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+Redact = Callable[[str], str]
 
 
 @attrs.frozen(slots=True)
 class InstructionBlock:
     """One validated instruction block, as the manager queues it and hands it to the venue.
 
-    ``instructions`` is a tuple of the instruction mappings, copied at acceptance so that a
-    caller changing its own dicts afterwards does not change what is executed.
+    Its fields are in canonical form (see :mod:`fsm_exec._canonical`): ``priority`` an
+    ``int``; ``instructions`` a tuple of dicts holding only ``None``, ``bool``, ``int``,
+    ``float``, ``str``, ``Decimal``, lists and dicts (keys ``str``, or ``int`` below the
+    top level), deep-copied at acceptance, so a caller changing its own objects afterwards
+    changes nothing, and the venue receives exactly the same block before and after a
+    restart. Treat it as immutable.
     """
 
     block_id: str
@@ -31,18 +38,16 @@ class InstructionBlock:
     instructions: tuple[dict[str, Any], ...]
 
     def to_dict(self) -> dict[str, Any]:
-        """The block as plain, JSON-ready data (instructions as a list of dicts)."""
+        """The block as plain data (instructions as a list of dicts, one level copied)."""
         return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
                 "instructions": [dict(i) for i in self.instructions]}
 
 
-def _short(v: object) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _got(v: object) -> str:
-    return f"got {type(v).__name__} {_short(v)}"
+def _got(v: object, redact: Redact | None = None) -> str:
+    text = safe_repr(v)
+    if redact is not None:
+        text = redact(text)  # before shortening: a cut secret is not recognised
+    return f"got {type(v).__name__} {shorten(text)}"
 
 
 def is_amount_key(key: object) -> bool:
@@ -50,100 +55,137 @@ def is_amount_key(key: object) -> bool:
     return isinstance(key, str) and (key == "amount" or key.endswith("_amount"))
 
 
-def _is_finite_number(v: object) -> bool:
-    t = type(v)
-    if t is float:
-        return math.isfinite(v)  # type: ignore[arg-type]
-    if t is int:
-        return True
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, Decimal):
-        return v.is_finite()
-    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
+def _is_int(v: object) -> bool:
+    return (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            and type(v).__name__ != "bool_")
 
 
-def _check_instruction(instr: object, path: str, out: list[tuple[str, str]]) -> None:
-    if not isinstance(instr, Mapping):
-        out.append((path, f"must be a mapping, {_got(instr)}"))
-        return
-    for key, value in instr.items():
-        if not isinstance(key, str):
-            out.append((path, f"keys must be strings, got {type(key).__name__} {_short(key)}"))
-        elif is_amount_key(key):
-            if not _is_finite_number(value):
-                out.append((f"{path}.{key}", f"must be a finite number, {_got(value)}"))
-        elif key == "token" and not (isinstance(value, str) and value):
-            out.append((f"{path}.token", f"must be a non-empty string, {_got(value)}"))
+def convert_block(item: object, redact: Redact | None = None
+                  ) -> tuple[list[tuple[str, str]], InstructionBlock | None, Any]:
+    """Check one submitted block and convert it: ``(problems, block, wire)``.
 
-
-def check_block(item: object) -> list[tuple[str, str]]:
-    """Every ``(field path, reason)`` problem with one submitted block."""
+    ``problems`` lists every ``(field path, reason)``; when it is empty, ``block`` is the
+    canonical block and ``wire`` its instructions as the journal writes them."""
     if isinstance(item, InstructionBlock):
         item = attrs.asdict(item, recurse=False)  # as given: to_dict() would coerce or crash
     if not isinstance(item, Mapping):
-        return [("", f"a block must be a mapping, {_got(item)}")]
+        return [("", f"a block must be a mapping, {_got(item, redact)}")], None, None
     out: list[tuple[str, str]] = []
     for name in BLOCK_FIELDS:
         if name not in item:
             out.append((name, "required field is missing"))
     for name in item:
         if name not in _BLOCK_FIELD_SET:
-            out.append((str(name), "unexpected field (a block has block_id, action, "
-                                   "priority, instructions)"))
+            out.append((shorten(safe_repr(name) if not isinstance(name, str) else name),
+                        "unexpected field (a block has block_id, action, priority, "
+                        "instructions)"))
+    block_id = action = priority = None
     if "block_id" in item:
         v = item["block_id"]
         if not isinstance(v, str):
-            out.append(("block_id", f"must be a string, {_got(v)}"))
+            out.append(("block_id", f"must be a string, {_got(v, redact)}"))
         elif _BLOCK_ID.fullmatch(v) is None:
             out.append(("block_id", "must be 1-64 characters of letters, digits and ._:- "
-                                    f"got {_short(v)}"))
+                                    f"{_got(v, redact)[4:]}"))
+        else:
+            block_id = str.__str__(v)
     if "action" in item:
         v = item["action"]
         if not isinstance(v, str) or not v.strip():
-            out.append(("action", f"must be a non-empty string, {_got(v)}"))
+            out.append(("action", f"must be a non-empty string, {_got(v, redact)}"))
+        else:
+            conv = canonical(v, path="action", redact=redact)
+            if conv.problems:
+                out.extend(_split(p) for p in conv.problems)
+            action = conv.value
     if "priority" in item:
         v = item["priority"]
-        if isinstance(v, bool) or not isinstance(v, int):
-            out.append(("priority", f"must be an int, {_got(v)}"))
+        if not _is_int(v):
+            out.append(("priority", f"must be an int, {_got(v, redact)}"))
+        else:
+            priority = int(v)
+    instructions: list[dict[str, Any]] = []
+    wires: list[Any] = []
     if "instructions" in item:
         v = item["instructions"]
         if not isinstance(v, list | tuple):
-            out.append(("instructions", f"must be a non-empty list of mappings, {_got(v)}"))
+            out.append(("instructions", f"must be a non-empty list of mappings, "
+                                        f"{_got(v, redact)}"))
         elif not v:
             out.append(("instructions", "must be a non-empty list of mappings, got an empty "
                                         f"{type(v).__name__}"))
         else:
             for i, instr in enumerate(v):
-                _check_instruction(instr, f"instructions[{i}]", out)
-    return out
+                path = f"instructions[{i}]"
+                if not isinstance(instr, Mapping):
+                    out.append((path, f"must be a mapping, {_got(instr, redact)}"))
+                    continue
+                bad_keys = [k for k in instr if not isinstance(k, str)]
+                for k in bad_keys:
+                    out.append((path, f"keys must be strings, got {type(k).__name__} "
+                                      f"{shorten(safe_repr(k))}"))
+                if bad_keys:
+                    continue
+                token = instr.get("token")
+                if "token" in instr and not (isinstance(token, str) and token):
+                    out.append((f"{path}.token", f"must be a non-empty string, "
+                                                 f"{_got(token, redact)}"))
+                conv = canonical(instr, path=path, redact=redact, amounts=True)
+                if conv.problems:
+                    out.extend(_split(p) for p in conv.problems)
+                    continue
+                instructions.append(conv.value)
+                wires.append(conv.wire)
+    if out:
+        return out, None, None
+    assert block_id is not None and action is not None and priority is not None
+    block = InstructionBlock(block_id, action, priority, tuple(instructions))
+    same = all(a is b for a, b in zip(instructions, wires, strict=True))
+    return out, block, (block.instructions if same else wires)
 
 
-def validate_batch(batch: object, taken: Container[str]) -> list[InstructionBlock]:
-    """Validate a whole batch; return its blocks, or raise listing every problem at once.
+def _split(problem: str) -> tuple[str, str]:
+    path, _, reason = problem.partition(": ")
+    return path, reason
+
+
+def check_block(item: object, redact: Redact | None = None) -> list[tuple[str, str]]:
+    """Every ``(field path, reason)`` problem with one submitted block."""
+    return convert_block(item, redact)[0]
+
+
+def convert_batch(batch: object, taken: Container[str], redact: Redact | None = None
+                  ) -> tuple[list[InstructionBlock], list[Any]]:
+    """Validate and convert a whole batch: its canonical blocks and their instructions'
+    journal forms, or :class:`InvalidBlockError` listing every problem at once.
 
     ``taken`` holds the ``block_id``s that may not be used again (queued, in flight, or
-    recently finished). The batch is refused whole if any block is bad.
-    """
+    recently finished). The batch is refused whole if any block is bad."""
     if not isinstance(batch, list | tuple):
         raise InvalidBlockError(
-            [BlockProblem(0, None, "", f"the batch must be a list of mappings, {_got(batch)}")],
-            None)
+            [BlockProblem(0, None, "", f"the batch must be a list of mappings, "
+                                       f"{_got(batch, redact)}")], None)
     problems: list[BlockProblem] = []
     blocks: list[InstructionBlock] = []
+    wires: list[Any] = []
     seen: set[str] = set()
+    finds = getattr(redact, "finds", None) if redact is not None else None
+    if finds is None and redact is not None:
+        def finds(text: str) -> bool:  # any other redactor: compare what it does
+            return redact(text) != text
     for index, item in enumerate(batch):
         if not problems:
-            fast = _plain_valid_block(item)
+            fast = _plain_valid_block(item, finds)
             if fast is not None and fast.block_id not in seen and fast.block_id not in taken:
                 seen.add(fast.block_id)
                 blocks.append(fast)
+                wires.append(fast.instructions)
                 continue
         # The careful path: every problem, with its field, for the error.
-        found = check_block(item)
+        found, block, wire = convert_block(item, redact)
         raw_id = item.get("block_id") if isinstance(item, Mapping) else (
             item.block_id if isinstance(item, InstructionBlock) else None)
-        block_id = raw_id if isinstance(raw_id, str) else None
+        block_id = str.__str__(raw_id) if isinstance(raw_id, str) else None
         if block_id is not None and not any(p == "block_id" for p, _ in found):
             if block_id in seen:
                 found.append(("block_id", "repeated within the batch"))
@@ -153,20 +195,31 @@ def validate_batch(batch: object, taken: Container[str]) -> list[InstructionBloc
         if found:
             problems.extend(BlockProblem(index, block_id, p, r) for p, r in found)
         elif not problems:
-            blocks.append(_build(item.to_dict() if isinstance(item, InstructionBlock)
-                                 else item))
+            assert block is not None
+            blocks.append(block)
+            wires.append(wire)
     if problems:
         raise InvalidBlockError(problems, len(batch))
-    return blocks
+    return blocks, wires
+
+
+def validate_batch(batch: object, taken: Container[str], redact: Redact | None = None
+                   ) -> list[InstructionBlock]:
+    """Validate a whole batch; return its canonical blocks, or raise listing every problem
+    at once (see :func:`convert_batch`)."""
+    return convert_batch(batch, taken, redact)[0]
 
 
 _ID_OK = _BLOCK_ID.fullmatch
 
 
-def _plain_valid_block(item: object) -> InstructionBlock | None:
-    """The block, if ``item`` is a plain dict that :func:`check_block` would pass; else
-    ``None`` (then the careful path says why). The per-block hot path: a plain dict of
-    plain values is checked once, without collecting anything."""
+def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
+                       ) -> InstructionBlock | None:
+    """The block, if ``item`` is a plain dict of flat instructions of plain values that
+    :func:`convert_block` would pass unchanged; else ``None`` (then the careful path
+    decides). The per-block hot path: checked once, without collecting anything, and
+    copied with one ``dict.copy()`` per instruction (a deep copy, for flat plain values).
+    ``finds`` tells whether a string holds a secret (then the careful path redacts)."""
     if type(item) is not dict or len(item) != 4:
         return None
     try:
@@ -175,26 +228,29 @@ def _plain_valid_block(item: object) -> InstructionBlock | None:
     except KeyError:
         return None
     if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
-            or not action.strip() or type(priority) is not int
-            or type(instructions) is not list or not instructions):
+            or not action.isascii() or not action.strip() or type(priority) is not int
+            or type(instructions) is not list or not instructions
+            or (finds is not None and (finds(action) or finds(block_id)))):
         return None
     copies = []
     for instr in instructions:
         if type(instr) is not dict:
             return None
         for key, value in instr.items():
-            if type(key) is not str:
+            if type(key) is not str or not key.isascii() or (finds is not None and finds(key)):
                 return None
+            kind = type(value)
             if key == "amount" or key.endswith("_amount"):
-                kind = type(value)
-                if not ((kind is float and math.isfinite(value)) or kind is int):
-                    return None  # Decimals and number subclasses: the careful path decides
-            elif key == "token" and (type(value) is not str or not value):
+                if not ((kind is float and math.isfinite(value)) or
+                        (kind is int and is_plain(value))):
+                    return None  # Decimals, numpy numbers, NaN: the careful path decides
+            elif kind is str:
+                if not value.isascii() or (key == "token" and not value) or (
+                        finds is not None and finds(value)):
+                    return None
+            elif not is_plain(value) or key == "token":
                 return None
+        if len(instr) == 1 and next(iter(instr)) in TAGS:
+            return None  # a dict that reads as a journal tag: the careful path wraps it
         copies.append(instr.copy())
     return InstructionBlock(block_id, action, priority, tuple(copies))
-
-
-def _build(item: Mapping[str, Any]) -> InstructionBlock:
-    return InstructionBlock(item["block_id"], item["action"], item["priority"],
-                            tuple(dict(i) for i in item["instructions"]))

@@ -7,6 +7,8 @@ import json
 import math
 import numbers
 import os
+import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -199,46 +201,104 @@ class Environment:
         return cls(mode, environment, deployment)
 
 
+#: Words that make a config key's value a secret (matched against the words of the key:
+#: ``api_key``, ``apiKey``, ``API-KEY`` and ``binance.secret`` all qualify).
+SECRET_WORDS: frozenset[str] = frozenset({
+    "key", "apikey", "secret", "token", "password", "passwd", "passphrase", "private",
+    "privkey", "credential", "credentials", "mnemonic", "seed", "auth", "signature"})
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def key_words(key: object) -> frozenset[str]:
+    """The lower-case words of a config key: ``apiKey`` -> {api, key}."""
+    if not isinstance(key, str):
+        return frozenset()
+    words = {w.lower() for w in _WORDS.findall(key)}
+    return frozenset(words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3})
+
+
 class Redactor:
     """Replaces secret values from the system-wide config in text bound for logs.
 
-    Every string in the config that is at least ``min_length`` characters long counts as a
-    possible secret, however deeply nested, except the values of the manager's own top-level
-    fields. Overlapping secrets are masked as one span, so no part of either survives.
+    A value is a secret when its key names one (a word of :data:`SECRET_WORDS`, or one the
+    config adds under ``secret_keys``), however deeply nested; every string under such a key
+    that is at least ``min_length`` characters long is redacted, in its plain form and in
+    the forms it takes inside a ``repr()``, JSON text or a URL. Ordinary values (a venue
+    name, a strategy mode) stay readable. Overlapping secrets are masked as one span, so no
+    part of either survives. Redact before shortening text: a cut secret is not recognised.
     """
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_secrets", "_search")
 
-    def __init__(self, config: object, own_fields: Iterable[str], min_length: int = 6) -> None:
+    def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
+                 ) -> None:
         own = set(own_fields)
+        words = set(SECRET_WORDS)
+        if isinstance(config, Mapping) and "secret_keys" in config:
+            extra = config["secret_keys"]
+            if not (isinstance(extra, list | tuple)
+                    and all(isinstance(w, str) and w.strip() for w in extra)):
+                raise ConfigError(["secret_keys: must be a list of key names or words"])
+            for w in extra:
+                words |= {w.lower(), *key_words(w)}
         found: set[str] = set()
 
-        def walk(v: object) -> None:
+        def collect(v: object) -> None:
             if isinstance(v, str):
                 if len(v) >= min_length:
                     found.add(v)
             elif isinstance(v, Mapping):
                 for x in v.values():
-                    walk(x)
+                    collect(x)
             elif isinstance(v, list | tuple | set | frozenset):
                 for x in v:
-                    walk(x)
+                    collect(x)
+
+        def walk(m: Mapping[Any, Any], top: bool) -> None:
+            for k, v in m.items():
+                if top and k in own:
+                    continue
+                if isinstance(k, str) and (k.lower() in words or key_words(k) & words):
+                    collect(v)
+                elif isinstance(v, Mapping):
+                    walk(v, False)
+                elif isinstance(v, list | tuple):
+                    for x in v:
+                        if isinstance(x, Mapping):
+                            walk(x, False)
 
         if isinstance(config, Mapping):
-            for k, v in config.items():
-                if k not in own:
-                    walk(v)
-        self._secrets = tuple(found)
+            walk(config, True)
+        forms: set[str] = set()
+        for secret in found:
+            forms.add(secret)
+            for form in (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                         repr(secret)[1:-1], urllib.parse.quote(secret, safe=""),
+                         urllib.parse.quote_plus(secret)):
+                if len(form) >= min_length:
+                    forms.add(form)
+        self._secrets = tuple(sorted(forms, key=len, reverse=True))
+        self._search = (re.compile("|".join(re.escape(f) for f in self._secrets)).search
+                        if self._secrets else None)
+
+    def __bool__(self) -> bool:
+        """True when there is anything to redact."""
+        return self._search is not None
+
+    def finds(self, text: str) -> bool:
+        """True if ``text`` holds a secret (in any of its forms)."""
+        return self._search is not None and self._search(text) is not None
 
     def __call__(self, text: str) -> str:
+        search = self._search
+        if search is None or search(text) is None:
+            return text
         spans: list[tuple[int, int]] = []
         for s in self._secrets:
             i = text.find(s)
             while i >= 0:
                 spans.append((i, i + len(s)))
                 i = text.find(s, i + 1)
-        if not spans:
-            return text
         spans.sort()
         out, pos = [], 0
         for start, end in spans:
@@ -254,7 +314,10 @@ class Redactor:
         return "".join(out)
 
     def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} values)"
+        return f"Redactor({len(self._secrets)} forms)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Redactor holds secrets: it is not pickled")
 
 
 def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConfig:
@@ -265,4 +328,4 @@ def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConf
 
 
 OWN_FIELDS: frozenset[str] = frozenset(
-    [f.name for f in attrs.fields(ExecutionConfig)] + list(ALIASES))
+    [f.name for f in attrs.fields(ExecutionConfig)] + list(ALIASES) + ["secret_keys"])

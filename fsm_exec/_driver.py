@@ -323,7 +323,7 @@ class LiveDriver(Driver):
                 f"the reconciliation component raised {describe_exception(exc)}"), exc,
                 halt=True)
         else:
-            host._emit(ts, "reconciliation_timeout", {
+            host._emit("reconciliation_timeout", {
                 "block_id": f.block.block_id, "attempt": f.attempt, "waited_s": waited},
                 sync=False)
             f.why = RECONCILIATION_TIMEOUT_WHY
@@ -439,7 +439,7 @@ class LiveDriver(Driver):
         age = (f.last_query_at or 0.0) - self.started(f)
         sure = (f.not_found >= cfg.not_found_confirmations
                 and age >= cfg.not_found_min_age_seconds)
-        host._emit(ts, "execution_query", {
+        host._emit("execution_query", {
             "block_id": f.block.block_id, "attempt": f.attempt, "answer": "not_found",
             "count": f.not_found, "needed": cfg.not_found_confirmations,
             "age_s": age, "confirmed": sure}, sync=False)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._blocks import InstructionBlock, validate_batch
+from ._blocks import InstructionBlock, convert_batch
 from ._calls import VenueCall
+from ._canonical import Converted, canonical, canonical_timestamp, timestamp_problem
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
 from ._driver import (
     RECONCILIATION_TIMEOUT_WHY,
@@ -188,7 +189,7 @@ class ExecutionManager:
         self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
         if health_manager is not None:
             health_manager.register_component(COMPONENT, self._health_check)
-        self._emit(None, "component_initialization", {
+        self._emit("component_initialization", {
             "execution_mode": self._env.execution_mode,
             "environment": self._env.environment,
             "deployment_mode": self._env.deployment_mode,
@@ -337,7 +338,7 @@ class ExecutionManager:
             blocks_executed=state.executed, blocks_failed=state.failed,
             halted=state.halted, halt_reason=state.halt_reason,
             dropped=tuple(state.dropped), records=state.records, restarts=state.restarts)
-        self._emit(None, "recovered", {
+        self._emit("recovered", {
             "queued": len(report.queued), "in_doubt": report.in_doubt,
             "in_doubt_state": fl.state if fl else None, "resolution": resolution,
             "blocks_executed": state.executed, "blocks_failed": state.failed,
@@ -386,6 +387,7 @@ class ExecutionManager:
         a failed block raises its ``ComponentError`` and leaves the rest of the queue queued.
         """
         self._check_usable()
+        stamp = self._stamp(timestamp)
         if trigger_source not in TRIGGER_SOURCES:
             err = InvalidArgumentError(
                 f"trigger_source must be one of {', '.join(TRIGGER_SOURCES)}, got "
@@ -405,8 +407,8 @@ class ExecutionManager:
                 raise reentry
             self._busy = me
         try:
-            status: dict[str, Any] = self._guarded(self._update, timestamp, trigger_source,
-                                                   instruction_blocks)
+            status: dict[str, Any] = self._guarded(self._update, timestamp, stamp,
+                                                   trigger_source, instruction_blocks)
             return status
         finally:
             self._busy = None
@@ -435,10 +437,19 @@ class ExecutionManager:
                 "may disagree with its journal; it refuses to go on. Replace it with "
                 "em.reopen(), which recovers from the journal as a restart would")
 
-    def _update(self, timestamp: Any, trigger_source: str,
+    def _stamp(self, timestamp: Any) -> str:
+        """The journal's canonical form of a caller's timestamp, or a clear refusal."""
+        stamp = canonical_timestamp(timestamp)
+        if stamp is None:
+            raise InvalidArgumentError(
+                f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "
+                f"{shorten(self._redact(safe_repr(timestamp)))}")
+        return stamp
+
+    def _update(self, timestamp: Any, stamp: str, trigger_source: str,
                 instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
         t0 = self._clock()
-        self._ts = timestamp
+        self._ts = stamp
         refusal: ComponentError | None = None
         try:
             if instruction_blocks is not None:
@@ -474,13 +485,18 @@ class ExecutionManager:
         means durable: the batch's records are on disk before this returns (called from a
         collaborator during ``update_state``: before that call returns)."""
         self._check_usable()
-        self._guarded(self._accept_now, timestamp, instruction_blocks)
+        stamp = self._stamp(timestamp)
+        self._guarded(self._accept_now, timestamp, stamp, instruction_blocks)
 
-    def _accept_now(self, timestamp: Any, instruction_blocks: Any) -> None:
+    def _accept_now(self, timestamp: Any, stamp: str, instruction_blocks: Any) -> None:
         with self._mutex:
-            self._accept(timestamp, instruction_blocks)
-            if self._unsynced_acceptance and self._busy != threading.get_ident():
-                self._barrier()  # accepted means durable, once the call returns
+            outer, self._ts = self._ts, stamp
+            try:
+                self._accept(timestamp, instruction_blocks)
+                if self._unsynced_acceptance and self._busy != threading.get_ident():
+                    self._barrier()  # accepted means durable, once the call returns
+            finally:
+                self._ts = outer  # a collaborator's call inside update_state: put it back
 
     def cancel(self, timestamp: Any, block_ids: Iterable[str] | None = None, *,
                reason: str) -> tuple[str, ...]:
@@ -497,11 +513,21 @@ class ExecutionManager:
         if isinstance(block_ids, str):
             raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
                                        "every queued block), not one string")
-        result: tuple[str, ...] = self._guarded(self._cancel, timestamp, block_ids, reason)
+        stamp = self._stamp(timestamp)
+        result: tuple[str, ...] = self._guarded(self._cancel, stamp, block_ids, reason)
         return result
 
-    def _cancel(self, timestamp: Any, block_ids: Iterable[str] | None,
+    def _cancel(self, stamp: str, block_ids: Iterable[str] | None,
                 reason: str) -> tuple[str, ...]:
+        with self._mutex:
+            outer, self._ts = self._ts, stamp
+            try:
+                return self._cancel_now(block_ids, reason)
+            finally:
+                self._ts = outer
+
+    def _cancel_now(self, block_ids: Iterable[str] | None, reason: str) -> tuple[str, ...]:
+        reason = self._redact(reason)
         with self._mutex:
             queued = [b.block_id for b in self._queue]
             if block_ids is None:
@@ -530,7 +556,7 @@ class ExecutionManager:
                 return ()
             n = len(ids)
             for i, block_id in enumerate(ids):
-                self._emit(timestamp, "block_transition", {
+                self._emit("block_transition", {
                     "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
                     "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
                     "batch_index": i, "batch_size": n}, sync=False)
@@ -561,7 +587,7 @@ class ExecutionManager:
     def _accept(self, ts: Any, batch: Any) -> None:
         with self._mutex:
             try:
-                blocks = validate_batch(batch, self._taken)
+                blocks, wires = convert_batch(batch, self._taken, self._redact)
             except InvalidBlockError as exc:
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
@@ -572,15 +598,15 @@ class ExecutionManager:
             cap = self._cfg.max_queue_size
             if len(self._queue) + n > cap:
                 err = QueueFullError(len(self._queue), n, cap)
-                self._emit(ts, "execution_queue_overflow", {
+                self._emit("execution_queue_overflow", {
                     "queue_length": len(self._queue), "batch_size": n, "max_queue_size": cap})
                 self._record_error(ts, err)
                 raise err
             # Journal first: the batch counts as accepted only once every record is written.
-            for i, b in enumerate(blocks):
-                self._emit(ts, "block_accepted", {
+            for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
+                self._emit("block_accepted", {
                     "block_id": b.block_id, "action": b.action, "priority": b.priority,
-                    "instructions": b.instructions, "batch_index": i, "batch_size": n},
+                    "instructions": wire, "batch_index": i, "batch_size": n},
                     sync=False)  # durable by the next barrier, at the latest before returning
             self._unsynced_acceptance = True
             self._queue.extend(blocks)
@@ -656,18 +682,19 @@ class ExecutionManager:
         with self._mutex:
             f.handed_off = True
             if self._live:  # what crash recovery needs to know; a backtest is rerun instead
-                self._emit(ts, "positions_updated", {"block_id": f.block.block_id,
+                self._emit("positions_updated", {"block_id": f.block.block_id,
                                                      "attempt": f.attempt})
 
     def _unresolved(self, ts: Any, f: Flight, how: str) -> None:
         """The venue's outcome is still unknown: ask again on the next attempt."""
         with self._mutex:
             f.attempt += 1
-            self._emit(ts, "execution_unresolved", {
+            self._emit("execution_unresolved", {
                 "block_id": f.block.block_id, "attempt": f.attempt, "reason": how})
 
-    def _canonical_deltas(self, value: Any) -> Any:  # replaced by the boundary converter
-        return _Converted(value, value, ())
+    def _canonical_deltas(self, value: Any) -> Converted:
+        """The venue's reply in canonical form (redacted), the moment it returns."""
+        return canonical(value, redact=self._redact or None)
 
     # ---------------------------------------------------------------------- risk checks
     def _risk_refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
@@ -715,10 +742,10 @@ class ExecutionManager:
         err = f.error
         assert err is not None
         self._record_error(ts, err)
-        self._emit(ts, "block_failed", {"block_id": block_id, "error_code": err.error_code,
+        self._emit("block_failed", {"block_id": block_id, "error_code": err.error_code,
                                         "attempts": f.attempt})
         if self._halted:
-            self._emit(ts, "manager_halted", {"reason": self._halt_reason,
+            self._emit("manager_halted", {"reason": self._halt_reason,
                                               "block_id": block_id})
             self._notify_event("halted", reason=self._halt_reason, block_id=block_id)
 
@@ -742,7 +769,7 @@ class ExecutionManager:
             reason = self._halt_reason
             self._halted = False
             self._halt_reason = None
-            self._emit(ts, "manager_resumed", {"reason": reason, "trigger_source": "manual"})
+            self._emit("manager_resumed", {"reason": reason, "trigger_source": "manual"})
         self._notify_event("resumed", reason=reason)
 
     # ------------------------------------------------------------------ events and health
@@ -771,16 +798,18 @@ class ExecutionManager:
         if sync:
             self._unsynced_acceptance = False
 
-    def _emit(self, ts: Any, event_type: str, data: dict[str, Any], *,
-              sync: bool = True) -> None:
+    def _emit(self, event_type: str, data: dict[str, Any], *, sync: bool = True) -> None:
+        """Journal one record, stamped with the current call's canonical timestamp."""
         log_event = self._log_event
         if log_event is None:
             return
         try:
-            if self._syncable:
-                log_event(ts, event_type, COMPONENT, data, sync=sync)  # type: ignore[call-arg]
-            else:
-                log_event(ts, event_type, COMPONENT, data)
+            with self._mutex:  # one writer at a time, each with its own call's timestamp
+                if self._syncable:
+                    log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
+                              sync=sync)
+                else:
+                    log_event(self._ts, event_type, COMPONENT, data)
         except EventLogError:
             self._halt("EXEC-009")
             raise
@@ -809,7 +838,7 @@ class ExecutionManager:
             data["exception_type"] = (original.type_name.rpartition(".")[2]
                                       if isinstance(original, ScrubbedException)
                                       else type(original).__name__)
-        self._emit(ts, "error", data)
+        self._emit("error", data)
         if self._observers:
             self._notify_event("error", error_code=err.error_code, block_id=err.block_id)
 
@@ -831,7 +860,7 @@ class ExecutionManager:
             }
             try:
                 # a barrier only for blocks still queued
-                self._emit(ts, "state_update", data, sync=self._unsynced_acceptance)
+                self._emit("state_update", data, sync=self._unsynced_acceptance)
             except EventLogError:
                 if not failing:  # never hide the error already on its way out
                     raise
@@ -925,13 +954,3 @@ class ExecutionManager:
                 original_exception=ScrubbedException.of(exc, self._redact)))
         finally:
             self._observer_failing = False
-
-
-class _Converted:
-    """A value crossing the boundary: its canonical form, its journal form, and the
-    problems that refuse it (placeholder until the boundary converter lands)."""
-
-    __slots__ = ("value", "wire", "problems")
-
-    def __init__(self, value: Any, wire: Any, problems: tuple[str, ...]) -> None:
-        self.value, self.wire, self.problems = value, wire, problems

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 
 from ._blocks import InstructionBlock
-from ._journal import JournalRecord, from_jsonable
+from ._canonical import from_wire
+from ._journal import JournalRecord
 from ._lifecycle import INITIAL_STATE, NEXT_STATE, TERMINAL_STATES, BlockState, Trigger
 
 _TERMINAL = {str(s) for s in TERMINAL_STATES}
@@ -122,7 +123,7 @@ class Replay:
         if len(self._batch) == n:
             for x in self._batch:
                 b = InstructionBlock(x["block_id"], x["action"], x["priority"],
-                                     tuple(from_jsonable(i) for i in x["instructions"]))
+                                     tuple(from_wire(i) for i in x["instructions"]))
                 self.accepted[b.block_id] = b
                 self.order.append(b.block_id)
             self._batch.clear()
@@ -169,7 +170,7 @@ class Replay:
         if "attempt" in d:
             f.attempt = _int(d, "attempt")
         if "deltas" in d:
-            f.deltas, f.handed_off = from_jsonable(d["deltas"]), False
+            f.deltas, f.handed_off = from_wire(d["deltas"]), False
         if dest == "retrying":
             self.retried += 1
             f.why = ("reconciliation_timeout" if trigger == Trigger.RECONCILIATION_TIMEOUT

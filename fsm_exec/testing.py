@@ -241,6 +241,14 @@ _REQUIRED = ("data_provider", "position_update_handler", "execution_interface_ma
              "reconciliation_component")
 
 
+_EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z: fake-clock seconds become real timestamps
+
+
+def _stamp(clock: FakeClock) -> float:
+    """The timestamp for the fake clock's now (epoch seconds the manager accepts)."""
+    return _EPOCH + clock()
+
+
 class ExecutionManagerMachine(RuleBasedStateMachine):
     """A hypothesis state machine around one ExecutionManager and your collaborators.
 
@@ -334,7 +342,7 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
     def _update(self, trigger: str, batch: list[Any] | None) -> None:
         before = self._snapshot()
         try:
-            self.manager.update_state(self.clock(), trigger, batch)
+            self.manager.update_state(_stamp(self.clock), trigger, batch)
         except InvalidBlockError:
             assert self._snapshot()[1] == before[1], "a refused batch was partly accepted"
             return
@@ -363,7 +371,7 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         batch.insert(data.draw(st.integers(0, len(good))), bad.block)
         before = self._snapshot()
         try:
-            self.manager.execute_instruction_blocks(self.clock(), batch)
+            self.manager.execute_instruction_blocks(_stamp(self.clock), batch)
         except InvalidBlockError:
             pass
         else:
@@ -378,7 +386,7 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         b = {**data.draw(self._blocks), "block_id": block_id}
         before = self._snapshot()
         try:
-            self.manager.execute_instruction_blocks(self.clock(), [b])
+            self.manager.execute_instruction_blocks(_stamp(self.clock), [b])
         except InvalidBlockError:
             pass
         else:

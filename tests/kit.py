@@ -20,6 +20,12 @@ from fsm_exec._sim import (
 )
 
 CANARY = "sk-CANARY-7f3e9a1c55"
+T0 = 1_759_276_800  # 2025-10-01T00:00:00Z in epoch seconds
+
+
+def T(n: float = 0) -> float:
+    """A timestamp the manager accepts: ``n`` seconds after 2025-10-01T00:00:00Z."""
+    return T0 + n
 
 
 def block(block_id: str, token: str | None = "ETH", amount: float | Decimal = 1.0,

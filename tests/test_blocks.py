@@ -595,19 +595,24 @@ def test_one_corrupted_field_refuses_the_batch(batch: list[Block], data: st.Data
 def test_fast_path_agrees_with_the_careful_check(batch: list[Any]) -> None:
     """The plain-dict fast path accepts exactly what the careful check passes, and builds
     the same blocks."""
-    from fsm_exec._blocks import _build, _plain_valid_block, check_block
+    from fsm_exec._blocks import _plain_valid_block, convert_block
+    from fsm_exec._canonical import is_plain
+
+    def plain(v: Any) -> bool:
+        return is_plain(v) and (type(v) is not str or v.isascii())
 
     accepted = 0
     for item in batch:
         fast = _plain_valid_block(item)
-        careful_ok = not check_block(item)
+        problems, careful, _ = convert_block(item)
         accepted += fast is not None
-        assert (fast is not None) <= careful_ok  # the fast path never accepts more
+        assert (fast is not None) <= (not problems)  # the fast path never accepts more
         if fast is not None:
-            assert fast == _build(item)
-        elif careful_ok and type(item) is dict:
-            # only number subclasses and Decimals may take the careful path when valid
-            amounts = [v for i in item["instructions"] for k, v in i.items()
-                       if isinstance(k, str) and (k == "amount" or k.endswith("_amount"))]
-            assert any(type(v) not in (int, float) for v in amounts), item
+            assert fast == careful
+        elif careful is not None and type(item) is dict:
+            # a valid plain dict takes the careful path only for what needs care: numbers
+            # other than int/float in amounts, non-ASCII text, values needing a tag
+            values = [(k, v) for i in item["instructions"] for k, v in i.items()]
+            assert any(not plain(v) or (isinstance(k, str) and not k.isascii())
+                       for k, v in values) or not item["action"].isascii(), item
     event("fast path took a block" if accepted else "fast path took none")

@@ -16,17 +16,17 @@ from fsm_exec import (
 )
 from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 
-from kit import block, blocks, rig
+from kit import T, block, blocks, rig
 
 
 def test_cancel_named_queued_blocks_ends_them_cancelled() -> None:
     """Named queued blocks go queued -> cancelled; the others still run, in order."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a", "b", "c"))
-    assert r.em.cancel(0, ["b"], reason="stale signal") == ("b",)
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b", "c"))
+    assert r.em.cancel(T(0), ["b"], reason="stale signal") == ("b",)
     assert r.em.block_state("b") is BlockState.CANCELLED
     assert r.em.queued_block_ids == ("a", "c")
-    r.em.update_state(1, "strategy_manager")
+    r.em.update_state(T(1), "strategy_manager")
     assert r.venue.execution_order == ["a", "c"]
     moves = [m for m in r.events("block_transition") if m["block_id"] == "b"]
     assert moves == [{"block_id": "b", "source": "queued", "dest": "cancelled",
@@ -41,12 +41,12 @@ def test_cancel_named_queued_blocks_ends_them_cancelled() -> None:
 def test_cancel_all_while_halted_drops_the_queue() -> None:
     """block_ids=None cancels every queued block, also while the manager is halted."""
     r = rig(recon=[("fail", 0)])
-    r.em.update_state(0, "strategy_manager", blocks("a", "b", "c"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b", "c"))
     assert r.em.halted and r.em.queued_block_ids == ("b", "c")
-    assert r.em.cancel(1, reason="positions in doubt") == ("b", "c")
+    assert r.em.cancel(T(1), reason="positions in doubt") == ("b", "c")
     assert not r.em.queued_block_ids
     assert r.em.halted
-    r.em.update_state(2, "manual")
+    r.em.update_state(T(2), "manual")
     assert r.venue.execution_order == ["a"]
 
 
@@ -54,7 +54,7 @@ def test_cancel_with_nothing_queued_is_a_no_op() -> None:
     """Cancelling all of an empty queue cancels nothing and writes nothing."""
     r = rig()
     before = len(r.log.events)
-    assert r.em.cancel(0, None, reason="x") == ()
+    assert r.em.cancel(T(0), None, reason="x") == ()
     assert len(r.log.events) == before
 
 
@@ -66,9 +66,9 @@ def test_cancel_with_nothing_queued_is_a_no_op() -> None:
 def test_cancel_refuses_the_whole_call(ids: object, match: str) -> None:
     """An unknown or repeated id refuses the whole call; nothing is cancelled."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a", "b"))
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b"))
     with pytest.raises(InvalidArgumentError, match=match):
-        r.em.cancel(0, ids, reason="x")  # type: ignore[arg-type]
+        r.em.cancel(T(0), ids, reason="x")  # type: ignore[arg-type]
     assert r.em.queued_block_ids == ("a", "b")
     assert r.em.get_execution_status()["blocks_cancelled"] == 0
 
@@ -76,25 +76,25 @@ def test_cancel_refuses_the_whole_call(ids: object, match: str) -> None:
 def test_cancel_refuses_a_finished_block_naming_its_state() -> None:
     """A finished block cannot be cancelled; the error names its state."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     with pytest.raises(InvalidArgumentError, match="'a': is success"):
-        r.em.cancel(1, ["a"], reason="x")
+        r.em.cancel(T(1), ["a"], reason="x")
 
 
 def test_cancel_needs_a_reason() -> None:
     """The reason is required and must say something."""
     r = rig()
     with pytest.raises(InvalidArgumentError, match="reason"):
-        r.em.cancel(0, reason="  ")
+        r.em.cancel(T(0), reason="  ")
 
 
 def test_a_cancelled_block_id_stays_taken() -> None:
     """Resubmitting a cancelled block_id is refused like any finished block."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a"))
-    r.em.cancel(0, ["a"], reason="x")
+    r.em.execute_instruction_blocks(T(0), blocks("a"))
+    r.em.cancel(T(0), ["a"], reason="x")
     with pytest.raises(InvalidBlockError, match="already queued"):
-        r.em.execute_instruction_blocks(1, [block("a")])
+        r.em.execute_instruction_blocks(T(1), [block("a")])
 
 
 def test_cancel_survives_a_restart(tmp_path: Path) -> None:
@@ -106,8 +106,8 @@ def test_cancel_survives_a_restart(tmp_path: Path) -> None:
 
     with EventLogger(tmp_path, mode="live") as log:
         em = make(log)
-        em.execute_instruction_blocks(0, blocks("a", "b"))
-        em.cancel(0, ["a"], reason="x")
+        em.execute_instruction_blocks(T(0), blocks("a", "b"))
+        em.cancel(T(0), ["a"], reason="x")
     assert check_journal(tmp_path).ok
     with EventLogger(tmp_path, mode="live") as log:
         em = make(log)

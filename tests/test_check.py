@@ -19,6 +19,7 @@ from fsm_exec._replay import ReplayError, replay
 from fsm_exec._sim import SimPositionHandler, SimVenue, StaticDataProvider
 
 from golden.make_golden import BAD, write_good
+from kit import T
 
 GOLDEN = Path(__file__).with_name("golden")
 GOOD = {"backtest_clean": (3, 3, 0, None), "live_faults": (3, 2, 1, None),
@@ -63,7 +64,7 @@ def test_crashed_golden_journal_recovers() -> None:
     report = em.recover(GOLDEN / "crashed.jsonl")
     assert (report.in_doubt, report.resolution, report.queued) == (
         "c2", "query_execution", ("c3",))
-    em.update_state(0, "retry")
+    em.update_state(T(0), "retry")
     assert venue.route_calls == {"c3": 1}
     assert em.block_state("c2") is BlockState.SUCCESS
 

@@ -504,42 +504,89 @@ def test_redactor_replaces_secret_values() -> None:
 
 
 def test_redactor_finds_nested_secrets() -> None:
-    """Secrets nested in mappings, lists, tuples and sets are found."""
-    config = {"venues": {"binance": {"secret": "binance-secret", "port": 443}},
-              "keys": ["list-secret-1", ("tuple-secret",)], "pool": {"set-secret"},
-              "flags": frozenset({"frozen-secret"}), "none": None}
+    """Secrets under secret-named keys, nested in mappings, lists, tuples and sets, are
+    found; an ordinary value under an ordinary key is not a secret."""
+    config = {"venues": {"binance": {"secret": "binance-secret", "port": 443,
+                                     "name": "binance-main"}},
+              "api_keys": ["list-secret-1", ("tuple-secret",)], "tokens": {"set-secret"},
+              "private": frozenset({"frozen-secret"}), "none": None}
     redact = Redactor(config, OWN_FIELDS)
 
-    text = "binance-secret list-secret-1 tuple-secret set-secret frozen-secret 443"
+    text = "binance-secret list-secret-1 tuple-secret set-secret frozen-secret 443 " \
+           "binance-main"
 
-    assert redact(text) == " ".join(["[REDACTED]"] * 5) + " 443"
+    assert redact(text) == " ".join(["[REDACTED]"] * 5) + " 443 binance-main"
+
+
+@pytest.mark.parametrize("key", ["api_key", "apiKey", "API-KEY", "secret", "clientSecret",
+                                 "token", "auth_token", "password", "db_passwd",
+                                 "passphrase", "private_key", "privkey", "credentials",
+                                 "mnemonic", "wallet_seed", "signature", "secret_keys_x"])
+def test_redactor_decides_by_key_name(key: str) -> None:
+    """A value is a secret when a word of its key says so (any case or separator)."""
+    assert Redactor({key: "s3cr3t-value"}, ())("x s3cr3t-value y") == "x [REDACTED] y"
+
+
+@pytest.mark.parametrize("key", ["venue", "strategy", "keystore_path", "monkey", "seeded",
+                                 "name", "url"])
+def test_redactor_leaves_ordinary_values_readable(key: str) -> None:
+    """Values of ordinary keys stay readable (venue=binance reads venue=binance)."""
+    assert Redactor({key: "binance"}, ())("venue=binance") == "venue=binance"
+
+
+def test_redactor_takes_extra_secret_keys_from_the_config() -> None:
+    """secret_keys adds key names (or words) whose values are secrets."""
+    config = {"secret_keys": ["webhook", "dsn"], "webhook": "https://hooks/abc123",
+              "sentry_dsn": "https://key@sentry/1", "venue": "binance"}
+    redact = Redactor(config, OWN_FIELDS)
+    assert redact("https://hooks/abc123 https://key@sentry/1 binance") == (
+        "[REDACTED] [REDACTED] binance")
+
+
+@pytest.mark.parametrize("bad", ["webhook", [1], [""]])
+def test_redactor_refuses_a_malformed_secret_keys(bad: object) -> None:
+    """secret_keys must be a list of names: anything else is a config error."""
+    with pytest.raises(ConfigError, match="secret_keys"):
+        Redactor({"secret_keys": bad}, OWN_FIELDS)
+
+
+def test_redactor_matches_escaped_forms_of_a_secret() -> None:
+    """A secret shown through repr(), JSON text or a URL is still recognised."""
+    secret = 'ab"c\\d\nef-secret ü'
+    redact = Redactor({"api_secret": secret}, ())
+    import json
+    import urllib.parse
+    for text in (repr(secret), json.dumps(secret), json.dumps(secret, ensure_ascii=False),
+                 urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)):
+        assert "[REDACTED]" in redact(text) and "ef-secret" not in redact(text), text
 
 
 def test_redactor_ignores_short_strings() -> None:
     """Strings shorter than six characters are left alone; six characters are redacted."""
-    redact = Redactor({"a": "abcde", "b": "uvwxyz"}, ())
+    redact = Redactor({"key_a": "abcde", "key_b": "uvwxyz"}, ())
 
     assert redact("abcde uvwxyz") == "abcde [REDACTED]"
 
 
 def test_redactor_min_length() -> None:
     """min_length sets the shortest string counted as a secret."""
-    redact = Redactor({"a": "abc", "b": "ab"}, (), min_length=3)
+    redact = Redactor({"key_a": "abc", "key_b": "ab"}, (), min_length=3)
 
     assert redact("abc ab") == "[REDACTED] ab"
 
 
 def test_redactor_longer_secret_replaced_whole() -> None:
     """A secret containing a shorter secret is replaced whole, not partly."""
-    redact = Redactor({"short": "abcdef", "long": "xx-abcdef-yy", "mid": "abcdef-yy"}, ())
+    redact = Redactor({"secret": {"short": "abcdef", "long": "xx-abcdef-yy",
+                                  "mid": "abcdef-yy"}}, ())
 
     assert redact("xx-abcdef-yy | abcdef-yy | abcdef") == (
         "[REDACTED] | [REDACTED] | [REDACTED]")
 
 
 def test_redactor_own_fields_nested_key() -> None:
-    """Own fields are recognised by key: their values stay visible, other keys' values do not."""
-    redact = Redactor({"strategy_mode": "visible-mode", "other": {"x": "hidden-value"}},
+    """Own fields are recognised by key: their values stay visible, secrets do not."""
+    redact = Redactor({"strategy_mode": "visible-mode", "other": {"token": "hidden-value"}},
                       ["strategy_mode"])
 
     assert redact("visible-mode hidden-value") == "visible-mode [REDACTED]"
@@ -551,16 +598,19 @@ def test_redactor_non_mapping_config(config: object) -> None:
     assert Redactor(config, OWN_FIELDS)("secret-value") == "secret-value"
 
 
-def test_redactor_repr_hides_secrets() -> None:
-    """The redactor's repr counts the secrets without showing them."""
-    redact = Redactor({"a": CANARY, "b": "another-secret"}, ())
+def test_redactor_repr_and_pickle_hide_secrets() -> None:
+    """The redactor's repr counts the forms without showing them; it refuses to pickle."""
+    import pickle
+    redact = Redactor({"key_a": CANARY, "key_b": "another-secret"}, ())
 
     assert CANARY not in repr(redact)
-    assert "2" in repr(redact)
+    assert "forms" in repr(redact) and bool(redact)
+    with pytest.raises(TypeError, match="secrets"):
+        pickle.dumps(redact)
 
 
 @given(
-    st.dictionaries(st.text(max_size=5),
+    st.dictionaries(st.text(max_size=5).map(lambda k: f"secret_{k}"),
                     st.text(alphabet="0123456789abcdef", min_size=6, max_size=20), max_size=5),
     st.lists(st.text(alphabet=" ,.:xyz=", max_size=5), min_size=1, max_size=6),
 )
@@ -576,8 +626,9 @@ def test_redacted_text_holds_no_secret(secrets: dict[str, str], filler: list[str
 
 
 def test_own_fields() -> None:
-    """OWN_FIELDS holds every config field and the max_retry_attempts alias."""
-    assert {f.name for f in attrs.fields(ExecutionConfig)} | {"max_retry_attempts"} == OWN_FIELDS
+    """OWN_FIELDS holds every config field, the max_retry_attempts alias and secret_keys."""
+    assert {f.name for f in attrs.fields(ExecutionConfig)} | {"max_retry_attempts",
+                                                             "secret_keys"} == OWN_FIELDS
 
 
 # --- resolve_config ---------------------------------------------------------------------------
@@ -615,13 +666,15 @@ def test_environment_empty_variable_counts_as_unset() -> None:
 
 def test_redactor_masks_overlapping_secrets_whole() -> None:
     """Two secrets that overlap in a text are masked as one span: no part of either leaks."""
-    r = Redactor({"a": "abcdef", "b": "defghi"}, set())
+    r = Redactor({"key_a": "abcdef", "key_b": "defghi"}, set())
     assert r("x abcdefghi y") == "x [REDACTED] y"
     assert r("abcdef and defghi") == "[REDACTED] and [REDACTED]"
 
 
 def test_redactor_exempts_only_top_level_own_fields() -> None:
-    """A nested key spelled like an own field is still treated as a possible secret."""
-    r = Redactor({"strategy_mode": "eth_basis", "venue": {"strategy_mode": "sk-nested-1"}},
+    """Own fields are exempt only at the top: a nested secret-named key is a secret even
+    next to a nested key spelled like an own field."""
+    r = Redactor({"strategy_mode": "eth_basis",
+                  "venue": {"strategy_mode": "nested-mode", "api_key": "sk-nested-1"}},
                  OWN_FIELDS)
-    assert r("eth_basis sk-nested-1") == "eth_basis [REDACTED]"
+    assert r("eth_basis nested-mode sk-nested-1") == "eth_basis nested-mode [REDACTED]"

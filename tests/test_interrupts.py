@@ -27,7 +27,7 @@ from fsm_exec._sim import (
     StaticDataProvider,
 )
 
-from kit import blocks
+from kit import T, blocks
 
 
 class Interrupting(SimVenue):
@@ -81,7 +81,7 @@ def test_a_ctrl_c_in_a_live_venue_thread_is_an_unknown_outcome_not_an_interrupt(
     em = ExecutionManager({"not_found_confirmations": 1, "not_found_min_age_seconds": 0},
                           StaticDataProvider(), "live", SimPositionHandler(rc), venue, rc,
                           clock=clock, sleep=clock.sleep)
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.block_state("a") is BlockState.SUCCESS and not em.interrupted
     assert venue.route_calls["a"] == 1
 
@@ -97,19 +97,19 @@ def test_an_interrupted_manager_refuses_to_go_on(tmp_path: Path, mode: str) -> N
                               SimVenue(), rc, event_logger=log, clock=clock,
                               sleep=clock.sleep)
         with pytest.raises(KeyboardInterrupt) as info:
-            em.update_state(0, "strategy_manager", blocks("a"))
+            em.update_state(T(0), "strategy_manager", blocks("a"))
         assert "em.reopen()" in "".join(info.value.__notes__)
         assert em.block_state("a") is BlockState.PENDING_RECONCILIATION
-        for call in (lambda: em.update_state(1, "manual"),
-                     lambda: em.execute_instruction_blocks(1, blocks("b")),
-                     lambda: em.cancel(1, reason="x")):
+        for call in (lambda: em.update_state(T(1), "manual"),
+                     lambda: em.execute_instruction_blocks(T(1), blocks("b")),
+                     lambda: em.cancel(T(1), reason="x")):
             with pytest.raises(ManagerInterruptedError, match=r"EXEC-017.*em\.reopen\(\)"):
                 call()
         status = em.get_execution_status()
         assert status["interrupted"] and status["status"] == "unhealthy"
         assert em.interrupted and em.health_status == "unhealthy"
         em = em.reopen()  # the hand-off may or may not have happened: it is handed again
-        em.update_state(2, "strategy_manager")
+        em.update_state(T(2), "strategy_manager")
         assert em.block_state("a") is BlockState.SUCCESS
 
 
@@ -120,10 +120,10 @@ def test_reopen_settles_an_interrupted_call_by_asking_the_venue(tmp_path: Path) 
     with EventLogger(tmp_path, mode="backtest") as log:
         em = build(log, venue)
         with pytest.raises(KeyboardInterrupt):
-            em.update_state(0, "strategy_manager", blocks("a", "b"))
+            em.update_state(T(0), "strategy_manager", blocks("a", "b"))
         em = em.reopen()
         assert em.block_state("a") is BlockState.ROUTING
-        em.update_state(1, "strategy_manager")
+        em.update_state(T(1), "strategy_manager")
         assert em.block_state("a") is BlockState.SUCCESS
         assert em.block_state("b") is BlockState.SUCCESS
     assert venue.route_calls == {"a": 1, "b": 1}
@@ -136,9 +136,9 @@ def test_reopen_routes_again_a_call_that_never_executed(tmp_path: Path) -> None:
     with EventLogger(tmp_path, mode="backtest") as log:
         em = build(log, venue)
         with pytest.raises(KeyboardInterrupt):
-            em.update_state(0, "strategy_manager", blocks("a"))
+            em.update_state(T(0), "strategy_manager", blocks("a"))
         em = em.reopen()
-        em.update_state(1, "strategy_manager")
+        em.update_state(T(1), "strategy_manager")
         assert em.block_state("a") is BlockState.SUCCESS
     assert venue.route_calls["a"] == 2 and venue.execution_order == ["a"]
 
@@ -162,10 +162,10 @@ def test_interrupt_while_retrying_resumes_through_the_venue_query(tmp_path: Path
                               FaultyVenue(venue, ["lost_response"]), rc, event_logger=log,
                               clock=clock, sleep=sleep)
         with pytest.raises(KeyboardInterrupt):
-            em.update_state(0, "strategy_manager", blocks("a"))
+            em.update_state(T(0), "strategy_manager", blocks("a"))
         em = em.reopen()
         assert em.block_state("a") is BlockState.RETRYING
-        em.update_state(1, "strategy_manager")
+        em.update_state(T(1), "strategy_manager")
         assert em.block_state("a") is BlockState.SUCCESS
     assert venue.route_calls["a"] == 1
 
@@ -180,9 +180,9 @@ def test_an_unexpected_error_inside_a_step_also_retires_the_manager(tmp_path: Pa
     with EventLogger(tmp_path, mode="backtest") as log:
         em = build(log, Broken())
         with pytest.raises(SystemExit):
-            em.update_state(0, "strategy_manager", blocks("a"))
+            em.update_state(T(0), "strategy_manager", blocks("a"))
         with pytest.raises(ManagerInterruptedError, match="SystemExit"):
-            em.update_state(1, "strategy_manager")
+            em.update_state(T(1), "strategy_manager")
 
 
 def test_reopen_retires_the_old_manager_and_reregisters_health(tmp_path: Path) -> None:
@@ -191,10 +191,10 @@ def test_reopen_retires_the_old_manager_and_reregisters_health(tmp_path: Path) -
     health = UnifiedHealthManager()
     with EventLogger(tmp_path, mode="live") as log:
         em = build(log, SimVenue(), "live", health_manager=health)
-        em.update_state(0, "strategy_manager", blocks("a"))
+        em.update_state(T(0), "strategy_manager", blocks("a"))
         new = em.reopen()
         with pytest.raises(ManagerInterruptedError, match="replaced by reopen"):
-            em.update_state(1, "strategy_manager")
+            em.update_state(T(1), "strategy_manager")
         assert new.block_state("a") is BlockState.SUCCESS
         assert health.components == ("ExecutionManager",)
         assert health.check()["ExecutionManager"]["metrics"]["blocks_executed"] == 1

@@ -31,7 +31,7 @@ from fsm_exec._sim import (
     StaticDataProvider,
 )
 
-from kit import CANARY, HAPPY_PATH, block, blocks, rig
+from kit import CANARY, HAPPY_PATH, T, block, blocks, rig
 
 # ------------------------------------------------------------------------ construction
 
@@ -123,7 +123,7 @@ def test_blocks_run_in_submission_order_one_at_a_time(mode: str) -> None:
     """Blocks run in submission order (priority is carried, not used), each to success."""
     r = rig(mode)
     batch = [block("a"), {**block("b"), "priority": 99}, block("c")]
-    status = r.em.update_state(0, "strategy_manager", batch)
+    status = r.em.update_state(T(0), "strategy_manager", batch)
     assert r.venue.execution_order == ["a", "b", "c"]
     assert status["blocks_executed"] == 3 and status["queue_length"] == 0
     for b in "abc":
@@ -149,19 +149,19 @@ def test_collaborators_are_called_exactly_so() -> None:
 
     em = ExecutionManager({}, StaticDataProvider(), "backtest", Positions(), Venue(),
                           SimReconciliation())
-    em.update_state("T1", "strategy_manager", [block("x")])
+    em.update_state(T(1), "strategy_manager", [block("x")])
     (_, (ts, b)), (_, pos) = calls
-    assert ts == "T1" and isinstance(b, InstructionBlock) and b.block_id == "x"
-    assert pos == ("T1", "execution_manager", {"filled": "x"})
+    assert ts == T(1) and isinstance(b, InstructionBlock) and b.block_id == "x"
+    assert pos == (T(1), "execution_manager", {"filled": "x"})
 
 
 def test_block_handed_to_venue_is_frozen_and_isolated_from_caller() -> None:
     """Changing the submitted dicts after submission does not change what is executed."""
     r = rig("backtest")
     raw = block("x", amount=1.0)
-    r.em.execute_instruction_blocks(0, [raw])
+    r.em.execute_instruction_blocks(T(0), [raw])
     raw["instructions"][0]["amount"] = 1000.0
-    r.em.update_state(0, "retry")
+    r.em.update_state(T(0), "retry")
     assert r.venue.executed["x"]["changes"]["ETH"] == 1.0
 
 
@@ -169,7 +169,7 @@ def test_every_transition_is_logged_with_its_fields() -> None:
     """Each transition is a block_transition event with block_id, source, dest, trigger,
     attempt, written before the state changes."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", [block("x")])
+    r.em.update_state(T(0), "strategy_manager", [block("x")])
     moves = r.events("block_transition")
     assert [(m["source"], m["dest"], m["trigger"]) for m in moves] == [
         ("queued", "routing", "start"),
@@ -182,7 +182,7 @@ def test_every_transition_is_logged_with_its_fields() -> None:
 def test_events_are_in_journal_order() -> None:
     """Acceptance, the intent to route, the deltas, the hand-off and the update are ordered."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", [block("x")])
+    r.em.update_state(T(0), "strategy_manager", [block("x")])
     kinds = [e.event_type for e in r.log.events]
     assert kinds == ["component_initialization", "block_accepted", "block_transition",
                      "block_transition", "positions_updated", "block_transition",
@@ -192,7 +192,7 @@ def test_events_are_in_journal_order() -> None:
 def test_block_accepted_event_carries_the_whole_block() -> None:
     """block_accepted has the block's id and every field, plus its place in the batch."""
     r = rig()
-    r.em.execute_instruction_blocks(0, [block("x"), block("y")])
+    r.em.execute_instruction_blocks(T(0), [block("x"), block("y")])
     first, second = r.events("block_accepted")
     assert first["block_id"] == "x" and first["action"] == "trade" and first["priority"] == 1
     assert list(first["instructions"]) == block("x")["instructions"]
@@ -202,11 +202,11 @@ def test_block_accepted_event_carries_the_whole_block() -> None:
 def test_execute_instruction_blocks_only_queues() -> None:
     """execute_instruction_blocks validates and queues; nothing runs until update_state."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a", "b"))
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b"))
     assert r.venue.route_calls == {}
     assert r.em.queued_block_ids == ("a", "b")
     assert r.em.block_state("a") is BlockState.QUEUED
-    r.em.update_state(1, "strategy_manager")
+    r.em.update_state(T(1), "strategy_manager")
     assert r.em.block_state("a") is BlockState.SUCCESS
     assert r.em.block_state("zzz") is None
 
@@ -214,7 +214,7 @@ def test_execute_instruction_blocks_only_queues() -> None:
 def test_status_dict_has_the_contract_keys() -> None:
     """get_execution_status and update_state return the contract's status dict."""
     r = rig()
-    status = r.em.update_state(0, "strategy_manager", [block("a")])
+    status = r.em.update_state(T(0), "strategy_manager", [block("a")])
     assert status == r.em.get_execution_status()
     for key in ("status", "current_block", "reconciliation_status", "blocks_executed",
                 "blocks_failed", "queue_length", "execution_mode", "halted"):
@@ -233,7 +233,7 @@ def test_current_block_is_the_one_in_flight() -> None:
             return super().route_instruction(ts, b)
 
     r.faulty.inner = Peeking()
-    r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert [(s["current_block"], s["current_block_state"], s["queue_length"]) for s in seen] \
         == [("a", "routing", 1), ("b", "routing", 0)]
     assert seen[0]["reconciliation_status"] == "pending"
@@ -243,7 +243,7 @@ def test_trigger_source_is_validated() -> None:
     """Only strategy_manager, manual and retry are trigger sources."""
     r = rig()
     with pytest.raises(InvalidArgumentError, match="trigger_source"):
-        r.em.update_state(0, "cron", [block("a")])
+        r.em.update_state(T(0), "cron", [block("a")])
     assert r.em.queued_block_ids == ()
     assert r.events("error")[-1]["error_code"] == "EXEC-011"
 
@@ -251,8 +251,8 @@ def test_trigger_source_is_validated() -> None:
 def test_state_update_event_on_every_call() -> None:
     """Every update_state logs a state_update with trigger source, counters and timing."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", [block("a")])
-    r.em.update_state(1, "retry")
+    r.em.update_state(T(0), "strategy_manager", [block("a")])
+    r.em.update_state(T(1), "retry")
     ups = r.events("state_update")
     assert [u["trigger_source"] for u in ups] == ["strategy_manager", "retry"]
     assert ups[0]["blocks_executed"] == 1 and ups[0]["current_block_index"] == 1
@@ -265,10 +265,10 @@ def test_state_update_event_on_every_call() -> None:
 def test_invalid_batch_leaves_queue_exactly_as_it_was() -> None:
     """One bad block refuses the whole batch (EXEC-004); the queue is unchanged."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a", "b"))
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b"))
     before = (r.em.queued_block_ids, r.em.get_execution_status())
     with pytest.raises(InvalidBlockError) as info:
-        r.em.execute_instruction_blocks(1, [block("c"), {**block("d"), "priority": "high"},
+        r.em.execute_instruction_blocks(T(1), [block("c"), {**block("d"), "priority": "high"},
                                             {**block("e"), "action": 17}])
     assert info.value.error_code == "EXEC-004"
     assert {(p.block_id, p.field) for p in info.value.problems} == {
@@ -282,9 +282,9 @@ def test_invalid_batch_leaves_queue_exactly_as_it_was() -> None:
 def test_refused_batch_does_not_stop_queued_work() -> None:
     """update_state with a bad batch still runs queued blocks, then raises the refusal."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a"))
+    r.em.execute_instruction_blocks(T(0), blocks("a"))
     with pytest.raises(InvalidBlockError):
-        r.em.update_state(1, "strategy_manager", [{"block_id": "b"}])
+        r.em.update_state(T(1), "strategy_manager", [{"block_id": "b"}])
     assert r.em.block_state("a") is BlockState.SUCCESS
     assert r.em.block_state("b") is None
 
@@ -294,15 +294,15 @@ def test_duplicate_block_ids_are_refused(where: str) -> None:
     """A block_id already queued, recently finished, or repeated in the batch is refused."""
     r = rig()
     if where == "queued":
-        r.em.execute_instruction_blocks(0, blocks("a"))
+        r.em.execute_instruction_blocks(T(0), blocks("a"))
         batch = blocks("a")
     elif where == "finished":
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
         batch = blocks("a")
     else:
         batch = blocks("a", "a")
     with pytest.raises(InvalidBlockError, match="block_id"):
-        r.em.execute_instruction_blocks(1, batch)
+        r.em.execute_instruction_blocks(T(1), batch)
     assert r.venue.route_calls["a"] <= 1
 
 
@@ -320,7 +320,7 @@ def test_duplicate_of_block_in_flight_is_refused() -> None:
             return super().route_instruction(ts, b)
 
     r.faulty.inner = Resubmitting()
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert len(errors) == 1 and r.em.queued_block_ids == ()
 
 
@@ -328,32 +328,32 @@ def test_finished_ids_are_remembered_for_ten_thousand_blocks() -> None:
     """The last 10,000 finished block_ids are refused; older ones may be used again."""
     em = ExecutionManager({"max_queue_size": 20_000}, StaticDataProvider(), "backtest",
                           SimPositionHandler(), SimVenue(), SimReconciliation())
-    em.update_state(0, "strategy_manager", [block(f"b{i}", token=None)
+    em.update_state(T(0), "strategy_manager", [block(f"b{i}", token=None)
                                             for i in range(10_001)])
-    em.execute_instruction_blocks(1, [block("b0", token=None)])  # the 10,001st oldest
+    em.execute_instruction_blocks(T(1), [block("b0", token=None)])  # the 10,001st oldest
     with pytest.raises(InvalidBlockError):
-        em.execute_instruction_blocks(1, [block("b1", token=None)])
+        em.execute_instruction_blocks(T(1), [block("b1", token=None)])
 
 
 def test_queue_overflow_refuses_batch_whole() -> None:
     """A batch that would pass max_queue_size is refused (EXEC-003); the queue keeps going."""
     r = rig(max_queue_size=3)
-    r.em.execute_instruction_blocks(0, blocks("a", "b"))
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b"))
     with pytest.raises(QueueFullError) as info:
-        r.em.update_state(1, "strategy_manager", blocks("c", "d"))
+        r.em.update_state(T(1), "strategy_manager", blocks("c", "d"))
     assert info.value.error_code == "EXEC-003"
     assert r.em.block_state("a") is BlockState.SUCCESS  # queued work went on
     assert r.em.block_state("c") is None and r.em.block_state("d") is None
     (overflow,) = r.events("execution_queue_overflow")
     assert overflow == {"queue_length": 2, "batch_size": 2, "max_queue_size": 3}
-    r.em.update_state(2, "strategy_manager", blocks("c", "d"))  # fits now
+    r.em.update_state(T(2), "strategy_manager", blocks("c", "d"))  # fits now
     assert r.em.get_execution_status()["blocks_executed"] == 4
 
 
 def test_empty_batch_is_a_no_op() -> None:
     """An empty batch queues nothing and logs nothing about blocks."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", [])
+    r.em.update_state(T(0), "strategy_manager", [])
     assert r.events("block_accepted") == [] and r.em.get_execution_status()[
         "blocks_accepted"] == 0
 
@@ -371,7 +371,7 @@ def test_backtest_does_not_read_reconciliation() -> None:
 
     em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                           SimVenue(), Exploding())
-    assert em.update_state(0, "strategy_manager", blocks("a"))["blocks_executed"] == 1
+    assert em.update_state(T(0), "strategy_manager", blocks("a"))["blocks_executed"] == 1
 
 
 def test_backtest_fails_fast_and_resumes_on_next_call() -> None:
@@ -379,13 +379,13 @@ def test_backtest_fails_fast_and_resumes_on_next_call() -> None:
     queued until the next update_state."""
     r = rig("backtest", faults=["error"])
     with pytest.raises(ComponentError) as info:
-        r.em.update_state(0, "strategy_manager", blocks("a", "b", "c"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a", "b", "c"))
     assert info.value.error_code == "EXEC-001" and info.value.block_id == "a"
     assert info.value.original_exception.type_name == "ConnectionError"  # type: ignore[union-attr]
     assert r.path("a") == ["queued", "routing", "failed"]
     assert r.em.queued_block_ids == ("b", "c")
     assert r.em.get_execution_status()["halted"] is False
-    r.em.update_state(1, "retry")
+    r.em.update_state(T(1), "retry")
     assert r.em.block_state("a") is BlockState.FAILED
     assert r.venue.execution_order == ["b", "c"]
     assert r.sleeps == []
@@ -395,11 +395,11 @@ def test_backtest_position_failure_halts() -> None:
     """A position handler failure in backtest fails the block (EXEC-008) and halts."""
     r = rig("backtest", position_failures=[True])
     with pytest.raises(ComponentError, match="EXEC-008"):
-        r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.em.halted
-    r.em.update_state(1, "retry")
+    r.em.update_state(T(1), "retry")
     assert r.em.queued_block_ids == ("b",)
-    r.em.update_state(2, "manual")
+    r.em.update_state(T(2), "manual")
     assert r.em.block_state("b") is BlockState.SUCCESS
 
 
@@ -410,7 +410,7 @@ def test_live_venue_error_reroutes_same_block_after_backoff() -> None:
     """An error goes to retrying, backs off (doubling), asks the venue, routes again."""
     r = rig(faults=["error", "error"], retry_delay_seconds=0.1, max_retries=3,
             not_found_confirmations=1, not_found_min_age_seconds=0)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.path("a") == ["queued", "routing", "retrying", "routing", "retrying", "routing",
                            "pending_reconciliation", "success"]
     assert r.sleeps[:2] == [0.1, 0.2]
@@ -423,14 +423,14 @@ def test_backoff_is_capped() -> None:
     """Backoff doubles per attempt up to max_retry_delay_seconds."""
     r = rig(faults=["reject"] * 8, retry_delay_seconds=1.0, max_retry_delay_seconds=3.0,
             max_retries=9)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.sleeps[:8] == [1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
 
 
 def test_lost_response_is_not_executed_twice_when_venue_can_be_asked() -> None:
     """Executed but the reply was lost: query_execution finds it; no second route."""
     r = rig(faults=["lost_response"])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.venue.route_calls["a"] == 1
     assert r.path("a") == ["queued", "routing", "retrying", "pending_reconciliation",
                            "success"]
@@ -442,7 +442,7 @@ def test_lost_response_is_not_executed_twice_when_venue_can_be_asked() -> None:
 def test_lost_response_without_query_reroutes_same_block_id() -> None:
     """Without query_execution the block is routed again under the same block_id."""
     r = rig(faults=["lost_response"], queryable=False)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.venue.route_calls["a"] == 2 and r.venue.execution_order == ["a"]
     reroute = r.events("block_transition")[2]
     assert reroute["trigger"] == "reroute"
@@ -453,7 +453,7 @@ def test_reply_after_execution_timeout_is_ambiguous_then_resolved() -> None:
     """A reply later than execution_timeout is an unknown outcome, settled without a
     second route."""
     r = rig(faults=["hang_after"], execution_timeout=30)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.venue.route_calls["a"] == 1
     failed = r.events("block_transition")[1]
     assert failed["trigger"] == "route_failed" and "execution_timeout" in failed["reason"]
@@ -464,7 +464,7 @@ def test_reply_after_execution_timeout_is_ambiguous_then_resolved() -> None:
 def test_timeout_before_execution_routes_again() -> None:
     """A call that timed out without executing is found absent and routed again."""
     r = rig(faults=["hang_before"])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.venue.route_calls["a"] == 1  # the hung call never reached the venue
     assert r.path("a")[:4] == ["queued", "routing", "retrying", "routing"]
     assert r.em.block_state("a") is BlockState.SUCCESS
@@ -473,7 +473,7 @@ def test_timeout_before_execution_routes_again() -> None:
 def test_attempts_exhausted_fails_block_and_moves_on() -> None:
     """After max_retries failed attempts: EXEC-001, logged, next block runs, no raise."""
     r = rig(faults=["reject"] * 3, max_retries=3)
-    status = r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    status = r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.em.block_state("a") is BlockState.FAILED
     assert r.em.block_state("b") is BlockState.SUCCESS
     assert status["blocks_failed"] == 1 and not status["halted"]
@@ -486,7 +486,7 @@ def test_attempts_exhausted_fails_block_and_moves_on() -> None:
 def test_permanent_rejection_fails_at_once() -> None:
     """A non-retryable rejection fails the block from routing without retrying."""
     r = rig(faults=["reject_final"])
-    r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.path("a") == ["queued", "routing", "failed"]
     assert r.em.block_state("b") is BlockState.SUCCESS
 
@@ -501,7 +501,7 @@ def test_venue_returning_none_is_not_taken_as_executed() -> None:
 
     r = rig()
     r.faulty.inner = Silent()
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert "no deltas" in r.events("block_transition")[1]["reason"]
     assert r.events("block_transition")[2]["resolved_by"] == "query_found"
 
@@ -512,14 +512,14 @@ def test_venue_returning_none_is_not_taken_as_executed() -> None:
 def test_reconciliation_first_poll_is_immediate() -> None:
     """The first poll comes right after the hand-off: an instant success waits for nothing."""
     r = rig()
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.sleeps == []
 
 
 def test_reconciliation_poll_intervals_grow_from_50ms_to_1s() -> None:
     """Polling starts at <= 50 ms and doubles up to 1 s, within reconciliation_timeout."""
     r = rig(recon=[("ok", 5.0)], reconciliation_timeout=10)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.sleeps[0] <= 0.05
     assert all(b == min(2 * a, 1.0) for a, b in zip(r.sleeps, r.sleeps[1:], strict=False))
     assert max(r.sleeps) == 1.0
@@ -529,7 +529,7 @@ def test_reconciliation_poll_intervals_grow_from_50ms_to_1s() -> None:
 def test_reconciliation_timeout_polls_again_without_rerouting() -> None:
     """A reconciliation timeout goes to retrying and waits again; the venue is not called."""
     r = rig(recon=[("ok", 15.0)], reconciliation_timeout=10)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.venue.route_calls["a"] == 1
     assert r.path("a") == ["queued", "routing", "pending_reconciliation", "retrying",
                            "pending_reconciliation", "success"]
@@ -541,7 +541,7 @@ def test_reconciliation_timeout_polls_again_without_rerouting() -> None:
 def test_reconciliation_never_halts_the_manager() -> None:
     """Reconciliation that never succeeds: EXEC-002, block failed, manager halted."""
     r = rig(recon=[("never", 0)], reconciliation_timeout=1, max_retries=2)
-    status = r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    status = r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert status["halted"] and status["halt_reason"] == "EXEC-002"
     assert status["status"] == "unhealthy"
     assert r.em.block_state("a") is BlockState.FAILED
@@ -553,14 +553,14 @@ def test_reconciliation_never_halts_the_manager() -> None:
 def test_halted_manager_queues_but_starts_nothing_until_manual() -> None:
     """While halted, batches are validated and queued but nothing runs until 'manual'."""
     r = rig(recon=[("fail", 0)])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.halted and r.em.block_state("a") is BlockState.FAILED
-    r.em.update_state(1, "strategy_manager", blocks("b"))
-    r.em.update_state(2, "retry")
+    r.em.update_state(T(1), "strategy_manager", blocks("b"))
+    r.em.update_state(T(2), "retry")
     with pytest.raises(InvalidBlockError):
-        r.em.update_state(3, "strategy_manager", [{"block_id": "bad"}])
+        r.em.update_state(T(3), "strategy_manager", [{"block_id": "bad"}])
     assert r.em.queued_block_ids == ("b",) and r.venue.route_calls["b"] == 0
-    status = r.em.update_state(4, "manual")
+    status = r.em.update_state(T(4), "manual")
     assert not status["halted"] and r.em.block_state("b") is BlockState.SUCCESS
     assert r.em.block_state("a") is BlockState.FAILED
     assert r.events("manager_resumed")[0]["reason"] == "EXEC-002"
@@ -569,7 +569,7 @@ def test_halted_manager_queues_but_starts_nothing_until_manual() -> None:
 def test_reconciliation_failure_is_immediate() -> None:
     """A 'failed' reconciliation status fails the block at once (EXEC-002) and halts."""
     r = rig(recon=[("fail", 0)])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.path("a") == ["queued", "routing", "pending_reconciliation", "failed"]
     assert r.events("block_failed")[0]["error_code"] == "EXEC-002"
 
@@ -585,7 +585,7 @@ def test_stale_success_from_previous_block_is_not_trusted() -> None:
     em = ExecutionManager({"reconciliation_timeout": 1, "max_retries": 1},
                           StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
                           Stale(), clock=r.clock, sleep=r.clock.sleep)
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.block_state("a") is BlockState.FAILED and em.halted
 
 
@@ -593,7 +593,7 @@ def test_position_handler_failure_never_reroutes() -> None:
     """The position handler refusing deltas fails the block (EXEC-008) and halts; the
     venue is not called again."""
     r = rig(position_failures=[True])
-    r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.venue.route_calls["a"] == 1
     assert r.path("a") == ["queued", "routing", "pending_reconciliation", "failed"]
     assert r.em.halted and r.em.get_execution_status()["halt_reason"] == "EXEC-008"
@@ -608,7 +608,7 @@ def test_price_validation_fails_block_unrouted(price: Any) -> None:
     """An instruction naming a token needs a finite positive price, or EXEC-005 unrouted."""
     prices = {} if price is None else {"ETH": price}
     r = rig(prices=prices)
-    r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.venue.route_calls == {}
     assert r.path("a") == ["queued", "routing", "failed"]
     fail = r.events("block_transition")[1]
@@ -619,7 +619,7 @@ def test_price_validation_in_backtest_raises() -> None:
     """In backtest a refused block fails fast with its own code."""
     r = rig("backtest", prices={"USDT": 1.0})
     with pytest.raises(ComponentError, match="EXEC-005"):
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
 
 
 def test_instruction_without_token_needs_no_price() -> None:
@@ -631,7 +631,7 @@ def test_instruction_without_token_needs_no_price() -> None:
 
     em = ExecutionManager({}, NoData(), "backtest", SimPositionHandler(), SimVenue(),
                           SimReconciliation())
-    em.update_state(0, "strategy_manager", [block("a", token=None)])
+    em.update_state(T(0), "strategy_manager", [block("a", token=None)])
     assert em.block_state("a") is BlockState.SUCCESS
 
 
@@ -645,7 +645,7 @@ def test_market_data_failure_fails_price_validation() -> None:
     venue = SimVenue()
     em = ExecutionManager({}, Broken(), "live", SimPositionHandler(), venue,
                           SimReconciliation())
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.block_state("a") is BlockState.FAILED and venue.route_calls == {}
 
 
@@ -662,7 +662,7 @@ def test_custom_risk_checks_run_after_prices_in_order() -> None:
         return "too big" if b.instructions[0]["amount"] > 10 else None
 
     r = rig(risk_checks=[first, max_size])
-    r.em.update_state(0, "strategy_manager", [block("a", amount=1), block("b", amount=50)])
+    r.em.update_state(T(0), "strategy_manager", [block("a", amount=1), block("b", amount=50)])
     assert r.em.block_state("a") is BlockState.SUCCESS
     assert r.em.block_state("b") is BlockState.FAILED and r.venue.route_calls["b"] == 0
     fail = r.events("block_transition")[-1]
@@ -674,7 +674,7 @@ def test_custom_risk_checks_run_after_prices_in_order() -> None:
 def test_falsy_non_none_verdict_refuses(verdict: Any) -> None:
     """Only None or True passes a risk check; any other verdict refuses."""
     r = rig(risk_checks=[lambda b, m: verdict])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.block_state("a") is BlockState.FAILED
 
 
@@ -685,7 +685,7 @@ def test_risk_check_that_raises_refuses_the_block() -> None:
         raise KeyError("limits")
 
     r = rig(risk_checks=[broken])
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.block_state("a") is BlockState.FAILED
     assert "raised KeyError" in r.events("block_transition")[-1]["reason"]
 
@@ -699,16 +699,16 @@ def test_event_log_failure_halts_and_loses_nothing() -> None:
     r = rig()
     r.log.fail_on = {"positions_updated"}
     with pytest.raises(EventLogError) as info:
-        r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert info.value.error_code == "EXEC-009" and r.em.halted
     status = r.em.get_execution_status()
     assert status["current_block"] == "a"
     assert status["current_block_state"] == "pending_reconciliation"
     assert r.em.queued_block_ids == ("b",)
     r.log.fail_on = set()
-    r.em.update_state(1, "retry")  # still halted: needs manual
+    r.em.update_state(T(1), "retry")  # still halted: needs manual
     assert r.em.block_state("a") is BlockState.PENDING_RECONCILIATION
-    r.em.update_state(2, "manual")
+    r.em.update_state(T(2), "manual")
     assert r.venue.route_calls == {"a": 1, "b": 1}
     assert r.em.block_state("a") is BlockState.SUCCESS
 
@@ -718,11 +718,11 @@ def test_failed_transition_record_leaves_state_unchanged() -> None:
     r = rig()
     r.log.fail_on = {"block_transition"}
     with pytest.raises(EventLogError):
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.block_state("a") is BlockState.QUEUED
     assert r.venue.route_calls == {}
     r.log.fail_on = set()
-    r.em.update_state(1, "manual")
+    r.em.update_state(T(1), "manual")
     assert r.em.block_state("a") is BlockState.SUCCESS
 
 
@@ -731,7 +731,7 @@ def test_unwritable_acceptance_queues_nothing() -> None:
     r = rig()
     r.log.fail_on = {"block_accepted"}
     with pytest.raises(EventLogError):
-        r.em.execute_instruction_blocks(0, blocks("a"))
+        r.em.execute_instruction_blocks(T(0), blocks("a"))
     assert r.em.queued_block_ids == () and r.em.block_state("a") is None
 
 
@@ -741,7 +741,7 @@ def test_event_log_error_during_failure_keeps_the_original_error() -> None:
     r = rig("backtest", faults=["error"])
     r.log.fail_on = {"state_update"}
     with pytest.raises(ComponentError) as info:
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert info.value.error_code == "EXEC-001"
 
 
@@ -772,7 +772,7 @@ def test_call_that_never_returns_does_not_hang_the_manager() -> None:
                           SimReconciliation())
     t0 = time.monotonic()
     try:
-        status = em.update_state(0, "strategy_manager", blocks("a", "b"))
+        status = em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     finally:
         release.set()
     assert time.monotonic() - t0 < 5
@@ -799,7 +799,7 @@ def test_abandoned_call_that_finishes_late_is_used() -> None:
     rc = SimReconciliation()
     em = ExecutionManager({"execution_timeout": 0.05, "retry_delay_seconds": 0.01},
                           StaticDataProvider(), "live", SimPositionHandler(rc), Slow(), rc)
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert calls == ["a"] and em.block_state("a") is BlockState.SUCCESS
 
 
@@ -810,10 +810,10 @@ def test_health_manager_gets_a_report() -> None:
     """The manager registers with the health manager; the report has the spec's metrics."""
     hm = UnifiedHealthManager()
     r = rig(health_manager=hm, faults=["error"])
-    r.em.update_state("T0", "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     report = hm.check()["ExecutionManager"]
     assert report["status"] == "degraded"  # a retry that succeeded
-    assert report["last_update"] == "T0"
+    assert report["last_update"] == T(0)
     metrics = report["metrics"]
     assert metrics["blocks_executed"] == 1 and metrics["queue_size"] == 0
     assert metrics["update_count"] == 1 and metrics["error_rate"] == 0
@@ -823,15 +823,15 @@ def test_health_manager_gets_a_report() -> None:
 def test_health_goes_unhealthy_then_recovers_after_100_clean_updates() -> None:
     """A failed block makes the manager unhealthy for the next 100 updates, then healthy."""
     r = rig(faults=["reject"] * 3)
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.health_status == "unhealthy"
     report = r.em.health_check()
     assert report["errors"][-1]["error_code"] == "EXEC-001"
     assert report["metrics"]["error_rate"] == 1.0
     for t in range(1, 100):
-        r.em.update_state(t, "retry")
+        r.em.update_state(T(t), "retry")
     assert r.em.health_status == "unhealthy"
-    r.em.update_state(100, "retry")
+    r.em.update_state(T(100), "retry")
     assert r.em.health_status == "healthy"
 
 
@@ -839,7 +839,7 @@ def test_invalid_batch_degrades_health() -> None:
     """A refused batch is a MEDIUM error: degraded, not unhealthy."""
     r = rig()
     with pytest.raises(InvalidBlockError):
-        r.em.update_state(0, "strategy_manager", [{}])
+        r.em.update_state(T(0), "strategy_manager", [{}])
     assert r.em.health_status == "degraded"
 
 
@@ -857,7 +857,7 @@ def test_no_secret_reaches_events_or_errors() -> None:
     r = rig("backtest")
     r.faulty.inner = Leaky()
     with pytest.raises(ComponentError) as info:
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert CANARY not in str(info.value)
     assert CANARY not in repr([e.data for e in r.log.events])
     assert "[REDACTED]" in str(info.value)
@@ -872,7 +872,7 @@ def test_only_instructions_with_a_token_are_priced() -> None:
     b = {**block("a"), "instructions": [{"venue": "lending", "amount": 5.0},
                                         {"venue": "spot", "token": "BTC", "amount": 1.0}]}
     r = rig(prices={"ETH": 3000.0})
-    r.em.update_state(0, "strategy_manager", [b])
+    r.em.update_state(T(0), "strategy_manager", [b])
     reason = r.events("block_transition")[-1]["reason"]
     assert "instructions[1]" in reason and "BTC" in reason
 
@@ -886,7 +886,7 @@ def test_market_data_without_prices_fails_price_validation() -> None:
 
     em = ExecutionManager({}, NoPrices(), "live", SimPositionHandler(), SimVenue(),
                           SimReconciliation())
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.block_state("a") is BlockState.FAILED
     assert em.health_check()["errors"][-1]["error_code"] == "EXEC-005"
 
@@ -895,9 +895,9 @@ def test_refusal_wins_over_a_block_failure_in_the_same_call() -> None:
     """When queued work fails fast in the call that refused a batch, the refusal is raised
     (the caller must keep its blocks) and carries the block's failure."""
     r = rig("backtest", faults=["error"])
-    r.em.execute_instruction_blocks(0, blocks("a"))
+    r.em.execute_instruction_blocks(T(0), blocks("a"))
     with pytest.raises(InvalidBlockError) as info:
-        r.em.update_state(1, "strategy_manager", [{"block_id": "bad"}])
+        r.em.update_state(T(1), "strategy_manager", [{"block_id": "bad"}])
     assert any("EXEC-001" in n for n in info.value.__notes__)
     context = info.value.__context__
     assert isinstance(context, ComponentError) and context.error_code == "EXEC-001"
@@ -907,10 +907,10 @@ def test_refusal_wins_over_a_block_failure_in_the_same_call() -> None:
 def test_journal_failure_wins_over_a_refusal() -> None:
     """A journal failure in the same call is raised, with the refusal noted on it."""
     r = rig()
-    r.em.execute_instruction_blocks(0, blocks("a"))
+    r.em.execute_instruction_blocks(T(0), blocks("a"))
     r.log.fail_on = {"positions_updated"}
     with pytest.raises(EventLogError) as info:
-        r.em.update_state(1, "strategy_manager", [{"block_id": "bad"}])
+        r.em.update_state(T(1), "strategy_manager", [{"block_id": "bad"}])
     assert any("also refused" in n for n in info.value.__notes__)
 
 
@@ -918,7 +918,7 @@ def test_ambiguous_errors_exhaust_attempts_with_exec_001() -> None:
     """Errors that the venue's query shows executed nothing fail the block after
     max_retries attempts (EXEC-001) and the manager moves on."""
     r = rig(faults=["error"] * 3, max_retries=3)
-    status = r.em.update_state(0, "strategy_manager", blocks("a", "b"))
+    status = r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.em.block_state("a") is BlockState.FAILED and not status["halted"]
     assert r.events("block_failed")[0]["error_code"] == "EXEC-001"
     assert r.venue.route_calls["a"] == 0 and r.em.block_state("b") is BlockState.SUCCESS
@@ -943,7 +943,7 @@ def test_abandoned_call_confirmed_by_query_is_not_routed_again() -> None:
     em = ExecutionManager({"execution_timeout": 0.05, "retry_delay_seconds": 0.01},
                           StaticDataProvider(), "live", positions, Venue(), rc)
     try:
-        em.update_state(0, "strategy_manager", blocks("a"))
+        em.update_state(T(0), "strategy_manager", blocks("a"))
     finally:
         release.set()
     assert calls == ["a"] and em.block_state("a") is BlockState.SUCCESS
@@ -973,7 +973,7 @@ def test_unanswered_query_defers_then_halts_with_exec_007(query_fault: str) -> N
     em = ExecutionManager({"max_retries": 3, "api_key": CANARY}, StaticDataProvider(),
                           "live", SimPositionHandler(), Venue(), SimReconciliation(),
                           event_logger=log, clock=clock, sleep=clock.sleep)
-    status = em.update_state(0, "strategy_manager", blocks("a", "b"))
+    status = em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert venue.route_calls["a"] == 1
     assert status["halted"] and status["halt_reason"] == "EXEC-007"
     unresolved = [e.data for e in log.of_type("execution_unresolved")]
@@ -998,7 +998,7 @@ def test_event_log_error_from_the_logger_is_passed_through() -> None:
                           SimVenue(), SimReconciliation(), event_logger=logger)
     logger.fail = True
     with pytest.raises(EventLogError, match="disk full"):
-        em.update_state(0, "strategy_manager", blocks("a"))
+        em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.halted and em.queued_block_ids == ()
 
 
@@ -1007,7 +1007,7 @@ def test_state_update_write_failure_is_raised() -> None:
     r = rig()
     r.log.fail_on = {"state_update"}
     with pytest.raises(EventLogError):
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.block_state("a") is BlockState.SUCCESS and r.em.halted
 
 
@@ -1027,10 +1027,10 @@ def test_update_state_from_inside_a_collaborator_is_refused() -> None:
             return super().route_instruction(ts, b)
 
     venue = r.faulty.inner = Reentrant()
-    r.em.update_state(0, "strategy_manager", blocks("a"))
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert len(seen) == 1 and isinstance(seen[0], RuntimeError)
     assert venue.execution_order == ["a", "follow-up"]
-    r.em.update_state(1, "retry")  # the guard is released after the call
+    r.em.update_state(T(1), "retry")  # the guard is released after the call
 
 
 def test_errors_survive_pickling() -> None:
@@ -1039,7 +1039,7 @@ def test_errors_survive_pickling() -> None:
 
     r = rig("backtest", faults=["error"])
     with pytest.raises(ComponentError) as info:
-        r.em.update_state(0, "strategy_manager", blocks("a"))
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
     copy = pickle.loads(pickle.dumps(info.value))
     assert type(copy) is type(info.value) and str(copy) == str(info.value)
     assert (copy.error_code, copy.block_id, copy.severity) == ("EXEC-001", "a", "HIGH")
@@ -1061,7 +1061,7 @@ def test_transition_record_failing_with_event_log_error_halts() -> None:
     em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                           SimVenue(), SimReconciliation(), event_logger=Logger())
     with pytest.raises(EventLogError, match="journal gone"):
-        em.update_state(0, "strategy_manager", blocks("a"))
+        em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.halted and em.block_state("a") is BlockState.QUEUED
 
 
@@ -1081,5 +1081,5 @@ def test_failed_barrier_halts(error: Exception) -> None:
     em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                           SimVenue(), SimReconciliation(), event_logger=Logger())
     with pytest.raises(EventLogError) as info:
-        em.execute_instruction_blocks(0, blocks("a"))
+        em.execute_instruction_blocks(T(0), blocks("a"))
     assert info.value.error_code == "EXEC-009" and em.halted

@@ -32,7 +32,7 @@ from fsm_exec._sim import (
     StaticDataProvider,
 )
 
-from kit import block, blocks
+from kit import T, block, blocks
 
 
 class Reconciled:
@@ -76,7 +76,7 @@ def after_the_venue_call(kind: str, data: Any) -> bool:
 
 def run_until_crash(em: ExecutionManager, batch: list[dict[str, Any]]) -> None:
     with pytest.raises(Crash):
-        em.update_state(1, "strategy_manager", batch)
+        em.update_state(T(1), "strategy_manager", batch)
 
 
 # ------------------------------------------------------------------------ examples
@@ -86,7 +86,7 @@ def test_recover_clean_journal_restores_counters_and_refuses_old_ids(tmp_path: P
     """Finished blocks keep their result, are never run again, and their ids stay taken."""
     venue = SimVenue()
     em, el = manager(tmp_path, venue)
-    em.update_state(0, "strategy_manager", blocks("a", "b"))
+    em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     el.close()
     em2, el2 = manager(tmp_path, venue)
     report = em2.recover(tmp_path)
@@ -95,8 +95,8 @@ def test_recover_clean_journal_restores_counters_and_refuses_old_ids(tmp_path: P
     assert (status["blocks_accepted"], status["blocks_executed"]) == (2, 2)
     assert em2.block_state("a") is BlockState.SUCCESS
     with pytest.raises(InvalidBlockError):
-        em2.execute_instruction_blocks(1, blocks("a"))
-    em2.update_state(1, "strategy_manager", blocks("c"))
+        em2.execute_instruction_blocks(T(1), blocks("a"))
+    em2.update_state(T(1), "strategy_manager", blocks("c"))
     assert venue.route_calls == {"a": 1, "b": 1, "c": 1}
     el2.close()
     assert check_journal(tmp_path).ok
@@ -106,12 +106,12 @@ def test_accepted_blocks_are_queued_again_in_order(tmp_path: Path) -> None:
     """Blocks accepted but not started before the crash run after it, in their order."""
     venue = SimVenue()
     em, el = manager(tmp_path, venue)
-    em.execute_instruction_blocks(0, blocks("a", "b"))
-    em.execute_instruction_blocks(0, blocks("c"))
+    em.execute_instruction_blocks(T(0), blocks("a", "b"))
+    em.execute_instruction_blocks(T(0), blocks("c"))
     el.close()
     em2, el2 = manager(tmp_path, venue)
     assert em2.recover(tmp_path).queued == ("a", "b", "c")
-    em2.update_state(1, "retry")
+    em2.update_state(T(1), "retry")
     assert venue.execution_order == ["a", "b", "c"]
     el2.close()
 
@@ -130,7 +130,7 @@ def test_block_in_doubt_is_settled_by_asking_the_venue(tmp_path: Path, executed:
     assert (report.in_doubt, report.in_doubt_state, report.resolution) == (
         "a", BlockState.ROUTING, "query_execution")
     assert report.queued == ("b",)
-    em2.update_state(2, "retry")
+    em2.update_state(T(2), "retry")
     assert venue.execution_order == ["a", "b"]  # once each, a first
     el2.close()
     moves = [r.data for r in read_journal(tmp_path) if r.event_type == "block_transition"
@@ -150,7 +150,7 @@ def test_without_query_the_block_in_doubt_is_routed_again_and_said_so(tmp_path: 
     em2, el2 = manager(tmp_path, FaultyVenue(venue, queryable=False))
     report = em2.recover(tmp_path)
     assert report.resolution == "reroute_at_least_once"
-    em2.update_state(2, "retry")
+    em2.update_state(T(2), "retry")
     assert venue.route_calls["a"] == 2 and venue.execution_order == ["a"]  # deduplicated
     el2.close()
 
@@ -182,7 +182,7 @@ def test_deltas_are_handed_off_again_only_if_never_accepted(tmp_path: Path,
     report = em2.recover(tmp_path)
     assert report.in_doubt_state is BlockState.PENDING_RECONCILIATION
     assert report.resolution == ("reconcile" if handed_off else "hand_off_then_reconcile")
-    em2.update_state(2, "retry")
+    em2.update_state(T(2), "retry")
     assert em2.block_state("a") is BlockState.SUCCESS
     assert len(positions.updates) == 1 and venue.route_calls["a"] == 1
     el2.close()
@@ -203,13 +203,13 @@ def test_reconciliation_timeout_in_doubt_waits_again(tmp_path: Path) -> None:
     em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc), venue, rc,
                           event_logger=el, clock=clock, sleep=sleep)
     with pytest.raises(Crash):
-        em.update_state(1, "strategy_manager", blocks("a"))
+        em.update_state(T(1), "strategy_manager", blocks("a"))
     el.close()
     em2, el2 = manager(tmp_path, venue)
     report = em2.recover(tmp_path)
     assert report.in_doubt_state in (BlockState.RETRYING, BlockState.PENDING_RECONCILIATION)
     assert report.resolution == "reconcile"
-    em2.update_state(2, "retry")
+    em2.update_state(T(2), "retry")
     assert em2.block_state("a") is BlockState.SUCCESS and venue.route_calls["a"] == 1
     el2.close()
 
@@ -219,15 +219,15 @@ def test_halted_manager_stays_halted(tmp_path: Path) -> None:
     venue = SimVenue()
     rc = SimReconciliation(None, [("fail", 0)])
     em, el = manager(tmp_path, venue, positions=SimPositionHandler(rc), rc=rc)
-    em.update_state(0, "strategy_manager", blocks("a", "b"))
+    em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert em.halted
     el.close()
     em2, el2 = manager(tmp_path, venue)
     report = em2.recover(tmp_path)
     assert report.halted and report.halt_reason == "EXEC-002" and report.queued == ("b",)
-    em2.update_state(1, "retry")
+    em2.update_state(T(1), "retry")
     assert venue.route_calls["b"] == 0
-    em2.update_state(2, "manual")
+    em2.update_state(T(2), "manual")
     assert em2.block_state("b") is BlockState.SUCCESS
     el2.close()
 
@@ -247,15 +247,15 @@ def test_partly_written_batch_is_not_queued(tmp_path: Path) -> None:
 
     em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
                           Reconciled(), event_logger=CutShort())
-    em.execute_instruction_blocks(0, blocks("a"))
+    em.execute_instruction_blocks(T(0), blocks("a"))
     with pytest.raises(Crash):
-        em.execute_instruction_blocks(0, blocks("b", "c"))
+        em.execute_instruction_blocks(T(0), blocks("b", "c"))
     el.close()
     venue = SimVenue()
     em2, el2 = manager(tmp_path, venue)
     report = em2.recover(tmp_path)
     assert report.queued == ("a",) and report.dropped == ("b",)
-    em2.update_state(1, "strategy_manager", blocks("b", "c"))
+    em2.update_state(T(1), "strategy_manager", blocks("b", "c"))
     assert venue.execution_order == ["a", "b", "c"]
     el2.close()
 
@@ -270,11 +270,11 @@ def test_decimal_amounts_survive_recovery(tmp_path: Path) -> None:
             return super().route_instruction(ts, b)
 
     em, el = manager(tmp_path, SimVenue())
-    em.execute_instruction_blocks(0, [block("a", amount=Decimal("0.1000000000000000055"))])
+    em.execute_instruction_blocks(T(0), [block("a", amount=Decimal("0.1000000000000000055"))])
     el.close()
     em2, el2 = manager(tmp_path, Recording())
     em2.recover(tmp_path)
-    em2.update_state(1, "retry")
+    em2.update_state(T(1), "retry")
     assert seen == [Decimal("0.1000000000000000055")]
     el2.close()
 
@@ -282,7 +282,7 @@ def test_decimal_amounts_survive_recovery(tmp_path: Path) -> None:
 def test_recover_needs_a_new_manager(tmp_path: Path) -> None:
     """recover() after work has begun is refused."""
     em, el = manager(tmp_path, SimVenue())
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     with pytest.raises(InvalidArgumentError, match="recover"):
         em.recover(tmp_path)
     el.close()
@@ -291,7 +291,7 @@ def test_recover_needs_a_new_manager(tmp_path: Path) -> None:
 def test_corrupt_line_refuses_recovery_naming_file_and_line(tmp_path: Path) -> None:
     """A corrupt line in the middle of a journal refuses recovery, naming file and line."""
     em, el = manager(tmp_path, SimVenue())
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     el.close()
     path = tmp_path / "execution_manager_events.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
@@ -306,7 +306,7 @@ def test_corrupt_line_refuses_recovery_naming_file_and_line(tmp_path: Path) -> N
 def test_journal_that_breaks_the_lifecycle_is_refused(tmp_path: Path) -> None:
     """Records that break the lifecycle refuse recovery, naming the first bad line."""
     em, el = manager(tmp_path, SimVenue())
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     el.close()
     records = list(read_journal(tmp_path))
     bad = [r if r.data.get("trigger") != "reconciled" else JournalRecord(
@@ -332,8 +332,8 @@ def full_run_journal(tmp_path: Path) -> list[JournalRecord]:
     em = ExecutionManager({"reconciliation_timeout": 10}, StaticDataProvider(), "live",
                           SimPositionHandler(rc), venue, rc, event_logger=el, clock=clock,
                           sleep=clock.sleep)
-    em.update_state(0, "strategy_manager", blocks("a", "b"))
-    em.update_state(1, "strategy_manager", blocks("c", "d", "e"))
+    em.update_state(T(0), "strategy_manager", blocks("a", "b"))
+    em.update_state(T(1), "strategy_manager", blocks("c", "d", "e"))
     el.close()
     assert em.get_execution_status()["blocks_executed"] == 5
     return list(read_journal(tmp_path / "full"))
@@ -370,7 +370,7 @@ def _check_recovery_from(prefix: list[JournalRecord], venue_executed_in_doubt: b
     em = ExecutionManager({}, StaticDataProvider(), "live", positions, venue, Reconciled(),
                           clock=clock, sleep=clock.sleep)
     report = em.recover(prefix)
-    em.update_state(99, "manual")
+    em.update_state(T(99), "manual")
     accepted = [b for b in "abcde" if em.block_state(b) is not None]
     assert all(em.block_state(b) is BlockState.SUCCESS for b in accepted), (
         len(prefix), {b: em.block_state(b) for b in accepted})
@@ -422,7 +422,7 @@ def test_live_block_costs_three_fsyncs_at_its_write_ahead_barriers(
     monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
     em, el = manager(tmp_path, Witness(), positions=Positions())
     before = len(synced_upto)
-    em.update_state(0, "strategy_manager", blocks("a"))
+    em.update_state(T(0), "strategy_manager", blocks("a"))
     assert len(synced_upto) - before == 3
     assert seen["venue"][-2:] == ["block_accepted", "start"]
     assert seen["hand_off"][-1] == "executed"
@@ -435,9 +435,9 @@ def test_accepted_blocks_are_durable_when_the_call_returns(
     on disk before the call returns: accepted means durable."""
     em, el = manager(tmp_path, SimVenue())
     assert el._journals  # the journal is open
-    em.execute_instruction_blocks(0, blocks("a"))
+    em.execute_instruction_blocks(T(0), blocks("a"))
     assert not any(j.unsynced for j in el._journals.values())
     em._halt("EXEC-002")  # halted: the next batch is queued, not started
-    em.update_state(1, "strategy_manager", blocks("b"))
+    em.update_state(T(1), "strategy_manager", blocks("b"))
     assert not any(j.unsynced for j in el._journals.values())
     el.close()

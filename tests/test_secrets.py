@@ -21,7 +21,7 @@ from fsm_exec import (
 )
 from fsm_exec._sim import FakeClock, SimReconciliation, SimVenue, StaticDataProvider
 
-from kit import block
+from kit import T, block
 
 TOP = "sk-live-TOPSECRET-11111"
 NESTED = "nested-VENUE-SECRET-22222"
@@ -70,7 +70,7 @@ class LeakyPositions:
 
 class LeakyData(StaticDataProvider):
     def get_data(self, ts: Any) -> Any:
-        if ts == 3:
+        if ts == T(3):
             raise KeyError(f"price feed auth {TOP}")
         return super().get_data(ts)
 
@@ -96,7 +96,7 @@ def test_canaries_reach_no_output(tmp_path: Path, mode: str, oplog: io.StringIO,
 
     def step(ts: int, trigger: str, batch: list[Any] | None = None) -> None:
         try:
-            em.update_state(ts, trigger, batch)
+            em.update_state(T(ts), trigger, batch)
         except ComponentError as exc:
             messages.append(str(exc))
             messages.extend(getattr(exc, "__notes__", []))

@@ -37,7 +37,7 @@ from fsm_exec.testing import (
     register_profiles,
 )
 
-from kit import HAPPY_PATH, blocks, rig
+from kit import HAPPY_PATH, T, blocks, rig
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -91,17 +91,17 @@ def test_faulty_reconciliation_scripts_each_hand_off() -> None:
     inner = SimReconciliation()
     rc = FaultyReconciliation(inner, clock, [("ok", 2.0), ("never", 0), ("fail", 0)])
     positions = FaultyPositionHandler(SimPositionHandler(inner), reconciliation=rc)
-    positions.update_state(0, "execution_manager", {"block_id": "a", "changes": {}})
+    positions.update_state(T(0), "execution_manager", {"block_id": "a", "changes": {}})
     assert rc.reconciliation_status == "pending"
     clock.advance(2.0)
     assert rc.reconciliation_status == "success"
     assert rc.reconciled_block_id == "a"  # other attributes are the wrapped component's
-    positions.update_state(0, "execution_manager", {"block_id": "b", "changes": {}})
+    positions.update_state(T(0), "execution_manager", {"block_id": "b", "changes": {}})
     clock.advance(1000)
     assert rc.reconciliation_status == "pending"
-    positions.update_state(0, "execution_manager", {"block_id": "c", "changes": {}})
+    positions.update_state(T(0), "execution_manager", {"block_id": "c", "changes": {}})
     assert rc.reconciliation_status == "failed"
-    positions.update_state(0, "execution_manager", ["not a mapping"])
+    positions.update_state(T(0), "execution_manager", ["not a mapping"])
     assert rc.reconciliation_status == "success"
     assert rc.injected == [("ok", 2.0), ("never", 0), ("fail", 0)]
 
@@ -111,8 +111,8 @@ def test_faulty_position_handler_refuses_before_reaching_the_wrapped_one() -> No
     inner = SimPositionHandler()
     positions = FaultyPositionHandler(inner, [True, False])
     with pytest.raises(RuntimeError, match="injected"):
-        positions.update_state(0, "execution_manager", {"changes": {"ETH": 1.0}})
-    positions.update_state(0, "execution_manager", {"changes": {"ETH": 1.0}})
+        positions.update_state(T(0), "execution_manager", {"changes": {"ETH": 1.0}})
+    positions.update_state(T(0), "execution_manager", {"changes": {"ETH": 1.0}})
     assert inner.positions == {"ETH": 1.0} and positions.refused == 1
 
 
@@ -161,9 +161,9 @@ def test_every_lifecycle_path_is_driven_for_real(path: tuple[Any, ...]) -> None:
     cancel = scenario.pop("cancel", False)
     r = rig(**scenario)
     if cancel:
-        r.em.execute_instruction_blocks(0, blocks("a"))
-        r.em.cancel(0, ["a"], reason="operator")
-    r.em.update_state(0, "strategy_manager", blocks("a") if not cancel else None)
+        r.em.execute_instruction_blocks(T(0), blocks("a"))
+        r.em.cancel(T(0), ["a"], reason="operator")
+    r.em.update_state(T(0), "strategy_manager", blocks("a") if not cancel else None)
     assert tuple(r.path("a")) == states
     triggers = [m["trigger"] for m in r.events("block_transition")]
     assert triggers == [str(e.trigger) for e in path]
