@@ -127,8 +127,6 @@ class _Walk:
         return self.other(v, path, depth)
 
     def other(self, v: Any, path: str, depth: int) -> Any:
-        if isinstance(v, bool):
-            return bool(v)
         if isinstance(v, str):  # str subclasses: numpy.str_, StrEnum members
             if isinstance(v, enum.Enum):
                 return self.value(v.value, path, depth)
@@ -138,9 +136,7 @@ class _Walk:
         if isinstance(v, Decimal):
             self.special = True
             return v
-        if isinstance(v, numbers.Integral):
-            if type(v).__name__ == "bool_":  # numpy.bool_
-                return bool(v)
+        if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
             return self.value(int(v), path, depth)
         if isinstance(v, float):  # float subclasses (numpy.float64)
             return self.value(float(v), path, depth)

@@ -1,0 +1,179 @@
+"""The canonical converter, rule by rule: what each kind of value becomes, and what is
+refused with which reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import fractions
+import uuid
+from decimal import Decimal
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from fsm_exec._canonical import (
+    MAX_DEPTH,
+    canonical,
+    canonical_timestamp,
+    from_wire,
+    timestamp_problem,
+    to_wire,
+)
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+
+
+class Asset(enum.Enum):
+    ETH = "ETH"
+
+
+@dataclasses.dataclass
+class Fill:
+    qty: float
+    side: str
+
+
+@attrs.define
+class Order:
+    order_id: int
+    tags: tuple[str, ...]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (np.int32(7), 7), (np.float16(0.5), 0.5), (np.bool_(False), False),
+    (np.str_("eth"), "eth"), (Side.BUY, "buy"), (Color.RED, 1),
+    (dt.date(2025, 1, 2), "2025-01-02"), (dt.time(1, 2), "01:02:00"),
+    (np.datetime64("2025-01-02T03:04"), "2025-01-02T03:04"),
+    (PurePosixPath("/a/b"), "/a/b"),
+    (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+    (Fill(1.0, "buy"), {"qty": 1.0, "side": "buy"}),
+    (Order(3, ("x",)), {"order_id": 3, "tags": ["x"]}),
+    (pd.Index([1, 2]), [1, 2]),
+    (np.array(["a", "b"]), ["a", "b"]),
+    (np.array([np.datetime64("2025-01-01")]), ["2025-01-01"]),
+    (np.array([{"a": 1}], dtype=object), [{"a": 1}]),
+    ({Side.BUY: 1, np.int64(2): "x", dt.date(2025, 1, 1): 3},
+     {"buy": 1, 2: "x", "2025-01-01": 3}),
+    ((1, (2, 3)), [1, [2, 3]]),
+])
+def test_values_become_their_canonical_form(given: Any, expected: Any) -> None:
+    """Each kind of value converts as the module documents."""
+    conv = canonical(given)
+    assert conv.problems == ()
+    assert conv.value == expected and type(conv.value) is type(expected)
+
+
+@pytest.mark.parametrize(("given", "why"), [
+    (fractions.Fraction(1, 3), "Fraction has no exact JSON form"),
+    (np.longdouble(1.5), "no exact JSON form"),
+    (np.array([1.5], dtype=np.longdouble), "no exact JSON form: give float64"),
+    (np.array([1 + 2j]), "a numpy array of complex128 has no JSON form"),
+    (1 + 2j, "complex has no JSON form"),
+    (dt.timedelta(seconds=1), "a timedelta has no JSON form"),
+    (np.datetime64("NaT"), "NaT"),
+    (pd.NA, "pandas.NA"),
+    (bytearray(b"x"), "bytes have no JSON form"),
+    (frozenset({1}), "a set has no order"),
+    ({(1, 2): "x"}, "a key must be a string or an integer, got tuple"),
+    ({"ETH": 1, Asset.ETH: 2}, "two keys become 'ETH'"),
+    ({"\udc80": 1}, "lone surrogate"),
+])
+def test_values_without_a_faithful_form_are_refused_with_the_reason(given: Any,
+                                                                    why: str) -> None:
+    """What cannot be held exactly is refused, naming the path and why."""
+    conv = canonical(given)
+    assert conv.value is None and any(why in p for p in conv.problems), conv.problems
+    assert all(p.startswith("$") for p in conv.problems)
+
+
+def test_nesting_is_bounded() -> None:
+    """Nesting up to MAX_DEPTH converts; one level more is refused at its path."""
+    ok: Any = 1
+    for _ in range(MAX_DEPTH):
+        ok = [ok]
+    assert canonical(ok).problems == ()
+    assert "nested deeper" in canonical([ok]).problems[0]
+
+
+def test_a_list_holding_itself_is_a_cycle() -> None:
+    """A list that holds itself is refused as a cycle, not a recursion error."""
+    loop: list[Any] = [1]
+    loop.append(loop)
+    assert canonical(loop).problems == ("$[1]: a cycle: this container holds itself",)
+
+
+def test_a_container_seen_twice_is_no_cycle() -> None:
+    """The same object at two places (not inside itself) converts, as two copies."""
+    shared = {"a": 1}
+    conv = canonical({"x": shared, "y": shared})
+    assert conv.problems == () and conv.value == {"x": {"a": 1}, "y": {"a": 1}}
+    assert conv.value["x"] is not conv.value["y"] and conv.value["x"] is not shared
+
+
+def test_amounts_are_checked_only_when_asked() -> None:
+    """amount keys must be finite numbers in blocks; a venue reply may hold a NaN amount."""
+    assert canonical({"amount": "1"}, amounts=True).problems
+    assert canonical({"amount": True}, amounts=True).problems
+    assert canonical({"amount": Decimal("NaN")}, amounts=True).problems
+    assert canonical({"amount": Decimal("1.5")}, amounts=True).value == {
+        "amount": Decimal("1.5")}
+    nan = canonical({"amount": float("nan")})
+    assert nan.problems == () and nan.wire == {"amount": {"__float__": "NaN"}}
+
+
+@pytest.mark.parametrize("value", [
+    {"plain": [1, 2.5, "x", None, True]},
+    {1: "int key", "s": {"__decimal__": "1"}},
+    {"big": -(2 ** 70), "inf": float("-inf"), "d": Decimal("-0.00")},
+    [{"__dict__": []}, {"__int__": 5}],
+])
+def test_the_wire_form_round_trips_through_json(value: Any) -> None:
+    """to_wire then JSON then from_wire gives back exactly the canonical value."""
+    back = from_wire(orjson.loads(orjson.dumps(to_wire(value))))
+    assert repr(back) == repr(value)
+
+
+def test_a_dict_that_reads_as_a_tag_is_wrapped_in_the_journal() -> None:
+    """A caller's {"__decimal__": "x"} stays that dict: the journal wraps it, so it never
+    reads back as a Decimal."""
+    conv = canonical({"__decimal__": "x"})
+    assert conv.value == {"__decimal__": "x"}
+    assert conv.wire == {"__dict__": [["__decimal__", "x"]]}
+    assert from_wire(conv.wire) == conv.value
+
+
+def test_plain_data_is_its_own_wire_form() -> None:
+    """When nothing needs a tag, the journal form is the canonical object itself."""
+    conv = canonical({"a": [1, "b"]})
+    assert conv.wire is conv.value
+
+
+def test_redaction_applies_to_values_and_keys() -> None:
+    """Every string and key passes through the redactor."""
+    conv = canonical({"tok-SECRET": ["x tok-SECRET"]},
+                     redact=lambda s: s.replace("tok-SECRET", "[REDACTED]"))
+    assert conv.value == {"[REDACTED]": ["x [REDACTED]"]}
+
+
+@pytest.mark.parametrize(("ts", "problem"), [
+    ("x" * 65, "not an ISO 8601 time"),
+    (True, "a bool"),
+    (dt.date(2025, 1, 1), "a date"),
+])
+def test_other_timestamps_are_refused(ts: Any, problem: str) -> None:
+    """Too-long strings, bools and dates are not timestamps; the reason says what is."""
+    assert canonical_timestamp(ts) is None
+    assert problem in timestamp_problem(ts)
