@@ -13,9 +13,12 @@ import csv
 import dataclasses
 import datetime as dt
 import enum
+import fcntl
 import math
 import os
 import re
+import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -160,22 +163,41 @@ def iso_timestamp(ts: Any) -> str:
 
 
 def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> list[Path]:
-    """A component's journal files in order: rotated ones oldest first, then the current."""
+    """A component's journal files in the order of the ``seq`` they hold (never by the
+    dates in their names): rotated ones, then the current one."""
     return _files_of(Path(log_dir), journal_name(component)[: -len(".jsonl")])
 
 
+def _first_seq(path: Path) -> int | None:
+    """The ``seq`` of a file's first record; ``None`` if it has none (empty, torn, not a
+    journal)."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(1 << 24)
+    except OSError:
+        return None
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        seq = orjson.loads(line).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if type(seq) is int else None
+
+
 def _files_of(log_dir: Path, stem: str) -> list[Path]:
-    dated: list[tuple[str, int, Path]] = []
+    found: list[Path] = []
     if log_dir.is_dir():
         for p in log_dir.iterdir():
             m = _DATED.match(p.name)
-            if m and m["stem"] == stem:
-                dated.append((m["day"], int(m["n"] or 0), p))
-    files = [p for _, _, p in sorted(dated)]
-    current = log_dir / f"{stem}.jsonl"
-    if current.exists():
-        files.append(current)
-    return files
+            if (m and m["stem"] == stem) or p.name == f"{stem}.jsonl":
+                found.append(p)
+    keyed = []
+    for p in found:
+        first = _first_seq(p)
+        # Files without a record (a new current file) sort after every file that has one.
+        keyed.append((first is None, first or 0, p.name != f"{stem}.jsonl", p.name, p))
+    return [k[-1] for k in sorted(keyed)]
 
 
 def _components(log_dir: Path) -> list[str]:
@@ -269,19 +291,121 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _start_day(path: Path, fallback: dt.date) -> dt.date:
+    """The day a file was started: its first checkpoint's ``written_on``, else its name's
+    date, else the day it was last written (UTC), else ``fallback``."""
+    try:
+        with open(path, "rb") as f:
+            first = orjson.loads(f.readline(1 << 26))
+        return dt.date.fromisoformat(first["data"]["written_on"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        pass
+    m = _DATED.match(path.name)
+    if m:
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(m["day"])
+    try:
+        return min(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date(), fallback)
+    except OSError:
+        return fallback
+
+
+# ------------------------------------------------------------------------ the lock
+
+LOCK_NAME = ".lock"
+
+
+class JournalLockedError(ComponentError, OSError):
+    """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
+
+    def __init__(self, log_dir: Path | str, pid: int | None) -> None:
+        self.log_dir, self.pid = str(log_dir), pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            "EXEC-018",
+            f"the log directory {log_dir} is in use by {holder} (an EventLogger holds its "
+            f"lock {LOCK_NAME}): two writers would run the same queue twice. Stop that "
+            "process, or use another directory")
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:  # pragma: no cover - a lock file we can open but not read
+        return None
+
+
+def take_lock(log_dir: Path) -> int:
+    """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
+    process dies): its file descriptor, or :class:`JournalLockedError`."""
+    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _lock_holder(fd)
+        os.close(fd)
+        raise JournalLockedError(log_dir, pid) from None
+    except OSError:  # pragma: no cover - a file system without locks
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(log_dir: Path | str) -> int | None:
+    """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
+    Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
+    kernel's lock table on Linux), so it is safe while a manager runs."""
+    path = Path(log_dir) / LOCK_NAME
+    try:
+        text = path.read_text("ascii").strip()
+        inode = path.stat().st_ino
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid = int(text) if text.isdigit() else None
+    if pid is None:
+        return None
+    try:
+        locks = Path("/proc/locks").read_text()
+    except OSError:  # not Linux: is the process alive?
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+    for line in locks.splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return pid
+    return None
+
+
 # ------------------------------------------------------------------------ writing
+
+#: The journal format this package writes and reads (every checkpoint says which).
+JOURNAL_FORMAT = 2
+CHECKPOINT = "checkpoint"
+_MAX_RETENTION_DAYS = 36_500
 
 
 class _Journal:
     """One component's open journal file."""
 
-    __slots__ = ("path", "seq", "day", "file", "fd", "unsynced")
+    __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
+                 "since_checkpoint", "managed")
 
-    def __init__(self, path: Path, seq: int, day: dt.date) -> None:
-        self.path, self.seq, self.day = path, seq, day
-        self.file: IO[bytes] | None = None
-        self.fd = -1
-        self.unsynced = False  # live: written records not yet fsynced
+    def __init__(self, path: Path, seq: int, day: dt.date, fd: int) -> None:
+        self.path, self.seq, self.day, self.fd = path, seq, day, fd
+        self.buf: list[bytes] = []  # backtest: records not yet written to the file
+        self.buffered = 0
+        self.unsynced = False  # written records not yet fsynced
+        self.dirty = False  # a write was cut short: resynchronise from the file first
+        self.since_checkpoint = 0
+        self.managed = False  # the component checkpoints: rotation only at its checkpoints
 
 
 _open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
@@ -294,32 +418,69 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             logger.close()
 
 
+def _forget_inherited() -> None:
+    """In a forked child: drop every logger inherited from the parent, unflushed, so the
+    child never writes the parent's records again (duplicate seq, duplicate CSV rows)."""
+    for logger in list(_open_loggers):
+        logger._abandon()
+    _open_loggers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited)
+
+
 def _utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+FsyncListener = Callable[[float], None]
 
 
 class EventLogger:
     """Writes each component's events to ``<log_dir>/<component>_events.jsonl``.
 
+    One writer per directory: opening takes an exclusive OS lock (``.lock``; released by the
+    OS if the process dies), and a second logger on the same directory, in this process or
+    another, is refused with :class:`JournalLockedError` naming the holder's pid. Writes
+    from any thread are serialized: a record is written whole, with the next ``seq``, or not
+    at all.
+
     ``backtest``: buffered writes (flushed at :meth:`close`, when full, and at interpreter
     exit). ``live``: every record is written before :meth:`log_event` returns and fsynced
     with it unless ``sync=False`` (then the next synced record or :meth:`sync` makes it
-    durable); files rotate daily (UTC, or as ``today`` says) and rotated files older than
-    ``retention_days`` are deleted. Opening a directory that holds a journal appends to it:
-    a torn last line is set aside (``<file>.torn``) and sequence numbers continue.
-    A write that fails raises :class:`EventLogError` (``EXEC-009``).
+    durable). Opening a directory that holds a journal appends to it (a torn last line is set
+    aside as ``<file>.torn``) and never deletes anything.
+
+    Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
+    file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
+    when the day changes (live, UTC or as ``today`` says) or ``checkpoint_every`` records
+    have passed; only then are whole rotated files older than ``retention_days`` that end
+    before the newest checkpoint deleted (``None`` keeps everything). Other components
+    rotate daily and are pruned by age. A write that fails raises :class:`EventLogError`
+    (``EXEC-009``).
     """
 
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
-                 retention_days: int = 30, today: Callable[[], dt.date] = _utc_today,
-                 buffer_bytes: int = 1 << 20) -> None:
+                 retention_days: int | None = 30, today: Callable[[], dt.date] = _utc_today,
+                 buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if retention_days < 1:
-            raise ValueError("retention_days must be at least 1")
+        if retention_days is not None and (
+                type(retention_days) is not int
+                or not 1 <= retention_days <= _MAX_RETENTION_DAYS):
+            raise ValueError(f"retention_days must be None (keep everything) or a whole "
+                             f"number of days from 1 to {_MAX_RETENTION_DAYS}, got "
+                             f"{retention_days!r}")
+        if checkpoint_every is not None and (type(checkpoint_every) is not int
+                                             or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be None or an int >= 1, got "
+                             f"{checkpoint_every!r}")
+        if type(buffer_bytes) is not int or buffer_bytes < 0:
+            raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
         self.log_dir = Path(log_dir)
         self.mode = mode
         self.retention_days = retention_days
+        self.checkpoint_every = checkpoint_every
         self._today = today
         self._buffer = buffer_bytes
         self._live = mode == "live"
@@ -329,17 +490,32 @@ class EventLogger:
         self._closed = False
         self._last_ts: Any = object()
         self._last_iso = ""
+        self._write_lock = threading.RLock()
+        self._fsync_listeners: list[FsyncListener] = []
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventLogError(f"cannot create log directory {self.log_dir}: "
                                 f"{exc.strerror}", exc) from exc
+        self._lock_fd = take_lock(self.log_dir)
         _open_loggers.add(self)
 
     # -------------------------------------------------------------- journals
     def path_for(self, component: str) -> Path:
         """The current journal file of ``component``."""
         return self.log_dir / journal_name(component)
+
+    def has_history(self, component: str) -> bool:
+        """True if ``component`` has records in this directory (from this process or an
+        earlier one): a manager must then recover before it writes."""
+        j = self._journals.get(component)
+        if j is not None and (j.seq or j.buf):
+            return True
+        return any(p.stat().st_size for p in journal_files(self.log_dir, component))
+
+    def add_fsync_listener(self, listener: FsyncListener) -> None:
+        """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""
+        self._fsync_listeners.append(listener)
 
     def _open(self, component: str) -> _Journal:
         if self._closed:
@@ -350,52 +526,136 @@ class EventLogger:
                 self._journals[component] = other
                 return other
         try:
-            # the day of the last write, read before a repair touches the file
-            mtime = path.stat().st_mtime if path.exists() else None
-            repair_torn_tail(path) if mtime is not None else None
+            existed = path.exists()
+            # the day the file started (or was last written), read before a repair
+            day = (_start_day(path, self._today()) if existed and path.stat().st_size
+                   else self._today())
+            if existed:
+                repair_torn_tail(path)
             seq = 0
             for p in reversed(journal_files(self.log_dir, component)):
                 seq = _last_seq(p)
                 if seq:
                     break
-            day = (dt.datetime.fromtimestamp(mtime, dt.UTC).date()
-                   if mtime is not None and path.stat().st_size else self._today())
-            j = _Journal(path, seq, day)
-            self._attach(j)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if not existed:
+                _fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        self._journals[component] = j
+        j = self._journals[component] = _Journal(path, seq, day, fd)
         return j
 
-    def _attach(self, j: _Journal) -> None:
-        if self._live:
-            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            _fsync_dir(j.path.parent)
-        else:
-            j.file = open(j.path, "ab", buffering=self._buffer)  # noqa: SIM115
+    def _journal(self, component: str) -> _Journal:
+        if component is self._last_component:
+            j = self._last_journal
+            assert j is not None
+            return j
+        j = self._journals.get(component) or self._open(component)
+        self._last_component, self._last_journal = component, j
+        return j
+
+    def _resync(self, j: _Journal) -> None:
+        """A write was cut short (an interrupt): believe the file, not memory."""
+        self._flush_journal(j)
+        try:
+            repair_torn_tail(j.path)
+            seq = 0
+            for p in reversed(_files_of(self.log_dir, journal_stem_of(j.path))):
+                seq = _last_seq(p)
+                if seq:
+                    break
+        except OSError as exc:
+            raise EventLogError(f"cannot read journal {j.path}: {exc.strerror}", exc) from exc
+        j.seq = seq
+        j.unsynced = True
+        j.dirty = False
+
+    def resync(self) -> None:
+        """Make memory agree with the files again after an interrupted write, and push
+        buffered records to the files (``ExecutionManager.reopen`` calls it)."""
+        with self._write_lock:
+            for j in set(self._journals.values()):
+                if j.dirty:
+                    self._resync(j)
+                else:
+                    self._flush_journal(j)
 
     def _rotate(self, j: _Journal, today: dt.date) -> None:
+        """Close the current file under a name of its own, and start a new current file."""
+        self._flush_journal(j)
         if j.unsynced:
-            os.fsync(j.fd)
-            j.unsynced = False
-        os.close(j.fd)
-        j.fd = -1
-        if j.path.stat().st_size:
-            stem = j.path.name[: -len(".jsonl")]
-            target = j.path.with_name(f"{stem}.{j.day.isoformat()}.jsonl")
-            n = 0
-            while target.exists():
-                n += 1
-                target = j.path.with_name(f"{stem}.{j.day.isoformat()}.{n}.jsonl")
+            self._fsync(j)
+        first = _first_seq(j.path)
+        if first is not None:
+            stem = journal_stem_of(j.path)
+            target = j.path.with_name(f"{stem}.{j.day.isoformat()}.{first}.jsonl")
+            os.close(j.fd)
+            j.fd = -1
             os.rename(j.path, target)
+            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            _fsync_dir(self.log_dir)
         j.day = today
-        self._attach(j)  # creates the new file and fsyncs the directory
-        cutoff = today - dt.timedelta(days=self.retention_days)
-        for p in j.path.parent.iterdir():
-            m = _DATED.match(p.name)
-            if m and m["stem"] == j.path.name[: -len(".jsonl")] and \
-                    dt.date.fromisoformat(m["day"]) < cutoff:
-                p.unlink()
+
+    def _prune(self, j: _Journal, today: dt.date) -> None:
+        """Delete the oldest whole files that ended more than ``retention_days`` ago; only
+        files before the current one (for a checkpointing component: before the newest
+        checkpoint, which starts the current file)."""
+        if self.retention_days is None:
+            return
+        try:
+            cutoff = today - dt.timedelta(days=self.retention_days)
+        except OverflowError:  # a ``today`` near year 1: nothing is that old
+            return
+        files = _files_of(self.log_dir, journal_stem_of(j.path))
+        starts = [_start_day(p, j.day) for p in files]
+        for i, p in enumerate(files[:-1]):
+            if p == j.path:
+                break
+            ended = starts[i + 1]  # a file ends where the next one starts
+            if ended >= cutoff:
+                break  # only ever a prefix: history is pruned from its oldest end
+            p.unlink()
+
+    # -------------------------------------------------------------- checkpoints
+    def checkpoint_due(self, component: str) -> str | None:
+        """What a checkpointing component should write at its next safe point: ``rotate``
+        (a new day: a new file that starts with a checkpoint), ``checkpoint`` (
+        ``checkpoint_every`` records since the last one), or ``None``."""
+        j = self._journals.get(component)
+        if j is None or not j.managed:
+            return None
+        if self._live and self._today() > j.day:
+            return "rotate"
+        if self.checkpoint_every is not None and j.since_checkpoint >= self.checkpoint_every:
+            return "checkpoint"
+        return None
+
+    def checkpoint(self, component: str, data: dict[str, Any], *, timestamp: Any = None,
+                   new_file: bool = True) -> int:
+        """Write a checkpoint record for ``component`` (everything its recovery needs), as
+        the first record of a new file when ``new_file`` (the current one is rotated), and
+        make it durable before anything else is written; then prune old files. Returns the
+        checkpoint's ``seq``. From now on the component's files rotate only here."""
+        with self._write_lock:
+            j = self._journal(component)
+            if j.dirty:
+                self._resync(j)
+            today = self._today()
+            try:
+                if new_file:
+                    self._rotate(j, today)
+                record_data = {**data, "written_on": today.isoformat()}
+                self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
+                            sync=True, force=True)
+            except OSError as exc:
+                raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
+                                    exc) from exc
+            j.managed = True
+            j.since_checkpoint = 0
+            if new_file:
+                with contextlib.suppress(OSError):  # housekeeping never fails a write
+                    self._prune(j, today)
+            return j.seq
 
     # -------------------------------------------------------------- writing
     def log_event(self, timestamp: Any, event_type: str, component: str,
@@ -405,20 +665,35 @@ class EventLogger:
         Live: the record is written before this returns and, with ``sync`` (the default),
         fsynced together with every record written before it. ``sync=False`` leaves the
         fsync to the next synced record or :meth:`sync` (group commit): the manager uses it
-        for records that no action of its depends on.
+        for records that no action of its depends on. Safe from any thread.
         """
-        j: _Journal | None
-        if component is self._last_component:
-            j = self._last_journal
-        else:
-            j = self._journals.get(component) or self._open(component)
-            self._last_component, self._last_journal = component, j
-        assert j is not None
-        if timestamp is self._last_ts and timestamp is not None:
-            iso = self._last_iso  # the events of one update share its timestamp
-        else:
-            iso = iso_timestamp(timestamp)
-            self._last_ts, self._last_iso = timestamp, iso
+        with self._write_lock:
+            if self._closed:
+                raise EventLogError("event logger is closed")
+            j = self._journal(component)
+            if j.dirty:
+                self._resync(j)
+            if timestamp is self._last_ts and timestamp is not None:
+                iso = self._last_iso  # the events of one update share its timestamp
+            else:
+                iso = iso_timestamp(timestamp)
+                self._last_ts, self._last_iso = timestamp, iso
+            if self._live and not j.managed:
+                try:
+                    today = self._today()
+                    if today > j.day:
+                        self._rotate(j, today)
+                        self._prune(j, today)
+                except OSError as exc:
+                    raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
+                                        exc) from exc
+            self._write(j, iso, event_type, component, data, sync=sync)
+        if event_type in MIRRORED:
+            mirror(event_type, component, data)
+
+    def _write(self, j: _Journal, iso: str, event_type: str, component: str,
+               data: dict[str, Any], *, sync: bool, force: bool = False) -> None:
+        """Encode and write one record with the next seq; ``dirty`` until it is counted."""
         seq = j.seq + 1
         record = {"seq": seq, "timestamp": iso, "event_type": event_type,
                   "component": component, "data": data}
@@ -428,22 +703,22 @@ class EventLogger:
             line = b"null"
         if b"null" in line:
             line = _dumps(to_jsonable(record), option=_APPEND_NEWLINE)
-        if self._live:
+        j.dirty = True
+        if self._live or force or not self._buffer:
+            self._flush_journal(j)
             self._write_durably(j, line, sync)
         else:
-            try:
-                j.file.write(line)  # type: ignore[union-attr]
-            except (OSError, ValueError) as exc:
-                raise EventLogError(f"cannot write journal {j.path}: {exc}", exc) from exc
+            if j.buffered and j.buffered + len(line) > self._buffer:
+                # Make room first: if that fails, this record is not written at all.
+                self._flush_journal(j)
+            j.buf.append(line)
+            j.buffered += len(line)
         j.seq = seq
-        if event_type in MIRRORED:
-            mirror(event_type, component, data)
+        j.since_checkpoint += 1
+        j.dirty = False
 
     def _write_durably(self, j: _Journal, line: bytes, sync: bool = True) -> None:
         try:
-            today = self._today()
-            if today != j.day:
-                self._rotate(j, today)
             offset = os.lseek(j.fd, 0, os.SEEK_END)
         except OSError as exc:
             raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
@@ -452,53 +727,116 @@ class EventLogger:
             while view:
                 view = view[os.write(j.fd, view):]
             if sync:
-                os.fsync(j.fd)
-            j.unsynced = not sync
+                self._fsync(j)
+            else:
+                j.unsynced = True
         except OSError as exc:
             with contextlib.suppress(OSError):  # take back a partial line: keep it whole
                 os.ftruncate(j.fd, offset)
             raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
 
+    def _fsync(self, j: _Journal) -> None:
+        listeners = self._fsync_listeners
+        t0 = time.perf_counter() if listeners else 0.0
+        os.fsync(j.fd)
+        j.unsynced = False
+        if listeners:
+            took = time.perf_counter() - t0
+            for listener in listeners:
+                with contextlib.suppress(Exception):  # metrics never break the journal
+                    listener(took)
+
+    def _flush_journal(self, j: _Journal) -> None:
+        if not j.buf:
+            return
+        data = b"".join(j.buf)
+        j.buf.clear()
+        j.buffered = 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(j.fd, view):]
+        except OSError as exc:
+            j.buf.append(bytes(view))  # what did not reach the file waits for the next try
+            j.buffered = len(view)
+            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+        j.unsynced = True
+
     def sync(self) -> None:
-        """Make every record written so far durable (live: fsync what is not yet; backtest
-        journals are buffered by design: this flushes them to the files)."""
-        for j in self._journals.values():
-            if j.fd >= 0 and j.unsynced:
-                try:
-                    os.fsync(j.fd)
-                except OSError as exc:
-                    raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
-                                        exc) from exc
-                j.unsynced = False
-        self.flush()
+        """Make every record written so far durable (fsync what is not yet; buffered
+        backtest records are written to the files first)."""
+        with self._write_lock:
+            for j in set(self._journals.values()):
+                if j.fd < 0:
+                    continue
+                self._flush_journal(j)
+                if j.unsynced and self._live:
+                    try:
+                        self._fsync(j)
+                    except OSError as exc:
+                        raise EventLogError(f"cannot write journal {j.path}: "
+                                            f"{exc.strerror}", exc) from exc
 
     def flush(self) -> None:
         """Push buffered records to the files (backtest); live records are already there."""
-        for j in self._journals.values():
-            if j.file is not None:
-                try:
-                    j.file.flush()
-                except OSError as exc:
-                    raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
-                                        exc) from exc
+        with self._write_lock:
+            for j in set(self._journals.values()):
+                if j.fd >= 0:
+                    self._flush_journal(j)
 
     def close(self) -> None:
-        """Flush (and, live, fsync) and close every journal. Safe to call twice."""
+        """Flush (and fsync) and close every journal, and release the directory's lock.
+        Safe to call twice."""
         if self._closed:
             return
-        try:
-            self.sync()
-        finally:
-            self._closed = True
-            for j in set(self._journals.values()):
-                if j.file is not None:
-                    with contextlib.suppress(OSError):  # a failed flush was raised above
-                        j.file.close()
-                if j.fd >= 0:
+        with self._write_lock:
+            failure: EventLogError | None = None
+            try:
+                for j in set(self._journals.values()):  # every journal, whatever fails
+                    if j.fd < 0:
+                        continue
+                    try:
+                        self._flush_journal(j)
+                        if j.unsynced:
+                            try:
+                                self._fsync(j)
+                            except OSError as exc:
+                                raise EventLogError(f"cannot write journal {j.path}: "
+                                                    f"{exc.strerror}", exc) from exc
+                    except EventLogError as exc:
+                        failure = failure or exc
+                if failure is not None:
+                    raise failure
+            finally:
+                self._closed = True
+                for j in set(self._journals.values()):
+                    if j.fd >= 0:
+                        with contextlib.suppress(OSError):
+                            os.close(j.fd)
+                        j.fd = -1
+                self._journals.clear()
+                self._last_component, self._last_journal = None, None
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)
+                self._lock_fd = -1
+                _open_loggers.discard(self)
+
+    def _abandon(self) -> None:
+        """Forget everything without writing (a forked child's inherited copy)."""
+        self._closed = True
+        for j in set(self._journals.values()):
+            j.buf.clear()
+            if j.fd >= 0:
+                with contextlib.suppress(OSError):
                     os.close(j.fd)
-            self._journals.clear()
-            self._last_component, self._last_journal = None, None
-            _open_loggers.discard(self)
+                j.fd = -1
+        self._journals.clear()
+        self._last_component, self._last_journal = None, None
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # the parent's descriptor keeps the lock
+            self._lock_fd = -1
+        self._write_lock = threading.RLock()
 
     def __enter__(self) -> EventLogger:
         return self
@@ -506,11 +844,21 @@ class EventLogger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __getstate__(self) -> Any:
+        raise TypeError("an EventLogger owns open files and a directory lock: it is not "
+                        "pickled; open a new one in the other process")
+
     # -------------------------------------------------------------- exporting
     def export_csv(self, results_dir: Path | str, backtest_id: str) -> Path:
         """Write ``<results_dir>/<backtest_id>/events.csv`` from the journals (streamed)."""
         self.flush()
         return export_csv(self.log_dir, results_dir, backtest_id)
+
+
+def journal_stem_of(path: Path) -> str:
+    """``.../execution_manager_events.jsonl`` -> ``execution_manager_events``."""
+    m = _DATED.match(path.name)
+    return m["stem"] if m else path.name[: -len(".jsonl")]
 
 
 # ------------------------------------------------------------------------ reading
@@ -546,7 +894,8 @@ def _parse(path: Path, line_no: int, raw: bytes) -> JournalRecord:
 
 def read_records(path: Path | str) -> Iterator[JournalRecord]:
     """The records of one journal file, in order, streamed. A torn last line (no final
-    newline) is skipped; any other unreadable line raises :class:`JournalCorruptError`."""
+    newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
+    reports it); any other unreadable line raises :class:`JournalCorruptError`."""
     path = Path(path)
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
@@ -560,8 +909,8 @@ def read_records(path: Path | str) -> Iterator[JournalRecord]:
 
 def read_journal(source: Path | str | Iterable[Path | str],
                  component: str = "ExecutionManager") -> Iterator[JournalRecord]:
-    """Records of a journal: a log directory (the component's rotated files in order, then
-    the current one), a single file, or a list of files read in the order given."""
+    """Records of a journal: a log directory (the component's files in ``seq`` order), a
+    single file, or a list of files read in the order given."""
     if isinstance(source, str | Path):
         p = Path(source)
         files: list[Path] = journal_files(p, component) if p.is_dir() else [p]
@@ -569,6 +918,31 @@ def read_journal(source: Path | str | Iterable[Path | str],
         files = [Path(x) for x in source]
     for f in files:
         yield from read_records(f)
+
+
+_CHECKPOINT_MARK = b'"event_type":"checkpoint"'
+
+
+def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
+                     ) -> Iterator[JournalRecord]:
+    """The records recovery needs: from the newest complete checkpoint of ``component`` to
+    the end (everything, when there is no checkpoint). Older files are history."""
+    files = journal_files(log_dir, component)
+    start_file, start_line = 0, 0
+    for i in range(len(files) - 1, -1, -1):
+        last = 0
+        with open(files[i], "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n"):
+                    last = n
+        if last:
+            start_file, start_line = i, last
+            break
+    for i, p in enumerate(files[start_file:]):
+        for r in read_records(p):
+            if i == 0 and r.line < start_line:
+                continue
+            yield r
 
 
 # ------------------------------------------------------------------------ CSV

@@ -9,6 +9,8 @@ table raises :class:`InvalidLifecycleError` naming the offending states.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -186,6 +188,13 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
 
 
 validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
+
+#: A short, stable hash of the table (sha256 of the JSON list of ``[source, trigger, dest]``
+#: triples in table order, 16 hex digits): journals record it, so a journal written under
+#: another lifecycle is refused rather than misread.
+TABLE_HASH: str = hashlib.sha256(json.dumps(
+    [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS],
+    separators=(",", ":")).encode()).hexdigest()[:16]
 
 #: ``(state, trigger) -> next state``, derived from the table.
 NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {

@@ -44,7 +44,7 @@ from ._errors import (
     shorten,
 )
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
-from ._journal import JournalCorruptError, JournalRecord, read_journal
+from ._journal import JournalCorruptError, JournalRecord, read_journal, recovery_records
 from ._lifecycle import _STATE_OF, TERMINAL_STATES, BlockLifecycle, BlockState, Trigger
 from ._observe import CallEvent, ManagerEvent, Observer, TransitionEvent
 from ._protocols import (
@@ -55,10 +55,10 @@ from ._protocols import (
     ReconciliationComponent,
     RiskCheck,
 )
-from ._replay import RecoveryReport, ReplayError, replay
+from ._replay import Flight as JournalFlight
+from ._replay import RecoveryReport, ReplayError, checkpoint_payload, replay
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
-RECENT_FINISHED = 10_000
 
 _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
@@ -159,7 +159,7 @@ class ExecutionManager:
         self._mutex = threading.RLock()
         self._queue: deque[InstructionBlock] = deque()
         self._active: set[str] = set()  # queued and in flight
-        self._finished: dict[str, BlockState] = {}  # the last RECENT_FINISHED blocks
+        self._finished: dict[str, BlockState] = {}  # the last duplicate_window blocks
         self._finished_order: deque[str] = deque()
         self._taken: set[str] = set()  # ids a new batch may not reuse: _active | _finished
         self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
@@ -189,15 +189,90 @@ class ExecutionManager:
         self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
         if health_manager is not None:
             health_manager.register_component(COMPONENT, self._health_check)
+        # A journal that checkpoints (EventLogger): every file starts with the state.
+        self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
+            callable(getattr(event_logger, "checkpoint_due", None))
+        self._starts = 0
+        self._halt_journaled = True
+        history = getattr(event_logger, "has_history", None)
+        # Nothing is written to a journal that holds an earlier run until recover() has
+        # read it: opening must never rotate, prune or checkpoint over live state.
+        self._needs_recovery = bool(callable(history) and history(COMPONENT))
+        if not self._needs_recovery:
+            self._start_journal(reset=False)
+        if self._observers:
+            add_listener = getattr(event_logger, "add_fsync_listener", None)
+            if callable(add_listener):
+                add_listener(self._fsynced)
+        for obs in self._observers:
+            obs.attach(self)
+        self._notify_event("initialized", execution_mode=self._env.execution_mode)
+
+    # ------------------------------------------------------------------- checkpoints
+    def _start_journal(self, *, reset: bool) -> None:
+        """The first records of a run: a checkpoint of the state (a new file, for a journal
+        that checkpoints), then ``component_initialization``."""
+        self._write_checkpoint(new_file=True, reset=reset)
+        self._starts += 1
         self._emit("component_initialization", {
             "execution_mode": self._env.execution_mode,
             "environment": self._env.environment,
             "deployment_mode": self._env.deployment_mode,
             "config_hash": self._cfg.digest(),
         })
-        for obs in self._observers:
-            obs.attach(self)
-        self._notify_event("initialized", execution_mode=self._env.execution_mode)
+
+    def _checkpoint_data(self) -> dict[str, Any]:
+        """Everything recovery needs, from memory (the same shape the replay builds)."""
+        lc, f = self._lc, self._f
+        flight = None
+        if lc.in_flight and f is not None:
+            flight = JournalFlight(f.block, lc.current, f.attempt, f.deltas, f.handed_off,
+                                   f.why)
+        return checkpoint_payload(
+            window=self._cfg.duplicate_window,
+            counters={"accepted": self.blocks_accepted, "executed": self.blocks_executed,
+                      "failed": self.blocks_failed, "cancelled": self.blocks_cancelled,
+                      "retried": self.blocks_retried, "starts": self._starts},
+            halted=self._halted, halt_reason=self._halt_reason, queue=self._queue,
+            flight=flight,
+            finished=((b, str(self._finished[b])) for b in self._finished_order))
+
+    def _write_checkpoint(self, *, new_file: bool, reset: bool = False) -> None:
+        if self._log_event is None:
+            return
+        with self._mutex:
+            if self._halted and not self._halt_journaled:
+                # A halt the journal could not take when it happened (EXEC-009): record it
+                # now, before the checkpoint that carries it.
+                self._emit("manager_halted", {"reason": self._halt_reason, "block_id": None})
+                self._halt_journaled = True
+            data = self._checkpoint_data()
+            if reset:
+                data["reset"] = True  # state from elsewhere: not the records before it
+            if not self._checkpointing:
+                self._emit("checkpoint", data)
+                return
+            try:
+                self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
+                                     new_file=new_file)
+            except EventLogError:
+                self._halt("EXEC-009")
+                raise
+            except Exception as exc:
+                raise self._log_failed("checkpoint", exc) from exc
+            self._unsynced_acceptance = False
+
+    def _maybe_checkpoint(self) -> None:
+        """At a safe point (memory and journal agree): write the checkpoint the journal
+        asks for (a new day: a new file; or every ``checkpoint_every`` records)."""
+        if not self._checkpointing:
+            return
+        due = self._log.checkpoint_due(COMPONENT)  # type: ignore[union-attr]
+        if due is not None:
+            self._write_checkpoint(new_file=due == "rotate")
+
+    def _fsynced(self, seconds: float) -> None:
+        self._call_done("journal_fsync", None, 0.0, "ok", duration=seconds)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -273,38 +348,55 @@ class ExecutionManager:
 
     # ----------------------------------------------------------------------- recovery
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
-                ) -> RecoveryReport:
+                | None = None) -> RecoveryReport:
         """Rebuild this (new) manager's state from a journal, before any ``update_state``.
 
-        ``source`` is a log directory, journal files, or records. Blocks accepted but not
-        started are queued again in their original order; finished blocks keep their
-        result and are never run again; a halted manager stays halted. The block that was
-        in flight is *in doubt*: it stays in flight and is settled first on the next
-        ``update_state`` (the report's ``resolution`` says how). A journal that cannot be
-        read, or whose records break the lifecycle, is refused with
-        :class:`JournalCorruptError` naming the file and line.
+        ``source`` is a log directory, journal files, or records; ``None`` (the usual call)
+        reads the manager's own journal. Recovery starts from the newest checkpoint:
+        blocks accepted but not started are queued again in their original order; finished
+        blocks keep their result and are never run again (while inside the duplicate
+        window); a halted manager stays halted. The block that was in flight is *in
+        doubt*: it stays in flight and is settled first on the next ``update_state`` (the
+        report's ``resolution`` says how). A journal that cannot be read, that lost records
+        (a gap in ``seq``), or whose records break the lifecycle, is refused with
+        :class:`JournalCorruptError` naming the file and line. The state is then written
+        as a checkpoint starting a new file.
         """
-        self._check_usable()
+        self._check_usable(recovering=True)
         if (self.blocks_accepted or self._update_count or self._lc.in_flight
                 or self._finished):
             raise InvalidArgumentError("recover() must be called on a new manager, before "
                                        "any batch or update_state")
-        records = (read_journal(source, COMPONENT) if isinstance(source, str | Path)
-                   else source)
+        own = getattr(self._log, "log_dir", None)
+        if source is None:
+            if own is None:
+                raise InvalidArgumentError("recover() without a source needs the manager's "
+                                           "journal to be an EventLogger")
+            source = own
+        same = own is not None and isinstance(source, str | Path) and \
+            Path(source).resolve() == Path(own).resolve()
+        if isinstance(source, str | Path):
+            path = Path(source)
+            records: Any = (recovery_records(path, COMPONENT) if path.is_dir()
+                            else read_journal(path, COMPONENT))
+        else:
+            records = source
         try:
-            state = replay(records)  # type: ignore[arg-type]
+            state = replay(records)
         except ReplayError as exc:
             r = exc.record
             raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
                                       str(exc)) from None
+        except JournalCorruptError:
+            raise
         with self._mutex:
-            self._queue.extend(state.accepted[i] for i in state.queued)
-            self._active.update(state.queued)
-            self._taken.update(state.queued)
+            self._queue.extend(state.queue.values())
+            self._active.update(state.queue)
+            self._taken.update(state.queue)
             for block_id, end in state.finished.items():
                 self._taken.add(block_id)
                 self._remember(block_id, BlockState(end))
-            self.blocks_accepted = len(state.order)
+            self.blocks_accepted = state.accepted
             self.blocks_executed, self.blocks_failed = state.executed, state.failed
             self.blocks_retried = state.retried
             self.blocks_cancelled = state.cancelled
@@ -316,7 +408,7 @@ class ExecutionManager:
             if fl is not None:
                 f = self._f = Flight(fl.block)
                 f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
-                f.recovered = True
+                f.why, f.recovered = fl.why, True
                 f.entered_at = self._clock()
                 self._lc.restore(fl.block.block_id, BlockState(fl.state))
                 self._active.add(fl.block.block_id)
@@ -325,24 +417,32 @@ class ExecutionManager:
                 if fl.state == _PENDING:
                     resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
                 elif fl.state == _RETRYING and fl.why == RECONCILIATION_TIMEOUT_WHY:
-                    f.why = fl.why
                     resolution = "reconcile"
                 else:  # routing, or retrying a route: the venue may have executed
-                    f.why, f.call = fl.why or "in doubt after a restart", VenueCall.lost()
+                    f.call = VenueCall.lost()
                     f.unresolved = True
                     resolution = ("query_execution" if self._query is not None
                                   else "reroute_at_least_once")
+            deferred = self._needs_recovery
+            self._starts = state.starts + (0 if deferred else self._starts)
+            self._needs_recovery = False
+            if deferred:
+                self._start_journal(reset=not same)
+            else:
+                self._write_checkpoint(new_file=True, reset=True)
         report = RecoveryReport(
-            queued=tuple(state.queued), in_doubt=fl.block.block_id if fl else None,
+            queued=tuple(state.queue), in_doubt=fl.block.block_id if fl else None,
             in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
             blocks_executed=state.executed, blocks_failed=state.failed,
             halted=state.halted, halt_reason=state.halt_reason,
-            dropped=tuple(state.dropped), records=state.records, restarts=state.restarts)
+            dropped=tuple(state.dropped), records=state.records, restarts=state.restarts,
+            blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
         self._emit("recovered", {
             "queued": len(report.queued), "in_doubt": report.in_doubt,
             "in_doubt_state": fl.state if fl else None, "resolution": resolution,
             "blocks_executed": state.executed, "blocks_failed": state.failed,
-            "halted": state.halted, "dropped": len(report.dropped)})
+            "blocks_cancelled": state.cancelled, "halted": state.halted,
+            "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
         self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
                            queued=len(report.queued), halted=state.halted)
         return report
@@ -373,7 +473,7 @@ class ExecutionManager:
         if health is not None:
             health.unregister_component(COMPONENT)
         new = ExecutionManager(*args, **kwargs)
-        new.recover(log_dir)
+        new.recover()
         return new
 
     # ---------------------------------------------------------------------- entry points
@@ -429,13 +529,18 @@ class ExecutionManager:
                          "journal.")
             raise
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, *, recovering: bool = False) -> None:
         why = self._interrupted
         if why is not None:
             raise ManagerInterruptedError(
                 f"this manager was stopped in the middle of a step ({why}), so its memory "
                 "may disagree with its journal; it refuses to go on. Replace it with "
                 "em.reopen(), which recovers from the journal as a restart would")
+        if self._needs_recovery and not recovering:
+            raise InvalidArgumentError(
+                f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
+                "call recover() first (it reads the queue, the finished blocks and a halt "
+                "from it), or give the manager a new log directory to start afresh")
 
     def _stamp(self, timestamp: Any) -> str:
         """The journal's canonical form of a caller's timestamp, or a clear refusal."""
@@ -452,6 +557,7 @@ class ExecutionManager:
         self._ts = stamp
         refusal: ComponentError | None = None
         try:
+            self._maybe_checkpoint()
             if instruction_blocks is not None:
                 try:
                     self._accept(timestamp, instruction_blocks)
@@ -624,6 +730,7 @@ class ExecutionManager:
                 if not lc.in_flight:
                     if not self._queue:
                         return
+                    self._maybe_checkpoint()
                     block = self._queue[0]
                     lc.load(block.block_id)  # refuses unless the previous block is terminal
                     self._queue.popleft()
@@ -659,6 +766,7 @@ class ExecutionManager:
                 f.call = None
             if trigger == T_FAIL and data.get("halts"):
                 self._halt(data["error_code"])
+                self._halt_journaled = True  # the fail record itself says it halts
             if dest in _TERMINAL:
                 self._finish(f, dest)
         if self._observers:
@@ -746,14 +854,15 @@ class ExecutionManager:
                                         "attempts": f.attempt})
         if self._halted:
             self._emit("manager_halted", {"reason": self._halt_reason,
-                                              "block_id": block_id})
+                                          "block_id": block_id})
+            self._halt_journaled = True
             self._notify_event("halted", reason=self._halt_reason, block_id=block_id)
 
     def _remember(self, block_id: str, state: BlockState) -> None:
         self._finished[block_id] = state
         order = self._finished_order
         order.append(block_id)
-        if len(order) > RECENT_FINISHED:
+        while len(order) > self._cfg.duplicate_window:
             old = order.popleft()
             del self._finished[old]
             self._taken.discard(old)
@@ -762,6 +871,7 @@ class ExecutionManager:
         with self._mutex:
             self._halted = True
             self._halt_reason = reason
+            self._halt_journaled = False
             self._health.note(UNHEALTHY)
 
     def _resume(self, ts: Any) -> None:

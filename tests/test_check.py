@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from fsm_exec import (
@@ -15,7 +16,7 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._replay import ReplayError, replay
+from fsm_exec._replay import ReplayError, checkpoint_payload, replay
 from fsm_exec._sim import SimPositionHandler, SimVenue, StaticDataProvider
 
 from golden.make_golden import BAD, write_good
@@ -91,6 +92,16 @@ def rec(seq: int, kind: str, **data: Any) -> JournalRecord:
     return JournalRecord("mem", seq, seq, "t", kind, "ExecutionManager", data)
 
 
+def journal(records: list[JournalRecord]) -> list[JournalRecord]:
+    """``records`` after the checkpoint a journal starts with (an empty state), their seq
+    shifted by one."""
+    first = rec(1, "checkpoint", **checkpoint_payload(
+        window=10_000, counters=dict.fromkeys(
+            ("accepted", "executed", "failed", "cancelled", "retried", "starts"), 0),
+        halted=False, halt_reason=None, queue=(), flight=None, finished=()))
+    return [first, *(attrs.evolve(r, seq=r.seq + 1, line=r.line + 1) for r in records)]
+
+
 def accepted(seq: int, block_id: str, i: int = 0, n: int = 1) -> JournalRecord:
     return rec(seq, "block_accepted", block_id=block_id, action="a", priority=1,
                instructions=[{"amount": 1}], batch_index=i, batch_size=n)
@@ -131,6 +142,7 @@ DONE = ("pending_reconciliation", "reconciled", "success")
 def test_replay_refuses_what_breaks_the_rules(records: list[JournalRecord],
                                               message: str) -> None:
     """Each rule of the journal is enforced, at the record that breaks it."""
+    records = journal(records)
     with pytest.raises(ReplayError, match=message) as info:
         replay(records)
     assert info.value.record is records[-1]
@@ -139,26 +151,26 @@ def test_replay_refuses_what_breaks_the_rules(records: list[JournalRecord],
 def test_replay_drops_an_unfinished_batch_and_ignores_other_components() -> None:
     """A batch cut short is dropped (even when a new batch starts after it); records of
     other components are not this journal's business."""
-    other = JournalRecord("mem", 3, 3, "t", "block_transition", "Other", {"x": 1})
-    state = replay([accepted(1, "a", 0, 2), accepted(2, "b", 0, 1), other,
-                    accepted(4, "c", 0, 2)])
-    assert state.order == ["b"] and state.dropped == ["a", "c"]
-    assert state.records == 3
+    other = JournalRecord("mem", 3, 99, "t", "block_transition", "Other", {"x": 1})
+    state = replay(journal([accepted(1, "a", 0, 2), accepted(2, "b", 0, 1), other,
+                            accepted(3, "c", 0, 2)]))
+    assert state.queued == ["b"] and state.dropped == ["a", "c"]
+    assert state.records == 4
 
 
 def test_replay_tracks_halts_retries_and_resumes() -> None:
     """Halting, resuming and retries are replayed into the state recovery restores."""
-    state = replay([
+    state = replay(journal([
         accepted(1, "a"), move(2, "a", *START),
         move(3, "a", "routing", "route_failed", "retrying", reason="error: x"),
         rec(4, "execution_unresolved", block_id="a", attempt=2),
         move(5, "a", "retrying", "fail", "failed", error_code="EXEC-007"),
         rec(6, "manager_halted", reason="EXEC-007", block_id="a"),
-    ])
+    ]))
     assert (state.halted, state.halt_reason, state.retried, state.failed) == (
         True, "EXEC-007", 1, 1)
-    state = replay([rec(1, "manager_halted", reason="EXEC-002"),
-                    rec(2, "manager_resumed", reason="EXEC-002")])
+    state = replay(journal([rec(1, "manager_halted", reason="EXEC-002"),
+                            rec(2, "manager_resumed", reason="EXEC-002")]))
     assert not state.halted
 
 

@@ -93,10 +93,11 @@ def raw_record(seq: int, component: str = EM, **data: Any) -> bytes:
                    "component": component, "data": data})
 
 
-def dated(log_dir: Path, day: dt.date, n: int = 0, component: str = EM) -> Path:
-    """The name a rotated file of ``component`` for ``day`` gets."""
+def dated(log_dir: Path, day: dt.date, first: int = 0, component: str = EM) -> Path:
+    """The name a rotated file of ``component`` started on ``day`` gets: the day, then the
+    seq of its first record (names never decide the order; the seq inside does)."""
     stem = journal_name(component)[: -len(".jsonl")]
-    return log_dir / f"{stem}.{day.isoformat()}{f'.{n}' if n else ''}.jsonl"
+    return log_dir / f"{stem}.{day.isoformat()}{f'.{first}' if first else ''}.jsonl"
 
 
 def set_mtime(path: Path, day: dt.date) -> None:
@@ -276,7 +277,7 @@ def test_each_component_has_its_own_file_and_seq(tmp_path: Path, mode: str) -> N
         for i in range(3):
             el.log_event(i, "tick", EM, {"i": i})
             el.log_event(i, "fill", "HTTPVenue", {"i": i})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == [
         "execution_manager_events.jsonl", "http_venue_events.jsonl"]
     for component, kind in ((EM, "tick"), ("HTTPVenue", "fill")):
         recs = lines_of(tmp_path / journal_name(component))
@@ -549,9 +550,10 @@ def test_backtest_records_survive_interpreter_exit_without_close(tmp_path: Path)
 
 @needs_dev_full
 def test_backtest_write_failure_raises_event_log_error(tmp_path: Path) -> None:
-    """In backtest mode a failing file write is an EventLogError naming the file."""
+    """In backtest mode a failing file write is an EventLogError naming the file (unbuffered
+    here: with a buffer, the write that makes room for the next record fails)."""
     full_disk_journal(tmp_path, EM)
-    el = EventLogger(tmp_path, "backtest", buffer_bytes=16)
+    el = EventLogger(tmp_path, "backtest", buffer_bytes=0)
     with pytest.raises(EventLogError, match=r"execution_manager_events\.jsonl") as info:
         el.log_event(0, "tick", EM, {"api_key": CANARY})
     assert info.value.error_code == "EXEC-009" and CANARY not in str(info.value)
@@ -606,7 +608,8 @@ def test_live_record_is_written_and_fsynced_before_log_event_returns(
 
 
 def test_live_files_rotate_daily(tmp_path: Path) -> None:
-    """When the day changes the current file becomes <stem>.<day>.jsonl and a new one starts;
+    """When the day changes the current file becomes <stem>.<day>.<first seq>.jsonl and a
+    new one starts;
     every event is in exactly one file, the file of its day; the readers see them in order."""
     clock = Clock()
     days: dict[int, dt.date] = {}
@@ -619,12 +622,12 @@ def test_live_files_rotate_daily(tmp_path: Path) -> None:
                 el.log_event(n, "tick", EM, {"n": n})
                 el.log_event(n, "fill", "HTTPVenue", {"n": n})
             clock.advance()
-    first, second = dated(tmp_path, D0), dated(tmp_path, D0 + dt.timedelta(days=1))
+    first, second = dated(tmp_path, D0, 1), dated(tmp_path, D0 + dt.timedelta(days=1), 3)
     current = tmp_path / journal_name(EM)
     assert journal_files(tmp_path) == [first, second, current]
     assert journal_files(tmp_path, "HTTPVenue") == [
-        dated(tmp_path, D0, component="HTTPVenue"),
-        dated(tmp_path, D0 + dt.timedelta(days=1), component="HTTPVenue"),
+        dated(tmp_path, D0, 1, component="HTTPVenue"),
+        dated(tmp_path, D0 + dt.timedelta(days=1), 3, component="HTTPVenue"),
         tmp_path / journal_name("HTTPVenue")]
     assert seqs(first) == [1, 2] and seqs(second) == [3, 4, 5] and seqs(current) == [6]
     for path, day in ((first, D0), (second, D0 + dt.timedelta(days=1)),
@@ -642,22 +645,25 @@ def test_no_rotation_until_a_record_is_written_on_the_new_day(tmp_path: Path) ->
         clock.advance(5)
         assert journal_files(tmp_path) == [tmp_path / journal_name(EM)]
         el.log_event(0, "tick", EM, {})
-    assert journal_files(tmp_path) == [dated(tmp_path, D0), tmp_path / journal_name(EM)]
+    assert journal_files(tmp_path) == [dated(tmp_path, D0, 1), tmp_path / journal_name(EM)]
 
 
 @pytest.mark.parametrize("retention", [None, 3])
 def test_rotation_deletes_rotated_files_older_than_retention(tmp_path: Path,
                                                              retention: int | None) -> None:
-    """At rotation, this component's rotated files more than retention_days (30 by default)
-    old are deleted; younger ones and other components' files stay."""
+    """At rotation, this component's rotated files that ended (the next file started) more
+    than retention_days (30 by default) ago are deleted; younger ones and other components'
+    files stay."""
     keep = 30 if retention is None else retention
     rotation_day = D0 + dt.timedelta(days=1)
     cutoff = rotation_day - dt.timedelta(days=keep)
-    too_old = dated(tmp_path, cutoff - dt.timedelta(days=1))
-    boundary = dated(tmp_path, cutoff)
-    other = dated(tmp_path, cutoff - dt.timedelta(days=10), component="HTTPVenue")
+    too_old = dated(tmp_path, cutoff - dt.timedelta(days=2), 1)
+    ended_at_cutoff = dated(tmp_path, cutoff - dt.timedelta(days=1), 2)
+    boundary = dated(tmp_path, cutoff, 3)
+    other = dated(tmp_path, cutoff - dt.timedelta(days=10), 1, component="HTTPVenue")
     too_old.write_bytes(raw_record(1))
-    boundary.write_bytes(raw_record(2))
+    ended_at_cutoff.write_bytes(raw_record(2))
+    boundary.write_bytes(raw_record(3))
     other.write_bytes(raw_record(1, "HTTPVenue"))
     (tmp_path / "notes.txt").write_text("not a journal")
     kwargs = {} if retention is None else {"retention_days": retention}
@@ -669,13 +675,14 @@ def test_rotation_deletes_rotated_files_older_than_retention(tmp_path: Path,
         clock.advance()
         el.log_event(0, "tick", EM, {})
     assert not too_old.exists()
-    assert boundary.exists() and other.exists() and dated(tmp_path, D0).exists()
-    assert [r.seq for r in read_journal(tmp_path)] == [2, 3, 4]
+    assert ended_at_cutoff.exists() and boundary.exists() and other.exists()
+    assert dated(tmp_path, D0, 4).exists()
+    assert [r.seq for r in read_journal(tmp_path)] == [2, 3, 4, 5]
 
 
-def test_second_rotation_to_the_same_day_name_gets_a_suffix(tmp_path: Path) -> None:
-    """Rotating a file whose day name is taken gives <stem>.<day>.1.jsonl; files stay in
-    seq order. (A reopened file's day is its last write's, i.e. its mtime.)"""
+def test_two_rotations_on_one_day_get_names_of_their_own(tmp_path: Path) -> None:
+    """Two files rotated away on the same day are told apart by the seq they start with;
+    files stay in seq order. (A reopened file's day is its last write's, its mtime.)"""
     clock = Clock()
     with EventLogger(tmp_path, "live", today=clock) as el:
         el.log_event(0, "tick", EM, {})
@@ -685,7 +692,7 @@ def test_second_rotation_to_the_same_day_name_gets_a_suffix(tmp_path: Path) -> N
     set_mtime(current, D0)
     with EventLogger(tmp_path, "live", today=clock) as el:
         el.log_event(0, "tick", EM, {})
-    assert journal_files(tmp_path) == [dated(tmp_path, D0), dated(tmp_path, D0, 1), current]
+    assert journal_files(tmp_path) == [dated(tmp_path, D0, 1), dated(tmp_path, D0, 2), current]
     assert [seqs(p) for p in journal_files(tmp_path)] == [[1], [2], [3]]
     assert [r.seq for r in read_journal(tmp_path)] == [1, 2, 3]
 
@@ -699,7 +706,7 @@ def test_reopened_file_is_rotated_under_the_day_it_was_last_written(tmp_path: Pa
         el.log_event(0, "tick", EM, {})
         el.log_event(0, "tick", EM, {})
     assert [seqs(p) for p in journal_files(tmp_path)] == [[1], [2, 3]]
-    assert journal_files(tmp_path)[0] == dated(tmp_path, D0)
+    assert journal_files(tmp_path)[0] == dated(tmp_path, D0, 1)
 
 
 def test_rotating_an_empty_file_leaves_no_rotated_file(tmp_path: Path,

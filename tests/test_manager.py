@@ -184,7 +184,8 @@ def test_events_are_in_journal_order() -> None:
     r = rig()
     r.em.update_state(T(0), "strategy_manager", [block("x")])
     kinds = [e.event_type for e in r.log.events]
-    assert kinds == ["component_initialization", "block_accepted", "block_transition",
+    assert kinds == ["checkpoint", "component_initialization", "block_accepted",
+                     "block_transition",
                      "block_transition", "positions_updated", "block_transition",
                      "state_update"]
 

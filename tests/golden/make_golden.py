@@ -20,7 +20,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from fsm_exec import EventLogger, ExecutionManager  # noqa: E402
+from fsm_exec import EventLogger, ExecutionManager, journal_files  # noqa: E402
 from fsm_exec._sim import (  # noqa: E402
     FakeClock,
     FaultyVenue,
@@ -56,7 +56,7 @@ def _manager(log_dir: Path, mode: str, *, faults: Sequence[Any] = (),
              dies_after: int | None = None, **config: Any) -> ExecutionManager:
     clock = FakeClock()
     rc = SimReconciliation(clock, recon)
-    journal = EventLogger(log_dir, mode)
+    journal = EventLogger(log_dir, mode, today=lambda: T0.date())
     log: Any = journal if dies_after is None else _DiesAt(journal, dies_after)
     em = ExecutionManager({"strategy_mode": "eth_basis", **config}, StaticDataProvider(),
                           mode, SimPositionHandler(rc),
@@ -78,7 +78,7 @@ def _fix_init_stamps(path: Path) -> None:
     lines = []
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        if rec["event_type"] in ("component_initialization", "recovered"):
+        if rec["event_type"] in ("component_initialization", "recovered", "checkpoint"):
             rec["timestamp"] = INIT_STAMP
             line = json.dumps(rec, separators=(",", ":"))
         lines.append(line)
@@ -91,10 +91,10 @@ def write_good(out: Path) -> dict[str, Path]:
     made: dict[str, Path] = {}
 
     def take(name: str, log_dir: Path) -> None:
-        src = log_dir / "execution_manager_events.jsonl"
-        _fix_init_stamps(src)
+        """The whole journal (every file, in seq order) as one golden file."""
         dst = out / f"{name}.jsonl"
-        dst.write_bytes(src.read_bytes())
+        dst.write_bytes(b"".join(p.read_bytes() for p in journal_files(log_dir)))
+        _fix_init_stamps(dst)
         made[name] = dst
 
     work = out / "_work"
@@ -114,13 +114,13 @@ def write_good(out: Path) -> dict[str, Path]:
     take("live_faults", work / "b")
 
     _VENUE = SimVenue()
-    em = _manager(work / "c", "live", dies_after=9)
+    em = _manager(work / "c", "live", dies_after=10)
     with contextlib.suppress(_Crash):
         em.update_state(T0, "strategy_manager", blocks("c1", "c2", "c3"))
     _close(em)
     take("crashed", work / "c")
     em = _manager(work / "c", "live")
-    em.recover(work / "c")
+    em.recover()
     em.update_state(T0 + dt.timedelta(minutes=5), "retry")
     _close(em)
     take("crashed_then_recovered", work / "c")
@@ -133,12 +133,12 @@ def write_good(out: Path) -> dict[str, Path]:
 
 #: bad journal name -> (good journal it is cut from, 1-based line, how the line is broken)
 BAD: dict[str, tuple[str, int, str]] = {
-    "bad_edge": ("backtest_clean", 6, "dest=failed"),
-    "bad_counters": ("backtest_clean", 10, "blocks_executed=5"),
-    "bad_seq": ("backtest_clean", 5, "seq=2"),
-    "bad_batch": ("live_faults", 2, "swap_with_next"),
-    "bad_json": ("live_faults", 7, "truncate"),
-    "bad_two_in_flight": ("crashed", 10, "start_c3"),
+    "bad_edge": ("backtest_clean", 7, "dest=failed"),
+    "bad_counters": ("backtest_clean", 11, "blocks_executed=5"),
+    "bad_seq": ("backtest_clean", 6, "seq=3"),
+    "bad_batch": ("live_faults", 3, "swap_with_next"),
+    "bad_json": ("live_faults", 8, "truncate"),
+    "bad_two_in_flight": ("crashed", 11, "start_c3"),
 }
 
 
