@@ -39,6 +39,7 @@ from fsm_exec._engine import STOCK_MEMBERS, EngineEvent, EngineMachine, is_stock
 from fsm_exec._lifecycle import (
     INITIAL_STATE,
     TRANSITIONS,
+    BlockLifecycle,
     BlockState,
     Trigger,
 )
@@ -471,6 +472,18 @@ def _engine(**kwargs: Any) -> tuple[EngineMachine, _Model]:
                                          {"trigger": "back", "source": "b", "dest": "a"}],
                             auto_transitions=False, **kwargs)
     return machine, model
+
+
+def test_lifecycle_moves_take_the_short_path() -> None:
+    """Every edge of the lifecycle, fired by BlockLifecycle, takes the short path."""
+    with stock_calls() as calls:
+        for e in TRANSITIONS:
+            lc = BlockLifecycle()
+            assert isinstance(lc._machine, EngineMachine)
+            lc.restore("b-1", e.source)
+            assert lc.fire(e.trigger) is e.dest
+            assert lc.current == str(e.dest)
+    assert calls == []
 
 
 def test_bare_trigger_takes_the_short_path_and_sets_the_state() -> None:
