@@ -5,7 +5,9 @@
 states (empty or not), and a few log calls. :class:`EngineMachine` plugs an :class:`EngineEvent`
 into the documented extension point ``Machine.event_cls``. When a trigger would do nothing but
 move the model from one state to another, :meth:`EngineEvent.trigger` does only that, through
-the same ``State`` and ``Transition`` objects and ``Machine.set_state``; every other trigger
+the same ``State`` and ``Transition`` objects, setting the model's state attribute exactly as
+``Machine.set_state`` does (``setattr(model, model_attribute, state.value)``, with
+``set_state`` and ``State.value`` verified to be the stock ones); every other trigger
 (a condition, any callback, an invalid trigger, a queued machine, transitions' log enabled...)
 goes the stock way, unchanged. ``tests/test_engine.py`` drives a stock ``Machine`` and this
 engine side by side on random tables and proves they agree.
@@ -106,7 +108,8 @@ class EngineEvent(Event):
                                     and not (src.on_exit or dst.on_enter)
                                     and (type(src) is State or is_stock(type(src), State))
                                     and (type(dst) is State or is_stock(type(dst), State))):
-                                m.set_state(dst, model)
+                                # Machine.set_state, for one model (both verified stock):
+                                setattr(model, attr, dst._name)  # what State.value returns
                                 # The stock path reads the state back and resolves it:
                                 after = getattr(model, attr)
                                 if after is not dst._name and not isinstance(after, State):
@@ -119,7 +122,7 @@ class EngineMachine(Machine):
     """A ``transitions.Machine`` whose events are :class:`EngineEvent`; otherwise stock.
 
     ``state_cls`` and ``transition_cls`` stay transitions' own ``State`` and ``Transition``:
-    the short path moves the model through those very objects and ``Machine.set_state``.
+    the short path moves the model through those very objects, as ``Machine.set_state`` does.
     """
 
     event_cls = EngineEvent
