@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
-from transitions import Machine, MachineError
+from transitions import MachineError
 
+from ._engine import EngineMachine
 from ._errors import ComponentError
 
 
@@ -254,15 +255,16 @@ _INITIAL = str(INITIAL_STATE)
 
 
 class BlockLifecycle:
-    """One reusable ``transitions.Machine`` for the block in flight.
+    """One reusable ``transitions.Machine`` (the :mod:`fsm_exec._engine` one) for the block in
+    flight.
 
     ``load(block_id)`` puts a new block at the initial state, and only when the previous one
     reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
     the listener, if any, is called with ``(source, dest, trigger, data)`` *before* the state
     changes, so a listener that raises (a journal that cannot write) leaves the state as it
     was. The destination comes from the same table the Machine was built from, so the record
-    is written first and the Machine's trigger stays bare (no callbacks: the cost of firing
-    is what ``transitions`` itself sets).
+    is written first and the Machine's trigger stays bare (no callbacks), so the engine moves
+    it on its short path, through transitions' own ``State`` and ``Transition`` objects.
     """
 
     __slots__ = ("_flight", "_machine", "_triggers", "_listener")
@@ -270,7 +272,7 @@ class BlockLifecycle:
     def __init__(self, listener: TransitionListener | None = None) -> None:
         self._flight = _Flight()
         self._listener = listener
-        self._machine = Machine(
+        self._machine = EngineMachine(
             model=self._flight,
             states=[str(s) for s in BlockState],
             transitions=[

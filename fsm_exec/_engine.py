@@ -1,0 +1,132 @@
+"""The lifecycle's engine: a ``transitions.Machine`` with a short path for bare transitions.
+
+``transitions`` sends every trigger through its generic machinery: an ``EventData``, a
+``partial``, ``Machine._process``, the callback lists of the machine, the transition and both
+states (empty or not), and a few log calls. :class:`EngineMachine` plugs an :class:`EngineEvent`
+into the documented extension point ``Machine.event_cls``. When a trigger would do nothing but
+move the model from one state to another, :meth:`EngineEvent.trigger` does only that, through
+the same ``State`` and ``Transition`` objects, setting the model's state attribute exactly as
+``Machine.set_state`` does (``setattr(model, model_attribute, state.value)``, with
+``set_state`` and ``State.value`` verified to be the stock ones); every other trigger
+(a condition, any callback, an invalid trigger, a queued machine, transitions' log enabled...)
+goes the stock way, unchanged. ``tests/test_engine.py`` drives a stock ``Machine`` and this
+engine side by side on random tables and proves they agree.
+
+The short path is taken only when all of these hold *at the moment of the trigger* (callbacks
+added after construction are seen, because the lists are checked on every call):
+
+- the machine is not queued and no transition is being processed;
+- the machine has no ``prepare_event``, ``before_state_change``, ``after_state_change``,
+  ``finalize_event``, ``on_exception`` or ``on_final`` callbacks;
+- the model's state is a plain ``str`` naming a known state (an ``Enum`` goes the stock way);
+- the first transition of this event from that state has no ``prepare``, ``conditions``,
+  ``unless``, ``before`` or ``after``, and a destination (not an internal transition);
+- the source state has no ``on_exit`` and the destination no ``on_enter`` callbacks (model
+  methods named ``on_enter_<state>`` are in those lists once the model is added);
+- the classes involved do not override any of the stock methods the short path stands in for
+  (:data:`STOCK_MEMBERS`, checked once per class: monkeypatching transitions' own classes
+  after a machine has fired is not seen);
+- ``transitions``' own logger is not enabled for INFO (otherwise its records would differ).
+
+The stock path is what these conditions are checked against: ``Event.trigger`` ->
+``Machine._process`` -> ``Event._trigger`` -> ``Event._process`` -> ``Transition.execute`` ->
+``Transition._change_state`` (``State.exit``, ``Machine.set_state``, ``State.enter``). With
+every list above empty, that path only sets the model's state and returns ``True``; a failure
+of the model's setter (or a state read back that is not a known state) is raised as is, as the
+stock path re-raises it when there is no ``on_exception``. One difference is left, by design:
+a trigger that goes the stock way has read the model's state attribute once more (a getter
+with side effects would see it). ``test_engine.py`` pins the stock
+functions' code for the ``transitions`` versions in ``pyproject.toml``: a release that changes
+them fails that test by name, before anyone relies on the engine with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from transitions import Machine, State, Transition
+from transitions.core import _LOGGER, Event
+
+__all__ = ["EngineEvent", "EngineMachine", "is_stock"]
+
+#: The stock members each class's short path stands in for; a subclass that overrides one
+#: of them always takes the stock path.
+STOCK_MEMBERS: dict[type, tuple[str, ...]] = {
+    Machine: ("_process", "get_state", "get_model_state", "set_state", "callbacks", "callback",
+              "resolve_callable", "has_queue", "prepare_event", "before_state_change",
+              "after_state_change", "finalize_event", "on_exception", "on_final"),
+    Event: ("_trigger", "_process", "_is_valid_source"),
+    Transition: ("execute", "_eval_conditions", "_change_state"),
+    State: ("enter", "exit", "name", "value"),
+}
+
+_stock_cache: dict[type, dict[type, bool]] = {base: {base: True} for base in STOCK_MEMBERS}
+
+
+def is_stock(cls: type, base: type) -> bool:
+    """True when ``cls`` is ``base`` or a subclass keeping every member of ``base`` named in
+    :data:`STOCK_MEMBERS` (methods and properties alike); checked once per class."""
+    cache = _stock_cache[base]
+    known = cache.get(cls)
+    if known is None:
+        known = cache[cls] = issubclass(cls, base) and all(
+            getattr(cls, name) is getattr(base, name) for name in STOCK_MEMBERS[base])
+    return known
+
+
+_INFO = logging.INFO
+_log_enabled = _LOGGER.isEnabledFor
+
+
+class EngineEvent(Event):
+    """An ``Event`` whose trigger takes the short path when it is provably equivalent."""
+
+    def __init__(self, name: str, machine: Machine) -> None:
+        super().__init__(name, machine)
+        self._short = is_stock(type(self), Event) and is_stock(type(machine), Machine)
+
+    def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
+        """Fire this event on ``model``; ``True`` if a transition was made (as stock)."""
+        if self._short:
+            m = self.machine
+            if not (m._queued or m._transition_queue or m._prepare_event
+                    or m._before_state_change or m._after_state_change or m._finalize_event
+                    or m._on_exception or m._on_final or _log_enabled(_INFO)):
+                attr = m.model_attribute
+                value = getattr(model, attr, None)
+                if type(value) is str:
+                    candidates = self.transitions.get(value)  # .get: never add a key
+                    if candidates:
+                        t = candidates[0]
+                        source, dest = t.source, t.dest
+                        if (type(source) is str and type(dest) is str and source == value
+                                and not (t.prepare or t.conditions or t.before or t.after)
+                                and (type(t) is Transition or is_stock(type(t), Transition))):
+                            states = m.states
+                            src = states.get(source)
+                            dst = states.get(dest)
+                            if (src is not None and dst is not None
+                                    and not (src.on_exit or dst.on_enter)
+                                    and (type(src) is State or is_stock(type(src), State))
+                                    and (type(dst) is State or is_stock(type(dst), State))):
+                                # Machine.set_state, for one model (both verified stock):
+                                setattr(model, attr, dst._name)  # what State.value returns
+                                # The stock path reads the state back and resolves it:
+                                after = getattr(model, attr)
+                                if after is not dst._name and not isinstance(after, State):
+                                    m.get_state(after)  # raises as stock does, if unknown
+                                return True
+        return super().trigger(model, *args, **kwargs)
+
+
+class EngineMachine(Machine):
+    """A ``transitions.Machine`` whose events are :class:`EngineEvent`; otherwise stock.
+
+    ``state_cls`` and ``transition_cls`` stay transitions' own ``State`` and ``Transition``:
+    the short path moves the model through those very objects, as ``Machine.set_state`` does.
+    """
+
+    event_cls = EngineEvent
+    state_cls = State
+    transition_cls = Transition

@@ -1,0 +1,101 @@
+"""Tests for benchmarks/bench.py: the hand-written limit does the same work as fsm_exec.
+
+No timings here (the machine is shared and noisy); these pin that the limit the ratios are
+taken against writes the same journal records and returns the same status dicts as fsm_exec
+on the same calls, so that its figure is the cost of the same work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+
+from fsm_exec import EventLogger, ExecutionManager
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if record["event_type"] == "component_initialization":
+            continue
+        del record["seq"]
+        record["data"].pop("processing_time_ms", None)
+        out.append(record)
+    return out
+
+
+@pytest.mark.parametrize(("per_call", "every"), [(1, 1), (10, 1), (100, 1), (1, 10), (1, 0)])
+def test_limit_writes_what_fsm_exec_writes(bench: Any, tmp_path: Path, per_call: int,
+                                           every: int) -> None:
+    """Per workload, the limit's journal holds fsm_exec's records (seq and timing aside)."""
+    bench.fsm_exec(per_call, every)(25, "w", tmp_path)()
+    bench.limit(per_call, every)(25, "w", tmp_path)()
+    ours = _records(tmp_path / "w" / "execution_manager_events.jsonl")
+    limit = _records(tmp_path / "w-limit.jsonl")
+    assert ours == limit
+    assert len(ours) == 25 + 4 * per_call * (len(range(0, 25, every)) if every else 0)
+
+
+def test_limit_returns_fsm_exec_status_and_numbers_its_records(bench: Any,
+                                                               tmp_path: Path) -> None:
+    """Call by call the status dicts are equal, and the limit's seq counts 1, 2, 3..."""
+    journal = EventLogger(tmp_path / "j", "backtest")
+    em = ExecutionManager({}, bench.Prices(), "backtest", bench.Positions(), bench.Venue(),
+                          bench.Reconciled(), event_logger=journal)
+    hw = bench.HandWritten(tmp_path / "l.jsonl", bench.Prices(), bench.Venue(),
+                           bench.Positions())
+    work = zip(bench.timestamps(30), bench.batches(30, "s", 2, 3), strict=True)
+    for ts, batch in work:
+        assert hw.update_state(ts, "strategy_manager", batch) == em.update_state(
+            ts, "strategy_manager", batch)
+    hw.file.close()
+    seqs = [orjson.loads(line)["seq"] for line in (tmp_path / "l.jsonl").read_bytes().split()]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_limit_refuses_what_fsm_exec_refuses(bench: Any, tmp_path: Path) -> None:
+    """A bad block, a reused id or a bad trigger source is refused by the limit too."""
+    hw = bench.HandWritten(tmp_path / "l.jsonl", bench.Prices(), bench.Venue(),
+                           bench.Positions())
+    ts = bench.timestamps(1)[0]
+    good = bench.block("r", 0)
+    hw.update_state(ts, "strategy_manager", [good])
+    for batch in ([good], [{**bench.block("r", 1), "priority": "high"}],
+                  [{**bench.block("r", 2), "instructions": [{"token": "ETH",
+                                                             "amount": float("nan")}]}]):
+        with pytest.raises(ValueError, match="bad"):
+            hw.update_state(ts, "strategy_manager", batch)
+    with pytest.raises(ValueError, match="trigger_source"):
+        hw.update_state(ts, "cron", None)
+
+
+def test_limit_writes_non_finite_numbers_as_fsm_exec_does(bench: Any) -> None:
+    """A record holding NaN or an infinity is written with them as strings, never null."""
+    line = bench._careful({"a": float("nan"), "b": [float("inf"), -float("inf")], "c": 1.0})
+    assert orjson.loads(line) == {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.0}
+
+
+def test_observe_hook_is_there_for_observer_contenders(bench: Any) -> None:
+    """--observe has its hook; contenders it returns join the one-block-a-call rows."""
+    assert bench.observed_contenders() == {}
+    names = [r.name for r in bench.rows(observe=True)]
+    assert names == [r.name for r in bench.rows(observe=False)]
