@@ -366,7 +366,8 @@ class HandWritten:
                 "blocks_executed": self.executed, "blocks_failed": self.failed,
                 "blocks_cancelled": 0, "blocks_retried": 0,
                 "current_block_index": self.index, "queue_length": 0,
-                "execution_mode": "backtest", "halted": False, "halt_reason": None}
+                "execution_mode": "backtest", "halted": False, "halt_reason": None,
+                "interrupted": False}
 
 
 def limit(per_call: int = 1, every: int = 1) -> Factory:

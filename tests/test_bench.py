@@ -35,8 +35,8 @@ def _records(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_bytes().splitlines():
         record = orjson.loads(line)
-        if record["event_type"] == "component_initialization":
-            continue
+        if record["event_type"] in ("component_initialization", "checkpoint"):
+            continue  # written once, when a journal starts: not per-call work
         del record["seq"]
         record["data"].pop("processing_time_ms", None)
         out.append(record)
