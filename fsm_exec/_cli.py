@@ -161,10 +161,11 @@ def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
 
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     from ._config import ExecutionConfig
+    from ._csv import check_backtest_id
     from ._demo import claim_output_dir, load_prices
     from ._diagram import overlay_events, to_markdown
     from ._errors import ComponentError
-    from ._journal import EventLogger, check_backtest_id, read_journal
+    from ._journal import EventLogger, read_journal
     from ._manager import ExecutionManager
     from ._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 

@@ -171,8 +171,9 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
     writes ``logs/events/execution_manager_events.jsonl``, ``results/<id>/events.csv`` and
     ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it.
     """
+    from ._csv import check_backtest_id
     from ._diagram import overlay_events, to_markdown
-    from ._journal import EventLogger, check_backtest_id, read_journal
+    from ._journal import EventLogger, read_journal
 
     backtest_id = check_backtest_id(backtest_id or f"demo-{mode}")
     prices = load_prices()
