@@ -3,7 +3,7 @@
 from ._blocks import InstructionBlock
 from ._check import CheckReport, check_journal
 from ._config import Environment, ExecutionConfig
-from ._csv import CSV_COLUMNS, export_csv
+from ._csv import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from ._errors import (
     ERROR_CODES,
     BlockProblem,
@@ -56,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CSV_COLUMNS",
+    "DELTAS_COLUMNS",
     "ERROR_CODES",
     "INITIAL_STATE",
     "LEGAL_MOVES",
