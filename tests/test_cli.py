@@ -558,7 +558,7 @@ def test_a_closed_pipe_is_handled_in_main(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("fsm_exec._cli.os.dup2", lambda fd, to: moved.append(to))
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["check", str(GOLDEN / "backtest_clean.jsonl")], out=ClosedPipe()) == 141
-    assert main(["--help"]) == 0  # argparse ignores the failed write itself
+    assert moved  # stderr (stdout here has no file descriptor) now points at /dev/null
 
 
 @pytest.mark.parametrize("command", ["run", "demo"])
@@ -590,7 +590,8 @@ def test_a_closed_pipe_ends_the_command_quietly(argv: list[str], buffered: bool,
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader goes away before anything is written
     err = proc.stderr.read()
-    # argparse ignores a failed write of --help (unbuffered, nothing is left to fail later)
+    # some 3.11 releases' argparse ignore a failed write of --help (unbuffered, nothing is
+    # left to fail later)
     assert proc.wait(timeout=120) in ((141, 0) if argv == ["--help"] and not buffered
                                       else (141,))
     assert err == b""
