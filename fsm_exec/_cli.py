@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> in
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-            sys.stdout.flush()  # argparse ignores a failed write; a failed flush is seen
+            sys.stdout.flush()  # some argparse versions ignore a failed write: flush sees it
             return int(exc.code) if isinstance(exc.code, int) else USAGE
         try:
             code = int(args.func(args, stream))
