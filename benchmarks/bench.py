@@ -57,6 +57,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+try:  # python-statemachine, one of the contenders: the bench extra
+    import statemachine as _python_statemachine  # noqa: F401
+except ModuleNotFoundError:
+    sys.exit('benchmarks/bench.py needs python-statemachine: pip install ".[bench]" in a '
+             'clone (or pip install "fsm-exec[bench]")')
 from transitions import Machine
 
 from fsm_exec import TRANSITIONS, BlockState, EventLogger, ExecutionManager

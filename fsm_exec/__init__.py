@@ -3,6 +3,7 @@
 from ._blocks import InstructionBlock
 from ._check import CheckReport, check_journal
 from ._config import Environment, ExecutionConfig
+from ._csv import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from ._errors import (
     ERROR_CODES,
     BlockProblem,
@@ -18,11 +19,9 @@ from ._errors import (
 )
 from ._health import HealthStatus, UnifiedHealthManager
 from ._journal import (
-    CSV_COLUMNS,
     EventLogger,
     JournalCorruptError,
     JournalRecord,
-    export_csv,
     journal_files,
     read_journal,
 )
@@ -57,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CSV_COLUMNS",
+    "DELTAS_COLUMNS",
     "ERROR_CODES",
     "INITIAL_STATE",
     "LEGAL_MOVES",

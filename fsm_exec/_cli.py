@@ -1,14 +1,17 @@
 """``fsm-exec`` (also ``python -m fsm_exec``): a thin shell over the library.
 
 Exit codes: 0 ok, 1 a failure was found (a journal that breaks the lifecycle, stale
-diagrams, a run with failed blocks), 2 a usage error (bad arguments, unreadable input).
+diagrams, a run with failed blocks), 2 a usage error (bad arguments, unreadable input),
+141 the reader of the output went away (``| head``): the command stopped quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import sys
 import time
@@ -20,14 +23,27 @@ from typing import IO, Any
 from . import __version__
 
 OK, FOUND, USAGE = 0, 1, 2
+CLOSED_PIPE = 128 + 13  # what a shell reports for a tool whose reader went away (SIGPIPE)
 DIAGRAM_DIR = "diagrams"
 FORMATS = ("mermaid", "dot", "svg", "png", "markdown", "table")
 
 EXIT_CODES = """\
 exit codes:
-  0  ok
-  1  a failure was found (see the command's help)
-  2  usage error: bad arguments, a file that cannot be read"""
+    0  ok
+    1  a failure was found (see the command's help)
+    2  usage error: bad arguments, a file that cannot be read
+  141  the reader of the output went away (| head): stopped quietly"""
+
+
+MODE_HELP = "execution mode (default: $BASIS_EXECUTION_MODE, else backtest)"
+#: What the live demo's journal shows (tests/test_cli.py checks it against a run).
+LIVE_DEMO_SHOWS = (
+    "--mode live runs the same blocks with injected faults on a simulated clock, without "
+    "real waiting: a lost reply (settled by asking the venue), a refused connection "
+    "(routed again), a reply after the execution timeout (used), a reconciliation that "
+    "times out once and then succeeds, and one that never comes: it times out on all 3 "
+    "attempts, the block fails (EXEC-002), the manager halts and the demo resumes it, as "
+    "an operator would.")
 
 
 class UsageError(Exception):
@@ -38,16 +54,56 @@ class UsageError(Exception):
 
 
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
-    from ._demo import DemoDirError, format_result, run_demo
+    from ._demo import format_result, run_demo
 
-    try:
-        result = run_demo(args.mode, out=Path(args.out), backtest_id=args.id)
-    except (DemoDirError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
-    except OSError as exc:  # --out is a file, or cannot be written
-        raise UsageError(f"cannot write the outputs: {exc}") from None
+    try:  # the environment, --id and --out are checked before anything is created
+        result = run_demo(resolve_mode(args.mode), out=Path(args.out),
+                          backtest_id=args.id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:  # e.g. --out cannot be written
+        raise UsageError(_os_reason(exc, "cannot write the outputs")) from None
     print(format_result(result), file=out)
     return OK
+
+
+def _os_reason(exc: OSError, doing: str) -> str:
+    """``<doing>: <path>: <reason>``, without Python's ``[Errno N]``; an ``EventLogError``
+    says it all itself."""
+    if exc.strerror is None:
+        return str(exc)
+    return f"{doing}: {exc.filename}: {exc.strerror}" if exc.filename else (
+        f"{doing}: {exc.strerror}")
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _line_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of ``offset`` in ``data``."""
+    return data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
+
+
+def _decode(path: Path, raw: bytes, what: str) -> str:
+    """UTF-8 text (a byte order mark is dropped); an error names the line and column."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(exc.object, exc.start)  # the text after a BOM
+        raise UsageError(f"{path}:{line}:{column}: {what}: not valid UTF-8 text") from None
+
+
+def resolve_mode(mode: str | None) -> str:
+    """``--mode``, else ``BASIS_EXECUTION_MODE``, else backtest; every ``BASIS_*``
+    variable is checked too (a usage error names the variable, never its value)."""
+    from ._config import Environment
+    from ._errors import ConfigError
+
+    try:
+        return Environment.read(mode).execution_mode
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------ run
@@ -55,53 +111,94 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
 
 def read_batches(path: Path) -> list[tuple[int, list[dict[str, Any]]]]:
     """The batches of a blocks file, validated whole before anything runs: each line is a
-    block (a batch of one) or a JSON array of blocks (a batch). Errors name the line."""
+    block (a batch of one) or a JSON array of blocks (a batch). Errors name the line (and,
+    for JSON, the column); a block id used twice names the line that used it first."""
     from ._blocks import validate_batch
-    from ._errors import InvalidBlockError
+    from ._errors import BlockProblem, InvalidBlockError
 
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    lines = _decode(path, raw, "cannot read").splitlines()
     batches: list[tuple[int, list[dict[str, Any]]]] = []
-    seen: set[str] = set()
+    first_line: dict[str, int] = {}  # block id -> the line that used it first
     for n, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
+            raise UsageError(f"{path}:{n}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        if item == []:
+            raise UsageError(f"{path}:{n}: no blocks (an empty batch)")
         batch = item if isinstance(item, list) else [item]
         try:
-            blocks = validate_batch(batch, seen)
+            blocks = validate_batch(batch, first_line)
         except InvalidBlockError as exc:
-            raise UsageError(f"{path}:{n}: {exc}") from None
-        seen.update(b.block_id for b in blocks)
+            problems = [
+                BlockProblem(p.index, p.block_id, p.field, f"{p.reason} (first used on line "
+                             f"{first_line.get(p.block_id, n)})")
+                if p.field == "block_id" and p.reason.startswith("already queued")
+                and p.block_id is not None else p
+                for p in exc.problems]
+            raise UsageError(f"{path}:{n}: {InvalidBlockError(problems, len(batch))}") from None
+        for b in blocks:
+            first_line.setdefault(b.block_id, n)
         batches.append((n, batch))
     if not batches:
         raise UsageError(f"{path}: no blocks")
     return batches
 
 
+#: TOML parser messages that quote the file (a character or a key): only their fixed part
+#: is shown, since a config holds secrets.
+_TOML_QUOTING = {"Found invalid character": "invalid character",
+                 "Illegal character": "illegal character in a string",
+                 "Cannot declare": "a table declared twice",
+                 "Cannot mutate immutable namespace": "cannot add to an immutable table",
+                 "Cannot redefine namespace": "cannot redefine a table",
+                 "Duplicate inline table key": "duplicate key in an inline table"}
+_TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, text: str) -> tuple[int, int, str]:
+    """Line, column and reason of a TOML error, never quoting the file."""
+    msg = str(exc)
+    at = _TOML_AT.search(msg)
+    reason = msg[:at.start()] if at else msg
+    if at and at[1]:
+        line, column = int(at[1]), int(at[2])
+    else:  # the end of the document
+        line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
+    for prefix, fixed in _TOML_QUOTING.items():
+        if reason.startswith(prefix):
+            return line, column, fixed
+    if not reason.startswith(("Expected ", "Unescaped ")):  # those quote the grammar
+        reason = re.split(r"['\"{]", reason, maxsplit=1)[0].rstrip(" :")
+    return line, column, reason
+
+
 def read_config(path: Path | None) -> dict[str, Any]:
-    """A system-wide config file: TOML or JSON (its secrets are never printed)."""
+    """A system-wide config file: TOML or JSON. An error names the file, line and column
+    and says why, but never shows the file's content (a config holds secrets)."""
     if path is None:
         return {}
+    if path.suffix not in (".toml", ".json"):
+        raise UsageError(f"{path}: a config file must end in .toml or .json")
     try:
         raw = path.read_bytes()
-        if path.suffix == ".toml":
-            data: Any = tomllib.loads(raw.decode())
-        elif path.suffix == ".json":
-            data = json.loads(raw)
-        else:
-            raise UsageError(f"{path}: a config file must end in .toml or .json")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError,
-            json.JSONDecodeError) as exc:
-        # The parser's message quotes the file's content: say where, not what.
-        where = getattr(exc, "lineno", None)
-        raise UsageError(f"{path}: cannot read the config"
-                         + (f" (line {where})" if where else "")) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
+    text = _decode(path, raw, "cannot read the config")
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, column, reason = _toml_error(exc, text)
+        raise UsageError(f"{path}:{line}:{column}: not valid TOML: {reason}") from None
+    except json.JSONDecodeError as exc:
+        reason = exc.msg.partition(": ")[0]  # the pure-Python scanner may quote the file
+        raise UsageError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the config must be a table/object")
     return data
@@ -161,13 +258,16 @@ def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
 
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     from ._config import ExecutionConfig
-    from ._demo import claim_output_dir, load_prices
+    from ._csv import check_backtest_id
+    from ._demo import check_output_paths, claim_output_dir, csv_paths, load_prices
     from ._diagram import overlay_events, to_markdown
     from ._errors import ComponentError
-    from ._journal import EventLogger, check_backtest_id, read_journal
+    from ._journal import EventLogger, read_journal
     from ._manager import ExecutionManager
     from ._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 
+    # Everything is checked before anything is created.
+    mode = resolve_mode(args.mode)
     path = Path(args.blocks)
     batches = read_batches(path)
     config = read_config(Path(args.config) if args.config else None)
@@ -180,16 +280,17 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     except ValueError as exc:
         raise UsageError(f"--id: {exc}") from None
     out_dir = Path(args.out)
-    last = load_prices()[max(load_prices())]
-    reconciliation = SimReconciliation()
     log_dir = out_dir / "logs" / "events"
     try:
-        journal = EventLogger(claim_output_dir(log_dir, "fsm-exec run"), args.mode)
+        check_output_paths(out_dir, backtest_id, "fsm-exec run")
+        journal = EventLogger(claim_output_dir(log_dir, "fsm-exec run"), mode)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot create log directory {log_dir}: {exc.strerror}") from None
-    em = ExecutionManager(config, StaticDataProvider(last), args.mode,
+        raise UsageError(_os_reason(exc, "cannot write the outputs")) from None
+    last = load_prices()[max(load_prices())]
+    reconciliation = SimReconciliation()
+    em = ExecutionManager(config, StaticDataProvider(last), mode,
                           SimPositionHandler(reconciliation), SimVenue(), reconciliation,
                           event_logger=journal)
     progress = Progress(len(batches), sys.stderr)
@@ -205,14 +306,15 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     finally:
         progress.close()
         seconds = time.perf_counter() - started
-        csv_path = journal.export_csv(out_dir / "results", backtest_id)
+        journal.export_csv(out_dir / "results", backtest_id)
         journal.close()
+    events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
-    diagram.write_text(to_markdown(overlay_events(read_journal(out_dir / "logs" / "events"),
+    diagram.write_text(to_markdown(overlay_events(read_journal(log_dir),
                                                   title=f"Block lifecycle: {path.name}")))
     n = status["blocks_executed"] + status["blocks_failed"]
-    print(f"{path}: {len(batches)} batches, {status['blocks_accepted']} blocks, "
-          f"{args.mode} mode", file=out)
+    print(f"{path}: {_plural(len(batches), 'batch', 'batches')}, "
+          f"{_plural(status['blocks_accepted'], 'block', 'blocks')}, {mode} mode", file=out)
     for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
         print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
     print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
@@ -220,7 +322,8 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)",
               file=out)
     print(f"  journal:          {journal.path_for('ExecutionManager')}", file=out)
-    print(f"  events CSV:       {csv_path}", file=out)
+    print(f"  events CSV:       {events_csv}", file=out)
+    print(f"  deltas CSV:       {deltas_csv}", file=out)
     print(f"  run diagram:      {diagram}", file=out)
     for f in failures:
         print(f"  failed: {f}", file=out)
@@ -240,12 +343,34 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
             raise UsageError(f"{p}: no such file or directory")
         if p.is_dir() and not journal_files(p):
             raise UsageError(f"{p}: holds no ExecutionManager journal")
+        if p.is_file() and not looks_like_a_journal(p):
+            raise UsageError(f"{p}: not a journal (its first line is not a journal record); "
+                             "pass a log directory or its *_events.jsonl files")
     try:
         report = check_journal(sources[0] if len(sources) == 1 else sources)
     except OSError as exc:  # e.g. a directory among several files
         raise UsageError(f"cannot read: {exc}") from None
     print(report.summary(), file=out)
     return OK if report.ok else FOUND
+
+
+_RECORD_FIELDS = frozenset(("seq", "timestamp", "event_type", "component", "data"))
+
+
+def looks_like_a_journal(path: Path) -> bool:
+    """Cheap: the first line is a JSON object with the journal's fields or, when it is not
+    JSON at all (torn, corrupt, empty), the file is named ``*.jsonl``. Whether it is a good
+    journal is for the check to say."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        record = json.loads(first.decode("utf-8-sig"))
+    except ValueError:  # not JSON, not UTF-8, or nothing at all
+        return path.suffix == ".jsonl"
+    return isinstance(record, dict) and record.keys() >= _RECORD_FIELDS
 
 
 # ------------------------------------------------------------------------ diagram
@@ -389,14 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the bundled example: an ETH basis strategy's instruction blocks "
                     "over a bundled month of hourly prices, on simulated venues (spot, "
                     "staking, lending, perp). Writes logs/events/"
-                    "execution_manager_events.jsonl, results/<id>/events.csv and "
-                    "run_diagram.md under --out, and prints a summary.\n\n"
-                    "--mode live runs the same blocks with injected faults on a simulated "
-                    "clock: a lost reply, a refused connection, a late reply, a slow and a "
-                    "failed reconciliation (the manager halts and the demo resumes it, as an "
-                    "operator would), without real waiting.",
+                    "execution_manager_events.jsonl, results/<id>/events.csv, "
+                    "results/<id>/deltas.csv and run_diagram.md under --out, and prints a "
+                    "summary. The environment and the arguments are checked before anything "
+                    "is created.\n\n"
+                    f"{LIVE_DEMO_SHOWS}",
         epilog=EXIT_CODES)
-    d.add_argument("--mode", choices=("backtest", "live"), default="backtest")
+    d.add_argument("--mode", choices=("backtest", "live"), help=MODE_HELP)
     d.add_argument("--out", default=".", metavar="DIR",
                    help="where to write the outputs (default: the current directory)")
     d.add_argument("--id", help="backtest id for the CSV folder (default: demo-<mode>)")
@@ -408,15 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "simulated collaborators (an idempotent venue, a position handler, "
                     "instant reconciliation, the bundled prices). Each line is a block, or a "
                     "JSON array of blocks submitted as one batch; blank lines and lines "
-                    "starting with # are skipped. The whole file is validated first; an "
-                    "error names the line. Writes logs/events/execution_manager_events.jsonl, "
-                    "results/<id>/events.csv and run_diagram.md under --out; a journal already "
+                    "starting with # are skipped. The whole file (and the config, the "
+                    "environment and the arguments) is validated before anything is created; "
+                    "an error names the line. Writes logs/events/"
+                    "execution_manager_events.jsonl, results/<id>/events.csv, "
+                    "results/<id>/deltas.csv and run_diagram.md under --out; a journal already "
                     "there is replaced only if an earlier `fsm-exec run` wrote it. Failed "
                     "blocks are reported and the queue runs on (a halt is resumed, as an "
                     "operator would).",
         epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
     r.add_argument("blocks", metavar="BLOCKS.jsonl")
-    r.add_argument("--mode", choices=("backtest", "live"), default="backtest")
+    r.add_argument("--mode", choices=("backtest", "live"), help=MODE_HELP)
     r.add_argument("--config", metavar="FILE",
                    help="system-wide config (.toml or .json); keys the manager does not use "
                         "are ignored and never printed or logged")
@@ -462,13 +588,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     stream = sys.stdout if out is None else out
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code) if isinstance(exc.code, int) else USAGE
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            sys.stdout.flush()  # some argparse versions ignore a failed write: flush sees it
+            return int(exc.code) if isinstance(exc.code, int) else USAGE
+        try:
+            code = int(args.func(args, stream))
+        except UsageError as exc:
+            print(f"fsm-exec {args.command}: {exc}", file=sys.stderr)
+            code = USAGE
+        stream.flush()  # a reader that went away is noticed here, not at exit
+        return code
+    except BrokenPipeError:  # `fsm-exec ... | head -1`: stop quietly, as Unix tools do
+        _drop_closed_pipes()
+        return CLOSED_PIPE
+
+
+def _drop_closed_pipes() -> None:
+    """Point stdout and stderr at /dev/null, so that flushing them at exit cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return int(args.func(args, stream))
-    except UsageError as exc:
-        print(f"fsm-exec {args.command}: {exc}", file=sys.stderr)
-        return USAGE
+        for s in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, s.fileno())
+    finally:
+        os.close(devnull)

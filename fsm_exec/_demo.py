@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from ._blocks import InstructionBlock
+from ._config import Environment
 from ._manager import ExecutionManager
 from ._sim import FakeClock, FaultyVenue, SimPositionHandler, SimReconciliation
 
@@ -140,8 +141,9 @@ def _block(block_id: str, action: str, priority: int,
 #: a refused connection (routed again), a reply after the timeout (a late reply, used).
 LIVE_VENUE_FAULTS: tuple[str | None, ...] = (None, "lost_response", "error", None,
                                              "hang_after")
-#: Live demo reconciliation, one per hand-off: slow, then too slow once (waits again), then
-#: never (the manager halts, and the operator resumes it).
+#: Live demo reconciliation, one per hand-off: slow, then too slow once (one timeout, waits
+#: again), then never (a timeout on every attempt: the block fails, the manager halts and
+#: the operator resumes it).
 LIVE_RECONCILIATION: tuple[tuple[str, float], ...] = (
     ("ok", 0.2), ("ok", 0.4), ("ok", 14.0), ("ok", 0.0), ("never", 0.0))
 
@@ -159,22 +161,31 @@ class DemoResult:
     journal: Path | None = None
     csv: Path | None = None
     diagram: Path | None = None
+    deltas: Path | None = None
 
 
-def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
+def run_demo(mode: str | None = None, *, out: Path | str | None = None,
              backtest_id: str | None = None, event_logger: Any = None) -> DemoResult:
     """Run the example strategy, one ``update_state`` per hour of the bundled prices.
 
+    ``mode`` defaults to ``BASIS_EXECUTION_MODE`` (else backtest), as the manager's does.
     Backtest: the simulated venues as they are. Live: the same venues with scripted faults
-    (:data:`LIVE_VENUE_FAULTS`, :data:`LIVE_RECONCILIATION`) on a fake clock, so retries, a
-    reconciliation timeout and a manual resume happen without real waiting. With ``out``,
-    writes ``logs/events/execution_manager_events.jsonl``, ``results/<id>/events.csv`` and
-    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it.
+    (:data:`LIVE_VENUE_FAULTS`, :data:`LIVE_RECONCILIATION`) on a fake clock, so retries,
+    reconciliation timeouts, a failed block and a manual resume happen without real
+    waiting. With ``out``, writes ``logs/events/execution_manager_events.jsonl``,
+    ``results/<id>/events.csv``, ``results/<id>/deltas.csv`` and ``run_diagram.md`` (what
+    the run did, drawn on the lifecycle) under it. The environment, the id and the output
+    paths are checked before anything is created (``ValueError``).
     """
+    from ._csv import check_backtest_id
     from ._diagram import overlay_events, to_markdown
-    from ._journal import EventLogger, check_backtest_id, read_journal
+    from ._journal import EventLogger, read_journal
 
+    mode = Environment.read(mode).execution_mode  # a bad BASIS_* variable: ConfigError
     backtest_id = check_backtest_id(backtest_id or f"demo-{mode}")
+    if out is not None:
+        out = Path(out)
+        check_output_paths(out, backtest_id, "fsm-exec demo")
     prices = load_prices()
     data = PriceSeries(prices)
     strategy = EthBasisStrategy()
@@ -188,7 +199,6 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
         venue = FaultyVenue(venue, LIVE_VENUE_FAULTS, clock=clock)
     journal = None
     if out is not None:
-        out = Path(out)
         journal = EventLogger(claim_output_dir(out / "logs" / "events", "fsm-exec demo"),
                               mode)
         event_logger = journal
@@ -210,10 +220,12 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
             resumes += 1
             status = em.update_state(ts, "manual")
     seconds = time.perf_counter() - started
-    paths: dict[str, Path | None] = {"journal": None, "csv": None, "diagram": None}
+    paths: dict[str, Path | None] = {"journal": None, "csv": None, "deltas": None,
+                                     "diagram": None}
     if journal is not None and out is not None:
-        paths["csv"] = journal.export_csv(out / "results", backtest_id)
+        journal.export_csv(out / "results", backtest_id)
         journal.close()
+        paths["csv"], paths["deltas"] = csv_paths(out, backtest_id)
         paths["journal"] = journal.path_for("ExecutionManager")
         diagram = paths["diagram"] = out / "run_diagram.md"
         model = overlay_events(read_journal(out / "logs" / "events"),
@@ -227,14 +239,49 @@ OWNER_MARKER = ".fsm_exec_owner"
 
 
 class DemoDirError(ValueError):
-    """An output directory holds a journal that the command did not write."""
+    """An output directory holds a journal that the command did not write, or an output
+    path is taken by a file where a directory must go (or the other way round)."""
 
 
-def claim_output_dir(log_dir: Path, owner: str) -> Path:
+def csv_paths(out: Path, backtest_id: str) -> tuple[Path, Path]:
+    """Where the export puts ``events.csv`` and ``deltas.csv`` under ``out``."""
+    folder = out / "results" / backtest_id
+    return folder / "events.csv", folder / "deltas.csv"
+
+
+def _first_file_on(path: Path) -> Path | None:
+    """The first path from the top down to ``path`` that exists and is not a directory."""
+    for p in (*reversed(path.parents), path):
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            return p
+    return None
+
+
+def check_output_paths(out: Path, backtest_id: str, owner: str) -> None:
+    """Refuse, before anything is created, outputs under ``out`` that cannot be written:
+    a file where a directory must go (``out`` itself included), a directory where an
+    output file goes, or a journal that ``owner`` did not write (:class:`DemoDirError`)."""
+    problems: list[str] = []
+    for folder in (out, out / "logs" / "events", out / "results" / backtest_id):
+        blocker = _first_file_on(folder)
+        if blocker == out:
+            problems.append(f"the output path {out} is a file, not a directory")
+        elif blocker is not None:
+            problems.append(f"{blocker} is a file, where the outputs need a directory")
+    for file in (out / "run_diagram.md", *csv_paths(out, backtest_id)):
+        if file.is_dir():
+            problems.append(f"{file} is a directory, where an output file goes")
+    if problems:
+        raise DemoDirError("; ".join(dict.fromkeys(problems))
+                           + ": pass --out with a directory")
+    claim_output_dir(out / "logs" / "events", owner, dry_run=True)
+
+
+def claim_output_dir(log_dir: Path, owner: str, *, dry_run: bool = False) -> Path:
     """Make ``log_dir`` ready for a fresh journal written by ``owner`` (a command name).
 
     A journal that ``owner`` wrote there before (its marker file says so) is replaced;
-    any other journal is never touched: :class:`DemoDirError`.
+    any other journal is never touched: :class:`DemoDirError`. ``dry_run``: only check.
     """
     from ._journal import journal_files
 
@@ -246,6 +293,8 @@ def claim_output_dir(log_dir: Path, owner: str) -> Path:
         raise DemoDirError(
             f"{log_dir} already holds a journal that `{owner}` did not write; it is left "
             "untouched: pass --out with another directory")
+    if dry_run:
+        return log_dir
     for p in [*old, torn]:
         p.unlink(missing_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +324,7 @@ def format_result(result: DemoResult) -> str:
               "  final positions:  " + ", ".join(
                   f"{k} {v:,.4f}" for k, v in sorted(result.positions.items()))]
     for label, path in (("journal", result.journal), ("events CSV", result.csv),
-                        ("run diagram", result.diagram)):
+                        ("deltas CSV", result.deltas), ("run diagram", result.diagram)):
         if path is not None:
             lines.append(f"  {label + ':':<18}{path}")
     return "\n".join(lines)

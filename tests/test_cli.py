@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from fsm_exec import (
     __version__,
     read_journal,
 )
-from fsm_exec._cli import Progress, build_parser, main, progress_line
+from fsm_exec._cli import Progress, UsageError, build_parser, main, progress_line, read_config
 from fsm_exec._diagram import _digest, lifecycle_model, svg_source_digest, to_dot
 
 from golden.make_golden import BAD
@@ -88,11 +89,14 @@ HELP = {
     (): ["exit codes:", "0 ok", "1 a failure was found", "2 usage error", "fsm-exec demo",
          "fsm-exec run blocks.jsonl", "fsm-exec check logs/events", "draw the block lifecycle"],
     ("demo",): ["logs/events/execution_manager_events.jsonl", "results/<id>/events.csv",
-                "run_diagram.md", "prints a summary", "injected faults", "without real waiting",
-                "--mode {backtest,live}", "exit codes:", "2 usage error"],
+                "results/<id>/deltas.csv", "run_diagram.md", "prints a summary",
+                "injected faults", "without real waiting", "--mode {backtest,live}",
+                "$BASIS_EXECUTION_MODE", "exit codes:", "2 usage error"],
     ("run",): ["JSON-lines file", "JSON array of blocks", "lines starting with # are skipped",
-               "validated first", "names the line", "exit code 1: a block failed or the "
-               "manager halted", ".toml or .json", "never printed", "exit codes:"],
+               "validated before anything is created", "names the line",
+               "exit code 1: a block failed or the manager halted", ".toml or .json",
+               "never printed", "results/<id>/deltas.csv", "$BASIS_EXECUTION_MODE",
+               "exit codes:"],
     ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check",
                    "exits 1, naming each stale file", "{mermaid,dot,svg,png,markdown,table}",
                    "exit code 1 (--check): a diagram is stale", "exit codes:"],
@@ -161,8 +165,8 @@ def test_demo_backtest_writes_its_outputs_and_a_summary(tmp_path: Path) -> None:
     assert r["blocks failed"] == "0" and r["retries"] == "0"
     assert int(r["blocks executed"]) == int(r["blocks accepted"]) > 10
     assert r["time"].endswith(" ms") and r["throughput"].endswith(" blocks/s")
-    assert (r["journal:"], r["events CSV:"], r["run diagram:"]) == (
-        str(journal), str(csv.resolve()), str(diagram))
+    assert (r["journal:"], r["events CSV:"], r["deltas CSV:"], r["run diagram:"]) == (
+        str(journal), str(csv), str(csv.with_name("deltas.csv")), str(diagram))
     assert "```mermaid" in diagram.read_text()
 
 
@@ -221,12 +225,14 @@ def test_demo_refuses_a_bad_id(args: list[str], message: str, tmp_path: Path,
 
 
 def test_demo_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--out naming a file is a usage error, not a traceback."""
+    """--out naming a file: exit 2 saying the output path is a file, nothing created."""
     target = tmp_path / "file"
     target.write_text("keep")
     assert cli("demo", "--out", target)[0] == 2
-    assert "cannot write the outputs" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"fsm-exec demo: the output path {target} is a file, "
+                                       "not a directory: pass --out with a directory\n")
     assert target.read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 # ------------------------------------------------------------------------ run
@@ -253,8 +259,9 @@ def test_run_executes_a_blocks_file(mode: str, tmp_path: Path,
     assert r["time"].endswith("blocks/s)")
     assert "failed:" not in text
     csv = out / "results" / "run-blocks" / "events.csv"
-    assert (r["journal:"], r["events CSV:"], r["run diagram:"]) == (
-        str(out / JOURNAL), str(csv.resolve()), str(out / "run_diagram.md"))
+    assert (r["journal:"], r["events CSV:"], r["deltas CSV:"], r["run diagram:"]) == (
+        str(out / JOURNAL), str(csv), str(csv.with_name("deltas.csv")),
+        str(out / "run_diagram.md"))
     assert csv.is_file() and (out / JOURNAL).is_file()
     assert f"start {TIMES}4" in (out / "run_diagram.md").read_text()
     assert capsys.readouterr().err == ""
@@ -349,7 +356,8 @@ def test_run_reports_a_refused_batch(tmp_path: Path) -> None:
 
 BAD_FILES: dict[str, tuple[list[object], str]] = {
     "bad JSON on line 3": ([block("a"), block("b"), '{"block_id": "c",'],
-                           ":3: not valid JSON"),
+                           ":3:18: not valid JSON: Expecting property name"),
+    "bad JSON on line 2, column 2": ([block("a"), "[,]"], ":2:2: not valid JSON"),
     "priority high on line 2": ([block("a"), {**block("b"), "priority": "high"}],
                                 ":2: [EXEC-004]"),
     "duplicate id on line 3": ([block("a"), block("b"), [block("c"), block("a")]],
@@ -358,6 +366,9 @@ BAD_FILES: dict[str, tuple[list[object], str]] = {
     "not a block": ([block("a"), "7"], ":2: [EXEC-004]"),
     "empty": ([], ": no blocks"),
     "only comments": (["", "# nothing", "  "], ": no blocks"),
+    "only an empty batch": (["[]"], ":1: no blocks (an empty batch)"),
+    "an empty batch among blocks": ([block("a"), "  [ ]  ", block("b")],
+                                    ":2: no blocks (an empty batch)"),
 }
 
 
@@ -378,15 +389,18 @@ def test_run_validates_the_whole_file_first(name: str, tmp_path: Path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("content", [None, b"\xff\xfe not utf-8\n"])
-def test_run_needs_a_readable_file(content: bytes | None, tmp_path: Path,
+@pytest.mark.parametrize(("content", "where"), [
+    (None, ": cannot read: No such file or directory"),
+    (b"\xff\xfe not utf-8\n", ":1:1: cannot read: not valid UTF-8 text"),
+    (b'{"a": 1}\n{"b": "caf\xe9"}\n', ":2:11: cannot read: not valid UTF-8 text")])
+def test_run_needs_a_readable_file(content: bytes | None, where: str, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing or undecodable blocks file: exit 2, cannot read."""
+    """A missing or undecodable blocks file: exit 2, cannot read (where, for bad UTF-8)."""
     blocks = tmp_path / "b.jsonl"
     if content is not None:
         blocks.write_bytes(content)
     assert cli("run", blocks, "--out", tmp_path / "out")[0] == 2
-    assert f"{blocks}: cannot read" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"fsm-exec run: {blocks}{where}\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -417,10 +431,10 @@ def test_run_config_is_used_and_its_secrets_never_written(
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [
-    ("bad.toml", f'api_key = "{CANARY}"\nmax_retries = [\n', "cannot read the config"),
+    ("bad.toml", f'api_key = "{CANARY}"\nmax_retries = [\n', ":3:1: not valid TOML: Invalid value"),
     ("bad.json", f'{{"api_key": "{CANARY}",\n "max_retries": }}',
-     "cannot read the config (line 2)"),
-    ("bad.toml", b"\xff\xfe", "cannot read the config"),
+     ":2:17: not valid JSON: Expecting value"),
+    ("bad.toml", b"\xff\xfe", ":1:1: cannot read the config: not valid UTF-8 text"),
     ("list.json", "[1, 2]", "the config must be a table/object"),
     ("system.yaml", f"api_key: {CANARY}\n", "a config file must end in .toml or .json"),
     ("range.toml", "execution_timeout = 999\n", "execution_timeout"),
@@ -445,15 +459,16 @@ def test_run_refuses_a_bad_config_without_echoing_it(
 
 
 def test_run_config_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing --config file: exit 2."""
+    """A missing --config file: exit 2, saying why."""
     blocks = good_blocks(tmp_path / "b.jsonl")
     assert cli("run", blocks, "--config", tmp_path / "nope.toml", "--out", tmp_path)[0] == 2
-    assert "nope.toml: cannot read the config" in capsys.readouterr().err
+    assert "nope.toml: cannot read the config: No such file or directory" in (
+        capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--id", "../x"], "--id: backtest_id"),
-    (["--out", "FILE"], "cannot create log directory"),
+    (["--out", "FILE"], "the output path FILE is a file, not a directory"),
 ])
 def test_run_refuses_bad_output_arguments(args: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -462,7 +477,301 @@ def test_run_refuses_bad_output_arguments(args: list[str], message: str, tmp_pat
     blocks = good_blocks(tmp_path / "b.jsonl")
     args = [str(tmp_path / a) if a == "FILE" else a for a in args]
     assert cli("run", blocks, *args)[0] == 2
-    assert message in capsys.readouterr().err
+    assert message.replace("FILE", str(tmp_path / "FILE")) in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def subprocess_env(**changes: str | None) -> dict[str, str]:
+    """os.environ with ``changes`` (None removes a variable)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASIS_")}
+    for k, v in changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+FSM_EXEC = [sys.executable, "-m", "fsm_exec"]
+
+
+@pytest.mark.parametrize("how", ["process", "main"])
+@pytest.mark.parametrize("command", ["run", "demo"])
+@pytest.mark.parametrize("variable", ["BASIS_ENVIRONMENT", "BASIS_DEPLOYMENT_MODE",
+                                      "BASIS_EXECUTION_MODE"])
+def test_a_bad_environment_is_a_usage_error_that_creates_nothing(
+        how: str, command: str, variable: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad BASIS_* variable: exit 2, one line naming the variable (never its value), and
+    nothing created; in a real process and through main()."""
+    blocks = good_blocks(tmp_path / "b.jsonl")
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [command, *([str(blocks)] if command == "run" else []), "--out", "out"]
+    if how == "process":
+        proc = subprocess.run([*FSM_EXEC, *argv], capture_output=True, text=True,
+                              timeout=120, check=False, cwd=work,
+                              env=subprocess_env(**{variable: CANARY}))
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        monkeypatch.chdir(work)
+        monkeypatch.setenv(variable, CANARY)
+        code, stdout = cli(*argv)
+        stderr = capsys.readouterr().err
+    assert (code, stdout) == (2, "")
+    assert stderr.startswith(f"fsm-exec {command}: [EXEC-010] invalid configuration: "
+                             f"{variable}: must be one of ")
+    assert stderr.count("\n") == 1 and CANARY not in stderr
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied", "out/x"),
+                                   EventLogError("cannot create log directory out: No space")])
+def test_outputs_that_cannot_be_written_are_a_usage_error(
+        command: str, error: OSError, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An output the system refuses to create: exit 2 with the path and the reason."""
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr("fsm_exec._demo.claim_output_dir", refuse)
+    args = [good_blocks(tmp_path / "b.jsonl")] if command == "run" else []
+    assert cli(command, *args, "--out", tmp_path / "out") == (2, "")
+    expected = ("cannot write the outputs: out/x: Permission denied"
+                if isinstance(error, PermissionError) else str(error))
+    assert capsys.readouterr().err == f"fsm-exec {command}: {expected}\n"
+
+
+class ClosedPipe(io.StringIO):
+    """An output whose reader went away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_pipe_is_handled_in_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() turns a BrokenPipeError into exit 141 and points stdout/stderr at /dev/null."""
+    moved: list[int] = []
+    monkeypatch.setattr("fsm_exec._cli.os.dup2", lambda fd, to: moved.append(to))
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["check", str(GOLDEN / "backtest_clean.jsonl")], out=ClosedPipe()) == 141
+    assert moved  # stderr (stdout here has no file descriptor) now points at /dev/null
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_mode_defaults_to_basis_execution_mode(command: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--mode defaults to BASIS_EXECUTION_MODE, as the library does; --mode wins over it."""
+    monkeypatch.setenv("BASIS_EXECUTION_MODE", "live")
+    args = [good_blocks(tmp_path / "b.jsonl")] if command == "run" else []
+    code, text = cli(command, *args, "--out", tmp_path / "a")
+    assert code == 0 and "live mode" in text.splitlines()[0]
+    (init,) = [r for r in read_journal(tmp_path / "a" / "logs" / "events")
+               if r.event_type == "component_initialization"]
+    assert init.data["execution_mode"] == "live"
+    code, text = cli(command, *args, "--out", tmp_path / "b", "--mode", "backtest")
+    assert code == 0 and "backtest mode" in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("argv", [["run", "BLOCKS", "--out", "out"], ["demo", "--out", "out"],
+                                  ["check", "LOG"], ["diagram"], ["--help"]])
+def test_a_closed_pipe_ends_the_command_quietly(argv: list[str], buffered: bool,
+                                                tmp_path: Path) -> None:
+    """`fsm-exec ... | head -1`: when the reader is gone, exit 141 with nothing on stderr."""
+    paths = {"BLOCKS": str(good_blocks(tmp_path / "b.jsonl")),
+             "LOG": str(GOLDEN / "backtest_clean.jsonl")}
+    proc = subprocess.Popen([*FSM_EXEC, *(paths.get(a, a) for a in argv)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=subprocess_env(PYTHONUNBUFFERED=None if buffered else "1"))
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before anything is written
+    err = proc.stderr.read()
+    # some 3.11 releases' argparse ignore a failed write of --help (unbuffered, nothing is
+    # left to fail later)
+    assert proc.wait(timeout=120) in ((141, 0) if argv == ["--help"] and not buffered
+                                      else (141,))
+    assert err == b""
+
+
+CONFIG_ERRORS: dict[str, tuple[str, bytes | str, str]] = {
+    "toml missing value": ("c.toml", f'api_key = "{CANARY}"\nmax_retries = \n',
+                           ":2:15: not valid TOML: Invalid value"),
+    "toml unterminated": ("c.toml", f'x = 1\napi_key = "{CANARY}\n',
+                          ":2:32: not valid TOML: illegal character in a string"),
+    "toml control character": ("c.toml", f'api_key = "{CANARY}\x01"\n',
+                               ":1:32: not valid TOML: illegal character in a string"),
+    "toml table twice": ("c.toml", f"[{CANARY}]\n[{CANARY}]\n",
+                         ":2:22: not valid TOML: a table declared twice"),
+    "toml key twice inline": ("c.toml", f"t = {{ {CANARY} = 1, {CANARY} = 2 }}\n",
+                              ":1:57: not valid TOML: duplicate key in an inline table"),
+    "toml key twice": ("c.toml", f"{CANARY} = 1\n{CANARY} = 2\n",
+                       ":2:25: not valid TOML: Cannot overwrite a value"),
+    "toml two statements on a line": ("c.toml", f'a = "{CANARY}" b = 1\n',
+                                      ":1:28: not valid TOML: Expected newline or end of "
+                                      "document after a statement"),
+    "toml unclosed array": ("c.toml", f'k = ["{CANARY}"', ":1:28: not valid TOML: "
+                            "Unclosed array"),
+    "json bare word": ("c.json", f'{{"api_key": {CANARY}}}', ":1:13: not valid JSON: "
+                       "Expecting value"),
+    "json bad escape": ("c.json", f'{{"api_key": "{CANARY}\\q"}}',
+                        ":1:34: not valid JSON: Invalid \\escape"),
+    "json trailing data": ("c.json", f'{{}} "{CANARY}"', ":1:4: not valid JSON: Extra data"),
+    "a directory": ("d.toml", "", ": cannot read the config: Is a directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_a_config_error_names_file_line_column_and_reason_never_content(
+        case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken TOML or JSON config: exit 2, `file:line:column: not valid ...: <reason>`,
+    and nothing of the file's content (a secret) is shown; nothing is created."""
+    name, content, where = CONFIG_ERRORS[case]
+    config = tmp_path / name
+    if case == "a directory":
+        config.mkdir()
+    elif isinstance(content, bytes):
+        config.write_bytes(content)
+    else:
+        config.write_text(content)
+    out = tmp_path / "out"
+    assert cli("run", good_blocks(tmp_path / "b.jsonl"), "--config", config,
+               "--out", out) == (2, "")
+    err = capsys.readouterr().err
+    assert err == f"fsm-exec run: {config}{where}\n"
+    assert "CANARY" not in err
+    assert not out.exists()
+
+
+def test_the_pure_python_json_reason_is_cut_before_it_quotes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON's pure-Python scanner quotes the file after a colon ("Invalid \\escape: 'x'"):
+    only the reason before it is shown."""
+    def loads(text: str) -> Any:
+        raise json.JSONDecodeError(f"Invalid \\escape: {CANARY!r}", text, 3)
+
+    config = tmp_path / "c.json"
+    config.write_text(f'{{"k": "{CANARY}"}}')
+    monkeypatch.setattr("fsm_exec._cli.json.loads", loads)
+    with pytest.raises(UsageError) as refused:
+        read_config(config)
+    assert str(refused.value) == f"{config}:1:4: not valid JSON: Invalid \\escape"
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_a_config_with_a_byte_order_mark_is_read(suffix: str, tmp_path: Path) -> None:
+    """A UTF-8 byte order mark at the start of a config is accepted."""
+    config = config_file(tmp_path / f"system{suffix}")
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    out = tmp_path / "out"
+    code, _ = cli("run", good_blocks(tmp_path / "b.jsonl"), "--config", config, "--out", out)
+    assert code == 0
+    (init,) = [r for r in read_journal(out / "logs" / "events")
+               if r.event_type == "component_initialization"]
+    assert init.data["config_hash"] == ExecutionConfig(max_retries=5).digest()
+
+
+def test_run_summary_counts_in_the_singular(tmp_path: Path) -> None:
+    """One batch of one block reads "1 batch, 1 block", not "1 batches, 1 blocks"."""
+    code, text = cli("run", write_lines(tmp_path / "b.jsonl", block("a")), "--out", tmp_path)
+    assert code == 0
+    assert text.splitlines()[0] == f"{tmp_path / 'b.jsonl'}: 1 batch, 1 block, backtest mode"
+
+
+def test_a_duplicate_id_names_the_line_that_used_it_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A block id used again: the error names the line that used it first."""
+    blocks = write_lines(tmp_path / "b.jsonl", block("x"), "", [block("a"), block("b")],
+                         "# c", [block("c"), block("a")])
+    assert cli("run", blocks, "--out", tmp_path / "out") == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"fsm-exec run: {blocks}:5: [EXEC-004] batch of 2 blocks refused")
+    assert ("block 'a' @ $[1].block_id: already queued, in flight or recently finished "
+            "(first used on line 3)") in err
+
+
+def test_a_blocks_file_with_a_byte_order_mark_runs(tmp_path: Path) -> None:
+    """A blocks file saved with a UTF-8 byte order mark runs like one without."""
+    blocks = good_blocks(tmp_path / "b.jsonl")
+    blocks.write_bytes(b"\xef\xbb\xbf" + blocks.read_bytes())
+    code, text = cli("run", blocks, "--out", tmp_path / "out")
+    assert code == 0 and ": 3 batches, 4 blocks," in text
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_output_paths_are_printed_one_way(command: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every output path in the summary is under --out as given (all relative here)."""
+    monkeypatch.chdir(tmp_path)
+    args = [good_blocks(Path("b.jsonl"))] if command == "run" else []
+    code, text = cli(command, *args, "--out", "rel")
+    assert code == 0
+    r = rows(text)
+    printed = [r["journal:"], r["events CSV:"], r["deltas CSV:"], r["run diagram:"]]
+    assert all(p.startswith("rel/") and Path(p).is_file() for p in printed), printed
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+@pytest.mark.parametrize(("make", "message"), [
+    ("logs", "OUT/logs is a file, where the outputs need a directory"),
+    ("results/ID/events.csv", "OUT/results/ID/events.csv is a directory, where an output "
+                              "file goes"),
+    ("run_diagram.md", "OUT/run_diagram.md is a directory, where an output file goes"),
+])
+def test_output_paths_that_cannot_be_written_are_refused_first(
+        command: str, make: str, message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A file where an output directory goes, or a directory where an output file goes:
+    exit 2 naming it, before anything is created."""
+    out = tmp_path / "out"
+    backtest_id = "run-b" if command == "run" else "demo-backtest"
+    target = out / make.replace("ID", backtest_id)
+    target.parent.mkdir(parents=True)
+    if make == "logs":
+        target.write_text("")
+    else:
+        target.mkdir()
+    before = sorted(out.rglob("*"))
+    args = [good_blocks(tmp_path / "b.jsonl")] if command == "run" else []
+    assert cli(command, *args, "--out", out) == (2, "")
+    expected = message.replace("OUT", str(out)).replace("ID", backtest_id)
+    assert capsys.readouterr().err == (f"fsm-exec {command}: {expected}: pass --out with a "
+                                       "directory\n")
+    assert sorted(out.rglob("*")) == before
+
+
+def test_live_demo_help_says_what_its_journal_shows(
+        live_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The live demo's help names what its journal really holds: one reconciliation timeout
+    then success, one block timing out on all 3 attempts, failing, a halt and a resume."""
+    from fsm_exec._cli import LIVE_DEMO_SHOWS
+
+    records = list(read_journal(live_log))
+    timeouts: dict[str, int] = {}
+    for r in records:
+        if r.event_type == "reconciliation_timeout":
+            timeouts[r.data["block_id"]] = timeouts.get(r.data["block_id"], 0) + 1
+    (failed,) = [r.data for r in records if r.event_type == "block_failed"]
+    assert sorted(timeouts.values()) == [1, 3]
+    assert failed == {"block_id": max(timeouts, key=timeouts.__getitem__),
+                      "error_code": "EXEC-002", "attempts": 3}
+    resolved = [r.data.get("resolved_by") for r in records if r.event_type == "block_transition"
+                and r.data["source"] == "retrying"]
+    assert {"query_found", "query_not_found", "late_reply"} <= set(resolved)
+    assert [r.event_type for r in records if r.event_type.startswith("manager_")] == [
+        "manager_halted", "manager_resumed"]
+    for phrase in ("a lost reply (settled by asking the venue)",
+                   "a refused connection (routed again)",
+                   "a reply after the execution timeout (used)",
+                   "times out once and then succeeds", "times out on all 3 attempts",
+                   "the block fails (EXEC-002)", "the manager halts and the demo resumes it"):
+        assert phrase in LIVE_DEMO_SHOWS
+    assert "failed reconciliation" not in LIVE_DEMO_SHOWS
+    assert main(["demo", "--help"]) == 0
+    assert " ".join(LIVE_DEMO_SHOWS.split()) in " ".join(capsys.readouterr().out.split())
 
 
 # ------------------------------------------------------------------------ progress
@@ -611,6 +920,55 @@ def test_check_refuses_what_it_cannot_read(make: str, tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("fsm-exec check: ")
     assert str(args[-1]) in err
+
+
+@pytest.mark.parametrize("make", ["events.csv", "blocks.jsonl", "empty.csv", "torn"])
+def test_check_of_a_file_that_is_not_a_journal_is_a_usage_error(
+        make: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check events.csv` (or a blocks file, an empty .csv, a .torn file): exit 2 saying it
+    is not a journal, not exit 1 for a broken one."""
+    if make == "events.csv":
+        assert cli("demo", "--out", tmp_path)[0] == 0
+        path = tmp_path / "results" / "demo-backtest" / "events.csv"
+    elif make == "blocks.jsonl":
+        path = good_blocks(tmp_path / "blocks.jsonl")
+    elif make == "empty.csv":
+        path = tmp_path / "empty.csv"
+        path.write_text("")
+    else:
+        path = tmp_path / "execution_manager_events.jsonl.torn"
+        path.write_text('{"seq": 9, "ti\n')
+    assert cli("check", path) == (2, "")
+    assert capsys.readouterr().err == (
+        f"fsm-exec check: {path}: not a journal (its first line is not a journal record); "
+        "pass a log directory or its *_events.jsonl files\n")
+
+
+def test_check_of_an_unreadable_file_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal file that cannot be opened: exit 2 saying why."""
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("fsm_exec._cli.open", refuse, raising=False)
+    journal = GOLDEN / "backtest_clean.jsonl"
+    assert cli("check", journal) == (2, "")
+    assert capsys.readouterr().err == f"fsm-exec check: {journal}: cannot read: Permission denied\n"
+
+
+def test_check_still_reads_a_broken_or_renamed_journal(tmp_path: Path) -> None:
+    """A .jsonl journal whose first line is garbage is a broken journal (exit 1); a journal
+    under another name is still a journal (exit 0)."""
+    good = (GOLDEN / "backtest_clean.jsonl").read_text()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("garbage\n" + good)
+    code, text = cli("check", broken)
+    assert code == 1 and f"\n  - {broken}:1: " in text
+    renamed = tmp_path / "journal.txt"
+    renamed.write_text(good)
+    code, text = cli("check", renamed)
+    assert code == 0 and text.startswith("OK")
 
 
 # ------------------------------------------------------------------------ diagram

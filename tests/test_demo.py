@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
-from fsm_exec import ExecutionManager
-from fsm_exec._demo import EthBasisStrategy, PriceSeries, VenueRouter, load_prices, run_demo
+from fsm_exec import ConfigError, ExecutionManager
+from fsm_exec._demo import (
+    DemoDirError,
+    EthBasisStrategy,
+    PriceSeries,
+    VenueRouter,
+    load_prices,
+    run_demo,
+)
 from fsm_exec._sim import RecordingEventLogger
 
 
@@ -43,6 +53,49 @@ def test_demo_logs_every_transition() -> None:
     result = run_demo("backtest", event_logger=log)
     assert len(log.of_type("block_transition")) == 3 * result.status["blocks_executed"]
 
+
+def test_mode_defaults_to_basis_execution_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_demo() runs in BASIS_EXECUTION_MODE, as the manager does; a mode given wins."""
+    monkeypatch.setenv("BASIS_EXECUTION_MODE", "live")
+    assert run_demo().status["execution_mode"] == "live"
+    assert run_demo("backtest").status["execution_mode"] == "backtest"
+
+
+@pytest.mark.parametrize(("variable", "value"), [("BASIS_ENVIRONMENT", "prod"),
+                                                 ("BASIS_EXECUTION_MODE", "paper")])
+def test_a_bad_environment_creates_nothing(variable: str, value: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad BASIS_* variable is refused (ConfigError) before any output is created."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        run_demo(out=tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_path_that_is_a_file_is_refused_first(tmp_path: Path) -> None:
+    """out naming a file: DemoDirError saying so, and nothing created."""
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(DemoDirError, match=re.escape(
+            f"the output path {tmp_path / 'f'} is a file, not a directory")):
+        run_demo(out=tmp_path / "f")
+    with pytest.raises(DemoDirError, match=re.escape(
+            f"{tmp_path / 'f'} is a file, where the outputs need a directory")):
+        run_demo(out=tmp_path / "f" / "sub")
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_deltas_csv_sums_to_the_positions(tmp_path: Path) -> None:
+    """Summed by asset, deltas.csv of the live demo gives the demo's final positions."""
+    result = run_demo("live", out=tmp_path)
+    assert result.deltas == tmp_path / "results" / "demo-live" / "deltas.csv"
+    with open(result.deltas, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    totals: dict[str, float] = {"USDT": 1_000_000.0}
+    for r in rows:
+        totals[r["key"]] = totals.get(r["key"], 0.0) + float(r["amount"])
+    assert totals.keys() == result.positions.keys()
+    for asset, amount in result.positions.items():
+        assert totals[asset] == pytest.approx(amount, abs=1e-6)
 
 def test_router_is_idempotent_and_queryable() -> None:
     """Routing a block twice executes it once; query_execution reports it."""

@@ -1081,7 +1081,7 @@ def test_reexport_overwrites_atomically(tmp_path: Path) -> None:
         assert el.export_csv(tmp_path / "results", "r") == out
     _, rows = read_csv(out)
     assert [r["seq"] for r in rows] == ["1", "2"]
-    assert [p.name for p in out.parent.iterdir()] == ["events.csv"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deltas.csv", "events.csv"]
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])

@@ -1,0 +1,284 @@
+"""The CSV export (``fsm_exec._csv``): typed, spreadsheet-safe cells, ``deltas.csv`` and
+temporary files that are never someone else's. LibreOffice checks what a spreadsheet makes
+of the files, when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+import zipfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsm_exec import CSV_COLUMNS, DELTAS_COLUMNS, EventLogger, export_csv
+from fsm_exec._csv import csv_cell, delta_amounts
+
+EM = "ExecutionManager"
+TS = "2025-10-01T00:00:00+00:00"
+#: Block ids a spreadsheet would turn into numbers, dates or booleans, and one it would not.
+ID_LIKE = ["1e5", "00012", "2025-10-01", "1.50", "TRUE", "SEPT2", "12%", "#N/A", "(5)",
+           "open-1"]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def unquote(cell: str) -> str:
+    """What the README says a reader does: remove one leading quote."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def transition(el: EventLogger, block_id: str, deltas: Any, attempt: int = 1,
+               ts: str = TS) -> None:
+    el.log_event(ts, "block_transition", EM, {
+        "block_id": block_id, "source": "routing", "dest": "pending_reconciliation",
+        "trigger": "executed", "attempt": attempt, "deltas": deltas})
+
+
+# ------------------------------------------------------------------------ cells
+
+
+@pytest.mark.parametrize(("text", "cell"), [
+    ("1e5", "'1e5"), ("00012", "'00012"), ("2025-10-01", "'2025-10-01"), ("1.50", "'1.50"),
+    (".5", "'.5"), ("1,5", "'1,5"), ("12%", "'12%"), ("1/2", "'1/2"), ("10:00", "'10:00"),
+    ("TRUE", "'TRUE"), ("false", "'false"), ("SEPT2", "'SEPT2"), ("Mar 1", "'Mar 1"),
+    ("march 2025", "'march 2025"), ("#N/A", "'#N/A"), ("(5)", "'(5)"), ("$5", "'$5"),
+    ("\u20ac5", "'\u20ac5"), (" 7", "' 7"), ("'x", "''x"),
+    ("2025-10-01T00:00:00", "'2025-10-01T00:00:00"),  # no offset: LibreOffice makes a date
+    # text as it is
+    (TS, TS), ("2025-10-01T00:00Z", "2025-10-01T00:00Z"), ("open-20251001T00", "open-20251001T00"),
+    ("market-1", "market-1"), ("december", "december"), ("EXEC-002", "EXEC-002"),
+    ("b1", "b1"), ("", ""),
+])
+def test_text_a_spreadsheet_would_read_as_a_value_gets_a_quote(text: str, cell: str) -> None:
+    """Text that a spreadsheet reads as a number, date, time, boolean or error gets one `'`;
+    the journal's timestamps and ordinary ids are written as they are."""
+    assert csv_cell(text) == cell
+
+
+@given(st.text())
+def test_a_quote_is_always_removable(text: str) -> None:
+    """Removing one leading quote from any text cell gives the text back exactly."""
+    assert unquote(csv_cell(text)) == text
+
+
+def test_id_like_block_ids_stay_text_in_the_export(tmp_path: Path) -> None:
+    """events.csv and deltas.csv write id-like block ids with a quote, numbers as numbers."""
+    with EventLogger(tmp_path / "logs") as el:
+        for block_id in ID_LIKE:
+            transition(el, block_id, {"ETH": -1.5})
+        out = el.export_csv(tmp_path / "results", "r")
+    _, events = read_csv(out)
+    _, deltas = read_csv(out.with_name("deltas.csv"))
+    for rows in (events, deltas):
+        assert [unquote(r["block_id"]) for r in rows] == ID_LIKE
+        assert [r["block_id"].startswith("'") for r in rows] == [b != "open-1" for b in ID_LIKE]
+        assert {r["timestamp"] for r in rows} == {TS}
+    assert {r["amount"] for r in deltas} == {"-1.5"}
+
+
+# ------------------------------------------------------------------------ deltas.csv
+
+
+def test_deltas_csv_has_one_row_per_number(tmp_path: Path) -> None:
+    """deltas.csv: one row per number in each block_transition's deltas, whatever their shape;
+    other records (checkpoints included) and non-numbers are not rows."""
+    with EventLogger(tmp_path / "logs") as el:
+        el.log_event(TS, "block_accepted", EM, {"block_id": "a", "instructions": [
+            {"amount": 9.0}]})
+        transition(el, "a", {"block_id": "a", "changes": {"ETH": 2.0, "USDT": -6000}})
+        el.log_event(TS, "positions_updated", EM, {"block_id": "a", "attempt": 1})
+        el.log_event(TS, "checkpoint", EM, {"deltas": {"ETH": 1.0}, "seq": 4})
+        transition(el, "b", {"ETH": Decimal("0.1"), "note": "x", "ok": True, "n": None},
+                   attempt=2)
+        transition(el, "c", {"legs": [{"qty": 1}, 3.5], "a/b~": 1e-7})
+        transition(el, "d", 4.25)
+        el.log_event(TS, "block_transition", EM, {"block_id": "e", "source": "queued",
+                                                   "dest": "routing", "trigger": "start"})
+        out = el.export_csv(tmp_path / "results", "r")
+    header, rows = read_csv(out.with_name("deltas.csv"))
+    assert tuple(header) == DELTAS_COLUMNS == (
+        "seq", "timestamp", "component", "block_id", "attempt", "path", "key", "amount")
+    assert [(r["seq"], r["block_id"], r["attempt"], r["path"], r["key"], r["amount"])
+            for r in rows] == [
+        ("2", "a", "1", "/changes/ETH", "ETH", "2.0"),
+        ("2", "a", "1", "/changes/USDT", "USDT", "-6000"),
+        ("5", "b", "2", "/ETH", "ETH", "0.1"),
+        ("6", "c", "1", "/legs/0/qty", "qty", "1"),
+        ("6", "c", "1", "/legs/1", "'1", "3.5"),  # a number as text: quoted
+        ("6", "c", "1", "/a~1b~0", "a/b~", "1e-07"),
+        ("7", "d", "1", "", "", "4.25")]
+    assert {r["component"] for r in rows} == {EM} and {r["timestamp"] for r in rows} == {TS}
+    _, events = read_csv(out)
+    assert [r["event_type"] for r in events] == [
+        "block_accepted", "block_transition", "positions_updated", "checkpoint",
+        *["block_transition"] * 4]
+
+
+def test_deltas_cells_are_injection_safe(tmp_path: Path) -> None:
+    """Keys, paths and decimals that are not plain numbers are quoted like any text cell."""
+    bad = '=HYPERLINK("https:evil.example","x")'
+    with EventLogger(tmp_path / "logs") as el:
+        transition(el, bad, {bad: 1.0, "-1": 2.0, "x": Decimal("-Infinity"),
+                             "y": Decimal("-1.5E+3")})
+        out = el.export_csv(tmp_path / "results", "r")
+    _, rows = read_csv(out.with_name("deltas.csv"))
+    assert [(r["block_id"], r["path"], r["key"], r["amount"]) for r in rows] == [
+        ("'" + bad, "/" + bad, "'" + bad, "1.0"), ("'" + bad, "/-1", "'-1", "2.0"),
+        ("'" + bad, "/x", "x", "'-Infinity"), ("'" + bad, "/y", "y", "-1.5E+3")]
+
+
+def test_delta_amounts_of_the_readme_shape() -> None:
+    """The README's venue returns {"ETH": 2.0}: one amount, filed under ETH."""
+    assert list(delta_amounts({"ETH": 2.0})) == [("/ETH", "ETH", 2.0)]
+    assert list(delta_amounts({"__decimal__": "1.5"})) == [("", "", "1.5")]
+    assert list(delta_amounts([True, None, "1"])) == []
+
+
+# ------------------------------------------------------------------------ temporary files
+
+
+def test_export_never_follows_a_link_planted_at_a_temporary_path(tmp_path: Path) -> None:
+    """Links planted where the export used to put its temporary files (and at the outputs)
+    are never written through: the files outside results_dir stay as they were."""
+    with EventLogger(tmp_path / "logs") as el:
+        transition(el, "a", {"ETH": 1.0})
+    folder = tmp_path / "results" / "r"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_text("keep")
+    for name in ("events.csv.tmp", "deltas.csv.tmp"):
+        (folder / name).symlink_to(outside / name)  # a dangling link: open() would create
+    (folder / "events.csv").symlink_to(outside / "kept")
+    out = export_csv(tmp_path / "logs", tmp_path / "results", "r")
+    assert sorted(p.name for p in outside.iterdir()) == ["kept"]
+    assert (outside / "kept").read_text() == "keep"
+    for name in ("events.csv", "deltas.csv"):
+        assert not (folder / name).is_symlink() and (folder / name).is_file()
+    assert read_csv(out)[1][0]["block_id"] == "a"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "deltas.csv", "deltas.csv.tmp", "events.csv", "events.csv.tmp"]
+
+
+def test_failed_export_leaves_neither_temporary_file(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename that fails removes both temporary files."""
+    with EventLogger(tmp_path / "logs") as el:
+        el.log_event(TS, "x", EM, {})
+    real, calls = os.replace, []
+
+    def second_fails(src: Any, dst: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr("fsm_exec._csv.os.replace", second_fails)
+    with pytest.raises(OSError, match="No space"):
+        export_csv(tmp_path / "logs", tmp_path / "results", "r")
+    assert sorted(p.name for p in (tmp_path / "results" / "r").iterdir()) == ["events.csv"]
+
+
+def test_export_files_are_readable_as_usual(tmp_path: Path) -> None:
+    """The exported files get the usual permissions (the umask's), not a private 0600."""
+    with EventLogger(tmp_path / "logs") as el:
+        el.log_event(TS, "x", EM, {})
+    umask = os.umask(0o022)
+    try:
+        out = export_csv(tmp_path / "logs", tmp_path / "results", "r")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert out.with_name("deltas.csv").stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------------ LibreOffice
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+#: LibreOffice's CSV import options: comma, double quote, UTF-8, from line 1; with and
+#: without "detect special numbers" (dates, times, scientific notation).
+IMPORTS = {"default": "CSV:44,34,76,1", "special numbers": "CSV:44,34,76,1,,1033,false,true"}
+
+
+def convert(source: Path, to: str, profile: Path, infilter: str | None = None) -> Path:
+    """``source`` converted by LibreOffice (headless, its own profile) to ``to``."""
+    outdir = source.parent / f"{source.stem}.{to.split(':')[0]}.d"
+    outdir.mkdir()
+    argv = [str(SOFFICE), f"-env:UserInstallation={profile.as_uri()}", "--headless",
+            "--convert-to", to, "--outdir", str(outdir), str(source)]
+    if infilter:
+        argv[3:3] = [f"--infilter={infilter}"]
+    subprocess.run(argv, capture_output=True, timeout=180, check=True)
+    (result,) = outdir.iterdir()
+    return result
+
+
+def typed_cells(xlsx: Path) -> dict[str, list[tuple[str, str]]]:
+    """Column name -> (type, value) of each cell below the header: text, number or bool."""
+    with zipfile.ZipFile(xlsx) as z:
+        strings = ["".join(t.text or "" for t in si.iter(f"{{{NS['m']}}}t"))
+                   for si in ET.fromstring(z.read("xl/sharedStrings.xml")).iterfind("m:si", NS)]
+        sheet = ET.fromstring(z.read("xl/worksheets/sheet1.xml"))
+    rows = []
+    for row in sheet.iterfind("m:sheetData/m:row", NS):
+        cells = {}  # column letters -> cell; an empty cell is left out
+        for c in row.iterfind("m:c", NS):
+            v = c.findtext("m:v", "", NS)
+            kind = {"s": "text", "str": "text", "b": "bool"}.get(c.get("t", "n"), "number")
+            cells[c.get("r", "").rstrip("0123456789")] = (
+                kind, strings[int(v)] if c.get("t") == "s" else v)
+        rows.append(cells)
+    header = {column: value for column, (_, value) in rows[0].items()}
+    return {name: [r.get(column, ("empty", "")) for r in rows[1:]]
+            for column, name in header.items()}
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LibreOffice user profile of our own (another running office cannot interfere)."""
+    if SOFFICE is None:
+        pytest.skip("LibreOffice (soffice) is not installed: apt-get install libreoffice-calc")
+    return tmp_path_factory.mktemp("lo-profile")
+
+
+@pytest.mark.parametrize("how", sorted(IMPORTS))
+def test_libreoffice_keeps_ids_text_and_numbers_numbers(how: str, profile: Path,
+                                                        tmp_path: Path) -> None:
+    """Opened in LibreOffice, block ids stay text (1e5 is not 100000, 00012 is not 12), seq,
+    attempt and amount are numbers, timestamps text; saved as CSV and opened again, the same."""
+    with EventLogger(tmp_path / "logs") as el:
+        for i, block_id in enumerate(ID_LIKE):
+            transition(el, block_id, {"changes": {"ETH": -1.5, "USDT": Decimal("4500.25")}},
+                       attempt=i + 1)
+        events = el.export_csv(tmp_path / "results", "r")
+    for name, numbers in (("events.csv", ("seq", "attempt")),
+                          ("deltas.csv", ("seq", "attempt", "amount"))):
+        source = tmp_path / name
+        shutil.copy(events.with_name(name), source)
+        xlsx = convert(source, "xlsx", profile, IMPORTS[how])
+        first = typed_cells(xlsx)
+        assert first["block_id"] == [("text", csv_cell(b)) for b in ID_LIKE for _ in (
+            (1, 2) if name == "deltas.csv" else (1,))]
+        assert {kind for kind, _ in first["timestamp"]} == {"text"}
+        for column in numbers:
+            assert {kind for kind, _ in first[column]} == {"number"}, column
+        if name == "deltas.csv":
+            assert [float(v) for _, v in first["amount"][:2]] == [-1.5, 4500.25]
+        # the round trip: saved as CSV by LibreOffice, opened again
+        saved = convert(xlsx, "csv:Text - txt - csv (StarCalc):44,34,76,1", profile)
+        again = convert(saved, "xlsx", profile, IMPORTS[how])
+        assert typed_cells(again)["block_id"] == first["block_id"]
+    assert tuple(read_csv(events)[0]) == CSV_COLUMNS
