@@ -9,6 +9,8 @@ table raises :class:`InvalidLifecycleError` naming the offending states.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -195,6 +197,13 @@ NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {
 LEGAL_MOVES: frozenset[tuple[BlockState, BlockState]] = frozenset(
     (e.source, e.dest) for e in TRANSITIONS
 )
+#: A short stable fingerprint of the table: the first 16 hex digits of the sha256 of the
+#: compact JSON list of ``[source, trigger, dest]`` triples, in table order (meanings left
+#: out). Journals and metrics (``fsm_exec_build_info``) carry it, so a reader can tell
+#: which lifecycle wrote them.
+TABLE_HASH: str = hashlib.sha256(json.dumps(
+    [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS],
+    separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def lifecycle_paths(edges: tuple[Edge, ...] = TRANSITIONS) -> tuple[tuple[Edge, ...], ...]:
