@@ -343,7 +343,9 @@ class ExecutionManager:
             "blocks_executed": state.executed, "blocks_failed": state.failed,
             "halted": state.halted, "dropped": len(report.dropped)})
         self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
-                           queued=len(report.queued), halted=state.halted)
+                           queued=len(report.queued), halted=state.halted,
+                           action=fl.block.action if fl else None,
+                           in_doubt_state=fl.state if fl else None)
         return report
 
     def reopen(self) -> ExecutionManager:
