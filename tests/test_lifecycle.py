@@ -551,5 +551,5 @@ def test_table_hash_fingerprints_the_triples_in_order() -> None:
     from fsm_exec._lifecycle import TABLE_HASH
 
     triples = [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS]
-    assert TABLE_HASH == hashlib.sha256(orjson.dumps(triples)).hexdigest()[:16]
+    assert hashlib.sha256(orjson.dumps(triples)).hexdigest()[:16] == TABLE_HASH
     assert len(TABLE_HASH) == 16 and int(TABLE_HASH, 16) >= 0
