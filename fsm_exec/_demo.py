@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import attrs
 
 from ._blocks import InstructionBlock
 from ._manager import ExecutionManager
+from ._observe import Observer
 from ._sim import FakeClock, FaultyVenue, SimPositionHandler, SimReconciliation
 
 PRICE_FILE = "eth_prices_1h.csv"
@@ -162,14 +163,16 @@ class DemoResult:
 
 
 def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
-             backtest_id: str | None = None, event_logger: Any = None) -> DemoResult:
+             backtest_id: str | None = None, event_logger: Any = None,
+             observers: Sequence[Observer] = ()) -> DemoResult:
     """Run the example strategy, one ``update_state`` per hour of the bundled prices.
 
     Backtest: the simulated venues as they are. Live: the same venues with scripted faults
     (:data:`LIVE_VENUE_FAULTS`, :data:`LIVE_RECONCILIATION`) on a fake clock, so retries, a
     reconciliation timeout and a manual resume happen without real waiting. With ``out``,
     writes ``logs/events/execution_manager_events.jsonl``, ``results/<id>/events.csv`` and
-    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it.
+    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it. ``observers``
+    go to the manager (``fsm-exec demo --metrics-port`` serves a PrometheusObserver's).
     """
     from ._diagram import overlay_events, to_markdown
     from ._journal import EventLogger, check_backtest_id, read_journal
@@ -195,7 +198,8 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
     em = ExecutionManager({"strategy_mode": "eth_basis", "share_class": "usdt_stable",
                            "initial_capital": strategy.capital},
                           data, mode, positions, venue, reconciliation,
-                          event_logger=event_logger, clock=clock, sleep=clock.sleep)
+                          event_logger=event_logger, clock=clock, sleep=clock.sleep,
+                          observers=observers)
     by_action: dict[str, int] = {}
     resumes = 0
     started = time.perf_counter()
