@@ -221,6 +221,21 @@ print("leaked", sorted(m for m in sys.modules
     assert 'pip install "fsm-exec[prometheus]"' in proc.stderr
 
 
+@pytest.mark.parametrize(("cls", "module", "extra"), [
+    (OpenTelemetryObserver, "opentelemetry", "otel"),
+    (PrometheusObserver, "prometheus_client", "prometheus")])
+def test_an_observer_without_its_extra_names_the_extra(
+        cls: type[Observer], module: str, extra: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building an observer whose library cannot be imported raises ImportError saying
+    which extra to install (and so does --metrics-port)."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=re.escape(f'pip install "fsm-exec[{extra}]"')):
+        cls()
+    if extra == "prometheus":
+        assert main(["demo", "--metrics-port", "0", "--out", str(tmp_path)]) == 2
+
+
 def test_observers_must_subclass_the_base() -> None:
     """The manager refuses an observer that is not an fsm_exec.observe.Observer."""
     with pytest.raises(InvalidArgumentError, match=r"not an fsm_exec\.observe\.Observer"):
