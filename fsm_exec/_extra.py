@@ -22,12 +22,11 @@ class OneManager:
 
     _manager: ExecutionManager | None = None
 
-    def _follow(self, manager: ExecutionManager) -> bool:
-        """Attach to ``manager``; True if this replaces a retired manager."""
+    def _follow(self, manager: ExecutionManager) -> None:
+        """Attach to ``manager``, unless another manager still in use has this observer."""
         old = self._manager
         if old is not None and old is not manager and not old.interrupted:
             raise InvalidArgumentError(
                 f"this {type(self).__name__} already observes another manager; give each "
                 "manager its own observer (reopen() hands it on to the replacement)")
         self._manager = manager
-        return old is not None and old is not manager

@@ -108,16 +108,15 @@ class PrometheusObserver(OneManager, Observer):
         build = prom.Info("build", "The fsm_exec version and the fingerprint of its "
                           "lifecycle table.", **kw)
         build.info({"version": __version__, "lifecycle_hash": TABLE_HASH})
-        for outcome in OUTCOMES:  # every series exists from the start (rate() needs two points)
-            self._blocks.labels(outcome)
-        for e in TRANSITIONS:
-            self._transitions.labels(str(e.source), str(e.dest), str(e.trigger))
-        for code in ERROR_CODES:
-            self._errors.labels(code)
-        for reason in RETRY_REASONS:
-            self._retries.labels(reason)
-        for state in TIMED_STATES:
-            self._state_duration.labels(state)
+        # Every series exists from the start (rate() needs two points); children are looked
+        # up in plain dicts on the hot path (labels() costs a lock and validation).
+        self._by_outcome = {o: self._blocks.labels(o) for o in OUTCOMES}
+        self._by_edge = {k: self._transitions.labels(*k) for k in (
+            (str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS)}
+        self._by_code = {c: self._errors.labels(c) for c in ERROR_CODES}
+        self._by_reason = {r: self._retries.labels(r) for r in RETRY_REASONS}
+        self._in_state = {st: self._state_duration.labels(st) for st in TIMED_STATES}
+        self._by_call: dict[tuple[str, str], Any] = {}
         self._flying: _Flying | None = None
         self._last_route: tuple[str, int, str] | None = None
         self._last_success: float | None = None
@@ -131,19 +130,21 @@ class PrometheusObserver(OneManager, Observer):
 
     def on_transition(self, event: TransitionEvent) -> None:
         source, dest = event.source, event.dest
-        self._transitions.labels(source, dest, event.trigger).inc()
+        key = (source, dest, event.trigger)
+        edge = self._by_edge.get(key)
+        (edge if edge is not None else self._transitions.labels(*key)).inc()
         fl = self._flying
         if source == _QUEUED:
             fl = self._flying = _Flying(event.block_id, event.at, event.at)
         elif fl is None or fl.block_id != event.block_id:  # restored: since when, unknown
             fl = self._flying = _Flying(event.block_id, event.at, None)
         elif fl.entered is not None:
-            self._state_duration.labels(source).observe(event.at - fl.entered)
+            self._in_state[source].observe(event.at - fl.entered)
         fl.entered = event.at
         if dest == _RETRYING:
-            self._retries.labels(self._why_retrying(event)).inc()
+            self._by_reason[self._why_retrying(event)].inc()
         elif dest in _TERMINAL:
-            self._blocks.labels(dest).inc()
+            self._by_outcome[dest].inc()
             if fl.started is not None:
                 self._block_duration.observe(event.at - fl.started)
             if dest == _SUCCESS:
@@ -153,7 +154,11 @@ class PrometheusObserver(OneManager, Observer):
     def on_call(self, event: CallEvent) -> None:
         kind = event.kind
         if kind in _VENUE_CALLS:
-            self._venue_duration.labels(kind, event.outcome).observe(event.duration)
+            key = (kind, event.outcome)
+            child = self._by_call.get(key)
+            if child is None:  # outcomes are a small fixed set: cached on first sight
+                child = self._by_call[key] = self._venue_duration.labels(*key)
+            child.observe(event.duration)
             if kind == "route" and event.block_id is not None:
                 self._last_route = (event.block_id, event.attempt, event.outcome)
         elif kind == "journal_fsync":
@@ -162,11 +167,13 @@ class PrometheusObserver(OneManager, Observer):
     def on_event(self, event: ManagerEvent) -> None:
         kind, data = event.kind, event.data
         if kind == "error":
-            self._errors.labels(str(data.get("error_code"))).inc()
+            code = str(data.get("error_code"))
+            counter = self._by_code.get(code)
+            (counter if counter is not None else self._errors.labels(code)).inc()
         elif kind == "cancelled":
             n = int(data.get("count", 0))
-            self._blocks.labels(_CANCELLED).inc(n)
-            self._transitions.labels(_QUEUED, _CANCELLED, _CANCEL).inc(n)
+            self._by_outcome[_CANCELLED].inc(n)
+            self._by_edge[_QUEUED, _CANCELLED, _CANCEL].inc(n)
         elif kind == "recovered" and data.get("in_doubt") is not None:
             self._flying = _Flying(str(data["in_doubt"]), event.at, None)
 
