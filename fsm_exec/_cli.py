@@ -56,15 +56,52 @@ class UsageError(Exception):
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
     from ._demo import format_result, run_demo
 
-    try:  # the environment, --id and --out are checked before anything is created
-        result = run_demo(resolve_mode(args.mode), out=Path(args.out),
-                          backtest_id=args.id)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:  # e.g. --out cannot be written
-        raise UsageError(_os_reason(exc, "cannot write the outputs")) from None
-    print(format_result(result), file=out)
+    observers, server = serve_metrics(args.metrics_port, out)
+    try:
+        try:  # the environment, --id and --out are checked before anything is created
+            result = run_demo(resolve_mode(args.mode), out=Path(args.out),
+                              backtest_id=args.id, observers=observers)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:  # e.g. --out cannot be written
+            raise UsageError(_os_reason(exc, "cannot write the outputs")) from None
+        print(format_result(result), file=out)
+        if server is not None:
+            print("serving the run's metrics until Ctrl-C", file=out, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                wait_for_interrupt()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return OK
+
+
+def serve_metrics(port: int | None, out: IO[str]) -> tuple[list[Any], Any]:
+    """``--metrics-port``: a PrometheusObserver on its own registry, served over HTTP on
+    127.0.0.1 (port 0: any free port); ``([], None)`` without the option."""
+    if port is None:
+        return [], None
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        raise UsageError('--metrics-port needs prometheus_client: '
+                         'pip install "fsm-exec[prometheus]"') from None
+    from .observe import PrometheusObserver
+
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    try:
+        server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    except (OSError, OverflowError) as exc:
+        raise UsageError(f"--metrics-port {port}: cannot listen: {exc}") from None
+    print(f"metrics: http://127.0.0.1:{server.server_port}/metrics", file=out, flush=True)
+    return [observer], server
+
+
+def wait_for_interrupt() -> None:  # pragma: no cover - replaced in tests; Ctrl-C ends it
+    while True:
+        time.sleep(3600)
 
 
 def _os_reason(exc: OSError, doing: str) -> str:
@@ -524,6 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=".", metavar="DIR",
                    help="where to write the outputs (default: the current directory)")
     d.add_argument("--id", help="backtest id for the CSV folder (default: demo-<mode>)")
+    d.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve the run's Prometheus metrics at http://127.0.0.1:PORT/metrics "
+                        "(0: any free port) while it runs, then until Ctrl-C (needs "
+                        "pip install \"fsm-exec[prometheus]\")")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser(

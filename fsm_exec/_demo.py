@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import attrs
 from ._blocks import InstructionBlock
 from ._config import Environment
 from ._manager import ExecutionManager
+from ._observe import Observer
 from ._sim import FakeClock, FaultyVenue, SimPositionHandler, SimReconciliation
 
 PRICE_FILE = "eth_prices_1h.csv"
@@ -165,7 +166,8 @@ class DemoResult:
 
 
 def run_demo(mode: str | None = None, *, out: Path | str | None = None,
-             backtest_id: str | None = None, event_logger: Any = None) -> DemoResult:
+             backtest_id: str | None = None, event_logger: Any = None,
+             observers: Sequence[Observer] = ()) -> DemoResult:
     """Run the example strategy, one ``update_state`` per hour of the bundled prices.
 
     ``mode`` defaults to ``BASIS_EXECUTION_MODE`` (else backtest), as the manager's does.
@@ -175,7 +177,8 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
     waiting. With ``out``, writes ``logs/events/execution_manager_events.jsonl``,
     ``results/<id>/events.csv``, ``results/<id>/deltas.csv`` and ``run_diagram.md`` (what
     the run did, drawn on the lifecycle) under it. The environment, the id and the output
-    paths are checked before anything is created (``ValueError``).
+    paths are checked before anything is created (``ValueError``). ``observers``
+    go to the manager (``fsm-exec demo --metrics-port`` serves a PrometheusObserver's).
     """
     from ._csv import check_backtest_id
     from ._diagram import overlay_events, to_markdown
@@ -205,7 +208,8 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
     em = ExecutionManager({"strategy_mode": "eth_basis", "share_class": "usdt_stable",
                            "initial_capital": strategy.capital},
                           data, mode, positions, venue, reconciliation,
-                          event_logger=event_logger, clock=clock, sleep=clock.sleep)
+                          event_logger=event_logger, clock=clock, sleep=clock.sleep,
+                          observers=observers)
     by_action: dict[str, int] = {}
     resumes = 0
     started = time.perf_counter()

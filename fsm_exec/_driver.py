@@ -140,6 +140,16 @@ class Driver:
         host._handed_off(ts, f)
         return True
 
+    def outcome_of(self, call: VenueCall) -> str:
+        """How a venue call ended, for observers (an inline call is never late)."""
+        if not call.done or call.elapsed > self.cfg.execution_timeout:
+            return "timeout"
+        if call.returned:
+            return "ok"
+        if isinstance(call.error, ExecutionRejected):
+            return "rejected"
+        return "error" if call.error is not None else "no_deltas"
+
     def risk_refusal(self, ts: Any, f: Flight) -> tuple[str, str] | None:
         return self.host._risk_refusal(ts, f.block)
 
@@ -193,6 +203,8 @@ class BacktestDriver(Driver):
             self.host._fail(f, *refusal)
             return
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
+        observed = self.host._observers
+        t0 = self.clock() if observed else 0.0
         try:  # VenueCall.run_inline, inlined (measured)
             call.value = self.route_instruction(ts, f.block)
         except Exception as exc:
@@ -200,6 +212,8 @@ class BacktestDriver(Driver):
         except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
             call.error = exc
             raise
+        if observed:
+            self.host._call_done("route", f, t0, self.outcome_of(call), call.error)
         if not call.returned:
             return  # route() classifies the failure
         self.executed(T_EXECUTED, f, call.value)
@@ -214,7 +228,10 @@ class BacktestDriver(Driver):
                 self.host._fail(f, *refusal)
                 return
             f.call = call = VenueCall()
+            t0 = self.clock()
             call.run_inline(self.route_instruction, (ts, f.block))
+            if self.host._observers:
+                self.host._call_done("route", f, t0, self.outcome_of(call), call.error)
         if call.returned:
             self.executed(T_EXECUTED, f, call.value)
             return
@@ -285,15 +302,6 @@ class LiveDriver(Driver):
             f.why = why
             self.host._health.note(DEGRADED)
             self.move(T_ROUTE_FAILED, reason=why)
-
-    def outcome_of(self, call: VenueCall) -> str:
-        if not call.done or call.elapsed > self.cfg.execution_timeout:
-            return "timeout"
-        if call.returned:
-            return "ok"
-        if isinstance(call.error, ExecutionRejected):
-            return "rejected"
-        return "error" if call.error is not None else "no_deltas"
 
     def why_failed(self, call: VenueCall) -> str:
         if not call.done or call.elapsed > self.cfg.execution_timeout:

@@ -190,8 +190,9 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
 
 validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
 
-#: A short, stable hash of the table (sha256 of the JSON list of ``[source, trigger, dest]``
-#: triples in table order, 16 hex digits): journals record it, so a journal written under
+#: A short stable fingerprint of the table: the first 16 hex digits of the sha256 of the
+#: compact JSON list of ``[source, trigger, dest]`` triples, in table order (meanings left
+#: out). Journals and metrics (``fsm_exec_build_info``) carry it, so a journal written under
 #: another lifecycle is refused rather than misread.
 TABLE_HASH: str = hashlib.sha256(json.dumps(
     [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS],

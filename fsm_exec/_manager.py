@@ -444,7 +444,9 @@ class ExecutionManager:
             "blocks_cancelled": state.cancelled, "halted": state.halted,
             "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
         self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
-                           queued=len(report.queued), halted=state.halted)
+                           queued=len(report.queued), halted=state.halted,
+                           action=fl.block.action if fl else None,
+                           in_doubt_state=fl.state if fl else None)
         return report
 
     def reopen(self) -> ExecutionManager:

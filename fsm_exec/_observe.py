@@ -70,7 +70,15 @@ EVENT_KINDS: tuple[str, ...] = ("initialized", "accepted", "cancelled", "halted"
 @attrs.frozen(slots=True)
 class ManagerEvent:
     """Something about the manager rather than one move: ``kind`` is one of
-    :data:`EVENT_KINDS`; ``data`` holds ids, counts and codes, never payloads."""
+    :data:`EVENT_KINDS`; ``data`` holds ids, counts and codes, never payloads.
+
+    ``data`` by kind: ``initialized``: ``execution_mode``; ``accepted``: ``count``,
+    ``queue_length``; ``cancelled``: ``count``, ``reason`` (the operator's words: not a
+    label); ``halted``: ``reason`` (an error code), ``block_id``; ``resumed``: ``reason``;
+    ``error``: ``error_code``, ``block_id``; ``recovered``: ``in_doubt`` (a block id or
+    ``None``), ``action``, ``in_doubt_state``, ``resolution``, ``queued``, ``halted``;
+    ``update``: ``trigger_source``, ``duration_s``, ``queue_length``, ``halted``.
+    """
 
     kind: str
     at: float

@@ -70,7 +70,7 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
         recon: Iterable[tuple[str, float]] = (), position_failures: Iterable[bool] = (),
         queryable: bool = True, prices: dict[str, Any] | None = None,
         risk_checks: Iterable[Any] = (), health_manager: Any = None,
-        **config: Any) -> Rig:
+        observers: Iterable[Any] = (), **config: Any) -> Rig:
     """A manager wired to simulated collaborators on a fake clock."""
     clock = FakeClock()
     sleeps: list[float] = []
@@ -88,7 +88,7 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
     cfg = {"strategy_mode": "eth_basis", "api_key": CANARY, **config}
     em = ExecutionManager(cfg, data, mode, positions, faulty, rc, event_logger=log,
                           clock=clock, sleep=sleep, risk_checks=list(risk_checks),
-                          health_manager=health_manager)
+                          health_manager=health_manager, observers=list(observers))
     return Rig(em, clock, log, venue, faulty, rc, positions, data, sleeps)
 
 

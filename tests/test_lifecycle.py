@@ -539,3 +539,17 @@ def test_every_state_needs_a_meaning() -> None:
     with pytest.raises(InvalidLifecycleError, match="without a meaning: retrying"):
         validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, meanings)
     validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
+
+
+def test_table_hash_fingerprints_the_triples_in_order() -> None:
+    """TABLE_HASH is the first 16 hex digits of the sha256 of the compact JSON list of
+    [source, trigger, dest] triples, in table order."""
+    import hashlib
+
+    import orjson
+
+    from fsm_exec._lifecycle import TABLE_HASH
+
+    triples = [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS]
+    assert hashlib.sha256(orjson.dumps(triples)).hexdigest()[:16] == TABLE_HASH
+    assert len(TABLE_HASH) == 16 and int(TABLE_HASH, 16) >= 0
