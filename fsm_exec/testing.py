@@ -521,8 +521,8 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         # minute and more here); adapter bugs show within a few steps. Its explain phase
         # (the "# or any other generated value" comments) replays a stateful failure
         # hundreds of times: four fifths of the time to report one, for comments the
-        # kit's one-line steps do not need. A profile, or @settings(...) on the class,
-        # that sets either still decides.
+        # kit's one-line steps do not need. A profile that sets either to another value
+        # than hypothesis's default, or @settings(...) on the class, still decides.
         current, changes = settings(), dict[str, Any]()
         if current.stateful_step_count == DEFAULT_STEPS:
             changes["stateful_step_count"] = KIT_STEPS
@@ -537,9 +537,10 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         raise NotImplementedError
 
     def block_strategy(self) -> st.SearchStrategy[dict[str, Any]]:
-        """Blocks to submit (their ids are replaced by fresh ones: b1, b2, ...). The default
-        is small on purpose: the search is about sequences and faults, not block contents,
-        and small blocks make failing examples shrink fast."""
+        """Blocks to submit (their ids are replaced by fresh ones: b1, b2, ...). Called once
+        per machine class, on its first machine. The default is small on purpose: the
+        search is about sequences and faults, not block contents, and small blocks make
+        failing examples shrink fast."""
         return instruction_blocks(block_id=st.just("id"), amounts=st.sampled_from(
             (0.5, 1.0, 2.5)), max_instructions=1)
 

@@ -630,19 +630,30 @@ def test_block_strategy_can_be_overridden(data: st.DataObject) -> None:
 
 
 def test_kit_machines_default_to_short_examples_unless_a_profile_says() -> None:
-    """Kit machines run 20 steps per example when the profile keeps hypothesis's default,
-    and leave a profile's own step count alone."""
-    from fsm_exec.testing import DEFAULT_STEPS, KIT_STEPS
+    """Kit machines run 20 steps per example and skip the explain phase when the profile
+    keeps hypothesis's defaults, and leave a profile's own step count and phases alone."""
+    from fsm_exec.testing import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 
     assert settings().stateful_step_count == DEFAULT_STEPS  # the suite's profiles keep it
+    assert tuple(settings().phases) == DEFAULT_PHASES
     assert DedupVenueMachine.TestCase.settings.stateful_step_count == KIT_STEPS
+    assert tuple(DedupVenueMachine.TestCase.settings.phases) == KIT_PHASES
+    assert Phase.explain not in KIT_PHASES and Phase.shrink in KIT_PHASES
     current = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+    settings.register_profile("explaining", phases=[Phase.generate, Phase.shrink,
+                                                    Phase.explain])
     settings.load_profile("fsm-exec-nightly")
     try:
         class Deep(DedupVenueMachine):
             pass
 
+        settings.load_profile("explaining")
+
+        class Explained(DedupVenueMachine):
+            pass
+
         assert Deep.TestCase.settings.stateful_step_count == 100
+        assert Phase.explain in Explained.TestCase.settings.phases
     finally:
         settings.load_profile(current)
 
