@@ -11,7 +11,7 @@ import pickle
 import re
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import Phase, given, settings
@@ -401,6 +401,38 @@ def test_kit_catches_a_venue_that_is_not_idempotent() -> None:
 def test_kit_passes_the_same_venue_once_it_deduplicates() -> None:
     """The fixed adapter survives the same search."""
     run_state_machine_as_test(DedupVenueMachine, settings=SEARCH)
+
+
+class LaggingSimVenueMachine(ExecutionManagerMachine):
+    """An idempotent, queryable venue: the kit's eventually consistent fault makes its
+    query lag, the manager routes again, and the venue's dedup keeps one execution."""
+
+    lagged: ClassVar[Counter[str]] = Counter()
+
+    def collaborators(self) -> dict[str, Any]:
+        self.venue = SimVenue()
+        rc = SimReconciliation(None)
+        return {"data_provider": StaticDataProvider(),
+                "position_update_handler": SimPositionHandler(rc),
+                "execution_interface_manager": self.venue, "reconciliation_component": rc}
+
+    @invariant()
+    def each_block_executes_once(self) -> None:
+        order = self.venue.execution_order
+        assert len(order) == len(set(order)), order
+
+    def teardown(self) -> None:
+        self.lagged.update(self.kit.venue.lagged)
+
+
+def test_kit_machine_injects_the_eventually_consistent_venue() -> None:
+    """The kit's machine draws eventually_consistent faults by default, and its lagging
+    query answers None (an idempotent venue still executes each block once)."""
+    assert "eventually_consistent" in ExecutionManagerMachine.venue_faults
+    LaggingSimVenueMachine.lagged.clear()
+    run_state_machine_as_test(LaggingSimVenueMachine, settings=settings(
+        SEARCH, max_examples=30, phases=[Phase.explicit, Phase.generate]))
+    assert sum(LaggingSimVenueMachine.lagged.values()) > 0
 
 
 def test_names_the_user_sets_in_collaborators_stay_theirs() -> None:
