@@ -148,8 +148,7 @@ def _block(block_id: str = "a") -> InstructionBlock:
 
 
 def test_faulty_venue_reads_every_other_attribute_from_the_wrapped_venue() -> None:
-    """venue.fills works through the wrapper; the wrapper's own names stay its own; a name
-    neither has is an AttributeError naming both."""
+    """Other attributes read through to the venue; the wrapper's own win; a miss names both."""
     inner = QuietVenue()
     venue = FaultyVenue(inner)
     venue.route_instruction(0, _block())
@@ -161,8 +160,7 @@ def test_faulty_venue_reads_every_other_attribute_from_the_wrapped_venue() -> No
 
 
 def test_faulty_venue_has_query_execution_exactly_when_the_wrapped_venue_does() -> None:
-    """Without query_execution on the venue (or with queryable=False) the wrapper has none
-    either, as the manager's getattr(venue, "query_execution", None) sees it."""
+    """The wrapper has query_execution exactly when the venue has one (and queryable=True)."""
     assert getattr(FaultyVenue(QuietVenue()), "query_execution", None) is None
     assert getattr(FaultyVenue(SimVenue(), queryable=False), "query_execution", None) is None
     assert not hasattr(FaultyVenue(QuietVenue()), "query_execution")
@@ -197,8 +195,7 @@ def test_a_wrapper_without_inner_raises_attribute_error_not_recursion(cls: type)
 
 
 def test_eventually_consistent_venue_hides_the_execution_for_a_number_of_queries() -> None:
-    """After an eventually_consistent fault the block executed, the reply was lost, and
-    query_execution says None lag_queries times before it tells the truth."""
+    """eventually_consistent executes, loses the reply; the query says None lag_queries times."""
     clock, venue = FakeClock(), SimVenue()
     wrapped = FaultyVenue(venue, ["eventually_consistent"], clock=clock, lag_queries=2,
                           lag_seconds=0)
@@ -225,8 +222,7 @@ def test_eventually_consistent_venue_hides_the_execution_for_a_span_of_time() ->
 
 
 def test_eventually_consistent_fault_checks_its_arguments() -> None:
-    """Negative lags are refused; a lag in seconds needs the fake clock; an unknown fault
-    is refused before the venue is called."""
+    """Negative lags, a time lag without a clock and unknown faults are refused before routing."""
     with pytest.raises(ValueError, match="must not be negative"):
         FaultyVenue(SimVenue(), lag_queries=-1)
     venue = SimVenue()
@@ -426,8 +422,7 @@ class LaggingSimVenueMachine(ExecutionManagerMachine):
 
 
 def test_kit_machine_injects_the_eventually_consistent_venue() -> None:
-    """The kit's machine draws eventually_consistent faults by default, and its lagging
-    query answers None (an idempotent venue still executes each block once)."""
+    """The kit's machine injects eventually_consistent by default, and the query lags."""
     assert "eventually_consistent" in ExecutionManagerMachine.venue_faults
     LaggingSimVenueMachine.lagged.clear()
     run_state_machine_as_test(LaggingSimVenueMachine, settings=settings(
@@ -436,8 +431,7 @@ def test_kit_machine_injects_the_eventually_consistent_venue() -> None:
 
 
 def test_names_the_user_sets_in_collaborators_stay_theirs() -> None:
-    """self.venue, self.positions and self.reconciliation set in collaborators() are the
-    user's objects; the kit's wrapped ones are under self.kit and read through to them."""
+    """Names set in collaborators() stay the user's; self.kit's wrappers read through to them."""
     machine = FillingVenueMachine()
     assert type(machine.venue) is FillingVenue
     assert type(machine.positions) is SimPositionHandler
@@ -450,8 +444,7 @@ def test_names_the_user_sets_in_collaborators_stay_theirs() -> None:
 
 
 def test_kit_handles_follow_the_run() -> None:
-    """self.kit.accepted lists accepted ids in order; the kit passes timezone-aware
-    timestamps from the fake clock to the manager."""
+    """self.kit.accepted lists accepted ids in order; timestamps are aware datetimes."""
     machine = DedupVenueMachine()
     machine.submit_batch(batch=blocks("b1", "b2"), trigger="strategy_manager")
     machine.manager_keeps_its_promises()
@@ -463,8 +456,7 @@ def test_kit_handles_follow_the_run() -> None:
 
 
 def test_kit_cancels_queued_blocks_and_counts_them() -> None:
-    """While halted, the cancel rule drops the named queued blocks, then the rest; every
-    accepted block stays accounted for, cancelled ones included."""
+    """The cancel rule drops the named queued blocks, then the rest; cancelled ones are counted."""
     machine = DedupVenueMachine()
     machine.inject_faults(plan=FaultPlan(positions=(True,)))  # b1's hand-off fails: halt
     machine.submit_batch(batch=blocks("b1", "b2", "b3"), trigger="strategy_manager")
@@ -479,8 +471,7 @@ def test_kit_cancels_queued_blocks_and_counts_them() -> None:
 
 
 def test_kit_rules_with_nothing_to_act_on_do_nothing() -> None:
-    """Resubmitting before anything was accepted, or cancelling an empty queue, is a no-op
-    (the rules have no preconditions, so shrinking never draws an invalid step)."""
+    """Resubmitting before any accept, or cancelling an empty queue, is a no-op."""
     machine = DedupVenueMachine()
     machine.resubmit_a_known_block(block_id=None)
     machine.cancel_queued_blocks(block_ids=None)
@@ -508,15 +499,13 @@ def test_machine_without_collaborators_fails_at_class_definition() -> None:
 @pytest.mark.parametrize("name", ["kit", "tick", "submit_batch", "inject_faults",
                                   "cancel_queued_blocks", "manager_keeps_its_promises"])
 def test_a_name_the_kit_owns_fails_at_class_definition(name: str) -> None:
-    """A machine that defines a name the kit owns fails when the class is defined, naming
-    the clash (rather than silently replacing the kit's handle or losing a rule)."""
+    """A machine defining a name the kit owns fails when the class is defined, naming it."""
     with pytest.raises(TypeError, match=f"Clashing defines {name}: that name belongs"):
         type("Clashing", (DedupVenueMachine,), {name: lambda self: None})
 
 
 def test_the_kit_leaves_every_other_name_to_the_user() -> None:
-    """The old handle names (manager, journal, clock, accepted, ...) and the hooks are the
-    user's to define."""
+    """The old handle names (manager, journal, clock, accepted) and the hooks are the user's."""
     free = {"manager": 2, "journal": 3, "clock": 4, "accepted": 5, "mode": "live",
             "hang_seconds": 7.0, "lag_seconds": 1.0}
     machine: Any = type("Free", (DedupVenueMachine,), free)()
@@ -544,8 +533,7 @@ def test_collaborators_setting_a_kit_name_fails_at_init_naming_it() -> None:
 
 
 def test_the_old_handle_names_point_to_self_kit() -> None:
-    """Reading self.manager (an old handle name) the user did not set says where the kit's
-    own went; any other missing name is a plain AttributeError."""
+    """Reading an old handle name the user did not set points to self.kit."""
     machine: Any = DedupVenueMachine()
     with pytest.raises(AttributeError, match=r"self\.kit\.manager"):
         _ = machine.manager
@@ -628,9 +616,7 @@ def test_readme_fuzzing_example_runs() -> None:
 
 
 def test_readme_failure_prints_a_short_program_naming_its_ids() -> None:
-    """The README's bug (dedup check removed), run with the kit's own settings, shrinks to
-    at most 15 printed lines with no empty step, and every block id the failure names is
-    in those lines."""
+    """The README's bug shrinks to at most 15 printed lines showing every block id it names."""
     code = _readme_example()
     assert DEDUP in code, "the README example no longer has its dedup check"
     (machine,) = _machines(code.replace(DEDUP, NO_DEDUP))
@@ -662,8 +648,7 @@ def test_block_strategy_can_be_overridden(data: st.DataObject) -> None:
 
 
 def test_kit_machines_default_to_short_examples_unless_a_profile_says() -> None:
-    """Kit machines run 20 steps per example and skip the explain phase when the profile
-    keeps hypothesis's defaults, and leave a profile's own step count and phases alone."""
+    """Kit machines take 20 steps and skip explain unless the profile sets its own values."""
     from fsm_exec.testing import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 
     assert settings().stateful_step_count == DEFAULT_STEPS  # the suite's profiles keep it
