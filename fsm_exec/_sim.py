@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -16,9 +17,16 @@ import attrs
 from ._blocks import InstructionBlock
 from ._protocols import ExecutionRejected
 
+#: Where :meth:`FakeClock.timestamp` starts: fake time 0 is this instant.
+FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
 
 class FakeClock:
-    """A clock for ``clock=`` whose :meth:`sleep` (for ``sleep=``) advances it; never waits."""
+    """A clock for ``clock=`` whose :meth:`sleep` (for ``sleep=``) advances it; never waits.
+
+    Calling it gives monotonic seconds (the manager's ``clock=``); :meth:`timestamp` gives
+    the same instant as a timezone-aware datetime, for the ``timestamp`` arguments.
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = float(start)
@@ -26,6 +34,10 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def timestamp(self) -> datetime:
+        """The current fake time as an aware UTC datetime: :data:`FAKE_EPOCH` + ``now``."""
+        return FAKE_EPOCH + timedelta(seconds=self.now)
 
     def sleep(self, seconds: float) -> None:
         """Advance the clock by ``seconds`` (which must not be negative)."""
@@ -122,34 +134,99 @@ class NaiveVenue(SimVenue):
         return deltas
 
 
+class _Delegating:
+    """A wrapper that reads every attribute it does not define from ``inner``, so the
+    wrapped object's own attributes (``fills``, ``orders``, ...) work through it.
+
+    Never delegated: dunders (``copy`` and ``pickle`` probe them on an instance whose
+    ``inner`` is not set yet), ``inner`` itself (no recursion before it is set), and the
+    names in ``_NOT_DELEGATED`` (which the wrapper decides for itself). Only reads are
+    delegated: setting an attribute sets it on the wrapper.
+    """
+
+    _NOT_DELEGATED: frozenset[str] = frozenset()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "inner" or name in type(self)._NOT_DELEGATED:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        try:
+            inner = self.__dict__["inner"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r} "
+                                 f"(it wraps nothing yet)") from None
+        try:
+            return getattr(inner, name)
+        except AttributeError:
+            raise AttributeError(f"neither {type(self).__name__!r} nor the "
+                                 f"{type(inner).__name__!r} it wraps has attribute "
+                                 f"{name!r}") from None
+
+
 #: Venue faults, one per route call: ``None`` behaves; ``reject`` raises ExecutionRejected
 #: before executing; ``reject_final`` the same, not retryable; ``error`` raises before
 #: executing; ``lost_response`` executes, then raises; ``hang_before`` takes longer than the
-#: timeout and executes nothing; ``hang_after`` executes, replying after the timeout.
+#: timeout and executes nothing; ``hang_after`` executes, replying after the timeout;
+#: ``eventually_consistent`` executes, then raises, and ``query_execution`` answers ``None``
+#: about the block for a while (an exchange whose order index lags: see
+#: :class:`FaultyVenue`).
 VENUE_FAULTS: tuple[str, ...] = ("reject", "reject_final", "error", "lost_response",
-                                 "hang_before", "hang_after")
+                                 "hang_before", "hang_after", "eventually_consistent")
 
 
-class FaultyVenue:
+class FaultyVenue(_Delegating):
     """Wraps any venue and applies scripted faults to its route calls, in order.
 
-    ``query_execution`` is passed through when the wrapped venue has one (and ``queryable``).
-    Hangs advance ``clock`` by ``hang_seconds`` (set it past ``execution_timeout``).
+    ``query_execution`` is there exactly when the wrapped venue has one (and
+    ``queryable``): a venue without it still looks like one without it. Hangs advance
+    ``clock`` by ``hang_seconds`` (set it past ``execution_timeout``). After an
+    ``eventually_consistent`` fault, ``query_execution`` answers ``None`` about that block
+    until it has done so ``lag_queries`` times *and* ``lag_seconds`` have passed on
+    ``clock`` since the block executed; then it asks the wrapped venue again.
+
+    Every other attribute is the wrapped venue's (``wrapper.fills`` reads
+    ``inner.fills``), except the wrapper's own: ``inner``, ``faults``, ``clock``,
+    ``hang_seconds``, ``lag_queries``, ``lag_seconds``, ``queryable``, ``injected``
+    (``(block_id, fault)`` applied), ``route_calls`` (a Counter per block id) and
+    ``lagged`` (a Counter of ``None`` answers given per block id).
     """
+
+    _NOT_DELEGATED = frozenset({"query_execution"})
 
     def __init__(self, inner: Any, faults: Iterable[str | None] = (), *,
                  clock: FakeClock | None = None, hang_seconds: float = 31.0,
-                 queryable: bool = True) -> None:
+                 queryable: bool = True, lag_queries: int = 2,
+                 lag_seconds: float = 4.0) -> None:
+        if lag_queries < 0 or lag_seconds < 0:
+            raise ValueError(f"lag_queries ({lag_queries!r}) and lag_seconds "
+                             f"({lag_seconds!r}) must not be negative")
         self.inner = inner
         self.faults: deque[str | None] = deque(faults)
         self.clock = clock
         self.hang_seconds = hang_seconds
+        self.lag_queries, self.lag_seconds = lag_queries, lag_seconds
+        self.queryable = queryable and getattr(inner, "query_execution", None) is not None
         self.injected: list[tuple[str, str]] = []
         self.route_calls: Counter[str] = Counter()
-        if queryable and getattr(inner, "query_execution", None) is not None:
-            self.query_execution = self._query
+        self.lagged: Counter[str] = Counter()
+        self._lagging: dict[str, float] = {}  # block_id -> when it executed
+
+    @property
+    def query_execution(self) -> Any:
+        """The wrapped venue's ``query_execution`` (lagging after ``eventually_consistent``);
+        an ``AttributeError`` when it has none, as for the venue itself."""
+        if not self.queryable:
+            raise AttributeError("query_execution")  # then __getattr__ says why
+        return self._query
 
     def _query(self, timestamp: Any, block: InstructionBlock) -> Any:
+        executed_at = self._lagging.get(block.block_id)
+        if executed_at is not None:
+            now = self.clock() if self.clock is not None else executed_at
+            if (self.lagged[block.block_id] < self.lag_queries
+                    or now - executed_at < self.lag_seconds):
+                self.lagged[block.block_id] += 1
+                return None
+            del self._lagging[block.block_id]
         return self.inner.query_execution(timestamp, block)
 
     def _hang(self) -> None:
@@ -162,6 +239,11 @@ class FaultyVenue:
         fault = self.faults.popleft() if self.faults else None
         if fault is None:
             return self.inner.route_instruction(timestamp, block)
+        if fault not in VENUE_FAULTS:
+            raise ValueError(f"unknown venue fault {fault!r}")
+        if fault == "eventually_consistent" and self.clock is None and self.lag_seconds:
+            raise ValueError("an eventually_consistent fault with lag_seconds needs the "
+                             "fake clock")
         self.injected.append((block.block_id, fault))
         if fault == "reject":
             raise ExecutionRejected("simulated rejection")
@@ -175,10 +257,12 @@ class FaultyVenue:
         result = self.inner.route_instruction(timestamp, block)
         if fault == "lost_response":
             raise ConnectionResetError("simulated lost response")
-        if fault == "hang_after":
-            self._hang()
-            return result
-        raise ValueError(f"unknown venue fault {fault!r}")
+        if fault == "eventually_consistent":
+            self._lagging[block.block_id] = self.clock() if self.clock is not None else 0.0
+            self.lagged[block.block_id] = 0
+            raise ConnectionResetError("simulated lost response (the venue's index lags)")
+        self._hang()  # hang_after
+        return result
 
 
 class SimReconciliation:
@@ -246,13 +330,14 @@ class SimPositionHandler:
 RECONCILIATION_FAULTS: tuple[str, ...] = ("ok", "never", "fail")
 
 
-class FaultyReconciliation:
+class FaultyReconciliation(_Delegating):
     """Wraps any reconciliation component and scripts how each hand-off reconciles.
 
     :class:`FaultyPositionHandler` tells it when deltas were handed off (``notify``); each
     hand-off takes the next behaviour of ``script`` (see :data:`RECONCILIATION_FAULTS`).
-    With nothing scripted it passes the wrapped status through. Other attributes (such as
-    ``reconciled_block_id``) are the wrapped component's.
+    With nothing scripted it passes the wrapped status through. Every other attribute
+    (such as ``reconciled_block_id``) is the wrapped component's, except the wrapper's own:
+    ``inner``, ``clock``, ``script``, ``injected``.
     """
 
     def __init__(self, inner: Any, clock: FakeClock,
@@ -281,13 +366,12 @@ class FaultyReconciliation:
             return "pending"
         return str(self.inner.reconciliation_status)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
-
-class FaultyPositionHandler:
+class FaultyPositionHandler(_Delegating):
     """Wraps any position handler: scripted hand-offs raise (``True`` in ``failures``)
-    before reaching it; successful ones are announced to ``reconciliation`` (if any)."""
+    before reaching it; successful ones are announced to ``reconciliation`` (if any).
+    Every other attribute (``positions``, ...) is the wrapped handler's, except the
+    wrapper's own: ``inner``, ``failures``, ``reconciliation``, ``refused``."""
 
     def __init__(self, inner: Any, failures: Iterable[bool] = (), *,
                  reconciliation: FaultyReconciliation | None = None) -> None:
@@ -307,13 +391,26 @@ class FaultyPositionHandler:
         return result
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class FaultPlan:
-    """Faults to inject, in order: one per venue call, per hand-off, per position update."""
+    """Faults to inject, in order: one per venue call, per hand-off, per position update.
+
+    Its repr names only the fields that hold faults, on one line (so a falsifying example
+    that injects faults stays short)."""
 
     venue: tuple[str | None, ...] = ()
     reconciliation: tuple[tuple[str, float], ...] = ()
     positions: tuple[bool, ...] = ()
+
+    def __repr__(self) -> str:
+        fields = [f"{name}={value!r}" for name, value in (
+            ("venue", self.venue), ("reconciliation", self.reconciliation),
+            ("positions", self.positions)) if value]
+        return f"FaultPlan({', '.join(fields)})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """The same one line in hypothesis's printed examples."""
+        printer.text(repr(self))
 
 
 class StaticDataProvider:

@@ -3,19 +3,29 @@ fault injection, its lifecycle paths, and proof that it catches a real adapter b
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import pathlib
+import pickle
 import re
-from collections import Counter
-from typing import Any
+from collections import Counter, deque
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, run_state_machine_as_test
+from hypothesis.vendor.pretty import pretty
 
-from fsm_exec import TERMINAL_STATES, TRANSITIONS, InstructionBlock, InvalidBlockError
+from fsm_exec import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    ExecutionManager,
+    InstructionBlock,
+    InvalidBlockError,
+)
 from fsm_exec._blocks import validate_batch
 from fsm_exec.testing import (
     RECONCILIATION_FAULTS,
@@ -25,9 +35,12 @@ from fsm_exec.testing import (
     FaultPlan,
     FaultyPositionHandler,
     FaultyReconciliation,
+    FaultyVenue,
     InvalidBlock,
+    Kit,
     SimPositionHandler,
     SimReconciliation,
+    SimVenue,
     StaticDataProvider,
     block_batches,
     fault_plans,
@@ -68,10 +81,33 @@ def test_every_invalid_block_is_refused_at_its_field(bad: InvalidBlock) -> None:
 
 @given(fault_plans())
 def test_fault_plans_hold_known_faults(plan: FaultPlan) -> None:
-    """fault_plans() draws only faults the wrappers know."""
-    assert set(plan.venue) <= {None, *VENUE_FAULTS}
+    """fault_plans() draws only faults the wrappers know, and never an empty plan."""
+    assert set(plan.venue) <= set(VENUE_FAULTS)
     assert {k for k, _ in plan.reconciliation} <= set(RECONCILIATION_FAULTS)
-    assert all(isinstance(x, bool) for x in plan.positions)
+    assert all(x is True for x in plan.positions)
+    assert 1 <= len(plan.venue) + len(plan.reconciliation) + len(plan.positions) <= 3
+
+
+@given(fault_plans(venue_faults=("eventually_consistent",)))
+def test_fault_plans_draw_only_the_venue_faults_asked_for(plan: FaultPlan) -> None:
+    """fault_plans(venue_faults=...) draws venue faults from that subset only."""
+    assert set(plan.venue) <= {"eventually_consistent"}
+
+
+def test_fault_plans_refuse_unknown_faults_and_empty_plans() -> None:
+    """An unknown venue fault, or max_faults below 1, is refused naming it."""
+    with pytest.raises(ValueError, match="unknown: \\['melt'\\]"):
+        fault_plans(venue_faults=("melt",))
+    with pytest.raises(ValueError, match="max_faults"):
+        fault_plans(max_faults=0)
+
+
+def test_fault_plan_repr_names_only_the_faults() -> None:
+    """A FaultPlan prints on one line with only its non-empty fields."""
+    assert repr(FaultPlan(venue=("lost_response",))) == "FaultPlan(venue=('lost_response',))"
+    assert repr(FaultPlan(positions=(True,), reconciliation=(("never", 0.0),))) == (
+        "FaultPlan(reconciliation=(('never', 0.0),), positions=(True,))")
+    assert pretty(FaultPlan()) == "FaultPlan()"
 
 
 def test_profiles_are_registered() -> None:
@@ -83,6 +119,126 @@ def test_profiles_are_registered() -> None:
 
 
 # ------------------------------------------------------------------------ wrappers
+
+
+def test_fake_clock_timestamps_are_aware_datetimes_of_its_seconds() -> None:
+    """FakeClock() stays monotonic seconds; timestamp() is the same instant, UTC-aware."""
+    clock = FakeClock()
+    assert clock() == 0.0 and clock.timestamp() == datetime(2025, 1, 1, tzinfo=UTC)
+    clock.sleep(1.5)
+    assert clock() == 1.5
+    assert clock.timestamp() - datetime(2025, 1, 1, tzinfo=UTC) == timedelta(seconds=1.5)
+    assert clock.timestamp().tzinfo is not None
+
+
+class QuietVenue:
+    """A venue without query_execution, with attributes of its own."""
+
+    def __init__(self) -> None:
+        self.fills: Counter[str] = Counter()
+        self.faults = "the venue's own"
+
+    def route_instruction(self, ts: Any, block: InstructionBlock) -> dict[str, Any]:
+        self.fills[block.block_id] += 1
+        return {"block_id": block.block_id, "changes": {}}
+
+
+def _block(block_id: str = "a") -> InstructionBlock:
+    return validate_batch(blocks(block_id), set())[0]
+
+
+def test_faulty_venue_reads_every_other_attribute_from_the_wrapped_venue() -> None:
+    """Other attributes read through to the venue; the wrapper's own win; a miss names both."""
+    inner = QuietVenue()
+    venue = FaultyVenue(inner)
+    venue.route_instruction(0, _block())
+    assert venue.fills is inner.fills and venue.fills["a"] == 1
+    assert isinstance(venue.faults, deque)  # the wrapper's own name wins
+    with pytest.raises(AttributeError, match="neither 'FaultyVenue' nor the 'QuietVenue'"):
+        _ = venue.orders
+    assert not hasattr(venue, "orders")
+
+
+def test_faulty_venue_has_query_execution_exactly_when_the_wrapped_venue_does() -> None:
+    """The wrapper has query_execution exactly when the venue has one (and queryable=True)."""
+    assert getattr(FaultyVenue(QuietVenue()), "query_execution", None) is None
+    assert getattr(FaultyVenue(SimVenue(), queryable=False), "query_execution", None) is None
+    assert not hasattr(FaultyVenue(QuietVenue()), "query_execution")
+    venue = SimVenue()
+    wrapped = FaultyVenue(venue)
+    wrapped.route_instruction(0, _block())
+    assert wrapped.query_execution(0, _block()) == venue.executed["a"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: FaultyVenue(SimVenue(), ["lost_response"], clock=FakeClock()),
+    lambda: FaultyVenue(QuietVenue()),
+    lambda: FaultyReconciliation(SimReconciliation(), FakeClock(), [("never", 0)]),
+    lambda: FaultyPositionHandler(SimPositionHandler(), [True]),
+], ids=["venue", "venue-without-query", "reconciliation", "positions"])
+def test_wrappers_copy_and_pickle(make: Any) -> None:
+    """Wrappers survive copy, deepcopy and pickle, and keep delegating afterwards."""
+    wrapper = make()
+    for twin in (copy.copy(wrapper), copy.deepcopy(wrapper),
+                 pickle.loads(pickle.dumps(wrapper))):
+        assert type(twin) is type(wrapper) and type(twin.inner) is type(wrapper.inner)
+        assert hasattr(twin, "query_execution") == hasattr(wrapper, "query_execution")
+        assert sorted(vars(twin)) == sorted(vars(wrapper))
+
+
+@pytest.mark.parametrize("cls", [FaultyVenue, FaultyReconciliation, FaultyPositionHandler])
+def test_a_wrapper_without_inner_raises_attribute_error_not_recursion(cls: type) -> None:
+    """Reading any attribute of a wrapper whose inner is not set yet is an AttributeError."""
+    bare: Any = object.__new__(cls)
+    for name in ("inner", "fills", "__setstate__", "query_execution"):
+        assert not hasattr(bare, name)
+
+
+def test_eventually_consistent_venue_hides_the_execution_for_a_number_of_queries() -> None:
+    """eventually_consistent executes, loses the reply; the query says None lag_queries times."""
+    clock, venue = FakeClock(), SimVenue()
+    wrapped = FaultyVenue(venue, ["eventually_consistent"], clock=clock, lag_queries=2,
+                          lag_seconds=0)
+    with pytest.raises(ConnectionResetError, match="index lags"):
+        wrapped.route_instruction(0, _block())
+    assert venue.executed["a"] and wrapped.injected == [("a", "eventually_consistent")]
+    assert [wrapped.query_execution(0, _block()) for _ in range(3)] == [
+        None, None, venue.executed["a"]]
+    assert wrapped.lagged == {"a": 2}
+    assert wrapped.query_execution(0, _block("b")) is None  # never executed: truly absent
+
+
+def test_eventually_consistent_venue_hides_the_execution_for_a_span_of_time() -> None:
+    """With lag_seconds the execution shows only once that much fake time has passed."""
+    clock, venue = FakeClock(), SimVenue()
+    wrapped = FaultyVenue(venue, ["eventually_consistent"], clock=clock, lag_queries=0,
+                          lag_seconds=4.0)
+    with pytest.raises(ConnectionResetError):
+        wrapped.route_instruction(0, _block())
+    clock.advance(3.9)
+    assert wrapped.query_execution(0, _block()) is None
+    clock.advance(0.1)
+    assert wrapped.query_execution(0, _block()) == venue.executed["a"]
+
+
+def test_eventually_consistent_fault_checks_its_arguments() -> None:
+    """Negative lags, a time lag without a clock and unknown faults are refused before routing."""
+    with pytest.raises(ValueError, match="must not be negative"):
+        FaultyVenue(SimVenue(), lag_queries=-1)
+    venue = SimVenue()
+    with pytest.raises(ValueError, match="needs the fake clock"):
+        FaultyVenue(venue, ["eventually_consistent"]).route_instruction(0, _block())
+    with pytest.raises(ValueError, match="unknown venue fault 'melt'"):
+        FaultyVenue(venue, ["melt"]).route_instruction(0, _block())
+    assert not venue.executed
+
+
+def test_position_handler_wrapper_reads_through_to_the_wrapped_handler() -> None:
+    """FaultyPositionHandler's other attributes are the wrapped handler's."""
+    inner = SimPositionHandler()
+    positions = FaultyPositionHandler(inner)
+    positions.update_state(0, "execution_manager", {"changes": {"ETH": 2.0}})
+    assert positions.positions is inner.positions and positions.updates == inner.updates
 
 
 def test_faulty_reconciliation_scripts_each_hand_off() -> None:
@@ -207,16 +363,18 @@ class FillingVenueMachine(ExecutionManagerMachine):
     venue_class: type[FillingVenue] = FillingVenue
 
     def collaborators(self) -> dict[str, Any]:
-        self.adapter = self.venue_class()
-        rc = SimReconciliation(None)
+        # The natural names: the kit keeps its own under self.kit, never here.
+        self.venue = self.venue_class()
+        self.reconciliation = SimReconciliation(None)
+        self.positions = SimPositionHandler(self.reconciliation)
         return {"data_provider": StaticDataProvider(),
-                "position_update_handler": SimPositionHandler(rc),
-                "execution_interface_manager": self.adapter,
-                "reconciliation_component": rc}
+                "position_update_handler": self.positions,
+                "execution_interface_manager": self.venue,
+                "reconciliation_component": self.reconciliation}
 
     @invariant()
     def each_block_fills_at_most_once(self) -> None:
-        twice = {b: n for b, n in self.adapter.fills.items() if n > 1}
+        twice = {b: n for b, n in self.venue.fills.items() if n > 1}
         assert not twice, f"filled more than once: {twice}"
 
 
@@ -241,40 +399,244 @@ def test_kit_passes_the_same_venue_once_it_deduplicates() -> None:
     run_state_machine_as_test(DedupVenueMachine, settings=SEARCH)
 
 
+class LaggingSimVenueMachine(ExecutionManagerMachine):
+    """An idempotent, queryable venue: the kit's eventually consistent fault makes its
+    query lag, the manager routes again, and the venue's dedup keeps one execution."""
+
+    lagged: ClassVar[Counter[str]] = Counter()
+
+    def collaborators(self) -> dict[str, Any]:
+        self.venue = SimVenue()
+        rc = SimReconciliation(None)
+        return {"data_provider": StaticDataProvider(),
+                "position_update_handler": SimPositionHandler(rc),
+                "execution_interface_manager": self.venue, "reconciliation_component": rc}
+
+    @invariant()
+    def each_block_executes_once(self) -> None:
+        order = self.venue.execution_order
+        assert len(order) == len(set(order)), order
+
+    def teardown(self) -> None:
+        self.lagged.update(self.kit.venue.lagged)
+
+
+def test_kit_machine_injects_the_eventually_consistent_venue() -> None:
+    """The kit's machine injects eventually_consistent by default, and the query lags."""
+    assert "eventually_consistent" in ExecutionManagerMachine.venue_faults
+    LaggingSimVenueMachine.lagged.clear()
+    run_state_machine_as_test(LaggingSimVenueMachine, settings=settings(
+        SEARCH, max_examples=30, phases=[Phase.explicit, Phase.generate]))
+    assert sum(LaggingSimVenueMachine.lagged.values()) > 0
+
+
+def test_names_the_user_sets_in_collaborators_stay_theirs() -> None:
+    """Names set in collaborators() stay the user's; self.kit's wrappers read through to them."""
+    machine = FillingVenueMachine()
+    assert type(machine.venue) is FillingVenue
+    assert type(machine.positions) is SimPositionHandler
+    assert type(machine.reconciliation) is SimReconciliation
+    kit = machine.kit
+    assert isinstance(kit, Kit) and kit.venue.inner is machine.venue
+    assert kit.venue.fills is machine.venue.fills
+    assert kit.positions.positions is machine.positions.positions
+    assert kit.collaborators["execution_interface_manager"] is machine.venue
+
+
+def test_kit_handles_follow_the_run() -> None:
+    """self.kit.accepted lists accepted ids in order; the kit's timestamps are real times
+    (the journal holds them as UTC ISO 8601)."""
+    machine = DedupVenueMachine()
+    machine.submit_batch(batch=blocks("b1", "b2"), trigger="strategy_manager")
+    machine.manager_keeps_its_promises()
+    kit = machine.kit
+    assert kit.accepted == ["b1", "b2"]
+    assert kit.manager.get_execution_status()["blocks_executed"] == 2
+    stamps = [e.timestamp for e in kit.journal.events if e.timestamp is not None]
+    assert stamps and all(datetime.fromisoformat(t).utcoffset() == timedelta(0)
+                          for t in stamps)
+
+
+def test_kit_cancels_queued_blocks_and_counts_them() -> None:
+    """The cancel rule drops the named queued blocks, then the rest; cancelled ones are counted."""
+    machine = DedupVenueMachine()
+    machine.inject_faults(plan=FaultPlan(positions=(True,)))  # b1's hand-off fails: halt
+    machine.submit_batch(batch=blocks("b1", "b2", "b3"), trigger="strategy_manager")
+    kit = machine.kit
+    assert kit.manager.halted and kit.manager.queued_block_ids == ("b2", "b3")
+    machine.cancel_queued_blocks(block_ids=["b3"])
+    machine.manager_keeps_its_promises()
+    machine.cancel_queued_blocks(block_ids=None)
+    machine.manager_keeps_its_promises()
+    status = kit.manager.get_execution_status()
+    assert status["blocks_cancelled"] == 2 and status["queue_length"] == 0
+
+
+def test_kit_rules_with_nothing_to_act_on_do_nothing() -> None:
+    """Resubmitting before any accept, or cancelling an empty queue, is a no-op."""
+    machine = DedupVenueMachine()
+    machine.resubmit_a_known_block(block_id=None)
+    machine.cancel_queued_blocks(block_ids=None)
+    machine.manager_keeps_its_promises()
+    # only the manager's start: its checkpoint and its initialization
+    assert [e.event_type for e in machine.kit.journal.events] == [
+        "checkpoint", "component_initialization"]
+
+
+def test_kit_invariant_names_the_block_that_broke_a_promise() -> None:
+    """A journal that moves a finished block again fails the kit's invariant, naming it."""
+    machine = DedupVenueMachine()
+    machine.submit_batch(batch=blocks("b1"), trigger="strategy_manager")
+    machine.manager_keeps_its_promises()
+    machine.kit.journal.log_event(None, "block_transition", "forged", {
+        "block_id": "b1", "source": "queued", "dest": "routing"})
+    with pytest.raises(AssertionError, match="b1 moved queued -> routing after it ended"):
+        machine.manager_keeps_its_promises()
+
+
 def test_machine_without_collaborators_fails_at_class_definition() -> None:
     """Forgetting collaborators() fails when the class is defined, naming it."""
     with pytest.raises(TypeError, match="Forgetful must override collaborators"):
         type("Forgetful", (ExecutionManagerMachine,), {})
 
 
+@pytest.mark.parametrize("name", ["kit", "tick", "submit_batch", "inject_faults",
+                                  "cancel_queued_blocks", "manager_keeps_its_promises"])
+def test_a_name_the_kit_owns_fails_at_class_definition(name: str) -> None:
+    """A machine defining a name the kit owns fails when the class is defined, naming it."""
+    with pytest.raises(TypeError, match=f"Clashing defines {name}: that name belongs"):
+        type("Clashing", (DedupVenueMachine,), {name: lambda self: None})
+
+
+def test_the_kit_leaves_every_other_name_to_the_user() -> None:
+    """The old handle names (manager, journal, clock, accepted) and the hooks are the user's."""
+    free = {"manager": 2, "journal": 3, "clock": 4, "accepted": 5, "mode": "live",
+            "hang_seconds": 7.0, "lag_seconds": 1.0}
+    machine: Any = type("Free", (DedupVenueMachine,), free)()
+    assert machine.manager == 2 and isinstance(machine.kit.manager, ExecutionManager)
+    assert machine.kit.venue.lag_seconds == 1.0
+
+
+def test_collaborators_setting_a_kit_name_fails_at_init_naming_it() -> None:
+    """collaborators() setting self.tick (a rule) or self.kit fails, naming the name."""
+
+    class SetsTick(DedupVenueMachine):
+        def collaborators(self) -> dict[str, Any]:
+            self.__dict__["tick"] = "mine"
+            return super().collaborators()
+
+    class SetsKit(DedupVenueMachine):
+        def collaborators(self) -> dict[str, Any]:
+            self.kit = "mine"
+            return super().collaborators()
+
+    with pytest.raises(TypeError, match=r"collaborators\(\) set self.tick: the kit owns"):
+        SetsTick()
+    with pytest.raises(TypeError, match=r"self\.kit belongs to ExecutionManagerMachine"):
+        SetsKit()
+
+
+def test_the_old_handle_names_point_to_self_kit() -> None:
+    """Reading an old handle name the user did not set points to self.kit."""
+    machine: Any = DedupVenueMachine()
+    with pytest.raises(AttributeError, match=r"self\.kit\.manager"):
+        _ = machine.manager
+    with pytest.raises(AttributeError, match=r"has no attribute 'nothing'$"):
+        _ = machine.nothing
+
+
+def test_kit_is_not_there_before_collaborators_returns() -> None:
+    """Reading self.kit inside collaborators() says it is not there yet."""
+
+    class Early(DedupVenueMachine):
+        def collaborators(self) -> dict[str, Any]:
+            _ = self.kit
+            return super().collaborators()
+
+    with pytest.raises(AttributeError, match=r"once collaborators\(\) has returned"):
+        Early()
+
+
 def test_collaborators_missing_a_key_are_named() -> None:
-    """A collaborators() dict missing a key fails naming the key."""
+    """A collaborators() dict missing a key fails naming the key; a non-mapping too."""
 
     class Partial(ExecutionManagerMachine):
         def collaborators(self) -> dict[str, Any]:
             return {"data_provider": StaticDataProvider()}
 
+    class NotAMapping(ExecutionManagerMachine):
+        def collaborators(self) -> Any:
+            return [StaticDataProvider()]
+
     with pytest.raises(TypeError, match="missing position_update_handler"):
         Partial()
+    with pytest.raises(TypeError, match="must return a mapping"):
+        NotAMapping()
+
+
+def test_unknown_venue_faults_on_a_machine_fail_at_class_definition() -> None:
+    """venue_faults naming a fault the venue wrapper does not know fails at definition."""
+    with pytest.raises(ValueError, match=r"unknown: \['melt'\]"):
+        type("Melting", (DedupVenueMachine,), {"venue_faults": ("melt",)})
 
 
 # ------------------------------------------------------------------------ README
 
 
-def test_readme_fuzzing_example_runs() -> None:
-    """The README's "Fuzz your own adapters" example is complete and runs as written."""
+def _readme_example() -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Fuzz your own adapters", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
+    return code.group(1)
+
+
+def _machines(code: str) -> list[type[ExecutionManagerMachine]]:
     namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(code.group(1), "README.md", "exec"), namespace)
-    machines = [v for v in namespace.values() if isinstance(v, type)
-                and issubclass(v, ExecutionManagerMachine) and v is not ExecutionManagerMachine]
+    exec(compile(code, "README.md", "exec"), namespace)
+    return [v for v in namespace.values() if isinstance(v, type)
+            and issubclass(v, ExecutionManagerMachine) and v is not ExecutionManagerMachine]
+
+
+#: The README's dedup check, and the same adapter without it (the bug the README shows).
+DEDUP = """\
+        if block.block_id not in self.orders:
+            self.fills[block.block_id] += 1
+            self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""
+NO_DEDUP = """\
+        self.fills[block.block_id] += 1
+        self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""
+
+
+def test_readme_fuzzing_example_runs() -> None:
+    """The README's "Fuzz your own adapters" example is complete and runs as written."""
+    machines = _machines(_readme_example())
     assert machines
     for machine in machines:
         run_state_machine_as_test(machine, settings=settings(
             max_examples=30, derandomize=True, deadline=None, database=None))
+
+
+def test_readme_failure_prints_a_short_program_naming_its_ids() -> None:
+    """The README's bug shrinks to at most 15 printed lines showing every block id it names."""
+    code = _readme_example()
+    assert DEDUP in code, "the README example no longer has its dedup check"
+    (machine,) = _machines(code.replace(DEDUP, NO_DEDUP))
+    with pytest.raises(AssertionError) as info:
+        run_state_machine_as_test(machine, settings=settings(
+            machine.TestCase.settings, derandomize=True, database=None))
+    lines = "\n".join(getattr(info.value, "__notes__", [])).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("state = "))
+    steps = lines[first:lines.index("state.teardown()") + 1]
+    printed = "\n".join(steps)
+    assert len(steps) <= 15, printed
+    assert "FaultPlan()" not in printed and "any other generated value" not in printed
+    named = set(re.findall(r"'(b\d+)'", str(info.value)))
+    assert named, info.value
+    for block_id in named:
+        assert f"'block_id': '{block_id}'" in printed, (block_id, printed)
 
 
 class BtcOnly(DedupVenueMachine):
@@ -290,19 +652,29 @@ def test_block_strategy_can_be_overridden(data: st.DataObject) -> None:
 
 
 def test_kit_machines_default_to_short_examples_unless_a_profile_says() -> None:
-    """Kit machines run 20 steps per example when the profile keeps hypothesis's default,
-    and leave a profile's own step count alone."""
-    from fsm_exec.testing import DEFAULT_STEPS, KIT_STEPS
+    """Kit machines take 20 steps and skip explain unless the profile sets its own values."""
+    from fsm_exec.testing import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 
     assert settings().stateful_step_count == DEFAULT_STEPS  # the suite's profiles keep it
+    assert tuple(settings().phases) == DEFAULT_PHASES
     assert DedupVenueMachine.TestCase.settings.stateful_step_count == KIT_STEPS
+    assert tuple(DedupVenueMachine.TestCase.settings.phases) == KIT_PHASES
+    assert Phase.explain not in KIT_PHASES and Phase.shrink in KIT_PHASES
     current = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+    settings.register_profile("explaining", phases=[Phase.generate, Phase.shrink,
+                                                    Phase.explain])
     settings.load_profile("fsm-exec-nightly")
     try:
         class Deep(DedupVenueMachine):
             pass
 
+        settings.load_profile("explaining")
+
+        class Explained(DedupVenueMachine):
+            pass
+
         assert Deep.TestCase.settings.stateful_step_count == 100
+        assert Phase.explain in Explained.TestCase.settings.phases
     finally:
         settings.load_profile(current)
 
