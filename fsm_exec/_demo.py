@@ -159,17 +159,20 @@ class DemoResult:
     journal: Path | None = None
     csv: Path | None = None
     diagram: Path | None = None
+    report: Path | None = None
 
 
 def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
-             backtest_id: str | None = None, event_logger: Any = None) -> DemoResult:
+             backtest_id: str | None = None, event_logger: Any = None,
+             report: bool = True) -> DemoResult:
     """Run the example strategy, one ``update_state`` per hour of the bundled prices.
 
     Backtest: the simulated venues as they are. Live: the same venues with scripted faults
     (:data:`LIVE_VENUE_FAULTS`, :data:`LIVE_RECONCILIATION`) on a fake clock, so retries, a
     reconciliation timeout and a manual resume happen without real waiting. With ``out``,
     writes ``logs/events/execution_manager_events.jsonl``, ``results/<id>/events.csv`` and
-    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it.
+    ``run_diagram.md`` (what the run did, drawn on the lifecycle) under it, and with
+    ``report`` a run report: ``report.html``, or ``report.md`` without matplotlib.
     """
     from ._diagram import overlay_events, to_markdown
     from ._journal import EventLogger, check_backtest_id, read_journal
@@ -210,7 +213,8 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
             resumes += 1
             status = em.update_state(ts, "manual")
     seconds = time.perf_counter() - started
-    paths: dict[str, Path | None] = {"journal": None, "csv": None, "diagram": None}
+    paths: dict[str, Path | None] = {"journal": None, "csv": None, "diagram": None,
+                                     "report": None}
     if journal is not None and out is not None:
         paths["csv"] = journal.export_csv(out / "results", backtest_id)
         journal.close()
@@ -219,8 +223,28 @@ def run_demo(mode: str = "backtest", *, out: Path | str | None = None,
         model = overlay_events(read_journal(out / "logs" / "events"),
                                title=f"Block lifecycle: the {mode} demo run")
         diagram.write_text(to_markdown(model))
+        if report:
+            paths["report"] = write_report(out / "logs" / "events", out,
+                                           f"Run report: the {mode} demo run")
     return DemoResult(status, dict(positions.positions), by_action, len(data.timestamps),
                       seconds, resumes, **paths)
+
+
+def write_report(log_dir: Path, out: Path, title: str) -> Path:
+    """The run report of ``log_dir`` in ``out``: HTML, or Markdown without matplotlib."""
+    import importlib.util
+
+    from ._report import build_report, to_html
+    from ._report import to_markdown as report_markdown
+
+    data = build_report(log_dir, title=title)
+    if importlib.util.find_spec("matplotlib") is not None:
+        path = out / "report.html"
+        path.write_text(to_html(data), encoding="utf-8")
+    else:  # pragma: no cover - the test extra installs matplotlib
+        path = out / "report.md"
+        path.write_text(report_markdown(data), encoding="utf-8")
+    return path
 
 
 OWNER_MARKER = ".fsm_exec_owner"
@@ -275,7 +299,7 @@ def format_result(result: DemoResult) -> str:
               "  final positions:  " + ", ".join(
                   f"{k} {v:,.4f}" for k, v in sorted(result.positions.items()))]
     for label, path in (("journal", result.journal), ("events CSV", result.csv),
-                        ("run diagram", result.diagram)):
+                        ("run diagram", result.diagram), ("report", result.report)):
         if path is not None:
             lines.append(f"  {label + ':':<18}{path}")
     return "\n".join(lines)
