@@ -314,15 +314,19 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
 # ------------------------------------------------------------------------ plots (HTML)
 
 
-def _figure(width: float, height: float) -> Figure:
+def _require_matplotlib() -> None:
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         raise ReportDependencyError(
             "the HTML report draws its plots with matplotlib: pip install "
             "'fsm-exec[report]' (or use --format markdown)") from None
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _svg(fig: Figure) -> str:
@@ -511,9 +515,13 @@ def _block_rows(report: RunReport) -> list[tuple[object, ...]]:
 
 
 def to_html(report: RunReport) -> str:
-    """One self-contained HTML page: no script, nothing fetched at view time."""
+    """One self-contained HTML page: no script, nothing fetched at view time.
+
+    Raises :class:`ReportDependencyError` without matplotlib.
+    """
     from . import __version__
 
+    _require_matplotlib()
     head = [f"<h1>{_e(report.title)}</h1>",
             f'<p class="sources">from {_e(", ".join(report.sources))}</p>']
     if report.problem:
@@ -593,9 +601,16 @@ def _md_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str
     return [*out, ""]
 
 
+def _gantt_config(sections: Sequence[str]) -> list[str]:
+    # Room on the left for the longest section name (Mermaid's default is 75 px).
+    width = 40 + 8 * max((len(s) for s in sections), default=8)
+    return ["---", "config:", "  gantt:", f"    leftPadding: {width}", "---"]
+
+
 def _gantt_timeline(report: RunReport) -> list[str]:
     rows = [b for b in report.blocks if b.seconds > 0][:TIMELINE_ROWS]
-    out = ["```mermaid", "gantt", "    title Time in each state, slowest and failed first",
+    out = ["```mermaid", *_gantt_config([b.block_id for b in rows]), "gantt",
+           "    title Time in each state, slowest and failed first",
            "    dateFormat x", "    axisFormat %M:%S", "    todayMarker off"]
     for b in rows:
         out.append(f"    section {_mermaid_name(b.block_id)}")
@@ -611,7 +626,8 @@ def _gantt_timeline(report: RunReport) -> list[str]:
 
 def _gantt_halts(report: RunReport) -> list[str]:
     done = [t for ts, _ in report.finished for t in [parse_ts(ts)] if t]
-    out = ["```mermaid", "gantt", "    title Halts and resumes", "    dateFormat x",
+    out = ["```mermaid", *_gantt_config(["run", "manager"]), "gantt",
+           "    title Halts and resumes", "    dateFormat x",
            "    axisFormat %m-%d %H:%M", "    todayMarker off", "    section run"]
     if done:
         first, last = min(done), max(done)

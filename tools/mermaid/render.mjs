@@ -168,5 +168,6 @@ const results = await withBrowser(async (browser) => {
   }
   return out;
 });
+// Set the exit code and let Node drain stdout (process.exit() would cut a piped 64 KiB).
+process.exitCode = results.every((r) => r.ok) ? 0 : 1;
 process.stdout.write(JSON.stringify(results, null, 1) + "\n");
-process.exit(results.every((r) => r.ok) ? 0 : 1);
