@@ -469,7 +469,10 @@ def _e(x: object) -> str:
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[object]],
            numeric: Sequence[int] = ()) -> str:
-    out = ["<table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    out = ["<table>"]
+    if any(head):
+        out += ["<thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead>"]
+    out.append("<tbody>")
     for row in rows:
         out.append("<tr>" + "".join(
             f"<td class=\"num\">{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>"
