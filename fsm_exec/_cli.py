@@ -412,20 +412,29 @@ def looks_like_a_journal(path: Path) -> bool:
 
 # ------------------------------------------------------------------------ diagram
 
+LIFECYCLE_JSON = "block_lifecycle.json"
+
 
 def review_diagrams() -> dict[str, str]:
     """The diagrams committed in ``diagrams/``: name -> text (``.svg`` maps to its DOT)."""
     import tempfile
 
     from ._demo import run_demo
-    from ._diagram import lifecycle_model, overlay_events, to_dot, to_markdown, to_mermaid
+    from ._diagram import (
+        current_table,
+        lifecycle_model,
+        overlay_events,
+        to_dot,
+        to_markdown,
+        to_mermaid,
+    )
     from ._journal import read_journal
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_demo("live", out=tmp)
+        run_demo("live", out=tmp, report=False)
         demo = overlay_events(read_journal(Path(tmp) / "logs" / "events"),
                               title="Block lifecycle: the live demo run")
-    files: dict[str, str] = {}
+    files: dict[str, str] = {LIFECYCLE_JSON: current_table().to_json()}
     for stem, model in (("block_lifecycle", lifecycle_model()), ("demo_live_run", demo)):
         files[f"{stem}.mmd"] = to_mermaid(model)
         files[f"{stem}.dot"] = to_dot(model)
@@ -452,6 +461,19 @@ def stale_diagrams(directory: Path) -> list[str]:
     return stale
 
 
+def lifecycle_changes(directory: Path) -> list[str]:
+    """What changed in the code's lifecycle since ``directory``'s block_lifecycle.json, in
+    words (nothing when the file is current or cannot be read: --check names it then)."""
+    from ._diagram import LifecycleFileError, LifecycleTable, current_table, diff_tables
+
+    path = directory / LIFECYCLE_JSON
+    try:
+        old = LifecycleTable.from_json(path.read_text(), str(path))
+    except (OSError, LifecycleFileError):
+        return []
+    return diff_tables(old, current_table()).lines()
+
+
 def write_diagrams(directory: Path) -> list[Path]:
     from ._diagram import render_graphviz
 
@@ -467,9 +489,79 @@ def write_diagrams(directory: Path) -> list[Path]:
     return written
 
 
+def table_at_ref(ref: str, directory: Path) -> tuple[Any, str]:
+    """The lifecycle table committed at git ``ref`` (``<directory>/block_lifecycle.json``
+    there), and a name for it."""
+    import os
+    import shutil
+    import subprocess
+
+    from ._diagram import LifecycleFileError, LifecycleTable
+
+    git = shutil.which("git")
+    if git is None:
+        raise UsageError("--diff-ref needs git")
+    here = directory if directory.is_dir() else Path.cwd()
+    top = subprocess.run([git, "-C", str(here), "rev-parse", "--show-toplevel"],
+                         capture_output=True, text=True, check=False)
+    if top.returncode != 0:
+        raise UsageError(f"--diff-ref: {here} is not in a git repository")
+    rel = Path(os.path.relpath((directory / LIFECYCLE_JSON).resolve(),
+                               Path(top.stdout.strip()).resolve())).as_posix()
+    shown = subprocess.run([git, "-C", top.stdout.strip(), "show", f"{ref}:{rel}"],
+                           capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        raise UsageError(f"--diff-ref: git has no {rel} at {ref!r}: "
+                         f"{shown.stderr.strip().splitlines()[-1] if shown.stderr else ''}")
+    try:
+        return LifecycleTable.from_json(shown.stdout, f"{ref}:{rel}"), f"{rel} at {ref}"
+    except LifecycleFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def journal_paths(paths: Sequence[str]) -> list[Path]:
+    """The journal paths of a command line: each must exist, and a directory must hold a
+    journal (else :class:`UsageError`, exit 2, as ``check`` does)."""
+    from ._journal import journal_files
+
+    files = [Path(p) for p in paths]
+    for p in files:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or directory")
+        if p.is_dir() and not journal_files(p):
+            raise UsageError(f"{p}: holds no ExecutionManager journal")
+    return files
+
+
+def read_events(paths: Sequence[str]) -> list[Any]:
+    """The records of the journals at ``paths``, checked against the lifecycle first: a
+    journal that breaks it (or a corrupt line) raises :class:`Refused` naming the first
+    offending ``file:line``; one without records is a :class:`UsageError`."""
+    from ._report import read_checked
+
+    files = journal_paths(paths)
+    try:
+        records, problem = read_checked(files[0] if len(files) == 1 else files)
+    except OSError as exc:  # e.g. a directory among several journal files
+        raise UsageError(str(exc)) from None
+    if problem:
+        raise Refused(f"the journal breaks the lifecycle: {problem}; nothing drawn")
+    if not records:
+        raise UsageError(f"{', '.join(paths)}: no journal records")
+    return records
+
+
+class Refused(Exception):
+    """Input that is readable but wrong (a journal that breaks the lifecycle): exit 1."""
+
+
 def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
     from ._diagram import (
         GraphvizMissingError,
+        JournalOffTableError,
+        LifecycleFileError,
+        LifecycleTable,
+        diff_model,
         lifecycle_model,
         overlay_block,
         overlay_events,
@@ -479,13 +571,17 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         to_markdown_table,
         to_mermaid,
     )
-    from ._journal import JournalCorruptError, read_journal
 
     directory = Path(args.dir)
     if args.check:
         stale = stale_diagrams(directory)
         for s in stale:
             print(f"stale: {s}", file=out)
+        changes = lifecycle_changes(directory)
+        if changes:
+            print(f"the lifecycle changed since {directory / LIFECYCLE_JSON}:", file=out)
+            for line in changes:
+                print(f"  {line}", file=out)
         if stale:
             print("regenerate with: fsm-exec diagram --write", file=out)
             return FOUND
@@ -498,14 +594,22 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
             return OK
         if args.block and not args.events:
             raise UsageError("--block needs --events LOG")
+        if (args.diff or args.diff_ref) and args.events:
+            raise UsageError("--diff/--diff-ref draw the lifecycle, not a journal: "
+                             "drop --events")
         if args.events:
-            for p in args.events:
-                if not Path(p).exists():
-                    raise UsageError(f"{p}: no such file or directory")
-            files = [Path(p) for p in args.events]
-            records = list(read_journal(files[0] if len(files) == 1 else files))
+            records = read_events(args.events)
             model = (overlay_block(records, args.block) if args.block
                      else overlay_events(records))
+        elif args.diff:
+            try:
+                old = LifecycleTable.from_json(Path(args.diff).read_text(), args.diff)
+            except OSError as exc:
+                raise UsageError(f"--diff: cannot read {args.diff}: {exc.strerror}") from None
+            model = diff_model(old, since=args.diff)
+        elif args.diff_ref:
+            old, name = table_at_ref(args.diff_ref, directory)
+            model = diff_model(old, since=name)
         else:
             model = lifecycle_model()
         text_renderers = {"mermaid": to_mermaid, "dot": to_dot, "markdown": to_markdown,
@@ -514,9 +618,13 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
             data = text_renderers[args.format](model).encode()
         else:
             data = render_graphviz(to_dot(model), args.format)
-    except (GraphvizMissingError, LookupError, JournalCorruptError) as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:  # e.g. a directory among several journal files
+    except Refused as exc:
+        print(f"fsm-exec diagram: {exc}", file=sys.stderr)
+        return FOUND
+    except JournalOffTableError as exc:  # pragma: no cover - check_journal refuses it first
+        print(f"fsm-exec diagram: {exc}", file=sys.stderr)
+        return FOUND
+    except (GraphvizMissingError, LookupError, LifecycleFileError) as exc:
         raise UsageError(str(exc)) from None
     if args.output:
         try:
@@ -527,6 +635,39 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError("--format png needs --output FILE")
     else:
         out.write(data.decode())
+    return OK
+
+
+# ------------------------------------------------------------------------ report
+
+
+def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._report import ReportDependencyError, build_report, to_html, to_markdown
+
+    files = journal_paths(args.logs)
+    try:
+        report = build_report(files[0] if len(files) == 1 else files, title=args.title)
+    except OSError as exc:  # e.g. a directory among several journal files
+        raise UsageError(str(exc)) from None
+    if not report.records and not report.problem:
+        raise UsageError(f"{', '.join(args.logs)}: no journal records")
+    fmt = args.format or ("markdown" if (args.output or "").endswith(".md") else "html")
+    try:
+        text = to_html(report) if fmt == "html" else to_markdown(report)
+    except ReportDependencyError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write: {exc}") from None
+        print(f"wrote {args.output}", file=out)
+    else:
+        out.write(text)
+    if report.problem:
+        print(f"fsm-exec report: the journal breaks the lifecycle: {report.problem}; the "
+              "report shows the records before it", file=sys.stderr)
+        return FOUND
     return OK
 
 
@@ -552,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "over a bundled month of hourly prices, on simulated venues (spot, "
                     "staking, lending, perp). Writes logs/events/"
                     "execution_manager_events.jsonl, results/<id>/events.csv, "
-                    "results/<id>/deltas.csv and run_diagram.md under --out, and prints a "
+                    "results/<id>/deltas.csv and run_diagram.md under --out, with a run "
+                    "report (report.html; report.md without matplotlib), and prints a "
                     "summary. The environment and the arguments are checked before anything "
                     "is created.\n\n"
                     f"{LIVE_DEMO_SHOWS}",
@@ -595,11 +737,15 @@ def build_parser() -> argparse.ArgumentParser:
         "diagram", formatter_class=fmt, help="draw the block lifecycle, or what a run did",
         description="Draw the block lifecycle from the code's table; with --events, what a "
                     "journal shows (how often each edge was taken, where blocks ended); with "
-                    "--block, one block's path, numbered, with attempts. SVG and PNG need "
-                    "Graphviz's dot program.\n\n"
+                    "--block, one block's path, numbered, with attempts; with --diff or "
+                    "--diff-ref, what changed since an older table. SVG and PNG need "
+                    "Graphviz's dot program. A journal that breaks the lifecycle is not "
+                    "drawn.\n\n"
                     "--write regenerates the review diagrams in --dir; --check exits 1, "
-                    "naming each stale file, when they differ from what the code generates.",
-        epilog="exit code 1 (--check): a diagram is stale.\n\n" + EXIT_CODES)
+                    "naming each stale file, when they differ from what the code generates, "
+                    "and says in words how the lifecycle changed.",
+        epilog="exit code 1: a diagram is stale (--check), or the journal breaks the "
+               "lifecycle (the first offending file:line is printed).\n\n" + EXIT_CODES)
     g.add_argument("--format", choices=FORMATS, default="mermaid")
     g.add_argument("--events", nargs="+", metavar="LOG",
                    help="journal files, or a log directory")
@@ -610,7 +756,37 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="regenerate the review diagrams")
     g.add_argument("--dir", default=DIAGRAM_DIR,
                    help=f"review diagram folder (default: {DIAGRAM_DIR})")
+    old = g.add_mutually_exclusive_group()
+    old.add_argument("--diff", metavar="OLD.json",
+                     help="draw the lifecycle against an older block_lifecycle.json: added "
+                          "and removed states and edges, changed meanings")
+    old.add_argument("--diff-ref", metavar="GIT_REF",
+                     help="the same, with the block_lifecycle.json of --dir at a git ref "
+                          "(e.g. origin/main)")
     g.set_defaults(func=cmd_diagram)
+
+    rp = sub.add_parser(
+        "report", formatter_class=fmt, help="a run report of a journal (HTML or Markdown)",
+        description="Write a run report of a journal for a reviewer or an operator: the "
+                    "totals, the lifecycle overlay, a per-block timeline of the time spent "
+                    "in each state (failed and slowest blocks first), histograms of attempts "
+                    "and reconciliation waits, the failures with their codes' resolutions, "
+                    "and the halts and resumes on the time axis.\n\n"
+                    "HTML (the default): one self-contained file, no script, nothing fetched "
+                    "when viewed; its plots need matplotlib (pip install 'fsm-exec[report]') "
+                    "and its diagram Graphviz's dot. --format markdown: the same with Mermaid "
+                    "(a gantt timeline), for a pull-request comment.",
+        epilog="exit code 1: the journal breaks the lifecycle; the report is still written, "
+               "from the records before the first offending file:line, and says so.\n\n"
+               + EXIT_CODES)
+    rp.add_argument("logs", nargs="+", metavar="LOG",
+                    help="a log directory, or journal files in order")
+    rp.add_argument("--output", "-o", metavar="FILE",
+                    help="write here (default: stdout); a .md name implies --format markdown")
+    rp.add_argument("--format", choices=("html", "markdown"),
+                    help="html (default) or markdown")
+    rp.add_argument("--title", help="the report's title (default: names the journal)")
+    rp.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
         "check", formatter_class=fmt, help="check journals against the lifecycle",

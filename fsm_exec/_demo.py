@@ -163,11 +163,12 @@ class DemoResult:
     csv: Path | None = None
     diagram: Path | None = None
     deltas: Path | None = None
+    report: Path | None = None
 
 
 def run_demo(mode: str | None = None, *, out: Path | str | None = None,
              backtest_id: str | None = None, event_logger: Any = None,
-             observers: Sequence[Observer] = ()) -> DemoResult:
+             observers: Sequence[Observer] = (), report: bool = True) -> DemoResult:
     """Run the example strategy, one ``update_state`` per hour of the bundled prices.
 
     ``mode`` defaults to ``BASIS_EXECUTION_MODE`` (else backtest), as the manager's does.
@@ -176,8 +177,9 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
     reconciliation timeouts, a failed block and a manual resume happen without real
     waiting. With ``out``, writes ``logs/events/execution_manager_events.jsonl``,
     ``results/<id>/events.csv``, ``results/<id>/deltas.csv`` and ``run_diagram.md`` (what
-    the run did, drawn on the lifecycle) under it. The environment, the id and the output
-    paths are checked before anything is created (``ValueError``). ``observers``
+    the run did, drawn on the lifecycle) under it, and with ``report`` a run report:
+    ``report.html``, or ``report.md`` without matplotlib. The environment, the id and the
+    output paths are checked before anything is created (``ValueError``). ``observers``
     go to the manager (``fsm-exec demo --metrics-port`` serves a PrometheusObserver's).
     """
     from ._csv import check_backtest_id
@@ -225,7 +227,7 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
             status = em.update_state(ts, "manual")
     seconds = time.perf_counter() - started
     paths: dict[str, Path | None] = {"journal": None, "csv": None, "deltas": None,
-                                     "diagram": None}
+                                     "diagram": None, "report": None}
     if journal is not None and out is not None:
         journal.export_csv(out / "results", backtest_id)
         journal.close()
@@ -235,8 +237,28 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
         model = overlay_events(read_journal(out / "logs" / "events"),
                                title=f"Block lifecycle: the {mode} demo run")
         diagram.write_text(to_markdown(model))
+        if report:
+            paths["report"] = write_report(out / "logs" / "events", out,
+                                           f"Run report: the {mode} demo run")
     return DemoResult(status, dict(positions.positions), by_action, len(data.timestamps),
                       seconds, resumes, **paths)
+
+
+def write_report(log_dir: Path, out: Path, title: str) -> Path:
+    """The run report of ``log_dir`` in ``out``: HTML, or Markdown without matplotlib."""
+    import importlib.util
+
+    from ._report import build_report, to_html
+    from ._report import to_markdown as report_markdown
+
+    data = build_report(log_dir, title=title)
+    if importlib.util.find_spec("matplotlib") is not None:
+        path = out / "report.html"
+        path.write_text(to_html(data), encoding="utf-8")
+    else:  # pragma: no cover - the test extra installs matplotlib
+        path = out / "report.md"
+        path.write_text(report_markdown(data), encoding="utf-8")
+    return path
 
 
 OWNER_MARKER = ".fsm_exec_owner"
@@ -328,7 +350,8 @@ def format_result(result: DemoResult) -> str:
               "  final positions:  " + ", ".join(
                   f"{k} {v:,.4f}" for k, v in sorted(result.positions.items()))]
     for label, path in (("journal", result.journal), ("events CSV", result.csv),
-                        ("deltas CSV", result.deltas), ("run diagram", result.diagram)):
+                        ("deltas CSV", result.deltas), ("run diagram", result.diagram),
+                        ("report", result.report)):
         if path is not None:
             lines.append(f"  {label + ':':<18}{path}")
     return "\n".join(lines)

@@ -23,6 +23,16 @@ CANARY = "sk-CANARY-7f3e9a1c55"
 T0 = 1_759_276_800  # 2025-10-01T00:00:00Z in epoch seconds
 
 
+def empty_checkpoint() -> dict[str, Any]:
+    """The data of the checkpoint a fresh journal starts with (nothing accepted yet)."""
+    from fsm_exec._replay import checkpoint_payload
+
+    return checkpoint_payload(
+        window=10_000, counters=dict.fromkeys(
+            ("accepted", "executed", "failed", "cancelled", "retried", "starts"), 0),
+        halted=False, halt_reason=None, queue=(), flight=None, finished=())
+
+
 def T(n: float = 0) -> float:
     """A timestamp the manager accepts: ``n`` seconds after 2025-10-01T00:00:00Z."""
     return T0 + n

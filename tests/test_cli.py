@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import fsm_exec._sim
@@ -35,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).with_name("golden")
 JOURNAL = Path("logs") / "events" / "execution_manager_events.jsonl"
 TIMES = "\N{MULTIPLICATION SIGN}"  # before an edge count
-REVIEW_FILES = sorted(f"{stem}.{ext}" for stem in ("block_lifecycle", "demo_live_run")
-                      for ext in ("mmd", "dot", "svg", "md"))
+REVIEW_FILES = sorted([f"{stem}.{ext}" for stem in ("block_lifecycle", "demo_live_run")
+                       for ext in ("mmd", "dot", "svg", "md")] + ["block_lifecycle.json"])
 
 
 def cli(*argv: str | Path) -> tuple[int, str]:
@@ -97,9 +98,13 @@ HELP = {
                "exit code 1: a block failed or the manager halted", ".toml or .json",
                "never printed", "results/<id>/deltas.csv", "$BASIS_EXECUTION_MODE",
                "exit codes:"],
-    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check",
-                   "exits 1, naming each stale file", "{mermaid,dot,svg,png,markdown,table}",
-                   "exit code 1 (--check): a diagram is stale", "exit codes:"],
+    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check", "--diff OLD.json",
+                   "--diff-ref GIT_REF", "exits 1, naming each stale file",
+                   "{mermaid,dot,svg,png,markdown,table}", "exit code 1: a diagram is stale "
+                   "(--check), or the journal breaks the lifecycle", "exit codes:"],
+    ("report",): ["self-contained", "nothing fetched when viewed", "fsm-exec[report]",
+                  "--format markdown", "gantt", "exit code 1: the journal breaks the lifecycle",
+                  "exit codes:"],
     ("check",): ["every transition an edge", "in doubt", "exit code 1: the journal breaks a "
                  "rule; the first offending file:line is printed", "exit codes:"],
 }
@@ -120,7 +125,7 @@ def test_help_example_draws_a_block_of_the_demo(live_log: Path) -> None:
     epilog = build_parser().epilog or ""
     (block_id,) = re.findall(r"--block (\S+)", epilog)
     code, text = cli("diagram", "--events", live_log, "--block", block_id)
-    assert code == 0 and "step 1" in text
+    assert code == 0 and "start \N{MIDDLE DOT} 1" in text
 
 
 def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -978,13 +983,13 @@ def test_diagram_default_is_the_mermaid_lifecycle() -> None:
     """diagram prints the lifecycle as Mermaid, every state in it."""
     code, text = cli("diagram")
     assert code == 0
-    assert "stateDiagram-v2" in text
+    assert "flowchart TB" in text
     for state in BlockState:
-        assert f" as {state}\n" in text
+        assert f'    {state}("{state}")' in text or f'    {state}(["{state}"])' in text
 
 
 @pytest.mark.parametrize(("fmt", "marks"), [
-    ("mermaid", ["stateDiagram-v2", "[*] --> queued"]),
+    ("mermaid", ["flowchart TB", "start_marker --> queued"]),
     ("dot", ["digraph block_lifecycle {", '"__start" -> "queued"']),
     ("markdown", ["# Block lifecycle", "```mermaid", "| source | trigger | dest |"]),
     ("table", ["| source | trigger | dest | meaning |", "| `queued` | `start` | `routing` |"]),
@@ -1029,9 +1034,9 @@ def test_diagram_events_draws_counts() -> None:
     """--events LOG draws how often each edge was taken and where blocks ended."""
     code, text = cli("diagram", "--events", GOLDEN / "backtest_clean.jsonl")
     assert code == 0
-    assert f"queued --> routing : start {TIMES}3" in text
-    assert f"routing --> retrying : route_failed {TIMES}0" in text
-    assert 'state "success (3 blocks)" as success' in text
+    assert f'queued -->|"start {TIMES}3"| routing' in text
+    assert f'routing -.->|"route_failed {TIMES}0"| retrying' in text
+    assert 'success(["success<br>3 blocks"])' in text
 
 
 def test_diagram_events_reads_several_files(tmp_path: Path) -> None:
@@ -1049,7 +1054,8 @@ def test_diagram_block_draws_its_path(live_log: Path) -> None:
     assert "| source | trigger | dest | steps | meaning |" in text
     assert "| `queued` | `start` | `routing` | 1 |" in text
     code, text = cli("diagram", "--events", live_log, "--block", "hedge-20251002T10")
-    assert "step 1 attempt 1" in text and "failed" in text
+    assert 'queued ==>|"start \N{MIDDLE DOT} 1"| routing' in text
+    assert "ended in failed after 8 transitions" in text
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -1057,19 +1063,147 @@ def test_diagram_block_draws_its_path(live_log: Path) -> None:
     (["--events", "GOLDEN", "--block", "nope"], "no transition of block 'nope'"),
     (["--events", "MISSING"], "MISSING: no such file or directory"),
     (["--events", "GOLDEN", "MISSING"], "MISSING: no such file or directory"),
-    (["--events", "CORRUPT"], "bad_json.jsonl:8"),
-    (["--events", "GOLDEN", "DIR"], "Is a directory"),
+    (["--events", "GOLDEN", "EMPTYDIR"], "holds no ExecutionManager journal"),
+    (["--events", "EMPTYFILE"], "no journal records"),
+    (["--diff", "MISSING"], "--diff: cannot read"),
+    (["--diff", "GOLDEN"], "not JSON"),
+    (["--diff", "NOTTABLE"], "not a lifecycle table"),
+    (["--diff", "NOTTABLE", "--events", "GOLDEN"], "drop --events"),
 ])
 def test_diagram_refuses_bad_events(args: list[str], message: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """--block without --events, an unknown block, an unreadable journal: exit 2."""
+    """--block without --events, an unknown block, no journal, an unreadable table: exit 2."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "table.json").write_text('{"format": "something else"}')
     paths = {"GOLDEN": GOLDEN / "backtest_clean.jsonl", "MISSING": tmp_path / "MISSING",
-             "CORRUPT": GOLDEN / "bad_json.jsonl", "DIR": tmp_path}
+             "EMPTYDIR": tmp_path / "empty",
+             "EMPTYFILE": tmp_path / "empty.jsonl", "NOTTABLE": tmp_path / "table.json"}
     argv = [str(paths.get(a, a)) for a in args]
     assert cli("diagram", *argv) == (2, "")
     err = capsys.readouterr().err
     assert err.startswith("fsm-exec diagram: ")
     assert message in err
+
+
+def broken_journal(tmp_path: Path, how: str = "edge") -> tuple[Path, int]:
+    """A demo backtest journal with one bad line (a move that is no edge, or a torn
+    record), and that line's number."""
+    from fsm_exec._demo import run_demo
+
+    out = tmp_path / "demo"
+    run_demo("backtest", out=out, report=False)
+    path = out / JOURNAL
+    lines = path.read_text().splitlines(keepends=True)
+    n = [i for i, line in enumerate(lines) if '"block_transition"' in line][5]
+    if how == "edge":
+        record = json.loads(lines[n])
+        record["data"]["dest"] = "cancelled"  # reconciled/executed never lead there
+        lines[n] = json.dumps(record) + "\n"
+    else:
+        lines[n] = lines[n][:40] + "\n"
+    path.write_text("".join(lines))
+    return path, n + 1
+
+
+@pytest.mark.parametrize("how", ["edge", "corrupt"])
+def test_diagram_refuses_a_journal_that_breaks_the_lifecycle(
+        how: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--events on a journal that breaks the lifecycle draws nothing and exits 1, naming
+    the first offending file:line."""
+    path, line = broken_journal(tmp_path, how)
+    assert cli("diagram", "--events", path.parent) == (1, "")
+    err = capsys.readouterr().err
+    assert err.startswith("fsm-exec diagram: the journal breaks the lifecycle: ")
+    assert f"{path}:{line}" in err and "nothing drawn" in err
+
+
+def changed_table(path: Path) -> Path:
+    """A block_lifecycle.json as it was before ``cancelled`` (and with an edge since
+    removed and a meaning since reworded)."""
+    from fsm_exec._diagram import TableEdge, current_table
+
+    t = current_table()
+    old = attrs.evolve(
+        t, states=tuple(attrs.evolve(s, meaning="Old words.") if s.name == "routing" else s
+                        for s in t.states if s.name != "cancelled"),
+        edges=(*(e for e in t.edges if e.trigger != "cancel"),
+               TableEdge("routing", "abort", "failed", "An edge that went away.")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(old.to_json())
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "marks"), [
+    ("mermaid", ['queued ==>|"cancel (added)"| cancelled',
+                 'routing -.->|"abort (removed)"| failed', 'cancelled(["cancelled<br>(added)"])']),
+    ("dot", ['"queued" -> "cancelled" [label="cancel (added)"', 'style=dashed']),
+    ("markdown", ["## Changes", "- added state cancelled",
+                  "- added edge queued --cancel--> cancelled",
+                  "- removed edge routing --abort--> failed",
+                  "- meaning of state routing: 'Old words.' -> "]),
+    ("table", ["| source | trigger | dest | change | meaning |",
+               "| `routing` | `abort` | `failed` | removed |"]),
+])
+def test_diagram_diff_draws_what_changed(fmt: str, marks: list[str], tmp_path: Path) -> None:
+    """--diff OLD.json draws the current lifecycle against an older table, in each format."""
+    old = changed_table(tmp_path / "old.json")
+    code, text = cli("diagram", "--diff", old, "--format", fmt)
+    assert code == 0
+    for mark in marks:
+        assert mark in text
+
+
+def test_diagram_diff_of_the_same_table_says_no_change(review: Path) -> None:
+    """--diff against the current table draws it plainly, saying nothing changed."""
+    code, text = cli("diagram", "--diff", review / "block_lifecycle.json", "--format",
+                     "markdown")
+    assert code == 0
+    assert "No change since" in text and "- none" in text and "(added)" not in text
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+                        "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+
+
+def test_diagram_diff_ref_reads_the_table_from_git(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--diff-ref REF takes --dir's block_lifecycle.json at that git ref; a ref without it
+    is a usage error."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    changed_table(repo / "diagrams" / "block_lifecycle.json")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "old lifecycle")
+    code, text = cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "HEAD",
+                     "--format", "markdown")
+    assert code == 0
+    assert "since diagrams/block_lifecycle.json at HEAD" in text
+    assert "- added state cancelled" in text
+    assert cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "nope")[0] == 2
+    assert "git has no diagrams/block_lifecycle.json at 'nope'" in capsys.readouterr().err
+    assert cli("diagram", "--dir", tmp_path, "--diff-ref", "HEAD")[0] == 2
+    assert "not in a git repository" in capsys.readouterr().err
+
+
+def test_diagram_check_says_how_the_lifecycle_changed(review: Path, tmp_path: Path) -> None:
+    """--check on a stale block_lifecycle.json says in words what changed in the table."""
+    d = tmp_path / "diagrams"
+    shutil.copytree(review, d)
+    changed_table(d / "block_lifecycle.json")
+    code, text = cli("diagram", "--check", "--dir", d)
+    assert code == 1
+    lines = text.splitlines()
+    assert lines[0] == f"stale: {d / 'block_lifecycle.json'}"
+    assert lines[1] == f"the lifecycle changed since {d / 'block_lifecycle.json'}:"
+    assert "  added state cancelled" in lines
+    assert "  removed edge routing --abort--> failed" in lines
+    assert lines[-1] == "regenerate with: fsm-exec diagram --write"
 
 
 def test_diagram_write_then_check(review: Path, tmp_path: Path) -> None:
