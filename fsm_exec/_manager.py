@@ -20,7 +20,6 @@ from ._calls import VenueCall
 from ._canonical import Converted, canonical, canonical_timestamp, timestamp_problem
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
 from ._driver import (
-    RECONCILIATION_TIMEOUT_WHY,
     T_FAIL,
     T_REROUTE,
     BacktestDriver,
@@ -56,7 +55,7 @@ from ._protocols import (
     RiskCheck,
 )
 from ._replay import Flight as JournalFlight
-from ._replay import RecoveryReport, ReplayError, checkpoint_payload, replay
+from ._replay import RecoveryReport, ReplayError, checkpoint_payload, replay, resolution_of
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 
@@ -414,15 +413,10 @@ class ExecutionManager:
                 self._active.add(fl.block.block_id)
                 self._taken.add(fl.block.block_id)
                 self.reconciliation_status = "pending"
-                if fl.state == _PENDING:
-                    resolution = "reconcile" if fl.handed_off else "hand_off_then_reconcile"
-                elif fl.state == _RETRYING and fl.why == RECONCILIATION_TIMEOUT_WHY:
-                    resolution = "reconcile"
-                else:  # routing, or retrying a route: the venue may have executed
-                    f.call = VenueCall.lost()
+                resolution = resolution_of(fl, queryable=self._query is not None)
+                if resolution in ("query_execution", "reroute_at_least_once"):
+                    f.call = VenueCall.lost()  # the venue may have executed: ask first
                     f.unresolved = True
-                    resolution = ("query_execution" if self._query is not None
-                                  else "reroute_at_least_once")
             deferred = self._needs_recovery
             self._starts = state.starts + (0 if deferred else self._starts)
             self._needs_recovery = False

@@ -379,6 +379,26 @@ class Replay:
                                   f"shows {value}")
 
 
+def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
+    """How a recovered manager settles the block left in flight (see
+    :class:`RecoveryReport`): ``reconcile``, ``hand_off_then_reconcile``,
+    ``query_execution`` or ``reroute_at_least_once`` (no ``query_execution`` to ask)."""
+    if flight is None:
+        return None
+    if flight.state == "pending_reconciliation":
+        return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
+    if flight.state == _RETRYING and flight.why == "reconciliation_timeout":
+        return "reconcile"
+    # routing, or retrying a route: the venue may have executed
+    return "query_execution" if queryable else "reroute_at_least_once"
+
+
+def in_doubt(flight: Flight | None) -> bool:
+    """True when the venue may have executed the block in flight and nobody knows: it was
+    routed (or a route failed) and no deltas settled it yet."""
+    return flight is not None and resolution_of(flight, queryable=True) == "query_execution"
+
+
 def _int(d: dict[str, Any], key: str) -> int:
     v = d.get(key)
     if type(v) is not int:
