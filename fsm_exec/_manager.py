@@ -8,6 +8,7 @@ the read APIs give a consistent snapshot from any thread.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -302,7 +303,8 @@ class ExecutionManager:
     @property
     def interrupted(self) -> bool:
         """True once an interrupt stopped this manager mid-step (see :meth:`reopen`)."""
-        return self._interrupted is not None
+        with self._mutex:
+            return self._interrupted is not None or self._cut_short()
 
     @property
     def queued_block_ids(self) -> tuple[str, ...]:
@@ -494,6 +496,8 @@ class ExecutionManager:
         me = threading.get_ident()
         with self._mutex:
             if self._busy is not None:
+                if self._cut_short():
+                    self._check_usable()
                 where = ("from a collaborator?" if self._busy == me else
                          "in another thread")
                 reentry = ReentrantCallError(
@@ -508,6 +512,25 @@ class ExecutionManager:
             return status
         finally:
             self._busy = None
+
+    def _cut_short(self) -> bool:
+        """True (and the manager retired) if the last update_state on this thread died
+        before it could say it had ended: an interrupt at its very last lines."""
+        if self._busy != threading.get_ident() or self._running_here():
+            return False
+        self._interrupted = "an update_state that never finished"
+        self._busy = None
+        return True
+
+    def _running_here(self) -> bool:
+        """True if an update_state of this manager is on the current thread's stack."""
+        frame = sys._getframe(2)
+        code = ExecutionManager.update_state.__code__
+        while frame is not None:
+            if frame.f_code is code and frame.f_locals.get("self") is self:
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+        return False
 
     def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run ``step``; an interrupt (or an error that is not one of ours) in the middle of
