@@ -41,7 +41,7 @@ from fsm_exec._sim import (
 
 from kit import T, blocks
 
-ROOTS = tuple(os.path.dirname(m.__file__) + os.sep  # type: ignore[type-var]
+ROOTS = tuple(os.path.dirname(str(m.__file__)) + os.sep
               for m in (fsm_exec, sys.modules["transitions"]))
 CONFIG = {"max_retries": 3, "retry_delay_seconds": 0.5, "reconciliation_timeout": 2,
           "execution_timeout": 5, "not_found_confirmations": 2,
