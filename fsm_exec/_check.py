@@ -164,6 +164,9 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
             prev = r
             skipped += 1
             continue
+        if records == 1 and is_ckpt and r.seq > 1:
+            notes.append(f"history pruned: seq 1-{r.seq - 1} not in the journal (retention); "
+                         f"the checkpoint at {r.path}:{r.line} holds the state")
         try:
             state.apply(r)
         except GapError as exc:

@@ -10,6 +10,7 @@ WORKDIR/venue.jsonl, so a block run twice would show there.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec import EventLogger, ExecutionManager, InstructionBlock
+from fsm_exec._journal import JournalLockedError
 from fsm_exec._sim import SimPositionHandler, StaticDataProvider
 
 
@@ -53,10 +55,28 @@ class Reconciled:
     reconciliation_status = "success"
 
 
+class Days:
+    """The UTC day moves on with the blocks submitted (a new day every two batches), so runs
+    rotate files, checkpoint and prune all the time; kills land in the middle of that."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> dt.date:
+        return dt.date(2025, 1, 1) + dt.timedelta(days=self.n // 2)
+
+
 def main() -> None:
     workdir, n, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
-    journal = EventLogger(workdir / "logs", "live")
+    days = Days()
+    days.n = len(DurableVenue(workdir / "venue.jsonl", rng).executed()) // 3
+    try:
+        journal = EventLogger(workdir / "logs", "live", today=days, retention_days=2,
+                              checkpoint_every=7)
+    except JournalLockedError as exc:
+        print(f"locked {exc.pid}", flush=True)
+        sys.exit(3)
     # This venue records an execution durably before it replies: its "not found" is sure at
     # once, so no confirmations are needed (and none would be quick in real time).
     em = ExecutionManager({"retry_delay_seconds": 0.001, "execution_timeout": 10,
@@ -64,10 +84,14 @@ def main() -> None:
                           StaticDataProvider(), "live", SimPositionHandler(),
                           DurableVenue(workdir / "venue.jsonl", rng), Reconciled(),
                           event_logger=journal)
-    em.recover(workdir / "logs")
+    em.recover()
     print("ready", flush=True)
+    hold = os.environ.get("CRASH_CHILD_HOLD")
+    while hold and not Path(hold).exists():  # the test starts a rival meanwhile
+        time.sleep(0.01)
     ids = [f"b{i:03d}" for i in range(n)]
     for i in range(0, n, 3):
+        days.n = i // 3
         fresh = [b for b in ids[i:i + 3] if em.block_state(b) is None]
         em.update_state(time.time(), "strategy_manager", [
             {"block_id": b, "action": "trade", "priority": 1,

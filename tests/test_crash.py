@@ -1,6 +1,9 @@
 """Real crashes: a live manager is killed with SIGKILL at random moments, restarted with
 recover(), and run to the end, many times. Every block must execute exactly once at the
-venue, in submission order, and none may be lost."""
+venue, in submission order, and none may be lost. The child's day moves on every two
+batches, with a checkpoint every 7 records and retention at 2 days, so kills also land in
+rotations, checkpoints and pruning; and a second process started on the same directory
+while the first runs is refused (nothing runs twice)."""
 
 from __future__ import annotations
 
@@ -22,19 +25,36 @@ MIN_KILLS = 2 * SCENARIOS  # the test must really have crashed the manager this 
 MAX_STARTS = 60  # per run: a run that never finishes fails the test
 
 
-def run_until_done(workdir: Path, rng: random.Random) -> int:
-    """Start the child, kill it at a random moment, repeat until it finishes; kills."""
-    kills = 0
+def _child(workdir: Path, rng: random.Random, hold: Path | None = None
+           ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    if hold is not None:
+        env["CRASH_CHILD_HOLD"] = str(hold)  # the child waits, holding the directory
+    return subprocess.Popen([sys.executable, str(CHILD), str(workdir), str(BLOCKS),
+                             str(rng.randrange(1 << 30))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def run_until_done(workdir: Path, rng: random.Random, *, rival: bool = False) -> int:
+    """Start the child, kill it at a random moment, repeat until it finishes; kills. With
+    ``rival``, a second child is started on the same directory while the first runs: it
+    must be refused, naming the first one's pid."""
+    kills = 0
     for start in range(MAX_STARTS):
-        child = subprocess.Popen([sys.executable, str(CHILD), str(workdir), str(BLOCKS),
-                                  str(rng.randrange(1 << 30))],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        hold = workdir / "go" if rival and start == 0 else None
+        child = _child(workdir, rng, hold)
         assert child.stdout is not None
         ready = child.stdout.readline()
         if ready != b"ready\n":
             _, err = child.communicate()
             raise AssertionError(f"child failed to start (start {start}): {err.decode()}")
+        if rival and start == 0:
+            second = _child(workdir, rng)
+            out, err = second.communicate(timeout=60)
+            assert second.returncode == 3, (out, err)
+            assert out.decode().split() == ["locked", str(child.pid)]
+            assert hold is not None
+            hold.touch()
         # The first two kills land early (a run takes well over 0.15 s), the rest anywhere.
         time.sleep(rng.uniform(0.01, 0.15) if start < 2 else rng.uniform(0.0, 0.35))
         if child.poll() is None:
@@ -59,7 +79,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(
     for n in range(SCENARIOS):
         workdir = tmp_path / f"run{n}"
         workdir.mkdir()
-        kills += run_until_done(workdir, rng)
+        kills += run_until_done(workdir, rng, rival=n == 0)
         executions = [json.loads(line)["block_id"]
                       for line in (workdir / "venue.jsonl").read_text().splitlines()]
         assert executions == expected, f"run {n}: venue executed {executions}"
