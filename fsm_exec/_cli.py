@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import sys
 import time
 import tomllib
@@ -293,15 +294,61 @@ def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
         trigger, pending = ("manual" if em.halted else "retry"), None
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (a supervisor stopping the run): the same way out as Ctrl-C."""
+    raise SystemExit(143)
+
+
+def _archive(log_dir: Path) -> Path:
+    """Move a journal directory aside (``<dir>.<UTC time>``); nothing is deleted."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = log_dir.with_name(f"{log_dir.name}.{stamp}")
+    n = 1
+    while target.exists():
+        target = log_dir.with_name(f"{log_dir.name}.{stamp}.{n}")
+        n += 1
+    log_dir.rename(target)
+    return target
+
+
+def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: int,
+                 mode: str) -> str:
+    """What a stopped run leaves, in a few lines: what is in doubt, how to go on."""
+    why = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated"
+    status = em.get_execution_status()
+    lines = [f"fsm-exec run: {why} after {done} of {total} batches; "
+             f"{status['blocks_executed']} blocks executed, {status['queue_length']} queued."]
+    state = status["current_block_state"]
+    if status["current_block"] is not None:
+        what = ("the venue executed it: recovery hands its deltas off if that was not "
+                "recorded, then waits for reconciliation" if state == "pending_reconciliation"
+                else "the venue may have executed it: recovery asks the venue before "
+                     "anything is routed again")
+        lines.append(f"  block {status['current_block']} was {state}: {what}.")
+    if mode == "live":
+        lines.append(f"  The journal in {log_dir} holds everything: run the same command "
+                     "again to resume from it (or --fresh to move it aside and start over); "
+                     f"`fsm-exec status {log_dir}` shows where it stands.")
+    else:
+        lines.append("  A backtest is run again from the start: run the same command again.")
+    return "\n".join(lines)
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     from ._config import ExecutionConfig
     from ._csv import check_backtest_id
-    from ._demo import check_output_paths, claim_output_dir, csv_paths, load_prices
+    from ._demo import (
+        OWNER_MARKER,
+        check_output_paths,
+        claim_output_dir,
+        csv_paths,
+        load_prices,
+    )
     from ._diagram import overlay_events, to_markdown
     from ._errors import ComponentError
-    from ._journal import EventLogger, read_journal
+    from ._journal import EventLogger, journal_files, read_journal
     from ._manager import ExecutionManager
-    from ._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+    from ._sim import InstantReconciliation, SimPositionHandler, SimVenue, StaticDataProvider
 
     # Everything is checked before anything is created.
     mode = resolve_mode(args.mode)
@@ -318,33 +365,74 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError(f"--id: {exc}") from None
     out_dir = Path(args.out)
     log_dir = out_dir / "logs" / "events"
+    resuming = False
     try:
         check_output_paths(out_dir, backtest_id, "fsm-exec run")
-        journal = EventLogger(claim_output_dir(log_dir, "fsm-exec run"), mode)
+        if mode == "live" and journal_files(log_dir):
+            # A live journal is the record of what the venue may have done: never deleted.
+            # Only one that `fsm-exec run` wrote is resumed (its simulated venue must never
+            # act on a real manager's queue).
+            claim_output_dir(log_dir, "fsm-exec run", dry_run=True)
+            if args.fresh:
+                archived = _archive(log_dir)
+                print(f"the journal in {log_dir} was moved to {archived}", file=out)
+                log_dir.mkdir(parents=True)
+                (log_dir / OWNER_MARKER).write_text("fsm-exec run\n")
+            else:
+                resuming = True
+        elif not resuming:
+            claim_output_dir(log_dir, "fsm-exec run")
+        journal = EventLogger(log_dir, mode)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(_os_reason(exc, "cannot write the outputs")) from None
     last = load_prices()[max(load_prices())]
-    reconciliation = SimReconciliation()
+    # The simulated outside world reconciles at once, also a block handed off before a
+    # restart (a SimReconciliation would wait for a hand-off this process never saw).
+    reconciliation = InstantReconciliation()
     em = ExecutionManager(config, StaticDataProvider(last), mode,
-                          SimPositionHandler(reconciliation), SimVenue(), reconciliation,
+                          SimPositionHandler(), SimVenue(), reconciliation,
                           event_logger=journal)
+    if resuming:
+        try:
+            report = em.recover()
+        except ComponentError as exc:
+            journal.close()
+            raise UsageError(f"{log_dir}: cannot resume from this journal: {exc}; give "
+                             "--fresh to move it aside and start again") from None
+        print(f"resuming from {log_dir}: {report.blocks_executed} blocks done, "
+              f"{len(report.queued)} queued" + (f", {report.in_doubt} in doubt "
+                                                f"({report.resolution})"
+                                                if report.in_doubt else ""), file=out)
     progress = Progress(len(batches), sys.stderr)
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     started = time.perf_counter()
     failures: list[str] = []
+    done = 0
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         for i, (line, batch) in enumerate(batches):
+            if resuming:  # batches are atomic: one the journal already holds is skipped
+                batch = [b for b in batch if em.block_state(b["block_id"]) is None]
             _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures)
             progress.update(i + 1)
+            done = i + 1
         status = _step(em, t0 + dt.timedelta(minutes=len(batches)), [], f"{path}:end",
                        failures)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        progress.close()
+        journal.close()
+        print(_interrupted(stop, em, log_dir, done, len(batches), mode), file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
         seconds = time.perf_counter() - started
-        journal.export_csv(out_dir / "results", backtest_id)
-        journal.close()
+        if not journal._closed:
+            journal.export_csv(out_dir / "results", backtest_id)
+            journal.close()
     events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
     diagram.write_text(to_markdown(overlay_events(read_journal(log_dir),
@@ -719,10 +807,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "environment and the arguments) is validated before anything is created; "
                     "an error names the line. Writes logs/events/"
                     "execution_manager_events.jsonl, results/<id>/events.csv, "
-                    "results/<id>/deltas.csv and run_diagram.md under --out; a journal already "
-                    "there is replaced only if an earlier `fsm-exec run` wrote it. Failed "
+                    "results/<id>/deltas.csv and run_diagram.md under --out. A live journal "
+                    "already there is never deleted: the run resumes from it (blocks it "
+                    "holds are not submitted again), or --fresh moves it aside; a backtest "
+                    "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
                     "blocks are reported and the queue runs on (a halt is resumed, as an "
-                    "operator would).",
+                    "operator would). Ctrl-C or SIGTERM stops it with a short account of "
+                    "what is in doubt (exit 130 or 143).",
         epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
     r.add_argument("blocks", metavar="BLOCKS.jsonl")
     r.add_argument("--mode", choices=("backtest", "live"), help=MODE_HELP)
@@ -731,6 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "are ignored and never printed or logged")
     r.add_argument("--out", default=".", metavar="DIR", help="where to write the outputs")
     r.add_argument("--id", help="backtest id for the CSV folder (default: run-<file stem>)")
+    r.add_argument("--fresh", action="store_true",
+                   help="live: move a journal already in --out aside (logs/events.<time>) "
+                        "and start a new one, instead of resuming from it")
     r.set_defaults(func=cmd_run)
 
     g = sub.add_parser(

@@ -7,9 +7,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,17 @@ from fsm_exec import (
     EventLogError,
     EventLogger,
     ExecutionConfig,
+    ExecutionManager,
     __version__,
+    check_journal,
     read_journal,
 )
 from fsm_exec._cli import Progress, UsageError, build_parser, main, progress_line, read_config
 from fsm_exec._diagram import _digest, lifecycle_model, svg_source_digest, to_dot
+from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 
 from golden.make_golden import BAD
-from kit import CANARY, block
+from kit import CANARY, T, block
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).with_name("golden")
@@ -1333,3 +1338,68 @@ def test_check_refuses_a_folder_without_a_journal(tmp_path: Path,
     """A mistyped or empty log folder is a usage error, not an OK journal."""
     assert cli("check", tmp_path)[0] == 2
     assert "holds no ExecutionManager journal" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ run: stop and resume
+
+
+def _blocks_file(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps(block(f"s{i}")) + "\n" for i in range(n)))
+    return path
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_live_run_says_what_is_in_doubt_and_resumes(tmp_path: Path, sig: int,
+                                                              code: int) -> None:
+    """Ctrl-C (or SIGTERM) stops `run --mode live` with a short message, no traceback;
+    running it again resumes from the journal, never deletes it, and every block ends
+    exactly once in it."""
+    blocks_file = _blocks_file(tmp_path / "blocks.jsonl", 4000)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "fsm_exec", "run", str(blocks_file), "--mode", "live",
+            "--out", str(out)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "logs" / "events" / "execution_manager_events.jsonl"
+    for _ in range(500):  # wait until it is really running blocks
+        if journal.exists() and journal.stat().st_size > 20_000:
+            break
+        time.sleep(0.01)
+    child.send_signal(sig)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == code, (stdout, stderr)
+    assert "Traceback" not in stderr and "run the same command again" in stderr
+    assert len(stderr.splitlines()) <= 4
+    assert check_journal(out / "logs" / "events").ok
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("resuming from ")
+    report = check_journal(out / "logs" / "events")
+    assert report.ok and report.blocks_executed == 4000 and not report.queued
+    ends = Counter(r.data["block_id"] for r in read_journal(out / "logs" / "events")
+                   if r.event_type == "block_transition" and r.data["dest"] == "success")
+    assert set(ends.values()) == {1} and len(ends) == 4000
+
+
+def test_fresh_moves_a_live_journal_aside_and_never_deletes_it(tmp_path: Path) -> None:
+    """--fresh starts over in live mode: the old journal is moved to logs/events.<time>."""
+    blocks_file = _blocks_file(tmp_path / "blocks.jsonl", 3)
+    out = tmp_path / "out"
+    assert cli("run", blocks_file, "--mode", "live", "--out", out)[0] == 0
+    code, text = cli("run", blocks_file, "--mode", "live", "--out", out, "--fresh")
+    assert code == 0 and "was moved to" in text
+    kept = [p for p in (out / "logs").iterdir() if p.name.startswith("events.")]
+    assert len(kept) == 1 and check_journal(kept[0]).blocks_executed == 3
+
+
+def test_run_never_resumes_a_journal_it_did_not_write(tmp_path: Path) -> None:
+    """A live journal another program wrote is left alone: its queue is not run on the
+    simulated venue."""
+    blocks_file = _blocks_file(tmp_path / "blocks.jsonl", 1)
+    log_dir = tmp_path / "out" / "logs" / "events"
+    with EventLogger(log_dir, "live") as log:
+        ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
+                         SimReconciliation(), event_logger=log
+                         ).execute_instruction_blocks(T(0), [block("real")])
+    before = {p.name: p.read_bytes() for p in log_dir.iterdir()}
+    assert cli("run", blocks_file, "--mode", "live", "--out", tmp_path / "out")[0] == 2
+    assert {p.name: p.read_bytes() for p in log_dir.iterdir()} == before
