@@ -7,6 +7,7 @@ the read APIs give a consistent snapshot from any thread.
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import threading
@@ -311,6 +312,24 @@ class ExecutionManager:
         """The ids of the queued blocks, in the order they will run."""
         with self._mutex:
             return tuple(b.block_id for b in self._queue)
+
+    @property
+    def execution_queue(self) -> list[dict[str, Any]]:
+        """The queued blocks, in the order they will run, as the component spec's dicts
+        (``block_id``, ``action``, ``priority``, ``instructions``) in canonical form: a
+        copy (changing it changes nothing), consistent from any thread."""
+        with self._mutex:
+            return [copy.deepcopy(b.to_dict()) for b in self._queue]
+
+    @property
+    def current_instruction_block(self) -> dict[str, Any] | None:
+        """The block in flight as the spec's dict (a copy), or ``None`` when none is;
+        its state is ``get_execution_status()["current_block_state"]``."""
+        with self._mutex:
+            f = self._f
+            if f is None or not self._lc.in_flight:
+                return None
+            return copy.deepcopy(f.block.to_dict())
 
     def block_state(self, block_id: str) -> BlockState | None:
         """A queued, in-flight or recently finished block's state; ``None`` if unknown."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1084,3 +1085,50 @@ def test_failed_barrier_halts(error: Exception) -> None:
     with pytest.raises(EventLogError) as info:
         em.execute_instruction_blocks(T(0), blocks("a"))
     assert info.value.error_code == "EXEC-009" and em.halted
+
+
+# ------------------------------------------------------------------------ the spec's names
+
+
+def _spec_block_fields() -> list[str]:
+    """The InstructionBlock fields the system-wide component spec lists."""
+    spec = (Path(__file__).resolve().parents[2] / "shared" / "spec" /
+            "execution_manager.md")
+    if not spec.exists():  # a clone without the shared spec: the fields it lists
+        return ["block_id", "action", "priority", "instructions"]
+    text = spec.read_text()
+    found = [f for f in ("block_id", "action", "priority", "instructions") if f in text]
+    assert found == ["block_id", "action", "priority", "instructions"]
+    return found
+
+
+def test_execution_queue_lists_the_queued_blocks_as_the_specs_dicts() -> None:
+    """em.execution_queue: the queued blocks in order, as dicts with the spec's fields,
+    in canonical form; a copy (changing it changes nothing)."""
+    r = rig(recon=[("fail", 0)])
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b", "c"))  # a halts
+    queue = r.em.execution_queue
+    assert [q["block_id"] for q in queue] == ["b", "c"]
+    assert all(list(q) == _spec_block_fields() for q in queue)
+    assert queue[0]["instructions"] == [block("b")["instructions"][0]]
+    queue[0]["instructions"][0]["amount"] = 99.0
+    queue.clear()
+    assert r.em.execution_queue[0]["instructions"][0]["amount"] == 1.0
+
+
+def test_current_instruction_block_is_the_block_in_flight_or_none() -> None:
+    """em.current_instruction_block: the in-flight block as the spec's dict, else None."""
+    seen: list[Any] = []
+
+    class Peeking(SimVenue):
+        def route_instruction(self, ts: Any, b: InstructionBlock) -> dict[str, Any]:
+            seen.append(em.current_instruction_block)
+            return super().route_instruction(ts, b)
+
+    rc = SimReconciliation()
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
+                          Peeking(), rc)
+    assert em.current_instruction_block is None
+    em.update_state(T(0), "strategy_manager", [block("a")])
+    assert seen == [{**block("a")}] and list(seen[0]) == _spec_block_fields()
+    assert em.current_instruction_block is None
