@@ -118,3 +118,108 @@ def test_canaries_reach_no_output(tmp_path: Path, mode: str, oplog: io.StringIO,
     for where, text in outputs.items():
         for canary in CANARIES:
             assert canary not in text, f"{canary} leaked into {where}"
+
+
+# ------------------------------------------------------------------------ the canary property
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_secret_keys = st.sampled_from(["api_key", "apiSecret", "passphrase", "private_key",
+                                "auth_token", "walletSeed"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(secret=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEF0123456789-_/+=",
+                      min_size=12, max_size=40),
+       key=_secret_keys, nested=st.booleans(), mode=st.sampled_from(["backtest", "live"]),
+       where=st.lists(st.sampled_from(["batch", "reply", "route_error", "handler_error",
+                                       "query_error", "data_error", "quoted"]),
+                      min_size=1, max_size=4, unique=True))
+def test_a_config_secret_never_reaches_any_output(tmp_path_factory: pytest.TempPathFactory,
+                                                  secret: str, key: str, nested: bool,
+                                                  mode: str, where: list[str]) -> None:
+    """Whatever path a config secret takes (a refused value, a venue reply echoing it,
+    collaborators' exceptions, repr/JSON-escaped), it reaches no journal line, CSV cell,
+    operational log line, exception text, repr or pickle."""
+    import json
+    import pickle
+
+    from hypothesis import assume
+    assume(secret.strip("-_/+=") == secret and len(set(secret)) > 4)
+    base = tmp_path_factory.mktemp("canary")
+    config: dict[str, Any] = {"strategy_mode": "eth_basis", "max_retries": 2,
+                              "retry_delay_seconds": 0.01, "not_found_confirmations": 1,
+                              "not_found_min_age_seconds": 0}
+    if nested:
+        config["venues"] = {"binance": {key: secret, "name": "binance"}}
+    else:
+        config[key] = secret
+    shown = repr(secret) if "quoted" in where else secret
+
+    class Venue(SimVenue):
+        def route_instruction(self, ts: Any, b: InstructionBlock) -> Any:
+            if "route_error" in where and b.block_id == "r1" and not self.route_calls["r1"]:
+                self.route_calls["r1"] += 1
+                raise ConnectionError(f"401 for {shown}")
+            deltas = super().route_instruction(ts, b)
+            if "reply" in where:
+                deltas = {**deltas, "echo": {"headers": {"X-KEY": shown}, "raw": shown}}
+            return deltas
+
+        def query_execution(self, ts: Any, b: InstructionBlock) -> Any:
+            if "query_error" in where:
+                raise TimeoutError(f"query failed {json.dumps(secret)}")
+            return super().query_execution(ts, b)
+
+    class Positions:
+        def update_state(self, ts: Any, source: str, deltas: Any) -> None:
+            if "handler_error" in where and deltas["block_id"] == "r2":
+                raise RuntimeError(f"db refused {shown}")
+
+    class Data(StaticDataProvider):
+        def get_data(self, ts: Any) -> Any:
+            if "data_error" in where and ts == T(3):
+                raise KeyError(f"feed {shown}")
+            return super().get_data(ts)
+
+    sink = io.StringIO()
+    handler = enable_logging(sink, level="DEBUG")
+    texts: list[str] = []
+    blobs: list[bytes] = []
+    try:
+        clock = FakeClock()
+        journal = EventLogger(base / "logs", mode)
+        em = ExecutionManager(config, Data(), mode, Positions(), Venue(), SimReconciliation(),
+                              event_logger=journal, clock=clock, sleep=clock.sleep)
+        steps: list[tuple[int, str, list[Any] | None]] = [
+            (1, "strategy_manager", [block("r1"), block("r2")]),
+            (2, "manual", None), (3, "strategy_manager", [block("r3")]), (4, "manual", None)]
+        if "batch" in where:
+            steps.append((5, "strategy_manager", [{**block("bad"), "priority": shown},
+                                                  {**block("bad2"), "action": [shown]}]))
+        for t, trigger, batch in steps:
+            try:
+                em.update_state(T(t), trigger, batch)
+            except ComponentError as exc:
+                texts += [str(exc), repr(exc), *getattr(exc, "__notes__", [])]
+                blobs.append(pickle.dumps(exc))
+        texts += [repr(em.health_check()), repr(em.get_execution_status()),
+                  repr(em.execution_queue)]
+        journal.export_csv(base / "results", "run")
+        journal.close()
+    finally:
+        logger.remove(handler)
+        disable_logging()
+    files = [p for p in base.rglob("*") if p.is_file()]
+    assert any(p.name == "events.csv" for p in files)
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+    for p in files:
+        data = p.read_bytes()
+        for form in forms:
+            assert form.encode() not in data, f"{form!r} leaked into {p.name}"
+    for text in [*texts, sink.getvalue()]:
+        for form in forms:
+            assert form not in text, f"{form!r} leaked: {text[:200]}"
+    for blob in blobs:
+        assert secret.encode() not in blob
