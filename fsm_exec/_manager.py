@@ -45,7 +45,13 @@ from ._errors import (
     shorten,
 )
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
-from ._journal import JournalCorruptError, JournalRecord, read_journal, recovery_records
+from ._journal import (
+    JournalCorruptError,
+    JournalRecord,
+    journal_files,
+    read_journal,
+    recovery_records,
+)
 from ._lifecycle import _STATE_OF, TERMINAL_STATES, BlockLifecycle, BlockState, Trigger
 from ._observe import CallEvent, ManagerEvent, Observer, TransitionEvent
 from ._protocols import (
@@ -103,6 +109,19 @@ def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str
         if not _positive_price(prices.get(token)):
             return f"instructions[{i}]: no finite positive price for token {token!r}"
     return None
+
+
+def _holds_a_run(sink: object) -> bool:
+    """True if the journal ``sink`` already holds records of this component (an earlier
+    run, or an earlier manager in this process): an EventLogger says so itself; any other
+    sink with a ``log_dir`` is asked through its files."""
+    history = getattr(sink, "has_history", None)
+    if callable(history):
+        return bool(history(COMPONENT))
+    log_dir = getattr(sink, "log_dir", None)
+    if log_dir is None:
+        return False
+    return any(p.stat().st_size for p in journal_files(log_dir, COMPONENT))
 
 
 class ExecutionManager:
@@ -195,10 +214,9 @@ class ExecutionManager:
             callable(getattr(event_logger, "checkpoint_due", None))
         self._starts = 0
         self._halt_journaled = True
-        history = getattr(event_logger, "has_history", None)
         # Nothing is written to a journal that holds an earlier run until recover() has
         # read it: opening must never rotate, prune or checkpoint over live state.
-        self._needs_recovery = bool(callable(history) and history(COMPONENT))
+        self._needs_recovery = _holds_a_run(event_logger)
         if not self._needs_recovery:
             self._start_journal(reset=False)
         if self._observers:
@@ -542,8 +560,10 @@ class ExecutionManager:
         return True
 
     def _running_here(self) -> bool:
-        """True if an update_state of this manager is on the current thread's stack."""
-        frame = sys._getframe(2)
+        """True if an update_state of this manager is on the current thread's stack, below
+        the call asking (``update_state`` or ``interrupted``, which reach here through
+        ``_cut_short``)."""
+        frame = sys._getframe(3)
         code = ExecutionManager.update_state.__code__
         while frame is not None:
             if frame.f_code is code and frame.f_locals.get("self") is self:

@@ -124,6 +124,7 @@ def run_interrupted_at(n: int, log_dir: Path) -> bool:
     run = Run(log_dir)
     tracer = Interrupt(n)
     done = 0
+    outer = sys.gettrace()  # coverage's, when it measures: put back afterwards
     sys.settrace(tracer)
     try:
         for i, (what, args) in enumerate(SCRIPT):
@@ -132,7 +133,7 @@ def run_interrupted_at(n: int, log_dir: Path) -> bool:
     except KeyboardInterrupt:
         pass
     finally:
-        sys.settrace(None)
+        sys.settrace(outer)
     if tracer.fired:
         if run.em.interrupted:
             run.em = run.em.reopen()
