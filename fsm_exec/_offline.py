@@ -82,8 +82,8 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
             f"{log_dir} is in use by {holder}: a running manager holds its journal. Nothing "
             "was cancelled. Stop that process first, or cancel from inside it with "
             "em.cancel(ts, block_ids, reason=...)") from None
-    except ComponentError as exc:  # the directory cannot be written
-        raise CancelRefused(str(exc)) from None
+    except (ComponentError, OSError) as exc:  # the directory or its lock cannot be written
+        raise CancelRefused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
     try:
         return _cancel_locked(journal, log_dir, block_ids, reason,
                               now if now is not None else dt.datetime.now(dt.UTC))

@@ -102,27 +102,24 @@ class _Notes:
 
     def see(self, r: JournalRecord, state: Replay) -> None:
         kind, d = r.event_type, r.data
+        # The replay has checked each record first: ids are strings, transitions edges.
         if kind == "block_transition":
-            block_id = d.get("block_id")
-            if isinstance(block_id, str):
-                self.entered = (block_id, r.timestamp)
-                if "resolved_by" in d:
-                    self.restored_in_doubt = None
-                if "deltas" in d:
-                    self.deltas = (block_id, d["deltas"])
-                if d.get("trigger") == "fail" and d.get("halts"):
-                    self.halt = {"code": d.get("error_code"), "block_id": block_id,
-                                 "at": r.timestamp}
+            block_id = d["block_id"]
+            self.entered = (block_id, r.timestamp)
+            if "resolved_by" in d:
+                self.restored_in_doubt = None
+            if "deltas" in d:
+                self.deltas = (block_id, d["deltas"])
+            if d["trigger"] == "fail" and d.get("halts"):
+                self.halt = {"code": d.get("error_code"), "block_id": block_id,
+                             "at": r.timestamp}
         elif kind == "block_accepted":
-            if isinstance(d.get("block_id"), str):
-                self.accepted_at[d["block_id"]] = r.timestamp
+            self.accepted_at[d["block_id"]] = r.timestamp
         elif kind == "manager_halted":
-            h = self.halt
-            if h is None or h["code"] != d.get("reason"):
+            if self.halt is None or self.halt["code"] != d.get("reason"):
+                # not the failure that halted (already noted with its block): EXEC-009
                 self.halt = {"code": d.get("reason"), "block_id": d.get("block_id"),
                              "at": r.timestamp}
-            elif h["block_id"] is None:
-                h["block_id"] = d.get("block_id")
             self.unrecorded_halt = None
         elif kind == "manager_resumed":
             self.halt = self.unrecorded_halt = None
@@ -196,6 +193,9 @@ def _history(files: list[Path], at: tuple[int, int]) -> Iterator[list[JournalRec
         yield records
 
 
+_NOT_HALTED = Replay()  # the state history records are read against (only .halted is used)
+
+
 def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, int]) -> None:
     """Fill in from the history what the records after the checkpoint did not say."""
     flight = state.flight
@@ -209,15 +209,19 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
         return
     for records in _history(files, at):
         seen = _Notes()
-        for r in records:
-            seen.see(r, Replay())  # its halt flags are not needed here
+        try:
+            for r in records:
+                seen.see(r, _NOT_HALTED)
+        except (KeyError, TypeError):  # history nobody replays may hold anything
+            return
         if want_halt and seen.halt is not None:
             notes.halt, want_halt = seen.halt, False
         if want_entry and seen.entered is not None:
             assert flight is not None
-            if seen.entered[0] == flight.block.block_id:
-                notes.entered = seen.entered
-            want_entry = False  # the last move in the history was this block's, or not
+            # the last move in the history is the block's own (unless a reset checkpoint
+            # took the state from another journal): either way, look no further
+            mine = seen.entered[0] == flight.block.block_id
+            notes.entered, want_entry = (seen.entered if mine else notes.entered), False
         if want_accept and oldest in seen.accepted_at:
             assert oldest is not None
             notes.accepted_at[oldest], want_accept = seen.accepted_at[oldest], False
@@ -263,6 +267,9 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
     pid = lock_holder(log_dir)
     running = pid is not None
     state, notes, files, at = _replay(log_dir)
+    last = state.last_record
+    if last is None:
+        raise StatusUnreadable(f"{log_dir}: the journal holds no records")
     _look_back(state, notes, files, at)
 
     halt: dict[str, Any] | None = None
@@ -287,7 +294,6 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
     queue_ids = list(state.queue)
     oldest = queue_ids[0] if queue_ids else None
     accepted = notes.accepted_at.get(oldest) if oldest is not None else None
-    last = state.last_record
     health = ("unhealthy" if halt is not None or (flight is not None and flight["in_doubt"])
               else "degraded" if flight is not None and flight["stuck"] else "healthy")
     report: dict[str, Any] = {
@@ -307,7 +313,7 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
         "counters": {"accepted": state.accepted, "executed": state.executed,
                      "failed": state.failed, "cancelled": state.cancelled,
                      "retried": state.retried, "restarts": state.restarts},
-        "last_activity": None if last is None else {
+        "last_activity": {
             "seq": last.seq, "timestamp": last.timestamp, "event_type": last.event_type,
             "age_s": _age(last.timestamp, now)},
         "checkpoint_seq": state.checkpoint_seq,
@@ -530,9 +536,8 @@ def format_status(report: dict[str, Any]) -> str:
     c = report["counters"]
     row("counters", ", ".join(f"{k} {v}" for k, v in c.items()))
     last = report["last_activity"]
-    if last is not None:
-        row("last record", f"seq {last['seq']} {last['event_type']} "
-            f"{_at(last['timestamp'], last['age_s'])}")
+    row("last record", f"seq {last['seq']} {last['event_type']} "
+        f"{_at(last['timestamp'], last['age_s'])}")
     cfg = report["config"]
     if cfg["matches_journal"] is False:
         row("config", f"deadlines from {cfg['source']}, which is not the config the manager "

@@ -62,11 +62,11 @@ class Journal:
 
 
 def manager(log_dir: Path, *, venue: Any = None, positions: Any = None, rc: Any = None,
-            journal: Any = None, mode: str = "live", **config: Any
-            ) -> tuple[ExecutionManager, EventLogger]:
+            journal: Any = None, mode: str = "live", checkpoint_every: int | None = 100_000,
+            **config: Any) -> tuple[ExecutionManager, EventLogger]:
     """A manager on a fake clock writing to a real EventLogger in ``log_dir``."""
     clock = FakeClock()
-    el = EventLogger(log_dir, "live")
+    el = EventLogger(log_dir, "live", checkpoint_every=checkpoint_every)
     em = ExecutionManager(config, StaticDataProvider(), mode,
                           positions if positions is not None else SimPositionHandler(),
                           venue if venue is not None else SimVenue(),

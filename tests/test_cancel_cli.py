@@ -300,3 +300,29 @@ def test_a_crash_inside_the_cancel_cancels_all_or_nothing(tmp_path: Path) -> Non
         outcomes.add(frozenset(gone))
         shutil.rmtree(d)
     assert outcomes == {frozenset(), frozenset({"b", "c", "d"})}
+
+
+def test_a_bad_environment_is_refused_before_anything_is_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid BASIS_* variable is named (never its value) and nothing is written."""
+    queued_journal(tmp_path)
+    before = snapshot(tmp_path)
+    monkeypatch.setenv("BASIS_ENVIRONMENT", "not-an-environment")
+    assert cancel(tmp_path, "--all", "--reason", "x")[0] == 2
+    err = capsys.readouterr().err
+    assert "BASIS_ENVIRONMENT" in err and "not-an-environment" not in err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_lock_that_cannot_be_taken_is_refused(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A lock file that cannot be opened (here a directory in its place) is exit 2, with
+    the journal unchanged."""
+    queued_journal(tmp_path)
+    (tmp_path / ".lock").unlink()
+    (tmp_path / ".lock").mkdir()
+    before = snapshot(tmp_path)
+    assert cancel(tmp_path, "--all", "--reason", "x")[0] == 2
+    assert "cannot take the journal's lock" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before

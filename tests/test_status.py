@@ -6,13 +6,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fsm_exec import ERROR_CODES, EventLogger, ExecutionConfig, ExecutionManager
+from fsm_exec import (
+    ERROR_CODES,
+    EventLogError,
+    EventLogger,
+    ExecutionConfig,
+    ExecutionManager,
+)
 from fsm_exec._cli import main
 from fsm_exec._deadline import state_deadline
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
@@ -497,3 +504,270 @@ def test_help_says_what_status_does_and_its_exit_codes(
     for phrase in ("without taking its lock or writing anything", "--json", "--config",
                    "0 healthy", "1 needs attention", "2 unreadable"):
         assert phrase in text
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower().replace("`", "")
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_runbook_link_has_its_entry_in_the_readme() -> None:
+    """Each link status can print, and each halting code's resolution, points at a runbook
+    entry that exists in the README."""
+    anchors = github_anchors((ROOT / "README.md").read_text())
+    topics = [*HALTING_CODES, "EXEC-017", "EXEC-018", "in-doubt", "stuck",
+              "when-the-manager-halts-the-runbook"]
+    for topic in topics:
+        assert topic.lower() in anchors, topic
+    for code in (*HALTING_CODES, "EXEC-017", "EXEC-018"):
+        assert ERROR_CODES[code].resolution.endswith(f"See the README's runbook, {code}.")
+
+
+# ------------------------------------------------------------------------ edges
+
+
+def test_exec_009_with_nothing_in_flight_and_its_first_time(tmp_path: Path) -> None:
+    """A journal failure with no block in flight (the state_update that could not be
+    written): halted, no block named; the time is the first state_update that says so."""
+    from journals import Journal
+
+    em, el = manager(tmp_path, journal=lambda el: Journal(el, fail="state_update"))
+    with pytest.raises(EventLogError):
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+    em.update_state(T(5), "strategy_manager", blocks("b"))
+    em.update_state(T(9), "strategy_manager")
+    el.close()
+    _, report = status_json(tmp_path)
+    halt = report["halt"]
+    assert (halt["code"], halt["block_id"], halt["recorded"]) == ("EXEC-009", None, False)
+    assert halt["at"] == "2025-10-01T00:00:05+00:00"
+    assert report["in_flight"] is None and report["queue"]["first"] == ["b"]
+    assert "is still" not in report["next_step"]
+    assert report["next_step"].endswith("resume with update_state(ts, 'manual') from the "
+                                        "strategy process.")
+
+
+def test_an_exec_009_halt_recorded_later_names_the_block_in_flight(tmp_path: Path) -> None:
+    """Once the journal works again the manager records the halt at its next checkpoint
+    (no block named there): status shows it recorded, with the block left in flight."""
+    from journals import Journal
+
+    em, el = manager(tmp_path, checkpoint_every=3,
+                     journal=lambda el: Journal(el, fail="positions_updated"))
+    with pytest.raises(EventLogError):
+        em.update_state(T(0), "strategy_manager", blocks("a", "b"))
+    em.update_state(T(5), "strategy_manager")
+    el.close()
+    _, report = status_json(tmp_path)
+    halt = report["halt"]
+    assert (halt["code"], halt["block_id"], halt["recorded"]) == ("EXEC-009", "a", True)
+    assert "'a' is still pending_reconciliation" in report["next_step"]
+    assert "will not be halted" not in report["next_step"]
+
+
+def test_a_halt_with_nothing_queued_says_resume(tmp_path: Path) -> None:
+    """No block queued behind the halt: no cancel to offer, only the resume."""
+    halted_journal(tmp_path, "EXEC-008", ("a",))
+    _, report = status_json(tmp_path)
+    assert report["commands"] == []
+    assert report["next_step"].endswith("Then resume with update_state(ts, 'manual') from "
+                                        "the strategy process.")
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    ("EXEC-001", ERROR_CODES["EXEC-001"].resolution),
+    ("EXEC-099", "The manager halted (EXEC-099): reconcile positions by hand."),
+])
+def test_a_halt_code_without_a_runbook_entry_gets_the_general_one(
+        code: str, says: str, tmp_path: Path) -> None:
+    """A halt under a code that does not halt (edited, or from another version) is shown
+    as it is, with its registry resolution (if any) and the runbook's general steps."""
+    halted_journal(tmp_path, "EXEC-002")
+    path = tmp_path / "execution_manager_events.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"EXEC-002", code.encode()))
+    code_, report = status_json(tmp_path)
+    assert code_ == 1 and report["halt"]["code"] == code
+    assert report["next_step"] == says
+    assert report["runbook"] == "README.md#when-the-manager-halts-the-runbook"
+
+
+def test_a_checkpoint_inside_a_file_starts_the_state_there(tmp_path: Path) -> None:
+    """With checkpoints written inside the current file, the state is read from the newest
+    one, and what it does not hold (the block in flight's entry, the config hash, the
+    oldest acceptance) comes from the lines before it."""
+    def dies(kind: str, data: Any) -> bool:
+        return kind == "block_transition" and data["source"] == "routing"
+
+    from journals import Crash, Journal
+
+    em, el = manager(tmp_path, checkpoint_every=4, journal=lambda el: Journal(el, crash=dies))
+    em.execute_instruction_blocks(T(0), blocks("a", "b", "c", "d", "e"))
+    em.execute_instruction_blocks(T(1), blocks("f"))
+    with pytest.raises(Crash):
+        em.update_state(T(2), "strategy_manager")
+    el.close()
+    lines = lines_of(tmp_path)
+    marks = [i for i, line in enumerate(lines) if b'"checkpoint"' in line]
+    assert len(marks) > 1 and len(list(tmp_path.glob("*.jsonl"))) == 1
+    _, report = status_json(tmp_path)
+    assert report["checkpoint_seq"] == marks[-1] + 1
+    assert report["in_flight"]["since"] == "2025-10-01T00:00:02+00:00"
+    assert report["queue"]["oldest_accepted_at"] == STAMP
+    assert report["config"]["matches_journal"] is True
+
+
+def test_an_empty_current_file_reads_the_rotated_one(tmp_path: Path) -> None:
+    """Right after a rotation (a new, still empty current file) the state is the rotated
+    file's."""
+    queued_journal(tmp_path)
+    _, before = status_json(tmp_path)
+    current = tmp_path / "execution_manager_events.jsonl"
+    current.rename(tmp_path / "execution_manager_events.2025-10-01.1.jsonl")
+    current.write_bytes(b"")
+    assert status_json(tmp_path) == (0, before)
+
+
+def test_a_journal_without_records_or_checkpoint_is_unreadable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty journal file, or one whose records have no checkpoint (journal format 1),
+    is exit 2."""
+    path = tmp_path / "execution_manager_events.jsonl"
+    path.write_bytes(b"")
+    assert status(tmp_path)[0] == 2
+    assert "the journal holds no records" in capsys.readouterr().err
+    path.write_text(json.dumps({"seq": 1, "timestamp": STAMP, "event_type": "state_update",
+                                "component": "ExecutionManager", "data": {}}) + "\n")
+    assert status(tmp_path)[0] == 2
+    assert f"{path}:1: this journal has no checkpoint at its start" in capsys.readouterr().err
+
+
+def test_unreadable_history_is_left_alone(tmp_path: Path) -> None:
+    """A corrupt line, or a record that makes no sense, before the newest checkpoint
+    (recovery never reads there) does not make the journal unreadable: what only the
+    history could say is unknown."""
+    halted_journal(tmp_path, "EXEC-002")
+    em, el = manager(tmp_path)
+    em.recover()
+    el.close()
+    (old,) = tmp_path.glob("execution_manager_events.*.jsonl")
+    good = old.read_bytes()
+    for bad in (b"garbage\n", json.dumps({
+            "seq": 99, "timestamp": STAMP, "event_type": "block_transition",
+            "component": "ExecutionManager", "data": {}}).encode() + b"\n"):
+        old.write_bytes(good + bad)
+        code, report = status_json(tmp_path)
+        assert code == 1 and report["halt"]["code"] == "EXEC-002"
+        assert report["halt"]["at"] is None
+
+
+def test_a_file_rotated_away_while_read_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal file that disappears while status reads it (rotated by a live manager)
+    makes it read again; one that keeps disappearing is exit 2."""
+    import fsm_exec._status as status_module
+
+    queued_journal(tmp_path)
+    real = status_module._checkpoint_at
+    misses = [1]
+
+    def flaky(files: list[Path]) -> tuple[int, int]:
+        if misses:
+            misses.pop()
+            raise FileNotFoundError(2, "No such file or directory", str(files[0]))
+        return real(files)
+
+    monkeypatch.setattr(status_module, "_checkpoint_at", flaky)
+    assert status(tmp_path)[0] == 0 and not misses
+
+    def gone(files: list[Path]) -> tuple[int, int]:
+        raise FileNotFoundError(2, "No such file or directory", str(files[0]))
+
+    monkeypatch.setattr(status_module, "_checkpoint_at", gone)
+    assert status(tmp_path)[0] == 2
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_timestamps_that_are_not_times_give_unknown_ages(tmp_path: Path) -> None:
+    """Records stamped with text that is not a time give no age; a time without an offset
+    is taken as UTC."""
+    queued_journal(tmp_path, ran=(), queued=("b",))
+    path = tmp_path / "execution_manager_events.jsonl"
+    data = path.read_bytes()
+    path.write_bytes(data.replace(STAMP.encode(), b"yesterday"))
+    _, report = status_json(tmp_path)
+    assert report["queue"]["oldest_age_s"] is None
+    assert "accepted at yesterday (an unknown time ago)" in status(tmp_path)[1]
+    path.write_bytes(data.replace(STAMP.encode(), b"2025-10-01T00:00:00"))
+    assert status_json(tmp_path)[1]["queue"]["oldest_age_s"] == 600.0
+    assert "(10 min after now)" in status(tmp_path, now="2025-09-30T23:50:00Z")[1]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "an unknown time"), (5, "5.0 s"), (-5, "-5.0 s"), (600, "10 min"),
+    (7200, "2.0 h"), (3 * 86400, "3.0 d")])
+def test_durations_read_as_people_say_them(seconds: float | None, text: str) -> None:
+    """Seconds under two minutes, minutes under two hours, hours under two days, then days."""
+    from fsm_exec._status import _duration
+
+    assert _duration(seconds) == text
+
+
+def test_without_now_ages_are_measured_to_the_current_time(tmp_path: Path) -> None:
+    """Without --now the report is as of the current UTC time."""
+    import datetime as dt
+
+    queued_journal(tmp_path)
+    out = io.StringIO()
+    assert main(["status", str(tmp_path), "--json"], out=out) == 0
+    now = dt.datetime.fromisoformat(json.loads(out.getvalue())["now"])
+    assert abs((dt.datetime.now(dt.UTC) - now).total_seconds()) < 60
+
+
+def test_a_restored_block_is_no_longer_in_doubt_once_the_venue_answered(
+        tmp_path: Path) -> None:
+    """Restored in routing after a crash, asked about, routed again and executed, then left
+    waiting for reconciliation by a second crash: under a running manager it is not in
+    doubt (the venue answered); restored there, its time counts from that restart."""
+    from journals import Crash, Journal
+
+    crashed_in(tmp_path, "routing", ("a",))
+
+    def dies(kind: str, data: Any) -> bool:
+        return kind == "block_transition" and data["source"] == "pending_reconciliation"
+
+    em, el = manager(tmp_path, journal=lambda el: Journal(el, crash=dies))
+    em.recover()
+    with pytest.raises(Crash):
+        em.update_state(T(1), "strategy_manager")
+    el.close()
+    with other_process(tmp_path):
+        _, report = status_json(tmp_path, now="2025-10-01T00:00:05+00:00")
+    fl = report["in_flight"]
+    assert (fl["state"], fl["in_doubt"], fl["attempt"]) == ("pending_reconciliation", False, 2)
+    assert fl["since"] == "2025-10-01T00:00:01+00:00"
+    em, el = manager(tmp_path)
+    em.recover()
+    el.close()
+    _, report = status_json(tmp_path)
+    recovered = [json.loads(line) for line in lines_of(tmp_path) if b'"recovered"' in line]
+    assert report["in_flight"]["since"] == recovered[-1]["timestamp"]
+    assert report["in_flight"]["in_doubt"] is False
+
+
+def test_after_a_resume_the_halt_is_gone(tmp_path: Path) -> None:
+    """A halted manager restarted and resumed, its queue run: healthy, exit 0."""
+    halted_journal(tmp_path, "EXEC-002")
+    em, el = manager(tmp_path)
+    em.recover()
+    em.update_state(T(30), "manual")
+    el.close()
+    code, report = status_json(tmp_path)
+    assert (code, report["halted"], report["halt"], report["health"]) == (
+        0, False, None, "healthy")
+    assert report["counters"]["executed"] == 2
