@@ -977,6 +977,8 @@ class ExecutionManager:
                                halted=data["halted"])
 
     def _status(self) -> HealthStatus:
+        if self._f is None:  # nothing in flight (the end of every update): the short way
+            return self._health.status(halted=self._halted or self._interrupted is not None)
         return self._assess()[0]
 
     def _assess(self) -> tuple[HealthStatus, dict[str, Any] | None, dict[str, Any] | None]:
