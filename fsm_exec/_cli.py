@@ -759,6 +759,80 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     return OK
 
 
+# ------------------------------------------------------------------------ status
+
+
+def _parse_now(text: str | None) -> dt.datetime | None:
+    """``--now``: an ISO 8601 time with an offset (``Z`` for UTC), or ``None``."""
+    if text is None:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--now: not an ISO 8601 time: {text!r}") from None
+    if now.tzinfo is None:
+        raise UsageError(f"--now: give an offset (e.g. {text}Z or {text}+00:00)")
+    return now
+
+
+def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._config import ExecutionConfig
+    from ._errors import ComponentError
+    from ._status import STATUS_FORMAT, StatusUnreadable, format_status, read_status
+
+    now = _parse_now(args.now)
+    config, source = None, "the default config"
+    if args.config:
+        try:
+            config = ExecutionConfig.from_dict(read_config(Path(args.config)))
+        except ComponentError as exc:
+            raise UsageError(str(exc)) from None
+        source = args.config
+    try:
+        report = read_status(args.log_dir, now=now, config=config, config_source=source)
+    except (StatusUnreadable, OSError) as exc:
+        if args.json:
+            print(json.dumps({
+                "format": STATUS_FORMAT, "readable": False, "log_dir": args.log_dir,
+                "error": str(exc), "path": getattr(exc, "path", None),
+                "line": getattr(exc, "line", None), "exit_code": USAGE}, indent=2), file=out)
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        out.write(format_status(report))
+    return int(report["exit_code"])
+
+
+# ------------------------------------------------------------------------ cancel
+
+
+def cmd_cancel(args: argparse.Namespace, out: IO[str]) -> int:
+    from ._offline import CancelRefused, cancel_offline
+
+    if args.all == bool(args.ids):
+        raise UsageError("name the blocks to cancel, or --all (not both)")
+    try:
+        result = cancel_offline(args.log_dir, None if args.all else args.ids,
+                                reason=args.reason)
+    except CancelRefused as exc:
+        raise UsageError(str(exc)) from None
+    if not result.cancelled:
+        print(f"{args.log_dir}: nothing queued, nothing cancelled", file=out)
+    else:
+        print(f"{args.log_dir}: cancelled {_plural(len(result.cancelled), 'block', 'blocks')} "
+              f"(reason: {args.reason}): {', '.join(result.cancelled)}", file=out)
+    left = result.queued
+    print(f"  still queued: {', '.join(left) if left else 'none'}", file=out)
+    if result.in_flight is not None:
+        print(f"  in flight: {result.in_flight} (settled by recover() when the strategy "
+              "process starts; a block in flight cannot be cancelled)", file=out)
+    if result.halted:
+        print(f"  the manager stays halted ({result.halt_reason}): resume it from the strategy "
+              "process with update_state(ts, 'manual')", file=out)
+    return OK
+
+
 # ------------------------------------------------------------------------ parser
 
 
@@ -771,7 +845,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  fsm-exec demo\n  fsm-exec demo --mode live --out /tmp/demo\n"
                "  fsm-exec run blocks.jsonl --config system.toml\n"
                "  fsm-exec diagram --events logs/events --block hedge-20251001T18\n"
-               "  fsm-exec check logs/events\n\n" + EXIT_CODES)
+               "  fsm-exec check logs/events\n"
+               "  fsm-exec status logs/events\n"
+               "  fsm-exec cancel logs/events --all --reason 'positions reconciled by hand'\n\n"
+               + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -881,6 +958,55 @@ def build_parser() -> argparse.ArgumentParser:
                     help="html (default) or markdown")
     rp.add_argument("--title", help="the report's title (default: names the journal)")
     rp.set_defaults(func=cmd_report)
+
+    st = sub.add_parser(
+        "status", formatter_class=fmt, help="what a journal says about its manager, now",
+        description="Read a manager's journal, without taking its lock or writing anything "
+                    "(safe while the manager runs), and print what the person on call "
+                    "needs: whether a process holds the journal (its pid), whether the "
+                    "manager halted and why (code, block, time), the block in flight (state, "
+                    "attempt, time in that state against its deadline, whether it is in "
+                    "doubt and what recovery would do with it), the queue (count, first ids, "
+                    "age of the oldest), the counters, the last record, and the next step, "
+                    "with a link into the README's runbook. Deadlines come from --config "
+                    "(the manager's own config file), else the defaults.",
+        epilog="exit codes:\n"
+               "    0  healthy: running or not, nothing halted, in doubt or stuck\n"
+               "    1  needs attention: halted, a block in doubt, or a block stuck past its "
+               "deadline\n"
+               "    2  unreadable: no journal, or a corrupt one (the file:line is named)\n"
+               "  141  the reader of the output went away (| head): stopped quietly")
+    st.add_argument("log_dir", metavar="LOG_DIR", help="the manager's log directory")
+    st.add_argument("--json", action="store_true",
+                    help="print one JSON object (keys in the README) instead of text")
+    st.add_argument("--config", metavar="FILE",
+                    help="the system-wide config the manager runs with (.toml or .json), for "
+                         "its deadlines (default: the default config)")
+    st.add_argument("--now", metavar="TIME",
+                    help="measure ages as of this ISO 8601 time with an offset (default: now)")
+    st.set_defaults(func=cmd_status)
+
+    ca = sub.add_parser(
+        "cancel", formatter_class=fmt, help="cancel queued blocks of a stopped manager",
+        description="Cancel queued blocks in the journal of a manager that is not running: "
+                    "they end cancelled and are never routed. The journal's lock is taken "
+                    "first, so this is refused while a manager holds the directory (cancel "
+                    "from inside it with em.cancel(ts, ids, reason=...) instead). Only "
+                    "queued blocks can be cancelled: an id that is unknown, in flight or "
+                    "finished refuses the whole call, and nothing is changed. A halted "
+                    "manager stays halted; resuming is the strategy process's decision "
+                    "(update_state(ts, 'manual')): there is no resume command.",
+        epilog="exit codes:\n"
+               "    0  cancelled (or nothing was queued)\n"
+               "    2  refused, nothing changed: the directory is in use (the holder's pid "
+               "is named), no readable journal, an id that is not queued, no --reason\n"
+               "  141  the reader of the output went away (| head): stopped quietly")
+    ca.add_argument("log_dir", metavar="LOG_DIR", help="the manager's log directory")
+    ca.add_argument("ids", nargs="*", metavar="ID", help="the queued blocks to cancel")
+    ca.add_argument("--all", action="store_true", help="cancel every queued block")
+    ca.add_argument("--reason", required=True, metavar="TEXT",
+                    help="why (journaled with each cancelled block)")
+    ca.set_defaults(func=cmd_cancel)
 
     c = sub.add_parser(
         "check", formatter_class=fmt, help="check journals against the lifecycle",

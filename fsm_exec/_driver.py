@@ -259,6 +259,7 @@ class BacktestDriver(Driver):
         """Only an outcome in doubt (an interrupted call, a restart) retries in backtest:
         ask the venue once (simulated venues answer at once), never back off."""
         verdict, deltas, how = self.query_once(ts, f)
+        f.unresolved = verdict == UNKNOWN  # the venue answered: no longer in doubt
         if verdict == EXECUTED:
             self.executed(T_RESUME_RECONCILIATION, f, deltas, attempt=f.attempt + 1,
                           resolved_by=how)

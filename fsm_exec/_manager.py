@@ -21,6 +21,7 @@ from ._blocks import InstructionBlock, convert_batch
 from ._calls import VenueCall
 from ._canonical import Converted, canonical, canonical_timestamp, timestamp_problem
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
+from ._deadline import state_deadline
 from ._driver import (
     T_FAIL,
     T_REROUTE,
@@ -1038,15 +1039,43 @@ class ExecutionManager:
                                halted=data["halted"])
 
     def _status(self) -> HealthStatus:
-        if self._interrupted is not None:
-            return HealthStatus.UNHEALTHY
-        return self._health.status(halted=self._halted)
+        if self._f is None:  # nothing in flight (the end of every update): the short way
+            return self._health.status(halted=self._halted or self._interrupted is not None)
+        return self._assess()[0]
+
+    def _assess(self) -> tuple[HealthStatus, dict[str, Any] | None, dict[str, Any] | None]:
+        """Health, with what is wrong with the block in flight: ``(status, in_doubt,
+        stuck)``. In doubt (the venue may have executed it and nobody knows yet: restored
+        in routing or retrying after a restart, or an outcome that could not be found out)
+        or halted or interrupted is ``unhealthy``; a block in its state longer than that
+        state's deadline (:func:`~fsm_exec._deadline.state_deadline`, on the injected
+        clock) is at least ``degraded``."""
+        in_doubt = stuck = None
+        f = self._f
+        if f is not None and self._lc.in_flight:
+            state = self._lc.current
+            age = self._clock() - f.entered_at
+            deadline = state_deadline(self._cfg, state, f.attempt)
+            about = {"block_id": f.block.block_id, "state": state, "attempt": f.attempt,
+                     "age_s": age, "deadline_s": deadline}
+            if f.unresolved:
+                in_doubt = about
+            if deadline is not None and age > deadline:
+                stuck = about
+        status = self._health.status(halted=self._halted or self._interrupted is not None
+                                     or in_doubt is not None)
+        if stuck is not None and status is HealthStatus.HEALTHY:
+            status = HealthStatus.DEGRADED
+        return status, in_doubt, stuck
 
     def _health_check(self) -> dict[str, Any]:
         with self._mutex:
             updates = self._update_count
+            status, in_doubt, stuck = self._assess()
             return {
-                "status": str(self._status()),
+                "status": str(status),
+                "in_doubt": in_doubt,
+                "stuck": stuck,
                 "last_update": self._last_update,
                 "errors": list(self._recent_errors),
                 "metrics": {
@@ -1067,7 +1096,8 @@ class ExecutionManager:
 
     @property
     def health_status(self) -> HealthStatus:
-        """``healthy``, ``degraded`` or ``unhealthy`` over the last 100 updates."""
+        """``healthy``, ``degraded`` or ``unhealthy``: the last 100 updates, a halt, and the
+        block in flight (in doubt: unhealthy; stuck past its state's deadline: degraded)."""
         with self._mutex:
             return self._status()
 
