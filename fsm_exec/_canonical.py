@@ -307,6 +307,51 @@ def canonical(value: Any, *, path: str = "$", redact: Callable[[str], str] | Non
     return Converted(out, to_wire(out) if walk.special else out)
 
 
+def plain_copy(v: Any, finds: Callable[[str], bool] | None = None, depth: int = 0) -> Any:
+    """A deep copy of ``v`` if it is already canonical data that the journal holds as it
+    is (dicts with ASCII string keys, lists, finite floats, 64-bit ints, ASCII text,
+    bools, ``None``; nothing ``finds`` calls a secret); else :data:`NOT_PLAIN` (then
+    :func:`canonical` decides). The hot path for a venue's reply."""
+    t = type(v)
+    if t is str:
+        if not v.isascii() or (finds is not None and finds(v)):
+            return NOT_PLAIN
+        return v
+    if t is float:
+        return v if v - v == 0 else NOT_PLAIN  # inf - inf and nan - nan are nan
+    if t is int:
+        return v if _I64_MIN <= v <= _I64_MAX else NOT_PLAIN
+    if v is None or t is bool:
+        return v
+    if depth >= MAX_DEPTH:
+        return NOT_PLAIN
+    if t is dict:
+        if len(v) == 1 and next(iter(v)) in TAGS:
+            return NOT_PLAIN
+        out = {}
+        for k, x in v.items():
+            if type(k) is not str or not k.isascii() or (finds is not None and finds(k)):
+                return NOT_PLAIN
+            c = plain_copy(x, finds, depth + 1)
+            if c is NOT_PLAIN:
+                return NOT_PLAIN
+            out[k] = c
+        return out
+    if t is list:
+        copied = []
+        for x in v:
+            c = plain_copy(x, finds, depth + 1)
+            if c is NOT_PLAIN:
+                return NOT_PLAIN
+            copied.append(c)
+        return copied
+    return NOT_PLAIN
+
+
+#: What :func:`plain_copy` returns for a value that needs the careful conversion.
+NOT_PLAIN: Any = object()
+
+
 def is_plain(v: Any) -> bool:
     """True if ``v`` is a plain scalar the journal holds as is (the hot path's test)."""
     t = type(v)
@@ -374,6 +419,8 @@ def canonical_timestamp(ts: Any) -> str | None:
     Accepted: a timezone-aware ``datetime`` (``pandas.Timestamp`` included), an ISO 8601
     string with an offset (``Z`` included), epoch seconds in :data:`EPOCH_RANGE`.
     """
+    if type(ts) is dt.datetime and ts.tzinfo is dt.UTC:  # the common case, first
+        return ts.isoformat()
     if type(ts) is dt.datetime or isinstance(ts, dt.datetime):
         if ts != ts or ts.utcoffset() is None:  # NaT; naive
             return None

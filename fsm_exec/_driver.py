@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._calls import VenueCall
+from ._canonical import NOT_PLAIN, plain_copy
 from ._errors import ComponentError, describe_exception
 from ._health import DEGRADED
 from ._lifecycle import BlockState, Trigger
@@ -24,9 +25,9 @@ if TYPE_CHECKING:
     from ._blocks import InstructionBlock
     from ._manager import ExecutionManager
 
-_QUEUED, _ROUTING, _PENDING, _RETRYING = (
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
-                     BlockState.RETRYING))
+                     BlockState.RETRYING, BlockState.SUCCESS))
 # Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
 (T_START, T_EXECUTED, T_ROUTE_FAILED, T_REROUTE, T_RESUME_RECONCILIATION, T_RECONCILED,
  T_RECONCILIATION_TIMEOUT, T_FAIL) = (
@@ -196,6 +197,10 @@ class BacktestDriver(Driver):
     def straight_through(self, ts: Any, f: Flight) -> None:
         """The happy path in one go: the same steps and records as the state by state
         driver, which takes over where it stands at the first deviation."""
+        host = self.host
+        if not host._observers and host._log_event is not None:
+            self.quick_path(ts, f)
+            return
         move = self.move
         move(T_START)
         refusal = self.risk_refusal(ts, f)
@@ -219,6 +224,57 @@ class BacktestDriver(Driver):
         self.executed(T_EXECUTED, f, call.value)
         if self.host._lc.current == _PENDING and self.hand_off(ts, f):
             move(T_RECONCILED)
+
+    def quick_path(self, ts: Any, f: Flight) -> None:
+        """:meth:`straight_through` with no observer to tell: the three moves of a block that
+        succeeds, each journaled first (the same records ``_move`` writes) and fired on the
+        same Machine, with only the bookkeeping they need. A deviation hands over to the
+        state by state driver, where it stands. (Measured: the per-block hot path.)"""
+        host = self.host
+        lc, clock, journal = host._lc, self.clock, host._journal_move
+        block = f.block
+        block_id = block.block_id
+        with host._mutex:
+            journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
+                     "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
+            lc.commit(T_START)
+            f.entered_at = clock()
+        refusal = self.risk_refusal(ts, f)
+        if refusal is not None:
+            host._fail(f, *refusal)
+            return
+        f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
+        try:  # VenueCall.run_inline, inlined (measured)
+            value = call.value = self.route_instruction(ts, block)
+        except Exception as exc:
+            call.error = exc
+            return  # route() classifies the failure
+        except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
+            call.error = exc
+            raise
+        if value is None:
+            return
+        deltas = plain_copy(value, host._finds)
+        if deltas is NOT_PLAIN:  # the careful conversion (and EXEC-015 when it must)
+            self.executed(T_EXECUTED, f, value)
+            if lc.current == _PENDING and self.hand_off(ts, f):
+                self.move(T_RECONCILED)
+            return
+        with host._mutex:
+            journal({"block_id": block_id, "source": _ROUTING, "dest": _PENDING,
+                     "trigger": T_EXECUTED, "attempt": f.attempt, "deltas": deltas},
+                    True)  # deltas about to be handed off: a barrier
+            lc.commit(T_EXECUTED)
+            f.deltas, f.handed_off = deltas, False
+            f.entered_at = clock()
+        if not self.hand_off(ts, f):
+            return
+        with host._mutex:
+            journal({"block_id": block_id, "source": _PENDING, "dest": _SUCCESS,
+                     "trigger": T_RECONCILED, "attempt": f.attempt}, False)  # rides along
+            lc.commit(T_RECONCILED)
+            f.entered_at = clock()
+            host._finish(f, _SUCCESS)
 
     def route(self, ts: Any, f: Flight) -> None:
         call = f.call

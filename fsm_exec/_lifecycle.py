@@ -323,6 +323,15 @@ class BlockLifecycle:
         self._flight.block_id = block_id
         self._flight.state = value
 
+    def commit(self, trigger: str) -> None:
+        """Fire ``trigger`` without the listener: for a caller that has just written the
+        move's record itself (write-ahead), the hot path's form of :meth:`fire`. The same
+        table check (an illegal trigger raises and moves nothing), the same Machine."""
+        flight = self._flight
+        if (flight.state, trigger) not in _NEXT:
+            raise IllegalTransitionError(str(trigger), flight.state, flight.block_id)
+        self._triggers[trigger](flight)
+
     def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
         """Fire ``trigger`` on the block in flight and return the new state."""
         flight = self._flight

@@ -19,7 +19,14 @@ from typing import Any
 
 from ._blocks import InstructionBlock, convert_batch
 from ._calls import VenueCall
-from ._canonical import Converted, canonical, canonical_timestamp, timestamp_problem
+from ._canonical import (
+    NOT_PLAIN,
+    Converted,
+    canonical,
+    canonical_timestamp,
+    plain_copy,
+    timestamp_problem,
+)
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
 from ._deadline import state_deadline
 from ._driver import (
@@ -153,6 +160,7 @@ class ExecutionManager:
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
+        self._finds = self._redact.finds if self._redact else None  # a string holds a secret
         self._data_provider = data_provider
         self._reconciliation = reconciliation_component
         self._query = getattr(execution_interface_manager, "query_execution", None)
@@ -752,7 +760,8 @@ class ExecutionManager:
     def _accept(self, ts: Any, batch: Any) -> None:
         with self._mutex:
             try:
-                blocks, wires = convert_batch(batch, self._taken, self._redact)
+                blocks, wires = convert_batch(batch, self._taken,
+                                              self._redact if self._redact else None)
             except InvalidBlockError as exc:
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
@@ -861,6 +870,9 @@ class ExecutionManager:
 
     def _canonical_deltas(self, value: Any) -> Converted:
         """The venue's reply in canonical form (redacted), the moment it returns."""
+        copied = plain_copy(value, self._finds)
+        if copied is not NOT_PLAIN:
+            return Converted(copied, copied)
         return canonical(value, redact=self._redact or None)
 
     # ---------------------------------------------------------------------- risk checks
@@ -942,6 +954,23 @@ class ExecutionManager:
         self._notify_event("resumed", reason=reason)
 
     # ------------------------------------------------------------------ events and health
+    def _journal_move(self, event: dict[str, Any], sync: bool) -> None:
+        """Write a move's ``block_transition`` record (the driver's hot path; see
+        :meth:`_on_transition` for the general one)."""
+        try:
+            if self._syncable:
+                self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
+                                event, sync=sync)  # type: ignore[call-arg]
+            else:
+                self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
+        except EventLogError:
+            self._halt("EXEC-009")
+            raise
+        except Exception as exc:
+            raise self._log_failed("block_transition", exc) from exc
+        if sync:
+            self._unsynced_acceptance = False
+
     def _on_transition(self, source: str, dest: str, trigger: str, data: dict[str, Any]) -> None:
         f = self._f
         assert f is not None
