@@ -187,7 +187,8 @@ class CrashReport:
     ``at_least_once`` (points where your check failed inside an at-least-once window you
     declared with ``at_least_once=``: what that window allows, so not a failure), and
     ``windows_met`` (per window, how many points met it, whether your check held there
-    or not), ``mode``.
+    or not), ``mode``, and ``total_points`` (the scenario's crash points: more than
+    ``points`` when :func:`assert_crash_safe` stopped at the first failure).
     """
 
     ok: bool
@@ -197,11 +198,16 @@ class CrashReport:
     at_least_once: tuple[CrashFailure, ...] = ()
     windows_met: tuple[tuple[str, int], ...] = ()
     mode: str = "live"
+    total_points: int | None = None
 
     def summary(self) -> str:
         """One line: points tried, failures, windows met."""
-        text = (f"{self.points} crash points over {self.records} journal records "
+        total = self.total_points if self.total_points is not None else self.points
+        tried = f"{self.points} of {total}" if total != self.points else f"{self.points}"
+        text = (f"{tried} crash points over {self.records} journal records "
                 f"({self.mode}): " + ("ok" if self.ok else f"{len(self.failures)} failed"))
+        if total != self.points:
+            text += " (stopped at the first)"
         if self.at_least_once:
             text += (f"; {len(self.at_least_once)} broke your check inside a declared "
                      f"at-least-once window")
@@ -769,17 +775,19 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
         base = attempt(None, 0)
         if failures:
             return CrashReport(ok=False, points=0, records=len(base.first.records),
-                               failures=tuple(failures), mode=mode)
+                               failures=tuple(failures), mode=mode, total_points=0)
         scenario.expected = [r.label for r in base.first.records]
         tried = 0
-        for point in scenario.points(base):
+        points = scenario.points(base)
+        for point in points:
             tried += 1
             attempt(point, tried)
             if failures and first_only:
                 break
     return CrashReport(ok=not failures, points=tried, records=len(base.first.records),
                        failures=tuple(failures), at_least_once=tuple(excused),
-                       windows_met=tuple(sorted(met.items())), mode=mode)
+                       windows_met=tuple(sorted(met.items())), mode=mode,
+                       total_points=len(points))
 
 
 def assert_crash_safe(make_collaborators: MakeCollaborators, batches: Batches, *,

@@ -417,7 +417,8 @@ def test_assert_crash_safe_tells_the_first_failing_points_story() -> None:
     with pytest.raises(AssertionError) as info:
         assert_crash_safe(world(idempotent=False), BATCHES, check=once)
     text = str(info.value)
-    assert re.match(r"\d+ crash points over 19 journal records \(live\): 1 failed", text)
+    assert text.startswith("10 of 31 crash points over 19 journal records (live): 1 failed "
+                           "(stopped at the first)")
     assert "crash before record 6 (positions_updated b1), live mode: the process" in text
     assert "the book applied {'b1': 2} more than once" in text
 
@@ -440,3 +441,55 @@ def test_crash_point_tests_makes_one_test_per_point() -> None:
     assert sorted(outcomes) == ["before record 13 (positions_updated b2)",
                                 "before record 17 (positions_updated b3)",
                                 "before record 6 (positions_updated b1)"]
+
+
+# ------------------------------------------------------------------------ README
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The README's dedup check, and the same adapter without it (the bug the README shows).
+DEDUP = """\
+        if block.block_id not in self.orders:
+            self.fills[block.block_id] += 1
+            self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""
+NO_DEDUP = """\
+        self.fills[block.block_id] += 1
+        self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Fuzz your own adapters", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_namespace(*, broken: bool = False) -> dict[str, Any]:
+    """Every python block of the README's fuzzing section, run in one namespace (the
+    crash example continues the stateful one); ``broken`` deletes the dedup check."""
+    code = "\n".join(re.findall(r"```python\n(.*?)```", readme_section(), re.S))
+    assert DEDUP in code, "the README example no longer has its dedup check"
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code.replace(DEDUP, NO_DEDUP) if broken else code, "README.md", "exec"),
+         namespace)
+    return namespace
+
+
+def test_readme_crash_points_example_runs_and_prints_what_it_says(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's crash_points example runs as written, on the stateful example's toy
+    adapter, and prints the summary the README quotes."""
+    namespace = readme_namespace()
+    namespace["test_my_adapter_survives_a_crash_at_every_point"]()
+    printed = capsys.readouterr().out.strip()
+    quoted = re.search(r"It prints `(.*?)`", readme_section(), re.S)
+    assert quoted is not None and printed == " ".join(quoted.group(1).split())
+
+
+def test_readme_crash_points_failure_is_the_story_it_shows() -> None:
+    """Without the dedup check the README's test fails with exactly the story it shows."""
+    namespace = readme_namespace(broken=True)
+    with pytest.raises(AssertionError) as info:
+        namespace["test_my_adapter_survives_a_crash_at_every_point"]()
+    after = readme_section().split("Delete the\n`if block.block_id not in self.orders:`", 1)[1]
+    shown = re.search(r"```text\n(.*?)```", after, re.S)
+    assert shown is not None and str(info.value) == shown.group(1).rstrip("\n")
