@@ -421,6 +421,7 @@ class _Run:
     problems: list[str] = attrs.Factory(list)  # the manager's promises broken
     user_problem: str | None = None  # your check broken
     records: list[JournalRecord] = attrs.Factory(list)  # the whole journal, at the end
+    journals: dict[int, EventLogger] = attrs.Factory(dict)  # per life
 
     def note(self, action: str) -> None:
         if self.recovery is not None or self.first.killed:
@@ -485,9 +486,8 @@ class _Scenario:
         trace = _Trace(live=self.mode == "live", kill=point, expected=self.expected)
         run = _Run(point, world, log_dir, trace)
         world.positions.trace = trace
-        em: ExecutionManager | None = None
         try:
-            journal = _CrashJournal(log_dir, self.mode, trace)
+            journal = run.journals[0] = _CrashJournal(log_dir, self.mode, trace)
             try:
                 em = world.manager(self.config, self.mode, journal)
                 self._play(run, em)
@@ -495,13 +495,15 @@ class _Scenario:
             except _Crash:
                 journal._abandon()  # a dead process writes nothing more
                 em = self._restart(run)
-            if em is not None:
-                self._verify(run, em)
+            self._verify(run, em)
         except _Stop as exc:
             run.problems.append(str(exc))
         except Exception as exc:  # anything the manager or a collaborator raised
             run.problems.append(f"{describe_exception(exc)} was raised"
                                 + (" after the restart" if run.recovery is not None else ""))
+        finally:
+            for j in run.journals.values():
+                j._abandon()  # files and lock released whatever happened (closed: no-op)
         if trace.diverged is not None:
             run.problems.insert(0, f"the scenario did not replay the same way: "
                                    f"{trace.diverged} (make_collaborators() must build "
@@ -511,7 +513,7 @@ class _Scenario:
                                    f"{len(trace.records)} records")
         return run
 
-    def _restart(self, run: _Run) -> ExecutionManager | None:
+    def _restart(self, run: _Run) -> ExecutionManager:
         log_dir, trace, world = run.log_dir, run.first, run.world
         files = journal_files(log_dir, COMPONENT)
         if len(files) > 1:  # pragma: no cover - the first life never rotates (fixed today)
@@ -521,7 +523,8 @@ class _Scenario:
         surviving = list(read_journal(log_dir, COMPONENT))
         if self.on_restart is not None:
             self.on_restart(world.given)
-        journal = _CrashJournal(log_dir, self.mode, _Trace(live=self.mode == "live"))
+        journal = run.journals[1] = _CrashJournal(log_dir, self.mode,
+                                                   _Trace(live=self.mode == "live"))
         world.positions.life, world.positions.trace = 2, None
         em = world.manager(self.config, self.mode, journal)
         try:
@@ -661,10 +664,11 @@ class _Scenario:
                 met.append(HAND_OFF)
         return tuple(met)
 
-    def failure(self, run: _Run, journal: str | None) -> tuple[CrashFailure | None, bool]:
-        """The run's failure, if any, and whether it falls in a declared window."""
+    def failure(self, run: _Run, journal: str | None, windows: tuple[str, ...]
+                ) -> tuple[CrashFailure | None, bool]:
+        """The run's failure, if any (``windows``: those it met), and whether it falls in
+        a declared window."""
         problem = "; ".join(run.problems) if run.problems else run.user_problem
-        windows = self.windows(run)
         if problem is None:
             return None, False
         rep, trace = run.recovery, run.first
@@ -764,8 +768,9 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
             if log_dir.exists():
                 shutil.rmtree(log_dir)
             run = scenario.run(point, log_dir)
-            failure, allowed = scenario.failure(run, str(log_dir) if keep else None)
-            met.update(scenario.windows(run) if point is not None else ())
+            windows = scenario.windows(run)
+            failure, allowed = scenario.failure(run, str(log_dir) if keep else None, windows)
+            met.update(windows if point is not None else ())
             if failure is not None:
                 (excused if allowed else failures).append(failure)
             if failure is None or not keep:
@@ -837,7 +842,7 @@ def crash_point_tests(make_collaborators: MakeCollaborators, batches: Batches, *
         """The scenario keeps every promise when killed at this crash point."""
         with _workspace(None) as tmp:
             run = scenario.run(crash_point, tmp / "run")
-            failure, allowed = scenario.failure(run, None)
+            failure, allowed = scenario.failure(run, None, scenario.windows(run))
         if failure is not None and not allowed:
             raise AssertionError(failure.story())
 

@@ -27,6 +27,7 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from ._crash import Check, Collaborators, MakeCollaborators, _crash_points
@@ -152,10 +153,12 @@ class Nightly:
         """One round with seed ``seed``: the machine under the ``fsm-exec-nightly``
         profile (``examples`` overrides its ``max_examples``), then ``scenarios`` crash
         scenarios. The same seed runs the same examples."""
-        from .testing import KIT_PHASES, register_profiles
+        from .testing import KIT_PHASES, PROFILES
 
-        register_profiles()
-        profile = settings.get_profile(PROFILE)
+        try:
+            profile = settings.get_profile(PROFILE)
+        except InvalidArgument:  # not registered: its values, on hypothesis's defaults
+            profile = settings(settings.get_profile("default"), **PROFILES[PROFILE])
         started = time.perf_counter()
         failures: list[NightlyFailure] = []
         if self.machine is not None:

@@ -21,8 +21,18 @@ injection (lost replies, refusals, hangs past the timeout, a venue whose query l
 its executions, slow or failing reconciliation, position updates that raise), submits
 random valid and invalid batches, pokes the resume triggers, cancels queued blocks, and
 checks the manager's own invariants after every step. The kit's own handles are under
-``self.kit`` (:class:`Kit`); every other name on the machine is yours. Needs the
-``testing`` extra (``pip install fsm-exec[testing]``) for hypothesis.
+``self.kit`` (:class:`Kit`); every other name on the machine is yours.
+
+:func:`crash_points` (and :func:`assert_crash_safe`, :func:`crash_point_tests`) crashes a
+scripted scenario at every record of its journal, restarts the manager on what the disk
+kept with the same collaborators, and checks the manager's promises and yours::
+
+    report = assert_crash_safe(make_collaborators, [[block("b1")], [block("b2")]],
+                               check=my_venue_filled_each_block_at_most_once)
+
+``python -m fsm_exec.testing nightly yourmodule:NIGHTLY`` (a :class:`Nightly`) runs seeded
+rounds of both over random scenarios and prints every failure with the seed that replays
+it. Needs the ``testing`` extra (``pip install fsm-exec[testing]``) for hypothesis.
 """
 
 from __future__ import annotations
@@ -137,9 +147,10 @@ PROFILES: Mapping[str, dict[str, Any]] = {
 def register_profiles() -> tuple[str, ...]:
     """Register hypothesis profiles ``fsm-exec-fast``, ``fsm-exec-ci`` (derandomized) and
     ``fsm-exec-nightly``; load one with ``settings.load_profile(name)`` or
-    ``pytest --hypothesis-profile=name``. Returns their names."""
+    ``pytest --hypothesis-profile=name``. Returns their names. Each is hypothesis's
+    default profile with these values, whatever profile is loaded when this is called."""
     for name, values in PROFILES.items():
-        settings.register_profile(name, **values)
+        settings.register_profile(name, parent=settings.get_profile("default"), **values)
     return tuple(PROFILES)
 
 

@@ -12,6 +12,7 @@ import types
 
 import pytest
 from hypothesis import given, settings
+from hypothesis.errors import InvalidArgument
 from test_crash_points import readme_namespace
 
 from fsm_exec._nightly import BACKTEST_VENUE_FAULTS, load_target, main
@@ -141,10 +142,26 @@ def test_crash_scenarios_refuse_empty_shapes() -> None:
         crash_scenarios(max_batches=0)
 
 
-def test_the_nightly_profile_is_registered() -> None:
-    """The nightly runs the machine under fsm-exec-nightly: long, not derandomized (each
-    round's seed decides)."""
-    register_profiles()
+def test_the_nightly_profile_is_long_and_seeded_whatever_profile_is_loaded() -> None:
+    """fsm-exec-nightly is 5,000 examples of up to 100 steps, not derandomized (each
+    round's seed decides), even when registered while a derandomized profile is loaded."""
+    current = settings._current_profile or "default"
+    settings.register_profile("derandomized-now", derandomize=True)
+    settings.load_profile("derandomized-now")
+    try:
+        register_profiles()
+    finally:
+        settings.load_profile(current)
     profile = settings.get_profile("fsm-exec-nightly")
     assert profile.max_examples == 5000 and profile.stateful_step_count == 100
     assert not profile.derandomize
+
+
+def test_a_nightly_without_the_profile_registered_uses_its_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run before register_profiles(), a round takes the profile's values from PROFILES."""
+    monkeypatch.delitem(settings._profiles, "fsm-exec-nightly")
+    with pytest.raises(InvalidArgument):
+        settings.get_profile("fsm-exec-nightly")
+    assert Nightly(SIMULATED.make_collaborators, machine=SIMULATED.machine).run(
+        5, examples=2, scenarios=0).ok
