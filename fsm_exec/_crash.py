@@ -323,28 +323,23 @@ class _CrashJournal(EventLogger):
     def _size(self) -> int:
         return os.path.getsize(self.path_for(COMPONENT))
 
+    # Its one writer is the manager, and it writes one component's journal only.
     def log_event(self, timestamp: Any, event_type: str, component: str,
                   data: dict[str, Any], *, sync: bool = True) -> None:
-        traced = component == COMPONENT
-        if traced:
-            self.trace.writing(_Rec.of(event_type, data))
+        self.trace.writing(_Rec.of(event_type, data))
         super().log_event(timestamp, event_type, component, data, sync=sync)
-        if traced:
-            self.trace.written(self._size())
+        self.trace.written(self._size())
 
     def checkpoint(self, component: str, data: dict[str, Any], *, timestamp: Any = None,
                    new_file: bool = True) -> int:
-        traced = component == COMPONENT
-        if traced:
-            self.trace.writing(_Rec("checkpoint"))
+        self.trace.writing(_Rec("checkpoint"))
         seq = super().checkpoint(component, data, timestamp=timestamp, new_file=new_file)
-        if traced:
-            self.trace.written(self._size())
+        self.trace.written(self._size())
         return seq
 
     def _fsync(self, j: _Journal) -> None:
         j.unsynced = False  # durable from here on: a crash keeps every byte written so far
-        if self.mode == "live" and j.path == self.path_for(COMPONENT):
+        if self.mode == "live":
             self.trace.synced(os.path.getsize(j.path))
 
 
@@ -732,7 +727,9 @@ def crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
     ("my venue filled each block at most once", "my book holds the sum of the deltas").
 
     ``mode``: ``live`` (records become durable at the manager's fsyncs; the kill truncates
-    the journal to the last one) or ``backtest`` (every record is durable once written).
+    the journal to the last one) or ``backtest`` (every record is durable once written; a
+    backtest asks the venue once about a block in doubt and believes it, so an
+    ``eventually_consistent`` fault there routes an executed block again, by design).
     ``config``: the manager's config (default :data:`DEFAULT_CONFIG`). ``faults``: a
     :class:`~fsm_exec.testing.FaultPlan` injected into every run, so a crash can meet a
     lost reply, a timeout or an eventually consistent query. ``at_least_once``: the

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fsm_exec import ExecutionManager, InstructionBlock, check_journal
-from fsm_exec._journal import read_journal
+from fsm_exec._journal import JournalCorruptError, read_journal
 from fsm_exec.testing import (
     WINDOWS,
     CrashFailure,
@@ -315,6 +315,37 @@ def test_finished_blocks_forgotten_by_recovery_are_caught(
     assert "the manager does not hold ['b1', 'b2', 'b3'] as finished" in problems
 
 
+def test_a_refused_recovery_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recover() that refuses the surviving journal fails the point, quoting it (a broken
+    recover() simulated)."""
+    def refuse(self: ExecutionManager, *args: Any, **kw: Any) -> Any:
+        raise JournalCorruptError("logs/x.jsonl", 3, "simulated")
+
+    monkeypatch.setattr(ExecutionManager, "recover", refuse)
+    report = crash_points(world(), BATCHES[:1])
+    assert report.failures and {f.problem for f in report.failures} == {
+        "recover() refused the surviving journal: JournalCorruptError: "
+        "[EXEC-013] logs/x.jsonl:3: simulated"}
+
+
+def test_what_a_collaborator_raises_is_a_failure_of_the_point() -> None:
+    """An exception out of the user's code (here on_restart) fails the point, naming it."""
+    def broken(c: Mapping[str, Any]) -> None:
+        raise KeyError("orders")
+
+    report = crash_points(world(), BATCHES[:1], on_restart=broken)
+    assert {f.problem for f in report.failures} == {"KeyError: 'orders' was raised"}
+
+
+def test_a_scenario_refused_by_the_manager_fails_without_a_crash() -> None:
+    """A batch the manager refuses (a queue too small for it) fails the scenario before
+    any crash point, naming the batch."""
+    report = crash_points(world(), BATCHES, config={"max_queue_size": 1})
+    (failure,) = report.failures
+    assert failure.point is None and failure.problem.startswith(
+        "batch 1 was refused: [EXEC-003] batch of 2 blocks refused")
+
+
 def test_a_scenario_that_fails_without_a_crash_is_reported_alone() -> None:
     """When the check fails without any crash, the report holds that one failure (point
     None) and tries no crash point."""
@@ -374,7 +405,9 @@ def test_batches_are_checked_before_any_run() -> None:
 
 
 def test_a_failing_points_journal_is_kept_in_workdir(tmp_path: Path) -> None:
-    """With workdir, each failing point's journal stays there and reads as whole."""
+    """With workdir, each failing point's journal stays there and reads as whole; a second
+    call on the same workdir starts each run afresh."""
+    crash_points(world(idempotent=False), BATCHES, check=once, workdir=tmp_path)
     report = crash_points(world(idempotent=False), BATCHES, check=once, workdir=tmp_path)
     kept = [f.journal for f in report.failures]
     assert len(kept) == 3 and sorted(str(p) for p in tmp_path.iterdir()) == sorted(
@@ -417,6 +450,8 @@ def test_a_story_marks_the_records_lost_with_the_crash() -> None:
         "became durable.", "Of the 3 records written, 3 were durable:"]
     assert after.endswith("no block in flight.\nWhat went wrong: p\n    q")
     assert CrashPoint(3, "after", "block_accepted b1").id == "after-3-block_accepted-b1"
+    assert CrashReport(ok=True, points=2, records=1).story() == (
+        "2 crash points over 1 journal records (live): ok")
 
 
 def test_assert_crash_safe_tells_the_first_failing_points_story() -> None:
@@ -501,3 +536,7 @@ def test_readme_crash_points_failure_is_the_story_it_shows() -> None:
     after = readme_section().split("Delete the\n`if block.block_id not in self.orders:`", 1)[1]
     shown = re.search(r"```text\n(.*?)```", after, re.S)
     assert shown is not None and str(info.value) == shown.group(1).rstrip("\n")
+
+
+#: crash_point_tests as a user writes it: pytest collects one test per crash point.
+test_each_crash_point_of_one_block = crash_point_tests(world(), BATCHES[:1], check=once)
