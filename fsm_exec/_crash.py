@@ -734,7 +734,9 @@ def crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
     :class:`~fsm_exec.testing.FaultPlan` injected into every run, so a crash can meet a
     lost reply, a timeout or an eventually consistent query. ``at_least_once``: the
     windows of :data:`WINDOWS` your adapters accept (``True``: all of them): where your
-    check fails inside one, the point is reported in ``at_least_once``, not as a failure.
+    check fails in a run that met one, the point is reported in ``at_least_once``, not as
+    a failure (whichever of your assertions failed: check one promise per call to keep
+    them apart). The manager's own promises are never excused.
     ``on_restart(collaborators)``: called after each kill, before the restart: forget
     there what your adapters keep in the process's memory (the exchange keeps its orders;
     your adapter's cache of them dies with the process). ``workdir``: where the runs'

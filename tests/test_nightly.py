@@ -165,3 +165,10 @@ def test_a_nightly_without_the_profile_registered_uses_its_values(
         settings.get_profile("fsm-exec-nightly")
     assert Nightly(SIMULATED.make_collaborators, machine=SIMULATED.machine).run(
         5, examples=2, scenarios=0).ok
+
+
+def test_the_readme_nightly_passes_on_the_readme_adapter() -> None:
+    """The README's NIGHTLY over its adapter as written (it deduplicates) passes a small
+    round of both parts."""
+    result = readme_namespace()["NIGHTLY"].run(11, examples=10, scenarios=2)
+    assert result.ok, result.failures
