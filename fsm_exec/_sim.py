@@ -302,14 +302,22 @@ class SimReconciliation:
 
 class SimPositionHandler:
     """Applies ``{"changes": {token: amount}}`` deltas to its positions and tells the
-    reconciliation component. ``failures`` scripts hand-offs that raise (``True``)."""
+    reconciliation component. ``failures`` scripts hand-offs that raise (``True``).
+
+    ``updates`` holds every hand-off received; ``applied`` counts, per ``block_id``, how
+    often a block's deltas were applied to ``positions``. Not idempotent by default (deltas
+    handed off twice are applied twice: the README's hand-off window shows); with
+    ``idempotent=True`` the deltas of a ``block_id`` already applied are not applied again.
+    """
 
     def __init__(self, reconciliation: SimReconciliation | None = None,
-                 failures: Iterable[bool] = ()) -> None:
+                 failures: Iterable[bool] = (), *, idempotent: bool = False) -> None:
         self.reconciliation = reconciliation
         self.positions: dict[str, float] = {}
         self.updates: list[Any] = []
         self.failures: deque[bool] = deque(failures)
+        self.idempotent = idempotent
+        self.applied: Counter[str] = Counter()
 
     def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
         if self.failures and self.failures.popleft():
@@ -318,8 +326,12 @@ class SimPositionHandler:
         block_id = None
         if isinstance(deltas, Mapping):
             block_id = deltas.get("block_id")
-            for token, amount in dict(deltas.get("changes", {})).items():
-                self.positions[token] = self.positions.get(token, 0.0) + amount
+            seen = isinstance(block_id, str) and self.applied[block_id] > 0
+            if isinstance(block_id, str) and not (seen and self.idempotent):
+                self.applied[block_id] += 1
+            if not (seen and self.idempotent):
+                for token, amount in dict(deltas.get("changes", {})).items():
+                    self.positions[token] = self.positions.get(token, 0.0) + amount
         if self.reconciliation is not None:
             self.reconciliation.notify(block_id)
 

@@ -21,13 +21,24 @@ injection (lost replies, refusals, hangs past the timeout, a venue whose query l
 its executions, slow or failing reconciliation, position updates that raise), submits
 random valid and invalid batches, pokes the resume triggers, cancels queued blocks, and
 checks the manager's own invariants after every step. The kit's own handles are under
-``self.kit`` (:class:`Kit`); every other name on the machine is yours. Needs the
-``testing`` extra (``pip install fsm-exec[testing]``) for hypothesis.
+``self.kit`` (:class:`Kit`); every other name on the machine is yours.
+
+:func:`crash_points` (and :func:`assert_crash_safe`, :func:`crash_point_tests`) crashes a
+scripted scenario at every record of its journal, restarts the manager on what the disk
+kept with the same collaborators, and checks the manager's promises and yours::
+
+    report = assert_crash_safe(make_collaborators, [[block("b1")], [block("b2")]],
+                               check=my_venue_filled_each_block_at_most_once)
+
+``python -m fsm_exec.testing nightly yourmodule:NIGHTLY`` (a :class:`Nightly`) runs seeded
+rounds of both over random scenarios and prints every failure with the seed that replays
+it. Needs the ``testing`` extra (``pip install fsm-exec[testing]``) for hypothesis.
 """
 
 from __future__ import annotations
 
 import string
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,9 +46,27 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from ._crash import (
+    DEFAULT_CONFIG,
+    WINDOWS,
+    CrashFailure,
+    CrashPoint,
+    CrashReport,
+    assert_crash_safe,
+    crash_point_tests,
+    crash_points,
+)
 from ._errors import ComponentError, InvalidBlockError
 from ._lifecycle import LEGAL_MOVES, TERMINAL_STATES, Edge, lifecycle_paths
 from ._manager import TRIGGER_SOURCES, ExecutionManager
+from ._nightly import (
+    CrashScenario,
+    Nightly,
+    NightlyFailure,
+    NightlyResult,
+    crash_scenarios,
+)
+from ._nightly import main as _nightly_main
 from ._sim import (
     RECONCILIATION_FAULTS,
     VENUE_FAULTS,
@@ -57,8 +86,16 @@ from ._sim import (
 )
 
 __all__ = [
+    "DEFAULT_CONFIG",
+    "PROFILES",
     "RECONCILIATION_FAULTS",
+    "SIMULATED",
     "VENUE_FAULTS",
+    "WINDOWS",
+    "CrashFailure",
+    "CrashPoint",
+    "CrashReport",
+    "CrashScenario",
     "Edge",
     "Event",
     "ExecutionManagerMachine",
@@ -70,14 +107,21 @@ __all__ = [
     "InvalidBlock",
     "Kit",
     "NaiveVenue",
+    "Nightly",
+    "NightlyFailure",
+    "NightlyResult",
     "RecordingEventLogger",
     "SimPositionHandler",
     "SimReconciliation",
     "SimVenue",
     "StaticDataProvider",
+    "assert_crash_safe",
     "block_batches",
     "block_deltas",
     "block_ids",
+    "crash_point_tests",
+    "crash_points",
+    "crash_scenarios",
     "fault_plans",
     "instruction_blocks",
     "invalid_blocks",
@@ -93,7 +137,8 @@ PROFILES: Mapping[str, dict[str, Any]] = {
     # deterministic CI: the same examples every run
     "fsm-exec-ci": {"max_examples": 200, "deadline": None, "derandomize": True,
                     "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]},
-    # a long nightly search
+    # a long nightly search: what `python -m fsm_exec.testing nightly` runs the machine
+    # under (seeded per round: see _nightly.py)
     "fsm-exec-nightly": {"max_examples": 5000, "stateful_step_count": 100,
                          "deadline": None, "suppress_health_check": [HealthCheck.too_slow]},
 }
@@ -102,9 +147,10 @@ PROFILES: Mapping[str, dict[str, Any]] = {
 def register_profiles() -> tuple[str, ...]:
     """Register hypothesis profiles ``fsm-exec-fast``, ``fsm-exec-ci`` (derandomized) and
     ``fsm-exec-nightly``; load one with ``settings.load_profile(name)`` or
-    ``pytest --hypothesis-profile=name``. Returns their names."""
+    ``pytest --hypothesis-profile=name``. Returns their names. Each is hypothesis's
+    default profile with these values, whatever profile is loaded when this is called."""
     for name, values in PROFILES.items():
-        settings.register_profile(name, **values)
+        settings.register_profile(name, parent=settings.get_profile("default"), **values)
     return tuple(PROFILES)
 
 
@@ -653,3 +699,48 @@ _HOOKS = frozenset({"collaborators", "block_strategy", "mode", "config", "hang_s
                     "lag_queries", "lag_seconds", "venue_faults"})
 _OWNED = frozenset(n for n in vars(ExecutionManagerMachine)
                    if not n.startswith("__") and n not in _HOOKS)
+
+
+# ------------------------------------------------------------------------ the project's own nightly
+
+
+def _simulated_collaborators() -> dict[str, Any]:
+    """The kit's own fakes, with a venue that is not idempotent (NaiveVenue: any double
+    execution shows) and a book that deduplicates by block_id."""
+    reconciliation = SimReconciliation()
+    return {"data_provider": StaticDataProvider(),
+            "position_update_handler": SimPositionHandler(reconciliation, idempotent=True),
+            "execution_interface_manager": NaiveVenue(),
+            "reconciliation_component": reconciliation}
+
+
+def _executed_once(collaborators: Mapping[str, Any]) -> None:
+    """The simulated venue executed each block at most once, and the book applied each
+    block's deltas at most once."""
+    venue = collaborators["execution_interface_manager"]
+    book = collaborators["position_update_handler"]
+    twice = {b: n for b, n in Counter(venue.execution_order).items() if n > 1}
+    assert not twice, f"the venue executed {twice} more than once"
+    again = {b: n for b, n in book.applied.items() if n > 1}
+    assert not again, f"the book applied the deltas of {again} more than once"
+
+
+class _SimulatedMachine(ExecutionManagerMachine):
+    """The machine over the kit's own fakes (see :data:`SIMULATED`)."""
+
+    def collaborators(self) -> Mapping[str, Any]:
+        return _simulated_collaborators()
+
+    @invariant()
+    def each_block_executes_once(self) -> None:
+        """NaiveVenue executes every route: a block routed after it executed shows."""
+        _executed_once(self.kit.collaborators)
+
+
+#: The nightly target the command runs when given none: the manager over the kit's own
+#: fakes, its venue not idempotent, so that any double execution fails.
+SIMULATED = Nightly(_simulated_collaborators, machine=_SimulatedMachine, check=_executed_once)
+
+
+if __name__ == "__main__":  # python -m fsm_exec.testing nightly ...
+    raise SystemExit(_nightly_main())
