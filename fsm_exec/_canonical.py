@@ -332,10 +332,18 @@ def plain_copy(v: Any, finds: Callable[[str], bool] | None = None, depth: int = 
         for k, x in v.items():
             if type(k) is not str or not k.isascii() or (finds is not None and finds(k)):
                 return NOT_PLAIN
-            c = plain_copy(x, finds, depth + 1)
-            if c is NOT_PLAIN:
-                return NOT_PLAIN
-            out[k] = c
+            tx = type(x)  # plain scalars checked here, without a call
+            if tx is float:
+                if x - x != 0:
+                    return NOT_PLAIN
+            elif tx is str:
+                if not x.isascii() or (finds is not None and finds(x)):
+                    return NOT_PLAIN
+            elif not (tx is bool or x is None or (tx is int and _I64_MIN <= x <= _I64_MAX)):
+                x = plain_copy(x, finds, depth + 1)
+                if x is NOT_PLAIN:
+                    return NOT_PLAIN
+            out[k] = x
         return out
     if t is list:
         copied = []

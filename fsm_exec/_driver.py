@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._calls import VenueCall
 from ._canonical import NOT_PLAIN, plain_copy
-from ._errors import ComponentError, describe_exception
+from ._errors import COMPONENT, ComponentError, EventLogError, describe_exception
 from ._health import DEGRADED
 from ._lifecycle import BlockState, Trigger
 from ._protocols import ExecutionRejected
@@ -190,17 +190,20 @@ class BacktestDriver(Driver):
     """Backtest: venue calls inline, reconciliation simulated, no retries (fail fast)."""
 
     def drive(self, ts: Any, f: Flight) -> None:
-        if self.host._lc.current == _QUEUED:
-            self.straight_through(ts, f)
+        host = self.host
+        if host._lc._flight.state == _QUEUED:
+            if not host._observers and host._log_event is not None:
+                self.quick_path(ts, f)
+            else:
+                self.straight_through(ts, f)
+            if host._lc._flight.state == _SUCCESS:
+                return
         super().drive(ts, f)
 
     def straight_through(self, ts: Any, f: Flight) -> None:
-        """The happy path in one go: the same steps and records as the state by state
-        driver, which takes over where it stands at the first deviation."""
-        host = self.host
-        if not host._observers and host._log_event is not None:
-            self.quick_path(ts, f)
-            return
+        """The happy path in one go, telling the observers: the same steps and records as
+        the state by state driver, which takes over where it stands at the first
+        deviation."""
         move = self.move
         move(T_START)
         refusal = self.risk_refusal(ts, f)
@@ -208,8 +211,7 @@ class BacktestDriver(Driver):
             self.host._fail(f, *refusal)
             return
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
-        observed = self.host._observers
-        t0 = self.clock() if observed else 0.0
+        t0 = self.clock()
         try:  # VenueCall.run_inline, inlined (measured)
             call.value = self.route_instruction(ts, f.block)
         except Exception as exc:
@@ -217,8 +219,7 @@ class BacktestDriver(Driver):
         except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
             call.error = exc
             raise
-        if observed:
-            self.host._call_done("route", f, t0, self.outcome_of(call), call.error)
+        self.host._call_done("route", f, t0, self.outcome_of(call), call.error)
         if not call.returned:
             return  # route() classifies the failure
         self.executed(T_EXECUTED, f, call.value)
@@ -231,15 +232,30 @@ class BacktestDriver(Driver):
         same Machine, with only the bookkeeping they need. A deviation hands over to the
         state by state driver, where it stands. (Measured: the per-block hot path.)"""
         host = self.host
-        lc, clock, journal = host._lc, self.clock, host._journal_move
+        lc, clock, mutex = host._lc, self.clock, host._mutex
+        log, syncable, stamp = host._log_event, host._syncable, host._ts
         block = f.block
         block_id = block.block_id
-        with host._mutex:
+
+        def journal(event: dict[str, Any], sync: bool) -> None:
+            try:
+                if syncable:
+                    log(stamp, "block_transition", COMPONENT, event, sync=sync)  # type: ignore[misc,call-arg]
+                else:
+                    log(stamp, "block_transition", COMPONENT, event)  # type: ignore[misc]
+            except EventLogError:
+                host._halt("EXEC-009")
+                raise
+            except Exception as exc:
+                raise host._log_failed("block_transition", exc) from exc
+
+        with mutex:
             journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
                      "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
+            host._unsynced_acceptance = False
             lc.commit(T_START)
             f.entered_at = clock()
-        refusal = self.risk_refusal(ts, f)
+        refusal = host._risk_refusal(ts, block)
         if refusal is not None:
             host._fail(f, *refusal)
             return
@@ -260,16 +276,22 @@ class BacktestDriver(Driver):
             if lc.current == _PENDING and self.hand_off(ts, f):
                 self.move(T_RECONCILED)
             return
-        with host._mutex:
+        with mutex:
             journal({"block_id": block_id, "source": _ROUTING, "dest": _PENDING,
                      "trigger": T_EXECUTED, "attempt": f.attempt, "deltas": deltas},
                     True)  # deltas about to be handed off: a barrier
             lc.commit(T_EXECUTED)
             f.deltas, f.handed_off = deltas, False
             f.entered_at = clock()
-        if not self.hand_off(ts, f):
+        try:  # hand_off(), inlined: at most once, whatever the handler raises
+            self.update_positions(ts, "execution_manager", deltas)
+        except Exception as exc:
+            host._fail(f, "EXEC-008", self.redact(
+                f"position handler refused the deltas: {describe_exception(exc)}"),
+                exc, halt=True)
             return
-        with host._mutex:
+        with mutex:
+            f.handed_off = True  # positions_updated is a live record: none in backtest
             journal({"block_id": block_id, "source": _PENDING, "dest": _SUCCESS,
                      "trigger": T_RECONCILED, "attempt": f.attempt}, False)  # rides along
             lc.commit(T_RECONCILED)

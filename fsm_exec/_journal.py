@@ -487,6 +487,7 @@ class EventLogger:
         self._today = today
         self._buffer = buffer_bytes
         self._live = mode == "live"
+        self._buffered = not self._live and buffer_bytes > 0  # the backtest hot path
         self._journals: dict[str, _Journal] = {}
         self._last_component: str | None = None  # the journal written to last, at hand
         self._last_journal: _Journal | None = None
@@ -684,7 +685,7 @@ class EventLogger:
             else:
                 iso = iso_timestamp(timestamp)
                 self._last_ts, self._last_iso = timestamp, iso
-            if not self._live and self._buffer:
+            if self._buffered:
                 # The backtest hot path: _write, inlined (five of these per block).
                 seq = j.seq + 1
                 record = {"seq": seq, "timestamp": iso, "event_type": event_type,
@@ -695,11 +696,12 @@ class EventLogger:
                     line = b"null"
                 if b"null" in line:
                     line = _dumps(to_jsonable(record), option=_APPEND_NEWLINE)
+                n = len(line)
                 j.dirty = True
-                if j.buffered and j.buffered + len(line) > self._buffer:
+                if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
                 j.buf.append(line)
-                j.buffered += len(line)
+                j.buffered += n
                 j.seq = seq
                 j.since_checkpoint += 1
                 j.dirty = False

@@ -221,6 +221,8 @@ class ExecutionManager:
         # A journal that checkpoints (EventLogger): every file starts with the state.
         self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
             callable(getattr(event_logger, "checkpoint_due", None))
+        self._checkpoint_due: Callable[[str], str | None] | None = (
+            event_logger.checkpoint_due if self._checkpointing else None)  # type: ignore[union-attr]
         self._starts = 0
         self._halt_journaled = True
         # Nothing is written to a journal that holds an earlier run until recover() has
@@ -293,9 +295,10 @@ class ExecutionManager:
     def _maybe_checkpoint(self) -> None:
         """At a safe point (memory and journal agree): write the checkpoint the journal
         asks for (a new day: a new file; or every ``checkpoint_every`` records)."""
-        if not self._checkpointing:
+        due_of = self._checkpoint_due
+        if due_of is None:
             return
-        due = self._log.checkpoint_due(COMPONENT)  # type: ignore[union-attr]
+        due = due_of(COMPONENT)
         if due is not None:
             self._write_checkpoint(new_file=due == "rotate")
 
@@ -552,12 +555,17 @@ class ExecutionManager:
                 self._record_error(timestamp, reentry)
                 raise reentry
             self._busy = me
-        try:
-            status: dict[str, Any] = self._guarded(self._update, timestamp, stamp,
-                                                   trigger_source, instruction_blocks)
-            return status
+        try:  # _guarded, inlined (the per-call hot path)
+            status: dict[str, Any] = self._update(timestamp, stamp, trigger_source,
+                                                  instruction_blocks)
+        except ComponentError:
+            raise
+        except BaseException as exc:
+            self._retire(exc)
+            raise
         finally:
             self._busy = None
+        return status
 
     def _cut_short(self) -> bool:
         """True (and the manager retired) if the last update_state on this thread died
@@ -588,13 +596,17 @@ class ExecutionManager:
         except ComponentError:
             raise
         except BaseException as exc:
-            with self._mutex:
-                self._interrupted = describe_exception(exc)
-                self._health.note(UNHEALTHY)
-            exc.add_note("fsm_exec: the manager stopped in the middle of a step and refuses "
-                         "to go on; em.reopen() gives its replacement, recovered from the "
-                         "journal.")
+            self._retire(exc)
             raise
+
+    def _retire(self, exc: BaseException) -> None:
+        """Stopped in the middle of a step: refuse to go on (see :meth:`reopen`)."""
+        with self._mutex:
+            self._interrupted = describe_exception(exc)
+            self._health.note(UNHEALTHY)
+        exc.add_note("fsm_exec: the manager stopped in the middle of a step and refuses "
+                     "to go on; em.reopen() gives its replacement, recovered from the "
+                     "journal.")
 
     def _check_usable(self, *, recovering: bool = False) -> None:
         why = self._interrupted
@@ -632,7 +644,7 @@ class ExecutionManager:
                     refusal = exc
             if self._halted and trigger_source == "manual":
                 self._resume(timestamp)
-            if not self._halted:
+            if not self._halted and (self._queue or self._f is not None):
                 self._advance(timestamp)
         except ComponentError as exc:
             self._end_update(timestamp, trigger_source, t0, failing=True)
