@@ -468,9 +468,53 @@ def statemachine(n: int, tag: str, log_dir: Path) -> Run:
 # ratio line against fsm_exec and the limit.
 
 
+def _observers(which: str) -> list[Any]:
+    """Observers on throwaway backends: spans exported inline to a no-op exporter, metrics
+    into a registry of their own (built fresh for each manager)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from prometheus_client import CollectorRegistry
+
+    from fsm_exec.observe import OpenTelemetryObserver, PrometheusObserver
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    out: list[Any] = []
+    if which in ("otel", "both"):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Discard()))
+        out.append(OpenTelemetryObserver(provider))
+    if which in ("prometheus", "both"):
+        out.append(PrometheusObserver(CollectorRegistry()))
+    return out
+
+
+def _observed(which: str) -> Factory:
+    inner = fsm_exec
+
+    def factory(n: int, tag: str, log_dir: Path) -> Run:
+        return inner(observers=_observers(which))(n, tag, log_dir)
+    return factory
+
+
 def observed_contenders() -> dict[str, Factory]:
-    """Contenders for ``--observe``: fsm_exec with observers (none yet)."""
-    return {}
+    """Contenders for ``--observe``: fsm_exec with the Prometheus observer, the
+    OpenTelemetry one (SDK, spans to a no-op exporter), and both (the ``test`` extra has
+    the packages)."""
+    try:
+        import opentelemetry.sdk  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return {}
+    return {"fsm_exec + Prometheus observer": _observed("prometheus"),
+            "fsm_exec + OpenTelemetry observer": _observed("otel"),
+            "fsm_exec + both observers": _observed("both")}
 
 
 # ------------------------------------------------------------------------ the comparison
@@ -533,8 +577,8 @@ def compare(blocks: int, rounds: int, observe: bool, wall: bool = False) -> None
     clock = time.perf_counter if wall else time.process_time
     todo = rows(observe)
     if observe and not observed_contenders():
-        print("--observe: no observer contenders yet (see HOOK in benchmarks/bench.py)",
-              file=sys.stderr)
+        print('--observe: needs opentelemetry-sdk and prometheus_client (pip install '
+              '".[test]")', file=sys.stderr)
     times: dict[int, list[float]] = {i: [] for i in range(len(todo))}
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
