@@ -94,8 +94,24 @@ def test_limit_writes_non_finite_numbers_as_fsm_exec_does(bench: Any) -> None:
     assert orjson.loads(line) == {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.0}
 
 
-def test_observe_hook_is_there_for_observer_contenders(bench: Any) -> None:
-    """--observe has its hook; contenders it returns join the one-block-a-call rows."""
-    assert bench.observed_contenders() == {}
-    names = [r.name for r in bench.rows(observe=True)]
-    assert names == [r.name for r in bench.rows(observe=False)]
+def test_observe_adds_the_observer_contenders_to_the_one_block_rows(bench: Any) -> None:
+    """--observe adds fsm_exec with each observer (Prometheus, OpenTelemetry, both) to the
+    one-block-a-call rows."""
+    contenders = bench.observed_contenders()
+    assert set(contenders) == {"fsm_exec + Prometheus observer",
+                               "fsm_exec + OpenTelemetry observer",
+                               "fsm_exec + both observers"}
+    plain = [r.name for r in bench.rows(observe=False)]
+    observed = [r.name for r in bench.rows(observe=True)]
+    assert [n for n in observed if n not in plain] == list(contenders)
+
+
+def test_observers_change_nothing_the_benchmark_journals(bench: Any, tmp_path: Path) -> None:
+    """Each observer contender writes the same records as fsm_exec without observers."""
+    bench.fsm_exec()(10, "w", tmp_path / "plain")()
+    plain = _records(tmp_path / "plain" / "w" / "execution_manager_events.jsonl")
+    for i, factory in enumerate(bench.observed_contenders().values()):
+        factory(10, "w", tmp_path / f"o{i}")()
+        assert _records(tmp_path / f"o{i}" / "w" / "execution_manager_events.jsonl") == plain
+
+
