@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._calls import VenueCall
 from ._canonical import NOT_PLAIN, plain_copy
-from ._errors import COMPONENT, ComponentError, EventLogError, describe_exception
+from ._errors import ComponentError, describe_exception
 from ._health import DEGRADED
 from ._lifecycle import BlockState, Trigger
 from ._protocols import ExecutionRejected
@@ -154,6 +154,25 @@ class Driver:
     def risk_refusal(self, ts: Any, f: Flight) -> tuple[str, str] | None:
         return self.host._risk_refusal(ts, f.block)
 
+    def new_call(self, ts: Any, f: Flight) -> VenueCall | None:
+        """Before routing: the risk checks (a refusal fails the block: ``None``), then the
+        call's record, made before the call so that an interrupt leaves a trace."""
+        refusal = self.risk_refusal(ts, f)
+        if refusal is not None:
+            self.host._fail(f, *refusal)
+            return None
+        f.call = call = VenueCall()
+        return call
+
+    def why_failed(self, call: VenueCall) -> str:
+        """Why a venue call gave no deltas, for the record (secrets redacted)."""
+        if call.in_doubt:
+            return f"outcome in doubt: {type(call.error).__name__}"
+        if call.error is not None:
+            kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
+            return self.redact(f"{kind}: {describe_exception(call.error)}")
+        return "the venue returned no deltas (None)"
+
     def query_once(self, ts: Any, f: Flight) -> tuple[str, Any, str]:
         """Ask ``query_execution`` once: ``(verdict, deltas, how we know)``."""
         query = self.query
@@ -232,27 +251,12 @@ class BacktestDriver(Driver):
         same Machine, with only the bookkeeping they need. A deviation hands over to the
         state by state driver, where it stands. (Measured: the per-block hot path.)"""
         host = self.host
-        lc, clock, mutex = host._lc, self.clock, host._mutex
-        log, syncable, stamp = host._log_event, host._syncable, host._ts
+        lc, clock, mutex, journal = host._lc, self.clock, host._mutex, host._journal_move
         block = f.block
         block_id = block.block_id
-
-        def journal(event: dict[str, Any], sync: bool) -> None:
-            try:
-                if syncable:
-                    log(stamp, "block_transition", COMPONENT, event, sync=sync)  # type: ignore[misc,call-arg]
-                else:
-                    log(stamp, "block_transition", COMPONENT, event)  # type: ignore[misc]
-            except EventLogError:
-                host._halt("EXEC-009")
-                raise
-            except Exception as exc:
-                raise host._log_failed("block_transition", exc) from exc
-
         with mutex:
             journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
                      "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
-            host._unsynced_acceptance = False
             lc.commit(T_START)
             f.entered_at = clock()
         refusal = host._risk_refusal(ts, block)
@@ -301,11 +305,9 @@ class BacktestDriver(Driver):
     def route(self, ts: Any, f: Flight) -> None:
         call = f.call
         if call is None:
-            refusal = self.risk_refusal(ts, f)
-            if refusal is not None:
-                self.host._fail(f, *refusal)
+            call = self.new_call(ts, f)
+            if call is None:
                 return
-            f.call = call = VenueCall()
             t0 = self.clock()
             call.run_inline(self.route_instruction, (ts, f.block))
             if self.host._observers:
@@ -319,14 +321,6 @@ class BacktestDriver(Driver):
             return
         self.host._fail(f, "EXEC-001", f"venue call failed: {self.why_failed(call)}",
                         call.error)
-
-    def why_failed(self, call: VenueCall) -> str:
-        if call.in_doubt:
-            return f"outcome in doubt: {type(call.error).__name__}"
-        if call.error is not None:
-            kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
-            return self.redact(f"{kind}: {describe_exception(call.error)}")
-        return "the venue returned no deltas (None)"
 
     def reconcile(self, ts: Any, f: Flight) -> None:
         # Simulated: success once the position handler took the deltas.
@@ -358,11 +352,9 @@ class LiveDriver(Driver):
         cfg = self.cfg
         call = f.call
         if call is None:
-            refusal = self.risk_refusal(ts, f)
-            if refusal is not None:
-                self.host._fail(f, *refusal)
+            call = self.new_call(ts, f)
+            if call is None:
                 return
-            f.call = call = VenueCall()
             f.route_started = self.clock()
             f.not_found = 0
             call.run_guarded(self.route_instruction, (ts, f.block), cfg.execution_timeout,
@@ -385,12 +377,7 @@ class LiveDriver(Driver):
     def why_failed(self, call: VenueCall) -> str:
         if not call.done or call.elapsed > self.cfg.execution_timeout:
             return f"no reply within execution_timeout ({self.cfg.execution_timeout:g}s)"
-        if call.in_doubt:
-            return f"outcome in doubt: {type(call.error).__name__}"
-        if call.error is not None:
-            kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
-            return self.redact(f"{kind}: {describe_exception(call.error)}")
-        return "the venue returned no deltas (None)"
+        return super().why_failed(call)
 
     def reconcile(self, ts: Any, f: Flight) -> None:
         if not f.handed_off and not self.hand_off(ts, f):

@@ -838,21 +838,11 @@ class EventLogger:
                 if failure is not None:
                     raise failure
             finally:
-                self._closed = True
-                for j in set(self._journals.values()):
-                    if j.fd >= 0:
-                        with contextlib.suppress(OSError):
-                            os.close(j.fd)
-                        j.fd = -1
-                self._journals.clear()
-                self._last_component, self._last_journal = None, None
-                with contextlib.suppress(OSError):
-                    os.close(self._lock_fd)
-                self._lock_fd = -1
+                self._let_go()
                 _open_loggers.discard(self)
 
-    def _abandon(self) -> None:
-        """Forget everything without writing (a forked child's inherited copy)."""
+    def _let_go(self) -> None:
+        """Close every file and the lock's descriptor, writing nothing more."""
         self._closed = True
         for j in set(self._journals.values()):
             j.buf.clear()
@@ -864,8 +854,13 @@ class EventLogger:
         self._last_component, self._last_journal = None, None
         if self._lock_fd >= 0:
             with contextlib.suppress(OSError):
-                os.close(self._lock_fd)  # the parent's descriptor keeps the lock
+                os.close(self._lock_fd)  # in a forked child the parent's keeps the lock
             self._lock_fd = -1
+
+    def _abandon(self) -> None:
+        """Forget everything without writing (a forked child's inherited copy, or what a
+        killed process leaves)."""
+        self._let_go()
         self._write_lock = threading.RLock()
 
     def __enter__(self) -> EventLogger:
@@ -954,12 +949,9 @@ def read_journal(source: Path | str | Iterable[Path | str],
 _CHECKPOINT_MARK = b'"event_type":"checkpoint"'
 
 
-def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
-                     ) -> Iterator[JournalRecord]:
-    """The records recovery needs: from the newest complete checkpoint of ``component`` to
-    the end (everything, when there is no checkpoint). Older files are history."""
-    files = journal_files(log_dir, component)
-    start_file, start_line = 0, 0
+def newest_checkpoint(files: list[Path]) -> tuple[int, int]:
+    """``(file index, line)`` of the newest complete checkpoint record in ``files`` (in seq
+    order); ``(0, 0)`` when there is none."""
     for i in range(len(files) - 1, -1, -1):
         last = 0
         with open(files[i], "rb") as f:
@@ -967,8 +959,16 @@ def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
                 if _CHECKPOINT_MARK in raw and raw.endswith(b"\n"):
                     last = n
         if last:
-            start_file, start_line = i, last
-            break
+            return i, last
+    return 0, 0
+
+
+def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
+                     ) -> Iterator[JournalRecord]:
+    """The records recovery needs: from the newest complete checkpoint of ``component`` to
+    the end (everything, when there is no checkpoint). Older files are history."""
+    files = journal_files(log_dir, component)
+    start_file, start_line = newest_checkpoint(files)
     for i, p in enumerate(files[start_file:]):
         for r in read_records(p):
             if i == 0 and r.line < start_line:

@@ -993,20 +993,7 @@ class ExecutionManager:
         # Write-ahead barriers: the intent to route (start, reroute), deltas about to be
         # handed off, and a block's failure must be durable before the manager acts on
         # them; the other moves ride on the next barrier.
-        sync = trigger in _BARRIER_TRIGGERS or "deltas" in event
-        try:  # _emit, inlined (measured): three of these per block
-            if self._syncable:
-                self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
-                                event, sync=sync)  # type: ignore[call-arg]
-            else:
-                self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
-        except EventLogError:
-            self._halt("EXEC-009")
-            raise
-        except Exception as exc:
-            raise self._log_failed("block_transition", exc) from exc
-        if sync:
-            self._unsynced_acceptance = False
+        self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event)
 
     def _emit(self, event_type: str, data: dict[str, Any], *, sync: bool = True) -> None:
         """Journal one record, stamped with the current call's canonical timestamp."""

@@ -34,12 +34,12 @@ from ._config import ExecutionConfig
 from ._deadline import state_deadline
 from ._errors import ERROR_CODES
 from ._journal import (
-    _CHECKPOINT_MARK,
     CHECKPOINT,
     JournalCorruptError,
     JournalRecord,
     journal_files,
     lock_holder,
+    newest_checkpoint,
     read_records,
 )
 from ._replay import Flight, Replay, ReplayError, in_doubt, resolution_of
@@ -70,20 +70,6 @@ def runbook_anchor(topic: str) -> str:
 
 
 # ------------------------------------------------------------------------ reading
-
-
-def _checkpoint_at(files: list[Path]) -> tuple[int, int]:
-    """(file index, line) of the newest complete checkpoint; (0, 0) when there is none
-    (the same search as :func:`~fsm_exec._journal.recovery_records`)."""
-    for i in range(len(files) - 1, -1, -1):
-        last = 0
-        with open(files[i], "rb") as f:
-            for n, raw in enumerate(f, start=1):
-                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n"):
-                    last = n
-        if last:
-            return i, last
-    return 0, 0
 
 
 class _Notes:
@@ -161,7 +147,7 @@ def _replay(log_dir: Path) -> tuple[Replay, _Notes, list[Path], tuple[int, int]]
         if not files:
             raise StatusUnreadable(f"{log_dir}: holds no ExecutionManager journal")
         try:
-            at = _checkpoint_at(files)
+            at = newest_checkpoint(files)
             state, notes = Replay(), _Notes()
             for r in _records_from(files, *at):
                 try:

@@ -103,3 +103,16 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
 
 
 HAPPY_PATH = ["queued", "routing", "pending_reconciliation", "success"]
+
+
+#: The README's fuzzing example's dedup check, and the same adapter without it (the bug the
+#: README shows): the suite edits the README's code with these.
+DEDUP = """\
+        if block.block_id not in self.orders:
+            self.fills[block.block_id] += 1
+            self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""
+NO_DEDUP = """\
+        self.fills[block.block_id] += 1
+        self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
+"""

@@ -31,6 +31,8 @@ from fsm_exec.testing import (
     crash_points,
 )
 
+from kit import DEDUP, NO_DEDUP
+
 NO_QUERY, HAND_OFF = "no_query_at_least_once", "position_hand_off"
 
 
@@ -489,16 +491,6 @@ def test_crash_point_tests_makes_one_test_per_point() -> None:
 # ------------------------------------------------------------------------ README
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The README's dedup check, and the same adapter without it (the bug the README shows).
-DEDUP = """\
-        if block.block_id not in self.orders:
-            self.fills[block.block_id] += 1
-            self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
-"""
-NO_DEDUP = """\
-        self.fills[block.block_id] += 1
-        self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
-"""
 
 
 def readme_section() -> str:

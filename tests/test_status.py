@@ -673,22 +673,23 @@ def test_a_file_rotated_away_while_read_is_read_again(
     import fsm_exec._status as status_module
 
     queued_journal(tmp_path)
-    real = status_module._checkpoint_at
+    from fsm_exec._journal import newest_checkpoint as real
     misses = [1]
 
     def flaky(files: list[Path]) -> tuple[int, int]:
         if misses:
             misses.pop()
             raise FileNotFoundError(2, "No such file or directory", str(files[0]))
-        return real(files)
+        result: tuple[int, int] = real(files)
+        return result
 
-    monkeypatch.setattr(status_module, "_checkpoint_at", flaky)
+    monkeypatch.setattr(status_module, "newest_checkpoint", flaky)
     assert status(tmp_path)[0] == 0 and not misses
 
     def gone(files: list[Path]) -> tuple[int, int]:
         raise FileNotFoundError(2, "No such file or directory", str(files[0]))
 
-    monkeypatch.setattr(status_module, "_checkpoint_at", gone)
+    monkeypatch.setattr(status_module, "newest_checkpoint", gone)
     assert status(tmp_path)[0] == 2
     assert "No such file or directory" in capsys.readouterr().err
 

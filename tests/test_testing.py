@@ -50,7 +50,7 @@ from fsm_exec.testing import (
     register_profiles,
 )
 
-from kit import HAPPY_PATH, T, blocks, rig
+from kit import DEDUP, HAPPY_PATH, NO_DEDUP, T, blocks, rig
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -598,16 +598,6 @@ def _machines(code: str) -> list[type[ExecutionManagerMachine]]:
             and issubclass(v, ExecutionManagerMachine) and v is not ExecutionManagerMachine]
 
 
-#: The README's dedup check, and the same adapter without it (the bug the README shows).
-DEDUP = """\
-        if block.block_id not in self.orders:
-            self.fills[block.block_id] += 1
-            self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
-"""
-NO_DEDUP = """\
-        self.fills[block.block_id] += 1
-        self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
-"""
 
 
 def test_readme_fuzzing_example_runs() -> None:
