@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -67,28 +68,62 @@ class VenueCall:
             raise
         return self
 
-    def run_guarded(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float,
-                    clock: Callable[[], float], name: str) -> VenueCall:
-        """Call ``fn(*args)`` on a daemon thread; stop waiting after ``timeout`` real seconds.
-
-        A call that does not return in time is abandoned, not cancelled: ``done`` stays false
-        until it finishes, so an outcome still being decided is never taken for a known one.
-        """
+    def run_on(self, worker: Worker, fn: Callable[..., Any], args: tuple[Any, ...],
+               timeout: float, clock: Callable[[], float]) -> VenueCall:
+        """Call ``fn(*args)`` on ``worker``'s thread (started once, reused); stop waiting
+        after ``timeout`` real seconds. A call that does not return in time is abandoned,
+        not cancelled (and its thread with it): ``done`` stays false until it finishes, so
+        an outcome still being decided is never taken for a known one."""
         event = threading.Event()
         self._event = event
-
-        def run() -> None:
-            try:
-                self.value = fn(*args)
-            except BaseException as exc:  # recorded for the manager; the thread ends quietly
-                self.error = exc
-            finally:
-                event.set()
-
         t0 = clock()
-        threading.Thread(target=run, name=name, daemon=True).start()
+        worker.submit(self, fn, args, event)
         try:
             event.wait(timeout)
         finally:
             self.elapsed = clock() - t0
+        if not event.is_set():
+            worker.abandon()  # its thread finishes this call, then ends; a new one follows
         return self
+
+
+class Worker:
+    """One daemon thread that runs a manager's venue calls one at a time, so that a call
+    does not pay for starting a thread. A call abandoned at its timeout takes the thread
+    with it (it finishes that call, then ends); the next call starts a new one."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[Any] | None = None
+
+    def submit(self, call: VenueCall, fn: Callable[..., Any], args: tuple[Any, ...],
+               done: threading.Event) -> None:
+        jobs = self._jobs
+        if jobs is None:
+            jobs = self._jobs = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(jobs,), name=self.name, daemon=True).start()
+        jobs.put((call, fn, args, done))
+
+    def abandon(self) -> None:
+        """The thread is busy with a call nobody waits for: let it end after that call."""
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.put(None)
+
+    def close(self) -> None:
+        """End the thread once it is idle."""
+        self.abandon()
+
+
+def _serve(jobs: queue.SimpleQueue[Any]) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        call, fn, args, done = job
+        try:
+            call.value = fn(*args)
+        except BaseException as exc:  # recorded for the manager; the thread goes on
+            call.error = exc
+        finally:
+            done.set()

@@ -11,10 +11,11 @@ trigger and does the bookkeeping in one critical section.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._calls import VenueCall
+from ._calls import VenueCall, Worker
 from ._canonical import NOT_PLAIN, plain_copy
 from ._errors import ComponentError, describe_exception
 from ._health import DEGRADED
@@ -71,6 +72,7 @@ class Driver:
     """What both modes share: risk checks, the hand-off, and the terminal moves."""
 
     live = False
+    worker: Worker | None = None  # live: the thread venue calls run on
 
     def __init__(self, host: ExecutionManager) -> None:
         self.host = host
@@ -183,9 +185,8 @@ class Driver:
         cfg, host = self.cfg, self.host
         t0 = self.clock()
         q = VenueCall()
-        if self.live:
-            q.run_guarded(query, (ts, f.block), cfg.execution_timeout, self.clock,
-                          f"fsm_exec-query-{f.block.block_id}")
+        if self.worker is not None:
+            q.run_on(self.worker, query, (ts, f.block), cfg.execution_timeout, self.clock)
         else:
             q.run_inline(query, (ts, f.block))
         f.last_query_at = self.clock()
@@ -348,6 +349,13 @@ class LiveDriver(Driver):
 
     live = True
 
+    def __init__(self, host: ExecutionManager) -> None:
+        super().__init__(host)
+        # One thread for the venue calls (replaced when a call is abandoned), ended when
+        # the manager goes away.
+        self.worker = Worker("fsm_exec-venue")
+        weakref.finalize(host, self.worker.close)
+
     def route(self, ts: Any, f: Flight) -> None:
         cfg = self.cfg
         call = f.call
@@ -357,8 +365,9 @@ class LiveDriver(Driver):
                 return
             f.route_started = self.clock()
             f.not_found = 0
-            call.run_guarded(self.route_instruction, (ts, f.block), cfg.execution_timeout,
-                             self.clock, f"fsm_exec-route-{f.block.block_id}")
+            assert self.worker is not None
+            call.run_on(self.worker, self.route_instruction, (ts, f.block),
+                        cfg.execution_timeout, self.clock)
             if self.host._observers:
                 self.host._call_done("route", f, f.route_started, self.outcome_of(call),
                                      call.error, duration=call.elapsed)
