@@ -496,6 +496,7 @@ class EventLogger:
         self._last_iso = ""
         self._write_lock = threading.RLock()
         self._fsync_listeners: list[FsyncListener] = []
+        self._fsynced: list[float] = []  # timings not yet given to the listeners
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -659,7 +660,10 @@ class EventLogger:
             if new_file:
                 with contextlib.suppress(OSError):  # housekeeping never fails a write
                     self._prune(j, today)
-            return j.seq
+            seq = j.seq
+        if self._fsynced:
+            self._tell_fsyncs()
+        return seq
 
     # -------------------------------------------------------------- writing
     def log_event(self, timestamp: Any, event_type: str, component: str,
@@ -718,6 +722,8 @@ class EventLogger:
                     raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
                                         exc) from exc
             self._write(j, iso, event_type, component, data, sync=sync)
+        if self._fsynced:
+            self._tell_fsyncs()
         if event_type in MIRRORED:
             mirror(event_type, component, data)
 
@@ -766,13 +772,20 @@ class EventLogger:
             raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
 
     def _fsync(self, j: _Journal) -> None:
-        listeners = self._fsync_listeners
-        t0 = time.perf_counter() if listeners else 0.0
+        timed = bool(self._fsync_listeners)
+        t0 = time.perf_counter() if timed else 0.0
         os.fsync(j.fd)
         j.unsynced = False
-        if listeners:
-            took = time.perf_counter() - t0
-            for listener in listeners:
+        if timed:  # told once the write is whole and counted, outside the lock
+            self._fsynced.append(time.perf_counter() - t0)
+
+    def _tell_fsyncs(self) -> None:
+        """Give the fsync timings taken so far to the listeners: after the lock is released
+        and the records are counted, so that a listener may write (or fail) freely."""
+        with self._write_lock:
+            taken, self._fsynced = self._fsynced, []
+        for took in taken:
+            for listener in self._fsync_listeners:
                 with contextlib.suppress(Exception):  # metrics never break the journal
                     listener(took)
 
@@ -806,6 +819,8 @@ class EventLogger:
                     except OSError as exc:
                         raise EventLogError(f"cannot write journal {j.path}: "
                                             f"{exc.strerror}", exc) from exc
+        if self._fsynced:
+            self._tell_fsyncs()
 
     def flush(self) -> None:
         """Push buffered records to the files (backtest); live records are already there."""
@@ -840,6 +855,8 @@ class EventLogger:
             finally:
                 self._let_go()
                 _open_loggers.discard(self)
+        if self._fsynced:
+            self._tell_fsyncs()
 
     def _let_go(self) -> None:
         """Close every file and the lock's descriptor, writing nothing more."""

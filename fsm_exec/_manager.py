@@ -183,6 +183,7 @@ class ExecutionManager:
                     f"observers: {type(obs).__name__} is not an fsm_exec.observe.Observer "
                     "(subclass it and override the methods you need)")
         self._observers: tuple[Observer, ...] = tuple(observers)
+        self._late_observer_errors: list[tuple[Observer, Exception]] = []
         self._live = self._env.execution_mode == "live"
 
         self._mutex = threading.RLock()
@@ -303,7 +304,15 @@ class ExecutionManager:
             self._write_checkpoint(new_file=due == "rotate")
 
     def _fsynced(self, seconds: float) -> None:
-        self._call_done("journal_fsync", None, 0.0, "ok", duration=seconds)
+        """A journal fsync's time, for the observers. Told from inside the journal's write:
+        a failing observer is only noted here, and reported at the end of the call."""
+        event = CallEvent(kind="journal_fsync", block_id=None, attempt=0, started=0.0,
+                          duration=seconds, outcome="ok")
+        for obs in self._observers:
+            try:
+                obs.on_call(event)
+            except Exception as exc:
+                self._late_observer_errors.append((obs, exc))
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -1061,6 +1070,15 @@ class ExecutionManager:
             except EventLogError:
                 if not failing:  # never hide the error already on its way out
                     raise
+        late = self._late_observer_errors
+        if late and not failing:
+            # One report per call, however many fsyncs failed in it (the report's own fsync
+            # may fail the same way: it is noted for the next call, not looped on).
+            obs, exc = late[0]
+            count = len(late)
+            late.clear()
+            self._observer_failed(obs, exc, times=count)
+            late.clear()
         if self._observers:
             self._notify_event("update", trigger_source=trigger_source,
                                duration_s=ms / 1000.0, queue_length=data["queue_length"],
@@ -1168,15 +1186,16 @@ class ExecutionManager:
             except Exception as exc:
                 self._observer_failed(obs, exc)
 
-    def _observer_failed(self, obs: Observer, exc: Exception) -> None:
+    def _observer_failed(self, obs: Observer, exc: Exception, *, times: int = 1) -> None:
         """An observer raised: report it once (journal, health), and carry on."""
         if self._observer_failing:
             return
         self._observer_failing = True
+        again = f" ({times} times in this call)" if times > 1 else ""
         try:
             self._record_error(self._ts, ComponentError(
                 "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "
-                                         f"{describe_exception(exc)}"),
+                                         f"{describe_exception(exc)}{again}"),
                 original_exception=ScrubbedException.of(exc, self._redact)))
         finally:
             self._observer_failing = False
