@@ -966,18 +966,30 @@ def read_journal(source: Path | str | Iterable[Path | str],
 _CHECKPOINT_MARK = b'"event_type":"checkpoint"'
 
 
-def newest_checkpoint(files: list[Path]) -> tuple[int, int]:
-    """``(file index, line)`` of the newest complete checkpoint record in ``files`` (in seq
-    order); ``(0, 0)`` when there is none."""
+def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
+                      ) -> tuple[int, int]:
+    """``(file index, line)`` of the newest complete checkpoint record of ``component`` in
+    ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
+    record itself says so: payloads that merely contain the words are not."""
     for i in range(len(files) - 1, -1, -1):
         last = 0
         with open(files[i], "rb") as f:
             for n, raw in enumerate(f, start=1):
-                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n"):
+                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
+                        raw, component):
                     last = n
         if last:
             return i, last
     return 0, 0
+
+
+def _is_checkpoint(raw: bytes, component: str) -> bool:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return (isinstance(record, dict) and record.get("event_type") == CHECKPOINT
+            and record.get("component") == component)
 
 
 def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
@@ -985,7 +997,7 @@ def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
     """The records recovery needs: from the newest complete checkpoint of ``component`` to
     the end (everything, when there is no checkpoint). Older files are history."""
     files = journal_files(log_dir, component)
-    start_file, start_line = newest_checkpoint(files)
+    start_file, start_line = newest_checkpoint(files, component)
     for i, p in enumerate(files[start_file:]):
         for r in read_records(p):
             if i == 0 and r.line < start_line:

@@ -6,10 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from fsm_exec import (
-    BlockState,
     EventLogger,
     ExecutionManager,
     check_journal,
@@ -18,7 +15,7 @@ from fsm_exec import (
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.observe import Observer
 
-from kit import T, blocks
+from kit import T, block, blocks
 
 
 class Reconciled:
@@ -86,3 +83,25 @@ def test_another_writer_and_a_failing_observer_do_not_deadlock(tmp_path: Path) -
     assert done.is_set(), "the manager deadlocked with the other writer"
     log.close()
     assert check_journal(tmp_path).ok
+
+
+def test_a_payload_that_looks_like_a_checkpoint_is_not_one(tmp_path: Path) -> None:
+    """A block whose instruction holds ``{"event_type": "checkpoint"}`` journals those exact
+    bytes; recovery, status and check still start from the real checkpoint."""
+    from fsm_exec._status import read_status
+
+    with EventLogger(tmp_path, "live", checkpoint_every=None) as log:
+        em = live(log)
+        em.update_state(T(0), "strategy_manager", blocks("a", "b", "d"))
+        lookalike = block("c")
+        lookalike["instructions"][0]["meta"] = {"event_type": "checkpoint",
+                                                 "component": "ExecutionManager"}
+        em.update_state(T(1), "strategy_manager", [lookalike])
+    raw = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("*.jsonl")))
+    assert b'{"event_type":"checkpoint","component":"ExecutionManager"}' in raw
+    assert check_journal(tmp_path).ok
+    with EventLogger(tmp_path, "live") as log:
+        assert live(log).recover().blocks_executed == 4
+    report = read_status(tmp_path)
+    assert report["counters"]["executed"] == 4 and report["health"] == "healthy"
+    assert report["checkpoint_seq"] is not None
