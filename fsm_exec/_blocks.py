@@ -57,7 +57,28 @@ def is_amount_key(key: object) -> bool:
 
 def _is_int(v: object) -> bool:
     return (isinstance(v, numbers.Integral) and not isinstance(v, bool)
-            and type(v).__name__ != "bool_")
+            and type(v).__name__ not in ("bool_", "timedelta64"))
+
+
+_SECRET = ("holds a secret from the config (a block is never rewritten and a secret never "
+           "journaled: take it out)")
+
+
+def finder(redact: Redact | None) -> Callable[[str], bool] | None:
+    """Whether a string holds a secret, for ``redact``: its own ``finds`` (a
+    :class:`~fsm_exec._config.Redactor`), or a comparison of what it does."""
+    if redact is None:
+        return None
+    finds: Callable[[str], bool] | None = getattr(redact, "finds", None)
+    if finds is None:
+        def finds(text: str) -> bool:
+            return redact(text) != text
+    return finds
+
+
+def _field_name(name: object, redact: Redact | None) -> str:
+    text = name if isinstance(name, str) else safe_repr(name)
+    return shorten(redact(text) if redact is not None else text)
 
 
 def convert_block(item: object, redact: Redact | None = None
@@ -65,7 +86,10 @@ def convert_block(item: object, redact: Redact | None = None
     """Check one submitted block and convert it: ``(problems, block, wire)``.
 
     ``problems`` lists every ``(field path, reason)``; when it is empty, ``block`` is the
-    canonical block and ``wire`` its instructions as the journal writes them."""
+    canonical block and ``wire`` its instructions as the journal writes them. A block is
+    never redacted: one holding a secret (anything ``redact`` would change) is refused,
+    and the problems quote it redacted."""
+    finds = finder(redact)
     if isinstance(item, InstructionBlock):
         item = attrs.asdict(item, recurse=False)  # as given: to_dict() would coerce or crash
     if not isinstance(item, Mapping):
@@ -76,9 +100,8 @@ def convert_block(item: object, redact: Redact | None = None
             out.append((name, "required field is missing"))
     for name in item:
         if name not in _BLOCK_FIELD_SET:
-            out.append((shorten(safe_repr(name) if not isinstance(name, str) else name),
-                        "unexpected field (a block has block_id, action, priority, "
-                        "instructions)"))
+            out.append((_field_name(name, redact), "unexpected field (a block has "
+                        "block_id, action, priority, instructions)"))
     block_id = action = priority = None
     if "block_id" in item:
         v = item["block_id"]
@@ -87,6 +110,8 @@ def convert_block(item: object, redact: Redact | None = None
         elif _BLOCK_ID.fullmatch(v) is None:
             out.append(("block_id", "must be 1-64 characters of letters, digits and ._:- "
                                     f"{_got(v, redact)[4:]}"))
+        elif finds is not None and finds(v):
+            out.append(("block_id", _SECRET))
         else:
             block_id = str.__str__(v)
     if "action" in item:
@@ -94,7 +119,7 @@ def convert_block(item: object, redact: Redact | None = None
         if not isinstance(v, str) or not v.strip():
             out.append(("action", f"must be a non-empty string, {_got(v, redact)}"))
         else:
-            conv = canonical(v, path="action", redact=redact)
+            conv = canonical(v, path="action", redact=redact, refuse=finds)
             if conv.problems:
                 out.extend(_split(p) for p in conv.problems)
             action = conv.value
@@ -103,7 +128,11 @@ def convert_block(item: object, redact: Redact | None = None
         if not _is_int(v):
             out.append(("priority", f"must be an int, {_got(v, redact)}"))
         else:
-            priority = int(v)
+            try:
+                priority = int(v)
+            except Exception as exc:  # an Integral whose int() raises
+                out.append(("priority", f"could not be read as an int: "
+                                        f"{_got(exc, redact)[4:]}"))
     instructions: list[dict[str, Any]] = []
     wires: list[Any] = []
     if "instructions" in item:
@@ -122,15 +151,15 @@ def convert_block(item: object, redact: Redact | None = None
                     continue
                 bad_keys = [k for k in instr if not isinstance(k, str)]
                 for k in bad_keys:
-                    out.append((path, f"keys must be strings, got {type(k).__name__} "
-                                      f"{shorten(safe_repr(k))}"))
+                    out.append((path, f"keys must be strings, {_got(k, redact)}"))
                 if bad_keys:
                     continue
                 token = instr.get("token")
                 if "token" in instr and not (isinstance(token, str) and token):
                     out.append((f"{path}.token", f"must be a non-empty string, "
                                                  f"{_got(token, redact)}"))
-                conv = canonical(instr, path=path, redact=redact, amounts=True)
+                conv = canonical(instr, path=path, redact=redact, amounts=True,
+                                 refuse=finds)
                 if conv.problems:
                     out.extend(_split(p) for p in conv.problems)
                     continue
@@ -169,10 +198,7 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
     blocks: list[InstructionBlock] = []
     wires: list[Any] = []
     seen: set[str] = set()
-    finds = getattr(redact, "finds", None) if redact is not None else None
-    if finds is None and redact is not None:
-        def finds(text: str) -> bool:  # any other redactor: compare what it does
-            return redact(text) != text
+    finds = finder(redact)
     for index, item in enumerate(batch):
         if not problems:
             fast = _plain_valid_block(item, finds)
@@ -185,7 +211,8 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
         found, block, wire = convert_block(item, redact)
         raw_id = item.get("block_id") if isinstance(item, Mapping) else (
             item.block_id if isinstance(item, InstructionBlock) else None)
-        block_id = str.__str__(raw_id) if isinstance(raw_id, str) else None
+        block_id = (str.__str__(raw_id) if isinstance(raw_id, str)
+                    and not (finds is not None and finds(raw_id)) else None)
         if block_id is not None and not any(p == "block_id" for p, _ in found):
             if block_id in seen:
                 found.append(("block_id", "repeated within the batch"))
@@ -219,7 +246,7 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
     :func:`convert_block` would pass unchanged; else ``None`` (then the careful path
     decides). The per-block hot path: checked once, without collecting anything, and
     copied with one ``dict.copy()`` per instruction (a deep copy, for flat plain values).
-    ``finds`` tells whether a string holds a secret (then the careful path redacts)."""
+    ``finds`` tells whether a string holds a secret (then the careful path refuses it)."""
     if type(item) is not dict or len(item) != 4:
         return None
     try:

@@ -13,12 +13,14 @@ Canonical data holds only ``None``, ``bool``, ``int``, ``float``, ``str``,
 - datetimes (``pandas.Timestamp`` included) and dates become ISO 8601 strings; enums
   their value; tuples lists; attrs classes and dataclasses a dict of their fields;
   ``Path`` and ``UUID`` their text;
-- every string (and key) holding a config secret is redacted.
+- every string (and key) holding a config secret is redacted (a venue's reply), or
+  refused (a block: what a venue is told to do is never rewritten).
 
 Refused, with the path and the reason: cycles, nesting deeper than :data:`MAX_DEPTH`,
-strings with lone surrogates, ``bytes``, sets, ``NaT``/``NA``, numbers with no exact JSON
-form (complex, fractions, long doubles), keys that are neither strings nor integers, and
-any other object.
+strings with lone surrogates, ``bytes``, sets, ``NaT``/``NA``, timedeltas, numbers with no
+exact JSON form (complex, fractions, long doubles), a ``Series`` or ``DataFrame`` whose index
+(or columns) repeat a label, keys that are neither strings nor integers, any other object,
+and any object whose own conversion (``int()``, ``to_dict()``, ``items()``...) raises.
 
 In the journal (the *wire* form), what JSON cannot hold as such is tagged: integers beyond 64
 bits ``{"__int__": "..."}``, non-finite floats ``{"__float__": "NaN"}``, decimals
@@ -70,6 +72,11 @@ def _key_path(path: str, key: object) -> str:
     return f"{path}[{key!r}]"
 
 
+def _is_timedelta64(v: object) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(v, numpy.timedelta64)
+
+
 def _describe(v: object) -> str:
     return type(v).__name__
 
@@ -77,12 +84,14 @@ def _describe(v: object) -> str:
 class _Walk:
     """One conversion: collects problems, knows whether a tag is needed."""
 
-    __slots__ = ("problems", "special", "redact", "amounts", "seen")
+    __slots__ = ("problems", "special", "redact", "refuse", "amounts", "seen")
 
-    def __init__(self, redact: Callable[[str], str] | None, amounts: bool) -> None:
+    def __init__(self, redact: Callable[[str], str] | None, amounts: bool,
+                 refuse: Callable[[str], bool] | None = None) -> None:
         self.problems: list[tuple[str, str]] = []
         self.special = False  # some value needs a tag in the journal
         self.redact = redact
+        self.refuse = refuse  # strings it finds are refused, not redacted
         self.amounts = amounts  # check amount / *_amount keys at every depth
         self.seen: set[int] = set()  # containers on the current path (cycles)
 
@@ -104,7 +113,12 @@ class _Walk:
             except UnicodeEncodeError:
                 self.fail(path, "holds a lone surrogate (not valid Unicode text)")
                 return None
-        if self.redact is not None:
+        if self.refuse is not None:
+            if self.refuse(s):
+                self.fail(path, "holds a secret from the config (a block is never rewritten "
+                                "and a secret never journaled: take it out)")
+                return None
+        elif self.redact is not None:
             s = self.redact(s)
         return str(s) if type(s) is not str else s
 
@@ -127,6 +141,21 @@ class _Walk:
         return self.other(v, path, depth)
 
     def other(self, v: Any, path: str, depth: int) -> Any:
+        """Everything but the exact plain types; an object whose own conversion raises is
+        refused at its path, never let through as an exception."""
+        try:
+            return self._other(v, path, depth)
+        except Exception as exc:  # a foreign object's int(), to_dict(), items() ...
+            reason = safe_repr(exc)
+            if self.redact is not None:
+                reason = self.redact(reason)
+            self.fail(path, f"{_describe(v)} could not be converted: {shorten(reason)}")
+            return None
+
+    def _other(self, v: Any, path: str, depth: int) -> Any:
+        if _is_timedelta64(v):  # before the numbers: numpy counts it an Integral
+            self.fail(path, "a timedelta has no JSON form: give seconds as a number")
+            return None
         if isinstance(v, str):  # str subclasses: numpy.str_, StrEnum members
             if isinstance(v, enum.Enum):
                 return self.value(v.value, path, depth)
@@ -186,6 +215,13 @@ class _Walk:
         pandas = sys.modules.get("pandas")
         if pandas is not None:
             if isinstance(v, pandas.Series | pandas.DataFrame):
+                labels = [("index", v.index)] + ([("columns", v.columns)]
+                                                 if isinstance(v, pandas.DataFrame) else [])
+                for name, index in labels:
+                    if not index.is_unique:
+                        self.fail(path, f"a {_describe(v)} whose {name} repeats a label "
+                                        "(to_dict() would keep one value): make it unique")
+                        return None
                 return self.value(v.to_dict(), path, depth)
             if v is pandas.NA:
                 self.fail(path, "pandas.NA (a missing value) has no value: use None")
@@ -263,7 +299,7 @@ class _Walk:
         if isinstance(k, str):
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
-                type(k).__name__ != "bool_":
+                type(k).__name__ != "bool_" and not _is_timedelta64(k):
             self.special = True
             return int(k)
         if isinstance(k, dt.datetime | dt.date) and k == k:
@@ -294,12 +330,15 @@ class _Walk:
 
 
 def canonical(value: Any, *, path: str = "$", redact: Callable[[str], str] | None = None,
-              amounts: bool = False) -> Converted:
+              amounts: bool = False, refuse: Callable[[str], bool] | None = None
+              ) -> Converted:
     """Convert ``value`` to its canonical form (see the module's doc for the rules).
 
-    ``redact`` is applied to every string and key; ``amounts`` checks ``amount`` and
-    ``*_amount`` keys at every depth (blocks)."""
-    walk = _Walk(redact, amounts)
+    ``redact`` is applied to every string and key (and to the values quoted in problems);
+    with ``refuse``, a string or key it finds (a secret) is a problem instead, and nothing
+    is redacted; ``amounts`` checks ``amount`` and ``*_amount`` keys at every depth
+    (blocks)."""
+    walk = _Walk(redact, amounts, refuse)
     out = walk.value(value, path, 0)
     problems = tuple(f"{p}: {r}" for p, r in walk.problems)
     if problems:
@@ -384,7 +423,7 @@ def to_wire(v: Any) -> Any:
         return v if _I64_MIN <= v <= _I64_MAX else {_INT: str(v)}
     if t is dict:
         if any(type(k) is not str for k in v) or (len(v) == 1 and next(iter(v)) in TAGS):
-            return {_DICT: [[k, to_wire(x)] for k, x in v.items()]}
+            return {_DICT: [[to_wire(k), to_wire(x)] for k, x in v.items()]}
         return {k: to_wire(x) for k, x in v.items()}
     if t is list:
         return [to_wire(x) for x in v]
@@ -406,7 +445,7 @@ def from_wire(v: Any) -> Any:
             if tag == _FLOAT:
                 return float(inner.replace("Infinity", "inf"))
             if tag == _DICT:
-                return {k: from_wire(x) for k, x in inner}
+                return {from_wire(k): from_wire(x) for k, x in inner}
         return {k: from_wire(x) for k, x in v.items()}
     if t is list:
         return [from_wire(x) for x in v]

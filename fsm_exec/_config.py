@@ -201,11 +201,18 @@ class Environment:
         return cls(mode, environment, deployment)
 
 
-#: Words that make a config key's value a secret (matched against the words of the key:
-#: ``api_key``, ``apiKey``, ``API-KEY`` and ``binance.secret`` all qualify).
+#: Words that make a config key's value a secret on their own (matched against the words
+#: of the key: ``apiSecret``, ``API-PASSWORD`` and ``binance.secret`` all qualify).
 SECRET_WORDS: frozenset[str] = frozenset({
-    "key", "apikey", "secret", "token", "password", "passwd", "passphrase", "private",
-    "privkey", "credential", "credentials", "mnemonic", "seed", "auth", "signature"})
+    "apikey", "keys", "secret", "password", "passwd", "passphrase", "privkey", "credential",
+    "credentials", "mnemonic", "auth", "signature"})
+#: Words that name a secret only as the whole key (``key``, ``token``) or beside one of
+#: :data:`SECRET_COMPANIONS` (``api_key``, ``access_token``, ``walletSeed``): a
+#: ``base_token: "USDC.e"`` or a ``sort_key`` is ordinary data (``backup_keys`` is not).
+WEAK_SECRET_WORDS: frozenset[str] = frozenset({"key", "token", "seed", "private"})
+SECRET_COMPANIONS: frozenset[str] = frozenset({
+    "api", "access", "auth", "bearer", "refresh", "secret", "private", "session", "signing",
+    "client", "wallet", "hmac", "jwt", "master", "encryption", "ssh", "phrase", "key"})
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
@@ -217,11 +224,27 @@ def key_words(key: object) -> frozenset[str]:
     return frozenset(words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3})
 
 
+def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
+    """True if a config key's value is a secret: the key is a secret word itself, holds a
+    word of :data:`SECRET_WORDS` (or of ``extra``, the config's ``secret_keys``), or a
+    weak word (:data:`WEAK_SECRET_WORDS`) beside a companion (``api_key``)."""
+    if not isinstance(key, str):
+        return False
+    name = key.lower()
+    if name in SECRET_WORDS or name in WEAK_SECRET_WORDS or name in extra:
+        return True
+    words = key_words(key)
+    if words & SECRET_WORDS or words & extra:
+        return True
+    weak = words & WEAK_SECRET_WORDS
+    return bool(weak) and bool((words - weak) & SECRET_COMPANIONS or len(weak) > 1)
+
+
 class Redactor:
     """Replaces secret values from the system-wide config in text bound for logs.
 
-    A value is a secret when its key names one (a word of :data:`SECRET_WORDS`, or one the
-    config adds under ``secret_keys``), however deeply nested; every string under such a key
+    A value is a secret when its key names one (see :func:`is_secret_key`; the config adds
+    words or names under ``secret_keys``), however deeply nested; every string under such a key
     that is at least ``min_length`` characters long is redacted, in its plain form and in
     the forms it takes inside a ``repr()``, JSON text or a URL. Ordinary values (a venue
     name, a strategy mode) stay readable. Overlapping secrets are masked as one span, so no
@@ -233,14 +256,15 @@ class Redactor:
     def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
                  ) -> None:
         own = set(own_fields)
-        words = set(SECRET_WORDS)
+        words: set[str] = set()
         if isinstance(config, Mapping) and "secret_keys" in config:
-            extra = config["secret_keys"]
-            if not (isinstance(extra, list | tuple)
-                    and all(isinstance(w, str) and w.strip() for w in extra)):
+            listed = config["secret_keys"]
+            if not (isinstance(listed, list | tuple)
+                    and all(isinstance(w, str) and w.strip() for w in listed)):
                 raise ConfigError(["secret_keys: must be a list of key names or words"])
-            for w in extra:
+            for w in listed:
                 words |= {w.lower(), *key_words(w)}
+        extra = frozenset(words)
         found: set[str] = set()
 
         def collect(v: object) -> None:
@@ -258,7 +282,7 @@ class Redactor:
             for k, v in m.items():
                 if top and k in own:
                     continue
-                if isinstance(k, str) and (k.lower() in words or key_words(k) & words):
+                if is_secret_key(k, extra):
                     collect(v)
                 elif isinstance(v, Mapping):
                     walk(v, False)

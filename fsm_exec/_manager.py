@@ -26,6 +26,7 @@ from ._canonical import (
     canonical_timestamp,
     plain_copy,
     timestamp_problem,
+    to_wire,
 )
 from ._config import OWN_FIELDS, Environment, ExecutionConfig, Redactor, resolve_config
 from ._deadline import state_deadline
@@ -800,8 +801,9 @@ class ExecutionManager:
             # Journal first: the batch counts as accepted only once every record is written.
             for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
                 self._emit("block_accepted", {
-                    "block_id": b.block_id, "action": b.action, "priority": b.priority,
-                    "instructions": wire, "batch_index": i, "batch_size": n},
+                    "block_id": b.block_id, "action": b.action,
+                    "priority": to_wire(b.priority), "instructions": wire,
+                    "batch_index": i, "batch_size": n},
                     sync=False)  # durable by the next barrier, at the latest before returning
             self._unsynced_acceptance = True
             self._queue.extend(blocks)

@@ -16,6 +16,7 @@ gap after it loses records and is an error.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -63,13 +64,16 @@ class Flight:
 
 def block_data(b: InstructionBlock) -> dict[str, Any]:
     """A block as a checkpoint holds it (instructions in their journal form)."""
-    return {"block_id": b.block_id, "action": b.action, "priority": b.priority,
+    return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
             "instructions": to_wire(list(b.instructions))}
 
 
 def block_of(d: Mapping[str, Any]) -> InstructionBlock:
     """The canonical block a checkpoint or an acceptance record holds."""
-    return InstructionBlock(d["block_id"], d["action"], d["priority"],
+    priority = from_wire(d["priority"])  # beyond 64 bits: {"__int__": ...}
+    if isinstance(priority, Decimal):  # as journals before 2026-12 wrote it
+        priority = int(priority)
+    return InstructionBlock(d["block_id"], d["action"], priority,
                             tuple(from_wire(list(d["instructions"]))))
 
 

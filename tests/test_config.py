@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fsm_exec import ComponentError, ConfigError, Environment, ExecutionConfig
-from fsm_exec._config import OWN_FIELDS, Redactor, resolve_config
+from fsm_exec._config import OWN_FIELDS, Redactor, is_secret_key, resolve_config
 
 CANARY = "sk-CANARY-1234567"
 
@@ -503,12 +503,37 @@ def test_redactor_replaces_secret_values() -> None:
                    "again [REDACTED]")
 
 
+@pytest.mark.parametrize("key", ["api_key", "apiKey", "API-KEY", "binance.secret", "key",
+                                 "keys", "token", "seed", "walletSeed", "access_token",
+                                 "refreshToken", "private_key", "privateKey", "passphrase",
+                                 "mnemonic", "credentials", "auth", "signature"])
+def test_keys_that_name_a_secret(key: str) -> None:
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["base_token", "quote_token", "tokens", "token_id",
+                                 "sort_key", "key_asset", "seed_capital", "private_rpc",
+                                 "strategy_mode", "venue", "name"])
+def test_keys_that_hold_ordinary_data(key: str) -> None:
+    """A weak word (``key``, ``token``, ``seed``, ``private``) alone in a longer name is
+    data: ``base_token: "USDC.e"`` must not make every USDC.e block a secret."""
+    assert not is_secret_key(key)
+    redact = Redactor({key: "USDC.e-bridged"}, OWN_FIELDS)
+    assert not redact and redact("USDC.e-bridged") == "USDC.e-bridged"
+
+
+def test_secret_keys_adds_names_and_words() -> None:
+    redact = Redactor({"secret_keys": ["rpc_url", "pin"], "rpc_url": "https://x/v2/abc123",
+                       "wallet": {"pin": "998877"}, "base_token": "USDC.e"}, OWN_FIELDS)
+    assert redact("https://x/v2/abc123 998877 USDC.e") == "[REDACTED] [REDACTED] USDC.e"
+
+
 def test_redactor_finds_nested_secrets() -> None:
     """Secrets under secret-named keys, nested in mappings, lists, tuples and sets, are
     found; an ordinary value under an ordinary key is not a secret."""
     config = {"venues": {"binance": {"secret": "binance-secret", "port": 443,
                                      "name": "binance-main"}},
-              "api_keys": ["list-secret-1", ("tuple-secret",)], "tokens": {"set-secret"},
+              "api_keys": ["list-secret-1", ("tuple-secret",)], "auth_tokens": {"set-secret"},
               "private": frozenset({"frozen-secret"}), "none": None}
     redact = Redactor(config, OWN_FIELDS)
 
@@ -563,14 +588,14 @@ def test_redactor_matches_escaped_forms_of_a_secret() -> None:
 
 def test_redactor_ignores_short_strings() -> None:
     """Strings shorter than six characters are left alone; six characters are redacted."""
-    redact = Redactor({"key_a": "abcde", "key_b": "uvwxyz"}, ())
+    redact = Redactor({"api_key_a": "abcde", "api_key_b": "uvwxyz"}, ())
 
     assert redact("abcde uvwxyz") == "abcde [REDACTED]"
 
 
 def test_redactor_min_length() -> None:
     """min_length sets the shortest string counted as a secret."""
-    redact = Redactor({"key_a": "abc", "key_b": "ab"}, (), min_length=3)
+    redact = Redactor({"api_key_a": "abc", "api_key_b": "ab"}, (), min_length=3)
 
     assert redact("abc ab") == "[REDACTED] ab"
 
@@ -601,7 +626,7 @@ def test_redactor_non_mapping_config(config: object) -> None:
 def test_redactor_repr_and_pickle_hide_secrets() -> None:
     """The redactor's repr counts the forms without showing them; it refuses to pickle."""
     import pickle
-    redact = Redactor({"key_a": CANARY, "key_b": "another-secret"}, ())
+    redact = Redactor({"api_key_a": CANARY, "api_key_b": "another-secret"}, ())
 
     assert CANARY not in repr(redact)
     assert "forms" in repr(redact) and bool(redact)
@@ -666,7 +691,7 @@ def test_environment_empty_variable_counts_as_unset() -> None:
 
 def test_redactor_masks_overlapping_secrets_whole() -> None:
     """Two secrets that overlap in a text are masked as one span: no part of either leaks."""
-    r = Redactor({"key_a": "abcdef", "key_b": "defghi"}, set())
+    r = Redactor({"api_key_a": "abcdef", "api_key_b": "defghi"}, set())
     assert r("x abcdefghi y") == "x [REDACTED] y"
     assert r("abcdef and defghi") == "[REDACTED] and [REDACTED]"
 

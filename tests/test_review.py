@@ -6,9 +6,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fsm_exec import (
+    BlockState,
     EventLogger,
     ExecutionManager,
+    InvalidBlockError,
     check_journal,
     read_journal,
 )
@@ -105,3 +109,152 @@ def test_a_payload_that_looks_like_a_checkpoint_is_not_one(tmp_path: Path) -> No
     report = read_status(tmp_path)
     assert report["counters"]["executed"] == 4 and report["health"] == "healthy"
     assert report["checkpoint_seq"] is not None
+
+
+# ------------------------------------------------------------------------ foreign objects
+
+
+class BadInt(int):
+    """An Integral whose conversion raises (a broken third-party number)."""
+
+    def __int__(self) -> int:
+        raise OverflowError("cannot convert")
+
+    def __index__(self) -> int:
+        raise OverflowError("cannot convert")
+
+
+class BadMapping(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise RuntimeError("lazy mapping lost its connection")
+
+
+def refused(em: ExecutionManager, batch: list[Any]) -> InvalidBlockError:
+    with pytest.raises(InvalidBlockError) as info:
+        em.execute_instruction_blocks(T(0), batch)
+    assert em.execution_queue == []  # nothing queued
+    return info.value
+
+
+@pytest.mark.parametrize(("value", "path", "words"), [
+    ("timedelta64", "instructions[0].hold", "timedelta"),
+    ("mapping", "instructions[0].hold", "could not be converted"),
+    ("duplicated_series", "instructions[0].hold", "repeats a label"),
+    ("duplicated_columns", "instructions[0].hold", "repeats a label"),
+])
+def test_foreign_objects_that_cannot_convert_are_refused_at_their_path(
+        tmp_path: Path, value: str, path: str, words: str) -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    made = {"timedelta64": lambda: np.timedelta64(5, "ns"),
+            "mapping": lambda: BadMapping(a=1),
+            "duplicated_series": lambda: pd.Series([1, 2], index=["x", "x"]),
+            "duplicated_columns": lambda: pd.DataFrame([[1, 2]], columns=["c", "c"])}[value]
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log)
+        b = block("a")
+        b["instructions"][0]["hold"] = made()
+        err = refused(em, [b])
+    (problem,) = err.problems
+    assert (problem.block_id, problem.field) == ("a", path)
+    assert words in problem.reason
+
+
+def test_a_priority_whose_int_raises_is_refused(tmp_path: Path) -> None:
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log)
+        err = refused(em, [{**block("a"), "priority": BadInt(3)}])
+    (problem,) = err.problems
+    assert problem.field == "priority" and "OverflowError" in problem.reason
+
+
+def test_a_reply_whose_conversion_raises_fails_its_block_not_the_manager(
+        tmp_path: Path) -> None:
+    class Venue(SimVenue):
+        def route_instruction(self, ts: Any, b: Any) -> Any:
+            return {**super().route_instruction(ts, b), "raw": BadMapping(x=1)}
+
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, venue=Venue())
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        status = em.get_execution_status()
+        assert status["halted"] and status["halt_reason"] == "EXEC-015"
+        assert em.block_state("a") is BlockState.FAILED
+    errors = [r.data for r in read_journal(tmp_path) if r.event_type == "error"]
+    assert [e["error_code"] for e in errors] == ["EXEC-015"]
+    assert "$.raw" in errors[0]["error_message"]
+    assert "BadMapping could not be converted: RuntimeError" in errors[0]["error_message"]
+
+
+# ------------------------------------------------------------------------ secrets in blocks
+
+SECRET = "sk-Live-9f8e7d6c5b4a"
+
+
+def test_a_block_holding_a_secret_is_refused_not_rewritten(tmp_path: Path) -> None:
+    """Redacting a block would change what the venue is told; the block is refused, the
+    problem names where, and neither it nor the journal holds the secret."""
+    clock = FakeClock()
+    with EventLogger(tmp_path, "live") as log:
+        em = ExecutionManager({"api_key": SECRET}, StaticDataProvider(), "live",
+                              SimPositionHandler(), SimVenue(), Reconciled(),
+                              event_logger=log, clock=clock, sleep=clock.sleep)
+        note = block("a")
+        note["instructions"][0]["memo"] = f"signed with {SECRET}"
+        keyed = block("b")
+        keyed["instructions"][0][SECRET] = 1
+        err = refused(em, [note, keyed, block(SECRET), {**block("d"), "action": SECRET}])
+    where = {(p.index, p.block_id, p.field) for p in err.problems}
+    assert where == {(0, "a", "instructions[0].memo"), (1, "b", "instructions[0]['<key>']"),
+                     (2, None, "block_id"), (3, "d", "action")}
+    assert all("secret" in p.reason for p in err.problems)
+    assert SECRET not in str(err) and SECRET not in repr(err.problems)
+    assert SECRET.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("*.jsonl"))
+
+
+def test_an_ordinary_value_that_shares_a_word_with_secrets_reaches_the_venue(
+        tmp_path: Path) -> None:
+    """``base_token: "USDC.e-bridged"`` is data, not a secret: a block trading it runs, and
+    the venue receives it unchanged."""
+    seen: list[Any] = []
+
+    class Venue(SimVenue):
+        def route_instruction(self, ts: Any, b: Any) -> Any:
+            seen.append(b.instructions[0]["token"])
+            return super().route_instruction(ts, b)
+
+    clock = FakeClock()
+    with EventLogger(tmp_path, "live") as log:
+        em = ExecutionManager({"base_token": "USDC.e-bridged", "api_key": SECRET},
+                              StaticDataProvider({"USDC.e-bridged": 1.0}), "live",
+                              SimPositionHandler(), Venue(),
+                              Reconciled(), event_logger=log, clock=clock,
+                              sleep=clock.sleep)
+        em.update_state(T(0), "strategy_manager", [block("a", token="USDC.e-bridged")])
+    assert seen == ["USDC.e-bridged"]
+
+
+# ------------------------------------------------------------------------ integers beyond 64 bits
+
+
+def test_integers_beyond_64_bits_survive_a_restart_as_keys_and_priorities(
+        tmp_path: Path) -> None:
+    """A queued block with a 70-bit priority and a 70-bit integer key recovers as the
+    same block (the key used to make the journal write fail, the priority came back as
+    a tag dict)."""
+    big = 2 ** 70
+    b = {**block("a"), "priority": big}
+    b["instructions"][0]["levels"] = {big: "far", 1: "near"}
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log)
+        em.execute_instruction_blocks(T(0), [b])
+        before = em.execution_queue
+    with EventLogger(tmp_path, "live") as log:
+        again = live(log)
+        report = again.recover()
+        assert report.queued == ("a",)
+        assert again.execution_queue == before
+        (queued,) = again.execution_queue
+        assert type(queued["priority"]) is int and queued["priority"] == big
+        assert queued["instructions"][0]["levels"] == {big: "far", 1: "near"}
+    assert check_journal(tmp_path).ok
