@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import enum
 import fcntl
+import gc
 import math
 import os
 import re
@@ -321,8 +322,17 @@ LOCK_NAME = ".lock"
 class JournalLockedError(ComponentError, OSError):
     """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
 
-    def __init__(self, log_dir: Path | str, pid: int | None) -> None:
+    def __init__(self, log_dir: Path | str, pid: int | None, *,
+                 component: str | None = None) -> None:
         self.log_dir, self.pid = str(log_dir), pid
+        if component is not None:  # the same EventLogger, a second manager
+            super().__init__(
+                "EXEC-018",
+                f"the EventLogger for {log_dir} already serves a {component} in this "
+                "process: two managers on one journal would run the same queue twice. "
+                "Give each manager its own log directory, or replace the first with its "
+                "reopen()")
+            return
         holder = f"process {pid}" if pid is not None else "another process"
         super().__init__(
             "EXEC-018",
@@ -497,6 +507,7 @@ class EventLogger:
         self._write_lock = threading.RLock()
         self._fsync_listeners: list[FsyncListener] = []
         self._fsynced: list[float] = []  # timings not yet given to the listeners
+        self._owners: dict[str, weakref.ref[Any]] = {}  # component -> its one manager
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -517,6 +528,26 @@ class EventLogger:
         if j is not None and (j.seq or j.buf):
             return True
         return any(p.stat().st_size for p in journal_files(self.log_dir, component))
+
+    def claim(self, component: str, owner: object) -> None:
+        """Make ``owner`` the one writer of ``component``'s journal here, or refuse with
+        :class:`JournalLockedError` (``EXEC-018``) while another owner is alive and not
+        retired (its ``interrupted`` is false): the directory lock keeps other processes
+        out, this keeps a second manager of this process out. A retired manager hands
+        over (what ``reopen()`` does)."""
+        with self._write_lock:
+            ref = self._owners.get(component)
+            if ref is not None and self._serving(ref, owner):
+                gc.collect()  # a dropped manager, held only by its own reference cycles?
+                if self._serving(ref, owner):
+                    raise JournalLockedError(self.log_dir, os.getpid(), component=component)
+            self._owners[component] = weakref.ref(owner)
+
+    @staticmethod
+    def _serving(ref: weakref.ref[Any], owner: object) -> bool:
+        current = ref()
+        return (current is not None and current is not owner
+                and not getattr(current, "interrupted", False))
 
     def add_fsync_listener(self, listener: FsyncListener) -> None:
         """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""

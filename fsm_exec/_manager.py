@@ -217,6 +217,15 @@ class ExecutionManager:
         self._recent_errors: deque[dict[str, Any]] = deque(maxlen=10)
         self._last_update: Any = None
 
+        if self._live and getattr(event_logger, "mode", "live") != "live":
+            raise InvalidArgumentError(
+                "a live manager needs a live journal: this EventLogger is in "
+                f"{getattr(event_logger, 'mode', '?')!r} mode (buffered, never fsynced), so "
+                "an accepted block or a routed one could be lost in a crash; use "
+                "EventLogger(log_dir, 'live')")
+        claim = getattr(event_logger, "claim", None)
+        if callable(claim):  # one manager per journal, in this process too
+            claim(COMPONENT, self)
         self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
         if health_manager is not None:
             health_manager.register_component(COMPONENT, self._health_check)
@@ -518,6 +527,13 @@ class ExecutionManager:
             raise InvalidArgumentError("reopen() needs a journal to recover from: give the "
                                        "manager an EventLogger")
         with self._mutex:
+            if self._busy is not None and not self._cut_short():
+                where = ("from a collaborator" if self._busy == threading.get_ident()
+                         else "in another thread")
+                raise ReentrantCallError(
+                    f"reopen() while update_state is running ({where}): two managers would "
+                    "share one journal; call it once that update_state has returned or "
+                    "raised")
             if self._interrupted is None:
                 self._interrupted = "replaced by reopen()"
             for name in ("resync", "sync"):  # what was written must be readable first
@@ -618,13 +634,15 @@ class ExecutionManager:
                      "to go on; em.reopen() gives its replacement, recovered from the "
                      "journal.")
 
+    def _retired_error(self) -> ManagerInterruptedError:
+        return ManagerInterruptedError(
+            f"this manager was stopped in the middle of a step ({self._interrupted}), so its "
+            "memory may disagree with its journal; it refuses to go on. Replace it with "
+            "em.reopen(), which recovers from the journal as a restart would")
+
     def _check_usable(self, *, recovering: bool = False) -> None:
-        why = self._interrupted
-        if why is not None:
-            raise ManagerInterruptedError(
-                f"this manager was stopped in the middle of a step ({why}), so its memory "
-                "may disagree with its journal; it refuses to go on. Replace it with "
-                "em.reopen(), which recovers from the journal as a restart would")
+        if self._interrupted is not None:
+            raise self._retired_error()
         if self._needs_recovery and not recovering:
             raise InvalidArgumentError(
                 f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
@@ -979,7 +997,9 @@ class ExecutionManager:
     # ------------------------------------------------------------------ events and health
     def _journal_move(self, event: dict[str, Any], sync: bool) -> None:
         """Write a move's ``block_transition`` record (the driver's hot path; see
-        :meth:`_on_transition` for the general one)."""
+        :meth:`_on_transition` for the general one). A retired manager writes nothing."""
+        if self._interrupted is not None:
+            raise self._retired_error()
         try:
             if self._syncable:
                 self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
@@ -1013,11 +1033,15 @@ class ExecutionManager:
             return
         try:
             with self._mutex:  # one writer at a time, each with its own call's timestamp
+                if self._interrupted is not None:  # retired (or replaced) meanwhile
+                    raise self._retired_error()
                 if self._syncable:
                     log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
                               sync=sync)
                 else:
                     log_event(self._ts, event_type, COMPONENT, data)
+        except ManagerInterruptedError:
+            raise
         except EventLogError:
             self._halt("EXEC-009")
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from fsm_exec import (
     BlockState,
     EventLogger,
     ExecutionManager,
+    InvalidArgumentError,
     InvalidBlockError,
     check_journal,
     read_journal,
@@ -146,14 +148,15 @@ def test_foreign_objects_that_cannot_convert_are_refused_at_their_path(
         tmp_path: Path, value: str, path: str, words: str) -> None:
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")
-    made = {"timedelta64": lambda: np.timedelta64(5, "ns"),
+    made: dict[str, Callable[[], object]] = {
+            "timedelta64": lambda: np.timedelta64(5, "ns"),
             "mapping": lambda: BadMapping(a=1),
             "duplicated_series": lambda: pd.Series([1, 2], index=["x", "x"]),
-            "duplicated_columns": lambda: pd.DataFrame([[1, 2]], columns=["c", "c"])}[value]
+            "duplicated_columns": lambda: pd.DataFrame([[1, 2]], columns=["c", "c"])}
     with EventLogger(tmp_path, "live") as log:
         em = live(log)
         b = block("a")
-        b["instructions"][0]["hold"] = made()
+        b["instructions"][0]["hold"] = made[value]()
         err = refused(em, [b])
     (problem,) = err.problems
     assert (problem.block_id, problem.field) == ("a", path)
@@ -258,3 +261,143 @@ def test_integers_beyond_64_bits_survive_a_restart_as_keys_and_priorities(
         assert type(queued["priority"]) is int and queued["priority"] == big
         assert queued["instructions"][0]["levels"] == {big: "far", 1: "near"}
     assert check_journal(tmp_path).ok
+
+
+# ------------------------------------------------------------------------ one journal, one manager
+
+
+class Gate(SimVenue):
+    """A venue whose route waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def route_instruction(self, ts: Any, b: Any) -> Any:
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().route_instruction(ts, b)
+
+
+def _in_thread(fn: Any) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+def test_reopen_is_refused_while_update_state_runs_in_another_thread(tmp_path: Path) -> None:
+    """Two managers on one journal would both write (and could both route): reopen()
+    waits for its turn, refused with a clear reason until the running call returns."""
+    from fsm_exec import ReentrantCallError
+
+    venue = Gate()
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, venue=venue)
+        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+                                                       blocks("a")))
+        assert venue.entered.wait(10)
+        with pytest.raises(ReentrantCallError, match="in another thread"):
+            em.reopen()
+        assert not em.interrupted  # the refusal changed nothing
+        venue.release.set()
+        t.join(10)
+        assert errors == [] and em.block_state("a") is BlockState.SUCCESS
+        again = em.reopen()
+        assert again.get_execution_status()["blocks_executed"] == 1
+    assert check_journal(tmp_path).ok
+
+
+class Interrupting(int):
+    """A priority whose conversion is interrupted (Ctrl-C while a batch is read)."""
+
+    def __int__(self) -> int:
+        raise KeyboardInterrupt
+
+
+def test_a_manager_retired_by_another_thread_writes_nothing_more(tmp_path: Path) -> None:
+    """Thread A routes a block; an interrupt on thread B retires the manager meanwhile.
+    When the venue returns, A's next journal write is refused (ManagerInterruptedError):
+    nothing more reaches the journal from the retired manager, and reopen() finds the
+    block in doubt instead of a journal written by two minds."""
+    from fsm_exec import ManagerInterruptedError
+
+    venue = Gate()
+    with EventLogger(tmp_path, "backtest") as log:
+        em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                              venue, Reconciled(), event_logger=log)
+        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+                                                       blocks("a")))
+        assert venue.entered.wait(10)
+        with pytest.raises(KeyboardInterrupt):
+            em.execute_instruction_blocks(T(0), [{**block("b"), "priority": Interrupting(1)}])
+        assert em.interrupted
+        log.sync()
+        written = len(list(read_journal(tmp_path)))
+        venue.release.set()
+        t.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        log.sync()
+        assert len(list(read_journal(tmp_path))) == written
+        again = em.reopen()
+        status = again.get_execution_status()
+        assert status["current_block"] == "a" and status["blocks_executed"] == 0
+
+
+def test_a_second_manager_on_one_event_logger_is_refused(tmp_path: Path) -> None:
+    """Two managers of one process on one EventLogger would recover the same queue and both
+    run it: the second is refused (EXEC-018, the directory lock's code) before it reads or
+    writes anything, and the first goes on undisturbed."""
+    from fsm_exec import JournalLockedError
+
+    with EventLogger(tmp_path, "live") as log:
+        first = live(log)
+        first.execute_instruction_blocks(T(0), blocks("a"))
+        before = [p.read_bytes() for p in sorted(tmp_path.glob("*.jsonl"))]
+        with pytest.raises(JournalLockedError) as info:
+            live(log)
+        assert info.value.error_code == "EXEC-018"
+        assert "reopen()" in str(info.value)
+        assert [p.read_bytes() for p in sorted(tmp_path.glob("*.jsonl"))] == before
+        first.update_state(T(1), "strategy_manager")
+        assert first.block_state("a") is BlockState.SUCCESS
+    assert check_journal(tmp_path).ok
+
+
+def test_a_dropped_or_replaced_manager_hands_its_journal_over(tmp_path: Path) -> None:
+    """Once the first manager is gone (dropped, even inside a reference cycle) or retired
+    by reopen(), a new one may take the journal; it recovers what the first left."""
+    with EventLogger(tmp_path, "live") as log:
+        first = live(log)
+        first.execute_instruction_blocks(T(0), blocks("a"))
+        cycle: list[Any] = [first]
+        cycle.append(cycle)  # kept alive only by a cycle: the claim collects it
+        del first, cycle
+        second = live(log)
+        second.recover()
+        assert second.queued_block_ids == ("a",)
+        third = second.reopen()  # the replacement takes over; the replaced one refuses
+        assert third.queued_block_ids == ("a",)
+        assert second.interrupted
+        third.update_state(T(1), "strategy_manager")
+        assert third.block_state("a") is BlockState.SUCCESS
+    assert check_journal(tmp_path).ok
+
+
+def test_a_live_manager_refuses_a_backtest_journal(tmp_path: Path) -> None:
+    """A backtest EventLogger buffers and never fsyncs: under a live manager an accepted or
+    routed block could vanish in a crash. Refused at construction, naming the fix."""
+    with EventLogger(tmp_path, "backtest") as log:
+        with pytest.raises(InvalidArgumentError, match="EventLogger\\(log_dir, 'live'\\)"):
+            live(log)
+        em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                              SimVenue(), Reconciled(), event_logger=log)
+        em.update_state(T(0), "strategy_manager", blocks("a"))  # backtest on it: fine
+        assert em.block_state("a") is BlockState.SUCCESS
