@@ -17,12 +17,17 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsm_exec._canonical import (
     MAX_DEPTH,
+    NOT_PLAIN,
+    TAGS,
     canonical,
     canonical_timestamp,
     from_wire,
+    plain_copy,
     timestamp_problem,
     to_wire,
 )
@@ -177,3 +182,56 @@ def test_other_timestamps_are_refused(ts: Any, problem: str) -> None:
     """Too-long strings, bools and dates are not timestamps; the reason says what is."""
     assert canonical_timestamp(ts) is None
     assert problem in timestamp_problem(ts)
+
+
+# ------------------------------------------------------------- plain_copy (the hot path)
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+    st.sampled_from(["sk-CANARY", "é", "__int__"]), st.decimals(allow_nan=False).map(Decimal))
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.sampled_from(sorted(TAGS)),
+                                  st.just("sk-CANARY"), st.integers(0, 3)),
+                        inner, max_size=3)),
+    max_leaves=12)
+
+
+def _secret(s: str) -> bool:
+    return "CANARY" in s
+
+
+@given(_values)
+@settings(max_examples=300)
+def test_plain_copy_is_the_canonical_value_or_declines(value: Any) -> None:
+    """The hot path never disagrees with the careful conversion: what it copies is exactly
+    the canonical (and wire) form, a fresh object the caller's later edits cannot reach;
+    anything it cannot hold as it is (tags, secrets, tuples, big ints, non-finite floats,
+    non-ASCII text) it declines."""
+    copied = plain_copy(value, _secret)
+    conv = canonical(value, refuse=_secret)
+    if copied is NOT_PLAIN:
+        return
+    assert not conv.problems
+    assert repr(copied) == repr(conv.value) == repr(conv.wire)
+    if isinstance(value, (dict, list)):
+        assert copied is not value
+        before = repr(copied)
+        if isinstance(value, dict):
+            value["added later"] = 1
+        else:
+            value.append(1)
+        assert repr(copied) == before
+
+
+@pytest.mark.parametrize("value", [
+    {"__int__": "5"}, [{"__decimal__": "1"}], {"a": {"__dict__": []}},
+    "sk-CANARY", {"sk-CANARY": 1}, {"a": "sk-CANARY"}, [1.0, float("nan")], {"x": float("inf")},
+    2 ** 64, {"n": 2 ** 64}, "é", {"é": 1}, {"a": "é"}, (1,), {1: "a"}, Decimal("1"),
+])
+def test_plain_copy_declines_what_needs_the_careful_path(value: Any) -> None:
+    """Each way a value can need a tag, a refusal or a conversion, at the top and nested."""
+    assert plain_copy(value, _secret) is NOT_PLAIN

@@ -421,6 +421,28 @@ def test_illegal_trigger_raises_and_keeps_state(state: BlockState, trigger: Trig
     assert calls == []  # the listener only hears of moves that happen
 
 
+@pytest.mark.parametrize("edge", TRANSITIONS, ids=lambda e: f"{e.trigger}:{e.source}")
+def test_commit_follows_the_table_without_the_listener(edge: Edge) -> None:
+    """commit (the hot path's fire, for a caller that journaled the move itself) enters the
+    same dest on the same table, and tells no listener."""
+    calls: list[Any] = []
+    lc = _at(edge.source, listener=lambda *a: calls.append(a))
+    lc.commit(str(edge.trigger))
+    assert (lc.state, lc.block_id) == (edge.dest, "b-1")
+    assert calls == []
+
+
+@pytest.mark.parametrize(("state", "trigger"), _ILLEGAL[::7], ids=lambda x: str(x))
+def test_commit_refuses_an_illegal_trigger_and_moves_nothing(state: BlockState,
+                                                             trigger: Trigger) -> None:
+    lc = _at(state, "blk-42")
+    with pytest.raises(IllegalTransitionError) as info:
+        lc.commit(str(trigger))
+    assert (info.value.trigger, info.value.state, info.value.block_id) == (
+        trigger, state, "blk-42")
+    assert (lc.state, lc.block_id) == (state, "blk-42")
+
+
 @pytest.mark.parametrize("state", NON_TERMINAL)
 def test_illegal_trigger_message_lists_allowed_triggers(state: BlockState) -> None:
     """The error for an illegal trigger names each trigger that is allowed from the state."""
