@@ -873,8 +873,7 @@ class ExecutionManager:
                 self.blocks_retried += 1
             elif trigger == T_REROUTE:
                 f.call = None
-            if trigger == T_FAIL and data.get("halts"):
-                self._halt(data["error_code"])
+            if trigger == T_FAIL and data.get("halts") and self._halt(data["error_code"]):
                 self._halt_journaled = True  # the fail record itself says it halts
             if dest in _TERMINAL:
                 self._finish(f, dest)
@@ -979,12 +978,18 @@ class ExecutionManager:
             del self._finished[old]
             self._taken.discard(old)
 
-    def _halt(self, reason: str) -> None:
+    def _halt(self, reason: str) -> bool:
+        """Halt for ``reason``; False (and nothing changes) if already halted: the first
+        reason stands (positions in doubt stay the reason when the disk fails after), and
+        a halt already journaled is not journaled again."""
         with self._mutex:
+            if self._halted:
+                return False
             self._halted = True
             self._halt_reason = reason
             self._halt_journaled = False
             self._health.note(UNHEALTHY)
+            return True
 
     def _resume(self, ts: Any) -> None:
         with self._mutex:

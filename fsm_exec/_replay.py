@@ -184,7 +184,7 @@ class Replay:
         elif kind == "execution_query":
             self._in_flight(r.data, kind)
         elif kind == "manager_halted":
-            self.halted, self.halt_reason = True, r.data.get("reason")
+            self._halt(r.data.get("reason"))
         elif kind == "manager_resumed":
             self.halted, self.halt_reason = False, None
         elif kind == "component_initialization":
@@ -359,7 +359,7 @@ class Replay:
         if trigger == Trigger.FAIL and d.get("halts"):
             # The failure that halts says so itself: a crash before the manager_halted
             # record still recovers a halted manager.
-            self.halted, self.halt_reason = True, str(d.get("error_code"))
+            self._halt(str(d.get("error_code")))
         if dest in _TERMINAL:
             self._remember(block_id, dest)
             self.flight = None
@@ -367,6 +367,11 @@ class Replay:
                 self.executed += 1
             else:
                 self.failed += 1
+
+    def _halt(self, reason: Any) -> None:
+        """The first reason stands, as in the manager (see ``ExecutionManager._halt``)."""
+        if not self.halted:
+            self.halted, self.halt_reason = True, reason
 
     def _in_flight(self, d: dict[str, Any], kind: str) -> Flight:
         f = self.flight

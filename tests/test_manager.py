@@ -1132,3 +1132,21 @@ def test_current_instruction_block_is_the_block_in_flight_or_none() -> None:
     em.update_state(T(0), "strategy_manager", [block("a")])
     assert seen == [{**block("a")}] and list(seen[0]) == _spec_block_fields()
     assert em.current_instruction_block is None
+
+
+def test_a_later_halt_never_replaces_the_first_reason() -> None:
+    """Halted with positions in doubt (EXEC-008), then the journal fails too (EXEC-009):
+    the halt still says EXEC-008 (what the operator must reconcile before resuming), and
+    nothing records a second halt."""
+    r = rig(position_failures=[True])
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
+    assert r.em.get_execution_status()["halt_reason"] == "EXEC-008"
+    halts = len(r.events("manager_halted"))
+    r.log.fail_on = {"state_update", "block_accepted"}
+    with pytest.raises(EventLogError):
+        r.em.update_state(T(1), "strategy_manager", blocks("c"))
+    r.log.fail_on = set()
+    assert r.em.halted and r.em.get_execution_status()["halt_reason"] == "EXEC-008"
+    r.em.update_state(T(2), "strategy_manager")
+    assert r.em.get_execution_status()["halt_reason"] == "EXEC-008"
+    assert len(r.events("manager_halted")) == halts
