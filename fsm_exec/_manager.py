@@ -785,14 +785,20 @@ class ExecutionManager:
         return tuple(ids)
 
     def _barrier(self) -> None:
-        """Make every record written so far durable (a journal with sync())."""
+        """Make every record written so far durable (a journal with sync()). If it cannot,
+        records already counted may or may not survive, so memory (which has acted on
+        them: blocks queued, or cancelled) may disagree with the journal: the manager
+        halts (``EXEC-009``) and retires, and ``reopen()`` reads back what the journal
+        holds."""
         if self._syncable:
             try:
                 self._log.sync()  # type: ignore[union-attr]
-            except EventLogError:
-                self._halt("EXEC-009")
-                raise
             except Exception as exc:
+                self._interrupted = ("the journal could not make its records durable: "
+                                     + self._redact(describe_exception(exc)))
+                if isinstance(exc, EventLogError):
+                    self._halt("EXEC-009")
+                    raise
                 raise self._log_failed("sync", exc) from exc
         self._unsynced_acceptance = False
 

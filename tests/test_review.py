@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -401,3 +402,36 @@ def test_a_live_manager_refuses_a_backtest_journal(tmp_path: Path) -> None:
                               SimVenue(), Reconciled(), event_logger=log)
         em.update_state(T(0), "strategy_manager", blocks("a"))  # backtest on it: fine
         assert em.block_state("a") is BlockState.SUCCESS
+
+
+def _no_fsync(fd: int) -> None:
+    raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize("step", ["accept", "cancel"])
+def test_a_barrier_that_cannot_make_records_durable_retires_the_manager(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Accepting a batch (or cancelling) writes its records, then fsyncs them once. If that
+    fsync fails, the records may or may not survive, yet memory has acted on them: the
+    manager halts (EXEC-009) and retires, so nothing runs from memory the journal may not
+    hold; reopen() reads back what the journal holds."""
+    from fsm_exec import EventLogError, ManagerInterruptedError
+
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log)
+        em.execute_instruction_blocks(T(0), blocks("a"))
+        with monkeypatch.context() as mp:
+            mp.setattr("fsm_exec._journal.os.fsync", _no_fsync)
+            act: Callable[[], object] = (
+                (lambda: em.execute_instruction_blocks(T(1), blocks("b"))) if step == "accept"
+                else (lambda: em.cancel(T(1), ["a"], reason="operator")))
+            with pytest.raises(EventLogError):
+                act()
+        assert em.interrupted and em.halted
+        assert em.get_execution_status()["halt_reason"] == "EXEC-009"
+        with pytest.raises(ManagerInterruptedError, match="could not make its records durable"):
+            em.update_state(T(2), "strategy_manager")
+        again = em.reopen()
+        expected = ("a", "b") if step == "accept" else ()  # the page cache kept them here
+        assert again.queued_block_ids == expected
+    assert check_journal(tmp_path).ok
