@@ -483,3 +483,31 @@ def test_four_hundred_days_of_a_live_deployment(tmp_path: Path, seed: int,
     assert len(journal_files(world.log_dir)) <= 40  # retention kept it bounded
     print(f"{len(confirmed)} blocks, {crashes} crashes, {restarts} restarts, "
           f"{len(journal_files(world.log_dir))} files kept")
+
+
+@pytest.mark.parametrize(("before", "after"), [(5, 2), (2, 5)])
+def test_a_restart_with_another_duplicate_window_reads_back(tmp_path: Path, before: int,
+                                                            after: int) -> None:
+    """The operator changes duplicate_window between two runs on the same day (one file):
+    the new run's checkpoint holds the new window's ids. The journal still checks clean
+    and recovers, and the new window decides what is refused (a wider one cannot recall
+    what the narrower one had already forgotten)."""
+    world = World(tmp_path)
+    em = world.start(window=before)
+    em.update_state(world.ts(), "strategy_manager", blocks("b0", "b1", "b2", "b3", "b4"))
+    world.stop()
+    em = world.start(window=after)
+    em.update_state(world.ts(), "strategy_manager", blocks("c0"))
+    world.stop()
+    assert check_journal(tmp_path).ok, check_journal(tmp_path).problems
+    em = world.start(window=after)
+    remembered = (["b0", "b1", "b2", "b3", "b4"][-before:] + ["c0"])[-after:]
+    for old in remembered:
+        with pytest.raises(InvalidBlockError, match=old):
+            em.execute_instruction_blocks(world.ts(), [block(old)])
+    forgotten = "b2"
+    assert forgotten not in remembered
+    em.update_state(world.ts(), "strategy_manager", [block(forgotten)])
+    assert world.venue.execution_order.count(forgotten) == 2
+    world.stop()
+    assert check_journal(tmp_path).ok
