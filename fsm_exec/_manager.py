@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +93,23 @@ _NO_DELTAS = object()
 
 
 def _positive_price(p: object) -> bool:
+    """A finite number > 0: a float or int, or any real number a data provider hands over
+    (numpy and pandas scalars, ``Decimal``, ``Fraction``); never a bool."""
     kind = type(p)
     if kind is float:
         return 0 < p < math.inf  # type: ignore[operator]  # NaN compares false
     if kind is int:
         return p > 0  # type: ignore[operator]
-    return (isinstance(p, int | float) and not isinstance(p, bool)
-            and math.isfinite(p) and p > 0)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real | Decimal):
+        return False
+    try:
+        if isinstance(p, Decimal):
+            return p.is_finite() and p > 0
+        if isinstance(p, numbers.Integral):
+            return bool(p > 0)  # type: ignore[operator]  # numbers.Integral: no typed >
+        return bool(math.isfinite(p) and p > 0)  # type: ignore[operator]
+    except (ArithmeticError, ValueError, TypeError):  # a number type of its own that fails
+        return False
 
 
 def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str | None:

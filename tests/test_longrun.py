@@ -501,7 +501,7 @@ def test_a_restart_with_another_duplicate_window_reads_back(tmp_path: Path, befo
     world.stop()
     assert check_journal(tmp_path).ok, check_journal(tmp_path).problems
     em = world.start(window=after)
-    remembered = (["b0", "b1", "b2", "b3", "b4"][-before:] + ["c0"])[-after:]
+    remembered = [*["b0", "b1", "b2", "b3", "b4"][-before:], "c0"][-after:]
     for old in remembered:
         with pytest.raises(InvalidBlockError, match=old):
             em.execute_instruction_blocks(world.ts(), [block(old)])

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import threading
 import time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from fsm_exec import (
@@ -605,7 +609,17 @@ def test_position_handler_failure_never_reroutes() -> None:
 # ------------------------------------------------------------------------ risk checks
 
 
-@pytest.mark.parametrize("price", [None, 0, -1.0, math.nan, math.inf, True, "3000"])
+class BrokenReal(float):
+    """A number type of its own whose comparison fails."""
+
+    def __gt__(self, other: object) -> bool:
+        raise ArithmeticError("cannot compare")
+
+
+@pytest.mark.parametrize("price", [
+    None, 0, -1.0, math.nan, math.inf, True, "3000", np.bool_(True), np.float32("nan"),
+    np.int64(0), np.float64(-2), Decimal("NaN"), Decimal("sNaN"), Decimal("-1"),
+    Decimal("Infinity"), Fraction(0), BrokenReal(5.0)])
 def test_price_validation_fails_block_unrouted(price: Any) -> None:
     """An instruction naming a token needs a finite positive price, or EXEC-005 unrouted."""
     prices = {} if price is None else {"ETH": price}
@@ -615,6 +629,16 @@ def test_price_validation_fails_block_unrouted(price: Any) -> None:
     assert r.path("a") == ["queued", "routing", "failed"]
     fail = r.events("block_transition")[1]
     assert fail["error_code"] == "EXEC-005" and "ETH" in fail["reason"]
+
+
+@pytest.mark.parametrize("price", [
+    3000, 2999.5, np.int64(3000), np.float32(2999.5), np.float64(3000), np.uint16(3000),
+    Decimal("2999.50"), Fraction(5999, 2), pd.Series([3000.0]).iloc[0]])
+def test_a_price_may_be_any_finite_positive_real(price: Any) -> None:
+    """Prices from numpy, pandas, Decimal or Fraction data pass as the number they are."""
+    r = rig(prices={"ETH": price})
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert r.path("a") == ["queued", "routing", "pending_reconciliation", "success"]
 
 
 def test_price_validation_in_backtest_raises() -> None:
