@@ -577,7 +577,7 @@ class ExecutionManager:
             err = InvalidArgumentError(
                 f"trigger_source must be one of {', '.join(TRIGGER_SOURCES)}, got "
                 f"{type(trigger_source).__name__} "
-                f"{shorten(self._redact(safe_repr(trigger_source)))}")
+                f"{self._quote(trigger_source)}")
             self._record_error(timestamp, err)
             raise err
         me = threading.get_ident()
@@ -646,6 +646,10 @@ class ExecutionManager:
                      "to go on; em.reopen() gives its replacement, recovered from the "
                      "journal.")
 
+    def _quote(self, value: object) -> str:
+        """``value`` as a message quotes it: its repr, redacted, then shortened."""
+        return shorten(self._redact(safe_repr(value)))
+
     def _retired_error(self) -> ManagerInterruptedError:
         return ManagerInterruptedError(
             f"this manager was stopped in the middle of a step ({self._interrupted}), so its "
@@ -667,7 +671,7 @@ class ExecutionManager:
         if stamp is None:
             raise InvalidArgumentError(
                 f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "
-                f"{shorten(self._redact(safe_repr(timestamp)))}")
+                f"{self._quote(timestamp)}")
         return stamp
 
     def _update(self, timestamp: Any, stamp: str, trigger_source: str,
@@ -763,14 +767,15 @@ class ExecutionManager:
                 problems = []
                 seen: set[str] = set()
                 for block_id in ids:
+                    quoted = self._quote(block_id)  # redacted, then shortened
                     if not isinstance(block_id, str):
-                        problems.append(f"{shorten(safe_repr(block_id))}: not a block id")
+                        problems.append(f"{quoted}: not a block id")
                         continue
                     if block_id in seen:
-                        problems.append(f"{block_id!r}: named twice")
+                        problems.append(f"{quoted}: named twice")
                     elif block_id not in waiting:
                         state = self.block_state(block_id)
-                        problems.append(f"{block_id!r}: " + (
+                        problems.append(f"{quoted}: " + (
                             "unknown block" if state is None else
                             f"is {state} (only queued blocks can be cancelled)"))
                     seen.add(block_id)

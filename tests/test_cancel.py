@@ -16,7 +16,7 @@ from fsm_exec import (
 )
 from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 
-from kit import T, block, blocks, rig
+from kit import CANARY, T, block, blocks, rig
 
 
 def test_cancel_named_queued_blocks_ends_them_cancelled() -> None:
@@ -71,6 +71,21 @@ def test_cancel_refuses_the_whole_call(ids: object, match: str) -> None:
         r.em.cancel(T(0), ids, reason="x")  # type: ignore[arg-type]
     assert r.em.queued_block_ids == ("a", "b")
     assert r.em.get_execution_status()["blocks_cancelled"] == 0
+
+
+@pytest.mark.parametrize("bad", [
+    "zz-" + CANARY, ("x" * 30) + CANARY + ("y" * 30), ["id", CANARY], CANARY * 3])
+def test_a_refused_cancel_never_quotes_a_secret_or_a_whole_long_id(bad: object) -> None:
+    """An id holding the config's secret (whole, split by shortening, in a non-str id) is
+    redacted before it is shortened; a long id is quoted short."""
+    r = rig()
+    r.em.execute_instruction_blocks(T(0), blocks("a"))
+    with pytest.raises(InvalidArgumentError) as info:
+        r.em.cancel(T(0), ["a", bad], reason="x")  # type: ignore[list-item]
+    message = str(info.value)
+    assert CANARY not in message and CANARY[:8] not in message
+    assert len(message) < 200
+    assert r.em.queued_block_ids == ("a",)
 
 
 def test_cancel_refuses_a_finished_block_naming_its_state() -> None:
