@@ -18,6 +18,7 @@ import gc
 import math
 import os
 import re
+import stat
 import threading
 import time
 import uuid
@@ -172,21 +173,59 @@ def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> l
     return _files_of(Path(log_dir), journal_name(component)[: -len(".jsonl")])
 
 
+#: How a record's line starts (the writer puts ``seq`` first, and a checkpoint's
+#: ``written_on`` first in its data): read from a bounded prefix, however long the line.
+_SEQ_PREFIX = re.compile(rb'\{"seq":(\d{1,19}),')
+_WRITTEN_ON_PREFIX = re.compile(
+    rb'\{"seq":\d{1,19},"timestamp":"[^"]{1,64}","event_type":"checkpoint",'
+    rb'"component":"[^"\\]{1,256}","data":\{"written_on":"(\d{4}-\d{2}-\d{2})"')
+_PREFIX = 1024
+
+
+def _first_line_prefix(path: Path) -> bytes | None:
+    """The first :data:`_PREFIX` bytes of a file's first line, if that line is whole
+    (ends in a newline); ``None`` if the file has no whole line or cannot be read. Reads
+    on to the newline in chunks, so a first line of any length costs no more memory."""
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            # Never past the file's end as it was: not on for ever into a device
+            # (/dev/full reads zeros) or a file that grows as it is read.
+            left = info.st_size if stat.S_ISREG(info.st_mode) else 1 << 24
+            head = f.read(min(_PREFIX, left))
+            if b"\n" in head:
+                return head
+            left -= len(head)
+            while left > 0 and (chunk := f.read(min(1 << 20, left))):
+                if b"\n" in chunk:
+                    return head
+                left -= len(chunk)
+    except OSError:
+        return None
+    return None
+
+
 def _first_seq(path: Path) -> int | None:
     """The ``seq`` of a file's first record; ``None`` if it has none (empty, torn, not a
     journal)."""
+    head = _first_line_prefix(path)
+    if head is None:
+        return None
+    m = _SEQ_PREFIX.match(head)
+    if m:
+        return int(m[1])
+    first = _first_record(path)  # keys in another order: read the whole line
+    seq = first.get("seq") if type(first) is dict else None
+    return seq if type(seq) is int else None
+
+
+def _first_record(path: Path) -> Any:
+    """The first line of ``path`` parsed (a whole line known to be there), or ``None``."""
     try:
         with open(path, "rb") as f:
-            line = f.readline(1 << 24)
-    except OSError:
+            return orjson.loads(f.readline())
+    except (OSError, orjson.JSONDecodeError):
         return None
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        seq = orjson.loads(line).get("seq")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return seq if type(seq) is int else None
 
 
 def _files_of(log_dir: Path, stem: str) -> list[Path]:
@@ -298,12 +337,16 @@ def _fsync_dir(path: Path) -> None:
 def _start_day(path: Path, fallback: dt.date) -> dt.date:
     """The day a file was started: its first checkpoint's ``written_on``, else its name's
     date, else the day it was last written (UTC), else ``fallback``."""
-    try:
-        with open(path, "rb") as f:
-            first = orjson.loads(f.readline(1 << 26))
-        return dt.date.fromisoformat(first["data"]["written_on"])
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        pass
+    head = _first_line_prefix(path)
+    written = _WRITTEN_ON_PREFIX.match(head) if head is not None else None
+    if written:
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(written[1].decode())
+    elif head is not None:  # a file of an earlier version: written_on last in its data
+        try:
+            return dt.date.fromisoformat(_first_record(path)["data"]["written_on"])
+        except (KeyError, TypeError, ValueError):
+            pass
     m = _DATED.match(path.name)
     if m:
         with contextlib.suppress(ValueError):
@@ -680,7 +723,8 @@ class EventLogger:
             try:
                 if new_file:
                     self._rotate(j, today)
-                record_data = {**data, "written_on": today.isoformat()}
+                # written_on first: _start_day reads it from the line's first bytes
+                record_data = {"written_on": today.isoformat(), **data}
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
                             sync=True, force=True)
             except OSError as exc:

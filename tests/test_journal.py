@@ -1419,3 +1419,52 @@ def test_mirror_ignores_routine_events() -> None:
         logger.remove(handler)
         disable_logging()
     assert "block_failed" in sink.getvalue() and "block_transition" not in sink.getvalue()
+
+
+def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
+        tmp_path: Path) -> None:
+    """A checkpoint line of 70 MB (a huge queue) starts a file: the next day's checkpoint
+    still rotates it under its own day and first seq, and a reopened logger still reads
+    the day it was started (written_on) from the first bytes of that line."""
+    from fsm_exec._journal import _first_seq, _start_day
+
+    clock = Clock()
+    huge = {"queue": ["x" * 1000] * 70_000}
+    with EventLogger(tmp_path, "live", today=clock) as el:
+        el.checkpoint(EM, huge, timestamp=0, new_file=True)
+        el.log_event(0, "tick", EM, {})
+        current = el.path_for(EM)
+        assert _first_seq(current) == 1
+        assert _start_day(current, D0 + dt.timedelta(days=9)) == D0
+        clock.advance()
+        el.checkpoint(EM, {"queue": []}, timestamp=0, new_file=True)
+    assert journal_files(tmp_path) == [dated(tmp_path, D0, 1), current]
+    assert [r.seq for r in read_journal(tmp_path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("first", [
+    b'{"timestamp":"2025-01-01T00:00:00+00:00","seq":7,"event_type":"tick",'
+    b'"component":"execution_manager","data":{}}\n',
+    b'{"seq":7,"timestamp":"2025-01-01T00:00:00+00:00","event_type":"checkpoint",'
+    b'"component":"execution_manager","data":{"queue":[],"written_on":"2025-01-03"}}\n',
+])
+def test_a_first_line_in_another_key_order_is_still_read(tmp_path: Path, first: bytes) -> None:
+    """Lines written by an earlier version (written_on last) or by hand (keys in another
+    order) are read in full: the same seq, the same start day."""
+    from fsm_exec._journal import _first_seq, _start_day
+
+    path = tmp_path / journal_name(EM)
+    path.write_bytes(first)
+    assert _first_seq(path) == 7
+    expected = D0 if b"written_on" not in first else dt.date(2025, 1, 3)
+    set_mtime(path, D0)
+    assert _start_day(path, D0 + dt.timedelta(days=9)) == expected
+
+
+def test_a_torn_first_line_has_no_seq(tmp_path: Path) -> None:
+    """However long, a first line without its newline was never acknowledged."""
+    from fsm_exec._journal import _first_seq
+
+    path = tmp_path / journal_name(EM)
+    path.write_bytes(b'{"seq":1,"timestamp":"' + b"x" * 3_000_000)
+    assert _first_seq(path) is None
