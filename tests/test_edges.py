@@ -382,3 +382,24 @@ def test_a_recovered_backtest_hand_off_that_is_refused_fails_the_block(
         with pytest.raises(ComponentError, match="EXEC-008"):
             again.update_state(T(1), "strategy_manager")
         assert again.halted and again.block_state("a") is BlockState.FAILED
+
+
+@pytest.mark.parametrize("needed", [1, 2, 3, 5])
+@pytest.mark.parametrize("lag", ["one short", "exactly"])
+def test_a_block_is_routed_again_only_after_the_configured_not_found_answers(
+        needed: int, lag: str) -> None:
+    """A lost reply from a venue whose index lags: with not_found_confirmations=N, N-1
+    "not found" answers never route the block again (the Nth query finds the fill), and
+    only N of them in a row do."""
+    clock = FakeClock()
+    lag_queries = needed - 1 if lag == "one short" else needed
+    venue = FaultyVenue(SimVenue(), ["eventually_consistent"], clock=clock,
+                        lag_queries=lag_queries, lag_seconds=0)
+    em = ExecutionManager({"not_found_confirmations": needed, "not_found_interval_seconds": 0,
+                           "not_found_min_age_seconds": 0, "retry_delay_seconds": 0.1},
+                          StaticDataProvider(), "live", SimPositionHandler(), venue,
+                          Reconciled(), clock=clock, sleep=clock.sleep)
+    em.update_state(T(0), "strategy_manager", [block("a")])
+    assert em.block_state("a") is BlockState.SUCCESS
+    assert venue.lagged["a"] == lag_queries
+    assert venue.route_calls["a"] == (1 if lag == "one short" else 2)

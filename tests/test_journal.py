@@ -1468,3 +1468,29 @@ def test_a_torn_first_line_has_no_seq(tmp_path: Path) -> None:
     path = tmp_path / journal_name(EM)
     path.write_bytes(b'{"seq":1,"timestamp":"' + b"x" * 3_000_000)
     assert _first_seq(path) is None
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_a_write_interrupted_after_its_line_reached_the_file_is_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A KeyboardInterrupt right after a record's bytes reached the file, before the
+    logger counted it: the next write reads the file back, so seq goes on from the line
+    that is there (no duplicate seq, no hole) and the journal reads clean."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def write_then_interrupt(fd: int, data: Any) -> int:
+        n = real_write(fd, data)
+        if not calls:
+            calls.append(n)
+            raise KeyboardInterrupt
+        return n
+
+    with EventLogger(tmp_path, mode, buffer_bytes=0) as el:
+        el.log_event(0, "tick", EM, {"n": 1})
+        monkeypatch.setattr("fsm_exec._journal.os.write", write_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            el.log_event(0, "tick", EM, {"n": 2})
+        monkeypatch.undo()
+        el.log_event(0, "tick", EM, {"n": 3})
+    assert [(r.seq, r.data["n"]) for r in read_journal(tmp_path)] == [(1, 1), (2, 2), (3, 3)]
