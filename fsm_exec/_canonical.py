@@ -81,6 +81,32 @@ def _describe(v: object) -> str:
     return type(v).__name__
 
 
+def _exact_real(v: numbers.Real) -> float | Decimal | None:
+    """``v`` exactly, as a ``Decimal`` (a fraction whose denominator divides a power of
+    ten: ``Fraction(3, 10)`` is ``Decimal("0.3")``) or a float (a wide float that holds a
+    float's value); ``None`` if neither holds it exactly (``Fraction(1, 3)``)."""
+    try:
+        if isinstance(v, numbers.Rational):
+            n, d = int(v.numerator), int(v.denominator)
+            twos = fives = 0
+            rest = d
+            while rest % 2 == 0:
+                rest, twos = rest // 2, twos + 1
+            while rest % 5 == 0:
+                rest, fives = rest // 5, fives + 1
+            if rest != 1:
+                return None
+            k = max(twos, fives)
+            if k > 1000:  # a thousand decimal places: no amount, and no cheap one
+                return None
+            digits = Decimal(n * (10 ** k // d)).as_tuple()  # exact: no context rounds it
+            return Decimal((digits.sign, digits.digits, -k))
+        f = float(v)
+        return f if math.isfinite(f) and v == f else None
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+
+
 class _Walk:
     """One conversion: collects problems, knows whether a tag is needed."""
 
@@ -173,8 +199,11 @@ class _Walk:
             itemsize = getattr(v, "itemsize", None)  # numpy.float16/32 (exact as a float)
             if itemsize is not None and itemsize <= 8 and hasattr(v, "dtype"):
                 return self.value(float(v), path, depth)
-            self.fail(path, f"{_describe(v)} has no exact JSON form: give a float or a "
-                            "Decimal")
+            exact = _exact_real(v)  # a Fraction, a numpy.longdouble, a Real of its own
+            if exact is not None:
+                return self.value(exact, path, depth)
+            self.fail(path, "no float or Decimal holds this number exactly, so it has no "
+                            f"exact JSON form: give a float or a Decimal, {self.got(v)}")
             return None
         if isinstance(v, Mapping | list | tuple):
             return self.container(v, path, depth)

@@ -73,6 +73,10 @@ class Order:
     ({Side.BUY: 1, np.int64(2): "x", dt.date(2025, 1, 1): 3},
      {"buy": 1, 2: "x", "2025-01-01": 3}),
     ((1, (2, 3)), [1, [2, 3]]),
+    (fractions.Fraction(3, 10), Decimal("0.3")), (fractions.Fraction(-7, 8), Decimal("-0.875")),
+    (fractions.Fraction(1, 2 ** 70),
+     Decimal("8.470329472543003390683225006796419620513916015625E-22")),
+    (np.longdouble(1.5), 1.5),
 ])
 def test_values_become_their_canonical_form(given: Any, expected: Any) -> None:
     """Each kind of value converts as the module documents."""
@@ -82,8 +86,9 @@ def test_values_become_their_canonical_form(given: Any, expected: Any) -> None:
 
 
 @pytest.mark.parametrize(("given", "why"), [
-    (fractions.Fraction(1, 3), "Fraction has no exact JSON form"),
-    (np.longdouble(1.5), "no exact JSON form"),
+    (fractions.Fraction(1, 3), "no float or Decimal holds this number exactly"),
+    (fractions.Fraction(1, 2 ** 4000), "no float or Decimal holds this number exactly"),
+    (np.longdouble(1) / 3, "no float or Decimal holds this number exactly"),
     (np.array([1.5], dtype=np.longdouble), "no exact JSON form: give float64"),
     (np.array([1 + 2j]), "a numpy array of complex128 has no JSON form"),
     (1 + 2j, "complex has no JSON form"),
@@ -235,3 +240,20 @@ def test_plain_copy_is_the_canonical_value_or_declines(value: Any) -> None:
 def test_plain_copy_declines_what_needs_the_careful_path(value: Any) -> None:
     """Each way a value can need a tag, a refusal or a conversion, at the top and nested."""
     assert plain_copy(value, _secret) is NOT_PLAIN
+
+
+@given(st.integers(-10 ** 30, 10 ** 30), st.integers(0, 80), st.integers(0, 80),
+       st.sampled_from([1, 3, 7, 11]))
+@settings(max_examples=200)
+def test_a_fraction_is_its_exact_decimal_or_refused(n: int, twos: int, fives: int,
+                                                    other: int) -> None:
+    """A Fraction whose denominator divides a power of ten becomes the Decimal equal to it
+    to the last digit (no context rounds it); any other has no exact form and is refused."""
+    value = fractions.Fraction(n, 2 ** twos * 5 ** fives * other)
+    conv = canonical(value)
+    if value.denominator % 3 and value.denominator % 7 and value.denominator % 11:
+        assert isinstance(conv.value, Decimal)
+        assert fractions.Fraction(conv.value) == value
+        assert from_wire(orjson.loads(orjson.dumps(conv.wire))) == conv.value
+    else:
+        assert conv.problems and "exactly" in conv.problems[0]
