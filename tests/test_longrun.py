@@ -404,7 +404,11 @@ def test_a_forked_child_never_writes_the_parents_records(tmp_path: Path) -> None
 # ------------------------------------------------------------------------ 400 days
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+#: Seeds of the 400-day run: 3 in CI; ``FSM_EXEC_LONGRUN_SEEDS=200`` for a nightly run.
+LONGRUN_SEEDS = range(1, 1 + int(os.environ.get("FSM_EXEC_LONGRUN_SEEDS", "3")))
+
+
+@pytest.mark.parametrize("seed", LONGRUN_SEEDS)
 def test_four_hundred_days_of_a_live_deployment(tmp_path: Path, seed: int,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """400 simulated days, retention 30: daily blocks, resubmissions, halts left for weeks,
@@ -479,8 +483,10 @@ def test_four_hundred_days_of_a_live_deployment(tmp_path: Path, seed: int,
         assert em.block_state(b) in (BlockState.SUCCESS, BlockState.FAILED, None), b
     order = world.venue.execution_order
     assert len(order) == len(set(order))
-    assert crashes >= 3 and restarts >= 3, (crashes, restarts)
-    assert len(journal_files(world.log_dir)) <= 40  # retention kept it bounded
+    if seed <= 3:  # the CI seeds are known to crash and restart often (others may not)
+        assert crashes >= 3 and restarts >= 3, (crashes, restarts)
+    days = {p.name.split(".")[1] for p in journal_files(world.log_dir)[:-1]}
+    assert len(days) <= 32, sorted(days)  # retention (30 days) kept it bounded
     print(f"{len(confirmed)} blocks, {crashes} crashes, {restarts} restarts, "
           f"{len(journal_files(world.log_dir))} files kept")
 
