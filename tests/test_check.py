@@ -176,3 +176,100 @@ def test_replay_tracks_halts_retries_and_resumes() -> None:
 
 class _Reconciled:
     reconciliation_status = "success"
+
+
+# ------------------------------------------------ what is missing (the first-hour issue)
+
+
+def _lines(name: str) -> list[bytes]:
+    return (GOLDEN / f"{name}.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def _cli_check(path: Path) -> tuple[int, str]:
+    import io
+
+    from fsm_exec._cli import main
+
+    out = io.StringIO()
+    return main(["check", str(path)], out=out), out.getvalue()
+
+
+def _two_days(tmp_path: Path) -> Path:
+    """A live journal of two update_state calls: a state_update in the middle."""
+    from fsm_exec import EventLogger
+
+    class Reconciled:
+        reconciliation_status = "success"
+
+    log_dir = tmp_path / "run"
+    with EventLogger(log_dir, "live") as log:
+        em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(),
+                              SimVenue(), Reconciled(), event_logger=log)
+        em.update_state(T(0), "strategy_manager", [{"block_id": "a", "action": "trade",
+                        "priority": 1, "instructions": [{"venue": "spot"}]}])
+        em.update_state(T(60), "strategy_manager", [{"block_id": "b", "action": "trade",
+                        "priority": 1, "instructions": [{"venue": "spot"}]}])
+    return log_dir / "execution_manager_events.jsonl"
+
+
+@pytest.mark.parametrize("kind", ["positions_updated", "state_update"])
+def test_check_names_the_gap_a_deleted_line_leaves(tmp_path: Path, kind: str) -> None:
+    """Deleting one record in the middle of a journal (a positions_updated in a golden
+    journal, a state_update between two calls) is a gap in seq: check fails, exit 1,
+    naming the file and the missing seq."""
+    if kind == "positions_updated":
+        lines = _lines("live_faults")
+    else:
+        lines = _two_days(tmp_path).read_bytes().splitlines(keepends=True)
+    import orjson
+
+    kinds = [orjson.loads(x)["event_type"] for x in lines]
+    i = kinds.index(kind)
+    assert i < len(lines) - 1  # in the middle: a record follows it
+    missing = orjson.loads(lines[i])["seq"]
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(b"".join(lines[:i] + lines[i + 1:]))
+    report = check_journal(path)
+    assert not report.ok
+    assert any(str(path) in p and str(missing) in p and "gap" in p for p in report.problems), \
+        report.problems
+    code, out = _cli_check(path)
+    assert code == 1 and "gap" in out
+
+
+@pytest.mark.parametrize("cut", ["half the last line", "the final newline"])
+def test_check_reports_a_torn_or_unterminated_last_line(tmp_path: Path, cut: str) -> None:
+    lines = _lines("live_faults")
+    last = lines[-1][: len(lines[-1]) // 2] if cut == "half the last line" else lines[-1][:-1]
+    path = tmp_path / "torn.jsonl"
+    path.write_bytes(b"".join(lines[:-1]) + last)
+    report = check_journal(path)
+    assert not report.ok
+    assert any(f"{path}:{len(lines)}" in p for p in report.problems), report.problems
+    assert _cli_check(path)[0] == 1
+
+
+def test_check_reports_an_empty_journal_file(tmp_path: Path) -> None:
+    path = tmp_path / "execution_manager_events.jsonl"
+    path.write_bytes(b"")
+    report = check_journal(path)
+    assert not report.ok and "empty" in report.problems[0], report.problems
+    assert _cli_check(path)[0] == 1
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_check_counts_what_recovery_counts(tmp_path: Path, name: str) -> None:
+    """check's records, blocks and restarts agree with recover()'s RecoveryReport for the
+    same journal."""
+    report = check_journal(GOLDEN / f"{name}.jsonl")
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
+                          SimReconciled())
+    recovered = em.recover(GOLDEN / f"{name}.jsonl")
+    assert (report.records, report.restarts, report.queued) == (
+        recovered.records, recovered.restarts, tuple(recovered.queued))
+    status = em.get_execution_status()
+    assert report.blocks_accepted == status["blocks_accepted"]
+
+
+class SimReconciled:
+    reconciliation_status = "success"
