@@ -42,6 +42,17 @@ def _describe(v: object) -> str:
 
 
 # (field, kind, low, high, low inclusive) for the numeric fields; the high bound is exclusive.
+def _range_text(kind: type, low: float, high: float, closed: bool) -> str:
+    """A field's range as its error states it: ``from 1 to 10,000,000`` for an int (the
+    values it takes), ``> 0 and < 60`` for a number."""
+    if kind is int:
+        first = int(low) if closed else int(low) + 1
+        return (f"an int from {first:,} to {int(high) - 1:,}" if high != math.inf
+                else f"an int of at least {first:,}")
+    bound = f"< {high:g}" if high != math.inf else "finite"
+    return f"{'>=' if closed else '>'} {low:g} and {bound}"
+
+
 _NUMERIC: tuple[tuple[str, type, float, float, bool], ...] = (
     ("execution_timeout", float, 0, 300, False),
     ("reconciliation_timeout", float, 0, 60, False),
@@ -108,9 +119,8 @@ class ExecutionConfig:
                 continue
             plain = int(v) if _is_int(v) else float(v)  # numpy numbers become plain ones
             if not ((low <= plain if closed else low < plain) and plain < high):
-                bound = f"< {high:g}" if high != math.inf else "finite"
-                problems.append(f"{name}: must be {'>=' if closed else '>'} {low:g} and "
-                                f"{bound}, got {plain!r}")
+                problems.append(f"{name}: must be {_range_text(kind, low, high, closed)}, "
+                                f"got {plain!r}")
             elif type(v) is not type(plain):
                 object.__setattr__(self, name, plain)
         delays = {"retry_delay_seconds", "max_retry_delay_seconds"}

@@ -110,7 +110,25 @@ RANGES: list[tuple[str, list[Any], list[Any]]] = [
     ("max_retries", [0, 10, -1, 100], [1, 9]),
     ("retry_delay_seconds", [0, 60, 0.0, -1, math.nan, math.inf], [1e-6, 4.99, 5]),
     ("max_queue_size", [0, -1], [1, 10**12]),
+    ("duplicate_window", [0, -1, 10_000_001], [1, 10_000_000]),
+    ("not_found_confirmations", [0, 101], [1, 100]),
+    ("not_found_interval_seconds", [-0.1, 300, math.nan], [0, 299.9]),
+    ("not_found_min_age_seconds", [-1, 3600, math.inf], [0, 3599]),
 ]
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("duplicate_window", 10_000_001, "an int from 1 to 10,000,000"),
+    ("max_retries", 10, "an int from 1 to 9"),
+    ("max_queue_size", 0, "an int of at least 1"),
+    ("retry_delay_seconds", 60, "> 0 and < 60"),
+    ("not_found_interval_seconds", -1, ">= 0 and < 300"),
+])
+def test_a_range_error_states_the_values_the_field_takes(field: str, value: Any,
+                                                         says: str) -> None:
+    """The bounds in the message are the ones enforced (an int field says which ints)."""
+    with pytest.raises(ConfigError, match=f"{field}: must be {re.escape(says)}, got"):
+        resolve_config({field: value})
 
 
 @BUILDERS
