@@ -555,6 +555,38 @@ def test_handler_and_venue_see_identical_data_with_and_without_a_crash(
     assert len(venue.blocks) == 1
 
 
+@settings(max_examples=25, deadline=None)
+@given(payload=_payloads)
+def test_the_venue_sees_the_same_block_with_and_without_restarts(
+        tmp_path_factory: pytest.TempPathFactory, payload: Any) -> None:
+    """For generated instruction payloads (numpy and pandas values included), the venue
+    receives the identical block whether it runs at once, or after the process stopped
+    once the block was accepted and two restarts read it back (the second from the
+    checkpoint that carries the queue)."""
+    b = block("a")
+    b["instructions"][0]["extra"] = payload
+    if canonical(b, amounts=True).problems:
+        return
+    direct = Recorder()
+    manager(direct, Handler()).update_state(T(0), "strategy_manager", [b])
+    path = tmp_path_factory.mktemp("j")
+    with EventLogger(path, mode="live") as log:
+        manager(Recorder(), Handler(), log=log).execute_instruction_blocks(T(0), [b])
+    for _ in range(2):  # stopped after acceptance; restarted, stopped again
+        with EventLogger(path, mode="live") as log:
+            manager(Recorder(), Handler(), log=log).recover(path)
+    venue = Recorder()
+    with EventLogger(path, mode="live") as log:
+        em = manager(venue, Handler(), log=log)
+        em.recover(path)
+        em.update_state(T(1), "strategy_manager")
+    assert len(venue.blocks) == len(direct.blocks) == 1
+    got, want = venue.blocks[0], direct.blocks[0]
+    assert (got.block_id, got.action, got.priority) == (want.block_id, want.action,
+                                                         want.priority)
+    assert same(list(got.instructions), list(want.instructions))
+
+
 def test_a_refused_batch_changes_nothing_in_the_journal(tmp_path: Path) -> None:
     """A refused batch writes only its error record; the journal replays to the same
     queue as before."""
