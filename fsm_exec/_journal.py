@@ -551,6 +551,7 @@ class EventLogger:
         self._fsync_listeners: list[FsyncListener] = []
         self._fsynced: list[float] = []  # timings not yet given to the listeners
         self._owners: dict[str, weakref.ref[Any]] = {}  # component -> its one manager
+        self._claim_lock = threading.Lock()
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -578,7 +579,7 @@ class EventLogger:
         retired (its ``interrupted`` is false): the directory lock keeps other processes
         out, this keeps a second manager of this process out. A retired manager hands
         over (what ``reopen()`` does)."""
-        with self._write_lock:
+        with self._claim_lock:  # never the write lock: a manager writing holds its own lock
             ref = self._owners.get(component)
             if ref is not None and self._serving(ref, owner):
                 gc.collect()  # a dropped manager, held only by its own reference cycles?

@@ -294,6 +294,8 @@ class ExecutionManager:
         if self._log_event is None:
             return
         with self._mutex:
+            if self._interrupted is not None:  # its memory may disagree: no state from it
+                raise self._retired_error()
             if self._halted and not self._halt_journaled:
                 # A halt the journal could not take when it happened (EXEC-009): record it
                 # now, before the checkpoint that carries it.
@@ -719,6 +721,8 @@ class ExecutionManager:
 
     def _accept_now(self, timestamp: Any, stamp: str, instruction_blocks: Any) -> None:
         with self._mutex:
+            if self._interrupted is not None:  # retired (or replaced) since the entry check
+                raise self._retired_error()
             outer, self._ts = self._ts, stamp
             try:
                 self._accept(timestamp, instruction_blocks)
@@ -749,6 +753,8 @@ class ExecutionManager:
     def _cancel(self, stamp: str, block_ids: Iterable[str] | None,
                 reason: str) -> tuple[str, ...]:
         with self._mutex:
+            if self._interrupted is not None:  # retired (or replaced) since the entry check
+                raise self._retired_error()
             outer, self._ts = self._ts, stamp
             try:
                 return self._cancel_now(block_ids, reason)
@@ -801,6 +807,15 @@ class ExecutionManager:
         self._notify_event("cancelled", count=n, reason=reason)
         return tuple(ids)
 
+    def _durability_lost(self, exc: BaseException | None = None, *,
+                         always: bool = False) -> None:
+        """A synced write (or a barrier) failed: the records written unsynced before it may
+        or may not survive. If memory has acted on some (blocks accepted; with ``always``, a
+        cancel too), it may disagree with the journal: retire (see :meth:`_barrier`)."""
+        if always or self._unsynced_acceptance:
+            why = f": {self._redact(describe_exception(exc))}" if exc is not None else ""
+            self._interrupted = "the journal could not make its records durable" + why
+
     def _barrier(self) -> None:
         """Make every record written so far durable (a journal with sync()). If it cannot,
         records already counted may or may not survive, so memory (which has acted on
@@ -811,8 +826,7 @@ class ExecutionManager:
             try:
                 self._log.sync()  # type: ignore[union-attr]
             except Exception as exc:
-                self._interrupted = ("the journal could not make its records durable: "
-                                     + self._redact(describe_exception(exc)))
+                self._durability_lost(exc, always=True)
                 if isinstance(exc, EventLogError):
                     self._halt("EXEC-009")
                     raise
@@ -862,6 +876,10 @@ class ExecutionManager:
                 if not lc.in_flight:
                     if not self._queue:
                         return
+                    if self._interrupted is not None:
+                        # Retired meanwhile (another thread's step was interrupted): the
+                        # block in flight was finished and journaled; start nothing more.
+                        raise self._retired_error()
                     self._maybe_checkpoint()
                     block = self._queue[0]
                     lc.load(block.block_id)  # refuses unless the previous block is terminal
@@ -896,8 +914,8 @@ class ExecutionManager:
                 self.blocks_retried += 1
             elif trigger == T_REROUTE:
                 f.call = None
-            if trigger == T_FAIL and data.get("halts") and self._halt(data["error_code"]):
-                self._halt_journaled = True  # the fail record itself says it halts
+            if trigger == T_FAIL and data.get("halts"):
+                self._halt_for(data["error_code"])
             if dest in _TERMINAL:
                 self._finish(f, dest)
         if self._observers:
@@ -1001,18 +1019,28 @@ class ExecutionManager:
             del self._finished[old]
             self._taken.discard(old)
 
-    def _halt(self, reason: str) -> bool:
-        """Halt for ``reason``; False (and nothing changes) if already halted: the first
-        reason stands (positions in doubt stay the reason when the disk fails after), and
-        a halt already journaled is not journaled again."""
+    def _halt(self, reason: str) -> None:
+        """Halt for ``reason``, unless already halted: the first reason stands (positions
+        in doubt stay the reason when the disk fails after), and a halt is journaled once.
+        """
         with self._mutex:
             if self._halted:
-                return False
+                return
             self._halted = True
             self._halt_reason = reason
             self._halt_journaled = False
             self._health.note(UNHEALTHY)
-            return True
+
+    def _halt_for(self, code: str) -> None:
+        """A failure record that halts (``halts: true``) was just journaled: it is the halt
+        the journal holds first unless one is journaled already, so it replaces a halt the
+        journal never took (an ``EXEC-009`` before it), as recovery reads it."""
+        if self._halted and self._halt_journaled:
+            return
+        self._halted = True
+        self._halt_reason = code
+        self._halt_journaled = True
+        self._health.note(UNHEALTHY)
 
     def _resume(self, ts: Any) -> None:
         with self._mutex:
@@ -1025,9 +1053,7 @@ class ExecutionManager:
     # ------------------------------------------------------------------ events and health
     def _journal_move(self, event: dict[str, Any], sync: bool) -> None:
         """Write a move's ``block_transition`` record (the driver's hot path; see
-        :meth:`_on_transition` for the general one). A retired manager writes nothing."""
-        if self._interrupted is not None:
-            raise self._retired_error()
+        :meth:`_on_transition` for the general one)."""
         try:
             if self._syncable:
                 self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
@@ -1036,6 +1062,8 @@ class ExecutionManager:
                 self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
         except EventLogError:
             self._halt("EXEC-009")
+            if sync:
+                self._durability_lost()
             raise
         except Exception as exc:
             raise self._log_failed("block_transition", exc) from exc
@@ -1061,17 +1089,15 @@ class ExecutionManager:
             return
         try:
             with self._mutex:  # one writer at a time, each with its own call's timestamp
-                if self._interrupted is not None:  # retired (or replaced) meanwhile
-                    raise self._retired_error()
                 if self._syncable:
                     log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
                               sync=sync)
                 else:
                     log_event(self._ts, event_type, COMPONENT, data)
-        except ManagerInterruptedError:
-            raise
         except EventLogError:
             self._halt("EXEC-009")
+            if sync:
+                self._durability_lost()
             raise
         except Exception as exc:
             raise self._log_failed(event_type, exc) from exc
@@ -1119,8 +1145,9 @@ class ExecutionManager:
                 "processing_time_ms": ms,
             }
             try:
-                # a barrier only for blocks still queued
-                self._emit("state_update", data, sync=self._unsynced_acceptance)
+                if self._interrupted is None:  # a retired manager's counters prove nothing
+                    # a barrier only for blocks still queued
+                    self._emit("state_update", data, sync=self._unsynced_acceptance)
             except EventLogError:
                 if not failing:  # never hide the error already on its way out
                     raise

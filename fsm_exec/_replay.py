@@ -183,8 +183,8 @@ class Replay:
             f.unresolved = True
         elif kind == "execution_query":
             self._in_flight(r.data, kind)
-        elif kind == "manager_halted":
-            self._halt(r.data.get("reason"))
+        elif kind == "manager_halted":  # says the manager's reason as it stands
+            self.halted, self.halt_reason = True, r.data.get("reason")
         elif kind == "manager_resumed":
             self.halted, self.halt_reason = False, None
         elif kind == "component_initialization":
@@ -378,7 +378,8 @@ class Replay:
                 self.failed += 1
 
     def _halt(self, reason: Any) -> None:
-        """The first reason stands, as in the manager (see ``ExecutionManager._halt``)."""
+        """A failure that halts: the first journaled reason stands, as in the manager (see
+        ``ExecutionManager._halt_for``)."""
         if not self.halted:
             self.halted, self.halt_reason = True, reason
 

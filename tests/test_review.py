@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -323,11 +324,12 @@ class Interrupting(int):
         raise KeyboardInterrupt
 
 
-def test_a_manager_retired_by_another_thread_writes_nothing_more(tmp_path: Path) -> None:
-    """Thread A routes a block; an interrupt on thread B retires the manager meanwhile.
-    When the venue returns, A's next journal write is refused (ManagerInterruptedError):
-    nothing more reaches the journal from the retired manager, and reopen() finds the
-    block in doubt instead of a journal written by two minds."""
+def test_a_manager_retired_by_another_thread_finishes_its_block_and_starts_no_other(
+        tmp_path: Path) -> None:
+    """Thread A routes block a (b queued behind it); an interrupt on thread B retires the
+    manager meanwhile. What happened to a is a fact, so A journals it (the venue's reply,
+    the hand-off, success); then A starts nothing more (ManagerInterruptedError), writes
+    no state from the retired memory, and reopen() finds a done and b still queued."""
     from fsm_exec import ManagerInterruptedError
 
     venue = Gate()
@@ -335,21 +337,117 @@ def test_a_manager_retired_by_another_thread_writes_nothing_more(tmp_path: Path)
         em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                               venue, Reconciled(), event_logger=log)
         t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
-                                                       blocks("a")))
+                                                       blocks("a", "b")))
         assert venue.entered.wait(10)
         with pytest.raises(KeyboardInterrupt):
-            em.execute_instruction_blocks(T(0), [{**block("b"), "priority": Interrupting(1)}])
+            em.execute_instruction_blocks(T(0), [{**block("c"), "priority": Interrupting(1)}])
         assert em.interrupted
-        log.sync()
-        written = len(list(read_journal(tmp_path)))
         venue.release.set()
         t.join(10)
         assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
         log.sync()
-        assert len(list(read_journal(tmp_path))) == written
+        kinds = [r.event_type for r in read_journal(tmp_path)]
+        assert kinds[-1] == "block_transition" and "state_update" not in kinds
         again = em.reopen()
-        status = again.get_execution_status()
-        assert status["current_block"] == "a" and status["blocks_executed"] == 0
+        assert again.block_state("a") is BlockState.SUCCESS
+        assert again.queued_block_ids == ("b",)
+        again.update_state(T(1), "strategy_manager")
+        assert venue.execution_order == ["a", "b"]
+    assert check_journal(tmp_path).ok
+
+
+class GatedPositions(SimPositionHandler):
+    """A position handler whose first hand-off waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Any] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def update_state(self, ts: Any, source: str, deltas: Any) -> Any:
+        self.calls.append(deltas)
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        return super().update_state(ts, source, deltas)
+
+
+@pytest.mark.parametrize("how", ["fsync fails", "interrupt"])
+def test_a_retirement_during_a_hand_off_never_hands_the_deltas_off_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The position handler is taking block a's deltas on thread A when thread B's
+    acceptance retires the manager (its fsync fails, or an interrupt). The hand-off is
+    journaled all the same, so the replacement does not hand the same deltas off again."""
+    from fsm_exec import EventLogError, ManagerInterruptedError
+
+    positions = GatedPositions()
+    with EventLogger(tmp_path, "live") as log:
+        clock = FakeClock()
+        em = ExecutionManager({}, StaticDataProvider(), "live", positions, SimVenue(),
+                              Reconciled(), event_logger=log, clock=clock, sleep=clock.sleep)
+        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+                                                       blocks("a")))
+        assert positions.entered.wait(10)
+        here, real = threading.current_thread(), os.fsync
+
+        def fsync(fd: int) -> None:
+            if threading.current_thread() is here:
+                raise OSError(errno.EIO, "Input/output error")
+            real(fd)
+
+        bad: Any = {**block("b"), "priority": Interrupting(1)}
+        with monkeypatch.context() as mp:
+            if how == "fsync fails":
+                mp.setattr("fsm_exec._journal.os.fsync", fsync)
+            with pytest.raises(EventLogError if how == "fsync fails" else KeyboardInterrupt):
+                em.execute_instruction_blocks(T(1), blocks("b") if how == "fsync fails"
+                                              else [bad])
+        assert em.interrupted
+        positions.release.set()
+        t.join(10)
+        assert all(isinstance(e, ManagerInterruptedError) for e in errors), errors
+        again = em.reopen()
+        again.update_state(T(2), "strategy_manager")
+    assert [d["block_id"] for d in positions.calls].count("a") == 1
+    assert check_journal(tmp_path).ok
+
+
+class NoQueryVenue:
+    """A venue that cannot say what it executed (no query_execution): a lost record of
+    its reply would make recovery route the block again."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.routed: list[str] = []
+
+    def route_instruction(self, ts: Any, b: Any) -> Any:
+        self.routed.append(b.block_id)
+        return self.gate.route_instruction(ts, b)
+
+
+def test_a_retirement_during_a_venue_call_keeps_its_reply(tmp_path: Path) -> None:
+    """Retired while the venue executes block a: its reply is journaled when it returns,
+    so the replacement never routes a again (at a venue that cannot be asked)."""
+    gate = Gate()
+    with EventLogger(tmp_path, "live") as log:
+        clock = FakeClock()
+        venue = NoQueryVenue(gate)
+        em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(),
+                              venue, Reconciled(), event_logger=log,
+                              clock=clock, sleep=clock.sleep)
+        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+                                                       blocks("a")))
+        assert gate.entered.wait(10)
+        with pytest.raises(KeyboardInterrupt):
+            em.execute_instruction_blocks(T(1), [{**block("b"), "priority": Interrupting(1)}])
+        gate.release.set()
+        t.join(10)
+        assert errors == []  # a was finished, and nothing else was queued
+        again = em.reopen()
+        again.update_state(T(2), "strategy_manager")
+        assert again.block_state("a") is BlockState.SUCCESS
+    assert venue.routed == ["a"]
+    assert check_journal(tmp_path).ok
 
 
 def test_a_second_manager_on_one_event_logger_is_refused(tmp_path: Path) -> None:
@@ -435,3 +533,162 @@ def test_a_barrier_that_cannot_make_records_durable_retires_the_manager(
         expected = ("a", "b") if step == "accept" else ()  # the page cache kept them here
         assert again.queued_block_ids == expected
     assert check_journal(tmp_path).ok
+
+
+def test_a_journal_an_earlier_version_wrote_with_a_replaced_halt_reason_reads_back() -> None:
+    """Before the first halt reason stood, a journal failure after an EXEC-008 halt
+    replaced the reason and journaled manager_halted EXEC-009 and a checkpoint saying so
+    (tests/golden/earlier_halt_then_disk_error.jsonl, written by that version): it checks
+    clean and recovers with the reason its checkpoint holds."""
+    from pathlib import Path as P
+
+    path = P(__file__).with_name("golden") / "earlier_halt_then_disk_error.jsonl"
+    report = check_journal(path)
+    assert report.ok, report.problems
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
+                          Reconciled())
+    assert em.recover(path).halt_reason == "EXEC-009"
+
+
+def test_a_second_manager_built_while_the_first_writes_is_refused_not_deadlocked(
+        tmp_path: Path) -> None:
+    """Building a second manager on an EventLogger while the first accepts batches on
+    another thread: every attempt is refused (EXEC-018), neither thread hangs."""
+    from fsm_exec import JournalLockedError
+
+    log = EventLogger(tmp_path, "backtest")
+
+    def make() -> ExecutionManager:
+        return ExecutionManager({"max_queue_size": 10 ** 6}, StaticDataProvider(), "backtest",
+                                SimPositionHandler(), SimVenue(), Reconciled(),
+                                event_logger=log)
+
+    first = make()
+    stop = threading.Event()
+    counts = {"accepted": 0, "refused": 0}
+
+    def accept() -> None:
+        while not stop.is_set():
+            first.execute_instruction_blocks(T(0), [block(f"b{counts['accepted']}")])
+            counts["accepted"] += 1
+
+    def build() -> None:
+        while not stop.is_set():
+            with pytest.raises(JournalLockedError):
+                make()
+            counts["refused"] += 1
+
+    a, a_errors = _in_thread(accept)
+    b, b_errors = _in_thread(build)
+    a.join(1.5)
+    stop.set()
+    a.join(10)
+    b.join(10)
+    assert not (a.is_alive() or b.is_alive()), counts
+    assert a_errors == b_errors == []
+    assert counts["accepted"] > 0 and counts["refused"] > 0
+    log.close()
+
+
+class FollowUp:
+    """A position handler that queues a hedge for each block it takes (allowed)."""
+
+    em: Any = None
+
+    def update_state(self, ts: Any, source: str, deltas: Any) -> None:
+        self.em.execute_instruction_blocks(ts, [block("hedge-" + deltas["block_id"])])
+
+
+def test_a_halt_the_journal_never_took_gives_way_to_one_it_did(tmp_path: Path) -> None:
+    """The handler's follow-up acceptance cannot be journaled (EXEC-009, a halt the journal
+    never took); the hand-off then fails the block EXEC-008, and that record is journaled.
+    The manager says EXEC-008 (positions in doubt), as recovery and check read it."""
+    from fsm_exec import EventLogError
+
+    clock = FakeClock()
+    handler = FollowUp()
+    log = EventLogger(tmp_path, "live", checkpoint_every=2)
+    em = ExecutionManager({}, StaticDataProvider(), "live", handler, SimVenue(), Reconciled(),
+                          event_logger=log, clock=clock, sleep=clock.sleep)
+    handler.em = em
+    real = log.log_event
+
+    def flaky(ts: Any, kind: str, component: str, data: dict[str, Any], **kw: Any) -> None:
+        if kind == "block_accepted" and data["block_id"].startswith("hedge-"):
+            raise EventLogError("No space left on device")
+        real(ts, kind, component, data, **kw)
+
+    em._log_event = flaky  # type: ignore[assignment]  # refuses only the follow-up
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert em.get_execution_status()["halt_reason"] == "EXEC-008"
+    em.update_state(T(1), "strategy_manager")  # halted; a due checkpoint is written
+    log.close()
+    report = check_journal(tmp_path)
+    assert report.ok, report.problems
+    with EventLogger(tmp_path, "live") as again_log:
+        again = ExecutionManager({}, StaticDataProvider(), "live", handler, SimVenue(),
+                                 Reconciled(), event_logger=again_log, clock=clock,
+                                 sleep=clock.sleep)
+        assert again.recover().halt_reason == "EXEC-008"
+
+
+def _losing_fsync(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """os.fsync for the journal that, once armed, fails with EIO and drops what no earlier
+    fsync covered (what a kernel may do with the dirty pages)."""
+    real, armed = os.fsync, [False]
+    synced: dict[int, int] = {}
+
+    def fsync(fd: int) -> None:
+        if armed[0]:
+            armed[0] = False
+            os.ftruncate(fd, synced.get(fd, 0))
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+        synced[fd] = os.fstat(fd).st_size
+
+    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
+    return armed
+
+
+def test_a_batch_given_to_update_state_whose_fsync_fails_retires_the_manager(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """update_state's batch is made durable by the first block's start record; if that
+    fsync fails (and the kernel drops the acceptance), the manager retires instead of
+    halting on a memory the journal no longer holds: a manual resume is refused, and the
+    journal it leaves checks clean and recovers with nothing queued."""
+    from fsm_exec import EventLogError, ManagerInterruptedError
+
+    armed = _losing_fsync(monkeypatch)
+    venue = SimVenue()
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, venue=venue)
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert em.interrupted and em.halted
+        with pytest.raises(ManagerInterruptedError):
+            em.update_state(T(1), "manual")
+        again = em.reopen()
+        assert again.queued_block_ids == () and again.block_state("a") is None
+        assert venue.execution_order == []
+    assert check_journal(tmp_path).ok
+
+
+def test_a_retired_manager_writes_no_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint is state from memory, and retirement says memory may disagree with
+    the journal: a retired manager refuses to write one (wherever it would be due: a
+    block boundary, a new day), and the journal is unchanged."""
+    from fsm_exec import ManagerInterruptedError
+
+    with EventLogger(tmp_path, "backtest", checkpoint_every=1) as log:
+        em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                              SimVenue(), Reconciled(), event_logger=log)
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        with pytest.raises(KeyboardInterrupt):
+            em.execute_instruction_blocks(T(1), [{**block("c"), "priority": Interrupting(1)}])
+        log.sync()
+        before = list(read_journal(tmp_path))
+        with pytest.raises(ManagerInterruptedError):
+            em._write_checkpoint(new_file=True)
+        log.sync()
+        assert list(read_journal(tmp_path)) == before
