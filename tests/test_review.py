@@ -692,3 +692,126 @@ def test_a_retired_manager_writes_no_checkpoint(tmp_path: Path) -> None:
             em._write_checkpoint(new_file=True)
         log.sync()
         assert list(read_journal(tmp_path)) == before
+
+
+@pytest.mark.parametrize("step", ["accept", "cancel"])
+def test_a_call_that_passed_its_entry_check_before_a_reopen_is_refused_under_the_lock(
+        tmp_path: Path, step: str) -> None:
+    """Thread B's call passed the check at its entry; a reopen() on another thread retires
+    the manager before B takes the lock: B is refused there (ManagerInterruptedError) and
+    writes nothing to the journal the replacement now owns."""
+    from fsm_exec import ManagerInterruptedError
+
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log)
+        em.execute_instruction_blocks(T(0), blocks("a"))
+        passed = threading.Event()
+        check = em._check_usable
+
+        def signalling_check(**kw: Any) -> None:
+            check(**kw)
+            passed.set()
+
+        em._check_usable = signalling_check  # type: ignore[method-assign]
+        act: Callable[[], object] = (
+            (lambda: em.execute_instruction_blocks(T(1), blocks("b"))) if step == "accept"
+            else (lambda: em.cancel(T(1), ["a"], reason="operator")))
+        with em._mutex:  # B will wait here, after its entry check
+            t, errors = _in_thread(act)
+            assert passed.wait(10)
+            again = em.reopen()
+        t.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        assert again.queued_block_ids == ("a",)
+        log.sync()
+        assert [r.data["block_id"] for r in read_journal(tmp_path)
+                if r.event_type == "block_accepted"] == ["a"]
+    assert check_journal(tmp_path).ok
+
+
+def test_a_synced_write_failing_with_nothing_unsynced_only_halts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block's start record cannot be made durable, but every acceptance already is:
+    memory and journal agree, so the manager halts (EXEC-009) without retiring, and once
+    the disk is back a manual resume runs the block, once."""
+    armed = _losing_fsync(monkeypatch)
+    venue = SimVenue()
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, venue=venue)
+        em.execute_instruction_blocks(T(0), blocks("a"))  # durable when the call returns
+        armed[0] = True
+        from fsm_exec import EventLogError
+        with pytest.raises(EventLogError):
+            em.update_state(T(1), "strategy_manager")
+        assert em.halted and not em.interrupted
+        em.update_state(T(2), "manual")
+        assert em.block_state("a") is BlockState.SUCCESS and venue.execution_order == ["a"]
+    assert check_journal(tmp_path).ok
+
+
+def test_a_batch_accepted_while_halted_whose_fsync_fails_retires_the_manager(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Halted, update_state still takes a batch; its acceptance is made durable by the
+    call's state_update. If that fsync fails, the manager retires: the batch may be gone."""
+    from fsm_exec import EventLogError
+
+    armed = _losing_fsync(monkeypatch)
+    with EventLogger(tmp_path, "live") as log:
+        em = ExecutionManager({"not_found_confirmations": 1, "not_found_min_age_seconds": 0},
+                              StaticDataProvider(), "live", SimPositionHandler(failures=[True]),
+                              SimVenue(), Reconciled(), event_logger=log)
+        em.update_state(T(0), "strategy_manager", blocks("a"))  # the hand-off fails: halt
+        assert em.get_execution_status()["halt_reason"] == "EXEC-008"
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            em.update_state(T(1), "strategy_manager", blocks("b"))
+        assert em.interrupted
+        again = em.reopen()
+        assert again.halted and again.queued_block_ids == ()
+    assert check_journal(tmp_path).ok
+
+
+class FailsUnsyncedMoves(EventLogger):
+    """A journal that cannot write a move the manager writes unsynced (it rides along)."""
+
+    def log_event(self, timestamp: Any, event_type: str, component: str,
+                  data: dict[str, Any], *, sync: bool = True) -> None:
+        if event_type == "block_transition" and not sync:
+            from fsm_exec import EventLogError
+            raise EventLogError("cannot write journal: No space left on device")
+        super().log_event(timestamp, event_type, component, data, sync=sync)
+
+
+def test_an_unsynced_move_that_cannot_be_written_halts_without_retiring(
+        tmp_path: Path) -> None:
+    """Nothing was acted on that the journal may lack (the move was not made): EXEC-009,
+    the block stays where the journal says, and the manager is not retired."""
+    from fsm_exec import ComponentError
+
+    with FailsUnsyncedMoves(tmp_path, "backtest") as log:
+        em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                              SimVenue(), Reconciled(), event_logger=log)
+        with pytest.raises(ComponentError, match="EXEC-009"):
+            em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert em.halted and not em.interrupted
+        assert em.get_execution_status()["halt_reason"] == "EXEC-009"
+        assert em.block_state("a") is BlockState.PENDING_RECONCILIATION
+
+
+@pytest.mark.parametrize(("halted", "journaled", "expected"), [
+    (False, False, ("EXEC-002", True)),  # not halted: the failure is the halt
+    (True, False, ("EXEC-002", True)),  # a halt the journal never took gives way
+    (True, True, ("EXEC-009", True)),  # a halt the journal holds stands
+])
+def test_a_recorded_halting_failure_replaces_only_an_unrecorded_halt(
+        halted: bool, journaled: bool, expected: tuple[str, bool]) -> None:
+    """The manager's rule, as recovery reads the journal: the first recorded reason
+    stands; an unrecorded one (EXEC-009) gives way to the first recorded failure."""
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), Reconciled())
+    if halted:
+        em._halt("EXEC-009")
+        em._halt_journaled = journaled
+    em._halt_for("EXEC-002")
+    assert em.halted
+    assert (em.get_execution_status()["halt_reason"], em._halt_journaled) == expected
