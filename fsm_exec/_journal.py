@@ -795,6 +795,7 @@ class EventLogger:
                         self._rotate(j, today)
                         self._prune(j, today)
                 except OSError as exc:
+                    j.dirty = True  # read the files back before the next write
                     raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
                                         exc) from exc
             self._write(j, iso, event_type, component, data, sync=sync)
@@ -893,6 +894,10 @@ class EventLogger:
                     try:
                         self._fsync(j)
                     except OSError as exc:
+                        # What no fsync covered may be gone from the file (a kernel may drop
+                        # the pages): read the last seq back before the next write, so no
+                        # record after it leaves a gap.
+                        j.dirty = True
                         raise EventLogError(f"cannot write journal {j.path}: "
                                             f"{exc.strerror}", exc) from exc
         if self._fsynced:

@@ -584,6 +584,8 @@ class ExecutionManager:
             raise err
         me = threading.get_ident()
         with self._mutex:
+            if self._interrupted is not None:  # retired since the entry check
+                raise self._retired_error()
             if self._busy is not None:
                 if self._cut_short():
                     self._check_usable()
@@ -807,14 +809,13 @@ class ExecutionManager:
         self._notify_event("cancelled", count=n, reason=reason)
         return tuple(ids)
 
-    def _durability_lost(self, exc: BaseException | None = None, *,
-                         always: bool = False) -> None:
-        """A synced write (or a barrier) failed: the records written unsynced before it may
-        or may not survive. If memory has acted on some (blocks accepted; with ``always``, a
-        cancel too), it may disagree with the journal: retire (see :meth:`_barrier`)."""
-        if always or self._unsynced_acceptance:
-            why = f": {self._redact(describe_exception(exc))}" if exc is not None else ""
-            self._interrupted = "the journal could not make its records durable" + why
+    def _durability_lost(self, exc: BaseException) -> None:
+        """A synced write (or a barrier) failed: the records written unsynced before it
+        (acceptances, a cancel, moves that ride along) may or may not survive, and memory
+        has acted on them. Memory may disagree with the journal: retire, as a crash here
+        would (see :meth:`_barrier`)."""
+        self._interrupted = ("the journal could not make its records durable: "
+                             + self._redact(describe_exception(exc)))
 
     def _barrier(self) -> None:
         """Make every record written so far durable (a journal with sync()). If it cannot,
@@ -826,7 +827,7 @@ class ExecutionManager:
             try:
                 self._log.sync()  # type: ignore[union-attr]
             except Exception as exc:
-                self._durability_lost(exc, always=True)
+                self._durability_lost(exc)
                 if isinstance(exc, EventLogError):
                     self._halt("EXEC-009")
                     raise
@@ -876,10 +877,6 @@ class ExecutionManager:
                 if not lc.in_flight:
                     if not self._queue:
                         return
-                    if self._interrupted is not None:
-                        # Retired meanwhile (another thread's step was interrupted): the
-                        # block in flight was finished and journaled; start nothing more.
-                        raise self._retired_error()
                     self._maybe_checkpoint()
                     block = self._queue[0]
                     lc.load(block.block_id)  # refuses unless the previous block is terminal
@@ -1053,17 +1050,20 @@ class ExecutionManager:
     # ------------------------------------------------------------------ events and health
     def _journal_move(self, event: dict[str, Any], sync: bool) -> None:
         """Write a move's ``block_transition`` record (the driver's hot path; see
-        :meth:`_on_transition` for the general one)."""
+        :meth:`_on_transition` for the general one). A retired manager writes nothing:
+        its retirement is a crash at that instant, on every thread."""
+        if self._interrupted is not None:
+            raise self._retired_error()
         try:
             if self._syncable:
                 self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
                                 event, sync=sync)  # type: ignore[call-arg]
             else:
                 self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
-        except EventLogError:
+        except EventLogError as exc:
             self._halt("EXEC-009")
             if sync:
-                self._durability_lost()
+                self._durability_lost(exc)
             raise
         except Exception as exc:
             raise self._log_failed("block_transition", exc) from exc
@@ -1089,15 +1089,19 @@ class ExecutionManager:
             return
         try:
             with self._mutex:  # one writer at a time, each with its own call's timestamp
+                if self._interrupted is not None:  # retired meanwhile: a crash at that instant
+                    raise self._retired_error()
                 if self._syncable:
                     log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
                               sync=sync)
                 else:
                     log_event(self._ts, event_type, COMPONENT, data)
-        except EventLogError:
+        except ManagerInterruptedError:
+            raise
+        except EventLogError as exc:
             self._halt("EXEC-009")
             if sync:
-                self._durability_lost()
+                self._durability_lost(exc)
             raise
         except Exception as exc:
             raise self._log_failed(event_type, exc) from exc
