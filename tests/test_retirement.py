@@ -340,3 +340,30 @@ def test_a_move_lost_with_a_failed_fsync_retires_the_manager(
         assert again.block_state("b") is BlockState.SUCCESS
     assert venue.execution_order == ["a", "b"]
     assert check_journal(tmp_path).ok
+
+
+def test_an_update_retired_while_it_waits_for_the_lock_is_refused(tmp_path: Any) -> None:
+    """update_state has passed its entry check and waits for the manager's lock while
+    another thread's step is interrupted: it is refused as it takes the lock, before it
+    marks itself running (so reopen() is not held up by a call that will do nothing)."""
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, SimVenue())
+        passed = threading.Event()
+        check = em._check_usable
+
+        def signalling_check(**kw: Any) -> None:
+            check(**kw)
+            if threading.current_thread() is not main:
+                passed.set()
+
+        main = threading.current_thread()
+        em._check_usable = signalling_check  # type: ignore[method-assign]
+        with em._mutex:  # the update waits here, past its entry check
+            t, errors = in_thread(lambda: em.update_state(T(2), "strategy_manager",
+                                                          blocks("b")))
+            assert passed.wait(10)
+            interrupt_acceptance(em)
+        t.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        assert em.reopen().queued_block_ids == ()
+    assert check_journal(tmp_path).ok
