@@ -129,6 +129,7 @@ class Driver:
         Whatever the handler raises, it is not called again for these deltas: an exception
         fails the block (``EXEC-008``, halting), an interrupt stops the manager."""
         host = self.host
+        host._refuse_if_retired()  # a recovered block's hand-off has no record before it
         t0 = self.clock() if host._observers else 0.0
         try:
             self.update_positions(ts, "execution_manager", f.deltas)
@@ -163,6 +164,7 @@ class Driver:
         if refusal is not None:
             self.host._fail(f, *refusal)
             return None
+        self.host._refuse_if_retired()  # retired during the checks: it trades no more
         f.call = call = VenueCall()
         return call
 
@@ -230,6 +232,7 @@ class BacktestDriver(Driver):
         if refusal is not None:
             self.host._fail(f, *refusal)
             return
+        self.host._refuse_if_retired()
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
         t0 = self.clock()
         try:  # VenueCall.run_inline, inlined (measured)
@@ -264,6 +267,8 @@ class BacktestDriver(Driver):
         if refusal is not None:
             host._fail(f, *refusal)
             return
+        if host._interrupted is not None:  # retired during the checks: it trades no more
+            raise host._retired_error()
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
         try:  # VenueCall.run_inline, inlined (measured)
             value = call.value = self.route_instruction(ts, block)

@@ -362,6 +362,18 @@ def _start_day(path: Path, fallback: dt.date) -> dt.date:
 LOCK_NAME = ".lock"
 
 
+class JournalLossError(EventLogError):
+    """Records counted as written are not in the file: an fsync failed before they were
+    durable (``EXEC-009``). The journal goes on after what the file holds, with no gap;
+    a writer that acted on the lost records must recover (the manager retires)."""
+
+    def __init__(self, path: Path, first: int, last: int) -> None:
+        self.path, self.first, self.last = str(path), first, last
+        super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
+                         f"before they were durable); the journal goes on from seq "
+                         f"{first - 1}")
+
+
 class JournalLockedError(ComponentError, OSError):
     """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
 
@@ -587,15 +599,32 @@ class EventLogger:
                     raise JournalLockedError(self.log_dir, os.getpid(), component=component)
             self._owners[component] = weakref.ref(owner)
 
+    def taken_by_another(self, component: str, owner: object) -> bool:
+        """True if a manager other than ``owner`` holds ``component``'s journal here and
+        still serves it (what :meth:`claim` would refuse for ``owner``)."""
+        with self._claim_lock:
+            ref = self._owners.get(component)
+            return ref is not None and ref() is not owner and self._serving(ref, owner)
+
     @staticmethod
     def _serving(ref: weakref.ref[Any], owner: object) -> bool:
+        """The owner in ``ref`` still serves its journal: alive, not ``owner``, and not
+        retired, or retired with a call still running (it returns before anyone takes
+        over: until then its collaborators may still be answering it)."""
         current = ref()
-        return (current is not None and current is not owner
-                and not getattr(current, "interrupted", False))
+        if current is None or current is owner:
+            return False
+        return (not getattr(current, "interrupted", False)
+                or getattr(current, "_busy", None) is not None)
 
     def add_fsync_listener(self, listener: FsyncListener) -> None:
         """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""
         self._fsync_listeners.append(listener)
+
+    def remove_fsync_listener(self, listener: FsyncListener) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        with contextlib.suppress(ValueError):
+            self._fsync_listeners.remove(listener)
 
     def _open(self, component: str) -> _Journal:
         if self._closed:
@@ -634,8 +663,12 @@ class EventLogger:
         self._last_component, self._last_journal = component, j
         return j
 
-    def _resync(self, j: _Journal) -> None:
-        """A write was cut short (an interrupt): believe the file, not memory."""
+    def _resync(self, j: _Journal, *, report: bool = True) -> None:
+        """A write was cut short (an interrupt) or an fsync failed: believe the file, not
+        memory. If the file holds fewer records than were counted (a failed fsync lost
+        them), raise :class:`JournalLossError` once the count agrees again (``report``):
+        whoever acted on those records must learn it."""
+        counted = j.seq
         self._flush_journal(j)
         try:
             repair_torn_tail(j.path)
@@ -649,6 +682,8 @@ class EventLogger:
         j.seq = seq
         j.unsynced = True
         j.dirty = False
+        if report and seq < counted:
+            raise JournalLossError(j.path, seq + 1, counted)
 
     def resync(self) -> None:
         """Make memory agree with the files again after an interrupted write, and push
@@ -656,7 +691,7 @@ class EventLogger:
         with self._write_lock:
             for j in set(self._journals.values()):
                 if j.dirty:
-                    self._resync(j)
+                    self._resync(j, report=False)  # the reader recovers from the files
                 else:
                     self._flush_journal(j)
 
@@ -729,6 +764,9 @@ class EventLogger:
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
                             sync=True, force=True)
             except OSError as exc:
+                j.dirty = True  # a failed fsync (rotation's, or its own): read the file back
+                if isinstance(exc, EventLogError):
+                    raise
                 raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
                                     exc) from exc
             j.managed = True

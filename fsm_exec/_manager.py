@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import os
 import sys
 import threading
 import time
@@ -58,6 +59,8 @@ from ._errors import (
 from ._health import DEGRADED, UNHEALTHY, HealthStatus, HealthWindow, UnifiedHealthManager
 from ._journal import (
     JournalCorruptError,
+    JournalLockedError,
+    JournalLossError,
     JournalRecord,
     journal_files,
     read_journal,
@@ -235,12 +238,22 @@ class ExecutionManager:
                 f"{getattr(event_logger, 'mode', '?')!r} mode (buffered, never fsynced), so "
                 "an accepted block or a routed one could be lost in a crash; use "
                 "EventLogger(log_dir, 'live')")
+        if health_manager is not None:  # first: a refusal here has claimed nothing
+            try:
+                health_manager.register_component(COMPONENT, self._health_check)
+            except ValueError as exc:
+                raise InvalidArgumentError(
+                    f"health_manager: {exc}; a manager replacing another takes its place "
+                    "through reopen(), or unregister the other first") from None
         claim = getattr(event_logger, "claim", None)
         if callable(claim):  # one manager per journal, in this process too
-            claim(COMPONENT, self)
+            try:
+                claim(COMPONENT, self)
+            except BaseException:
+                if health_manager is not None:
+                    health_manager.unregister_component(COMPONENT)
+                raise
         self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
-        if health_manager is not None:
-            health_manager.register_component(COMPONENT, self._health_check)
         # A journal that checkpoints (EventLogger): every file starts with the state.
         self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
             callable(getattr(event_logger, "checkpoint_due", None))
@@ -310,8 +323,9 @@ class ExecutionManager:
             try:
                 self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
                                      new_file=new_file)
-            except EventLogError:
+            except EventLogError as exc:
                 self._halt("EXEC-009")
+                self._durability_lost(exc)  # a checkpoint is written with an fsync
                 raise
             except Exception as exc:
                 raise self._log_failed("checkpoint", exc) from exc
@@ -555,6 +569,12 @@ class ExecutionManager:
                 if callable(flush):
                     flush()
                     break
+        taken = getattr(self._log, "taken_by_another", None)
+        if callable(taken) and taken(COMPONENT, self):
+            raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
+        remove = getattr(self._log, "remove_fsync_listener", None)
+        if callable(remove):  # the retired manager is not told (nor kept alive) any more
+            remove(self._fsynced)
         args, kwargs = self._init_args
         health = kwargs.get("health_manager")
         if health is not None:
@@ -654,6 +674,12 @@ class ExecutionManager:
         """``value`` as a message quotes it: its repr, redacted, then shortened."""
         return shorten(self._redact(safe_repr(value)))
 
+    def _refuse_if_retired(self) -> None:
+        """Before a collaborator call that trades (a route, a hand-off) with no journal
+        write just before it: a retired manager makes none (a crash would not)."""
+        if self._interrupted is not None:
+            raise self._retired_error()
+
     def _retired_error(self) -> ManagerInterruptedError:
         return ManagerInterruptedError(
             f"this manager was stopped in the middle of a step ({self._interrupted}), so its "
@@ -706,6 +732,8 @@ class ExecutionManager:
             exc.add_note(f"The batch given with this call was also refused: {refusal}")
             raise
         self._end_update(timestamp, trigger_source, t0, failing=False)
+        if self._interrupted is not None:  # retired meanwhile (by another thread), idle
+            raise self._retired_error()
         if refusal is not None:
             raise refusal
         return self.get_execution_status()
@@ -748,6 +776,14 @@ class ExecutionManager:
         if isinstance(block_ids, str):
             raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
                                        "every queued block), not one string")
+        if block_ids is not None:
+            try:
+                block_ids = list(block_ids)
+            except Exception as exc:
+                raise InvalidArgumentError(
+                    "cancel: block_ids must be a list of ids (or None for every queued "
+                    f"block); reading it raised {self._redact(describe_exception(exc))}"
+                ) from None
         stamp = self._stamp(timestamp)
         result: tuple[str, ...] = self._guarded(self._cancel, stamp, block_ids, reason)
         return result
@@ -1062,7 +1098,7 @@ class ExecutionManager:
                 self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
         except EventLogError as exc:
             self._halt("EXEC-009")
-            if sync:
+            if sync or isinstance(exc, JournalLossError):
                 self._durability_lost(exc)
             raise
         except Exception as exc:
@@ -1100,7 +1136,7 @@ class ExecutionManager:
             raise
         except EventLogError as exc:
             self._halt("EXEC-009")
-            if sync:
+            if sync or isinstance(exc, JournalLossError):
                 self._durability_lost(exc)
             raise
         except Exception as exc:

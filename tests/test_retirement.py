@@ -135,22 +135,25 @@ def live(log: Any, venue: Any, positions: Any = None, sleep: Any = None) -> Exec
 
 def test_a_new_manager_taking_over_from_a_retired_one_settles_the_block_alone(
         tmp_path: Any) -> None:
-    """em1 is inside route_instruction(a) when a Ctrl-C on another thread retires it. A
-    fresh manager may take the journal (em1 is retired) and settles a. When em1's venue
-    call returns, em1 writes nothing and hands nothing off: one hand-off, a clean journal."""
+    """em1 is inside route_instruction(a) when a Ctrl-C on another thread retires it.
+    When em1's venue call returns, em1 writes nothing and hands nothing off; a fresh
+    manager then takes the journal, finds a in doubt, asks the venue and settles a alone:
+    one hand-off, a clean journal."""
     venue, positions = GatedVenue(), SimPositionHandler()
     with EventLogger(tmp_path, "live") as log:
         em1 = live(log, venue, positions)
         t, errors = in_thread(lambda: em1.update_state(T(0), "strategy_manager", blocks("a")))
         assert venue.gate.entered.wait(10)
         interrupt_acceptance(em1)
-        em2 = live(log, venue, positions)
-        em2.recover()
-        em2.update_state(T(2), "strategy_manager")
         venue.gate.release.set()
         t.join(10)
         assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        assert positions.updates == []
+        em2 = live(log, venue, positions)
+        assert em2.recover().in_doubt == "a"
+        em2.update_state(T(2), "strategy_manager")
         assert em2.block_state("a") is BlockState.SUCCESS
+        assert venue.route_calls["a"] == 1
     assert [d["block_id"] for d in positions.updates] == ["a"]
     assert check_journal(tmp_path).ok
 
@@ -367,3 +370,299 @@ def test_an_update_retired_while_it_waits_for_the_lock_is_refused(tmp_path: Any)
         assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
         assert em.reopen().queued_block_ids == ()
     assert check_journal(tmp_path).ok
+
+
+# ------------------------------------------------ the third review: what a retired manager
+# could still do before a journal write stopped it
+
+
+class GatedData(StaticDataProvider):
+    """Market data whose first read (the pre-trade check) waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = Gated()
+
+    def get_data(self, ts: Any) -> Any:
+        self.gate.wait_once()
+        return super().get_data(ts)
+
+
+def with_data(log: Any, venue: Any, data: Any, mode: str = "live",
+              observers: Any = ()) -> ExecutionManager:
+    clock = FakeClock()
+    return ExecutionManager(CFG, data, mode, SimPositionHandler(), venue, Reconciled(),
+                            event_logger=log, clock=clock, sleep=clock.sleep,
+                            observers=list(observers))
+
+
+@pytest.mark.parametrize("path", ["live", "backtest", "backtest observed"])
+def test_a_manager_retired_during_its_pre_trade_check_routes_nothing(
+        tmp_path: Any, path: str) -> None:
+    """a's start is journaled, then the price check reads market data; a Ctrl-C on
+    another thread retires the manager meanwhile. Nothing is written between that check
+    and the route, so the manager looks before it trades: it routes nothing."""
+    from fsm_exec.observe import Observer
+
+    class Listening(Observer):
+        pass
+
+    venue, data = SimVenue(), GatedData()
+    mode = "live" if path == "live" else "backtest"
+    with EventLogger(tmp_path, mode) as log:
+        em = with_data(log, venue, data, mode,
+                       [Listening()] if path == "backtest observed" else ())
+        t, errors = in_thread(lambda: em.update_state(T(0), "strategy_manager", blocks("a")))
+        assert data.gate.entered.wait(10)
+        interrupt_acceptance(em)
+        data.gate.release.set()
+        t.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        assert venue.route_calls["a"] == 0
+        again = em.reopen()
+        again.update_state(T(2), "strategy_manager")
+    assert venue.execution_order == ["a"]
+    assert check_journal(tmp_path).ok
+
+
+def test_no_manager_takes_over_while_the_retired_one_is_still_running(tmp_path: Any) -> None:
+    """While em1's retired call is still running (its collaborators may still answer
+    it), a new manager on the journal is refused (EXEC-018); once em1 has returned, one
+    is accepted and routes a once."""
+    from fsm_exec import JournalLockedError
+
+    data, venue = GatedData(), SimVenue()
+    with EventLogger(tmp_path, "live") as log:
+        em1 = with_data(log, venue, data)
+        t, _ = in_thread(lambda: em1.update_state(T(0), "strategy_manager", blocks("a")))
+        assert data.gate.entered.wait(10)
+        interrupt_acceptance(em1)
+        with pytest.raises(JournalLockedError):
+            with_data(log, venue, StaticDataProvider())
+        data.gate.release.set()
+        t.join(10)
+        em2 = with_data(log, venue, StaticDataProvider())
+        em2.recover()
+        em2.update_state(T(2), "strategy_manager")
+        assert em2.block_state("a") is BlockState.SUCCESS
+    assert venue.route_calls["a"] == 1
+    assert check_journal(tmp_path).ok
+
+
+class InterruptedOnce(SimPositionHandler):
+    """The first hand-off is interrupted (a crash with the deltas journaled, not handed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def update_state(self, ts: Any, source: str, deltas: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyboardInterrupt
+        return super().update_state(ts, source, deltas)
+
+
+def test_a_recovered_hand_off_is_not_made_by_a_retired_manager(tmp_path: Any) -> None:
+    """A recovered block waits for its hand-off (no record comes before it); an update
+    retired just past its entry check hands nothing off, and the replacement hands the
+    deltas off once."""
+    venue, positions = SimVenue(), InterruptedOnce()
+    clock = FakeClock()
+
+    def make(log: Any) -> ExecutionManager:
+        return ExecutionManager(CFG, StaticDataProvider(), "live", positions, venue,
+                                Reconciled(), event_logger=log, clock=clock,
+                                sleep=clock.sleep)
+
+    with EventLogger(tmp_path, "live") as log, pytest.raises(KeyboardInterrupt):
+        make(log).update_state(T(0), "strategy_manager", blocks("a"))
+    today = GatedToday()
+    with EventLogger(tmp_path, "live", today=today) as log:
+        em = make(log)
+        assert em.recover().resolution == "hand_off_then_reconcile"
+        before = positions.calls
+        errors = _retired_just_after_entry(
+            em, today, lambda: em.update_state(T(2), "strategy_manager"))
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+        assert positions.calls == before
+        again = em.reopen()
+        again.update_state(T(3), "strategy_manager")
+        assert again.block_state("a") is BlockState.SUCCESS
+    assert len(positions.updates) == 1
+
+
+def test_records_lost_by_someone_elses_failed_fsync_retire_the_manager(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manager's ride-along records are lost by an fsync that fails in another
+    caller's sync() (another component, the application): its next write learns of the
+    loss (JournalLossError, EXEC-009), and it retires instead of going on from memory."""
+    from fsm_exec._journal import JournalLossError
+
+    armed = losing_fsync(monkeypatch, threading.current_thread())
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, SimVenue())
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            log.sync()
+        with pytest.raises(JournalLossError, match="were lost"):
+            em.update_state(T(1), "strategy_manager", blocks("b"))
+        assert em.interrupted
+        again = em.reopen()
+        again.update_state(T(2), "strategy_manager", blocks("b"))
+        assert again.block_state("b") is BlockState.SUCCESS
+    assert check_journal(tmp_path).ok
+
+
+@pytest.mark.parametrize("ids", [5, object()])
+def test_cancel_with_ids_that_are_not_a_list_is_refused_and_retires_nothing(
+        tmp_path: Any, ids: Any) -> None:
+    from fsm_exec import InvalidArgumentError
+
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, SimVenue())
+        with pytest.raises(InvalidArgumentError, match="block_ids must be a list"):
+            em.cancel(T(0), ids, reason="r")
+        assert not em.interrupted
+
+
+def test_cancel_with_an_iterator_that_raises_is_refused_and_retires_nothing(
+        tmp_path: Any) -> None:
+    from fsm_exec import InvalidArgumentError
+
+    def ids() -> Any:
+        yield "a"
+        raise ValueError("the caller's bug")
+
+    with EventLogger(tmp_path, "live") as log:
+        em = live(log, SimVenue())
+        em.execute_instruction_blocks(T(0), blocks("a"))
+        with pytest.raises(InvalidArgumentError, match="the caller's bug"):
+            em.cancel(T(0), ids(), reason="r")
+        assert not em.interrupted and em.queued_block_ids == ("a",)
+
+
+def _with_health(log: Any, health: Any, observers: Any = ()) -> ExecutionManager:
+    clock = FakeClock()
+    return ExecutionManager(CFG, StaticDataProvider(), "live", SimPositionHandler(),
+                            SimVenue(), Reconciled(), event_logger=log, clock=clock,
+                            sleep=clock.sleep, health_manager=health, observers=observers)
+
+
+def test_a_reopen_after_another_manager_took_over_is_refused_and_changes_nothing(
+        tmp_path: Any) -> None:
+    from fsm_exec import JournalLockedError, UnifiedHealthManager
+
+    health = UnifiedHealthManager()
+    with EventLogger(tmp_path, "live") as log:
+        em1 = _with_health(log, health)
+        interrupt_acceptance(em1)
+        health.unregister_component("ExecutionManager")
+        em2 = _with_health(log, health)
+        em2.recover()
+        with pytest.raises(JournalLockedError):
+            em1.reopen()
+        assert "ExecutionManager" in health.components  # em2's check is still there
+
+
+def test_a_second_manager_on_a_registered_health_name_is_refused_clearly(
+        tmp_path: Any) -> None:
+    """The health manager already has the retired manager's check: the new one is refused
+    with a clear error (not a raw ValueError) and has claimed nothing; reopen() works."""
+    from fsm_exec import InvalidArgumentError, UnifiedHealthManager
+
+    health = UnifiedHealthManager()
+    with EventLogger(tmp_path, "live") as log:
+        em1 = _with_health(log, health)
+        interrupt_acceptance(em1)
+        with pytest.raises(InvalidArgumentError, match="reopen"):
+            _with_health(log, health)
+        assert em1.reopen().queued_block_ids == ()
+
+
+def test_a_refused_claim_leaves_the_health_manager_as_it_was(tmp_path: Any) -> None:
+    from fsm_exec import JournalLockedError, UnifiedHealthManager
+
+    health = UnifiedHealthManager()
+    with EventLogger(tmp_path, "live") as log:
+        first = live(log, SimVenue())  # the journal's manager (no health manager)
+        with pytest.raises(JournalLockedError):
+            _with_health(log, health)
+        assert "ExecutionManager" not in health.components
+        assert not first.interrupted
+
+
+def test_reopen_hands_the_fsync_listener_over(tmp_path: Any) -> None:
+    """Each fsync is told once, however many times the manager was replaced (and the
+    replaced managers are not kept alive by the journal)."""
+    from fsm_exec.observe import Observer
+
+    class Count(Observer):
+        fsyncs = 0
+
+        def on_call(self, event: Any) -> None:
+            if event.kind == "journal_fsync":
+                self.fsyncs += 1
+
+    counter = Count()
+    with EventLogger(tmp_path, "live") as log:
+        em = _with_health(log, None, [counter])
+        for _ in range(3):
+            em = em.reopen()
+        counter.fsyncs = 0
+        log.log_event(T(0), "x", "Other", {})
+        assert counter.fsyncs == 1
+
+
+def test_a_checkpoint_whose_fsync_fails_retires_the_manager(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    armed = losing_fsync(monkeypatch, threading.current_thread())
+    with EventLogger(tmp_path, "live", checkpoint_every=8) as log:
+        em = live(log, SimVenue())
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            em.update_state(T(1), "strategy_manager", blocks("b"))
+        assert em.interrupted
+        again = em.reopen()
+        again.update_state(T(2), "strategy_manager")
+    assert check_journal(tmp_path).ok
+
+
+def test_a_rotation_whose_fsync_fails_leaves_no_gap(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    day = [dt.date(2025, 10, 1)]
+    armed = losing_fsync(monkeypatch, threading.current_thread())
+    with EventLogger(tmp_path, "live", today=lambda: day[0]) as log:
+        em = live(log, SimVenue())
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        day[0] = dt.date(2025, 10, 2)
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            em.update_state(T(86400), "strategy_manager")  # checkpoint: rotate: fsync fails
+        assert em.interrupted
+        em.reopen().update_state(T(86401), "strategy_manager", blocks("b"))
+    seqs = [r.seq for r in read_journal(tmp_path)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert check_journal(tmp_path).ok
+
+
+class Refuses(SimPositionHandler):
+    def update_state(self, ts: Any, source: str, deltas: Any) -> Any:
+        raise RuntimeError("the book is down")
+
+
+def test_a_halted_update_retired_past_its_entry_check_says_so(tmp_path: Any) -> None:
+    """Halted, the update writes nothing; retired meanwhile, it still raises
+    ManagerInterruptedError rather than return a status as if it had run."""
+    today = GatedToday()
+    clock = FakeClock()
+    with EventLogger(tmp_path, "live", today=today) as log:
+        em = ExecutionManager(CFG, StaticDataProvider(), "live", Refuses(), SimVenue(),
+                              Reconciled(), event_logger=log, clock=clock, sleep=clock.sleep)
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert em.halted
+        errors = _retired_just_after_entry(
+            em, today, lambda: em.update_state(T(1), "strategy_manager"))
+        assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
