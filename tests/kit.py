@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -116,3 +117,25 @@ NO_DEDUP = """\
         self.fills[block.block_id] += 1
         self.orders[block.block_id] = {"block_id": block.block_id, "changes": {}}
 """
+
+
+class Interrupting(int):
+    """A priority whose conversion is interrupted: Ctrl-C on the thread submitting it."""
+
+    def __int__(self) -> int:
+        raise KeyboardInterrupt
+
+
+def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``fn`` on a daemon thread; the thread, and what it raised (filled on exit)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors

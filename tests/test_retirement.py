@@ -29,7 +29,7 @@ from fsm_exec import (
 )
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 
-from kit import T, block, blocks
+from kit import Interrupting, T, block, blocks, in_thread
 
 CFG = {"not_found_confirmations": 1, "not_found_min_age_seconds": 0}
 
@@ -38,32 +38,11 @@ class Reconciled:
     reconciliation_status = "success"
 
 
-class Interrupting(int):
-    """A priority whose conversion is interrupted: Ctrl-C on the thread submitting it."""
-
-    def __int__(self) -> int:
-        raise KeyboardInterrupt
-
-
 def interrupt_acceptance(em: ExecutionManager) -> None:
     """Retire ``em`` from this thread: a Ctrl-C in the middle of accepting a batch."""
     with pytest.raises(KeyboardInterrupt):
         em.execute_instruction_blocks(T(1), [{**block("x"), "priority": Interrupting(1)}])
     assert em.interrupted
-
-
-def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, errors
 
 
 def losing_fsync(monkeypatch: pytest.MonkeyPatch, thread: threading.Thread) -> list[bool]:

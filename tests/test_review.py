@@ -23,7 +23,7 @@ from fsm_exec import (
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.observe import Observer
 
-from kit import T, block, blocks
+from kit import Interrupting, T, block, blocks, in_thread
 
 
 class Reconciled:
@@ -281,20 +281,6 @@ class Gate(SimVenue):
         return super().route_instruction(ts, b)
 
 
-def _in_thread(fn: Any) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, errors
-
-
 def test_reopen_is_refused_while_update_state_runs_in_another_thread(tmp_path: Path) -> None:
     """Two managers on one journal would both write (and could both route): reopen()
     waits for its turn, refused with a clear reason until the running call returns."""
@@ -303,7 +289,7 @@ def test_reopen_is_refused_while_update_state_runs_in_another_thread(tmp_path: P
     venue = Gate()
     with EventLogger(tmp_path, "live") as log:
         em = live(log, venue=venue)
-        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+        t, errors = in_thread(lambda: em.update_state(T(0), "strategy_manager",
                                                        blocks("a")))
         assert venue.entered.wait(10)
         with pytest.raises(ReentrantCallError, match="in another thread"):
@@ -317,13 +303,6 @@ def test_reopen_is_refused_while_update_state_runs_in_another_thread(tmp_path: P
     assert check_journal(tmp_path).ok
 
 
-class Interrupting(int):
-    """A priority whose conversion is interrupted (Ctrl-C while a batch is read)."""
-
-    def __int__(self) -> int:
-        raise KeyboardInterrupt
-
-
 def test_a_manager_retired_by_another_thread_writes_nothing_more(tmp_path: Path) -> None:
     """Thread A routes block a (b queued behind it); an interrupt on thread B retires the
     manager meanwhile. A retirement is a crash at that instant, on every thread: when the
@@ -335,7 +314,7 @@ def test_a_manager_retired_by_another_thread_writes_nothing_more(tmp_path: Path)
     with EventLogger(tmp_path, "backtest") as log:
         em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                               venue, Reconciled(), event_logger=log)
-        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+        t, errors = in_thread(lambda: em.update_state(T(0), "strategy_manager",
                                                        blocks("a", "b")))
         assert venue.entered.wait(10)
         with pytest.raises(KeyboardInterrupt):
@@ -386,7 +365,7 @@ def test_a_retirement_during_a_hand_off_leaves_what_a_crash_there_would(
         clock = FakeClock()
         em = ExecutionManager({}, StaticDataProvider(), "live", positions, SimVenue(),
                               Reconciled(), event_logger=log, clock=clock, sleep=clock.sleep)
-        t, errors = _in_thread(lambda: em.update_state(T(0), "strategy_manager",
+        t, errors = in_thread(lambda: em.update_state(T(0), "strategy_manager",
                                                        blocks("a")))
         assert positions.entered.wait(10)
         here, real = threading.current_thread(), os.fsync
@@ -425,7 +404,7 @@ def test_a_retirement_during_a_venue_call_is_settled_by_asking_the_venue(
         em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(),
                               gate, Reconciled(), event_logger=log,
                               clock=clock, sleep=clock.sleep)
-        t, _ = _in_thread(lambda: em.update_state(T(0), "strategy_manager", blocks("a")))
+        t, _ = in_thread(lambda: em.update_state(T(0), "strategy_manager", blocks("a")))
         assert gate.entered.wait(10)
         with pytest.raises(KeyboardInterrupt):
             em.execute_instruction_blocks(T(1), [{**block("b"), "priority": Interrupting(1)}])
@@ -566,8 +545,8 @@ def test_a_second_manager_built_while_the_first_writes_is_refused_not_deadlocked
                 make()
             counts["refused"] += 1
 
-    a, a_errors = _in_thread(accept)
-    b, b_errors = _in_thread(build)
+    a, a_errors = in_thread(accept)
+    b, b_errors = in_thread(build)
     a.join(1.5)
     stop.set()
     a.join(10)
@@ -705,7 +684,7 @@ def test_a_call_that_passed_its_entry_check_before_a_reopen_is_refused_under_the
             (lambda: em.execute_instruction_blocks(T(1), blocks("b"))) if step == "accept"
             else (lambda: em.cancel(T(1), ["a"], reason="operator")))
         with em._mutex:  # B will wait here, after its entry check
-            t, errors = _in_thread(act)
+            t, errors = in_thread(act)
             assert passed.wait(10)
             again = em.reopen()
         t.join(10)
