@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -139,3 +141,22 @@ def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[BaseExce
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, errors
+
+
+def losing_fsync(monkeypatch: Any, thread: threading.Thread | None = None) -> list[bool]:
+    """Patch the journal's ``os.fsync``: once armed (``armed[0] = True``), the next fsync
+    (on ``thread``, if given) fails with EIO and the file loses what no earlier fsync
+    covered, as a kernel may drop the dirty pages. Returns ``armed``."""
+    real, armed = os.fsync, [False]
+    synced: dict[int, int] = {}
+
+    def fsync(fd: int) -> None:
+        if armed[0] and (thread is None or threading.current_thread() is thread):
+            armed[0] = False
+            os.ftruncate(fd, synced.get(fd, 0))
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+        synced[fd] = os.fstat(fd).st_size
+
+    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
+    return armed

@@ -9,8 +9,6 @@ its block)."""
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +27,7 @@ from fsm_exec import (
 )
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 
-from kit import Interrupting, T, block, blocks, in_thread
+from kit import Interrupting, T, block, blocks, in_thread, losing_fsync
 
 CFG = {"not_found_confirmations": 1, "not_found_min_age_seconds": 0}
 
@@ -43,24 +41,6 @@ def interrupt_acceptance(em: ExecutionManager) -> None:
     with pytest.raises(KeyboardInterrupt):
         em.execute_instruction_blocks(T(1), [{**block("x"), "priority": Interrupting(1)}])
     assert em.interrupted
-
-
-def losing_fsync(monkeypatch: pytest.MonkeyPatch, thread: threading.Thread) -> list[bool]:
-    """Once armed, the next fsync on ``thread`` fails (EIO) and the file loses what no
-    earlier fsync covered, as a kernel may drop the dirty pages."""
-    real, armed = os.fsync, [False]
-    synced: dict[int, int] = {}
-
-    def fsync(fd: int) -> None:
-        if armed[0] and threading.current_thread() is thread:
-            armed[0] = False
-            os.ftruncate(fd, synced.get(fd, 0))
-            raise OSError(errno.EIO, "Input/output error")
-        real(fd)
-        synced[fd] = os.fstat(fd).st_size
-
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
-    return armed
 
 
 class Gated:

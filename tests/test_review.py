@@ -23,7 +23,7 @@ from fsm_exec import (
 from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.observe import Observer
 
-from kit import Interrupting, T, block, blocks, in_thread
+from kit import Interrupting, T, block, blocks, in_thread, losing_fsync
 
 
 class Reconciled:
@@ -599,24 +599,6 @@ def test_a_halt_the_journal_never_took_gives_way_to_one_it_did(tmp_path: Path) -
         assert again.recover().halt_reason == "EXEC-008"
 
 
-def _losing_fsync(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """os.fsync for the journal that, once armed, fails with EIO and drops what no earlier
-    fsync covered (what a kernel may do with the dirty pages)."""
-    real, armed = os.fsync, [False]
-    synced: dict[int, int] = {}
-
-    def fsync(fd: int) -> None:
-        if armed[0]:
-            armed[0] = False
-            os.ftruncate(fd, synced.get(fd, 0))
-            raise OSError(errno.EIO, "Input/output error")
-        real(fd)
-        synced[fd] = os.fstat(fd).st_size
-
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
-    return armed
-
-
 def test_a_batch_given_to_update_state_whose_fsync_fails_retires_the_manager(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """update_state's batch is made durable by the first block's start record; if that
@@ -625,7 +607,7 @@ def test_a_batch_given_to_update_state_whose_fsync_fails_retires_the_manager(
     journal it leaves checks clean and recovers with nothing queued."""
     from fsm_exec import EventLogError, ManagerInterruptedError
 
-    armed = _losing_fsync(monkeypatch)
+    armed = losing_fsync(monkeypatch)
     venue = SimVenue()
     with EventLogger(tmp_path, "live") as log:
         em = live(log, venue=venue)
@@ -704,7 +686,7 @@ def test_a_synced_write_that_fails_retires_and_reopen_goes_on(
     once."""
     from fsm_exec import EventLogError, ManagerInterruptedError
 
-    armed = _losing_fsync(monkeypatch)
+    armed = losing_fsync(monkeypatch)
     venue = SimVenue()
     with EventLogger(tmp_path, "live") as log:
         em = live(log, venue=venue)
@@ -727,7 +709,7 @@ def test_a_batch_accepted_while_halted_whose_fsync_fails_retires_the_manager(
     call's state_update. If that fsync fails, the manager retires: the batch may be gone."""
     from fsm_exec import EventLogError
 
-    armed = _losing_fsync(monkeypatch)
+    armed = losing_fsync(monkeypatch)
     with EventLogger(tmp_path, "live") as log:
         em = ExecutionManager({"not_found_confirmations": 1, "not_found_min_age_seconds": 0},
                               StaticDataProvider(), "live", SimPositionHandler(failures=[True]),
