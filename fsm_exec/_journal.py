@@ -614,8 +614,10 @@ class EventLogger:
         current = ref()
         if current is None or current is owner:
             return False
-        return (not getattr(current, "interrupted", False)
-                or getattr(current, "_busy", None) is not None)
+        if not getattr(current, "interrupted", False):
+            return True
+        busy = getattr(current, "_busy", None)  # a call still running, on a live thread
+        return busy is not None and any(t.ident == busy for t in threading.enumerate())
 
     def add_fsync_listener(self, listener: FsyncListener) -> None:
         """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""
@@ -685,11 +687,14 @@ class EventLogger:
         if report and seq < counted:
             raise JournalLossError(j.path, seq + 1, counted)
 
-    def resync(self) -> None:
+    def resync(self, component: str | None = None) -> None:
         """Make memory agree with the files again after an interrupted write, and push
-        buffered records to the files (``ExecutionManager.reopen`` calls it)."""
+        buffered records to the files: ``component``'s journal, or all of them
+        (``ExecutionManager.reopen`` calls it for its own, which it recovers from)."""
         with self._write_lock:
-            for j in set(self._journals.values()):
+            journals = (set(self._journals.values()) if component is None
+                        else {j for c, j in self._journals.items() if c == component})
+            for j in journals:
                 if j.dirty:
                     self._resync(j, report=False)  # the reader recovers from the files
                 else:

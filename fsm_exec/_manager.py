@@ -554,6 +554,9 @@ class ExecutionManager:
         if log_dir is None:
             raise InvalidArgumentError("reopen() needs a journal to recover from: give the "
                                        "manager an EventLogger")
+        taken = getattr(self._log, "taken_by_another", None)
+        if callable(taken) and taken(COMPONENT, self):  # before anything is touched
+            raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
         with self._mutex:
             if self._busy is not None and not self._cut_short():
                 where = ("from a collaborator" if self._busy == threading.get_ident()
@@ -564,14 +567,13 @@ class ExecutionManager:
                     "raised")
             if self._interrupted is None:
                 self._interrupted = "replaced by reopen()"
-            for name in ("resync", "sync"):  # what was written must be readable first
-                flush = getattr(self._log, name, None)
-                if callable(flush):
-                    flush()
-                    break
-        taken = getattr(self._log, "taken_by_another", None)
-        if callable(taken) and taken(COMPONENT, self):
-            raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
+            resync = getattr(self._log, "resync", None)
+            if callable(resync):  # what was written must be readable first (ours only:
+                resync(COMPONENT)  # another component's loss is still its to learn)
+            else:
+                sync = getattr(self._log, "sync", None)
+                if callable(sync):
+                    sync()
         remove = getattr(self._log, "remove_fsync_listener", None)
         if callable(remove):  # the retired manager is not told (nor kept alive) any more
             remove(self._fsynced)

@@ -625,3 +625,46 @@ def test_a_halted_update_retired_past_its_entry_check_says_so(tmp_path: Any) -> 
         errors = _retired_just_after_entry(
             em, today, lambda: em.update_state(T(1), "strategy_manager"))
         assert len(errors) == 1 and isinstance(errors[0], ManagerInterruptedError)
+
+
+def test_a_stale_reopen_after_a_takeover_hides_no_loss_from_the_new_owner(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """em2 took the journal from the retired em1; an fsync failing in the application's
+    sync() loses em2's ride-along records. A stale em1.reopen() is refused before it
+    touches anything, so em2's next write still learns of the loss and retires."""
+    from fsm_exec import JournalLockedError
+    from fsm_exec._journal import JournalLossError
+
+    armed = losing_fsync(monkeypatch, threading.current_thread())
+    with EventLogger(tmp_path, "live") as log:
+        em1 = live(log, SimVenue())
+        interrupt_acceptance(em1)
+        em2 = live(log, SimVenue())
+        em2.recover()
+        em2.update_state(T(0), "strategy_manager", blocks("a"))
+        armed[0] = True
+        with pytest.raises(EventLogError):
+            log.sync()
+        with pytest.raises(JournalLockedError):
+            em1.reopen()
+        with pytest.raises(JournalLossError):
+            em2.update_state(T(1), "strategy_manager", blocks("b"))
+        assert em2.interrupted
+        em2.reopen().update_state(T(2), "strategy_manager", blocks("b"))
+    assert check_journal(tmp_path).ok
+
+
+def test_a_retired_manager_whose_running_thread_died_hands_its_journal_over(
+        tmp_path: Any) -> None:
+    """A retired manager still marked running, by a thread that no longer exists (it died
+    in its last lines), does not hold the journal for ever: a new manager may take it."""
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    done.join()
+    with EventLogger(tmp_path, "live") as log:
+        em1 = live(log, SimVenue())
+        interrupt_acceptance(em1)
+        em1._busy = done.ident  # as an update_state that never reached its finally would
+        em2 = live(log, SimVenue())
+        em2.recover()
+        assert em2.queued_block_ids == ()
