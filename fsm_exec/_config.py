@@ -215,14 +215,24 @@ class Environment:
 #: of the key: ``apiSecret``, ``API-PASSWORD`` and ``binance.secret`` all qualify).
 SECRET_WORDS: frozenset[str] = frozenset({
     "apikey", "keys", "secret", "password", "passwd", "passphrase", "privkey", "credential",
-    "credentials", "mnemonic", "auth", "signature"})
-#: Words that name a secret only as the whole key (``key``, ``token``) or beside one of
-#: :data:`SECRET_COMPANIONS` (``api_key``, ``access_token``, ``walletSeed``): a
-#: ``base_token: "USDC.e"`` or a ``sort_key`` is ordinary data (``backup_keys`` is not).
-WEAK_SECRET_WORDS: frozenset[str] = frozenset({"key", "token", "seed", "private"})
-SECRET_COMPANIONS: frozenset[str] = frozenset({
-    "api", "access", "auth", "bearer", "refresh", "secret", "private", "session", "signing",
-    "client", "wallet", "hmac", "jwt", "master", "encryption", "ssh", "phrase", "key"})
+    "credentials", "mnemonic", "auth", "signature", "jwt", "bearer"})
+#: Words that name a secret (``binance_key``, ``telegram_token``, ``walletSeed``,
+#: ``private_key``) unless another word of the key says what data it is: the words here
+#: (``base_token: "USDC.e"``, ``sort_key``, ``token_id``, ``seed_capital``). Secret by
+#: default: a key a strategy names after its exchange is protected without a list.
+DATA_BESIDE: Mapping[str, frozenset[str]] = {
+    "key": frozenset({"sort", "primary", "partition", "foreign", "idempotency", "cache",
+                      "asset", "lookup", "hash", "map", "group", "dedup", "row", "column"}),
+    "token": frozenset({"base", "quote", "collateral", "debt", "reward", "underlying", "pool",
+                        "lp", "stake", "staked", "borrow", "supply", "gas", "native", "fee",
+                        "target", "source", "input", "output", "in", "out", "pair", "wrapped",
+                        "id", "address", "symbol", "name", "decimal", "list", "hedge", "yield",
+                        "margin", "settlement", "payment", "deposit", "withdraw", "receipt"}),
+    "seed": frozenset({"capital", "random", "rng", "initial", "funding", "fund"}),
+    "private": frozenset({"rpc", "pool", "mempool", "network", "subnet", "relay"}),
+}
+#: The words that name a secret unless :data:`DATA_BESIDE` says otherwise.
+WEAK_SECRET_WORDS: frozenset[str] = frozenset(DATA_BESIDE)
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
@@ -236,8 +246,10 @@ def key_words(key: object) -> frozenset[str]:
 
 def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
     """True if a config key's value is a secret: the key is a secret word itself, holds a
-    word of :data:`SECRET_WORDS` (or of ``extra``, the config's ``secret_keys``), or a
-    weak word (:data:`WEAK_SECRET_WORDS`) beside a companion (``api_key``)."""
+    word of :data:`SECRET_WORDS` (or of ``extra``, the config's ``secret_keys``), or holds
+    ``key``, ``token``, ``seed`` or ``private`` with no word beside it that names data
+    (:data:`DATA_BESIDE`: ``binance_key`` is a secret, ``base_token`` is not). A plural
+    (``tokens``, a list of them) is data."""
     if not isinstance(key, str):
         return False
     name = key.lower()
@@ -246,8 +258,9 @@ def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
     words = key_words(key)
     if words & SECRET_WORDS or words & extra:
         return True
-    weak = words & WEAK_SECRET_WORDS
-    return bool(weak) and bool((words - weak) & SECRET_COMPANIONS or len(weak) > 1)
+    said = {w.lower() for w in _WORDS.findall(key)}  # as written: a plural is not the word
+    others = words - WEAK_SECRET_WORDS
+    return any(not others & DATA_BESIDE[w] for w in said & WEAK_SECRET_WORDS)
 
 
 class Redactor:

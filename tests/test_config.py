@@ -529,9 +529,21 @@ def test_keys_that_name_a_secret(key: str) -> None:
     assert is_secret_key(key)
 
 
+@pytest.mark.parametrize("key", [
+    "binance_key", "alchemy_key", "infura_key", "binance.key", "telegram_token", "bot_token",
+    "github_token", "rpc_token", "signer_key", "jwt", "walletSeed", "private_key"])
+def test_a_key_named_after_its_service_is_a_secret(key: str) -> None:
+    """key/token/seed/private are secret unless a word beside them names data: a strategy
+    that calls its key binance_key is protected without listing it."""
+    assert is_secret_key(key)
+    redact = Redactor({key: "sk_live_ABCDEF123456"}, OWN_FIELDS)
+    assert redact("auth failed for sk_live_ABCDEF123456") == "auth failed for [REDACTED]"
+
+
 @pytest.mark.parametrize("key", ["base_token", "quote_token", "tokens", "token_id",
                                  "sort_key", "key_asset", "seed_capital", "private_rpc",
-                                 "strategy_mode", "venue", "name"])
+                                 "debt_token", "token_address", "strategy_mode", "venue",
+                                 "name"])
 def test_keys_that_hold_ordinary_data(key: str) -> None:
     """A weak word (``key``, ``token``, ``seed``, ``private``) alone in a longer name is
     data: ``base_token: "USDC.e"`` must not make every USDC.e block a secret."""
