@@ -75,7 +75,9 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
     if not log_dir.is_dir() or not journal_files(log_dir):
         raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
     try:
-        journal = EventLogger(log_dir, "live")
+        # retention_days=None: a cancel never deletes history (it knows not the deployment's
+        # retention; its new file's checkpoint would otherwise prune at 30 days)
+        journal = EventLogger(log_dir, "live", retention_days=None)
     except JournalLockedError as exc:
         holder = f"process {exc.pid}" if exc.pid is not None else "another process"
         raise CancelRefused(

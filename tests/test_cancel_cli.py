@@ -326,3 +326,28 @@ def test_a_lock_that_cannot_be_taken_is_refused(tmp_path: Path,
     assert cancel(tmp_path, "--all", "--reason", "x")[0] == 2
     assert "cannot take the journal's lock" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_a_cancel_never_deletes_the_journals_history(tmp_path: Path) -> None:
+    """A deployment that keeps everything (retention_days=None) has 40 days of files; the
+    offline cancel does not know that retention, and deletes none of them."""
+    import datetime as dt
+
+    from journals import Reconciled as Done
+
+    day = [dt.date(2025, 10, 1)]
+    with EventLogger(tmp_path, "live", today=lambda: day[0], retention_days=None) as log:
+        clock = FakeClock()
+        em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(),
+                              SimVenue(), Done(), event_logger=log, clock=clock,
+                              sleep=clock.sleep)
+        for i in range(40):
+            day[0] = dt.date(2025, 10, 1) + dt.timedelta(days=i)
+            em.update_state(T(i * 86400), "strategy_manager", blocks(f"b{i}"))
+        em.execute_instruction_blocks(T(40 * 86400), blocks("q"))
+    before = {p.name for p in tmp_path.glob("execution_manager_events.*.jsonl")}
+    assert len(before) >= 39
+    code, _ = cancel(tmp_path, "--all", "--reason", "stale")
+    assert code == 0
+    assert before <= {p.name for p in tmp_path.glob("execution_manager_events.*.jsonl")}
+    assert check_journal(sorted(tmp_path.glob("execution_manager_events*.jsonl"))).ok
