@@ -17,15 +17,18 @@ class VenueCall:
 
     Create it, keep a reference, then run it, so that even a call interrupted by
     ``KeyboardInterrupt`` leaves a record. ``value`` and ``error`` are meaningful once ``done``;
-    ``elapsed`` is the time the caller waited, on the manager's clock.
+    ``elapsed`` is the time the caller waited, on the manager's clock; ``abandoned`` is true
+    once a call handed to a worker thread was no longer waited for (its timeout, or an
+    interrupt of the wait): until ``done``, it may still execute.
     """
 
-    __slots__ = ("value", "error", "elapsed", "_event")
+    __slots__ = ("value", "error", "elapsed", "abandoned", "_event")
 
     def __init__(self) -> None:
         self.value: Any = None
         self.error: BaseException | None = None
         self.elapsed = 0.0
+        self.abandoned = False
         self._event: threading.Event | None = None
 
     @property
@@ -80,9 +83,13 @@ class VenueCall:
         worker.submit(self, fn, args, event)
         try:
             event.wait(timeout)
+        except BaseException:
+            self.abandoned = True  # handed over, and nobody waits for it any more
+            raise
         finally:
             self.elapsed = clock() - t0
         if not event.is_set():
+            self.abandoned = True
             worker.abandon()  # its thread finishes this call, then ends; a new one follows
         return self
 

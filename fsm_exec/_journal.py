@@ -616,6 +616,9 @@ class EventLogger:
             return False
         if not getattr(current, "interrupted", False):
             return True
+        running = getattr(current, "_call_running", None)  # an abandoned venue call
+        if callable(running) and running():
+            return True
         busy = getattr(current, "_busy", None)  # a call still running, on a live thread
         return busy is not None and any(t.ident == busy for t in threading.enumerate())
 

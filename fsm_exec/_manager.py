@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -113,6 +114,10 @@ def _positive_price(p: object) -> bool:
         return bool(math.isfinite(p) and p > 0)  # type: ignore[operator]
     except (ArithmeticError, ValueError, TypeError):  # a number type of its own that fails
         return False
+
+
+def _ignore(*_: object) -> None:
+    """What a dead manager does when told of an fsync."""
 
 
 def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str | None:
@@ -243,22 +248,29 @@ class ExecutionManager:
                 health_manager.register_component(COMPONENT, self._health_check)
             except ValueError as exc:
                 raise InvalidArgumentError(
-                    f"health_manager: {exc}; a manager replacing another takes its place "
+                    f"health_manager: {describe_exception(exc)}; a manager replacing another "
+                    "takes its place "
                     "through reopen(), or unregister the other first") from None
+        try:
+            self._attach(event_logger)
+        except BaseException:  # a manager that was never built is not registered either
+            if health_manager is not None:
+                health_manager.unregister_component(COMPONENT)
+            raise
+        self._notify_event("initialized", execution_mode=self._env.execution_mode)
+
+    def _attach(self, event_logger: Any) -> None:
+        """The part of construction that takes the journal: the claim, the driver, the
+        first records (unless an earlier run must be recovered first), the listeners."""
         claim = getattr(event_logger, "claim", None)
         if callable(claim):  # one manager per journal, in this process too
-            try:
-                claim(COMPONENT, self)
-            except BaseException:
-                if health_manager is not None:
-                    health_manager.unregister_component(COMPONENT)
-                raise
+            claim(COMPONENT, self)
         self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
         # A journal that checkpoints (EventLogger): every file starts with the state.
         self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
             callable(getattr(event_logger, "checkpoint_due", None))
         self._checkpoint_due: Callable[[str], str | None] | None = (
-            event_logger.checkpoint_due if self._checkpointing else None)  # type: ignore[union-attr]
+            event_logger.checkpoint_due if self._checkpointing else None)
         self._starts = 0
         self._halt_journaled = True
         # Nothing is written to a journal that holds an earlier run until recover() has
@@ -266,13 +278,23 @@ class ExecutionManager:
         self._needs_recovery = _holds_a_run(event_logger)
         if not self._needs_recovery:
             self._start_journal(reset=False)
+        me = weakref.ref(self)
+
+        def fsync_listener(seconds: float) -> None:
+            # Through a weak reference: the journal must not keep a dropped manager alive
+            # (it would hold the journal's claim for ever); a dead one's is a no-op.
+            getattr(me(), "_fsynced", _ignore)(seconds)
+
+        self._fsync_listener = fsync_listener
         if self._observers:
             add_listener = getattr(event_logger, "add_fsync_listener", None)
             if callable(add_listener):
-                add_listener(self._fsynced)
+                add_listener(fsync_listener)
+                remove = getattr(event_logger, "remove_fsync_listener", None)
+                if callable(remove):
+                    weakref.finalize(self, remove, fsync_listener)
         for obs in self._observers:
             obs.attach(self)
-        self._notify_event("initialized", execution_mode=self._env.execution_mode)
 
     # ------------------------------------------------------------------- checkpoints
     def _start_journal(self, *, reset: bool) -> None:
@@ -557,6 +579,13 @@ class ExecutionManager:
         taken = getattr(self._log, "taken_by_another", None)
         if callable(taken) and taken(COMPONENT, self):  # before anything is touched
             raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
+        if self._call_running() and not self._f.call.wait(  # type: ignore[union-attr]
+                self._cfg.execution_timeout):  # one abandoned may still fill: give it time
+            raise ReentrantCallError(
+                "reopen() while a venue call abandoned at execution_timeout is still "
+                "running on its worker thread: a replacement could route the block again "
+                "and the venue fill it twice. Call it once that call has returned, or "
+                "restart the process (which ends the call)")
         with self._mutex:
             if self._busy is not None and not self._cut_short():
                 where = ("from a collaborator" if self._busy == threading.get_ident()
@@ -575,8 +604,8 @@ class ExecutionManager:
                 if callable(sync):
                     sync()
         remove = getattr(self._log, "remove_fsync_listener", None)
-        if callable(remove):  # the retired manager is not told (nor kept alive) any more
-            remove(self._fsynced)
+        if callable(remove):  # the retired manager is not told any more
+            remove(self._fsync_listener)
         args, kwargs = self._init_args
         health = kwargs.get("health_manager")
         if health is not None:
@@ -675,6 +704,12 @@ class ExecutionManager:
     def _quote(self, value: object) -> str:
         """``value`` as a message quotes it: its repr, redacted, then shortened."""
         return shorten(self._redact(safe_repr(value)))
+
+    def _call_running(self) -> bool:
+        """True while a venue call this manager abandoned may still execute (the journal
+        is not to be taken from it until then: see ``EventLogger.claim``)."""
+        f = self._f
+        return f is not None and f.call is not None and f.call.abandoned and not f.call.done
 
     def _refuse_if_retired(self) -> None:
         """Before a collaborator call that trades (a route, a hand-off) with no journal

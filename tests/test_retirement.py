@@ -668,3 +668,116 @@ def test_a_retired_manager_whose_running_thread_died_hands_its_journal_over(
         em2 = live(log, SimVenue())
         em2.recover()
         assert em2.queued_block_ids == ()
+
+
+def test_a_dropped_manager_with_observers_hands_its_journal_over(tmp_path: Any) -> None:
+    """The journal tells an observing manager of each fsync through a weak reference: a
+    manager dropped without reopen() is not kept alive by it, so a new one may claim."""
+    import gc
+
+    from fsm_exec.observe import Observer
+
+    with EventLogger(tmp_path, "live") as log:
+        clock = FakeClock()
+        first = ExecutionManager(CFG, StaticDataProvider(), "live", SimPositionHandler(),
+                                 SimVenue(), Reconciled(), event_logger=log, clock=clock,
+                                 sleep=clock.sleep, observers=[Observer()])
+        first.execute_instruction_blocks(T(0), blocks("a"))
+        del first
+        gc.collect()
+        second = live(log, SimVenue())
+        second.recover()
+        assert second.queued_block_ids == ("a",)
+        log.log_event(T(1), "x", "Other", {})  # an fsync no dropped manager is told of
+
+
+def test_a_construction_that_fails_leaves_no_health_registration(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first checkpoint cannot be written (EXEC-009): the manager was never built, so
+    its health check is not registered, and building it again once the disk is back works."""
+    from fsm_exec import UnifiedHealthManager
+
+    health = UnifiedHealthManager()
+    armed = losing_fsync(monkeypatch)
+    with EventLogger(tmp_path, "live") as log:
+        armed[0] = True
+
+        def build() -> ExecutionManager:
+            clock = FakeClock()
+            return ExecutionManager(CFG, StaticDataProvider(), "live", SimPositionHandler(),
+                                    SimVenue(), Reconciled(), event_logger=log, clock=clock,
+                                    sleep=clock.sleep, health_manager=health)
+
+        with pytest.raises(EventLogError):
+            build()
+        assert "ExecutionManager" not in health.components
+        assert build().get_execution_status()["queue_length"] == 0
+
+
+class Unprintable(ValueError):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot print me")
+
+
+def test_a_health_manager_whose_refusal_cannot_be_printed_is_still_a_clear_error(
+        tmp_path: Any) -> None:
+    from fsm_exec import InvalidArgumentError
+
+    class Refusing:
+        def register_component(self, name: str, check: Any) -> None:
+            raise Unprintable
+
+        def unregister_component(self, name: str) -> None: ...
+
+    with EventLogger(tmp_path, "live") as log, \
+            pytest.raises(InvalidArgumentError, match="Unprintable"):
+        ExecutionManager(CFG, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
+                         Reconciled(), event_logger=log,
+                         health_manager=Refusing())  # type: ignore[arg-type]
+
+
+def test_no_replacement_while_an_abandoned_venue_call_may_still_fill(tmp_path: Any) -> None:
+    """a's venue call hangs past execution_timeout and is abandoned on its worker thread; a
+    Ctrl-C in the retry backoff retires the manager. While that call may still fill,
+    reopen() and a new manager are both refused (a replacement would route a again); once
+    it has returned, the replacement asks the venue and finds the one fill."""
+    from fsm_exec import JournalLockedError
+
+    class Hangs(SimVenue):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def route_instruction(self, ts: Any, b: Any) -> Any:
+            assert self.release.wait(10)
+            return super().route_instruction(ts, b)
+
+    slept: list[float] = []
+
+    def interrupted_sleep(seconds: float) -> None:  # the first backoff: Ctrl-C
+        slept.append(seconds)
+        if len(slept) == 1:
+            raise KeyboardInterrupt
+
+    venue = Hangs()
+    with EventLogger(tmp_path, "live") as log:
+        em = ExecutionManager({**CFG, "execution_timeout": 0.05}, StaticDataProvider(), "live",
+                              SimPositionHandler(), venue, Reconciled(), event_logger=log,
+                              sleep=interrupted_sleep)
+        with pytest.raises(KeyboardInterrupt):
+            em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert em.interrupted
+        with pytest.raises(ReentrantCallError, match="abandoned"):
+            em.reopen()
+        with pytest.raises(JournalLockedError):
+            live(log, SimVenue())
+        venue.release.set()
+        for _ in range(500):  # the abandoned call returns on its own thread
+            if not em._call_running():
+                break
+            threading.Event().wait(0.01)
+        again = em.reopen()
+        again.update_state(T(1), "strategy_manager")
+        assert again.block_state("a") is BlockState.SUCCESS
+    assert venue.execution_order == ["a"]
+    assert check_journal(tmp_path).ok
