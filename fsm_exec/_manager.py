@@ -290,9 +290,8 @@ class ExecutionManager:
             add_listener = getattr(event_logger, "add_fsync_listener", None)
             if callable(add_listener):
                 add_listener(fsync_listener)
-                remove = getattr(event_logger, "remove_fsync_listener", None)
-                if callable(remove):
-                    weakref.finalize(self, remove, fsync_listener)
+                weakref.finalize(self, getattr(event_logger, "remove_fsync_listener", _ignore),
+                                 fsync_listener)  # tidy: a dead manager's is a no-op anyway
         for obs in self._observers:
             obs.attach(self)
 
