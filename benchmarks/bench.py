@@ -20,7 +20,7 @@ Contenders, backtest mode, on instant fake collaborators:
 
 - floor: the three lifecycle triggers on one reusable stock ``transitions.Machine`` built from
   fsm_exec's table, no logging: what stock ``transitions`` costs;
-- engine: the same three triggers on fsm_exec's engine (``fsm_exec._engine``);
+- engine: the same three triggers on fsm_exec's engine (``fsm_exec.core.engine``);
 - fsm_exec: ``ExecutionManager.update_state``, every event written by ``EventLogger`` to a
   JSONL file on disk;
 - limit: the hand-written limit, the cheapest correct code doing the same work with no
@@ -60,7 +60,7 @@ import orjson
 from transitions import Machine
 
 from fsm_exec import TRANSITIONS, BlockState, EventLogger, ExecutionManager
-from fsm_exec._engine import EngineMachine
+from fsm_exec.core.engine import EngineMachine
 
 TRIGGERS = ("start", "executed", "reconciled")
 STATES = [str(s) for s in BlockState]

@@ -1,10 +1,18 @@
 """fsm_exec: execute a trading strategy's instruction blocks as explicit finite state machines."""
 
-from ._blocks import InstructionBlock
-from ._check import CheckReport, check_journal
-from ._config import Environment, ExecutionConfig
-from ._csv import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
-from ._errors import (
+from fsm_exec._version import __version__
+from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.config import Environment, ExecutionConfig
+from fsm_exec.boundary.protocols import (
+    DataProvider,
+    EventSink,
+    ExecutionInterfaceManager,
+    ExecutionRejected,
+    PositionUpdateHandler,
+    ReconciliationComponent,
+    RiskCheck,
+)
+from fsm_exec.core.errors import (
     ERROR_CODES,
     BlockProblem,
     ComponentError,
@@ -19,16 +27,7 @@ from ._errors import (
     ScrubbedException,
     Severity,
 )
-from ._health import HealthStatus, UnifiedHealthManager
-from ._journal import (
-    EventLogger,
-    JournalCorruptError,
-    JournalLockedError,
-    JournalRecord,
-    journal_files,
-    read_journal,
-)
-from ._lifecycle import (
+from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
     LEGAL_MOVES,
     NEXT_STATE,
@@ -42,20 +41,20 @@ from ._lifecycle import (
     Trigger,
     validate_table,
 )
-from ._manager import TRIGGER_SOURCES, ExecutionManager, check_prices
-from ._oplog import disable_logging, enable_logging
-from ._protocols import (
-    DataProvider,
-    EventSink,
-    ExecutionInterfaceManager,
-    ExecutionRejected,
-    PositionUpdateHandler,
-    ReconciliationComponent,
-    RiskCheck,
+from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
+from fsm_exec.journal.state import RecoveryReport
+from fsm_exec.journal.writer import (
+    EventLogger,
+    JournalCorruptError,
+    JournalLockedError,
+    JournalRecord,
+    journal_files,
+    read_journal,
 )
-from ._replay import RecoveryReport
-
-__version__ = "0.1.0"
+from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager, check_prices
+from fsm_exec.observe.health import HealthStatus, UnifiedHealthManager
+from fsm_exec.observe.oplog import disable_logging, enable_logging
+from fsm_exec.tools.check import CheckReport, check_journal
 
 __all__ = [
     "CSV_COLUMNS",
@@ -114,10 +113,3 @@ __all__ = [
     "validate_table",
     "__version__",
 ]
-
-# Public classes present themselves under the public package (tracebacks, reprs, pickles).
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith(f"{__name__}._"):
-        _obj.__module__ = __name__
-del _name, _obj

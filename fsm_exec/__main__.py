@@ -1,6 +1,6 @@
 """``python -m fsm_exec``: the same command line as ``fsm-exec``."""
 
-from ._cli import main
+from fsm_exec.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec import EventLogger, ExecutionManager, InstructionBlock
-from fsm_exec._journal import JournalLockedError
-from fsm_exec._sim import SimPositionHandler, StaticDataProvider
+from fsm_exec.journal.writer import JournalLockedError
+from fsm_exec.sim.venues import SimPositionHandler, StaticDataProvider
 
 
 class DurableVenue:

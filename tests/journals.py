@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec import EventLogError, EventLogger, ExecutionManager, InstructionBlock
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     SimPositionHandler,
     SimReconciliation,
@@ -169,7 +169,7 @@ def lines_of(log_dir: Path) -> list[bytes]:
 _HOLDER = textwrap.dedent("""
     import sys
     from fsm_exec import EventLogger, ExecutionManager
-    from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+    from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
     from journals import Reconciled
     from kit import T, blocks
 

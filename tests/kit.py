@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from fsm_exec import ExecutionManager
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     RecordingEventLogger,
@@ -28,7 +28,7 @@ T0 = 1_759_276_800  # 2025-10-01T00:00:00Z in epoch seconds
 
 def empty_checkpoint() -> dict[str, Any]:
     """The data of the checkpoint a fresh journal starts with (nothing accepted yet)."""
-    from fsm_exec._replay import checkpoint_payload
+    from fsm_exec.journal.state import checkpoint_payload
 
     return checkpoint_payload(
         window=10_000, counters=dict.fromkeys(
@@ -158,5 +158,5 @@ def losing_fsync(monkeypatch: Any, thread: threading.Thread | None = None) -> li
         real(fd)
         synced[fd] = os.fstat(fd).st_size
 
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.fsync", fsync)
     return armed

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fsm_exec import ExecutionManager
-from fsm_exec._sim import (
+from fsm_exec.observe import Observer
+from fsm_exec.sim.venues import (
     FakeClock,
     RecordingEventLogger,
     SimPositionHandler,
@@ -20,7 +21,6 @@ from fsm_exec._sim import (
     SimVenue,
     StaticDataProvider,
 )
-from fsm_exec.observe import Observer
 
 from kit import T, block
 

@@ -1,4 +1,4 @@
-"""Tests for instruction blocks and the validation of a submitted batch (``fsm_exec._blocks``)."""
+"""Tests for instruction blocks and the validation of a submitted batch (``boundary.blocks``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from fsm_exec import BlockProblem, ComponentError, InstructionBlock, InvalidBlockError
-from fsm_exec._blocks import validate_batch
+from fsm_exec.boundary.blocks import validate_batch
 
 Block = dict[str, Any]
 
@@ -595,8 +595,8 @@ def test_one_corrupted_field_refuses_the_batch(batch: list[Block], data: st.Data
 def test_fast_path_agrees_with_the_careful_check(batch: list[Any]) -> None:
     """The plain-dict fast path accepts exactly what the careful check passes, and builds
     the same blocks."""
-    from fsm_exec._blocks import _plain_valid_block, convert_block
-    from fsm_exec._canonical import is_plain
+    from fsm_exec.boundary.blocks import _plain_valid_block, convert_block
+    from fsm_exec.boundary.canonical import is_plain
 
     def plain(v: Any) -> bool:
         return is_plain(v) and (type(v) is not str or v.isascii())

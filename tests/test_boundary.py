@@ -29,8 +29,8 @@ from fsm_exec import (
     InvalidBlockError,
     read_journal,
 )
-from fsm_exec._canonical import MAX_DEPTH, canonical, from_wire, to_wire
-from fsm_exec._sim import FakeClock, StaticDataProvider
+from fsm_exec.boundary.canonical import MAX_DEPTH, canonical, from_wire, to_wire
+from fsm_exec.sim.venues import FakeClock, StaticDataProvider
 
 from kit import CANARY, T, block, rig
 
@@ -334,7 +334,7 @@ def test_timestamps_that_are_not_times_are_refused_before_anything_changes(ts: A
 def test_accepted_timestamps_are_journaled_in_one_canonical_form(ts: Any) -> None:
     """Aware datetimes, pandas Timestamps, ISO strings with an offset and epoch seconds all
     land in the journal as the same UTC ISO 8601 text."""
-    from fsm_exec._canonical import canonical_timestamp
+    from fsm_exec.boundary.canonical import canonical_timestamp
     assert canonical_timestamp(ts) == "2025-10-01T00:00:00+00:00"
 
 

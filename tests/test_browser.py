@@ -22,8 +22,8 @@ import pytest
 from test_diagram import older_table
 
 from fsm_exec import read_journal
-from fsm_exec._demo import run_demo
-from fsm_exec._diagram import (
+from fsm_exec.cli.demo import run_demo
+from fsm_exec.tools.diagram import (
     MERMAID_CONFIG,
     DiagramModel,
     _edge_label,
@@ -34,8 +34,8 @@ from fsm_exec._diagram import (
     overlay_events,
     to_mermaid,
 )
-from fsm_exec._report import SECTIONS, build_report, to_html
-from fsm_exec._report import to_markdown as report_markdown
+from fsm_exec.tools.report import SECTIONS, build_report, to_html
+from fsm_exec.tools.report import to_markdown as report_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "mermaid"

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from fsm_exec import BlockState, ExecutionManager, InstructionBlock
-from fsm_exec._sim import SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import SimPositionHandler, SimVenue, StaticDataProvider
 
 from kit import T, blocks
 

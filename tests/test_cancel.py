@@ -14,7 +14,7 @@ from fsm_exec import (
     InvalidBlockError,
     check_journal,
 )
-from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 
 from kit import CANARY, T, block, blocks, rig
 

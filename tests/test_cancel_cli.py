@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from fsm_exec import BlockState, EventLogger, ExecutionManager, check_journal
-from fsm_exec._cli import main
-from fsm_exec._journal import read_journal
-from fsm_exec._offline import RefusingCollaborator
-from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.cli.main import main
+from fsm_exec.journal.writer import read_journal
+from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.tools.cancel import RefusingCollaborator
 
 from journals import (
     Reconciled,
@@ -221,7 +221,7 @@ def test_help_says_what_cancel_does_and_its_exit_codes(
 
 def journal_lines(log_dir: Path) -> list[bytes]:
     """Every line of the manager's journal files, in seq order."""
-    from fsm_exec._journal import journal_files
+    from fsm_exec.journal.writer import journal_files
 
     return [line for p in journal_files(log_dir)
             for line in p.read_bytes().splitlines(keepends=True)]
@@ -239,7 +239,7 @@ def cut(lines: list[bytes], k: int, target: Path, *, torn: bool = False) -> None
 def source_journal(log_dir: Path) -> None:
     """a succeeds; b fails reconciliation and halts the manager; c is queued behind it, d
     and e in a second batch, f in a third (submitted while halted)."""
-    from fsm_exec._sim import SimReconciliation
+    from fsm_exec.sim.venues import SimReconciliation
 
     rc = SimReconciliation(None, [("ok", 0), ("fail", 0)])
     em, el = manager(log_dir, rc=rc, positions=SimPositionHandler(rc))

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm_exec._canonical import (
+from fsm_exec.boundary.canonical import (
     MAX_DEPTH,
     NOT_PLAIN,
     TAGS,

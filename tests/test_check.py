@@ -16,8 +16,8 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._replay import ReplayError, checkpoint_payload, replay
-from fsm_exec._sim import SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.journal.state import ReplayError, checkpoint_payload, replay
+from fsm_exec.sim.venues import SimPositionHandler, SimVenue, StaticDataProvider
 
 from golden.make_golden import BAD, write_good
 from kit import T
@@ -188,7 +188,7 @@ def _lines(name: str) -> list[bytes]:
 def _cli_check(path: Path) -> tuple[int, str]:
     import io
 
-    from fsm_exec._cli import main
+    from fsm_exec.cli.main import main
 
     out = io.StringIO()
     return main(["check", str(path)], out=out), out.getvalue()

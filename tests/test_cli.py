@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
-import fsm_exec._sim
+import fsm_exec.sim.venues
 from fsm_exec import (
     BlockState,
     EventLogError,
@@ -30,9 +30,9 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._cli import Progress, UsageError, build_parser, main, progress_line, read_config
-from fsm_exec._diagram import _digest, lifecycle_model, svg_source_digest, to_dot
-from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.cli.main import Progress, UsageError, build_parser, main, progress_line, read_config
+from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.tools.diagram import _digest, lifecycle_model, svg_source_digest, to_dot
 
 from golden.make_golden import BAD
 from kit import CANARY, T, block
@@ -314,10 +314,12 @@ def test_run_goes_on_after_several_failures_in_one_batch(tmp_path: Path) -> None
     assert cli("check", out / "logs" / "events")[0] == 0
 
 
-def failing_positions(failures: list[bool]) -> Callable[..., fsm_exec._sim.SimPositionHandler]:
-    real = fsm_exec._sim.SimPositionHandler
+def failing_positions(
+    failures: list[bool],
+) -> Callable[..., fsm_exec.sim.venues.SimPositionHandler]:
+    real = fsm_exec.sim.venues.SimPositionHandler
 
-    def make(reconciliation: Any = None) -> fsm_exec._sim.SimPositionHandler:
+    def make(reconciliation: Any = None) -> fsm_exec.sim.venues.SimPositionHandler:
         return real(reconciliation, failures)
 
     return make
@@ -326,7 +328,7 @@ def failing_positions(failures: list[bool]) -> Callable[..., fsm_exec._sim.SimPo
 def test_run_resumes_a_halted_manager(tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A block that halts the manager is reported; the run resumes it and goes on."""
-    monkeypatch.setattr(fsm_exec._sim, "SimPositionHandler", failing_positions([True]))
+    monkeypatch.setattr(fsm_exec.sim.venues, "SimPositionHandler", failing_positions([True]))
     blocks = write_lines(tmp_path / "b.jsonl", [block("a"), block("b")], block("c"))
     code, text = cli("run", blocks, "--out", tmp_path)
     assert code == 1
@@ -347,7 +349,7 @@ def test_run_does_not_take_a_journal_failure_for_a_block_failure(
                 raise OSError(28, "No space left on device")
             super().log_event(timestamp, event_type, component, data, sync=sync)
 
-    monkeypatch.setattr("fsm_exec._journal.EventLogger", BrokenJournal)
+    monkeypatch.setattr("fsm_exec.journal.writer.EventLogger", BrokenJournal)
     blocks = write_lines(tmp_path / "b.jsonl", block("a"))
     with pytest.raises(EventLogError, match="No space left"):
         cli("run", blocks, "--out", tmp_path)
@@ -547,7 +549,7 @@ def test_outputs_that_cannot_be_written_are_a_usage_error(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr("fsm_exec._demo.claim_output_dir", refuse)
+    monkeypatch.setattr("fsm_exec.cli.demo.claim_output_dir", refuse)
     args = [good_blocks(tmp_path / "b.jsonl")] if command == "run" else []
     assert cli(command, *args, "--out", tmp_path / "out") == (2, "")
     expected = ("cannot write the outputs: out/x: Permission denied"
@@ -565,7 +567,7 @@ class ClosedPipe(io.StringIO):
 def test_a_closed_pipe_is_handled_in_main(monkeypatch: pytest.MonkeyPatch) -> None:
     """main() turns a BrokenPipeError into exit 141 and points stdout/stderr at /dev/null."""
     moved: list[int] = []
-    monkeypatch.setattr("fsm_exec._cli.os.dup2", lambda fd, to: moved.append(to))
+    monkeypatch.setattr("fsm_exec.cli.main.os.dup2", lambda fd, to: moved.append(to))
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["check", str(GOLDEN / "backtest_clean.jsonl")], out=ClosedPipe()) == 141
     assert moved  # stderr (stdout here has no file descriptor) now points at /dev/null
@@ -665,7 +667,7 @@ def test_the_pure_python_json_reason_is_cut_before_it_quotes(
 
     config = tmp_path / "c.json"
     config.write_text(f'{{"k": "{CANARY}"}}')
-    monkeypatch.setattr("fsm_exec._cli.json.loads", loads)
+    monkeypatch.setattr("fsm_exec.cli.main.json.loads", loads)
     with pytest.raises(UsageError) as refused:
         read_config(config)
     assert str(refused.value) == f"{config}:1:4: not valid JSON: Invalid \\escape"
@@ -757,7 +759,7 @@ def test_live_demo_help_says_what_its_journal_shows(
         live_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The live demo's help names what its journal really holds: one reconciliation timeout
     then success, one block timing out on all 3 attempts, failing, a halt and a resume."""
-    from fsm_exec._cli import LIVE_DEMO_SHOWS
+    from fsm_exec.cli.main import LIVE_DEMO_SHOWS
 
     records = list(read_journal(live_log))
     timeouts: dict[str, int] = {}
@@ -961,7 +963,7 @@ def test_check_of_an_unreadable_file_is_a_usage_error(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("fsm_exec._cli.open", refuse, raising=False)
+    monkeypatch.setattr("fsm_exec.cli.main.open", refuse, raising=False)
     journal = GOLDEN / "backtest_clean.jsonl"
     assert cli("check", journal) == (2, "")
     assert capsys.readouterr().err == f"fsm-exec check: {journal}: cannot read: Permission denied\n"
@@ -1094,7 +1096,7 @@ def test_diagram_refuses_bad_events(args: list[str], message: str, tmp_path: Pat
 def broken_journal(tmp_path: Path, how: str = "edge") -> tuple[Path, int]:
     """A demo backtest journal with one bad line (a move that is no edge, or a torn
     record), and that line's number."""
-    from fsm_exec._demo import run_demo
+    from fsm_exec.cli.demo import run_demo
 
     out = tmp_path / "demo"
     run_demo("backtest", out=out, report=False)
@@ -1126,7 +1128,7 @@ def test_diagram_refuses_a_journal_that_breaks_the_lifecycle(
 def changed_table(path: Path) -> Path:
     """A block_lifecycle.json as it was before ``cancelled`` (and with an edge since
     removed and a meaning since reworded)."""
-    from fsm_exec._diagram import TableEdge, current_table
+    from fsm_exec.tools.diagram import TableEdge, current_table
 
     t = current_table()
     old = attrs.evolve(
@@ -1276,7 +1278,7 @@ def test_diagram_without_graphviz_says_how_to_install_it(
         args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Without Graphviz's dot, SVG and PNG are a usage error that says how to install it."""
-    monkeypatch.setattr("fsm_exec._diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
     monkeypatch.chdir(tmp_path)
     assert cli("diagram", *args)[0] == 2
     err = capsys.readouterr().err

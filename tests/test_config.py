@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fsm_exec import ComponentError, ConfigError, Environment, ExecutionConfig
-from fsm_exec._config import OWN_FIELDS, Redactor, is_secret_key, resolve_config
+from fsm_exec.boundary.config import OWN_FIELDS, Redactor, is_secret_key, resolve_config
 
 CANARY = "sk-CANARY-1234567"
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fsm_exec import ExecutionManager, InstructionBlock, check_journal
-from fsm_exec._journal import JournalCorruptError, read_journal
+from fsm_exec.journal.writer import JournalCorruptError, read_journal
 from fsm_exec.testing import (
     WINDOWS,
     CrashFailure,

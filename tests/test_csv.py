@@ -1,4 +1,4 @@
-"""The CSV export (``fsm_exec._csv``): typed, spreadsheet-safe cells, ``deltas.csv`` and
+"""The CSV export (``fsm_exec.journal.export``): typed, spreadsheet-safe cells, ``deltas.csv`` and
 temporary files that are never someone else's. LibreOffice checks what a spreadsheet makes
 of the files, when it is installed."""
 
@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fsm_exec import CSV_COLUMNS, DELTAS_COLUMNS, EventLogger, export_csv
-from fsm_exec._csv import csv_cell, delta_amounts
+from fsm_exec.journal.export import csv_cell, delta_amounts
 
 EM = "ExecutionManager"
 TS = "2025-10-01T00:00:00+00:00"
@@ -185,7 +185,7 @@ def test_failed_export_leaves_neither_temporary_file(tmp_path: Path,
             raise OSError(28, "No space left on device")
         real(src, dst)
 
-    monkeypatch.setattr("fsm_exec._csv.os.replace", second_fails)
+    monkeypatch.setattr("fsm_exec.journal.export.os.replace", second_fails)
     with pytest.raises(OSError, match="No space"):
         export_csv(tmp_path / "logs", tmp_path / "results", "r")
     assert sorted(p.name for p in (tmp_path / "results" / "r").iterdir()) == ["events.csv"]

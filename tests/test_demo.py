@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fsm_exec import ConfigError, ExecutionManager
-from fsm_exec._demo import (
+from fsm_exec.cli.demo import (
     DemoDirError,
     EthBasisStrategy,
     PriceSeries,
@@ -19,7 +19,7 @@ from fsm_exec._demo import (
     load_prices,
     run_demo,
 )
-from fsm_exec._sim import RecordingEventLogger
+from fsm_exec.sim.venues import RecordingEventLogger
 
 
 def test_bundled_prices_are_hourly_and_positive() -> None:
@@ -107,7 +107,7 @@ def test_router_is_idempotent_and_queryable() -> None:
     em.execute_instruction_blocks(ts, blocks)
     em.update_state(ts, "strategy_manager")
     first = dict(venue.executed)
-    from fsm_exec._blocks import validate_batch
+    from fsm_exec.boundary.blocks import validate_batch
 
     (b,) = validate_batch(blocks[:1], set())
     assert venue.route_instruction(ts, b) == first[b.block_id]
@@ -118,7 +118,7 @@ def test_router_is_idempotent_and_queryable() -> None:
 def test_router_refuses_an_unknown_venue() -> None:
     """An instruction naming a venue the router does not know is an error."""
     data = PriceSeries(load_prices())
-    from fsm_exec._blocks import validate_batch
+    from fsm_exec.boundary.blocks import validate_batch
 
     (b,) = validate_batch([{"block_id": "x", "action": "a", "priority": 1,
                             "instructions": [{"venue": "moon", "token": "ETH", "side": "buy",

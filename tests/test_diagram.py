@@ -13,7 +13,8 @@ import attrs
 import pytest
 
 from fsm_exec import TERMINAL_STATES, TRANSITIONS, BlockState, read_journal
-from fsm_exec._diagram import (
+from fsm_exec.core.lifecycle import STATE_MEANINGS
+from fsm_exec.tools.diagram import (
     SHADES,
     DiagramEdge,
     DiagramModel,
@@ -40,7 +41,6 @@ from fsm_exec._diagram import (
     to_markdown_table,
     to_mermaid,
 )
-from fsm_exec._lifecycle import STATE_MEANINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -461,7 +461,7 @@ def test_dot_that_graphviz_refuses_is_an_error() -> None:
 
 def test_missing_graphviz_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz, SVG/PNG fail with a message that says what to install."""
-    monkeypatch.setattr("fsm_exec._diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
     with pytest.raises(GraphvizMissingError, match="apt-get install graphviz"):
         render_graphviz(to_dot(lifecycle_model()))
 
@@ -475,8 +475,8 @@ def test_svg_without_xml_declaration_still_gets_its_marker(
         stdout = b"<svg></svg>"
         stderr = b""
 
-    monkeypatch.setattr("fsm_exec._diagram.shutil.which", lambda name: "/usr/bin/dot")
-    monkeypatch.setattr("fsm_exec._diagram.subprocess.run", lambda *a, **k: Done())
+    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr("fsm_exec.tools.diagram.subprocess.run", lambda *a, **k: Done())
     svg = render_graphviz("digraph { }")
     assert svg.startswith(b"<!-- fsm_exec dot source sha256: ")
     assert svg_source_digest(svg) == _digest("digraph { }")
@@ -485,7 +485,7 @@ def test_svg_without_xml_declaration_still_gets_its_marker(
 def test_committed_diagrams_are_current() -> None:
     """diagrams/ holds what the code generates (the CLI's --check, called directly), the
     table as JSON included."""
-    from fsm_exec._cli import stale_diagrams
+    from fsm_exec.cli.main import stale_diagrams
 
     assert stale_diagrams(ROOT / "diagrams") == []
     committed = (ROOT / "diagrams" / "block_lifecycle.json").read_text()

@@ -20,8 +20,8 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._errors import ManagerInterruptedError
-from fsm_exec._sim import (
+from fsm_exec.core.errors import ManagerInterruptedError
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     SimPositionHandler,

@@ -1,4 +1,4 @@
-"""Tests for fsm_exec._engine: the engine behaves exactly as a stock ``transitions.Machine``.
+"""Tests for fsm_exec.core.engine: the engine behaves exactly as a stock ``transitions.Machine``.
 
 The differential property test builds a stock ``Machine`` and an ``EngineMachine`` from the
 same table (the lifecycle's, or a random valid one with conditions, callbacks, model callbacks,
@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 from transitions import Machine, MachineError, State, Transition
 from transitions.core import Condition, Event, EventData
 
-import fsm_exec._engine as engine_module
-from fsm_exec._engine import STOCK_MEMBERS, EngineEvent, EngineMachine, is_stock
-from fsm_exec._lifecycle import (
+import fsm_exec.core.engine as engine_module
+from fsm_exec.core.engine import STOCK_MEMBERS, EngineEvent, EngineMachine, is_stock
+from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
     TRANSITIONS,
     BlockLifecycle,

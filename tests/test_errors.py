@@ -1,4 +1,4 @@
-"""Tests for fsm_exec._errors: the error code registry and the exception hierarchy."""
+"""Tests for fsm_exec.core.errors: the error code registry and the exception hierarchy."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from fsm_exec import (
     QueueFullError,
     Severity,
 )
-from fsm_exec._errors import COMPONENT
+from fsm_exec.core.errors import COMPONENT
 
 # --- the registry ---------------------------------------------------------------------------
 

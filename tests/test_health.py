@@ -1,4 +1,4 @@
-"""Tests for fsm_exec._health (the registry, the rolling window) and the manager's health
+"""Tests for fsm_exec.observe.health (the registry, the rolling window) and the manager's health
 rule: a block stuck past its state's deadline is degraded, one in doubt unhealthy."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from fsm_exec import (
     InstructionBlock,
     UnifiedHealthManager,
 )
-from fsm_exec._deadline import GRACE_SECONDS, backoff, confirmation_time, state_deadline
-from fsm_exec._health import DEGRADED, HEALTHY, UNHEALTHY, HealthWindow
-from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.drivers.deadline import GRACE_SECONDS, backoff, confirmation_time, state_deadline
+from fsm_exec.observe.health import DEGRADED, HEALTHY, UNHEALTHY, HealthWindow
+from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 
 from kit import T, blocks, rig
 

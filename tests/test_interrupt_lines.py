@@ -30,7 +30,7 @@ from fsm_exec import (
     InvalidBlockError,
     check_journal,
 )
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     NaiveVenue,

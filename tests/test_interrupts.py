@@ -17,8 +17,8 @@ from fsm_exec import (
     UnifiedHealthManager,
     check_journal,
 )
-from fsm_exec._errors import ManagerInterruptedError
-from fsm_exec._sim import (
+from fsm_exec.core.errors import ManagerInterruptedError
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     SimPositionHandler,

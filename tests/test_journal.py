@@ -1,4 +1,4 @@
-"""Tests for fsm_exec._journal and fsm_exec._oplog: the JSON-lines event log (buffered in
+"""Tests for fsm_exec.journal and fsm_exec.observe.oplog: the JSON-lines event log (buffered in
 backtest, fsynced and rotated daily in live mode), its readers, the CSV export and the
 operational log."""
 
@@ -44,7 +44,7 @@ from fsm_exec import (
     journal_files,
     read_journal,
 )
-from fsm_exec._journal import (
+from fsm_exec.journal.writer import (
     check_backtest_id,
     csv_cell,
     encode,
@@ -54,7 +54,7 @@ from fsm_exec._journal import (
     read_records,
     repair_torn_tail,
 )
-from fsm_exec._oplog import MIRRORED
+from fsm_exec.observe.oplog import MIRRORED
 
 from kit import CANARY
 
@@ -596,7 +596,7 @@ def test_live_record_is_written_and_fsynced_before_log_event_returns(
         lines_at_fsync.append(len(lines_of(path)) if path.exists() else -1)
         real_fsync(fd)
 
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", counting_fsync)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.fsync", counting_fsync)
     for i in range(1, 6):
         before = len(lines_at_fsync)
         el.log_event(i, "tick", EM, {"i": i})
@@ -714,7 +714,7 @@ def test_rotating_an_empty_file_leaves_no_rotated_file(tmp_path: Path,
     """If the current file holds nothing when the day changes, nothing is renamed."""
     clock = Clock()
     el = EventLogger(tmp_path, "live", today=clock)
-    monkeypatch.setattr("fsm_exec._journal.os.write", fail(errno.ENOSPC))
+    monkeypatch.setattr("fsm_exec.journal.writer.os.write", fail(errno.ENOSPC))
     with pytest.raises(EventLogError):
         el.log_event(0, "tick", EM, {})
     monkeypatch.undo()
@@ -740,7 +740,7 @@ def test_live_write_failure_raises_and_takes_the_partial_line_back(
     el.log_event(0, "tick", EM, {"ok": 2})
     patch: Any = {"partial_write": PartialWrite(), "write": fail(errno.ENOSPC),
                   "fsync": fail(errno.EIO)}[fault]
-    monkeypatch.setattr(f"fsm_exec._journal.os.{'fsync' if fault == 'fsync' else 'write'}",
+    monkeypatch.setattr(f"fsm_exec.journal.writer.os.{'fsync' if fault == 'fsync' else 'write'}",
                         patch)
     with pytest.raises(EventLogError) as info:
         el.log_event(0, "tick", EM, {"api_key": CANARY, "ok": 3})
@@ -765,7 +765,7 @@ def test_rotation_failure_raises_event_log_error(tmp_path: Path,
     el = EventLogger(tmp_path, "live", today=clock)
     el.log_event(0, "tick", EM, {})
     clock.advance()
-    monkeypatch.setattr("fsm_exec._journal.os.rename", fail(errno.EACCES))
+    monkeypatch.setattr("fsm_exec.journal.writer.os.rename", fail(errno.EACCES))
     with pytest.raises(EventLogError, match=r"cannot write journal .*execution_manager_events"):
         el.log_event(0, "tick", EM, {})
     monkeypatch.undo()
@@ -1264,7 +1264,7 @@ def test_every_event_lands_once_in_order_through_rotations_restarts_and_crashes(
     1, 2, 3 ..., and each record is in the file of the day it was written."""
     components = {"log_em": EM, "log_venue": "HTTPVenue"}
     with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
-        mp.setattr("fsm_exec._journal.os.fsync", lambda fd: None)  # not the point here
+        mp.setattr("fsm_exec.journal.writer.os.fsync", lambda fd: None)  # not the point here
         log_dir, clock = Path(d), Clock()
         logged: dict[str, list[int]] = {EM: [], "HTTPVenue": []}
         written_on: dict[tuple[str, int], dt.date] = {}
@@ -1325,7 +1325,7 @@ def test_failed_export_leaves_no_temporary_file(tmp_path: Path,
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fsm_exec._journal.os.replace", broken)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.replace", broken)
     with pytest.raises(OSError, match="No space"):
         export_csv(log, tmp_path / "results", "bt")
     assert list((tmp_path / "results" / "bt").iterdir()) == []
@@ -1342,7 +1342,7 @@ def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(fd)
         real(fd)
 
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", counting)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.fsync", counting)
     return calls
 
 
@@ -1393,7 +1393,7 @@ def test_sync_failure_is_an_event_log_error(tmp_path: Path,
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", broken)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.fsync", broken)
     with pytest.raises(EventLogError, match=r"execution_manager_events\.jsonl"):
         el.sync()
 
@@ -1408,7 +1408,7 @@ def test_log_event_takes_the_careful_path_for_non_string_keys(tmp_path: Path) ->
 
 def test_mirror_ignores_routine_events() -> None:
     """The operational log mirror does nothing for routine events."""
-    from fsm_exec._oplog import mirror
+    from fsm_exec.observe.oplog import mirror
 
     sink = io.StringIO()
     handler = enable_logging(sink)
@@ -1426,7 +1426,7 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
     """A checkpoint line of 70 MB (a huge queue) starts a file: the next day's checkpoint
     still rotates it under its own day and first seq, and a reopened logger still reads
     the day it was started (written_on) from the first bytes of that line."""
-    from fsm_exec._journal import _first_seq, _start_day
+    from fsm_exec.journal.writer import _first_seq, _start_day
 
     clock = Clock()
     huge = {"queue": ["x" * 1000] * 70_000}
@@ -1451,7 +1451,7 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
 def test_a_first_line_in_another_key_order_is_still_read(tmp_path: Path, first: bytes) -> None:
     """Lines written by an earlier version (written_on last) or by hand (keys in another
     order) are read in full: the same seq, the same start day."""
-    from fsm_exec._journal import _first_seq, _start_day
+    from fsm_exec.journal.writer import _first_seq, _start_day
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(first)
@@ -1463,7 +1463,7 @@ def test_a_first_line_in_another_key_order_is_still_read(tmp_path: Path, first: 
 
 def test_a_torn_first_line_has_no_seq(tmp_path: Path) -> None:
     """However long, a first line without its newline was never acknowledged."""
-    from fsm_exec._journal import _first_seq
+    from fsm_exec.journal.writer import _first_seq
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(b'{"seq":1,"timestamp":"' + b"x" * 3_000_000)
@@ -1488,7 +1488,7 @@ def test_a_write_interrupted_after_its_line_reached_the_file_is_counted(
 
     with EventLogger(tmp_path, mode, buffer_bytes=0) as el:
         el.log_event(0, "tick", EM, {"n": 1})
-        monkeypatch.setattr("fsm_exec._journal.os.write", write_then_interrupt)
+        monkeypatch.setattr("fsm_exec.journal.writer.os.write", write_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             el.log_event(0, "tick", EM, {"n": 2})
         monkeypatch.undo()

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fsm_exec import EventLogger, ExecutionManager, check_journal
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     NaiveVenue,

@@ -1,4 +1,4 @@
-"""Tests for fsm_exec._lifecycle: the transition table, its validation, and BlockLifecycle."""
+"""Tests for fsm_exec.core.lifecycle: the transition table, its validation, and BlockLifecycle."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fsm_exec._lifecycle as lifecycle_module
+import fsm_exec.core.lifecycle as lifecycle_module
 from fsm_exec import (
     INITIAL_STATE,
     TERMINAL_STATES,
@@ -28,7 +28,7 @@ from fsm_exec import (
     Trigger,
     validate_table,
 )
-from fsm_exec._lifecycle import LEGAL_MOVES, NEXT_STATE
+from fsm_exec.core.lifecycle import LEGAL_MOVES, NEXT_STATE
 
 S = BlockState
 T = Trigger
@@ -267,7 +267,7 @@ def _exec_module_source(source: str, module: types.ModuleType | None = None) -> 
     if module is None:
         module = types.ModuleType("fsm_exec._lifecycle_probe")
     module.__package__ = "fsm_exec"
-    exec(compile(source, "<edited fsm_exec/_lifecycle.py>", "exec"), module.__dict__)
+    exec(compile(source, "<edited fsm_exec/core/lifecycle.py>", "exec"), module.__dict__)
     return module
 
 
@@ -555,7 +555,7 @@ def _replay(triggers: list[Trigger]) -> list[tuple[BlockState, Trigger]]:
 
 def test_every_state_needs_a_meaning() -> None:
     """validate_table refuses a state without a meaning (docs and diagrams need one)."""
-    from fsm_exec._lifecycle import STATE_MEANINGS
+    from fsm_exec.core.lifecycle import STATE_MEANINGS
 
     meanings = {**STATE_MEANINGS, BlockState.RETRYING: ""}
     with pytest.raises(InvalidLifecycleError, match="without a meaning: retrying"):
@@ -570,7 +570,7 @@ def test_table_hash_fingerprints_the_triples_in_order() -> None:
 
     import orjson
 
-    from fsm_exec._lifecycle import TABLE_HASH
+    from fsm_exec.core.lifecycle import TABLE_HASH
 
     triples = [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS]
     assert hashlib.sha256(orjson.dumps(triples)).hexdigest()[:16] == TABLE_HASH

@@ -29,8 +29,8 @@ from fsm_exec import (
     journal_files,
     read_journal,
 )
-from fsm_exec._journal import JournalLockedError
-from fsm_exec._sim import (
+from fsm_exec.journal.writer import JournalLockedError
+from fsm_exec.sim.venues import (
     FakeClock,
     NaiveVenue,
     SimPositionHandler,
@@ -223,7 +223,7 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> No
     import subprocess
     import sys
     code = ("import sys\nfrom fsm_exec import EventLogger\n"
-            "from fsm_exec._journal import JournalLockedError\n"
+            "from fsm_exec.journal.writer import JournalLockedError\n"
             "try:\n    EventLogger(sys.argv[1], 'live').close()\n"
             "except JournalLockedError as e:\n    print('refused', e.pid); sys.exit(3)\n"
             "print('took it')\n")
@@ -375,7 +375,7 @@ def test_a_journal_of_another_lifecycle_or_format_is_refused(tmp_path: Path) -> 
     world.stop()
     current = tmp_path / "execution_manager_events.jsonl"
     text = current.read_text()
-    from fsm_exec._lifecycle import TABLE_HASH
+    from fsm_exec.core.lifecycle import TABLE_HASH
     current.write_text(text.replace(TABLE_HASH, "0123456789abcdef"))
     with pytest.raises(JournalCorruptError, match="another block lifecycle"):
         world.start()
@@ -391,7 +391,7 @@ def test_a_forked_child_never_writes_the_parents_records(tmp_path: Path) -> None
     log.log_event("2025-01-01T00:00:00+00:00", "tick", EM, {"n": 1})
     pid = os.fork()
     if pid == 0:  # the child: what the interpreter's exit would do (atexit), then out
-        from fsm_exec._journal import _close_all
+        from fsm_exec.journal.writer import _close_all
         _close_all()
         os._exit(0)
     os.waitpid(pid, 0)

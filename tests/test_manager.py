@@ -27,7 +27,7 @@ from fsm_exec import (
     QueueFullError,
     UnifiedHealthManager,
 )
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     RecordingEventLogger,
     SimPositionHandler,

@@ -1,4 +1,4 @@
-"""The nightly run (fsm_exec._nightly): rounds of the stateful machine and crash points over
+"""The nightly run (fsm_exec.testing.nightly): rounds of the stateful machine and crash points over
 random scenarios, every failure printed with its seed, and the seed replaying its round."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis.errors import InvalidArgument
 from test_crash_points import readme_namespace
 
-from fsm_exec._nightly import BACKTEST_VENUE_FAULTS, load_target, main
 from fsm_exec.testing import (
     SIMULATED,
     CrashScenario,
@@ -24,6 +23,7 @@ from fsm_exec.testing import (
     crash_scenarios,
     register_profiles,
 )
+from fsm_exec.testing.nightly import BACKTEST_VENUE_FAULTS, load_target, main
 
 #: Small rounds: a failure is found and shrunk in a second or two.
 SMALL = ["--examples", "10", "--scenarios", "3"]

@@ -37,16 +37,8 @@ from fsm_exec import (
     InvalidArgumentError,
     __version__,
 )
-from fsm_exec._cli import main
-from fsm_exec._lifecycle import TABLE_HASH
-from fsm_exec._sim import (
-    FakeClock,
-    FaultyVenue,
-    SimPositionHandler,
-    SimReconciliation,
-    SimVenue,
-    StaticDataProvider,
-)
+from fsm_exec.cli.main import main
+from fsm_exec.core.lifecycle import TABLE_HASH
 from fsm_exec.observe import (
     CALL_KINDS,
     EVENT_KINDS,
@@ -57,6 +49,14 @@ from fsm_exec.observe import (
     OpenTelemetryObserver,
     PrometheusObserver,
     TransitionEvent,
+)
+from fsm_exec.sim.venues import (
+    FakeClock,
+    FaultyVenue,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
 )
 from fsm_exec.testing import lifecycle_paths
 
@@ -154,16 +154,14 @@ def live_manager(log: Any, venue: Any, clock: FakeClock, observers: list[Observe
 
 
 def test_observe_exports_the_seam_and_both_observers() -> None:
-    """fsm_exec.observe re-exports the seam's classes and kinds and names both observers
-    as its own."""
+    """fsm_exec.observe re-exports the seam's classes and kinds and both observers."""
     import fsm_exec.observe as observe
 
     assert observe.__all__ == sorted(observe.__all__, key=lambda n: (not n.isupper(), n))
-    assert Observer.__module__ == OpenTelemetryObserver.__module__ == "fsm_exec.observe"
     assert issubclass(OpenTelemetryObserver, Observer)
     assert issubclass(PrometheusObserver, Observer)
     assert "journal_fsync" in CALL_KINDS and "recovered" in EVENT_KINDS
-    import fsm_exec._observe as seam
+    import fsm_exec.observe.seam as seam
 
     for name in ("Observer", "TransitionEvent", "CallEvent", "ManagerEvent", "CALL_KINDS",
                  "EVENT_KINDS"):
@@ -182,9 +180,9 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, Block())
-import fsm_exec, fsm_exec.observe, fsm_exec._cli, fsm_exec._demo
+import fsm_exec, fsm_exec.observe, fsm_exec.cli.main, fsm_exec.cli.demo
 from fsm_exec import ExecutionManager
-from fsm_exec._sim import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 from fsm_exec.observe import Observer, OpenTelemetryObserver, PrometheusObserver
 class Count(Observer):
     moves = 0
@@ -202,7 +200,7 @@ for cls in (OpenTelemetryObserver, PrometheusObserver):
         cls()
     except ImportError as exc:
         print(exc)
-print("cli", fsm_exec._cli.main(["demo", "--metrics-port", "0", "--out", sys.argv[1]]))
+print("cli", fsm_exec.cli.main.main(["demo", "--metrics-port", "0", "--out", sys.argv[1]]))
 print("leaked", sorted(m for m in sys.modules
                        if m.partition(".")[0] in ("opentelemetry", "prometheus_client")))
 '''
@@ -916,7 +914,7 @@ def test_demo_serves_its_metrics_while_it_runs(tmp_path: Path,
     metrics there until interrupted, then stops serving and exits 0."""
     import io
 
-    import fsm_exec._cli as cli
+    import fsm_exec.cli.main as cli
 
     out = io.StringIO()
     seen: dict[str, Any] = {}
@@ -959,7 +957,7 @@ def test_demo_refuses_a_port_it_cannot_listen_on(tmp_path: Path,
 def test_demo_stops_serving_when_it_fails(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A demo that cannot write its outputs exits 2 and leaves no server behind."""
-    import fsm_exec._cli as cli
+    import fsm_exec.cli.main as cli
 
     started: list[Any] = []
     real = cli.serve_metrics

@@ -22,7 +22,7 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._sim import (
+from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
     NaiveVenue,
@@ -419,7 +419,7 @@ def test_live_block_costs_three_fsyncs_at_its_write_ahead_barriers(
             seen["hand_off"] = durable_kinds()
             super().update_state(ts, source, deltas)
 
-    monkeypatch.setattr("fsm_exec._journal.os.fsync", fsync)
+    monkeypatch.setattr("fsm_exec.journal.writer.os.fsync", fsync)
     em, el = manager(tmp_path, Witness(), positions=Positions())
     before = len(synced_upto)
     em.update_state(T(0), "strategy_manager", blocks("a"))

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from fsm_exec import ERROR_CODES, EventLogger
-from fsm_exec._cli import main
-from fsm_exec._demo import run_demo
-from fsm_exec._report import (
+from fsm_exec.cli.demo import run_demo
+from fsm_exec.cli.main import main
+from fsm_exec.tools.report import (
     SECTIONS,
     ReportDependencyError,
     build_report,
@@ -257,7 +257,7 @@ def test_html_reports_are_stable(demo: dict[str, Path], tmp_path: Path) -> None:
 def test_html_without_graphviz_keeps_the_table(demo: dict[str, Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz the overlay diagram is left out, said so, and the table stays."""
-    monkeypatch.setattr("fsm_exec._diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
     page = to_html(build_report(demo["live"]))
     assert "dot is not installed, so the diagram is left out" in page
     assert "<td>reconciliation_timeout</td>" in page
@@ -374,7 +374,7 @@ def test_report_command_without_matplotlib_is_a_usage_error(
     def missing(report: Any) -> str:
         raise ReportDependencyError("pip install 'fsm-exec[report]'")
 
-    monkeypatch.setattr("fsm_exec._report.to_html", missing)
+    monkeypatch.setattr("fsm_exec.tools.report.to_html", missing)
     assert cli("report", demo["backtest"])[0] == 2
     assert "fsm-exec[report]" in capsys.readouterr().err
 
@@ -385,7 +385,7 @@ def test_demo_writes_a_report_next_to_its_outputs(tmp_path: Path) -> None:
     assert result.report == tmp_path / "report.html"
     page = Page(result.report.read_text())
     assert page.sections == [sid for sid, _ in SECTIONS]
-    from fsm_exec._demo import format_result
+    from fsm_exec.cli.demo import format_result
 
     assert f"report:           {result.report}" in format_result(result)
     assert run_demo("backtest", out=tmp_path / "quiet", report=False).report is None

@@ -25,7 +25,7 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 
 from kit import Interrupting, T, block, blocks, in_thread, losing_fsync
 
@@ -456,7 +456,7 @@ def test_records_lost_by_someone_elses_failed_fsync_retire_the_manager(
     """The manager's ride-along records are lost by an fsync that fails in another
     caller's sync() (another component, the application): its next write learns of the
     loss (JournalLossError, EXEC-009), and it retires instead of going on from memory."""
-    from fsm_exec._journal import JournalLossError
+    from fsm_exec.journal.writer import JournalLossError
 
     armed = losing_fsync(monkeypatch, threading.current_thread())
     with EventLogger(tmp_path, "live") as log:
@@ -633,7 +633,7 @@ def test_a_stale_reopen_after_a_takeover_hides_no_loss_from_the_new_owner(
     sync() loses em2's ride-along records. A stale em1.reopen() is refused before it
     touches anything, so em2's next write still learns of the loss and retires."""
     from fsm_exec import JournalLockedError
-    from fsm_exec._journal import JournalLossError
+    from fsm_exec.journal.writer import JournalLossError
 
     armed = losing_fsync(monkeypatch, threading.current_thread())
     with EventLogger(tmp_path, "live") as log:

@@ -20,8 +20,8 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.observe import Observer
+from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 
 from kit import Interrupting, T, block, blocks, in_thread, losing_fsync
 
@@ -96,7 +96,7 @@ def test_another_writer_and_a_failing_observer_do_not_deadlock(tmp_path: Path) -
 def test_a_payload_that_looks_like_a_checkpoint_is_not_one(tmp_path: Path) -> None:
     """A block whose instruction holds ``{"event_type": "checkpoint"}`` journals those exact
     bytes; recovery, status and check still start from the real checkpoint."""
-    from fsm_exec._status import read_status
+    from fsm_exec.tools.status import read_status
 
     with EventLogger(tmp_path, "live", checkpoint_every=None) as log:
         em = live(log)
@@ -378,7 +378,7 @@ def test_a_retirement_during_a_hand_off_leaves_what_a_crash_there_would(
         bad: Any = {**block("b"), "priority": Interrupting(1)}
         with monkeypatch.context() as mp:
             if how == "fsync fails":
-                mp.setattr("fsm_exec._journal.os.fsync", fsync)
+                mp.setattr("fsm_exec.journal.writer.os.fsync", fsync)
             with pytest.raises(EventLogError if how == "fsync fails" else KeyboardInterrupt):
                 em.execute_instruction_blocks(T(1), blocks("b") if how == "fsync fails"
                                               else [bad])
@@ -486,7 +486,7 @@ def test_a_barrier_that_cannot_make_records_durable_retires_the_manager(
         em = live(log)
         em.execute_instruction_blocks(T(0), blocks("a"))
         with monkeypatch.context() as mp:
-            mp.setattr("fsm_exec._journal.os.fsync", _no_fsync)
+            mp.setattr("fsm_exec.journal.writer.os.fsync", _no_fsync)
             act: Callable[[], object] = (
                 (lambda: em.execute_instruction_blocks(T(1), blocks("b"))) if step == "accept"
                 else (lambda: em.cancel(T(1), ["a"], reason="operator")))

@@ -19,7 +19,7 @@ from fsm_exec import (
     disable_logging,
     enable_logging,
 )
-from fsm_exec._sim import FakeClock, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import FakeClock, SimReconciliation, SimVenue, StaticDataProvider
 
 from kit import T, block
 

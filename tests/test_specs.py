@@ -41,7 +41,7 @@ def test_spec_edge_meanings_match_the_code() -> None:
 def test_spec_state_table_matches_the_code() -> None:
     """The documented states, their kind and meaning are the code's, in order."""
     from fsm_exec import INITIAL_STATE
-    from fsm_exec._lifecycle import STATE_MEANINGS
+    from fsm_exec.core.lifecycle import STATE_MEANINGS
 
     rows = table_rows(ROOT / "specs/block_lifecycle.md", "| state | kind | meaning |")
     assert rows == [[str(s), "initial" if s == INITIAL_STATE else
@@ -69,8 +69,8 @@ def test_spec_config_table_matches_the_fields() -> None:
 
 def test_spec_event_table_names_every_event_the_code_logs() -> None:
     """Every event type the manager logs is documented, and nothing else is."""
-    source = "".join((ROOT / "fsm_exec" / name).read_text()
-                     for name in ("_manager.py", "_driver.py"))
+    source = "".join(path.read_text() for package in ("manager", "drivers")
+                     for path in sorted((ROOT / "fsm_exec" / package).glob("*.py")))
     logged = set(re.findall(r'_emit\("([a-z_]+)"', source)) | {"block_transition"}
     rows = table_rows(ROOT / "specs/execution_manager.md", "| event_type | data |")
     assert {r[0] for r in rows} == logged
@@ -86,7 +86,7 @@ def test_readme_csv_columns_match_the_code() -> None:
 
 def test_readme_mermaid_is_the_lifecycle() -> None:
     """The README's Mermaid diagram is the one the code draws from the table."""
-    from fsm_exec._diagram import lifecycle_model, to_mermaid
+    from fsm_exec.tools.diagram import lifecycle_model, to_mermaid
 
     text = (ROOT / "README.md").read_text()
     block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]

@@ -20,10 +20,10 @@ from fsm_exec import (
     ExecutionConfig,
     ExecutionManager,
 )
-from fsm_exec._cli import main
-from fsm_exec._deadline import state_deadline
-from fsm_exec._sim import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
-from fsm_exec._status import FIRST_IDS, read_status
+from fsm_exec.cli.main import main
+from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.tools.status import FIRST_IDS, read_status
 
 from journals import (
     HALTING_CODES,
@@ -670,10 +670,10 @@ def test_a_file_rotated_away_while_read_is_read_again(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A journal file that disappears while status reads it (rotated by a live manager)
     makes it read again; one that keeps disappearing is exit 2."""
-    import fsm_exec._status as status_module
+    import fsm_exec.tools.status as status_module
 
     queued_journal(tmp_path)
-    from fsm_exec._journal import newest_checkpoint as real
+    from fsm_exec.journal.writer import newest_checkpoint as real
     misses = [1]
 
     def flaky(files: list[Path]) -> tuple[int, int]:
@@ -714,7 +714,7 @@ def test_timestamps_that_are_not_times_give_unknown_ages(tmp_path: Path) -> None
     (7200, "2.0 h"), (3 * 86400, "3.0 d")])
 def test_durations_read_as_people_say_them(seconds: float | None, text: str) -> None:
     """Seconds under two minutes, minutes under two hours, hours under two days, then days."""
-    from fsm_exec._status import _duration
+    from fsm_exec.tools.status import _duration
 
     assert _duration(seconds) == text
 

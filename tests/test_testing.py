@@ -26,7 +26,7 @@ from fsm_exec import (
     InstructionBlock,
     InvalidBlockError,
 )
-from fsm_exec._blocks import validate_batch
+from fsm_exec.boundary.blocks import validate_batch
 from fsm_exec.testing import (
     RECONCILIATION_FAULTS,
     VENUE_FAULTS,
@@ -676,7 +676,7 @@ def test_the_library_imports_without_hypothesis() -> None:
     import sys
 
     code = ("import sys; sys.modules['hypothesis'] = None\n"
-            "import fsm_exec, fsm_exec._cli, fsm_exec._demo, fsm_exec._sim\n"
+            "import fsm_exec, fsm_exec.cli.main, fsm_exec.cli.demo, fsm_exec.sim.venues\n"
             "try:\n    import fsm_exec.testing\nexcept ImportError:\n    print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)

@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from fsm_exec import EventLogger, ExecutionManager, journal_files  # noqa: E402
-from fsm_exec._sim import (  # noqa: E402
+from fsm_exec.sim.venues import (  # noqa: E402
     FakeClock,
     FaultyVenue,
     SimPositionHandler,

@@ -1,0 +1,283 @@
+"""Instruction blocks, and the validation and canonical conversion of a submitted batch."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Container, Mapping
+from typing import Any
+
+import attrs
+
+from fsm_exec.boundary.canonical import TAGS, canonical, is_plain
+from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
+
+BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
+_BLOCK_FIELD_SET = frozenset(BLOCK_FIELDS)
+_BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+Redact = Callable[[str], str]
+
+
+@attrs.frozen(slots=True)
+class InstructionBlock:
+    """One validated instruction block, as the manager queues it and hands it to the venue.
+
+    Its fields are in canonical form (see :mod:`fsm_exec.boundary.canonical`): ``priority`` an
+    ``int``; ``instructions`` a tuple of dicts holding only ``None``, ``bool``, ``int``,
+    ``float``, ``str``, ``Decimal``, lists and dicts (keys ``str``, or ``int`` below the
+    top level), deep-copied at acceptance, so a caller changing its own objects afterwards
+    changes nothing, and the venue receives exactly the same block before and after a
+    restart. Treat it as immutable.
+    """
+
+    block_id: str
+    action: str
+    priority: int
+    instructions: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The block as plain data (instructions as a list of dicts, one level copied)."""
+        return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
+                "instructions": [dict(i) for i in self.instructions]}
+
+
+def _got(v: object, redact: Redact | None = None) -> str:
+    text = safe_repr(v)
+    if redact is not None:
+        text = redact(text)  # before shortening: a cut secret is not recognised
+    return f"got {type(v).__name__} {shorten(text)}"
+
+
+def is_amount_key(key: object) -> bool:
+    """Keys whose values must be finite numbers: ``amount`` and ``*_amount``."""
+    return isinstance(key, str) and (key == "amount" or key.endswith("_amount"))
+
+
+def _is_int(v: object) -> bool:
+    return (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            and type(v).__name__ not in ("bool_", "timedelta64"))
+
+
+_SECRET = ("holds a secret from the config (a block is never rewritten and a secret never "
+           "journaled: take it out)")
+
+
+def finder(redact: Redact | None) -> Callable[[str], bool] | None:
+    """Whether a string holds a secret, for ``redact``: its own ``finds`` (a
+    :class:`~fsm_exec.boundary.config.Redactor`), or a comparison of what it does."""
+    if redact is None:
+        return None
+    finds: Callable[[str], bool] | None = getattr(redact, "finds", None)
+    if finds is None:
+        def finds(text: str) -> bool:
+            return redact(text) != text
+    return finds
+
+
+def _field_name(name: object, redact: Redact | None) -> str:
+    text = name if isinstance(name, str) else safe_repr(name)
+    return shorten(redact(text) if redact is not None else text)
+
+
+def convert_block(item: object, redact: Redact | None = None
+                  ) -> tuple[list[tuple[str, str]], InstructionBlock | None, Any]:
+    """Check one submitted block and convert it: ``(problems, block, wire)``.
+
+    ``problems`` lists every ``(field path, reason)``; when it is empty, ``block`` is the
+    canonical block and ``wire`` its instructions as the journal writes them. A block is
+    never redacted: one holding a secret (anything ``redact`` would change) is refused,
+    and the problems quote it redacted."""
+    finds = finder(redact)
+    if isinstance(item, InstructionBlock):
+        item = attrs.asdict(item, recurse=False)  # as given: to_dict() would coerce or crash
+    if not isinstance(item, Mapping):
+        return [("", f"a block must be a mapping, {_got(item, redact)}")], None, None
+    out: list[tuple[str, str]] = []
+    for name in BLOCK_FIELDS:
+        if name not in item:
+            out.append((name, "required field is missing"))
+    for name in item:
+        if name not in _BLOCK_FIELD_SET:
+            out.append((_field_name(name, redact), "unexpected field (a block has "
+                        "block_id, action, priority, instructions)"))
+    block_id = action = priority = None
+    if "block_id" in item:
+        v = item["block_id"]
+        if not isinstance(v, str):
+            out.append(("block_id", f"must be a string, {_got(v, redact)}"))
+        elif _BLOCK_ID.fullmatch(v) is None:
+            out.append(("block_id", "must be 1-64 characters of letters, digits and ._:- "
+                                    f"{_got(v, redact)[4:]}"))
+        elif finds is not None and finds(v):
+            out.append(("block_id", _SECRET))
+        else:
+            block_id = str.__str__(v)
+    if "action" in item:
+        v = item["action"]
+        if not isinstance(v, str) or not v.strip():
+            out.append(("action", f"must be a non-empty string, {_got(v, redact)}"))
+        else:
+            conv = canonical(v, path="action", redact=redact, refuse=finds)
+            if conv.problems:
+                out.extend(_split(p) for p in conv.problems)
+            action = conv.value
+    if "priority" in item:
+        v = item["priority"]
+        if not _is_int(v):
+            out.append(("priority", f"must be an int, {_got(v, redact)}"))
+        else:
+            try:
+                priority = int(v)
+            except Exception as exc:  # an Integral whose int() raises
+                out.append(("priority", f"could not be read as an int: "
+                                        f"{_got(exc, redact)[4:]}"))
+    instructions: list[dict[str, Any]] = []
+    wires: list[Any] = []
+    if "instructions" in item:
+        v = item["instructions"]
+        if not isinstance(v, list | tuple):
+            out.append(("instructions", f"must be a non-empty list of mappings, "
+                                        f"{_got(v, redact)}"))
+        elif not v:
+            out.append(("instructions", "must be a non-empty list of mappings, got an empty "
+                                        f"{type(v).__name__}"))
+        else:
+            for i, instr in enumerate(v):
+                path = f"instructions[{i}]"
+                if not isinstance(instr, Mapping):
+                    out.append((path, f"must be a mapping, {_got(instr, redact)}"))
+                    continue
+                bad_keys = [k for k in instr if not isinstance(k, str)]
+                for k in bad_keys:
+                    out.append((path, f"keys must be strings, {_got(k, redact)}"))
+                if bad_keys:
+                    continue
+                token = instr.get("token")
+                if "token" in instr and not (isinstance(token, str) and token):
+                    out.append((f"{path}.token", f"must be a non-empty string, "
+                                                 f"{_got(token, redact)}"))
+                conv = canonical(instr, path=path, redact=redact, amounts=True,
+                                 refuse=finds)
+                if conv.problems:
+                    out.extend(_split(p) for p in conv.problems)
+                    continue
+                instructions.append(conv.value)
+                wires.append(conv.wire)
+    if out:
+        return out, None, None
+    assert block_id is not None and action is not None and priority is not None
+    block = InstructionBlock(block_id, action, priority, tuple(instructions))
+    same = all(a is b for a, b in zip(instructions, wires, strict=True))
+    return out, block, (block.instructions if same else wires)
+
+
+def _split(problem: str) -> tuple[str, str]:
+    path, _, reason = problem.partition(": ")
+    return path, reason
+
+
+def check_block(item: object, redact: Redact | None = None) -> list[tuple[str, str]]:
+    """Every ``(field path, reason)`` problem with one submitted block."""
+    return convert_block(item, redact)[0]
+
+
+def convert_batch(batch: object, taken: Container[str], redact: Redact | None = None
+                  ) -> tuple[list[InstructionBlock], list[Any]]:
+    """Validate and convert a whole batch: its canonical blocks and their instructions'
+    journal forms, or :class:`InvalidBlockError` listing every problem at once.
+
+    ``taken`` holds the ``block_id``s that may not be used again (queued, in flight, or
+    recently finished). The batch is refused whole if any block is bad."""
+    if not isinstance(batch, list | tuple):
+        raise InvalidBlockError(
+            [BlockProblem(0, None, "", f"the batch must be a list of mappings, "
+                                       f"{_got(batch, redact)}")], None)
+    problems: list[BlockProblem] = []
+    blocks: list[InstructionBlock] = []
+    wires: list[Any] = []
+    seen: set[str] = set()
+    finds = finder(redact)
+    for index, item in enumerate(batch):
+        if not problems:
+            fast = _plain_valid_block(item, finds)
+            if fast is not None and fast.block_id not in seen and fast.block_id not in taken:
+                seen.add(fast.block_id)
+                blocks.append(fast)
+                wires.append(fast.instructions)
+                continue
+        # The careful path: every problem, with its field, for the error.
+        found, block, wire = convert_block(item, redact)
+        raw_id = item.get("block_id") if isinstance(item, Mapping) else (
+            item.block_id if isinstance(item, InstructionBlock) else None)
+        block_id = (str.__str__(raw_id) if isinstance(raw_id, str)
+                    and not (finds is not None and finds(raw_id)) else None)
+        if block_id is not None and not any(p == "block_id" for p, _ in found):
+            if block_id in seen:
+                found.append(("block_id", "repeated within the batch"))
+            elif block_id in taken:
+                found.append(("block_id", "already queued, in flight or recently finished"))
+            seen.add(block_id)
+        if found:
+            problems.extend(BlockProblem(index, block_id, p, r) for p, r in found)
+        elif not problems:
+            assert block is not None
+            blocks.append(block)
+            wires.append(wire)
+    if problems:
+        raise InvalidBlockError(problems, len(batch))
+    return blocks, wires
+
+
+def validate_batch(batch: object, taken: Container[str], redact: Redact | None = None
+                   ) -> list[InstructionBlock]:
+    """Validate a whole batch; return its canonical blocks, or raise listing every problem
+    at once (see :func:`convert_batch`)."""
+    return convert_batch(batch, taken, redact)[0]
+
+
+_ID_OK = _BLOCK_ID.fullmatch
+
+
+def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
+                       ) -> InstructionBlock | None:
+    """The block, if ``item`` is a plain dict of flat instructions of plain values that
+    :func:`convert_block` would pass unchanged; else ``None`` (then the careful path
+    decides). The per-block hot path: checked once, without collecting anything, and
+    copied with one ``dict.copy()`` per instruction (a deep copy, for flat plain values).
+    ``finds`` tells whether a string holds a secret (then the careful path refuses it)."""
+    if type(item) is not dict or len(item) != 4:
+        return None
+    try:
+        block_id, action = item["block_id"], item["action"]
+        priority, instructions = item["priority"], item["instructions"]
+    except KeyError:
+        return None
+    if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
+            or not action.isascii() or not action.strip() or type(priority) is not int
+            or type(instructions) is not list or not instructions
+            or (finds is not None and (finds(action) or finds(block_id)))):
+        return None
+    copies = []
+    for instr in instructions:
+        if type(instr) is not dict:
+            return None
+        for key, value in instr.items():
+            if type(key) is not str or not key.isascii() or (finds is not None and finds(key)):
+                return None
+            kind = type(value)
+            if key == "amount" or key.endswith("_amount"):
+                if not ((kind is float and math.isfinite(value)) or
+                        (kind is int and is_plain(value))):
+                    return None  # Decimals, numpy numbers, NaN: the careful path decides
+            elif kind is str:
+                if not value.isascii() or (key == "token" and not value) or (
+                        finds is not None and finds(value)):
+                    return None
+            elif not is_plain(value) or key == "token":
+                return None
+        if len(instr) == 1 and next(iter(instr)) in TAGS:
+            return None  # a dict that reads as a journal tag: the careful path wraps it
+        copies.append(instr.copy())
+    return InstructionBlock(block_id, action, priority, tuple(copies))

@@ -1,0 +1,378 @@
+"""The manager's own configuration, the environment it reads once, and secret redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+from fsm_exec.core.errors import ConfigError
+
+EXECUTION_MODES: tuple[str, ...] = ("backtest", "live")
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
+DEPLOYMENT_MODES: tuple[str, ...] = ("local", "docker")
+SHARE_CLASSES: tuple[str, ...] = ("usdt_stable", "eth_directional")
+
+
+def _is_bool(v: object) -> bool:
+    return isinstance(v, bool) or type(v).__name__ == "bool_"  # numpy.bool_ is no int
+
+
+def _is_int(v: object) -> bool:
+    """An integer: ``int`` or any ``numbers.Integral`` (numpy's included), never a bool."""
+    return isinstance(v, numbers.Integral) and not _is_bool(v)
+
+
+def _is_number(v: object) -> bool:
+    """A real number: any ``numbers.Real`` (numpy's included), never a bool."""
+    return isinstance(v, numbers.Real) and not _is_bool(v)
+
+
+def _describe(v: object) -> str:
+    return type(v).__name__
+
+
+# (field, kind, low, high, low inclusive) for the numeric fields; the high bound is exclusive.
+def _range_text(kind: type, low: float, high: float, closed: bool) -> str:
+    """A field's range as its error states it: ``from 1 to 10,000,000`` for an int (the
+    values it takes), ``> 0 and < 60`` for a number."""
+    if kind is int:
+        first = int(low) if closed else int(low) + 1
+        return (f"an int from {first:,} to {int(high) - 1:,}" if high != math.inf
+                else f"an int of at least {first:,}")
+    bound = f"< {high:g}" if high != math.inf else "finite"
+    return f"{'>=' if closed else '>'} {low:g} and {bound}"
+
+
+_NUMERIC: tuple[tuple[str, type, float, float, bool], ...] = (
+    ("execution_timeout", float, 0, 300, False),
+    ("reconciliation_timeout", float, 0, 60, False),
+    ("max_retries", int, 0, 10, False),
+    ("retry_delay_seconds", float, 0, 60, False),
+    ("max_retry_delay_seconds", float, 0, 300, False),
+    ("max_queue_size", int, 0, math.inf, False),
+    ("duplicate_window", int, 0, 10_000_001, False),
+    ("not_found_confirmations", int, 0, 101, False),
+    ("not_found_interval_seconds", float, 0, 300, True),
+    ("not_found_min_age_seconds", float, 0, 3600, True),
+)
+#: Alternative names the system-wide config may use for a field.
+ALIASES: Mapping[str, str] = {"max_retry_attempts": "max_retries"}
+
+
+@attrs.frozen(kw_only=True)
+class ExecutionConfig:
+    """The fields of the system-wide config the ExecutionManager uses.
+
+    Build it from the system-wide mapping with :meth:`from_dict` (keys it does not use are
+    ignored, ``max_retry_attempts`` is accepted for ``max_retries``), or directly with
+    keyword arguments. Every field is checked at construction; every problem is reported
+    at once in a :class:`ConfigError` (a ``ValueError``) naming the fields. No value is coerced:
+    ``"30"`` is not a timeout.
+    """
+
+    strategy_mode: str | None = None
+    share_class: str | None = None
+    initial_capital: float | None = None
+    execution_timeout: float = 30
+    reconciliation_timeout: float = 10
+    max_retries: int = 3
+    retry_delay_seconds: float = 0.1
+    max_retry_delay_seconds: float = 5.0
+    max_queue_size: int = 10_000
+    duplicate_window: int = 10_000
+    not_found_confirmations: int = 3
+    not_found_interval_seconds: float = 1.0
+    not_found_min_age_seconds: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[str] = []
+        if self.strategy_mode is not None and (
+                not isinstance(self.strategy_mode, str) or not self.strategy_mode.strip()):
+            problems.append(f"strategy_mode: must be a non-empty string, got "
+                            f"{_describe(self.strategy_mode)}")
+        if self.share_class is not None and self.share_class not in SHARE_CLASSES:
+            problems.append(f"share_class: must be one of {', '.join(SHARE_CLASSES)}")
+        if self.initial_capital is not None:
+            if not (_is_number(self.initial_capital)
+                    and 0 < self.initial_capital < math.inf):
+                problems.append("initial_capital: must be a finite number > 0")
+            else:  # numpy numbers become plain ones
+                v = self.initial_capital
+                object.__setattr__(self, "initial_capital",
+                                   int(v) if _is_int(v) else float(v))
+        for name, kind, low, high, closed in _NUMERIC:
+            v = getattr(self, name)
+            ok_type = _is_int(v) if kind is int else _is_number(v)
+            if not ok_type:
+                problems.append(f"{name}: must be {'an int' if kind is int else 'a number'}, "
+                                f"got {_describe(v)}")
+                continue
+            plain = int(v) if _is_int(v) else float(v)  # numpy numbers become plain ones
+            if not ((low <= plain if closed else low < plain) and plain < high):
+                problems.append(f"{name}: must be {_range_text(kind, low, high, closed)}, "
+                                f"got {plain!r}")
+            elif type(v) is not type(plain):
+                object.__setattr__(self, name, plain)
+        delays = {"retry_delay_seconds", "max_retry_delay_seconds"}
+        if (not delays & {p.partition(":")[0] for p in problems}
+                and self.max_retry_delay_seconds < self.retry_delay_seconds):
+            problems.append("max_retry_delay_seconds: must be >= retry_delay_seconds")
+        if problems:
+            raise ConfigError(problems)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> ExecutionConfig:
+        """Build the config from the system-wide config mapping; unused keys are ignored."""
+        if not isinstance(mapping, Mapping):
+            raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
+        data = dict(mapping)
+        written: dict[str, str] = {}  # field -> the key the user wrote for it
+        for alias, name in ALIASES.items():
+            if alias in data:
+                value = data.pop(alias)
+                if name in data and data[name] != value:
+                    raise ConfigError([f"{name}: given twice (as {name} and {alias}) with "
+                                       "different values"])
+                data[name] = value
+                written[name] = alias
+        try:
+            return _converter.structure(data, cls)
+        except cattrs.BaseValidationError as group:
+            # cattrs wraps what __init__ raised; hand back our own error, naming the keys
+            # the user wrote.
+            own = [e for e in group.exceptions if isinstance(e, ConfigError)]
+            if own:
+                raise ConfigError([_as_written(p, written) for p in own[0].problems]) from None
+            raise ConfigError(cattrs.transform_error(group)) from None
+
+    def digest(self) -> str:
+        """A short stable hash of the fields (for logs: never the values themselves)."""
+        # Equal configs hash alike: 30 and 30.0 are the same timeout.
+        fields = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                  for k, v in attrs.asdict(self).items()}
+        raw = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _as_written(problem: str, written: Mapping[str, str]) -> str:
+    name, sep, rest = problem.partition(":")
+    return f"{written[name]}{sep}{rest}" if name in written else problem
+
+
+# cattrs builds the instance (unused keys ignored, defaults filled); scalars pass through
+# untouched so that ExecutionConfig's own checks see, and refuse, wrongly typed values.
+_converter = cattrs.Converter()
+for _t in (str, int, float):
+    _converter.register_structure_hook(_t, lambda v, _t: v)
+
+
+@attrs.frozen
+class Environment:
+    """The system-level environment variables, read once at initialization."""
+
+    execution_mode: str
+    environment: str
+    deployment_mode: str
+
+    @classmethod
+    def read(cls, execution_mode: str | None,
+             environ: Mapping[str, str] | None = None) -> Environment:
+        """Read ``BASIS_*`` variables (``execution_mode`` wins over the variable if given)."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def pick(value: object, var: str, default: str, allowed: tuple[str, ...]) -> str:
+            if value is None:
+                value, where = env.get(var) or default, var  # empty counts as unset
+            else:
+                where = "execution_mode"
+            if value not in allowed:
+                # Never echo the value: only the mode names may reach logs and messages.
+                problems.append(f"{where}: must be one of {', '.join(allowed)} "
+                                f"(got an unrecognised {_describe(value)})")
+                return default
+            return str(value)
+
+        mode = pick(execution_mode, "BASIS_EXECUTION_MODE", "backtest", EXECUTION_MODES)
+        environment = pick(None, "BASIS_ENVIRONMENT", "dev", ENVIRONMENTS)
+        deployment = pick(None, "BASIS_DEPLOYMENT_MODE", "local", DEPLOYMENT_MODES)
+        if problems:
+            raise ConfigError(problems)
+        return cls(mode, environment, deployment)
+
+
+#: Words that make a config key's value a secret on their own (matched against the words
+#: of the key: ``apiSecret``, ``API-PASSWORD`` and ``binance.secret`` all qualify).
+SECRET_WORDS: frozenset[str] = frozenset({
+    "apikey", "keys", "secret", "password", "passwd", "passphrase", "privkey", "credential",
+    "credentials", "mnemonic", "auth", "signature", "jwt", "bearer"})
+#: Words that name a secret (``binance_key``, ``telegram_token``, ``walletSeed``,
+#: ``private_key``) unless another word of the key says what data it is: the words here
+#: (``base_token: "USDC.e"``, ``sort_key``, ``token_id``, ``seed_capital``). Secret by
+#: default: a key a strategy names after its exchange is protected without a list.
+DATA_BESIDE: Mapping[str, frozenset[str]] = {
+    "key": frozenset({"sort", "primary", "partition", "foreign", "idempotency", "cache",
+                      "asset", "lookup", "hash", "map", "group", "dedup", "row", "column"}),
+    "token": frozenset({"base", "quote", "collateral", "debt", "reward", "underlying", "pool",
+                        "lp", "stake", "staked", "borrow", "supply", "gas", "native", "fee",
+                        "target", "source", "input", "output", "in", "out", "pair", "wrapped",
+                        "id", "address", "symbol", "name", "decimal", "list", "hedge", "yield",
+                        "margin", "settlement", "payment", "deposit", "withdraw", "receipt"}),
+    "seed": frozenset({"capital", "random", "rng", "initial", "funding", "fund"}),
+    "private": frozenset({"rpc", "pool", "mempool", "network", "subnet", "relay"}),
+}
+#: The words that name a secret unless :data:`DATA_BESIDE` says otherwise.
+WEAK_SECRET_WORDS: frozenset[str] = frozenset(DATA_BESIDE)
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def key_words(key: object) -> frozenset[str]:
+    """The lower-case words of a config key: ``apiKey`` -> {api, key}."""
+    if not isinstance(key, str):
+        return frozenset()
+    words = {w.lower() for w in _WORDS.findall(key)}
+    return frozenset(words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3})
+
+
+def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
+    """True if a config key's value is a secret: the key is a secret word itself, holds a
+    word of :data:`SECRET_WORDS` (or of ``extra``, the config's ``secret_keys``), or holds
+    ``key``, ``token``, ``seed`` or ``private`` with no word beside it that names data
+    (:data:`DATA_BESIDE`: ``binance_key`` is a secret, ``base_token`` is not). A plural
+    (``tokens``, a list of them) is data."""
+    if not isinstance(key, str):
+        return False
+    name = key.lower()
+    if name in SECRET_WORDS or name in WEAK_SECRET_WORDS or name in extra:
+        return True
+    words = key_words(key)
+    if words & SECRET_WORDS or words & extra:
+        return True
+    said = {w.lower() for w in _WORDS.findall(key)}  # as written: a plural is not the word
+    others = words - WEAK_SECRET_WORDS
+    return any(not others & DATA_BESIDE[w] for w in said & WEAK_SECRET_WORDS)
+
+
+class Redactor:
+    """Replaces secret values from the system-wide config in text bound for logs.
+
+    A value is a secret when its key names one (see :func:`is_secret_key`; the config adds
+    words or names under ``secret_keys``), however deeply nested; every string under such a key
+    that is at least ``min_length`` characters long is redacted, in its plain form and in
+    the forms it takes inside a ``repr()``, JSON text or a URL. Ordinary values (a venue
+    name, a strategy mode) stay readable. Overlapping secrets are masked as one span, so no
+    part of either survives. Redact before shortening text: a cut secret is not recognised.
+    """
+
+    __slots__ = ("_secrets", "_search")
+
+    def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
+                 ) -> None:
+        own = set(own_fields)
+        words: set[str] = set()
+        if isinstance(config, Mapping) and "secret_keys" in config:
+            listed = config["secret_keys"]
+            if not (isinstance(listed, list | tuple)
+                    and all(isinstance(w, str) and w.strip() for w in listed)):
+                raise ConfigError(["secret_keys: must be a list of key names or words"])
+            for w in listed:
+                words |= {w.lower(), *key_words(w)}
+        extra = frozenset(words)
+        found: set[str] = set()
+
+        def collect(v: object) -> None:
+            if isinstance(v, str):
+                if len(v) >= min_length:
+                    found.add(v)
+            elif isinstance(v, Mapping):
+                for x in v.values():
+                    collect(x)
+            elif isinstance(v, list | tuple | set | frozenset):
+                for x in v:
+                    collect(x)
+
+        def walk(m: Mapping[Any, Any], top: bool) -> None:
+            for k, v in m.items():
+                if top and k in own:
+                    continue
+                if is_secret_key(k, extra):
+                    collect(v)
+                elif isinstance(v, Mapping):
+                    walk(v, False)
+                elif isinstance(v, list | tuple):
+                    for x in v:
+                        if isinstance(x, Mapping):
+                            walk(x, False)
+
+        if isinstance(config, Mapping):
+            walk(config, True)
+        forms: set[str] = set()
+        for secret in found:
+            forms.add(secret)
+            for form in (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                         repr(secret)[1:-1], urllib.parse.quote(secret, safe=""),
+                         urllib.parse.quote_plus(secret)):
+                if len(form) >= min_length:
+                    forms.add(form)
+        self._secrets = tuple(sorted(forms, key=len, reverse=True))
+        self._search = (re.compile("|".join(re.escape(f) for f in self._secrets)).search
+                        if self._secrets else None)
+
+    def __bool__(self) -> bool:
+        """True when there is anything to redact."""
+        return self._search is not None
+
+    def finds(self, text: str) -> bool:
+        """True if ``text`` holds a secret (in any of its forms)."""
+        return self._search is not None and self._search(text) is not None
+
+    def __call__(self, text: str) -> str:
+        search = self._search
+        if search is None or search(text) is None:
+            return text
+        spans: list[tuple[int, int]] = []
+        for s in self._secrets:
+            i = text.find(s)
+            while i >= 0:
+                spans.append((i, i + len(s)))
+                i = text.find(s, i + 1)
+        spans.sort()
+        out, pos = [], 0
+        for start, end in spans:
+            if end <= pos:
+                continue
+            if start > pos:
+                out.append(text[pos:start])
+                out.append("[REDACTED]")
+            elif not out or out[-1] != "[REDACTED]":
+                out.append("[REDACTED]")
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} forms)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Redactor holds secrets: it is not pickled")
+
+
+def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConfig:
+    """Accept an :class:`ExecutionConfig` or the system-wide mapping."""
+    if isinstance(config, ExecutionConfig):
+        return config
+    return ExecutionConfig.from_dict(config)
+
+
+OWN_FIELDS: frozenset[str] = frozenset(
+    [f.name for f in attrs.fields(ExecutionConfig)] + list(ALIASES) + ["secret_keys"])

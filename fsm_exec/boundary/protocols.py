@@ -1,0 +1,72 @@
+"""What the manager expects of the collaborators it is given (structural types)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from fsm_exec.boundary.blocks import InstructionBlock
+
+
+class ExecutionRejected(Exception):
+    """Raise from ``route_instruction`` when the venue *definitively* executed nothing.
+
+    Any other exception is an outcome the manager cannot be sure of, which it resolves by
+    asking ``query_execution`` before routing again. ``retryable=False`` fails the block at
+    once (for example, an instrument that does not exist).
+    """
+
+    def __init__(self, message: str = "rejected by the venue", *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class ExecutionInterfaceManager(Protocol):
+    """Routes a block to its venue. ``query_execution`` is optional (see the spec)."""
+
+    def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+        """Execute ``block`` (idempotent by ``block.block_id``); return its deltas."""
+
+
+@runtime_checkable
+class PositionUpdateHandler(Protocol):
+    """Takes the deltas of an executed block."""
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
+        """Apply ``deltas``; raise if they cannot be applied."""
+
+
+@runtime_checkable
+class ReconciliationComponent(Protocol):
+    """Reports whether positions reconcile: ``pending``, ``success`` or ``failed``."""
+
+    @property
+    def reconciliation_status(self) -> str:
+        """The current status (read-only for the manager)."""
+
+
+@runtime_checkable
+class DataProvider(Protocol):
+    """Market data at a timestamp: ``get_data(ts)['market_data']['prices']``."""
+
+    def get_data(self, timestamp: Any) -> Mapping[str, Any]:
+        """All data at ``timestamp``."""
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where the manager's structured events go (see :class:`fsm_exec.EventLogger`).
+
+    A sink that also has a ``sync()`` method is taken to accept ``sync=`` on
+    ``log_event``: the manager then passes ``sync=False`` for records that no action of its
+    depends on, and relies on the next synced record (or ``sync()``) to make them durable.
+    """
+
+    def log_event(self, timestamp: Any, event_type: str, component: str,
+                  data: dict[str, Any]) -> None:
+        """Record one event; raise if it cannot be recorded."""
+
+
+#: A pre-trade risk check: ``None`` (or ``True``) to pass, or a non-empty reason to refuse.
+RiskCheck = Callable[[InstructionBlock, Mapping[str, Any]], "str | bool | None"]

@@ -1,0 +1,348 @@
+"""The block lifecycle: every state, trigger and transition lives in this module.
+
+Nothing else in the package defines a transition. The ``transitions.Machine`` that drives
+the block in flight, the diagrams, the docs' state table and the conformance checks are all
+derived from :data:`TRANSITIONS`. The table is checked when this module is imported; a broken
+table raises :class:`InvalidLifecycleError` naming the offending states.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from transitions import MachineError
+
+from fsm_exec.core.engine import EngineMachine
+from fsm_exec.core.errors import ComponentError
+
+
+class BlockState(enum.StrEnum):
+    """Where an instruction block is in its life."""
+
+    QUEUED = "queued"
+    ROUTING = "routing"
+    PENDING_RECONCILIATION = "pending_reconciliation"
+    RETRYING = "retrying"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: What each state means; docs and diagrams take their words from here.
+STATE_MEANINGS: Mapping[BlockState, str] = {
+    BlockState.QUEUED: "Accepted and waiting its turn; nothing has been sent to a venue.",
+    BlockState.ROUTING: "The block in flight: risk checks, then the venue call.",
+    BlockState.PENDING_RECONCILIATION:
+        "The venue executed: the deltas go to the position handler, then the manager "
+        "waits for reconciliation.",
+    BlockState.RETRYING:
+        "Something failed or is unknown: back off, and find out whether the venue executed "
+        "before routing again or waiting again.",
+    BlockState.SUCCESS: "Executed and reconciled (terminal).",
+    BlockState.FAILED:
+        "Not executed, or executed with positions in doubt (terminal; the error code says "
+        "which).",
+    BlockState.CANCELLED:
+        "Dropped from the queue by an operator before it started; never sent to a venue "
+        "(terminal).",
+}
+
+
+class Trigger(enum.StrEnum):
+    """The names of the events that move a block from one state to another."""
+
+    START = "start"
+    CANCEL = "cancel"
+    EXECUTED = "executed"
+    ROUTE_FAILED = "route_failed"
+    REROUTE = "reroute"
+    RESUME_RECONCILIATION = "resume_reconciliation"
+    RECONCILED = "reconciled"
+    RECONCILIATION_TIMEOUT = "reconciliation_timeout"
+    FAIL = "fail"
+
+
+@attrs.frozen
+class Edge:
+    """One row of the transition table: ``trigger`` moves a block from ``source`` to ``dest``."""
+
+    trigger: Trigger
+    source: BlockState
+    dest: BlockState
+    meaning: str
+
+
+INITIAL_STATE: BlockState = BlockState.QUEUED
+TERMINAL_STATES: frozenset[BlockState] = frozenset(
+    {BlockState.SUCCESS, BlockState.FAILED, BlockState.CANCELLED})
+
+_S = BlockState
+_T = Trigger
+
+#: The transition table, in the order the docs and diagrams present it.
+TRANSITIONS: tuple[Edge, ...] = (
+    Edge(_T.START, _S.QUEUED, _S.ROUTING,
+         "The block becomes the one in flight; pre-trade risk checks (price validation first) "
+         "run before the venue is called."),
+    Edge(_T.CANCEL, _S.QUEUED, _S.CANCELLED,
+         "An operator cancelled the block while it waited (ExecutionManager.cancel, or "
+         "fsm-exec cancel): it is never routed, and its block_id stays taken."),
+    Edge(_T.FAIL, _S.ROUTING, _S.FAILED,
+         "A risk check refused the block (the venue is not called), the venue refused it for "
+         "good, or a backtest venue call failed (fail fast)."),
+    Edge(_T.EXECUTED, _S.ROUTING, _S.PENDING_RECONCILIATION,
+         "The venue executed the block; its deltas go to the position handler."),
+    Edge(_T.ROUTE_FAILED, _S.ROUTING, _S.RETRYING,
+         "The venue call failed: rejected, or outcome unknown (error, timeout)."),
+    Edge(_T.REROUTE, _S.RETRYING, _S.ROUTING,
+         "Nothing was executed (definitive rejection, the venue's query_execution says not "
+         "found, or there is no way to ask): route again with the same block_id."),
+    Edge(_T.RESUME_RECONCILIATION, _S.RETRYING, _S.PENDING_RECONCILIATION,
+         "The venue did execute (query_execution or a late reply returned deltas), or only "
+         "reconciliation is outstanding: wait for reconciliation again, never route again."),
+    Edge(_T.FAIL, _S.RETRYING, _S.FAILED,
+         "Attempts exhausted, or the outcome of an abandoned venue call cannot be resolved."),
+    Edge(_T.RECONCILED, _S.PENDING_RECONCILIATION, _S.SUCCESS,
+         "Reconciliation reported success for this block."),
+    Edge(_T.RECONCILIATION_TIMEOUT, _S.PENDING_RECONCILIATION, _S.RETRYING,
+         "Reconciliation did not report within reconciliation_timeout for this attempt."),
+    Edge(_T.FAIL, _S.PENDING_RECONCILIATION, _S.FAILED,
+         "Reconciliation reported failure, or the position handler refused the deltas: "
+         "positions are in doubt."),
+)
+
+
+class InvalidLifecycleError(ValueError):
+    """A transition table breaks one of the lifecycle's structural rules."""
+
+
+def _reachable(start: Iterable[BlockState], edges: Iterable[Edge],
+               *, reverse: bool = False) -> set[BlockState]:
+    step: dict[BlockState, set[BlockState]] = {}
+    for e in edges:
+        a, b = (e.dest, e.source) if reverse else (e.source, e.dest)
+        step.setdefault(a, set()).add(b)
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for nxt in step.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
+                   terminal: Iterable[BlockState], edges: Iterable[Edge],
+                   meanings: Mapping[BlockState, str] | None = None) -> None:
+    """Check a transition table's structure; raise :class:`InvalidLifecycleError` if broken.
+
+    Rules: exactly one initial state; every edge joins known states; no trigger leads from one
+    state to two destinations; every state is reachable from the initial one; every
+    non-terminal state can reach a terminal one; terminal states have no way out; and, when
+    ``meanings`` is given, every state has one.
+    """
+    states, initial, terminal, edges = list(states), list(initial), set(terminal), list(edges)
+    known = set(states)
+    problems: list[str] = []
+
+    def names(xs: Iterable[BlockState]) -> str:
+        return ", ".join(sorted(str(x) for x in xs))
+
+    if len(initial) != 1:
+        problems.append(f"exactly one initial state is needed, got {len(initial)}"
+                        + (f" ({names(initial)})" if initial else ""))
+    unknown = {s for e in edges for s in (e.source, e.dest)} - known
+    unknown |= (set(initial) | terminal) - known
+    if unknown:
+        problems.append(f"unknown states: {names(unknown)}")
+    if not terminal:
+        problems.append("no terminal state")
+    seen: dict[tuple[BlockState, Trigger], BlockState] = {}
+    for e in edges:
+        other = seen.setdefault((e.source, e.trigger), e.dest)
+        if other != e.dest:
+            problems.append(f"trigger {e.trigger!s} leads from {e.source!s} to both "
+                            f"{other!s} and {e.dest!s}")
+    exits = {e.source for e in edges} & terminal
+    if exits:
+        problems.append(f"terminal states with a way out: {names(exits)}")
+    if len(initial) == 1:
+        unreachable = known - _reachable(initial, edges)
+        if unreachable:
+            problems.append(f"states unreachable from {initial[0]!s}: {names(unreachable)}")
+    trapped = known - terminal - _reachable(terminal, edges, reverse=True)
+    if trapped:
+        problems.append(f"non-terminal states that cannot reach a terminal state: "
+                        f"{names(trapped)}")
+    if meanings is not None:
+        unexplained = known - {s for s, text in meanings.items() if text}
+        if unexplained:
+            problems.append(f"states without a meaning: {names(unexplained)}")
+    if problems:
+        raise InvalidLifecycleError("invalid block lifecycle: " + "; ".join(problems))
+
+
+validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
+
+#: A short stable fingerprint of the table: the first 16 hex digits of the sha256 of the
+#: compact JSON list of ``[source, trigger, dest]`` triples, in table order (meanings left
+#: out). Journals and metrics (``fsm_exec_build_info``) carry it, so a journal written under
+#: another lifecycle is refused rather than misread.
+TABLE_HASH: str = hashlib.sha256(json.dumps(
+    [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS],
+    separators=(",", ":")).encode()).hexdigest()[:16]
+
+#: ``(state, trigger) -> next state``, derived from the table.
+NEXT_STATE: Mapping[tuple[BlockState, Trigger], BlockState] = {
+    (e.source, e.trigger): e.dest for e in TRANSITIONS
+}
+#: Every ``(source, dest)`` pair the table allows.
+LEGAL_MOVES: frozenset[tuple[BlockState, BlockState]] = frozenset(
+    (e.source, e.dest) for e in TRANSITIONS
+)
+
+
+def lifecycle_paths(edges: tuple[Edge, ...] = TRANSITIONS) -> tuple[tuple[Edge, ...], ...]:
+    """Every simple path (no state visited twice) from the initial state to a terminal one,
+    as tuples of edges, shortest first: one test per path covers every way a block can go
+    (in the spirit of XState's model-based testing)."""
+    out: list[tuple[Edge, ...]] = []
+
+    def walk(state: BlockState, seen: frozenset[BlockState], path: tuple[Edge, ...]) -> None:
+        if state in TERMINAL_STATES:
+            out.append(path)
+            return
+        for e in edges:
+            if e.source == state and e.dest not in seen:
+                walk(e.dest, seen | {e.dest}, (*path, e))
+
+    walk(INITIAL_STATE, frozenset({INITIAL_STATE}), ())
+    return tuple(sorted(out, key=len))
+
+
+class IllegalTransitionError(ComponentError, RuntimeError):
+    """A trigger was fired from a state that has no edge for it; the state is unchanged."""
+
+    def __init__(self, trigger: str, state: str, block_id: str | None) -> None:
+        self.trigger, self.state = trigger, state
+        allowed = sorted(str(e.trigger) for e in TRANSITIONS if e.source == state)
+        super().__init__(
+            "EXEC-012",
+            f"illegal transition: trigger {trigger!r} from state {state!r} (block "
+            f"{block_id!r}); allowed from {state!r}: {', '.join(allowed) or 'nothing'}",
+            block_id=block_id)
+
+
+class _Flight:
+    """The model the Machine drives: the one block in flight (``transitions`` sets ``state``)."""
+
+    state: str
+    block_id: str | None = None
+
+
+TransitionListener = Callable[[str, str, str, dict[str, Any]], None]
+
+
+_NEXT: dict[tuple[str, str], str] = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
+_STATE_OF: dict[str, BlockState] = {str(s): s for s in BlockState}
+_TERMINAL_VALUES = frozenset(str(s) for s in TERMINAL_STATES)
+_INITIAL = str(INITIAL_STATE)
+
+
+class BlockLifecycle:
+    """One reusable ``transitions.Machine`` (the :mod:`fsm_exec.core.engine` one) for the block in
+    flight.
+
+    ``load(block_id)`` puts a new block at the initial state, and only when the previous one
+    reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
+    the listener, if any, is called with ``(source, dest, trigger, data)`` *before* the state
+    changes, so a listener that raises (a journal that cannot write) leaves the state as it
+    was. The destination comes from the same table the Machine was built from, so the record
+    is written first and the Machine's trigger stays bare (no callbacks), so the engine moves
+    it on its short path, through transitions' own ``State`` and ``Transition`` objects.
+    """
+
+    __slots__ = ("_flight", "_machine", "_triggers", "_listener")
+
+    def __init__(self, listener: TransitionListener | None = None) -> None:
+        self._flight = _Flight()
+        self._listener = listener
+        self._machine = EngineMachine(
+            model=self._flight,
+            states=[str(s) for s in BlockState],
+            transitions=[
+                {"trigger": str(e.trigger), "source": str(e.source), "dest": str(e.dest)}
+                for e in TRANSITIONS
+            ],
+            initial=str(INITIAL_STATE),
+            auto_transitions=False,
+        )
+        self._triggers = {name: event.trigger for name, event in self._machine.events.items()}
+        self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
+
+    @property
+    def state(self) -> BlockState:
+        """The state of the block in flight (a terminal state when none is)."""
+        return _STATE_OF[self._flight.state]
+
+    @property
+    def current(self) -> str:
+        """The state's value, as a plain string (the cheap form of :attr:`state`)."""
+        return self._flight.state
+
+    @property
+    def block_id(self) -> str | None:
+        """The ``block_id`` last loaded, or ``None`` before the first block."""
+        return self._flight.block_id
+
+    @property
+    def in_flight(self) -> bool:
+        """True while the loaded block has not reached a terminal state."""
+        return self._flight.state not in _TERMINAL_VALUES
+
+    def load(self, block_id: str) -> None:
+        """Make ``block_id`` the block in flight, in the initial state."""
+        if self._flight.state not in _TERMINAL_VALUES:  # name the block that is in the way
+            raise IllegalTransitionError(f"load {block_id!r}", self._flight.state,
+                                         self._flight.block_id)
+        self._flight.block_id = block_id
+        self._flight.state = _INITIAL
+
+    def restore(self, block_id: str, state: BlockState) -> None:
+        """Put ``block_id`` back in flight at ``state`` (crash recovery from a journal)."""
+        if self._flight.state not in _TERMINAL_VALUES:
+            raise IllegalTransitionError(f"restore {block_id!r}", self._flight.state,
+                                         self._flight.block_id)
+        value = str(BlockState(state))  # refuse an unknown state before changing anything
+        self._flight.block_id = block_id
+        self._flight.state = value
+
+    def commit(self, trigger: str) -> None:
+        """Fire ``trigger`` without the listener: for a caller that has just written the
+        move's record itself (write-ahead), the hot path's form of :meth:`fire`. The same
+        table check (an illegal trigger raises and moves nothing), the same Machine."""
+        flight = self._flight
+        if (flight.state, trigger) not in _NEXT:
+            raise IllegalTransitionError(str(trigger), flight.state, flight.block_id)
+        self._triggers[trigger](flight)
+
+    def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
+        """Fire ``trigger`` on the block in flight and return the new state."""
+        flight = self._flight
+        source = flight.state
+        dest = _NEXT.get((source, trigger))
+        if dest is None:
+            raise IllegalTransitionError(str(trigger), source, flight.block_id)
+        if self._listener is not None:
+            self._listener(source, dest, trigger, data)  # write-ahead: may raise, nothing moved
+        try:
+            self._triggers[trigger](flight)
+        except MachineError:  # pragma: no cover - the table above already refused it
+            raise IllegalTransitionError(str(trigger), source, flight.block_id) from None
+        return _STATE_OF[flight.state]

@@ -1,0 +1,179 @@
+"""The CSV export of the journals: ``events.csv`` (one row per record) and ``deltas.csv``
+(one row per number in the deltas a block's venue returned), streamed from the JSONL files.
+
+Cells are spreadsheet-safe and typed on purpose: numbers are numbers, and a text cell that a
+spreadsheet would run as a formula or read as a number, date, time, boolean or error value
+gets one leading ``'`` (so ``1e5`` and ``00012`` stay the text they were). Any text cell
+that starts with ``'`` had exactly one added: remove it to get the value back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+_BACKTEST_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+#: The CSV columns, in order. ``data`` holds the whole event data as JSON.
+CSV_COLUMNS: tuple[str, ...] = ("seq", "timestamp", "component", "event_type", "block_id",
+                                "source", "dest", "trigger", "attempt", "error_code", "data")
+#: The columns of ``deltas.csv``: one row per number in a ``block_transition``'s deltas.
+DELTAS_COLUMNS: tuple[str, ...] = ("seq", "timestamp", "component", "block_id", "attempt",
+                                   "path", "key", "amount")
+_BROKEN_OUT = CSV_COLUMNS[4:10]
+# A formula (OWASP: = + - @ tab CR LF), or our own quote, which must stay unambiguous.
+_QUOTED_START = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
+# A date-time with a T and an offset: LibreOffice and Excel both keep it as text.
+_ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)")
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+          r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+# Text a spreadsheet would read as a value other than text: a number, date, time,
+# percentage, fraction, currency amount or error literal (all start with whitespace, a
+# digit, a decimal sign, a bracket, # or a currency sign), a boolean, or a month and a
+# number (Excel's SEPT2, Mar 1).
+_READ_AS_VALUE = re.compile(
+    r"[\s\d.,(#$\u00a2-\u00a5\u20a0-\u20cf]"
+    r"|(?:true|false)\s*$"
+    rf"|{_MONTH}[\s.,/-]*\d{{1,4}}(?:[\s.,/-]+\d{{1,4}})?\s*$", re.IGNORECASE)
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _needs_quote(text: str) -> bool:
+    if text.startswith(_QUOTED_START):
+        return True
+    return _READ_AS_VALUE.match(text) is not None and _ISO_DATETIME.fullmatch(text) is None
+
+
+def csv_cell(value: Any) -> Any:
+    """A spreadsheet-safe cell. Numbers stay numbers, booleans are ``true``/``false``,
+    ``None`` is empty, structures are JSON text. Text that a spreadsheet would run as a
+    formula (starting with = + - @ tab CR LF, OWASP) or read as something other than
+    text (``1e5``, ``00012``, ``2025-10-01``, ``TRUE``, ``SEPT2``, ``#N/A``...), and text
+    starting with ``'``, gets one leading ``'``: remove it to get the text back."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return "'" + text if _needs_quote(text) else text
+
+
+def check_backtest_id(backtest_id: object) -> str:
+    """``backtest_id`` if it is a safe directory name, else ``ValueError``."""
+    if not isinstance(backtest_id, str) or _BACKTEST_ID.fullmatch(backtest_id) is None:
+        raise ValueError("backtest_id must be 1-128 letters, digits or ._- and must not "
+                         "start with a dot")
+    return backtest_id
+
+
+def delta_amounts(deltas: Any) -> Iterator[tuple[str, str, Any]]:
+    """Every number in ``deltas`` (as the journal holds them): ``(path, key, amount)``.
+
+    ``path`` is a JSON Pointer into the deltas (RFC 6901: ``/changes/ETH``; ``""`` when the
+    deltas are a bare number), ``key`` its last part. A decimal is yielded as its exact text;
+    integers of any size as numbers. Text, booleans, ``None`` and non-finite floats are not
+    amounts and are skipped.
+    """
+    from fsm_exec.boundary.canonical import from_wire
+
+    def walk(value: Any, path: str, key: str) -> Iterator[tuple[str, str, Any]]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                k = str(k)
+                yield from walk(v, f"{path}/{k.replace('~', '~0').replace('/', '~1')}", k)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from walk(v, f"{path}/{i}", str(i))
+        elif isinstance(value, Decimal):
+            yield path, key, str(value)  # exact; a non-finite one is quoted as text
+        elif isinstance(value, float):
+            if math.isfinite(value):
+                yield path, key, value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield path, key, value
+
+    yield from walk(from_wire(deltas), "", "")
+
+
+def _amount_cell(amount: Any) -> Any:
+    """A number stays a number; a decimal's exact text is written as the number it is."""
+    if isinstance(amount, str):
+        return amount if _PLAIN_NUMBER.fullmatch(amount) else csv_cell(amount)
+    return amount
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[Path, IO[str]]:
+    """A new file next to ``directory/name``, under a fresh name this call created itself
+    (``O_EXCL``: never a file or link that was already there)."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    while True:
+        tmp = directory / f".{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o644)
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+        return tmp, open(fd, "w", newline="", encoding="utf-8")
+
+
+def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -> Path:
+    """Stream every journal in ``log_dir`` to ``<results_dir>/<backtest_id>/events.csv``
+    and ``deltas.csv`` (in one pass); returns the path of ``events.csv``.
+
+    Each file is written under a fresh temporary name and renamed into place, so a
+    failed export leaves nothing half-written and a link planted in the folder is never
+    followed.
+    """
+    from fsm_exec.journal.writer import _components, _files_of, read_records
+
+    check_backtest_id(backtest_id)
+    root = Path(results_dir).resolve()
+    out_dir = (root / backtest_id).resolve()
+    if not out_dir.is_relative_to(root) or out_dir == root:
+        raise ValueError("backtest_id must name a directory inside results_dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = (out_dir / "events.csv", out_dir / "deltas.csv")
+    log_dir = Path(log_dir)
+    temporaries: list[Path] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            writers = []
+            for target in targets:
+                tmp, f = _create_temporary(out_dir, target.name)
+                temporaries.append(tmp)
+                writers.append(csv.writer(stack.enter_context(f)))
+            events, deltas = writers
+            events.writerow(CSV_COLUMNS)
+            deltas.writerow(DELTAS_COLUMNS)
+            for stem in _components(log_dir):
+                for path in _files_of(log_dir, stem):
+                    for r in read_records(path):
+                        d = r.data
+                        head = [r.seq, csv_cell(r.timestamp), csv_cell(r.component)]
+                        events.writerow([*head, csv_cell(r.event_type),
+                                         *(csv_cell(d.get(c)) for c in _BROKEN_OUT),
+                                         csv_cell(orjson.dumps(d).decode())])
+                        if r.event_type == "block_transition" and "deltas" in d:
+                            who = [csv_cell(d.get("block_id")), csv_cell(d.get("attempt"))]
+                            for where, key, amount in delta_amounts(d["deltas"]):
+                                deltas.writerow([*head, *who, csv_cell(where),
+                                                 csv_cell(key), _amount_cell(amount)])
+        for tmp, target in zip(temporaries, targets, strict=True):
+            os.replace(tmp, target)
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)  # a failed export leaves nothing half-written
+    return targets[0]

@@ -1,0 +1,472 @@
+"""Replaying a journal: the one reading of what the records mean.
+
+Crash recovery rebuilds a manager from it; the conformance check reports where a journal
+breaks the lifecycle. Both apply records one by one to a :class:`Replay`, which raises
+:class:`ReplayError` at the first record that breaks a rule.
+
+A journal (format 2) is a sequence of records with ``seq`` growing by one, in files that
+each start with a ``checkpoint``: everything recovery needs (the queue with its payloads,
+the block in flight, the finished ids inside the duplicate window, the counters, a halt).
+Replay starts from a checkpoint and applies what follows; a checkpoint met on the way is
+checked against the state the records before it built (they must agree), then taken as the
+state. Records before the newest checkpoint are history: a gap there is pruned history, a
+gap after it loses records and is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.canonical import from_wire, to_wire
+from fsm_exec.core.lifecycle import (
+    INITIAL_STATE,
+    NEXT_STATE,
+    TABLE_HASH,
+    TERMINAL_STATES,
+    BlockState,
+    Trigger,
+)
+from fsm_exec.journal.writer import CHECKPOINT, JOURNAL_FORMAT, JournalRecord
+
+_TERMINAL = {str(s) for s in TERMINAL_STATES}
+_NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
+_CANCEL = str(Trigger.CANCEL)
+_RETRYING = str(BlockState.RETRYING)
+DEFAULT_WINDOW = 10_000
+#: Checkpoint fields the writer adds for people and tools; not part of the state.
+_INFORMATIONAL = frozenset({"written_on", "reset"})
+
+
+class ReplayError(ValueError):
+    """A record breaks the lifecycle or the journal's own rules (``record`` says which)."""
+
+    record: JournalRecord | None = None
+
+
+class GapError(ReplayError):
+    """Records are missing: ``seq`` jumps from ``after`` to ``seq``."""
+
+    def __init__(self, message: str, after: int, seq: int) -> None:
+        super().__init__(message)
+        self.after, self.seq = after, seq
+
+
+@attrs.define
+class Flight:
+    """The block in flight, as the journal last saw it."""
+
+    block: InstructionBlock
+    state: str
+    attempt: int = 1
+    deltas: Any = None
+    handed_off: bool = False
+    why: str = ""  # why it is retrying: "reconciliation_timeout" or the route failure
+    unresolved: bool = False  # execution_unresolved since its last route: in doubt
+
+
+def block_data(b: InstructionBlock) -> dict[str, Any]:
+    """A block as a checkpoint holds it (instructions in their journal form)."""
+    return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
+            "instructions": to_wire(list(b.instructions))}
+
+
+def block_of(d: Mapping[str, Any]) -> InstructionBlock:
+    """The canonical block a checkpoint or an acceptance record holds."""
+    priority = from_wire(d["priority"])  # beyond 64 bits: {"__int__": ...}
+    if isinstance(priority, Decimal):  # as journals before 2026-12 wrote it
+        priority = int(priority)
+    return InstructionBlock(d["block_id"], d["action"], priority,
+                            tuple(from_wire(list(d["instructions"]))))
+
+
+def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool,
+                       halt_reason: str | None, queue: Iterable[InstructionBlock],
+                       flight: Flight | None, finished: Iterable[tuple[str, str]]
+                       ) -> dict[str, Any]:
+    """The data of a checkpoint record: the one shape both the manager (from memory) and
+    the replay (from records) write, so that they can be compared."""
+    return {
+        "format": JOURNAL_FORMAT, "lifecycle": TABLE_HASH, "duplicate_window": window,
+        "counters": dict(counters), "halted": halted, "halt_reason": halt_reason,
+        "queue": [block_data(b) for b in queue],
+        "flight": None if flight is None else {
+            "block": block_data(flight.block), "state": flight.state,
+            "attempt": flight.attempt, "deltas": to_wire(flight.deltas),
+            "handed_off": flight.handed_off, "why": flight.why},
+        "finished": [[block_id, state] for block_id, state in finished],
+    }
+
+
+_COUNTERS = ("accepted", "executed", "failed", "cancelled", "retried", "starts")
+
+
+@attrs.define
+class Replay:
+    """The state a journal describes, built record by record."""
+
+    component: str = "ExecutionManager"
+    window: int = DEFAULT_WINDOW
+    queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
+    flight: Flight | None = None
+    finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
+    accepted: int = 0
+    executed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    starts: int = 0
+    halted: bool = False
+    halt_reason: str | None = None
+    dropped: list[str] = attrs.field(factory=list)  # blocks of batches never fully accepted
+    records: int = 0
+    checkpoints: int = 0
+    checkpoint_seq: int = 0  # seq of the checkpoint the state last came from
+    last_seq: int = 0
+    last_record: JournalRecord | None = None
+    _group: list[dict[str, Any]] = attrs.field(factory=list)  # a batch being accepted
+    _group_kind: str = ""
+
+    @property
+    def queued(self) -> list[str]:
+        """Accepted block ids not yet started (nor cancelled), in order."""
+        return list(self.queue)
+
+    @property
+    def restarts(self) -> int:
+        """How many times the manager was started again on this journal."""
+        return max(self.starts - 1, 0)
+
+    def taken(self, block_id: str) -> bool:
+        """True if a new batch may not use ``block_id`` (queued, in flight, finished)."""
+        f = self.flight
+        return (block_id in self.queue or block_id in self.finished
+                or (f is not None and f.block.block_id == block_id))
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, r: JournalRecord) -> None:
+        """Apply one record, or raise :class:`ReplayError` saying what it breaks."""
+        if r.component != self.component:
+            return
+        kind = r.event_type
+        if self.last_seq == 0 and kind != CHECKPOINT:
+            if r.seq == 1:
+                raise ReplayError(
+                    "this journal has no checkpoint at its start: it was written by "
+                    "fsm_exec 0.1 (journal format 1), which this version does not read; "
+                    "finish or cancel its blocks with 0.1, or reconcile by hand and start a "
+                    "new journal")
+            raise GapError(f"records before seq {r.seq} are missing and no checkpoint "
+                           "precedes this record", 0, r.seq)
+        if self.last_seq and r.seq != self.last_seq + 1:
+            if r.seq <= self.last_seq:
+                raise ReplayError(f"seq {r.seq} does not follow seq {self.last_seq}")
+            prev = self.last_record
+            where = f" (after {prev.path}:{prev.line})" if prev is not None else ""
+            raise GapError(f"records seq {self.last_seq + 1}-{r.seq - 1} are missing{where}",
+                           self.last_seq, r.seq)
+        if kind != "block_accepted" and kind != "block_transition" and self._group:
+            self._drop_group()
+        if kind == CHECKPOINT:
+            self._checkpoint(r.data, verify=self.last_seq != 0)
+            self.checkpoint_seq = r.seq
+        elif kind == "block_accepted":
+            self._accepted(r.data)
+        elif kind == "block_transition":
+            self._transition(r.data)
+        elif kind == "positions_updated":
+            f = self._in_flight(r.data, kind)
+            if f.state != "pending_reconciliation":
+                raise ReplayError(f"positions_updated for {f.block.block_id!r} in state "
+                                  f"{f.state!r}")
+            f.handed_off = True
+        elif kind == "execution_unresolved":
+            f = self._in_flight(r.data, kind)
+            f.attempt = _int(r.data, "attempt")
+            f.unresolved = True
+        elif kind == "execution_query":
+            self._in_flight(r.data, kind)
+        elif kind == "manager_halted":  # says the manager's reason as it stands
+            self.halted, self.halt_reason = True, r.data.get("reason")
+        elif kind == "manager_resumed":
+            self.halted, self.halt_reason = False, None
+        elif kind == "component_initialization":
+            self.starts += 1
+        elif kind == "state_update":
+            self._counters(r.data)
+        self.last_seq = r.seq
+        self.last_record = r
+        self.records += 1
+
+    def finish(self) -> None:
+        """End of the journal: a batch still being accepted was never accepted."""
+        if self._group:
+            self._drop_group()
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_data(self) -> dict[str, Any]:
+        """The state as a checkpoint would hold it."""
+        return checkpoint_payload(
+            window=self.window, counters={k: getattr(self, k) for k in _COUNTERS},
+            halted=self.halted, halt_reason=self.halt_reason, queue=self.queue.values(),
+            flight=self.flight, finished=self.finished.items())
+
+    def _checkpoint(self, d: dict[str, Any], *, verify: bool) -> None:
+        fmt, table = d.get("format"), d.get("lifecycle")
+        if fmt != JOURNAL_FORMAT:
+            raise ReplayError(f"journal format {fmt!r} is unknown: this fsm_exec reads "
+                              f"format {JOURNAL_FORMAT}")
+        if table != TABLE_HASH:
+            raise ReplayError(f"this journal was written under another block lifecycle "
+                              f"(table {table!r}; this fsm_exec's is {TABLE_HASH!r}): its "
+                              "records cannot be read as this lifecycle's")
+        if verify and not d.get("reset"):
+            window = d.get("duplicate_window")
+            if type(window) is int and window >= 1 and window != self.window:
+                # A run with another duplicate_window: it kept its own window's newest ids
+                # of those the records before it finished. Compare as that run counted.
+                self.window = window
+                self._trim()
+            mine = self.checkpoint_data()
+            for key, value in mine.items():
+                if d.get(key) != value:
+                    raise ReplayError(f"the checkpoint disagrees with the records before it "
+                                      f"on {key!r}")
+        try:
+            self._load(d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReplayError(f"malformed checkpoint: {type(exc).__name__}: {exc}") from None
+        self.checkpoints += 1
+
+    def _load(self, d: dict[str, Any]) -> None:
+        window = d["duplicate_window"]
+        if type(window) is not int or window < 1:
+            raise ValueError("duplicate_window must be an int >= 1")
+        self.window = window
+        counters = d["counters"]
+        for key in _COUNTERS:
+            value = counters[key]
+            if type(value) is not int or value < 0:
+                raise ValueError(f"counter {key} must be an int >= 0")
+            setattr(self, key, value)
+        self.halted, self.halt_reason = bool(d["halted"]), d["halt_reason"]
+        self.queue = {}
+        for x in d["queue"]:
+            b = block_of(x)
+            self.queue[b.block_id] = b
+        fl = d["flight"]
+        if fl is None:
+            self.flight = None
+        else:
+            state = fl["state"]
+            if state not in {str(s) for s in BlockState} or state in _TERMINAL:
+                raise ValueError(f"a block in flight cannot be in state {state!r}")
+            self.flight = Flight(block_of(fl["block"]), state, fl["attempt"],
+                                 from_wire(fl["deltas"]), bool(fl["handed_off"]), fl["why"])
+        self.finished = {}
+        for block_id, state in d["finished"]:
+            if state not in _TERMINAL:
+                raise ValueError(f"a finished block cannot be in state {state!r}")
+            self.finished[block_id] = state
+        self._group.clear()
+
+    # ------------------------------------------------------------------ records
+    def _remember(self, block_id: str, state: str) -> None:
+        self.finished[block_id] = state
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self.finished) > self.window:
+            del self.finished[next(iter(self.finished))]
+
+    def _grouped(self, kind: str, d: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Collect the records of one batch (acceptance, or a cancel of several blocks);
+        the whole batch when its last record arrives, else ``None``."""
+        i, n = _int(d, "batch_index"), _int(d, "batch_size")
+        if self._group and (i == 0 or kind != self._group_kind):
+            self._drop_group()
+        if i != len(self._group) or not 0 <= i < n:
+            raise ReplayError(f"{kind} {d.get('block_id')!r} is number {i} of a batch of "
+                              f"{n}, after {len(self._group)} of it")
+        if not isinstance(d.get("block_id"), str):
+            raise ReplayError(f"{kind} without a block_id")
+        self._group_kind = kind
+        self._group.append(d)
+        if len(self._group) < n:
+            return None
+        batch = list(self._group)
+        self._group.clear()
+        return batch
+
+    def _drop_group(self) -> None:
+        if self._group_kind == "block_accepted":
+            self.dropped.extend(x["block_id"] for x in self._group)
+        self._group.clear()
+
+    def _accepted(self, d: dict[str, Any]) -> None:
+        batch = self._grouped("block_accepted", d)
+        if batch is None:
+            return
+        for x in batch:
+            if self.taken(x["block_id"]):
+                raise ReplayError(f"block {x['block_id']!r} accepted twice")
+            try:
+                b = block_of(x)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ReplayError(f"block_accepted {x['block_id']!r} is malformed: "
+                                  f"{type(exc).__name__}") from None
+            self.queue[b.block_id] = b
+        self.accepted += len(batch)
+
+    def _transition(self, d: dict[str, Any]) -> None:
+        block_id = d.get("block_id")
+        source, dest, trigger = (str(d.get(k)) for k in ("source", "dest", "trigger"))
+        if not isinstance(block_id, str):
+            raise ReplayError("block_transition without a block_id")
+        if _NEXT.get((source, trigger)) != dest:
+            raise ReplayError(f"{source} --{trigger}--> {dest} is not an edge of the lifecycle")
+        if trigger == _CANCEL:
+            batch = self._grouped("cancel", d)
+            for x in batch or ():
+                if x["block_id"] not in self.queue:
+                    raise ReplayError(f"block {x['block_id']!r} cancelled but it is not "
+                                      "queued")
+                del self.queue[x["block_id"]]
+                self._remember(x["block_id"], dest)
+                self.cancelled += 1
+            return
+        if self._group:
+            self._drop_group()
+        if block_id in self.finished:
+            raise ReplayError(f"block {block_id!r} moved after it ended "
+                              f"({self.finished[block_id]})")
+        f = self.flight
+        if source == str(INITIAL_STATE):
+            if f is not None:
+                raise ReplayError(f"block {block_id!r} started while {f.block.block_id!r} "
+                                  f"was still {f.state}")
+            expected = next(iter(self.queue), None)
+            if block_id != expected:
+                raise ReplayError(
+                    f"transition of block {block_id!r}, which was never accepted"
+                    if not self.taken(block_id) else
+                    f"block {block_id!r} started out of order (next in the queue: "
+                    f"{expected!r})")
+            f = self.flight = Flight(self.queue.pop(block_id), source)
+        elif f is None or f.block.block_id != block_id:
+            raise ReplayError(f"transition of block {block_id!r}, which is not in flight")
+        if f.state != source:
+            raise ReplayError(f"block {block_id!r} moved from {source} but was {f.state}")
+        f.state = dest
+        if "attempt" in d:
+            f.attempt = _int(d, "attempt")
+        if "deltas" in d:
+            f.deltas, f.handed_off = from_wire(d["deltas"]), False
+        if "resolved_by" in d:
+            f.unresolved = False
+        if dest == _RETRYING:
+            self.retried += 1
+            f.why = ("reconciliation_timeout" if trigger == Trigger.RECONCILIATION_TIMEOUT
+                     else str(d.get("reason", "")))
+        if trigger == Trigger.FAIL and d.get("halts"):
+            # The failure that halts says so itself: a crash before the manager_halted
+            # record still recovers a halted manager.
+            self._halt(str(d.get("error_code")))
+        if dest in _TERMINAL:
+            self._remember(block_id, dest)
+            self.flight = None
+            if dest == "success":
+                self.executed += 1
+            else:
+                self.failed += 1
+
+    def _halt(self, reason: Any) -> None:
+        """A failure that halts: the first journaled reason stands, as in the manager (see
+        ``ExecutionManager._halt_for``)."""
+        if not self.halted:
+            self.halted, self.halt_reason = True, reason
+
+    def _in_flight(self, d: dict[str, Any], kind: str) -> Flight:
+        f = self.flight
+        if f is None or f.block.block_id != d.get("block_id"):
+            raise ReplayError(f"{kind} for block {d.get('block_id')!r}, which is not in flight")
+        return f
+
+    def _counters(self, d: dict[str, Any]) -> None:
+        seen = {"blocks_executed": self.executed, "blocks_failed": self.failed,
+                "current_block_index": self.executed + self.failed + self.cancelled}
+        for key, value in seen.items():
+            if key in d and d[key] != value:
+                raise ReplayError(f"state_update says {key}={d[key]!r}, the journal "
+                                  f"shows {value}")
+
+
+def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
+    """How a recovered manager settles the block left in flight (see
+    :class:`RecoveryReport`): ``reconcile``, ``hand_off_then_reconcile``,
+    ``query_execution`` or ``reroute_at_least_once`` (no ``query_execution`` to ask)."""
+    if flight is None:
+        return None
+    if flight.state == "pending_reconciliation":
+        return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
+    if flight.state == _RETRYING and flight.why == "reconciliation_timeout":
+        return "reconcile"
+    # routing, or retrying a route: the venue may have executed
+    return "query_execution" if queryable else "reroute_at_least_once"
+
+
+def in_doubt(flight: Flight | None) -> bool:
+    """True when the venue may have executed the block in flight and nobody knows: it was
+    routed (or a route failed) and no deltas settled it yet."""
+    return flight is not None and resolution_of(flight, queryable=True) == "query_execution"
+
+
+def _int(d: dict[str, Any], key: str) -> int:
+    v = d.get(key)
+    if type(v) is not int:
+        raise ReplayError(f"{key} must be an integer, got {v!r}")
+    return v
+
+
+def replay(records: Iterable[JournalRecord], component: str = "ExecutionManager") -> Replay:
+    """Replay records; :class:`ReplayError` (with ``.record``) at the first broken rule."""
+    state = Replay(component)
+    for r in records:
+        try:
+            state.apply(r)
+        except ReplayError as exc:
+            exc.record = r
+            raise
+    state.finish()
+    return state
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What :meth:`ExecutionManager.recover` rebuilt from a journal.
+
+    ``resolution`` says how the in-doubt block will be settled on the next ``update_state``:
+    ``query_execution`` (ask the venue, route again only if it did not execute),
+    ``reroute_at_least_once`` (no way to ask: route again under the same block_id),
+    ``hand_off_then_reconcile`` (deltas known, never handed to the position handler) or
+    ``reconcile`` (only reconciliation is outstanding). ``restarts`` counts the manager's
+    starts on this journal after the first; ``checkpoint_seq`` is where recovery began.
+    """
+
+    queued: tuple[str, ...]
+    in_doubt: str | None
+    in_doubt_state: BlockState | None
+    resolution: str | None
+    blocks_executed: int
+    blocks_failed: int
+    halted: bool
+    halt_reason: str | None
+    dropped: tuple[str, ...]
+    records: int
+    restarts: int
+    blocks_cancelled: int = 0
+    checkpoint_seq: int = 0

@@ -1,0 +1,209 @@
+"""OpenTelemetry traces of the blocks a manager runs (the ``otel`` extra: opentelemetry-api).
+
+The span tree of one block::
+
+    <the caller's current span, if any>        e.g. the strategy step that called update_state
+    └── fsm_exec.block <action>                 queued -> routing, to the terminal state
+        ├── fsm_exec.attempt                    one per attempt (fsm_exec.attempt = 1, 2, ...)
+        │   ├── fsm_exec.route                  a venue call
+        │   ├── fsm_exec.hand_off               the deltas to the position handler
+        │   └── fsm_exec.reconciliation_wait    polling reconciliation
+        └── fsm_exec.attempt                    (attempt 2: fsm_exec.query, ...)
+
+Every transition is a span event ``fsm_exec.transition`` on the block span. Attributes are
+ids, states, codes and counts only (never instructions, deltas, reasons or config).
+
+Span times: spans are stamped in wall-clock time, as the rest of a trace is. When the manager
+runs on the real monotonic clock (``clock=time.monotonic``, the default), the events' clock
+values are converted to wall time, so a call span starts when the call started and lasts as
+long as it did. Any other clock (a fake one in tests, a simulated one) says nothing about wall
+time, so the spans are stamped when the observer hears of them (a call span is then a point
+at the moment it ended). Either way the manager-clock durations are the ``fsm_exec.duration_s``
+attributes, which are what tests and alerts should read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
+from fsm_exec.observe.extra import OneManager, missing_extra
+from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, StatusCode, Tracer, TracerProvider
+
+    from fsm_exec.manager.manager import ExecutionManager
+
+_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
+_FAILED = str(BlockState.FAILED)
+#: Call outcomes that are not a failure of the call (others set the span's status to ERROR).
+_FINE: dict[str, frozenset[str]] = {
+    "route": frozenset({"ok"}),
+    "query": frozenset({"executed", "not_executed"}),
+    "hand_off": frozenset({"ok"}),
+    "reconciliation_wait": frozenset({"success"}),
+}
+_OK = frozenset({"ok"})
+
+Attributes = dict[str, str | bool | int | float]
+
+
+class _Flight:
+    """The spans of the block in flight."""
+
+    __slots__ = ("block_id", "span", "started", "attempt", "attempt_span", "attempt_started")
+
+    def __init__(self, block_id: str, span: Span, started: float) -> None:
+        self.block_id = block_id
+        self.span = span
+        self.started = started  # manager clock
+        self.attempt = 0
+        self.attempt_span: Span | None = None
+        self.attempt_started = started
+
+
+class OpenTelemetryObserver(OneManager, Observer):
+    """Traces each block as a span, its attempts and collaborator calls as child spans.
+
+    ``tracer_provider`` defaults to the global one (``opentelemetry.trace``). Give it to
+    the manager: ``ExecutionManager(..., observers=[OpenTelemetryObserver()])``. The span of
+    a block starts at ``queued -> routing``, under the caller's current span, and ends at
+    the terminal state: status ``ERROR`` with the error code for ``failed``, left unset
+    otherwise (the OpenTelemetry rule for instrumentation); ``fsm_exec.state`` says which
+    end. A cancelled block never started, so it has no span. A span in flight when the
+    process dies is never ended (the journal remains the record); the block, settled after
+    a restart, gets a new span with ``fsm_exec.recovered = true``.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        try:
+            from opentelemetry import trace
+        except ImportError as exc:
+            raise missing_extra(type(self).__name__, "otel", "opentelemetry-api") from exc
+        from fsm_exec._version import __version__
+
+        self._tracer: Tracer = trace.get_tracer("fsm_exec", __version__,
+                                                tracer_provider=tracer_provider)
+        self._in_context: Callable[[Span], Context] = trace.set_span_in_context
+        self._error: StatusCode = trace.StatusCode.ERROR
+        self._flight: _Flight | None = None
+        self._pending: tuple[str, str, str] | None = None  # recovered: id, action, state
+        self._mode = ""
+        self._real_time = False
+
+    # ----------------------------------------------------------------------- the seam
+    def attach(self, manager: ExecutionManager) -> None:
+        self._follow(manager)
+        self._flight = None  # a span left in flight by a retired manager is never ended
+        self._pending = None
+        self._mode = manager.execution_mode
+        self._real_time = manager._clock is time.monotonic
+
+    def on_event(self, event: ManagerEvent) -> None:
+        if event.kind == "recovered":
+            data = event.data
+            in_doubt = data.get("in_doubt")
+            self._pending = ((in_doubt, str(data.get("action")),
+                              str(data.get("in_doubt_state")))
+                             if in_doubt is not None else None)
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        fl = self._flight
+        if fl is None or fl.block_id != event.block_id:
+            fl = self._open(event.block_id, event.action, event.at,
+                            event.source if event.recovered else None)
+        self._roll(fl, event.attempt, event.at)
+        attrs: Attributes = {"fsm_exec.source": event.source, "fsm_exec.dest": event.dest,
+                             "fsm_exec.trigger": event.trigger,
+                             "fsm_exec.attempt": event.attempt}
+        if event.error_code is not None:
+            attrs["fsm_exec.error_code"] = event.error_code
+            attrs["fsm_exec.halts"] = event.halts
+        fl.span.add_event("fsm_exec.transition", attrs, timestamp=self._ns(event.at))
+        if event.dest in _TERMINAL:
+            self._close(fl, event)
+
+    def on_call(self, event: CallEvent) -> None:
+        if event.block_id is None or event.kind == "journal_fsync":
+            return  # not about a block: metrics only
+        fl = self._flight
+        if fl is None or fl.block_id != event.block_id:
+            pending = self._pending
+            if pending is None or pending[0] != event.block_id:
+                return  # not a block this observer saw start or recover
+            fl = self._open(event.block_id, pending[1], event.started, pending[2])
+        self._roll(fl, event.attempt, event.started)
+        assert fl.attempt_span is not None
+        attrs: Attributes = {"fsm_exec.block_id": event.block_id,
+                             "fsm_exec.attempt": event.attempt,
+                             "fsm_exec.outcome": event.outcome,
+                             "fsm_exec.duration_s": event.duration}
+        span = self._tracer.start_span(f"fsm_exec.{event.kind}",
+                                       context=self._in_context(fl.attempt_span),
+                                       attributes=attrs, start_time=self._ns(event.started))
+        if event.outcome not in _FINE.get(event.kind, _OK):
+            span.set_attribute("error.type", event.error_type or event.outcome)
+            span.set_status(self._error, event.outcome)
+        span.end(end_time=self._ns(event.started + event.duration))
+
+    # ---------------------------------------------------------------------- the spans
+    def _ns(self, at: float) -> int | None:
+        """Wall-clock nanoseconds for a manager-clock value, when that is sound (see the
+        module's docstring); ``None`` lets the SDK take the current time."""
+        if not self._real_time:
+            return None
+        return time.time_ns() - round((time.monotonic() - at) * 1e9)
+
+    def _open(self, block_id: str, action: str, at: float,
+              recovered_state: str | None) -> _Flight:
+        attrs: Attributes = {"fsm_exec.block_id": block_id, "fsm_exec.action": action,
+                             "fsm_exec.execution_mode": self._mode,
+                             "fsm_exec.recovered": recovered_state is not None}
+        if recovered_state is not None:
+            attrs["fsm_exec.recovered_state"] = recovered_state
+            self._pending = None
+        span = self._tracer.start_span(f"fsm_exec.block {action}", attributes=attrs,
+                                       start_time=self._ns(at))
+        fl = self._flight = _Flight(block_id, span, at)
+        return fl
+
+    def _roll(self, fl: _Flight, attempt: int, at: float) -> None:
+        """Make ``attempt`` the attempt span in progress."""
+        if fl.attempt_span is not None and attempt <= fl.attempt:
+            return
+        self._end_attempt(fl, at)
+        fl.attempt, fl.attempt_started = attempt, at
+        fl.attempt_span = self._tracer.start_span(
+            "fsm_exec.attempt", context=self._in_context(fl.span),
+            attributes={"fsm_exec.block_id": fl.block_id, "fsm_exec.attempt": attempt},
+            start_time=self._ns(at))
+
+    def _end_attempt(self, fl: _Flight, at: float, code: str | None = None) -> None:
+        span = fl.attempt_span
+        if span is None:
+            return
+        span.set_attribute("fsm_exec.duration_s", at - fl.attempt_started)
+        if code is not None:
+            span.set_attribute("fsm_exec.error_code", code)
+            span.set_status(self._error, code)
+        span.end(end_time=self._ns(at))
+
+    def _close(self, fl: _Flight, event: TransitionEvent) -> None:
+        at, span = event.at, fl.span
+        failed = event.dest == _FAILED
+        code = (event.error_code or "unknown") if failed else None
+        self._end_attempt(fl, at, code)
+        attrs: dict[str, Any] = {"fsm_exec.state": event.dest,
+                                 "fsm_exec.attempts": event.attempt,
+                                 "fsm_exec.duration_s": at - fl.started}
+        if code is not None:
+            attrs.update({"fsm_exec.error_code": code, "fsm_exec.halts": event.halts,
+                          "error.type": code})
+            span.set_status(self._error, code)
+        span.set_attributes(attrs)
+        span.end(end_time=self._ns(at))
+        self._flight = None

@@ -1,0 +1,105 @@
+"""The observer seam: what the manager reports about its work, to whoever listens.
+
+Transitions and collaborator calls are reported from one place in the manager, through the
+small protocol below; :mod:`fsm_exec.observe` builds OpenTelemetry and Prometheus observers on
+it, and users implement it for their own systems (StatsD, Datadog). With no observer the
+manager builds none of these events. An observer that raises is reported (an ``error`` event
+``EXEC-016``, health degraded) and never changes what the manager does. The journal is not an
+observer: it is written first, and a journal that cannot write halts the manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+@attrs.frozen(slots=True)
+class TransitionEvent:
+    """A block moved: ``source --trigger--> dest`` at ``attempt``.
+
+    ``at`` is the manager's injected clock (monotonic seconds). ``error_code`` is set on
+    ``fail``; ``halts`` when that failure halts the manager; ``recovered`` when the block was
+    restored from a journal after a restart.
+    """
+
+    block_id: str
+    action: str
+    source: str
+    dest: str
+    trigger: str
+    attempt: int
+    at: float
+    error_code: str | None = None
+    reason: str | None = None
+    halts: bool = False
+    recovered: bool = False
+
+
+#: Kinds of :class:`CallEvent`.
+CALL_KINDS: tuple[str, ...] = ("route", "query", "hand_off", "reconciliation_wait",
+                               "market_data", "journal_fsync")
+
+
+@attrs.frozen(slots=True)
+class CallEvent:
+    """A collaborator call finished (or was abandoned): ``kind`` is one of
+    :data:`CALL_KINDS`; ``started`` and ``duration`` are on the manager's clock (seconds;
+    ``journal_fsync`` is timed on the real monotonic clock). ``outcome`` is ``ok``, or what
+    went wrong (``error``, ``timeout``, ``rejected``, ``not_executed``, ``failed``, ...)."""
+
+    kind: str
+    block_id: str | None
+    attempt: int
+    started: float
+    duration: float
+    outcome: str
+    error_type: str | None = None
+
+
+#: Kinds of :class:`ManagerEvent`.
+EVENT_KINDS: tuple[str, ...] = ("initialized", "accepted", "cancelled", "halted", "resumed",
+                                "error", "recovered", "update")
+
+
+@attrs.frozen(slots=True)
+class ManagerEvent:
+    """Something about the manager rather than one move: ``kind`` is one of
+    :data:`EVENT_KINDS`; ``data`` holds ids, counts and codes, never payloads.
+
+    ``data`` by kind: ``initialized``: ``execution_mode``; ``accepted``: ``count``,
+    ``queue_length``; ``cancelled``: ``count``, ``reason`` (the operator's words: not a
+    label); ``halted``: ``reason`` (an error code), ``block_id``; ``resumed``: ``reason``;
+    ``error``: ``error_code``, ``block_id``; ``recovered``: ``in_doubt`` (a block id or
+    ``None``), ``action``, ``in_doubt_state``, ``resolution``, ``queued``, ``halted``;
+    ``update``: ``trigger_source``, ``duration_s``, ``queue_length``, ``halted``.
+    """
+
+    kind: str
+    at: float
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Observer:
+    """Base class for observers: override the methods you need; each is a no-op here.
+
+    Methods are called on the thread that drives the manager (``on_call`` for
+    ``journal_fsync`` on the thread that wrote). Keep them quick: they run on the hot path.
+    """
+
+    def attach(self, manager: ExecutionManager) -> None:
+        """Called once, when the manager is built (read its status from here if needed)."""
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        """A block moved."""
+
+    def on_call(self, event: CallEvent) -> None:
+        """A collaborator call finished."""
+
+    def on_event(self, event: ManagerEvent) -> None:
+        """Something happened to the manager."""

@@ -1,0 +1,136 @@
+"""``fsm-exec cancel``: the operator's cancel, for a manager that is not running.
+
+It takes the journal's writer lock (an :class:`~fsm_exec.EventLogger` on the directory: a
+running manager holds it, and then nothing is done), checks the ids against the state the
+journal describes, and only then builds a manager whose collaborators refuse any use,
+recovers it, cancels and closes. A refusal (an id that is not queued, the lock held, a
+journal that cannot be read) changes nothing, not even a record.
+
+What it writes is what a restart followed by ``em.cancel(...)`` writes: a checkpoint
+starting a new file, ``component_initialization`` (it counts as a start), ``recovered``,
+and one ``queued --cancel--> cancelled`` transition per block, fsynced before it returns.
+A halted manager stays halted: resuming is the strategy process's decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import attrs
+
+from fsm_exec.core.errors import ComponentError, InvalidArgumentError
+from fsm_exec.journal.writer import EventLogger, JournalLockedError, journal_files
+from fsm_exec.tools.status import StatusUnreadable, _replay
+
+
+class CancelRefused(ValueError):
+    """The cancel was not done, and nothing was written (the message says why)."""
+
+
+class RefusingCollaborator:
+    """Stands for every collaborator of a manager that only cancels: cancelling never calls
+    one, so any call is a bug, and says so loudly."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"fsm-exec cancel never uses the {self.role}; it was called")
+
+    route_instruction = query_execution = update_state = get_data = _refuse
+
+    @property
+    def reconciliation_status(self) -> str:
+        self._refuse()
+
+
+@attrs.frozen
+class CancelResult:
+    """What :func:`cancel_offline` did."""
+
+    cancelled: tuple[str, ...]
+    queued: tuple[str, ...]  # still queued afterwards, in order
+    halted: bool
+    halt_reason: str | None
+    in_flight: str | None
+
+
+def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reason: str,
+                   now: dt.datetime | None = None) -> CancelResult:
+    """Cancel queued blocks (all when ``block_ids`` is ``None``) in the journal of a manager
+    that is not running. Raises :class:`CancelRefused` (nothing written) when the directory
+    is in use, holds no readable journal, or an id is not queued."""
+    from fsm_exec.boundary.config import Environment
+
+    log_dir = Path(log_dir)
+    if not isinstance(reason, str) or not reason.strip():
+        raise CancelRefused("--reason must say why (it is journaled with each block)")
+    try:
+        Environment.read("live")  # the BASIS_* variables, checked before anything is taken
+    except ComponentError as exc:
+        raise CancelRefused(str(exc)) from None
+    if not log_dir.is_dir() or not journal_files(log_dir):
+        raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
+    try:
+        # retention_days=None: a cancel never deletes history (it knows not the deployment's
+        # retention; its new file's checkpoint would otherwise prune at 30 days)
+        journal = EventLogger(log_dir, "live", retention_days=None)
+    except JournalLockedError as exc:
+        holder = f"process {exc.pid}" if exc.pid is not None else "another process"
+        raise CancelRefused(
+            f"{log_dir} is in use by {holder}: a running manager holds its journal. Nothing "
+            "was cancelled. Stop that process first, or cancel from inside it with "
+            "em.cancel(ts, block_ids, reason=...)") from None
+    except (ComponentError, OSError) as exc:  # the directory or its lock cannot be written
+        raise CancelRefused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
+    try:
+        return _cancel_locked(journal, log_dir, block_ids, reason,
+                              now if now is not None else dt.datetime.now(dt.UTC))
+    finally:
+        journal.close()
+
+
+def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
+                   reason: str, now: dt.datetime) -> CancelResult:
+    from fsm_exec.manager.manager import ExecutionManager
+
+    try:
+        state, _, _, _ = _replay(log_dir)  # under the lock: nobody else can change it
+    except StatusUnreadable as exc:
+        raise CancelRefused(f"{exc}; nothing was cancelled") from None
+    queued = list(state.queue)
+    flight = state.flight
+    if block_ids is not None:
+        problems, seen = [], set()
+        for block_id in block_ids:
+            if block_id in seen:
+                problems.append(f"{block_id!r}: named twice")
+            elif block_id not in state.queue:
+                where = (state.finished.get(block_id) or
+                         (flight.state if flight is not None
+                          and flight.block.block_id == block_id else None))
+                problems.append(f"{block_id!r}: " + (
+                    "unknown block" if where is None else
+                    f"is {where} (only queued blocks can be cancelled)"))
+            seen.add(block_id)
+        if problems:
+            raise CancelRefused("cancel refused, nothing cancelled: " + "; ".join(problems))
+    targets = queued if block_ids is None else list(block_ids)
+    if not targets:
+        return CancelResult((), (), state.halted, state.halt_reason,
+                            flight.block.block_id if flight is not None else None)
+    em = ExecutionManager(
+        {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
+        RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
+        RefusingCollaborator("reconciliation component"), event_logger=journal)
+    em.recover()
+    try:
+        cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)
+    except InvalidArgumentError as exc:  # pragma: no cover - the check above refuses first
+        raise CancelRefused(str(exc)) from None
+    status = em.get_execution_status()
+    return CancelResult(cancelled, em.queued_block_ids, status["halted"],
+                        status["halt_reason"], status["current_block"])

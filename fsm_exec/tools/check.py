@@ -1,0 +1,242 @@
+"""The conformance check: does a journal obey the block lifecycle, and is it whole?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import attrs
+import orjson
+
+from fsm_exec.journal.state import GapError, Replay, ReplayError
+from fsm_exec.journal.writer import (
+    CHECKPOINT,
+    JournalCorruptError,
+    JournalRecord,
+    _parse,
+    journal_files,
+)
+
+
+@attrs.frozen
+class CheckReport:
+    """The verdict on a journal: ``ok``, or every problem found (``problems``, the first as
+    ``problem``), each naming ``path:line``; ``notes`` say what is fine but worth knowing
+    (history pruned before a checkpoint, a block left in doubt by a crash)."""
+
+    ok: bool
+    problem: str | None
+    records: int
+    blocks_accepted: int
+    blocks_executed: int
+    blocks_failed: int
+    in_doubt: str | None
+    in_doubt_state: str | None
+    queued: tuple[str, ...]
+    dropped: tuple[str, ...]
+    restarts: int
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    blocks_cancelled: int = 0
+    checkpoints: int = 0
+    files: int = 0
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        head = "OK" if self.ok else f"FAILED: {len(self.problems)} problem" + (
+            "s" * (len(self.problems) != 1))
+        lines = [head]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append(
+            f"records {self.records} in {self.files} file{'s' * (self.files != 1)}, "
+            f"checkpoints {self.checkpoints}, restarts {self.restarts}; blocks accepted "
+            f"{self.blocks_accepted}, executed {self.blocks_executed}, failed "
+            f"{self.blocks_failed}, cancelled {self.blocks_cancelled}, queued "
+            f"{len(self.queued)}")
+        if self.in_doubt is not None:
+            lines.append(f"in doubt: block {self.in_doubt!r} ({self.in_doubt_state}), "
+                         "left in flight when the journal ends")
+        if self.dropped:
+            lines.append(f"batches never fully accepted (not queued): {len(self.dropped)} "
+                         "blocks")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+_FIELDS = ("seq", "timestamp", "event_type", "component", "data")
+
+
+class _Scan:
+    """Reads journal files line by line, noting what is wrong with the files themselves
+    (in ``problems``, shared with the replay so that they stay in order). An unreadable
+    line yields ``None``: the records after it cannot be checked until a checkpoint."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        self.files = 0
+
+    def records(self, files: Iterable[Path]) -> Iterator[JournalRecord | None]:
+        for path in files:
+            self.files += 1
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                self.problems.append(f"{path}: cannot read: {exc.strerror}")
+                continue
+            if size == 0:
+                self.problems.append(f"{path}: empty journal file (no records)")
+                continue
+            yield from self._file(path)
+
+    def _file(self, path: Path) -> Iterator[JournalRecord | None]:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                if not raw.endswith(b"\n"):
+                    self.problems.append(
+                        f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): a "
+                        "write cut short by a crash; recovery sets it aside")
+                    return
+                if n == 1 and not _looks_like_a_record(raw):
+                    self.problems.append(f"{path}:1: not a journal file (its first line is "
+                                         "not a journal record)")
+                    return
+                if not raw.strip():
+                    self.problems.append(f"{path}:{n}: empty line")
+                    yield None
+                    continue
+                try:
+                    record = _parse(path, n, raw)
+                except JournalCorruptError as exc:
+                    self.problems.append(exc.message)
+                    yield None
+                else:
+                    yield record
+
+
+def _looks_like_a_record(raw: bytes) -> bool:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and all(k in obj for k in _FIELDS)
+
+
+def is_journal_file(path: Path | str) -> bool:
+    """True if ``path`` is a file whose first line is a journal record (or an empty
+    ``*.jsonl`` file): what ``fsm-exec check`` accepts as a journal."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            first = f.readline(1 << 24)
+    except OSError:
+        return False
+    if not first:
+        return p.name.endswith(".jsonl")
+    return _looks_like_a_record(first if first.endswith(b"\n") else first + b"\n")
+
+
+def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRecord],
+                  component: str = "ExecutionManager") -> CheckReport:
+    """Replay a journal against the lifecycle and report every problem.
+
+    Checks: every line is a record; ``seq`` grows by one with no gap (a gap before a file
+    that starts with a checkpoint is pruned history, a note; any other gap is a problem
+    naming the files and the missing range); no file is empty, torn or not a journal;
+    every checkpoint agrees with the records before it; every transition is an edge of
+    the table from the block's current state; each block starts at ``queued``, in
+    acceptance order, only when no other block is in flight, and never moves after a
+    terminal state; ``state_update`` counters agree. After a problem the check goes on
+    from the next checkpoint. A block still in flight at the end is reported in doubt (a
+    crash), not as a failure.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    scan = _Scan(problems)
+    state = Replay(component)
+    shown = state  # the state the report shows: the last one that was whole
+    lost = False  # after a problem: skip to the next checkpoint
+    records = checkpoints = skipped = 0
+    prev: JournalRecord | None = None
+    for r in _records(source, component, scan):
+        if r is None:  # an unreadable line: what follows cannot be checked
+            if not lost:
+                lost, shown, state = True, state, Replay(component)
+            continue
+        if r.component != component:
+            continue
+        records += 1
+        is_ckpt = r.event_type == CHECKPOINT
+        if lost and not is_ckpt:
+            prev = r
+            skipped += 1
+            continue
+        if records == 1 and is_ckpt and r.seq > 1:
+            notes.append(f"history pruned: seq 1-{r.seq - 1} not in the journal (retention); "
+                         f"the checkpoint at {r.path}:{r.line} holds the state")
+        try:
+            state.apply(r)
+        except GapError as exc:
+            boundary = prev is not None and prev.path != r.path
+            if is_ckpt and (boundary or prev is None):
+                what = (f"seq {exc.after + 1}-{exc.seq - 1}" if exc.after
+                        else f"seq before {exc.seq}")
+                notes.append(f"history pruned: {what} not in the journal; the checkpoint at "
+                             f"{r.path}:{r.line} holds the state")
+            else:
+                problems.append(f"{r.path}:{r.line}: {exc}")
+            restarted = _restart(r, component)
+            if restarted is None:
+                lost, shown, state = True, state, Replay(component)
+            else:
+                lost, state = False, restarted
+        except ReplayError as exc:
+            problems.append(f"{r.path}:{r.line}: {exc}")
+            restarted = _restart(r, component) if is_ckpt else None
+            if restarted is None:
+                lost, shown, state = True, state, Replay(component)
+            else:
+                lost, state = False, restarted
+        else:
+            lost = False
+        if is_ckpt:
+            checkpoints += 1
+        if not lost:
+            shown = state
+        prev = r
+    if lost and skipped:
+        notes.append(f"{skipped} records after the first problem could not be checked: "
+                     "no later checkpoint to go on from")
+    shown.finish()
+    f = shown.flight
+    return CheckReport(
+        ok=not problems, problem=problems[0] if problems else None, records=records,
+        blocks_accepted=shown.accepted, blocks_executed=shown.executed,
+        blocks_failed=shown.failed, in_doubt=f.block.block_id if f else None,
+        in_doubt_state=f.state if f else None, queued=tuple(shown.queue),
+        dropped=tuple(shown.dropped), restarts=shown.restarts, problems=tuple(problems),
+        notes=tuple(notes), blocks_cancelled=shown.cancelled, checkpoints=checkpoints,
+        files=scan.files)
+
+
+def _restart(r: JournalRecord, component: str) -> Replay | None:
+    """A fresh replay from the checkpoint ``r`` (without checking it against what came
+    before), or ``None`` when ``r`` is not a usable checkpoint."""
+    if r.event_type != CHECKPOINT:
+        return None
+    fresh = Replay(component)
+    try:
+        fresh.apply(r)
+    except ReplayError:
+        return None
+    return fresh
+
+
+def _records(source: Path | str | Iterable[Path | str] | Iterable[JournalRecord],
+             component: str, scan: _Scan) -> Iterable[JournalRecord | None]:
+    if isinstance(source, str | Path):
+        p = Path(source)
+        return scan.records(journal_files(p, component) if p.is_dir() else [p])
+    items = list(source)
+    if all(isinstance(x, JournalRecord) for x in items):
+        return [x for x in items if isinstance(x, JournalRecord)]
+    return scan.records([Path(x) for x in items if not isinstance(x, JournalRecord)])
