@@ -763,9 +763,12 @@ def test_a_recorded_halting_failure_replaces_only_an_unrecorded_halt(
     stands; an unrecorded one (EXEC-009) gives way to the first recorded failure."""
     em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
                           SimVenue(), Reconciled())
-    if halted:
-        em._halt("EXEC-009")
-        em._halt_journaled = journaled
+    if halted and journaled:
+        em._state.halted_for("EXEC-009")  # a manager_halted record
+    elif halted:
+        em._halt("EXEC-009")  # the journal could not take it
+    em._state.halt("EXEC-002")  # the failure's record (halts: true), as _move applies it
     em._halt_for("EXEC-002")
     assert em.halted
-    assert (em.get_execution_status()["halt_reason"], em._halt_journaled) == expected
+    reason = em.get_execution_status()["halt_reason"]
+    assert (reason, em._pending_halt is None) == expected

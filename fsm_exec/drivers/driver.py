@@ -15,15 +15,18 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from fsm_exec.boundary.canonical import NOT_PLAIN, plain_copy
 from fsm_exec.boundary.protocols import ExecutionRejected
 from fsm_exec.core.errors import ComponentError, describe_exception
 from fsm_exec.core.lifecycle import BlockState, Trigger
 from fsm_exec.drivers.calls import VenueCall, Worker
+from fsm_exec.journal.state import RECONCILIATION_TIMEOUT_WHY
+from fsm_exec.journal.state import Flight as JournalFlight
 from fsm_exec.observe.health import DEGRADED
 
 if TYPE_CHECKING:
-    from fsm_exec.boundary.blocks import InstructionBlock
     from fsm_exec.manager.manager import ExecutionManager
 
 _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
@@ -38,34 +41,25 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
 
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0
 _MISSING = object()
-RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
 
 # Verdicts of resolving a venue call whose outcome is not known yet.
 EXECUTED, NOT_EXECUTED, UNKNOWN, UNCONFIRMED = (
     "executed", "not_executed", "unknown", "unconfirmed")
 
 
-class Flight:
-    """What the manager knows about the block in flight, beyond its lifecycle state."""
+@attrs.define(eq=False)
+class Flight(JournalFlight):
+    """The block in flight: what the journal says of it (:class:`~fsm_exec.journal.state.Flight`,
+    kept by the manager's :class:`~fsm_exec.journal.state.ManagerState`), and what only this
+    run knows (the venue call, the error, the clocks)."""
 
-    __slots__ = ("block", "attempt", "call", "why", "deltas", "handed_off", "error",
-                 "entered_at", "route_started", "not_found", "last_query_at", "recovered",
-                 "unresolved")
-
-    def __init__(self, block: InstructionBlock) -> None:
-        self.block = block
-        self.attempt = 1
-        self.call: VenueCall | None = None  # the venue call of this attempt, once made
-        self.why = ""  # why the block is retrying
-        self.deltas: Any = None
-        self.handed_off = False
-        self.error: ComponentError | None = None
-        self.entered_at = 0.0  # when the block entered its current state (injected clock)
-        self.route_started: float | None = None  # when this attempt's route call began
-        self.not_found = 0  # consecutive "not found" answers of query_execution
-        self.last_query_at: float | None = None
-        self.recovered = False  # restored from a journal after a restart
-        self.unresolved = False  # the venue's outcome could not be found out (yet)
+    call: VenueCall | None = None  # the venue call of this attempt, once made
+    error: ComponentError | None = None
+    entered_at: float = 0.0  # when the block entered its current state (injected clock)
+    route_started: float | None = None  # when this attempt's route call began
+    not_found: int = 0  # consecutive "not found" answers of query_execution
+    last_query_at: float | None = None
+    recovered: bool = False  # restored from a journal after a restart
 
 
 class Driver:
@@ -258,10 +252,13 @@ class BacktestDriver(Driver):
         lc, clock, mutex, journal = host._lc, self.clock, host._mutex, host._journal_move
         block = f.block
         block_id = block.block_id
+        state = host._state
         with mutex:
             journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
                      "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
             lc.commit(T_START)
+            state.start(block_id, f)
+            state.move(_QUEUED, _ROUTING, T_START)
             f.entered_at = clock()
         refusal = host._risk_refusal(ts, block)
         if refusal is not None:
@@ -291,7 +288,7 @@ class BacktestDriver(Driver):
                      "trigger": T_EXECUTED, "attempt": f.attempt, "deltas": deltas},
                     True)  # deltas about to be handed off: a barrier
             lc.commit(T_EXECUTED)
-            f.deltas, f.handed_off = deltas, False
+            state.move(_ROUTING, _PENDING, T_EXECUTED, deltas=deltas)
             f.entered_at = clock()
         try:  # hand_off(), inlined: at most once, whatever the handler raises
             self.update_positions(ts, "execution_manager", deltas)
@@ -301,10 +298,11 @@ class BacktestDriver(Driver):
                 exc, halt=True)
             return
         with mutex:
-            f.handed_off = True  # positions_updated is a live record: none in backtest
+            state.hand_off()  # positions_updated is a live record: none in backtest
             journal({"block_id": block_id, "source": _PENDING, "dest": _SUCCESS,
                      "trigger": T_RECONCILED, "attempt": f.attempt}, False)  # rides along
             lc.commit(T_RECONCILED)
+            state.move(_PENDING, _SUCCESS, T_RECONCILED)
             f.entered_at = clock()
             host._finish(f, _SUCCESS)
 

@@ -1,8 +1,13 @@
-"""Replaying a journal: the one reading of what the records mean.
+"""The manager's state and the one meaning of every journal record.
 
-Crash recovery rebuilds a manager from it; the conformance check reports where a journal
-breaks the lifecycle. Both apply records one by one to a :class:`Replay`, which raises
-:class:`ReplayError` at the first record that breaks a rule.
+:class:`ManagerState` is the only code that says what a record does to the state: the queue,
+the block in flight, the finished blocks, the counters and a halt. Each kind of record is an
+*operation* on it (:meth:`ManagerState.accept`, :meth:`~ManagerState.start`,
+:meth:`~ManagerState.move`, :meth:`~ManagerState.cancel`, ...). The live manager calls the
+operation for each record it has just written; :meth:`ManagerState.apply` decodes a record
+read back from a journal and calls the same operation, so crash recovery, ``check``,
+``status``, the offline ``cancel`` and the report all fold records through the code the live
+manager runs. :class:`ReplayError` is raised at the first record that breaks a rule.
 
 A journal (format 2) is a sequence of records with ``seq`` growing by one, in files that
 each start with a ``checkpoint``: everything recovery needs (the queue with its payloads,
@@ -33,10 +38,15 @@ from fsm_exec.core.lifecycle import (
 )
 from fsm_exec.journal.writer import CHECKPOINT, JOURNAL_FORMAT, JournalRecord
 
-_TERMINAL = {str(s) for s in TERMINAL_STATES}
+_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 _NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
 _CANCEL = str(Trigger.CANCEL)
-_RETRYING = str(BlockState.RETRYING)
+_INITIAL = str(INITIAL_STATE)
+_RETRYING, _PENDING, _SUCCESS, _CANCELLED = (
+    str(s) for s in (BlockState.RETRYING, BlockState.PENDING_RECONCILIATION,
+                     BlockState.SUCCESS, BlockState.CANCELLED))
+#: Why a block retries after its reconciliation timed out (else: why its route failed).
+RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
 DEFAULT_WINDOW = 10_000
 #: Checkpoint fields the writer adds for people and tools; not part of the state.
 _INFORMATIONAL = frozenset({"written_on", "reset"})
@@ -56,7 +66,7 @@ class GapError(ReplayError):
         self.after, self.seq = after, seq
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Flight:
     """The block in flight, as the journal last saw it."""
 
@@ -103,14 +113,34 @@ def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool
 
 
 _COUNTERS = ("accepted", "executed", "failed", "cancelled", "retried", "starts")
+#: ``ManagerState.move``'s default: the move carries no deltas.
+NO_DELTAS: Any = object()
+
+
+class _Taken:
+    """The ids a new batch may not reuse (queued, in flight, finished inside the window):
+    a container view of a :class:`ManagerState`."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: ManagerState) -> None:
+        self._state = state
+
+    def __contains__(self, block_id: object) -> bool:
+        s = self._state
+        f = s.flight
+        return (block_id in s.queue or block_id in s.finished
+                or (f is not None and f.block.block_id == block_id))
 
 
 @attrs.define
-class Replay:
-    """The state a journal describes, built record by record."""
+class ManagerState:
+    """The state a journal describes: built record by record (:meth:`apply`), or operation
+    by operation by the live manager, with the same code."""
 
     component: str = "ExecutionManager"
     window: int = DEFAULT_WINDOW
+    flight_cls: type[Flight] = attrs.field(default=Flight, repr=False)
     queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
     flight: Flight | None = None
     finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
@@ -130,6 +160,10 @@ class Replay:
     last_record: JournalRecord | None = None
     _group: list[dict[str, Any]] = attrs.field(factory=list)  # a batch being accepted
     _group_kind: str = ""
+    taken: _Taken = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.taken = _Taken(self)
 
     @property
     def queued(self) -> list[str]:
@@ -141,15 +175,131 @@ class Replay:
         """How many times the manager was started again on this journal."""
         return max(self.starts - 1, 0)
 
-    def taken(self, block_id: str) -> bool:
+    @property
+    def finished_count(self) -> int:
+        """Blocks that reached a terminal state: ``current_block_index`` in the spec."""
+        return self.executed + self.failed + self.cancelled
+
+    def is_taken(self, block_id: str) -> bool:
         """True if a new batch may not use ``block_id`` (queued, in flight, finished)."""
+        return block_id in self.taken
+
+    # ------------------------------------------------------------------ operations
+    # One per kind of record: what that record means. The live manager calls them right
+    # after writing the record; apply() calls them for a record read back.
+    def accept(self, blocks: Iterable[InstructionBlock]) -> None:
+        """A batch was accepted (``block_accepted`` records): queued, in order."""
+        queue = self.queue
+        n = 0
+        for b in blocks:
+            queue[b.block_id] = b
+            n += 1
+        self.accepted += n
+
+    def start(self, block_id: str, flight: Flight | None = None) -> Flight:
+        """``queued --start--> routing``: the head of the queue becomes the block in
+        flight (``flight``, when the caller has made one, else a new one)."""
         f = self.flight
-        return (block_id in self.queue or block_id in self.finished
-                or (f is not None and f.block.block_id == block_id))
+        if f is not None:
+            raise ReplayError(f"block {block_id!r} started while {f.block.block_id!r} "
+                              f"was still {f.state}")
+        expected = next(iter(self.queue), None)
+        if block_id != expected:
+            raise ReplayError(
+                f"transition of block {block_id!r}, which was never accepted"
+                if not self.is_taken(block_id) else
+                f"block {block_id!r} started out of order (next in the queue: "
+                f"{expected!r})")
+        block = self.queue.pop(block_id)
+        if flight is None:
+            flight = self.flight_cls(block, _INITIAL)
+        flight.state = _INITIAL
+        self.flight = flight
+        return flight
+
+    def move(self, source: str, dest: str, trigger: str, *, attempt: int | None = None,
+             deltas: Any = NO_DELTAS, resolved: bool = False, why: str = "",
+             halts: str | None = None) -> Flight:
+        """The block in flight moved ``source --trigger--> dest`` (``block_transition``).
+        ``deltas`` are the venue's (handed to the position handler next), ``resolved`` when
+        the venue's outcome was found out, ``why`` it retries, ``halts`` the error code of
+        a failure that halts the manager."""
+        f = self.flight
+        assert f is not None
+        if f.state != source:
+            raise ReplayError(f"block {f.block.block_id!r} moved from {source} but was "
+                              f"{f.state}")
+        f.state = dest
+        if attempt is not None:
+            f.attempt = attempt
+        if deltas is not NO_DELTAS:
+            f.deltas, f.handed_off = deltas, False
+        if resolved:
+            f.unresolved = False
+        if dest == _RETRYING:
+            self.retried += 1
+            f.why = why
+        if halts is not None:
+            # The failure that halts says so itself: a crash before the manager_halted
+            # record still recovers a halted manager. The first reason stands.
+            self.halt(halts)
+        if dest in _TERMINAL:
+            self._remember(f.block.block_id, dest)
+            self.flight = None
+            if dest == _SUCCESS:
+                self.executed += 1
+            else:
+                self.failed += 1
+        return f
+
+    def hand_off(self) -> None:
+        """``positions_updated``: the position handler took the deltas of the block in
+        flight."""
+        f = self.flight
+        assert f is not None
+        if f.state != _PENDING:
+            raise ReplayError(f"positions_updated for {f.block.block_id!r} in state "
+                              f"{f.state!r}")
+        f.handed_off = True
+
+    def unresolved(self, attempt: int) -> None:
+        """``execution_unresolved``: the venue's outcome is still unknown; ask again on
+        ``attempt``."""
+        f = self.flight
+        assert f is not None
+        f.attempt = attempt
+        f.unresolved = True
+
+    def cancel(self, block_ids: Iterable[str], dest: str = _CANCELLED) -> None:
+        """Queued blocks were cancelled (``queued --cancel--> cancelled`` records)."""
+        for block_id in block_ids:
+            if block_id not in self.queue:
+                raise ReplayError(f"block {block_id!r} cancelled but it is not queued")
+            del self.queue[block_id]
+            self._remember(block_id, dest)
+            self.cancelled += 1
+
+    def halt(self, reason: Any) -> None:
+        """A failure that halts: the first journaled reason stands."""
+        if not self.halted:
+            self.halted, self.halt_reason = True, reason
+
+    def halted_for(self, reason: Any) -> None:
+        """``manager_halted``: says the manager's reason as it stands."""
+        self.halted, self.halt_reason = True, reason
+
+    def resume(self) -> None:
+        """``manager_resumed``: an operator resumed the manager."""
+        self.halted, self.halt_reason = False, None
+
+    def started_component(self) -> None:
+        """``component_initialization``: the manager (re)started on this journal."""
+        self.starts += 1
 
     # ------------------------------------------------------------------ applying
     def apply(self, r: JournalRecord) -> None:
-        """Apply one record, or raise :class:`ReplayError` saying what it breaks."""
+        """Apply one record read back from a journal, or raise :class:`ReplayError` saying
+        what it breaks."""
         if r.component != self.component:
             return
         kind = r.event_type
@@ -171,33 +321,30 @@ class Replay:
                            self.last_seq, r.seq)
         if kind != "block_accepted" and kind != "block_transition" and self._group:
             self._drop_group()
+        d = r.data
         if kind == CHECKPOINT:
-            self._checkpoint(r.data, verify=self.last_seq != 0)
+            self._checkpoint(d, verify=self.last_seq != 0)
             self.checkpoint_seq = r.seq
         elif kind == "block_accepted":
-            self._accepted(r.data)
+            self._accepted(d)
         elif kind == "block_transition":
-            self._transition(r.data)
+            self._transition(d)
         elif kind == "positions_updated":
-            f = self._in_flight(r.data, kind)
-            if f.state != "pending_reconciliation":
-                raise ReplayError(f"positions_updated for {f.block.block_id!r} in state "
-                                  f"{f.state!r}")
-            f.handed_off = True
+            self._in_flight(d, kind)
+            self.hand_off()
         elif kind == "execution_unresolved":
-            f = self._in_flight(r.data, kind)
-            f.attempt = _int(r.data, "attempt")
-            f.unresolved = True
+            self._in_flight(d, kind)
+            self.unresolved(_int(d, "attempt"))
         elif kind == "execution_query":
-            self._in_flight(r.data, kind)
-        elif kind == "manager_halted":  # says the manager's reason as it stands
-            self.halted, self.halt_reason = True, r.data.get("reason")
+            self._in_flight(d, kind)
+        elif kind == "manager_halted":
+            self.halted_for(d.get("reason"))
         elif kind == "manager_resumed":
-            self.halted, self.halt_reason = False, None
+            self.resume()
         elif kind == "component_initialization":
-            self.starts += 1
+            self.started_component()
         elif kind == "state_update":
-            self._counters(r.data)
+            self._counters(d)
         self.last_seq = r.seq
         self.last_record = r
         self.records += 1
@@ -209,7 +356,7 @@ class Replay:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_data(self) -> dict[str, Any]:
-        """The state as a checkpoint would hold it."""
+        """The state as a checkpoint holds it."""
         return checkpoint_payload(
             window=self.window, counters={k: getattr(self, k) for k in _COUNTERS},
             halted=self.halted, halt_reason=self.halt_reason, queue=self.queue.values(),
@@ -265,8 +412,9 @@ class Replay:
             state = fl["state"]
             if state not in {str(s) for s in BlockState} or state in _TERMINAL:
                 raise ValueError(f"a block in flight cannot be in state {state!r}")
-            self.flight = Flight(block_of(fl["block"]), state, fl["attempt"],
-                                 from_wire(fl["deltas"]), bool(fl["handed_off"]), fl["why"])
+            f = self.flight = self.flight_cls(block_of(fl["block"]), state)
+            f.attempt, f.deltas = fl["attempt"], from_wire(fl["deltas"])
+            f.handed_off, f.why = bool(fl["handed_off"]), fl["why"]
         self.finished = {}
         for block_id, state in d["finished"]:
             if state not in _TERMINAL:
@@ -276,8 +424,10 @@ class Replay:
 
     # ------------------------------------------------------------------ records
     def _remember(self, block_id: str, state: str) -> None:
-        self.finished[block_id] = state
-        self._trim()
+        finished = self.finished
+        finished[block_id] = state
+        if len(finished) > self.window:
+            self._trim()
 
     def _trim(self) -> None:
         while len(self.finished) > self.window:
@@ -311,16 +461,17 @@ class Replay:
         batch = self._grouped("block_accepted", d)
         if batch is None:
             return
+        blocks: list[InstructionBlock] = []
         for x in batch:
-            if self.taken(x["block_id"]):
+            if self.is_taken(x["block_id"]) or any(b.block_id == x["block_id"]
+                                                   for b in blocks):
                 raise ReplayError(f"block {x['block_id']!r} accepted twice")
             try:
-                b = block_of(x)
+                blocks.append(block_of(x))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ReplayError(f"block_accepted {x['block_id']!r} is malformed: "
                                   f"{type(exc).__name__}") from None
-            self.queue[b.block_id] = b
-        self.accepted += len(batch)
+        self.accept(blocks)
 
     def _transition(self, d: dict[str, Any]) -> None:
         block_id = d.get("block_id")
@@ -331,64 +482,28 @@ class Replay:
             raise ReplayError(f"{source} --{trigger}--> {dest} is not an edge of the lifecycle")
         if trigger == _CANCEL:
             batch = self._grouped("cancel", d)
-            for x in batch or ():
-                if x["block_id"] not in self.queue:
-                    raise ReplayError(f"block {x['block_id']!r} cancelled but it is not "
-                                      "queued")
-                del self.queue[x["block_id"]]
-                self._remember(x["block_id"], dest)
-                self.cancelled += 1
+            if batch is not None:
+                self.cancel([x["block_id"] for x in batch], dest)
             return
         if self._group:
             self._drop_group()
         if block_id in self.finished:
             raise ReplayError(f"block {block_id!r} moved after it ended "
                               f"({self.finished[block_id]})")
-        f = self.flight
-        if source == str(INITIAL_STATE):
-            if f is not None:
-                raise ReplayError(f"block {block_id!r} started while {f.block.block_id!r} "
-                                  f"was still {f.state}")
-            expected = next(iter(self.queue), None)
-            if block_id != expected:
-                raise ReplayError(
-                    f"transition of block {block_id!r}, which was never accepted"
-                    if not self.taken(block_id) else
-                    f"block {block_id!r} started out of order (next in the queue: "
-                    f"{expected!r})")
-            f = self.flight = Flight(self.queue.pop(block_id), source)
-        elif f is None or f.block.block_id != block_id:
+        if source == _INITIAL:
+            self.start(block_id)
+        elif self.flight is None or self.flight.block.block_id != block_id:
             raise ReplayError(f"transition of block {block_id!r}, which is not in flight")
-        if f.state != source:
-            raise ReplayError(f"block {block_id!r} moved from {source} but was {f.state}")
-        f.state = dest
-        if "attempt" in d:
-            f.attempt = _int(d, "attempt")
-        if "deltas" in d:
-            f.deltas, f.handed_off = from_wire(d["deltas"]), False
-        if "resolved_by" in d:
-            f.unresolved = False
+        why = ""
         if dest == _RETRYING:
-            self.retried += 1
-            f.why = ("reconciliation_timeout" if trigger == Trigger.RECONCILIATION_TIMEOUT
-                     else str(d.get("reason", "")))
-        if trigger == Trigger.FAIL and d.get("halts"):
-            # The failure that halts says so itself: a crash before the manager_halted
-            # record still recovers a halted manager.
-            self._halt(str(d.get("error_code")))
-        if dest in _TERMINAL:
-            self._remember(block_id, dest)
-            self.flight = None
-            if dest == "success":
-                self.executed += 1
-            else:
-                self.failed += 1
-
-    def _halt(self, reason: Any) -> None:
-        """A failure that halts: the first journaled reason stands, as in the manager (see
-        ``ExecutionManager._halt_for``)."""
-        if not self.halted:
-            self.halted, self.halt_reason = True, reason
+            why = (RECONCILIATION_TIMEOUT_WHY if trigger == Trigger.RECONCILIATION_TIMEOUT
+                   else str(d.get("reason", "")))
+        self.move(source, dest, trigger,
+                  attempt=_int(d, "attempt") if "attempt" in d else None,
+                  deltas=from_wire(d["deltas"]) if "deltas" in d else NO_DELTAS,
+                  resolved="resolved_by" in d, why=why,
+                  halts=str(d.get("error_code")) if trigger == Trigger.FAIL and d.get("halts")
+                  else None)
 
     def _in_flight(self, d: dict[str, Any], kind: str) -> Flight:
         f = self.flight
@@ -398,11 +513,15 @@ class Replay:
 
     def _counters(self, d: dict[str, Any]) -> None:
         seen = {"blocks_executed": self.executed, "blocks_failed": self.failed,
-                "current_block_index": self.executed + self.failed + self.cancelled}
+                "current_block_index": self.finished_count}
         for key, value in seen.items():
             if key in d and d[key] != value:
                 raise ReplayError(f"state_update says {key}={d[key]!r}, the journal "
                                   f"shows {value}")
+
+
+#: The name this class had before the fold became the manager's own state.
+Replay = ManagerState
 
 
 def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
@@ -413,7 +532,7 @@ def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
         return None
     if flight.state == "pending_reconciliation":
         return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
-    if flight.state == _RETRYING and flight.why == "reconciliation_timeout":
+    if flight.state == _RETRYING and flight.why == RECONCILIATION_TIMEOUT_WHY:
         return "reconcile"
     # routing, or retrying a route: the venue may have executed
     return "query_execution" if queryable else "reroute_at_least_once"
@@ -432,9 +551,11 @@ def _int(d: dict[str, Any], key: str) -> int:
     return v
 
 
-def replay(records: Iterable[JournalRecord], component: str = "ExecutionManager") -> Replay:
-    """Replay records; :class:`ReplayError` (with ``.record``) at the first broken rule."""
-    state = Replay(component)
+def replay(records: Iterable[JournalRecord],
+           component: str = "ExecutionManager") -> ManagerState:
+    """Fold records into a :class:`ManagerState`; :class:`ReplayError` (with ``.record``)
+    at the first broken rule."""
+    state = ManagerState(component)
     for r in records:
         try:
             state.apply(r)

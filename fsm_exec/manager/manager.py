@@ -66,17 +66,19 @@ from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.drivers.driver import (
     T_FAIL,
+    T_RECONCILIATION_TIMEOUT,
     T_REROUTE,
     BacktestDriver,
     Driver,
     Flight,
     LiveDriver,
 )
-from fsm_exec.journal.state import Flight as JournalFlight
 from fsm_exec.journal.state import (
+    NO_DELTAS,
+    RECONCILIATION_TIMEOUT_WHY,
+    ManagerState,
     RecoveryReport,
     ReplayError,
-    checkpoint_payload,
     replay,
     resolution_of,
 )
@@ -111,7 +113,7 @@ _LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
 _BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Trigger.FAIL)})
-_NO_DELTAS = object()
+_NO_DELTAS = NO_DELTAS
 
 
 def _positive_price(p: object) -> bool:
@@ -226,11 +228,11 @@ class ExecutionManager:
         self._live = self._env.execution_mode == "live"
 
         self._mutex = threading.RLock()
-        self._queue: deque[InstructionBlock] = deque()
-        self._active: set[str] = set()  # queued and in flight
-        self._finished: dict[str, BlockState] = {}  # the last duplicate_window blocks
-        self._finished_order: deque[str] = deque()
-        self._taken: set[str] = set()  # ids a new batch may not reuse: _active | _finished
+        # The queue, the block in flight, the finished blocks and the counters: the state
+        # the journal's records describe, changed only through its operations, each right
+        # after its record is written (the same code recovery and every tool fold with).
+        self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
+                                   flight_cls=Flight)
         self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
         self._f: Flight | None = None
         self._ts: Any = None
@@ -238,15 +240,10 @@ class ExecutionManager:
         self._interrupted: str | None = None
         self._observer_failing = False
 
-        self.blocks_accepted = 0
-        self.blocks_executed = 0
-        self.blocks_failed = 0
-        self.blocks_cancelled = 0
-        self.blocks_retried = 0
-        self.current_block_index = 0
         self.reconciliation_status = "pending"
-        self._halted = False
-        self._halt_reason: str | None = None
+        # A halt the journal has not taken (it failed: EXEC-009); the journaled one is the
+        # state's. The manager is halted when either says so.
+        self._pending_halt: str | None = None
 
         self._health = HealthWindow(100)
         self._update_count = 0
@@ -289,8 +286,6 @@ class ExecutionManager:
             callable(getattr(event_logger, "checkpoint_due", None))
         self._checkpoint_due: Callable[[str], str | None] | None = (
             event_logger.checkpoint_due if self._checkpointing else None)
-        self._starts = 0
-        self._halt_journaled = True
         # Nothing is written to a journal that holds an earlier run until recover() has
         # read it: opening must never rotate, prune or checkpoint over live state.
         self._needs_recovery = _holds_a_run(event_logger)
@@ -318,29 +313,13 @@ class ExecutionManager:
         """The first records of a run: a checkpoint of the state (a new file, for a journal
         that checkpoints), then ``component_initialization``."""
         self._write_checkpoint(new_file=True, reset=reset)
-        self._starts += 1
         self._emit("component_initialization", {
             "execution_mode": self._env.execution_mode,
             "environment": self._env.environment,
             "deployment_mode": self._env.deployment_mode,
             "config_hash": self._cfg.digest(),
         })
-
-    def _checkpoint_data(self) -> dict[str, Any]:
-        """Everything recovery needs, from memory (the same shape the replay builds)."""
-        lc, f = self._lc, self._f
-        flight = None
-        if lc.in_flight and f is not None:
-            flight = JournalFlight(f.block, lc.current, f.attempt, f.deltas, f.handed_off,
-                                   f.why)
-        return checkpoint_payload(
-            window=self._cfg.duplicate_window,
-            counters={"accepted": self.blocks_accepted, "executed": self.blocks_executed,
-                      "failed": self.blocks_failed, "cancelled": self.blocks_cancelled,
-                      "retried": self.blocks_retried, "starts": self._starts},
-            halted=self._halted, halt_reason=self._halt_reason, queue=self._queue,
-            flight=flight,
-            finished=((b, str(self._finished[b])) for b in self._finished_order))
+        self._state.started_component()
 
     def _write_checkpoint(self, *, new_file: bool, reset: bool = False) -> None:
         if self._log_event is None:
@@ -348,12 +327,11 @@ class ExecutionManager:
         with self._mutex:
             if self._interrupted is not None:  # its memory may disagree: no state from it
                 raise self._retired_error()
-            if self._halted and not self._halt_journaled:
+            if self._pending_halt is not None:
                 # A halt the journal could not take when it happened (EXEC-009): record it
                 # now, before the checkpoint that carries it.
-                self._emit("manager_halted", {"reason": self._halt_reason, "block_id": None})
-                self._halt_journaled = True
-            data = self._checkpoint_data()
+                self._journal_halt(None)
+            data = self._state.checkpoint_data()
             if reset:
                 data["reset"] = True  # state from elsewhere: not the records before it
             if not self._checkpointing:
@@ -415,7 +393,48 @@ class ExecutionManager:
     @property
     def halted(self) -> bool:
         """True when positions are in doubt: nothing starts until a ``manual`` update."""
-        return self._halted
+        return self._state.halted or self._pending_halt is not None
+
+    @property
+    def _halted(self) -> bool:
+        return self._state.halted or self._pending_halt is not None
+
+    @property
+    def _halt_reason(self) -> str | None:
+        """The first halt's reason: the journal's, else the one it could not take."""
+        state = self._state
+        return state.halt_reason if state.halted else self._pending_halt
+
+    # The counters are the state's (the spec's names; read-only).
+    @property
+    def blocks_accepted(self) -> int:
+        """Blocks accepted since the journal began (across restarts)."""
+        return self._state.accepted
+
+    @property
+    def blocks_executed(self) -> int:
+        """Blocks that reached ``success``."""
+        return self._state.executed
+
+    @property
+    def blocks_failed(self) -> int:
+        """Blocks that reached ``failed``."""
+        return self._state.failed
+
+    @property
+    def blocks_cancelled(self) -> int:
+        """Blocks that were cancelled while queued."""
+        return self._state.cancelled
+
+    @property
+    def blocks_retried(self) -> int:
+        """Moves into ``retrying`` (one block may retry several times)."""
+        return self._state.retried
+
+    @property
+    def current_block_index(self) -> int:
+        """Blocks that reached a terminal state."""
+        return self._state.finished_count
 
     @property
     def interrupted(self) -> bool:
@@ -427,7 +446,7 @@ class ExecutionManager:
     def queued_block_ids(self) -> tuple[str, ...]:
         """The ids of the queued blocks, in the order they will run."""
         with self._mutex:
-            return tuple(b.block_id for b in self._queue)
+            return tuple(self._state.queue)
 
     @property
     def execution_queue(self) -> list[dict[str, Any]]:
@@ -435,7 +454,7 @@ class ExecutionManager:
         (``block_id``, ``action``, ``priority``, ``instructions``) in canonical form: a
         copy (changing it changes nothing), consistent from any thread."""
         with self._mutex:
-            return [copy.deepcopy(b.to_dict()) for b in self._queue]
+            return [copy.deepcopy(b.to_dict()) for b in self._state.queue.values()]
 
     @property
     def current_instruction_block(self) -> dict[str, Any] | None:
@@ -450,12 +469,17 @@ class ExecutionManager:
     def block_state(self, block_id: str) -> BlockState | None:
         """A queued, in-flight or recently finished block's state; ``None`` if unknown."""
         with self._mutex:
-            if block_id in self._finished:
-                return self._finished[block_id]
-            if block_id in self._active:
-                lc = self._lc
+            state = self._state
+            end = state.finished.get(block_id)
+            if end is not None:
+                return _STATE_OF[end]
+            if block_id in state.queue:
+                lc = self._lc  # loaded but not started yet: still queued
                 return (lc.state if lc.in_flight and lc.block_id == block_id
                         else BlockState.QUEUED)
+            f = state.flight
+            if f is not None and f.block.block_id == block_id:
+                return self._lc.state
             return None
 
     def get_execution_status(self) -> dict[str, Any]:
@@ -475,7 +499,7 @@ class ExecutionManager:
                 "blocks_cancelled": self.blocks_cancelled,
                 "blocks_retried": self.blocks_retried,
                 "current_block_index": self.current_block_index,
-                "queue_length": len(self._queue),
+                "queue_length": len(self._state.queue),
                 "execution_mode": self._env.execution_mode,
                 "halted": self._halted,
                 "halt_reason": self._halt_reason,
@@ -500,7 +524,7 @@ class ExecutionManager:
         """
         self._check_usable(recovering=True)
         if (self.blocks_accepted or self._update_count or self._lc.in_flight
-                or self._finished):
+                or self._state.finished):
             raise InvalidArgumentError("recover() must be called on a new manager, before "
                                        "any batch or update_state")
         own = getattr(self._log, "log_dir", None)
@@ -526,36 +550,28 @@ class ExecutionManager:
         except JournalCorruptError:
             raise
         with self._mutex:
-            self._queue.extend(state.queue.values())
-            self._active.update(state.queue)
-            self._taken.update(state.queue)
-            for block_id, end in state.finished.items():
-                self._taken.add(block_id)
-                self._remember(block_id, BlockState(end))
-            self.blocks_accepted = state.accepted
-            self.blocks_executed, self.blocks_failed = state.executed, state.failed
-            self.blocks_retried = state.retried
-            self.blocks_cancelled = state.cancelled
-            self.current_block_index = state.executed + state.failed + state.cancelled
-            if state.halted:
-                self._halted, self._halt_reason = True, state.halt_reason
+            deferred = self._needs_recovery
+            restarts = state.restarts  # the journal's, as the report says them
+            if not deferred:  # this manager started a journal of its own: count it too
+                state.starts += self._state.starts
+            state.component = COMPONENT
+            state.window = self._cfg.duplicate_window  # this run's window, from now on
+            state._trim()
+            state.flight_cls = Flight
             resolution = None
             fl = state.flight
             if fl is not None:
-                f = self._f = Flight(fl.block)
-                f.attempt, f.deltas, f.handed_off = fl.attempt, fl.deltas, fl.handed_off
-                f.why, f.recovered = fl.why, True
+                f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
+                                                    fl.handed_off, fl.why)
+                f.recovered = True
                 f.entered_at = self._clock()
                 self._lc.restore(fl.block.block_id, BlockState(fl.state))
-                self._active.add(fl.block.block_id)
-                self._taken.add(fl.block.block_id)
                 self.reconciliation_status = "pending"
                 resolution = resolution_of(fl, queryable=self._query is not None)
                 if resolution in ("query_execution", "reroute_at_least_once"):
                     f.call = VenueCall.lost()  # the venue may have executed: ask first
                     f.unresolved = True
-            deferred = self._needs_recovery
-            self._starts = state.starts + (0 if deferred else self._starts)
+            self._state = state
             self._needs_recovery = False
             if deferred:
                 self._start_journal(reset=not same)
@@ -566,7 +582,7 @@ class ExecutionManager:
             in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
             blocks_executed=state.executed, blocks_failed=state.failed,
             halted=state.halted, halt_reason=state.halt_reason,
-            dropped=tuple(state.dropped), records=state.records, restarts=state.restarts,
+            dropped=tuple(state.dropped), records=state.records, restarts=restarts,
             blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
         self._emit("recovered", {
             "queued": len(report.queued), "in_doubt": report.in_doubt,
@@ -772,7 +788,7 @@ class ExecutionManager:
                     refusal = exc
             if self._halted and trigger_source == "manual":
                 self._resume(timestamp)
-            if not self._halted and (self._queue or self._f is not None):
+            if not self._halted and (self._state.queue or self._f is not None):
                 self._advance(timestamp)
         except ComponentError as exc:
             self._end_update(timestamp, trigger_source, t0, failing=True)
@@ -856,7 +872,7 @@ class ExecutionManager:
     def _cancel_now(self, block_ids: Iterable[str] | None, reason: str) -> tuple[str, ...]:
         reason = self._redact(reason)
         with self._mutex:
-            queued = [b.block_id for b in self._queue]
+            queued = list(self._state.queue)
             if block_ids is None:
                 ids = queued
             else:
@@ -888,13 +904,7 @@ class ExecutionManager:
                     "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
                     "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
                     "batch_index": i, "batch_size": n}, sync=False)
-            gone = set(ids)
-            self._queue = deque(b for b in self._queue if b.block_id not in gone)
-            for block_id in ids:
-                self._active.discard(block_id)
-                self._remember(block_id, BlockState.CANCELLED)
-            self.blocks_cancelled += n
-            self.current_block_index += n
+            self._state.cancel(ids)
             self._barrier()
         self._notify_event("cancelled", count=n, reason=reason)
         return tuple(ids)
@@ -928,7 +938,7 @@ class ExecutionManager:
     def _accept(self, ts: Any, batch: Any) -> None:
         with self._mutex:
             try:
-                blocks, wires = convert_batch(batch, self._taken,
+                blocks, wires = convert_batch(batch, self._state.taken,
                                               self._redact if self._redact else None)
             except InvalidBlockError as exc:
                 exc.scrub(self._redact)  # it quotes the caller's values
@@ -938,10 +948,11 @@ class ExecutionManager:
             if not n:
                 return
             cap = self._cfg.max_queue_size
-            if len(self._queue) + n > cap:
-                err = QueueFullError(len(self._queue), n, cap)
+            queued = len(self._state.queue)
+            if queued + n > cap:
+                err = QueueFullError(queued, n, cap)
                 self._emit("execution_queue_overflow", {
-                    "queue_length": len(self._queue), "batch_size": n, "max_queue_size": cap})
+                    "queue_length": queued, "batch_size": n, "max_queue_size": cap})
                 self._record_error(ts, err)
                 raise err
             # Journal first: the batch counts as accepted only once every record is written.
@@ -952,26 +963,23 @@ class ExecutionManager:
                     "batch_index": i, "batch_size": n},
                     sync=False)  # durable by the next barrier, at the latest before returning
             self._unsynced_acceptance = True
-            self._queue.extend(blocks)
-            for b in blocks:
-                self._active.add(b.block_id)
-                self._taken.add(b.block_id)
-            self.blocks_accepted += n
+            self._state.accept(blocks)
         if self._observers:
-            self._notify_event("accepted", count=n, queue_length=len(self._queue))
+            self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
 
     def _advance(self, ts: Any) -> None:
         lc = self._lc
         while not self._halted:
             with self._mutex:
                 if not lc.in_flight:
-                    if not self._queue:
+                    queue = self._state.queue
+                    if not queue:
                         return
                     self._maybe_checkpoint()
-                    block = self._queue[0]
+                    block = next(iter(queue.values()))
                     lc.load(block.block_id)  # refuses unless the previous block is terminal
-                    self._queue.popleft()
-                    f = self._f = Flight(block)
+                    # It leaves the queue with its start record (see _move).
+                    f = self._f = Flight(block, _QUEUED)
                     f.entered_at = self._clock()
                     self.reconciliation_status = "pending"
                 f = self._f  # type: ignore[assignment]
@@ -989,20 +997,22 @@ class ExecutionManager:
         with self._mutex:
             lc = self._lc
             source = lc.current
-            lc.fire(trigger, **data)
+            lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
             dest = lc.current
-            attempt = data.get("attempt")
-            if attempt is not None:
-                f.attempt = attempt
-            if _deltas is not _NO_DELTAS:
-                f.deltas, f.handed_off = _deltas, False
+            state = self._state
+            if source == _QUEUED:
+                state.start(f.block.block_id, f)
+            halts = data["error_code"] if trigger == T_FAIL and data.get("halts") else None
+            state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
+                       resolved="resolved_by" in data,
+                       why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
+                            else data.get("reason", "")),
+                       halts=halts)
             f.entered_at = self._clock()
-            if dest == _RETRYING:
-                self.blocks_retried += 1
-            elif trigger == T_REROUTE:
+            if trigger == T_REROUTE:
                 f.call = None
-            if trigger == T_FAIL and data.get("halts"):
-                self._halt_for(data["error_code"])
+            if halts is not None:
+                self._halt_for(halts)
             if dest in _TERMINAL:
                 self._finish(f, dest)
         if self._observers:
@@ -1024,17 +1034,18 @@ class ExecutionManager:
     def _handed_off(self, ts: Any, f: Flight) -> None:
         """The position handler took the deltas: say so (live recovery relies on it)."""
         with self._mutex:
-            f.handed_off = True
             if self._live:  # what crash recovery needs to know; a backtest is rerun instead
                 self._emit("positions_updated", {"block_id": f.block.block_id,
                                                      "attempt": f.attempt})
+            self._state.hand_off()
 
     def _unresolved(self, ts: Any, f: Flight, how: str) -> None:
         """The venue's outcome is still unknown: ask again on the next attempt."""
         with self._mutex:
-            f.attempt += 1
+            attempt = f.attempt + 1
             self._emit("execution_unresolved", {
-                "block_id": f.block.block_id, "attempt": f.attempt, "reason": how})
+                "block_id": f.block.block_id, "attempt": attempt, "reason": how})
+            self._state.unresolved(attempt)
 
     def _canonical_deltas(self, value: Any) -> Converted:
         """The venue's reply in canonical form (redacted), the moment it returns."""
@@ -1076,15 +1087,10 @@ class ExecutionManager:
         """Bookkeeping for a block that reached ``state`` (inside ``_move``'s section)."""
         ts = self._ts
         block_id = f.block.block_id
-        self._active.discard(block_id)
-        self._remember(block_id, _STATE_OF[state])
-        self.current_block_index += 1
         self._f = None
         if state == _SUCCESS:
-            self.blocks_executed += 1
             self.reconciliation_status = "success"
             return
-        self.blocks_failed += 1
         self.reconciliation_status = "failed"
         err = f.error
         assert err is not None
@@ -1092,19 +1098,17 @@ class ExecutionManager:
         self._emit("block_failed", {"block_id": block_id, "error_code": err.error_code,
                                         "attempts": f.attempt})
         if self._halted:
-            self._emit("manager_halted", {"reason": self._halt_reason,
-                                          "block_id": block_id})
-            self._halt_journaled = True
-            self._notify_event("halted", reason=self._halt_reason, block_id=block_id)
+            reason = self._halt_reason
+            self._journal_halt(block_id)
+            self._notify_event("halted", reason=reason, block_id=block_id)
 
-    def _remember(self, block_id: str, state: BlockState) -> None:
-        self._finished[block_id] = state
-        order = self._finished_order
-        order.append(block_id)
-        while len(order) > self._cfg.duplicate_window:
-            old = order.popleft()
-            del self._finished[old]
-            self._taken.discard(old)
+    def _journal_halt(self, block_id: str | None) -> None:
+        """Write ``manager_halted`` with the manager's reason as it stands; the journal's
+        halt is then that one."""
+        reason = self._halt_reason
+        self._emit("manager_halted", {"reason": reason, "block_id": block_id})
+        self._state.halted_for(reason)
+        self._pending_halt = None
 
     def _halt(self, reason: str) -> None:
         """Halt for ``reason``, unless already halted: the first reason stands (positions
@@ -1113,28 +1117,23 @@ class ExecutionManager:
         with self._mutex:
             if self._halted:
                 return
-            self._halted = True
-            self._halt_reason = reason
-            self._halt_journaled = False
+            self._pending_halt = reason
             self._health.note(UNHEALTHY)
 
     def _halt_for(self, code: str) -> None:
         """A failure record that halts (``halts: true``) was just journaled: it is the halt
         the journal holds first unless one is journaled already, so it replaces a halt the
-        journal never took (an ``EXEC-009`` before it), as recovery reads it."""
-        if self._halted and self._halt_journaled:
-            return
-        self._halted = True
-        self._halt_reason = code
-        self._halt_journaled = True
+        journal never took (an ``EXEC-009`` before it), as recovery reads it. The state took
+        it already (``ManagerState.move``)."""
+        self._pending_halt = None
         self._health.note(UNHEALTHY)
 
     def _resume(self, ts: Any) -> None:
         with self._mutex:
             reason = self._halt_reason
-            self._halted = False
-            self._halt_reason = None
             self._emit("manager_resumed", {"reason": reason, "trigger_source": "manual"})
+            self._state.resume()
+            self._pending_halt = None
         self._notify_event("resumed", reason=reason)
 
     # ------------------------------------------------------------------ events and health
@@ -1234,7 +1233,7 @@ class ExecutionManager:
                 "current_block_index": self.current_block_index,
                 "blocks_executed": self.blocks_executed,
                 "blocks_failed": self.blocks_failed,
-                "queue_length": len(self._queue),
+                "queue_length": len(self._state.queue),
                 "halted": self._halted,
                 "processing_time_ms": ms,
             }
@@ -1307,7 +1306,7 @@ class ExecutionManager:
                     "blocks_executed": self.blocks_executed,
                     "blocks_failed": self.blocks_failed,
                     "blocks_retried": self.blocks_retried,
-                    "queue_size": len(self._queue),
+                    "queue_size": len(self._state.queue),
                 },
             }
 
