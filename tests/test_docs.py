@@ -132,3 +132,25 @@ def test_the_changelog_page_is_the_changelog(site: Path) -> None:
     """The site's changelog page includes CHANGELOG.md (its Unreleased section)."""
     page = (site / "changelog" / "index.html").read_text()
     assert 'id="unreleased"' in page and "--8&lt;--" not in page
+
+
+def built_target(site: Path, link: str) -> tuple[Path, str]:
+    """The built page and anchor a source-tree link (``docs/runbook.md#exec-008``) is
+    published at (``runbook/index.html``, ``exec-008``)."""
+    path, _, anchor = link.partition("#")
+    page = Path(path).relative_to("docs").with_suffix("")
+    return site / page / "index.html", anchor
+
+
+def test_every_codes_runbook_link_resolves_in_the_built_site(site: Path) -> None:
+    """Each code's link (runbook_link, which every resolution ends with and status prints)
+    names a page of the built site that has that anchor; so do status's other topics."""
+    from fsm_exec.core.errors import runbook_link
+
+    for topic in [*ERROR_CODES, "in-doubt", "stuck", "when-the-manager-halts"]:
+        link = runbook_link(topic)
+        assert (DOCS / link.partition("#")[0].removeprefix("docs/")).is_file()
+        page, anchor = built_target(site, link)
+        assert anchor in anchors(page), link
+    for code, entry in ERROR_CODES.items():
+        assert entry.resolution.endswith(f" Runbook: {runbook_link(code)}."), code
