@@ -17,8 +17,8 @@ the call that wrote it (``update_state``'s ``timestamp``; a restart's own wall-c
 so the age of the block in flight is the time since the call that moved it there began: at
 most its real time in that state.
 
-:func:`read_status` returns one JSON-ready dict (its keys are listed in the
-documentation's *Operate* guide, ``docs/how-to/operate.md``); :func:`format_status` renders it for a terminal.
+:func:`read_status` returns one JSON-ready dict (its keys are listed in the documentation's
+*Operate* guide, ``docs/how-to/operate.md``); :func:`format_status` renders it for a terminal.
 """
 
 from __future__ import annotations
