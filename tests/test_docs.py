@@ -154,3 +154,23 @@ def test_every_codes_runbook_link_resolves_in_the_built_site(site: Path) -> None
         assert anchor in anchors(page), link
     for code, entry in ERROR_CODES.items():
         assert entry.resolution.endswith(f" Runbook: {runbook_link(code)}."), code
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors a Git host and MkDocs give a Markdown text's headings."""
+    return {re.sub(r"[^a-z0-9 _-]", "", line.lstrip("#").strip().lower().replace("`", ""))
+            .replace(" ", "-") for line in markdown.splitlines() if line.startswith("#")}
+
+
+def test_the_readme_is_the_first_minute_and_its_links_resolve() -> None:
+    """The README stays short (about 150 lines) and every relative link in it names a file
+    of the repository (and, into Markdown, a heading there)."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 160
+    links = re.findall(r"\]\(([^)#:]+)(?:#([^)]+))?\)", text)
+    assert len(links) > 20
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.exists(), path
+        if anchor:
+            assert anchor in heading_anchors(target.read_text()), f"{path}#{anchor}"
