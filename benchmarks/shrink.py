@@ -1,10 +1,10 @@
-"""How long the README's example failure takes to report, and how long its printed program is.
+"""How long the fuzzing guide's example failure takes to report, and its printed program's length.
 
     python benchmarks/shrink.py                 # 5 runs, hypothesis seeds 1..5
     python benchmarks/shrink.py --runs 9 --seed 100
 
-Each run writes the README's "Fuzz your own adapters" example, with the adapter's dedup check
-removed (the bug the README describes), to a fresh temporary directory and runs it there with
+Each run writes the docs' "Fuzz your own adapters" example, with the adapter's dedup check
+removed (the bug the guide describes), to a fresh temporary directory and runs it there with
 ``python -m pytest --hypothesis-seed=N`` in a new process, as a user would: hypothesis's
 default profile, the kit's own settings, no example database from an earlier run. Per run it
 reports the wall time of the pytest process (start-up included), the time pytest reports for
@@ -29,16 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 sys.path.insert(0, str(ROOT / "tests"))
-from kit import DEDUP, NO_DEDUP  # noqa: E402 - the suite's edit of the README, the same one
+from kit import DEDUP, NO_DEDUP  # noqa: E402 - the suite's edit of the guide, the same one
 
 
 def broken_example() -> str:
-    """The README's fuzzing example with the dedup check removed."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Fuzz your own adapters", 1)[1].split("\n## ", 1)[0]
+    """The fuzzing guide's example (docs/how-to/fuzz.md) with the dedup check removed."""
+    section = (ROOT / "docs" / "how-to" / "fuzz.md").read_text()
     found = re.search(r"```python\n(.*?)```", section, re.S)
     if found is None or DEDUP not in found.group(1):
-        raise SystemExit("README.md: the fuzzing example or its dedup check is gone")
+        raise SystemExit("docs/how-to/fuzz.md: the fuzzing example or its dedup check is gone")
     return found.group(1).replace(DEDUP, NO_DEDUP)
 
 

@@ -108,8 +108,8 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
 HAPPY_PATH = ["queued", "routing", "pending_reconciliation", "success"]
 
 
-#: The README's fuzzing example's dedup check, and the same adapter without it (the bug the
-#: README shows): the suite edits the README's code with these.
+#: The fuzzing guide's example's dedup check, and the same adapter without it (the bug the
+#: guide shows, docs/how-to/fuzz.md): the suite edits the guide's code with these.
 DEDUP = """\
         if block.block_id not in self.orders:
             self.fills[block.block_id] += 1

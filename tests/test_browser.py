@@ -117,11 +117,12 @@ def models(demo: dict[str, Path]) -> dict[str, DiagramModel]:
 def rendered(models: dict[str, DiagramModel], demo: dict[str, Path],
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Everything rendered in one browser: the models above, the committed diagrams (and
-    the Mermaid of their pages and the README), and the Markdown reports' Mermaid."""
+    the Mermaid of their pages and of the docs' lifecycle page), and the Markdown reports'
+    Mermaid."""
     d = tmp_path_factory.mktemp("mmd")
     texts = {f"model_{k}": to_mermaid(m) for k, m in models.items()}
     texts |= {f"committed_{p.stem}": p.read_text() for p in (ROOT / "diagrams").glob("*.mmd")}
-    for p in [*(ROOT / "diagrams").glob("*.md"), ROOT / "README.md"]:
+    for p in [*(ROOT / "diagrams").glob("*.md"), ROOT / "docs" / "concepts" / "lifecycle.md"]:
         for n, block in enumerate(mermaid_blocks(p.read_text())):
             texts[f"page_{p.stem}_{n}"] = block
     for mode in ("live", "backtest"):
@@ -176,7 +177,7 @@ def test_committed_diagrams_draw_every_state(rendered: dict[str, Any]) -> None:
         s.name for s in lifecycle.states}
     assert sorted(x["text"] for x in r["labels"]) == sorted(e.trigger for e in lifecycle.edges)
     assert rendered["page_block_lifecycle_0"]["labels"] == r["labels"]
-    assert rendered["page_README_0"]["labels"] == r["labels"]
+    assert rendered["page_lifecycle_0"]["labels"] == r["labels"]
 
 
 def test_no_label_overlaps_or_sits_on_another_edge(rendered: dict[str, Any]) -> None:

@@ -493,17 +493,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text.split("## Fuzz your own adapters", 1)[1].split("\n## ", 1)[0]
+    """The fuzzing guide and the crash points guide that continues it (docs/how-to/)."""
+    guides = ROOT / "docs" / "how-to"
+    return (guides / "fuzz.md").read_text() + (guides / "crash-points.md").read_text()
 
 
 def readme_namespace(*, broken: bool = False) -> dict[str, Any]:
-    """Every python block of the README's fuzzing section, run in one namespace (the
+    """Every python block of the docs' fuzzing guides, run in one namespace (the
     crash example continues the stateful one); ``broken`` deletes the dedup check."""
     code = "\n".join(re.findall(r"```python\n(.*?)```", readme_section(), re.S))
-    assert DEDUP in code, "the README example no longer has its dedup check"
+    assert DEDUP in code, "the fuzzing guide's example no longer has its dedup check"
     namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(code.replace(DEDUP, NO_DEDUP) if broken else code, "README.md", "exec"),
+    exec(compile(code.replace(DEDUP, NO_DEDUP) if broken else code, "docs/how-to", "exec"),
          namespace)
     return namespace
 

@@ -423,9 +423,9 @@ def test_mermaid_parser_check_can_fail(tmp_path: Path) -> None:
 
 def test_committed_mermaid_diagrams_parse(tmp_path: Path) -> None:
     """The review diagrams in diagrams/ parse, and so do the mermaid blocks of their .md
-    pages and of the README."""
+    pages and of the docs' lifecycle page."""
     texts = {p.stem: p.read_text() for p in (ROOT / "diagrams").glob("*.mmd")}
-    for p in [*(ROOT / "diagrams").glob("*.md"), ROOT / "README.md"]:
+    for p in [*(ROOT / "diagrams").glob("*.md"), ROOT / "docs" / "concepts" / "lifecycle.md"]:
         for n, chunk in enumerate(p.read_text().split("```mermaid\n")[1:]):
             texts[f"{p.stem}_md{n}"] = chunk.split("```", 1)[0]
     assert len(texts) >= 4

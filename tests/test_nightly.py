@@ -31,7 +31,7 @@ SMALL = ["--examples", "10", "--scenarios", "3"]
 
 @pytest.fixture
 def broken(monkeypatch: pytest.MonkeyPatch) -> str:
-    """The README's NIGHTLY over its adapter without the dedup check (deliberately broken:
+    """The docs' NIGHTLY over its adapter without the dedup check (deliberately broken:
     no query_execution, and it fills a block again on every route), importable by name."""
     module = types.ModuleType("readme_fuzz")
     module.NIGHTLY = readme_namespace(broken=True)["NIGHTLY"]  # type: ignore[attr-defined]
@@ -168,7 +168,7 @@ def test_a_nightly_without_the_profile_registered_uses_its_values(
 
 
 def test_the_readme_nightly_passes_on_the_readme_adapter() -> None:
-    """The README's NIGHTLY over its adapter as written (it deduplicates) passes a small
+    """The docs' NIGHTLY over its adapter as written (it deduplicates) passes a small
     round of both parts."""
     result = readme_namespace()["NIGHTLY"].run(11, examples=10, scenarios=2)
     assert result.ok, result.failures

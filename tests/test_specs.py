@@ -1,4 +1,4 @@
-"""The specs and the README say what the code does: their tables are checked against it."""
+"""The specs and the docs say what the code does: their tables are checked against it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def table_rows(path: pathlib.Path, header: str) -> list[list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("doc", ["specs/block_lifecycle.md", "README.md"])
+@pytest.mark.parametrize("doc", ["specs/block_lifecycle.md", "docs/concepts/lifecycle.md"])
 def test_lifecycle_tables_match_the_code(doc: str) -> None:
     """The documented transition table is the code's table, row for row, in order."""
     rows = table_rows(ROOT / doc, "| source | trigger | dest |")
@@ -76,18 +76,18 @@ def test_spec_event_table_names_every_event_the_code_logs() -> None:
     assert {r[0] for r in rows} == logged
 
 
-def test_readme_csv_columns_match_the_code() -> None:
-    """The README's CSV column table is CSV_COLUMNS, in order."""
+def test_docs_csv_columns_match_the_code() -> None:
+    """The journal format page's CSV column table is CSV_COLUMNS, in order."""
     from fsm_exec import CSV_COLUMNS
 
-    rows = table_rows(ROOT / "README.md", "| column | content |")
+    rows = table_rows(ROOT / "docs" / "journal-format.md", "| column | content |")
     assert tuple(r[0] for r in rows) == CSV_COLUMNS
 
 
-def test_readme_mermaid_is_the_lifecycle() -> None:
-    """The README's Mermaid diagram is the one the code draws from the table."""
+def test_docs_mermaid_is_the_lifecycle() -> None:
+    """The lifecycle page's Mermaid diagram is the one the code draws from the table."""
     from fsm_exec.tools.diagram import lifecycle_model, to_mermaid
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "concepts" / "lifecycle.md").read_text()
     block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert block == to_mermaid(lifecycle_model())

@@ -584,8 +584,8 @@ def test_unknown_venue_faults_on_a_machine_fail_at_class_definition() -> None:
 
 
 def _readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Fuzz your own adapters", 1)[1].split("\n## ", 1)[0]
+    """The first Python block of the fuzzing guide (docs/how-to/fuzz.md)."""
+    section = (ROOT / "docs" / "how-to" / "fuzz.md").read_text()
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
     return code.group(1)
@@ -593,7 +593,7 @@ def _readme_example() -> str:
 
 def _machines(code: str) -> list[type[ExecutionManagerMachine]]:
     namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/how-to/fuzz.md", "exec"), namespace)
     return [v for v in namespace.values() if isinstance(v, type)
             and issubclass(v, ExecutionManagerMachine) and v is not ExecutionManagerMachine]
 
@@ -601,7 +601,7 @@ def _machines(code: str) -> list[type[ExecutionManagerMachine]]:
 
 
 def test_readme_fuzzing_example_runs() -> None:
-    """The README's "Fuzz your own adapters" example is complete and runs as written."""
+    """The docs' "Fuzz your own adapters" example is complete and runs as written."""
     machines = _machines(_readme_example())
     assert machines
     for machine in machines:
@@ -610,9 +610,9 @@ def test_readme_fuzzing_example_runs() -> None:
 
 
 def test_readme_failure_prints_a_short_program_naming_its_ids() -> None:
-    """The README's bug shrinks to at most 15 printed lines showing every block id it names."""
+    """The docs' bug shrinks to at most 15 printed lines showing every block id it names."""
     code = _readme_example()
-    assert DEDUP in code, "the README example no longer has its dedup check"
+    assert DEDUP in code, "the fuzzing guide's example no longer has its dedup check"
     (machine,) = _machines(code.replace(DEDUP, NO_DEDUP))
     with pytest.raises(AssertionError) as info:
         run_state_machine_as_test(machine, settings=settings(

@@ -32,8 +32,21 @@ class ErrorCode:
     resolution: str
 
 
+#: The runbook: a page of the documentation, named by its path in the source tree (on the built
+#: site it is ``runbook/``). It has one entry per code; every link into it is built here.
+RUNBOOK_PAGE = "docs/runbook.md"
+
+
+def runbook_link(topic: str) -> str:
+    """The link to a runbook entry: a code (``EXEC-008``), ``in-doubt``, ``stuck`` or
+    ``when-the-manager-halts``."""
+    return f"{RUNBOOK_PAGE}#{topic.lower()}"
+
+
 def _registry(*codes: ErrorCode) -> Mapping[str, ErrorCode]:
-    return MappingProxyType({c.code: c for c in codes})
+    # Each resolution ends with the link to the code's runbook entry.
+    return MappingProxyType({c.code: attrs.evolve(
+        c, resolution=f"{c.resolution} Runbook: {runbook_link(c.code)}.") for c in codes})
 
 
 _C, _S = COMPONENT, Severity
@@ -47,7 +60,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
     ErrorCode("EXEC-002", _C, _S.HIGH, "Reconciliation failed or timed out",
               "The block is failed and the manager halts: positions are in doubt. Reconcile "
               "positions by hand, then cancel the queued blocks computed from them, or resume "
-              "with update_state(ts, 'manual'). See the README's runbook, EXEC-002."),
+              "with update_state(ts, 'manual')."),
     ErrorCode("EXEC-003", _C, _S.MEDIUM, "Execution queue overflow",
               "The batch was refused whole and nothing was queued; queued work goes on. "
               "Submit the batch again once the queue has drained, or raise max_queue_size."),
@@ -62,17 +75,15 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
     ErrorCode("EXEC-007", _C, _S.CRITICAL, "Execution outcome unknown",
               "A venue call did not return and could not be resolved; the block is failed and "
               "the manager halts. Ask the venue whether the block executed, fix positions, "
-              "then cancel the queued blocks or resume with update_state(ts, 'manual'). "
-              "See the README's runbook, EXEC-007."),
+              "then cancel the queued blocks or resume with update_state(ts, 'manual')."),
     ErrorCode("EXEC-008", _C, _S.CRITICAL, "Position update failed",
               "The venue executed but the position handler refused the deltas; the block is "
               "failed and the manager halts. Apply the logged deltas by hand, then cancel the "
-              "queued blocks or resume with update_state(ts, 'manual'). See the README's "
-              "runbook, EXEC-008."),
+              "queued blocks or resume with update_state(ts, 'manual')."),
     ErrorCode("EXEC-009", _C, _S.CRITICAL, "Event log write failed",
               "The manager halted before acting on an unrecorded step; nothing accepted is "
               "lost. Fix the log destination (disk, permissions), then resume with "
-              "update_state(ts, 'manual'). See the README's runbook, EXEC-009."),
+              "update_state(ts, 'manual')."),
     ErrorCode("EXEC-010", _C, _S.HIGH, "Invalid configuration",
               "Fix the named config field or environment variable."),
     ErrorCode("EXEC-011", _C, _S.MEDIUM, "Invalid call",
@@ -90,13 +101,13 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "the deltas were handed off, but whether positions reconcile is unknown. The "
               "block is failed and the manager halts. Fix the reconciliation component, "
               "check positions, then cancel the queued blocks or resume with "
-              "update_state(ts, 'manual'). See the README's runbook, EXEC-014."),
+              "update_state(ts, 'manual')."),
     ErrorCode("EXEC-015", _C, _S.CRITICAL, "Venue reply cannot be recorded",
               "The venue executed, but its reply holds a value with no faithful journal form "
               "(the error names the value's path); the deltas never reached the position "
               "handler. The block is failed and the manager halts. Apply the venue's fill by "
               "hand, fix the adapter to return plain data, then cancel the queued blocks or "
-              "resume with update_state(ts, 'manual'). See the README's runbook, EXEC-015."),
+              "resume with update_state(ts, 'manual')."),
     ErrorCode("EXEC-016", _C, _S.LOW, "Observer failed",
               "An observer (metrics, tracing) raised; what the manager does is unchanged and "
               "the journal is complete. Fix the observer."),
@@ -104,13 +115,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "An interrupt (KeyboardInterrupt, SystemExit) or an unexpected error stopped the "
               "manager in the middle of a step, so its memory may disagree with its journal; "
               "it refuses to go on. Replace it with em.reopen(), which recovers from the "
-              "journal exactly as a restart would. See the README's runbook, EXEC-017."),
+              "journal exactly as a restart would."),
     ErrorCode("EXEC-018", _C, _S.CRITICAL, "Journal in use",
               "Another EventLogger (in this process or another, named by its pid) holds the "
               "log directory; two writers would run the same queue twice. Stop the other "
               "process, or use another directory. A crashed holder's lock is released by "
-              "the operating system: no cleanup is needed. See the README's runbook, "
-              "EXEC-018."),
+              "the operating system: no cleanup is needed."),
 )
 
 

@@ -17,8 +17,8 @@ the call that wrote it (``update_state``'s ``timestamp``; a restart's own wall-c
 so the age of the block in flight is the time since the call that moved it there began: at
 most its real time in that state.
 
-:func:`read_status` returns one JSON-ready dict (its keys are listed in the README's
-"The command line" section); :func:`format_status` renders it for a terminal.
+:func:`read_status` returns one JSON-ready dict (its keys are listed in the documentation's
+*Operate* guide, ``docs/how-to/operate.md``); :func:`format_status` renders it for a terminal.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.boundary.config import ExecutionConfig
-from fsm_exec.core.errors import ERROR_CODES
+from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
 from fsm_exec.journal.writer import (
@@ -48,8 +48,8 @@ from fsm_exec.journal.writer import (
 STATUS_FORMAT = 1
 #: How many queued block ids the report names.
 FIRST_IDS = 10
-#: The README section every next step points into.
-RUNBOOK = "README.md#when-the-manager-halts-the-runbook"
+#: The runbook section every next step points into.
+RUNBOOK = runbook_link("when-the-manager-halts")
 #: Codes that halt the manager (each has a runbook entry).
 HALTING_CODES = ("EXEC-002", "EXEC-007", "EXEC-008", "EXEC-009", "EXEC-014", "EXEC-015")
 _READ_ATTEMPTS = 3
@@ -65,8 +65,8 @@ class StatusUnreadable(ValueError):
 
 
 def runbook_anchor(topic: str) -> str:
-    """The README link for a runbook entry (``EXEC-002``, ``in-doubt``, ``stuck``)."""
-    return f"README.md#{topic.lower()}"
+    """The link to a runbook entry (``EXEC-002``, ``in-doubt``, ``stuck``)."""
+    return runbook_link(topic)
 
 
 # ------------------------------------------------------------------------ reading
@@ -407,7 +407,7 @@ def next_step(report: dict[str, Any]) -> tuple[str, list[str], str]:
     commands: list[str] = []
     if halt is not None:
         code = halt["code"]
-        topic = code if code in HALTING_CODES else "when-the-manager-halts-the-runbook"
+        topic = code if code in HALTING_CODES else "when-the-manager-halts"
         return _halt_step(report, commands), commands, runbook_anchor(topic)
     if fl is not None and fl["in_doubt"]:
         b = fl["block_id"]
