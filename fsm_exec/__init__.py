@@ -41,6 +41,7 @@ from fsm_exec.core.lifecycle import (
     Trigger,
     validate_table,
 )
+from fsm_exec.drivers.risk import check_prices
 from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from fsm_exec.journal.state import RecoveryReport
 from fsm_exec.journal.writer import (
@@ -51,7 +52,7 @@ from fsm_exec.journal.writer import (
     journal_files,
     read_journal,
 )
-from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager, check_prices
+from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
 from fsm_exec.observe.health import HealthStatus, UnifiedHealthManager
 from fsm_exec.observe.oplog import disable_logging, enable_logging
 from fsm_exec.tools.check import CheckReport, check_journal

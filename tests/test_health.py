@@ -453,7 +453,7 @@ def test_a_block_recovered_in_routing_is_in_doubt_until_the_venue_answers(
     def check(b: InstructionBlock, market: Any) -> None:
         seen.append(em.health_check())
 
-    em._risk_checks = (*em._risk_checks, check)
+    em._risk.checks = (*em._risk.checks, check)
     em.update_state(T(1), "strategy_manager")
     assert em.block_state("a") == "success" and venue.route_calls == {"a": 1}
     assert seen and all(s["in_doubt"] is None for s in seen)

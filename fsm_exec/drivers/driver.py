@@ -79,6 +79,7 @@ class Driver:
         self.query = host._query
         self.redact = host._redact
         self.move = host._move
+        self.risk = host._risk
 
     def drive(self, ts: Any, f: Flight) -> None:
         """Move the block in flight until it is terminal (or the manager halts)."""
@@ -149,7 +150,7 @@ class Driver:
         return "error" if call.error is not None else "no_deltas"
 
     def risk_refusal(self, ts: Any, f: Flight) -> tuple[str, str] | None:
-        return self.host._risk_refusal(ts, f.block)
+        return self.risk.refusal(ts, f.block)
 
     def new_call(self, ts: Any, f: Flight) -> VenueCall | None:
         """Before routing: the risk checks (a refusal fails the block: ``None``), then the
@@ -260,7 +261,7 @@ class BacktestDriver(Driver):
             state.start(block_id, f)
             state.move(_QUEUED, _ROUTING, T_START)
             f.entered_at = clock()
-        refusal = host._risk_refusal(ts, block)
+        refusal = self.risk.refusal(ts, block)
         if refusal is not None:
             host._fail(f, *refusal)
             return

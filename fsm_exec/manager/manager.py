@@ -8,27 +8,21 @@ the read APIs give a consistent snapshot from any thread.
 from __future__ import annotations
 
 import copy
-import math
-import numbers
-import os
 import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.boundary.blocks import InstructionBlock, convert_batch
+from fsm_exec.boundary.blocks import convert_batch
 from fsm_exec.boundary.canonical import (
     NOT_PLAIN,
     Converted,
     canonical,
-    canonical_timestamp,
     plain_copy,
-    timestamp_problem,
     to_wire,
 )
 from fsm_exec.boundary.config import (
@@ -49,21 +43,16 @@ from fsm_exec.boundary.protocols import (
 from fsm_exec.core.errors import (
     COMPONENT,
     ComponentError,
-    EventLogError,
     InvalidArgumentError,
     InvalidBlockError,
-    ManagerInterruptedError,
     QueueFullError,
     ReentrantCallError,
     ScrubbedException,
     Severity,
     describe_exception,
     safe_repr,
-    shorten,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, TERMINAL_STATES, BlockLifecycle, BlockState, Trigger
-from fsm_exec.drivers.calls import VenueCall
-from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.drivers.driver import (
     T_FAIL,
     T_RECONCILIATION_TIMEOUT,
@@ -73,24 +62,15 @@ from fsm_exec.drivers.driver import (
     Flight,
     LiveDriver,
 )
+from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.state import (
     NO_DELTAS,
     RECONCILIATION_TIMEOUT_WHY,
     ManagerState,
     RecoveryReport,
-    ReplayError,
-    replay,
-    resolution_of,
 )
-from fsm_exec.journal.writer import (
-    JournalCorruptError,
-    JournalLockedError,
-    JournalLossError,
-    JournalRecord,
-    journal_files,
-    read_journal,
-    recovery_records,
-)
+from fsm_exec.journal.writer import JournalRecord, journal_files
+from fsm_exec.manager import guard, health, journaling, observing, recovery
 from fsm_exec.observe.health import (
     DEGRADED,
     UNHEALTHY,
@@ -98,7 +78,7 @@ from fsm_exec.observe.health import (
     HealthWindow,
     UnifiedHealthManager,
 )
-from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+from fsm_exec.observe.seam import Observer
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 
@@ -116,48 +96,8 @@ _BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Tri
 _NO_DELTAS = NO_DELTAS
 
 
-def _positive_price(p: object) -> bool:
-    """A finite number > 0: a float or int, or any real number a data provider hands over
-    (numpy and pandas scalars, ``Decimal``, ``Fraction``); never a bool."""
-    kind = type(p)
-    if kind is float:
-        return 0 < p < math.inf  # type: ignore[operator]  # NaN compares false
-    if kind is int:
-        return p > 0  # type: ignore[operator]
-    if isinstance(p, bool) or not isinstance(p, numbers.Real | Decimal):
-        return False
-    try:
-        if isinstance(p, Decimal):
-            return p.is_finite() and p > 0
-        if isinstance(p, numbers.Integral):
-            return bool(p > 0)  # type: ignore[operator]  # numbers.Integral: no typed >
-        return bool(math.isfinite(p) and p > 0)  # type: ignore[operator]
-    except (ArithmeticError, ValueError, TypeError):  # a number type of its own that fails
-        return False
-
-
 def _ignore(*_: object) -> None:
     """What a dead manager does when told of an fsync."""
-
-
-def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str | None:
-    """The first pre-trade check: every instruction naming a ``token`` needs a price.
-
-    The price must be a finite number > 0 in ``market_data['prices']``.
-    """
-    prices = (market_data.get("prices")
-              if type(market_data) is dict or isinstance(market_data, Mapping) else None)
-    if not (type(prices) is dict or isinstance(prices, Mapping)):
-        prices = None
-    for i, instr in enumerate(block.instructions):
-        token = instr.get("token")
-        if token is None:
-            continue
-        if prices is None:
-            return "market data has no prices"
-        if not _positive_price(prices.get(token)):
-            return f"instructions[{i}]: no finite positive price for token {token!r}"
-    return None
 
 
 def _holds_a_run(sink: object) -> bool:
@@ -202,7 +142,6 @@ class ExecutionManager:
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
         self._finds = self._redact.finds if self._redact else None  # a string holds a secret
-        self._data_provider = data_provider
         self._reconciliation = reconciliation_component
         self._query = getattr(execution_interface_manager, "query_execution", None)
         self._log = event_logger
@@ -217,7 +156,8 @@ class ExecutionManager:
         for check in risk_checks:
             if not callable(check):
                 raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
-        self._risk_checks: tuple[RiskCheck, ...] = (check_prices, *risk_checks)
+        # The pre-trade checks: prices first, then the desk's own (drivers/risk.py).
+        self._risk = RiskChecks(data_provider, risk_checks, self._redact)
         for obs in observers:
             if not isinstance(obs, Observer):
                 raise InvalidArgumentError(
@@ -307,67 +247,6 @@ class ExecutionManager:
                                  fsync_listener)  # tidy: a dead manager's is a no-op anyway
         for obs in self._observers:
             obs.attach(self)
-
-    # ------------------------------------------------------------------- checkpoints
-    def _start_journal(self, *, reset: bool) -> None:
-        """The first records of a run: a checkpoint of the state (a new file, for a journal
-        that checkpoints), then ``component_initialization``."""
-        self._write_checkpoint(new_file=True, reset=reset)
-        self._emit("component_initialization", {
-            "execution_mode": self._env.execution_mode,
-            "environment": self._env.environment,
-            "deployment_mode": self._env.deployment_mode,
-            "config_hash": self._cfg.digest(),
-        })
-        self._state.started_component()
-
-    def _write_checkpoint(self, *, new_file: bool, reset: bool = False) -> None:
-        if self._log_event is None:
-            return
-        with self._mutex:
-            if self._interrupted is not None:  # its memory may disagree: no state from it
-                raise self._retired_error()
-            if self._pending_halt is not None:
-                # A halt the journal could not take when it happened (EXEC-009): record it
-                # now, before the checkpoint that carries it.
-                self._journal_halt(None)
-            data = self._state.checkpoint_data()
-            if reset:
-                data["reset"] = True  # state from elsewhere: not the records before it
-            if not self._checkpointing:
-                self._emit("checkpoint", data)
-                return
-            try:
-                self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
-                                     new_file=new_file)
-            except EventLogError as exc:
-                self._halt("EXEC-009")
-                self._durability_lost(exc)  # a checkpoint is written with an fsync
-                raise
-            except Exception as exc:
-                raise self._log_failed("checkpoint", exc) from exc
-            self._unsynced_acceptance = False
-
-    def _maybe_checkpoint(self) -> None:
-        """At a safe point (memory and journal agree): write the checkpoint the journal
-        asks for (a new day: a new file; or every ``checkpoint_every`` records)."""
-        due_of = self._checkpoint_due
-        if due_of is None:
-            return
-        due = due_of(COMPONENT)
-        if due is not None:
-            self._write_checkpoint(new_file=due == "rotate")
-
-    def _fsynced(self, seconds: float) -> None:
-        """A journal fsync's time, for the observers. Told from inside the journal's write:
-        a failing observer is only noted here, and reported at the end of the call."""
-        event = CallEvent(kind="journal_fsync", block_id=None, attempt=0, started=0.0,
-                          duration=seconds, outcome="ok")
-        for obs in self._observers:
-            try:
-                obs.on_call(event)
-            except Exception as exc:
-                self._late_observer_errors.append((obs, exc))
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -506,147 +385,6 @@ class ExecutionManager:
                 "interrupted": self._interrupted is not None,
             }
 
-    # ----------------------------------------------------------------------- recovery
-    def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
-                | None = None) -> RecoveryReport:
-        """Rebuild this (new) manager's state from a journal, before any ``update_state``.
-
-        ``source`` is a log directory, journal files, or records; ``None`` (the usual call)
-        reads the manager's own journal. Recovery starts from the newest checkpoint:
-        blocks accepted but not started are queued again in their original order; finished
-        blocks keep their result and are never run again (while inside the duplicate
-        window); a halted manager stays halted. The block that was in flight is *in
-        doubt*: it stays in flight and is settled first on the next ``update_state`` (the
-        report's ``resolution`` says how). A journal that cannot be read, that lost records
-        (a gap in ``seq``), or whose records break the lifecycle, is refused with
-        :class:`JournalCorruptError` naming the file and line. The state is then written
-        as a checkpoint starting a new file.
-        """
-        self._check_usable(recovering=True)
-        if (self.blocks_accepted or self._update_count or self._lc.in_flight
-                or self._state.finished):
-            raise InvalidArgumentError("recover() must be called on a new manager, before "
-                                       "any batch or update_state")
-        own = getattr(self._log, "log_dir", None)
-        if source is None:
-            if own is None:
-                raise InvalidArgumentError("recover() without a source needs the manager's "
-                                           "journal to be an EventLogger")
-            source = own
-        same = own is not None and isinstance(source, str | Path) and \
-            Path(source).resolve() == Path(own).resolve()
-        if isinstance(source, str | Path):
-            path = Path(source)
-            records: Any = (recovery_records(path, COMPONENT) if path.is_dir()
-                            else read_journal(path, COMPONENT))
-        else:
-            records = source
-        try:
-            state = replay(records)
-        except ReplayError as exc:
-            r = exc.record
-            raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
-                                      str(exc)) from None
-        except JournalCorruptError:
-            raise
-        with self._mutex:
-            deferred = self._needs_recovery
-            restarts = state.restarts  # the journal's, as the report says them
-            if not deferred:  # this manager started a journal of its own: count it too
-                state.starts += self._state.starts
-            state.component = COMPONENT
-            state.window = self._cfg.duplicate_window  # this run's window, from now on
-            state._trim()
-            state.flight_cls = Flight
-            resolution = None
-            fl = state.flight
-            if fl is not None:
-                f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
-                                                    fl.handed_off, fl.why)
-                f.recovered = True
-                f.entered_at = self._clock()
-                self._lc.restore(fl.block.block_id, BlockState(fl.state))
-                self.reconciliation_status = "pending"
-                resolution = resolution_of(fl, queryable=self._query is not None)
-                if resolution in ("query_execution", "reroute_at_least_once"):
-                    f.call = VenueCall.lost()  # the venue may have executed: ask first
-                    f.unresolved = True
-            self._state = state
-            self._needs_recovery = False
-            if deferred:
-                self._start_journal(reset=not same)
-            else:
-                self._write_checkpoint(new_file=True, reset=True)
-        report = RecoveryReport(
-            queued=tuple(state.queue), in_doubt=fl.block.block_id if fl else None,
-            in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
-            blocks_executed=state.executed, blocks_failed=state.failed,
-            halted=state.halted, halt_reason=state.halt_reason,
-            dropped=tuple(state.dropped), records=state.records, restarts=restarts,
-            blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
-        self._emit("recovered", {
-            "queued": len(report.queued), "in_doubt": report.in_doubt,
-            "in_doubt_state": fl.state if fl else None, "resolution": resolution,
-            "blocks_executed": state.executed, "blocks_failed": state.failed,
-            "blocks_cancelled": state.cancelled, "halted": state.halted,
-            "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
-        self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
-                           queued=len(report.queued), halted=state.halted,
-                           action=fl.block.action if fl else None,
-                           in_doubt_state=fl.state if fl else None)
-        return report
-
-    def reopen(self) -> ExecutionManager:
-        """A replacement for this manager, built with the same config, collaborators,
-        journal, clock and observers, and recovered from the journal exactly as a restart
-        would. This manager is retired: every further call on it is refused.
-
-        The one call to make after an interrupt (:class:`ManagerInterruptedError`):
-        ``em = em.reopen()``. Needs an :class:`~fsm_exec.EventLogger` (or any journal
-        with a ``log_dir``) to recover from.
-        """
-        log_dir = getattr(self._log, "log_dir", None)
-        if log_dir is None:
-            raise InvalidArgumentError("reopen() needs a journal to recover from: give the "
-                                       "manager an EventLogger")
-        taken = getattr(self._log, "taken_by_another", None)
-        if callable(taken) and taken(COMPONENT, self):  # before anything is touched
-            raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
-        if self._call_running() and not self._f.call.wait(  # type: ignore[union-attr]
-                self._cfg.execution_timeout):  # one abandoned may still fill: give it time
-            raise ReentrantCallError(
-                "reopen() while a venue call abandoned at execution_timeout is still "
-                "running on its worker thread: a replacement could route the block again "
-                "and the venue fill it twice. Call it once that call has returned, or "
-                "restart the process (which ends the call)")
-        with self._mutex:
-            if self._busy is not None and not self._cut_short():
-                where = ("from a collaborator" if self._busy == threading.get_ident()
-                         else "in another thread")
-                raise ReentrantCallError(
-                    f"reopen() while update_state is running ({where}): two managers would "
-                    "share one journal; call it once that update_state has returned or "
-                    "raised")
-            if self._interrupted is None:
-                self._interrupted = "replaced by reopen()"
-            resync = getattr(self._log, "resync", None)
-            if callable(resync):  # what was written must be readable first (ours only:
-                resync(COMPONENT)  # another component's loss is still its to learn)
-            else:
-                sync = getattr(self._log, "sync", None)
-                if callable(sync):
-                    sync()
-        remove = getattr(self._log, "remove_fsync_listener", None)
-        if callable(remove):  # the retired manager is not told any more
-            remove(self._fsync_listener)
-        args, kwargs = self._init_args
-        health = kwargs.get("health_manager")
-        if health is not None:
-            health.unregister_component(COMPONENT)
-        new = ExecutionManager(*args, **kwargs)
-        new.recover()
-        return new
-
     # ---------------------------------------------------------------------- entry points
     def update_state(self, timestamp: Any, trigger_source: str,
                      instruction_blocks: Sequence[Mapping[str, Any]] | None = None
@@ -713,66 +451,6 @@ class ExecutionManager:
                 return True
             frame = frame.f_back  # type: ignore[assignment]
         return False
-
-    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
-        """Run ``step``; an interrupt (or an error that is not one of ours) in the middle of
-        it may leave memory and journal disagreeing, so it retires the manager."""
-        try:
-            return step(*args)
-        except ComponentError:
-            raise
-        except BaseException as exc:
-            self._retire(exc)
-            raise
-
-    def _retire(self, exc: BaseException) -> None:
-        """Stopped in the middle of a step: refuse to go on (see :meth:`reopen`)."""
-        with self._mutex:
-            self._interrupted = describe_exception(exc)
-            self._health.note(UNHEALTHY)
-        exc.add_note("fsm_exec: the manager stopped in the middle of a step and refuses "
-                     "to go on; em.reopen() gives its replacement, recovered from the "
-                     "journal.")
-
-    def _quote(self, value: object) -> str:
-        """``value`` as a message quotes it: its repr, redacted, then shortened."""
-        return shorten(self._redact(safe_repr(value)))
-
-    def _call_running(self) -> bool:
-        """True while a venue call this manager abandoned may still execute (the journal
-        is not to be taken from it until then: see ``EventLogger.claim``)."""
-        f = self._f
-        return f is not None and f.call is not None and f.call.abandoned and not f.call.done
-
-    def _refuse_if_retired(self) -> None:
-        """Before a collaborator call that trades (a route, a hand-off) with no journal
-        write just before it: a retired manager makes none (a crash would not)."""
-        if self._interrupted is not None:
-            raise self._retired_error()
-
-    def _retired_error(self) -> ManagerInterruptedError:
-        return ManagerInterruptedError(
-            f"this manager was stopped in the middle of a step ({self._interrupted}), so its "
-            "memory may disagree with its journal; it refuses to go on. Replace it with "
-            "em.reopen(), which recovers from the journal as a restart would")
-
-    def _check_usable(self, *, recovering: bool = False) -> None:
-        if self._interrupted is not None:
-            raise self._retired_error()
-        if self._needs_recovery and not recovering:
-            raise InvalidArgumentError(
-                f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
-                "call recover() first (it reads the queue, the finished blocks and a halt "
-                "from it), or give the manager a new log directory to start afresh")
-
-    def _stamp(self, timestamp: Any) -> str:
-        """The journal's canonical form of a caller's timestamp, or a clear refusal."""
-        stamp = canonical_timestamp(timestamp)
-        if stamp is None:
-            raise InvalidArgumentError(
-                f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "
-                f"{self._quote(timestamp)}")
-        return stamp
 
     def _update(self, timestamp: Any, stamp: str, trigger_source: str,
                 instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -909,31 +587,6 @@ class ExecutionManager:
         self._notify_event("cancelled", count=n, reason=reason)
         return tuple(ids)
 
-    def _durability_lost(self, exc: BaseException) -> None:
-        """A synced write (or a barrier) failed: the records written unsynced before it
-        (acceptances, a cancel, moves that ride along) may or may not survive, and memory
-        has acted on them. Memory may disagree with the journal: retire, as a crash here
-        would (see :meth:`_barrier`)."""
-        self._interrupted = ("the journal could not make its records durable: "
-                             + self._redact(describe_exception(exc)))
-
-    def _barrier(self) -> None:
-        """Make every record written so far durable (a journal with sync()). If it cannot,
-        records already counted may or may not survive, so memory (which has acted on
-        them: blocks queued, or cancelled) may disagree with the journal: the manager
-        halts (``EXEC-009``) and retires, and ``reopen()`` reads back what the journal
-        holds."""
-        if self._syncable:
-            try:
-                self._log.sync()  # type: ignore[union-attr]
-            except Exception as exc:
-                self._durability_lost(exc)
-                if isinstance(exc, EventLogError):
-                    self._halt("EXEC-009")
-                    raise
-                raise self._log_failed("sync", exc) from exc
-        self._unsynced_acceptance = False
-
     # ------------------------------------------------------------------------- the queue
     def _accept(self, ts: Any, batch: Any) -> None:
         with self._mutex:
@@ -1054,34 +707,6 @@ class ExecutionManager:
             return Converted(copied, copied)
         return canonical(value, redact=self._redact or None)
 
-    # ---------------------------------------------------------------------- risk checks
-    def _risk_refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
-        checks = self._risk_checks
-        if len(checks) == 1:  # prices only: no token named, nothing to check
-            for instr in block.instructions:
-                if "token" in instr:
-                    break
-            else:
-                return None
-        try:
-            market = self._data_provider.get_data(ts)["market_data"]
-        except Exception as exc:
-            return "EXEC-005", self._redact(
-                f"market data unavailable: {describe_exception(exc)}")
-        for check in checks:
-            code = "EXEC-005" if check is check_prices else "EXEC-006"
-            name = getattr(check, "__name__", type(check).__name__)
-            try:
-                verdict = check(block, market)
-            except Exception as exc:
-                return code, self._redact(
-                    f"risk check {name} raised {describe_exception(exc)}")
-            if verdict is None or verdict is True:
-                continue
-            reason = verdict if isinstance(verdict, str) and verdict else "refused"
-            return code, self._redact(f"{name}: {reason}")
-        return None
-
     # --------------------------------------------------------------------- terminal moves
     def _finish(self, f: Flight, state: str) -> None:
         """Bookkeeping for a block that reached ``state`` (inside ``_move``'s section)."""
@@ -1136,179 +761,64 @@ class ExecutionManager:
             self._pending_halt = None
         self._notify_event("resumed", reason=reason)
 
-    # ------------------------------------------------------------------ events and health
-    def _journal_move(self, event: dict[str, Any], sync: bool) -> None:
-        """Write a move's ``block_transition`` record (the driver's hot path; see
-        :meth:`_on_transition` for the general one). A retired manager writes nothing:
-        its retirement is a crash at that instant, on every thread."""
-        if self._interrupted is not None:
-            raise self._retired_error()
-        try:
-            if self._syncable:
-                self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
-                                event, sync=sync)  # type: ignore[call-arg]
-            else:
-                self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
-        except EventLogError as exc:
-            self._halt("EXEC-009")
-            if sync or isinstance(exc, JournalLossError):
-                self._durability_lost(exc)
-            raise
-        except Exception as exc:
-            raise self._log_failed("block_transition", exc) from exc
-        if sync:
-            self._unsynced_acceptance = False
 
-    def _on_transition(self, source: str, dest: str, trigger: str, data: dict[str, Any]) -> None:
-        f = self._f
-        assert f is not None
-        event = {"block_id": f.block.block_id, "source": source, "dest": dest,
-                 "trigger": trigger, "attempt": f.attempt}
-        if data:
-            event.update(data)
-        # Write-ahead barriers: the intent to route (start, reroute), deltas about to be
-        # handed off, and a block's failure must be durable before the manager acts on
-        # them; the other moves ride on the next barrier.
-        self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event)
+    # ------------------------------------------------------- methods kept by concern
+    # Each group lives in its own module (specs/architecture.md); bound here as methods.
+    _guarded = guard.guarded
+    _retire = guard.retire
+    _quote = guard.quote
+    _call_running = guard.call_running
+    _refuse_if_retired = guard.refuse_if_retired
+    _retired_error = guard.retired_error
+    _check_usable = guard.check_usable
+    _stamp = guard.stamp
+    _start_journal = journaling.start_journal
+    _write_checkpoint = journaling.write_checkpoint
+    _maybe_checkpoint = journaling.maybe_checkpoint
+    _durability_lost = journaling.durability_lost
+    _barrier = journaling.barrier
+    _journal_move = journaling.journal_move
+    _on_transition = journaling.on_transition
+    _emit = journaling.emit
+    _log_failed = journaling.log_failed
+    _record_error = journaling.record_error
+    _end_update = health.end_update
+    _status = health.status
+    _assess = health.assess
+    _health_check = health.health_report
+    _fsynced = observing.fsynced
+    _notify_transition = observing.notify_transition
+    _call_done = observing.call_done
+    _notify_event = observing.notify_event
+    _observer_failed = observing.observer_failed
 
-    def _emit(self, event_type: str, data: dict[str, Any], *, sync: bool = True) -> None:
-        """Journal one record, stamped with the current call's canonical timestamp."""
-        log_event = self._log_event
-        if log_event is None:
-            return
-        try:
-            with self._mutex:  # one writer at a time, each with its own call's timestamp
-                if self._interrupted is not None:  # retired meanwhile: a crash at that instant
-                    raise self._retired_error()
-                if self._syncable:
-                    log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
-                              sync=sync)
-                else:
-                    log_event(self._ts, event_type, COMPONENT, data)
-        except ManagerInterruptedError:
-            raise
-        except EventLogError as exc:
-            self._halt("EXEC-009")
-            if sync or isinstance(exc, JournalLossError):
-                self._durability_lost(exc)
-            raise
-        except Exception as exc:
-            raise self._log_failed(event_type, exc) from exc
-        if sync:
-            self._unsynced_acceptance = False
+    def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
+                | None = None) -> RecoveryReport:
+        """Rebuild this (new) manager's state from a journal, before any ``update_state``.
 
-    def _log_failed(self, event_type: str, exc: Exception) -> EventLogError:
-        """The journal could not record: halt before acting on it, and say so."""
-        self._halt("EXEC-009")
-        return EventLogError(self._redact(
-            f"event log write failed ({event_type}): {describe_exception(exc)}"),
-            ScrubbedException.of(exc, self._redact))
+        ``source`` is a log directory, journal files, or records; ``None`` (the usual call)
+        reads the manager's own journal. Recovery starts from the newest checkpoint:
+        blocks accepted but not started are queued again in their original order; finished
+        blocks keep their result and are never run again (while inside the duplicate
+        window); a halted manager stays halted. The block that was in flight is *in
+        doubt*: it stays in flight and is settled first on the next ``update_state`` (the
+        report's ``resolution`` says how). A journal that cannot be read, that lost records
+        (a gap in ``seq``), or whose records break the lifecycle, is refused with
+        :class:`JournalCorruptError` naming the file and line. The state is then written
+        as a checkpoint starting a new file.
+        """
+        return recovery.recover(self, source)
 
-    def _record_error(self, ts: Any, err: ComponentError) -> None:
-        entry = {"timestamp": ts, "error_code": err.error_code, "error_message": err.message,
-                 "error_severity": str(err.severity), "block_id": err.block_id}
-        with self._mutex:
-            self._recent_errors.append(entry)
-            self._error_count += 1
-            self._health.note(_LEVEL[err.severity])
-        data = {k: v for k, v in entry.items() if k != "timestamp"}
-        if err.original_exception is not None:
-            original = err.original_exception
-            data["exception_type"] = (original.type_name.rpartition(".")[2]
-                                      if isinstance(original, ScrubbedException)
-                                      else type(original).__name__)
-        self._emit("error", data)
-        if self._observers:
-            self._notify_event("error", error_code=err.error_code, block_id=err.block_id)
+    def reopen(self) -> ExecutionManager:
+        """A replacement for this manager, built with the same config, collaborators,
+        journal, clock and observers, and recovered from the journal exactly as a restart
+        would. This manager is retired: every further call on it is refused.
 
-    def _end_update(self, ts: Any, trigger_source: str, t0: float, *, failing: bool) -> None:
-        ms = (self._clock() - t0) * 1000.0
-        with self._mutex:
-            self._update_count += 1
-            self._processing_ms_total += ms
-            self._last_update = ts
-            self._health.close()
-            data = {
-                "trigger_source": trigger_source,
-                "current_block_index": self.current_block_index,
-                "blocks_executed": self.blocks_executed,
-                "blocks_failed": self.blocks_failed,
-                "queue_length": len(self._state.queue),
-                "halted": self._halted,
-                "processing_time_ms": ms,
-            }
-            try:
-                if self._interrupted is None:  # a retired manager's counters prove nothing
-                    # a barrier only for blocks still queued
-                    self._emit("state_update", data, sync=self._unsynced_acceptance)
-            except EventLogError:
-                if not failing:  # never hide the error already on its way out
-                    raise
-        late = self._late_observer_errors
-        if late and not failing:
-            # One report per call, however many fsyncs failed in it (the report's own fsync
-            # may fail the same way: it is noted for the next call, not looped on).
-            obs, exc = late[0]
-            count = len(late)
-            late.clear()
-            self._observer_failed(obs, exc, times=count)
-            late.clear()
-        if self._observers:
-            self._notify_event("update", trigger_source=trigger_source,
-                               duration_s=ms / 1000.0, queue_length=data["queue_length"],
-                               halted=data["halted"])
-
-    def _status(self) -> HealthStatus:
-        if self._f is None:  # nothing in flight (the end of every update): the short way
-            return self._health.status(halted=self._halted or self._interrupted is not None)
-        return self._assess()[0]
-
-    def _assess(self) -> tuple[HealthStatus, dict[str, Any] | None, dict[str, Any] | None]:
-        """Health, with what is wrong with the block in flight: ``(status, in_doubt,
-        stuck)``. In doubt (the venue may have executed it and nobody knows yet: restored
-        in routing or retrying after a restart, or an outcome that could not be found out)
-        or halted or interrupted is ``unhealthy``; a block in its state longer than that
-        state's deadline (:func:`~fsm_exec.drivers.deadline.state_deadline`, on the injected
-        clock) is at least ``degraded``."""
-        in_doubt = stuck = None
-        f = self._f
-        if f is not None and self._lc.in_flight:
-            state = self._lc.current
-            age = self._clock() - f.entered_at
-            deadline = state_deadline(self._cfg, state, f.attempt)
-            about = {"block_id": f.block.block_id, "state": state, "attempt": f.attempt,
-                     "age_s": age, "deadline_s": deadline}
-            if f.unresolved:
-                in_doubt = about
-            if deadline is not None and age > deadline:
-                stuck = about
-        status = self._health.status(halted=self._halted or self._interrupted is not None
-                                     or in_doubt is not None)
-        if stuck is not None and status is HealthStatus.HEALTHY:
-            status = HealthStatus.DEGRADED
-        return status, in_doubt, stuck
-
-    def _health_check(self) -> dict[str, Any]:
-        with self._mutex:
-            updates = self._update_count
-            status, in_doubt, stuck = self._assess()
-            return {
-                "status": str(status),
-                "in_doubt": in_doubt,
-                "stuck": stuck,
-                "last_update": self._last_update,
-                "errors": list(self._recent_errors),
-                "metrics": {
-                    "update_count": updates,
-                    "avg_processing_time_ms": (self._processing_ms_total / updates
-                                               if updates else 0.0),
-                    "error_rate": self._error_count / max(updates, 1),
-                    "blocks_executed": self.blocks_executed,
-                    "blocks_failed": self.blocks_failed,
-                    "blocks_retried": self.blocks_retried,
-                    "queue_size": len(self._state.queue),
-                },
-            }
+        The one call to make after an interrupt (:class:`ManagerInterruptedError`):
+        ``em = em.reopen()``. Needs an :class:`~fsm_exec.EventLogger` (or any journal
+        with a ``log_dir``) to recover from.
+        """
+        return recovery.reopen(self)
 
     def health_check(self) -> dict[str, Any]:
         """This component's health report (what the health manager receives)."""
@@ -1320,56 +830,3 @@ class ExecutionManager:
         block in flight (in doubt: unhealthy; stuck past its state's deadline: degraded)."""
         with self._mutex:
             return self._status()
-
-    # ------------------------------------------------------------------------ observers
-    def _notify_transition(self, f: Flight, source: str, dest: str, trigger: str,
-                           data: Mapping[str, Any]) -> None:
-        event = TransitionEvent(
-            block_id=f.block.block_id, action=f.block.action, source=source, dest=dest,
-            trigger=trigger, attempt=f.attempt, at=f.entered_at,
-            error_code=data.get("error_code"), reason=data.get("reason"),
-            halts=bool(data.get("halts")), recovered=f.recovered)
-        for obs in self._observers:
-            try:
-                obs.on_transition(event)
-            except Exception as exc:
-                self._observer_failed(obs, exc)
-
-    def _call_done(self, kind: str, f: Flight | None, t0: float, outcome: str,
-                   exc: BaseException | None = None, *, duration: float | None = None) -> None:
-        if not self._observers:
-            return
-        event = CallEvent(kind=kind, block_id=f.block.block_id if f is not None else None,
-                          attempt=f.attempt if f is not None else 0, started=t0,
-                          duration=(self._clock() - t0) if duration is None else duration,
-                          outcome=outcome,
-                          error_type=type(exc).__name__ if exc is not None else None)
-        for obs in self._observers:
-            try:
-                obs.on_call(event)
-            except Exception as err:
-                self._observer_failed(obs, err)
-
-    def _notify_event(self, kind: str, **data: Any) -> None:
-        if not self._observers:
-            return
-        event = ManagerEvent(kind=kind, at=self._clock(), data=data)
-        for obs in self._observers:
-            try:
-                obs.on_event(event)
-            except Exception as exc:
-                self._observer_failed(obs, exc)
-
-    def _observer_failed(self, obs: Observer, exc: Exception, *, times: int = 1) -> None:
-        """An observer raised: report it once (journal, health), and carry on."""
-        if self._observer_failing:
-            return
-        self._observer_failing = True
-        again = f" ({times} times in this call)" if times > 1 else ""
-        try:
-            self._record_error(self._ts, ComponentError(
-                "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "
-                                         f"{describe_exception(exc)}{again}"),
-                original_exception=ScrubbedException.of(exc, self._redact)))
-        finally:
-            self._observer_failing = False

@@ -1,0 +1,100 @@
+"""Pre-trade risk checks: the first step of routing, before any venue is called.
+
+:func:`check_prices` always runs first (every instruction naming a ``token`` needs a finite
+positive price); a desk's own checks (:class:`~fsm_exec.RiskCheck`) follow in order. A
+refusal fails the block (``routing --fail--> failed``) with ``EXEC-005`` (prices, market
+data) or ``EXEC-006`` (a desk's check), and the venue is never called.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.protocols import DataProvider, RiskCheck
+from fsm_exec.core.errors import describe_exception
+
+
+def _positive_price(p: object) -> bool:
+    """A finite number > 0: a float or int, or any real number a data provider hands over
+    (numpy and pandas scalars, ``Decimal``, ``Fraction``); never a bool."""
+    kind = type(p)
+    if kind is float:
+        return 0 < p < math.inf  # type: ignore[operator]  # NaN compares false
+    if kind is int:
+        return p > 0  # type: ignore[operator]
+    if isinstance(p, bool) or not isinstance(p, numbers.Real | Decimal):
+        return False
+    try:
+        if isinstance(p, Decimal):
+            return p.is_finite() and p > 0
+        if isinstance(p, numbers.Integral):
+            return bool(p > 0)  # type: ignore[operator]  # numbers.Integral: no typed >
+        return bool(math.isfinite(p) and p > 0)  # type: ignore[operator]
+    except (ArithmeticError, ValueError, TypeError):  # a number type of its own that fails
+        return False
+
+
+def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str | None:
+    """The first pre-trade check: every instruction naming a ``token`` needs a price.
+
+    The price must be a finite number > 0 in ``market_data['prices']``.
+    """
+    prices = (market_data.get("prices")
+              if type(market_data) is dict or isinstance(market_data, Mapping) else None)
+    if not (type(prices) is dict or isinstance(prices, Mapping)):
+        prices = None
+    for i, instr in enumerate(block.instructions):
+        token = instr.get("token")
+        if token is None:
+            continue
+        if prices is None:
+            return "market data has no prices"
+        if not _positive_price(prices.get(token)):
+            return f"instructions[{i}]: no finite positive price for token {token!r}"
+    return None
+
+
+class RiskChecks:
+    """The pre-trade checks of one manager: prices first, then the desk's own, in order."""
+
+    __slots__ = ("checks", "data_provider", "redact")
+
+    def __init__(self, data_provider: DataProvider, checks: Sequence[RiskCheck],
+                 redact: Callable[[str], str]) -> None:
+        self.data_provider = data_provider
+        self.checks: tuple[RiskCheck, ...] = (check_prices, *checks)
+        self.redact = redact
+
+    def refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
+        """``(error code, reason)`` of the first check that refuses ``block``, else ``None``.
+        A check that raises, or market data that cannot be had, refuses (redacted)."""
+        checks = self.checks
+        if len(checks) == 1:  # prices only: no token named, nothing to check
+            for instr in block.instructions:
+                if "token" in instr:
+                    break
+            else:
+                return None
+        try:
+            market = self.data_provider.get_data(ts)["market_data"]
+        except Exception as exc:
+            return "EXEC-005", self.redact(
+                f"market data unavailable: {describe_exception(exc)}")
+        for check in checks:
+            code = "EXEC-005" if check is check_prices else "EXEC-006"
+            name = getattr(check, "__name__", type(check).__name__)
+            try:
+                verdict = check(block, market)
+            except Exception as exc:
+                return code, self.redact(
+                    f"risk check {name} raised {describe_exception(exc)}")
+            if verdict is None or verdict is True:
+                continue
+            reason = verdict if isinstance(verdict, str) and verdict else "refused"
+            return code, self.redact(f"{name}: {reason}")
+        return None

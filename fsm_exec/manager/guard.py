@@ -1,0 +1,98 @@
+"""Retirement: a manager stopped in the middle of a step refuses to go on, on every
+thread, as a crash at that instant would; and the checks every entry point makes first.
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.boundary.canonical import (
+    canonical_timestamp,
+    timestamp_problem,
+)
+from fsm_exec.core.errors import (
+    ComponentError,
+    InvalidArgumentError,
+    ManagerInterruptedError,
+    describe_exception,
+    safe_repr,
+    shorten,
+)
+from fsm_exec.observe.health import (
+    UNHEALTHY,
+)
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def guarded(self: ExecutionManager, step: Callable[..., Any], *args: Any) -> Any:
+    """Run ``step``; an interrupt (or an error that is not one of ours) in the middle of
+    it may leave memory and journal disagreeing, so it retires the manager."""
+    try:
+        return step(*args)
+    except ComponentError:
+        raise
+    except BaseException as exc:
+        self._retire(exc)
+        raise
+
+
+def retire(self: ExecutionManager, exc: BaseException) -> None:
+    """Stopped in the middle of a step: refuse to go on (see :meth:`reopen`)."""
+    with self._mutex:
+        self._interrupted = describe_exception(exc)
+        self._health.note(UNHEALTHY)
+    exc.add_note("fsm_exec: the manager stopped in the middle of a step and refuses "
+                 "to go on; em.reopen() gives its replacement, recovered from the "
+                 "journal.")
+
+
+def quote(self: ExecutionManager, value: object) -> str:
+    """``value`` as a message quotes it: its repr, redacted, then shortened."""
+    return shorten(self._redact(safe_repr(value)))
+
+
+def call_running(self: ExecutionManager) -> bool:
+    """True while a venue call this manager abandoned may still execute (the journal
+    is not to be taken from it until then: see ``EventLogger.claim``)."""
+    f = self._f
+    return f is not None and f.call is not None and f.call.abandoned and not f.call.done
+
+
+def refuse_if_retired(self: ExecutionManager) -> None:
+    """Before a collaborator call that trades (a route, a hand-off) with no journal
+    write just before it: a retired manager makes none (a crash would not)."""
+    if self._interrupted is not None:
+        raise self._retired_error()
+
+
+def retired_error(self: ExecutionManager) -> ManagerInterruptedError:
+    return ManagerInterruptedError(
+        f"this manager was stopped in the middle of a step ({self._interrupted}), so its "
+        "memory may disagree with its journal; it refuses to go on. Replace it with "
+        "em.reopen(), which recovers from the journal as a restart would")
+
+
+def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
+    if self._interrupted is not None:
+        raise self._retired_error()
+    if self._needs_recovery and not recovering:
+        raise InvalidArgumentError(
+            f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
+            "call recover() first (it reads the queue, the finished blocks and a halt "
+            "from it), or give the manager a new log directory to start afresh")
+
+
+def stamp(self: ExecutionManager, timestamp: Any) -> str:
+    """The journal's canonical form of a caller's timestamp, or a clear refusal."""
+    stamp = canonical_timestamp(timestamp)
+    if stamp is None:
+        raise InvalidArgumentError(
+            f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "
+            f"{self._quote(timestamp)}")
+    return stamp

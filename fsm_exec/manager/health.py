@@ -1,0 +1,117 @@
+"""Health and accounting: the end of each call (its ``state_update`` record and
+metrics), and what the manager reports of itself (healthy, degraded, unhealthy).
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.core.errors import (
+    EventLogError,
+)
+from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.observe.health import (
+    HealthStatus,
+)
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, *,
+                failing: bool) -> None:
+    ms = (self._clock() - t0) * 1000.0
+    with self._mutex:
+        self._update_count += 1
+        self._processing_ms_total += ms
+        self._last_update = ts
+        self._health.close()
+        data = {
+            "trigger_source": trigger_source,
+            "current_block_index": self.current_block_index,
+            "blocks_executed": self.blocks_executed,
+            "blocks_failed": self.blocks_failed,
+            "queue_length": len(self._state.queue),
+            "halted": self._halted,
+            "processing_time_ms": ms,
+        }
+        try:
+            if self._interrupted is None:  # a retired manager's counters prove nothing
+                # a barrier only for blocks still queued
+                self._emit("state_update", data, sync=self._unsynced_acceptance)
+        except EventLogError:
+            if not failing:  # never hide the error already on its way out
+                raise
+    late = self._late_observer_errors
+    if late and not failing:
+        # One report per call, however many fsyncs failed in it (the report's own fsync
+        # may fail the same way: it is noted for the next call, not looped on).
+        obs, exc = late[0]
+        count = len(late)
+        late.clear()
+        self._observer_failed(obs, exc, times=count)
+        late.clear()
+    if self._observers:
+        self._notify_event("update", trigger_source=trigger_source,
+                           duration_s=ms / 1000.0, queue_length=data["queue_length"],
+                           halted=data["halted"])
+
+
+def status(self: ExecutionManager) -> HealthStatus:
+    if self._f is None:  # nothing in flight (the end of every update): the short way
+        return self._health.status(halted=self._halted or self._interrupted is not None)
+    return self._assess()[0]
+
+
+def assess(self: ExecutionManager
+            ) -> tuple[HealthStatus, dict[str, Any] | None, dict[str, Any] | None]:
+    """Health, with what is wrong with the block in flight: ``(status, in_doubt,
+    stuck)``. In doubt (the venue may have executed it and nobody knows yet: restored
+    in routing or retrying after a restart, or an outcome that could not be found out)
+    or halted or interrupted is ``unhealthy``; a block in its state longer than that
+    state's deadline (:func:`~fsm_exec.drivers.deadline.state_deadline`, on the injected
+    clock) is at least ``degraded``."""
+    in_doubt = stuck = None
+    f = self._f
+    if f is not None and self._lc.in_flight:
+        state = self._lc.current
+        age = self._clock() - f.entered_at
+        deadline = state_deadline(self._cfg, state, f.attempt)
+        about = {"block_id": f.block.block_id, "state": state, "attempt": f.attempt,
+                 "age_s": age, "deadline_s": deadline}
+        if f.unresolved:
+            in_doubt = about
+        if deadline is not None and age > deadline:
+            stuck = about
+    status = self._health.status(halted=self._halted or self._interrupted is not None
+                                 or in_doubt is not None)
+    if stuck is not None and status is HealthStatus.HEALTHY:
+        status = HealthStatus.DEGRADED
+    return status, in_doubt, stuck
+
+
+def health_report(self: ExecutionManager) -> dict[str, Any]:
+    """The health report the health manager receives (see ``health_check``)."""
+    with self._mutex:
+        updates = self._update_count
+        status, in_doubt, stuck = self._assess()
+        return {
+            "status": str(status),
+            "in_doubt": in_doubt,
+            "stuck": stuck,
+            "last_update": self._last_update,
+            "errors": list(self._recent_errors),
+            "metrics": {
+                "update_count": updates,
+                "avg_processing_time_ms": (self._processing_ms_total / updates
+                                           if updates else 0.0),
+                "error_rate": self._error_count / max(updates, 1),
+                "blocks_executed": self.blocks_executed,
+                "blocks_failed": self.blocks_failed,
+                "blocks_retried": self.blocks_retried,
+                "queue_size": len(self._state.queue),
+            },
+        }

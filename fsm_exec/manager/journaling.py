@@ -1,0 +1,206 @@
+"""Writing the journal: records, write-ahead barriers, checkpoints, and what a
+failed write does to the manager (it halts, and retires when durability is lost).
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.core.errors import (
+    COMPONENT,
+    ComponentError,
+    EventLogError,
+    ManagerInterruptedError,
+    ScrubbedException,
+    Severity,
+    describe_exception,
+)
+from fsm_exec.core.lifecycle import Trigger
+from fsm_exec.journal.writer import (
+    JournalLossError,
+)
+from fsm_exec.observe.health import (
+    DEGRADED,
+    UNHEALTHY,
+)
+
+_LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
+          Severity.MEDIUM: DEGRADED, Severity.LOW: DEGRADED}
+_BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Trigger.FAIL)})
+
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def start_journal(self: ExecutionManager, *, reset: bool) -> None:
+    """The first records of a run: a checkpoint of the state (a new file, for a journal
+    that checkpoints), then ``component_initialization``."""
+    self._write_checkpoint(new_file=True, reset=reset)
+    self._emit("component_initialization", {
+        "execution_mode": self._env.execution_mode,
+        "environment": self._env.environment,
+        "deployment_mode": self._env.deployment_mode,
+        "config_hash": self._cfg.digest(),
+    })
+    self._state.started_component()
+
+
+def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = False) -> None:
+    if self._log_event is None:
+        return
+    with self._mutex:
+        if self._interrupted is not None:  # its memory may disagree: no state from it
+            raise self._retired_error()
+        if self._pending_halt is not None:
+            # A halt the journal could not take when it happened (EXEC-009): record it
+            # now, before the checkpoint that carries it.
+            self._journal_halt(None)
+        data = self._state.checkpoint_data()
+        if reset:
+            data["reset"] = True  # state from elsewhere: not the records before it
+        if not self._checkpointing:
+            self._emit("checkpoint", data)
+            return
+        try:
+            self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
+                                 new_file=new_file)
+        except EventLogError as exc:
+            self._halt("EXEC-009")
+            self._durability_lost(exc)  # a checkpoint is written with an fsync
+            raise
+        except Exception as exc:
+            raise self._log_failed("checkpoint", exc) from exc
+        self._unsynced_acceptance = False
+
+
+def maybe_checkpoint(self: ExecutionManager) -> None:
+    """At a safe point (memory and journal agree): write the checkpoint the journal
+    asks for (a new day: a new file; or every ``checkpoint_every`` records)."""
+    due_of = self._checkpoint_due
+    if due_of is None:
+        return
+    due = due_of(COMPONENT)
+    if due is not None:
+        self._write_checkpoint(new_file=due == "rotate")
+
+
+def durability_lost(self: ExecutionManager, exc: BaseException) -> None:
+    """A synced write (or a barrier) failed: the records written unsynced before it
+    (acceptances, a cancel, moves that ride along) may or may not survive, and memory
+    has acted on them. Memory may disagree with the journal: retire, as a crash here
+    would (see :meth:`_barrier`)."""
+    self._interrupted = ("the journal could not make its records durable: "
+                         + self._redact(describe_exception(exc)))
+
+
+def barrier(self: ExecutionManager) -> None:
+    """Make every record written so far durable (a journal with sync()). If it cannot,
+    records already counted may or may not survive, so memory (which has acted on
+    them: blocks queued, or cancelled) may disagree with the journal: the manager
+    halts (``EXEC-009``) and retires, and ``reopen()`` reads back what the journal
+    holds."""
+    if self._syncable:
+        try:
+            self._log.sync()  # type: ignore[union-attr]
+        except Exception as exc:
+            self._durability_lost(exc)
+            if isinstance(exc, EventLogError):
+                self._halt("EXEC-009")
+                raise
+            raise self._log_failed("sync", exc) from exc
+    self._unsynced_acceptance = False
+
+
+def journal_move(self: ExecutionManager, event: dict[str, Any], sync: bool) -> None:
+    """Write a move's ``block_transition`` record (the driver's hot path; see
+    :meth:`_on_transition` for the general one). A retired manager writes nothing:
+    its retirement is a crash at that instant, on every thread."""
+    if self._interrupted is not None:
+        raise self._retired_error()
+    try:
+        if self._syncable:
+            self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
+                            event, sync=sync)  # type: ignore[call-arg]
+        else:
+            self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
+    except EventLogError as exc:
+        self._halt("EXEC-009")
+        if sync or isinstance(exc, JournalLossError):
+            self._durability_lost(exc)
+        raise
+    except Exception as exc:
+        raise self._log_failed("block_transition", exc) from exc
+    if sync:
+        self._unsynced_acceptance = False
+
+
+def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
+                   data: dict[str, Any]) -> None:
+    f = self._f
+    assert f is not None
+    event = {"block_id": f.block.block_id, "source": source, "dest": dest,
+             "trigger": trigger, "attempt": f.attempt}
+    if data:
+        event.update(data)
+    # Write-ahead barriers: the intent to route (start, reroute), deltas about to be
+    # handed off, and a block's failure must be durable before the manager acts on
+    # them; the other moves ride on the next barrier.
+    self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event)
+
+
+def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
+          sync: bool = True) -> None:
+    """Journal one record, stamped with the current call's canonical timestamp."""
+    log_event = self._log_event
+    if log_event is None:
+        return
+    try:
+        with self._mutex:  # one writer at a time, each with its own call's timestamp
+            if self._interrupted is not None:  # retired meanwhile: a crash at that instant
+                raise self._retired_error()
+            if self._syncable:
+                log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
+                          sync=sync)
+            else:
+                log_event(self._ts, event_type, COMPONENT, data)
+    except ManagerInterruptedError:
+        raise
+    except EventLogError as exc:
+        self._halt("EXEC-009")
+        if sync or isinstance(exc, JournalLossError):
+            self._durability_lost(exc)
+        raise
+    except Exception as exc:
+        raise self._log_failed(event_type, exc) from exc
+    if sync:
+        self._unsynced_acceptance = False
+
+
+def log_failed(self: ExecutionManager, event_type: str, exc: Exception) -> EventLogError:
+    """The journal could not record: halt before acting on it, and say so."""
+    self._halt("EXEC-009")
+    return EventLogError(self._redact(
+        f"event log write failed ({event_type}): {describe_exception(exc)}"),
+        ScrubbedException.of(exc, self._redact))
+
+
+def record_error(self: ExecutionManager, ts: Any, err: ComponentError) -> None:
+    entry = {"timestamp": ts, "error_code": err.error_code, "error_message": err.message,
+             "error_severity": str(err.severity), "block_id": err.block_id}
+    with self._mutex:
+        self._recent_errors.append(entry)
+        self._error_count += 1
+        self._health.note(_LEVEL[err.severity])
+    data = {k: v for k, v in entry.items() if k != "timestamp"}
+    if err.original_exception is not None:
+        original = err.original_exception
+        data["exception_type"] = (original.type_name.rpartition(".")[2]
+                                  if isinstance(original, ScrubbedException)
+                                  else type(original).__name__)
+    self._emit("error", data)
+    if self._observers:
+        self._notify_event("error", error_code=err.error_code, block_id=err.block_id)

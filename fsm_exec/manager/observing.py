@@ -1,0 +1,93 @@
+"""The observer seam: what the manager tells its observers, and what an observer
+that raises costs (an ``EXEC-016`` record, health degraded; never the manager's work).
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.core.errors import (
+    ComponentError,
+    ScrubbedException,
+    describe_exception,
+)
+from fsm_exec.drivers.driver import (
+    Flight,
+)
+from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def fsynced(self: ExecutionManager, seconds: float) -> None:
+    """A journal fsync's time, for the observers. Told from inside the journal's write:
+    a failing observer is only noted here, and reported at the end of the call."""
+    event = CallEvent(kind="journal_fsync", block_id=None, attempt=0, started=0.0,
+                      duration=seconds, outcome="ok")
+    for obs in self._observers:
+        try:
+            obs.on_call(event)
+        except Exception as exc:
+            self._late_observer_errors.append((obs, exc))
+
+
+def notify_transition(self: ExecutionManager, f: Flight, source: str, dest: str, trigger: str,
+                       data: Mapping[str, Any]) -> None:
+    event = TransitionEvent(
+        block_id=f.block.block_id, action=f.block.action, source=source, dest=dest,
+        trigger=trigger, attempt=f.attempt, at=f.entered_at,
+        error_code=data.get("error_code"), reason=data.get("reason"),
+        halts=bool(data.get("halts")), recovered=f.recovered)
+    for obs in self._observers:
+        try:
+            obs.on_transition(event)
+        except Exception as exc:
+            self._observer_failed(obs, exc)
+
+
+def call_done(self: ExecutionManager, kind: str, f: Flight | None, t0: float, outcome: str,
+               exc: BaseException | None = None, *, duration: float | None = None) -> None:
+    if not self._observers:
+        return
+    event = CallEvent(kind=kind, block_id=f.block.block_id if f is not None else None,
+                      attempt=f.attempt if f is not None else 0, started=t0,
+                      duration=(self._clock() - t0) if duration is None else duration,
+                      outcome=outcome,
+                      error_type=type(exc).__name__ if exc is not None else None)
+    for obs in self._observers:
+        try:
+            obs.on_call(event)
+        except Exception as err:
+            self._observer_failed(obs, err)
+
+
+def notify_event(self: ExecutionManager, kind: str, **data: Any) -> None:
+    if not self._observers:
+        return
+    event = ManagerEvent(kind=kind, at=self._clock(), data=data)
+    for obs in self._observers:
+        try:
+            obs.on_event(event)
+        except Exception as exc:
+            self._observer_failed(obs, exc)
+
+
+def observer_failed(self: ExecutionManager, obs: Observer, exc: Exception, *,
+                     times: int = 1) -> None:
+    """An observer raised: report it once (journal, health), and carry on."""
+    if self._observer_failing:
+        return
+    self._observer_failing = True
+    again = f" ({times} times in this call)" if times > 1 else ""
+    try:
+        self._record_error(self._ts, ComponentError(
+            "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "
+                                     f"{describe_exception(exc)}{again}"),
+            original_exception=ScrubbedException.of(exc, self._redact)))
+    finally:
+        self._observer_failing = False

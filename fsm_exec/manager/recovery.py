@@ -1,0 +1,165 @@
+"""Crash recovery and replacement: rebuild a new manager's state from its journal
+(the same fold every tool uses), or replace a retired manager with a recovered one.
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.core.errors import (
+    COMPONENT,
+    InvalidArgumentError,
+    ReentrantCallError,
+)
+from fsm_exec.core.lifecycle import BlockState
+from fsm_exec.drivers.calls import VenueCall
+from fsm_exec.drivers.driver import (
+    Flight,
+)
+from fsm_exec.journal.state import (
+    RecoveryReport,
+    ReplayError,
+    replay,
+    resolution_of,
+)
+from fsm_exec.journal.writer import (
+    JournalCorruptError,
+    JournalLockedError,
+    JournalRecord,
+    read_journal,
+    recovery_records,
+)
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def recover(self: ExecutionManager,
+            source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
+            | None = None) -> RecoveryReport:
+    """See :meth:`ExecutionManager.recover`."""
+    self._check_usable(recovering=True)
+    if (self.blocks_accepted or self._update_count or self._lc.in_flight
+            or self._state.finished):
+        raise InvalidArgumentError("recover() must be called on a new manager, before "
+                                   "any batch or update_state")
+    own = getattr(self._log, "log_dir", None)
+    if source is None:
+        if own is None:
+            raise InvalidArgumentError("recover() without a source needs the manager's "
+                                       "journal to be an EventLogger")
+        source = own
+    same = own is not None and isinstance(source, str | Path) and \
+        Path(source).resolve() == Path(own).resolve()
+    if isinstance(source, str | Path):
+        path = Path(source)
+        records: Any = (recovery_records(path, COMPONENT) if path.is_dir()
+                        else read_journal(path, COMPONENT))
+    else:
+        records = source
+    try:
+        state = replay(records)
+    except ReplayError as exc:
+        r = exc.record
+        raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
+                                  str(exc)) from None
+    except JournalCorruptError:
+        raise
+    with self._mutex:
+        deferred = self._needs_recovery
+        restarts = state.restarts  # the journal's, as the report says them
+        if not deferred:  # this manager started a journal of its own: count it too
+            state.starts += self._state.starts
+        state.component = COMPONENT
+        state.window = self._cfg.duplicate_window  # this run's window, from now on
+        state._trim()
+        state.flight_cls = Flight
+        resolution = None
+        fl = state.flight
+        if fl is not None:
+            f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
+                                                fl.handed_off, fl.why)
+            f.recovered = True
+            f.entered_at = self._clock()
+            self._lc.restore(fl.block.block_id, BlockState(fl.state))
+            self.reconciliation_status = "pending"
+            resolution = resolution_of(fl, queryable=self._query is not None)
+            if resolution in ("query_execution", "reroute_at_least_once"):
+                f.call = VenueCall.lost()  # the venue may have executed: ask first
+                f.unresolved = True
+        self._state = state
+        self._needs_recovery = False
+        if deferred:
+            self._start_journal(reset=not same)
+        else:
+            self._write_checkpoint(new_file=True, reset=True)
+    report = RecoveryReport(
+        queued=tuple(state.queue), in_doubt=fl.block.block_id if fl else None,
+        in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
+        blocks_executed=state.executed, blocks_failed=state.failed,
+        halted=state.halted, halt_reason=state.halt_reason,
+        dropped=tuple(state.dropped), records=state.records, restarts=restarts,
+        blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
+    self._emit("recovered", {
+        "queued": len(report.queued), "in_doubt": report.in_doubt,
+        "in_doubt_state": fl.state if fl else None, "resolution": resolution,
+        "blocks_executed": state.executed, "blocks_failed": state.failed,
+        "blocks_cancelled": state.cancelled, "halted": state.halted,
+        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
+    self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
+                       queued=len(report.queued), halted=state.halted,
+                       action=fl.block.action if fl else None,
+                       in_doubt_state=fl.state if fl else None)
+    return report
+
+
+def reopen(self: ExecutionManager) -> ExecutionManager:
+    """See :meth:`ExecutionManager.reopen`."""
+    log_dir = getattr(self._log, "log_dir", None)
+    if log_dir is None:
+        raise InvalidArgumentError("reopen() needs a journal to recover from: give the "
+                                   "manager an EventLogger")
+    taken = getattr(self._log, "taken_by_another", None)
+    if callable(taken) and taken(COMPONENT, self):  # before anything is touched
+        raise JournalLockedError(log_dir, os.getpid(), component=COMPONENT)
+    if self._call_running() and not self._f.call.wait(  # type: ignore[union-attr]
+            self._cfg.execution_timeout):  # one abandoned may still fill: give it time
+        raise ReentrantCallError(
+            "reopen() while a venue call abandoned at execution_timeout is still "
+            "running on its worker thread: a replacement could route the block again "
+            "and the venue fill it twice. Call it once that call has returned, or "
+            "restart the process (which ends the call)")
+    with self._mutex:
+        if self._busy is not None and not self._cut_short():
+            where = ("from a collaborator" if self._busy == threading.get_ident()
+                     else "in another thread")
+            raise ReentrantCallError(
+                f"reopen() while update_state is running ({where}): two managers would "
+                "share one journal; call it once that update_state has returned or "
+                "raised")
+        if self._interrupted is None:
+            self._interrupted = "replaced by reopen()"
+        resync = getattr(self._log, "resync", None)
+        if callable(resync):  # what was written must be readable first (ours only:
+            resync(COMPONENT)  # another component's loss is still its to learn)
+        else:
+            sync = getattr(self._log, "sync", None)
+            if callable(sync):
+                sync()
+    remove = getattr(self._log, "remove_fsync_listener", None)
+    if callable(remove):  # the retired manager is not told any more
+        remove(self._fsync_listener)
+    args, kwargs = self._init_args
+    health = kwargs.get("health_manager")
+    if health is not None:
+        health.unregister_component(COMPONENT)
+    new = type(self)(*args, **kwargs)  # built as this one was
+    new.recover()
+    return new
