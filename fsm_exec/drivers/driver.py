@@ -321,8 +321,7 @@ class BacktestDriver(Driver):
             self.executed(T_EXECUTED, f, call.value)
             return
         if call.in_doubt:  # interrupted, or lost to a restart: an unknown outcome
-            f.why = self.why_failed(call)
-            self.move(T_ROUTE_FAILED, reason=f.why)
+            self.move(T_ROUTE_FAILED, reason=self.why_failed(call))  # the state keeps why
             return
         self.host._fail(f, "EXEC-001", f"venue call failed: {self.why_failed(call)}",
                         call.error)
@@ -383,7 +382,6 @@ class LiveDriver(Driver):
             self.host._fail(f, "EXEC-001", f"venue refused the block for good: {why}",
                             call.error)
         else:
-            f.why = why
             self.host._health.note(DEGRADED)
             self.move(T_ROUTE_FAILED, reason=why)
 
@@ -413,7 +411,6 @@ class LiveDriver(Driver):
             host._emit("reconciliation_timeout", {
                 "block_id": f.block.block_id, "attempt": f.attempt, "waited_s": waited},
                 sync=False)
-            f.why = RECONCILIATION_TIMEOUT_WHY
             host._health.note(DEGRADED)
             self.move(T_RECONCILIATION_TIMEOUT, waited_s=waited)
 

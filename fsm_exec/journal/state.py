@@ -20,7 +20,7 @@ gap after it loses records and is an error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -269,6 +269,38 @@ class ManagerState:
         assert f is not None
         f.attempt = attempt
         f.unresolved = True
+
+    def state_of(self, block_id: str) -> str | None:
+        """``block_id``'s state as the records say: queued, the in-flight block's state, or
+        its end (inside the duplicate window); ``None`` when unknown."""
+        if block_id in self.queue:
+            return _INITIAL
+        f = self.flight
+        if f is not None and f.block.block_id == block_id:
+            return f.state
+        return self.finished.get(block_id)
+
+    def cancel_problems(self, block_ids: Iterable[object],
+                        quote: Callable[[object], str] = repr) -> list[str]:
+        """Why cancelling ``block_ids`` must be refused, one line per bad id (empty: it may
+        go ahead). Only queued blocks can be cancelled, each named once. The one rule the
+        manager's ``cancel()`` and the offline ``fsm-exec cancel`` both apply."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        for block_id in block_ids:
+            quoted = quote(block_id)
+            if not isinstance(block_id, str):
+                problems.append(f"{quoted}: not a block id")
+                continue
+            if block_id in seen:
+                problems.append(f"{quoted}: named twice")
+            elif block_id not in self.queue:
+                where = self.state_of(block_id)
+                problems.append(f"{quoted}: " + (
+                    "unknown block" if where is None else
+                    f"is {where} (only queued blocks can be cancelled)"))
+            seen.add(block_id)
+        return problems
 
     def cancel(self, block_ids: Iterable[str], dest: str = _CANCELLED) -> None:
         """Queued blocks were cancelled (``queued --cancel--> cancelled`` records)."""

@@ -19,10 +19,6 @@ from typing import Any
 
 from fsm_exec.boundary.blocks import convert_batch
 from fsm_exec.boundary.canonical import (
-    NOT_PLAIN,
-    Converted,
-    canonical,
-    plain_copy,
     to_wire,
 )
 from fsm_exec.boundary.config import (
@@ -47,16 +43,11 @@ from fsm_exec.core.errors import (
     InvalidBlockError,
     QueueFullError,
     ReentrantCallError,
-    ScrubbedException,
-    Severity,
     describe_exception,
     safe_repr,
 )
-from fsm_exec.core.lifecycle import _STATE_OF, TERMINAL_STATES, BlockLifecycle, BlockState, Trigger
+from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState, Trigger
 from fsm_exec.drivers.driver import (
-    T_FAIL,
-    T_RECONCILIATION_TIMEOUT,
-    T_REROUTE,
     BacktestDriver,
     Driver,
     Flight,
@@ -64,16 +55,12 @@ from fsm_exec.drivers.driver import (
 )
 from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.state import (
-    NO_DELTAS,
-    RECONCILIATION_TIMEOUT_WHY,
     ManagerState,
     RecoveryReport,
 )
 from fsm_exec.journal.writer import JournalRecord, journal_files
-from fsm_exec.manager import guard, health, journaling, observing, recovery
+from fsm_exec.manager import guard, health, journaling, moves, observing, recovery
 from fsm_exec.observe.health import (
-    DEGRADED,
-    UNHEALTHY,
     HealthStatus,
     HealthWindow,
     UnifiedHealthManager,
@@ -87,13 +74,8 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
                      BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
                      BlockState.CANCELLED))
 _T_CANCEL = str(Trigger.CANCEL)
-_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
-_LEVEL = {Severity.CRITICAL: UNHEALTHY, Severity.HIGH: UNHEALTHY,
-          Severity.MEDIUM: DEGRADED, Severity.LOW: DEGRADED}
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
-_BARRIER_TRIGGERS = frozenset({str(Trigger.START), str(Trigger.REROUTE), str(Trigger.FAIL)})
-_NO_DELTAS = NO_DELTAS
 
 
 def _ignore(*_: object) -> None:
@@ -555,22 +537,8 @@ class ExecutionManager:
                 ids = queued
             else:
                 ids = list(block_ids)
-                waiting = set(queued)
-                problems = []
-                seen: set[str] = set()
-                for block_id in ids:
-                    quoted = self._quote(block_id)  # redacted, then shortened
-                    if not isinstance(block_id, str):
-                        problems.append(f"{quoted}: not a block id")
-                        continue
-                    if block_id in seen:
-                        problems.append(f"{quoted}: named twice")
-                    elif block_id not in waiting:
-                        state = self.block_state(block_id)
-                        problems.append(f"{quoted}: " + (
-                            "unknown block" if state is None else
-                            f"is {state} (only queued blocks can be cancelled)"))
-                    seen.add(block_id)
+                # quoted redacted, then shortened
+                problems = self._state.cancel_problems(ids, self._quote)
                 if problems:
                     raise InvalidArgumentError("cancel refused, nothing cancelled: "
                                                + "; ".join(problems))
@@ -642,128 +610,21 @@ class ExecutionManager:
                 raise f.error  # backtest fails fast; the rest of the queue waits
 
     # ---------------------------------------------------------------- moves (the driver's)
-    def _move(self, trigger: str, *, _deltas: Any = _NO_DELTAS, **data: Any) -> str:
-        """Fire ``trigger`` on the block in flight: journal first (write-ahead), then the
-        state, then the bookkeeping, in one critical section."""
-        f = self._f
-        assert f is not None
-        with self._mutex:
-            lc = self._lc
-            source = lc.current
-            lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
-            dest = lc.current
-            state = self._state
-            if source == _QUEUED:
-                state.start(f.block.block_id, f)
-            halts = data["error_code"] if trigger == T_FAIL and data.get("halts") else None
-            state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
-                       resolved="resolved_by" in data,
-                       why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
-                            else data.get("reason", "")),
-                       halts=halts)
-            f.entered_at = self._clock()
-            if trigger == T_REROUTE:
-                f.call = None
-            if halts is not None:
-                self._halt_for(halts)
-            if dest in _TERMINAL:
-                self._finish(f, dest)
-        if self._observers:
-            self._notify_transition(f, source, dest, trigger, data)
-        return dest
-
-    def _fail(self, f: Flight, code: str, reason: str, exc: BaseException | None = None,
-              *, halt: bool = False) -> None:
-        err = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
-                             original_exception=(ScrubbedException.of(exc, self._redact)
-                                                 if exc is not None else None),
-                             block_id=f.block.block_id)
-        f.error = err
-        if halt:
-            self._move(T_FAIL, error_code=code, reason=reason, halts=True)
-        else:
-            self._move(T_FAIL, error_code=code, reason=reason)
-
-    def _handed_off(self, ts: Any, f: Flight) -> None:
-        """The position handler took the deltas: say so (live recovery relies on it)."""
-        with self._mutex:
-            if self._live:  # what crash recovery needs to know; a backtest is rerun instead
-                self._emit("positions_updated", {"block_id": f.block.block_id,
-                                                     "attempt": f.attempt})
-            self._state.hand_off()
-
-    def _unresolved(self, ts: Any, f: Flight, how: str) -> None:
-        """The venue's outcome is still unknown: ask again on the next attempt."""
-        with self._mutex:
-            attempt = f.attempt + 1
-            self._emit("execution_unresolved", {
-                "block_id": f.block.block_id, "attempt": attempt, "reason": how})
-            self._state.unresolved(attempt)
-
-    def _canonical_deltas(self, value: Any) -> Converted:
-        """The venue's reply in canonical form (redacted), the moment it returns."""
-        copied = plain_copy(value, self._finds)
-        if copied is not NOT_PLAIN:
-            return Converted(copied, copied)
-        return canonical(value, redact=self._redact or None)
 
     # --------------------------------------------------------------------- terminal moves
-    def _finish(self, f: Flight, state: str) -> None:
-        """Bookkeeping for a block that reached ``state`` (inside ``_move``'s section)."""
-        ts = self._ts
-        block_id = f.block.block_id
-        self._f = None
-        if state == _SUCCESS:
-            self.reconciliation_status = "success"
-            return
-        self.reconciliation_status = "failed"
-        err = f.error
-        assert err is not None
-        self._record_error(ts, err)
-        self._emit("block_failed", {"block_id": block_id, "error_code": err.error_code,
-                                        "attempts": f.attempt})
-        if self._halted:
-            reason = self._halt_reason
-            self._journal_halt(block_id)
-            self._notify_event("halted", reason=reason, block_id=block_id)
-
-    def _journal_halt(self, block_id: str | None) -> None:
-        """Write ``manager_halted`` with the manager's reason as it stands; the journal's
-        halt is then that one."""
-        reason = self._halt_reason
-        self._emit("manager_halted", {"reason": reason, "block_id": block_id})
-        self._state.halted_for(reason)
-        self._pending_halt = None
-
-    def _halt(self, reason: str) -> None:
-        """Halt for ``reason``, unless already halted: the first reason stands (positions
-        in doubt stay the reason when the disk fails after), and a halt is journaled once.
-        """
-        with self._mutex:
-            if self._halted:
-                return
-            self._pending_halt = reason
-            self._health.note(UNHEALTHY)
-
-    def _halt_for(self, code: str) -> None:
-        """A failure record that halts (``halts: true``) was just journaled: it is the halt
-        the journal holds first unless one is journaled already, so it replaces a halt the
-        journal never took (an ``EXEC-009`` before it), as recovery reads it. The state took
-        it already (``ManagerState.move``)."""
-        self._pending_halt = None
-        self._health.note(UNHEALTHY)
-
-    def _resume(self, ts: Any) -> None:
-        with self._mutex:
-            reason = self._halt_reason
-            self._emit("manager_resumed", {"reason": reason, "trigger_source": "manual"})
-            self._state.resume()
-            self._pending_halt = None
-        self._notify_event("resumed", reason=reason)
-
 
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.
+    _move = moves.move
+    _fail = moves.fail
+    _handed_off = moves.handed_off
+    _unresolved = moves.unresolved
+    _canonical_deltas = moves.canonical_deltas
+    _finish = moves.finish
+    _journal_halt = moves.journal_halt
+    _halt = moves.halt
+    _halt_for = moves.halt_for
+    _resume = moves.resume
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote

@@ -104,18 +104,7 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     queued = list(state.queue)
     flight = state.flight
     if block_ids is not None:
-        problems, seen = [], set()
-        for block_id in block_ids:
-            if block_id in seen:
-                problems.append(f"{block_id!r}: named twice")
-            elif block_id not in state.queue:
-                where = (state.finished.get(block_id) or
-                         (flight.state if flight is not None
-                          and flight.block.block_id == block_id else None))
-                problems.append(f"{block_id!r}: " + (
-                    "unknown block" if where is None else
-                    f"is {where} (only queued blocks can be cancelled)"))
-            seen.add(block_id)
+        problems = state.cancel_problems(block_ids)
         if problems:
             raise CancelRefused("cancel refused, nothing cancelled: " + "; ".join(problems))
     targets = queued if block_ids is None else list(block_ids)

@@ -1,0 +1,173 @@
+"""The moves of the block in flight (what the drivers call): each journaled first, then applied
+to the state and the Machine; failures, hand-offs, halts and resumes.
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.boundary.canonical import (
+    NOT_PLAIN,
+    Converted,
+    canonical,
+    plain_copy,
+)
+from fsm_exec.core.errors import (
+    ComponentError,
+    ScrubbedException,
+)
+from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
+from fsm_exec.drivers.driver import (
+    T_FAIL,
+    T_RECONCILIATION_TIMEOUT,
+    T_REROUTE,
+    Flight,
+)
+from fsm_exec.journal.state import (
+    NO_DELTAS,
+    RECONCILIATION_TIMEOUT_WHY,
+)
+from fsm_exec.observe.health import (
+    UNHEALTHY,
+)
+
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
+    str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
+                     BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
+                     BlockState.CANCELLED))
+_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
+_NO_DELTAS = NO_DELTAS
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS, **data: Any) -> str:
+    """Fire ``trigger`` on the block in flight: journal first (write-ahead), then the
+    state, then the bookkeeping, in one critical section."""
+    f = self._f
+    assert f is not None
+    with self._mutex:
+        lc = self._lc
+        source = lc.current
+        lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
+        dest = lc.current
+        state = self._state
+        if source == _QUEUED:
+            state.start(f.block.block_id, f)
+        halts = data["error_code"] if trigger == T_FAIL and data.get("halts") else None
+        state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
+                   resolved="resolved_by" in data,
+                   why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
+                        else data.get("reason", "")),
+                   halts=halts)
+        f.entered_at = self._clock()
+        if trigger == T_REROUTE:
+            f.call = None
+        if halts is not None:
+            self._halt_for(halts)
+        if dest in _TERMINAL:
+            self._finish(f, dest)
+    if self._observers:
+        self._notify_transition(f, source, dest, trigger, data)
+    return dest
+
+
+def fail(self: ExecutionManager, f: Flight, code: str, reason: str,
+         exc: BaseException | None = None, *, halt: bool = False) -> None:
+    err = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
+                         original_exception=(ScrubbedException.of(exc, self._redact)
+                                             if exc is not None else None),
+                         block_id=f.block.block_id)
+    f.error = err
+    if halt:
+        self._move(T_FAIL, error_code=code, reason=reason, halts=True)
+    else:
+        self._move(T_FAIL, error_code=code, reason=reason)
+
+
+def handed_off(self: ExecutionManager, ts: Any, f: Flight) -> None:
+    """The position handler took the deltas: say so (live recovery relies on it)."""
+    with self._mutex:
+        if self._live:  # what crash recovery needs to know; a backtest is rerun instead
+            self._emit("positions_updated", {"block_id": f.block.block_id,
+                                                 "attempt": f.attempt})
+        self._state.hand_off()
+
+
+def unresolved(self: ExecutionManager, ts: Any, f: Flight, how: str) -> None:
+    """The venue's outcome is still unknown: ask again on the next attempt."""
+    with self._mutex:
+        attempt = f.attempt + 1
+        self._emit("execution_unresolved", {
+            "block_id": f.block.block_id, "attempt": attempt, "reason": how})
+        self._state.unresolved(attempt)
+
+
+def canonical_deltas(self: ExecutionManager, value: Any) -> Converted:
+    """The venue's reply in canonical form (redacted), the moment it returns."""
+    copied = plain_copy(value, self._finds)
+    if copied is not NOT_PLAIN:
+        return Converted(copied, copied)
+    return canonical(value, redact=self._redact or None)
+
+
+def finish(self: ExecutionManager, f: Flight, state: str) -> None:
+    """Bookkeeping for a block that reached ``state`` (inside ``_move``'s section)."""
+    ts = self._ts
+    block_id = f.block.block_id
+    self._f = None
+    if state == _SUCCESS:
+        self.reconciliation_status = "success"
+        return
+    self.reconciliation_status = "failed"
+    err = f.error
+    assert err is not None
+    self._record_error(ts, err)
+    self._emit("block_failed", {"block_id": block_id, "error_code": err.error_code,
+                                    "attempts": f.attempt})
+    if self._halted:
+        reason = self._halt_reason
+        self._journal_halt(block_id)
+        self._notify_event("halted", reason=reason, block_id=block_id)
+
+
+def journal_halt(self: ExecutionManager, block_id: str | None) -> None:
+    """Write ``manager_halted`` with the manager's reason as it stands; the journal's
+    halt is then that one."""
+    reason = self._halt_reason
+    self._emit("manager_halted", {"reason": reason, "block_id": block_id})
+    self._state.halted_for(reason)
+    self._pending_halt = None
+
+
+def halt(self: ExecutionManager, reason: str) -> None:
+    """Halt for ``reason``, unless already halted: the first reason stands (positions
+    in doubt stay the reason when the disk fails after), and a halt is journaled once.
+    """
+    with self._mutex:
+        if self._halted:
+            return
+        self._pending_halt = reason
+        self._health.note(UNHEALTHY)
+
+
+def halt_for(self: ExecutionManager, code: str) -> None:
+    """A failure record that halts (``halts: true``) was just journaled: it is the halt
+    the journal holds first unless one is journaled already, so it replaces a halt the
+    journal never took (an ``EXEC-009`` before it), as recovery reads it. The state took
+    it already (``ManagerState.move``)."""
+    self._pending_halt = None
+    self._health.note(UNHEALTHY)
+
+
+def resume(self: ExecutionManager, ts: Any) -> None:
+    with self._mutex:
+        reason = self._halt_reason
+        self._emit("manager_resumed", {"reason": reason, "trigger_source": "manual"})
+        self._state.resume()
+        self._pending_halt = None
+    self._notify_event("resumed", reason=reason)
