@@ -643,7 +643,7 @@ def test_block_strategy_can_be_overridden(data: st.DataObject) -> None:
 
 def test_kit_machines_default_to_short_examples_unless_a_profile_says() -> None:
     """Kit machines take 20 steps and skip explain unless the profile sets its own values."""
-    from fsm_exec.testing import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
+    from fsm_exec.testing.profiles import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 
     assert settings().stateful_step_count == DEFAULT_STEPS  # the suite's profiles keep it
     assert tuple(settings().phases) == DEFAULT_PHASES
@@ -681,3 +681,27 @@ def test_the_library_imports_without_hypothesis() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_kit_never_imports_its_own_public_module() -> None:
+    """No module of fsm_exec/testing/ imports the package fsm_exec.testing (its public
+    face): they import the private modules they need, so there is no import circle."""
+    import ast
+
+    for path in sorted((ROOT / "fsm_exec" / "testing").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "fsm_exec.testing", f"{path.name}:{node.lineno}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "fsm_exec.testing" for a in node.names), (
+                    f"{path.name}:{node.lineno}")
+
+
+def test_the_kit_and_the_simulated_venues_keep_their_modules_small() -> None:
+    """Every module of fsm_exec/testing/ and fsm_exec/sim/ is at most 600 lines."""
+    for package in ("testing", "sim"):
+        for path in sorted((ROOT / "fsm_exec" / package).glob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            assert lines <= 600, f"fsm_exec/{package}/{path.name} has {lines} lines"

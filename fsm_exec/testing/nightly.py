@@ -31,10 +31,13 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from fsm_exec.sim.venues import VENUE_FAULTS, FaultPlan
-from fsm_exec.testing.crash import Check, Collaborators, MakeCollaborators, _crash_points
+from fsm_exec.testing.crash import _crash_points
+from fsm_exec.testing.crash_world import Check, Collaborators, MakeCollaborators
+from fsm_exec.testing.profiles import KIT_PHASES, PROFILES
+from fsm_exec.testing.strategies import fault_plans, instruction_blocks
 
 if TYPE_CHECKING:
-    from fsm_exec.testing import ExecutionManagerMachine
+    from fsm_exec.testing.machine import ExecutionManagerMachine
 
 PROFILE = "fsm-exec-nightly"
 #: The venue faults a backtest's crash scenarios draw: not ``eventually_consistent``. A
@@ -87,8 +90,6 @@ def crash_scenarios(blocks: st.SearchStrategy[dict[str, Any]] | None = None, *,
     blocks drawn from ``blocks`` (default: the machine's small blocks), ids ``b1``, ``b2``,
     ... in order; and ``faults`` (default: no faults, or ``fault_plans(venue_faults=
     venue_faults)``). Scenarios shrink towards one block and no faults."""
-    from fsm_exec.testing import fault_plans, instruction_blocks
-
     if max_batches < 1 or max_batch_size < 1:
         raise ValueError(f"max_batches ({max_batches}) and max_batch_size "
                          f"({max_batch_size}) must be at least 1")
@@ -153,8 +154,6 @@ class Nightly:
         """One round with seed ``seed``: the machine under the ``fsm-exec-nightly``
         profile (``examples`` overrides its ``max_examples``), then ``scenarios`` crash
         scenarios. The same seed runs the same examples."""
-        from fsm_exec.testing import KIT_PHASES, PROFILES
-
         try:
             profile = settings.get_profile(PROFILE)
         except InvalidArgument:  # not registered: its values, on hypothesis's defaults
