@@ -38,7 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.sim.venues import FaultPlan
-from fsm_exec.testing.crash_report import WINDOWS, CrashFailure, CrashPoint, CrashReport
+from fsm_exec.testing.crash_report import (
+    COVERAGE,
+    WINDOWS,
+    CrashFailure,
+    CrashPoint,
+    CrashReport,
+    faults_line,
+    not_covered,
+    nothing_exercised,
+    uncovered_lines,
+)
 from fsm_exec.testing.crash_run import DEFAULT_CONFIG, _Run, _Scenario, _workspace
 from fsm_exec.testing.crash_world import Batches, Check, Collaborators, MakeCollaborators
 
@@ -79,6 +89,13 @@ def crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
     your adapter's cache of them dies with the process). ``workdir``: where the runs'
     journals go (default: a temporary directory, removed); a failing point's journal is
     kept there to read.
+
+    A run that exercised nothing a crash could break is not ``ok``, even when nothing
+    failed: the uncrashed run must see the venue execute a block (a fill) and the position
+    handler take its deltas (a hand-off). An adapter that refuses every block makes a
+    report whose ``ok`` is false, whose ``failures`` are empty, and whose
+    ``not_covered`` (and ``story()``) says what was missing; ``exercised`` counts what
+    was covered (see :class:`CrashReport`).
     """
     return _crash_points(make_collaborators, batches, check=check, mode=mode, config=config,
                          faults=faults, at_least_once=at_least_once, on_restart=on_restart,
@@ -114,21 +131,32 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
             return run
 
         base = attempt(None, 0)
+        exercised = Counter(scenario.exercised(base))
+        injected = tuple(base.world.injections)
         if failures:
+            missing = not_covered(exercised)
             return CrashReport(ok=False, points=0, records=len(base.first.records),
-                               failures=tuple(failures), mode=mode, total_points=0)
+                               failures=tuple(failures), mode=mode, total_points=0,
+                               exercised=tuple((k, exercised[k]) for k in COVERAGE),
+                               not_covered=missing,
+                               faults=injected)
         scenario.expected = [r.label for r in base.first.records]
         tried = 0
         points = scenario.points(base)
         for point in points:
             tried += 1
-            attempt(point, tried)
+            run = attempt(point, tried)
+            exercised["in_doubt"] += run.recovery is not None and (
+                run.recovery.in_doubt is not None)
             if failures and first_only:
                 break
-    return CrashReport(ok=not failures, points=tried, records=len(base.first.records),
-                       failures=tuple(failures), at_least_once=tuple(excused),
-                       windows_met=tuple(sorted(met.items())), mode=mode,
-                       total_points=len(points))
+    missing = not_covered(exercised)
+    return CrashReport(ok=not failures and not nothing_exercised(missing), points=tried,
+                       records=len(base.first.records), failures=tuple(failures),
+                       at_least_once=tuple(excused), windows_met=tuple(sorted(met.items())),
+                       mode=mode, total_points=len(points),
+                       exercised=tuple((k, exercised[k]) for k in COVERAGE),
+                       not_covered=missing, faults=injected)
 
 
 def assert_crash_safe(make_collaborators: MakeCollaborators, batches: Batches, *,
@@ -139,7 +167,8 @@ def assert_crash_safe(make_collaborators: MakeCollaborators, batches: Batches, *
                       on_restart: Callable[[Collaborators], object] | None = None,
                       workdir: Path | str | None = None) -> CrashReport:
     """:func:`crash_points`, for a test: returns the report when it is ``ok``, else raises
-    ``AssertionError`` telling the first failing point's story (it stops there)."""
+    ``AssertionError`` telling the first failing point's story (it stops there), or what
+    the run did not exercise when it exercised nothing a crash could break."""
     report = _crash_points(make_collaborators, batches, check=check, mode=mode,
                            config=config, faults=faults, at_least_once=at_least_once,
                            on_restart=on_restart, workdir=workdir, first_only=True)
@@ -156,7 +185,8 @@ def crash_point_tests(make_collaborators: MakeCollaborators, batches: Batches, *
                       on_restart: Callable[[Collaborators], object] | None = None
                       ) -> Callable[[CrashPoint | None], None]:
     """A pytest test parametrized by crash point, one test per point (and one without a
-    crash), each failing with its point's story::
+    crash, which also fails when the run exercised nothing a crash could break: no fill or
+    no hand-off, as :func:`crash_points` reports), each failing with its point's story::
 
         test_my_adapter_crashes = crash_point_tests(make_collaborators, BATCHES,
                                                     check=filled_at_most_once)
@@ -179,7 +209,13 @@ def crash_point_tests(make_collaborators: MakeCollaborators, batches: Batches, *
         with _workspace(None) as tmp:
             run = scenario.run(crash_point, tmp / "run")
             failure, allowed = scenario.failure(run, None, scenario.windows(run))
+            missing = nothing_exercised(not_covered(scenario.exercised(run)))
+            faults = tuple(run.world.injections)
         if failure is not None and not allowed:
             raise AssertionError(failure.story())
+        if crash_point is None and missing:
+            raise AssertionError("\n".join([
+                "the scenario exercised nothing a crash could break:",
+                *uncovered_lines(missing), faults_line(faults)]))
 
     return test_crash_point

@@ -26,7 +26,45 @@ WINDOWS: Mapping[str, str] = {
               "handler must deduplicate)",
 }
 
+#: What a crash-points run can exercise, and what it means when it did not. A report
+#: counts each in ``exercised``; one it did not exercise is in ``not_covered``.
+COVERAGE: Mapping[str, str] = {
+    "fills": "no fill: the venue executed no block (each was refused, or failed before "
+             "it was routed), so no crash point met an executed block",
+    "hand_offs": "no hand-off: the position handler took no deltas, so no crash point met "
+                 "the hand-off",
+    "retries": "no retry: no block was retried (inject venue faults to cover retries)",
+    "in_doubt": "no block in doubt: no restart found a block in flight",
+}
+#: Without these a run exercised nothing a crash could break: it is not ``ok``.
+REQUIRED_COVERAGE: tuple[str, ...] = ("fills", "hand_offs")
+_SHORT = {"fills": "no fill", "hand_offs": "no hand-off", "retries": "no retry",
+          "in_doubt": "no block in doubt"}
 _SHOWN = 12  # records shown before a crash point in a story
+
+
+def not_covered(exercised: Mapping[str, int]) -> tuple[str, ...]:
+    """The names of :data:`COVERAGE` that ``exercised`` counts no instance of, in order."""
+    return tuple(k for k in COVERAGE if not exercised.get(k))
+
+
+def nothing_exercised(missing: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of :data:`REQUIRED_COVERAGE` among ``missing``: a run missing any of them
+    exercised nothing a crash could break."""
+    return tuple(k for k in REQUIRED_COVERAGE if k in missing)
+
+
+def faults_line(faults: tuple[str, ...]) -> str:
+    """The faults the kit injected, in order, as one line of a story."""
+    if not faults:
+        return "The kit injected no fault."
+    return "Faults the kit injected, in order: " + "; ".join(
+        f"({i}) {f}" for i, f in enumerate(faults, 1)) + "."
+
+
+def uncovered_lines(missing: tuple[str, ...]) -> list[str]:
+    """What was not covered, a line each, from :data:`COVERAGE`."""
+    return [f"  - {COVERAGE[k]}" for k in missing]
 
 
 @attrs.frozen(order=True)
@@ -59,7 +97,9 @@ class CrashFailure:
     wrong), ``windows`` (the at-least-once windows of :data:`WINDOWS` the run met, empty
     when none), ``in_doubt``, ``in_doubt_state`` and ``resolution`` (how ``recover()``
     settled the block left in flight), ``after_restart`` (what the restarted run did),
-    ``mode``, and ``journal`` (the run's log directory, kept when ``workdir`` was given).
+    ``mode``, ``journal`` (the run's log directory, kept when ``workdir`` was given), and
+    ``faults`` (every fault the kit injected into the run, the kill included, in the order
+    they happened, one line of prose each).
     """
 
     point: CrashPoint | None
@@ -73,10 +113,12 @@ class CrashFailure:
     after_restart: tuple[str, ...] = ()
     mode: str = "live"
     journal: str | None = None
+    faults: tuple[str, ...] = ()
 
     def story(self) -> str:
         """The failing point as a few readable lines: the crash, what the disk kept, the
-        restart, what went wrong, and the window it falls in."""
+        restart, what went wrong, the faults the kit injected (in order) and the window it
+        falls in."""
         if self.point is None:
             head = [f"without any crash ({self.mode} mode), the scenario breaks a promise:"]
         else:
@@ -101,6 +143,7 @@ class CrashFailure:
         if self.after_restart:
             head.append("Then: " + "; ".join(self.after_restart) + ".")
         head.append("What went wrong: " + self.problem.replace("\n", "\n    "))
+        head.append(faults_line(self.faults))
         for w in self.windows:
             head.append(f"At-least-once window {w}: {WINDOWS[w]} (README, Guarantees).")
         if self.journal is not None:
@@ -112,7 +155,16 @@ class CrashFailure:
 class CrashReport:
     """What :func:`crash_points` found.
 
-    ``ok`` (no failure), ``points`` (crash points tried), ``records`` (records the
+    ``ok``: no failure, *and* the run exercised something a crash could break: at least
+    one fill and one hand-off (:data:`REQUIRED_COVERAGE`). A scenario whose blocks the
+    adapter refuses all is not ``ok``: it proved nothing. ``exercised`` counts, per name
+    of :data:`COVERAGE`, what the runs exercised (``fills``: blocks the venue executed in
+    the uncrashed run; ``hand_offs``: deltas the position handler took there;
+    ``retries``: retries there; ``in_doubt``: restarts that found a block in flight);
+    ``not_covered`` names those it did not, and ``faults`` the faults the kit injected
+    into the uncrashed run, in order.
+
+    ``points`` (crash points tried), ``records`` (records the
     uncrashed run wrote), ``failures`` (:class:`CrashFailure`, in point order),
     ``at_least_once`` (points where your check failed inside an at-least-once window you
     declared with ``at_least_once=``: what that window allows, so not a failure), and
@@ -129,13 +181,28 @@ class CrashReport:
     windows_met: tuple[tuple[str, int], ...] = ()
     mode: str = "live"
     total_points: int | None = None
+    exercised: tuple[tuple[str, int], ...] = ()
+    not_covered: tuple[str, ...] = ()
+    faults: tuple[str, ...] = ()
+
+    @property
+    def nothing_exercised(self) -> tuple[str, ...]:
+        """What the run lacked of :data:`REQUIRED_COVERAGE` (empty: it exercised enough)."""
+        return nothing_exercised(self.not_covered)
 
     def summary(self) -> str:
-        """One line: points tried, failures, windows met."""
+        """One line: points tried, failures (or what was not exercised), windows met."""
         total = self.total_points if self.total_points is not None else self.points
         tried = f"{self.points} of {total}" if total != self.points else f"{self.points}"
-        text = (f"{tried} crash points over {self.records} journal records "
-                f"({self.mode}): " + ("ok" if self.ok else f"{len(self.failures)} failed"))
+        if self.failures:
+            verdict = f"{len(self.failures)} failed"
+        elif self.nothing_exercised:
+            verdict = "NOT ok, it exercised nothing: " + ", ".join(
+                _SHORT[k] for k in self.nothing_exercised)
+        else:
+            verdict = "ok"
+        text = f"{tried} crash points over {self.records} journal records ({self.mode}): "
+        text += verdict
         if total != self.points:
             text += " (stopped at the first)"
         if self.at_least_once:
@@ -145,10 +212,25 @@ class CrashReport:
             text += "; windows met: " + ", ".join(f"{w} at {n}" for w, n in self.windows_met)
         return text
 
+    def coverage(self) -> str:
+        """One line: what the run exercised, and what it did not cover."""
+        counts = dict(self.exercised)
+        text = "exercised: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in COVERAGE)
+        if self.not_covered:
+            text += "; not covered: " + ", ".join(_SHORT[k] for k in self.not_covered)
+        return text
+
     def story(self) -> str:
         """The summary, then the first failure's story (or the first declared
-        at-least-once point's, when nothing failed)."""
+        at-least-once point's, when nothing failed; or what the run did not exercise, with
+        the faults the kit injected, when that is why it is not ``ok``)."""
         shown = self.failures or self.at_least_once
+        if not shown and self.nothing_exercised:
+            return "\n".join([
+                self.summary(), "", "The run exercised nothing a crash could break:",
+                *uncovered_lines(self.nothing_exercised), faults_line(self.faults),
+                "A run that exercises nothing proves nothing: give the scenario blocks your "
+                "adapters execute."])
         if not shown:
             return self.summary()
         what = "first failing point" if self.failures else "first at-least-once point"

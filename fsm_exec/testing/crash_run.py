@@ -129,6 +129,7 @@ class _Scenario:
                 self._play(run, em)
                 journal.close()
             except _Crash:
+                world.injections.append(f"the kill {point}")
                 journal._abandon()  # a dead process writes nothing more
                 em = self._restart(run)
             self._verify(run, em)
@@ -285,6 +286,14 @@ class _Scenario:
             except Exception as exc:
                 run.user_problem = f"your check raised {describe_exception(exc)}"
 
+    def exercised(self, run: _Run) -> dict[str, int]:
+        """What the run ``run`` (uncrashed) exercised: blocks the venue executed (``fills``),
+        deltas the position handler took (``hand_offs``) and ``retries``."""
+        recs = run.first.records
+        return {"fills": len({r.block_id for r in recs if r.deltas}),
+                "hand_offs": run.world.positions.inner.handed_off,
+                "retries": sum(1 for r in recs if r.label.endswith("->retrying"))}
+
     def windows(self, run: _Run) -> tuple[str, ...]:
         """The at-least-once windows this run met."""
         met: list[str] = []
@@ -315,7 +324,7 @@ class _Scenario:
             in_doubt=rep.in_doubt if rep else None,
             in_doubt_state=str(rep.in_doubt_state) if rep and rep.in_doubt_state else None,
             resolution=rep.resolution if rep else None, after_restart=tuple(run.actions),
-            mode=self.mode, journal=journal)
+            mode=self.mode, journal=journal, faults=tuple(run.world.injections))
         excused = (not run.problems and bool(windows)
                    and bool(set(windows) & self.declared))
         return failure, excused

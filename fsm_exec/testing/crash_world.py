@@ -185,12 +185,15 @@ class _World:
             raise TypeError(f"make_collaborators() is missing {', '.join(missing)}")
         self.given: Collaborators = given
         self.clock = FakeClock()
+        #: Every fault injected, the kill included, in order (one line of prose each).
+        self.injections: list[str] = []
         self.venue = FaultyVenue(given["execution_interface_manager"], clock=self.clock,
-                                 hang_seconds=hang_seconds)
+                                 hang_seconds=hang_seconds, injections=self.injections)
         self.reconciliation = FaultyReconciliation(given["reconciliation_component"],
-                                                   self.clock)
+                                                   self.clock, injections=self.injections)
         self.positions = _HandOffs(FaultyPositionHandler(
-            given["position_update_handler"], reconciliation=self.reconciliation))
+            given["position_update_handler"], reconciliation=self.reconciliation,
+            injections=self.injections))
         if faults is not None:
             self.venue.faults.extend(faults.venue)
             self.reconciliation.script.extend(faults.reconciliation)
