@@ -23,6 +23,7 @@ from fsm_exec import (
     TERMINAL_STATES,
     TRANSITIONS,
     ExecutionManager,
+    ExecutionRejected,
     InstructionBlock,
     InvalidBlockError,
 )
@@ -705,3 +706,48 @@ def test_the_kit_and_the_simulated_venues_keep_their_modules_small() -> None:
         for path in sorted((ROOT / "fsm_exec" / package).glob("*.py")):
             lines = len(path.read_text(encoding="utf-8").splitlines())
             assert lines <= 600, f"fsm_exec/{package}/{path.name} has {lines} lines"
+
+
+# ------------------------------------------------------------------------ no false confidence
+
+
+class RefusingVenue(FillingVenue):
+    """An adapter that rejects every block: the venue never executes anything."""
+
+    def route_instruction(self, ts: Any, block: InstructionBlock) -> dict[str, Any]:
+        raise ExecutionRejected("refuses everything", retryable=False)
+
+
+class RefusingVenueMachine(FillingVenueMachine):
+    venue_class = RefusingVenue
+
+
+def test_a_machine_test_case_over_a_venue_that_refuses_everything_fails() -> None:
+    """The machine's TestCase refuses to pass when no example filled or handed off a
+    block, saying what was not covered; over a working venue it passes."""
+    case = RefusingVenueMachine.TestCase
+    case.settings = settings(SEARCH, max_examples=10)
+    with pytest.raises(AssertionError, match="exercised nothing") as info:
+        case("runTest").runTest()
+    assert "no fill: the venue executed no block" in str(info.value)
+    assert "no hand-off" in str(info.value)
+    working = DedupVenueMachine.TestCase
+    saved = working.settings
+    working.settings = settings(SEARCH, max_examples=10)
+    try:
+        working("runTest").runTest()
+    finally:
+        working.settings = saved
+
+
+def test_a_failing_machine_names_the_faults_the_kit_injected_in_order() -> None:
+    """A failure found by the machine carries a note listing the faults the kit injected
+    into the failing example, in order."""
+    find = settings(SEARCH, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    with pytest.raises(AssertionError, match="filled more than once") as info:
+        run_state_machine_as_test(FillingVenueMachine, settings=find)
+    notes = [n for n in getattr(info.value, "__notes__", [])
+             if n.startswith("Faults the kit injected, in order: (1) ")]
+    assert notes, getattr(info.value, "__notes__", None)
+    assert re.search(r"\(1\) venue (lost_response|hang_after|eventually_consistent) on "
+                     r"route call \d+ of b\d+", notes[-1]), notes[-1]

@@ -4,6 +4,8 @@ every step; :class:`Kit` holds the kit's own handles on one machine."""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +24,12 @@ from fsm_exec.sim.venues import (
     FaultyReconciliation,
     FaultyVenue,
     RecordingEventLogger,
+)
+from fsm_exec.testing.crash_report import (
+    faults_line,
+    not_covered,
+    nothing_exercised,
+    uncovered_lines,
 )
 from fsm_exec.testing.profiles import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 from fsm_exec.testing.strategies import (
@@ -58,21 +66,24 @@ class Kit:
     ``.inner``; any other attribute reads through to yours), ``reconciliation`` and
     ``positions`` (yours, wrapped in :class:`FaultyReconciliation` and
     :class:`FaultyPositionHandler`), ``collaborators`` (what ``collaborators()`` returned,
-    unwrapped) and ``accepted`` (the ids of the accepted blocks, in submission order).
+    unwrapped), ``accepted`` (the ids of the accepted blocks, in submission order) and
+    ``injections`` (every fault the kit injected, one line of prose each, in order).
     """
 
     def __init__(self, machine: ExecutionManagerMachine, given: Mapping[str, Any]) -> None:
         cls = type(machine)
         self.collaborators: Mapping[str, Any] = dict(given)
+        self.injections: list[str] = []
         self.clock = FakeClock()
         self.journal = RecordingEventLogger()
         self.venue = FaultyVenue(given["execution_interface_manager"], clock=self.clock,
                                  hang_seconds=cls.hang_seconds, lag_queries=cls.lag_queries,
-                                 lag_seconds=cls.lag_seconds)
+                                 lag_seconds=cls.lag_seconds, injections=self.injections)
         self.reconciliation = FaultyReconciliation(given["reconciliation_component"],
-                                                   self.clock)
+                                                   self.clock, injections=self.injections)
         self.positions = FaultyPositionHandler(given["position_update_handler"],
-                                               reconciliation=self.reconciliation)
+                                               reconciliation=self.reconciliation,
+                                               injections=self.injections)
         self.manager = ExecutionManager(
             dict(cls.config), given["data_provider"], cls.mode, self.positions, self.venue,
             self.reconciliation, event_logger=self.journal, clock=self.clock,
@@ -84,6 +95,15 @@ class Kit:
         self._in_flight: str | None = None
         self._ended: dict[str, str] = {}
         self._routes_at_success: dict[str, int] = {}
+
+    def exercised(self) -> dict[str, int]:
+        """What this machine's run exercised so far: blocks the venue executed
+        (``fills``), deltas the position handler took (``hand_offs``) and ``retries``
+        (see :data:`~fsm_exec.testing.crash_report.COVERAGE`)."""
+        moves = [e.data for e in self.journal.events if e.event_type == "block_transition"]
+        return {"fills": len({d.get("block_id") for d in moves if "deltas" in d}),
+                "hand_offs": self.positions.handed_off,
+                "retries": sum(1 for d in moves if d.get("dest") == "retrying")}
 
     # -------------------------------------------------------------- driving
     def _fresh(self, blocks: list[dict[str, Any]]) -> _Batch:
@@ -299,6 +319,7 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
             changes["phases"] = KIT_PHASES
         if changes:
             cls.TestCase.settings = settings(cls.TestCase.settings, **changes)
+        _refuse_empty_runs(cls)
 
     def collaborators(self) -> Mapping[str, Any]:
         """Return ``{"data_provider": ..., "position_update_handler": ...,
@@ -415,11 +436,57 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         after success; every accepted block accounted for; a halt reported unhealthy."""
         self.kit._check()
 
+    def teardown(self) -> None:
+        """After each example: count what it exercised (see :meth:`Kit.exercised`), and
+        when it failed, note on the exception the faults the kit injected, in order.
+        Override it to tear down your own things, calling ``super().teardown()``."""
+        kit = self.kit
+        _EXERCISED.setdefault(type(self), Counter()).update(kit.exercised())
+        failure = sys.exc_info()[1]
+        if isinstance(failure, Exception):
+            failure.add_note(faults_line(tuple(kit.injections)))
+
+
+#: Per machine class, what its examples exercised since the run began (see teardown).
+_EXERCISED: dict[type, Counter[str]] = {}
+
+
+def exercised_nothing(cls: type[ExecutionManagerMachine], examples: str) -> str | None:
+    """Why the examples of ``cls`` torn down since its count was reset proved nothing
+    (no fill or no hand-off in any of them), or ``None`` when they exercised enough."""
+    missing = nothing_exercised(not_covered(_EXERCISED.get(cls, Counter())))
+    if not missing:
+        return None
+    return "\n".join([f"{cls.__name__} exercised nothing a fault could break over "
+                      f"{examples}:", *uncovered_lines(missing)])
+
+
+def _refuse_empty_runs(cls: type[ExecutionManagerMachine]) -> None:
+    """Make ``cls.TestCase`` fail when its examples, all together, exercised no fill or
+    no hand-off: a run over an adapter that refuses everything is not a pass."""
+    case = cls.TestCase
+    run = case.__dict__.get("runTest")
+    if run is None or getattr(run, "_fsm_exec_refuses_empty_runs", False):
+        return
+
+    def runTest(self: Any) -> None:  # unittest's name
+        _EXERCISED.pop(cls, None)
+        run(self)
+        problem = exercised_nothing(cls, "all its examples")
+        if problem is not None:
+            raise AssertionError(problem)
+
+    for name in ("is_hypothesis_test", "_hypothesis_state_machine_class"):
+        if hasattr(run, name):
+            setattr(runTest, name, getattr(run, name))
+    runTest._fsm_exec_refuses_empty_runs = True  # type: ignore[attr-defined]
+    case.runTest = runTest  # type: ignore[method-assign]
+
 
 #: The names on the machine that are the kit's: a subclass (or collaborators()) defining
 #: one fails, naming it. Everything else on the machine is the user's.
 _HOOKS = frozenset({"collaborators", "block_strategy", "mode", "config", "hang_seconds",
-                    "lag_queries", "lag_seconds", "venue_faults"})
+                    "lag_queries", "lag_seconds", "venue_faults", "teardown"})
 _OWNED = frozenset(n for n in vars(ExecutionManagerMachine)
                    if not n.startswith("__") and n not in _HOOKS)
 

@@ -20,8 +20,9 @@ import importlib
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import Any, TextIO, cast
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -32,12 +33,16 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from fsm_exec.sim.venues import VENUE_FAULTS, FaultPlan
 from fsm_exec.testing.crash import _crash_points
+from fsm_exec.testing.crash_report import (
+    COVERAGE,
+    not_covered,
+    nothing_exercised,
+    uncovered_lines,
+)
 from fsm_exec.testing.crash_world import Check, Collaborators, MakeCollaborators
+from fsm_exec.testing.machine import _EXERCISED, ExecutionManagerMachine, exercised_nothing
 from fsm_exec.testing.profiles import KIT_PHASES, PROFILES
 from fsm_exec.testing.strategies import fault_plans, instruction_blocks
-
-if TYPE_CHECKING:
-    from fsm_exec.testing.machine import ExecutionManagerMachine
 
 PROFILE = "fsm-exec-nightly"
 #: The venue faults a backtest's crash scenarios draw: not ``eventually_consistent``. A
@@ -115,7 +120,10 @@ class NightlyFailure:
 @attrs.frozen
 class NightlyResult:
     """One round: its ``seed``, ``ok``, ``failures``, ``crash_points`` (points tried over
-    all scenarios) and ``seconds``."""
+    all scenarios), ``scenarios``, ``seconds``, and ``exercised`` (what the crash
+    scenarios exercised, summed: see :class:`~fsm_exec.testing.CrashReport`). A round
+    whose machine or crash scenarios exercised nothing a fault could break (no fill or no
+    hand-off in any example) is not ``ok``: its ``failures`` say what was not covered."""
 
     seed: int
     ok: bool
@@ -123,6 +131,7 @@ class NightlyResult:
     crash_points: int = 0
     scenarios: int = 0
     seconds: float = 0.0
+    exercised: tuple[tuple[str, int], ...] = ()
 
 
 def _message(exc: BaseException) -> str:
@@ -136,8 +145,9 @@ class Nightly:
     rest of :func:`~fsm_exec.testing.crash_points`'s arguments for the crash scenarios,
     and your ``machine`` (an :class:`~fsm_exec.testing.ExecutionManagerMachine` subclass;
     ``None``: crash scenarios only). ``scenarios``: the crash scenarios to search
-    (default :func:`crash_scenarios`, without ``eventually_consistent`` in backtest: see
-    :data:`BACKTEST_VENUE_FAULTS`). Put one in a module and run
+    (default :func:`crash_scenarios` over your machine's ``block_strategy()`` and
+    ``venue_faults`` when you give a machine, without ``eventually_consistent`` in
+    backtest: see :data:`BACKTEST_VENUE_FAULTS`). Put one in a module and run
     ``python -m fsm_exec.testing nightly yourmodule:NAME``."""
 
     make_collaborators: MakeCollaborators
@@ -172,15 +182,19 @@ class Nightly:
             # Any factory will do (hypothesis's docs), though its annotation says a class:
             # a seeded function leaves the user's class untouched.
             seeded = cast("type[RuleBasedStateMachine]", hypothesis_seed(seed)(factory))
+            _EXERCISED.pop(machine, None)
             try:
                 run_state_machine_as_test(seeded, settings=stateful)
             except Exception as exc:
                 failures.append(NightlyFailure("stateful", _message(exc)))
+            else:
+                empty = exercised_nothing(machine, "every example of the round")
+                if empty is not None:
+                    failures.append(NightlyFailure("stateful", empty))
         tried = [0, 0]
+        exercised: Counter[str] = Counter()
         if scenarios > 0:
-            space = self.scenarios if self.scenarios is not None else crash_scenarios(
-                venue_faults=BACKTEST_VENUE_FAULTS if self.mode == "backtest"
-                else VENUE_FAULTS)
+            space = self.scenarios if self.scenarios is not None else self._scenarios()
 
             @hypothesis_seed(seed)
             @settings(profile, max_examples=scenarios, phases=KIT_PHASES, database=None,
@@ -194,15 +208,34 @@ class Nightly:
                     workdir=None, first_only=True)
                 tried[0] += 1
                 tried[1] += report.points
-                if not report.ok:
+                exercised.update(dict(report.exercised))
+                if report.failures:  # one scenario may exercise little: the round counts
                     raise AssertionError(report.story())
 
             try:
                 crash_scenario()
             except Exception as exc:
                 failures.append(NightlyFailure("crash_points", _message(exc)))
+            else:
+                missing = nothing_exercised(not_covered(exercised))
+                if missing:
+                    failures.append(NightlyFailure("crash_points", "\n".join([
+                        f"the {tried[0]} crash scenarios exercised nothing a crash could "
+                        f"break:", *uncovered_lines(missing)])))
         return NightlyResult(seed, not failures, tuple(failures), crash_points=tried[1],
-                             scenarios=tried[0], seconds=time.perf_counter() - started)
+                             scenarios=tried[0], seconds=time.perf_counter() - started,
+                             exercised=tuple((k, exercised[k]) for k in COVERAGE))
+
+    def _scenarios(self) -> st.SearchStrategy[CrashScenario]:
+        """The default crash scenarios: your machine's blocks and venue faults (the kit's
+        when no machine is given), without those a backtest cannot survive by design."""
+        faults = self.machine.venue_faults if self.machine is not None else VENUE_FAULTS
+        if self.mode == "backtest":
+            faults = tuple(f for f in faults if f in BACKTEST_VENUE_FAULTS)
+        blocks = self.machine().block_strategy() if self.machine is not None else None
+        if not faults:
+            return crash_scenarios(blocks, faults=st.none())
+        return crash_scenarios(blocks, venue_faults=faults)
 
     def runs(self, seeds: Iterable[int], *, examples: int | None = None,
              scenarios: int = SCENARIOS, target: str = "yourmodule:NIGHTLY",
