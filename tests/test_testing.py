@@ -751,3 +751,21 @@ def test_a_failing_machine_names_the_faults_the_kit_injected_in_order() -> None:
     assert notes, getattr(info.value, "__notes__", None)
     assert re.search(r"\(1\) venue (lost_response|hang_after|eventually_consistent) on "
                      r"route call \d+ of b\d+", notes[-1]), notes[-1]
+
+
+class OwnTeardownMachine(DedupVenueMachine):
+    """A user's machine that tears down its own things without calling super()."""
+
+    torn_down: ClassVar[int] = 0
+
+    def teardown(self) -> None:
+        type(self).torn_down += 1
+
+
+def test_a_machine_with_its_own_teardown_still_counts_what_it_exercised() -> None:
+    """What the examples exercised is counted by the kit's invariant, not by teardown: a
+    user's teardown that does not call super() does not make a working run look empty."""
+    case = OwnTeardownMachine.TestCase
+    case.settings = settings(SEARCH, max_examples=10)
+    case("runTest").runTest()
+    assert OwnTeardownMachine.torn_down >= 10

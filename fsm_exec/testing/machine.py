@@ -49,6 +49,10 @@ _REQUIRED = ("data_provider", "position_update_handler", "execution_interface_ma
 _MOVED = ("manager", "journal", "clock", "venue", "reconciliation", "positions", "accepted")
 
 
+#: Per machine class, what its examples exercised since its run began (Kit._check counts).
+_EXERCISED: dict[type, Counter[str]] = {}
+
+
 class _Batch(list[Any]):
     """The blocks a step submits: one line in a falsifying example, ids included."""
 
@@ -95,15 +99,17 @@ class Kit:
         self._in_flight: str | None = None
         self._ended: dict[str, str] = {}
         self._routes_at_success: dict[str, int] = {}
+        self._filled: set[str] = set()
+        self._retries = 0
+        self._tallied: dict[str, int] = {}
+        self._tally = _EXERCISED.setdefault(cls, Counter())
 
     def exercised(self) -> dict[str, int]:
-        """What this machine's run exercised so far: blocks the venue executed
-        (``fills``), deltas the position handler took (``hand_offs``) and ``retries``
-        (see :data:`~fsm_exec.testing.crash_report.COVERAGE`)."""
-        moves = [e.data for e in self.journal.events if e.event_type == "block_transition"]
-        return {"fills": len({d.get("block_id") for d in moves if "deltas" in d}),
-                "hand_offs": self.positions.handed_off,
-                "retries": sum(1 for d in moves if d.get("dest") == "retrying")}
+        """What this machine's run exercised up to its last check: blocks the venue
+        executed (``fills``), deltas the position handler took (``hand_offs``) and
+        ``retries`` (see :data:`~fsm_exec.testing.crash_report.COVERAGE`)."""
+        return {"fills": len(self._filled), "hand_offs": self.positions.handed_off,
+                "retries": self._retries}
 
     # -------------------------------------------------------------- driving
     def _fresh(self, blocks: list[dict[str, Any]]) -> _Batch:
@@ -147,6 +153,9 @@ class Kit:
     def _check(self) -> None:
         """Every promise of the manager, after every step (the machine's one invariant)."""
         self._check_journal()
+        now = self.exercised()  # counted for the class's run (see _refuse_empty_runs)
+        self._tally.update({k: n - self._tallied.get(k, 0) for k, n in now.items()})
+        self._tallied = now
         for block_id, n in self._routes_at_success.items():
             assert self.venue.route_calls[block_id] == n, f"{block_id} routed after success"
         s = self.manager.get_execution_status()
@@ -178,6 +187,9 @@ class Kit:
                 continue
             d = e.data
             block_id, source, dest = d["block_id"], d["source"], d["dest"]
+            if "deltas" in d:
+                self._filled.add(block_id)
+            self._retries += dest == "retrying"
             assert (source, dest) in _LEGAL, f"{block_id}: illegal move {source} -> {dest}"
             assert block_id not in self._ended, (
                 f"{block_id} moved {source} -> {dest} after it ended {self._ended[block_id]}")
@@ -437,23 +449,18 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
         self.kit._check()
 
     def teardown(self) -> None:
-        """After each example: count what it exercised (see :meth:`Kit.exercised`), and
-        when it failed, note on the exception the faults the kit injected, in order.
-        Override it to tear down your own things, calling ``super().teardown()``."""
-        kit = self.kit
-        _EXERCISED.setdefault(type(self), Counter()).update(kit.exercised())
+        """After each example: when it failed, note on the exception the faults the kit
+        injected, in order. Override it to tear down your own things, calling
+        ``super().teardown()`` to keep that note."""
         failure = sys.exc_info()[1]
         if isinstance(failure, Exception):
-            failure.add_note(faults_line(tuple(kit.injections)))
-
-
-#: Per machine class, what its examples exercised since the run began (see teardown).
-_EXERCISED: dict[type, Counter[str]] = {}
+            failure.add_note(faults_line(tuple(self.kit.injections)))
 
 
 def exercised_nothing(cls: type[ExecutionManagerMachine], examples: str) -> str | None:
-    """Why the examples of ``cls`` torn down since its count was reset proved nothing
-    (no fill or no hand-off in any of them), or ``None`` when they exercised enough."""
+    """Why the examples of ``cls`` checked since its count was reset (``_EXERCISED``)
+    proved nothing (no fill or no hand-off in any of them), or ``None`` when they
+    exercised enough."""
     missing = nothing_exercised(not_covered(_EXERCISED.get(cls, Counter())))
     if not missing:
         return None
