@@ -621,3 +621,22 @@ def test_every_failure_story_names_the_faults_injected_in_order() -> None:
     for failure in crashed.failures:
         assert failure.point is not None and failure.faults == (f"the kill {failure.point}",)
         assert f"(1) the kill {failure.point}." in failure.story()
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_crash_points_reports_the_hand_offs_a_handler_without_dedup_would_double(
+        mode: str) -> None:
+    """Over a deduplicating book the run is ok and names each crash point after which the
+    handler was given a block's deltas again: exactly the points where a book without
+    deduplication applies them twice."""
+    report = crash_points(world(), BATCHES, check=once, mode=mode)
+    assert report.ok
+    assert [b for _, b in report.doubled_hand_offs] == ["b1", "b2", "b3"]
+    naive = crash_points(world(idempotent=False), BATCHES, check=once, mode=mode)
+    assert [p for p, _ in report.doubled_hand_offs] == [f.point for f in naive.failures]
+    assert all("applied {'" in f.problem for f in naive.failures)
+    assert report.hand_offs().splitlines()[0] == (
+        "3 hand-offs handed over twice (a position handler without deduplication applies "
+        "them twice):")
+    nothing = CrashReport(ok=True, points=0, records=0)
+    assert nothing.hand_offs() == "no hand-off was handed over twice"

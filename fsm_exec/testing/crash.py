@@ -115,6 +115,7 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
     failures: list[CrashFailure] = []
     excused: list[CrashFailure] = []
     met: Counter[str] = Counter()
+    doubled: list[tuple[CrashPoint, str]] = []
     with _workspace(workdir) as root:
         def attempt(point: CrashPoint | None, n: int) -> _Run:
             log_dir = root / (f"run-{n:04d}-" + (point.id if point else "no-crash"))
@@ -146,6 +147,8 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
         for point in points:
             tried += 1
             run = attempt(point, tried)
+            doubled.extend((point, b) for b in run.world.positions.doubled(
+                run.recovery.in_doubt if run.recovery is not None else None))
             exercised["in_doubt"] += run.recovery is not None and (
                 run.recovery.in_doubt is not None)
             if failures and first_only:
@@ -156,7 +159,8 @@ def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
                        at_least_once=tuple(excused), windows_met=tuple(sorted(met.items())),
                        mode=mode, total_points=len(points),
                        exercised=tuple((k, exercised[k]) for k in COVERAGE),
-                       not_covered=missing, faults=injected)
+                       not_covered=missing, faults=injected,
+                       doubled_hand_offs=tuple(doubled))
 
 
 def assert_crash_safe(make_collaborators: MakeCollaborators, batches: Batches, *,

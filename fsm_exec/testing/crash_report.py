@@ -171,6 +171,12 @@ class CrashReport:
     ``windows_met`` (per window, how many points met it, whether your check held there
     or not), ``mode``, and ``total_points`` (the scenario's crash points: more than
     ``points`` when :func:`assert_crash_safe` stopped at the first failure).
+
+    ``doubled_hand_offs``: per crash point, the blocks whose deltas the position handler
+    took before the kill and again after the restart (the hard-kill window of the
+    hand-off: :data:`HAND_OFF`). A handler that deduplicates passes them; one that does
+    not would apply each of them twice. The handler is given no hand-off key of its own:
+    deduplicate by the ``block_id`` your venue puts in the deltas.
     """
 
     ok: bool
@@ -184,6 +190,7 @@ class CrashReport:
     exercised: tuple[tuple[str, int], ...] = ()
     not_covered: tuple[str, ...] = ()
     faults: tuple[str, ...] = ()
+    doubled_hand_offs: tuple[tuple[CrashPoint, str], ...] = ()
 
     @property
     def nothing_exercised(self) -> tuple[str, ...]:
@@ -219,6 +226,18 @@ class CrashReport:
         if self.not_covered:
             text += "; not covered: " + ", ".join(_SHORT[k] for k in self.not_covered)
         return text
+
+    def hand_offs(self) -> str:
+        """One line per crash point after which the position handler took a block's deltas
+        a second time (what a handler without deduplication would double), under a line
+        saying how many; ``no hand-off was handed over twice`` when none."""
+        if not self.doubled_hand_offs:
+            return "no hand-off was handed over twice"
+        n = len(self.doubled_hand_offs)
+        return "\n".join([
+            f"{n} hand-off{'s' * (n != 1)} handed over twice (a position handler without "
+            f"deduplication applies {'them' if n != 1 else 'it'} twice):",
+            *(f"  - {b}, crash {p}" for p, b in self.doubled_hand_offs)])
 
     def story(self) -> str:
         """The summary, then the first failure's story (or the first declared

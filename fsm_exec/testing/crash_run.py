@@ -160,9 +160,9 @@ class _Scenario:
         surviving = list(read_journal(log_dir, COMPONENT))
         if self.on_restart is not None:
             self.on_restart(world.given)
-        journal = run.journals[1] = _CrashJournal(log_dir, self.mode,
-                                                   _Trace(live=self.mode == "live"))
-        world.positions.life, world.positions.trace = 2, None
+        second = _Trace(live=self.mode == "live")
+        journal = run.journals[1] = _CrashJournal(log_dir, self.mode, second)
+        world.positions.life, world.positions.trace = 2, second
         em = world.manager(self.config, self.mode, journal)
         try:
             run.recovery = em.recover()

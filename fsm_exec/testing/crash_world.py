@@ -151,7 +151,8 @@ class _CrashJournal(EventLogger):
 
 
 class _HandOffs(_Delegating):
-    """Notes each hand-off the position handler took: (life, block, its deltas record)."""
+    """Notes each hand-off the position handler took: (life, block, its deltas record in
+    that life's trace; -1 when it has none there, as for a block recovered in doubt)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -168,6 +169,17 @@ class _HandOffs(_Delegating):
             self.taken.append((self.life, trace.records[at].block_id if at >= 0 else None,
                                at))
         return result
+
+    def doubled(self, in_doubt: str | None) -> tuple[str, ...]:
+        """The blocks whose deltas the handler took before the kill and again after the
+        restart, in the order of the first hand-off. A hand-off after the restart without
+        a deltas record of its own there is the recovered block's, ``in_doubt``."""
+        again = {in_doubt if b is None else b for life, b, _ in self.taken if life == 2}
+        out: list[str] = []
+        for life, b, _ in self.taken:
+            if life == 1 and b is not None and b in again and b not in out:
+                out.append(b)
+        return tuple(out)
 
 
 class _World:
