@@ -749,8 +749,10 @@ def test_a_failing_machine_names_the_faults_the_kit_injected_in_order() -> None:
     notes = [n for n in getattr(info.value, "__notes__", [])
              if n.startswith("Faults the kit injected, in order: (1) ")]
     assert notes, getattr(info.value, "__notes__", None)
-    assert re.search(r"\(1\) venue (lost_response|hang_after|eventually_consistent) on "
-                     r"route call \d+ of b\d+", notes[-1]), notes[-1]
+    listed = re.findall(r"\((\d+)\) ([^;]+)", notes[-1])
+    assert [int(n) for n, _ in listed] == list(range(1, len(listed) + 1)), notes[-1]
+    assert any(re.fullmatch(r"venue (lost_response|hang_after|eventually_consistent) on "
+                            r"route call \d+ of b\d+\.?", f) for _, f in listed), notes[-1]
 
 
 class OwnTeardownMachine(DedupVenueMachine):
