@@ -256,3 +256,25 @@ def test_a_nightly_failure_names_the_faults_the_kit_injected_in_order(broken: st
         assert re.search(r"Faults the kit injected, in order: \(1\) (venue \w+ on route call"
                          r" \d+ of b\d+|the kill (before|after) record \d+)", f.message), (
             f.message)
+
+
+class RejectOnlyMachine(BtcMachine):
+    venue_faults = ("reject",)
+
+
+class LaggingOnlyMachine(BtcMachine):
+    venue_faults = ("eventually_consistent",)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_the_nightly_crash_scenarios_inject_only_the_machines_venue_faults(
+        data: st.DataObject) -> None:
+    """The crash scenarios inject only the machine's venue_faults; in backtest, less those
+    a backtest cannot survive by design (none left: no faults at all)."""
+    live = data.draw(Nightly(_world(SimVenue), machine=RejectOnlyMachine)._scenarios())
+    assert live.faults is None or set(live.faults.venue) <= {"reject"}
+    assert all(set(i["token"] for i in b["instructions"]) == {"BTC"}
+               for batch in live.batches for b in batch)
+    backtest = Nightly(_world(SimVenue), machine=LaggingOnlyMachine, mode="backtest")
+    assert data.draw(backtest._scenarios()).faults is None

@@ -30,6 +30,12 @@ kept with the same collaborators, and checks the manager's promises and yours::
     report = assert_crash_safe(make_collaborators, [[block("b1")], [block("b2")]],
                                check=my_venue_filled_each_block_at_most_once)
 
+The kit never calls a run that exercised nothing a pass: a crash-points run, a machine's
+``TestCase`` or a nightly round in which the venue filled no block, or the position handler
+took no deltas, is not ``ok`` and says what was not covered (:attr:`CrashReport.exercised`,
+:attr:`CrashReport.not_covered`). Every failure it reports names the faults it injected,
+in order.
+
 ``python -m fsm_exec.testing nightly yourmodule:NIGHTLY`` (a :class:`Nightly`) runs seeded
 rounds of both over random scenarios and prints every failure with the seed that replays
 it. Needs the ``testing`` extra (``pip install fsm-exec[testing]``) for hypothesis.

@@ -471,10 +471,8 @@ def exercised_nothing(cls: type[ExecutionManagerMachine], examples: str) -> str 
 def _refuse_empty_runs(cls: type[ExecutionManagerMachine]) -> None:
     """Make ``cls.TestCase`` fail when its examples, all together, exercised no fill or
     no hand-off: a run over an adapter that refuses everything is not a pass."""
-    case = cls.TestCase
-    run = case.__dict__.get("runTest")
-    if run is None or getattr(run, "_fsm_exec_refuses_empty_runs", False):
-        return
+    case = cls.TestCase  # each machine class has its own
+    run = case.runTest
 
     def runTest(self: Any) -> None:  # unittest's name
         _EXERCISED.pop(cls, None)
@@ -483,10 +481,7 @@ def _refuse_empty_runs(cls: type[ExecutionManagerMachine]) -> None:
         if problem is not None:
             raise AssertionError(problem)
 
-    for name in ("is_hypothesis_test", "_hypothesis_state_machine_class"):
-        if hasattr(run, name):
-            setattr(runTest, name, getattr(run, name))
-    runTest._fsm_exec_refuses_empty_runs = True  # type: ignore[attr-defined]
+    runTest.__dict__.update(vars(run))  # hypothesis's marks: is_hypothesis_test, ...
     case.runTest = runTest  # type: ignore[method-assign]
 
 

@@ -4,8 +4,10 @@ command that replays it.
 
 A round with seed *s* runs (1) your :class:`~fsm_exec.testing.ExecutionManagerMachine`
 under the ``fsm-exec-nightly`` profile, and (2) a hypothesis search over random crash
-scenarios (random batches, random fault plans or none), each crashed at every point with
-:func:`~fsm_exec.testing.assert_crash_safe`. Both are seeded with *s* (hypothesis's
+scenarios (random batches of your machine's ``block_strategy()``, random fault plans of
+its ``venue_faults`` or none), each crashed at every point. A round fails when either part
+finds a broken promise, or exercised nothing over all its examples (no fill, no
+hand-off: an adapter that refuses everything is not a pass). Both are seeded with *s* (hypothesis's
 ``@seed``, no example database), so the same seed runs the same examples: a failure
 printed at night is replayed in the morning with ``--seed s``.
 
