@@ -640,3 +640,15 @@ def test_crash_points_reports_the_hand_offs_a_handler_without_dedup_would_double
         "them twice):")
     nothing = CrashReport(ok=True, points=0, records=0)
     assert nothing.hand_offs() == "no hand-off was handed over twice"
+
+
+def test_a_story_says_what_was_not_exercised_even_beside_an_at_least_once_point() -> None:
+    """A report that exercised nothing says so in its story, before any declared
+    at-least-once point it also tells."""
+    point = CrashFailure(CrashPoint(2, "before", "x"), ("a",), 1, "p")
+    report = CrashReport(ok=False, points=2, records=1, at_least_once=(point,),
+                         not_covered=("fills", "hand_offs", "retries"))
+    story = report.story()
+    assert story.index("exercised nothing a crash could break") < story.index(
+        "first at-least-once point:")
+    assert "no fill, no hand-off" in story.splitlines()[0]

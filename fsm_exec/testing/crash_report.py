@@ -240,19 +240,19 @@ class CrashReport:
             *(f"  - {b}, crash {p}" for p, b in self.doubled_hand_offs)])
 
     def story(self) -> str:
-        """The summary, then the first failure's story (or the first declared
-        at-least-once point's, when nothing failed; or what the run did not exercise, with
-        the faults the kit injected, when that is why it is not ``ok``)."""
+        """The summary, then what the run did not exercise (with the faults the kit
+        injected) when that is why it is not ``ok``; then the first failure's story (or
+        the first declared at-least-once point's, when nothing failed)."""
+        parts = [self.summary()]
+        if not self.failures and self.nothing_exercised:
+            parts += ["", "The run exercised nothing a crash could break:",
+                      *uncovered_lines(self.nothing_exercised), faults_line(self.faults),
+                      "A run that exercises nothing proves nothing: give the scenario "
+                      "blocks your adapters execute."]
         shown = self.failures or self.at_least_once
-        if not shown and self.nothing_exercised:
-            return "\n".join([
-                self.summary(), "", "The run exercised nothing a crash could break:",
-                *uncovered_lines(self.nothing_exercised), faults_line(self.faults),
-                "A run that exercises nothing proves nothing: give the scenario blocks your "
-                "adapters execute."])
-        if not shown:
-            return self.summary()
-        what = "first failing point" if self.failures else "first at-least-once point"
-        return f"{self.summary()}\n\n{what}:\n{shown[0].story()}"
+        if shown:
+            what = "first failing point" if self.failures else "first at-least-once point"
+            parts += ["", f"{what}:", shown[0].story()]
+        return "\n".join(parts)
 
 
