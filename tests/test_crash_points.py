@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fsm_exec import ExecutionManager, InstructionBlock, check_journal
+from fsm_exec import ExecutionManager, ExecutionRejected, InstructionBlock, check_journal
 from fsm_exec.journal.writer import JournalCorruptError, read_journal
 from fsm_exec.testing import (
     WINDOWS,
@@ -444,12 +444,14 @@ def test_a_story_marks_the_records_lost_with_the_crash() -> None:
         "reroute_at_least_once.",
         "Then: submitted batch 2.",
         "What went wrong: b9 ended 2 times",
+        "The kit injected no fault.",
         f"At-least-once window {NO_QUERY}: {WINDOWS[NO_QUERY]} (README, Guarantees)."]
     after = CrashFailure(CrashPoint(3, "after", "x"), ("a", "b", "c"), 3, "p\nq").story()
     assert after.splitlines()[:2] == [
         "crash after record 3 (x), live mode: the process dies just after that record "
         "became durable.", "Of the 3 records written, 3 were durable:"]
-    assert after.endswith("no block in flight.\nWhat went wrong: p\n    q")
+    assert after.endswith("no block in flight.\nWhat went wrong: p\n    q\n"
+                          "The kit injected no fault.")
     assert CrashPoint(3, "after", "block_accepted b1").id == "after-3-block_accepted-b1"
     assert CrashReport(ok=True, points=2, records=1).story() == (
         "2 crash points over 1 journal records (live): ok")
@@ -521,14 +523,132 @@ def test_readme_crash_points_example_runs_and_prints_what_it_says(
 
 
 def test_readme_crash_points_failure_is_the_story_it_shows() -> None:
-    """Without the dedup check the README's test fails with exactly the story it shows."""
+    """Without the dedup check the README's test fails with exactly the story it shows,
+    which names the one fault the kit injected: the kill (the README may not show that
+    line yet: the rest of the story is the README's word for word)."""
     namespace = readme_namespace(broken=True)
     with pytest.raises(AssertionError) as info:
         namespace["test_my_adapter_survives_a_crash_at_every_point"]()
     after = readme_section().split("Delete the\n`if block.block_id not in self.orders:`", 1)[1]
     shown = re.search(r"```text\n(.*?)```", after, re.S)
-    assert shown is not None and str(info.value) == shown.group(1).rstrip("\n")
+    faults = ("Faults the kit injected, in order: (1) the kill before record 5 "
+              "(b1 routing->pending_reconciliation).")
+    told = str(info.value).splitlines()
+    assert faults in told
+    assert shown is not None
+    readme = [line for line in shown.group(1).rstrip("\n").splitlines() if line != faults]
+    assert [line for line in told if line != faults] == readme
 
 
 #: crash_point_tests as a user writes it: pytest collects one test per crash point.
 test_each_crash_point_of_one_block = crash_point_tests(world(), BATCHES[:1], check=once)
+
+
+# ------------------------------------------------------------------------ no false confidence
+
+
+class RefusesEverything(SimVenue):
+    """A venue adapter that rejects every block: nothing is ever executed."""
+
+    def route_instruction(self, ts: Any, block: InstructionBlock) -> dict[str, Any]:
+        raise ExecutionRejected("the adapter under test refuses everything", retryable=False)
+
+
+def test_an_adapter_that_rejects_every_block_is_not_ok() -> None:
+    """crash_points refuses to call a run ok when the venue filled nothing: no failure,
+    but ok is false, and the report says no fill and no hand-off was covered."""
+    report = crash_points(world(RefusesEverything), BATCHES, check=once)
+    assert not report.ok and report.failures == ()
+    assert dict(report.exercised)["fills"] == 0 and dict(report.exercised)["hand_offs"] == 0
+    assert report.not_covered[:2] == ("fills", "hand_offs")
+    assert report.nothing_exercised == ("fills", "hand_offs")
+    assert report.summary().endswith("NOT ok, it exercised nothing: no fill, no hand-off")
+    assert "no fill: the venue executed no block" in report.story()
+    with pytest.raises(AssertionError, match="exercised nothing: no fill, no hand-off"):
+        assert_crash_safe(world(RefusesEverything), BATCHES, check=once)
+
+
+def test_a_fault_plan_that_rejects_every_block_is_not_ok_and_says_so() -> None:
+    """Faults that reject every route leave nothing exercised: not ok, and the story names
+    the faults the kit injected, in order."""
+    report = crash_points(world(), BATCHES, faults=FaultPlan(venue=("reject_final",) * 3))
+    assert not report.ok and report.failures == ()
+    assert report.faults == ("venue reject_final on route call 1 of b1",
+                             "venue reject_final on route call 1 of b2",
+                             "venue reject_final on route call 1 of b3")
+    assert ("Faults the kit injected, in order: (1) venue reject_final on route call 1 of b1; "
+            "(2) venue reject_final on route call 1 of b2; (3) venue reject_final on route "
+            "call 1 of b3.") in report.story().splitlines()
+
+
+def test_a_run_reports_what_it_exercised_and_what_it_did_not_cover() -> None:
+    """An ok run counts its fills, hand-offs, retries and restarts with a block in doubt,
+    and names what it did not cover (here: no retry, without faults)."""
+    report = crash_points(world(), BATCHES, check=once)
+    counts = dict(report.exercised)
+    assert report.ok and counts["fills"] == 3 and counts["hand_offs"] == 3
+    assert counts["retries"] == 0 and counts["in_doubt"] > 0
+    assert report.not_covered == ("retries",) and report.nothing_exercised == ()
+    assert report.coverage().endswith("; not covered: no retry")
+    faulty = crash_points(world(), BATCHES, check=once, faults=FaultPlan(venue=("reject",)))
+    assert faulty.ok and dict(faulty.exercised)["retries"] == 1 and faulty.not_covered == ()
+
+
+def test_crash_point_tests_fail_the_no_crash_test_when_nothing_is_exercised() -> None:
+    """crash_point_tests: the test without a crash fails, saying what was not covered, when
+    the adapter refuses every block; the crash points themselves keep their promises."""
+    test = crash_point_tests(world(RefusesEverything), BATCHES[:1])
+    with pytest.raises(AssertionError, match="no fill: the venue executed no block"):
+        test(None)
+    test(CrashPoint(1, "before"))
+
+
+def test_every_failure_story_names_the_faults_injected_in_order() -> None:
+    """A failure's story lists every fault the kit injected, the kill included, in the
+    order they happened."""
+    plan = FaultPlan(venue=("lost_response",), reconciliation=(("never", 0.0),))
+    report = crash_points(world(lambda: Ledger(dedupe=False)), BATCHES, check=once,
+                          faults=plan)
+    first = report.failures[0]
+    assert first.point is None and first.faults == (
+        "venue lost_response on route call 1 of b1",
+        "reconciliation of b1's hand-off never reconciles")
+    assert ("Faults the kit injected, in order: (1) venue lost_response on route call 1 of "
+            "b1; (2) reconciliation of b1's hand-off never reconciles.") in (
+        first.story().splitlines())
+    crashed = crash_points(world(lambda: Ledger(dedupe=False)), BATCHES, check=once)
+    assert crashed.failures
+    for failure in crashed.failures:
+        assert failure.point is not None and failure.faults == (f"the kill {failure.point}",)
+        assert f"(1) the kill {failure.point}." in failure.story()
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_crash_points_reports_the_hand_offs_a_handler_without_dedup_would_double(
+        mode: str) -> None:
+    """Over a deduplicating book the run is ok and names each crash point after which the
+    handler was given a block's deltas again: exactly the points where a book without
+    deduplication applies them twice."""
+    report = crash_points(world(), BATCHES, check=once, mode=mode)
+    assert report.ok
+    assert [b for _, b in report.doubled_hand_offs] == ["b1", "b2", "b3"]
+    naive = crash_points(world(idempotent=False), BATCHES, check=once, mode=mode)
+    assert [p for p, _ in report.doubled_hand_offs] == [f.point for f in naive.failures]
+    assert all("applied {'" in f.problem for f in naive.failures)
+    assert report.hand_offs().splitlines()[0] == (
+        "3 hand-offs handed over twice (a position handler without deduplication applies "
+        "them twice):")
+    nothing = CrashReport(ok=True, points=0, records=0)
+    assert nothing.hand_offs() == "no hand-off was handed over twice"
+
+
+def test_a_story_says_what_was_not_exercised_even_beside_an_at_least_once_point() -> None:
+    """A report that exercised nothing says so in its story, before any declared
+    at-least-once point it also tells."""
+    point = CrashFailure(CrashPoint(2, "before", "x"), ("a",), 1, "p")
+    report = CrashReport(ok=False, points=2, records=1, at_least_once=(point,),
+                         not_covered=("fills", "hand_offs", "retries"))
+    story = report.story()
+    assert story.index("exercised nothing a crash could break") < story.index(
+        "first at-least-once point:")
+    assert "no fill, no hand-off" in story.splitlines()[0]

@@ -9,18 +9,28 @@ import re
 import subprocess
 import sys
 import types
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from test_crash_points import readme_namespace
 
+from fsm_exec import ExecutionRejected, InstructionBlock
 from fsm_exec.testing import (
     SIMULATED,
     CrashScenario,
+    ExecutionManagerMachine,
     FaultPlan,
     Nightly,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
     crash_scenarios,
+    instruction_blocks,
     register_profiles,
 )
 from fsm_exec.testing.nightly import BACKTEST_VENUE_FAULTS, load_target, main
@@ -163,8 +173,9 @@ def test_a_nightly_without_the_profile_registered_uses_its_values(
     monkeypatch.delitem(settings._profiles, "fsm-exec-nightly")
     with pytest.raises(InvalidArgument):
         settings.get_profile("fsm-exec-nightly")
+    # 5 examples: with 2, seed 5 fills no block, and a round that exercised nothing fails
     assert Nightly(SIMULATED.make_collaborators, machine=SIMULATED.machine).run(
-        5, examples=2, scenarios=0).ok
+        5, examples=5, scenarios=0).ok
 
 
 def test_the_readme_nightly_passes_on_the_readme_adapter() -> None:
@@ -172,3 +183,98 @@ def test_the_readme_nightly_passes_on_the_readme_adapter() -> None:
     round of both parts."""
     result = readme_namespace()["NIGHTLY"].run(11, examples=10, scenarios=2)
     assert result.ok, result.failures
+
+
+# ------------------------------------------------------------------------ no false confidence
+
+
+def _world(venue: type[SimVenue]) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        rc = SimReconciliation()
+        return {"data_provider": StaticDataProvider(),
+                "position_update_handler": SimPositionHandler(rc, idempotent=True),
+                "execution_interface_manager": venue(), "reconciliation_component": rc}
+
+    return make
+
+
+class RefusesEverything(SimVenue):
+    """A venue adapter that rejects every block."""
+
+    def route_instruction(self, ts: Any, block: InstructionBlock) -> dict[str, Any]:
+        raise ExecutionRejected("refuses everything", retryable=False)
+
+
+class RefusingMachine(ExecutionManagerMachine):
+    def collaborators(self) -> dict[str, Any]:
+        return _world(RefusesEverything)()
+
+
+def test_a_round_over_an_adapter_that_refuses_everything_is_not_ok() -> None:
+    """The machine and the crash scenarios both exercised nothing: the round fails, and
+    each part says what was not covered."""
+    result = Nightly(_world(RefusesEverything), machine=RefusingMachine).run(
+        7, examples=5, scenarios=3)
+    assert not result.ok
+    assert [f.part for f in result.failures] == ["stateful", "crash_points"]
+    assert all("exercised nothing" in f.message and "no fill" in f.message
+               and "no hand-off" in f.message for f in result.failures)
+    assert dict(result.exercised)["fills"] == 0
+
+
+class BtcMachine(ExecutionManagerMachine):
+    """A machine whose adapter only trades BTC, and says so in its block strategy."""
+
+    def collaborators(self) -> dict[str, Any]:
+        return _world(SimVenue)()
+
+    def block_strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return instruction_blocks(block_id=st.just("id"), tokens=("BTC",), max_instructions=1)
+
+
+def _btc_only(c: Mapping[str, Any]) -> None:
+    """The adapter was only ever asked to trade BTC."""
+    executed = c["execution_interface_manager"].executed
+    assert all(set(d["changes"]) <= {"BTC"} for d in executed.values()), executed
+
+
+def test_the_nightly_crash_scenarios_use_the_machines_block_strategy() -> None:
+    """The crash scenarios draw their blocks from the user's machine's block_strategy()
+    (not the kit's default ETH/USDT blocks), and its venue faults."""
+    result = Nightly(_world(SimVenue), machine=BtcMachine, check=_btc_only).run(
+        3, examples=10, scenarios=3)
+    assert result.ok, result.failures
+    assert dict(result.exercised)["fills"] > 0
+
+
+def test_a_nightly_failure_names_the_faults_the_kit_injected_in_order(broken: str) -> None:
+    """Both parts of a failing round name, in their message, the faults the kit injected
+    into the failing example, in order."""
+    result = load_target(broken).run(42, examples=10, scenarios=3)
+    assert [f.part for f in result.failures] == ["stateful", "crash_points"]
+    for f in result.failures:
+        assert re.search(r"Faults the kit injected, in order: \(1\) (venue \w+ on route call"
+                         r" \d+ of b\d+|the kill (before|after) record \d+)", f.message), (
+            f.message)
+
+
+class RejectOnlyMachine(BtcMachine):
+    venue_faults = ("reject",)
+
+
+class LaggingOnlyMachine(BtcMachine):
+    venue_faults = ("eventually_consistent",)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_the_nightly_crash_scenarios_inject_only_the_machines_venue_faults(
+        data: st.DataObject) -> None:
+    """The crash scenarios inject only the machine's venue_faults; in backtest, less those
+    a backtest cannot survive by design (none left: no faults at all)."""
+    live = data.draw(Nightly(_world(SimVenue), machine=RejectOnlyMachine)._scenarios())
+    assert live.faults is None or set(live.faults.venue) <= {"reject"}
+    assert all(set(i["token"] for i in b["instructions"]) == {"BTC"}
+               for batch in live.batches for b in batch)
+    backtest = Nightly(_world(SimVenue), machine=LaggingOnlyMachine, mode="backtest")
+    assert data.draw(backtest._scenarios()).faults is None

@@ -23,6 +23,7 @@ from fsm_exec import (
     TERMINAL_STATES,
     TRANSITIONS,
     ExecutionManager,
+    ExecutionRejected,
     InstructionBlock,
     InvalidBlockError,
 )
@@ -643,7 +644,7 @@ def test_block_strategy_can_be_overridden(data: st.DataObject) -> None:
 
 def test_kit_machines_default_to_short_examples_unless_a_profile_says() -> None:
     """Kit machines take 20 steps and skip explain unless the profile sets its own values."""
-    from fsm_exec.testing import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
+    from fsm_exec.testing.profiles import DEFAULT_PHASES, DEFAULT_STEPS, KIT_PHASES, KIT_STEPS
 
     assert settings().stateful_step_count == DEFAULT_STEPS  # the suite's profiles keep it
     assert tuple(settings().phases) == DEFAULT_PHASES
@@ -681,3 +682,92 @@ def test_the_library_imports_without_hypothesis() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_kit_never_imports_its_own_public_module() -> None:
+    """No module of fsm_exec/testing/ imports the package fsm_exec.testing (its public
+    face): they import the private modules they need, so there is no import circle."""
+    import ast
+
+    for path in sorted((ROOT / "fsm_exec" / "testing").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "fsm_exec.testing", f"{path.name}:{node.lineno}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "fsm_exec.testing" for a in node.names), (
+                    f"{path.name}:{node.lineno}")
+
+
+def test_the_kit_and_the_simulated_venues_keep_their_modules_small() -> None:
+    """Every module of fsm_exec/testing/ and fsm_exec/sim/ is at most 600 lines."""
+    for package in ("testing", "sim"):
+        for path in sorted((ROOT / "fsm_exec" / package).glob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            assert lines <= 600, f"fsm_exec/{package}/{path.name} has {lines} lines"
+
+
+# ------------------------------------------------------------------------ no false confidence
+
+
+class RefusingVenue(FillingVenue):
+    """An adapter that rejects every block: the venue never executes anything."""
+
+    def route_instruction(self, ts: Any, block: InstructionBlock) -> dict[str, Any]:
+        raise ExecutionRejected("refuses everything", retryable=False)
+
+
+class RefusingVenueMachine(FillingVenueMachine):
+    venue_class = RefusingVenue
+
+
+def test_a_machine_test_case_over_a_venue_that_refuses_everything_fails() -> None:
+    """The machine's TestCase refuses to pass when no example filled or handed off a
+    block, saying what was not covered; over a working venue it passes."""
+    case = RefusingVenueMachine.TestCase
+    case.settings = settings(SEARCH, max_examples=10)
+    with pytest.raises(AssertionError, match="exercised nothing") as info:
+        case("runTest").runTest()
+    assert "no fill: the venue executed no block" in str(info.value)
+    assert "no hand-off" in str(info.value)
+    working = DedupVenueMachine.TestCase
+    saved = working.settings
+    working.settings = settings(SEARCH, max_examples=10)
+    try:
+        working("runTest").runTest()
+    finally:
+        working.settings = saved
+
+
+def test_a_failing_machine_names_the_faults_the_kit_injected_in_order() -> None:
+    """A failure found by the machine carries a note listing the faults the kit injected
+    into the failing example, in order."""
+    find = settings(SEARCH, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    with pytest.raises(AssertionError, match="filled more than once") as info:
+        run_state_machine_as_test(FillingVenueMachine, settings=find)
+    notes = [n for n in getattr(info.value, "__notes__", [])
+             if n.startswith("Faults the kit injected, in order: (1) ")]
+    assert notes, getattr(info.value, "__notes__", None)
+    listed = re.findall(r"\((\d+)\) ([^;]+)", notes[-1])
+    assert [int(n) for n, _ in listed] == list(range(1, len(listed) + 1)), notes[-1]
+    assert any(re.fullmatch(r"venue (lost_response|hang_after|eventually_consistent) on "
+                            r"route call \d+ of b\d+\.?", f) for _, f in listed), notes[-1]
+
+
+class OwnTeardownMachine(DedupVenueMachine):
+    """A user's machine that tears down its own things without calling super()."""
+
+    torn_down: ClassVar[int] = 0
+
+    def teardown(self) -> None:
+        type(self).torn_down += 1
+
+
+def test_a_machine_with_its_own_teardown_still_counts_what_it_exercised() -> None:
+    """What the examples exercised is counted by the kit's invariant, not by teardown: a
+    user's teardown that does not call super() does not make a working run look empty."""
+    case = OwnTeardownMachine.TestCase
+    case.settings = settings(SEARCH, max_examples=10)
+    case("runTest").runTest()
+    assert OwnTeardownMachine.torn_down >= 10

@@ -186,8 +186,10 @@ class FaultyVenue(_Delegating):
     Every other attribute is the wrapped venue's (``wrapper.fills`` reads
     ``inner.fills``), except the wrapper's own: ``inner``, ``faults``, ``clock``,
     ``hang_seconds``, ``lag_queries``, ``lag_seconds``, ``queryable``, ``injected``
-    (``(block_id, fault)`` applied), ``route_calls`` (a Counter per block id) and
-    ``lagged`` (a Counter of ``None`` answers given per block id).
+    (``(block_id, fault)`` applied), ``injections`` (each fault applied as one line of
+    prose, in order: give several wrappers one list to have theirs in one order),
+    ``route_calls`` (a Counter per block id) and ``lagged`` (a Counter of ``None`` answers
+    given per block id).
     """
 
     _NOT_DELEGATED = frozenset({"query_execution"})
@@ -195,7 +197,7 @@ class FaultyVenue(_Delegating):
     def __init__(self, inner: Any, faults: Iterable[str | None] = (), *,
                  clock: FakeClock | None = None, hang_seconds: float = 31.0,
                  queryable: bool = True, lag_queries: int = 2,
-                 lag_seconds: float = 4.0) -> None:
+                 lag_seconds: float = 4.0, injections: list[str] | None = None) -> None:
         if lag_queries < 0 or lag_seconds < 0:
             raise ValueError(f"lag_queries ({lag_queries!r}) and lag_seconds "
                              f"({lag_seconds!r}) must not be negative")
@@ -206,6 +208,7 @@ class FaultyVenue(_Delegating):
         self.lag_queries, self.lag_seconds = lag_queries, lag_seconds
         self.queryable = queryable and getattr(inner, "query_execution", None) is not None
         self.injected: list[tuple[str, str]] = []
+        self.injections: list[str] = injections if injections is not None else []
         self.route_calls: Counter[str] = Counter()
         self.lagged: Counter[str] = Counter()
         self._lagging: dict[str, float] = {}  # block_id -> when it executed
@@ -245,6 +248,8 @@ class FaultyVenue(_Delegating):
             raise ValueError("an eventually_consistent fault with lag_seconds needs the "
                              "fake clock")
         self.injected.append((block.block_id, fault))
+        self.injections.append(f"venue {fault} on route call "
+                               f"{self.route_calls[block.block_id]} of {block.block_id}")
         if fault == "reject":
             raise ExecutionRejected("simulated rejection")
         if fault == "reject_final":
@@ -349,21 +354,27 @@ class FaultyReconciliation(_Delegating):
     hand-off takes the next behaviour of ``script`` (see :data:`RECONCILIATION_FAULTS`).
     With nothing scripted it passes the wrapped status through. Every other attribute
     (such as ``reconciled_block_id``) is the wrapped component's, except the wrapper's own:
-    ``inner``, ``clock``, ``script``, ``injected``.
+    ``inner``, ``clock``, ``script``, ``injected`` and ``injections`` (each behaviour
+    applied as one line of prose, in order: see :class:`FaultyVenue`).
     """
 
     def __init__(self, inner: Any, clock: FakeClock,
-                 script: Iterable[tuple[str, float]] = ()) -> None:
+                 script: Iterable[tuple[str, float]] = (), *,
+                 injections: list[str] | None = None) -> None:
         self.inner, self.clock = inner, clock
         self.script: deque[tuple[str, float]] = deque(script)
         self._kind = "ok"
         self._ready_at = 0.0
         self.injected: list[tuple[str, float]] = []
+        self.injections: list[str] = injections if injections is not None else []
 
     def notify(self, block_id: str | None) -> None:
         if self.script:
             self._kind, delay = self.script.popleft()
             self.injected.append((self._kind, delay))
+            what = {"never": "never reconciles", "fail": "fails"}.get(
+                self._kind, f"reconciles after {delay:g} s")
+            self.injections.append(f"reconciliation of {block_id}'s hand-off {what}")
         else:
             self._kind, delay = "ok", 0.0
         self._ready_at = self.clock() + delay
@@ -383,22 +394,30 @@ class FaultyPositionHandler(_Delegating):
     """Wraps any position handler: scripted hand-offs raise (``True`` in ``failures``)
     before reaching it; successful ones are announced to ``reconciliation`` (if any).
     Every other attribute (``positions``, ...) is the wrapped handler's, except the
-    wrapper's own: ``inner``, ``failures``, ``reconciliation``, ``refused``."""
+    wrapper's own: ``inner``, ``failures``, ``reconciliation``, ``refused`` (hand-offs made
+    to raise), ``handed_off`` (hand-offs the wrapped handler took and returned from) and
+    ``injections`` (each failure as one line of prose, in order: see
+    :class:`FaultyVenue`)."""
 
     def __init__(self, inner: Any, failures: Iterable[bool] = (), *,
-                 reconciliation: FaultyReconciliation | None = None) -> None:
+                 reconciliation: FaultyReconciliation | None = None,
+                 injections: list[str] | None = None) -> None:
         self.inner = inner
         self.failures: deque[bool] = deque(failures)
         self.reconciliation = reconciliation
         self.refused = 0
+        self.handed_off = 0
+        self.injections: list[str] = injections if injections is not None else []
 
     def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
+        block_id = deltas.get("block_id") if isinstance(deltas, Mapping) else None
         if self.failures and self.failures.popleft():
             self.refused += 1
+            self.injections.append(f"position handler raised on the hand-off of {block_id}")
             raise RuntimeError("injected position update failure")
         result = self.inner.update_state(timestamp, trigger_source, deltas)
+        self.handed_off += 1
         if self.reconciliation is not None:
-            block_id = deltas.get("block_id") if isinstance(deltas, Mapping) else None
             self.reconciliation.notify(block_id)
         return result
 

@@ -4,8 +4,10 @@ command that replays it.
 
 A round with seed *s* runs (1) your :class:`~fsm_exec.testing.ExecutionManagerMachine`
 under the ``fsm-exec-nightly`` profile, and (2) a hypothesis search over random crash
-scenarios (random batches, random fault plans or none), each crashed at every point with
-:func:`~fsm_exec.testing.assert_crash_safe`. Both are seeded with *s* (hypothesis's
+scenarios (random batches of your machine's ``block_strategy()``, random fault plans of
+its ``venue_faults`` or none), each crashed at every point. A round fails when either part
+finds a broken promise, or exercised nothing over all its examples (no fill, no
+hand-off: an adapter that refuses everything is not a pass). Both are seeded with *s* (hypothesis's
 ``@seed``, no example database), so the same seed runs the same examples: a failure
 printed at night is replayed in the morning with ``--seed s``.
 
@@ -20,8 +22,9 @@ import importlib
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import Any, TextIO, cast
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -31,10 +34,17 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from fsm_exec.sim.venues import VENUE_FAULTS, FaultPlan
-from fsm_exec.testing.crash import Check, Collaborators, MakeCollaborators, _crash_points
-
-if TYPE_CHECKING:
-    from fsm_exec.testing import ExecutionManagerMachine
+from fsm_exec.testing.crash import _crash_points
+from fsm_exec.testing.crash_report import (
+    COVERAGE,
+    not_covered,
+    nothing_exercised,
+    uncovered_lines,
+)
+from fsm_exec.testing.crash_world import Check, Collaborators, MakeCollaborators
+from fsm_exec.testing.machine import _EXERCISED, ExecutionManagerMachine, exercised_nothing
+from fsm_exec.testing.profiles import KIT_PHASES, PROFILES
+from fsm_exec.testing.strategies import fault_plans, instruction_blocks
 
 PROFILE = "fsm-exec-nightly"
 #: The venue faults a backtest's crash scenarios draw: not ``eventually_consistent``. A
@@ -87,8 +97,6 @@ def crash_scenarios(blocks: st.SearchStrategy[dict[str, Any]] | None = None, *,
     blocks drawn from ``blocks`` (default: the machine's small blocks), ids ``b1``, ``b2``,
     ... in order; and ``faults`` (default: no faults, or ``fault_plans(venue_faults=
     venue_faults)``). Scenarios shrink towards one block and no faults."""
-    from fsm_exec.testing import fault_plans, instruction_blocks
-
     if max_batches < 1 or max_batch_size < 1:
         raise ValueError(f"max_batches ({max_batches}) and max_batch_size "
                          f"({max_batch_size}) must be at least 1")
@@ -114,7 +122,10 @@ class NightlyFailure:
 @attrs.frozen
 class NightlyResult:
     """One round: its ``seed``, ``ok``, ``failures``, ``crash_points`` (points tried over
-    all scenarios) and ``seconds``."""
+    all scenarios), ``scenarios``, ``seconds``, and ``exercised`` (what the crash
+    scenarios exercised, summed: see :class:`~fsm_exec.testing.CrashReport`). A round
+    whose machine or crash scenarios exercised nothing a fault could break (no fill or no
+    hand-off in any example) is not ``ok``: its ``failures`` say what was not covered."""
 
     seed: int
     ok: bool
@@ -122,6 +133,7 @@ class NightlyResult:
     crash_points: int = 0
     scenarios: int = 0
     seconds: float = 0.0
+    exercised: tuple[tuple[str, int], ...] = ()
 
 
 def _message(exc: BaseException) -> str:
@@ -135,8 +147,9 @@ class Nightly:
     rest of :func:`~fsm_exec.testing.crash_points`'s arguments for the crash scenarios,
     and your ``machine`` (an :class:`~fsm_exec.testing.ExecutionManagerMachine` subclass;
     ``None``: crash scenarios only). ``scenarios``: the crash scenarios to search
-    (default :func:`crash_scenarios`, without ``eventually_consistent`` in backtest: see
-    :data:`BACKTEST_VENUE_FAULTS`). Put one in a module and run
+    (default :func:`crash_scenarios` over your machine's ``block_strategy()`` and
+    ``venue_faults`` when you give a machine, without ``eventually_consistent`` in
+    backtest: see :data:`BACKTEST_VENUE_FAULTS`). Put one in a module and run
     ``python -m fsm_exec.testing nightly yourmodule:NAME``."""
 
     make_collaborators: MakeCollaborators
@@ -153,8 +166,6 @@ class Nightly:
         """One round with seed ``seed``: the machine under the ``fsm-exec-nightly``
         profile (``examples`` overrides its ``max_examples``), then ``scenarios`` crash
         scenarios. The same seed runs the same examples."""
-        from fsm_exec.testing import KIT_PHASES, PROFILES
-
         try:
             profile = settings.get_profile(PROFILE)
         except InvalidArgument:  # not registered: its values, on hypothesis's defaults
@@ -173,15 +184,19 @@ class Nightly:
             # Any factory will do (hypothesis's docs), though its annotation says a class:
             # a seeded function leaves the user's class untouched.
             seeded = cast("type[RuleBasedStateMachine]", hypothesis_seed(seed)(factory))
+            _EXERCISED.pop(machine, None)
             try:
                 run_state_machine_as_test(seeded, settings=stateful)
             except Exception as exc:
                 failures.append(NightlyFailure("stateful", _message(exc)))
+            else:
+                empty = exercised_nothing(machine, "every example of the round")
+                if empty is not None:
+                    failures.append(NightlyFailure("stateful", empty))
         tried = [0, 0]
+        exercised: Counter[str] = Counter()
         if scenarios > 0:
-            space = self.scenarios if self.scenarios is not None else crash_scenarios(
-                venue_faults=BACKTEST_VENUE_FAULTS if self.mode == "backtest"
-                else VENUE_FAULTS)
+            space = self.scenarios if self.scenarios is not None else self._scenarios()
 
             @hypothesis_seed(seed)
             @settings(profile, max_examples=scenarios, phases=KIT_PHASES, database=None,
@@ -195,15 +210,34 @@ class Nightly:
                     workdir=None, first_only=True)
                 tried[0] += 1
                 tried[1] += report.points
-                if not report.ok:
+                exercised.update(dict(report.exercised))
+                if report.failures:  # one scenario may exercise little: the round counts
                     raise AssertionError(report.story())
 
             try:
                 crash_scenario()
             except Exception as exc:
                 failures.append(NightlyFailure("crash_points", _message(exc)))
+            else:
+                missing = nothing_exercised(not_covered(exercised))
+                if missing:
+                    failures.append(NightlyFailure("crash_points", "\n".join([
+                        f"the {tried[0]} crash scenarios exercised nothing a crash could "
+                        f"break:", *uncovered_lines(missing)])))
         return NightlyResult(seed, not failures, tuple(failures), crash_points=tried[1],
-                             scenarios=tried[0], seconds=time.perf_counter() - started)
+                             scenarios=tried[0], seconds=time.perf_counter() - started,
+                             exercised=tuple((k, exercised[k]) for k in COVERAGE))
+
+    def _scenarios(self) -> st.SearchStrategy[CrashScenario]:
+        """The default crash scenarios: your machine's blocks and venue faults (the kit's
+        when no machine is given), without those a backtest cannot survive by design."""
+        faults = self.machine.venue_faults if self.machine is not None else VENUE_FAULTS
+        if self.mode == "backtest":
+            faults = tuple(f for f in faults if f in BACKTEST_VENUE_FAULTS)
+        blocks = self.machine().block_strategy() if self.machine is not None else None
+        if not faults:
+            return crash_scenarios(blocks, faults=st.none())
+        return crash_scenarios(blocks, venue_faults=faults)
 
     def runs(self, seeds: Iterable[int], *, examples: int | None = None,
              scenarios: int = SCENARIOS, target: str = "yourmodule:NIGHTLY",
