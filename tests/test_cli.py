@@ -30,7 +30,9 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec.cli.main import Progress, UsageError, build_parser, main, progress_line, read_config
+from fsm_exec.cli._common import UsageError, read_config
+from fsm_exec.cli.commands.run import Progress, progress_line
+from fsm_exec.cli.main import build_parser, main
 from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
 from fsm_exec.tools.diagram import _digest, lifecycle_model, svg_source_digest, to_dot
 
@@ -667,7 +669,7 @@ def test_the_pure_python_json_reason_is_cut_before_it_quotes(
 
     config = tmp_path / "c.json"
     config.write_text(f'{{"k": "{CANARY}"}}')
-    monkeypatch.setattr("fsm_exec.cli.main.json.loads", loads)
+    monkeypatch.setattr("fsm_exec.cli._common.json.loads", loads)
     with pytest.raises(UsageError) as refused:
         read_config(config)
     assert str(refused.value) == f"{config}:1:4: not valid JSON: Invalid \\escape"
@@ -759,7 +761,7 @@ def test_live_demo_help_says_what_its_journal_shows(
         live_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The live demo's help names what its journal really holds: one reconciliation timeout
     then success, one block timing out on all 3 attempts, failing, a halt and a resume."""
-    from fsm_exec.cli.main import LIVE_DEMO_SHOWS
+    from fsm_exec.cli.commands.demo import LIVE_DEMO_SHOWS
 
     records = list(read_journal(live_log))
     timeouts: dict[str, int] = {}
@@ -963,7 +965,7 @@ def test_check_of_an_unreadable_file_is_a_usage_error(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("fsm_exec.cli.main.open", refuse, raising=False)
+    monkeypatch.setattr("fsm_exec.cli.commands.check.open", refuse, raising=False)
     journal = GOLDEN / "backtest_clean.jsonl"
     assert cli("check", journal) == (2, "")
     assert capsys.readouterr().err == f"fsm-exec check: {journal}: cannot read: Permission denied\n"

@@ -485,7 +485,7 @@ def test_svg_without_xml_declaration_still_gets_its_marker(
 def test_committed_diagrams_are_current() -> None:
     """diagrams/ holds what the code generates (the CLI's --check, called directly), the
     table as JSON included."""
-    from fsm_exec.cli.main import stale_diagrams
+    from fsm_exec.cli.commands.diagram import stale_diagrams
 
     assert stale_diagrams(ROOT / "diagrams") == []
     committed = (ROOT / "diagrams" / "block_lifecycle.json").read_text()
