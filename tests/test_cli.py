@@ -34,7 +34,7 @@ from fsm_exec.cli._common import UsageError, read_config
 from fsm_exec.cli.commands.run import Progress, progress_line
 from fsm_exec.cli.main import build_parser, main
 from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
-from fsm_exec.tools.diagram import _digest, lifecycle_model, svg_source_digest, to_dot
+from fsm_exec.tools.diagram import dot_digest, lifecycle_model, svg_source_digest, to_dot
 
 from golden.make_golden import BAD
 from kit import CANARY, T, block
@@ -1017,7 +1017,7 @@ def test_diagram_svg_records_its_dot_source() -> None:
     assert code == 0
     assert text.startswith("<?xml")
     assert "<svg" in text and "fsm_exec dot source sha256" in text
-    assert svg_source_digest(text.encode()) == _digest(to_dot(lifecycle_model()))
+    assert svg_source_digest(text.encode()) == dot_digest(to_dot(lifecycle_model()))
 
 
 def test_diagram_png_needs_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1219,7 +1219,7 @@ def test_diagram_write_then_check(review: Path, tmp_path: Path) -> None:
     """--write writes the 8 review files; --check on them exits 0."""
     assert sorted(p.name for p in review.iterdir()) == REVIEW_FILES
     svg = (review / "block_lifecycle.svg").read_bytes()
-    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == _digest(
+    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == dot_digest(
         (review / "block_lifecycle.dot").read_text())
     code, text = cli("diagram", "--check", "--dir", review)
     assert (code, text) == (0, f"{review}: all diagrams current\n")
@@ -1280,7 +1280,7 @@ def test_diagram_without_graphviz_says_how_to_install_it(
         args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Without Graphviz's dot, SVG and PNG are a usage error that says how to install it."""
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: None)
     monkeypatch.chdir(tmp_path)
     assert cli("diagram", *args)[0] == 2
     err = capsys.readouterr().err

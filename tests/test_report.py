@@ -257,7 +257,7 @@ def test_html_reports_are_stable(demo: dict[str, Path], tmp_path: Path) -> None:
 def test_html_without_graphviz_keeps_the_table(demo: dict[str, Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz the overlay diagram is left out, said so, and the table stays."""
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: None)
     page = to_html(build_report(demo["live"]))
     assert "dot is not installed, so the diagram is left out" in page
     assert "<td>reconciliation_timeout</td>" in page

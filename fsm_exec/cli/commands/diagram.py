@@ -55,7 +55,7 @@ def review_diagrams() -> dict[str, str]:
 def stale_diagrams(directory: Path) -> list[str]:
     """The files of ``directory`` that differ from what the code generates (or are
     missing). An SVG is current when it was rendered from the current DOT."""
-    from fsm_exec.tools.diagram import _digest, svg_source_digest
+    from fsm_exec.tools.diagram import dot_digest, svg_source_digest
 
     stale = []
     for name, text in review_diagrams().items():
@@ -63,7 +63,7 @@ def stale_diagrams(directory: Path) -> list[str]:
         if not path.exists():
             stale.append(f"{path} (missing)")
         elif name.endswith(".svg"):
-            if svg_source_digest(path.read_bytes()) != _digest(text):
+            if svg_source_digest(path.read_bytes()) != dot_digest(text):
                 stale.append(f"{path} (not rendered from the current DOT)")
         elif path.read_text() != text:
             stale.append(str(path))
