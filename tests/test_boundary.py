@@ -8,6 +8,7 @@ import datetime as dt
 import enum
 import math
 import pickle
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -616,10 +617,12 @@ def test_timestamps_past_the_range_of_utc_are_invalid_arguments(
     OverflowError; nothing is journaled."""
     r = rig(mode)
     before = list(r.log.events)
-    entry = {"update_state": lambda: r.em.update_state(ts, "strategy_manager", [block("a")]),
-             "execute_instruction_blocks": lambda: r.em.execute_instruction_blocks(
-                 ts, [block("a")]),
-             "cancel": lambda: r.em.cancel(ts, ["a"], reason="edge")}[call]
+    calls: dict[str, Callable[[], object]] = {
+        "update_state": lambda: r.em.update_state(ts, "strategy_manager", [block("a")]),
+        "execute_instruction_blocks": lambda: r.em.execute_instruction_blocks(
+            ts, [block("a")]),
+        "cancel": lambda: r.em.cancel(ts, ["a"], reason="edge")}
+    entry = calls[call]
     with pytest.raises(InvalidArgumentError, match="outside the years 1-9999") as refused:
         entry()
     assert refused.value.error_code == "EXEC-011"

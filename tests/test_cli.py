@@ -1148,9 +1148,9 @@ def changed_table(path: Path) -> Path:
                  'routing -.->|"abort (removed)"| failed', 'cancelled(["cancelled<br>(added)"])']),
     ("dot", ['"queued" -> "cancelled" [label="cancel (added)"', 'style=dashed']),
     ("markdown", ["## Changes", "- added state cancelled",
-                  "- added edge queued --cancel--> cancelled",
-                  "- removed edge routing --abort--> failed",
-                  "- meaning of state routing: 'Old words.' -> "]),
+                  "- added edge queued --cancel--&gt; cancelled",
+                  "- removed edge routing --abort--&gt; failed",
+                  "- meaning of state routing: 'Old words.' -&gt; "]),
     ("table", ["| source | trigger | dest | change | meaning |",
                "| `routing` | `abort` | `failed` | removed |"]),
 ])

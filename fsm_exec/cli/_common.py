@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from fsm_exec.boundary.escape import terminal_text
 
 OK, FOUND, USAGE = 0, 1, 2
 CLOSED_PIPE = 128 + 13  # what a shell reports for a tool whose reader went away (SIGPIPE)
@@ -138,3 +141,29 @@ def journal_paths(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+
+
+def complain(text: str) -> None:
+    """A message on stderr, its control characters shown as their escapes (it may quote a
+    journal, a venue's error or a file name)."""
+    print(terminal_text(text, keep_lines=True), file=sys.stderr)
+
+
+class ShownText:
+    """What a command prints, with control characters and escape sequences shown as their
+    escapes (``\\x1b``): text quoted from a journal or a collaborator can move no cursor,
+    erase no line, hide no link. Lines still end at line feeds (the command's own, and
+    nothing else: values are escaped whole where they are quoted)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(terminal_text(text, keep_lines=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()

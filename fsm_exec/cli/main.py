@@ -19,7 +19,9 @@ from fsm_exec.cli._common import (
     CLOSED_PIPE,
     EXIT_CODES,
     USAGE,
+    ShownText,
     UsageError,
+    complain,
 )
 from fsm_exec.cli.commands import cancel, check, demo, diagram, report, run, status
 
@@ -56,9 +58,9 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> in
             sys.stdout.flush()  # some argparse versions ignore a failed write: flush sees it
             return int(exc.code) if isinstance(exc.code, int) else USAGE
         try:
-            code = int(args.func(args, stream))
+            code = int(args.func(args, ShownText(stream)))
         except UsageError as exc:
-            print(f"fsm-exec {args.command}: {exc}", file=sys.stderr)
+            complain(f"fsm-exec {args.command}: {exc}")
             code = USAGE
         stream.flush()  # a reader that went away is noticed here, not at exit
         return code

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.boundary.config import ExecutionConfig
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.core.errors import ERROR_CODES
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
@@ -532,4 +533,5 @@ def format_status(report: dict[str, Any]) -> str:
     lines.extend(_wrap(report["next_step"]))
     lines.extend(f"{' ' * 15}$ {c}" for c in report["commands"])
     row("runbook", report["runbook"])
-    return "\n".join(lines) + "\n"
+    # Every line quotes the journal (ids, actions, a venue's error): shown, never obeyed.
+    return "\n".join(terminal_text(line) for line in lines) + "\n"

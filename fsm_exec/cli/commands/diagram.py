@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +13,7 @@ from fsm_exec.cli._common import (
     OK,
     Refused,
     UsageError,
+    complain,
     journal_paths,
 )
 
@@ -217,10 +217,10 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         else:
             data = render_graphviz(to_dot(model), args.format)
     except Refused as exc:
-        print(f"fsm-exec diagram: {exc}", file=sys.stderr)
+        complain(f"fsm-exec diagram: {exc}")
         return FOUND
     except JournalOffTableError as exc:  # pragma: no cover - check_journal refuses it first
-        print(f"fsm-exec diagram: {exc}", file=sys.stderr)
+        complain(f"fsm-exec diagram: {exc}")
         return FOUND
     except (GraphvizMissingError, LookupError, LifecycleFileError) as exc:
         raise UsageError(str(exc)) from None

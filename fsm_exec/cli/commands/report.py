@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -12,6 +11,7 @@ from fsm_exec.cli._common import (
     FOUND,
     OK,
     UsageError,
+    complain,
     journal_paths,
 )
 
@@ -40,8 +40,8 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     else:
         out.write(text)
     if report.problem:
-        print(f"fsm-exec report: the journal breaks the lifecycle: {report.problem}; the "
-              "report shows the records before it", file=sys.stderr)
+        complain(f"fsm-exec report: the journal breaks the lifecycle: {report.problem}; the "
+              "report shows the records before it")
         return FOUND
     return OK
 

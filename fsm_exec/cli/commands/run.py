@@ -19,6 +19,7 @@ from fsm_exec.cli._common import (
     MODE_HELP,
     OK,
     UsageError,
+    complain,
     decode_text,
     os_reason,
     plural,
@@ -256,7 +257,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     except (KeyboardInterrupt, SystemExit) as stop:
         progress.close()
         journal.close()
-        print(_interrupted(stop, em, log_dir, done, len(batches), mode), file=sys.stderr)
+        complain(_interrupted(stop, em, log_dir, done, len(batches), mode))
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
         signal.signal(signal.SIGTERM, previous)

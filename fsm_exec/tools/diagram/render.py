@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from fsm_exec.boundary.escape import markdown_text, terminal_text
 from fsm_exec.tools.diagram.model import (
     ADDED,
     CHANGED,
@@ -111,12 +112,18 @@ def _mermaid_ids(model: DiagramModel) -> tuple[dict[str, str], str]:
 
 def _mermaid_text(text: str) -> str:
     # Inside "...": Mermaid's entity codes for the characters it would read as syntax.
-    text = text.replace("#", "#35;").replace('"', "#quot;").replace("|", "#124;")
-    return text.replace("<", "#lt;").replace(">", "#gt;").replace("\n", " ")
+    # Control characters are shown as their escapes; a backtick (which would end the
+    # Markdown fence around the diagram) becomes its entity code too.
+    text = terminal_text(text).replace("#", "#35;").replace('"', "#quot;")
+    text = text.replace("|", "#124;").replace("`", "#96;")
+    return text.replace("<", "#lt;").replace(">", "#gt;")
 
 
 def _yaml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A YAML double-quoted string, on one line, with no backtick (it would end the fence
+    # around the diagram in Markdown): YAML reads \x60 as one.
+    text = terminal_text(text).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("`", "\\x60") + '"'
 
 
 def _mermaid_edge(model: DiagramModel, e: DiagramEdge) -> tuple[str, str]:
@@ -212,6 +219,8 @@ def to_mermaid(model: DiagramModel) -> str:
 
 
 def _dot_str(text: str) -> str:
+    # Lines stay lines; control characters inside one are shown as their escapes.
+    text = "\n".join(terminal_text(line) for line in text.split("\n"))
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
@@ -285,8 +294,7 @@ def to_dot(model: DiagramModel) -> str:
 # ------------------------------------------------------------------------ Markdown
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_md = markdown_text
 
 
 def to_markdown_table(model: DiagramModel) -> str:
@@ -304,7 +312,8 @@ def to_markdown_table(model: DiagramModel) -> str:
     out = [head, "| --- | --- | --- |" + (" --- |" if extra else "") + " --- |"]
     for e in model.edges:
         cell = f" {extra[1](e)} |" if extra else ""
-        out.append(f"| `{_md(e.source)}` | `{_md(e.trigger)}` | `{_md(e.dest)}` |{cell} "
+        out.append(f"| {_md(e.source, code=True)} | {_md(e.trigger, code=True)} | "
+                   f"{_md(e.dest, code=True)} |{cell} "
                    f"{_md(e.meaning)} |")
     return "\n".join(out) + "\n"
 
@@ -326,9 +335,9 @@ def _legend(model: DiagramModel) -> str | None:
 def to_markdown(model: DiagramModel) -> str:
     """A review page: the Mermaid diagram (rendered by GitHub/GitLab) and the table; for a
     block its steps, for a diff the changes in words."""
-    parts = [f"# {model.title}", ""]
+    parts = [f"# {_md(model.title)}", ""]
     if model.caption:
-        parts += [model.caption[0].upper() + model.caption[1:] + ".", ""]
+        parts += [_md(model.caption[0].upper() + model.caption[1:]) + ".", ""]
     legend = _legend(model)
     if legend:
         parts += [legend, ""]
@@ -340,8 +349,9 @@ def to_markdown(model: DiagramModel) -> str:
     if model.path:
         parts += ["## Steps", "", "| step | timestamp | source | trigger | dest | attempt | "
                   "detail |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        parts += [f"| {p.n} | {_md(p.timestamp)} | `{p.source}` | `{p.trigger}` | `{p.dest}` "
-                  f"| {p.attempt} | {_md(p.detail)} |" for p in model.path]
+        parts += [f"| {p.n} | {_md(p.timestamp)} | {_md(p.source, code=True)} | "
+                  f"{_md(p.trigger, code=True)} | {_md(p.dest, code=True)} "
+                  f"| {_md(p.attempt)} | {_md(p.detail)} |" for p in model.path]
         parts.append("")
     parts += [to_markdown_table(model).rstrip("\n"), ""]
     return "\n".join(parts)

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from fsm_exec.boundary.escape import markdown_text, terminal_text
 from fsm_exec.tools.diagram import (
     to_markdown_table,
     to_mermaid,
@@ -29,17 +30,23 @@ from fsm_exec.tools.report.build import (
 
 
 def _mermaid_name(text: str) -> str:
-    # Gantt and xychart text: no colon, hash, semicolon or quote (syntax there).
-    return re.sub(r"[:#;\"\n]", "-", text)
+    # Gantt and xychart text: letters, digits and a few marks; anything else (Mermaid's
+    # colon, hash, semicolon, quotes; a backtick that would end the fence; control
+    # characters, shown as their escapes first) becomes "-".
+    return re.sub(r"[^A-Za-z0-9 ._,()+/=-]", "-", terminal_text(text))
 
 
-def _md(x: object) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
+_md = markdown_text
+
+
+class _Escaped(str):
+    """A cell already written as Markdown (by :func:`markdown_text`): not escaped again."""
 
 
 def _md_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    out += ["| " + " | ".join(c if isinstance(c, _Escaped) else _md(c) for c in row) + " |"
+            for row in rows]
     return [*out, ""]
 
 
@@ -111,14 +118,15 @@ def _wait_bins(waits: Sequence[float], n: int = 8) -> tuple[list[str], list[int]
 def to_markdown(report: RunReport) -> str:
     """The report as Markdown with Mermaid, for a pull-request comment."""
     h = dict(SECTIONS)
-    out = [f"# {report.title}", "", f"From {_md(', '.join(report.sources))}.", ""]
+    out = [f"# {_md(report.title)}", "", f"From {_md(', '.join(report.sources))}.", ""]
     if report.problem:
         out += [f"> **This journal breaks the lifecycle:** {_md(report.problem)}. Everything "
                 "below is drawn from the records before that line.", ""]
     if report.in_doubt:
-        out += [f"> Block `{report.in_doubt}` is still in flight when the journal ends.", ""]
+        out += [f"> Block {_md(report.in_doubt, code=True)} is still in flight when the "
+                "journal ends.", ""]
     out += [f"## {h['totals']}", "", *_md_table(("", ""), report.totals)]
-    out += [f"## {h['lifecycle']}", "", f"{report.overlay.caption}.", "", "```mermaid",
+    out += [f"## {h['lifecycle']}", "", f"{_md(report.overlay.caption)}.", "", "```mermaid",
             to_mermaid(report.overlay).rstrip("\n"), "```", "",
             to_markdown_table(report.overlay)]
     out += [f"## {h['timeline']}", ""]
@@ -149,7 +157,8 @@ def to_markdown(report: RunReport) -> str:
     out += [f"## {h['failures']}", ""]
     if report.failures:
         out += _md_table(("block", "timestamp", "code", "message", "resolution", "attempts"),
-                         [(f"`{f.block_id}`" if f.block_id else "", f.timestamp, f.error_code,
+                         [(_Escaped(_md(f.block_id, code=True)) if f.block_id else "", f.timestamp,
+                           f.error_code,
                            f.message, f.resolution, "" if f.attempts is None else f.attempts)
                           for f in report.failures])
     else:
