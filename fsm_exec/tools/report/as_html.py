@@ -15,7 +15,14 @@ from fsm_exec.tools.diagram import (
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
-from fsm_exec.tools.report.build import SECTIONS, TIMELINE_ROWS, RunReport, block_rows, halt_rows
+from fsm_exec.tools.report.build import (
+    SECTIONS,
+    TIMELINE_ROWS,
+    RunReport,
+    block_rows,
+    halt_rows,
+    odd_waits_note,
+)
 from fsm_exec.tools.report.charts import (
     attempts_svg,
     halts_svg,
@@ -124,8 +131,10 @@ def to_html(report: RunReport) -> str:
     attempts = attempts_svg(report)
     parts.append(_section("attempts", [attempts or _note("No block moved.")]))
     waits = waits_svg(report)
+    odd = odd_waits_note(report)
     parts.append(_section("waits", [waits or _note(
-        "No reconciliation wait was measured (backtest reconciliation is instant).")]))
+        odd or "No reconciliation wait was measured (backtest reconciliation is "
+        "instant).")]))
     parts.append(_section("failures", [_table(
         ("block", "timestamp", "code", "message", "resolution", "attempts"),
         [(f.block_id or "", f.timestamp, f.error_code, f.message, f.resolution,

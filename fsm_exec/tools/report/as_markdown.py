@@ -18,12 +18,16 @@ from fsm_exec.tools.diagram import (
 if TYPE_CHECKING:  # pragma: no cover
     pass
 from fsm_exec.tools.report.build import (
+    PLOT_YEARS,
     SECTIONS,
     TIMELINE_ROWS,
     RunReport,
+    attempt_buckets,
     block_rows,
     halt_rows,
+    odd_waits_note,
     parse_ts,
+    plottable,
 )
 
 # ------------------------------------------------------------------------ Markdown
@@ -74,7 +78,7 @@ def _gantt_timeline(report: RunReport) -> list[str]:
 
 
 def _gantt_halts(report: RunReport) -> list[str]:
-    done = [t for ts, _ in report.finished for t in [parse_ts(ts)] if t]
+    done = [t for ts, _ in report.finished for t in [plottable(parse_ts(ts))] if t]
     out = ["```mermaid", *_gantt_config(["run", "manager"]), "gantt",
            "    title Halts and resumes", "    dateFormat x",
            "    axisFormat %m-%d %H:%M", "    todayMarker off", "    section run"]
@@ -83,16 +87,23 @@ def _gantt_halts(report: RunReport) -> list[str]:
         out.append(f"    blocks finishing :{_ms(first)}, {max(_ms(last), _ms(first) + 1)}")
     out.append("    section manager")
     for h in report.halts:
-        a = parse_ts(h.start)
+        a = plottable(parse_ts(h.start))
         if a is None:
             continue
-        end = parse_ts(h.end) if h.end else (max(done) if done else a)
+        end = plottable(parse_ts(h.end)) if h.end else (max(done) if done else a)
         name = _mermaid_name(f"halted {h.reason}")
         if end is None or end <= a:
             out.append(f"    {name} :milestone, crit, {_ms(a)}, 0ms")
         else:
             out.append(f"    {name} :crit, {_ms(a)}, {_ms(end)}")
-    return [*out, "```", ""]
+    out += ["```", ""]
+    stamped = sum(1 for ts, _ in report.finished if parse_ts(ts)) + sum(
+        1 for h in report.halts if parse_ts(h.start))
+    drawn = len(done) + sum(1 for h in report.halts if plottable(parse_ts(h.start)))
+    if stamped > drawn:
+        out += [f"{stamped - drawn} not drawn: timestamps outside the years "
+                f"{PLOT_YEARS[0]}-{PLOT_YEARS[1]}.", ""]
+    return out
 
 
 def _ms(t: dt.datetime) -> int:
@@ -107,7 +118,7 @@ def _bars(title: str, xlabel: str, ylabel: str, xs: Sequence[str],
 
 
 def _wait_bins(waits: Sequence[float], n: int = 8) -> tuple[list[str], list[int]]:
-    top = max(waits)
+    top = max(waits)  # waits are in [0, MAX_WAIT] (build_report leaves out the rest)
     width = top / n if top > 0 else 1.0
     counts = [0] * n
     for w in waits:
@@ -136,24 +147,28 @@ def to_markdown(report: RunReport) -> str:
         out += ["No time passed in any state between records (in a backtest every record of "
                 "a block carries the same timestamp).", ""]
     out += [f"## {h['attempts']}", ""]
-    counts = Counter(b.attempts for b in report.blocks)
-    if counts:
-        xs = list(range(1, max(counts) + 1))
-        out += _bars("Attempts per block", "attempts", "blocks", [str(x) for x in xs],
-                     [counts[x] for x in xs])
-        out += _md_table(("attempts", "blocks"), [(x, counts[x]) for x in xs])
+    bars, ranges = attempt_buckets(report.blocks)
+    if bars:
+        out += _bars("Attempts per block", "attempts", "blocks",
+                     [f'"{label}"' for label, _ in bars], [n for _, n in bars])
+        if ranges:
+            out += ["Attempts over 5 are grouped in ranges.", ""]
+        out += _md_table(("attempts", "blocks"), bars)
     else:
         out += ["No block moved.", ""]
     out += [f"## {h['waits']}", ""]
     if report.waits:
         xs_w, ys_w = _wait_bins([w for w, _ in report.waits])
         out += _bars("Reconciliation waits", "seconds", "waits", xs_w, ys_w)
+        if report.odd_waits:
+            out += [str(odd_waits_note(report)), ""]
         outcome = Counter(what for _, what in report.waits)
         out += _md_table(("ended by", "waits", "longest (s)"), [
             (what, n, f"{max(w for w, x in report.waits if x == what):g}")
             for what, n in sorted(outcome.items())])
     else:
-        out += ["No reconciliation wait was measured (backtest reconciliation is instant).", ""]
+        out += [odd_waits_note(report) or "No reconciliation wait was measured (backtest "
+                "reconciliation is instant).", ""]
     out += [f"## {h['failures']}", ""]
     if report.failures:
         out += _md_table(("block", "timestamp", "code", "message", "resolution", "attempts"),

@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 
@@ -113,6 +113,7 @@ class RunReport:
     overlay: DiagramModel
     blocks: tuple[BlockSummary, ...]  # failed first, then in flight, then slowest
     waits: tuple[tuple[float, str], ...]  # (seconds waited, the trigger that ended the wait)
+    odd_waits: int  # measured waits no chart can draw (negative, not finite, huge)
     failures: tuple[Failure, ...]
     halts: tuple[Halt, ...]
     finished: tuple[tuple[str, str], ...]  # (timestamp, terminal state), in order
@@ -156,6 +157,53 @@ def read_checked(source: Path | str | Sequence[Path | str], component: str = "Ex
     return records, problem
 
 
+#: What the charts can draw: dates in these years (matplotlib's date axis and Mermaid's
+#: milliseconds fail far short of datetime's years 1-9999), waits up to MAX_WAIT seconds.
+#: What falls outside is left out of the chart, and the chart says how much.
+PLOT_YEARS = (1900, 2199)
+MAX_WAIT = 1e9
+
+
+def plottable(t: dt.datetime | None) -> dt.datetime | None:
+    """``t`` if a chart can draw it (within :data:`PLOT_YEARS` in UTC), else ``None``."""
+    if t is None:
+        return None
+    low = dt.datetime(PLOT_YEARS[0], 1, 1, tzinfo=dt.UTC)
+    high = dt.datetime(PLOT_YEARS[1] + 1, 1, 1, tzinfo=dt.UTC)
+    return t if low <= t < high else None
+
+
+def _a_wait(v: object) -> TypeGuard[float]:
+    """A measured wait a chart can draw: a number of seconds in [0, MAX_WAIT]."""
+    return (isinstance(v, int | float) and not isinstance(v, bool)
+            and 0 <= v <= MAX_WAIT)  # NaN compares false: refused too
+
+
+def odd_waits_note(report: RunReport) -> str | None:
+    """What the waits chart leaves out, in words (``None``: nothing)."""
+    n = report.odd_waits
+    return (f"{n} measured wait{'s' * (n != 1)} not drawn: negative, not a number or over "
+            f"{MAX_WAIT:g} s." if n else None)
+
+
+def attempt_buckets(blocks: Sequence[BlockSummary]) -> tuple[list[tuple[str, int]], bool]:
+    """How many blocks took how many attempts, as ``(label, blocks)`` bars: one per count
+    up to 10, then ranges growing tenfold (11-100, 101-1000, ...), so that a block with a
+    billion attempts adds one bar, not a billion. The flag says whether ranges were used."""
+    counts = Counter(b.attempts for b in blocks)
+    if not counts:
+        return [], False
+    top = max(counts)
+    if top <= 10:
+        return [(str(n), counts[n]) for n in range(1, top + 1)], False
+    bars = [(str(n), counts[n]) for n in range(1, 6)]
+    low, high = 6, 10
+    while low <= top:
+        bars.append((f"{low}-{high}", sum(c for n, c in counts.items() if low <= n <= high)))
+        low, high = high + 1, high * 10
+    return bars, True
+
+
 def _seconds(a: dt.datetime | None, b: dt.datetime | None) -> float:
     return max((b - a).total_seconds(), 0.0) if a and b else 0.0
 
@@ -185,8 +233,7 @@ def _blocks(records: Sequence[JournalRecord], table: LifecycleTable,
             d = r.data
             at = parse_ts(r.timestamp)
             waited = d.get("waited_s")
-            secs = (float(waited) if isinstance(waited, int | float)
-                    and not isinstance(waited, bool) else _seconds(enter, at))
+            secs = (float(waited) if _a_wait(waited) else _seconds(enter, at))
             visits.append(Visit(str(d.get("source", state)), start, secs))
             start += secs
             state, enter = str(d["dest"]), at or enter
@@ -251,10 +298,11 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
         elif r.event_type == "manager_resumed" and halts and halts[-1].end is None:
             halts[-1] = attrs.evolve(halts[-1], end=r.timestamp)
 
+    measured = [r for r in records if r.event_type == "block_transition"
+                and isinstance(r.data.get("waited_s"), int | float)
+                and not isinstance(r.data.get("waited_s"), bool)]
     waits = tuple((float(r.data["waited_s"]), str(r.data.get("trigger")))
-                  for r in records if r.event_type == "block_transition"
-                  and isinstance(r.data.get("waited_s"), int | float)
-                  and not isinstance(r.data.get("waited_s"), bool))
+                  for r in measured if _a_wait(r.data["waited_s"]))
     finished = tuple((r.timestamp, str(r.data["dest"])) for r in records
                      if r.event_type == "block_transition" and r.data.get("dest") in terminal)
 
@@ -292,7 +340,8 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
     return RunReport(
         title=title, sources=sources, records=len(records), problem=problem,
         in_doubt=in_flight[0].block_id if in_flight else None, overlay=overlay,
-        blocks=tuple(blocks), waits=waits, failures=tuple(failures), halts=tuple(halts),
+        blocks=tuple(blocks), waits=waits, odd_waits=len(measured) - len(waits),
+        failures=tuple(failures), halts=tuple(halts),
         finished=finished, totals=tuple(totals), states=tuple(s.name for s in table.states))
 
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-from fsm_exec.tools.report.build import TIMELINE_ROWS, ReportDependencyError, RunReport, parse_ts
+from fsm_exec.tools.report.build import (
+    PLOT_YEARS,
+    TIMELINE_ROWS,
+    ReportDependencyError,
+    RunReport,
+    attempt_buckets,
+    odd_waits_note,
+    parse_ts,
+    plottable,
+)
 
 # ------------------------------------------------------------------------ plots (HTML)
 
@@ -30,14 +39,29 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _svg(fig: Figure) -> str:
-    import matplotlib
+def _drawn(chart: Callable[[RunReport], str | None]) -> Callable[[RunReport], str | None]:
+    """``chart`` drawn with text from a journal as text: never as mathtext (``$...$``) or
+    through TeX (texts read the settings when they are created)."""
+    @functools.wraps(chart)
+    def draw(report: RunReport) -> str | None:
+        import matplotlib
 
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False,
+                                    "svg.fonttype": "none", "svg.hashsalt": "fsm-exec"}):
+            return chart(report)
+    return draw
+
+
+def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "fsm-exec"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg"):]
+
+
+def _left_out(ax: Any, text: str) -> None:
+    """Say on the chart what it leaves out (and why)."""
+    ax.set_title(text, fontsize=8, color="#c62828", loc="left")
 
 
 def _colours(states: Sequence[str]) -> dict[str, Any]:
@@ -47,6 +71,7 @@ def _colours(states: Sequence[str]) -> dict[str, Any]:
     return {s: cmap(i % 10) for i, s in enumerate(states)}
 
 
+@_drawn
 def timeline_svg(report: RunReport) -> str | None:
     rows = [b for b in report.blocks if b.seconds > 0 or b.failed or not b.terminal]
     if not any(b.seconds > 0 for b in rows):
@@ -73,22 +98,27 @@ def timeline_svg(report: RunReport) -> str | None:
     return _svg(fig)
 
 
+@_drawn
 def attempts_svg(report: RunReport) -> str | None:
-    if not report.blocks:
+    bars_of, ranges = attempt_buckets(report.blocks)
+    if not bars_of:
         return None
-    counts = Counter(b.attempts for b in report.blocks)
-    xs = range(1, max(counts) + 1)
     fig = _figure(4.6, 2.8)
     ax = fig.add_subplot()
-    bars = ax.bar(list(xs), [counts[x] for x in xs], color="#4292c6")
+    xs = range(len(bars_of))
+    bars = ax.bar(list(xs), [n for _, n in bars_of], color="#4292c6")
     ax.bar_label(bars, fontsize=8)
-    ax.set_xticks(list(xs))
+    ax.set_xticks(list(xs), [label for label, _ in bars_of],
+                  fontsize=8 if ranges else None, rotation=30 if ranges else 0)
+    if ranges:
+        _left_out(ax, "attempts over 5 grouped in ranges")
     ax.set_xlabel("attempts")
     ax.set_ylabel("blocks")
     ax.margins(y=0.15)
     return _svg(fig)
 
 
+@_drawn
 def waits_svg(report: RunReport) -> str | None:
     if not report.waits:
         return None
@@ -99,14 +129,21 @@ def waits_svg(report: RunReport) -> str | None:
     data = [[s for s, what in report.waits if what == g] for g in groups]
     ax.hist(data, bins=20, stacked=True, color=[palette[i % 4] for i in range(len(groups))],
             label=[f"ended by {g}" for g in groups])
+    odd = odd_waits_note(report)
+    if odd:
+        _left_out(ax, odd)
     ax.set_xlabel("seconds waited for reconciliation")
     ax.set_ylabel("waits")
     ax.legend(fontsize=8, frameon=False)
     return _svg(fig)
 
 
+@_drawn
 def halts_svg(report: RunReport) -> str | None:
-    done = [(t, s) for ts, s in report.finished for t in [parse_ts(ts)] if t]
+    stamped = [(t, s) for ts, s in report.finished for t in [parse_ts(ts)] if t]
+    done = [(t, s) for t, s in stamped if plottable(t)]
+    halts = [h for h in report.halts if plottable(parse_ts(h.start))]
+    left_out = len(stamped) - len(done) + len(report.halts) - len(halts)
     if not done:
         return None
     import matplotlib.dates as mdates
@@ -121,11 +158,11 @@ def halts_svg(report: RunReport) -> str | None:
         times = [x(t) for t, s in done if s == state]
         ax.step(times, range(1, len(times) + 1), where="post", color=colours[state],
                 label=f"ended in {state}")
-    for n, h in enumerate(report.halts):
+    for n, h in enumerate(halts):
         a = parse_ts(h.start)
-        if a is None:
+        if a is None:  # pragma: no cover - plottable above
             continue
-        b = parse_ts(h.end) if h.end else done[-1][0]
+        b = plottable(parse_ts(h.end)) if h.end else done[-1][0]
         ax.axvline(x(a), color="#c62828", linewidth=1.2, label="halted" if n == 0 else None)
         if b and b > a:
             ax.axvspan(x(a), x(b), color="#c62828", alpha=0.12)
@@ -136,6 +173,9 @@ def halts_svg(report: RunReport) -> str | None:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(
         mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    if left_out:
+        _left_out(ax, f"{left_out} not drawn: timestamps outside the years "
+                      f"{PLOT_YEARS[0]}-{PLOT_YEARS[1]}")
     ax.set_ylabel("blocks finished")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
