@@ -89,6 +89,7 @@ def lifecycle_changes(directory: Path) -> list[str]:
 
 
 def write_diagrams(directory: Path) -> list[Path]:
+    from fsm_exec.journal.export import replace_file
     from fsm_exec.tools.diagram import render_graphviz
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -96,9 +97,9 @@ def write_diagrams(directory: Path) -> list[Path]:
     for name, text in review_diagrams().items():
         path = directory / name
         if name.endswith(".svg"):
-            path.write_bytes(render_graphviz(text, "svg"))
+            replace_file(path, render_graphviz(text, "svg"))
         else:
-            path.write_text(text)
+            replace_file(path, text)
         written.append(path)
     return written
 
@@ -154,6 +155,7 @@ def read_events(paths: Sequence[str]) -> list[Any]:
 
 
 def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
+    from fsm_exec.journal.export import replace_file
     from fsm_exec.tools.diagram import (
         GraphvizMissingError,
         JournalOffTableError,
@@ -226,7 +228,7 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError(str(exc)) from None
     if args.output:
         try:
-            Path(args.output).write_bytes(data)
+            replace_file(args.output, data)
         except OSError as exc:
             raise UsageError(f"--output: cannot write: {exc}") from None
     elif args.format == "png":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import IO, Any
 
 from fsm_exec.cli._common import (
@@ -17,6 +16,7 @@ from fsm_exec.cli._common import (
 
 
 def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
+    from fsm_exec.journal.export import replace_file
     from fsm_exec.tools.report import ReportDependencyError, build_report, to_html, to_markdown
 
     files = journal_paths(args.logs)
@@ -33,7 +33,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError(str(exc)) from None
     if args.output:
         try:
-            Path(args.output).write_text(text, encoding="utf-8")
+            replace_file(args.output, text)
         except OSError as exc:
             raise UsageError(f"--output: cannot write: {exc}") from None
         print(f"wrote {args.output}", file=out)

@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         load_prices,
     )
     from fsm_exec.core.errors import ComponentError
-    from fsm_exec.journal.export import check_backtest_id
+    from fsm_exec.journal.export import check_backtest_id, replace_file
     from fsm_exec.journal.writer import EventLogger, journal_files, read_journal
     from fsm_exec.manager.manager import ExecutionManager
     from fsm_exec.sim.venues import (
@@ -210,7 +210,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
                 archived = _archive(log_dir)
                 print(f"the journal in {log_dir} was moved to {archived}", file=out)
                 log_dir.mkdir(parents=True)
-                (log_dir / OWNER_MARKER).write_text("fsm-exec run\n")
+                replace_file(log_dir / OWNER_MARKER, "fsm-exec run\n")
             else:
                 resuming = True
         elif not resuming:
@@ -268,7 +268,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
             journal.close()
     events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
-    diagram.write_text(to_markdown(overlay_events(read_journal(log_dir),
+    replace_file(diagram, to_markdown(overlay_events(read_journal(log_dir),
                                                   title=f"Block lifecycle: {path.name}")))
     n = status["blocks_executed"] + status["blocks_failed"]
     print(f"{path}: {plural(len(batches), 'batch', 'batches')}, "
