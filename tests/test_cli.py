@@ -1195,9 +1195,35 @@ def test_diagram_diff_ref_reads_the_table_from_git(
     assert "since diagrams/block_lifecycle.json at HEAD" in text
     assert "- added state cancelled" in text
     assert cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "nope")[0] == 2
-    assert "git has no diagrams/block_lifecycle.json at 'nope'" in capsys.readouterr().err
+    assert "'nope' names no commit in " in capsys.readouterr().err
+    git(repo, "rm", "-q", "diagrams/block_lifecycle.json")
+    git(repo, "commit", "-qm", "no lifecycle")
+    (repo / "diagrams").mkdir()
+    assert cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "HEAD")[0] == 2
+    assert "git has no diagrams/block_lifecycle.json at 'HEAD'" in capsys.readouterr().err
     assert cli("diagram", "--dir", tmp_path, "--diff-ref", "HEAD")[0] == 2
     assert "not in a git repository" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ref", ["--output=WHERE", "-p", "--end-of-options",
+                                 "HEAD\n--output=WHERE", "HEAD:diagrams"])
+def test_diagram_diff_ref_is_a_ref_never_a_git_option(
+        ref: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --diff-ref that git would read as an option (``--output=FILE`` makes git write a
+    file anywhere), or that names no commit, is a usage error; git writes nothing."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    changed_table(repo / "diagrams" / "block_lifecycle.json")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "old lifecycle")
+    where = tmp_path / "written-by-git"
+    ref = ref.replace("WHERE", str(where)).replace("\\n", "\n")
+    assert cli("diagram", "--dir", repo / "diagrams", f"--diff-ref={ref}")[0] == 2
+    assert not where.exists()
+    err = capsys.readouterr().err
+    assert "is not a git ref" in err or "names no commit" in err
 
 
 def test_diagram_check_says_how_the_lifecycle_changed(review: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.cli._common import (
     EXIT_CODES,
     FOUND,
@@ -121,9 +122,20 @@ def table_at_ref(ref: str, directory: Path) -> tuple[Any, str]:
                          capture_output=True, text=True, check=False)
     if top.returncode != 0:
         raise UsageError(f"--diff-ref: {here} is not in a git repository")
+    root = top.stdout.strip()
     rel = Path(os.path.relpath((directory / LIFECYCLE_JSON).resolve(),
-                               Path(top.stdout.strip()).resolve())).as_posix()
-    shown = subprocess.run([git, "-C", top.stdout.strip(), "show", f"{ref}:{rel}"],
+                               Path(root).resolve())).as_posix()
+    # The ref is data, never an option (`--output=...` would make git write a file): it
+    # must name a commit, and git is told where its options end.
+    if not ref or ref.startswith("-") or CONTROL.search(ref):
+        raise UsageError(f"--diff-ref: {ref!r} is not a git ref")
+    commit = subprocess.run([git, "-C", root, "rev-parse", "--verify", "--quiet",
+                             "--end-of-options", f"{ref}^{{commit}}"],
+                            capture_output=True, text=True, check=False)
+    if commit.returncode != 0:
+        raise UsageError(f"--diff-ref: {ref!r} names no commit in {root}")
+    shown = subprocess.run([git, "-C", root, "show", "--end-of-options",
+                            f"{commit.stdout.strip()}:{rel}"],
                            capture_output=True, text=True, check=False)
     if shown.returncode != 0:
         raise UsageError(f"--diff-ref: git has no {rel} at {ref!r}: "
