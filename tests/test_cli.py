@@ -1433,3 +1433,26 @@ def test_run_never_resumes_a_journal_it_did_not_write(tmp_path: Path) -> None:
     before = {p.name: p.read_bytes() for p in log_dir.iterdir()}
     assert cli("run", blocks_file, "--mode", "live", "--out", tmp_path / "out")[0] == 2
     assert {p.name: p.read_bytes() for p in log_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("action", CANARY), ("block_id", CANARY), ("instructions", [{"venue": CANARY}]),
+    ("priority", CANARY), ("api_key", CANARY)])
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_run_never_prints_a_config_secret_put_in_the_blocks_file(
+        field: str, value: Any, suffix: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The config (and its redactor) is read before the blocks file is validated: a
+    template that put the api_key into a block's field is refused (exit 2, naming the line
+    and the field) and the key never reaches stderr or stdout."""
+    config = tmp_path / f"system{suffix}"
+    config.write_text(f'api_key = "{CANARY}"\n' if suffix == ".toml"
+                      else json.dumps({"api_key": CANARY}))
+    item = {**block("a"), field: value}
+    blocks = write_lines(tmp_path / "b.jsonl", block("z"), item)
+    assert main(["run", str(blocks), "--config", str(config), "--out",
+                 str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert CANARY not in out + err and CANARY[3:12] not in out + err
+    assert f"{blocks}:2: " in err
+    assert not (tmp_path / "out").exists()

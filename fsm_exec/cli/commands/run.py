@@ -28,10 +28,13 @@ from fsm_exec.cli._common import (
 )
 
 
-def read_batches(path: Path) -> list[tuple[int, list[dict[str, Any]]]]:
+def read_batches(path: Path, redact: Callable[[str], str] | None = None
+                 ) -> list[tuple[int, list[dict[str, Any]]]]:
     """The batches of a blocks file, validated whole before anything runs: each line is a
     block (a batch of one) or a JSON array of blocks (a batch). Errors name the line (and,
-    for JSON, the column); a block id used twice names the line that used it first."""
+    for JSON, the column); a block id used twice names the line that used it first.
+    ``redact`` (the config's :class:`~fsm_exec.boundary.config.Redactor`) masks the config's
+    secrets in what an error quotes, and refuses a block holding one."""
     from fsm_exec.boundary.blocks import validate_batch
     from fsm_exec.core.errors import BlockProblem, InvalidBlockError
 
@@ -53,7 +56,7 @@ def read_batches(path: Path) -> list[tuple[int, list[dict[str, Any]]]]:
             raise UsageError(f"{path}:{n}: no blocks (an empty batch)")
         batch = item if isinstance(item, list) else [item]
         try:
-            blocks = validate_batch(batch, first_line)
+            blocks = validate_batch(batch, first_line, redact)
         except InvalidBlockError as exc:
             problems = [
                 BlockProblem(p.index, p.block_id, p.field, f"{p.reason} (first used on line "
@@ -163,7 +166,7 @@ def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: 
 
 
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
-    from fsm_exec.boundary.config import ExecutionConfig
+    from fsm_exec.boundary.config import OWN_FIELDS, ExecutionConfig, Redactor
     from fsm_exec.cli.demo import (
         OWNER_MARKER,
         check_output_paths,
@@ -186,14 +189,18 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     # Everything is checked before anything is created.
     mode = resolve_mode(args.mode)
     path = Path(args.blocks)
-    batches = read_batches(path)
+    # The config first: its redactor masks its secrets in whatever an error about the
+    # blocks file quotes (a template that put the api_key in the wrong field).
     config = read_config(Path(args.config) if args.config else None)
+    try:
+        ExecutionConfig.from_dict(config)  # refuse a bad config before writing anything
+        redact = Redactor(config, OWN_FIELDS)
+    except ComponentError as exc:
+        raise UsageError(str(exc)) from None
+    batches = read_batches(path, redact)
     backtest_id = args.id or re.sub(r"[^A-Za-z0-9._-]", "-", f"run-{path.stem}")[:128]
     try:
         check_backtest_id(backtest_id)
-        ExecutionConfig.from_dict(config)  # refuse a bad config before writing anything
-    except ComponentError as exc:
-        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--id: {exc}") from None
     out_dir = Path(args.out)
