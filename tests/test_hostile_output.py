@@ -254,4 +254,6 @@ def test_html_report_has_no_html_from_the_journal(
     page = out_file.read_text()
     assert "<img" not in page and "<script" not in page
     assert "Content-Security-Policy" in page
+    # no raw control character (a U+202E would reverse the rest of a cell)
+    assert CONTROL.search(page.replace("\n", "")) is None
 

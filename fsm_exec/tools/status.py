@@ -494,7 +494,8 @@ def format_status(report: dict[str, Any]) -> str:
         row("", f"{block}, {_at(halt['at'], halt['age_s'])}"
             + ("" if halt["recorded"] else " (from a state_update: the halt record was lost)"))
         if halt["error"]:
-            for i, line in enumerate(_wrap(f"error: {halt['error']}", width=71, indent="")):
+            for i, line in enumerate(_wrap(f"error: {terminal_text(halt['error'])}", width=71,
+                                           indent="")):
                 row("", line if i == 0 else "  " + line)
         if halt["deltas"] is not None:
             text = json.dumps(halt["deltas"], sort_keys=True)

@@ -6,6 +6,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.tools.diagram import (
     DiagramModel,
     GraphvizMissingError,
@@ -54,7 +55,9 @@ code { font-size: .95em; }
 
 
 def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
+    # Control characters shown as their escapes first: a bidi override (U+202E) would
+    # otherwise reverse the rest of a cell, an ESC show as a box.
+    return html.escape(terminal_text(x), quote=True)
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[object]],

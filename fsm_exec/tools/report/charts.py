@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.tools.report.build import (
     PLOT_YEARS,
     TIMELINE_ROWS,
@@ -89,7 +90,7 @@ def timeline_svg(report: RunReport) -> str | None:
                           hatch="//" if v.open else None, edgecolor="white", linewidth=0.5)
             used.setdefault(v.state, bar)
     ax.set_yticks(range(len(rows)),
-                  [b.block_id + (" (failed)" if b.failed else "" if b.terminal
+                  [terminal_text(b.block_id) + (" (failed)" if b.failed else "" if b.terminal
                                  else " (in flight)") for b in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the block was queued")
@@ -128,7 +129,7 @@ def waits_svg(report: RunReport) -> str | None:
     palette = ["#4292c6", "#e6550d", "#756bb1", "#31a354"]
     data = [[s for s, what in report.waits if what == g] for g in groups]
     ax.hist(data, bins=20, stacked=True, color=[palette[i % 4] for i in range(len(groups))],
-            label=[f"ended by {g}" for g in groups])
+            label=[f"ended by {terminal_text(g)}" for g in groups])
     odd = odd_waits_note(report)
     if odd:
         _left_out(ax, odd)
@@ -157,7 +158,7 @@ def halts_svg(report: RunReport) -> str | None:
     for state in dict.fromkeys(s for _, s in done):
         times = [x(t) for t, s in done if s == state]
         ax.step(times, range(1, len(times) + 1), where="post", color=colours[state],
-                label=f"ended in {state}")
+                label=f"ended in {terminal_text(state)}")
     for n, h in enumerate(halts):
         a = parse_ts(h.start)
         if a is None:  # pragma: no cover - plottable above
