@@ -5,12 +5,15 @@ terminal escapes, carriage returns, Markdown, HTML and mathtext are shown, never
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fsm_exec.boundary.escape import CONTROL, markdown_text, terminal_text
 from fsm_exec.cli.main import main
@@ -257,3 +260,64 @@ def test_html_report_has_no_html_from_the_journal(
     # no raw control character (a U+202E would reverse the rest of a cell)
     assert CONTROL.search(page.replace("\n", "")) is None
 
+
+
+# ------------------------------------------------------------------------ any hostile text
+
+#: Pieces hostile text is made of: controls, escape-sequence parts, bidi controls,
+#: Markdown, HTML and mathtext syntax, and some plain letters.
+_HOSTILE_PIECES = st.sampled_from(
+    [*map(chr, range(0x20)), "\x7f", "\x9b", "\u2028", "\u202e", "\u2066", "[", "]", "(",
+     ")", "<", ">", "/", "$", "`", "|", "*", "_", "#", "~", "&", "\\", "!", ";", ":", "=",
+     '"', "'", "a", "1", " ", "img", "script", "src=", "https://x", "\u00e9"])
+_QUOTED_FIELDS = ("action", "reason", "error_message", "message")
+
+
+def _with_text(log_dir: Path, texts: list[str]) -> None:
+    """Every quoted string field of the journal replaced, in turn, by one of ``texts``."""
+    path = log_dir / "execution_manager_events.jsonl"
+    lines, n = [], 0
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        for key in _QUOTED_FIELDS:
+            if isinstance(record["data"].get(key), str):
+                record["data"][key] = texts[n % len(texts)]
+                n += 1
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.lists(_HOSTILE_PIECES, min_size=1, max_size=12).map("".join),
+                      min_size=1, max_size=4))
+def test_any_hostile_text_reaches_every_output_as_text(
+        texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Whatever text a journal quotes (actions, reasons, a venue's errors), every command
+    exits with one of its codes (no traceback) and its outputs carry it inertly: no raw
+    control character on the terminal, no raw CR, HTML, link or forged row in Markdown, no
+    HTML or control character in the HTML report."""
+    import contextlib
+    import io
+
+    base = tmp_path_factory.mktemp("any")
+    log_dir = halted(base / "logs")
+    _with_text(log_dir, texts)
+    outputs = []
+    for argv in (["check", log_dir], ["status", log_dir], ["status", log_dir, "--json"],
+                 ["diagram", "--events", log_dir, "--format", "markdown"],
+                 ["diagram", "--events", log_dir, "--block", IDS[0], "--format", "markdown"],
+                 ["report", log_dir, "--format", "markdown"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv], out=out)
+        assert code in (0, 1), (argv, err.getvalue())
+        assert_terminal_safe(out.getvalue() + err.getvalue())
+        outputs.append(out.getvalue())
+    for md in outputs[3:]:
+        assert_markdown_safe(md)
+    if importlib.util.find_spec("matplotlib") is not None:
+        page = io.StringIO()
+        assert main(["report", str(log_dir)], out=page) == 0
+        assert "<img" not in page.getvalue() and "<script" not in page.getvalue()
+        assert CONTROL.search(page.getvalue().replace("\n", "")) is None
