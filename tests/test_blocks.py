@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fsm_exec import BlockProblem, ComponentError, InstructionBlock, InvalidBlockError
 from fsm_exec.boundary.blocks import validate_batch
+from fsm_exec.boundary.escape import CONTROL
 
 Block = dict[str, Any]
 
@@ -495,7 +496,8 @@ def instructions(draw: st.DrawFn) -> dict[str, Any]:
 def valid_block(block_id: str) -> st.SearchStrategy[Block]:
     return st.fixed_dictionaries({
         "block_id": st.just(block_id),
-        "action": st.text(min_size=1, max_size=10).filter(str.strip),
+        "action": st.text(min_size=1, max_size=10).filter(
+            lambda s: bool(s.strip()) and CONTROL.search(s) is None),
         "priority": st.integers(),
         "instructions": st.lists(instructions(), min_size=1, max_size=3),
     })
@@ -616,3 +618,24 @@ def test_fast_path_agrees_with_the_careful_check(batch: list[Any]) -> None:
             assert any(not plain(v) or (isinstance(k, str) and not k.isascii())
                        for k, v in values) or not item["action"].isascii(), item
     event("fast path took a block" if accepted else "fast path took none")
+
+
+@pytest.mark.parametrize("action", ["buy\x1b[1A\x1b[2K", "buy\r\nhalted: no", "sell\x9b2K",
+                                    "buy\x07", "buy\u202eyub", "buy\u2028x", "buy\tnow"])
+def test_an_action_with_control_characters_is_refused_naming_block_and_field(
+        action: str) -> None:
+    """An action holding control characters (escape sequences, line breaks, bidi controls)
+    is refused at the boundary: the error names the block and the field and quotes the
+    value escaped, never raw; the fast path refuses it too."""
+    from fsm_exec.boundary.blocks import _plain_valid_block
+
+    item = {"block_id": "hedge-1", "action": action, "priority": 1,
+            "instructions": [{"venue": "spot", "token": "ETH", "side": "buy", "amount": 1}]}
+    assert _plain_valid_block(item) is None
+    with pytest.raises(InvalidBlockError) as refused:
+        validate_batch([item], set())
+    (problem,) = refused.value.problems
+    assert (problem.block_id, problem.field) == ("hedge-1", "action")
+    assert problem.reason.startswith("must not hold control characters")
+    assert CONTROL.search(str(refused.value).replace("\n", "")) is None
+    assert action not in str(refused.value)

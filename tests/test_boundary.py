@@ -8,6 +8,7 @@ import datetime as dt
 import enum
 import math
 import pickle
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -598,3 +599,31 @@ def test_a_refused_batch_changes_nothing_in_the_journal(tmp_path: Path) -> None:
         assert em.queued_block_ids == ("a",)
     kinds = [r.event_type for r in read_journal(tmp_path)]
     assert kinds.count("block_accepted") == 1 and kinds[-1] == "error"
+
+
+_EDGE = dt.timezone(dt.timedelta(hours=-1))
+_EAST = dt.timezone(dt.timedelta(hours=1))
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                                dt.datetime.max.replace(tzinfo=_EDGE),
+                                dt.datetime.min.replace(tzinfo=_EAST)])
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+@pytest.mark.parametrize("call", ["update_state", "execute_instruction_blocks", "cancel"])
+def test_timestamps_past_the_range_of_utc_are_invalid_arguments(
+        ts: Any, mode: str, call: str) -> None:
+    """A timestamp whose offset takes it past the years a datetime holds in UTC is refused
+    by every entry point with InvalidArgumentError (EXEC-011) naming why, never a bare
+    OverflowError; nothing is journaled."""
+    r = rig(mode)
+    before = list(r.log.events)
+    calls: dict[str, Callable[[], object]] = {
+        "update_state": lambda: r.em.update_state(ts, "strategy_manager", [block("a")]),
+        "execute_instruction_blocks": lambda: r.em.execute_instruction_blocks(
+            ts, [block("a")]),
+        "cancel": lambda: r.em.cancel(ts, ["a"], reason="edge")}
+    entry = calls[call]
+    with pytest.raises(InvalidArgumentError, match="outside the years 1-9999") as refused:
+        entry()
+    assert refused.value.error_code == "EXEC-011"
+    assert r.log.events == before

@@ -26,14 +26,13 @@ from fsm_exec.cli.demo import run_demo
 from fsm_exec.tools.diagram import (
     MERMAID_CONFIG,
     DiagramModel,
-    _edge_label,
-    _state_lines,
     diff_model,
     lifecycle_model,
     overlay_block,
     overlay_events,
     to_mermaid,
 )
+from fsm_exec.tools.diagram.render import _edge_label, _state_lines
 from fsm_exec.tools.report import SECTIONS, build_report, to_html
 from fsm_exec.tools.report import to_markdown as report_markdown
 

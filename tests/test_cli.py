@@ -30,9 +30,11 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec.cli.main import Progress, UsageError, build_parser, main, progress_line, read_config
+from fsm_exec.cli._common import UsageError, read_config
+from fsm_exec.cli.commands.run import Progress, progress_line
+from fsm_exec.cli.main import build_parser, main
 from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
-from fsm_exec.tools.diagram import _digest, lifecycle_model, svg_source_digest, to_dot
+from fsm_exec.tools.diagram import dot_digest, lifecycle_model, svg_source_digest, to_dot
 
 from golden.make_golden import BAD
 from kit import CANARY, T, block
@@ -667,7 +669,7 @@ def test_the_pure_python_json_reason_is_cut_before_it_quotes(
 
     config = tmp_path / "c.json"
     config.write_text(f'{{"k": "{CANARY}"}}')
-    monkeypatch.setattr("fsm_exec.cli.main.json.loads", loads)
+    monkeypatch.setattr("fsm_exec.cli._common.json.loads", loads)
     with pytest.raises(UsageError) as refused:
         read_config(config)
     assert str(refused.value) == f"{config}:1:4: not valid JSON: Invalid \\escape"
@@ -759,7 +761,7 @@ def test_live_demo_help_says_what_its_journal_shows(
         live_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The live demo's help names what its journal really holds: one reconciliation timeout
     then success, one block timing out on all 3 attempts, failing, a halt and a resume."""
-    from fsm_exec.cli.main import LIVE_DEMO_SHOWS
+    from fsm_exec.cli.commands.demo import LIVE_DEMO_SHOWS
 
     records = list(read_journal(live_log))
     timeouts: dict[str, int] = {}
@@ -963,7 +965,7 @@ def test_check_of_an_unreadable_file_is_a_usage_error(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("fsm_exec.cli.main.open", refuse, raising=False)
+    monkeypatch.setattr("fsm_exec.cli.commands.check.open", refuse, raising=False)
     journal = GOLDEN / "backtest_clean.jsonl"
     assert cli("check", journal) == (2, "")
     assert capsys.readouterr().err == f"fsm-exec check: {journal}: cannot read: Permission denied\n"
@@ -1015,7 +1017,7 @@ def test_diagram_svg_records_its_dot_source() -> None:
     assert code == 0
     assert text.startswith("<?xml")
     assert "<svg" in text and "fsm_exec dot source sha256" in text
-    assert svg_source_digest(text.encode()) == _digest(to_dot(lifecycle_model()))
+    assert svg_source_digest(text.encode()) == dot_digest(to_dot(lifecycle_model()))
 
 
 def test_diagram_png_needs_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1146,9 +1148,9 @@ def changed_table(path: Path) -> Path:
                  'routing -.->|"abort (removed)"| failed', 'cancelled(["cancelled<br>(added)"])']),
     ("dot", ['"queued" -> "cancelled" [label="cancel (added)"', 'style=dashed']),
     ("markdown", ["## Changes", "- added state cancelled",
-                  "- added edge queued --cancel--> cancelled",
-                  "- removed edge routing --abort--> failed",
-                  "- meaning of state routing: 'Old words.' -> "]),
+                  "- added edge queued --cancel--&gt; cancelled",
+                  "- removed edge routing --abort--&gt; failed",
+                  "- meaning of state routing: 'Old words.' -&gt; "]),
     ("table", ["| source | trigger | dest | change | meaning |",
                "| `routing` | `abort` | `failed` | removed |"]),
 ])
@@ -1193,9 +1195,35 @@ def test_diagram_diff_ref_reads_the_table_from_git(
     assert "since diagrams/block_lifecycle.json at HEAD" in text
     assert "- added state cancelled" in text
     assert cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "nope")[0] == 2
-    assert "git has no diagrams/block_lifecycle.json at 'nope'" in capsys.readouterr().err
+    assert "'nope' names no commit in " in capsys.readouterr().err
+    git(repo, "rm", "-q", "diagrams/block_lifecycle.json")
+    git(repo, "commit", "-qm", "no lifecycle")
+    (repo / "diagrams").mkdir()
+    assert cli("diagram", "--dir", repo / "diagrams", "--diff-ref", "HEAD")[0] == 2
+    assert "git has no diagrams/block_lifecycle.json at 'HEAD'" in capsys.readouterr().err
     assert cli("diagram", "--dir", tmp_path, "--diff-ref", "HEAD")[0] == 2
     assert "not in a git repository" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ref", ["--output=WHERE", "-p", "--end-of-options",
+                                 "HEAD\n--output=WHERE", "HEAD:diagrams"])
+def test_diagram_diff_ref_is_a_ref_never_a_git_option(
+        ref: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --diff-ref that git would read as an option (``--output=FILE`` makes git write a
+    file anywhere), or that names no commit, is a usage error; git writes nothing."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    changed_table(repo / "diagrams" / "block_lifecycle.json")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "old lifecycle")
+    where = tmp_path / "written-by-git"
+    ref = ref.replace("WHERE", str(where)).replace("\\n", "\n")
+    assert cli("diagram", "--dir", repo / "diagrams", f"--diff-ref={ref}")[0] == 2
+    assert not where.exists()
+    err = capsys.readouterr().err
+    assert "is not a git ref" in err or "names no commit" in err
 
 
 def test_diagram_check_says_how_the_lifecycle_changed(review: Path, tmp_path: Path) -> None:
@@ -1217,7 +1245,7 @@ def test_diagram_write_then_check(review: Path, tmp_path: Path) -> None:
     """--write writes the 8 review files; --check on them exits 0."""
     assert sorted(p.name for p in review.iterdir()) == REVIEW_FILES
     svg = (review / "block_lifecycle.svg").read_bytes()
-    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == _digest(
+    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == dot_digest(
         (review / "block_lifecycle.dot").read_text())
     code, text = cli("diagram", "--check", "--dir", review)
     assert (code, text) == (0, f"{review}: all diagrams current\n")
@@ -1278,7 +1306,7 @@ def test_diagram_without_graphviz_says_how_to_install_it(
         args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Without Graphviz's dot, SVG and PNG are a usage error that says how to install it."""
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: None)
     monkeypatch.chdir(tmp_path)
     assert cli("diagram", *args)[0] == 2
     err = capsys.readouterr().err
@@ -1405,3 +1433,26 @@ def test_run_never_resumes_a_journal_it_did_not_write(tmp_path: Path) -> None:
     before = {p.name: p.read_bytes() for p in log_dir.iterdir()}
     assert cli("run", blocks_file, "--mode", "live", "--out", tmp_path / "out")[0] == 2
     assert {p.name: p.read_bytes() for p in log_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("action", CANARY), ("block_id", CANARY), ("instructions", [{"venue": CANARY}]),
+    ("priority", CANARY), ("api_key", CANARY)])
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_run_never_prints_a_config_secret_put_in_the_blocks_file(
+        field: str, value: Any, suffix: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The config (and its redactor) is read before the blocks file is validated: a
+    template that put the api_key into a block's field is refused (exit 2, naming the line
+    and the field) and the key never reaches stderr or stdout."""
+    config = tmp_path / f"system{suffix}"
+    config.write_text(f'api_key = "{CANARY}"\n' if suffix == ".toml"
+                      else json.dumps({"api_key": CANARY}))
+    item = {**block("a"), field: value}
+    blocks = write_lines(tmp_path / "b.jsonl", block("z"), item)
+    assert main(["run", str(blocks), "--config", str(config), "--out",
+                 str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert CANARY not in out + err and CANARY[3:12] not in out + err
+    assert f"{blocks}:2: " in err
+    assert not (tmp_path / "out").exists()

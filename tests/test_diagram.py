@@ -24,10 +24,10 @@ from fsm_exec.tools.diagram import (
     LifecycleTable,
     TableEdge,
     TableState,
-    _digest,
     current_table,
     diff_model,
     diff_tables,
+    dot_digest,
     drawing_order,
     edge_width,
     lifecycle_model,
@@ -447,7 +447,7 @@ def test_svg_records_its_dot_source() -> None:
     dot_accepts("digraph { }")  # skips without Graphviz
     text = to_dot(lifecycle_model())
     svg = render_graphviz(text, "svg")
-    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == _digest(text)
+    assert svg.startswith(b"<?xml") and svg_source_digest(svg) == dot_digest(text)
     assert render_graphviz(text, "png")[:8] == b"\x89PNG\r\n\x1a\n"
     assert svg_source_digest(b"<svg/>") is None
 
@@ -461,7 +461,7 @@ def test_dot_that_graphviz_refuses_is_an_error() -> None:
 
 def test_missing_graphviz_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz, SVG/PNG fail with a message that says what to install."""
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: None)
     with pytest.raises(GraphvizMissingError, match="apt-get install graphviz"):
         render_graphviz(to_dot(lifecycle_model()))
 
@@ -475,17 +475,17 @@ def test_svg_without_xml_declaration_still_gets_its_marker(
         stdout = b"<svg></svg>"
         stderr = b""
 
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: "/usr/bin/dot")
-    monkeypatch.setattr("fsm_exec.tools.diagram.subprocess.run", lambda *a, **k: Done())
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.subprocess.run", lambda *a, **k: Done())
     svg = render_graphviz("digraph { }")
     assert svg.startswith(b"<!-- fsm_exec dot source sha256: ")
-    assert svg_source_digest(svg) == _digest("digraph { }")
+    assert svg_source_digest(svg) == dot_digest("digraph { }")
 
 
 def test_committed_diagrams_are_current() -> None:
     """diagrams/ holds what the code generates (the CLI's --check, called directly), the
     table as JSON included."""
-    from fsm_exec.cli.main import stale_diagrams
+    from fsm_exec.cli.commands.diagram import stale_diagrams
 
     assert stale_diagrams(ROOT / "diagrams") == []
     committed = (ROOT / "diagrams" / "block_lifecycle.json").read_text()

@@ -914,7 +914,7 @@ def test_demo_serves_its_metrics_while_it_runs(tmp_path: Path,
     metrics there until interrupted, then stops serving and exits 0."""
     import io
 
-    import fsm_exec.cli.main as cli
+    import fsm_exec.cli.commands.demo as cli
 
     out = io.StringIO()
     seen: dict[str, Any] = {}
@@ -957,7 +957,7 @@ def test_demo_refuses_a_port_it_cannot_listen_on(tmp_path: Path,
 def test_demo_stops_serving_when_it_fails(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A demo that cannot write its outputs exits 2 and leaves no server behind."""
-    import fsm_exec.cli.main as cli
+    import fsm_exec.cli.commands.demo as cli
 
     started: list[Any] = []
     real = cli.serve_metrics

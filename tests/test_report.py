@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from fsm_exec import ERROR_CODES, EventLogger
@@ -25,6 +26,7 @@ from fsm_exec.tools.report import (
     to_html,
     to_markdown,
 )
+from fsm_exec.tools.report.build import attempt_buckets
 
 from kit import empty_checkpoint
 
@@ -257,7 +259,7 @@ def test_html_reports_are_stable(demo: dict[str, Path], tmp_path: Path) -> None:
 def test_html_without_graphviz_keeps_the_table(demo: dict[str, Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz the overlay diagram is left out, said so, and the table stays."""
-    monkeypatch.setattr("fsm_exec.tools.diagram.shutil.which", lambda name: None)
+    monkeypatch.setattr("fsm_exec.tools.diagram.graphviz.shutil.which", lambda name: None)
     page = to_html(build_report(demo["live"]))
     assert "dot is not installed, so the diagram is left out" in page
     assert "<td>reconciliation_timeout</td>" in page
@@ -389,3 +391,80 @@ def test_demo_writes_a_report_next_to_its_outputs(tmp_path: Path) -> None:
 
     assert f"report:           {result.report}" in format_result(result)
     assert run_demo("backtest", out=tmp_path / "quiet", report=False).report is None
+
+
+# ------------------------------------------------------------------------ what charts can draw
+
+
+def edge_journal(log_dir: Path, *, attempt: int = 1, waited: float = 1.5,
+                 halted_at: str = "2025-10-01T00:06:00Z", block_id: str = "a1") -> Path:
+    """One block through reconciliation, then a halt: the values under test in place."""
+    return write_journal(log_dir, [
+        at("2025-10-01T00:00:00Z", accepted(block_id)),
+        at("2025-10-01T00:05:00Z", move(block_id, "queued", "start", "routing", attempt)),
+        at("2025-10-01T00:05:00Z", move(block_id, "routing", "executed",
+                                        "pending_reconciliation", attempt)),
+        at("2025-10-01T00:05:00Z", move(block_id, "pending_reconciliation", "reconciled",
+                                        "success", attempt, waited_s=waited)),
+        at(halted_at, ("manager_halted", {"reason": "EXEC-009", "block_id": None})),
+    ])
+
+
+def test_a_date_past_the_charts_range_is_left_out_and_said(tmp_path: Path) -> None:
+    """A timestamp the manager accepts (9999-12-31T23:00:00+00:00) is left off the halts
+    chart and the gantt, which say so, instead of crashing matplotlib's date axis."""
+    pytest.importorskip("matplotlib")
+    r = build_report(edge_journal(tmp_path, halted_at="9999-12-31T23:00:00+00:00"))
+    page = to_html(r)
+    assert "1 not drawn: timestamps outside the years 1900-2199" in page
+    md = to_markdown(r)
+    assert "1 not drawn: timestamps outside the years 1900-2199." in md
+    assert "9999-12-31T23:00:00+00:00" in md  # still in the table
+
+
+def test_a_billion_attempts_make_one_bar_not_a_billion(tmp_path: Path) -> None:
+    """An attempt of 1,000,000,000 is counted in a range (1-5 each, then 6-10, 11-100, ...):
+    the chart and the Markdown table have a bar or row per range, and say so."""
+    pytest.importorskip("matplotlib")
+    r = build_report(edge_journal(tmp_path, attempt=1_000_000_000))
+    bars, ranges = attempt_buckets(r.blocks)
+    assert ranges and len(bars) == 14 and bars[-1] == ("100000001-1000000000", 1)
+    assert "attempts over 5 grouped in ranges" in to_html(r)
+    md = to_markdown(r)
+    assert "Attempts over 5 are grouped in ranges." in md
+    assert "| 100000001-1000000000 | 1 |" in md
+    assert len([line for line in md.splitlines() if re.match(r"\| \d", line)]) < 40
+
+
+@pytest.mark.parametrize("waited", [-1e300, 1e300, -1.0])
+def test_a_wait_no_chart_can_draw_is_left_out_and_said(tmp_path: Path, waited: float) -> None:
+    """A negative or absurd measured wait is left off the waits chart (which says so) and
+    the block's time falls back to its timestamps (a journal cannot hold an infinite or NaN
+    number: the writer writes a string, the reader refuses JSON's Infinity)."""
+    pytest.importorskip("matplotlib")
+    r = build_report(edge_journal(tmp_path, waited=waited))
+    assert r.waits == () and r.odd_waits == 1
+    (b,) = r.blocks
+    assert all(v.seconds >= 0 for v in b.visits)
+    note = "1 measured wait not drawn: negative, not a number or over 1e+09 s."
+    assert note in to_markdown(r)
+    assert note in to_html(r)  # and no "too many bins"
+
+
+def test_a_wait_next_to_odd_ones_is_drawn_and_the_odd_ones_counted(tmp_path: Path) -> None:
+    """Good waits are drawn; the chart says how many odd ones it left out."""
+    pytest.importorskip("matplotlib")
+    r = build_report(edge_journal(tmp_path, waited=-5.0))
+    r = attrs.evolve(r, waits=((2.0, "reconciled"),))
+    assert "1 measured wait not drawn: negative, not a number or over 1e+09 s." in to_html(r)
+
+
+def test_mathtext_in_a_block_id_is_drawn_as_text(tmp_path: Path) -> None:
+    """A block id holding ``$...$`` (or a TeX macro matplotlib does not know) is drawn as
+    those characters, never parsed as mathtext."""
+    pytest.importorskip("matplotlib")
+    r = build_report(edge_journal(tmp_path))
+    evil = "$\\nosuchmacro{x}$ $a_b$"
+    r = attrs.evolve(r, blocks=tuple(attrs.evolve(b, block_id=evil) for b in r.blocks))
+    page = to_html(r)
+    assert "$\\nosuchmacro{x}$ $a_b$" in page

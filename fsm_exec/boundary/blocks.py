@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.canonical import TAGS, canonical, is_plain
+from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
@@ -118,6 +119,9 @@ def convert_block(item: object, redact: Redact | None = None
         v = item["action"]
         if not isinstance(v, str) or not v.strip():
             out.append(("action", f"must be a non-empty string, {_got(v, redact)}"))
+        elif CONTROL.search(v):  # it is shown on terminals and in reports: it must not act
+            out.append(("action", "must not hold control characters (escape sequences, "
+                                  f"line breaks, bidi controls), {_got(v, redact)}"))
         else:
             conv = canonical(v, path="action", redact=redact, refuse=finds)
             if conv.problems:
@@ -255,7 +259,8 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
     except KeyError:
         return None
     if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
-            or not action.isascii() or not action.strip() or type(priority) is not int
+            or not action.isascii() or not action.isprintable() or not action.strip()
+            or type(priority) is not int
             or type(instructions) is not list or not instructions
             or (finds is not None and (finds(action) or finds(block_id)))):
         return None

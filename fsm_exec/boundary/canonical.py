@@ -30,6 +30,7 @@ bits ``{"__int__": "..."}``, non-finite floats ``{"__float__": "NaN"}``, decimal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -500,7 +501,7 @@ def canonical_timestamp(ts: Any) -> str | None:
     if type(ts) is dt.datetime or isinstance(ts, dt.datetime):
         if ts != ts or ts.utcoffset() is None:  # NaT; naive
             return None
-        return ts.astimezone(dt.UTC).isoformat()
+        return _in_utc(ts)
     if isinstance(ts, str):
         if len(ts) > 64:
             return None
@@ -510,7 +511,7 @@ def canonical_timestamp(ts: Any) -> str | None:
             return None
         if parsed.utcoffset() is None:
             return None
-        return parsed.astimezone(dt.UTC).isoformat()
+        return _in_utc(parsed)
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and \
             type(ts).__name__ != "bool_":
         try:
@@ -523,14 +524,31 @@ def canonical_timestamp(ts: Any) -> str | None:
     return None
 
 
+def _in_utc(t: dt.datetime) -> str | None:
+    """``t`` (aware) in UTC, ISO 8601; ``None`` when UTC cannot hold it (an offset that
+    takes 0001-01-01 or 9999-12-31 past the years a datetime holds)."""
+    try:
+        return t.astimezone(dt.UTC).isoformat()
+    except OverflowError:
+        return None
+
+
+_OUT_OF_RANGE = "outside the years 1-9999 once converted to UTC (a datetime cannot hold it)"
+
+
 def timestamp_problem(ts: Any) -> str:
     """Why ``ts`` is not a timestamp the manager accepts (for the error message)."""
     if isinstance(ts, dt.datetime):
         if ts != ts:
             return "NaT is not a time"
+        if ts.utcoffset() is not None:
+            return _OUT_OF_RANGE
         return ("a naive datetime (no timezone): make it aware, e.g. "
                 "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC')")
     if isinstance(ts, str):
+        with contextlib.suppress(ValueError):
+            if len(ts) <= 64 and dt.datetime.fromisoformat(ts).utcoffset() is not None:
+                return _OUT_OF_RANGE
         return ("a string that is not an ISO 8601 time with an offset (e.g. "
                 "'2025-10-01T00:00:00+00:00' or '2025-10-01T00:00Z')")
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool):

@@ -21,6 +21,7 @@ import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.boundary.config import Environment
+from fsm_exec.journal.export import replace_file
 from fsm_exec.manager.manager import ExecutionManager
 from fsm_exec.observe.seam import Observer
 from fsm_exec.sim.venues import FakeClock, FaultyVenue, SimPositionHandler, SimReconciliation
@@ -236,7 +237,7 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
         diagram = paths["diagram"] = out / "run_diagram.md"
         model = overlay_events(read_journal(out / "logs" / "events"),
                                title=f"Block lifecycle: the {mode} demo run")
-        diagram.write_text(to_markdown(model))
+        replace_file(diagram, to_markdown(model))
         if report:
             paths["report"] = write_report(out / "logs" / "events", out,
                                            f"Run report: the {mode} demo run")
@@ -254,10 +255,10 @@ def write_report(log_dir: Path, out: Path, title: str) -> Path:
     data = build_report(log_dir, title=title)
     if importlib.util.find_spec("matplotlib") is not None:
         path = out / "report.html"
-        path.write_text(to_html(data), encoding="utf-8")
+        replace_file(path, to_html(data))
     else:  # pragma: no cover - the test extra installs matplotlib
         path = out / "report.md"
-        path.write_text(report_markdown(data), encoding="utf-8")
+        replace_file(path, report_markdown(data))
     return path
 
 
@@ -312,7 +313,8 @@ def claim_output_dir(log_dir: Path, owner: str, *, dry_run: bool = False) -> Pat
     from fsm_exec.journal.writer import journal_files
 
     marker = log_dir / OWNER_MARKER
-    mine = marker.exists() and marker.read_text().strip() == owner
+    mine = (not marker.is_symlink() and marker.is_file()  # a planted link is not ours
+            and marker.read_text().strip() == owner)
     old = journal_files(log_dir, "ExecutionManager")
     torn = log_dir / "execution_manager_events.jsonl.torn"
     if (old or torn.exists()) and not mine:
@@ -324,7 +326,7 @@ def claim_output_dir(log_dir: Path, owner: str, *, dry_run: bool = False) -> Pat
     for p in [*old, torn]:
         p.unlink(missing_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(owner + "\n")
+    replace_file(marker, owner + "\n")
     return log_dir
 
 

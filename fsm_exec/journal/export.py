@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import orjson
 
@@ -127,6 +127,24 @@ def _create_temporary(directory: Path, name: str) -> tuple[Path, IO[str]]:
         except FileExistsError:  # pragma: no cover - 64 random bits
             continue
         return tmp, open(fd, "w", newline="", encoding="utf-8")
+
+
+def replace_file(target: Path | str, data: str | bytes) -> Path:
+    """Write ``data`` to ``target`` as the CSVs are written: under a fresh temporary name
+    next to it (``O_CREAT|O_EXCL|O_NOFOLLOW``), then renamed into place. A link planted at
+    ``target`` is replaced, never followed; a failed write leaves nothing half-written."""
+    target = Path(target)
+    tmp, f = _create_temporary(target.parent, target.name)
+    try:
+        with f:
+            if isinstance(data, bytes):
+                cast(TextIO, f).buffer.write(data)
+            else:
+                f.write(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -> Path:

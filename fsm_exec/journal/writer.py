@@ -409,7 +409,7 @@ def _lock_holder(fd: int) -> int | None:
 def take_lock(log_dir: Path) -> int:
     """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
     process dies): its file descriptor, or :class:`JournalLockedError`."""
-    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.boundary.config import ExecutionConfig
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
@@ -493,7 +494,8 @@ def format_status(report: dict[str, Any]) -> str:
         row("", f"{block}, {_at(halt['at'], halt['age_s'])}"
             + ("" if halt["recorded"] else " (from a state_update: the halt record was lost)"))
         if halt["error"]:
-            for i, line in enumerate(_wrap(f"error: {halt['error']}", width=71, indent="")):
+            for i, line in enumerate(_wrap(f"error: {terminal_text(halt['error'])}", width=71,
+                                           indent="")):
                 row("", line if i == 0 else "  " + line)
         if halt["deltas"] is not None:
             text = json.dumps(halt["deltas"], sort_keys=True)
@@ -532,4 +534,5 @@ def format_status(report: dict[str, Any]) -> str:
     lines.extend(_wrap(report["next_step"]))
     lines.extend(f"{' ' * 15}$ {c}" for c in report["commands"])
     row("runbook", report["runbook"])
-    return "\n".join(lines) + "\n"
+    # Every line quotes the journal (ids, actions, a venue's error): shown, never obeyed.
+    return "\n".join(terminal_text(line) for line in lines) + "\n"

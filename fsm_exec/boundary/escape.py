@@ -1,0 +1,60 @@
+"""Text that crosses an edge: what counts as a control character, and how text from outside
+(a journal, a venue's error, a strategy's ``action``) is shown in each medium so that it can
+only ever be read, never act.
+
+- :func:`terminal_text`: control characters and escape sequences shown visibly (``\\x1b``,
+  ``\\r``, ``\\u202e``): no cursor moves, erased lines, hidden links or clipboard writes.
+- :func:`markdown_text`: the same, then every character Markdown (GitHub's, with its ``$``
+  maths) would read as syntax escaped: one line, one table cell, no HTML, no links, no
+  headings, no emphasis. ``code=True`` puts text that is plainly an identifier in a code
+  span and escapes anything else as text.
+
+Both are total: any ``str`` in, printable text out.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Characters that act rather than show: C0 and C1 controls and DEL (``\x1b`` starts escape
+#: sequences, ``\x9b`` is a one-byte CSI), line and paragraph separators, and the bidi
+#: controls that reorder what is shown (U+200E/F, U+202A-E, U+2066-9).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+_VISIBLE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    c = match.group()
+    return _VISIBLE.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def terminal_text(text: object, *, keep_lines: bool = False) -> str:
+    """``text`` for a terminal: every control character shown as its escape (``\\x1b``);
+    with ``keep_lines``, line feeds (and only they) still end lines."""
+    if keep_lines:
+        return "\n".join(CONTROL.sub(_visible, part) for part in str(text).split("\n"))
+    return CONTROL.sub(_visible, str(text))
+
+
+# What Markdown reads as syntax anywhere in a line: backslash escapes for the ASCII
+# punctuation, entities for what would open HTML (so the text holds no "<tag" at all).
+_MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# An underscore between two letters or digits cannot open or close emphasis: left as it is.
+_MD_SYNTAX = re.compile(r"[\\`*\[\]$|#~&<>]|_(?![A-Za-z0-9])|(?<![A-Za-z0-9])_")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def _md_escape(match: re.Match[str]) -> str:
+    c = match.group()
+    return _MD_ENTITY.get(c) or "\\" + c
+
+
+def markdown_text(text: object, *, code: bool = False) -> str:
+    """``text`` as one inline run of Markdown (a table cell, a banner, a list item) that
+    shows exactly ``text``: control characters visible, Markdown and HTML syntax escaped.
+    With ``code``, an identifier (letters, digits, ``._:-``) is shown in a code span."""
+    s = terminal_text(text)
+    if code and _IDENTIFIER.fullmatch(s):
+        return f"`{s}`"
+    return _MD_SYNTAX.sub(_md_escape, s)

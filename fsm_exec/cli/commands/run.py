@@ -1,0 +1,329 @@
+"""``fsm-exec run``: run a file of blocks through the manager."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from fsm_exec.cli._common import (
+    EXIT_CODES,
+    FOUND,
+    MODE_HELP,
+    OK,
+    UsageError,
+    complain,
+    decode_text,
+    os_reason,
+    plural,
+    read_config,
+    resolve_mode,
+)
+
+
+def read_batches(path: Path, redact: Callable[[str], str] | None = None
+                 ) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The batches of a blocks file, validated whole before anything runs: each line is a
+    block (a batch of one) or a JSON array of blocks (a batch). Errors name the line (and,
+    for JSON, the column); a block id used twice names the line that used it first.
+    ``redact`` (the config's :class:`~fsm_exec.boundary.config.Redactor`) masks the config's
+    secrets in what an error quotes, and refuses a block holding one."""
+    from fsm_exec.boundary.blocks import validate_batch
+    from fsm_exec.core.errors import BlockProblem, InvalidBlockError
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    lines = decode_text(path, raw, "cannot read").splitlines()
+    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    first_line: dict[str, int] = {}  # block id -> the line that used it first
+    for n, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{n}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        if item == []:
+            raise UsageError(f"{path}:{n}: no blocks (an empty batch)")
+        batch = item if isinstance(item, list) else [item]
+        try:
+            blocks = validate_batch(batch, first_line, redact)
+        except InvalidBlockError as exc:
+            problems = [
+                BlockProblem(p.index, p.block_id, p.field, f"{p.reason} (first used on line "
+                             f"{first_line.get(p.block_id, n)})")
+                if p.field == "block_id" and p.reason.startswith("already queued")
+                and p.block_id is not None else p
+                for p in exc.problems]
+            raise UsageError(f"{path}:{n}: {InvalidBlockError(problems, len(batch))}") from None
+        for b in blocks:
+            first_line.setdefault(b.block_id, n)
+        batches.append((n, batch))
+    if not batches:
+        raise UsageError(f"{path}: no blocks")
+    return batches
+
+
+class Progress:
+    """A one-line progress bar on a terminal, shown once a run takes over ``after`` s."""
+
+    def __init__(self, total: int, stream: IO[str], *, after: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, force: bool = False) -> None:
+        self.total, self.stream, self.after, self.clock = total, stream, after, clock
+        self.enabled = force or stream.isatty()
+        self.start = clock()
+        self.last = -1.0
+        self.drawn = False
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if not self.enabled or now - self.start < self.after or now - self.last < 0.1:
+            return
+        self.last = now
+        self.drawn = True
+        self.stream.write("\r" + progress_line(done, self.total, now - self.start))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_line(done: int, total: int, seconds: float, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches "
+            f"{seconds:.1f} s")
+
+
+def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
+          failures: list[str]) -> dict[str, Any]:
+    """One update with a batch; failures are recorded and the queue run on, as an
+    operator would (a refused batch is dropped, a halt is resumed)."""
+    from fsm_exec.core.errors import ComponentError, InvalidBlockError, QueueFullError
+
+    trigger: str = "strategy_manager"
+    pending: list[dict[str, Any]] | None = batch
+    while True:
+        try:
+            return dict(em.update_state(ts, trigger, pending))
+        except (InvalidBlockError, QueueFullError) as exc:  # refused: it never ran
+            failures.append(f"{where}: {exc}")
+        except ComponentError as exc:
+            if exc.block_id is None:  # not a block's own outcome (a journal that fails)
+                raise
+            failures.append(f"{where}: {exc}")  # backtest fails fast, block by block
+        trigger, pending = ("manual" if em.halted else "retry"), None
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (a supervisor stopping the run): the same way out as Ctrl-C."""
+    raise SystemExit(143)
+
+
+def _archive(log_dir: Path) -> Path:
+    """Move a journal directory aside (``<dir>.<UTC time>``); nothing is deleted."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = log_dir.with_name(f"{log_dir.name}.{stamp}")
+    n = 1
+    while target.exists():
+        target = log_dir.with_name(f"{log_dir.name}.{stamp}.{n}")
+        n += 1
+    log_dir.rename(target)
+    return target
+
+
+def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: int,
+                 mode: str) -> str:
+    """What a stopped run leaves, in a few lines: what is in doubt, how to go on."""
+    why = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated"
+    status = em.get_execution_status()
+    lines = [f"fsm-exec run: {why} after {done} of {total} batches; "
+             f"{status['blocks_executed']} blocks executed, {status['queue_length']} queued."]
+    state = status["current_block_state"]
+    if status["current_block"] is not None:
+        what = ("the venue executed it: recovery hands its deltas off if that was not "
+                "recorded, then waits for reconciliation" if state == "pending_reconciliation"
+                else "the venue may have executed it: recovery asks the venue before "
+                     "anything is routed again")
+        lines.append(f"  block {status['current_block']} was {state}: {what}.")
+    if mode == "live":
+        lines.append(f"  The journal in {log_dir} holds everything: run the same command "
+                     "again to resume from it (or --fresh to move it aside and start over); "
+                     f"`fsm-exec status {log_dir}` shows where it stands.")
+    else:
+        lines.append("  A backtest is run again from the start: run the same command again.")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
+    from fsm_exec.boundary.config import OWN_FIELDS, ExecutionConfig, Redactor
+    from fsm_exec.cli.demo import (
+        OWNER_MARKER,
+        check_output_paths,
+        claim_output_dir,
+        csv_paths,
+        load_prices,
+    )
+    from fsm_exec.core.errors import ComponentError
+    from fsm_exec.journal.export import check_backtest_id, replace_file
+    from fsm_exec.journal.writer import EventLogger, journal_files, read_journal
+    from fsm_exec.manager.manager import ExecutionManager
+    from fsm_exec.sim.venues import (
+        InstantReconciliation,
+        SimPositionHandler,
+        SimVenue,
+        StaticDataProvider,
+    )
+    from fsm_exec.tools.diagram import overlay_events, to_markdown
+
+    # Everything is checked before anything is created.
+    mode = resolve_mode(args.mode)
+    path = Path(args.blocks)
+    # The config first: its redactor masks its secrets in whatever an error about the
+    # blocks file quotes (a template that put the api_key in the wrong field).
+    config = read_config(Path(args.config) if args.config else None)
+    try:
+        ExecutionConfig.from_dict(config)  # refuse a bad config before writing anything
+        redact = Redactor(config, OWN_FIELDS)
+    except ComponentError as exc:
+        raise UsageError(str(exc)) from None
+    batches = read_batches(path, redact)
+    backtest_id = args.id or re.sub(r"[^A-Za-z0-9._-]", "-", f"run-{path.stem}")[:128]
+    try:
+        check_backtest_id(backtest_id)
+    except ValueError as exc:
+        raise UsageError(f"--id: {exc}") from None
+    out_dir = Path(args.out)
+    log_dir = out_dir / "logs" / "events"
+    resuming = False
+    try:
+        check_output_paths(out_dir, backtest_id, "fsm-exec run")
+        if mode == "live" and journal_files(log_dir):
+            # A live journal is the record of what the venue may have done: never deleted.
+            # Only one that `fsm-exec run` wrote is resumed (its simulated venue must never
+            # act on a real manager's queue).
+            claim_output_dir(log_dir, "fsm-exec run", dry_run=True)
+            if args.fresh:
+                archived = _archive(log_dir)
+                print(f"the journal in {log_dir} was moved to {archived}", file=out)
+                log_dir.mkdir(parents=True)
+                replace_file(log_dir / OWNER_MARKER, "fsm-exec run\n")
+            else:
+                resuming = True
+        elif not resuming:
+            claim_output_dir(log_dir, "fsm-exec run")
+        journal = EventLogger(log_dir, mode)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(os_reason(exc, "cannot write the outputs")) from None
+    last = load_prices()[max(load_prices())]
+    # The simulated outside world reconciles at once, also a block handed off before a
+    # restart (a SimReconciliation would wait for a hand-off this process never saw).
+    reconciliation = InstantReconciliation()
+    em = ExecutionManager(config, StaticDataProvider(last), mode,
+                          SimPositionHandler(), SimVenue(), reconciliation,
+                          event_logger=journal)
+    if resuming:
+        try:
+            report = em.recover()
+        except ComponentError as exc:
+            journal.close()
+            raise UsageError(f"{log_dir}: cannot resume from this journal: {exc}; give "
+                             "--fresh to move it aside and start again") from None
+        print(f"resuming from {log_dir}: {report.blocks_executed} blocks done, "
+              f"{len(report.queued)} queued" + (f", {report.in_doubt} in doubt "
+                                                f"({report.resolution})"
+                                                if report.in_doubt else ""), file=out)
+    progress = Progress(len(batches), sys.stderr)
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    started = time.perf_counter()
+    failures: list[str] = []
+    done = 0
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        for i, (line, batch) in enumerate(batches):
+            if resuming:  # batches are atomic: one the journal already holds is skipped
+                batch = [b for b in batch if em.block_state(b["block_id"]) is None]
+            _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures)
+            progress.update(i + 1)
+            done = i + 1
+        status = _step(em, t0 + dt.timedelta(minutes=len(batches)), [], f"{path}:end",
+                       failures)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        progress.close()
+        journal.close()
+        complain(_interrupted(stop, em, log_dir, done, len(batches), mode))
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.close()
+        seconds = time.perf_counter() - started
+        if not journal._closed:
+            journal.export_csv(out_dir / "results", backtest_id)
+            journal.close()
+    events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
+    diagram = out_dir / "run_diagram.md"
+    replace_file(diagram, to_markdown(overlay_events(read_journal(log_dir),
+                                                  title=f"Block lifecycle: {path.name}")))
+    n = status["blocks_executed"] + status["blocks_failed"]
+    print(f"{path}: {plural(len(batches), 'batch', 'batches')}, "
+          f"{plural(status['blocks_accepted'], 'block', 'blocks')}, {mode} mode", file=out)
+    for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
+        print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
+    print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
+    if seconds > 0:
+        print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)",
+              file=out)
+    print(f"  journal:          {journal.path_for('ExecutionManager')}", file=out)
+    print(f"  events CSV:       {events_csv}", file=out)
+    print(f"  deltas CSV:       {deltas_csv}", file=out)
+    print(f"  run diagram:      {diagram}", file=out)
+    for f in failures:
+        print(f"  failed: {f}", file=out)
+    return FOUND if failures or status["blocks_failed"] or status["halted"] else OK
+
+
+def add_parser(sub: Any) -> None:
+    """The ``run`` subcommand."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    r = sub.add_parser(
+        "run", formatter_class=fmt, help="run a file of blocks through the manager",
+        description="Run the blocks of a JSON-lines file through the manager with the bundled "
+                    "simulated collaborators (an idempotent venue, a position handler, "
+                    "instant reconciliation, the bundled prices). Each line is a block, or a "
+                    "JSON array of blocks submitted as one batch; blank lines and lines "
+                    "starting with # are skipped. The whole file (and the config, the "
+                    "environment and the arguments) is validated before anything is created; "
+                    "an error names the line. Writes logs/events/"
+                    "execution_manager_events.jsonl, results/<id>/events.csv, "
+                    "results/<id>/deltas.csv and run_diagram.md under --out. A live journal "
+                    "already there is never deleted: the run resumes from it (blocks it "
+                    "holds are not submitted again), or --fresh moves it aside; a backtest "
+                    "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
+                    "blocks are reported and the queue runs on (a halt is resumed, as an "
+                    "operator would). Ctrl-C or SIGTERM stops it with a short account of "
+                    "what is in doubt (exit 130 or 143).",
+        epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
+    r.add_argument("blocks", metavar="BLOCKS.jsonl")
+    r.add_argument("--mode", choices=("backtest", "live"), help=MODE_HELP)
+    r.add_argument("--config", metavar="FILE",
+                   help="system-wide config (.toml or .json); keys the manager does not use "
+                        "are ignored and never printed or logged")
+    r.add_argument("--out", default=".", metavar="DIR", help="where to write the outputs")
+    r.add_argument("--id", help="backtest id for the CSV folder (default: run-<file stem>)")
+    r.add_argument("--fresh", action="store_true",
+                   help="live: move a journal already in --out aside (logs/events.<time>) "
+                        "and start a new one, instead of resuming from it")
+    r.set_defaults(func=cmd_run)
