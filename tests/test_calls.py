@@ -86,3 +86,30 @@ def test_the_worker_thread_ends_with_its_manager() -> None:
             break
         time.sleep(0.01)
     assert not any(t.ident == worker for t in threading.enumerate())
+
+
+def test_an_interrupt_while_waiting_abandons_the_call() -> None:
+    """An interrupt that lands while the manager waits for a venue call leaves the call
+    abandoned (nobody waits for it any more) and re-raises; its elapsed time is kept."""
+    import pytest
+
+    from fsm_exec.drivers.calls import VenueCall, Worker
+
+    class Interrupting(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            raise KeyboardInterrupt("Ctrl-C")
+
+    release = threading.Event()
+    worker = Worker("test-interrupt")
+    VenueCall().run_on(worker, lambda: None, (), 1.0, time.monotonic)  # its thread, started
+    call = VenueCall()
+    real = threading.Event
+    threading.Event = Interrupting  # type: ignore[misc]  # the call's own event only
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call.run_on(worker, lambda: release.wait(5), (), 1.0, time.monotonic)
+    finally:
+        threading.Event = real  # type: ignore[misc]
+        release.set()
+    assert call.abandoned and call.elapsed >= 0.0
+    worker.close()

@@ -234,3 +234,28 @@ def test_invalid_block_error_without_batch_size() -> None:
     err = InvalidBlockError([_PROBLEM], batch_size=None)
     assert str(_PROBLEM) in str(err)
     assert "1 problem:" in str(err)
+
+
+def test_a_scrubbed_exception_scrubbed_again_is_redacted_again() -> None:
+    """ScrubbedException.of on one already scrubbed keeps its type name and passes its
+    message through the new redactor (a second config's secrets are removed too)."""
+    from fsm_exec import ScrubbedException
+
+    first = ScrubbedException.of(ValueError("token abc and key xyz"),
+                                 lambda s: s.replace("abc", "***"))
+    again = ScrubbedException.of(first, lambda s: s.replace("xyz", "***"))
+    assert again.type_name == first.type_name == "ValueError"
+    assert again.message == "token *** and key ***"
+
+
+def test_scrub_replaces_the_original_exception() -> None:
+    """ComponentError.scrub redacts its message and arguments and replaces the original
+    exception by a ScrubbedException holding only its redacted text."""
+    from fsm_exec import ComponentError, ScrubbedException
+
+    err = ComponentError("EXEC-001", "venue said sk-123",
+                         original_exception=RuntimeError("sk-123 refused"))
+    err.scrub(lambda s: s.replace("sk-123", "***"))
+    assert "sk-123" not in err.message and "sk-123" not in str(err.args)
+    assert isinstance(err.original_exception, ScrubbedException)
+    assert err.original_exception.message == "*** refused"
