@@ -19,7 +19,7 @@ import inspect
 import logging
 import re
 import textwrap
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -652,24 +652,27 @@ def _check(condition: bool, what: str) -> None:
                     f"engine relies on: {what}", pytrace=False)
 
 
-def test_machine_internals_the_engine_reads_exist() -> None:
-    """Machine's private queue, queue flag and callback lists exist with the expected type,
-    and the public properties return those very lists (in-place appends are seen)."""
+def test_machine_attributes_the_engine_reads_are_public() -> None:
+    """The engine reads only transitions' public API of a Machine: has_queue, the callback
+    properties (the machine's own lists, so a callback appended in place is seen), states,
+    model_attribute, set_state/get_state, and the class attributes it plugs into."""
     m = Machine(model=None, states=["a"], initial="a")
-    _check(isinstance(getattr(m, "_queued", None), bool), "Machine._queued (a bool)")
-    _check(isinstance(getattr(m, "_transition_queue", None), deque),
-           "Machine._transition_queue (a deque)")
+    _check(isinstance(type(m).__dict__.get("has_queue"), property) and m.has_queue is False,
+           "Machine.has_queue (a public property)")
     for name in MACHINE_LISTS:
-        _check(isinstance(getattr(m, f"_{name}", None), list), f"Machine._{name} (a list)")
-        _check(getattr(m, name) is getattr(m, f"_{name}"),
-               f"Machine.{name} returns Machine._{name}")
-    _check(m.has_queue is m._queued, "Machine.has_queue returns Machine._queued")
+        _check(isinstance(Machine.__dict__.get(name), property), f"Machine.{name} (a property)")
+        lst = getattr(m, name)
+        _check(isinstance(lst, list) and getattr(m, name) is lst,
+               f"Machine.{name} returns the same list each time (appends are seen)")
     _check(isinstance(m.states, OrderedDict), "Machine.states (name -> State)")
     _check(m.model_attribute == "state", "Machine.model_attribute")
     for name in ("event_cls", "state_cls", "transition_cls"):
         _check(name in Machine.__dict__, f"Machine.{name} (a class attribute)")
     _check(list(inspect.signature(Machine.set_state).parameters) == ["self", "state", "model"],
            "Machine.set_state(self, state, model)")
+    engine_source = inspect.getsource(engine_module)
+    for private in ("._queued", "._transition_queue", "._prepare_event", "._name", "_LOGGER"):
+        _check(private not in engine_source, f"the engine reads no private {private}")
 
 
 def test_event_transition_state_internals_the_engine_reads_exist() -> None:
@@ -692,12 +695,12 @@ def test_event_transition_state_internals_the_engine_reads_exist() -> None:
     for name in (*TRANSITION_LISTS, "conditions"):
         _check(isinstance(getattr(t, name, None), list), f"Transition.{name} (a list)")
     s = m.states["b"]
-    _check(type(s) is State and s.value is s._name, "State.value returns State._name")
+    _check(type(s) is State and s.value == "b", "State.value (the state's name)")
     for name in ("on_enter", "on_exit"):
         _check(isinstance(getattr(s, name, None), list), f"State.{name} (a list)")
-    logger = getattr(transitions.core, "_LOGGER", None)
-    _check(isinstance(logger, logging.Logger) and logger.name == "transitions.core"
-           and logger.isEnabledFor == engine_module._log_enabled, "transitions.core._LOGGER")
+    # transitions logs through the logger the logging module names transitions.core
+    logger = logging.getLogger("transitions.core")
+    _check(logger.isEnabledFor == engine_module._log_enabled, "transitions.core's logger")
     for base, names in STOCK_MEMBERS.items():
         for name in names:
             _check(name in base.__dict__, f"{base.__name__}.{name}")

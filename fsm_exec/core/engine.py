@@ -46,7 +46,7 @@ import logging
 from typing import Any
 
 from transitions import Machine, State, Transition
-from transitions.core import _LOGGER, Event
+from transitions.core import Event
 
 __all__ = ["EngineEvent", "EngineMachine", "is_stock"]
 
@@ -76,7 +76,8 @@ def is_stock(cls: type, base: type) -> bool:
 
 
 _INFO = logging.INFO
-_log_enabled = _LOGGER.isEnabledFor
+#: transitions' own logger (``transitions.core``), as the logging module names it.
+_log_enabled = logging.getLogger("transitions.core").isEnabledFor
 
 
 class EngineEvent(Event):
@@ -90,9 +91,12 @@ class EngineEvent(Event):
         """Fire this event on ``model``; ``True`` if a transition was made (as stock)."""
         if self._short:
             m = self.machine
-            if not (m._queued or m._transition_queue or m._prepare_event
-                    or m._before_state_change or m._after_state_change or m._finalize_event
-                    or m._on_exception or m._on_final or _log_enabled(_INFO)):
+            # transitions' public properties only (each returns the machine's own list, so a
+            # callback appended in place is seen). A machine that is not queued never holds
+            # a transition queue: the stock path would process this trigger at once too.
+            if not (m.has_queue or m.prepare_event or m.before_state_change
+                    or m.after_state_change or m.finalize_event or m.on_exception
+                    or m.on_final or _log_enabled(_INFO)):
                 attr = m.model_attribute
                 value = getattr(model, attr, None)
                 if type(value) is str:
@@ -111,10 +115,11 @@ class EngineEvent(Event):
                                     and (type(src) is State or is_stock(type(src), State))
                                     and (type(dst) is State or is_stock(type(dst), State))):
                                 # Machine.set_state, for one model (both verified stock):
-                                setattr(model, attr, dst._name)  # what State.value returns
+                                value = dst.value  # the state's name: a str, checked above
+                                setattr(model, attr, value)
                                 # The stock path reads the state back and resolves it:
                                 after = getattr(model, attr)
-                                if after is not dst._name and not isinstance(after, State):
+                                if after is not value and not isinstance(after, State):
                                     m.get_state(after)  # raises as stock does, if unknown
                                 return True
         return super().trigger(model, *args, **kwargs)

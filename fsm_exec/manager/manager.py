@@ -1,6 +1,6 @@
 """The ExecutionManager: the entry points, the queue, the accounting and recovery.
 
-The block in flight is driven by a :mod:`~fsm_exec.drivers.driver` chosen once at construction
+The block in flight is driven by a :mod:`~fsm_exec.drivers` chosen once at construction
 (backtest or live). Every state change happens inside one critical section (``_mutex``), so
 the read APIs give a consistent snapshot from any thread.
 """
@@ -47,12 +47,12 @@ from fsm_exec.core.errors import (
     safe_repr,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState, Trigger
-from fsm_exec.drivers.driver import (
-    BacktestDriver,
+from fsm_exec.drivers.base import (
     Driver,
     Flight,
-    LiveDriver,
 )
+from fsm_exec.drivers.host import Host
+from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.state import (
     ManagerState,
@@ -147,7 +147,8 @@ class ExecutionManager:
                     "(subclass it and override the methods you need)")
         self._observers: tuple[Observer, ...] = tuple(observers)
         self._late_observer_errors: list[tuple[Observer, Exception]] = []
-        self._live = self._env.execution_mode == "live"
+        # What differs between the modes, named once (drivers/policy.py).
+        self._policy = POLICIES[self._env.execution_mode]
 
         self._mutex = threading.RLock()
         # The queue, the block in flight, the finished blocks and the counters: the state
@@ -174,7 +175,7 @@ class ExecutionManager:
         self._recent_errors: deque[dict[str, Any]] = deque(maxlen=10)
         self._last_update: Any = None
 
-        if self._live and getattr(event_logger, "mode", "live") != "live":
+        if self._policy.durable_journal and getattr(event_logger, "mode", "live") != "live":
             raise InvalidArgumentError(
                 "a live manager needs a live journal: this EventLogger is in "
                 f"{getattr(event_logger, 'mode', '?')!r} mode (buffered, never fsynced), so "
@@ -202,7 +203,7 @@ class ExecutionManager:
         claim = getattr(event_logger, "claim", None)
         if callable(claim):  # one manager per journal, in this process too
             claim(COMPONENT, self)
-        self._driver: Driver = LiveDriver(self) if self._live else BacktestDriver(self)
+        self._driver: Driver = self._policy.driver(self._driver_host())
         # A journal that checkpoints (EventLogger): every file starts with the state.
         self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
             callable(getattr(event_logger, "checkpoint_due", None))
@@ -606,12 +607,27 @@ class ExecutionManager:
                 f = self._f  # type: ignore[assignment]
             assert f is not None
             self._driver.drive(ts, f)
-            if not self._live and f.error is not None:
+            if self._policy.fail_fast and f.error is not None:
                 raise f.error  # backtest fails fast; the rest of the queue waits
 
     # ---------------------------------------------------------------- moves (the driver's)
 
     # --------------------------------------------------------------------- terminal moves
+
+    def _driver_host(self) -> Host:
+        """What the driver may use of this manager (its one surface: drivers/host.py)."""
+        return Host(
+            owner=self, config=self._cfg, clock=self._clock, sleep=self._sleep,
+            route_instruction=self._route_instruction,
+            update_positions=self._update_positions, reconciliation=self._reconciliation,
+            query=self._query, risk=self._risk, redact=self._redact, finds=self._finds,
+            lifecycle=self._lc, state=lambda: self._state, mutex=self._mutex,
+            observers=self._observers, journaled=self._log_event is not None,
+            move=self._move, fail=self._fail, handed_off=self._handed_off,
+            unresolved=self._unresolved, finish=self._finish,
+            canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
+            emit=self._emit, refuse_if_retired=self._refuse_if_retired,
+            call_done=self._call_done, note_health=self._health.note)
 
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.

@@ -20,7 +20,7 @@ from fsm_exec.core.errors import (
     ScrubbedException,
 )
 from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
-from fsm_exec.drivers.driver import (
+from fsm_exec.drivers.base import (
     T_FAIL,
     T_RECONCILIATION_TIMEOUT,
     T_REROUTE,
@@ -92,7 +92,7 @@ def fail(self: ExecutionManager, f: Flight, code: str, reason: str,
 def handed_off(self: ExecutionManager, ts: Any, f: Flight) -> None:
     """The position handler took the deltas: say so (live recovery relies on it)."""
     with self._mutex:
-        if self._live:  # what crash recovery needs to know; a backtest is rerun instead
+        if self._policy.journal_hand_offs:  # what crash recovery needs; a backtest is rerun
             self._emit("positions_updated", {"block_id": f.block.block_id,
                                                  "attempt": f.attempt})
         self._state.hand_off()

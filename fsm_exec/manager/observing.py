@@ -15,7 +15,7 @@ from fsm_exec.core.errors import (
     ScrubbedException,
     describe_exception,
 )
-from fsm_exec.drivers.driver import (
+from fsm_exec.drivers.base import (
     Flight,
 )
 from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent

@@ -19,10 +19,10 @@ from fsm_exec.core.errors import (
     ReentrantCallError,
 )
 from fsm_exec.core.lifecycle import BlockState
-from fsm_exec.drivers.calls import VenueCall
-from fsm_exec.drivers.driver import (
+from fsm_exec.drivers.base import (
     Flight,
 )
+from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal.state import (
     RecoveryReport,
     ReplayError,

@@ -1,0 +1,203 @@
+"""The block in flight: route it, hand its deltas off, wait for reconciliation, retry, resolve.
+
+The :class:`~fsm_exec.ExecutionManager` keeps the entry points, the queue, the accounting and
+recovery; it hands the one block in flight to a driver chosen once at construction by its
+mode's policy (:mod:`~fsm_exec.drivers.policy`): :class:`~fsm_exec.drivers.backtest.BacktestDriver`
+(inline venue calls, simulated reconciliation, fail fast) or
+:class:`~fsm_exec.drivers.live.LiveDriver` (abandonable venue calls, polled reconciliation,
+retries that find out whether the venue executed before anything is routed again). A driver
+sees the manager only through its :class:`~fsm_exec.drivers.host.Host`; every move of the
+block goes through ``host.move``, which journals it first (write-ahead), fires the lifecycle
+trigger and applies the record to the state in one critical section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from fsm_exec.boundary.protocols import ExecutionRejected
+from fsm_exec.core.errors import ComponentError, describe_exception
+from fsm_exec.core.lifecycle import BlockState, Trigger
+from fsm_exec.drivers.calls import VenueCall, Worker
+from fsm_exec.journal.state import Flight as JournalFlight
+
+if TYPE_CHECKING:
+    from fsm_exec.drivers.host import Host
+
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
+    str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
+                     BlockState.RETRYING, BlockState.SUCCESS))
+# Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
+(T_START, T_EXECUTED, T_ROUTE_FAILED, T_REROUTE, T_RESUME_RECONCILIATION, T_RECONCILED,
+ T_RECONCILIATION_TIMEOUT, T_FAIL) = (
+    str(t) for t in (Trigger.START, Trigger.EXECUTED, Trigger.ROUTE_FAILED, Trigger.REROUTE,
+                     Trigger.RESUME_RECONCILIATION, Trigger.RECONCILED,
+                     Trigger.RECONCILIATION_TIMEOUT, Trigger.FAIL))
+
+_POLL_FIRST, _POLL_MAX = 0.05, 1.0
+_MISSING = object()
+
+# Verdicts of resolving a venue call whose outcome is not known yet.
+EXECUTED, NOT_EXECUTED, UNKNOWN, UNCONFIRMED = (
+    "executed", "not_executed", "unknown", "unconfirmed")
+
+
+@attrs.define(eq=False)
+class Flight(JournalFlight):
+    """The block in flight: what the journal says of it (:class:`~fsm_exec.journal.state.Flight`,
+    kept by the manager's :class:`~fsm_exec.journal.state.ManagerState`), and what only this
+    run knows (the venue call, the error, the clocks)."""
+
+    call: VenueCall | None = None  # the venue call of this attempt, once made
+    error: ComponentError | None = None
+    entered_at: float = 0.0  # when the block entered its current state (injected clock)
+    route_started: float | None = None  # when this attempt's route call began
+    not_found: int = 0  # consecutive "not found" answers of query_execution
+    last_query_at: float | None = None
+    recovered: bool = False  # restored from a journal after a restart
+
+
+class Driver:
+    """What both modes share: risk checks, the hand-off, and the terminal moves."""
+
+    #: Venue calls run on a worker thread under ``execution_timeout``: a reply later than
+    #: that counts as none (live). Inline calls are never late (backtest).
+    timed_calls = False
+    worker: Worker | None = None  # the thread timed venue calls run on
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.cfg = host.config
+        self.clock: Callable[[], float] = host.clock
+        self.sleep: Callable[[float], None] = host.sleep
+        self.route_instruction = host.route_instruction
+        self.update_positions = host.update_positions
+        self.reconciliation = host.reconciliation
+        self.query = host.query
+        self.redact = host.redact
+        self.move = host.move
+        self.risk = host.risk
+
+    def drive(self, ts: Any, f: Flight) -> None:
+        """Move the block in flight until it is terminal (or the manager halts)."""
+        lc, move = self.host.lifecycle, self.move
+        while True:
+            state = lc.current
+            if state == _QUEUED:
+                move(T_START)
+            elif state == _ROUTING:
+                self.route(ts, f)
+            elif state == _PENDING:
+                self.reconcile(ts, f)
+            elif state == _RETRYING:
+                self.retry(ts, f)
+            else:
+                return
+
+    # ------------------------------------------------------------------ shared steps
+    def route(self, ts: Any, f: Flight) -> None:  # pragma: no cover - each mode has its own
+        raise NotImplementedError
+
+    def reconcile(self, ts: Any, f: Flight) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def retry(self, ts: Any, f: Flight) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def executed(self, trigger: str, f: Flight, value: Any, **data: Any) -> None:
+        """The venue executed: record its deltas (canonical) and move on, or, when the reply
+        has no faithful form, fail the block (positions in doubt) naming what cannot be
+        recorded."""
+        conv = self.host.canonical_deltas(value)
+        if conv.problems:
+            self.host.fail(f, "EXEC-015", "the venue executed, but its reply cannot be "
+                            "recorded faithfully: " + "; ".join(conv.problems), halt=True)
+            return
+        self.move(trigger, deltas=conv.wire, _deltas=conv.value, **data)
+
+    def hand_off(self, ts: Any, f: Flight) -> bool:
+        """Give the deltas to the position handler, at most once; False if it refused them.
+
+        Whatever the handler raises, it is not called again for these deltas: an exception
+        fails the block (``EXEC-008``, halting), an interrupt stops the manager."""
+        host = self.host
+        host.refuse_if_retired()  # a recovered block's hand-off has no record before it
+        t0 = self.clock() if host.observers else 0.0
+        try:
+            self.update_positions(ts, "execution_manager", f.deltas)
+        except Exception as exc:
+            host.call_done("hand_off", f, t0, "error", exc)
+            host.fail(f, "EXEC-008", self.redact(
+                f"position handler refused the deltas: {describe_exception(exc)}"),
+                exc, halt=True)
+            return False
+        if host.observers:
+            host.call_done("hand_off", f, t0, "ok")
+        host.handed_off(ts, f)
+        return True
+
+    def outcome_of(self, call: VenueCall) -> str:
+        """How a venue call ended, for observers (an inline call is never late)."""
+        if not call.done or call.elapsed > self.cfg.execution_timeout:
+            return "timeout"
+        if call.returned:
+            return "ok"
+        if isinstance(call.error, ExecutionRejected):
+            return "rejected"
+        return "error" if call.error is not None else "no_deltas"
+
+    def risk_refusal(self, ts: Any, f: Flight) -> tuple[str, str] | None:
+        return self.risk.refusal(ts, f.block)
+
+    def new_call(self, ts: Any, f: Flight) -> VenueCall | None:
+        """Before routing: the risk checks (a refusal fails the block: ``None``), then the
+        call's record, made before the call so that an interrupt leaves a trace."""
+        refusal = self.risk_refusal(ts, f)
+        if refusal is not None:
+            self.host.fail(f, *refusal)
+            return None
+        self.host.refuse_if_retired()  # retired during the checks: it trades no more
+        f.call = call = VenueCall()
+        return call
+
+    def why_failed(self, call: VenueCall) -> str:
+        """Why a venue call gave no deltas, for the record (secrets redacted)."""
+        if call.in_doubt:
+            return f"outcome in doubt: {type(call.error).__name__}"
+        if call.error is not None:
+            kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
+            return self.redact(f"{kind}: {describe_exception(call.error)}")
+        return "the venue returned no deltas (None)"
+
+    def query_once(self, ts: Any, f: Flight) -> tuple[str, Any, str]:
+        """Ask ``query_execution`` once: ``(verdict, deltas, how we know)``."""
+        query = self.query
+        if query is None:
+            # No way to ask: route again under the same block_id (at-least-once; the venue
+            # must deduplicate by block_id).
+            return NOT_EXECUTED, None, "no_query_at_least_once"
+        cfg, host = self.cfg, self.host
+        t0 = self.clock()
+        q = VenueCall()
+        if self.worker is not None:
+            q.run_on(self.worker, query, (ts, f.block), cfg.execution_timeout, self.clock)
+        else:
+            q.run_inline(query, (ts, f.block))
+        f.last_query_at = self.clock()
+        if not q.done or (self.timed_calls and q.elapsed > cfg.execution_timeout):
+            verdict: tuple[str, Any, str] = (UNKNOWN, None,
+                                             "query_execution did not reply in time")
+        elif q.error is not None:
+            verdict = (UNKNOWN, None, self.redact(
+                f"query_execution raised {describe_exception(q.error)}"))
+        elif q.value is None:
+            verdict = (NOT_EXECUTED, None, "query_not_found")
+        else:
+            verdict = (EXECUTED, q.value, "query_found")
+        if host.observers:
+            host.call_done("query", f, t0, verdict[0], q.error,
+                            duration=q.elapsed if self.timed_calls else None)
+        return verdict
