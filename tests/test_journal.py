@@ -44,16 +44,10 @@ from fsm_exec import (
     journal_files,
     read_journal,
 )
-from fsm_exec.journal.writer import (
-    check_backtest_id,
-    csv_cell,
-    encode,
-    from_jsonable,
-    iso_timestamp,
-    journal_name,
-    read_records,
-    repair_torn_tail,
-)
+from fsm_exec.journal.codec import encode, from_jsonable, iso_timestamp
+from fsm_exec.journal.export import check_backtest_id, csv_cell
+from fsm_exec.journal.files import journal_name, repair_torn_tail
+from fsm_exec.journal.reader import read_records
 from fsm_exec.observe.oplog import MIRRORED
 
 from kit import CANARY
@@ -1426,7 +1420,7 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
     """A checkpoint line of 70 MB (a huge queue) starts a file: the next day's checkpoint
     still rotates it under its own day and first seq, and a reopened logger still reads
     the day it was started (written_on) from the first bytes of that line."""
-    from fsm_exec.journal.writer import _first_seq, _start_day
+    from fsm_exec.journal.files import first_seq, start_day
 
     clock = Clock()
     huge = {"queue": ["x" * 1000] * 70_000}
@@ -1434,8 +1428,8 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
         el.checkpoint(EM, huge, timestamp=0, new_file=True)
         el.log_event(0, "tick", EM, {})
         current = el.path_for(EM)
-        assert _first_seq(current) == 1
-        assert _start_day(current, D0 + dt.timedelta(days=9)) == D0
+        assert first_seq(current) == 1
+        assert start_day(current, D0 + dt.timedelta(days=9)) == D0
         clock.advance()
         el.checkpoint(EM, {"queue": []}, timestamp=0, new_file=True)
     assert journal_files(tmp_path) == [dated(tmp_path, D0, 1), current]
@@ -1451,23 +1445,23 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
 def test_a_first_line_in_another_key_order_is_still_read(tmp_path: Path, first: bytes) -> None:
     """Lines written by an earlier version (written_on last) or by hand (keys in another
     order) are read in full: the same seq, the same start day."""
-    from fsm_exec.journal.writer import _first_seq, _start_day
+    from fsm_exec.journal.files import first_seq, start_day
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(first)
-    assert _first_seq(path) == 7
+    assert first_seq(path) == 7
     expected = D0 if b"written_on" not in first else dt.date(2025, 1, 3)
     set_mtime(path, D0)
-    assert _start_day(path, D0 + dt.timedelta(days=9)) == expected
+    assert start_day(path, D0 + dt.timedelta(days=9)) == expected
 
 
 def test_a_torn_first_line_has_no_seq(tmp_path: Path) -> None:
     """However long, a first line without its newline was never acknowledged."""
-    from fsm_exec.journal.writer import _first_seq
+    from fsm_exec.journal.files import first_seq
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(b'{"seq":1,"timestamp":"' + b"x" * 3_000_000)
-    assert _first_seq(path) is None
+    assert first_seq(path) is None
 
 
 @pytest.mark.parametrize("mode", ["live", "backtest"])

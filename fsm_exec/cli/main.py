@@ -345,7 +345,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     )
     from fsm_exec.core.errors import ComponentError
     from fsm_exec.journal.export import check_backtest_id
-    from fsm_exec.journal.writer import EventLogger, journal_files, read_journal
+    from fsm_exec.journal.files import journal_files
+    from fsm_exec.journal.reader import read_journal
+    from fsm_exec.journal.writer import EventLogger
     from fsm_exec.manager.manager import ExecutionManager
     from fsm_exec.sim.venues import (
         InstantReconciliation,
@@ -464,7 +466,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
     from fsm_exec.tools.check import check_journal
 
     sources = [Path(p) for p in args.logs]
@@ -513,7 +515,7 @@ def review_diagrams() -> dict[str, str]:
     import tempfile
 
     from fsm_exec.cli.demo import run_demo
-    from fsm_exec.journal.writer import read_journal
+    from fsm_exec.journal.reader import read_journal
     from fsm_exec.tools.diagram import (
         current_table,
         lifecycle_model,
@@ -620,7 +622,7 @@ def table_at_ref(ref: str, directory: Path) -> tuple[Any, str]:
 def journal_paths(paths: Sequence[str]) -> list[Path]:
     """The journal paths of a command line: each must exist, and a directory must hold a
     journal (else :class:`UsageError`, exit 2, as ``check`` does)."""
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
 
     files = [Path(p) for p in paths]
     for p in files:

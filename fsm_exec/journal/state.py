@@ -31,7 +31,8 @@ from fsm_exec.core.lifecycle import (
     BlockState,
     Trigger,
 )
-from fsm_exec.journal.writer import CHECKPOINT, JOURNAL_FORMAT, JournalRecord
+from fsm_exec.journal.codec import CHECKPOINT, JOURNAL_FORMAT
+from fsm_exec.journal.reader import JournalRecord
 
 _TERMINAL = {str(s) for s in TERMINAL_STATES}
 _NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}

@@ -72,6 +72,9 @@ from fsm_exec.drivers.driver import (
     Flight,
     LiveDriver,
 )
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.lock import JournalLockedError
+from fsm_exec.journal.reader import JournalRecord, read_journal, recovery_records
 from fsm_exec.journal.state import Flight as JournalFlight
 from fsm_exec.journal.state import (
     RecoveryReport,
@@ -80,15 +83,7 @@ from fsm_exec.journal.state import (
     replay,
     resolution_of,
 )
-from fsm_exec.journal.writer import (
-    JournalCorruptError,
-    JournalLockedError,
-    JournalLossError,
-    JournalRecord,
-    journal_files,
-    read_journal,
-    recovery_records,
-)
+from fsm_exec.journal.writer import JournalLossError
 from fsm_exec.observe.health import (
     DEGRADED,
     UNHEALTHY,

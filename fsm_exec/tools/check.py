@@ -8,14 +8,10 @@ from pathlib import Path
 import attrs
 import orjson
 
+from fsm_exec.journal.codec import CHECKPOINT
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.reader import JournalRecord, parse
 from fsm_exec.journal.state import GapError, Replay, ReplayError
-from fsm_exec.journal.writer import (
-    CHECKPOINT,
-    JournalCorruptError,
-    JournalRecord,
-    _parse,
-    journal_files,
-)
 
 
 @attrs.frozen
@@ -105,7 +101,7 @@ class _Scan:
                     yield None
                     continue
                 try:
-                    record = _parse(path, n, raw)
+                    record = parse(path, n, raw)
                 except JournalCorruptError as exc:
                     self.problems.append(exc.message)
                     yield None

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from fsm_exec.journal.writer import JournalRecord
+from fsm_exec.journal.reader import JournalRecord
 
 # ------------------------------------------------------------------------ the table as data
 

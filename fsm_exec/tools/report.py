@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fsm_exec.journal.writer import JournalCorruptError, JournalRecord, read_journal
+from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.tools.diagram import (
     DiagramModel,
     GraphvizMissingError,

@@ -1,7 +1,7 @@
 """``fsm-exec status``: what a journal says about its manager, for the person on call.
 
 Read-only: the journal files are opened for reading only, the directory's lock is never
-taken (whether a process holds it is asked with :func:`~fsm_exec.journal.writer.lock_holder`),
+taken (whether a process holds it is asked with :func:`~fsm_exec.journal.lock.lock_holder`),
 and nothing is written, so it is safe while a manager runs. A torn last line (a record
 being written) is skipped, as recovery would; a file rotated away while it is read makes
 the read start again.
@@ -33,16 +33,11 @@ from typing import Any
 from fsm_exec.boundary.config import ExecutionConfig
 from fsm_exec.core.errors import ERROR_CODES
 from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.journal.codec import CHECKPOINT
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.lock import lock_holder
+from fsm_exec.journal.reader import JournalRecord, newest_checkpoint, read_records
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
-from fsm_exec.journal.writer import (
-    CHECKPOINT,
-    JournalCorruptError,
-    JournalRecord,
-    journal_files,
-    lock_holder,
-    newest_checkpoint,
-    read_records,
-)
 
 #: The version of the ``--json`` object's shape: changes only by adding keys.
 STATUS_FORMAT = 1

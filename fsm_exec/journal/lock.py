@@ -1,0 +1,91 @@
+"""The log directory's one-writer lock (``flock`` on ``.lock``; the OS releases it when the
+process dies)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from fsm_exec.core.errors import ComponentError
+
+LOCK_NAME = ".lock"
+
+
+class JournalLockedError(ComponentError, OSError):
+    """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
+
+    def __init__(self, log_dir: Path | str, pid: int | None, *,
+                 component: str | None = None) -> None:
+        self.log_dir, self.pid = str(log_dir), pid
+        if component is not None:  # the same EventLogger, a second manager
+            super().__init__(
+                "EXEC-018",
+                f"the EventLogger for {log_dir} already serves a {component} in this "
+                "process: two managers on one journal would run the same queue twice. "
+                "Give each manager its own log directory, or replace the first with its "
+                "reopen()")
+            return
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            "EXEC-018",
+            f"the log directory {log_dir} is in use by {holder} (an EventLogger holds its "
+            f"lock {LOCK_NAME}): two writers would run the same queue twice. Stop that "
+            "process, or use another directory")
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:  # pragma: no cover - a lock file we can open but not read
+        return None
+
+
+def take_lock(log_dir: Path) -> int:
+    """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
+    process dies): its file descriptor, or :class:`JournalLockedError`."""
+    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _lock_holder(fd)
+        os.close(fd)
+        raise JournalLockedError(log_dir, pid) from None
+    except OSError:  # pragma: no cover - a file system without locks
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(log_dir: Path | str) -> int | None:
+    """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
+    Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
+    kernel's lock table on Linux), so it is safe while a manager runs."""
+    path = Path(log_dir) / LOCK_NAME
+    try:
+        text = path.read_text("ascii").strip()
+        inode = path.stat().st_ino
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid = int(text) if text.isdigit() else None
+    if pid is None:
+        return None
+    try:
+        locks = Path("/proc/locks").read_text()
+    except OSError:  # not Linux: is the process alive?
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+    for line in locks.splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return pid
+    return None
+
