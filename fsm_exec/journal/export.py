@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from fsm_exec.boundary.canonical import from_wire
+from fsm_exec.journal.codec import decode
 from fsm_exec.journal.files import components_in, files_of
 from fsm_exec.journal.reader import read_records
 
@@ -108,7 +108,7 @@ def delta_amounts(deltas: Any) -> Iterator[tuple[str, str, Any]]:
         elif isinstance(value, int) and not isinstance(value, bool):
             yield path, key, value
 
-    yield from walk(from_wire(deltas), "", "")
+    yield from walk(decode(deltas), "", "")
 
 
 def _amount_cell(amount: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import IO, Any
 import orjson
 
 from fsm_exec.core.errors import ComponentError
+from fsm_exec.journal.codec import MAX_LINE_BYTES
 
 JOURNAL_SUFFIX = "_events.jsonl"
 _DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n>\d+))?\.jsonl$")
@@ -26,6 +27,27 @@ class JournalCorruptError(ComponentError, ValueError):
         self.path, self.line = str(path), line
         super().__init__("EXEC-013", f"{path}:{line}: {reason}")
 
+
+
+def open_regular(path: Path | str) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file (a link to one included); a
+    named pipe, a device (``/dev/zero``), a socket or a directory is refused with
+    :class:`JournalCorruptError` at once (the open never blocks: ``O_NONBLOCK``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device"
+                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory"
+                    if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "not a regular file")
+            raise JournalCorruptError(path, 1, f"{kind}, not a journal file (a journal is "
+                                               "a regular file)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def journal_name(component: str) -> str:
@@ -58,11 +80,11 @@ def _first_line_prefix(path: Path) -> bytes | None:
     (ends in a newline); ``None`` if the file has no whole line or cannot be read. Reads
     on to the newline in chunks, so a first line of any length costs no more memory."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             info = os.fstat(f.fileno())
-            # Never past the file's end as it was: not on for ever into a device
-            # (/dev/full reads zeros) or a file that grows as it is read.
-            left = info.st_size if stat.S_ISREG(info.st_mode) else 1 << 24
+            # Never past the file's end as it was: not on for ever into a file that grows
+            # as it is read.
+            left = info.st_size
             head = f.read(min(_PREFIX, left))
             if b"\n" in head:
                 return head
@@ -71,7 +93,7 @@ def _first_line_prefix(path: Path) -> bytes | None:
                 if b"\n" in chunk:
                     return head
                 left -= len(chunk)
-    except OSError:
+    except (OSError, JournalCorruptError):  # not a regular file: no journal
         return None
     return None
 
@@ -93,9 +115,9 @@ def first_seq(path: Path) -> int | None:
 def _first_record(path: Path) -> Any:
     """The first line of ``path`` parsed (a whole line known to be there), or ``None``."""
     try:
-        with open(path, "rb") as f:
-            return orjson.loads(f.readline())
-    except (OSError, orjson.JSONDecodeError):
+        with open_regular(path) as f:
+            return orjson.loads(f.readline(MAX_LINE_BYTES))
+    except (OSError, orjson.JSONDecodeError, JournalCorruptError):
         return None
 
 

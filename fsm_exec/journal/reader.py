@@ -10,8 +10,9 @@ from typing import Any
 import attrs
 import orjson
 
-from fsm_exec.journal.codec import CHECKPOINT
-from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.codec import CHECKPOINT, MAX_LINE_BYTES, CodecError, validate
+from fsm_exec.journal.files import JournalCorruptError, journal_files, open_regular
+from fsm_exec.journal.schema import check_record
 
 
 @attrs.frozen
@@ -27,7 +28,11 @@ class JournalRecord:
     data: dict[str, Any]
 
 
-def parse(path: Path, line_no: int, raw: bytes) -> JournalRecord:
+def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
+    """One line of a journal, validated: JSON, an object with the record's fields, every
+    tag as the codec writes it (:func:`~fsm_exec.journal.codec.validate`), every field of
+    the manager's record kinds as its schema says (:mod:`~fsm_exec.journal.schema`); else
+    :class:`JournalCorruptError` naming ``path:line_no`` and the field."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -38,8 +43,29 @@ def parse(path: Path, line_no: int, raw: bytes) -> JournalRecord:
                       ("component", str), ("data", dict)):
         if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
             raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
+    try:
+        validate(obj)
+    except CodecError as exc:
+        raise JournalCorruptError(path, line_no, str(exc)) from None
+    problem = check_record(obj)
+    if problem is not None:
+        raise JournalCorruptError(path, line_no, problem)
     return JournalRecord(str(path), line_no, obj["seq"], obj["timestamp"], obj["event_type"],
                          obj["component"], obj["data"])
+
+
+def journal_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` of one journal file, streamed: only a regular file is
+    read (a named pipe or a device is refused, without blocking), and a line longer than
+    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`."""
+    with open_regular(path) as f:
+        n = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
+                                                   "bytes (the writer never writes one)")
+            yield n, raw
 
 
 def read_records(path: Path | str) -> Iterator[JournalRecord]:
@@ -47,14 +73,13 @@ def read_records(path: Path | str) -> Iterator[JournalRecord]:
     newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
     reports it); any other unreadable line raises :class:`JournalCorruptError`."""
     path = Path(path)
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                return  # torn by a crash mid-write: never acknowledged, never acted on
-            if raw.strip():
-                yield parse(path, n, raw)
-            else:
-                raise JournalCorruptError(path, n, "empty line")
+    for n, raw in journal_lines(path):
+        if not raw.endswith(b"\n"):
+            return  # torn by a crash mid-write: never acknowledged, never acted on
+        if raw.strip():
+            yield parse(path, n, raw)
+        else:
+            raise JournalCorruptError(path, n, "empty line")
 
 
 def read_journal(source: Path | str | Iterable[Path | str],
@@ -80,11 +105,10 @@ def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
     record itself says so: payloads that merely contain the words are not."""
     for i in range(len(files) - 1, -1, -1):
         last = 0
-        with open(files[i], "rb") as f:
-            for n, raw in enumerate(f, start=1):
-                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
-                        raw, component):
-                    last = n
+        for n, raw in journal_lines(files[i]):
+            if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
+                    raw, component):
+                last = n
         if last:
             return i, last
     return 0, 0

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock
-from fsm_exec.boundary.canonical import from_wire, to_wire
+from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
     NEXT_STATE,
@@ -32,6 +32,7 @@ from fsm_exec.core.lifecycle import (
     Trigger,
 )
 from fsm_exec.journal.codec import CHECKPOINT, JOURNAL_FORMAT
+from fsm_exec.journal.codec import decode as from_wire
 from fsm_exec.journal.reader import JournalRecord
 
 _TERMINAL = {str(s) for s in TERMINAL_STATES}

@@ -25,8 +25,10 @@ from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     CHECKPOINT,
     DUMPS,
+    MAX_LINE_BYTES,
     encode_default,
     iso_timestamp,
+    needs_care,
     to_jsonable,
 )
 from fsm_exec.journal.export import export_csv
@@ -60,6 +62,12 @@ class JournalLossError(EventLogError):
 
 
 _MAX_RETENTION_DAYS = 36_500
+
+
+def _too_long(j: _Journal, event_type: str, n: int) -> EventLogError:
+    """A record longer than any reader reads: refused, nothing written."""
+    return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
+                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
 
 
 class _Journal:
@@ -422,9 +430,11 @@ class EventLogger:
                     line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
                 except orjson.JSONEncodeError:
                     line = b"null"
-                if b"null" in line:
+                if needs_care(line):
                     line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
                 n = len(line)
+                if n > MAX_LINE_BYTES:
+                    raise _too_long(j, event_type, n)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
@@ -462,8 +472,10 @@ class EventLogger:
             line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
         except orjson.JSONEncodeError:
             line = b"null"
-        if b"null" in line:
+        if needs_care(line):
             line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+        if len(line) > MAX_LINE_BYTES:
+            raise _too_long(j, event_type, len(line))
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import ExecutionConfig
 from fsm_exec.core.errors import ERROR_CODES
 from fsm_exec.drivers.deadline import state_deadline
@@ -220,13 +221,7 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
 
 
 def _parse_ts(text: str | None) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+    return parse_timestamp(text, naive_is_utc=True)  # the package's one parser
 
 
 def _age(text: str | None, now: dt.datetime) -> float | None:
