@@ -343,8 +343,10 @@ def test_only_regular_files_are_read_and_never_block(kind: str, tmp_path: Path) 
 
 
 def test_the_writer_never_writes_what_the_reader_refuses(tmp_path: Path) -> None:
-    """Data that would read as a tag it does not hold is wrapped, not written as a tag;
-    non-finite floats and big integers are tagged; every line reads back."""
+    """On the careful path (a record holding a NaN), data that would read as a tag it does
+    not hold is wrapped, not written as a tag; non-finite floats and big integers are
+    tagged; the line reads back. (The hot path looks for NaN only: the manager's data is
+    canonical, and to_wire wraps tag-like dicts, see test_canonical.)"""
     from fsm_exec.journal.writer import EventLogger
 
     data = {"looks": {"__decimal__": "12,5"}, "tag": {"__int__": 1.5},

@@ -485,7 +485,9 @@ def parse_timestamp(text: object, *, naive_is_utc: bool = False) -> dt.datetime 
         if not naive_is_utc:
             return None
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed if _in_utc(parsed) is not None else None
+    if parsed.year in (1, 9999) and _in_utc(parsed) is None:  # only the edges can overflow
+        return None
+    return parsed
 
 
 def _in_utc(t: dt.datetime) -> str | None:

@@ -28,7 +28,6 @@ from fsm_exec.journal.codec import (
     MAX_LINE_BYTES,
     encode_default,
     iso_timestamp,
-    needs_care,
     to_jsonable,
 )
 from fsm_exec.journal.export import export_csv
@@ -430,7 +429,7 @@ class EventLogger:
                     line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
                 except orjson.JSONEncodeError:
                     line = b"null"
-                if needs_care(line):
+                if b"null" in line:  # NaN, infinities: the careful path (rare)
                     line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
                 n = len(line)
                 if n > MAX_LINE_BYTES:
@@ -472,7 +471,7 @@ class EventLogger:
             line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
         except orjson.JSONEncodeError:
             line = b"null"
-        if needs_care(line):
+        if b"null" in line:  # NaN, infinities: the careful path (rare)
             line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
         if len(line) > MAX_LINE_BYTES:
             raise _too_long(j, event_type, len(line))
