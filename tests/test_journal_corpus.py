@@ -391,3 +391,29 @@ def test_times_without_a_utc_instant_are_refused_not_overflowed(stamp: str) -> N
     edge = dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-1)))
     assert canonical_timestamp(edge) is None
     assert "outside the years 1-9999" in timestamp_problem(edge)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+@pytest.mark.parametrize("command", [
+    ["check", "{file}"], ["check", "{dir}"], ["status", "{dir}"],
+    ["report", "{file}", "--format", "markdown", "-o", "{dir}/r.md"],
+    ["diagram", "--events", "{file}", "--format", "markdown"]])
+def test_the_commands_refuse_a_journal_that_is_no_regular_file(
+        kind: str, command: list[str], tmp_path: Path) -> None:
+    """fsm-exec check, status, report and diagram --events on a named pipe or a link to /dev/zero say so and exit,
+    never block (a thread with a join guard)."""
+    import io
+
+    from fsm_exec.cli.main import main
+
+    path = tmp_path / NAME
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif Path("/dev/zero").exists():
+        path.symlink_to("/dev/zero")
+    else:
+        pytest.skip("no /dev/zero")
+    argv = [a.format(file=path, dir=tmp_path) for a in command]
+    out = io.StringIO()
+    [(how, code)] = _in_thread(lambda: main(argv, out=out))
+    assert how == "ok" and code != 0, (how, code)
