@@ -400,8 +400,8 @@ def test_times_without_a_utc_instant_are_refused_not_overflowed(stamp: str) -> N
     ["diagram", "--events", "{file}", "--format", "markdown"]])
 def test_the_commands_refuse_a_journal_that_is_no_regular_file(
         kind: str, command: list[str], tmp_path: Path) -> None:
-    """fsm-exec check, status, report and diagram --events on a named pipe or a link to /dev/zero say so and exit,
-    never block (a thread with a join guard)."""
+    """fsm-exec check, status, report and diagram --events on a named pipe or a link to
+    /dev/zero say so and exit non-zero, never block (a thread with a join guard)."""
     import io
 
     from fsm_exec.cli.main import main
