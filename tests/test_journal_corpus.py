@@ -417,3 +417,23 @@ def test_the_commands_refuse_a_journal_that_is_no_regular_file(
     out = io.StringIO()
     [(how, code)] = _in_thread(lambda: main(argv, out=out))
     assert how == "ok" and code != 0, (how, code)
+
+
+@pytest.mark.parametrize("stamp", [
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+    "datetime.max-01:00"])
+def test_entry_points_refuse_times_beyond_the_range_with_exec_011(stamp: str) -> None:
+    """update_state, execute_instruction_blocks and cancel refuse a time whose UTC instant
+    a datetime cannot hold with InvalidArgumentError (they raised a bare OverflowError)."""
+    import datetime as dt
+
+    from fsm_exec import InvalidArgumentError
+
+    ts: Any = (dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-1)))
+               if stamp.startswith("datetime") else stamp)
+    em = rig("backtest").em
+    for call in (lambda: em.update_state(ts, "strategy_manager", []),
+                 lambda: em.execute_instruction_blocks(ts, []),
+                 lambda: em.cancel(ts, reason="operator")):
+        with pytest.raises(InvalidArgumentError, match="outside the years 1-9999"):
+            call()
