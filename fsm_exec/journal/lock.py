@@ -1,11 +1,16 @@
-"""The log directory's one-writer lock (``flock`` on ``.lock``; the OS releases it when the
-process dies)."""
+"""One writer per journal: the log directory's lock (``flock`` on ``.lock``; the OS releases
+it when the process dies) keeps other processes out, :class:`Owners` a second manager of
+this process."""
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
+import threading
+import weakref
 from pathlib import Path
+from typing import Any
 
 from fsm_exec.core.errors import ComponentError
 
@@ -89,3 +94,48 @@ def lock_holder(log_dir: Path | str) -> int | None:
             return pid
     return None
 
+
+
+class Owners:
+    """The one manager of each component's journal in this process (weakly held)."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, weakref.ref[Any]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, log_dir: Path, component: str, owner: object) -> None:
+        """Make ``owner`` the one writer of ``component``'s journal in ``log_dir``, or
+        refuse with :class:`JournalLockedError` (``EXEC-018``) while another owner is alive
+        and not retired (its ``interrupted`` is false): the directory lock keeps other
+        processes out, this keeps a second manager of this process out. A retired manager
+        hands over (what ``reopen()`` does)."""
+        with self._lock:  # never the write lock: a manager writing holds its own lock
+            ref = self._owners.get(component)
+            if ref is not None and self._serving(ref, owner):
+                gc.collect()  # a dropped manager, held only by its own reference cycles?
+                if self._serving(ref, owner):
+                    raise JournalLockedError(log_dir, os.getpid(), component=component)
+            self._owners[component] = weakref.ref(owner)
+
+    def taken_by_another(self, component: str, owner: object) -> bool:
+        """True if a manager other than ``owner`` holds ``component``'s journal and still
+        serves it (what :meth:`claim` would refuse for ``owner``)."""
+        with self._lock:
+            ref = self._owners.get(component)
+            return ref is not None and ref() is not owner and self._serving(ref, owner)
+
+    @staticmethod
+    def _serving(ref: weakref.ref[Any], owner: object) -> bool:
+        """The owner in ``ref`` still serves its journal: alive, not ``owner``, and not
+        retired, or retired with a call still running (it returns before anyone takes
+        over: until then its collaborators may still be answering it)."""
+        current = ref()
+        if current is None or current is owner:
+            return False
+        if not getattr(current, "interrupted", False):
+            return True
+        running = getattr(current, "_call_running", None)  # an abandoned venue call
+        if callable(running) and running():
+            return True
+        busy = getattr(current, "_busy", None)  # a call still running, on a live thread
+        return busy is not None and any(t.ident == busy for t in threading.enumerate())

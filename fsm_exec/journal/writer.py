@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
-import gc
 import os
 import threading
 import time
@@ -42,7 +41,7 @@ from fsm_exec.journal.files import (
     repair_torn_tail,
     start_day,
 )
-from fsm_exec.journal.lock import JournalLockedError, take_lock
+from fsm_exec.journal.lock import Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
@@ -171,8 +170,7 @@ class EventLogger:
         self._write_lock = threading.RLock()
         self._fsync_listeners: list[FsyncListener] = []
         self._fsynced: list[float] = []  # timings not yet given to the listeners
-        self._owners: dict[str, weakref.ref[Any]] = {}  # component -> its one manager
-        self._claim_lock = threading.Lock()
+        self._owners = Owners()  # component -> its one manager in this process
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -196,40 +194,13 @@ class EventLogger:
 
     def claim(self, component: str, owner: object) -> None:
         """Make ``owner`` the one writer of ``component``'s journal here, or refuse with
-        :class:`JournalLockedError` (``EXEC-018``) while another owner is alive and not
-        retired (its ``interrupted`` is false): the directory lock keeps other processes
-        out, this keeps a second manager of this process out. A retired manager hands
-        over (what ``reopen()`` does)."""
-        with self._claim_lock:  # never the write lock: a manager writing holds its own lock
-            ref = self._owners.get(component)
-            if ref is not None and self._serving(ref, owner):
-                gc.collect()  # a dropped manager, held only by its own reference cycles?
-                if self._serving(ref, owner):
-                    raise JournalLockedError(self.log_dir, os.getpid(), component=component)
-            self._owners[component] = weakref.ref(owner)
+        :class:`JournalLockedError` (``EXEC-018``): see :meth:`~fsm_exec.journal.lock.Owners.claim`."""
+        self._owners.claim(self.log_dir, component, owner)
 
     def taken_by_another(self, component: str, owner: object) -> bool:
         """True if a manager other than ``owner`` holds ``component``'s journal here and
         still serves it (what :meth:`claim` would refuse for ``owner``)."""
-        with self._claim_lock:
-            ref = self._owners.get(component)
-            return ref is not None and ref() is not owner and self._serving(ref, owner)
-
-    @staticmethod
-    def _serving(ref: weakref.ref[Any], owner: object) -> bool:
-        """The owner in ``ref`` still serves its journal: alive, not ``owner``, and not
-        retired, or retired with a call still running (it returns before anyone takes
-        over: until then its collaborators may still be answering it)."""
-        current = ref()
-        if current is None or current is owner:
-            return False
-        if not getattr(current, "interrupted", False):
-            return True
-        running = getattr(current, "_call_running", None)  # an abandoned venue call
-        if callable(running) and running():
-            return True
-        busy = getattr(current, "_busy", None)  # a call still running, on a live thread
-        return busy is not None and any(t.ident == busy for t in threading.enumerate())
+        return self._owners.taken_by_another(component, owner)
 
     def add_fsync_listener(self, listener: FsyncListener) -> None:
         """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""
