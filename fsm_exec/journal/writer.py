@@ -194,7 +194,8 @@ class EventLogger:
 
     def claim(self, component: str, owner: object) -> None:
         """Make ``owner`` the one writer of ``component``'s journal here, or refuse with
-        :class:`JournalLockedError` (``EXEC-018``): see :meth:`~fsm_exec.journal.lock.Owners.claim`."""
+        :class:`JournalLockedError` (``EXEC-018``): see
+        :meth:`~fsm_exec.journal.lock.Owners.claim`."""
         self._owners.claim(self.log_dir, component, owner)
 
     def taken_by_another(self, component: str, owner: object) -> bool:
