@@ -43,15 +43,11 @@ from fsm_exec.core.lifecycle import (
 )
 from fsm_exec.drivers.risk import check_prices
 from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.lock import JournalLockedError
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import RecoveryReport
-from fsm_exec.journal.writer import (
-    EventLogger,
-    JournalCorruptError,
-    JournalLockedError,
-    JournalRecord,
-    journal_files,
-    read_journal,
-)
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
 from fsm_exec.observe.health import HealthStatus, UnifiedHealthManager
 from fsm_exec.observe.oplog import disable_logging, enable_logging

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec import EventLogger, ExecutionManager, InstructionBlock
-from fsm_exec.journal.writer import JournalLockedError
+from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.sim.venues import SimPositionHandler, StaticDataProvider
 
 

@@ -30,7 +30,8 @@ from fsm_exec import (
     InvalidBlockError,
     read_journal,
 )
-from fsm_exec.boundary.canonical import MAX_DEPTH, canonical, from_wire, to_wire
+from fsm_exec.boundary.canonical import MAX_DEPTH, canonical, to_wire
+from fsm_exec.journal.codec import decode
 from fsm_exec.sim.venues import FakeClock, StaticDataProvider
 
 from kit import CANARY, T, block, rig
@@ -520,7 +521,7 @@ def test_canonical_form_round_trips_the_journal_exactly(payload: Any) -> None:
     if conv.problems:
         return
     import orjson
-    back = from_wire(orjson.loads(orjson.dumps(to_wire(conv.value))))
+    back = decode(orjson.loads(orjson.dumps(to_wire(conv.value))))
     assert same(back, conv.value)
     assert same(canonical(conv.value).value, conv.value)  # canonical is a fixed point
 

@@ -15,7 +15,7 @@ import pytest
 
 from fsm_exec import BlockState, EventLogger, ExecutionManager, check_journal
 from fsm_exec.cli.main import main
-from fsm_exec.journal.writer import read_journal
+from fsm_exec.journal.reader import read_journal
 from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.tools.cancel import RefusingCollaborator
 
@@ -221,7 +221,7 @@ def test_help_says_what_cancel_does_and_its_exit_codes(
 
 def journal_lines(log_dir: Path) -> list[bytes]:
     """Every line of the manager's journal files, in seq order."""
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
 
     return [line for p in journal_files(log_dir)
             for line in p.read_bytes().splitlines(keepends=True)]

@@ -26,11 +26,11 @@ from fsm_exec.boundary.canonical import (
     TAGS,
     canonical,
     canonical_timestamp,
-    from_wire,
     plain_copy,
     timestamp_problem,
     to_wire,
 )
+from fsm_exec.journal.codec import decode
 
 
 class Color(enum.Enum):
@@ -151,8 +151,8 @@ def test_amounts_are_checked_only_when_asked() -> None:
     [{"__dict__": []}, {"__int__": 5}],
 ])
 def test_the_wire_form_round_trips_through_json(value: Any) -> None:
-    """to_wire then JSON then from_wire gives back exactly the canonical value."""
-    back = from_wire(orjson.loads(orjson.dumps(to_wire(value))))
+    """to_wire then JSON then decode gives back exactly the canonical value."""
+    back = decode(orjson.loads(orjson.dumps(to_wire(value))))
     assert repr(back) == repr(value)
 
 
@@ -162,7 +162,7 @@ def test_a_dict_that_reads_as_a_tag_is_wrapped_in_the_journal() -> None:
     conv = canonical({"__decimal__": "x"})
     assert conv.value == {"__decimal__": "x"}
     assert conv.wire == {"__dict__": [["__decimal__", "x"]]}
-    assert from_wire(conv.wire) == conv.value
+    assert decode(conv.wire) == conv.value
 
 
 def test_plain_data_is_its_own_wire_form() -> None:
@@ -254,6 +254,6 @@ def test_a_fraction_is_its_exact_decimal_or_refused(n: int, twos: int, fives: in
     if value.denominator % 3 and value.denominator % 7 and value.denominator % 11:
         assert isinstance(conv.value, Decimal)
         assert fractions.Fraction(conv.value) == value
-        assert from_wire(orjson.loads(orjson.dumps(conv.wire))) == conv.value
+        assert decode(orjson.loads(orjson.dumps(conv.wire))) == conv.value
     else:
         assert conv.problems and "exactly" in conv.problems[0]

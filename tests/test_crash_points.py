@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from fsm_exec import ExecutionManager, ExecutionRejected, InstructionBlock, check_journal
-from fsm_exec.journal.writer import JournalCorruptError, read_journal
+from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.reader import read_journal
 from fsm_exec.testing import (
     WINDOWS,
     CrashFailure,

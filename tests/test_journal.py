@@ -44,16 +44,10 @@ from fsm_exec import (
     journal_files,
     read_journal,
 )
-from fsm_exec.journal.writer import (
-    check_backtest_id,
-    csv_cell,
-    encode,
-    from_jsonable,
-    iso_timestamp,
-    journal_name,
-    read_records,
-    repair_torn_tail,
-)
+from fsm_exec.journal.codec import decode, encode, iso_timestamp
+from fsm_exec.journal.export import check_backtest_id, csv_cell
+from fsm_exec.journal.files import journal_name, repair_torn_tail
+from fsm_exec.journal.reader import read_records
 from fsm_exec.observe.oplog import MIRRORED
 
 from kit import CANARY
@@ -786,30 +780,35 @@ def test_journal_that_cannot_be_opened_raises_event_log_error(tmp_path: Path,
 # ------------------------------------------------------------------------ encoding
 
 
-def test_non_finite_floats_become_strings() -> None:
-    """NaN and infinities, which JSON lacks, are written "NaN", "Infinity", "-Infinity"."""
+def test_non_finite_floats_are_tagged_as_the_canonical_form_tags_them() -> None:
+    """NaN and infinities, which JSON lacks, are written in the journal's one tag scheme
+    ({"__float__": "NaN"}, as canonical.to_wire writes them) and decode back to floats."""
     line = encode({"data": {"a": math.nan, "b": math.inf, "c": -math.inf, "d": [1.5, math.nan],
                             "e": (math.inf,)}})
-    assert strict(line)["data"] == {"a": "NaN", "b": "Infinity", "c": "-Infinity",
-                                    "d": [1.5, "NaN"], "e": ["Infinity"]}
+    nan, inf, ninf = ({"__float__": x} for x in ("NaN", "Infinity", "-Infinity"))
+    got = strict(line)["data"]
+    assert got == {"a": nan, "b": inf, "c": ninf, "d": [1.5, nan], "e": [inf]}
+    back = decode(got)
+    assert math.isnan(back["a"]) and back["b"] == math.inf and back["c"] == -math.inf
+    assert back["e"] == [math.inf] and back["d"][0] == 1.5 and math.isnan(back["d"][1])
 
 
 @pytest.mark.parametrize("value", ["1.5", "0.1000", "-1E+3", "12345678901234567890.0001",
                                    "NaN", "-Infinity", "0E-30"])
 def test_decimal_is_tagged_and_read_back_exactly(value: str) -> None:
-    """A Decimal is written {"__decimal__": str}; from_jsonable gives back the same Decimal."""
+    """A Decimal is written {"__decimal__": str}; decode gives back the same Decimal."""
     d = Decimal(value)
     got = strict(encode({"data": {"d": d, "n": None}}))["data"]
     assert got["d"] == {"__decimal__": value}
-    back = from_jsonable(got)["d"]
+    back = decode(got)["d"]
     assert isinstance(back, Decimal) and back.as_tuple() == d.as_tuple()
 
 
 def test_from_jsonable_only_undoes_the_decimal_tag() -> None:
-    """from_jsonable converts tags at any depth and leaves everything else alone."""
+    """decode converts tags at any depth and leaves everything else alone."""
     value = {"a": [{"__decimal__": "2.50"}, {"__decimal__": "1", "x": 1}, "s", 3, None],
              "b": {"c": {"__decimal__": "-0.1"}}, "d": {"other": "1"}}
-    assert from_jsonable(value) == {
+    assert decode(value) == {
         "a": [Decimal("2.50"), {"__decimal__": "1", "x": 1}, "s", 3, None],
         "b": {"c": Decimal("-0.1")}, "d": {"other": "1"}}
 
@@ -830,7 +829,8 @@ def test_attrs_instances_become_dicts(with_null: bool) -> None:
     """An attrs instance is written as a dict of its fields, each encoded in turn."""
     q = Quote(Decimal("1.5"), math.nan if with_null else 2.0, dt.datetime(2024, 3, 1))
     got = strict(encode({"data": {"q": q}}))["data"]["q"]
-    assert got == {"bid": {"__decimal__": "1.5"}, "ask": "NaN" if with_null else 2.0,
+    assert got == {"bid": {"__decimal__": "1.5"},
+                   "ask": {"__float__": "NaN"} if with_null else 2.0,
                    "at": "2024-03-01T00:00:00"}
 
 
@@ -856,11 +856,11 @@ def test_non_string_keys_become_strings() -> None:
 
 
 def test_integers_beyond_64_bits_are_kept_exactly() -> None:
-    """Integers JSON tools cannot hold in 64 bits are tagged as Decimals, exactly."""
+    """Integers JSON tools cannot hold in 64 bits are tagged {"__int__": digits}, exactly."""
     big = [2**64, -(2**63) - 1, 10**30]
     got = strict(encode({"data": {"big": big, "edge": [2**64 - 1, -(2**63)]}}))["data"]
     assert got["edge"] == [2**64 - 1, -(2**63)]
-    assert from_jsonable(got["big"]) == big
+    assert decode(got["big"]) == big
 
 
 @pytest.mark.parametrize("where", ["value", "with_null", "in_list", "in_set", "as_key"])
@@ -898,12 +898,13 @@ json_values = st.recursive(
 def expected_json(value: Any) -> Any:
     """What the contract says a value reads back as."""
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return {"__float__": "NaN" if math.isnan(value) else
+                ("Infinity" if value > 0 else "-Infinity")}
     if isinstance(value, Decimal):
         return {"__decimal__": str(value)}
     if isinstance(value, int) and not isinstance(value, bool) \
             and not -(2**63) <= value < 2**64:
-        return {"__decimal__": str(value)}
+        return {"__int__": str(value)}
     if isinstance(value, list):
         return [expected_json(v) for v in value]
     if isinstance(value, dict):
@@ -924,8 +925,8 @@ def test_encode_always_writes_one_line_of_strict_json(value: Any) -> None:
 @given(st.decimals())
 def test_decimals_round_trip_exactly(d: Decimal) -> None:
     """Any Decimal (NaNs, infinities, exponents, trailing zeros) survives encode and
-    from_jsonable with the same digits."""
-    back = from_jsonable(strict(encode({"d": d}))["d"])
+    decode with the same digits."""
+    back = decode(strict(encode({"d": d}))["d"])
     assert isinstance(back, Decimal) and back.as_tuple() == d.as_tuple()
 
 
@@ -1022,7 +1023,7 @@ def test_csv_has_the_columns_and_the_broken_out_fields(tmp_path: Path) -> None:
         "seq": "1", "timestamp": "2024-03-01T00:00:00+00:00", "component": EM,
         "event_type": "block_transition", "block_id": "b1", "source": "queued",
         "dest": "routing", "trigger": "start", "attempt": "2", "error_code": "EXEC-001"}
-    assert from_jsonable(strict(first["data"])) == data
+    assert decode(strict(first["data"])) == data
     assert [second[c] for c in CSV_COLUMNS[4:10]] == [""] * 6
     assert strict(second["data"]) == {"halted": False}
 
@@ -1426,7 +1427,7 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
     """A checkpoint line of 70 MB (a huge queue) starts a file: the next day's checkpoint
     still rotates it under its own day and first seq, and a reopened logger still reads
     the day it was started (written_on) from the first bytes of that line."""
-    from fsm_exec.journal.writer import _first_seq, _start_day
+    from fsm_exec.journal.files import first_seq, start_day
 
     clock = Clock()
     huge = {"queue": ["x" * 1000] * 70_000}
@@ -1434,8 +1435,8 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
         el.checkpoint(EM, huge, timestamp=0, new_file=True)
         el.log_event(0, "tick", EM, {})
         current = el.path_for(EM)
-        assert _first_seq(current) == 1
-        assert _start_day(current, D0 + dt.timedelta(days=9)) == D0
+        assert first_seq(current) == 1
+        assert start_day(current, D0 + dt.timedelta(days=9)) == D0
         clock.advance()
         el.checkpoint(EM, {"queue": []}, timestamp=0, new_file=True)
     assert journal_files(tmp_path) == [dated(tmp_path, D0, 1), current]
@@ -1451,23 +1452,23 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
 def test_a_first_line_in_another_key_order_is_still_read(tmp_path: Path, first: bytes) -> None:
     """Lines written by an earlier version (written_on last) or by hand (keys in another
     order) are read in full: the same seq, the same start day."""
-    from fsm_exec.journal.writer import _first_seq, _start_day
+    from fsm_exec.journal.files import first_seq, start_day
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(first)
-    assert _first_seq(path) == 7
+    assert first_seq(path) == 7
     expected = D0 if b"written_on" not in first else dt.date(2025, 1, 3)
     set_mtime(path, D0)
-    assert _start_day(path, D0 + dt.timedelta(days=9)) == expected
+    assert start_day(path, D0 + dt.timedelta(days=9)) == expected
 
 
 def test_a_torn_first_line_has_no_seq(tmp_path: Path) -> None:
     """However long, a first line without its newline was never acknowledged."""
-    from fsm_exec.journal.writer import _first_seq
+    from fsm_exec.journal.files import first_seq
 
     path = tmp_path / journal_name(EM)
     path.write_bytes(b'{"seq":1,"timestamp":"' + b"x" * 3_000_000)
-    assert _first_seq(path) is None
+    assert first_seq(path) is None
 
 
 @pytest.mark.parametrize("mode", ["live", "backtest"])

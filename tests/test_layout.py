@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -39,3 +42,15 @@ def test_public_exports_are_sorted_and_complete() -> None:
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
+
+
+def test_the_layers_and_the_absence_of_import_circles_hold() -> None:
+    """``lint-imports`` keeps every contract in pyproject.toml (the layers, top to bottom,
+    and no import circle at any depth): a change that breaks the layering fails here."""
+    exe = shutil.which("lint-imports")
+    assert exe is not None, "import-linter is a test dependency: pip install -e '.[test]'"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([exe, "--no-logo", "--no-cache"], cwd=root, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout

@@ -29,7 +29,7 @@ from fsm_exec import (
     journal_files,
     read_journal,
 )
-from fsm_exec.journal.writer import JournalLockedError
+from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.sim.venues import (
     FakeClock,
     NaiveVenue,
@@ -223,7 +223,7 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> No
     import subprocess
     import sys
     code = ("import sys\nfrom fsm_exec import EventLogger\n"
-            "from fsm_exec.journal.writer import JournalLockedError\n"
+            "from fsm_exec.journal.lock import JournalLockedError\n"
             "try:\n    EventLogger(sys.argv[1], 'live').close()\n"
             "except JournalLockedError as e:\n    print('refused', e.pid); sys.exit(3)\n"
             "print('took it')\n")

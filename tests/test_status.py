@@ -675,7 +675,7 @@ def test_a_file_rotated_away_while_read_is_read_again(
     import fsm_exec.tools.status as status_module
 
     queued_journal(tmp_path)
-    from fsm_exec.journal.writer import newest_checkpoint as real
+    from fsm_exec.journal.reader import newest_checkpoint as real
     misses = [1]
 
     def flaky(files: list[Path]) -> tuple[int, int]:

@@ -25,12 +25,12 @@ and any object whose own conversion (``int()``, ``to_dict()``, ``items()``...) r
 In the journal (the *wire* form), what JSON cannot hold as such is tagged: integers beyond 64
 bits ``{"__int__": "..."}``, non-finite floats ``{"__float__": "NaN"}``, decimals
 ``{"__decimal__": "1.5"}``, and a dict with integer keys (or one that would read as a tag)
-``{"__dict__": [[key, value], ...]}``. :func:`from_wire` undoes exactly that.
+``{"__dict__": [[key, value], ...]}``. :func:`fsm_exec.journal.codec.decode` undoes exactly
+that (and refuses what :func:`to_wire` never writes).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -50,8 +50,9 @@ from fsm_exec.core.errors import safe_repr, shorten
 #: How deep canonical data may nest (containers within containers).
 MAX_DEPTH = 32
 
-_INT, _FLOAT, _DECIMAL, _DICT = "__int__", "__float__", "__decimal__", "__dict__"
-TAGS: frozenset[str] = frozenset({_INT, _FLOAT, _DECIMAL, _DICT})
+#: The journal's four tags (its one tag scheme; :mod:`fsm_exec.journal.codec` decodes them).
+INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG = "__int__", "__float__", "__decimal__", "__dict__"
+TAGS: frozenset[str] = frozenset({INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG})
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -448,37 +449,17 @@ def to_wire(v: Any) -> Any:
     if t is float:
         if math.isfinite(v):
             return v
-        return {_FLOAT: "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")}
+        return {FLOAT_TAG: "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")}
     if t is int:
-        return v if _I64_MIN <= v <= _I64_MAX else {_INT: str(v)}
+        return v if _I64_MIN <= v <= _I64_MAX else {INT_TAG: str(v)}
     if t is dict:
         if any(type(k) is not str for k in v) or (len(v) == 1 and next(iter(v)) in TAGS):
-            return {_DICT: [[to_wire(k), to_wire(x)] for k, x in v.items()]}
+            return {DICT_TAG: [[to_wire(k), to_wire(x)] for k, x in v.items()]}
         return {k: to_wire(x) for k, x in v.items()}
     if t is list:
         return [to_wire(x) for x in v]
     if isinstance(v, Decimal):
-        return {_DECIMAL: str(v)}
-    return v
-
-
-def from_wire(v: Any) -> Any:
-    """Journal data back to canonical data: exactly what :func:`to_wire` was given."""
-    t = type(v)
-    if t is dict:
-        if len(v) == 1:
-            (tag, inner), = v.items()
-            if tag == _DECIMAL:
-                return Decimal(inner)
-            if tag == _INT:
-                return int(inner)
-            if tag == _FLOAT:
-                return float(inner.replace("Infinity", "inf"))
-            if tag == _DICT:
-                return {from_wire(k): from_wire(x) for k, x in inner}
-        return {k: from_wire(x) for k, x in v.items()}
-    if t is list:
-        return [from_wire(x) for x in v]
+        return {DECIMAL_TAG: str(v)}
     return v
 
 
@@ -487,6 +468,34 @@ def from_wire(v: Any) -> Any:
 #: Epoch seconds accepted as a timestamp: 2000-01-01 to 2100-01-01 (UTC). Milliseconds or
 #: nanoseconds since the epoch fall far outside and are refused, never misread.
 EPOCH_RANGE: tuple[int, int] = (946_684_800, 4_102_444_800)
+
+
+def parse_timestamp(text: object, *, naive_is_utc: bool = False) -> dt.datetime | None:
+    """The package's one ISO 8601 parser: ``text`` as an aware datetime (its own offset
+    kept), or ``None`` when it is not a string of at most 64 characters holding an ISO
+    8601 time with an offset (``Z`` included; without one, taken as UTC when
+    ``naive_is_utc``) that has a UTC instant (``0001-01-01T00:00:00+01:00`` has none)."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.utcoffset() is None:
+        if not naive_is_utc:
+            return None
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    if parsed.year in (1, 9999) and _in_utc(parsed) is None:  # only the edges can overflow
+        return None
+    return parsed
+
+
+def _in_utc(t: dt.datetime) -> str | None:
+    """``t`` (aware) in UTC, ISO 8601; ``None`` beyond the range a datetime holds."""
+    try:
+        return t.astimezone(dt.UTC).isoformat()
+    except (OverflowError, ValueError):  # 0001-01-01 +01:00, 9999-12-31 -01:00
+        return None
 
 
 def canonical_timestamp(ts: Any) -> str | None:
@@ -503,13 +512,8 @@ def canonical_timestamp(ts: Any) -> str | None:
             return None
         return _in_utc(ts)
     if isinstance(ts, str):
-        if len(ts) > 64:
-            return None
-        try:
-            parsed = dt.datetime.fromisoformat(ts)
-        except ValueError:
-            return None
-        if parsed.utcoffset() is None:
+        parsed = parse_timestamp(ts)
+        if parsed is None:
             return None
         return _in_utc(parsed)
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and \
@@ -524,16 +528,16 @@ def canonical_timestamp(ts: Any) -> str | None:
     return None
 
 
-def _in_utc(t: dt.datetime) -> str | None:
-    """``t`` (aware) in UTC, ISO 8601; ``None`` when UTC cannot hold it (an offset that
-    takes 0001-01-01 or 9999-12-31 past the years a datetime holds)."""
+_OUT_OF_RANGE = ("a time whose UTC instant is outside the years 1-9999 (a datetime holds no "
+                 "other)")
+
+
+def _parses(text: str) -> bool:
+    """``text`` is an ISO 8601 time with an offset (whatever its range)."""
     try:
-        return t.astimezone(dt.UTC).isoformat()
-    except OverflowError:
-        return None
-
-
-_OUT_OF_RANGE = "outside the years 1-9999 once converted to UTC (a datetime cannot hold it)"
+        return len(text) <= 64 and dt.datetime.fromisoformat(text).utcoffset() is not None
+    except ValueError:
+        return False
 
 
 def timestamp_problem(ts: Any) -> str:
@@ -546,9 +550,8 @@ def timestamp_problem(ts: Any) -> str:
         return ("a naive datetime (no timezone): make it aware, e.g. "
                 "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC')")
     if isinstance(ts, str):
-        with contextlib.suppress(ValueError):
-            if len(ts) <= 64 and dt.datetime.fromisoformat(ts).utcoffset() is not None:
-                return _OUT_OF_RANGE
+        if parse_timestamp(ts) is None and _parses(ts):
+            return _OUT_OF_RANGE
         return ("a string that is not an ISO 8601 time with an offset (e.g. "
                 "'2025-10-01T00:00:00+00:00' or '2025-10-01T00:00Z')")
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool):

@@ -130,7 +130,7 @@ def read_config(path: Path | None) -> dict[str, Any]:
 def journal_paths(paths: Sequence[str]) -> list[Path]:
     """The journal paths of a command line: each must exist, and a directory must hold a
     journal (else :class:`UsageError`, exit 2, as ``check`` does)."""
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
 
     files = [Path(p) for p in paths]
     for p in files:

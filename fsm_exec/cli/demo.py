@@ -184,7 +184,8 @@ def run_demo(mode: str | None = None, *, out: Path | str | None = None,
     go to the manager (``fsm-exec demo --metrics-port`` serves a PrometheusObserver's).
     """
     from fsm_exec.journal.export import check_backtest_id
-    from fsm_exec.journal.writer import EventLogger, read_journal
+    from fsm_exec.journal.reader import read_journal
+    from fsm_exec.journal.writer import EventLogger
     from fsm_exec.tools.diagram import overlay_events, to_markdown
 
     mode = Environment.read(mode).execution_mode  # a bad BASIS_* variable: ConfigError
@@ -310,7 +311,7 @@ def claim_output_dir(log_dir: Path, owner: str, *, dry_run: bool = False) -> Pat
     A journal that ``owner`` wrote there before (its marker file says so) is replaced;
     any other journal is never touched: :class:`DemoDirError`. ``dry_run``: only check.
     """
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
 
     marker = log_dir / OWNER_MARKER
     mine = (not marker.is_symlink() and marker.is_file()  # a planted link is not ours

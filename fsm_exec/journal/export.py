@@ -22,6 +22,10 @@ from typing import IO, Any, TextIO, cast
 
 import orjson
 
+from fsm_exec.journal.codec import decode
+from fsm_exec.journal.files import components_in, files_of
+from fsm_exec.journal.reader import read_records
+
 _BACKTEST_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 #: The CSV columns, in order. ``data`` holds the whole event data as JSON.
@@ -87,7 +91,6 @@ def delta_amounts(deltas: Any) -> Iterator[tuple[str, str, Any]]:
     integers of any size as numbers. Text, booleans, ``None`` and non-finite floats are not
     amounts and are skipped.
     """
-    from fsm_exec.boundary.canonical import from_wire
 
     def walk(value: Any, path: str, key: str) -> Iterator[tuple[str, str, Any]]:
         if isinstance(value, dict):
@@ -105,7 +108,7 @@ def delta_amounts(deltas: Any) -> Iterator[tuple[str, str, Any]]:
         elif isinstance(value, int) and not isinstance(value, bool):
             yield path, key, value
 
-    yield from walk(from_wire(deltas), "", "")
+    yield from walk(decode(deltas), "", "")
 
 
 def _amount_cell(amount: Any) -> Any:
@@ -155,8 +158,6 @@ def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -
     failed export leaves nothing half-written and a link planted in the folder is never
     followed.
     """
-    from fsm_exec.journal.writer import _components, _files_of, read_records
-
     check_backtest_id(backtest_id)
     root = Path(results_dir).resolve()
     out_dir = (root / backtest_id).resolve()
@@ -176,8 +177,8 @@ def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -
             events, deltas = writers
             events.writerow(CSV_COLUMNS)
             deltas.writerow(DELTAS_COLUMNS)
-            for stem in _components(log_dir):
-                for path in _files_of(log_dir, stem):
+            for stem in components_in(log_dir):
+                for path in files_of(log_dir, stem):
                     for r in read_records(path):
                         d = r.data
                         head = [r.seq, csv_cell(r.timestamp), csv_cell(r.component)]

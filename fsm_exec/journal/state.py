@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock
-from fsm_exec.boundary.canonical import from_wire, to_wire
+from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
     NEXT_STATE,
@@ -36,7 +36,9 @@ from fsm_exec.core.lifecycle import (
     BlockState,
     Trigger,
 )
-from fsm_exec.journal.writer import CHECKPOINT, JOURNAL_FORMAT, JournalRecord
+from fsm_exec.journal.codec import CHECKPOINT, JOURNAL_FORMAT
+from fsm_exec.journal.codec import decode as from_wire
+from fsm_exec.journal.reader import JournalRecord
 
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 _NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}

@@ -1,367 +1,50 @@
 """The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
-that it doubles as the crash-recovery journal. Also its readers (the CSV export is in
-``_csv``).
-
-A record is one line: ``{"seq", "timestamp", "event_type", "component", "data"}``. ``seq``
-grows by one per record of a component's journal, across restarts and rotated files.
+that it doubles as the crash-recovery journal. Its codec is :mod:`~fsm_exec.journal.codec`,
+its files :mod:`~fsm_exec.journal.files`, its reader :mod:`~fsm_exec.journal.reader`, the
+CSV export :mod:`~fsm_exec.journal.export`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import datetime as dt
-import enum
-import fcntl
-import gc
-import math
 import os
-import re
-import stat
 import threading
 import time
-import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import attrs
 import orjson
 
-from fsm_exec.core.errors import ComponentError, EventLogError
-from fsm_exec.journal.export import (
-    CSV_COLUMNS as CSV_COLUMNS,  # re-exported: the CSV export lives in _csv
+from fsm_exec.core.errors import EventLogError
+from fsm_exec.journal.codec import (
+    APPEND_NEWLINE,
+    CHECKPOINT,
+    DUMPS,
+    MAX_LINE_BYTES,
+    encode_default,
+    iso_timestamp,
+    to_jsonable,
 )
-from fsm_exec.journal.export import check_backtest_id as check_backtest_id
-from fsm_exec.journal.export import csv_cell as csv_cell
 from fsm_exec.journal.export import export_csv
+from fsm_exec.journal.files import (
+    files_of,
+    first_seq,
+    fsync_dir,
+    journal_files,
+    journal_name,
+    journal_stem_of,
+    last_seq,
+    repair_torn_tail,
+    start_day,
+)
+from fsm_exec.journal.lock import Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
-JOURNAL_SUFFIX = "_events.jsonl"
-_DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n>\d+))?\.jsonl$")
-_DECIMAL_TAG = "__decimal__"
 MODES = ("backtest", "live")
-_dumps = orjson.dumps
-_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
-
-
-class JournalCorruptError(ComponentError, ValueError):
-    """A journal line cannot be read; names the file and the line."""
-
-    def __init__(self, path: Path | str, line: int, reason: str) -> None:
-        self.path, self.line = str(path), line
-        super().__init__("EXEC-013", f"{path}:{line}: {reason}")
-
-
-def journal_name(component: str) -> str:
-    """``ExecutionManager`` -> ``execution_manager_events.jsonl``."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", component)
-    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
-    if not snake:
-        raise ValueError(f"component name {component!r} has no letters or digits")
-    return snake + JOURNAL_SUFFIX
-
-
-# ------------------------------------------------------------------------ encoding
-
-
-def _default(obj: Any) -> Any:
-    """orjson's hook for what it does not know: every case deliberate, none a repr."""
-    if isinstance(obj, Decimal):
-        return {_DECIMAL_TAG: str(obj)}  # exact, and read back as a Decimal
-    if isinstance(obj, dt.datetime | dt.date | dt.time):
-        return obj.isoformat()  # datetime subclasses (pandas.Timestamp) land here
-    if attrs.has(type(obj)):
-        return attrs.asdict(obj, recurse=False)
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, set | frozenset):
-        try:
-            return sorted(obj)  # numbers in numeric order, strings in text order
-        except TypeError:
-            return sorted(obj, key=lambda x: (type(x).__name__, repr(x)))
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if isinstance(obj, Path | uuid.UUID):
-        return str(obj)
-    if isinstance(obj, enum.Enum):  # as orjson writes them, so both paths agree
-        return obj.value
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    item = getattr(obj, "item", None)  # numpy scalars
-    if callable(item):
-        return item()
-    # Never a repr: an unknown object's repr may carry what no log should hold.
-    return f"<{type(obj).__name__}>"
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: non-finite floats become ``"NaN"``/``"Infinity"``/
-    ``"-Infinity"`` (JSON has no such numbers), keys become strings, the rest as
-    :func:`_default` says."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):
-        return {_DECIMAL_TAG: str(value)}  # beyond orjson's 64-bit integers: exact, tagged
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:  # lone surrogates: JSON text must be valid UTF-8
-            return value.encode("utf-8", "backslashreplace").decode()
-        return value
-    if value is None or isinstance(value, int | bool):
-        return value
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k if isinstance(k, int) else to_jsonable(k)):
-                to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    converted = _default(value)
-    return converted if isinstance(converted, str) else to_jsonable(converted)
-
-
-def encode(record: Mapping[str, Any]) -> bytes:
-    """One JSON line (with its newline). Always valid JSON."""
-    try:
-        line = orjson.dumps(record, default=_default, option=orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError:
-        line = b"null"  # non-string keys and the like: take the careful path
-    if b"null" in line:
-        # orjson writes NaN and infinities as null: re-encode carefully so that they keep
-        # their meaning. Only records that hold a null (rare) pay for this.
-        line = orjson.dumps(to_jsonable(record), option=orjson.OPT_APPEND_NEWLINE)
-    return line
-
-
-def from_jsonable(value: Any) -> Any:
-    """Undo the one tag :func:`encode` adds: ``{"__decimal__": "1.5"}`` -> ``Decimal``."""
-    if isinstance(value, dict):
-        if len(value) == 1 and _DECIMAL_TAG in value:
-            return Decimal(value[_DECIMAL_TAG])
-        return {k: from_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_jsonable(v) for v in value]
-    return value
-
-
-def iso_timestamp(ts: Any) -> str:
-    """The record's timestamp: ISO 8601 for datetimes, UTC for epoch seconds and for
-    ``None`` (now); strings are kept as the caller gave them."""
-    if type(ts) is dt.datetime:  # the common case, first
-        return ts.isoformat()
-    if isinstance(ts, str):
-        return ts
-    if ts is None:
-        return dt.datetime.now(dt.UTC).isoformat()
-    if isinstance(ts, dt.datetime | dt.date):
-        return ts.isoformat()
-    if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts):
-        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
-    iso = getattr(ts, "isoformat", None)
-    return str(iso()) if callable(iso) else str(ts)
-
-
-# ------------------------------------------------------------------------ files
-
-
-def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> list[Path]:
-    """A component's journal files in the order of the ``seq`` they hold (never by the
-    dates in their names): rotated ones, then the current one."""
-    return _files_of(Path(log_dir), journal_name(component)[: -len(".jsonl")])
-
-
-#: How a record's line starts (the writer puts ``seq`` first, and a checkpoint's
-#: ``written_on`` first in its data): read from a bounded prefix, however long the line.
-_SEQ_PREFIX = re.compile(rb'\{"seq":(\d{1,19}),')
-_WRITTEN_ON_PREFIX = re.compile(
-    rb'\{"seq":\d{1,19},"timestamp":"[^"]{1,64}","event_type":"checkpoint",'
-    rb'"component":"[^"\\]{1,256}","data":\{"written_on":"(\d{4}-\d{2}-\d{2})"')
-_PREFIX = 1024
-
-
-def _first_line_prefix(path: Path) -> bytes | None:
-    """The first :data:`_PREFIX` bytes of a file's first line, if that line is whole
-    (ends in a newline); ``None`` if the file has no whole line or cannot be read. Reads
-    on to the newline in chunks, so a first line of any length costs no more memory."""
-    try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            # Never past the file's end as it was: not on for ever into a device
-            # (/dev/full reads zeros) or a file that grows as it is read.
-            left = info.st_size if stat.S_ISREG(info.st_mode) else 1 << 24
-            head = f.read(min(_PREFIX, left))
-            if b"\n" in head:
-                return head
-            left -= len(head)
-            while left > 0 and (chunk := f.read(min(1 << 20, left))):
-                if b"\n" in chunk:
-                    return head
-                left -= len(chunk)
-    except OSError:
-        return None
-    return None
-
-
-def _first_seq(path: Path) -> int | None:
-    """The ``seq`` of a file's first record; ``None`` if it has none (empty, torn, not a
-    journal)."""
-    head = _first_line_prefix(path)
-    if head is None:
-        return None
-    m = _SEQ_PREFIX.match(head)
-    if m:
-        return int(m[1])
-    first = _first_record(path)  # keys in another order: read the whole line
-    seq = first.get("seq") if type(first) is dict else None
-    return seq if type(seq) is int else None
-
-
-def _first_record(path: Path) -> Any:
-    """The first line of ``path`` parsed (a whole line known to be there), or ``None``."""
-    try:
-        with open(path, "rb") as f:
-            return orjson.loads(f.readline())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-
-
-def _files_of(log_dir: Path, stem: str) -> list[Path]:
-    found: list[Path] = []
-    if log_dir.is_dir():
-        for p in log_dir.iterdir():
-            m = _DATED.match(p.name)
-            if (m and m["stem"] == stem) or p.name == f"{stem}.jsonl":
-                found.append(p)
-    keyed = []
-    for p in found:
-        first = _first_seq(p)
-        # Files without a record (a new current file) sort after every file that has one.
-        keyed.append((first is None, first or 0, p.name != f"{stem}.jsonl", p.name, p))
-    return [k[-1] for k in sorted(keyed)]
-
-
-def _components(log_dir: Path) -> list[str]:
-    """Journal stems present in a directory (``execution_manager_events`` ...), sorted."""
-    stems = set()
-    if log_dir.is_dir():
-        for p in log_dir.iterdir():
-            m = _DATED.match(p.name)
-            if m:
-                stems.add(m["stem"])
-            elif p.name.endswith(JOURNAL_SUFFIX):
-                stems.add(p.name[: -len(".jsonl")])
-    return sorted(stems)
-
-
-def _tail_offsets(f: IO[bytes], size: int) -> tuple[int, int]:
-    """(offset just after the last newline, offset where that last full line starts)."""
-    found: list[int] = []
-    pos = size
-    while pos > 0 and len(found) < 2:
-        start = max(0, pos - (1 << 16))
-        f.seek(start)
-        buf = f.read(pos - start)
-        i = len(buf)
-        while len(found) < 2:
-            i = buf.rfind(b"\n", 0, i)
-            if i < 0:
-                break
-            found.append(start + i)
-        pos = start
-    if not found:
-        return 0, 0
-    return found[0] + 1, (found[1] + 1 if len(found) > 1 else 0)
-
-
-def _last_seq(path: Path) -> int:
-    """The seq of the last complete line of ``path`` (0 if none)."""
-    size = path.stat().st_size
-    if not size:
-        return 0
-    with open(path, "rb") as f:
-        full_end, line_start = _tail_offsets(f, size)
-        if full_end == 0:
-            return 0
-        f.seek(line_start)
-        line = f.read(full_end - line_start)
-    try:
-        seq = orjson.loads(line)["seq"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        n = _count_lines(path, full_end)
-        raise JournalCorruptError(path, n, "the last line is not a journal record") from None
-    if type(seq) is not int:
-        raise JournalCorruptError(path, _count_lines(path, full_end), "seq is not an integer")
-    return seq
-
-
-def _count_lines(path: Path, upto: int) -> int:
-    with open(path, "rb") as f:
-        return f.read(upto).count(b"\n")
-
-
-def repair_torn_tail(path: Path) -> bytes:
-    """Set aside a torn last line (a crash mid-write: no final newline) and truncate the
-    file to its last complete line. Returns the bytes set aside (empty if none)."""
-    size = path.stat().st_size
-    if not size:
-        return b""
-    with open(path, "r+b") as f:
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return b""
-        full_end, _ = _tail_offsets(f, size)
-        f.seek(full_end)
-        torn = f.read()
-        aside = path.with_name(path.name + ".torn")
-        with open(aside, "ab") as t:
-            t.write(torn + b"\n")
-            t.flush()
-            os.fsync(t.fileno())
-        f.truncate(full_end)
-        f.flush()
-        os.fsync(f.fileno())
-    return torn
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _start_day(path: Path, fallback: dt.date) -> dt.date:
-    """The day a file was started: its first checkpoint's ``written_on``, else its name's
-    date, else the day it was last written (UTC), else ``fallback``."""
-    head = _first_line_prefix(path)
-    written = _WRITTEN_ON_PREFIX.match(head) if head is not None else None
-    if written:
-        with contextlib.suppress(ValueError):
-            return dt.date.fromisoformat(written[1].decode())
-    elif head is not None:  # a file of an earlier version: written_on last in its data
-        try:
-            return dt.date.fromisoformat(_first_record(path)["data"]["written_on"])
-        except (KeyError, TypeError, ValueError):
-            pass
-    m = _DATED.match(path.name)
-    if m:
-        with contextlib.suppress(ValueError):
-            return dt.date.fromisoformat(m["day"])
-    try:
-        return min(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date(), fallback)
-    except OSError:
-        return fallback
-
-
-# ------------------------------------------------------------------------ the lock
-
-LOCK_NAME = ".lock"
 
 
 class JournalLossError(EventLogError):
@@ -376,90 +59,13 @@ class JournalLossError(EventLogError):
                          f"{first - 1}")
 
 
-class JournalLockedError(ComponentError, OSError):
-    """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
-
-    def __init__(self, log_dir: Path | str, pid: int | None, *,
-                 component: str | None = None) -> None:
-        self.log_dir, self.pid = str(log_dir), pid
-        if component is not None:  # the same EventLogger, a second manager
-            super().__init__(
-                "EXEC-018",
-                f"the EventLogger for {log_dir} already serves a {component} in this "
-                "process: two managers on one journal would run the same queue twice. "
-                "Give each manager its own log directory, or replace the first with its "
-                "reopen()")
-            return
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            "EXEC-018",
-            f"the log directory {log_dir} is in use by {holder} (an EventLogger holds its "
-            f"lock {LOCK_NAME}): two writers would run the same queue twice. Stop that "
-            "process, or use another directory")
-
-
-def _lock_holder(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else None
-    except OSError:  # pragma: no cover - a lock file we can open but not read
-        return None
-
-
-def take_lock(log_dir: Path) -> int:
-    """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
-    process dies): its file descriptor, or :class:`JournalLockedError`."""
-    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _lock_holder(fd)
-        os.close(fd)
-        raise JournalLockedError(log_dir, pid) from None
-    except OSError:  # pragma: no cover - a file system without locks
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def lock_holder(log_dir: Path | str) -> int | None:
-    """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
-    Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
-    kernel's lock table on Linux), so it is safe while a manager runs."""
-    path = Path(log_dir) / LOCK_NAME
-    try:
-        text = path.read_text("ascii").strip()
-        inode = path.stat().st_ino
-    except (OSError, UnicodeDecodeError):
-        return None
-    pid = int(text) if text.isdigit() else None
-    if pid is None:
-        return None
-    try:
-        locks = Path("/proc/locks").read_text()
-    except OSError:  # not Linux: is the process alive?
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
-    for line in locks.splitlines():
-        parts = line.split()
-        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
-            return pid
-    return None
-
-
-# ------------------------------------------------------------------------ writing
-
-#: The journal format this package writes and reads (every checkpoint says which).
-JOURNAL_FORMAT = 2
-CHECKPOINT = "checkpoint"
 _MAX_RETENTION_DAYS = 36_500
+
+
+def _too_long(j: _Journal, event_type: str, n: int) -> EventLogError:
+    """A record longer than any reader reads: refused, nothing written."""
+    return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
+                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
 
 
 class _Journal:
@@ -564,8 +170,7 @@ class EventLogger:
         self._write_lock = threading.RLock()
         self._fsync_listeners: list[FsyncListener] = []
         self._fsynced: list[float] = []  # timings not yet given to the listeners
-        self._owners: dict[str, weakref.ref[Any]] = {}  # component -> its one manager
-        self._claim_lock = threading.Lock()
+        self._owners = Owners()  # component -> its one manager in this process
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -589,40 +194,14 @@ class EventLogger:
 
     def claim(self, component: str, owner: object) -> None:
         """Make ``owner`` the one writer of ``component``'s journal here, or refuse with
-        :class:`JournalLockedError` (``EXEC-018``) while another owner is alive and not
-        retired (its ``interrupted`` is false): the directory lock keeps other processes
-        out, this keeps a second manager of this process out. A retired manager hands
-        over (what ``reopen()`` does)."""
-        with self._claim_lock:  # never the write lock: a manager writing holds its own lock
-            ref = self._owners.get(component)
-            if ref is not None and self._serving(ref, owner):
-                gc.collect()  # a dropped manager, held only by its own reference cycles?
-                if self._serving(ref, owner):
-                    raise JournalLockedError(self.log_dir, os.getpid(), component=component)
-            self._owners[component] = weakref.ref(owner)
+        :class:`JournalLockedError` (``EXEC-018``): see
+        :meth:`~fsm_exec.journal.lock.Owners.claim`."""
+        self._owners.claim(self.log_dir, component, owner)
 
     def taken_by_another(self, component: str, owner: object) -> bool:
         """True if a manager other than ``owner`` holds ``component``'s journal here and
         still serves it (what :meth:`claim` would refuse for ``owner``)."""
-        with self._claim_lock:
-            ref = self._owners.get(component)
-            return ref is not None and ref() is not owner and self._serving(ref, owner)
-
-    @staticmethod
-    def _serving(ref: weakref.ref[Any], owner: object) -> bool:
-        """The owner in ``ref`` still serves its journal: alive, not ``owner``, and not
-        retired, or retired with a call still running (it returns before anyone takes
-        over: until then its collaborators may still be answering it)."""
-        current = ref()
-        if current is None or current is owner:
-            return False
-        if not getattr(current, "interrupted", False):
-            return True
-        running = getattr(current, "_call_running", None)  # an abandoned venue call
-        if callable(running) and running():
-            return True
-        busy = getattr(current, "_busy", None)  # a call still running, on a live thread
-        return busy is not None and any(t.ident == busy for t in threading.enumerate())
+        return self._owners.taken_by_another(component, owner)
 
     def add_fsync_listener(self, listener: FsyncListener) -> None:
         """Call ``listener(seconds)`` after every fsync of a journal file (metrics)."""
@@ -644,18 +223,18 @@ class EventLogger:
         try:
             existed = path.exists()
             # the day the file started (or was last written), read before a repair
-            day = (_start_day(path, self._today()) if existed and path.stat().st_size
+            day = (start_day(path, self._today()) if existed and path.stat().st_size
                    else self._today())
             if existed:
                 repair_torn_tail(path)
             seq = 0
             for p in reversed(journal_files(self.log_dir, component)):
-                seq = _last_seq(p)
+                seq = last_seq(p)
                 if seq:
                     break
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if not existed:
-                _fsync_dir(self.log_dir)
+                fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
         j = self._journals[component] = _Journal(path, seq, day, fd)
@@ -680,8 +259,8 @@ class EventLogger:
         try:
             repair_torn_tail(j.path)
             seq = 0
-            for p in reversed(_files_of(self.log_dir, journal_stem_of(j.path))):
-                seq = _last_seq(p)
+            for p in reversed(files_of(self.log_dir, journal_stem_of(j.path))):
+                seq = last_seq(p)
                 if seq:
                     break
         except OSError as exc:
@@ -710,7 +289,7 @@ class EventLogger:
         self._flush_journal(j)
         if j.unsynced:
             self._fsync(j)
-        first = _first_seq(j.path)
+        first = first_seq(j.path)
         if first is not None:
             stem = journal_stem_of(j.path)
             target = j.path.with_name(f"{stem}.{j.day.isoformat()}.{first}.jsonl")
@@ -718,7 +297,7 @@ class EventLogger:
             j.fd = -1
             os.rename(j.path, target)
             j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            _fsync_dir(self.log_dir)
+            fsync_dir(self.log_dir)
         j.day = today
 
     def _prune(self, j: _Journal, today: dt.date) -> None:
@@ -731,8 +310,8 @@ class EventLogger:
             cutoff = today - dt.timedelta(days=self.retention_days)
         except OverflowError:  # a ``today`` near year 1: nothing is that old
             return
-        files = _files_of(self.log_dir, journal_stem_of(j.path))
-        starts = [_start_day(p, j.day) for p in files]
+        files = files_of(self.log_dir, journal_stem_of(j.path))
+        starts = [start_day(p, j.day) for p in files]
         for i, p in enumerate(files[:-1]):
             if p == j.path:
                 break
@@ -769,7 +348,7 @@ class EventLogger:
             try:
                 if new_file:
                     self._rotate(j, today)
-                # written_on first: _start_day reads it from the line's first bytes
+                # written_on first: start_day reads it from the line's first bytes
                 record_data = {"written_on": today.isoformat(), **data}
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
                             sync=True, force=True)
@@ -819,12 +398,14 @@ class EventLogger:
                 record = {"seq": seq, "timestamp": iso, "event_type": event_type,
                           "component": component, "data": data}
                 try:
-                    line = _dumps(record, default=_default, option=_APPEND_NEWLINE)
+                    line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
                 except orjson.JSONEncodeError:
                     line = b"null"
-                if b"null" in line:
-                    line = _dumps(to_jsonable(record), option=_APPEND_NEWLINE)
+                if b"null" in line:  # NaN, infinities: the careful path (rare)
+                    line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
                 n = len(line)
+                if n > MAX_LINE_BYTES:
+                    raise _too_long(j, event_type, n)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
@@ -859,11 +440,13 @@ class EventLogger:
         record = {"seq": seq, "timestamp": iso, "event_type": event_type,
                   "component": component, "data": data}
         try:  # encode(), inlined: this is the per-event hot path
-            line = _dumps(record, default=_default, option=_APPEND_NEWLINE)
+            line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
         except orjson.JSONEncodeError:
             line = b"null"
-        if b"null" in line:
-            line = _dumps(to_jsonable(record), option=_APPEND_NEWLINE)
+        if b"null" in line:  # NaN, infinities: the careful path (rare)
+            line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+        if len(line) > MAX_LINE_BYTES:
+            raise _too_long(j, event_type, len(line))
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)
@@ -1025,110 +608,3 @@ class EventLogger:
         journals, streamed."""
         self.flush()
         return export_csv(self.log_dir, results_dir, backtest_id)
-
-
-def journal_stem_of(path: Path) -> str:
-    """``.../execution_manager_events.jsonl`` -> ``execution_manager_events``."""
-    m = _DATED.match(path.name)
-    return m["stem"] if m else path.name[: -len(".jsonl")]
-
-
-# ------------------------------------------------------------------------ reading
-
-
-@attrs.frozen
-class JournalRecord:
-    """One journal line, with where it came from."""
-
-    path: str
-    line: int
-    seq: int
-    timestamp: str
-    event_type: str
-    component: str
-    data: dict[str, Any]
-
-
-def _parse(path: Path, line_no: int, raw: bytes) -> JournalRecord:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise JournalCorruptError(path, line_no, "not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise JournalCorruptError(path, line_no, "not a JSON object")
-    for key, kind in (("seq", int), ("timestamp", str), ("event_type", str),
-                      ("component", str), ("data", dict)):
-        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
-            raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
-    return JournalRecord(str(path), line_no, obj["seq"], obj["timestamp"], obj["event_type"],
-                         obj["component"], obj["data"])
-
-
-def read_records(path: Path | str) -> Iterator[JournalRecord]:
-    """The records of one journal file, in order, streamed. A torn last line (no final
-    newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
-    reports it); any other unreadable line raises :class:`JournalCorruptError`."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                return  # torn by a crash mid-write: never acknowledged, never acted on
-            if raw.strip():
-                yield _parse(path, n, raw)
-            else:
-                raise JournalCorruptError(path, n, "empty line")
-
-
-def read_journal(source: Path | str | Iterable[Path | str],
-                 component: str = "ExecutionManager") -> Iterator[JournalRecord]:
-    """Records of a journal: a log directory (the component's files in ``seq`` order), a
-    single file, or a list of files read in the order given."""
-    if isinstance(source, str | Path):
-        p = Path(source)
-        files: list[Path] = journal_files(p, component) if p.is_dir() else [p]
-    else:
-        files = [Path(x) for x in source]
-    for f in files:
-        yield from read_records(f)
-
-
-_CHECKPOINT_MARK = b'"event_type":"checkpoint"'
-
-
-def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
-                      ) -> tuple[int, int]:
-    """``(file index, line)`` of the newest complete checkpoint record of ``component`` in
-    ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
-    record itself says so: payloads that merely contain the words are not."""
-    for i in range(len(files) - 1, -1, -1):
-        last = 0
-        with open(files[i], "rb") as f:
-            for n, raw in enumerate(f, start=1):
-                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
-                        raw, component):
-                    last = n
-        if last:
-            return i, last
-    return 0, 0
-
-
-def _is_checkpoint(raw: bytes, component: str) -> bool:
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return (isinstance(record, dict) and record.get("event_type") == CHECKPOINT
-            and record.get("component") == component)
-
-
-def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
-                     ) -> Iterator[JournalRecord]:
-    """The records recovery needs: from the newest complete checkpoint of ``component`` to
-    the end (everything, when there is no checkpoint). Older files are history."""
-    files = journal_files(log_dir, component)
-    start_file, start_line = newest_checkpoint(files, component)
-    for i, p in enumerate(files[start_file:]):
-        for r in read_records(p):
-            if i == 0 and r.line < start_line:
-                continue
-            yield r

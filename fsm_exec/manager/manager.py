@@ -54,11 +54,12 @@ from fsm_exec.drivers.base import (
 from fsm_exec.drivers.host import Host
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
+from fsm_exec.journal.files import journal_files
+from fsm_exec.journal.reader import JournalRecord
 from fsm_exec.journal.state import (
     ManagerState,
     RecoveryReport,
 )
-from fsm_exec.journal.writer import JournalRecord, journal_files
 from fsm_exec.manager import guard, health, journaling, moves, observing, recovery
 from fsm_exec.observe.health import (
     HealthStatus,

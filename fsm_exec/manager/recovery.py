@@ -23,18 +23,14 @@ from fsm_exec.drivers.base import (
     Flight,
 )
 from fsm_exec.drivers.calls import VenueCall
+from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.lock import JournalLockedError
+from fsm_exec.journal.reader import JournalRecord, read_journal, recovery_records
 from fsm_exec.journal.state import (
     RecoveryReport,
     ReplayError,
     replay,
     resolution_of,
-)
-from fsm_exec.journal.writer import (
-    JournalCorruptError,
-    JournalLockedError,
-    JournalRecord,
-    read_journal,
-    recovery_records,
 )
 
 if TYPE_CHECKING:

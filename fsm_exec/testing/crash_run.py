@@ -15,8 +15,10 @@ import attrs
 from fsm_exec.boundary.blocks import validate_batch
 from fsm_exec.core.errors import COMPONENT, ComponentError, InvalidBlockError, describe_exception
 from fsm_exec.core.lifecycle import TERMINAL_STATES, Trigger
+from fsm_exec.journal.files import journal_files
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import RecoveryReport
-from fsm_exec.journal.writer import EventLogger, JournalRecord, journal_files, read_journal
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager.manager import ExecutionManager
 from fsm_exec.sim.venues import FaultPlan
 from fsm_exec.testing.crash_report import HAND_OFF, NO_QUERY, WINDOWS, CrashFailure, CrashPoint

@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 import attrs
 
 from fsm_exec.core.errors import ComponentError, InvalidArgumentError
-from fsm_exec.journal.writer import EventLogger, JournalLockedError, journal_files
+from fsm_exec.journal.files import journal_files
+from fsm_exec.journal.lock import JournalLockedError
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.tools.status import StatusUnreadable, _replay
 
 

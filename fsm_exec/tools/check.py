@@ -8,14 +8,10 @@ from pathlib import Path
 import attrs
 import orjson
 
+from fsm_exec.journal.codec import CHECKPOINT
+from fsm_exec.journal.files import JournalCorruptError, journal_files, open_regular
+from fsm_exec.journal.reader import JournalRecord, journal_lines, parse
 from fsm_exec.journal.state import GapError, Replay, ReplayError
-from fsm_exec.journal.writer import (
-    CHECKPOINT,
-    JournalCorruptError,
-    JournalRecord,
-    _parse,
-    journal_files,
-)
 
 
 @attrs.frozen
@@ -89,28 +85,33 @@ class _Scan:
             yield from self._file(path)
 
     def _file(self, path: Path) -> Iterator[JournalRecord | None]:
-        with open(path, "rb") as f:
-            for n, raw in enumerate(f, start=1):
-                if not raw.endswith(b"\n"):
-                    self.problems.append(
-                        f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): a "
-                        "write cut short by a crash; recovery sets it aside")
-                    return
-                if n == 1 and not _looks_like_a_record(raw):
-                    self.problems.append(f"{path}:1: not a journal file (its first line is "
-                                         "not a journal record)")
-                    return
-                if not raw.strip():
-                    self.problems.append(f"{path}:{n}: empty line")
-                    yield None
-                    continue
-                try:
-                    record = _parse(path, n, raw)
-                except JournalCorruptError as exc:
-                    self.problems.append(exc.message)
-                    yield None
-                else:
-                    yield record
+        try:
+            yield from self._lines(path)
+        except JournalCorruptError as exc:  # not a regular file; a line beyond the bound
+            self.problems.append(exc.message)
+
+    def _lines(self, path: Path) -> Iterator[JournalRecord | None]:
+        for n, raw in journal_lines(path):  # the one reading path
+            if not raw.endswith(b"\n"):
+                self.problems.append(
+                    f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): a "
+                    "write cut short by a crash; recovery sets it aside")
+                return
+            if n == 1 and not _looks_like_a_record(raw):
+                self.problems.append(f"{path}:1: not a journal file (its first line is "
+                                     "not a journal record)")
+                return
+            if not raw.strip():
+                self.problems.append(f"{path}:{n}: empty line")
+                yield None
+                continue
+            try:
+                record = parse(path, n, raw)
+            except JournalCorruptError as exc:
+                self.problems.append(exc.message)
+                yield None
+            else:
+                yield record
 
 
 def _looks_like_a_record(raw: bytes) -> bool:
@@ -126,9 +127,9 @@ def is_journal_file(path: Path | str) -> bool:
     ``*.jsonl`` file): what ``fsm-exec check`` accepts as a journal."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             first = f.readline(1 << 24)
-    except OSError:
+    except (OSError, JournalCorruptError):  # not there; not a regular file
         return False
     if not first:
         return p.name.endswith(".jsonl")

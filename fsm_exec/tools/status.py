@@ -1,7 +1,7 @@
 """``fsm-exec status``: what a journal says about its manager, for the person on call.
 
 Read-only: the journal files are opened for reading only, the directory's lock is never
-taken (whether a process holds it is asked with :func:`~fsm_exec.journal.writer.lock_holder`),
+taken (whether a process holds it is asked with :func:`~fsm_exec.journal.lock.lock_holder`),
 and nothing is written, so it is safe while a manager runs. A torn last line (a record
 being written) is skipped, as recovery would; a file rotated away while it is read makes
 the read start again.
@@ -30,20 +30,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import ExecutionConfig
 from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.journal.codec import CHECKPOINT
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.lock import lock_holder
+from fsm_exec.journal.reader import JournalRecord, newest_checkpoint, read_records
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
-from fsm_exec.journal.writer import (
-    CHECKPOINT,
-    JournalCorruptError,
-    JournalRecord,
-    journal_files,
-    lock_holder,
-    newest_checkpoint,
-    read_records,
-)
 
 #: The version of the ``--json`` object's shape: changes only by adding keys.
 STATUS_FORMAT = 1
@@ -226,13 +222,7 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
 
 
 def _parse_ts(text: str | None) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+    return parse_timestamp(text, naive_is_utc=True)  # the package's one parser
 
 
 def _age(text: str | None, now: dt.datetime) -> float | None:

@@ -16,7 +16,7 @@ from fsm_exec.cli._common import (
 
 
 def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
-    from fsm_exec.journal.writer import journal_files
+    from fsm_exec.journal.files import journal_files
     from fsm_exec.tools.check import check_journal
 
     sources = [Path(p) for p in args.logs]
@@ -43,9 +43,13 @@ def looks_like_a_journal(path: Path) -> bool:
     """Cheap: the first line is a JSON object with the journal's fields or, when it is not
     JSON at all (torn, corrupt, empty), the file is named ``*.jsonl``. Whether it is a good
     journal is for the check to say."""
+    from fsm_exec.journal.files import JournalCorruptError, open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a named pipe or a device: refused, never blocks
             first = f.readline(1 << 20)
+    except JournalCorruptError as exc:
+        raise UsageError(exc.message) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:

@@ -30,7 +30,7 @@ def review_diagrams() -> dict[str, str]:
     import tempfile
 
     from fsm_exec.cli.demo import run_demo
-    from fsm_exec.journal.writer import read_journal
+    from fsm_exec.journal.reader import read_journal
     from fsm_exec.tools.diagram import (
         current_table,
         lifecycle_model,

@@ -176,7 +176,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     )
     from fsm_exec.core.errors import ComponentError
     from fsm_exec.journal.export import check_backtest_id, replace_file
-    from fsm_exec.journal.writer import EventLogger, journal_files, read_journal
+    from fsm_exec.journal.files import journal_files
+    from fsm_exec.journal.reader import read_journal
+    from fsm_exec.journal.writer import EventLogger
     from fsm_exec.manager.manager import ExecutionManager
     from fsm_exec.sim.venues import (
         InstantReconciliation,

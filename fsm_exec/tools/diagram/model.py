@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from fsm_exec.journal.writer import JournalRecord
+from fsm_exec.journal.reader import JournalRecord
 from fsm_exec.tools.diagram.table import (
     LifecycleTable,
     current_table,

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 
-from fsm_exec.journal.writer import JournalCorruptError, JournalRecord, read_journal
+from fsm_exec.boundary.canonical import parse_timestamp
+from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.tools.diagram import (
     DiagramModel,
     LifecycleTable,
@@ -123,13 +125,7 @@ class RunReport:
 
 def parse_ts(text: str | None) -> dt.datetime | None:
     """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), or ``None``."""
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return parse_timestamp(text, naive_is_utc=True)  # the package's one parser
 
 
 def read_checked(source: Path | str | Sequence[Path | str], component: str = "ExecutionManager"

@@ -1,0 +1,258 @@
+"""A journal's files: their names, their order (by the ``seq`` they hold), their first and
+last records read cheaply, and the repair of a torn last line."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import stat
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from fsm_exec.core.errors import ComponentError
+from fsm_exec.journal.codec import MAX_LINE_BYTES
+
+JOURNAL_SUFFIX = "_events.jsonl"
+_DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n>\d+))?\.jsonl$")
+
+
+class JournalCorruptError(ComponentError, ValueError):
+    """A journal line cannot be read; names the file and the line."""
+
+    def __init__(self, path: Path | str, line: int, reason: str) -> None:
+        self.path, self.line = str(path), line
+        super().__init__("EXEC-013", f"{path}:{line}: {reason}")
+
+
+
+def open_regular(path: Path | str) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file (a link to one included); a
+    named pipe, a device (``/dev/zero``), a socket or a directory is refused with
+    :class:`JournalCorruptError` at once (the open never blocks: ``O_NONBLOCK``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device"
+                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory"
+                    if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "not a regular file")
+            raise JournalCorruptError(path, 1, f"{kind}, not a journal file (a journal is "
+                                               "a regular file)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def journal_name(component: str) -> str:
+    """``ExecutionManager`` -> ``execution_manager_events.jsonl``."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", component)
+    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
+    if not snake:
+        raise ValueError(f"component name {component!r} has no letters or digits")
+    return snake + JOURNAL_SUFFIX
+
+
+
+def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> list[Path]:
+    """A component's journal files in the order of the ``seq`` they hold (never by the
+    dates in their names): rotated ones, then the current one."""
+    return files_of(Path(log_dir), journal_name(component)[: -len(".jsonl")])
+
+
+#: How a record's line starts (the writer puts ``seq`` first, and a checkpoint's
+#: ``written_on`` first in its data): read from a bounded prefix, however long the line.
+_SEQ_PREFIX = re.compile(rb'\{"seq":(\d{1,19}),')
+_WRITTEN_ON_PREFIX = re.compile(
+    rb'\{"seq":\d{1,19},"timestamp":"[^"]{1,64}","event_type":"checkpoint",'
+    rb'"component":"[^"\\]{1,256}","data":\{"written_on":"(\d{4}-\d{2}-\d{2})"')
+_PREFIX = 1024
+
+
+def _first_line_prefix(path: Path) -> bytes | None:
+    """The first :data:`_PREFIX` bytes of a file's first line, if that line is whole
+    (ends in a newline); ``None`` if the file has no whole line or cannot be read. Reads
+    on to the newline in chunks, so a first line of any length costs no more memory."""
+    try:
+        with open_regular(path) as f:
+            info = os.fstat(f.fileno())
+            # Never past the file's end as it was: not on for ever into a file that grows
+            # as it is read.
+            left = info.st_size
+            head = f.read(min(_PREFIX, left))
+            if b"\n" in head:
+                return head
+            left -= len(head)
+            while left > 0 and (chunk := f.read(min(1 << 20, left))):
+                if b"\n" in chunk:
+                    return head
+                left -= len(chunk)
+    except (OSError, JournalCorruptError):  # not a regular file: no journal
+        return None
+    return None
+
+
+def first_seq(path: Path) -> int | None:
+    """The ``seq`` of a file's first record; ``None`` if it has none (empty, torn, not a
+    journal)."""
+    head = _first_line_prefix(path)
+    if head is None:
+        return None
+    m = _SEQ_PREFIX.match(head)
+    if m:
+        return int(m[1])
+    first = _first_record(path)  # keys in another order: read the whole line
+    seq = first.get("seq") if type(first) is dict else None
+    return seq if type(seq) is int else None
+
+
+def _first_record(path: Path) -> Any:
+    """The first line of ``path`` parsed (a whole line known to be there), or ``None``."""
+    try:
+        with open_regular(path) as f:
+            return orjson.loads(f.readline(MAX_LINE_BYTES))
+    except (OSError, orjson.JSONDecodeError, JournalCorruptError):
+        return None
+
+
+def files_of(log_dir: Path, stem: str) -> list[Path]:
+    found: list[Path] = []
+    if log_dir.is_dir():
+        for p in log_dir.iterdir():
+            m = _DATED.match(p.name)
+            if (m and m["stem"] == stem) or p.name == f"{stem}.jsonl":
+                found.append(p)
+    keyed = []
+    for p in found:
+        first = first_seq(p)
+        # Files without a record (a new current file) sort after every file that has one.
+        keyed.append((first is None, first or 0, p.name != f"{stem}.jsonl", p.name, p))
+    return [k[-1] for k in sorted(keyed)]
+
+
+def components_in(log_dir: Path) -> list[str]:
+    """Journal stems present in a directory (``execution_manager_events`` ...), sorted."""
+    stems = set()
+    if log_dir.is_dir():
+        for p in log_dir.iterdir():
+            m = _DATED.match(p.name)
+            if m:
+                stems.add(m["stem"])
+            elif p.name.endswith(JOURNAL_SUFFIX):
+                stems.add(p.name[: -len(".jsonl")])
+    return sorted(stems)
+
+
+def _tail_offsets(f: IO[bytes], size: int) -> tuple[int, int]:
+    """(offset just after the last newline, offset where that last full line starts)."""
+    found: list[int] = []
+    pos = size
+    while pos > 0 and len(found) < 2:
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        buf = f.read(pos - start)
+        i = len(buf)
+        while len(found) < 2:
+            i = buf.rfind(b"\n", 0, i)
+            if i < 0:
+                break
+            found.append(start + i)
+        pos = start
+    if not found:
+        return 0, 0
+    return found[0] + 1, (found[1] + 1 if len(found) > 1 else 0)
+
+
+def last_seq(path: Path) -> int:
+    """The seq of the last complete line of ``path`` (0 if none)."""
+    size = path.stat().st_size
+    if not size:
+        return 0
+    with open(path, "rb") as f:
+        full_end, line_start = _tail_offsets(f, size)
+        if full_end == 0:
+            return 0
+        f.seek(line_start)
+        line = f.read(full_end - line_start)
+    try:
+        seq = orjson.loads(line)["seq"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        n = _count_lines(path, full_end)
+        raise JournalCorruptError(path, n, "the last line is not a journal record") from None
+    if type(seq) is not int:
+        raise JournalCorruptError(path, _count_lines(path, full_end), "seq is not an integer")
+    return seq
+
+
+def _count_lines(path: Path, upto: int) -> int:
+    with open(path, "rb") as f:
+        return f.read(upto).count(b"\n")
+
+
+def repair_torn_tail(path: Path) -> bytes:
+    """Set aside a torn last line (a crash mid-write: no final newline) and truncate the
+    file to its last complete line. Returns the bytes set aside (empty if none)."""
+    size = path.stat().st_size
+    if not size:
+        return b""
+    with open(path, "r+b") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return b""
+        full_end, _ = _tail_offsets(f, size)
+        f.seek(full_end)
+        torn = f.read()
+        aside = path.with_name(path.name + ".torn")
+        with open(aside, "ab") as t:
+            t.write(torn + b"\n")
+            t.flush()
+            os.fsync(t.fileno())
+        f.truncate(full_end)
+        f.flush()
+        os.fsync(f.fileno())
+    return torn
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def start_day(path: Path, fallback: dt.date) -> dt.date:
+    """The day a file was started: its first checkpoint's ``written_on``, else its name's
+    date, else the day it was last written (UTC), else ``fallback``."""
+    head = _first_line_prefix(path)
+    written = _WRITTEN_ON_PREFIX.match(head) if head is not None else None
+    if written:
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(written[1].decode())
+    elif head is not None:  # a file of an earlier version: written_on last in its data
+        try:
+            return dt.date.fromisoformat(_first_record(path)["data"]["written_on"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    m = _DATED.match(path.name)
+    if m:
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(m["day"])
+    try:
+        return min(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date(), fallback)
+    except OSError:
+        return fallback
+
+
+
+def journal_stem_of(path: Path) -> str:
+    """``.../execution_manager_events.jsonl`` -> ``execution_manager_events``."""
+    m = _DATED.match(path.name)
+    return m["stem"] if m else path.name[: -len(".jsonl")]
+

@@ -1,0 +1,142 @@
+"""One writer per journal: the log directory's lock (``flock`` on ``.lock``; the OS releases
+it when the process dies) keeps other processes out, :class:`Owners` a second manager of
+this process."""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+from fsm_exec.core.errors import ComponentError
+
+LOCK_NAME = ".lock"
+
+
+class JournalLockedError(ComponentError, OSError):
+    """Another writer holds the log directory (``EXEC-018``); names it and the holder."""
+
+    def __init__(self, log_dir: Path | str, pid: int | None, *,
+                 component: str | None = None) -> None:
+        self.log_dir, self.pid = str(log_dir), pid
+        if component is not None:  # the same EventLogger, a second manager
+            super().__init__(
+                "EXEC-018",
+                f"the EventLogger for {log_dir} already serves a {component} in this "
+                "process: two managers on one journal would run the same queue twice. "
+                "Give each manager its own log directory, or replace the first with its "
+                "reopen()")
+            return
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            "EXEC-018",
+            f"the log directory {log_dir} is in use by {holder} (an EventLogger holds its "
+            f"lock {LOCK_NAME}): two writers would run the same queue twice. Stop that "
+            "process, or use another directory")
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:  # pragma: no cover - a lock file we can open but not read
+        return None
+
+
+def take_lock(log_dir: Path) -> int:
+    """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
+    process dies): its file descriptor, or :class:`JournalLockedError`."""
+    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                 0o644)  # a planted link is refused, never followed
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _lock_holder(fd)
+        os.close(fd)
+        raise JournalLockedError(log_dir, pid) from None
+    except OSError:  # pragma: no cover - a file system without locks
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(log_dir: Path | str) -> int | None:
+    """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
+    Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
+    kernel's lock table on Linux), so it is safe while a manager runs."""
+    path = Path(log_dir) / LOCK_NAME
+    try:
+        text = path.read_text("ascii").strip()
+        inode = path.stat().st_ino
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid = int(text) if text.isdigit() else None
+    if pid is None:
+        return None
+    try:
+        locks = Path("/proc/locks").read_text()
+    except OSError:  # not Linux: is the process alive?
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+    for line in locks.splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return pid
+    return None
+
+
+
+class Owners:
+    """The one manager of each component's journal in this process (weakly held)."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, weakref.ref[Any]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, log_dir: Path, component: str, owner: object) -> None:
+        """Make ``owner`` the one writer of ``component``'s journal in ``log_dir``, or
+        refuse with :class:`JournalLockedError` (``EXEC-018``) while another owner is alive
+        and not retired (its ``interrupted`` is false): the directory lock keeps other
+        processes out, this keeps a second manager of this process out. A retired manager
+        hands over (what ``reopen()`` does)."""
+        with self._lock:  # never the write lock: a manager writing holds its own lock
+            ref = self._owners.get(component)
+            if ref is not None and self._serving(ref, owner):
+                gc.collect()  # a dropped manager, held only by its own reference cycles?
+                if self._serving(ref, owner):
+                    raise JournalLockedError(log_dir, os.getpid(), component=component)
+            self._owners[component] = weakref.ref(owner)
+
+    def taken_by_another(self, component: str, owner: object) -> bool:
+        """True if a manager other than ``owner`` holds ``component``'s journal and still
+        serves it (what :meth:`claim` would refuse for ``owner``)."""
+        with self._lock:
+            ref = self._owners.get(component)
+            return ref is not None and ref() is not owner and self._serving(ref, owner)
+
+    @staticmethod
+    def _serving(ref: weakref.ref[Any], owner: object) -> bool:
+        """The owner in ``ref`` still serves its journal: alive, not ``owner``, and not
+        retired, or retired with a call still running (it returns before anyone takes
+        over: until then its collaborators may still be answering it)."""
+        current = ref()
+        if current is None or current is owner:
+            return False
+        if not getattr(current, "interrupted", False):
+            return True
+        running = getattr(current, "_call_running", None)  # an abandoned venue call
+        if callable(running) and running():
+            return True
+        busy = getattr(current, "_busy", None)  # a call still running, on a live thread
+        return busy is not None and any(t.ident == busy for t in threading.enumerate())

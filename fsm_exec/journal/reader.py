@@ -1,0 +1,136 @@
+"""Reading a journal: its records in order, streamed, each with the file and line it came
+from; what recovery needs (from the newest checkpoint on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from fsm_exec.journal.codec import CHECKPOINT, MAX_LINE_BYTES, CodecError, validate
+from fsm_exec.journal.files import JournalCorruptError, journal_files, open_regular
+from fsm_exec.journal.schema import check_record
+
+
+@attrs.frozen
+class JournalRecord:
+    """One journal line, with where it came from."""
+
+    path: str
+    line: int
+    seq: int
+    timestamp: str
+    event_type: str
+    component: str
+    data: dict[str, Any]
+
+
+def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
+    """One line of a journal, validated: JSON, an object with the record's fields, every
+    tag as the codec writes it (:func:`~fsm_exec.journal.codec.validate`), every field of
+    the manager's record kinds as its schema says (:mod:`~fsm_exec.journal.schema`); else
+    :class:`JournalCorruptError` naming ``path:line_no`` and the field."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise JournalCorruptError(path, line_no, "not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise JournalCorruptError(path, line_no, "not a JSON object")
+    for key, kind in (("seq", int), ("timestamp", str), ("event_type", str),
+                      ("component", str), ("data", dict)):
+        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
+            raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
+    try:
+        validate(obj)
+    except CodecError as exc:
+        raise JournalCorruptError(path, line_no, str(exc)) from None
+    problem = check_record(obj)
+    if problem is not None:
+        raise JournalCorruptError(path, line_no, problem)
+    return JournalRecord(str(path), line_no, obj["seq"], obj["timestamp"], obj["event_type"],
+                         obj["component"], obj["data"])
+
+
+def journal_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` of one journal file, streamed: only a regular file is
+    read (a named pipe or a device is refused, without blocking), and a line longer than
+    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`."""
+    with open_regular(path) as f:
+        n = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
+                                                   "bytes (the writer never writes one)")
+            yield n, raw
+
+
+def read_records(path: Path | str) -> Iterator[JournalRecord]:
+    """The records of one journal file, in order, streamed. A torn last line (no final
+    newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
+    reports it); any other unreadable line raises :class:`JournalCorruptError`."""
+    path = Path(path)
+    for n, raw in journal_lines(path):
+        if not raw.endswith(b"\n"):
+            return  # torn by a crash mid-write: never acknowledged, never acted on
+        if raw.strip():
+            yield parse(path, n, raw)
+        else:
+            raise JournalCorruptError(path, n, "empty line")
+
+
+def read_journal(source: Path | str | Iterable[Path | str],
+                 component: str = "ExecutionManager") -> Iterator[JournalRecord]:
+    """Records of a journal: a log directory (the component's files in ``seq`` order), a
+    single file, or a list of files read in the order given."""
+    if isinstance(source, str | Path):
+        p = Path(source)
+        files: list[Path] = journal_files(p, component) if p.is_dir() else [p]
+    else:
+        files = [Path(x) for x in source]
+    for f in files:
+        yield from read_records(f)
+
+
+_CHECKPOINT_MARK = b'"event_type":"checkpoint"'
+
+
+def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
+                      ) -> tuple[int, int]:
+    """``(file index, line)`` of the newest complete checkpoint record of ``component`` in
+    ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
+    record itself says so: payloads that merely contain the words are not."""
+    for i in range(len(files) - 1, -1, -1):
+        last = 0
+        for n, raw in journal_lines(files[i]):
+            if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
+                    raw, component):
+                last = n
+        if last:
+            return i, last
+    return 0, 0
+
+
+def _is_checkpoint(raw: bytes, component: str) -> bool:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return (isinstance(record, dict) and record.get("event_type") == CHECKPOINT
+            and record.get("component") == component)
+
+
+def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
+                     ) -> Iterator[JournalRecord]:
+    """The records recovery needs: from the newest complete checkpoint of ``component`` to
+    the end (everything, when there is no checkpoint). Older files are history."""
+    files = journal_files(log_dir, component)
+    start_file, start_line = newest_checkpoint(files, component)
+    for i, p in enumerate(files[start_file:]):
+        for r in read_records(p):
+            if i == 0 and r.line < start_line:
+                continue
+            yield r

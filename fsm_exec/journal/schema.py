@@ -1,0 +1,284 @@
+"""What each record the manager writes may hold: its schema, checked on every read.
+
+Every record has an envelope (``seq``, ``timestamp``, ``event_type``, ``component``,
+``data``). The :class:`~fsm_exec.ExecutionManager`'s records also have a schema per kind:
+each field's type (an ``attempt`` is an integer, never ``"2"``), its range (counts are
+non-negative and fit 63 bits, an attempt is at most :data:`MAX_ATTEMPT`), block ids match
+:data:`BLOCK_ID` (what the manager accepts), texts are bounded. Fields a kind does not name
+are let through (the codec has checked their tags and nesting), so journals of earlier
+releases, which wrote fewer fields, still read. The schema is attrs classes structured by
+cattrs; a failure names the field's path (``$.data.flight.attempt``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any, NewType
+
+import attrs
+import cattrs
+
+#: The block ids the manager writes.
+BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: The highest attempt number a record may hold (``max_retries`` is at most 10).
+MAX_ATTEMPT = 10_000
+_MAX_COUNT = (1 << 63) - 1
+_MAX_TEXT = 64 * 1024  # an error message, a reason
+_MAX_NAME = 256  # a state, a trigger, a code, a source
+
+BlockId = NewType("BlockId", str)
+Count = NewType("Count", int)
+Attempt = NewType("Attempt", int)
+Name = NewType("Name", str)
+Text = NewType("Text", str)
+Number = NewType("Number", float)
+Flag = NewType("Flag", bool)
+
+
+class SchemaProblem(ValueError):
+    """A field that is not what the writer writes (the message says what it should be)."""
+
+
+def _shown(v: Any) -> str:
+    if v is None or type(v) in (bool, int, float):
+        text = repr(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if type(v) is str:
+        return repr(v[:32]) + ("..." if len(v) > 32 else "")
+    return f"a {type(v).__name__}"
+
+
+def _text(limit: int) -> Callable[[Any, Any], str]:
+    def hook(v: Any, _: Any) -> str:
+        if type(v) is not str:
+            raise SchemaProblem(f"must be text, got {_shown(v)}")
+        if len(v) > limit:
+            raise SchemaProblem(f"must be at most {limit} characters, got {len(v)}")
+        return v
+    return hook
+
+
+def _int(low: int, high: int) -> Callable[[Any, Any], int]:
+    def hook(v: Any, _: Any) -> int:
+        if type(v) is not int:
+            raise SchemaProblem(f"must be an integer, got {_shown(v)}")
+        if not low <= v <= high:
+            raise SchemaProblem(f"must be from {low} to {high}, got {_shown(v)}")
+        return v
+    return hook
+
+
+def _block_id(v: Any, _: Any) -> str:
+    if type(v) is not str or not BLOCK_ID.fullmatch(v):
+        raise SchemaProblem(f"must be a block id ({BLOCK_ID.pattern}), got {_shown(v)}")
+    return v
+
+
+def _number(v: Any, _: Any) -> float:
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise SchemaProblem(f"must be a finite number, got {_shown(v)}")
+    return float(v)
+
+
+def _flag(v: Any, _: Any) -> bool:
+    if type(v) is not bool:
+        raise SchemaProblem(f"must be true or false, got {_shown(v)}")
+    return bool(v)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+for _type, _hook in ((BlockId, _block_id), (Count, _int(0, _MAX_COUNT)),
+                     (Attempt, _int(0, MAX_ATTEMPT)), (Name, _text(_MAX_NAME)),
+                     (Text, _text(_MAX_TEXT)), (Number, _number), (Flag, _flag)):
+    _converter.register_structure_hook(_type, _hook)
+
+
+def _list(v: Any, _: Any) -> list[Any]:
+    if type(v) is not list:
+        raise SchemaProblem(f"must be a list, got {_shown(v)}")
+    return list(v)
+
+
+def _dict(v: Any, _: Any) -> dict[str, Any]:
+    if type(v) is not dict:
+        raise SchemaProblem(f"must be an object, got {_shown(v)}")
+    return dict(v)
+
+
+_converter.register_structure_hook_func(lambda t: t == list[Any], _list)
+_converter.register_structure_hook_func(lambda t: t == dict[str, Any], _dict)
+_converter.register_structure_hook_func(lambda t: t is Any, lambda v, _: v)
+
+
+# ------------------------------------------------------------------------ the kinds
+
+#: A field a record may leave out (records of tests and earlier releases hold fewer); when
+#: there, it is checked (``null`` only where the type says ``| None``).
+_ABSENT: Any = None
+
+
+@attrs.frozen
+class Block:
+    block_id: BlockId = _ABSENT
+    action: Text = _ABSENT
+    priority: Any = _ABSENT
+    instructions: list[Any] = _ABSENT
+
+
+@attrs.frozen
+class BlockAccepted(Block):
+    batch_index: Count = _ABSENT
+    batch_size: Count = _ABSENT
+
+
+@attrs.frozen
+class BlockTransition:
+    block_id: BlockId = _ABSENT
+    source: Name = _ABSENT
+    dest: Name = _ABSENT
+    trigger: Name = _ABSENT
+    attempt: Attempt = _ABSENT
+    reason: Text | None = _ABSENT
+    batch_index: Count = _ABSENT
+    batch_size: Count = _ABSENT
+
+
+@attrs.frozen
+class OfABlock:
+    """positions_updated, execution_unresolved, reconciliation_timeout, execution_query."""
+
+    block_id: BlockId = _ABSENT
+    attempt: Attempt = _ABSENT
+
+
+@attrs.frozen
+class BlockFailed:
+    block_id: BlockId = _ABSENT
+    error_code: Name = _ABSENT
+    attempts: Attempt = _ABSENT
+
+
+@attrs.frozen
+class Error:
+    error_code: Name = _ABSENT
+    error_message: Text | None = _ABSENT
+    error_severity: Name | None = _ABSENT
+    block_id: BlockId | None = _ABSENT
+    exception_type: Name | None = _ABSENT
+
+
+@attrs.frozen
+class Halted:
+    reason: Text | None = _ABSENT
+    block_id: BlockId | None = _ABSENT
+
+
+@attrs.frozen
+class StateUpdate:
+    trigger_source: Name | None = _ABSENT
+    current_block_index: Count = _ABSENT
+    blocks_executed: Count = _ABSENT
+    blocks_failed: Count = _ABSENT
+    queue_length: Count = _ABSENT
+    halted: Flag = _ABSENT
+    processing_time_ms: Number = _ABSENT
+
+
+@attrs.frozen
+class Counters:
+    accepted: Count = _ABSENT
+    executed: Count = _ABSENT
+    failed: Count = _ABSENT
+    cancelled: Count = _ABSENT
+    retried: Count = _ABSENT
+    starts: Count = _ABSENT
+
+
+@attrs.frozen
+class InFlight:
+    block: Block = _ABSENT
+    state: Name = _ABSENT
+    attempt: Attempt = _ABSENT
+    deltas: Any = _ABSENT
+    handed_off: Flag = _ABSENT
+    why: Text = _ABSENT
+
+
+@attrs.frozen
+class Checkpoint:
+    format: Count = _ABSENT
+    lifecycle: Name = _ABSENT
+    duplicate_window: Count = _ABSENT
+    counters: Counters = _ABSENT
+    halted: Flag = _ABSENT
+    halt_reason: Text | None = _ABSENT
+    queue: list[Block] = _ABSENT
+    flight: InFlight | None = _ABSENT
+    finished: list[tuple[BlockId, Name]] = _ABSENT
+    written_on: Name | None = _ABSENT
+
+
+@attrs.frozen
+class Recovered:
+    queued: Count | None = _ABSENT
+    in_doubt: BlockId | None = _ABSENT
+    in_doubt_state: Name | None = _ABSENT
+    blocks_executed: Count | None = _ABSENT
+    blocks_failed: Count | None = _ABSENT
+    blocks_cancelled: Count | None = _ABSENT
+    dropped: Count | None = _ABSENT
+    from_seq: Count | None = _ABSENT
+
+
+#: The manager's record kinds with a schema; other kinds are checked by the envelope only.
+KINDS: dict[str, type] = {
+    "block_accepted": BlockAccepted, "block_transition": BlockTransition,
+    "positions_updated": OfABlock, "execution_unresolved": OfABlock,
+    "reconciliation_timeout": OfABlock, "execution_query": OfABlock,
+    "block_failed": BlockFailed, "error": Error, "manager_halted": Halted,
+    "state_update": StateUpdate, "checkpoint": Checkpoint, "recovered": Recovered,
+}
+
+#: The component whose records have a schema per kind.
+MANAGER = "ExecutionManager"
+
+
+@attrs.frozen
+class Envelope:
+    seq: Count
+    timestamp: Name  # a time the readers parse (parse_timestamp) or show as it is
+    event_type: Name
+    component: Name
+    data: dict[str, Any]
+
+
+def _format(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, SchemaProblem):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return "missing"
+    return f"must be a {getattr(_type, '__name__', _type)}"
+
+
+def _problem(exc: Exception, path: str) -> str:
+    problems = cattrs.transform_error(exc, path=path, format_exception=_format)
+    return problems[0] if problems else f"{path}: {exc}"
+
+
+def check_record(obj: dict[str, Any]) -> str | None:
+    """Why the decoded line ``obj`` is not a record the writer writes (``field: what``),
+    or ``None`` when it is one."""
+    try:
+        _converter.structure(obj, Envelope)
+    except Exception as exc:  # cattrs' grouped errors: one line names the first
+        return _problem(exc, "$")
+    kind = KINDS.get(obj["event_type"]) if obj["component"] == MANAGER else None
+    if kind is None:
+        return None
+    try:
+        _converter.structure(obj["data"], kind)
+    except Exception as exc:  # as above
+        return _problem(exc, "$.data")
+    return None
