@@ -763,3 +763,58 @@ def test_machine_error_is_the_stock_one() -> None:
     model.state = "b"
     with pytest.raises(MachineError, match="Can't trigger event go from state b!"):
         machine.events["go"].trigger(model)
+
+
+# ------------------------------------------------------------------------ on_move
+
+
+def _recording_machine() -> tuple[EngineMachine, _Model, list[Any]]:
+    seen: list[Any] = []
+    model = _Model()
+    m = EngineMachine(model=model, states=["a", "b", "c"], initial="a",
+                      auto_transitions=False, transitions=[["go", "a", "b"], ["on", "b", "c"]])
+    m.on_move = lambda *move: seen.append((*move, model.state))
+    return m, model, seen
+
+
+def test_the_machine_tells_on_move_before_each_move() -> None:
+    """on_move gets (source, dest, event, data) while the model is still at the source: the
+    record is written before the state changes (write-ahead)."""
+    _, model, seen = _recording_machine()
+    assert model.trigger("go", attempt=2)  # type: ignore[attr-defined]
+    assert seen == [("a", "b", "go", {"attempt": 2}, "a")] and model.state == "b"
+
+
+def test_an_on_move_that_raises_leaves_the_model_where_it_was() -> None:
+    """A journal that cannot write: the move is refused and the model does not move."""
+    m, model, _ = _recording_machine()
+
+    def refuse(*move: Any) -> None:
+        raise OSError("disk full")
+
+    m.on_move = refuse
+    with pytest.raises(OSError, match="disk full"):
+        model.trigger("go")  # type: ignore[attr-defined]
+    assert model.state == "a"
+
+
+def test_a_recorded_move_is_not_told_again() -> None:
+    """A caller that wrote the record itself passes _recorded=True: on_move is skipped and
+    the flag never reaches the callbacks."""
+    _, model, seen = _recording_machine()
+    model.trigger("go", _recorded=True)  # type: ignore[attr-defined]
+    assert seen == [] and model.state == "b"
+
+
+def test_a_conditional_move_cannot_go_unrecorded() -> None:
+    """With on_move set, a transition whose destination depends on a condition is refused
+    loudly before anything moves, never made without its record."""
+    seen: list[Any] = []
+    model = _Model()
+    m = EngineMachine(model=model, states=["a", "b"], initial="a", auto_transitions=False,
+                      transitions=[{"trigger": "go", "source": "a", "dest": "b",
+                                    "conditions": lambda: True}])
+    m.on_move = lambda *move: seen.append(move)
+    with pytest.raises(MachineError, match="conditional"):
+        model.trigger("go")  # type: ignore[attr-defined]
+    assert model.state == "a" and seen == []

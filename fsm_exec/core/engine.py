@@ -43,12 +43,13 @@ them fails that test by name, before anyone relies on the engine with it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from transitions import Machine, State, Transition
+from transitions import Machine, MachineError, State, Transition
 from transitions.core import Event
 
-__all__ = ["EngineEvent", "EngineMachine", "is_stock"]
+__all__ = ["RECORDED", "EngineEvent", "EngineMachine", "is_stock"]
 
 #: The stock members each class's short path stands in for; a subclass that overrides one
 #: of them always takes the stock path.
@@ -80,15 +81,46 @@ _INFO = logging.INFO
 _log_enabled = logging.getLogger("transitions.core").isEnabledFor
 
 
+#: The keyword a caller passes when it has written the move's record itself (the one-pass
+#: backtest path): the machine's ``on_move`` is not called again for that move.
+RECORDED = "_recorded"
+
+
 class EngineEvent(Event):
-    """An ``Event`` whose trigger takes the short path when it is provably equivalent."""
+    """An ``Event`` whose trigger takes the short path when it is provably equivalent, and
+    that tells its machine's ``on_move`` of each move before making it (write-ahead)."""
 
     def __init__(self, name: str, machine: Machine) -> None:
         super().__init__(name, machine)
         self._short = is_stock(type(self), Event) and is_stock(type(machine), Machine)
 
+    def dest_from(self, source: str) -> str | None:
+        """Where this event leads from ``source`` when its first transition from there is
+        unconditional (else ``None``: only the stock path can say)."""
+        candidates = self.transitions.get(source)
+        if not candidates:
+            return None
+        t = candidates[0]
+        if t.conditions or type(t.dest) is not str:
+            return None
+        return t.dest
+
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
-        """Fire this event on ``model``; ``True`` if a transition was made (as stock)."""
+        """Fire this event on ``model``; ``True`` if a transition was made (as stock). The
+        machine's ``on_move(source, dest, event, data)`` runs first, with the trigger's
+        keyword arguments as ``data``: if it raises (a journal that cannot write), the model
+        does not move. A caller that recorded the move itself passes ``_recorded=True``."""
+        on_move = getattr(self.machine, "on_move", None)
+        if kwargs and RECORDED in kwargs and kwargs.pop(RECORDED):
+            on_move = None
+        if on_move is not None:
+            source = getattr(model, self.machine.model_attribute)
+            if type(source) is str and self.transitions.get(source):
+                dest = self.dest_from(source)
+                if dest is None:  # loud: a move that would go unrecorded is never made
+                    raise MachineError(f"{self.name!r} from {source!r} is conditional: "
+                                       "on_move needs to know where it leads before it moves")
+                on_move(source, dest, self.name, kwargs)
         if self._short:
             m = self.machine
             # transitions' public properties only (each returns the machine's own list, so a
@@ -135,3 +167,6 @@ class EngineMachine(Machine):
     event_cls = EngineEvent
     state_cls = State
     transition_cls = Transition
+    #: Called with ``(source, dest, event name, data)`` before each move the machine makes
+    #: (the lifecycle journals the move here, write-ahead); ``None``: nothing is told.
+    on_move: Callable[[str, str, str, dict[str, Any]], None] | None = None

@@ -261,11 +261,11 @@ class BlockLifecycle:
 
     ``load(block_id)`` puts a new block at the initial state, and only when the previous one
     reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
-    the listener, if any, is called with ``(source, dest, trigger, data)`` *before* the state
-    changes, so a listener that raises (a journal that cannot write) leaves the state as it
-    was. The destination comes from the same table the Machine was built from, so the record
-    is written first and the Machine's trigger stays bare (no callbacks), so the engine moves
-    it on its short path, through transitions' own ``State`` and ``Transition`` objects.
+    the Machine itself calls the listener, if any, with ``(source, dest, trigger, data)``
+    *before* the state changes (its ``on_move``: :mod:`fsm_exec.core.engine`), so a listener
+    that raises (a journal that cannot write) leaves the state as it was. The Machine's
+    transitions stay bare (no callbacks), so the engine moves the block on its short path,
+    through transitions' own ``State`` and ``Transition`` objects.
     """
 
     __slots__ = ("_flight", "_machine", "_triggers", "_listener")
@@ -283,6 +283,8 @@ class BlockLifecycle:
             initial=str(INITIAL_STATE),
             auto_transitions=False,
         )
+        # The Machine itself tells the listener of each move, before making it (write-ahead).
+        self._machine.on_move = listener
         self._triggers = {name: event.trigger for name, event in self._machine.events.items()}
         self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
 
@@ -330,19 +332,16 @@ class BlockLifecycle:
         flight = self._flight
         if (flight.state, trigger) not in _NEXT:
             raise IllegalTransitionError(str(trigger), flight.state, flight.block_id)
-        self._triggers[trigger](flight)
+        self._triggers[trigger](flight, _recorded=True)
 
     def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
         """Fire ``trigger`` on the block in flight and return the new state."""
         flight = self._flight
         source = flight.state
-        dest = _NEXT.get((source, trigger))
-        if dest is None:
+        if (source, trigger) not in _NEXT:
             raise IllegalTransitionError(str(trigger), source, flight.block_id)
-        if self._listener is not None:
-            self._listener(source, dest, trigger, data)  # write-ahead: may raise, nothing moved
-        try:
-            self._triggers[trigger](flight)
+        try:  # the Machine tells the listener first (write-ahead: may raise, nothing moved)
+            self._triggers[trigger](flight, **data)
         except MachineError:  # pragma: no cover - the table above already refused it
             raise IllegalTransitionError(str(trigger), source, flight.block_id) from None
         return _STATE_OF[flight.state]
