@@ -35,74 +35,56 @@ class BacktestDriver(Driver):
     """Backtest: venue calls inline, reconciliation simulated, no retries (fail fast)."""
 
     def drive(self, ts: Any, f: Flight) -> None:
-        host = self.host
-        if host.lifecycle.current == _QUEUED:
-            if not host.observers and host.journaled:
-                self.quick_path(ts, f)
-            else:
-                self.straight_through(ts, f)
-            if host.lifecycle.current == _SUCCESS:
+        if self.host.lifecycle.current == _QUEUED:
+            self.happy_path(ts, f)
+            if self.host.lifecycle.current == _SUCCESS:
                 return
-        super().drive(ts, f)
+        super().drive(ts, f)  # a deviation: the state by state driver, where it stands
 
-    def straight_through(self, ts: Any, f: Flight) -> None:
-        """The happy path in one go, telling the observers: the same steps and records as
-        the state by state driver, which takes over where it stands at the first
-        deviation."""
-        move = self.move
-        move(T_START)
-        refusal = self.risk_refusal(ts, f)
-        if refusal is not None:
-            self.host.fail(f, *refusal)
-            return
-        self.host.refuse_if_retired()
-        f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
-        t0 = self.clock()
-        try:  # VenueCall.run_inline, inlined (measured)
-            call.value = self.route_instruction(ts, f.block)
-        except Exception as exc:
-            call.error = exc
-        except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
-            call.error = exc
-            raise
-        self.host.call_done("route", f, t0, self.outcome_of(call), call.error)
-        if not call.returned:
-            return  # route() classifies the failure
-        self.executed(T_EXECUTED, f, call.value)
-        if self.host.lifecycle.current == _PENDING and self.hand_off(ts, f):
-            move(T_RECONCILED)
-
-    def quick_path(self, ts: Any, f: Flight) -> None:
-        """:meth:`straight_through` with no observer to tell: the three moves of a block that
-        succeeds, each journaled first (the same records ``_move`` writes) and fired on the
-        same Machine, with only the bookkeeping they need. A deviation hands over to the
-        state by state driver, where it stands. (Measured: the per-block hot path.)"""
+    def happy_path(self, ts: Any, f: Flight) -> None:
+        """The happy path of a block in one pass (the one copy of it): start, the risk
+        checks, the route, the hand-off, reconciled. Each move is journaled first (the
+        record ``host.move`` would write), fired on the same Machine (its record written:
+        ``_recorded``) and applied to the state; observers, when there are any, are told
+        as ``host.move`` tells them. At the first deviation it returns where the block
+        stands, and the state by state driver takes over. (Measured: the per-block hot
+        path.)"""
         host = self.host
-        lc, clock, mutex, journal = host.lifecycle, self.clock, host.mutex, host.journal_move
+        observers = host.observers
+        lc, clock, mutex = host.lifecycle, self.clock, host.mutex
+        journal = host.journal_move if host.journaled else None
+        state = host.state()
         block = f.block
         block_id = block.block_id
-        state = host.state()
         with mutex:
-            journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
-                     "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
+            if journal is not None:
+                journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
+                         "trigger": T_START, "attempt": f.attempt}, True)  # intent to route
             lc.commit(T_START)
             state.start(block_id, f)
             state.move(_QUEUED, _ROUTING, T_START)
             f.entered_at = clock()
+        if observers:
+            host.notify_transition(f, _QUEUED, _ROUTING, T_START, {})
         refusal = self.risk.refusal(ts, block)
         if refusal is not None:
             host.fail(f, *refusal)
             return
         host.refuse_if_retired()  # retired during the checks: it trades no more
         f.call = call = VenueCall()  # recorded before the call: an interrupt leaves a trace
+        t0 = clock() if observers else 0.0
         try:  # VenueCall.run_inline, inlined (measured)
             value = call.value = self.route_instruction(ts, block)
         except Exception as exc:
             call.error = exc
+            if observers:
+                host.call_done("route", f, t0, self.outcome_of(call), exc)
             return  # route() classifies the failure
         except BaseException as exc:  # KeyboardInterrupt: the outcome is now in doubt
             call.error = exc
             raise
+        if observers:
+            host.call_done("route", f, t0, self.outcome_of(call), None)
         if value is None:
             return
         deltas = plain_copy(value, host.finds)
@@ -112,27 +94,38 @@ class BacktestDriver(Driver):
                 self.move(T_RECONCILED)
             return
         with mutex:
-            journal({"block_id": block_id, "source": _ROUTING, "dest": _PENDING,
-                     "trigger": T_EXECUTED, "attempt": f.attempt, "deltas": deltas},
-                    True)  # deltas about to be handed off: a barrier
+            if journal is not None:
+                journal({"block_id": block_id, "source": _ROUTING, "dest": _PENDING,
+                         "trigger": T_EXECUTED, "attempt": f.attempt, "deltas": deltas},
+                        True)  # deltas about to be handed off: a barrier
             lc.commit(T_EXECUTED)
             state.move(_ROUTING, _PENDING, T_EXECUTED, deltas=deltas)
             f.entered_at = clock()
+        if observers:
+            host.notify_transition(f, _ROUTING, _PENDING, T_EXECUTED, {"deltas": deltas})
+            t0 = clock()
         try:  # hand_off(), inlined: at most once, whatever the handler raises
             self.update_positions(ts, "execution_manager", deltas)
         except Exception as exc:
+            if observers:
+                host.call_done("hand_off", f, t0, "error", exc)
             host.fail(f, "EXEC-008", self.redact(
                 f"position handler refused the deltas: {describe_exception(exc)}"),
                 exc, halt=True)
             return
+        if observers:
+            host.call_done("hand_off", f, t0, "ok")
         with mutex:
             state.hand_off()  # positions_updated is a live record: none in backtest
-            journal({"block_id": block_id, "source": _PENDING, "dest": _SUCCESS,
-                     "trigger": T_RECONCILED, "attempt": f.attempt}, False)  # rides along
+            if journal is not None:
+                journal({"block_id": block_id, "source": _PENDING, "dest": _SUCCESS,
+                         "trigger": T_RECONCILED, "attempt": f.attempt}, False)  # rides along
             lc.commit(T_RECONCILED)
             state.move(_PENDING, _SUCCESS, T_RECONCILED)
             f.entered_at = clock()
             host.finish(f, _SUCCESS)
+        if observers:
+            host.notify_transition(f, _PENDING, _SUCCESS, T_RECONCILED, {})
 
     def route(self, ts: Any, f: Flight) -> None:
         call = f.call

@@ -59,4 +59,5 @@ class Host:
     # The guard and the reports.
     refuse_if_retired: Callable[[], None]
     call_done: Callable[..., None]
+    notify_transition: Callable[[Flight, str, str, str, dict[str, Any]], None]
     note_health: Callable[[int], None]

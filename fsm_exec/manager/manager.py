@@ -628,7 +628,8 @@ class ExecutionManager:
             unresolved=self._unresolved, finish=self._finish,
             canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
             emit=self._emit, refuse_if_retired=self._refuse_if_retired,
-            call_done=self._call_done, note_health=self._health.note)
+            call_done=self._call_done, notify_transition=self._notify_transition,
+            note_health=self._health.note)
 
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.
