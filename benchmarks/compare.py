@@ -1,15 +1,19 @@
-"""This tree against an earlier commit, side by side: the same benchmark, interleaved.
+"""This tree against an earlier commit, side by side in one process.
 
     python benchmarks/compare.py                 # against the default base (BASE below)
-    python benchmarks/compare.py REV --rounds 6  # against any commit
+    python benchmarks/compare.py REV --rounds 9  # against any commit (relative imports)
 
-The earlier commit is exported with ``git archive`` into a temporary folder. Then
-``benchmarks/bench.py --quick`` runs alternately from each tree, each time in a fresh
-process, ``--rounds`` times each, with ``PYTHONPATH`` pointing at that tree's package.
-Each run measures fsm_exec and the hand-written limit in the same process, so the ratio
-``fsm_exec / limit`` is comparable across runs even on a shared machine. The table shows,
-for each figure, the median over the runs of each tree, and the ratio new/old of those
-medians (below 1.00 means the new tree is cheaper).
+The earlier commit's package is exported with ``git archive`` into a temporary folder and
+imported under another name (``fsm_exec_base``; a package that imports itself relatively
+can be), next to this tree's ``fsm_exec``. The same workloads then run against both,
+interleaved round by round (the order alternates), on the same collaborators, each journal
+on disk. The figures are CPU time (``time.process_time``) per block or per call. A table
+gives the median of the rounds for each package, and the ratio new/old of those medians
+(below 1.00 means the new tree is cheaper). Workloads:
+
+- one block per ``update_state`` call (the per-block hot path);
+- an empty call (most calls of a real loop);
+- 100 blocks per call.
 
 This is a benchmark, not a test: nothing here asserts.
 """
@@ -17,79 +21,126 @@ This is a benchmark, not a test: nothing here asserts.
 from __future__ import annotations
 
 import argparse
-import os
-import re
+import datetime as dt
+import gc
+import importlib
+import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The last commit before the package was reorganised into sub-packages.
+#: The last commit before this round's reorganisation.
 BASE = "85eb9b4"
-#: The figures compared: a label, and the line of bench.py's output holding it.
-FIGURES = {
-    "per block, fsm_exec (µs)": r"^  per block, one block per update_state call.*?\n(?:.*\n)*?"
-                                r"\s+fsm_exec\s+([\d.]+)",
-    "per block, limit (µs)": r"^  per block, one block per update_state call.*?\n(?:.*\n)*?"
-                             r"\s+limit \(hand-written\)\s+([\d.]+)",
-    "per block: fsm_exec / limit": r"fsm_exec / hand-written limit\s+([\d.]+)x",
-    "empty call: fsm_exec / limit": r"empty call: fsm_exec / its limit\s+([\d.]+)x",
-    "100 a call: fsm_exec / limit": r"100 a call: fsm_exec / limit\s+([\d.]+)x",
-    "demo-like mix: fsm_exec / limit": r"demo-like mix: fsm_exec / limit\s+([\d.]+)x",
-}
+T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-def export(rev: str, into: Path) -> Path:
-    """The tree of ``rev`` (from this repository), unpacked into ``into``."""
+def export_package(rev: str, into: Path) -> ModuleType:
+    """``rev``'s ``fsm_exec`` package, imported as ``fsm_exec_base`` from ``into``."""
     data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar",
-                           "--end-of-options", rev], capture_output=True, check=True).stdout
+                           "--end-of-options", rev, "fsm_exec"],
+                          capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
-    return into
+    shutil.move(str(into / "fsm_exec"), str(into / "fsm_exec_base"))
+    sys.path.insert(0, str(into))
+    return importlib.import_module("fsm_exec_base")
 
 
-def run(tree: Path) -> dict[str, float]:
-    """One ``bench.py --quick`` run from ``tree``: its figures."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench.py"), "--quick"],
-                         capture_output=True, text=True, env=env, cwd=tree, check=True).stdout
-    got = {}
-    for label, pattern in FIGURES.items():
-        m = re.search(pattern, out, re.MULTILINE)
-        if m:
-            got[label] = float(m.group(1))
-    return got
+class Venue:
+    def route_instruction(self, ts: Any, block: Any) -> dict[str, Any]:
+        return {"block_id": block.block_id, "changes": {"ETH": 1.0}}
+
+    def query_execution(self, ts: Any, block: Any) -> None:
+        return None
+
+
+class Positions:
+    def update_state(self, ts: Any, source: str, deltas: Any) -> None:
+        return None
+
+
+class Reconciled:
+    reconciliation_status = "success"
+
+
+class Prices:
+    def __init__(self) -> None:
+        self._data = {"market_data": {"prices": {"ETH": 3000.0}}}
+
+    def get_data(self, ts: Any) -> dict[str, Any]:
+        return self._data
+
+
+def block(tag: str, i: int) -> dict[str, Any]:
+    return {"block_id": f"{tag}-{i}", "action": "rehedge", "priority": 1,
+            "instructions": [{"venue": "perp", "token": "ETH", "side": "short",
+                              "amount": 1.5}]}
+
+
+def workload(pkg: ModuleType, log_dir: Path, calls: int, per_call: int
+             ) -> Callable[[], None]:
+    """``calls`` backtest ``update_state`` calls with ``per_call`` blocks each (0: empty)."""
+    journal = pkg.EventLogger(log_dir, "backtest")
+    em = pkg.ExecutionManager({"max_queue_size": max(per_call, 10)}, Prices(), "backtest",
+                              Positions(), Venue(), Reconciled(), event_logger=journal)
+    work = [(T0 + dt.timedelta(minutes=i),
+             [block("b", i * per_call + j) for j in range(per_call)] if per_call else None)
+            for i in range(calls)]
+
+    def run() -> None:
+        update = em.update_state
+        for ts, batch in work:
+            update(ts, "strategy_manager", batch)
+        journal.close()
+    return run
+
+
+WORKLOADS = {  # label: (calls, blocks per call, divide by)
+    "per block, 1 a call (µs)": (2000, 1, 2000),
+    "per empty call (µs)": (4000, 0, 4000),
+    "per block, 100 a call (µs)": (40, 100, 4000),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("rev", nargs="?", default=BASE, help=f"the earlier commit (default {BASE})")
-    p.add_argument("--rounds", type=int, default=4, help="runs of each tree (default 4)")
+    p.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="fsm-exec-base-") as tmp:
-        old_tree = export(args.rev, Path(tmp))
-        runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
-        for i in range(args.rounds):
-            order = [("old", old_tree), ("new", ROOT)]
-            if i % 2:
-                order.reverse()
-            for name, tree in order:
-                print(f"round {i + 1}/{args.rounds}: {name}", file=sys.stderr)
-                runs[name].append(run(tree))
-    print(f"{args.rev} (old) against this tree (new): median of {args.rounds} interleaved "
-          f"runs of bench.py --quick each, CPU time")
-    print(f"  {'figure':<36}{'old':>10}{'new':>10}{'new/old':>10}")
-    for label in FIGURES:
-        old = [r[label] for r in runs["old"] if label in r]
-        new = [r[label] for r in runs["new"] if label in r]
-        if not old or not new:
-            continue
-        a, b = statistics.median(old), statistics.median(new)
-        print(f"  {label:<36}{a:>10.2f}{b:>10.2f}{b / a:>10.2f}")
+    import fsm_exec
+
+    with tempfile.TemporaryDirectory(prefix="fsm-exec-compare-") as tmp:
+        base = export_package(args.rev, Path(tmp) / "pkg")
+        packages = {"old": base, "new": fsm_exec}
+        times: dict[tuple[str, str], list[float]] = {}
+        for r in range(args.rounds):
+            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+            for label, (calls, per_call, per) in WORKLOADS.items():
+                for name in order:
+                    log_dir = Path(tmp) / f"{name}-{r}-{per_call}"
+                    run = workload(packages[name], log_dir, calls, per_call)
+                    gc.collect()
+                    t0 = time.process_time()
+                    run()
+                    times.setdefault((name, label), []).append(
+                        (time.process_time() - t0) / per * 1e6)
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+    print(f"{args.rev} (old) against this tree (new), in one process: median of "
+          f"{args.rounds} interleaved rounds, CPU time")
+    print(f"  {'figure':<30}{'old':>10}{'new':>10}{'new/old':>10}")
+    for label in WORKLOADS:
+        a = statistics.median(times[("old", label)])
+        b = statistics.median(times[("new", label)])
+        print(f"  {label:<30}{a:>10.2f}{b:>10.2f}{b / a:>10.2f}")
     return 0
 
 

@@ -49,7 +49,7 @@ from typing import Any
 from transitions import Machine, MachineError, State, Transition
 from transitions.core import Event
 
-__all__ = ["RECORDED", "EngineEvent", "EngineMachine", "is_stock"]
+__all__ = ["HOOKS", "RECORDED", "EngineEvent", "EngineMachine", "is_stock", "machine_hooks"]
 
 #: The stock members each class's short path stands in for; a subclass that overrides one
 #: of them always takes the stock path.
@@ -109,7 +109,8 @@ class EngineEvent(Event):
         """Fire this event on ``model``; ``True`` if a transition was made (as stock). The
         machine's ``on_move(source, dest, event, data)`` runs first, with the trigger's
         keyword arguments as ``data``: if it raises (a journal that cannot write), the model
-        does not move. A caller that recorded the move itself passes ``_recorded=True``."""
+        does not move. A caller that recorded the move itself passes ``_recorded=True`` (or
+        calls :meth:`fire_recorded`)."""
         on_move = getattr(self.machine, "on_move", None)
         if kwargs and RECORDED in kwargs and kwargs.pop(RECORDED):
             on_move = None
@@ -121,14 +122,27 @@ class EngineEvent(Event):
                     raise MachineError(f"{self.name!r} from {source!r} is conditional: "
                                        "on_move needs to know where it leads before it moves")
                 on_move(source, dest, self.name, kwargs)
+        return self._fire(model, args, kwargs)
+
+    def fire_recorded(self, model: Any) -> bool:
+        """Fire this event on ``model`` without telling ``on_move``: the caller has written
+        the move's record itself (the one-pass backtest path)."""
+        return self._fire(model, (), {})
+
+    def _fire(self, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         if self._short:
             m = self.machine
-            # transitions' public properties only (each returns the machine's own list, so a
-            # callback appended in place is seen). A machine that is not queued never holds
-            # a transition queue: the stock path would process this trigger at once too.
-            if not (m.has_queue or m.prepare_event or m.before_state_change
-                    or m.after_state_change or m.finalize_event or m.on_exception
-                    or m.on_final or _log_enabled(_INFO)):
+            # The machine's callback lists, as transitions' public properties return them
+            # (the machine's own lists: a callback appended in place is seen; an
+            # EngineMachine holds them, refreshed when one is replaced). A machine that is
+            # not queued never holds a transition queue: the stock path would process this
+            # trigger at once too.
+            hooks = getattr(m, "engine_hooks", None)
+            if hooks is None:
+                hooks = machine_hooks(m)
+            prepare, before, after, finalize, on_exception, on_final = hooks
+            if not (m.has_queue or prepare or before or after or finalize or on_exception
+                    or on_final or _log_enabled(_INFO)):
                 attr = m.model_attribute
                 value = getattr(model, attr, None)
                 if type(value) is str:
@@ -157,6 +171,18 @@ class EngineEvent(Event):
         return super().trigger(model, *args, **kwargs)
 
 
+#: The machine-level callbacks (public properties of ``Machine``) the short path stands in
+#: for only when they are empty.
+HOOKS = ("prepare_event", "before_state_change", "after_state_change", "finalize_event",
+         "on_exception", "on_final")
+_HOOK_NAMES = frozenset(HOOKS)
+
+
+def machine_hooks(m: Machine) -> tuple[Any, ...]:
+    """The callback lists of ``m``, through its public properties."""
+    return tuple(getattr(m, name) for name in HOOKS)
+
+
 class EngineMachine(Machine):
     """A ``transitions.Machine`` whose events are :class:`EngineEvent`; otherwise stock.
 
@@ -170,3 +196,15 @@ class EngineMachine(Machine):
     #: Called with ``(source, dest, event name, data)`` before each move the machine makes
     #: (the lifecycle journals the move here, write-ahead); ``None``: nothing is told.
     on_move: Callable[[str, str, str, dict[str, Any]], None] | None = None
+    #: :func:`machine_hooks` of this machine, kept current: the lists are the machine's own
+    #: (appends are seen), and a list replaced through its property is caught below.
+    engine_hooks: tuple[Any, ...] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine_hooks = machine_hooks(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _HOOK_NAMES and self.engine_hooks is not None:
+            self.engine_hooks = machine_hooks(self)

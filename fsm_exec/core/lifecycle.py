@@ -268,7 +268,7 @@ class BlockLifecycle:
     through transitions' own ``State`` and ``Transition`` objects.
     """
 
-    __slots__ = ("_flight", "_machine", "_triggers", "_listener")
+    __slots__ = ("_flight", "_machine", "_triggers", "_recorded", "_listener")
 
     def __init__(self, listener: TransitionListener | None = None) -> None:
         self._flight = _Flight()
@@ -285,7 +285,10 @@ class BlockLifecycle:
         )
         # The Machine itself tells the listener of each move, before making it (write-ahead).
         self._machine.on_move = listener
-        self._triggers = {name: event.trigger for name, event in self._machine.events.items()}
+        events = self._machine.events
+        self._triggers = {name: event.trigger for name, event in events.items()}
+        self._recorded = {name: event.fire_recorded  # type: ignore[attr-defined]
+                          for name, event in events.items()}
         self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
 
     @property
@@ -332,7 +335,7 @@ class BlockLifecycle:
         flight = self._flight
         if (flight.state, trigger) not in _NEXT:
             raise IllegalTransitionError(str(trigger), flight.state, flight.block_id)
-        self._triggers[trigger](flight, _recorded=True)
+        self._recorded[trigger](flight)
 
     def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
         """Fire ``trigger`` on the block in flight and return the new state."""

@@ -29,13 +29,14 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         self._processing_ms_total += ms
         self._last_update = ts
         self._health.close()
+        st = self._state
         data = {
             "trigger_source": trigger_source,
-            "current_block_index": self.current_block_index,
-            "blocks_executed": self.blocks_executed,
-            "blocks_failed": self.blocks_failed,
-            "queue_length": len(self._state.queue),
-            "halted": self._halted,
+            "current_block_index": st.executed + st.failed + st.cancelled,
+            "blocks_executed": st.executed,
+            "blocks_failed": st.failed,
+            "queue_length": len(st.queue),
+            "halted": st.halted or self._pending_halt is not None,
             "processing_time_ms": ms,
         }
         try:

@@ -350,22 +350,23 @@ class ExecutionManager:
         from any thread."""
         with self._mutex:
             lc = self._lc
+            st = self._state
             flying = lc.in_flight
             return {
                 "status": self._status().value,
                 "current_block": lc.block_id if flying else None,
                 "current_block_state": lc.current if flying else None,
                 "reconciliation_status": self.reconciliation_status,
-                "blocks_accepted": self.blocks_accepted,
-                "blocks_executed": self.blocks_executed,
-                "blocks_failed": self.blocks_failed,
-                "blocks_cancelled": self.blocks_cancelled,
-                "blocks_retried": self.blocks_retried,
-                "current_block_index": self.current_block_index,
+                "blocks_accepted": st.accepted,
+                "blocks_executed": st.executed,
+                "blocks_failed": st.failed,
+                "blocks_cancelled": st.cancelled,
+                "blocks_retried": st.retried,
+                "current_block_index": st.executed + st.failed + st.cancelled,
                 "queue_length": len(self._state.queue),
                 "execution_mode": self._env.execution_mode,
-                "halted": self._halted,
-                "halt_reason": self._halt_reason,
+                "halted": st.halted or self._pending_halt is not None,
+                "halt_reason": st.halt_reason if st.halted else self._pending_halt,
                 "interrupted": self._interrupted is not None,
             }
 
@@ -448,9 +449,12 @@ class ExecutionManager:
                     self._accept(timestamp, instruction_blocks)
                 except (InvalidBlockError, QueueFullError) as exc:
                     refusal = exc
-            if self._halted and trigger_source == "manual":
+            state = self._state
+            if (state.halted or self._pending_halt is not None) and trigger_source == "manual":
                 self._resume(timestamp)
-            if not self._halted and (self._state.queue or self._f is not None):
+                state = self._state
+            if not (state.halted or self._pending_halt is not None) and (
+                    state.queue or self._f is not None):
                 self._advance(timestamp)
         except ComponentError as exc:
             self._end_update(timestamp, trigger_source, t0, failing=True)
@@ -592,7 +596,7 @@ class ExecutionManager:
 
     def _advance(self, ts: Any) -> None:
         lc = self._lc
-        while not self._halted:
+        while not (self._state.halted or self._pending_halt is not None):
             with self._mutex:
                 if not lc.in_flight:
                     queue = self._state.queue
