@@ -818,3 +818,42 @@ def test_a_conditional_move_cannot_go_unrecorded() -> None:
     with pytest.raises(MachineError, match="conditional"):
         model.trigger("go")  # type: ignore[attr-defined]
     assert model.state == "a" and seen == []
+
+
+def test_on_move_is_not_told_of_a_trigger_with_no_edge_from_the_state() -> None:
+    """From a state the event has no transition from, on_move hears nothing and the stock
+    refusal stands (MachineError, nothing moved)."""
+    m, model, seen = _recording_machine()
+    model.state = "c"
+    assert m.events["go"].dest_from("c") is None  # type: ignore[attr-defined]
+    with pytest.raises(MachineError):
+        model.trigger("go")  # type: ignore[attr-defined]
+    assert seen == [] and model.state == "c"
+
+
+def test_an_engine_event_on_a_plain_machine_reads_its_callbacks_each_time() -> None:
+    """An EngineEvent on a machine that is not an EngineMachine reads the machine's callback
+    lists through transitions' public properties on each trigger: a bare move still takes
+    the short path, and a callback added later is honoured."""
+    class Plain(Machine):
+        event_cls = EngineEvent
+
+    model = _Model()
+    m = Plain(model=model, states=["a", "b"], initial="a", auto_transitions=False,
+              transitions=[["go", "a", "b"], ["back", "b", "a"]])
+    assert getattr(m, "engine_hooks", None) is None
+    assert model.trigger("go") and model.state == "b"  # type: ignore[attr-defined]
+    calls: list[str] = []
+    m.before_state_change.append(lambda: calls.append("before"))
+    assert model.trigger("back") and model.state == "a"  # type: ignore[attr-defined]
+    assert calls == ["before"]
+
+
+def test_a_callback_list_replaced_through_its_property_is_seen() -> None:
+    """EngineMachine keeps the machine's callback lists; replacing one through transitions'
+    public setter refreshes them, so the new callback runs (the stock way)."""
+    machine, model = _engine()
+    calls: list[str] = []
+    machine.after_state_change = [lambda: calls.append("after")]
+    assert model.trigger("go")  # type: ignore[attr-defined]
+    assert calls == ["after"]
