@@ -965,7 +965,7 @@ def test_check_of_an_unreadable_file_is_a_usage_error(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("fsm_exec.journal.files.open_regular", refuse)  # how the CLI opens it
+    monkeypatch.setattr("fsm_exec.journal.reader.open_regular", refuse)  # how the CLI opens it
     journal = GOLDEN / "backtest_clean.jsonl"
     assert cli("check", journal) == (2, "")
     assert capsys.readouterr().err == f"fsm-exec check: {journal}: cannot read: Permission denied\n"

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import Environment
 from fsm_exec.journal.export import replace_file
 from fsm_exec.manager.manager import ExecutionManager
@@ -34,7 +35,10 @@ def load_prices() -> dict[dt.datetime, dict[str, float]]:
     text = resources.files("fsm_exec").joinpath("data", PRICE_FILE).read_text()
     out: dict[dt.datetime, dict[str, float]] = {}
     for row in csv.DictReader(text.splitlines()):
-        ts = dt.datetime.fromisoformat(row.pop("timestamp").replace("Z", "+00:00"))
+        stamp = row.pop("timestamp")
+        ts = parse_timestamp(stamp)  # the package's one parser
+        if ts is None:  # pragma: no cover - the bundled file is ours
+            raise ValueError(f"{PRICE_FILE}: not an ISO 8601 time with an offset: {stamp!r}")
         out[ts] = {k: float(v) for k, v in row.items()}
     return out
 

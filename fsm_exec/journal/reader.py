@@ -54,6 +54,36 @@ def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
                          obj["component"], obj["data"])
 
 
+#: The envelope every journal record has.
+RECORD_FIELDS = frozenset(("seq", "timestamp", "event_type", "component", "data"))
+
+
+def looks_like_a_record(raw: bytes) -> bool:
+    """``raw`` (one line) is a JSON object with a journal record's envelope fields: the one
+    test of "is this a journal?" (whether it is a good one is for the reader to say)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.keys() >= RECORD_FIELDS
+
+
+def looks_like_a_journal(path: Path | str) -> bool:
+    """``path``'s first line is a journal record or, when it is not JSON at all (torn,
+    corrupt, empty), the file is named ``*.jsonl``: a journal to read (and report on). Raises
+    :class:`JournalCorruptError` for what is no regular file and ``OSError`` when it cannot
+    be read."""
+    p = Path(path)
+    with open_regular(p) as f:  # a named pipe or a device: refused, never blocks
+        first = f.readline(1 << 20)
+    first = first.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark an editor added
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:  # not JSON, not UTF-8, or nothing at all
+        return p.suffix == ".jsonl"
+    return looks_like_a_record(first)
+
+
 def journal_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
     """``(line number, raw line)`` of one journal file, streamed: only a regular file is
     read (a named pipe or a device is refused, without blocking), and a line longer than

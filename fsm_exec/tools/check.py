@@ -6,11 +6,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
-import orjson
 
 from fsm_exec.journal.codec import CHECKPOINT
-from fsm_exec.journal.files import JournalCorruptError, journal_files, open_regular
-from fsm_exec.journal.reader import JournalRecord, journal_lines, parse
+from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.reader import JournalRecord, journal_lines, looks_like_a_record, parse
 from fsm_exec.journal.state import GapError, Replay, ReplayError
 
 
@@ -59,7 +58,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-_FIELDS = ("seq", "timestamp", "event_type", "component", "data")
 
 
 class _Scan:
@@ -97,7 +95,7 @@ class _Scan:
                     f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): a "
                     "write cut short by a crash; recovery sets it aside")
                 return
-            if n == 1 and not _looks_like_a_record(raw):
+            if n == 1 and not looks_like_a_record(raw):
                 self.problems.append(f"{path}:1: not a journal file (its first line is "
                                      "not a journal record)")
                 return
@@ -112,28 +110,6 @@ class _Scan:
                 yield None
             else:
                 yield record
-
-
-def _looks_like_a_record(raw: bytes) -> bool:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and all(k in obj for k in _FIELDS)
-
-
-def is_journal_file(path: Path | str) -> bool:
-    """True if ``path`` is a file whose first line is a journal record (or an empty
-    ``*.jsonl`` file): what ``fsm-exec check`` accepts as a journal."""
-    p = Path(path)
-    try:
-        with open_regular(p) as f:
-            first = f.readline(1 << 24)
-    except (OSError, JournalCorruptError):  # not there; not a regular file
-        return False
-    if not first:
-        return p.name.endswith(".jsonl")
-    return _looks_like_a_record(first if first.endswith(b"\n") else first + b"\n")
 
 
 def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRecord],

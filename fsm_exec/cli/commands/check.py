@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,27 +35,18 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     return OK if report.ok else FOUND
 
 
-_RECORD_FIELDS = frozenset(("seq", "timestamp", "event_type", "component", "data"))
-
-
 def looks_like_a_journal(path: Path) -> bool:
-    """Cheap: the first line is a JSON object with the journal's fields or, when it is not
-    JSON at all (torn, corrupt, empty), the file is named ``*.jsonl``. Whether it is a good
-    journal is for the check to say."""
-    from fsm_exec.journal.files import JournalCorruptError, open_regular
+    """The reader's own test (``journal.reader.looks_like_a_journal``), as a usage error
+    when the file cannot be read."""
+    from fsm_exec.journal.files import JournalCorruptError
+    from fsm_exec.journal.reader import looks_like_a_journal as sniff
 
     try:
-        with open_regular(path) as f:  # a named pipe or a device: refused, never blocks
-            first = f.readline(1 << 20)
+        return sniff(path)
     except JournalCorruptError as exc:
         raise UsageError(exc.message) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        record = json.loads(first.decode("utf-8-sig"))
-    except ValueError:  # not JSON, not UTF-8, or nothing at all
-        return path.suffix == ".jsonl"
-    return isinstance(record, dict) and record.keys() >= _RECORD_FIELDS
 
 
 def add_parser(sub: Any) -> None:

@@ -19,11 +19,12 @@ def _parse_now(text: str | None) -> dt.datetime | None:
     """``--now``: an ISO 8601 time with an offset (``Z`` for UTC), or ``None``."""
     if text is None:
         return None
-    try:
-        now = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--now: not an ISO 8601 time: {text!r}") from None
-    if now.tzinfo is None:
+    from fsm_exec.boundary.canonical import parse_timestamp
+
+    now = parse_timestamp(text, naive_is_utc=True)  # the package's one parser
+    if now is None:
+        raise UsageError(f"--now: not an ISO 8601 time: {text!r}")
+    if parse_timestamp(text) is None:  # it parsed only as a naive time
         raise UsageError(f"--now: give an offset (e.g. {text}Z or {text}+00:00)")
     return now
 
