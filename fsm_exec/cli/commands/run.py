@@ -347,8 +347,11 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     n = status["blocks_executed"] + status["blocks_failed"]
     print(f"{path}: {plural(len(batches), 'batch', 'batches')}, "
           f"{plural(status['blocks_accepted'], 'block', 'blocks')}, {mode} mode", file=out)
-    for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
-        print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
+    for key, label in (("blocks_executed", "blocks executed"),
+                       ("blocks_failed", "blocks failed"),
+                       ("blocks_retried", "retries"),  # moves into retrying, not blocks
+                       ("queue_length", "queue length")):
+        print(f"  {label:<18}{status[key]:>10}", file=out)
     print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
     if seconds > 0:
         print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)",
