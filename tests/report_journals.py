@@ -4,6 +4,10 @@ a halt during which queued blocks are cancelled."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +66,14 @@ def write_journal(log_dir: Path, blocks: int, *, id_width: int = 0,
             em.update_state(clock.timestamp(), "manual")
     journal.close()
     return log_dir
+
+
+@contextlib.contextmanager
+def fast_dir() -> Iterator[Path]:
+    """A temporary directory in memory (/dev/shm) where there is one: a live journal fsyncs
+    every step, which costs nothing there (a 10,000-block journal: 2 s, not 45 s on a
+    loaded disk). Removed afterwards."""
+    shm = Path("/dev/shm")
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="fsm-exec-report-", dir=where) as d:
+        yield Path(d)
