@@ -52,6 +52,7 @@ from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
 from fsm_exec.observe.health import HealthStatus, UnifiedHealthManager
 from fsm_exec.observe.oplog import disable_logging, enable_logging
 from fsm_exec.tools.check import CheckReport, check_journal
+from fsm_exec.tools.frames import JournalFrames, journal_frame
 
 __all__ = [
     "CSV_COLUMNS",
@@ -87,6 +88,7 @@ __all__ = [
     "InvalidBlockError",
     "InvalidLifecycleError",
     "JournalCorruptError",
+    "JournalFrames",
     "JournalLockedError",
     "JournalRecord",
     "ManagerInterruptedError",
@@ -106,6 +108,7 @@ __all__ = [
     "enable_logging",
     "export_csv",
     "journal_files",
+    "journal_frame",
     "read_journal",
     "validate_table",
     "__version__",

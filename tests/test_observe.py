@@ -63,7 +63,7 @@ from fsm_exec.testing import lifecycle_paths
 from kit import CANARY, T, block, blocks, rig
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "observe" / "grafana-dashboard.json"
+DASHBOARD = ROOT / "examples" / "observe" / "grafana-dashboard.json"
 
 # ------------------------------------------------------------------------ helpers
 
@@ -875,7 +875,7 @@ def _exported_names() -> set[str]:
 
 
 def test_the_grafana_dashboard_uses_exactly_the_exported_names() -> None:
-    """Every PromQL expression in observe/grafana-dashboard.json names only metrics the
+    """Every PromQL expression in examples/observe/grafana-dashboard.json names only metrics the
     observer exports, and every metric of the issue is on the dashboard."""
     board = json.loads(DASHBOARD.read_text())
     exprs: list[str] = []

@@ -9,7 +9,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,9 +107,10 @@ def progress_line(done: int, total: int, seconds: float, width: int = 30) -> str
 
 
 def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
-          failures: list[str]) -> dict[str, Any]:
+          failures: list[str], refused: Counter[tuple[str, str]]) -> dict[str, Any]:
     """One update with a batch; failures are recorded and the queue run on, as an
-    operator would (a refused batch is dropped, a halt is resumed)."""
+    operator would (a refused batch is dropped, a halt is resumed). ``refused`` counts the
+    refused batches by (code, reason); a block's own failure is in the journal."""
     from fsm_exec.core.errors import ComponentError, InvalidBlockError, QueueFullError
 
     trigger: str = "strategy_manager"
@@ -118,11 +120,68 @@ def _step(em: Any, ts: Any, batch: list[dict[str, Any]], where: str,
             return dict(em.update_state(ts, trigger, pending))
         except (InvalidBlockError, QueueFullError) as exc:  # refused: it never ran
             failures.append(f"{where}: {exc}")
+            refused[exc.error_code, exc.message.splitlines()[0]] += 1
         except ComponentError as exc:
             if exc.block_id is None:  # not a block's own outcome (a journal that fails)
                 raise
             failures.append(f"{where}: {exc}")  # backtest fails fast, block by block
         trigger, pending = ("manual" if em.halted else "retry"), None
+
+
+#: How many failures the run lists one by one, and how many reasons its summary names (the
+#: journal holds them all).
+LISTED_FAILURES = 20
+TOP_REASONS = 5
+
+
+def failure_reasons(records: Iterable[Any]) -> Counter[tuple[str, str]]:
+    """The failed blocks of a journal's records by (error code, reason): the reason is the
+    block's last error message without its ``block '<id>': `` prefix (so that one cause
+    counts once however many blocks it failed), else what the registry says of the code."""
+    from fsm_exec.core.errors import ERROR_CODES
+
+    last_error: dict[str, str] = {}
+    out: Counter[tuple[str, str]] = Counter()
+    for r in records:
+        bid = r.data.get("block_id")
+        if r.event_type == "error" and isinstance(bid, str):
+            message = str(r.data.get("error_message") or "")
+            last_error[bid] = message.removeprefix(f"block {bid!r}: ")
+        elif r.event_type == "block_failed":
+            code = str(r.data.get("error_code") or "no code")
+            reason = last_error.pop(bid, "") if isinstance(bid, str) else ""
+            entry = ERROR_CODES.get(code)
+            out[code, reason or (entry.message if entry else "no reason recorded")] += 1
+    return out
+
+
+def failure_summary(failed: Counter[tuple[str, str]], refused: Counter[tuple[str, str]],
+                    top: int = TOP_REASONS) -> list[str]:
+    """The lines that say why: failed blocks and refused batches by code and reason, the
+    most frequent first, then what each code shown means (empty when nothing failed)."""
+    from fsm_exec.core.errors import ERROR_CODES
+
+    rows = [(n, code, reason, "block" if n == 1 else "blocks")
+            for (code, reason), n in failed.items()]
+    rows += [(n, code, reason, "batch refused" if n == 1 else "batches refused")
+             for (code, reason), n in refused.items()]
+    if not rows:
+        return []
+    rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+    lines = [f"  why: {plural(failed.total(), 'block', 'blocks')} failed, "
+             f"{plural(refused.total(), 'batch', 'batches')} refused; by code and reason, "
+             "most first:"]
+    lines += [f"  {n:>8} {what:<15} {code}  {reason}" for n, code, reason, what in rows[:top]]
+    if len(rows) > top:
+        rest = rows[top:]
+        lines.append(f"  {sum(r[0] for r in rest):>8} more failures, for "
+                     f"{plural(len(rest), 'other reason', 'other reasons')} (the journal has "
+                     "each one)")
+    for code in dict.fromkeys(code for _, code, _, _ in rows[:top]):
+        entry = ERROR_CODES.get(code)
+        if entry is not None:
+            lines.append(f"  {code}: {entry.message}. {entry.resolution}")
+    return lines
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -200,6 +259,12 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     except ComponentError as exc:
         raise UsageError(str(exc)) from None
     batches = read_batches(path, redact)
+    if args.prices is not None:
+        from fsm_exec.cli.prices import load_price_file, tokens_named
+
+        prices = load_price_file(Path(args.prices), tokens_named(batches))
+    else:
+        prices = load_prices()[max(load_prices())]
     backtest_id = args.id or re.sub(r"[^A-Za-z0-9._-]", "-", f"run-{path.stem}")[:128]
     try:
         check_backtest_id(backtest_id)
@@ -229,11 +294,10 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(os_reason(exc, "cannot write the outputs")) from None
-    last = load_prices()[max(load_prices())]
     # The simulated outside world reconciles at once, also a block handed off before a
     # restart (a SimReconciliation would wait for a hand-off this process never saw).
     reconciliation = InstantReconciliation()
-    em = ExecutionManager(config, StaticDataProvider(last), mode,
+    em = ExecutionManager(config, StaticDataProvider(prices), mode,
                           SimPositionHandler(), SimVenue(), reconciliation,
                           event_logger=journal)
     if resuming:
@@ -251,6 +315,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     started = time.perf_counter()
     failures: list[str] = []
+    refused: Counter[tuple[str, str]] = Counter()
     done = 0
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _terminated)
@@ -258,11 +323,12 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         for i, (line, batch) in enumerate(batches):
             if resuming:  # batches are atomic: one the journal already holds is skipped
                 batch = [b for b in batch if em.block_state(b["block_id"]) is None]
-            _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures)
+            _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures,
+                  refused)
             progress.update(i + 1)
             done = i + 1
         status = _step(em, t0 + dt.timedelta(minutes=len(batches)), [], f"{path}:end",
-                       failures)
+                       failures, refused)
     except (KeyboardInterrupt, SystemExit) as stop:
         progress.close()
         journal.close()
@@ -277,13 +343,17 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
             journal.close()
     events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
-    replace_file(diagram, to_markdown(overlay_events(read_journal(log_dir),
+    records = [r for r in read_journal(log_dir) if r.component == "ExecutionManager"]
+    replace_file(diagram, to_markdown(overlay_events(records,
                                                   title=f"Block lifecycle: {path.name}")))
     n = status["blocks_executed"] + status["blocks_failed"]
     print(f"{path}: {plural(len(batches), 'batch', 'batches')}, "
           f"{plural(status['blocks_accepted'], 'block', 'blocks')}, {mode} mode", file=out)
-    for key in ("blocks_executed", "blocks_failed", "blocks_retried", "queue_length"):
-        print(f"  {key.replace('_', ' '):<18}{status[key]:>10}", file=out)
+    for key, label in (("blocks_executed", "blocks executed"),
+                       ("blocks_failed", "blocks failed"),
+                       ("blocks_retried", "retries"),  # moves into retrying, not blocks
+                       ("queue_length", "queue length")):
+        print(f"  {label:<18}{status[key]:>10}", file=out)
     print(f"  {'halted':<18}{status['halted']!s:>10}", file=out)
     if seconds > 0:
         print(f"  {'time':<18}{seconds * 1000:>7.1f} ms   ({n / seconds:,.0f} blocks/s)",
@@ -292,8 +362,17 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     print(f"  events CSV:       {events_csv}", file=out)
     print(f"  deltas CSV:       {deltas_csv}", file=out)
     print(f"  run diagram:      {diagram}", file=out)
-    for f in failures:
+    for f in failures[:LISTED_FAILURES]:
         print(f"  failed: {f}", file=out)
+    if len(failures) > LISTED_FAILURES:
+        print(f"  ... and {len(failures) - LISTED_FAILURES} more failed (the journal has "
+              "each one)", file=out)
+    reasons = failure_reasons(records)
+    for said in failure_summary(reasons, refused):
+        print(said, file=out)
+    if args.prices is None and any(code == "EXEC-005" for code, _ in reasons):
+        print("  fsm-exec run prices blocks from the bundled ETH, stETH and USDT series: "
+              "give --prices FILE (a column per token) for the others.", file=out)
     return FOUND if failures or status["blocks_failed"] or status["halted"] else OK
 
 
@@ -304,7 +383,8 @@ def add_parser(sub: Any) -> None:
         "run", formatter_class=fmt, help="run a file of blocks through the manager",
         description="Run the blocks of a JSON-lines file through the manager with the bundled "
                     "simulated collaborators (an idempotent venue, a position handler, "
-                    "instant reconciliation, the bundled prices). Each line is a block, or a "
+                    "instant reconciliation, and prices: the latest of the bundled ETH, "
+                    "stETH and USDT series, or of --prices FILE). Each line is a block, or a "
                     "JSON array of blocks submitted as one batch; blank lines and lines "
                     "starting with # are skipped. The whole file (and the config, the "
                     "environment and the arguments) is validated before anything is created; "
@@ -315,8 +395,10 @@ def add_parser(sub: Any) -> None:
                     "holds are not submitted again), or --fresh moves it aside; a backtest "
                     "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
                     "blocks are reported and the queue runs on (a halt is resumed, as an "
-                    "operator would). Ctrl-C or SIGTERM stops it with a short account of "
-                    "what is in doubt (exit 130 or 143).",
+                    "operator would); the summary ends with why: failed blocks and refused "
+                    "batches by error code and reason, most frequent first. Ctrl-C or "
+                    "SIGTERM stops it with a short account of what is in doubt (exit 130 "
+                    "or 143).",
         epilog="exit code 1: a block failed or the manager halted.\n\n" + EXIT_CODES)
     r.add_argument("blocks", metavar="BLOCKS.jsonl")
     r.add_argument("--mode", choices=("backtest", "live"), help=MODE_HELP)
@@ -328,4 +410,9 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--fresh", action="store_true",
                    help="live: move a journal already in --out aside (logs/events.<time>) "
                         "and start a new one, instead of resuming from it")
+    r.add_argument("--prices", metavar="FILE",
+                   help="prices for the data provider: a CSV (or, with pandas, Parquet) "
+                        "table with a column per token and an optional timestamp column; "
+                        "every block is priced at its latest row. Every token the blocks "
+                        "name must have a column")
     r.set_defaults(func=cmd_run)

@@ -16,17 +16,21 @@ from fsm_exec.tools.diagram import (
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
+from fsm_exec.tools.report.axes import shortened, timeline_rows
 from fsm_exec.tools.report.build import (
     SECTIONS,
+    TABLE_NOTES,
     TIMELINE_ROWS,
     RunReport,
     block_rows,
     halt_rows,
     odd_waits_note,
+    total_definition,
 )
 from fsm_exec.tools.report.charts import (
     attempts_svg,
     halts_svg,
+    overview_svg,
     require_matplotlib,
     timeline_svg,
     waits_svg,
@@ -44,7 +48,11 @@ h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-b
 .ok { color: #2e7d32; }
 .note { color: #555; font-style: italic; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
+td.num { white-space: nowrap; }
+td.wrap { overflow-wrap: anywhere; min-width: 9em; }
+.defn { color: #555; font-size: .9em; margin-top: -.2em; }
 th { background: #f4f6fb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 svg { max-width: 100%; height: auto; }
@@ -54,6 +62,10 @@ code { font-size: .95em; }
 """
 
 
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _e(x: object) -> str:
     # Control characters shown as their escapes first: a bidi override (U+202E) would
     # otherwise reverse the rest of a cell, an ESC show as a box.
@@ -61,14 +73,17 @@ def _e(x: object) -> str:
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[object]],
-           numeric: Sequence[int] = ()) -> str:
+           numeric: Sequence[int] = (), wrap: Sequence[int] = ()) -> str:
+    """A table; ``numeric`` columns align right, ``wrap`` columns (ids, messages quoting
+    them) may break anywhere, so a 64-character id never makes the page wider."""
     out = ["<table>"]
     if any(head):
         out += ["<thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead>"]
     out.append("<tbody>")
     for row in rows:
         out.append("<tr>" + "".join(
-            f"<td class=\"num\">{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>"
+            f'<td class="num">{_e(c)}</td>' if i in numeric else
+            f'<td class="wrap">{_e(c)}</td>' if i in wrap else f"<td>{_e(c)}</td>"
             for i, c in enumerate(row)) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -91,6 +106,11 @@ def _note(text: str) -> str:
     return f'<p class="note">{_e(text)}</p>'
 
 
+def _defn(sid: str) -> str:
+    """The one line under a table that says what its numbers mean."""
+    return f'<p class="defn">{_e(TABLE_NOTES[sid])}</p>'
+
+
 
 def to_html(report: RunReport) -> str:
     """One self-contained HTML page: no script, nothing fetched at view time.
@@ -111,7 +131,10 @@ def to_html(report: RunReport) -> str:
                     "flight when the journal ends: after a crash it is in doubt until "
                     "recovery settles it.</p>")
     parts = []
-    parts.append(_section("totals", [_table(("", ""), report.totals, numeric=(1,))]))
+    parts.append(_section("totals", [
+        _table(("", "", "what it counts"),
+               [(name, value, total_definition(name)) for name, value in report.totals],
+               numeric=(1,))]))
     overlay = _overlay_svg(report.overlay)
     body = [f"<p>{_e(report.overlay.caption or '')}.</p>"]
     body.append(overlay if overlay else _note(
@@ -120,38 +143,52 @@ def to_html(report: RunReport) -> str:
     body.append(_table(("source", "trigger", "dest", "count", "meaning"),
                        [(e.source, e.trigger, e.dest, e.count, e.meaning)
                         for e in report.overlay.edges], numeric=(3,)))
+    body.append(_defn("lifecycle"))
     parts.append(_section("lifecycle", body))
+    overview = overview_svg(report)
     timeline = timeline_svg(report)
-    shown = min(len([b for b in report.blocks if b.seconds > 0 or b.failed
-                     or not b.terminal]), TIMELINE_ROWS)
+    rows = timeline_rows(report.blocks, TIMELINE_ROWS)
+    long_ids = shortened([b.block_id for b in rows])
     parts.append(_section("timeline", [
-        _note(f"The {shown} slowest blocks, failed and in-flight ones first (hatched: still "
-              "there when the journal ends). Time between records by their timestamps, or "
-              "the manager's own measure of a reconciliation wait.") if timeline else
+        _note("Every block: when it started, in the run's time, and how long it took to "
+              "where it is now, by how it ended.") if overview else "",
+        overview or "",
+        _note(f"Time in each state, {len(rows)} of {len(report.blocks)} blocks: failed, "
+              "cancelled and in-flight ones first (marked where they ended, also when they "
+              "took no time; hatched: still there when the journal ends), then the slowest; "
+              "every block is in the table at the end. Time between records by their "
+              "timestamps, or the manager's own measure of a reconciliation wait.")
+        if timeline else
         _note("No time passed in any state between records (in a backtest every record of a "
               "block carries the same timestamp)."),
-        timeline or ""]))
+        timeline or "",
+        _table(("label", "block"), long_ids, wrap=(1,)) + _defn("labels")
+        if timeline and long_ids else ""]))
     attempts = attempts_svg(report)
-    parts.append(_section("attempts", [attempts or _note("No block moved.")]))
+    parts.append(_section("attempts", [attempts + _defn("attempts") if attempts
+                                       else _note("No block moved.")]))
     waits = waits_svg(report)
     odd = odd_waits_note(report)
-    parts.append(_section("waits", [waits or _note(
+    parts.append(_section("waits", [waits + _defn("waits") if waits else _note(
         odd or "No reconciliation wait was measured (backtest reconciliation is "
         "instant).")]))
     parts.append(_section("failures", [_table(
         ("block", "timestamp", "code", "message", "resolution", "attempts"),
         [(f.block_id or "", f.timestamp, f.error_code, f.message, f.resolution,
-          "" if f.attempts is None else f.attempts) for f in report.failures])
+          "" if f.attempts is None else f.attempts) for f in report.failures],
+        numeric=(5,), wrap=(0, 3)) + _defn("failures")
         if report.failures else _note("No block failed and no error was logged.")]))
     halts = halts_svg(report)
     parts.append(_section("halts", [
         halts or _note("No block finished at a readable timestamp."),
         _table(("halted at", "reason", "block", "resumed at", "halted for"),
-               halt_rows(report)) if report.halts else _note("The manager never halted.")]))
+               halt_rows(report), wrap=(1, 2)) + _defn("halts") if report.halts
+        else _note("The manager never halted.")]))
     parts.append(_section("blocks", [
-        f"<details><summary>{len(report.blocks)} blocks, in the order above</summary>",
+        f"<details><summary>{_e(plural(len(report.blocks), 'block', 'blocks'))}, failed "
+        "and in flight first, then the slowest</summary>",
         _table(("block", "where it is", "attempts", "seconds", "path"), block_rows(report),
-               numeric=(2, 3)), "</details>"]))
+               numeric=(2, 3), wrap=(0,)), _defn("blocks"), "</details>"]))
     return "\n".join([
         "<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

@@ -17,9 +17,20 @@ from fsm_exec.tools.diagram import (
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
+from fsm_exec.tools.report.axes import (
+    clock_axis_format,
+    gantt_axis_format,
+    mermaid_count_axis,
+    outcome,
+    short_labels,
+    shortened,
+    timeline_rows,
+    wait_buckets,
+)
 from fsm_exec.tools.report.build import (
     PLOT_YEARS,
     SECTIONS,
+    TABLE_NOTES,
     TIMELINE_ROWS,
     RunReport,
     attempt_buckets,
@@ -28,6 +39,7 @@ from fsm_exec.tools.report.build import (
     odd_waits_note,
     parse_ts,
     plottable,
+    total_definition,
 )
 
 # ------------------------------------------------------------------------ Markdown
@@ -61,12 +73,16 @@ def _gantt_config(sections: Sequence[str]) -> list[str]:
 
 
 def _gantt_timeline(report: RunReport) -> list[str]:
-    rows = [b for b in report.blocks if b.seconds > 0][:TIMELINE_ROWS]
-    out = ["```mermaid", *_gantt_config([b.block_id for b in rows]), "gantt",
-           "    title Time in each state, slowest and failed first",
-           "    dateFormat x", "    axisFormat %M:%S", "    todayMarker off"]
-    for b in rows:
-        out.append(f"    section {_mermaid_name(b.block_id)}")
+    rows = timeline_rows(report.blocks, TIMELINE_ROWS)
+    labels = [label + (f" ({tag})" if (tag := outcome(b)) else "")
+              for label, b in zip(short_labels([b.block_id for b in rows]), rows, strict=True)]
+    span = max((b.seconds for b in rows), default=0.0)
+    out = ["```mermaid", *_gantt_config(labels), "gantt",
+           "    title Time in each state: failed, cancelled and in flight first, then slowest",
+           "    dateFormat x", f"    axisFormat {gantt_axis_format(span)}",
+           "    todayMarker off"]
+    for label, b in zip(labels, rows, strict=True):
+        out.append(f"    section {_mermaid_name(label)}")
         for v in b.visits:
             if v.seconds <= 0:
                 continue
@@ -74,14 +90,21 @@ def _gantt_timeline(report: RunReport) -> list[str]:
             start = round(v.start * 1000)
             out.append(f"    {_mermaid_name(v.state)} :{tag}{start}, "
                        f"{max(start + 1, round((v.start + v.seconds) * 1000))}")
+        if outcome(b) is not None or b.seconds <= 0:  # where it ended, even at no time
+            out.append(f"    {_mermaid_name(b.final)} :milestone, "
+                       f"{'crit, ' if b.failed else ''}{round(b.seconds * 1000)}, 0ms")
     return [*out, "```", ""]
 
 
 def _gantt_halts(report: RunReport) -> list[str]:
     done = [t for ts, _ in report.finished for t in [plottable(parse_ts(ts))] if t]
+    moments = done + [t for h in report.halts for t in (
+        plottable(parse_ts(h.start)), plottable(parse_ts(h.end)) if h.end else None) if t]
+    span = (max(moments) - min(moments)).total_seconds() if moments else 0.0
     out = ["```mermaid", *_gantt_config(["run", "manager"]), "gantt",
-           "    title Halts and resumes", "    dateFormat x",
-           "    axisFormat %m-%d %H:%M", "    todayMarker off", "    section run"]
+           "    title Halts and resumes (UTC)", "    dateFormat x",
+           f"    axisFormat {clock_axis_format(span)}", "    todayMarker off",
+           "    section run"]
     if done:
         first, last = min(done), max(done)
         out.append(f"    blocks finishing :{_ms(first)}, {max(_ms(last), _ms(first) + 1)}")
@@ -112,18 +135,10 @@ def _ms(t: dt.datetime) -> int:
 
 def _bars(title: str, xlabel: str, ylabel: str, xs: Sequence[str],
           ys: Sequence[int]) -> list[str]:
+    high = mermaid_count_axis(max(ys, default=0))  # from 0, never around one value
     return ["```mermaid", "xychart-beta", f'    title "{_mermaid_name(title)}"',
-            f'    x-axis "{xlabel}" [{", ".join(xs)}]', f'    y-axis "{ylabel}"',
+            f'    x-axis "{xlabel}" [{", ".join(xs)}]', f'    y-axis "{ylabel}" 0 --> {high}',
             f"    bar [{', '.join(str(y) for y in ys)}]", "```", ""]
-
-
-def _wait_bins(waits: Sequence[float], n: int = 8) -> tuple[list[str], list[int]]:
-    top = max(waits)  # waits are in [0, MAX_WAIT] (build_report leaves out the rest)
-    width = top / n if top > 0 else 1.0
-    counts = [0] * n
-    for w in waits:
-        counts[min(int(w / width), n - 1)] += 1
-    return [f'"{i * width:.3g}-{(i + 1) * width:.3g}"' for i in range(n)], counts
 
 
 def to_markdown(report: RunReport) -> str:
@@ -136,13 +151,22 @@ def to_markdown(report: RunReport) -> str:
     if report.in_doubt:
         out += [f"> Block {_md(report.in_doubt, code=True)} is still in flight when the "
                 "journal ends.", ""]
-    out += [f"## {h['totals']}", "", *_md_table(("", ""), report.totals)]
+    out += [f"## {h['totals']}", "", *_md_table(
+        ("", "", "what it counts"),
+        [(name, value, total_definition(name)) for name, value in report.totals])]
     out += [f"## {h['lifecycle']}", "", f"{_md(report.overlay.caption)}.", "", "```mermaid",
             to_mermaid(report.overlay).rstrip("\n"), "```", "",
-            to_markdown_table(report.overlay)]
+            to_markdown_table(report.overlay), _md(TABLE_NOTES["lifecycle"]), ""]
     out += [f"## {h['timeline']}", ""]
     if any(b.seconds > 0 for b in report.blocks):
         out += _gantt_timeline(report)
+        rows = timeline_rows(report.blocks, TIMELINE_ROWS)
+        out += [f"{len(rows)} of {len(report.blocks)} blocks: every failed, cancelled and "
+                "in-flight one first (a milestone where it ended, also when it took no "
+                "time), then the slowest; every block is in the table at the end.", ""]
+        long_ids = shortened([b.block_id for b in rows])
+        if long_ids:
+            out += [*_md_table(("label", "block"), long_ids), _md(TABLE_NOTES["labels"]), ""]
     else:
         out += ["No time passed in any state between records (in a backtest every record of "
                 "a block carries the same timestamp).", ""]
@@ -153,19 +177,20 @@ def to_markdown(report: RunReport) -> str:
                      [f'"{label}"' for label, _ in bars], [n for _, n in bars])
         if ranges:
             out += ["Attempts over 5 are grouped in ranges.", ""]
-        out += _md_table(("attempts", "blocks"), bars)
+        out += [*_md_table(("attempts", "blocks"), bars), _md(TABLE_NOTES["attempts"]), ""]
     else:
         out += ["No block moved.", ""]
     out += [f"## {h['waits']}", ""]
     if report.waits:
-        xs_w, ys_w = _wait_bins([w for w, _ in report.waits])
-        out += _bars("Reconciliation waits", "seconds", "waits", xs_w, ys_w)
+        xs_w, ys_w = wait_buckets([w for w, _ in report.waits])
+        out += _bars("Reconciliation waits", "seconds waited (bucket start)", "waits",
+                     [f'"{x}"' for x in xs_w], ys_w)
         if report.odd_waits:
             out += [str(odd_waits_note(report)), ""]
-        outcome = Counter(what for _, what in report.waits)
-        out += _md_table(("ended by", "waits", "longest (s)"), [
+        ended = Counter(what for _, what in report.waits)
+        out += [*_md_table(("ended by", "waits", "longest (s)"), [
             (what, n, f"{max(w for w, x in report.waits if x == what):g}")
-            for what, n in sorted(outcome.items())])
+            for what, n in sorted(ended.items())]), _md(TABLE_NOTES["waits"]), ""]
     else:
         out += [odd_waits_note(report) or "No reconciliation wait was measured (backtest "
                 "reconciliation is instant).", ""]
@@ -176,6 +201,7 @@ def to_markdown(report: RunReport) -> str:
                            f.error_code,
                            f.message, f.resolution, "" if f.attempts is None else f.attempts)
                           for f in report.failures])
+        out += [_md(TABLE_NOTES["failures"]), ""]
     else:
         out += ["No block failed and no error was logged.", ""]
     out += [f"## {h['halts']}", ""]
@@ -183,10 +209,12 @@ def to_markdown(report: RunReport) -> str:
         out += _gantt_halts(report)
         out += _md_table(("halted at", "reason", "block", "resumed at", "halted for"),
                          halt_rows(report))
+        out += [_md(TABLE_NOTES["halts"]), ""]
     else:
         out += ["The manager never halted.", ""]
     out += [f"## {h['blocks']}", "", "<details><summary>"
-            f"{len(report.blocks)} blocks, failed and slowest first</summary>", "",
+            f"{len(report.blocks)} block{'s' * (len(report.blocks) != 1)}, failed and in "
+            "flight first, then the slowest</summary>", "",
             *_md_table(("block", "where it is", "attempts", "seconds", "path"),
-                       block_rows(report)), "</details>", ""]
+                       block_rows(report)), _md(TABLE_NOTES["blocks"]), "", "</details>", ""]
     return "\n".join(out)

@@ -323,7 +323,9 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
         *((f"ended in {s}", str(count[s])) for s in terminal),
         ("still in flight", str(len(in_flight))),
         ("queued, never started", str(len(accepted - {b.block_id for b in blocks}))),
-        ("blocks retried", str(sum(1 for b in blocks if b.attempts > 1))),
+        ("blocks with several attempts", str(sum(1 for b in blocks if b.attempts > 1))),
+        ("retries", str(sum(1 for r in records if r.event_type == "block_transition"
+                            and r.data.get("dest") == "retrying"))),
         ("transitions", str(sum(1 for r in records if r.event_type == "block_transition"))),
         ("reconciliation timeouts",
          str(sum(1 for r in records if r.event_type == "reconciliation_timeout"))),
@@ -339,6 +341,58 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
         blocks=tuple(blocks), waits=waits, odd_waits=len(measured) - len(waits),
         failures=tuple(failures), halts=tuple(halts),
         finished=finished, totals=tuple(totals), states=tuple(s.name for s in table.states))
+
+
+#: What each counter of the totals counts: one meaning each, said in one line (the
+#: ``ended in <state>`` rows are defined by :func:`total_definition`).
+TOTAL_DEFINITIONS: dict[str, str] = {
+    "journal": "whether every record obeys the block lifecycle (fsm-exec check)",
+    "execution mode": "the mode the manager last started in",
+    "records": "journal records of this component that obey the lifecycle",
+    "first timestamp": "the earliest record timestamp (the caller's clock; start-up "
+                       "records, stamped by the wall clock, left out)",
+    "last timestamp": "the latest record timestamp, likewise",
+    "blocks accepted": "distinct blocks the manager accepted into its queue",
+    "blocks that moved": "blocks with at least one lifecycle transition",
+    "still in flight": "blocks in a non-terminal state when the journal ends",
+    "queued, never started": "accepted blocks that never left the queue",
+    "blocks with several attempts": "blocks whose highest attempt number is 2 or more "
+                                    "(they went through retrying)",
+    "retries": "moves into retrying, all blocks together (the manager's blocks_retried)",
+    "transitions": "lifecycle transitions of all blocks",
+    "reconciliation timeouts": "waits for reconciliation that ran out "
+                               "(reconciliation_timeout records)",
+    "halts": "times the manager halted",
+    "resumes": "times an operator resumed a halted manager",
+    "restarts": "manager starts after the first (component_initialization records - 1)",
+    "recoveries": "recoveries from the journal after a restart",
+}
+
+
+def total_definition(name: str) -> str:
+    """What the totals row ``name`` counts, in one line."""
+    if name.startswith("ended in "):
+        return f"blocks whose last transition was into {name.removeprefix('ended in ')}"
+    return TOTAL_DEFINITIONS.get(name, "")
+
+
+#: One line under each table of the report, saying what its numbers mean.
+TABLE_NOTES: dict[str, str] = {
+    "lifecycle": "count: how many times the run took that edge, all blocks together.",
+    "attempts": "attempts: a block's highest attempt number (1, and one more each time it "
+                "left retrying: routed again, or its outcome found by asking the venue); "
+                "blocks: how many blocks reached that number.",
+    "waits": "waits: reconciliation waits the manager measured itself, by the trigger "
+             "that ended each; longest: the longest of them, in seconds.",
+    "failures": "attempts: the block's highest attempt number (as in Attempts per block); "
+                "resolution: what its error code says to do.",
+    "halts": "halted for: from the halt to the resume, by the records' timestamps.",
+    "blocks": "attempts: highest attempt number; seconds: from accepted to where it is "
+              "now, by its records' timestamps (the manager's own measure for a reconciliation "
+              "wait); path: the states it went through.",
+    "labels": "Block ids longer than the charts print are shortened in the middle; "
+              "here in full.",
+}
 
 
 def halt_rows(report: RunReport) -> list[tuple[object, ...]]:
