@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from fsm_exec.core.lifecycle import INITIAL_STATE, TERMINAL_STATES
-from fsm_exec.journal.writer import JournalRecord, read_journal
+from fsm_exec.journal.reader import JournalRecord, read_journal
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
