@@ -80,7 +80,7 @@ def test_docs_csv_columns_match_the_code() -> None:
     """The journal format page's CSV column table is CSV_COLUMNS, in order."""
     from fsm_exec import CSV_COLUMNS
 
-    rows = table_rows(ROOT / "docs" / "journal-format.md", "| column | content |")
+    rows = table_rows(ROOT / "specs" / "journal.md", "| column | content |")
     assert tuple(r[0] for r in rows) == CSV_COLUMNS
 
 
