@@ -398,12 +398,14 @@ def test_backtest_fails_fast_and_resumes_on_next_call() -> None:
 
 
 def test_backtest_position_failure_halts() -> None:
-    """A position handler failure in backtest fails the block (EXEC-008) and halts."""
+    """A position handler failure in backtest fails the block (EXEC-008) and halts; only
+    'manual' runs on (a 'retry' raises, naming the halt)."""
     r = rig("backtest", position_failures=[True])
     with pytest.raises(ComponentError, match="EXEC-008"):
         r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.em.halted
-    r.em.update_state(T(1), "retry")
+    with pytest.raises(ComponentError, match="EXEC-008"):
+        r.em.update_state(T(1), "retry")
     assert r.em.queued_block_ids == ("b",)
     r.em.update_state(T(2), "manual")
     assert r.em.block_state("b") is BlockState.SUCCESS

@@ -15,8 +15,10 @@ from fsm_exec.boundary.canonical import (
     timestamp_problem,
 )
 from fsm_exec.core.errors import (
+    ERROR_CODES,
     ComponentError,
     InvalidArgumentError,
+    ManagerHaltedError,
     ManagerInterruptedError,
     describe_exception,
     safe_repr,
@@ -86,6 +88,31 @@ def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
             f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
             "call recover() first (it reads the queue, the finished blocks and a halt "
             "from it), or give the manager a new log directory to start afresh")
+
+
+def refuse_if_halted(self: ExecutionManager, call: str) -> None:
+    """In a mode whose policy says so (backtest: fail fast), a halted manager refuses
+    ``call``, naming the halt: a halt caught once cannot be ignored by calling on."""
+    if not (self._policy.halt_raises and self._halted):
+        return
+    raise ManagerHaltedError(self._halt_reason, halted_message(self, call))
+
+
+def halted_message(self: ExecutionManager, call: str) -> str:
+    reason = self._halt_reason
+    entry = ERROR_CODES.get(reason) if isinstance(reason, str) else None
+    what = f"{reason} {entry.message}" if entry is not None else self._quote(reason)
+    by = next((e["block_id"] for e in reversed(self._recent_errors)
+               if e["error_code"] == reason and e["block_id"] is not None), None)
+    if by is not None:
+        what += f", on block {self._quote(by)}"
+    queued = len(self._state.queue)
+    return (f"{call} refused: this manager is halted ({what}), and in "
+            f"{self._env.execution_mode} mode a halted manager refuses every call until it "
+            f"is resumed; {queued} queued block{'s' * (queued != 1)} "
+            f"wait{'s' * (queued == 1)}. Settle the positions in doubt, then cancel the "
+            "queued blocks computed from them (em.cancel(ts, reason=...)) and resume with "
+            "update_state(ts, 'manual')")
 
 
 def stamp(self: ExecutionManager, timestamp: Any) -> str:

@@ -377,7 +377,8 @@ class ExecutionManager:
 
         A refused batch (``EXEC-003``, ``EXEC-004``) queues nothing, does not stop queued work,
         and is raised once that work is done. ``manual`` resumes a halted manager. In backtest
-        a failed block raises its ``ComponentError`` and leaves the rest of the queue queued.
+        a failed block raises its ``ComponentError`` and leaves the rest of the queue queued,
+        and a halted manager raises :class:`ManagerHaltedError` for any other trigger.
         """
         self._check_usable()
         stamp = self._stamp(timestamp)
@@ -388,6 +389,8 @@ class ExecutionManager:
                 f"{self._quote(trigger_source)}")
             self._record_error(timestamp, err)
             raise err
+        if trigger_source != "manual":  # the resume is the one update a halt allows
+            self._refuse_if_halted(f"update_state({trigger_source!r})")
         me = threading.get_ident()
         with self._mutex:
             if self._interrupted is not None:  # retired since the entry check
@@ -476,9 +479,11 @@ class ExecutionManager:
 
         Safe from any thread and from collaborators (to queue follow-up blocks). Accepted
         means durable: the batch's records are on disk before this returns (called from a
-        collaborator during ``update_state``: before that call returns)."""
+        collaborator during ``update_state``: before that call returns). A halted backtest
+        manager raises :class:`ManagerHaltedError`."""
         self._check_usable()
         stamp = self._stamp(timestamp)
+        self._refuse_if_halted("execute_instruction_blocks")
         self._guarded(self._accept_now, timestamp, stamp, instruction_blocks)
 
     def _accept_now(self, timestamp: Any, stamp: str, instruction_blocks: Any) -> None:
@@ -500,7 +505,8 @@ class ExecutionManager:
         Atomic: an id that is unknown, in flight or finished refuses the whole call and
         nothing changes. Each cancelled block goes ``queued --cancel--> cancelled``, is
         journaled (and durable) before this returns, is never routed, and keeps its
-        ``block_id`` taken like any finished block. Works while the manager is halted.
+        ``block_id`` taken like any finished block. Works while the manager is halted (in
+        backtest too: it is the operator's lever, with the ``manual`` resume).
         """
         self._check_usable()
         if not isinstance(reason, str) or not reason.strip():
@@ -650,6 +656,7 @@ class ExecutionManager:
     _retired_error = guard.retired_error
     _check_usable = guard.check_usable
     _stamp = guard.stamp
+    _refuse_if_halted = guard.refuse_if_halted
     _start_journal = journaling.start_journal
     _write_checkpoint = journaling.write_checkpoint
     _maybe_checkpoint = journaling.maybe_checkpoint
