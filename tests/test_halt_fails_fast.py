@@ -73,3 +73,14 @@ def test_halted_error_survives_pickling() -> None:
         "EXEC-009", "EXEC-009", str(err))
     odd = ManagerHaltedError("disk gone", "halted")
     assert odd.error_code == "EXEC-011" and odd.halt_reason == "disk gone"
+
+
+def test_a_halt_with_no_block_is_named_by_its_code() -> None:
+    """A halt no block caused (the journal failed: EXEC-009) is named by its code alone."""
+    r = rig("backtest")
+    r.em._halt("EXEC-009")
+    with pytest.raises(ManagerHaltedError) as info:
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert info.value.error_code == "EXEC-009"
+    assert "halted (EXEC-009 Event log write failed)," in str(info.value)
+    assert "0 queued blocks wait." in str(info.value)

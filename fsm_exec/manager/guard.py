@@ -83,6 +83,10 @@ def retired_error(self: ExecutionManager) -> ManagerInterruptedError:
 def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
     if self._interrupted is not None:
         raise self._retired_error()
+    if self._closed:
+        raise InvalidArgumentError(
+            "this manager was closed (close(), or the end of its with block), and its "
+            "journal with it; build a new manager to go on")
     if self._needs_recovery and not recovering:
         raise InvalidArgumentError(
             f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "

@@ -162,6 +162,7 @@ class ExecutionManager:
         self._ts: Any = None
         self._busy: int | None = None  # the thread running update_state, if any
         self._interrupted: str | None = None
+        self._closed = False  # close(): its journal closed, every later call refused
         self._observer_failing = False
 
         self.reconciliation_status = "pending"
@@ -179,7 +180,8 @@ class ExecutionManager:
         if self._policy.durable_journal and getattr(event_logger, "mode", "live") != "live":
             raise InvalidArgumentError(
                 "a live manager needs a live journal: this EventLogger is in "
-                f"{getattr(event_logger, 'mode', '?')!r} mode (buffered, never fsynced), so "
+                f"{getattr(event_logger, 'mode', '?')!r} mode (it does not make a record "
+                "durable before the manager acts on it), so "
                 "an accepted block or a routed one could be lost in a crash; use "
                 "EventLogger(log_dir, 'live')")
         if health_manager is not None:  # first: a refusal here has claimed nothing
@@ -676,6 +678,31 @@ class ExecutionManager:
     _call_done = observing.call_done
     _notify_event = observing.notify_event
     _observer_failed = observing.observer_failed
+
+    def close(self) -> None:
+        """Close this manager's journal (its ``close()``: an :class:`EventLogger` writes
+        what it buffers, fsyncs it if its records are fsynced, and releases its files and
+        the directory's lock); every later call on the manager is refused. Safe to call
+        twice; the end of ``with ExecutionManager(...) as em:`` calls it, also when the
+        block raised. Call it once no call of this manager is running."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+        closer = getattr(self._log, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> ExecutionManager:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except Exception as err:
+            if exc is None:
+                raise
+            exc.add_note(f"Closing the manager's journal also failed: {err}")
 
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
                 | None = None) -> RecoveryReport:
