@@ -140,7 +140,8 @@ class ExecutionManager:
             if not callable(check):
                 raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
         # The pre-trade checks: prices first, then the desk's own (drivers/risk.py).
-        self._risk = RiskChecks(data_provider, risk_checks, self._redact)
+        self._risk = RiskChecks(data_provider, risk_checks, self._redact,
+                                self._cfg.asset_field)
         for obs in observers:
             if not isinstance(obs, Observer):
                 raise InvalidArgumentError(
@@ -570,7 +571,8 @@ class ExecutionManager:
         with self._mutex:
             try:
                 blocks, wires = convert_batch(batch, self._state.taken,
-                                              self._redact if self._redact else None)
+                                              self._redact if self._redact else None,
+                                              self._cfg.asset_field)
             except InvalidBlockError as exc:
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
