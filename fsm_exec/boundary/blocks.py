@@ -80,6 +80,19 @@ def finder(redact: Redact | None) -> Callable[[str], bool] | None:
     return finds
 
 
+def id_problem(v: str) -> str:
+    """What is wrong with ``v`` as a ``block_id``: its first character outside
+    ``[A-Za-z0-9._:-]`` and that character's position (from 0), or its length."""
+    if not v:
+        return "it is empty"
+    for i, c in enumerate(v):
+        if not _BLOCK_ID.fullmatch(c):
+            hint = (": an id made from a timestamp can use ts.strftime('%Y%m%dT%H%M%S')"
+                    if c in " +" else "")
+            return f"{c!r} at position {i}{hint}"
+    return f"it is {len(v)} characters long"
+
+
 def _field_name(name: object, redact: Redact | None) -> str:
     text = name if isinstance(name, str) else safe_repr(name)
     return shorten(redact(text) if redact is not None else text)
@@ -116,8 +129,8 @@ def convert_block(item: object, redact: Redact | None = None,
         if not isinstance(v, str):
             out.append(("block_id", f"must be a string, {_got(v, redact)}"))
         elif _BLOCK_ID.fullmatch(v) is None:
-            out.append(("block_id", "must be 1-64 characters of letters, digits and ._:- "
-                                    f"{_got(v, redact)[4:]}"))
+            out.append(("block_id", f"must be 1-64 characters of letters, digits and ._:- "
+                                    f"({id_problem(v)}), {_got(v, redact)[4:]}"))
         elif finds is not None and finds(v):
             out.append(("block_id", _SECRET))
         else:

@@ -538,6 +538,21 @@ def canonical_timestamp(ts: Any) -> str | None:
     return None
 
 
+def assume_zone(ts: Any, zone: dt.tzinfo) -> Any:
+    """A naive ``datetime`` (``pandas.Timestamp`` included) or a naive ISO 8601 string read
+    as a time in ``zone`` (an aware datetime); anything else as it is. What a manager given
+    ``assume_timezone`` does with a timestamp :func:`canonical_timestamp` refused."""
+    if isinstance(ts, dt.datetime):
+        return ts.replace(tzinfo=zone) if ts == ts and ts.utcoffset() is None else ts
+    if isinstance(ts, str) and len(ts) <= 64:
+        try:
+            parsed = dt.datetime.fromisoformat(ts)
+        except ValueError:
+            return ts
+        return parsed.replace(tzinfo=zone) if parsed.utcoffset() is None else ts
+    return ts
+
+
 _OUT_OF_RANGE = ("a time whose UTC instant is outside the years 1-9999 (a datetime holds no "
                  "other)")
 
@@ -558,10 +573,16 @@ def timestamp_problem(ts: Any) -> str:
         if ts.utcoffset() is not None:
             return _OUT_OF_RANGE
         return ("a naive datetime (no timezone): make it aware, e.g. "
-                "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC')")
+                "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC'), or say "
+                "which zone naive times are in: ExecutionManager(..., "
+                "assume_timezone='UTC')")
     if isinstance(ts, str):
         if parse_timestamp(ts) is None and _parses(ts):
             return _OUT_OF_RANGE
+        if assume_zone(ts, dt.UTC) is not ts:
+            return ("an ISO 8601 time without an offset: add one (e.g. "
+                    "'2025-10-01T00:00:00Z'), or say which zone naive times are in: "
+                    "ExecutionManager(..., assume_timezone='UTC')")
         return ("a string that is not an ISO 8601 time with an offset (e.g. "
                 "'2025-10-01T00:00:00+00:00' or '2025-10-01T00:00Z')")
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool):

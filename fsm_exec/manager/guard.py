@@ -7,10 +7,13 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.boundary.canonical import (
+    assume_zone,
     canonical_timestamp,
     timestamp_problem,
 )
@@ -94,6 +97,22 @@ def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
             "from it), or give the manager a new log directory to start afresh")
 
 
+def time_zone(value: object) -> dt.tzinfo | None:
+    """``assume_timezone`` as a tzinfo: ``None``, a ``tzinfo``, or an IANA zone name
+    (``'UTC'``, ``'America/New_York'``); anything else is refused."""
+    if value is None or isinstance(value, dt.tzinfo):
+        return value
+    if isinstance(value, str) and value and value.isascii() and value.isprintable():
+        try:
+            return zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    raise InvalidArgumentError(
+        f"assume_timezone: must be None (naive timestamps refused), a tzinfo or an IANA "
+        f"time zone name such as 'UTC' or 'America/New_York', got "
+        f"{type(value).__name__} {shorten(safe_repr(value))}")
+
+
 def refuse_if_halted(self: ExecutionManager, call: str) -> None:
     """In a mode whose policy says so (backtest: fail fast), a halted manager refuses
     ``call``, naming the halt: a halt caught once cannot be ignored by calling on."""
@@ -120,8 +139,11 @@ def halted_message(self: ExecutionManager, call: str) -> str:
 
 
 def stamp(self: ExecutionManager, timestamp: Any) -> str:
-    """The journal's canonical form of a caller's timestamp, or a clear refusal."""
+    """The journal's canonical form of a caller's timestamp, or a clear refusal (a naive
+    one is read in ``assume_timezone``, when the manager was given one)."""
     stamp = canonical_timestamp(timestamp)
+    if stamp is None and self._assume_tz is not None:  # naive times, read in the zone given
+        stamp = canonical_timestamp(assume_zone(timestamp, self._assume_tz))
     if stamp is None:
         raise InvalidArgumentError(
             f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "

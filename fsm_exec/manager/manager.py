@@ -8,6 +8,7 @@ the read APIs give a consistent snapshot from any thread.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import sys
 import threading
 import time
@@ -100,7 +101,9 @@ class ExecutionManager:
     """Runs instruction blocks one at a time: route, hand off deltas, wait for reconciliation.
 
     Collaborators, clock and sleep are given once here and never passed at runtime. See
-    ``specs/execution_manager.md`` for the full contract.
+    ``specs/execution_manager.md`` for the full contract. ``assume_timezone`` (a zone name
+    such as ``'UTC'``, or a ``tzinfo``) reads naive timestamps (a framework's naive
+    ``pandas.Timestamp``) as times in that zone; by default they are refused.
     """
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -115,12 +118,16 @@ class ExecutionManager:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  risk_checks: Sequence[RiskCheck] = (),
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (),
+                 assume_timezone: str | dt.tzinfo | None = None) -> None:
         self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
             (config, data_provider, execution_mode, position_update_handler,
              execution_interface_manager, reconciliation_component),
             {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
-             "sleep": sleep, "risk_checks": risk_checks, "observers": observers})
+             "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
+             "assume_timezone": assume_timezone})
+        # Naive timestamps are refused unless the caller says which zone they are in.
+        self._assume_tz = guard.time_zone(assume_timezone)
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
