@@ -231,3 +231,18 @@ def test_a_manager_without_a_journal_closes_too() -> None:
         em.update_state(T(0), "strategy_manager", blocks("a"))
     with pytest.raises(InvalidArgumentError, match="closed"):
         em.execute_instruction_blocks(T(1), blocks("b"))
+
+
+def test_a_live_logger_dropped_unclosed_fsyncs_what_it_left_unsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live EventLogger collected without close() fsyncs the records written with
+    sync=False (as close() would) and releases its lock."""
+    calls = count_fsyncs(monkeypatch)
+    log = EventLogger(tmp_path, "live")
+    log.log_event(T(0), "tick", "Strategy", {"i": 0}, sync=False)
+    before = len(calls)
+    del log
+    gc.collect()
+    assert len(calls) == before + 1
+    assert len(list(read_journal(tmp_path, "Strategy"))) == 1
+    EventLogger(tmp_path, "live").close()
