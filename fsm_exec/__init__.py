@@ -21,6 +21,7 @@ from fsm_exec.core.errors import (
     EventLogError,
     InvalidArgumentError,
     InvalidBlockError,
+    ManagerHaltedError,
     ManagerInterruptedError,
     QueueFullError,
     ReentrantCallError,
@@ -46,6 +47,7 @@ from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from fsm_exec.journal.files import JournalCorruptError, journal_files
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.reader import JournalRecord, read_journal
+from fsm_exec.journal.runs import backtest_run
 from fsm_exec.journal.state import RecoveryReport
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
@@ -91,6 +93,7 @@ __all__ = [
     "JournalFrames",
     "JournalLockedError",
     "JournalRecord",
+    "ManagerHaltedError",
     "ManagerInterruptedError",
     "PositionUpdateHandler",
     "QueueFullError",
@@ -102,6 +105,7 @@ __all__ = [
     "Severity",
     "Trigger",
     "UnifiedHealthManager",
+    "backtest_run",
     "check_journal",
     "check_prices",
     "disable_logging",

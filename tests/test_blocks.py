@@ -147,8 +147,9 @@ def test_number_subclasses_accepted_as_amounts() -> None:
 
 
 def test_keys_not_named_amount_are_free() -> None:
-    """Only `amount` and `*_amount` keys are checked as amounts; other keys take any value."""
-    instr = {"amounts": "x", "amount_usd": "y", "AMOUNT": None, "note": float("nan"), "side": 1}
+    """Only `amount` and `*_amount` keys are checked as amounts; other keys take any value
+    (but NaN and infinities: see test_no_nan_or_infinity_anywhere_in_a_block)."""
+    instr = {"amounts": "x", "amount_usd": "y", "AMOUNT": None, "note": 1.5, "side": 1}
 
     (b,) = validate_batch([block(instructions=[instr])], frozenset())
 

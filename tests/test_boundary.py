@@ -306,7 +306,7 @@ def test_values_the_journal_cannot_hold_refuse_the_batch(instruction: dict[str, 
 @pytest.mark.parametrize(("ts", "why"), [
     (pd.NaT, "NaT"),
     ("=1+1", "not an ISO 8601 time with an offset"),
-    ("2025-10-01T00:00:00", "not an ISO 8601 time with an offset"),
+    ("2025-10-01T00:00:00", "an ISO 8601 time without an offset"),
     (dt.datetime(2025, 10, 1), "naive datetime"),
     (pd.Timestamp("2025-10-01"), "naive datetime"),
     (1_759_276_800_000, "milliseconds or nanoseconds"),

@@ -206,9 +206,9 @@ def _two_days(tmp_path: Path) -> Path:
         em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(),
                               SimVenue(), Reconciled(), event_logger=log)
         em.update_state(T(0), "strategy_manager", [{"block_id": "a", "action": "trade",
-                        "priority": 1, "instructions": [{"venue": "spot"}]}])
+                        "priority": 1, "instructions": [{"venue": "spot", "token": "ETH"}]}])
         em.update_state(T(60), "strategy_manager", [{"block_id": "b", "action": "trade",
-                        "priority": 1, "instructions": [{"venue": "spot"}]}])
+                        "priority": 1, "instructions": [{"venue": "spot", "token": "ETH"}]}])
     return log_dir / "execution_manager_events.jsonl"
 
 

@@ -92,6 +92,7 @@ def test_values_kept_as_given(build: Build) -> None:
         "max_retries": 9, "retry_delay_seconds": 2, "max_retry_delay_seconds": 2.0,
         "max_queue_size": 1, "duplicate_window": 5, "not_found_confirmations": 1,
         "not_found_interval_seconds": 0, "not_found_min_age_seconds": 0.5,
+        "asset_field": "symbol",
     }
 
     cfg = build(fields)
@@ -345,7 +346,7 @@ def test_from_dict_wraps_unexpected_failures() -> None:
 
 @BUILDERS
 @pytest.mark.parametrize("field", [f.name for f in attrs.fields(ExecutionConfig)
-                                   if f.name != "strategy_mode"])
+                                   if f.name not in ("strategy_mode", "asset_field")])
 def test_bad_value_not_echoed(build: Build, field: str) -> None:
     """A secret put by mistake in an own field is not repeated in the error."""
     err = refused(build, {field: CANARY})

@@ -660,7 +660,7 @@ def test_rotation_deletes_rotated_files_older_than_retention(tmp_path: Path,
     boundary.write_bytes(raw_record(3))
     other.write_bytes(raw_record(1, "HTTPVenue"))
     (tmp_path / "notes.txt").write_text("not a journal")
-    kwargs = {} if retention is None else {"retention_days": retention}
+    kwargs: dict[str, Any] = {} if retention is None else {"retention_days": retention}
     clock = Clock()
     with EventLogger(tmp_path, "live", today=clock, **kwargs) as el:
         assert el.retention_days == keep

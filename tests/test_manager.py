@@ -334,11 +334,10 @@ def test_finished_ids_are_remembered_for_ten_thousand_blocks() -> None:
     """The last 10,000 finished block_ids are refused; older ones may be used again."""
     em = ExecutionManager({"max_queue_size": 20_000}, StaticDataProvider(), "backtest",
                           SimPositionHandler(), SimVenue(), SimReconciliation())
-    em.update_state(T(0), "strategy_manager", [block(f"b{i}", token=None)
-                                            for i in range(10_001)])
-    em.execute_instruction_blocks(T(1), [block("b0", token=None)])  # the 10,001st oldest
+    em.update_state(T(0), "strategy_manager", [block(f"b{i}") for i in range(10_001)])
+    em.execute_instruction_blocks(T(1), [block("b0")])  # the 10,001st oldest
     with pytest.raises(InvalidBlockError):
-        em.execute_instruction_blocks(T(1), [block("b1", token=None)])
+        em.execute_instruction_blocks(T(1), [block("b1")])
 
 
 def test_queue_overflow_refuses_batch_whole() -> None:
@@ -398,12 +397,14 @@ def test_backtest_fails_fast_and_resumes_on_next_call() -> None:
 
 
 def test_backtest_position_failure_halts() -> None:
-    """A position handler failure in backtest fails the block (EXEC-008) and halts."""
+    """A position handler failure in backtest fails the block (EXEC-008) and halts; only
+    'manual' runs on (a 'retry' raises, naming the halt)."""
     r = rig("backtest", position_failures=[True])
     with pytest.raises(ComponentError, match="EXEC-008"):
         r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     assert r.em.halted
-    r.em.update_state(T(1), "retry")
+    with pytest.raises(ComponentError, match="EXEC-008"):
+        r.em.update_state(T(1), "retry")
     assert r.em.queued_block_ids == ("b",)
     r.em.update_state(T(2), "manual")
     assert r.em.block_state("b") is BlockState.SUCCESS
@@ -648,17 +649,17 @@ def test_price_validation_in_backtest_raises() -> None:
         r.em.update_state(T(0), "strategy_manager", blocks("a"))
 
 
-def test_instruction_without_token_needs_no_price() -> None:
-    """Only instructions that name a token are price-checked; market data is not fetched."""
-
-    class NoData:
-        def get_data(self, ts: Any) -> Any:
-            raise AssertionError("fetched")
-
-    em = ExecutionManager({}, NoData(), "backtest", SimPositionHandler(), SimVenue(),
-                          SimReconciliation())
-    em.update_state(T(0), "strategy_manager", [block("a", token=None)])
-    assert em.block_state("a") is BlockState.SUCCESS
+def test_instruction_without_token_is_refused() -> None:
+    """An instruction naming no asset cannot be price-checked: refused (EXEC-004) at
+    acceptance, naming the field and the config's asset_field; nothing queued."""
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation())
+    with pytest.raises(InvalidBlockError) as info:
+        em.update_state(T(0), "strategy_manager", [block("a", token=None)])
+    (problem,) = info.value.problems
+    assert problem.field == "instructions[0].token"
+    assert "required field is missing" in problem.reason and "asset_field" in problem.reason
+    assert em.block_state("a") is None
 
 
 def test_market_data_failure_fails_price_validation() -> None:
@@ -893,14 +894,15 @@ def test_no_secret_reaches_events_or_errors() -> None:
 # ------------------------------------------------------------------------ edge paths
 
 
-def test_only_instructions_with_a_token_are_priced() -> None:
-    """In a mixed block, instructions without a token are skipped by price validation."""
-    b = {**block("a"), "instructions": [{"venue": "lending", "amount": 5.0},
+def test_every_instruction_is_priced() -> None:
+    """In a block, every instruction's token is priced: the first without a price fails
+    the block (EXEC-005), naming it."""
+    b = {**block("a"), "instructions": [{"venue": "lending", "token": "ETH", "amount": 5.0},
                                         {"venue": "spot", "token": "BTC", "amount": 1.0}]}
     r = rig(prices={"ETH": 3000.0})
     r.em.update_state(T(0), "strategy_manager", [b])
     reason = r.events("block_transition")[-1]["reason"]
-    assert "instructions[1]" in reason and "BTC" in reason
+    assert "instructions[1]" in reason and "token 'BTC'" in reason
 
 
 def test_market_data_without_prices_fails_price_validation() -> None:

@@ -15,6 +15,9 @@ from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
+#: The instruction field that names the asset (what the price check prices), unless the
+#: config's ``asset_field`` says otherwise.
+ASSET_FIELD = "token"
 _BLOCK_FIELD_SET = frozenset(BLOCK_FIELDS)
 _BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -77,19 +80,36 @@ def finder(redact: Redact | None) -> Callable[[str], bool] | None:
     return finds
 
 
+def id_problem(v: str) -> str:
+    """What is wrong with ``v`` as a ``block_id``: its first character outside
+    ``[A-Za-z0-9._:-]`` and that character's position (from 0), or its length."""
+    if not v:
+        return "it is empty"
+    for i, c in enumerate(v):
+        if not _BLOCK_ID.fullmatch(c):
+            hint = (": an id made from a timestamp can use ts.strftime('%Y%m%dT%H%M%S')"
+                    if c in " +" else "")
+            return f"{c!r} at position {i}{hint}"
+    return f"it is {len(v)} characters long"
+
+
 def _field_name(name: object, redact: Redact | None) -> str:
     text = name if isinstance(name, str) else safe_repr(name)
     return shorten(redact(text) if redact is not None else text)
 
 
-def convert_block(item: object, redact: Redact | None = None
+def convert_block(item: object, redact: Redact | None = None,
+                  asset_field: str | None = None
                   ) -> tuple[list[tuple[str, str]], InstructionBlock | None, Any]:
     """Check one submitted block and convert it: ``(problems, block, wire)``.
 
     ``problems`` lists every ``(field path, reason)``; when it is empty, ``block`` is the
     canonical block and ``wire`` its instructions as the journal writes them. A block is
     never redacted: one holding a secret (anything ``redact`` would change) is refused,
-    and the problems quote it redacted."""
+    and the problems quote it redacted. No number anywhere in an instruction is NaN or
+    infinite. With ``asset_field`` (the manager passes its config's) every instruction
+    names its asset there, a non-empty string (what the price check prices); without it a
+    ``token``, when present, is one."""
     finds = finder(redact)
     if isinstance(item, InstructionBlock):
         item = attrs.asdict(item, recurse=False)  # as given: to_dict() would coerce or crash
@@ -109,8 +129,8 @@ def convert_block(item: object, redact: Redact | None = None
         if not isinstance(v, str):
             out.append(("block_id", f"must be a string, {_got(v, redact)}"))
         elif _BLOCK_ID.fullmatch(v) is None:
-            out.append(("block_id", "must be 1-64 characters of letters, digits and ._:- "
-                                    f"{_got(v, redact)[4:]}"))
+            out.append(("block_id", f"must be 1-64 characters of letters, digits and ._:- "
+                                    f"({id_problem(v)}), {_got(v, redact)[4:]}"))
         elif finds is not None and finds(v):
             out.append(("block_id", _SECRET))
         else:
@@ -158,12 +178,18 @@ def convert_block(item: object, redact: Redact | None = None
                     out.append((path, f"keys must be strings, {_got(k, redact)}"))
                 if bad_keys:
                     continue
-                token = instr.get("token")
-                if "token" in instr and not (isinstance(token, str) and token):
-                    out.append((f"{path}.token", f"must be a non-empty string, "
-                                                 f"{_got(token, redact)}"))
+                named = asset_field or ASSET_FIELD
+                if named not in instr:
+                    if asset_field is not None:
+                        out.append((f"{path}.{_field_name(named, redact)}",
+                                    _missing_asset(named)))
+                else:
+                    asset = instr[named]
+                    if not (isinstance(asset, str) and asset):
+                        out.append((f"{path}.{_field_name(named, redact)}",
+                                    f"must be a non-empty string, {_got(asset, redact)}"))
                 conv = canonical(instr, path=path, redact=redact, amounts=True,
-                                 refuse=finds)
+                                 refuse=finds, finite=True)
                 if conv.problems:
                     out.extend(_split(p) for p in conv.problems)
                     continue
@@ -177,23 +203,35 @@ def convert_block(item: object, redact: Redact | None = None
     return out, block, (block.instructions if same else wires)
 
 
+def _missing_asset(field: str) -> str:
+    if field == ASSET_FIELD:
+        return ("required field is missing: the price check prices the asset it names (if "
+                "your instructions name their asset in another field, say which in the "
+                "config's asset_field)")
+    return ("required field is missing: the config's asset_field names it as the field "
+            "that holds the asset the price check prices")
+
+
 def _split(problem: str) -> tuple[str, str]:
     path, _, reason = problem.partition(": ")
     return path, reason
 
 
-def check_block(item: object, redact: Redact | None = None) -> list[tuple[str, str]]:
+def check_block(item: object, redact: Redact | None = None,
+                asset_field: str | None = None) -> list[tuple[str, str]]:
     """Every ``(field path, reason)`` problem with one submitted block."""
-    return convert_block(item, redact)[0]
+    return convert_block(item, redact, asset_field)[0]
 
 
-def convert_batch(batch: object, taken: Container[str], redact: Redact | None = None
+def convert_batch(batch: object, taken: Container[str], redact: Redact | None = None,
+                  asset_field: str | None = None
                   ) -> tuple[list[InstructionBlock], list[Any]]:
     """Validate and convert a whole batch: its canonical blocks and their instructions'
     journal forms, or :class:`InvalidBlockError` listing every problem at once.
 
     ``taken`` holds the ``block_id``s that may not be used again (queued, in flight, or
-    recently finished). The batch is refused whole if any block is bad."""
+    recently finished). The batch is refused whole if any block is bad. ``asset_field``:
+    see :func:`convert_block`."""
     if not isinstance(batch, list | tuple):
         raise InvalidBlockError(
             [BlockProblem(0, None, "", f"the batch must be a list of mappings, "
@@ -205,14 +243,14 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
     finds = finder(redact)
     for index, item in enumerate(batch):
         if not problems:
-            fast = _plain_valid_block(item, finds)
+            fast = _plain_valid_block(item, finds, asset_field)
             if fast is not None and fast.block_id not in seen and fast.block_id not in taken:
                 seen.add(fast.block_id)
                 blocks.append(fast)
                 wires.append(fast.instructions)
                 continue
         # The careful path: every problem, with its field, for the error.
-        found, block, wire = convert_block(item, redact)
+        found, block, wire = convert_block(item, redact, asset_field)
         raw_id = item.get("block_id") if isinstance(item, Mapping) else (
             item.block_id if isinstance(item, InstructionBlock) else None)
         block_id = (str.__str__(raw_id) if isinstance(raw_id, str)
@@ -234,18 +272,18 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
     return blocks, wires
 
 
-def validate_batch(batch: object, taken: Container[str], redact: Redact | None = None
-                   ) -> list[InstructionBlock]:
+def validate_batch(batch: object, taken: Container[str], redact: Redact | None = None,
+                   asset_field: str | None = None) -> list[InstructionBlock]:
     """Validate a whole batch; return its canonical blocks, or raise listing every problem
     at once (see :func:`convert_batch`)."""
-    return convert_batch(batch, taken, redact)[0]
+    return convert_batch(batch, taken, redact, asset_field)[0]
 
 
 _ID_OK = _BLOCK_ID.fullmatch
 
 
-def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
-                       ) -> InstructionBlock | None:
+def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None,
+                       asset_field: str | None = None) -> InstructionBlock | None:
     """The block, if ``item`` is a plain dict of flat instructions of plain values that
     :func:`convert_block` would pass unchanged; else ``None`` (then the careful path
     decides). The per-block hot path: checked once, without collecting anything, and
@@ -265,8 +303,9 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
             or (finds is not None and (finds(action) or finds(block_id)))):
         return None
     copies = []
+    asset = asset_field or ASSET_FIELD
     for instr in instructions:
-        if type(instr) is not dict:
+        if type(instr) is not dict or (asset_field is not None and asset not in instr):
             return None
         for key, value in instr.items():
             if type(key) is not str or not key.isascii() or (finds is not None and finds(key)):
@@ -277,10 +316,10 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None
                         (kind is int and is_plain(value))):
                     return None  # Decimals, numpy numbers, NaN: the careful path decides
             elif kind is str:
-                if not value.isascii() or (key == "token" and not value) or (
+                if not value.isascii() or (key == asset and not value) or (
                         finds is not None and finds(value)):
                     return None
-            elif not is_plain(value) or key == "token":
+            elif not is_plain(value) or key == asset:
                 return None
         if len(instr) == 1 and next(iter(instr)) in TAGS:
             return None  # a dict that reads as a journal tag: the careful path wraps it

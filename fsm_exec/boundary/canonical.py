@@ -112,15 +112,16 @@ def _exact_real(v: numbers.Real) -> float | Decimal | None:
 class _Walk:
     """One conversion: collects problems, knows whether a tag is needed."""
 
-    __slots__ = ("problems", "special", "redact", "refuse", "amounts", "seen")
+    __slots__ = ("problems", "special", "redact", "refuse", "amounts", "finite", "seen")
 
     def __init__(self, redact: Callable[[str], str] | None, amounts: bool,
-                 refuse: Callable[[str], bool] | None = None) -> None:
+                 refuse: Callable[[str], bool] | None = None, finite: bool = False) -> None:
         self.problems: list[tuple[str, str]] = []
         self.special = False  # some value needs a tag in the journal
         self.redact = redact
         self.refuse = refuse  # strings it finds are refused, not redacted
         self.amounts = amounts  # check amount / *_amount keys at every depth
+        self.finite = finite  # no NaN or infinity anywhere (a block)
         self.seen: set[int] = set()  # containers on the current path (cycles)
 
     def fail(self, path: str, reason: str) -> None:
@@ -156,6 +157,10 @@ class _Walk:
             return self.text(v, path)
         if t is float:
             if not math.isfinite(v):
+                if self.finite:
+                    self.fail(path, f"must be a finite number (no NaN or infinity anywhere "
+                                    f"in a block), {self.got(v)}")
+                    return None
                 self.special = True
             return v
         if t is int:
@@ -191,6 +196,10 @@ class _Walk:
         if isinstance(v, enum.Enum):
             return self.value(v.value, path, depth)
         if isinstance(v, Decimal):
+            if self.finite and not v.is_finite():
+                self.fail(path, f"must be a finite number (no NaN or infinity anywhere in a "
+                                f"block), {self.got(v)}")
+                return None
             self.special = True
             return v
         if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
@@ -361,15 +370,16 @@ class _Walk:
 
 
 def canonical(value: Any, *, path: str = "$", redact: Callable[[str], str] | None = None,
-              amounts: bool = False, refuse: Callable[[str], bool] | None = None
-              ) -> Converted:
+              amounts: bool = False, refuse: Callable[[str], bool] | None = None,
+              finite: bool = False) -> Converted:
     """Convert ``value`` to its canonical form (see the module's doc for the rules).
 
     ``redact`` is applied to every string and key (and to the values quoted in problems);
     with ``refuse``, a string or key it finds (a secret) is a problem instead, and nothing
     is redacted; ``amounts`` checks ``amount`` and ``*_amount`` keys at every depth
+    (blocks); ``finite`` refuses NaN and infinities (float or Decimal) at every depth
     (blocks)."""
-    walk = _Walk(redact, amounts, refuse)
+    walk = _Walk(redact, amounts, refuse, finite)
     out = walk.value(value, path, 0)
     problems = tuple(f"{p}: {r}" for p, r in walk.problems)
     if problems:
@@ -528,6 +538,21 @@ def canonical_timestamp(ts: Any) -> str | None:
     return None
 
 
+def assume_zone(ts: Any, zone: dt.tzinfo) -> Any:
+    """A naive ``datetime`` (``pandas.Timestamp`` included) or a naive ISO 8601 string read
+    as a time in ``zone`` (an aware datetime); anything else as it is. What a manager given
+    ``assume_timezone`` does with a timestamp :func:`canonical_timestamp` refused."""
+    if isinstance(ts, dt.datetime):
+        return ts.replace(tzinfo=zone) if ts == ts and ts.utcoffset() is None else ts
+    if isinstance(ts, str) and len(ts) <= 64:
+        try:
+            parsed = dt.datetime.fromisoformat(ts)
+        except ValueError:
+            return ts
+        return parsed.replace(tzinfo=zone) if parsed.utcoffset() is None else ts
+    return ts
+
+
 _OUT_OF_RANGE = ("a time whose UTC instant is outside the years 1-9999 (a datetime holds no "
                  "other)")
 
@@ -548,10 +573,16 @@ def timestamp_problem(ts: Any) -> str:
         if ts.utcoffset() is not None:
             return _OUT_OF_RANGE
         return ("a naive datetime (no timezone): make it aware, e.g. "
-                "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC')")
+                "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC'), or say "
+                "which zone naive times are in: ExecutionManager(..., "
+                "assume_timezone='UTC')")
     if isinstance(ts, str):
         if parse_timestamp(ts) is None and _parses(ts):
             return _OUT_OF_RANGE
+        if assume_zone(ts, dt.UTC) is not ts:
+            return ("an ISO 8601 time without an offset: add one (e.g. "
+                    "'2025-10-01T00:00:00Z'), or say which zone naive times are in: "
+                    "ExecutionManager(..., assume_timezone='UTC')")
         return ("a string that is not an ISO 8601 time with an offset (e.g. "
                 "'2025-10-01T00:00:00+00:00' or '2025-10-01T00:00Z')")
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool):

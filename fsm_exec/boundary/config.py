@@ -93,9 +93,19 @@ class ExecutionConfig:
     not_found_confirmations: int = 3
     not_found_interval_seconds: float = 1.0
     not_found_min_age_seconds: float = 5.0
+    asset_field: str = "token"
 
     def __attrs_post_init__(self) -> None:
         problems: list[str] = []
+        field = self.asset_field
+        if not (isinstance(field, str) and field.isascii() and field.isprintable()
+                and field.strip() == field and field):
+            problems.append(f"asset_field: must be the name of an instruction field (a "
+                            f"non-empty printable ASCII string with no surrounding spaces), "
+                            f"got {_describe(field)}")
+        elif field == "amount" or field.endswith("_amount"):
+            problems.append("asset_field: an amount field holds a number, never the asset's "
+                            "name: name the field that holds it (token, symbol ...)")
         if self.strategy_mode is not None and (
                 not isinstance(self.strategy_mode, str) or not self.strategy_mode.strip()):
             problems.append(f"strategy_mode: must be a non-empty string, got "
@@ -159,9 +169,16 @@ class ExecutionConfig:
         """A short stable hash of the fields (for logs: never the values themselves)."""
         # Equal configs hash alike: 30 and 30.0 are the same timeout.
         fields = {k: int(v) if isinstance(v, float) and v.is_integer() else v
-                  for k, v in attrs.asdict(self).items()}
+                  for k, v in attrs.asdict(self).items()
+                  if not (k in _HASHED_IF_CHANGED and v == _HASHED_IF_CHANGED[k])}
         raw = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+#: Fields added after journals began to carry the config's digest: hashed only when they
+#: differ from their default, so a config that leaves them alone keeps the digest earlier
+#: versions wrote.
+_HASHED_IF_CHANGED: Mapping[str, object] = {"asset_field": "token"}
 
 
 def _as_written(problem: str, written: Mapping[str, str]) -> str:

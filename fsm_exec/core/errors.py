@@ -301,3 +301,15 @@ class ManagerInterruptedError(ComponentError, RuntimeError):
 
     def __init__(self, message: str) -> None:
         super().__init__("EXEC-017", message)
+
+
+class ManagerHaltedError(ComponentError, RuntimeError):
+    """A call on a halted manager in a mode that fails fast (backtest): the halt cannot be
+    caught once and ignored. ``error_code`` is the halt's own code (``EXEC-008`` ...) when it
+    is one; ``halt_reason`` is the halt's reason as the status reports it."""
+
+    def __init__(self, halt_reason: str | None, message: str) -> None:
+        self.halt_reason = halt_reason
+        code = halt_reason if isinstance(halt_reason, str) and halt_reason in ERROR_CODES \
+            else "EXEC-011"
+        super().__init__(code, message)

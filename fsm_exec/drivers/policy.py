@@ -31,11 +31,16 @@ class ModePolicy:
     #: The journal must make each record durable before the manager acts on it (an
     #: ``EventLogger`` in live mode: fsynced).
     durable_journal: bool
+    #: Every call on a halted manager raises ``ManagerHaltedError`` naming the halt (but
+    #: ``update_state(ts, 'manual')``, the resume, and ``cancel``, the operator's levers):
+    #: a halt caught once cannot be ignored. Otherwise a halted manager still queues
+    #: batches and reports ``halted: True`` in its status.
+    halt_raises: bool
 
 
 BACKTEST = ModePolicy("backtest", BacktestDriver, fail_fast=True, journal_hand_offs=False,
-                      durable_journal=False)
+                      durable_journal=False, halt_raises=True)
 LIVE = ModePolicy("live", LiveDriver, fail_fast=False, journal_hand_offs=True,
-                  durable_journal=True)
+                  durable_journal=True, halt_raises=False)
 #: The policy of each mode, by name.
 POLICIES: dict[str, ModePolicy] = {p.mode: p for p in (BACKTEST, LIVE)}

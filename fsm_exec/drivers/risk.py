@@ -1,9 +1,10 @@
 """Pre-trade risk checks: the first step of routing, before any venue is called.
 
-:func:`check_prices` always runs first (every instruction naming a ``token`` needs a finite
-positive price); a desk's own checks (:class:`~fsm_exec.RiskCheck`) follow in order. A
-refusal fails the block (``routing --fail--> failed``) with ``EXEC-005`` (prices, market
-data) or ``EXEC-006`` (a desk's check), and the venue is never called.
+:func:`check_prices` always runs first (the asset every instruction names, in ``token`` or
+the config's ``asset_field``, needs a finite positive price); a desk's own checks
+(:class:`~fsm_exec.RiskCheck`) follow in order. A refusal fails the block
+(``routing --fail--> failed``) with ``EXEC-005`` (prices, market data) or ``EXEC-006`` (a
+desk's check), and the venue is never called.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.blocks import ASSET_FIELD, InstructionBlock
 from fsm_exec.boundary.protocols import DataProvider, RiskCheck
 from fsm_exec.core.errors import describe_exception
 
@@ -39,47 +40,45 @@ def _positive_price(p: object) -> bool:
         return False
 
 
-def check_prices(block: InstructionBlock, market_data: Mapping[str, Any]) -> str | None:
-    """The first pre-trade check: every instruction naming a ``token`` needs a price.
+def check_prices(block: InstructionBlock, market_data: Mapping[str, Any], *,
+                 asset_field: str = ASSET_FIELD) -> str | None:
+    """The first pre-trade check: the asset each instruction names in ``asset_field``
+    (``token`` unless the config's ``asset_field`` says otherwise) needs a price.
 
-    The price must be a finite number > 0 in ``market_data['prices']``.
+    The price must be a finite number > 0 in ``market_data['prices']``. The manager
+    accepts no instruction without the field; one given here without it is refused.
     """
     prices = (market_data.get("prices")
               if type(market_data) is dict or isinstance(market_data, Mapping) else None)
     if not (type(prices) is dict or isinstance(prices, Mapping)):
         prices = None
     for i, instr in enumerate(block.instructions):
-        token = instr.get("token")
+        token = instr.get(asset_field)
         if token is None:
-            continue
+            return f"instructions[{i}]: names no asset (no {asset_field!r} field) to price"
         if prices is None:
             return "market data has no prices"
         if not _positive_price(prices.get(token)):
-            return f"instructions[{i}]: no finite positive price for token {token!r}"
+            return f"instructions[{i}]: no finite positive price for {asset_field} {token!r}"
     return None
 
 
 class RiskChecks:
     """The pre-trade checks of one manager: prices first, then the desk's own, in order."""
 
-    __slots__ = ("checks", "data_provider", "redact")
+    __slots__ = ("asset_field", "checks", "data_provider", "redact")
 
     def __init__(self, data_provider: DataProvider, checks: Sequence[RiskCheck],
-                 redact: Callable[[str], str]) -> None:
+                 redact: Callable[[str], str], asset_field: str = ASSET_FIELD) -> None:
         self.data_provider = data_provider
         self.checks: tuple[RiskCheck, ...] = (check_prices, *checks)
         self.redact = redact
+        self.asset_field = asset_field
 
     def refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
         """``(error code, reason)`` of the first check that refuses ``block``, else ``None``.
         A check that raises, or market data that cannot be had, refuses (redacted)."""
         checks = self.checks
-        if len(checks) == 1:  # prices only: no token named, nothing to check
-            for instr in block.instructions:
-                if "token" in instr:
-                    break
-            else:
-                return None
         try:
             market = self.data_provider.get_data(ts)["market_data"]
         except Exception as exc:
@@ -89,7 +88,8 @@ class RiskChecks:
             code = "EXEC-005" if check is check_prices else "EXEC-006"
             name = getattr(check, "__name__", type(check).__name__)
             try:
-                verdict = check(block, market)
+                verdict = (check_prices(block, market, asset_field=self.asset_field)
+                           if check is check_prices else check(block, market))
             except Exception as exc:
                 return code, self.redact(
                     f"risk check {name} raised {describe_exception(exc)}")

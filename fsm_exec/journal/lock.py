@@ -49,7 +49,9 @@ def _lock_holder(fd: int) -> int | None:
 
 def take_lock(log_dir: Path) -> int:
     """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
-    process dies): its file descriptor, or :class:`JournalLockedError`."""
+    process dies): its file descriptor, or :class:`JournalLockedError`. Any other failure
+    (``OSError``: a full disk cannot take the holder's pid) leaves nothing taken: the
+    descriptor is closed, so the lock is released."""
     fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                  0o644)  # a planted link is refused, never followed
     try:
@@ -61,8 +63,12 @@ def take_lock(log_dir: Path) -> int:
     except OSError:  # pragma: no cover - a file system without locks
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)  # the lock goes with it
+        raise
     return fd
 
 

@@ -41,7 +41,7 @@ from fsm_exec.journal.files import (
     repair_torn_tail,
     start_day,
 )
-from fsm_exec.journal.lock import Owners, take_lock
+from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
@@ -84,6 +84,59 @@ class _Journal:
         self.managed = False  # the component checkpoints: rotation only at its checkpoints
 
 
+class _Held:
+    """What an EventLogger holds of the operating system: its journals (each a file and a
+    buffer) and the directory lock's descriptor. Kept apart from the logger so that its
+    finalizer can release them without keeping the logger alive."""
+
+    __slots__ = ("journals", "lock_fd", "durable")
+
+    def __init__(self, lock_fd: int, durable: bool) -> None:
+        self.journals: dict[str, _Journal] = {}
+        self.lock_fd = lock_fd
+        self.durable = durable
+
+
+def _flush(j: _Journal) -> None:
+    """Write ``j``'s buffered records to its file (what fails waits for the next try)."""
+    if not j.buf:
+        return
+    data = b"".join(j.buf)
+    j.buf.clear()
+    j.buffered = 0
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(j.fd, view):]
+    except OSError as exc:
+        j.buf.append(bytes(view))  # what did not reach the file waits for the next try
+        j.buffered = len(view)
+        raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+    j.unsynced = True
+
+
+def _release(held: _Held) -> None:
+    """An EventLogger collected, or alive at interpreter exit, without :meth:`close`:
+    write what its buffers hold (and fsync it, if its records are fsynced), then close its
+    files and release its lock, as close() would. Never raises: nothing is left to tell."""
+    for j in set(held.journals.values()):
+        if j.fd < 0:
+            continue
+        with contextlib.suppress(OSError):
+            _flush(j)
+            if j.unsynced and held.durable:
+                os.fsync(j.fd)
+        with contextlib.suppress(OSError):
+            os.close(j.fd)
+        j.fd = -1
+        j.buf.clear()
+    held.journals.clear()
+    if held.lock_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(held.lock_fd)
+        held.lock_fd = -1
+
+
 _open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
 
 
@@ -121,11 +174,15 @@ class EventLogger:
     from any thread are serialized: a record is written whole, with the next ``seq``, or not
     at all.
 
-    ``backtest``: buffered writes (flushed at :meth:`close`, when full, and at interpreter
-    exit). ``live``: every record is written before :meth:`log_event` returns and fsynced
-    with it unless ``sync=False`` (then the next synced record or :meth:`sync` makes it
-    durable). Opening a directory that holds a journal appends to it (a torn last line is set
-    aside as ``<file>.torn``) and never deletes anything.
+    ``backtest``: buffered writes (flushed when full, at :meth:`close` or the end of a
+    ``with`` block, and, for a logger never closed, when it is garbage-collected or at
+    interpreter exit), never fsynced unless ``fsync=True``: a backtest is rerun, not
+    recovered. ``live``: every record is written before :meth:`log_event` returns and
+    fsynced with it unless ``sync=False`` (then the next synced record or :meth:`sync` makes
+    it durable). ``fsync``: ``None`` (the default) fsyncs as the mode says; ``True`` in
+    backtest fsyncs as live mode does (a backtest journal meant to survive a power cut);
+    ``False`` is refused in live mode. Opening a directory that holds a journal appends
+    to it (a torn last line is set aside as ``<file>.torn``) and never deletes anything.
 
     Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
     file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
@@ -133,14 +190,22 @@ class EventLogger:
     have passed; only then are whole rotated files older than ``retention_days`` that end
     before the newest checkpoint deleted (``None`` keeps everything). Other components
     rotate daily and are pruned by age. A write that fails raises :class:`EventLogError`
-    (``EXEC-009``).
+    (``EXEC-009``), and so does a directory that cannot be opened or locked (a full disk:
+    nothing is left taken).
     """
 
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
                  retention_days: int | None = 30, today: Callable[[], dt.date] = _utc_today,
-                 buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000) -> None:
+                 buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
+                 fsync: bool | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if fsync is not None and type(fsync) is not bool:
+            raise ValueError(f"fsync must be None (the mode's way), True or False, got "
+                             f"{fsync!r}")
+        if fsync is False and mode == "live":
+            raise ValueError("fsync=False is refused in live mode: a live journal is the "
+                             "crash-recovery record, every barrier is fsynced")
         if retention_days is not None and (
                 type(retention_days) is not int
                 or not 1 <= retention_days <= _MAX_RETENTION_DAYS):
@@ -160,8 +225,9 @@ class EventLogger:
         self._today = today
         self._buffer = buffer_bytes
         self._live = mode == "live"
+        # Records (and new files) are fsynced: always in live mode, in backtest if asked.
+        self._durable = self._live or bool(fsync)
         self._buffered = not self._live and buffer_bytes > 0  # the backtest hot path
-        self._journals: dict[str, _Journal] = {}
         self._last_component: str | None = None  # the journal written to last, at hand
         self._last_journal: _Journal | None = None
         self._closed = False
@@ -176,7 +242,18 @@ class EventLogger:
         except OSError as exc:
             raise EventLogError(f"cannot create log directory {self.log_dir}: "
                                 f"{exc.strerror}", exc) from exc
-        self._lock_fd = take_lock(self.log_dir)
+        try:
+            lock_fd = take_lock(self.log_dir)  # on failure it has released what it took
+        except JournalLockedError:
+            raise
+        except OSError as exc:
+            raise EventLogError(f"cannot lock log directory {self.log_dir}: "
+                                f"{exc.strerror}", exc) from exc
+        # Everything taken from here on is in _held: released by close(), or by the
+        # finalizer if this logger is dropped unclosed (or alive at interpreter exit).
+        self._held = _Held(lock_fd, self._durable)
+        self._journals = self._held.journals
+        self._finalizer = weakref.finalize(self, _release, self._held)
         _open_loggers.add(self)
 
     # -------------------------------------------------------------- journals
@@ -233,7 +310,7 @@ class EventLogger:
                 if seq:
                     break
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if not existed:
+            if not existed and self._durable:
                 fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
@@ -287,7 +364,7 @@ class EventLogger:
     def _rotate(self, j: _Journal, today: dt.date) -> None:
         """Close the current file under a name of its own, and start a new current file."""
         self._flush_journal(j)
-        if j.unsynced:
+        if j.unsynced and self._durable:
             self._fsync(j)
         first = first_seq(j.path)
         if first is not None:
@@ -297,7 +374,8 @@ class EventLogger:
             j.fd = -1
             os.rename(j.path, target)
             j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            fsync_dir(self.log_dir)
+            if self._durable:
+                fsync_dir(self.log_dir)
         j.day = today
 
     def _prune(self, j: _Journal, today: dt.date) -> None:
@@ -470,7 +548,7 @@ class EventLogger:
             view = memoryview(line)
             while view:
                 view = view[os.write(j.fd, view):]
-            if sync:
+            if sync and self._durable:
                 self._fsync(j)
             else:
                 j.unsynced = True
@@ -497,21 +575,7 @@ class EventLogger:
                 with contextlib.suppress(Exception):  # metrics never break the journal
                     listener(took)
 
-    def _flush_journal(self, j: _Journal) -> None:
-        if not j.buf:
-            return
-        data = b"".join(j.buf)
-        j.buf.clear()
-        j.buffered = 0
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(j.fd, view):]
-        except OSError as exc:
-            j.buf.append(bytes(view))  # what did not reach the file waits for the next try
-            j.buffered = len(view)
-            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-        j.unsynced = True
+    _flush_journal = staticmethod(_flush)
 
     def sync(self) -> None:
         """Make every record written so far durable (fsync what is not yet; buffered
@@ -521,7 +585,7 @@ class EventLogger:
                 if j.fd < 0:
                     continue
                 self._flush_journal(j)
-                if j.unsynced and self._live:
+                if j.unsynced and self._durable:
                     try:
                         self._fsync(j)
                     except OSError as exc:
@@ -542,8 +606,8 @@ class EventLogger:
                     self._flush_journal(j)
 
     def close(self) -> None:
-        """Flush (and fsync) and close every journal, and release the directory's lock.
-        Safe to call twice."""
+        """Flush (and fsync, if its records are fsynced) and close every journal, and
+        release the directory's lock. Safe to call twice; a ``with`` block calls it."""
         if self._closed:
             return
         with self._write_lock:
@@ -554,7 +618,7 @@ class EventLogger:
                         continue
                     try:
                         self._flush_journal(j)
-                        if j.unsynced:
+                        if j.unsynced and self._durable:
                             try:
                                 self._fsync(j)
                             except OSError as exc:
@@ -573,18 +637,13 @@ class EventLogger:
     def _let_go(self) -> None:
         """Close every file and the lock's descriptor, writing nothing more."""
         self._closed = True
+        self._finalizer.detach()
         for j in set(self._journals.values()):
             j.buf.clear()
-            if j.fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(j.fd)
-                j.fd = -1
-        self._journals.clear()
+        # Nothing buffered is left to write: this closes the files and the lock's
+        # descriptor (in a forked child the parent's keeps the lock).
+        _release(self._held)
         self._last_component, self._last_journal = None, None
-        if self._lock_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)  # in a forked child the parent's keeps the lock
-            self._lock_fd = -1
 
     def _abandon(self) -> None:
         """Forget everything without writing (a forked child's inherited copy, or what a

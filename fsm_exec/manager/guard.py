@@ -7,16 +7,21 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.boundary.canonical import (
+    assume_zone,
     canonical_timestamp,
     timestamp_problem,
 )
 from fsm_exec.core.errors import (
+    ERROR_CODES,
     ComponentError,
     InvalidArgumentError,
+    ManagerHaltedError,
     ManagerInterruptedError,
     describe_exception,
     safe_repr,
@@ -81,6 +86,10 @@ def retired_error(self: ExecutionManager) -> ManagerInterruptedError:
 def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
     if self._interrupted is not None:
         raise self._retired_error()
+    if self._closed:
+        raise InvalidArgumentError(
+            "this manager was closed (close(), or the end of its with block), and its "
+            "journal with it; build a new manager to go on")
     if self._needs_recovery and not recovering:
         raise InvalidArgumentError(
             f"the journal in {getattr(self._log, 'log_dir', '?')} holds an earlier run: "
@@ -88,9 +97,53 @@ def check_usable(self: ExecutionManager, *, recovering: bool = False) -> None:
             "from it), or give the manager a new log directory to start afresh")
 
 
+def time_zone(value: object) -> dt.tzinfo | None:
+    """``assume_timezone`` as a tzinfo: ``None``, a ``tzinfo``, or an IANA zone name
+    (``'UTC'``, ``'America/New_York'``); anything else is refused."""
+    if value is None or isinstance(value, dt.tzinfo):
+        return value
+    if isinstance(value, str) and value and value.isascii() and value.isprintable():
+        try:
+            return zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    raise InvalidArgumentError(
+        f"assume_timezone: must be None (naive timestamps refused), a tzinfo or an IANA "
+        f"time zone name such as 'UTC' or 'America/New_York', got "
+        f"{type(value).__name__} {shorten(safe_repr(value))}")
+
+
+def refuse_if_halted(self: ExecutionManager, call: str) -> None:
+    """In a mode whose policy says so (backtest: fail fast), a halted manager refuses
+    ``call``, naming the halt: a halt caught once cannot be ignored by calling on."""
+    if not (self._policy.halt_raises and self._halted):
+        return
+    raise ManagerHaltedError(self._halt_reason, halted_message(self, call))
+
+
+def halted_message(self: ExecutionManager, call: str) -> str:
+    reason = self._halt_reason
+    entry = ERROR_CODES.get(reason) if isinstance(reason, str) else None
+    what = f"{reason} {entry.message}" if entry is not None else self._quote(reason)
+    by = next((e["block_id"] for e in reversed(self._recent_errors)
+               if e["error_code"] == reason and e["block_id"] is not None), None)
+    if by is not None:
+        what += f", on block {self._quote(by)}"
+    queued = len(self._state.queue)
+    return (f"{call} refused: this manager is halted ({what}), and in "
+            f"{self._env.execution_mode} mode a halted manager refuses every call until it "
+            f"is resumed; {queued} queued block{'s' * (queued != 1)} "
+            f"wait{'s' * (queued == 1)}. Settle the positions in doubt, then cancel the "
+            "queued blocks computed from them (em.cancel(ts, reason=...)) and resume with "
+            "update_state(ts, 'manual')")
+
+
 def stamp(self: ExecutionManager, timestamp: Any) -> str:
-    """The journal's canonical form of a caller's timestamp, or a clear refusal."""
+    """The journal's canonical form of a caller's timestamp, or a clear refusal (a naive
+    one is read in ``assume_timezone``, when the manager was given one)."""
     stamp = canonical_timestamp(timestamp)
+    if stamp is None and self._assume_tz is not None:  # naive times, read in the zone given
+        stamp = canonical_timestamp(assume_zone(timestamp, self._assume_tz))
     if stamp is None:
         raise InvalidArgumentError(
             f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "

@@ -8,6 +8,7 @@ the read APIs give a consistent snapshot from any thread.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import sys
 import threading
 import time
@@ -100,7 +101,9 @@ class ExecutionManager:
     """Runs instruction blocks one at a time: route, hand off deltas, wait for reconciliation.
 
     Collaborators, clock and sleep are given once here and never passed at runtime. See
-    ``specs/execution_manager.md`` for the full contract.
+    ``specs/execution_manager.md`` for the full contract. ``assume_timezone`` (a zone name
+    such as ``'UTC'``, or a ``tzinfo``) reads naive timestamps (a framework's naive
+    ``pandas.Timestamp``) as times in that zone; by default they are refused.
     """
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -115,12 +118,16 @@ class ExecutionManager:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  risk_checks: Sequence[RiskCheck] = (),
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (),
+                 assume_timezone: str | dt.tzinfo | None = None) -> None:
         self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
             (config, data_provider, execution_mode, position_update_handler,
              execution_interface_manager, reconciliation_component),
             {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
-             "sleep": sleep, "risk_checks": risk_checks, "observers": observers})
+             "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
+             "assume_timezone": assume_timezone})
+        # Naive timestamps are refused unless the caller says which zone they are in.
+        self._assume_tz = guard.time_zone(assume_timezone)
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
@@ -140,7 +147,8 @@ class ExecutionManager:
             if not callable(check):
                 raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
         # The pre-trade checks: prices first, then the desk's own (drivers/risk.py).
-        self._risk = RiskChecks(data_provider, risk_checks, self._redact)
+        self._risk = RiskChecks(data_provider, risk_checks, self._redact,
+                                self._cfg.asset_field)
         for obs in observers:
             if not isinstance(obs, Observer):
                 raise InvalidArgumentError(
@@ -162,6 +170,7 @@ class ExecutionManager:
         self._ts: Any = None
         self._busy: int | None = None  # the thread running update_state, if any
         self._interrupted: str | None = None
+        self._closed = False  # close(): its journal closed, every later call refused
         self._observer_failing = False
 
         self.reconciliation_status = "pending"
@@ -179,7 +188,8 @@ class ExecutionManager:
         if self._policy.durable_journal and getattr(event_logger, "mode", "live") != "live":
             raise InvalidArgumentError(
                 "a live manager needs a live journal: this EventLogger is in "
-                f"{getattr(event_logger, 'mode', '?')!r} mode (buffered, never fsynced), so "
+                f"{getattr(event_logger, 'mode', '?')!r} mode (it does not make a record "
+                "durable before the manager acts on it), so "
                 "an accepted block or a routed one could be lost in a crash; use "
                 "EventLogger(log_dir, 'live')")
         if health_manager is not None:  # first: a refusal here has claimed nothing
@@ -378,7 +388,8 @@ class ExecutionManager:
 
         A refused batch (``EXEC-003``, ``EXEC-004``) queues nothing, does not stop queued work,
         and is raised once that work is done. ``manual`` resumes a halted manager. In backtest
-        a failed block raises its ``ComponentError`` and leaves the rest of the queue queued.
+        a failed block raises its ``ComponentError`` and leaves the rest of the queue queued,
+        and a halted manager raises :class:`ManagerHaltedError` for any other trigger.
         """
         self._check_usable()
         stamp = self._stamp(timestamp)
@@ -389,6 +400,8 @@ class ExecutionManager:
                 f"{self._quote(trigger_source)}")
             self._record_error(timestamp, err)
             raise err
+        if trigger_source != "manual":  # the resume is the one update a halt allows
+            self._refuse_if_halted(f"update_state({trigger_source!r})")
         me = threading.get_ident()
         with self._mutex:
             if self._interrupted is not None:  # retired since the entry check
@@ -480,9 +493,11 @@ class ExecutionManager:
 
         Safe from any thread and from collaborators (to queue follow-up blocks). Accepted
         means durable: the batch's records are on disk before this returns (called from a
-        collaborator during ``update_state``: before that call returns)."""
+        collaborator during ``update_state``: before that call returns). A halted backtest
+        manager raises :class:`ManagerHaltedError`."""
         self._check_usable()
         stamp = self._stamp(timestamp)
+        self._refuse_if_halted("execute_instruction_blocks")
         self._guarded(self._accept_now, timestamp, stamp, instruction_blocks)
 
     def _accept_now(self, timestamp: Any, stamp: str, instruction_blocks: Any) -> None:
@@ -504,7 +519,8 @@ class ExecutionManager:
         Atomic: an id that is unknown, in flight or finished refuses the whole call and
         nothing changes. Each cancelled block goes ``queued --cancel--> cancelled``, is
         journaled (and durable) before this returns, is never routed, and keeps its
-        ``block_id`` taken like any finished block. Works while the manager is halted.
+        ``block_id`` taken like any finished block. Works while the manager is halted (in
+        backtest too: it is the operator's lever, with the ``manual`` resume).
         """
         self._check_usable()
         if not isinstance(reason, str) or not reason.strip():
@@ -566,7 +582,8 @@ class ExecutionManager:
         with self._mutex:
             try:
                 blocks, wires = convert_batch(batch, self._state.taken,
-                                              self._redact if self._redact else None)
+                                              self._redact if self._redact else None,
+                                              self._cfg.asset_field)
             except InvalidBlockError as exc:
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
@@ -655,6 +672,7 @@ class ExecutionManager:
     _retired_error = guard.retired_error
     _check_usable = guard.check_usable
     _stamp = guard.stamp
+    _refuse_if_halted = guard.refuse_if_halted
     _start_journal = journaling.start_journal
     _write_checkpoint = journaling.write_checkpoint
     _maybe_checkpoint = journaling.maybe_checkpoint
@@ -674,6 +692,31 @@ class ExecutionManager:
     _call_done = observing.call_done
     _notify_event = observing.notify_event
     _observer_failed = observing.observer_failed
+
+    def close(self) -> None:
+        """Close this manager's journal (its ``close()``: an :class:`EventLogger` writes
+        what it buffers, fsyncs it if its records are fsynced, and releases its files and
+        the directory's lock); every later call on the manager is refused. Safe to call
+        twice; the end of ``with ExecutionManager(...) as em:`` calls it, also when the
+        block raised. Call it once no call of this manager is running."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+        closer = getattr(self._log, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> ExecutionManager:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except Exception as err:
+            if exc is None:
+                raise
+            exc.add_note(f"Closing the manager's journal also failed: {err}")
 
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
                 | None = None) -> RecoveryReport:

@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from fsm_exec.core.errors import ComponentError, InvalidBlockError
+from fsm_exec.core.errors import ComponentError, InvalidBlockError, ManagerHaltedError
 from fsm_exec.core.lifecycle import LEGAL_MOVES, TERMINAL_STATES
 from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
 from fsm_exec.sim.venues import (
@@ -127,7 +127,7 @@ class Kit:
         before = self._snapshot()
         try:
             self.manager.update_state(self.clock.timestamp(), trigger, batch)
-        except InvalidBlockError:
+        except (InvalidBlockError, ManagerHaltedError):  # refused whole (a backtest halt)
             assert self._snapshot()[1] == before[1], "a refused batch was partly accepted"
             return
         except ComponentError as exc:
@@ -143,7 +143,7 @@ class Kit:
         before = self._snapshot()
         try:
             self.manager.execute_instruction_blocks(self.clock.timestamp(), batch)
-        except InvalidBlockError:
+        except (InvalidBlockError, ManagerHaltedError):
             pass
         else:
             raise AssertionError(f"{what} was accepted")

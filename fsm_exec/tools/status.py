@@ -15,7 +15,8 @@ journal's history goes.
 Ages are the time from a record's timestamp to ``now``. A record carries the timestamp of
 the call that wrote it (``update_state``'s ``timestamp``; a restart's own wall-clock time),
 so the age of the block in flight is the time since the call that moved it there began: at
-most its real time in that state.
+most its real time in that state. A backtest runs on its own time (its data's), so unless
+``now`` is given its report is as of its last record, not of the wall clock.
 
 :func:`read_status` returns one JSON-ready dict (its keys are listed in the documentation's
 *Operate* guide, ``docs/how-to/operate.md``); :func:`format_status` renders it for a terminal.
@@ -80,6 +81,7 @@ class _Notes:
         self.accepted_at: dict[str, str] = {}
         self.deltas: tuple[str, Any] | None = None  # (block_id, deltas as journaled)
         self.config_hash: str | None = None
+        self.execution_mode: str | None = None  # the newest component_initialization's
         self.error: dict[str, Any] | None = None  # the last error record: code, message
         self.restored_in_doubt: str | None = None  # restored unsettled, not resolved since
 
@@ -114,6 +116,8 @@ class _Notes:
             self.unrecorded_halt = None
         elif kind == "component_initialization":
             self.config_hash = d.get("config_hash")
+            mode = d.get("execution_mode")
+            self.execution_mode = mode if mode in ("backtest", "live") else None
         elif kind == "error":
             self.error = {"code": d.get("error_code"), "message": d.get("error_message"),
                           "block_id": d.get("block_id")}
@@ -187,7 +191,7 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
     want_entry = flight is not None and (notes.entered is None
                                          or notes.entered[0] != flight.block.block_id)
     want_accept = oldest is not None and oldest not in notes.accepted_at
-    want_hash = notes.config_hash is None
+    want_hash = notes.config_hash is None or notes.execution_mode is None
     if not (want_halt or want_entry or want_accept or want_hash):
         return
     for records in _history(files, at):
@@ -208,8 +212,10 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
         if want_accept and oldest in seen.accepted_at:
             assert oldest is not None
             notes.accepted_at[oldest], want_accept = seen.accepted_at[oldest], False
-        if want_hash and seen.config_hash is not None:
-            notes.config_hash, want_hash = seen.config_hash, False
+        if want_hash and (seen.config_hash is not None or seen.execution_mode is not None):
+            notes.config_hash = notes.config_hash or seen.config_hash
+            notes.execution_mode = notes.execution_mode or seen.execution_mode
+            want_hash = False
         if notes.deltas is None and seen.deltas is not None:
             notes.deltas = seen.deltas
         if notes.error is None and seen.error is not None:
@@ -234,12 +240,12 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
                 config: ExecutionConfig | None = None, config_source: str = "default"
                 ) -> dict[str, Any]:
     """The status report of the journal in ``log_dir``, as of ``now`` (default: the
-    current UTC time), with deadlines from ``config`` (default: the default config).
+    current UTC time; for a backtest journal, its last record's time: a backtest runs on
+    its own time), with deadlines from ``config`` (default: the default config).
     Raises :class:`StatusUnreadable` when there is no journal or it cannot be read."""
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise StatusUnreadable(f"{log_dir}: no such directory")
-    now = now if now is not None else dt.datetime.now(dt.UTC)
     cfg = config if config is not None else ExecutionConfig()
     pid = lock_holder(log_dir)
     running = pid is not None
@@ -248,6 +254,10 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
     if last is None:
         raise StatusUnreadable(f"{log_dir}: the journal holds no records")
     _look_back(state, notes, files, at)
+    clock = "given"
+    if now is None:
+        own = _parse_ts(last.timestamp) if notes.execution_mode == "backtest" else None
+        now, clock = (own, "journal") if own is not None else (dt.datetime.now(dt.UTC), "wall")
 
     halt: dict[str, Any] | None = None
     if state.halted or notes.unrecorded_halt is not None:
@@ -278,6 +288,8 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
         "readable": True,
         "log_dir": str(log_dir),
         "now": now.isoformat(),
+        "clock": clock,
+        "execution_mode": notes.execution_mode,
         "running": running,
         "pid": pid,
         "health": health,
@@ -449,9 +461,14 @@ def _duration(seconds: float | None) -> str:
     return f"{sign}{s / 86400:.1f} d"
 
 
-def _at(ts: str | None, age: float | None) -> str:
+def _at(ts: str | None, age: float | None, clock: str = "wall") -> str:
     if ts is None:
         return "at an unknown time"
+    if clock == "journal":  # a backtest's own time: before its last record, not "ago"
+        if age is not None and age < 0:
+            return f"at {ts} ({_duration(-age)} after the last record)"
+        return (f"at {ts} (the last record)" if age == 0 else
+                f"at {ts} ({_duration(age)} before the last record)")
     if age is not None and age < 0:
         return f"at {ts} ({_duration(-age)} after now)"
     return f"at {ts} ({_duration(age)} ago)"
@@ -467,7 +484,10 @@ def _wrap(text: str, width: int = 88, indent: str = " " * 15) -> list[str]:
 
 def format_status(report: dict[str, Any]) -> str:
     """The report for a terminal: one line per topic, the next step last."""
-    lines = [f"fsm-exec status: {report['log_dir']} (as of {report['now']})"]
+    clock = report.get("clock", "wall")
+    as_of = (f"as of its last record, {report['now']}: a backtest runs on its own time"
+             if clock == "journal" else f"as of {report['now']}")
+    lines = [f"fsm-exec status: {report['log_dir']} ({as_of})"]
 
     def row(label: str, text: str) -> None:
         lines.append(f"  {label:<13}{text}")
@@ -481,7 +501,7 @@ def format_status(report: dict[str, Any]) -> str:
         message = f" {halt['message']}" if halt["message"] else ""
         row("halted", f"{halt['code']}{message}")
         block = f"block {halt['block_id']}" if halt["block_id"] is not None else "no block"
-        row("", f"{block}, {_at(halt['at'], halt['age_s'])}"
+        row("", f"{block}, {_at(halt['at'], halt['age_s'], clock)}"
             + ("" if halt["recorded"] else " (from a state_update: the halt record was lost)"))
         if halt["error"]:
             for i, line in enumerate(_wrap(f"error: {terminal_text(halt['error'])}", width=71,
@@ -508,14 +528,14 @@ def format_status(report: dict[str, Any]) -> str:
         row("queue", f"{q['count']} block{'s' if q['count'] != 1 else ''}: "
             f"{', '.join(q['first'])}{more}")
         row("", f"oldest {q['oldest_block_id']} accepted "
-            f"{_at(q['oldest_accepted_at'], q['oldest_age_s'])}")
+            f"{_at(q['oldest_accepted_at'], q['oldest_age_s'], clock)}")
     else:
         row("queue", "empty")
     c = report["counters"]
     row("counters", ", ".join(f"{k} {v}" for k, v in c.items()))
     last = report["last_activity"]
     row("last record", f"seq {last['seq']} {last['event_type']} "
-        f"{_at(last['timestamp'], last['age_s'])}")
+        f"{_at(last['timestamp'], last['age_s'], clock)}")
     cfg = report["config"]
     if cfg["matches_journal"] is False:
         row("config", f"deadlines from {cfg['source']}, which is not the config the manager "
