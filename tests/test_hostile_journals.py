@@ -12,6 +12,7 @@ import importlib.util
 import io
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,9 +22,10 @@ from hypothesis import strategies as st
 from test_hostile_output import assert_markdown_safe, assert_terminal_safe
 from test_journal_corpus import VALID, _dumps, _lines
 
-from fsm_exec import ComponentError, ExecutionManager
+from fsm_exec import ComponentError, ExecutionManager, JournalCorruptError, read_journal
 from fsm_exec.cli.main import main
 from fsm_exec.sim.venues import SimPositionHandler, SimReconciliation, SimVenue, StaticDataProvider
+from fsm_exec.tools.diagram import overlay_events
 
 #: Values a corruption puts in a field: other types, extreme sizes, and payloads meant for
 #: a terminal, a Markdown renderer, a browser and matplotlib.
@@ -137,3 +139,23 @@ def test_a_hostile_journal_is_read_safely_by_every_reader_and_output(
     # JournalCorruptError (a ComponentError) naming file:line, or another refusal
     with contextlib.suppress(ComponentError):
         _within_limit(lambda: em.recover(log_dir))
+
+
+@pytest.mark.parametrize("kind", ["block_transition", "positions_updated"])
+def test_a_move_without_its_block_id_is_corrupt_for_every_reader(
+        kind: str, tmp_path: Path) -> None:
+    """One flipped byte (``block_id`` -> ``clock_id``) in a move: the reader refuses the
+    record naming file:line (overlay_events raised a KeyError on it), so diagram --events
+    and check say so."""
+    lines = _lines(next(n for n in VALID if "live" in n))
+    i = next(n for n, raw in enumerate(lines) if f'"event_type":"{kind}"'.encode() in raw)
+    lines[i] = lines[i].replace(b'"block_id"', b'"clock_id"', 1)
+    path = tmp_path / "execution_manager_events.jsonl"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(JournalCorruptError, match=rf"events\.jsonl:{i + 1}: .*block_id"):
+        overlay_events(read_journal(path))
+    for args in (["diagram", "--format", "markdown", "--events", str(tmp_path)],
+                 ["check", str(tmp_path)]):
+        code, out, err = _command(args)
+        assert code in (1, 2) and "Traceback" not in err, (args, err)
+        assert f"execution_manager_events.jsonl:{i + 1}" in out + err, (args, out, err)

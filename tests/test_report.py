@@ -422,18 +422,30 @@ def test_a_date_past_the_charts_range_is_left_out_and_said(tmp_path: Path) -> No
     assert "9999-12-31T23:00:00+00:00" in md  # still in the table
 
 
-def test_a_billion_attempts_make_one_bar_not_a_billion(tmp_path: Path) -> None:
-    """An attempt of 1,000,000,000 is counted in a range (1-5 each, then 6-10, 11-100, ...):
-    the chart and the Markdown table have a bar or row per range, and say so."""
+def test_the_most_attempts_a_journal_holds_make_one_bar_not_ten_thousand(
+        tmp_path: Path) -> None:
+    """An attempt of 10,000 (the most the reader accepts: 1,000,000,000 is refused as
+    corrupt, see test_journal_corpus) is counted in a range (1-5 each, then 6-10, 11-100,
+    ...): the chart and the Markdown table have a bar or row per range, and say so."""
     pytest.importorskip("matplotlib")
-    r = build_report(edge_journal(tmp_path, attempt=1_000_000_000))
+    r = build_report(edge_journal(tmp_path, attempt=10_000))
     bars, ranges = attempt_buckets(r.blocks)
-    assert ranges and len(bars) == 14 and bars[-1] == ("100000001-1000000000", 1)
+    assert ranges and len(bars) == 9 and bars[-1] == ("1001-10000", 1)
     assert "attempts over 5 grouped in ranges" in to_html(r)
     md = to_markdown(r)
     assert "Attempts over 5 are grouped in ranges." in md
-    assert "| 100000001-1000000000 | 1 |" in md
+    assert "| 1001-10000 | 1 |" in md
     assert len([line for line in md.splitlines() if re.match(r"\| \d", line)]) < 40
+
+
+def test_a_billion_attempts_is_a_corrupt_journal_for_the_report(tmp_path: Path) -> None:
+    """An attempt of 1,000,000,000 is refused by the reader the report reads through: the
+    report names file:line instead of building a row per attempt (issue 21, item 2)."""
+    from fsm_exec.tools.report.build import read_checked
+
+    records, problem = read_checked(edge_journal(tmp_path, attempt=1_000_000_000))
+    assert problem is not None and re.search(r"\.jsonl:\d+: .*attempt", problem), problem
+    assert all(r.data.get("attempt") != 1_000_000_000 for r in records)
 
 
 @pytest.mark.parametrize("waited", [-1e300, 1e300, -1.0])

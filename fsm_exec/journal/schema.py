@@ -135,10 +135,11 @@ class BlockAccepted(Block):
 
 @attrs.frozen
 class BlockTransition:
-    block_id: BlockId = _ABSENT
-    source: Name = _ABSENT
-    dest: Name = _ABSENT
-    trigger: Name = _ABSENT
+    # What every reader of a move needs: required (a move without them is corrupt).
+    block_id: BlockId
+    source: Name
+    dest: Name
+    trigger: Name
     attempt: Attempt = _ABSENT
     reason: Text | None = _ABSENT
     batch_index: Count = _ABSENT
@@ -149,7 +150,7 @@ class BlockTransition:
 class OfABlock:
     """positions_updated, execution_unresolved, reconciliation_timeout, execution_query."""
 
-    block_id: BlockId = _ABSENT
+    block_id: BlockId
     attempt: Attempt = _ABSENT
 
 
