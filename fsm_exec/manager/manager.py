@@ -12,7 +12,6 @@ import datetime as dt
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,12 +46,8 @@ from fsm_exec.core.errors import (
     describe_exception,
     safe_repr,
 )
-from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState, Trigger
-from fsm_exec.drivers.base import (
-    Driver,
-    Flight,
-)
-from fsm_exec.drivers.host import Host
+from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
+from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.files import journal_files
@@ -61,7 +56,16 @@ from fsm_exec.journal.state import (
     ManagerState,
     RecoveryReport,
 )
-from fsm_exec.manager import guard, health, journaling, moves, observing, recovery
+from fsm_exec.manager import (
+    cancelling,
+    guard,
+    health,
+    journaling,
+    moves,
+    observing,
+    recovery,
+    wiring,
+)
 from fsm_exec.observe.health import (
     HealthStatus,
     HealthWindow,
@@ -75,7 +79,6 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
                      BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
                      BlockState.CANCELLED))
-_T_CANCEL = str(Trigger.CANCEL)
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
 
@@ -105,6 +108,14 @@ class ExecutionManager:
     such as ``'UTC'``, or a ``tzinfo``) reads naive timestamps (a framework's naive
     ``pandas.Timestamp``) as times in that zone; by default they are refused.
     """
+
+    # Set by the wiring at construction (manager/wiring.py).
+    _driver: Driver
+    _checkpointing: bool
+    _checkpoint_due: Callable[[str], str | None] | None
+    _needs_recovery: bool
+    _fsync_listener: Callable[[float], None]
+
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
                  data_provider: DataProvider,
@@ -207,40 +218,6 @@ class ExecutionManager:
                 health_manager.unregister_component(COMPONENT)
             raise
         self._notify_event("initialized", execution_mode=self._env.execution_mode)
-
-    def _attach(self, event_logger: Any) -> None:
-        """The part of construction that takes the journal: the claim, the driver, the
-        first records (unless an earlier run must be recovered first), the listeners."""
-        claim = getattr(event_logger, "claim", None)
-        if callable(claim):  # one manager per journal, in this process too
-            claim(COMPONENT, self)
-        self._driver: Driver = self._policy.driver(self._driver_host())
-        # A journal that checkpoints (EventLogger): every file starts with the state.
-        self._checkpointing = callable(getattr(event_logger, "checkpoint", None)) and \
-            callable(getattr(event_logger, "checkpoint_due", None))
-        self._checkpoint_due: Callable[[str], str | None] | None = (
-            event_logger.checkpoint_due if self._checkpointing else None)
-        # Nothing is written to a journal that holds an earlier run until recover() has
-        # read it: opening must never rotate, prune or checkpoint over live state.
-        self._needs_recovery = _holds_a_run(event_logger)
-        if not self._needs_recovery:
-            self._start_journal(reset=False)
-        me = weakref.ref(self)
-
-        def fsync_listener(seconds: float) -> None:
-            # Through a weak reference: the journal must not keep a dropped manager alive
-            # (it would hold the journal's claim for ever); a dead one's is a no-op.
-            getattr(me(), "_fsynced", _ignore)(seconds)
-
-        self._fsync_listener = fsync_listener
-        if self._observers:
-            add_listener = getattr(event_logger, "add_fsync_listener", None)
-            if callable(add_listener):
-                add_listener(fsync_listener)
-                weakref.finalize(self, getattr(event_logger, "remove_fsync_listener", _ignore),
-                                 fsync_listener)  # tidy: a dead manager's is a no-op anyway
-        for obs in self._observers:
-            obs.attach(self)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -540,43 +517,6 @@ class ExecutionManager:
         result: tuple[str, ...] = self._guarded(self._cancel, stamp, block_ids, reason)
         return result
 
-    def _cancel(self, stamp: str, block_ids: Iterable[str] | None,
-                reason: str) -> tuple[str, ...]:
-        with self._mutex:
-            if self._interrupted is not None:  # retired (or replaced) since the entry check
-                raise self._retired_error()
-            outer, self._ts = self._ts, stamp
-            try:
-                return self._cancel_now(block_ids, reason)
-            finally:
-                self._ts = outer
-
-    def _cancel_now(self, block_ids: Iterable[str] | None, reason: str) -> tuple[str, ...]:
-        reason = self._redact(reason)
-        with self._mutex:
-            queued = list(self._state.queue)
-            if block_ids is None:
-                ids = queued
-            else:
-                ids = list(block_ids)
-                # quoted redacted, then shortened
-                problems = self._state.cancel_problems(ids, self._quote)
-                if problems:
-                    raise InvalidArgumentError("cancel refused, nothing cancelled: "
-                                               + "; ".join(problems))
-            if not ids:
-                return ()
-            n = len(ids)
-            for i, block_id in enumerate(ids):
-                self._emit("block_transition", {
-                    "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
-                    "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
-                    "batch_index": i, "batch_size": n}, sync=False)
-            self._state.cancel(ids)
-            self._barrier()
-        self._notify_event("cancelled", count=n, reason=reason)
-        return tuple(ids)
-
     # ------------------------------------------------------------------------- the queue
     def _accept(self, ts: Any, batch: Any) -> None:
         with self._mutex:
@@ -636,24 +576,12 @@ class ExecutionManager:
 
     # --------------------------------------------------------------------- terminal moves
 
-    def _driver_host(self) -> Host:
-        """What the driver may use of this manager (its one surface: drivers/host.py)."""
-        return Host(
-            owner=self, config=self._cfg, clock=self._clock, sleep=self._sleep,
-            route_instruction=self._route_instruction,
-            update_positions=self._update_positions, reconciliation=self._reconciliation,
-            query=self._query, risk=self._risk, redact=self._redact, finds=self._finds,
-            lifecycle=self._lc, state=lambda: self._state, mutex=self._mutex,
-            observers=self._observers, journaled=self._log_event is not None,
-            move=self._move, fail=self._fail, handed_off=self._handed_off,
-            unresolved=self._unresolved, finish=self._finish,
-            canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
-            emit=self._emit, refuse_if_retired=self._refuse_if_retired,
-            call_done=self._call_done, notify_transition=self._notify_transition,
-            note_health=self._health.note)
-
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.
+    _cancel = cancelling.cancel
+    _cancel_now = cancelling.cancel_now
+    _attach = wiring.attach
+    _driver_host = wiring.driver_host
     _move = moves.move
     _fail = moves.fail
     _handed_off = moves.handed_off

@@ -1,0 +1,66 @@
+"""Cancelling queued blocks: atomic (every id checked first by the state's one rule), each
+journaled and durable before the call returns, never routed.
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from fsm_exec.core.errors import (
+    InvalidArgumentError,
+)
+from fsm_exec.core.lifecycle import BlockState, Trigger
+
+_QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
+    str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
+                     BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
+                     BlockState.CANCELLED))
+_T_CANCEL = str(Trigger.CANCEL)
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+
+def cancel(self: ExecutionManager, stamp: str, block_ids: Iterable[str] | None,
+            reason: str) -> tuple[str, ...]:
+    with self._mutex:
+        if self._interrupted is not None:  # retired (or replaced) since the entry check
+            raise self._retired_error()
+        outer, self._ts = self._ts, stamp
+        try:
+            done: tuple[str, ...] = self._cancel_now(block_ids, reason)
+            return done
+        finally:
+            self._ts = outer
+
+
+def cancel_now(self: ExecutionManager, block_ids: Iterable[str] | None,
+               reason: str) -> tuple[str, ...]:
+    reason = self._redact(reason)
+    with self._mutex:
+        queued = list(self._state.queue)
+        if block_ids is None:
+            ids = queued
+        else:
+            ids = list(block_ids)
+            # quoted redacted, then shortened
+            problems = self._state.cancel_problems(ids, self._quote)
+            if problems:
+                raise InvalidArgumentError("cancel refused, nothing cancelled: "
+                                           + "; ".join(problems))
+        if not ids:
+            return ()
+        n = len(ids)
+        for i, block_id in enumerate(ids):
+            self._emit("block_transition", {
+                "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
+                "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
+                "batch_index": i, "batch_size": n}, sync=False)
+        self._state.cancel(ids)
+        self._barrier()
+    self._notify_event("cancelled", count=n, reason=reason)
+    return tuple(ids)
