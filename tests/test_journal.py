@@ -1050,7 +1050,9 @@ def test_csv_export_of_a_large_journal(tmp_path: Path) -> None:
     n = 20_000
     with EventLogger(tmp_path / "logs") as el:
         for i in range(n):
-            el.log_event(i, "block_transition", EM, {"block_id": f"b{i}", "attempt": 1})
+            el.log_event(i, "block_transition", EM, {
+                "block_id": f"b{i}", "source": "queued", "dest": "routing", "trigger": "start",
+                "attempt": 1})  # a move names its block and its edge (the schema says so)
         out = el.export_csv(tmp_path / "results", "big")
     _, rows = read_csv(out)
     assert len(rows) == n
