@@ -1176,3 +1176,17 @@ def test_a_later_halt_never_replaces_the_first_reason() -> None:
     r.em.update_state(T(2), "strategy_manager")
     assert r.em.get_execution_status()["halt_reason"] == "EXEC-008"
     assert len(r.events("manager_halted")) == halts
+
+
+def test_the_counter_properties_are_the_status_counters() -> None:
+    """blocks_accepted ... current_block_index read the same state get_execution_status
+    reports, after executed, failed and cancelled blocks."""
+    em = rig().em
+    em.update_state(T(0), "strategy_manager", blocks("a", "b"))
+    em.execute_instruction_blocks(T(1), blocks("c"))
+    em.cancel(T(2), ["c"], reason="operator")
+    s = em.get_execution_status()
+    assert (em.blocks_accepted, em.blocks_executed, em.blocks_failed, em.blocks_cancelled,
+            em.blocks_retried, em.current_block_index) == (
+        s["blocks_accepted"], s["blocks_executed"], s["blocks_failed"], s["blocks_cancelled"],
+        s["blocks_retried"], s["current_block_index"]) == (3, 2, 0, 1, 0, 3)

@@ -50,7 +50,6 @@ from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
-from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.reader import JournalRecord
 from fsm_exec.journal.state import (
     ManagerState,
@@ -81,23 +80,6 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
                      BlockState.CANCELLED))
 # Errors about the manager itself rather than a block: raised in preference to a refusal.
 _SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
-
-
-def _ignore(*_: object) -> None:
-    """What a dead manager does when told of an fsync."""
-
-
-def _holds_a_run(sink: object) -> bool:
-    """True if the journal ``sink`` already holds records of this component (an earlier
-    run, or an earlier manager in this process): an EventLogger says so itself; any other
-    sink with a ``log_dir`` is asked through its files."""
-    history = getattr(sink, "has_history", None)
-    if callable(history):
-        return bool(history(COMPONENT))
-    log_dir = getattr(sink, "log_dir", None)
-    if log_dir is None:
-        return False
-    return any(p.stat().st_size for p in journal_files(log_dir, COMPONENT))
 
 
 class ExecutionManager:
