@@ -55,6 +55,8 @@ class Flight(JournalFlight):
     error: ComponentError | None = None
     entered_at: float = 0.0  # when the block entered its current state (injected clock)
     route_started: float | None = None  # when this attempt's route call began
+    #: When this attempt's abandoned route call was first seen finished (it ended no later).
+    call_ended_at: float | None = None
     not_found: int = 0  # consecutive "not found" answers of query_execution
     last_query_at: float | None = None
     recovered: bool = False  # restored from a journal after a restart
