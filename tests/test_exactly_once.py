@@ -3,13 +3,21 @@ again before the venue's index can show it; an interrupt in the hand-off never d
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import tempfile
 import threading
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm_exec import ExecutionManager
+import fsm_exec
+from fsm_exec import EventLogger, ExecutionManager
+from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.sim.venues import (
     FakeClock,
     FaultyVenue,
@@ -124,3 +132,125 @@ def test_a_call_abandoned_at_the_timeout_that_sends_late_is_not_filled_twice() -
     assert held.release.is_set()
     assert venue.execution_order == ["a"]
     assert em.get_execution_status()["status"] != "halted"
+
+
+# --- the hand-off: an in-process interrupt never doubles it ------------------------------
+
+PACKAGE = os.path.dirname(str(fsm_exec.__file__)) + os.sep
+
+
+class SignalAt:
+    """Once armed, sends SIGINT at the n-th line the manager executes (as a signal lands
+    between two lines: ``raise_signal`` runs the installed handler there)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen, self.armed, self.fired = at, 0, False, False
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if not frame.f_code.co_filename.startswith(PACKAGE):
+            return None
+        if event == "line" and self.armed and not self.fired:
+            self.seen += 1
+            if self.seen >= self.at:
+                self.fired = True
+                signal.raise_signal(signal.SIGINT)
+        return self
+
+
+class ArmingHandler(SimPositionHandler):
+    """A position handler that arms the interrupt when it is called (``before``) or as it
+    returns (not ``before``): the interrupt then lands ``at`` lines later."""
+
+    def __init__(self, rc: SimReconciliation, tracer: SignalAt, before: bool) -> None:
+        super().__init__(rc)
+        self.tracer, self.before = tracer, before
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        self.tracer.armed = self.tracer.armed or self.before
+        super().update_state(timestamp, trigger_source, deltas)
+        self.tracer.armed = True
+
+
+@settings(max_examples=60, deadline=None)
+@given(at=st.integers(1, 400), before=st.booleans(), n_blocks=st.integers(1, 3))
+def test_an_interrupt_anywhere_in_the_hand_off_never_doubles_it(
+        at: int, before: bool, n_blocks: int) -> None:
+    """Property: Ctrl-C at any line from the position handler's call until well past its
+    record, then ``em.reopen()`` and the run finished: each block's deltas are handed over
+    exactly once."""
+    clock = FakeClock()
+    venue = NaiveVenue()
+    rc = SimReconciliation(clock)
+    tracer = SignalAt(at)
+    handler = ArmingHandler(rc, tracer, before)
+    ids = [f"b{i}" for i in range(n_blocks)]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = EventLogger(Path(tmp), "live")
+        em = ExecutionManager({}, StaticDataProvider(), "live", handler, venue, rc,
+                              event_logger=log, clock=clock, sleep=clock.sleep)
+        outer = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            em.update_state(T(0), "strategy_manager", blocks(*ids))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(outer)
+        if em.interrupted:
+            em = em.reopen()
+        em.update_state(T(1), "manual")
+        log.close()
+    assert sorted(venue.execution_order) == ids
+    assert sorted(handler.applied.elements()) == ids, handler.applied
+
+
+def test_an_interrupt_in_a_deferred_section_is_raised_after_it() -> None:
+    """SIGINT inside the section lets the section finish, then raises KeyboardInterrupt
+    once (two signals, one interrupt), with Python's own handler back in place."""
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    try:
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            done.append("section")
+    except KeyboardInterrupt:
+        done.append("interrupt")
+    assert done == ["section", "interrupt"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_sigterm_handler_runs_after_the_section() -> None:
+    """A supervisor's SIGTERM handler (raising SystemExit) runs once the section ends."""
+    calls: list[str] = []
+
+    def terminated(signum: int, frame: Any) -> None:
+        calls.append("handler")
+        raise SystemExit(143)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        try:
+            with interrupts_deferred():
+                signal.raise_signal(signal.SIGTERM)
+                calls.append("section")
+        except SystemExit as exc:
+            calls.append(f"exit {exc.code}")
+        assert calls == ["section", "handler", "exit 143"]
+        assert signal.getsignal(signal.SIGTERM) is terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_off_the_main_thread_the_section_changes_no_handler() -> None:
+    """Signals reach only the main thread: elsewhere the section installs nothing."""
+    seen: list[Any] = []
+
+    def body() -> None:
+        with interrupts_deferred():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == [signal.getsignal(signal.SIGINT)]

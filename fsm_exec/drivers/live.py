@@ -40,6 +40,7 @@ class LiveDriver(Driver):
     again while the venue may have executed it."""
 
     timed_calls = True
+    hold_interrupts = True
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
