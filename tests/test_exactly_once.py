@@ -12,11 +12,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fsm_exec
-from fsm_exec import EventLogger, ExecutionManager
+from fsm_exec import EventLogger, ExecutionManager, HandOffKey
+from fsm_exec.boundary.protocols import takes_hand_off_key
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.sim.venues import (
     FakeClock,
@@ -254,3 +256,55 @@ def test_off_the_main_thread_the_section_changes_no_handler() -> None:
     t.start()
     t.join()
     assert seen == [signal.getsignal(signal.SIGINT)]
+
+
+# --- the hand-off key: what a handler deduplicates a hard kill's second hand-off by ----------
+
+class KeyedBook:
+    """A position handler that takes the hand-off key and books each key once; the first
+    hand-off ends the process right after booking (a hard kill before the record)."""
+
+    def __init__(self, rc: SimReconciliation) -> None:
+        self.rc = rc
+        self.keys: list[HandOffKey] = []
+        self.booked: dict[HandOffKey, Any] = {}
+        self.kill = True
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any, *,
+                     hand_off_key: HandOffKey | None = None) -> None:
+        assert hand_off_key is not None
+        self.keys.append(hand_off_key)
+        self.booked.setdefault(hand_off_key, deltas)
+        self.rc.notify(deltas["block_id"])
+        if self.kill:
+            self.kill = False
+            raise SystemExit("killed after booking, before the manager's record")
+
+
+def test_a_hand_off_made_again_after_a_crash_has_the_same_key(tmp_path: Path) -> None:
+    """The hand-off key is the block id and attempt, and the hand-off made again after the
+    process died between the handler's return and its record carries the same key, so a
+    handler that books each key once books the deltas once."""
+    clock = FakeClock()
+    rc = SimReconciliation(clock)
+    book = KeyedBook(rc)
+    log = EventLogger(tmp_path, "live")
+    em = ExecutionManager({}, StaticDataProvider(), "live", book, NaiveVenue(), rc,
+                          event_logger=log, clock=clock, sleep=clock.sleep)
+    with pytest.raises(SystemExit):
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+    em = em.reopen()
+    em.update_state(T(1), "manual")
+    log.close()
+    assert book.keys == [HandOffKey("a", 1), HandOffKey("a", 1)]
+    assert list(book.booked) == [HandOffKey("a", 1)]
+
+
+def test_a_handler_without_the_keyword_is_called_as_before() -> None:
+    """The key is given only to a handler that names it: the three-argument handler of
+    every existing deployment is called with three arguments (``**kwargs`` does not count),
+    and a callable without a signature is not given it."""
+    assert takes_hand_off_key(KeyedBook(SimReconciliation()).update_state)
+    assert not takes_hand_off_key(SimPositionHandler().update_state)
+    assert not takes_hand_off_key(lambda *a, **k: None)
+    assert not takes_hand_off_key(print)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fsm_exec.boundary.blocks import InstructionBlock
 
@@ -31,10 +32,39 @@ class ExecutionInterfaceManager(Protocol):
 
 @runtime_checkable
 class PositionUpdateHandler(Protocol):
-    """Takes the deltas of an executed block."""
+    """Takes the deltas of an executed block.
+
+    A handler whose ``update_state`` has a parameter named ``hand_off_key`` (positional or
+    keyword) is also given the hand-off's :class:`HandOffKey` as that keyword, to ignore a
+    hand-off it already booked (after a hard kill between its return and the manager's
+    record of it); the manager looks at the signature once, at construction."""
 
     def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
         """Apply ``deltas``; raise if they cannot be applied."""
+
+
+class HandOffKey(NamedTuple):
+    """What identifies one hand-off of deltas to the position handler: the same for a
+    hand-off made again after a restart, different for every other hand-off."""
+
+    block_id: str
+    attempt: int
+
+
+#: The keyword :class:`PositionUpdateHandler` ``update_state`` may take the key by.
+HAND_OFF_KEYWORD = "hand_off_key"
+
+
+def takes_hand_off_key(update_state: Callable[..., Any]) -> bool:
+    """True if ``update_state`` names a :data:`HAND_OFF_KEYWORD` parameter (``**kwargs``
+    alone does not count: a wrapper passing everything on would hand it to a callee that
+    does not expect it)."""
+    try:
+        param = inspect.signature(update_state).parameters.get(HAND_OFF_KEYWORD)
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD,
+                                                param.KEYWORD_ONLY)
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fsm_exec.boundary.protocols import ExecutionRejected
+from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import ComponentError, describe_exception
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.core.lifecycle import BlockState, Trigger
@@ -83,6 +83,8 @@ class Driver:
         self.sleep: Callable[[float], None] = host.sleep
         self.route_instruction = host.route_instruction
         self.update_positions = host.update_positions
+        #: The handler takes the hand-off's key (``hand_off_key=``): decided once, here.
+        self.keyed_hand_offs = takes_hand_off_key(host.update_positions)
         self.reconciliation = host.reconciliation
         self.query = host.query
         self.redact = host.redact
@@ -141,7 +143,11 @@ class Driver:
         host = self.host
         t0 = self.clock() if host.observers else 0.0
         try:
-            self.update_positions(ts, "execution_manager", f.deltas)
+            if self.keyed_hand_offs:
+                self.update_positions(ts, "execution_manager", f.deltas,
+                                      hand_off_key=HandOffKey(f.block.block_id, f.attempt))
+            else:
+                self.update_positions(ts, "execution_manager", f.deltas)
         except Exception as exc:
             host.call_done("hand_off", f, t0, "error", exc)
             host.fail(f, "EXEC-008", self.redact(
