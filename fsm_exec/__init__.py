@@ -15,6 +15,7 @@ from fsm_exec.boundary.protocols import (
 )
 from fsm_exec.core.errors import (
     ERROR_CODES,
+    AlreadyAcceptedError,
     BlockProblem,
     ComponentError,
     ConfigError,
@@ -55,6 +56,7 @@ from fsm_exec.observe.oplog import disable_logging, enable_logging
 from fsm_exec.tools.check import CheckReport, check_journal
 
 __all__ = [
+    "AlreadyAcceptedError",
     "CSV_COLUMNS",
     "DELTAS_COLUMNS",
     "ERROR_CODES",

@@ -25,6 +25,7 @@ import pytest
 
 import fsm_exec
 from fsm_exec import (
+    AlreadyAcceptedError,
     BlockState,
     EventLogger,
     ExecutionManager,
@@ -115,7 +116,8 @@ def _again(run: Run, i: int, what: str, args: Any) -> None:
     except (InvalidBlockError, InvalidArgumentError) as exc:
         refused = exc
     if isinstance(refused, InvalidBlockError):
-        assert what in ("update", "submit") and "already queued" in str(refused), refused
+        assert what in ("update", "submit") and isinstance(refused, AlreadyAcceptedError), (
+            refused)
         if what == "update":
             _step(run, i, what, (args[0], None))
     elif refused is not None:

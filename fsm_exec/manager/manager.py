@@ -38,6 +38,7 @@ from fsm_exec.boundary.protocols import (
 )
 from fsm_exec.core.errors import (
     COMPONENT,
+    AlreadyAcceptedError,
     ComponentError,
     InvalidArgumentError,
     InvalidBlockError,
@@ -446,6 +447,8 @@ class ExecutionManager:
             if instruction_blocks is not None:
                 try:
                     self._accept(timestamp, instruction_blocks)
+                except AlreadyAcceptedError:
+                    raise  # taken before: this call does nothing, not even the queue
                 except (InvalidBlockError, QueueFullError) as exc:
                     refusal = exc
             if self._halted and trigger_source == "manual":
@@ -564,6 +567,10 @@ class ExecutionManager:
                 blocks, wires = convert_batch(batch, self._state.taken,
                                               self._redact if self._redact else None)
             except InvalidBlockError as exc:
+                again = self._already_accepted(batch)
+                if again is not None:  # taken before: say so, and do nothing
+                    self._record_error(ts, again)
+                    raise again from None
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
                 raise
@@ -642,6 +649,7 @@ class ExecutionManager:
     _halt = moves.halt
     _halt_for = moves.halt_for
     _resume = moves.resume
+    _already_accepted = moves.already_accepted
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote
