@@ -164,6 +164,9 @@ class ExecutionManager:
         self._busy: int | None = None  # the thread running update_state, if any
         self._interrupted: str | None = None
         self._observer_failing = False
+        # Per failing observer (by id): [when its failures were last journaled, how many
+        # since] (observing.observer_failed: the first, then a count per interval).
+        self._observer_reports: dict[int, list[float]] = {}
 
         self.reconciliation_status = "pending"
         # A halt the journal has not taken (it failed: EXEC-009); the journaled one is the
