@@ -61,7 +61,10 @@ def test_a_batch_taken_before_the_interrupt_is_recognised_as_already_accepted(
         em.update_state(T(1), "strategy_manager", blocks("a", "b", "c"))
     assert isinstance(caught.value, InvalidBlockError)
     assert caught.value.block_ids == ("a", "b", "c")
-    assert "already accepted" in str(caught.value)
+    text = str(caught.value)
+    assert "'a' @ $[0].block_id: already accepted before (same id; it finished: success)" in text
+    assert "'b' @ $[1].block_id: already accepted before (same content; it is in flight)" in text
+    assert "'c' @ $[2].block_id: already accepted before (same content; it is queued)" in text
     assert (venue.execution_order, handler.calls) == (routed, handed)
     em.update_state(T(2), "strategy_manager")
     assert venue.execution_order == ["a", "b", "c"]

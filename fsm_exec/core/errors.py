@@ -286,11 +286,13 @@ class AlreadyAcceptedError(InvalidBlockError):
     :class:`InvalidBlockError`. A finished block's content is not kept: its id alone is
     compared."""
 
-    def __init__(self, block_ids: tuple[str, ...]) -> None:
+    def __init__(self, block_ids: tuple[str, ...], where: tuple[str, ...]) -> None:
+        """``where``: each block's state now (``queued``, ``routing``, ..., ``success``)."""
         self.block_ids = block_ids
-        super().__init__([BlockProblem(i, b, "block_id", "already accepted before, with the "
-                                       "same content; nothing was done by this call")
-                          for i, b in enumerate(block_ids)], len(block_ids))
+        super().__init__([BlockProblem(i, b, "block_id", f"already accepted before ({how}); "
+                                       "nothing was done by this call")
+                          for i, (b, how) in enumerate(zip(block_ids, where, strict=True))],
+                         len(block_ids))
 
 
 class QueueFullError(ComponentError):

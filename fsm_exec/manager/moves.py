@@ -183,20 +183,26 @@ def already_accepted(self: ExecutionManager, batch: Any) -> AlreadyAcceptedError
     if not isinstance(batch, list | tuple):
         return None
     state = self._state
-    flight = state.flight
+    flight_block = state.flight.block if state.flight is not None else None
     ids: list[str] = []
+    where: list[str] = []
     for item in batch:
         found, block, _ = convert_block(item, self._redact or None)
         if found or block is None or block.block_id in ids:
             return None
         block_id = block.block_id
         held = state.queue.get(block_id)
-        if held is None and flight is not None and flight.block.block_id == block_id:
-            held = flight.block
+        if held is None and flight_block is not None and flight_block.block_id == block_id:
+            held = flight_block
         if held is None:
-            if block_id not in state.finished:
+            finished = state.finished.get(block_id)
+            if finished is None:
                 return None
+            where.append(f"same id; it finished: {finished}")
         elif held != block:
             return None
+        else:
+            where.append("same content; it is "
+                         + ("queued" if held is not flight_block else "in flight"))
         ids.append(block_id)
-    return AlreadyAcceptedError(tuple(ids))
+    return AlreadyAcceptedError(tuple(ids), tuple(where))
