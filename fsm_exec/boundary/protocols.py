@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.core.errors import InvalidArgumentError
 
 
 class ExecutionRejected(Exception):
@@ -100,3 +101,40 @@ class EventSink(Protocol):
 
 #: A pre-trade risk check: ``None`` (or ``True``) to pass, or a non-empty reason to refuse.
 RiskCheck = Callable[[InstructionBlock, Mapping[str, Any]], "str | bool | None"]
+
+
+#: The collaborators ``ExecutionManager`` takes by position, each with what it must have:
+#: ``(parameter, member, what the member is)``.
+COLLABORATORS: tuple[tuple[str, str, str], ...] = (
+    ("data_provider", "get_data", "method"),
+    ("position_update_handler", "update_state", "method"),
+    ("execution_interface_manager", "route_instruction", "method"),
+    ("reconciliation_component", "reconciliation_status", "attribute"),
+)
+
+
+#: ``ExecutionManager``'s positional parameters, in order.
+ORDER = ("config, data_provider, execution_mode, position_update_handler, "
+         "execution_interface_manager, reconciliation_component")
+
+
+def check_collaborators(**given: object) -> None:
+    """Raise :class:`~fsm_exec.InvalidArgumentError` naming the first collaborator that
+    lacks what its protocol needs (collaborators passed in the wrong order, say), before
+    anything is called. ``reconciliation_status`` is looked up without being read (reading
+    it may change a component's state): an object that delegates unknown attributes
+    (``__getattr__``) is taken at its word."""
+    for name, member, kind in COLLABORATORS:
+        obj = given[name]
+        if kind == "method":
+            ok = callable(getattr(obj, member, None))
+        else:
+            ok = (inspect.getattr_static(obj, member, _ABSENT) is not _ABSENT
+                  or hasattr(type(obj), "__getattr__"))
+        if not ok:
+            raise InvalidArgumentError(
+                f"{name}: a {type(obj).__name__} has no {member} {kind}, so it is not a "
+                f"{name} (collaborators in the wrong order? The order is {ORDER})")
+
+
+_ABSENT = object()

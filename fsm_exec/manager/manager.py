@@ -35,6 +35,7 @@ from fsm_exec.boundary.protocols import (
     PositionUpdateHandler,
     ReconciliationComponent,
     RiskCheck,
+    check_collaborators,
 )
 from fsm_exec.core.errors import (
     COMPONENT,
@@ -124,6 +125,10 @@ class ExecutionManager:
              "sleep": sleep, "risk_checks": risk_checks, "observers": observers})
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
+        check_collaborators(data_provider=data_provider,
+                            position_update_handler=position_update_handler,
+                            execution_interface_manager=execution_interface_manager,
+                            reconciliation_component=reconciliation_component)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
         self._finds = self._redact.finds if self._redact else None  # a string holds a secret
         self._reconciliation = reconciliation_component
