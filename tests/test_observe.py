@@ -1033,3 +1033,21 @@ def test_a_failing_observer_costs_one_record_per_interval() -> None:
     assert "the first was reported before" in reported[1]
     counted = sum(int(m.split(" (")[1].split(" times")[0]) for m in reported[1:])
     assert 0 < counted < boom.calls
+
+
+def test_a_second_prometheus_observer_on_one_registry_is_refused_clearly() -> None:
+    """Two PrometheusObservers on one registry and namespace (one per manager on the default
+    registry, say): the second is an InvalidArgumentError saying what to do, not a raw
+    DuplicateTimeseries, and leaves the registry as it was; another namespace works."""
+    registry = CollectorRegistry()
+    first = PrometheusObserver(registry)
+    before = sorted(m.name for m in registry.collect())
+    with pytest.raises(InvalidArgumentError, match="its own registry or namespace"):
+        PrometheusObserver(registry)
+    assert sorted(m.name for m in registry.collect()) == before
+    second = PrometheusObserver(registry, namespace="desk_b")
+    r1, r2 = rig(observers=[first]), rig(observers=[second])
+    r1.em.update_state(T(0), "strategy_manager", blocks("a"))
+    r2.em.update_state(T(0), "strategy_manager", blocks("b", "c"))
+    assert registry.get_sample_value("fsm_exec_blocks_total", {"outcome": "success"}) == 1
+    assert registry.get_sample_value("desk_b_blocks_total", {"outcome": "success"}) == 2
