@@ -8,12 +8,14 @@ from fsm_exec.boundary.protocols import (
     EventSink,
     ExecutionInterfaceManager,
     ExecutionRejected,
+    HandOffKey,
     PositionUpdateHandler,
     ReconciliationComponent,
     RiskCheck,
 )
 from fsm_exec.core.errors import (
     ERROR_CODES,
+    AlreadyAcceptedError,
     BlockProblem,
     ComponentError,
     ConfigError,
@@ -57,6 +59,7 @@ from fsm_exec.tools.check import CheckReport, check_journal
 from fsm_exec.tools.frames import JournalFrames, journal_frame
 
 __all__ = [
+    "AlreadyAcceptedError",
     "CSV_COLUMNS",
     "DELTAS_COLUMNS",
     "ERROR_CODES",
@@ -83,6 +86,7 @@ __all__ = [
     "ExecutionInterfaceManager",
     "ExecutionManager",
     "ExecutionRejected",
+    "HandOffKey",
     "HealthStatus",
     "IllegalTransitionError",
     "InstructionBlock",

@@ -104,11 +104,12 @@ def test_cancel_needs_a_reason() -> None:
 
 
 def test_a_cancelled_block_id_stays_taken() -> None:
-    """Resubmitting a cancelled block_id is refused like any finished block."""
+    """Resubmitting a cancelled block_id is refused like any finished block: accepted
+    before (AlreadyAcceptedError, an InvalidBlockError), naming its state."""
     r = rig()
     r.em.execute_instruction_blocks(T(0), blocks("a"))
     r.em.cancel(T(0), ["a"], reason="x")
-    with pytest.raises(InvalidBlockError, match="already queued"):
+    with pytest.raises(InvalidBlockError, match="it finished: cancelled"):
         r.em.execute_instruction_blocks(T(1), [block("a")])
 
 

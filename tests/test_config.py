@@ -736,3 +736,23 @@ def test_redactor_exempts_only_top_level_own_fields() -> None:
                   "venue": {"strategy_mode": "nested-mode", "api_key": "sk-nested-1"}},
                  OWN_FIELDS)
     assert r("eth_basis nested-mode sk-nested-1") == "eth_basis nested-mode [REDACTED]"
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("max_retires", "max_retries"), ("execution_timout", "execution_timeout"),
+    ("max_retry_attempt", "max_retry_attempts"), ("reconciliation_timeouts",
+                                                  "reconciliation_timeout"),
+    ("Xot_found_confirmations", "not_found_confirmations")])
+def test_a_key_one_typo_from_an_own_field_is_refused_naming_it(key: str, meant: str) -> None:
+    """A key one typo (insertion, deletion, substitution, swap) away from one of the
+    manager's own fields is refused, naming the field it probably meant, instead of being
+    ignored while that field keeps its default."""
+    with pytest.raises(ConfigError, match=f"did you mean {meant}"):
+        ExecutionConfig.from_dict({key: 5})
+
+
+@pytest.mark.parametrize("key", ["max_retry", "timeout", "api_key", "risk_limits",
+                                 "execution_timeout_ms", 7])
+def test_other_components_keys_are_still_allowed(key: object) -> None:
+    """The config is shared: keys further than one typo from an own field stay allowed."""
+    assert ExecutionConfig.from_dict({key: 5}) == ExecutionConfig()  # type: ignore[dict-item]

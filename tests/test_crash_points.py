@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from fsm_exec import ExecutionManager, ExecutionRejected, InstructionBlock, check_journal
+from fsm_exec import (
+    ExecutionManager,
+    ExecutionRejected,
+    HandOffKey,
+    InstructionBlock,
+    check_journal,
+)
 from fsm_exec.journal.files import JournalCorruptError
 from fsm_exec.journal.reader import read_journal
 from fsm_exec.testing import (
@@ -653,3 +659,37 @@ def test_a_story_says_what_was_not_exercised_even_beside_an_at_least_once_point(
     assert story.index("exercised nothing a crash could break") < story.index(
         "first at-least-once point:")
     assert "no fill, no hand-off" in story.splitlines()[0]
+
+
+class KeyedBook(SimPositionHandler):
+    """A book that deduplicates by the hand-off key alone (not by the deltas)."""
+
+    def __init__(self, rc: SimReconciliation) -> None:
+        super().__init__(rc)
+        self.keys: set[HandOffKey] = set()
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any,
+                     hand_off_key: HandOffKey | None = None) -> None:
+        assert hand_off_key is not None, "the hand-off key did not reach the handler"
+        if hand_off_key in self.keys:
+            if self.reconciliation is not None:
+                self.reconciliation.notify(hand_off_key.block_id)
+            return
+        self.keys.add(hand_off_key)
+        super().update_state(timestamp, trigger_source, deltas)
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_a_book_deduplicating_by_the_hand_off_key_passes_every_crash_point(mode: str) -> None:
+    """The hand-off key reaches a handler through the kit's wrappers (crash points, fault
+    plans), the same after the restart: a book deduplicating by it alone applies each
+    block once at every point, where the kit reports the hand-offs it was given again."""
+    def make() -> dict[str, Any]:
+        rc = SimReconciliation()
+        return {"data_provider": StaticDataProvider(), "position_update_handler": KeyedBook(rc),
+                "execution_interface_manager": SimVenue(), "reconciliation_component": rc}
+
+    report = crash_points(make, BATCHES, check=once_and_whole, mode=mode,
+                          faults=FaultPlan(positions=(False,)))
+    assert report.ok, report.summary()
+    assert [b for _, b in report.doubled_hand_offs] == ["b1", "b2", "b3"]

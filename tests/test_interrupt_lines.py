@@ -1,18 +1,20 @@
 """An interrupt is a crash at that line, at *every* line.
 
-A scripted live run with faults is executed once per line: a trace function raises
-``KeyboardInterrupt`` at the n-th line executed inside fsm_exec and transitions (on the
-manager's thread), for every n until the run completes without meeting one. After the
+A scripted live run with faults is executed once per line: a trace function sends SIGINT
+(Ctrl-C: ``KeyboardInterrupt`` from Python's handler, or whatever handler is installed then) at
+the n-th line executed inside fsm_exec and transitions (on the manager's thread), for every n
+until the run completes without meeting one. After the
 interrupt the caller does what the README says (an interrupted manager is replaced with
 ``em.reopen()``; a batch whose call was cut short is submitted again), then finishes the
 script. Every run must end with each block executed once at the venue, each executed
-block's real deltas handed to the position handler, the journal checking clean, and a fresh
-manager recovering it with nothing left to do.
+block's real deltas handed to the position handler exactly once, the journal checking clean,
+and a fresh manager recovering it with nothing left to do.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 
 import fsm_exec
 from fsm_exec import (
+    AlreadyAcceptedError,
     BlockState,
     EventLogger,
     ExecutionManager,
@@ -49,7 +52,8 @@ CONFIG = {"max_retries": 3, "retry_delay_seconds": 0.5, "reconciliation_timeout"
 
 
 class Interrupt:
-    """A trace function that raises KeyboardInterrupt at the n-th traced line."""
+    """A trace function that sends SIGINT at the n-th traced line (delivered there, as
+    Python delivers a signal between two lines: ``raise_signal`` runs the handler now)."""
 
     def __init__(self, at: int) -> None:
         self.at, self.seen, self.fired = at, 0, False
@@ -61,7 +65,7 @@ class Interrupt:
             self.seen += 1
             if self.seen == self.at:
                 self.fired = True
-                raise KeyboardInterrupt(f"line {self.at}")
+                signal.raise_signal(signal.SIGINT)
         return self
 
 
@@ -112,7 +116,8 @@ def _again(run: Run, i: int, what: str, args: Any) -> None:
     except (InvalidBlockError, InvalidArgumentError) as exc:
         refused = exc
     if isinstance(refused, InvalidBlockError):
-        assert what in ("update", "submit") and "already queued" in str(refused), refused
+        assert what in ("update", "submit") and isinstance(refused, AlreadyAcceptedError), (
+            refused)
         if what == "update":
             _step(run, i, what, (args[0], None))
     elif refused is not None:
@@ -155,6 +160,7 @@ def _check(run: Run, status: dict[str, Any], log_dir: Path) -> None:
         assert em.block_state(b) is BlockState.SUCCESS, (b, em.block_state(b), status)
         handed = [d for d in run.positions.updates if d["block_id"] == b]
         assert handed and all(d == run.venue.executed[b] for d in handed), (b, handed)
+        assert len(handed) == 1, f"{b}'s deltas handed over {len(handed)} times"
     assert em.block_state("b4") is BlockState.CANCELLED
     run.log.close()
     report = check_journal(log_dir)

@@ -174,7 +174,7 @@ def test_a_manager_halted_for_a_month_restarts_halted_with_its_queue(tmp_path: P
     em = world.start()
     assert em.halted and em.get_execution_status()["halt_reason"] == "EXEC-008"
     assert em.queued_block_ids == ("q1", "q2")
-    with pytest.raises(InvalidBlockError, match="already queued, in flight or recently"):
+    with pytest.raises(InvalidBlockError, match="it finished: success"):
         em.update_state(world.ts(), "strategy_manager", [block("done")])
     em.update_state(world.ts(), "manual")
     assert world.venue.execution_order == ["done", "bad", "q1", "q2"]

@@ -39,6 +39,7 @@ from fsm_exec import (
 )
 from fsm_exec.cli.main import main
 from fsm_exec.core.lifecycle import TABLE_HASH
+from fsm_exec.manager.observing import OBSERVER_REPORT_INTERVAL
 from fsm_exec.observe import (
     CALL_KINDS,
     EVENT_KINDS,
@@ -794,8 +795,8 @@ def _script(observers: list[Observer]) -> Any:
 def test_an_observer_that_raises_changes_nothing_and_is_reported() -> None:
     """With an observer raising from every call, the journal (less its EXEC-016 error
     records), the venue calls, the positions and the status are exactly those of the same
-    run without it; each failure is journaled as EXEC-016, secret redacted, and health is
-    degraded."""
+    run without it; the first failure is journaled as EXEC-016 (the run is shorter than the
+    report interval: only that one), secret redacted, and health is degraded."""
     plain = _script([])
     boom = Boom()
     noisy = _script([boom, PrometheusObserver(CollectorRegistry())])
@@ -808,9 +809,10 @@ def test_an_observer_that_raises_changes_nothing_and_is_reported() -> None:
 
     assert journal(noisy, True) == journal(plain, False)
     reported = [e.data for e in noisy.log.of_type("error") if e.data["error_code"] == "EXEC-016"]
-    # Each failure is reported once; the report's own error event, which Boom also fails
-    # on, is not reported again (no recursion).
-    assert 2 * len(reported) == boom.calls
+    # The first failure is reported; the others within the interval are counted, not
+    # journaled (the report's own error event, which Boom also fails on, is not reported
+    # again: no recursion).
+    assert len(reported) == 1 and boom.calls > 10
     assert reported[0]["error_message"].startswith("observer Boom raised RuntimeError")
     assert all(CANARY not in repr(d) for d in reported)
     assert noisy.venue.route_calls == plain.venue.route_calls
@@ -1012,3 +1014,40 @@ def test_the_package_version_is_the_build_info_version() -> None:
     assert registry.get_sample_value(
         "fsm_exec_build_info", {"version": fsm_exec.__version__,
                                 "lifecycle_hash": TABLE_HASH}) == 1.0
+
+
+def test_a_failing_observer_costs_one_record_per_interval() -> None:
+    """A metrics outage over 20 calls spread across 190 s: the first failure is journaled,
+    then one count per OBSERVER_REPORT_INTERVAL (not one fsynced record per hook call), each
+    naming how many failures it stands for; health is degraded after every call."""
+    boom = Boom()
+    r = rig(observers=[boom])
+    for i in range(20):
+        r.em.update_state(T(i), "strategy_manager", [block(f"b{i}")])
+        assert r.em.get_execution_status()["status"] == "degraded"
+        r.clock.advance(10)
+    reported = [e.data["error_message"] for e in r.log.of_type("error")
+                if e.data["error_code"] == "EXEC-016"]
+    assert 1 < len(reported) <= 1 + 190 // OBSERVER_REPORT_INTERVAL + 1
+    assert boom.calls > 10 * len(reported)
+    assert "the first was reported before" in reported[1]
+    counted = sum(int(m.split(" (")[1].split(" times")[0]) for m in reported[1:])
+    assert 0 < counted < boom.calls
+
+
+def test_a_second_prometheus_observer_on_one_registry_is_refused_clearly() -> None:
+    """Two PrometheusObservers on one registry and namespace (one per manager on the default
+    registry, say): the second is an InvalidArgumentError saying what to do, not a raw
+    DuplicateTimeseries, and leaves the registry as it was; another namespace works."""
+    registry = CollectorRegistry()
+    first = PrometheusObserver(registry)
+    before = sorted(m.name for m in registry.collect())
+    with pytest.raises(InvalidArgumentError, match="its own registry or namespace"):
+        PrometheusObserver(registry)
+    assert sorted(m.name for m in registry.collect()) == before
+    second = PrometheusObserver(registry, namespace="desk_b")
+    r1, r2 = rig(observers=[first]), rig(observers=[second])
+    r1.em.update_state(T(0), "strategy_manager", blocks("a"))
+    r2.em.update_state(T(0), "strategy_manager", blocks("b", "c"))
+    assert registry.get_sample_value("fsm_exec_blocks_total", {"outcome": "success"}) == 1
+    assert registry.get_sample_value("desk_b_blocks_total", {"outcome": "success"}) == 2

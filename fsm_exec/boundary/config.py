@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -74,7 +75,8 @@ class ExecutionConfig:
     """The fields of the system-wide config the ExecutionManager uses.
 
     Build it from the system-wide mapping with :meth:`from_dict` (keys it does not use are
-    ignored, ``max_retry_attempts`` is accepted for ``max_retries``), or directly with
+    ignored, except one typo away from a field of its own, refused naming that field;
+    ``max_retry_attempts`` is accepted for ``max_retries``), or directly with
     keyword arguments. Every field is checked at construction; every problem is reported
     at once in a :class:`ConfigError` (a ``ValueError``) naming the fields. No value is coerced:
     ``"30"`` is not a timeout.
@@ -142,10 +144,14 @@ class ExecutionConfig:
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> ExecutionConfig:
-        """Build the config from the system-wide config mapping; unused keys are ignored."""
+        """Build the config from the system-wide config mapping; unused keys are ignored,
+        a near miss of an own field is refused (:func:`near_misses`)."""
         if not isinstance(mapping, Mapping):
             raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
         data = dict(mapping)
+        typos = near_misses(data)
+        if typos:
+            raise ConfigError(typos)
         written: dict[str, str] = {}  # field -> the key the user wrote for it
         for alias, name in ALIASES.items():
             if alias in data:
@@ -179,6 +185,37 @@ class ExecutionConfig:
 #: differ from their default, so a config that leaves them alone keeps the digest earlier
 #: versions wrote.
 _HASHED_IF_CHANGED: Mapping[str, object] = {"asset_field": "token"}
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True if ``a`` becomes ``b`` by one insertion, deletion, substitution, or swap of two
+    neighbouring characters."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return (a[i + 1:] == b[i + 1:] or a[i + 1:] == b[i:] or a[i:] == b[i + 1:]
+            or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1]))
+
+
+def near_misses(keys: Iterable[object]) -> list[str]:
+    """The keys one typo away from a field of the manager's own (``max_retires``): the
+    config is shared by every component, so unknown keys are allowed, but a near miss of
+    an own field would silently leave that field at its default. Each names the field it
+    probably meant (closest first, by :func:`difflib.get_close_matches`)."""
+    own = [*attrs.fields_dict(ExecutionConfig), *ALIASES]
+    problems = []
+    for key in keys:
+        if not isinstance(key, str) or key in own:
+            continue
+        meant = [m for m in difflib.get_close_matches(key, own, n=3, cutoff=0.6)
+                 if _one_edit(key, m)]
+        if meant:
+            problems.append(f"{key!r}: not a field of the execution manager; did you mean "
+                            f"{meant[0]}? (a near miss would leave {meant[0]} at its "
+                            "default)")
+    return problems
 
 
 def _as_written(problem: str, written: Mapping[str, str]) -> str:

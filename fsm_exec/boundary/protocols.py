@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.core.errors import InvalidArgumentError
 
 
 class ExecutionRejected(Exception):
@@ -31,10 +33,39 @@ class ExecutionInterfaceManager(Protocol):
 
 @runtime_checkable
 class PositionUpdateHandler(Protocol):
-    """Takes the deltas of an executed block."""
+    """Takes the deltas of an executed block.
+
+    A handler whose ``update_state`` has a parameter named ``hand_off_key`` (positional or
+    keyword) is also given the hand-off's :class:`HandOffKey` as that keyword, to ignore a
+    hand-off it already booked (after a hard kill between its return and the manager's
+    record of it); the manager looks at the signature once, at construction."""
 
     def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
         """Apply ``deltas``; raise if they cannot be applied."""
+
+
+class HandOffKey(NamedTuple):
+    """What identifies one hand-off of deltas to the position handler: the same for a
+    hand-off made again after a restart, different for every other hand-off."""
+
+    block_id: str
+    attempt: int
+
+
+#: The keyword :class:`PositionUpdateHandler` ``update_state`` may take the key by.
+HAND_OFF_KEYWORD = "hand_off_key"
+
+
+def takes_hand_off_key(update_state: Callable[..., Any]) -> bool:
+    """True if ``update_state`` names a :data:`HAND_OFF_KEYWORD` parameter (``**kwargs``
+    alone does not count: a wrapper passing everything on would hand it to a callee that
+    does not expect it)."""
+    try:
+        param = inspect.signature(update_state).parameters.get(HAND_OFF_KEYWORD)
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD,
+                                                param.KEYWORD_ONLY)
 
 
 @runtime_checkable
@@ -70,3 +101,40 @@ class EventSink(Protocol):
 
 #: A pre-trade risk check: ``None`` (or ``True``) to pass, or a non-empty reason to refuse.
 RiskCheck = Callable[[InstructionBlock, Mapping[str, Any]], "str | bool | None"]
+
+
+#: The collaborators ``ExecutionManager`` takes by position, each with what it must have:
+#: ``(parameter, member, what the member is)``.
+COLLABORATORS: tuple[tuple[str, str, str], ...] = (
+    ("data_provider", "get_data", "method"),
+    ("position_update_handler", "update_state", "method"),
+    ("execution_interface_manager", "route_instruction", "method"),
+    ("reconciliation_component", "reconciliation_status", "attribute"),
+)
+
+
+#: ``ExecutionManager``'s positional parameters, in order.
+ORDER = ("config, data_provider, execution_mode, position_update_handler, "
+         "execution_interface_manager, reconciliation_component")
+
+
+def check_collaborators(**given: object) -> None:
+    """Raise :class:`~fsm_exec.InvalidArgumentError` naming the first collaborator that
+    lacks what its protocol needs (collaborators passed in the wrong order, say), before
+    anything is called. ``reconciliation_status`` is looked up without being read (reading
+    it may change a component's state): an object that delegates unknown attributes
+    (``__getattr__``) is taken at its word."""
+    for name, member, kind in COLLABORATORS:
+        obj = given[name]
+        if kind == "method":
+            ok = callable(getattr(obj, member, None))
+        else:
+            ok = (inspect.getattr_static(obj, member, _ABSENT) is not _ABSENT
+                  or hasattr(type(obj), "__getattr__"))
+        if not ok:
+            raise InvalidArgumentError(
+                f"{name}: a {type(obj).__name__} has no {member} {kind}, so it is not a "
+                f"{name} (collaborators in the wrong order? The order is {ORDER})")
+
+
+_ABSENT = object()

@@ -275,6 +275,26 @@ class InvalidBlockError(ComponentError, ValueError):
             f"batch{size} refused, nothing queued; {n} problem{'s' * (n != 1)}:\n{lines}")
 
 
+class AlreadyAcceptedError(InvalidBlockError):
+    """A batch submitted again that was accepted before: every block id is taken (queued,
+    in flight or finished inside the duplicate window) and every block the manager still
+    holds (queued or in flight) has the same content. The call did nothing (no block
+    settled, nothing routed); call ``update_state`` without the batch to go on.
+
+    A subclass of :class:`InvalidBlockError`, so callers that catch that still catch it;
+    a conflicting duplicate (an id taken by a block with other content) stays a plain
+    :class:`InvalidBlockError`. A finished block's content is not kept: its id alone is
+    compared."""
+
+    def __init__(self, block_ids: tuple[str, ...], where: tuple[str, ...]) -> None:
+        """``where``: each block's state now (``queued``, ``routing``, ..., ``success``)."""
+        self.block_ids = block_ids
+        super().__init__([BlockProblem(i, b, "block_id", f"already accepted before ({how}); "
+                                       "nothing was done by this call")
+                          for i, (b, how) in enumerate(zip(block_ids, where, strict=True))],
+                         len(block_ids))
+
+
 class QueueFullError(ComponentError):
     """A batch would take the queue past ``max_queue_size``; it was refused whole."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsm_exec.boundary.canonical import NOT_PLAIN, plain_copy
+from fsm_exec.boundary.protocols import HandOffKey
 from fsm_exec.core.errors import describe_exception
 from fsm_exec.drivers.base import (
     _PENDING,
@@ -105,7 +106,11 @@ class BacktestDriver(Driver):
             host.notify_transition(f, _ROUTING, _PENDING, T_EXECUTED, {"deltas": deltas})
             t0 = clock()
         try:  # hand_off(), inlined: at most once, whatever the handler raises
-            self.update_positions(ts, "execution_manager", deltas)
+            if self.keyed_hand_offs:
+                self.update_positions(ts, "execution_manager", deltas,
+                                      hand_off_key=HandOffKey(block_id, f.attempt))
+            else:
+                self.update_positions(ts, "execution_manager", deltas)
         except Exception as exc:
             if observers:
                 host.call_done("hand_off", f, t0, "error", exc)

@@ -13,13 +13,15 @@ trigger and applies the record to the state in one critical section.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fsm_exec.boundary.protocols import ExecutionRejected
+from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import ComponentError, describe_exception
+from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.core.lifecycle import BlockState, Trigger
 from fsm_exec.drivers.calls import VenueCall, Worker
 from fsm_exec.journal.state import Flight as JournalFlight
@@ -55,6 +57,8 @@ class Flight(JournalFlight):
     error: ComponentError | None = None
     entered_at: float = 0.0  # when the block entered its current state (injected clock)
     route_started: float | None = None  # when this attempt's route call began
+    #: When this attempt's abandoned route call was first seen finished (it ended no later).
+    call_ended_at: float | None = None
     not_found: int = 0  # consecutive "not found" answers of query_execution
     last_query_at: float | None = None
     recovered: bool = False  # restored from a journal after a restart
@@ -67,6 +71,10 @@ class Driver:
     #: that counts as none (live). Inline calls are never late (backtest).
     timed_calls = False
     worker: Worker | None = None  # the thread timed venue calls run on
+    #: Hold SIGINT and SIGTERM from just before the position handler is called until its
+    #: ``positions_updated`` record is durable (live), so that an in-process interrupt never
+    #: makes the next run hand the same deltas over again.
+    hold_interrupts = False
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -75,6 +83,8 @@ class Driver:
         self.sleep: Callable[[float], None] = host.sleep
         self.route_instruction = host.route_instruction
         self.update_positions = host.update_positions
+        #: The handler takes the hand-off's key (``hand_off_key=``): decided once, here.
+        self.keyed_hand_offs = takes_hand_off_key(host.update_positions)
         self.reconciliation = host.reconciliation
         self.query = host.query
         self.redact = host.redact
@@ -122,12 +132,22 @@ class Driver:
         """Give the deltas to the position handler, at most once; False if it refused them.
 
         Whatever the handler raises, it is not called again for these deltas: an exception
-        fails the block (``EXEC-008``, halting), an interrupt stops the manager."""
+        fails the block (``EXEC-008``, halting), an interrupt stops the manager. An interrupt
+        (SIGINT, SIGTERM) arriving from the call until the record is durable is delivered
+        after it (:attr:`hold_interrupts`)."""
+        self.host.refuse_if_retired()  # a recovered block's hand-off has no record before it
+        with interrupts_deferred() if self.hold_interrupts else contextlib.nullcontext():
+            return self._hand_off(ts, f)
+
+    def _hand_off(self, ts: Any, f: Flight) -> bool:
         host = self.host
-        host.refuse_if_retired()  # a recovered block's hand-off has no record before it
         t0 = self.clock() if host.observers else 0.0
         try:
-            self.update_positions(ts, "execution_manager", f.deltas)
+            if self.keyed_hand_offs:
+                self.update_positions(ts, "execution_manager", f.deltas,
+                                      hand_off_key=HandOffKey(f.block.block_id, f.attempt))
+            else:
+                self.update_positions(ts, "execution_manager", f.deltas)
         except Exception as exc:
             host.call_done("hand_off", f, t0, "error", exc)
             host.fail(f, "EXEC-008", self.redact(

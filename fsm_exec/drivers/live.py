@@ -40,6 +40,7 @@ class LiveDriver(Driver):
     again while the venue may have executed it."""
 
     timed_calls = True
+    hold_interrupts = True
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
@@ -56,6 +57,7 @@ class LiveDriver(Driver):
             if call is None:
                 return
             f.route_started = self.clock()
+            f.call_ended_at = None
             f.not_found = 0
             assert self.worker is not None
             call.run_on(self.worker, self.route_instruction, (ts, f.block),
@@ -149,7 +151,7 @@ class LiveDriver(Driver):
             last = f.last_query_at if f.last_query_at is not None else now
             wait = cfg.not_found_interval_seconds - (now - last)
             if f.not_found >= cfg.not_found_confirmations:  # enough answers, too young
-                wait = max(wait, cfg.not_found_min_age_seconds - (now - self.started(f)))
+                wait = max(wait, cfg.not_found_min_age_seconds - (now - self.sent_by(f)))
             if wait > 0:
                 self.sleep(wait)
         else:
@@ -188,6 +190,8 @@ class LiveDriver(Driver):
                 return verdict, deltas, how
             if not call.wait(self.cfg.execution_timeout):
                 return UNKNOWN, None, "the abandoned venue call is still running"
+        if call is not None and call.abandoned and f.call_ended_at is None:
+            f.call_ended_at = self.clock()  # first seen finished: it ended no later than now
         if call is not None and call.returned:
             return EXECUTED, call.value, "late_reply"
         if call is not None and isinstance(call.error, ExecutionRejected):
@@ -198,7 +202,9 @@ class LiveDriver(Driver):
         """Ask ``query_execution``. A "not found" counts as not executed only once it is
         sure: ``not_found_confirmations`` consecutive answers, spaced at least
         ``not_found_interval_seconds``, no earlier than ``not_found_min_age_seconds`` after
-        the route call began (exchanges index orders with a delay)."""
+        the route call ended, or was given up at ``execution_timeout``, whichever is later
+        (the order may reach the exchange at any moment of the call, and exchanges index
+        orders with a delay)."""
         verdict = self.query_once(ts, f)
         if verdict[2] == "no_query_at_least_once":
             return verdict
@@ -209,7 +215,7 @@ class LiveDriver(Driver):
         if not confirm:
             return verdict
         f.not_found += 1
-        age = (f.last_query_at or 0.0) - self.started(f)
+        age = (f.last_query_at or 0.0) - self.sent_by(f)
         sure = (f.not_found >= cfg.not_found_confirmations
                 and age >= cfg.not_found_min_age_seconds)
         host.emit("execution_query", {
@@ -222,7 +228,13 @@ class LiveDriver(Driver):
         return UNCONFIRMED, None, "query_not_found_unconfirmed"
 
     @staticmethod
-    def started(f: Flight) -> float:
-        """When this attempt's route call began (after a restart: when the block was
-        restored, the earliest moment this process knows of)."""
-        return f.route_started if f.route_started is not None else f.entered_at
+    def sent_by(f: Flight) -> float:
+        """The latest moment this attempt's order may have reached the venue, which the age
+        of a "not found" counts from: the end of the route call, or when the manager gave up
+        on it (``execution_timeout``), whichever is later; for a call abandoned and finished
+        since, when it was first seen finished. After a restart: when the block was restored
+        (the process that made the call is gone, and the call with it)."""
+        if f.route_started is None:
+            return f.entered_at
+        ended = f.route_started + (f.call.elapsed if f.call is not None else 0.0)
+        return max(ended, f.call_ended_at) if f.call_ended_at is not None else ended

@@ -35,9 +35,11 @@ from fsm_exec.boundary.protocols import (
     PositionUpdateHandler,
     ReconciliationComponent,
     RiskCheck,
+    check_collaborators,
 )
 from fsm_exec.core.errors import (
     COMPONENT,
+    AlreadyAcceptedError,
     ComponentError,
     InvalidArgumentError,
     InvalidBlockError,
@@ -123,6 +125,10 @@ class ExecutionManager:
         self._assume_tz = guard.time_zone(assume_timezone)
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
+        check_collaborators(data_provider=data_provider,
+                            position_update_handler=position_update_handler,
+                            execution_interface_manager=execution_interface_manager,
+                            reconciliation_component=reconciliation_component)
         self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
         self._finds = self._redact.finds if self._redact else None  # a string holds a secret
         self._reconciliation = reconciliation_component
@@ -165,6 +171,9 @@ class ExecutionManager:
         self._interrupted: str | None = None
         self._closed = False  # close(): its journal closed, every later call refused
         self._observer_failing = False
+        # Per failing observer (by id): [when its failures were last journaled, how many
+        # since] (observing.observer_failed: the first, then a count per interval).
+        self._observer_reports: dict[int, list[float]] = {}
 
         self.reconciliation_status = "pending"
         # A halt the journal has not taken (it failed: EXEC-009); the journaled one is the
@@ -419,6 +428,8 @@ class ExecutionManager:
             if instruction_blocks is not None:
                 try:
                     self._accept(timestamp, instruction_blocks)
+                except AlreadyAcceptedError:
+                    raise  # taken before: this call does nothing, not even the queue
                 except (InvalidBlockError, QueueFullError) as exc:
                     refusal = exc
             state = self._state
@@ -507,6 +518,10 @@ class ExecutionManager:
                                               self._redact if self._redact else None,
                                               self._cfg.asset_field)
             except InvalidBlockError as exc:
+                again = self._already_accepted(batch)
+                if again is not None:  # taken before: say so, and do nothing
+                    self._record_error(ts, again)
+                    raise again from None
                 exc.scrub(self._redact)  # it quotes the caller's values
                 self._record_error(ts, exc)
                 raise
@@ -574,6 +589,7 @@ class ExecutionManager:
     _halt = moves.halt
     _halt_for = moves.halt_for
     _resume = moves.resume
+    _already_accepted = moves.already_accepted
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.blocks import convert_block
 from fsm_exec.boundary.canonical import (
     NOT_PLAIN,
     Converted,
@@ -16,6 +17,7 @@ from fsm_exec.boundary.canonical import (
     plain_copy,
 )
 from fsm_exec.core.errors import (
+    AlreadyAcceptedError,
     ComponentError,
     ScrubbedException,
 )
@@ -171,3 +173,36 @@ def resume(self: ExecutionManager, ts: Any) -> None:
         self._state.resume()
         self._pending_halt = None
     self._notify_event("resumed", reason=reason)
+
+
+def already_accepted(self: ExecutionManager, batch: Any) -> AlreadyAcceptedError | None:
+    """If ``batch`` (refused as a duplicate) is a batch accepted before, submitted again:
+    the error that says so; else ``None``. Every block must be valid, its id taken, and its
+    content the same as the block the manager holds (queued or in flight; a finished
+    block's content is not kept)."""
+    if not isinstance(batch, list | tuple):
+        return None
+    state = self._state
+    flight_block = state.flight.block if state.flight is not None else None
+    ids: list[str] = []
+    where: list[str] = []
+    for item in batch:
+        found, block, _ = convert_block(item, self._redact or None)
+        if found or block is None or block.block_id in ids:
+            return None
+        block_id = block.block_id
+        held = state.queue.get(block_id)
+        if held is None and flight_block is not None and flight_block.block_id == block_id:
+            held = flight_block
+        if held is None:
+            finished = state.finished.get(block_id)
+            if finished is None:
+                return None
+            where.append(f"same id; it finished: {finished}")
+        elif held != block:
+            return None
+        else:
+            where.append("same content; it is "
+                         + ("queued" if held is not flight_block else "in flight"))
+        ids.append(block_id)
+    return AlreadyAcceptedError(tuple(ids), tuple(where))

@@ -1,5 +1,7 @@
 """The observer seam: what the manager tells its observers, and what an observer
-that raises costs (an ``EXEC-016`` record, health degraded; never the manager's work).
+that raises costs (its first failure journaled as ``EXEC-016``, then a count at most once
+per :data:`OBSERVER_REPORT_INTERVAL`; health degraded by every failure; never the manager's
+work).
 
 Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
 each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
@@ -18,10 +20,15 @@ from fsm_exec.core.errors import (
 from fsm_exec.drivers.base import (
     Flight,
 )
+from fsm_exec.observe.health import DEGRADED
 from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
+
+#: Seconds (injected clock) between two ``EXEC-016`` records of one failing observer: a
+#: metrics or tracing outage costs one fsynced record per interval, not one per hook call.
+OBSERVER_REPORT_INTERVAL = 60.0
 
 
 def fsynced(self: ExecutionManager, seconds: float) -> None:
@@ -79,11 +86,25 @@ def notify_event(self: ExecutionManager, kind: str, **data: Any) -> None:
 
 def observer_failed(self: ExecutionManager, obs: Observer, exc: Exception, *,
                      times: int = 1) -> None:
-    """An observer raised: report it once (journal, health), and carry on."""
+    """An observer raised: note it (health degraded), journal its first failure, then how
+    many more at most once per :data:`OBSERVER_REPORT_INTERVAL`, and carry on."""
     if self._observer_failing:
         return
+    now = self._clock()
+    seen = self._observer_reports.get(id(obs))
+    if seen is None:
+        self._observer_reports[id(obs)] = [now, 0]
+        again = f" ({times} times in this call)" if times > 1 else ""
+    else:
+        seen[1] += times
+        if now - seen[0] < OBSERVER_REPORT_INTERVAL:
+            with self._mutex:
+                self._health.note(DEGRADED)  # health still says so; the journal waits
+            return
+        again = (f" ({int(seen[1])} times in the last {now - seen[0]:g}s; the first was "
+                 "reported before)")
+        seen[0], seen[1] = now, 0
     self._observer_failing = True
-    again = f" ({times} times in this call)" if times > 1 else ""
     try:
         self._record_error(self._ts, ComponentError(
             "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "

@@ -71,7 +71,9 @@ def recover(self: ExecutionManager,
     with self._mutex:
         deferred = self._needs_recovery
         restarts = state.restarts  # the journal's, as the report says them
-        if not deferred:  # this manager started a journal of its own: count it too
+        if not deferred and not same:
+            # This manager started a journal of its own elsewhere: count its start too (in
+            # its own directory the records just replayed hold it already).
             state.starts += self._state.starts
         state.component = COMPONENT
         state.window = self._cfg.duplicate_window  # this run's window, from now on

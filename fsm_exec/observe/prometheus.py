@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.core.errors import ERROR_CODES
+from fsm_exec.core.errors import ERROR_CODES, InvalidArgumentError
 from fsm_exec.core.lifecycle import TABLE_HASH, TERMINAL_STATES, TRANSITIONS, BlockState, Trigger
 from fsm_exec.observe.extra import OneManager, missing_extra
 from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
@@ -80,7 +80,9 @@ class PrometheusObserver(OneManager, Observer):
         reg = prom.REGISTRY if registry is None else registry
         self.registry: CollectorRegistry = reg
         self.namespace = namespace
-        kw: dict[str, Any] = {"namespace": namespace, "registry": reg}
+        # Built unregistered, then registered together: a registry that already holds these
+        # names (another observer's) is refused whole, with nothing left half-registered.
+        kw: dict[str, Any] = {"namespace": namespace, "registry": None}
         self._blocks = prom.Counter(
             "blocks_total", "Blocks that reached a terminal state, by outcome.",
             ["outcome"], **kw)
@@ -108,6 +110,10 @@ class PrometheusObserver(OneManager, Observer):
         build = prom.Info("build", "The fsm_exec version and the fingerprint of its "
                           "lifecycle table.", **kw)
         build.info({"version": __version__, "lifecycle_hash": TABLE_HASH})
+        _register_all(reg, namespace, [
+            self._blocks, self._transitions, self._errors, self._retries,
+            self._block_duration, self._state_duration, self._venue_duration,
+            self._fsync_duration, build, _StatusCollector(self)])
         # Every series exists from the start (rate() needs two points); children are looked
         # up in plain dicts on the hot path (labels() costs a lock and validation).
         self._by_outcome = {o: self._blocks.labels(o) for o in OUTCOMES}
@@ -120,7 +126,6 @@ class PrometheusObserver(OneManager, Observer):
         self._flying: _Flying | None = None
         self._last_route: tuple[str, int, str] | None = None
         self._last_success: float | None = None
-        reg.register(_StatusCollector(self))
 
     # ----------------------------------------------------------------------- the seam
     def attach(self, manager: ExecutionManager) -> None:
@@ -227,3 +232,24 @@ class _StatusCollector:
         if owner._last_success is not None:
             last.add_metric([], owner._last_success)
         yield last
+
+
+def _register_all(reg: CollectorRegistry, namespace: str, collectors: list[Any]) -> None:
+    """Register every collector, or none: a name already in ``reg`` (another
+    :class:`PrometheusObserver` with this namespace, one per manager on the default
+    registry, say) is an :class:`~fsm_exec.InvalidArgumentError` saying what to do, not
+    prometheus_client's ``DuplicateTimeseries``."""
+    done: list[Any] = []
+    for c in collectors:
+        try:
+            reg.register(c)
+        except ValueError as exc:
+            for d in done:
+                reg.unregister(d)
+            raise InvalidArgumentError(
+                f"PrometheusObserver: the registry already holds metrics named "
+                f"{namespace}_* ({exc}); another PrometheusObserver uses this registry and "
+                "namespace. Give each manager's observer its own registry or namespace "
+                "(reopen() hands an observer on to the replacement: do not build another)"
+            ) from None
+        done.append(c)

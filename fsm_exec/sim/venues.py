@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock
-from fsm_exec.boundary.protocols import ExecutionRejected
+from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
 
 #: Where :meth:`FakeClock.timestamp` starts: fake time 0 is this instant.
 FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -409,13 +409,18 @@ class FaultyPositionHandler(_Delegating):
         self.handed_off = 0
         self.injections: list[str] = injections if injections is not None else []
 
-    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any,
+                     hand_off_key: HandOffKey | None = None) -> Any:
         block_id = deltas.get("block_id") if isinstance(deltas, Mapping) else None
         if self.failures and self.failures.popleft():
             self.refused += 1
             self.injections.append(f"position handler raised on the hand-off of {block_id}")
             raise RuntimeError("injected position update failure")
-        result = self.inner.update_state(timestamp, trigger_source, deltas)
+        if takes_hand_off_key(self.inner.update_state):  # passed on to a handler taking it
+            result = self.inner.update_state(timestamp, trigger_source, deltas,
+                                             hand_off_key=hand_off_key)
+        else:
+            result = self.inner.update_state(timestamp, trigger_source, deltas)
         self.handed_off += 1
         if self.reconciliation is not None:
             self.reconciliation.notify(block_id)

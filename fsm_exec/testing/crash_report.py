@@ -175,8 +175,10 @@ class CrashReport:
     ``doubled_hand_offs``: per crash point, the blocks whose deltas the position handler
     took before the kill and again after the restart (the hard-kill window of the
     hand-off: :data:`HAND_OFF`). A handler that deduplicates passes them; one that does
-    not would apply each of them twice. The handler is given no hand-off key of its own:
-    deduplicate by the ``block_id`` your venue puts in the deltas.
+    not would apply each of them twice. Deduplicate by the hand-off key (a handler whose
+    ``update_state`` takes ``hand_off_key`` is given it, through the kit's wrappers too: the
+    same key for the hand-off made again after the restart), or by the ``block_id`` your
+    venue puts in the deltas.
     """
 
     ok: bool

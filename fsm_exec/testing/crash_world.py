@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.protocols import HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import COMPONENT
 from fsm_exec.journal.writer import EventLogger, _Journal
 from fsm_exec.manager.manager import ExecutionManager
@@ -159,9 +160,15 @@ class _HandOffs(_Delegating):
         self.trace: _Trace | None = None
         self.life = 1
         self.taken: list[tuple[int, str | None, int]] = []
+        self._keyed = takes_hand_off_key(inner.update_state)
 
-    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> Any:
-        result = self.inner.update_state(timestamp, trigger_source, deltas)
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any,
+                     hand_off_key: HandOffKey | None = None) -> Any:
+        if self._keyed:  # the hand-off key reaches a handler that takes it
+            result = self.inner.update_state(timestamp, trigger_source, deltas,
+                                             hand_off_key=hand_off_key)
+        else:
+            result = self.inner.update_state(timestamp, trigger_source, deltas)
         trace = self.trace
         if trace is not None:
             at = next((i for i in range(len(trace.records) - 1, -1, -1)
