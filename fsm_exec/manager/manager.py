@@ -302,8 +302,8 @@ class ExecutionManager:
         """The block in flight as the spec's dict (a copy), or ``None`` when none is;
         its state is ``get_execution_status()["current_block_state"]``."""
         with self._mutex:
-            f = self._f
-            if f is None or not self._lc.in_flight:
+            f = self._state.flight  # started: a block loaded but not started is queued
+            if f is None:
                 return None
             return copy.deepcopy(f.block.to_dict())
 
@@ -327,13 +327,14 @@ class ExecutionManager:
         """The status dict (also returned by :meth:`update_state`); a consistent snapshot,
         from any thread."""
         with self._mutex:
-            lc = self._lc
             st = self._state
-            flying = lc.in_flight
+            # The block in flight as the journal says: a block loaded into the Machine but
+            # not started yet (its start record not written) is still queued, counted there.
+            f = st.flight
             return {
                 "status": self._status().value,
-                "current_block": lc.block_id if flying else None,
-                "current_block_state": lc.current if flying else None,
+                "current_block": f.block.block_id if f is not None else None,
+                "current_block_state": f.state if f is not None else None,
                 "reconciliation_status": self.reconciliation_status,
                 "blocks_accepted": st.accepted,
                 "blocks_executed": st.executed,
