@@ -35,12 +35,14 @@ from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The last commit before this round's reorganisation.
 BASE = "85eb9b4"
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import Positions, Prices, Reconciled, Venue, block  # noqa: E402 - the same fakes
 
 
 def export_package(rev: str, into: Path) -> ModuleType:
@@ -53,37 +55,6 @@ def export_package(rev: str, into: Path) -> ModuleType:
     shutil.move(str(into / "fsm_exec"), str(into / "fsm_exec_base"))
     sys.path.insert(0, str(into))
     return importlib.import_module("fsm_exec_base")
-
-
-class Venue:
-    def route_instruction(self, ts: Any, block: Any) -> dict[str, Any]:
-        return {"block_id": block.block_id, "changes": {"ETH": 1.0}}
-
-    def query_execution(self, ts: Any, block: Any) -> None:
-        return None
-
-
-class Positions:
-    def update_state(self, ts: Any, source: str, deltas: Any) -> None:
-        return None
-
-
-class Reconciled:
-    reconciliation_status = "success"
-
-
-class Prices:
-    def __init__(self) -> None:
-        self._data = {"market_data": {"prices": {"ETH": 3000.0}}}
-
-    def get_data(self, ts: Any) -> dict[str, Any]:
-        return self._data
-
-
-def block(tag: str, i: int) -> dict[str, Any]:
-    return {"block_id": f"{tag}-{i}", "action": "rehedge", "priority": 1,
-            "instructions": [{"venue": "perp", "token": "ETH", "side": "short",
-                              "amount": 1.5}]}
 
 
 def workload(pkg: ModuleType, log_dir: Path, calls: int, per_call: int
