@@ -624,12 +624,12 @@ def compare(blocks: int, rounds: int, observe: bool, wall: bool = False) -> None
     mix = "per call, demo-like mix (one block every 10 calls)"
     print("\n  ratio of medians (min-max of the per-round ratios)")
     ratio("fsm_exec / hand-written limit", (one, "fsm_exec"), (one, "limit (hand-written)"),
-          "target <= 2.0")
+          "target <= 1.7")  # issue 23 (1.5 is the aim)
     ratio("empty call: fsm_exec / its limit", (empty, "fsm_exec"),
-          (empty, "limit (hand-written)"), "target <= 2.0")
-    ratio("naive / fsm_exec", (one, "naive"), (one, "fsm_exec"), "target >= 15")
+          (empty, "limit (hand-written)"), "target <= 1.5")
+    ratio("naive / fsm_exec", (one, "naive"), (one, "fsm_exec"))
     ratio("fsm_exec / stock transitions floor", (one, "fsm_exec"),
-          (one, "floor (stock transitions, 3 triggers)"), "target <= 1.0")
+          (one, "floor (stock transitions, 3 triggers)"))
     ratio("python-statemachine / fsm_exec", (one, "python-statemachine"), (one, "fsm_exec"))
     ratio("stock floor / engine (3 triggers)", (one, "floor (stock transitions, 3 triggers)"),
           (one, "engine (fsm_exec's Machine, 3 triggers)"))
@@ -640,7 +640,9 @@ def compare(blocks: int, rounds: int, observe: bool, wall: bool = False) -> None
     ratio("demo-like mix: fsm_exec / limit", (mix, "fsm_exec"), (mix, "limit (hand-written)"))
     if observe:
         for name in observed_contenders():
-            ratio(f"{name} / fsm_exec", (one, name), (one, "fsm_exec"))
+            target = ("target <= 1.25" if "Prometheus" in name else
+                      "target <= 2.5" if "OpenTelemetry" in name else "")
+            ratio(f"{name} / fsm_exec", (one, name), (one, "fsm_exec"), target)
             ratio(f"{name} / limit", (one, name), (one, "limit (hand-written)"))
 
 
@@ -689,8 +691,8 @@ def memory(n: int) -> None:
         progress("")
         print(f"  after CSV export         RSS {rss_mb():7.1f} MB")
         peak = max(peak_rss_mb(), *marks, rss_mb())
-        print(f"  peak RSS                 {peak:7.1f} MB   target < 100: "
-              f"{'met' if peak < 100 else 'NOT met'}")
+        print(f"  peak RSS                 {peak:7.1f} MB   target <= 50: "
+              f"{'met' if peak <= 50 else 'NOT met'}")
         print(f"  growth after warm-up     {marks[-1] - marks[0]:+7.1f} MB from 10% to 100% "
               f"(flat: target ~0)")
         print(f"  run {run_s:.1f} s elapsed ({run_s / n * 1e6:.1f} µs/block); journal "
@@ -701,9 +703,13 @@ def memory(n: int) -> None:
 # ------------------------------------------------------------------------ live
 
 
-def live(n: int, rounds: int) -> None:
-    """Live mode, elapsed time: every fsync the journal makes is counted and timed as it
-    happens, so the time the fsyncs need is measured in the very run it is compared with."""
+def live_figures(n: int, rounds: int, pkg: Any = None) -> dict[str, list[float]]:
+    """Live mode, elapsed time, per round: µs per block, fsyncs per block, µs in those
+    fsyncs per block. Every fsync the journal makes is counted and timed as it happens, so
+    the time the fsyncs need is measured in the very run it is compared with. ``pkg`` is
+    the package measured (``fsm_exec`` by default; the suite passes an earlier commit's)."""
+    logger_cls = EventLogger if pkg is None else pkg.EventLogger
+    manager_cls = ExecutionManager if pkg is None else pkg.ExecutionManager
     fsync_calls = [0]
     fsync_s = [0.0]
     real_fsync = os.fsync
@@ -717,39 +723,44 @@ def live(n: int, rounds: int) -> None:
             fsync_calls[0] += 1
 
     os.fsync = timed_fsync  # the journal calls os.fsync: count and time them
-    per_block: list[float] = []
-    fsync_per_block: list[float] = []
-    counts: list[float] = []
+    out: dict[str, list[float]] = {"per_block": [], "fsyncs": [], "fsync_us": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(rounds):
                 progress(f"live: round {r + 1}/{rounds}")
-                journal = EventLogger(Path(tmp) / f"live{r}", "live")
-                em = ExecutionManager({}, Prices(), "live", Positions(), Venue(),
-                                      Reconciled(), event_logger=journal)
+                journal = logger_cls(Path(tmp) / f"live{r}", "live")
+                em = manager_cls({}, Prices(), "live", Positions(), Venue(),
+                                 Reconciled(), event_logger=journal)
                 work = list(zip(timestamps(n), batches(n, f"L{r}"), strict=True))
                 calls, spent = fsync_calls[0], fsync_s[0]
                 t0 = time.perf_counter()
                 for ts, batch in work:
                     em.update_state(ts, "strategy_manager", batch)
-                per_block.append((time.perf_counter() - t0) / n * 1e6)
-                counts.append((fsync_calls[0] - calls) / n)
-                fsync_per_block.append((fsync_s[0] - spent) / n * 1e6)
+                out["per_block"].append((time.perf_counter() - t0) / n * 1e6)
+                out["fsyncs"].append((fsync_calls[0] - calls) / n)
+                out["fsync_us"].append((fsync_s[0] - spent) / n * 1e6)
                 journal.close()
     finally:
         os.fsync = real_fsync
     progress("")
+    return out
+
+
+def live(n: int, rounds: int) -> None:
+    """Live mode's figures (:func:`live_figures`), printed."""
+    got = live_figures(n, rounds)
+    per_block, fsync_per_block = got["per_block"], got["fsync_us"]
     overhead = [b - f for b, f in zip(per_block, fsync_per_block, strict=True)]
     ratios = [b / f for b, f in zip(per_block, fsync_per_block, strict=True)]
     print(f"live mode, median of {rounds} rounds (min max) of {n:,} blocks, one block a call, "
           "instant fake collaborators, elapsed time")
     print(f"  per block, everything included   {_spread(per_block)} µs")
-    print(f"  fsyncs per block                 {statistics.median(counts):9.1f}")
+    print(f"  fsyncs per block                 {statistics.median(got['fsyncs']):9.1f}")
     print(f"  time in those fsyncs, per block  {_spread(fsync_per_block)} µs")
     print(f"  the rest (manager and journal)   {_spread(overhead)} µs")
     print(f"  per block / its fsyncs' time     {statistics.median(ratios):9.2f}x  "
-          f"({min(ratios):.2f}-{max(ratios):.2f})  target <= 1.5: "
-          f"{verdict(statistics.median(ratios), 'target <= 1.5')}")
+          f"({min(ratios):.2f}-{max(ratios):.2f})  target <= 1.3: "
+          f"{verdict(statistics.median(ratios), 'target <= 1.3')}")
 
 
 def main() -> None:

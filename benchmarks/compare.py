@@ -41,8 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "85eb9b4"
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Positions, Prices, Reconciled, Venue, block  # noqa: E402 - the same fakes
+try:  # python -m benchmarks (a package), or python benchmarks/compare.py (a script)
+    from benchmarks.bench import Positions, Prices, Reconciled, Venue, block
+except ModuleNotFoundError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.bench import Positions, Prices, Reconciled, Venue, block
 
 
 def export_package(rev: str, into: Path) -> ModuleType:
@@ -55,6 +58,16 @@ def export_package(rev: str, into: Path) -> ModuleType:
     shutil.move(str(into / "fsm_exec"), str(into / "fsm_exec_base"))
     sys.path.insert(0, str(into))
     return importlib.import_module("fsm_exec_base")
+
+
+def base_package(rev: str, into: Path) -> ModuleType | None:
+    """:func:`export_package`, or ``None`` (saying why on stderr) when ``rev`` cannot be
+    exported (no git, or not a clone)."""
+    try:
+        return export_package(rev, into)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"the before column needs git and commit {rev}: {exc}", file=sys.stderr)
+        return None
 
 
 def workload(pkg: ModuleType, log_dir: Path, calls: int, per_call: int

@@ -115,3 +115,37 @@ def test_observers_change_nothing_the_benchmark_journals(bench: Any, tmp_path: P
         assert _records(tmp_path / f"o{i}" / "w" / "execution_manager_events.jsonl") == plain
 
 
+
+
+TARGETS = (  # issue 23: every target, one line each in `python -m benchmarks`
+    "per block / hand-written limit", "empty call / its limit",
+    "with PrometheusObserver / without", "with OpenTelemetry observer / without",
+    "year-long loop: fsm_exec's share / the limit's",
+    "journal bytes per block, a block every 10 calls",
+    "journal bytes per block, one block a call", "journal bytes per empty call",
+    "CSV export of 1,000,000 blocks", "recover(), s at", "fsm-exec status, s at",
+    "peak RSS of a", "live: per block / its fsyncs' time")
+PRINTED = ("s per simulated year", "import fsm_exec, ms", "reader µs per record",
+           "sweep of 4 backtests: 2 processes / 1 process", "machine: ")
+
+
+def test_one_command_prints_every_target_with_its_verdict() -> None:
+    """`python -m benchmarks --quick` prints one table: each of issue 23's targets with a
+    before and an after figure and a verdict, the printed-only figures, the machine and
+    the date (no figure is judged here: only that the table says it)."""
+    import subprocess
+
+    root = BENCH.parent.parent
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=root,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["figure", "before", "after", "target", "verdict"]
+    for label in TARGETS:
+        (line,) = [ln for ln in lines if ln.startswith(label)]
+        assert line.rstrip().endswith(("met", "NOT met")), line
+    for label in PRINTED:
+        assert any(label in ln for ln in lines), label
+    (bytes_line,) = [ln for ln in lines if ln.startswith("journal bytes per empty call")]
+    assert len(bytes_line.split("call")[1].split()) >= 4  # before, after, target, verdict
+    assert any(ln.startswith("before: b22fc22; after: this tree") for ln in lines)

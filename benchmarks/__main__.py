@@ -1,0 +1,5 @@
+"""``python -m benchmarks``: the one table (see :mod:`benchmarks.suite`)."""
+
+from benchmarks.suite import main
+
+raise SystemExit(main())
