@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import orjson
 
-from fsm_exec.journal.codec import CHECKPOINT, MAX_LINE_BYTES, CodecError, validate
+from fsm_exec.journal.codec import CHECKPOINT, MAX_LINE_BYTES, MAX_NESTING, CodecError, validate
 from fsm_exec.journal.files import JournalCorruptError, journal_files, open_regular
 from fsm_exec.journal.schema import check_record
 
@@ -28,25 +28,41 @@ class JournalRecord:
     data: dict[str, Any]
 
 
-def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
-    """One line of a journal, validated: JSON, an object with the record's fields, every
-    tag as the codec writes it (:func:`~fsm_exec.journal.codec.validate`), every field of
-    the manager's record kinds as its schema says (:mod:`~fsm_exec.journal.schema`); else
-    :class:`JournalCorruptError` naming ``path:line_no`` and the field."""
+def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
+    """One line of a journal as its record (a dict), its envelope and its tags checked: JSON,
+    an object with the record's fields, every tag as the codec writes it and nesting no
+    deeper than it writes (:func:`~fsm_exec.journal.codec.validate`); else
+    :class:`JournalCorruptError` naming ``path:line_no``. The walk looking for tags runs
+    only on a line that may hold one (``"__`` or an escape in it) or may nest too deep
+    (as many brackets as :data:`~fsm_exec.journal.codec.MAX_NESTING`): most lines hold
+    neither, and a substring search costs a fraction of the walk."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise JournalCorruptError(path, line_no, "not valid JSON") from None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise JournalCorruptError(path, line_no, "not a JSON object")
-    for key, kind in (("seq", int), ("timestamp", str), ("event_type", str),
-                      ("component", str), ("data", dict)):
-        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
+    for key, kind in _ENVELOPE:
+        if type(obj.get(key)) is not kind:  # orjson makes exact types: a bool is no seq
             raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
-    try:
-        validate(obj)
-    except CodecError as exc:
-        raise JournalCorruptError(path, line_no, str(exc)) from None
+    if (b'"__' in raw or b"\\u" in raw
+            or raw.count(b"{") + raw.count(b"[") >= MAX_NESTING):
+        try:
+            validate(obj)
+        except CodecError as exc:
+            raise JournalCorruptError(path, line_no, str(exc)) from None
+    return obj
+
+
+_ENVELOPE = (("seq", int), ("timestamp", str), ("event_type", str), ("component", str),
+             ("data", dict))
+
+
+def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
+    """One line of a journal, validated: :func:`envelope_of`, then every field of the
+    manager's record kinds as its schema says (:mod:`~fsm_exec.journal.schema`); else
+    :class:`JournalCorruptError` naming ``path:line_no`` and the field."""
+    obj = envelope_of(path, line_no, raw)
     problem = check_record(obj)
     if problem is not None:
         raise JournalCorruptError(path, line_no, problem)

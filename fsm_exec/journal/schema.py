@@ -185,6 +185,8 @@ class StateUpdate:
     queue_length: Count = _ABSENT
     halted: Flag = _ABSENT
     processing_time_ms: Number = _ABSENT
+    calls: Count = _ABSENT  # a run of calls that changed nothing (journal/buffer.py)
+    first_timestamp: Name = _ABSENT
 
 
 @attrs.frozen

@@ -20,6 +20,18 @@ from typing import Any
 import orjson
 
 from fsm_exec.core.errors import EventLogError
+from fsm_exec.journal.buffer import (
+    STATE_UPDATE,
+    Held,
+    IdleRun,
+    Journal,
+    encode_line,
+    flush,
+    release,
+    settle,
+    too_long,
+)
+from fsm_exec.journal.buffer import JournalLossError as JournalLossError
 from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     CHECKPOINT,
@@ -27,7 +39,6 @@ from fsm_exec.journal.codec import (
     MAX_LINE_BYTES,
     encode_default,
     iso_timestamp,
-    to_jsonable,
 )
 from fsm_exec.journal.export import export_csv
 from fsm_exec.journal.files import (
@@ -47,94 +58,7 @@ from fsm_exec.observe.oplog import MIRRORED, mirror
 MODES = ("backtest", "live")
 
 
-class JournalLossError(EventLogError):
-    """Records counted as written are not in the file: an fsync failed before they were
-    durable (``EXEC-009``). The journal goes on after what the file holds, with no gap;
-    a writer that acted on the lost records must recover (the manager retires)."""
-
-    def __init__(self, path: Path, first: int, last: int) -> None:
-        self.path, self.first, self.last = str(path), first, last
-        super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
-                         f"before they were durable); the journal goes on from seq "
-                         f"{first - 1}")
-
-
 _MAX_RETENTION_DAYS = 36_500
-
-
-def _too_long(j: _Journal, event_type: str, n: int) -> EventLogError:
-    """A record longer than any reader reads: refused, nothing written."""
-    return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
-                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
-
-
-class _Journal:
-    """One component's open journal file."""
-
-    __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
-                 "since_checkpoint", "managed")
-
-    def __init__(self, path: Path, seq: int, day: dt.date, fd: int) -> None:
-        self.path, self.seq, self.day, self.fd = path, seq, day, fd
-        self.buf: list[bytes] = []  # backtest: records not yet written to the file
-        self.buffered = 0
-        self.unsynced = False  # written records not yet fsynced
-        self.dirty = False  # a write was cut short: resynchronise from the file first
-        self.since_checkpoint = 0
-        self.managed = False  # the component checkpoints: rotation only at its checkpoints
-
-
-class _Held:
-    """What an EventLogger holds of the operating system: its journals (each a file and a
-    buffer) and the directory lock's descriptor. Kept apart from the logger so that its
-    finalizer can release them without keeping the logger alive."""
-
-    __slots__ = ("journals", "lock_fd", "durable")
-
-    def __init__(self, lock_fd: int, durable: bool) -> None:
-        self.journals: dict[str, _Journal] = {}
-        self.lock_fd = lock_fd
-        self.durable = durable
-
-
-def _flush(j: _Journal) -> None:
-    """Write ``j``'s buffered records to its file (what fails waits for the next try)."""
-    if not j.buf:
-        return
-    data = b"".join(j.buf)
-    j.buf.clear()
-    j.buffered = 0
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(j.fd, view):]
-    except OSError as exc:
-        j.buf.append(bytes(view))  # what did not reach the file waits for the next try
-        j.buffered = len(view)
-        raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-    j.unsynced = True
-
-
-def _release(held: _Held) -> None:
-    """An EventLogger collected, or alive at interpreter exit, without :meth:`close`:
-    write what its buffers hold (and fsync it, if its records are fsynced), then close its
-    files and release its lock, as close() would. Never raises: nothing is left to tell."""
-    for j in set(held.journals.values()):
-        if j.fd < 0:
-            continue
-        with contextlib.suppress(OSError):
-            _flush(j)
-            if j.unsynced and held.durable:
-                os.fsync(j.fd)
-        with contextlib.suppress(OSError):
-            os.close(j.fd)
-        j.fd = -1
-        j.buf.clear()
-    held.journals.clear()
-    if held.lock_fd >= 0:
-        with contextlib.suppress(OSError):
-            os.close(held.lock_fd)
-        held.lock_fd = -1
 
 
 _open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
@@ -229,7 +153,7 @@ class EventLogger:
         self._durable = self._live or bool(fsync)
         self._buffered = not self._live and buffer_bytes > 0  # the backtest hot path
         self._last_component: str | None = None  # the journal written to last, at hand
-        self._last_journal: _Journal | None = None
+        self._last_journal: Journal | None = None
         self._closed = False
         self._last_ts: Any = object()
         self._last_iso = ""
@@ -251,9 +175,9 @@ class EventLogger:
                                 f"{exc.strerror}", exc) from exc
         # Everything taken from here on is in _held: released by close(), or by the
         # finalizer if this logger is dropped unclosed (or alive at interpreter exit).
-        self._held = _Held(lock_fd, self._durable)
+        self._held = Held(lock_fd, self._durable)
         self._journals = self._held.journals
-        self._finalizer = weakref.finalize(self, _release, self._held)
+        self._finalizer = weakref.finalize(self, release, self._held)
         _open_loggers.add(self)
 
     # -------------------------------------------------------------- journals
@@ -265,7 +189,7 @@ class EventLogger:
         """True if ``component`` has records in this directory (from this process or an
         earlier one): a manager must then recover before it writes."""
         j = self._journals.get(component)
-        if j is not None and (j.seq or j.buf):
+        if j is not None and (j.seq or j.buf or j.idle):
             return True
         return any(p.stat().st_size for p in journal_files(self.log_dir, component))
 
@@ -289,7 +213,7 @@ class EventLogger:
         with contextlib.suppress(ValueError):
             self._fsync_listeners.remove(listener)
 
-    def _open(self, component: str) -> _Journal:
+    def _open(self, component: str) -> Journal:
         if self._closed:
             raise EventLogError("event logger is closed")
         path = self.path_for(component)
@@ -314,10 +238,10 @@ class EventLogger:
                 fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        j = self._journals[component] = _Journal(path, seq, day, fd)
+        j = self._journals[component] = Journal(path, seq, day, fd)
         return j
 
-    def _journal(self, component: str) -> _Journal:
+    def _journal(self, component: str) -> Journal:
         if component is self._last_component:
             j = self._last_journal
             assert j is not None
@@ -326,7 +250,7 @@ class EventLogger:
         self._last_component, self._last_journal = component, j
         return j
 
-    def _resync(self, j: _Journal, *, report: bool = True) -> None:
+    def _resync(self, j: Journal, *, report: bool = True) -> None:
         """A write was cut short (an interrupt) or an fsync failed: believe the file, not
         memory. If the file holds fewer records than were counted (a failed fsync lost
         them), raise :class:`JournalLossError` once the count agrees again (``report``):
@@ -361,7 +285,7 @@ class EventLogger:
                 else:
                     self._flush_journal(j)
 
-    def _rotate(self, j: _Journal, today: dt.date) -> None:
+    def _rotate(self, j: Journal, today: dt.date) -> None:
         """Close the current file under a name of its own, and start a new current file."""
         self._flush_journal(j)
         if j.unsynced and self._durable:
@@ -378,7 +302,7 @@ class EventLogger:
                 fsync_dir(self.log_dir)
         j.day = today
 
-    def _prune(self, j: _Journal, today: dt.date) -> None:
+    def _prune(self, j: Journal, today: dt.date) -> None:
         """Delete the oldest whole files that ended more than ``retention_days`` ago; only
         files before the current one (for a checkpointing component: before the newest
         checkpoint, which starts the current file)."""
@@ -472,6 +396,16 @@ class EventLogger:
                 self._last_ts, self._last_iso = timestamp, iso
             if self._buffered:
                 # The backtest hot path: _write, inlined (five of these per block).
+                if event_type == STATE_UPDATE:  # held back: the next calls may join it
+                    run = j.idle
+                    if run is not None and run.join(component, iso, data):
+                        return  # one more call that changed nothing: no bytes
+                    if run is not None:
+                        settle(j)
+                    j.idle = IdleRun(component, iso, data)
+                    return
+                if j.idle is not None:
+                    settle(j)  # the idle calls before this record, first
                 seq = j.seq + 1
                 record = {"seq": seq, "timestamp": iso, "event_type": event_type,
                           "component": component, "data": data}
@@ -480,14 +414,14 @@ class EventLogger:
                 except orjson.JSONEncodeError:
                     line = b"null"
                 if b"null" in line:  # NaN, infinities: the careful path (rare)
-                    line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+                    line = encode_line(record)
                 n = len(line)
                 if n > MAX_LINE_BYTES:
-                    raise _too_long(j, event_type, n)
+                    raise too_long(j, event_type, n, MAX_LINE_BYTES)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
-                j.buf.append(line)
+                j.buf += line
                 j.buffered += n
                 j.seq = seq
                 j.since_checkpoint += 1
@@ -511,20 +445,16 @@ class EventLogger:
         if event_type in MIRRORED:
             mirror(event_type, component, data)
 
-    def _write(self, j: _Journal, iso: str, event_type: str, component: str,
+    def _write(self, j: Journal, iso: str, event_type: str, component: str,
                data: dict[str, Any], *, sync: bool, force: bool = False) -> None:
         """Encode and write one record with the next seq; ``dirty`` until it is counted."""
+        if j.idle is not None:
+            settle(j)  # the idle calls before it, first
         seq = j.seq + 1
-        record = {"seq": seq, "timestamp": iso, "event_type": event_type,
-                  "component": component, "data": data}
-        try:  # encode(), inlined: this is the per-event hot path
-            line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
-        except orjson.JSONEncodeError:
-            line = b"null"
-        if b"null" in line:  # NaN, infinities: the careful path (rare)
-            line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+        line = encode_line({"seq": seq, "timestamp": iso, "event_type": event_type,
+                            "component": component, "data": data})
         if len(line) > MAX_LINE_BYTES:
-            raise _too_long(j, event_type, len(line))
+            raise too_long(j, event_type, len(line), MAX_LINE_BYTES)
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)
@@ -533,13 +463,13 @@ class EventLogger:
             if j.buffered and j.buffered + len(line) > self._buffer:
                 # Make room first: if that fails, this record is not written at all.
                 self._flush_journal(j)
-            j.buf.append(line)
+            j.buf += line
             j.buffered += len(line)
         j.seq = seq
         j.since_checkpoint += 1
         j.dirty = False
 
-    def _write_durably(self, j: _Journal, line: bytes, sync: bool = True) -> None:
+    def _write_durably(self, j: Journal, line: bytes, sync: bool = True) -> None:
         try:
             offset = os.lseek(j.fd, 0, os.SEEK_END)
         except OSError as exc:
@@ -557,7 +487,7 @@ class EventLogger:
                 os.ftruncate(j.fd, offset)
             raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
 
-    def _fsync(self, j: _Journal) -> None:
+    def _fsync(self, j: Journal) -> None:
         timed = bool(self._fsync_listeners)
         t0 = time.perf_counter() if timed else 0.0
         os.fsync(j.fd)
@@ -575,7 +505,7 @@ class EventLogger:
                 with contextlib.suppress(Exception):  # metrics never break the journal
                     listener(took)
 
-    _flush_journal = staticmethod(_flush)
+    _flush_journal = staticmethod(flush)
 
     def sync(self) -> None:
         """Make every record written so far durable (fsync what is not yet; buffered
@@ -640,9 +570,10 @@ class EventLogger:
         self._finalizer.detach()
         for j in set(self._journals.values()):
             j.buf.clear()
+            j.idle = None
         # Nothing buffered is left to write: this closes the files and the lock's
         # descriptor (in a forked child the parent's keeps the lock).
-        _release(self._held)
+        release(self._held)
         self._last_component, self._last_journal = None, None
 
     def _abandon(self) -> None:

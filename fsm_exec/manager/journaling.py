@@ -19,7 +19,7 @@ from fsm_exec.core.errors import (
     describe_exception,
 )
 from fsm_exec.core.lifecycle import Trigger
-from fsm_exec.journal.writer import JournalLossError
+from fsm_exec.journal.buffer import JournalLossError
 from fsm_exec.observe.health import (
     DEGRADED,
     UNHEALTHY,

@@ -14,7 +14,8 @@ import attrs
 
 from fsm_exec.boundary.protocols import HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import COMPONENT
-from fsm_exec.journal.writer import EventLogger, _Journal
+from fsm_exec.journal.buffer import Journal
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager.manager import ExecutionManager
 from fsm_exec.sim.venues import (
     FAKE_EPOCH,
@@ -145,7 +146,7 @@ class _CrashJournal(EventLogger):
         self.trace.written(self._size())
         return seq
 
-    def _fsync(self, j: _Journal) -> None:
+    def _fsync(self, j: Journal) -> None:
         j.unsynced = False  # durable from here on: a crash keeps every byte written so far
         if self.mode == "live":
             self.trace.synced(os.path.getsize(j.path))
