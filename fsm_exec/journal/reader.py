@@ -34,19 +34,23 @@ def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
     deeper than it writes (:func:`~fsm_exec.journal.codec.validate`); else
     :class:`JournalCorruptError` naming ``path:line_no``. The walk looking for tags runs
     only on a line that may hold one (``"__`` or an escape in it) or may nest too deep
-    (as many brackets as :data:`~fsm_exec.journal.codec.MAX_NESTING`): most lines hold
-    neither, and a substring search costs a fraction of the walk."""
+    (as many opening brackets as :data:`~fsm_exec.journal.codec.MAX_NESTING`, so twice as
+    many bytes): most lines hold neither, and a substring search costs a fraction of the
+    walk."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise JournalCorruptError(path, line_no, "not valid JSON") from None
     if type(obj) is not dict:
         raise JournalCorruptError(path, line_no, "not a JSON object")
-    for key, kind in _ENVELOPE:
-        if type(obj.get(key)) is not kind:  # orjson makes exact types: a bool is no seq
-            raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
-    if (b'"__' in raw or b"\\u" in raw
-            or raw.count(b"{") + raw.count(b"[") >= MAX_NESTING):
+    get = obj.get  # orjson makes exact types: a bool is no seq
+    if (type(get("seq")) is not int or type(get("timestamp")) is not str
+            or type(get("event_type")) is not str or type(get("component")) is not str
+            or type(get("data")) is not dict):
+        key = next(k for k, kind in _ENVELOPE if type(get(k)) is not kind)
+        raise JournalCorruptError(path, line_no, f"missing or mistyped field {key!r}")
+    if (b'"__' in raw or b"\\u" in raw or (  # a line that deep has as many closing brackets
+            len(raw) >= 2 * MAX_NESTING and raw.count(b"{") + raw.count(b"[") >= MAX_NESTING)):
         try:
             validate(obj)
         except CodecError as exc:
