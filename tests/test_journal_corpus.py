@@ -35,7 +35,11 @@ GOLDEN = Path(__file__).parent / "golden"
 #: Journals written by the release before the one codec (made by make_golden.py, running
 #: the manager on fsm_exec.sim's collaborators), in both modes.
 VALID = ["backtest_clean.jsonl", "live_faults.jsonl", "crashed.jsonl",
-         "crashed_then_recovered.jsonl"]
+         "crashed_then_recovered.jsonl",
+         # as the release before idle runs and the run in checkpoints wrote them (one
+         # state_update per call, checkpoints without "run"): committed, never regenerated
+         "previous/backtest_clean.jsonl", "previous/live_faults.jsonl",
+         "previous/crashed_then_recovered.jsonl"]
 NAME = "execution_manager_events.jsonl"
 
 

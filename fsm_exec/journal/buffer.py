@@ -33,6 +33,9 @@ from fsm_exec.journal.codec import (
     to_jsonable,
 )
 
+#: A checkpointing component's file this large starts a new one at its next checkpoint
+#: (:meth:`~fsm_exec.journal.writer.EventLogger.checkpoint_due`).
+ROTATE_BYTES = 64 << 20
 #: The record a run of idle calls is written as.
 STATE_UPDATE = "state_update"
 _MS = "processing_time_ms"
@@ -131,6 +134,15 @@ class Journal:
         self.since_checkpoint = 0
         self.managed = False  # the component checkpoints: rotation only at its checkpoints
         self.idle: IdleRun | None = None  # backtest: the run of idle calls not written yet
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def file_bytes(j: Journal) -> int:
+    """How many bytes ``j``'s current file holds, its buffer counted."""
+    return (os.fstat(j.fd).st_size if j.fd >= 0 else 0) + j.buffered
 
 
 def settle(j: Journal) -> None:

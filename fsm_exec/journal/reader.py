@@ -178,7 +178,14 @@ def recovery_records(log_dir: Path | str, component: str = "ExecutionManager"
     """The records recovery needs: from the newest complete checkpoint of ``component`` to
     the end (everything, when there is no checkpoint). Older files are history."""
     files = journal_files(log_dir, component)
-    start_file, start_line = newest_checkpoint(files, component)
+    yield from records_from(files, *newest_checkpoint(files, component))
+
+
+def records_from(files: list[Path], start_file: int, start_line: int
+                 ) -> Iterator[JournalRecord]:
+    """The records of ``files`` from line ``start_line`` of ``files[start_file]`` on (the
+    lines of that file before it are read and checked too: every reader refuses the same
+    damaged line; a checkpoint that rotates starts a new file, so that is little)."""
     for i, p in enumerate(files[start_file:]):
         for r in read_records(p):
             if i == 0 and r.line < start_line:

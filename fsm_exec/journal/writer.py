@@ -21,15 +21,18 @@ import orjson
 
 from fsm_exec.core.errors import EventLogError
 from fsm_exec.journal.buffer import (
+    ROTATE_BYTES,
     STATE_UPDATE,
     Held,
     IdleRun,
     Journal,
     encode_line,
+    file_bytes,
     flush,
     release,
     settle,
     too_long,
+    utc_today,
 )
 from fsm_exec.journal.buffer import JournalLossError as JournalLossError
 from fsm_exec.journal.codec import (
@@ -56,11 +59,7 @@ from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
-
-
 _MAX_RETENTION_DAYS = 36_500
-
-
 _open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
 
 
@@ -80,12 +79,6 @@ def _forget_inherited() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_inherited)
-
-
-def _utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
 FsyncListener = Callable[[float], None]
 
 
@@ -119,7 +112,7 @@ class EventLogger:
     """
 
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
-                 retention_days: int | None = 30, today: Callable[[], dt.date] = _utc_today,
+                 retention_days: int | None = 30, today: Callable[[], dt.date] = utc_today,
                  buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
                  fsync: bool | None = None) -> None:
         if mode not in MODES:
@@ -325,15 +318,18 @@ class EventLogger:
     # -------------------------------------------------------------- checkpoints
     def checkpoint_due(self, component: str) -> str | None:
         """What a checkpointing component should write at its next safe point: ``rotate``
-        (a new day: a new file that starts with a checkpoint), ``checkpoint`` (
-        ``checkpoint_every`` records since the last one), or ``None``."""
+        (a new day, or ``checkpoint_every`` records since the last checkpoint in a file of
+        :data:`ROTATE_BYTES` or more: a new file that starts with a checkpoint),
+        ``checkpoint`` (``checkpoint_every`` records since the last one), or ``None``."""
         j = self._journals.get(component)
         if j is None or not j.managed:
             return None
         if self._live and self._today() > j.day:
             return "rotate"
         if self.checkpoint_every is not None and j.since_checkpoint >= self.checkpoint_every:
-            return "checkpoint"
+            # a file past ROTATE_BYTES: the checkpoint starts a new one, so that a reader
+            # starting from the newest checkpoint reads one bounded file (flat in length)
+            return "rotate" if file_bytes(j) >= ROTATE_BYTES else "checkpoint"
         return None
 
     def checkpoint(self, component: str, data: dict[str, Any], *, timestamp: Any = None,

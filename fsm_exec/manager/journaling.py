@@ -60,6 +60,9 @@ def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = Fa
         data = self._state.checkpoint_data()
         if reset:
             data["reset"] = True  # state from elsewhere: not the records before it
+        # the run writing it, so that a reader starting here needs no history (status)
+        data["run"] = {"config_hash": self._cfg.digest(),
+                       "execution_mode": self._env.execution_mode}
         if not self._checkpointing:
             self._emit("checkpoint", data)
             return

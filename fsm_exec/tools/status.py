@@ -39,7 +39,12 @@ from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import JournalCorruptError, journal_files
 from fsm_exec.journal.lock import lock_holder
-from fsm_exec.journal.reader import JournalRecord, newest_checkpoint, read_records
+from fsm_exec.journal.reader import (
+    JournalRecord,
+    newest_checkpoint,
+    read_records,
+    records_from,
+)
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
 
 #: The version of the ``--json`` object's shape: changes only by adding keys.
@@ -129,15 +134,11 @@ class _Notes:
                 self.unrecorded_halt = None
         elif kind == CHECKPOINT:
             self.unrecorded_halt = None
-
-
-def _records_from(files: list[Path], start_file: int, start_line: int
-                  ) -> Iterator[JournalRecord]:
-    for i, p in enumerate(files[start_file:]):
-        for r in read_records(p):
-            if i == 0 and r.line < start_line:
-                continue
-            yield r
+            run = d.get("run")  # the run that wrote it (journals before 2026-12: none)
+            if isinstance(run, dict):
+                self.config_hash = run.get("config_hash")
+                mode = run.get("execution_mode")
+                self.execution_mode = mode if mode in ("backtest", "live") else None
 
 
 def _replay(log_dir: Path) -> tuple[Replay, _Notes, list[Path], tuple[int, int]]:
@@ -150,7 +151,7 @@ def _replay(log_dir: Path) -> tuple[Replay, _Notes, list[Path], tuple[int, int]]
         try:
             at = newest_checkpoint(files)
             state, notes = Replay(), _Notes()
-            for r in _records_from(files, *at):
+            for r in records_from(files, *at):
                 try:
                     state.apply(r)
                 except ReplayError as exc:
