@@ -257,7 +257,7 @@ def test_each_lifecycle_path_is_one_block_span(path: tuple[Any, ...],
     states = (str(path[0].source), *(str(e.dest) for e in path))
     scenario = dict(SCENARIOS[states])
     cancel = scenario.pop("cancel", False)
-    r = rig(observers=[OpenTelemetryObserver(provider)], **scenario)
+    r = rig(observers=[OpenTelemetryObserver(provider, calls=True)], **scenario)
     if cancel:
         r.em.execute_instruction_blocks(T(0), blocks("a"))
         r.em.cancel(T(0), ["a"], reason="operator")
@@ -304,7 +304,8 @@ def test_a_retried_block_has_one_span_per_attempt(provider: TracerProvider,
     """A rejected route, routed again: attempt 1 holds the failed route call (ERROR,
     rejected), attempt 2 the route, hand-off and reconciliation wait, each with its
     manager-clock duration."""
-    r = rig(faults=["reject"], recon=[("ok", 2.5)], observers=[OpenTelemetryObserver(provider)])
+    r = rig(faults=["reject"], recon=[("ok", 2.5)],
+            observers=[OpenTelemetryObserver(provider, calls=True)])
     r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert shape(exporter) == [("fsm_exec.block trade", [
         ("attempt 1", ["fsm_exec.route"]),
@@ -339,7 +340,7 @@ def test_a_halting_failure_is_an_error_span_saying_it_halts(
     """A failed reconciliation halts the manager: the block span and its attempt are ERROR
     EXEC-002 with fsm_exec.halts; the next block starts (and gets its span) only after the
     manual resume."""
-    r = rig(recon=[("fail", 0)], observers=[OpenTelemetryObserver(provider)])
+    r = rig(recon=[("fail", 0)], observers=[OpenTelemetryObserver(provider, calls=True)])
     r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     (span,) = exporter.get_finished_spans()[-1:]
     assert span.name == "fsm_exec.block trade" and attrs(span)["fsm_exec.block_id"] == "a"
@@ -361,7 +362,7 @@ def test_the_callers_span_is_the_parent(provider: TracerProvider,
                                         exporter: InMemorySpanExporter) -> None:
     """Blocks run inside the caller's current span (a strategy step) are its children, in
     its trace."""
-    r = rig(observers=[OpenTelemetryObserver(provider)])
+    r = rig(observers=[OpenTelemetryObserver(provider, calls=True)])
     tracer = provider.get_tracer("strategy")
     with tracer.start_as_current_span("strategy step") as step:
         r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
@@ -375,7 +376,7 @@ def test_the_callers_span_is_the_parent(provider: TracerProvider,
 def test_the_global_tracer_provider_is_the_default(exporter: InMemorySpanExporter) -> None:
     """Without a tracer_provider the observer uses opentelemetry.trace's global one (here
     the API's proxy, which records nothing until an SDK is installed)."""
-    r = rig(observers=[OpenTelemetryObserver()])
+    r = rig(observers=[OpenTelemetryObserver(calls=True)])
     r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert r.em.block_state("a") == "success"
 
@@ -401,7 +402,7 @@ def test_a_block_resumed_after_a_restart_gets_a_new_recovered_span(
         def when(kind: str, data: Any) -> bool:
             return kind == "block_transition" and data["trigger"] == "reroute"
     em = live_manager(CrashingLog(journal, when), faulty, clock,
-                      [OpenTelemetryObserver(provider)])
+                      [OpenTelemetryObserver(provider, calls=True)])
     with pytest.raises(Crash):
         em.update_state(T(1), "strategy_manager", blocks("a", "b"))
     journal.close()
@@ -409,7 +410,7 @@ def test_a_block_resumed_after_a_restart_gets_a_new_recovered_span(
 
     journal = EventLogger(tmp_path, "live")
     em2 = live_manager(journal, FaultyVenue(venue, clock=clock), clock,
-                       [OpenTelemetryObserver(provider)])
+                       [OpenTelemetryObserver(provider, calls=True)])
     assert em2.recover(tmp_path).in_doubt == "a"
     em2.update_state(T(2), "retry")
     journal.close()
@@ -433,7 +434,7 @@ def test_spans_take_the_real_monotonic_clock_as_wall_time(provider: TracerProvid
     nested in order, within the run, a call span as long as its fsm_exec.duration_s."""
     rc = SimReconciliation()
     em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc), SimVenue(),
-                          rc, observers=[OpenTelemetryObserver(provider)])
+                          rc, observers=[OpenTelemetryObserver(provider, calls=True)])
     before = time.time_ns()
     em.update_state(T(0), "strategy_manager", blocks("a"))
     after = time.time_ns()
@@ -457,13 +458,13 @@ def test_an_observer_follows_one_manager_and_its_reopened_replacement(
         tmp_path: Path, provider: TracerProvider) -> None:
     """Attaching an observer to a second live manager is refused; reopen() hands it on to
     the replacement, which it then observes."""
-    obs = OpenTelemetryObserver(provider)
+    obs = OpenTelemetryObserver(provider, calls=True)
     rig(observers=[obs])
     with pytest.raises(InvalidArgumentError, match="already observes another manager"):
         rig(observers=[obs])
     clock = FakeClock()
     journal = EventLogger(tmp_path / "j", "live")
-    em = live_manager(journal, SimVenue(), clock, [OpenTelemetryObserver(provider)])
+    em = live_manager(journal, SimVenue(), clock, [OpenTelemetryObserver(provider, calls=True)])
     em.update_state(T(0), "strategy_manager", blocks("a"))
     em2 = em.reopen()
     assert em2._observers[0]._manager is em2  # type: ignore[attr-defined]
@@ -475,7 +476,7 @@ def test_the_observer_ignores_calls_it_cannot_place(provider: TracerProvider,
                                                     exporter: InMemorySpanExporter) -> None:
     """journal fsyncs, calls about no block, and calls about a block it never saw start are
     not spans (they are metrics only)."""
-    obs = OpenTelemetryObserver(provider)
+    obs = OpenTelemetryObserver(provider, calls=True)
     rig(observers=[obs])
     obs.on_call(CallEvent("journal_fsync", None, 0, 0.0, 0.001, "ok"))
     obs.on_call(CallEvent("market_data", None, 0, 0.0, 0.001, "ok"))
@@ -722,7 +723,7 @@ def test_backtest_route_calls_are_timed_too(registry: CollectorRegistry,
     """In backtest the route call is reported like in live: a venue-call sample and a
     route span (a failed one fails the block, fast)."""
     r = rig("backtest", faults=[None, "error"],
-            observers=[PrometheusObserver(registry), OpenTelemetryObserver(provider)])
+            observers=[PrometheusObserver(registry), OpenTelemetryObserver(provider, calls=True)])
     r.em.update_state(T(0), "strategy_manager", blocks("a"))
     with pytest.raises(ComponentError):
         r.em.update_state(T(1), "strategy_manager", blocks("b"))
@@ -852,7 +853,7 @@ def test_no_secret_reaches_a_span_or_a_metric(provider: TracerProvider,
     rc = SimReconciliation(clock)
     em = ExecutionManager({"api_key": CANARY, "max_retries": 2}, StaticDataProvider(), "live",
                           SimPositionHandler(rc), Leaky(), rc, clock=clock, sleep=clock.sleep,
-                          observers=[OpenTelemetryObserver(provider),
+                          observers=[OpenTelemetryObserver(provider, calls=True),
                                      PrometheusObserver(registry)])
     em.update_state(T(0), "strategy_manager", [block("leak"), block("ok")])
     em.update_state(T(1), "manual")
@@ -1051,3 +1052,64 @@ def test_a_second_prometheus_observer_on_one_registry_is_refused_clearly() -> No
     r2.em.update_state(T(0), "strategy_manager", blocks("b", "c"))
     assert registry.get_sample_value("fsm_exec_blocks_total", {"outcome": "success"}) == 1
     assert registry.get_sample_value("desk_b_blocks_total", {"outcome": "success"}) == 2
+
+
+# ------------------------------------------------------------------------ what costs is asked for
+
+
+def test_by_default_a_block_is_one_span_and_a_failed_call_an_event(
+        provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+    """Without calls=True a block is its one span: its transitions as events, a call that
+    failed (the rejected first route) as an event fsm_exec.call; no attempt or call span."""
+    r = rig(faults=["reject"], recon=[("ok", 2.5)], observers=[OpenTelemetryObserver(provider)])
+    r.em.update_state(T(0), "strategy_manager", blocks("a", "b"))
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["fsm_exec.block trade"] * 2
+    first = spans[0]
+    moves = [e for e in first.events if e.name == "fsm_exec.transition"]
+    assert [(e.attributes or {})["fsm_exec.dest"] for e in moves] == [
+        m[1] for m in journal_moves(r, "a")]
+    (call,) = [e for e in first.events if e.name == "fsm_exec.call"]
+    assert call.attributes is not None
+    assert call.attributes["fsm_exec.call"] == "route"
+    assert call.attributes["fsm_exec.outcome"] == "rejected"
+    assert not [e for e in spans[1].events if e.name == "fsm_exec.call"]
+
+
+def test_sample_traces_that_fraction_of_the_blocks_by_block_id(
+        provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+    """sample=0.25 traces about a quarter of 400 blocks, the same ones on every run (chosen
+    by block_id); the untraced cost no span."""
+    def traced() -> set[str]:
+        exporter.clear()
+        r = rig("backtest", observers=[OpenTelemetryObserver(provider, sample=0.25)],
+                max_queue_size=500)
+        r.em.update_state(T(0), "strategy_manager", blocks(*(f"b{i}" for i in range(400))))
+        return {str(attrs(s)["fsm_exec.block_id"]) for s in exporter.get_finished_spans()}
+
+    first = traced()
+    assert 60 <= len(first) <= 140
+    assert traced() == first
+
+
+def test_a_block_the_provider_samples_out_gets_no_spans(exporter: InMemorySpanExporter) -> None:
+    """A provider whose sampler drops everything: the observer adds nothing to the dropped
+    block span (no attempt or call spans are started under it, even with calls=True)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    obs = OpenTelemetryObserver(provider, calls=True)
+    r = rig(observers=[obs])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert exporter.get_finished_spans() == ()
+    assert r.em.get_execution_status()["blocks_executed"] == 1
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"sample": 0}, "sample"), ({"sample": 1.5}, "sample"),
+                                           ({"sample": "all"}, "sample"),
+                                           ({"calls": 1}, "calls")])
+def test_bad_tracing_options_are_refused(kw: dict[str, Any], match: str) -> None:
+    """sample outside (0, 1] or not a number, calls not a bool: a clear error."""
+    with pytest.raises(InvalidArgumentError, match=match):
+        OpenTelemetryObserver(**kw)

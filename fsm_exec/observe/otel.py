@@ -13,6 +13,12 @@ The span tree of one block::
 Every transition is a span event ``fsm_exec.transition`` on the block span. Attributes are
 ids, states, codes and counts only (never instructions, deltas, reasons or config).
 
+What costs is asked for: by default a block is its one span with its transitions as events
+(a collaborator call that failed is an event ``fsm_exec.call`` too); ``calls=True`` adds the
+attempt and call spans of the tree above. ``sample`` traces that fraction of the blocks
+(chosen by ``block_id``, so a block restored after a restart is traced or not as before);
+a block span the tracer provider's own sampler drops (not recording) gets nothing more.
+
 Span times: spans are stamped in wall-clock time, as the rest of a trace is. When the manager
 runs on the real monotonic clock (``clock=time.monotonic``, the default), the events' clock
 values are converted to wall time, so a call span starts when the call started and lasts as
@@ -25,9 +31,11 @@ attributes, which are what tests and alerts should read.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.core.errors import InvalidArgumentError
 from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
 from fsm_exec.observe.extra import OneManager, missing_extra
 from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
@@ -57,7 +65,7 @@ class _Flight:
 
     __slots__ = ("block_id", "span", "started", "attempt", "attempt_span", "attempt_started")
 
-    def __init__(self, block_id: str, span: Span, started: float) -> None:
+    def __init__(self, block_id: str, span: Span | None, started: float) -> None:
         self.block_id = block_id
         self.span = span
         self.started = started  # manager clock
@@ -79,7 +87,16 @@ class OpenTelemetryObserver(OneManager, Observer):
     a restart, gets a new span with ``fsm_exec.recovered = true``.
     """
 
-    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(self, tracer_provider: TracerProvider | None = None, *,
+                 calls: bool = False, sample: float = 1.0) -> None:
+        if type(calls) is not bool:
+            raise InvalidArgumentError(f"OpenTelemetryObserver: calls must be True or False, "
+                                       f"got {calls!r}")
+        if type(sample) not in (int, float) or not 0 < sample <= 1:
+            raise InvalidArgumentError(f"OpenTelemetryObserver: sample must be a fraction "
+                                       f"of the blocks, above 0 and at most 1, got {sample!r}")
+        self.calls, self.sample = calls, float(sample)
+        self._cut = int(self.sample * 2**32)  # crc32(block_id) below this: traced
         try:
             from opentelemetry import trace
         except ImportError as exc:
@@ -111,12 +128,22 @@ class OpenTelemetryObserver(OneManager, Observer):
                               str(data.get("in_doubt_state")))
                              if in_doubt is not None else None)
 
+    def _traced(self, block_id: str) -> bool:
+        return self._cut > 0xFFFFFFFF or zlib.crc32(block_id.encode()) < self._cut
+
     def on_transition(self, event: TransitionEvent) -> None:
         fl = self._flight
         if fl is None or fl.block_id != event.block_id:
+            if not self._traced(event.block_id):
+                return
             fl = self._open(event.block_id, event.action, event.at,
                             event.source if event.recovered else None)
-        self._roll(fl, event.attempt, event.at)
+        if fl.span is None:  # dropped by the provider's sampler
+            if event.dest in _TERMINAL:
+                self._flight = None
+            return
+        if self.calls:
+            self._roll(fl, event.attempt, event.at)
         attrs: Attributes = {"fsm_exec.source": event.source, "fsm_exec.dest": event.dest,
                              "fsm_exec.trigger": event.trigger,
                              "fsm_exec.attempt": event.attempt}
@@ -135,13 +162,24 @@ class OpenTelemetryObserver(OneManager, Observer):
             pending = self._pending
             if pending is None or pending[0] != event.block_id:
                 return  # not a block this observer saw start or recover
+            if not self._traced(event.block_id):
+                return
             fl = self._open(event.block_id, pending[1], event.started, pending[2])
-        self._roll(fl, event.attempt, event.started)
-        assert fl.attempt_span is not None
+        if fl.span is None:  # dropped by the provider's sampler
+            return
         attrs: Attributes = {"fsm_exec.block_id": event.block_id,
                              "fsm_exec.attempt": event.attempt,
                              "fsm_exec.outcome": event.outcome,
                              "fsm_exec.duration_s": event.duration}
+        if not self.calls:  # the block span only: a call that failed is an event on it
+            if event.outcome not in _FINE.get(event.kind, _OK):
+                attrs["fsm_exec.call"] = event.kind
+                attrs["error.type"] = event.error_type or event.outcome
+                fl.span.add_event("fsm_exec.call", attrs,
+                                  timestamp=self._ns(event.started + event.duration))
+            return
+        self._roll(fl, event.attempt, event.started)
+        assert fl.attempt_span is not None
         span = self._tracer.start_span(f"fsm_exec.{event.kind}",
                                        context=self._in_context(fl.attempt_span),
                                        attributes=attrs, start_time=self._ns(event.started))
@@ -166,13 +204,16 @@ class OpenTelemetryObserver(OneManager, Observer):
         if recovered_state is not None:
             attrs["fsm_exec.recovered_state"] = recovered_state
             self._pending = None
-        span = self._tracer.start_span(f"fsm_exec.block {action}", attributes=attrs,
-                                       start_time=self._ns(at))
+        span: Span | None = self._tracer.start_span(
+            f"fsm_exec.block {action}", attributes=attrs, start_time=self._ns(at))
+        if span is not None and not span.is_recording():
+            span = None  # sampled out by the provider: nothing more for this block
         fl = self._flight = _Flight(block_id, span, at)
         return fl
 
     def _roll(self, fl: _Flight, attempt: int, at: float) -> None:
         """Make ``attempt`` the attempt span in progress."""
+        assert fl.span is not None
         if fl.attempt_span is not None and attempt <= fl.attempt:
             return
         self._end_attempt(fl, at)
@@ -194,6 +235,7 @@ class OpenTelemetryObserver(OneManager, Observer):
 
     def _close(self, fl: _Flight, event: TransitionEvent) -> None:
         at, span = event.at, fl.span
+        assert span is not None
         failed = event.dest == _FAILED
         code = (event.error_code or "unknown") if failed else None
         self._end_attempt(fl, at, code)
