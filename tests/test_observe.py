@@ -1113,3 +1113,45 @@ def test_bad_tracing_options_are_refused(kw: dict[str, Any], match: str) -> None
     """sample outside (0, 1] or not a number, calls not a bool: a clear error."""
     with pytest.raises(InvalidArgumentError, match=match):
         OpenTelemetryObserver(**kw)
+
+
+def test_an_observer_gets_only_the_manager_events_it_wants() -> None:
+    """manager_events narrows on_event to those kinds; an observer without it gets every
+    kind; the manager builds no event of a kind nobody wants (accepted, update)."""
+    from fsm_exec.observe import ManagerEvent, Observer
+
+    class Picky(Observer):
+        manager_events = frozenset({"error"})
+
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def on_event(self, event: ManagerEvent) -> None:
+            self.kinds.append(event.kind)
+
+    class All(Picky):
+        manager_events = None
+
+    picky, everything = Picky(), All()
+    r = rig("backtest", observers=[picky])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    with pytest.raises(InvalidArgumentError):
+        r.em.update_state(T(1), "cron")
+    assert picky.kinds == ["error"]
+    built: list[str] = []
+    real = ManagerEvent.__init__
+
+    def counting(self: Any, kind: str, *args: Any, **kw: Any) -> None:
+        built.append(kind)
+        real(self, kind, *args, **kw)
+
+    r = rig("backtest", observers=[Picky(), everything])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert everything.kinds == ["initialized", "accepted", "update"]
+    r = rig("backtest", observers=[Picky()])
+    try:
+        ManagerEvent.__init__ = counting  # type: ignore[method-assign]
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    finally:
+        ManagerEvent.__init__ = real  # type: ignore[method-assign]
+    assert built == []

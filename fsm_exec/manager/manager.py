@@ -154,6 +154,7 @@ class ExecutionManager:
                     f"observers: {type(obs).__name__} is not an fsm_exec.observe.Observer "
                     "(subclass it and override the methods you need)")
         self._observers: tuple[Observer, ...] = tuple(observers)
+        self._observed_events = observing.observed_events(self._observers)
         self._late_observer_errors: list[tuple[Observer, Exception]] = []
         # What differs between the modes, named once (drivers/policy.py).
         self._policy = POLICIES[self._env.execution_mode]

@@ -87,6 +87,8 @@ class OpenTelemetryObserver(OneManager, Observer):
     a restart, gets a new span with ``fsm_exec.recovered = true``.
     """
 
+    manager_events = frozenset({"recovered"})
+
     def __init__(self, tracer_provider: TracerProvider | None = None, *,
                  calls: bool = False, sample: float = 1.0) -> None:
         if type(calls) is not bool:

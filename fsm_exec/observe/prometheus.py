@@ -8,7 +8,9 @@ fixed set (outcomes, states, triggers, error codes, retry reasons, call kinds).
 
 from __future__ import annotations
 
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +71,8 @@ class PrometheusObserver(OneManager, Observer):
     ``prometheus_client.start_http_server(port, registry=registry)`` or your own exporter.
     """
 
+    manager_events = frozenset({"error", "cancelled", "recovered"})
+
     def __init__(self, registry: CollectorRegistry | None = None,
                  namespace: str = "fsm_exec") -> None:
         try:
@@ -80,49 +84,26 @@ class PrometheusObserver(OneManager, Observer):
         reg = prom.REGISTRY if registry is None else registry
         self.registry: CollectorRegistry = reg
         self.namespace = namespace
-        # Built unregistered, then registered together: a registry that already holds these
-        # names (another observer's) is refused whole, with nothing left half-registered.
-        kw: dict[str, Any] = {"namespace": namespace, "registry": None}
-        self._blocks = prom.Counter(
-            "blocks_total", "Blocks that reached a terminal state, by outcome.",
-            ["outcome"], **kw)
-        self._transitions = prom.Counter(
-            "transitions_total", "Block lifecycle transitions.",
-            ["source", "dest", "trigger"], **kw)
-        self._errors = prom.Counter(
-            "errors_total", "Errors the manager recorded, by error code (EXEC-NNN).",
-            ["code"], **kw)
-        self._retries = prom.Counter(
-            "retries_total", "Times a block went to retrying, by why.", ["reason"], **kw)
-        self._block_duration = prom.Histogram(
-            "block_duration_seconds", "Time from routing to a terminal state, for blocks "
-            "started in this process (manager clock).", buckets=_DURATION_BUCKETS, **kw)
-        self._state_duration = prom.Histogram(
-            "state_duration_seconds", "Time a block spent in a state before leaving it "
-            "(manager clock).", ["state"], buckets=_DURATION_BUCKETS, **kw)
-        self._venue_duration = prom.Histogram(
-            "venue_call_duration_seconds", "Venue calls (route, query_execution), by how "
-            "they ended (manager clock; an abandoned call counts the time waited).",
-            ["call", "outcome"], buckets=_CALL_BUCKETS, **kw)
-        self._fsync_duration = prom.Histogram(
-            "journal_fsync_duration_seconds", "Journal fsyncs (real monotonic clock).",
-            buckets=_FSYNC_BUCKETS, **kw)
+        # The hot path counts in plain dicts and lists (a dict increment, a bisect: no
+        # lock, no validation, as many as the call makes); _Metrics turns them into the
+        # counters and histograms at scrape time. Every series exists from the start
+        # (rate() needs two points).
+        created = time.time()
+        self._by_outcome = dict.fromkeys(OUTCOMES, 0)
+        self._by_edge = dict.fromkeys(((str(e.source), str(e.dest), str(e.trigger))
+                                       for e in TRANSITIONS), 0)
+        self._by_code = dict.fromkeys(ERROR_CODES, 0)
+        self._by_reason = dict.fromkeys(RETRY_REASONS, 0)
+        self._block_duration = _Hist(_DURATION_BUCKETS)
+        self._in_state = {st: _Hist(_DURATION_BUCKETS) for st in TIMED_STATES}
+        self._by_call: dict[tuple[str, str], _Hist] = {}
+        self._fsync_duration = _Hist(_FSYNC_BUCKETS)
         build = prom.Info("build", "The fsm_exec version and the fingerprint of its "
-                          "lifecycle table.", **kw)
+                          "lifecycle table.", namespace=namespace, registry=None)
         build.info({"version": __version__, "lifecycle_hash": TABLE_HASH})
-        _register_all(reg, namespace, [
-            self._blocks, self._transitions, self._errors, self._retries,
-            self._block_duration, self._state_duration, self._venue_duration,
-            self._fsync_duration, build, _StatusCollector(self)])
-        # Every series exists from the start (rate() needs two points); children are looked
-        # up in plain dicts on the hot path (labels() costs a lock and validation).
-        self._by_outcome = {o: self._blocks.labels(o) for o in OUTCOMES}
-        self._by_edge = {k: self._transitions.labels(*k) for k in (
-            (str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS)}
-        self._by_code = {c: self._errors.labels(c) for c in ERROR_CODES}
-        self._by_reason = {r: self._retries.labels(r) for r in RETRY_REASONS}
-        self._in_state = {st: self._state_duration.labels(st) for st in TIMED_STATES}
-        self._by_call: dict[tuple[str, str], Any] = {}
+        # Registered together: a registry that already holds these names (another
+        # observer's) is refused whole, with nothing left half-registered.
+        _register_all(reg, namespace, [_Metrics(self, created), build, _StatusCollector(self)])
         self._flying: _Flying | None = None
         self._last_route: tuple[str, int, str] | None = None
         self._last_success: float | None = None
@@ -136,8 +117,8 @@ class PrometheusObserver(OneManager, Observer):
     def on_transition(self, event: TransitionEvent) -> None:
         source, dest = event.source, event.dest
         key = (source, dest, event.trigger)
-        edge = self._by_edge.get(key)
-        (edge if edge is not None else self._transitions.labels(*key)).inc()
+        edges = self._by_edge
+        edges[key] = edges.get(key, 0) + 1
         fl = self._flying
         if source == _QUEUED:
             fl = self._flying = _Flying(event.block_id, event.at, event.at)
@@ -147,9 +128,9 @@ class PrometheusObserver(OneManager, Observer):
             self._in_state[source].observe(event.at - fl.entered)
         fl.entered = event.at
         if dest == _RETRYING:
-            self._by_reason[self._why_retrying(event)].inc()
+            self._by_reason[self._why_retrying(event)] += 1
         elif dest in _TERMINAL:
-            self._by_outcome[dest].inc()
+            self._by_outcome[dest] += 1
             if fl.started is not None:
                 self._block_duration.observe(event.at - fl.started)
             if dest == _SUCCESS:
@@ -160,10 +141,10 @@ class PrometheusObserver(OneManager, Observer):
         kind = event.kind
         if kind in _VENUE_CALLS:
             key = (kind, event.outcome)
-            child = self._by_call.get(key)
-            if child is None:  # outcomes are a small fixed set: cached on first sight
-                child = self._by_call[key] = self._venue_duration.labels(*key)
-            child.observe(event.duration)
+            hist = self._by_call.get(key)
+            if hist is None:  # outcomes are a small fixed set: a series on first sight
+                hist = self._by_call[key] = _Hist(_CALL_BUCKETS)
+            hist.observe(event.duration)
             if kind == "route" and event.block_id is not None:
                 self._last_route = (event.block_id, event.attempt, event.outcome)
         elif kind == "journal_fsync":
@@ -173,12 +154,11 @@ class PrometheusObserver(OneManager, Observer):
         kind, data = event.kind, event.data
         if kind == "error":
             code = str(data.get("error_code"))
-            counter = self._by_code.get(code)
-            (counter if counter is not None else self._errors.labels(code)).inc()
+            self._by_code[code] = self._by_code.get(code, 0) + 1
         elif kind == "cancelled":
             n = int(data.get("count", 0))
-            self._by_outcome[_CANCELLED].inc(n)
-            self._by_edge[_QUEUED, _CANCELLED, _CANCEL].inc(n)
+            self._by_outcome[_CANCELLED] += n
+            self._by_edge[_QUEUED, _CANCELLED, _CANCEL] += n
         elif kind == "recovered" and data.get("in_doubt") is not None:
             self._flying = _Flying(str(data["in_doubt"]), event.at, None)
 
@@ -189,6 +169,80 @@ class PrometheusObserver(OneManager, Observer):
         if last is not None and last[:2] == (event.block_id, event.attempt):
             return last[2] if last[2] in RETRY_REASONS else "error"
         return "in_doubt"  # no route call in this process: cut short by a restart
+
+
+class _Hist:
+    """A histogram's buckets as plain numbers (``prometheus_client``'s ``le`` rule: a
+    value counts in the first bucket whose bound it does not exceed)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        from prometheus_client.utils import floatToGoString
+
+        out, total = [], 0
+        for bound, n in zip((*self.bounds, math.inf), list(self.counts), strict=True):
+            total += n
+            out.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+        return out
+
+
+class _Metrics:
+    """The counters and histograms, built from the observer's numbers at scrape time."""
+
+    def __init__(self, owner: PrometheusObserver, created: float) -> None:
+        self._owner, self._created = owner, created
+        ns = owner.namespace
+        self._name = (lambda n: f"{ns}_{n}") if ns else (lambda n: n)
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(values=False)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(values=True)
+
+    def _families(self, *, values: bool) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        o, name, created = self._owner, self._name, self._created
+        for metric, doc, labels, counts in (
+                ("blocks", "Blocks that reached a terminal state, by outcome.", ["outcome"],
+                 o._by_outcome),
+                ("transitions", "Block lifecycle transitions.", ["source", "dest", "trigger"],
+                 o._by_edge),
+                ("errors", "Errors the manager recorded, by error code (EXEC-NNN).",
+                 ["code"], o._by_code),
+                ("retries", "Times a block went to retrying, by why.", ["reason"],
+                 o._by_reason)):
+            family = CounterMetricFamily(name(metric), doc, labels=labels)
+            for key, n in (list(counts.items()) if values else ()):
+                label_values: list[str] = list(key) if isinstance(key, tuple) else [str(key)]
+                family.add_metric(label_values, n, created=created)
+            yield family
+        for metric, doc, labels, hists in (
+                ("block_duration_seconds", "Time from routing to a terminal state, for "
+                 "blocks started in this process (manager clock).", [],
+                 {(): o._block_duration}),
+                ("state_duration_seconds", "Time a block spent in a state before leaving it "
+                 "(manager clock).", ["state"], {(k,): v for k, v in o._in_state.items()}),
+                ("venue_call_duration_seconds", "Venue calls (route, query_execution), by "
+                 "how they ended (manager clock; an abandoned call counts the time waited).",
+                 ["call", "outcome"], o._by_call),
+                ("journal_fsync_duration_seconds", "Journal fsyncs (real monotonic clock).",
+                 [], {(): o._fsync_duration})):
+            hist_family = HistogramMetricFamily(name(metric), doc, labels=labels)
+            for key, h in (list(hists.items()) if values else ()):
+                hist_family.add_metric(list(key), h.buckets(), h.sum, created)
+            yield hist_family
 
 
 class _StatusCollector:

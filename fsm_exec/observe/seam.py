@@ -90,7 +90,14 @@ class Observer:
 
     Methods are called on the thread that drives the manager (``on_call`` for
     ``journal_fsync`` on the thread that wrote). Keep them quick: they run on the hot path.
+
+    ``manager_events``: the :data:`EVENT_KINDS` this observer's ``on_event`` wants, or
+    ``None`` (the default) for all of them. The manager builds no :class:`ManagerEvent` of
+    a kind no observer wants (most calls send ``accepted`` and ``update``: events that
+    cost the hot path even when ignored).
     """
+
+    manager_events: frozenset[str] | None = None
 
     def attach(self, manager: ExecutionManager) -> None:
         """Called once, when the manager is built (read its status from here if needed)."""
