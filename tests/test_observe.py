@@ -1121,7 +1121,7 @@ def test_an_observer_gets_only_the_manager_events_it_wants() -> None:
     from fsm_exec.observe import ManagerEvent, Observer
 
     class Picky(Observer):
-        manager_events = frozenset({"error"})
+        manager_events: frozenset[str] | None = frozenset({"error"})
 
         def __init__(self) -> None:
             self.kinds: list[str] = []
