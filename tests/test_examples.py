@@ -36,7 +36,7 @@ def test_every_example_has_a_test() -> None:
     """Each script in examples/ is run by a test here."""
     scripts = {p.name for p in EXAMPLES.glob("*.py")}
     assert scripts == {"first_strategy.py", "live_simulated_exchange.py",
-                       "ccxt_style_adapter.py", "fuzz_my_adapter.py"}
+                       "ccxt_style_adapter.py", "fuzz_my_adapter.py", "sweep_ray.py"}
 
 
 def test_first_strategy_backtests_over_a_price_frame(tmp_path: Path) -> None:
@@ -49,6 +49,39 @@ def test_first_strategy_backtests_over_a_price_frame(tmp_path: Path) -> None:
     assert lines[2] == (f"journal: {m.group(1)} blocks, {3 * int(m.group(1))} transitions, "
                         f"states {{'success': {m.group(1)}}}")
     assert (tmp_path / "run" / "logs" / "execution_manager_events.jsonl").is_file()
+
+
+@pytest.mark.ray
+def test_sweep_runs_each_backtest_on_ray_with_its_own_journal(tmp_path: Path) -> None:
+    """A small sweep on a local Ray (2 CPUs, no dashboard): one row per parameter pair in
+    one frame, every block succeeds, each run in its own journal directory that passes
+    fsm-exec check, run by Ray's worker processes (not this one)."""
+    pytest.importorskip("ray")
+    import os
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths: < 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / "sweep_ray.py"), "--fast", "3", "6", "--slow",
+             "24", "48", "--hours", "200", "--num-cpus", "2", "--out", str(tmp_path / "runs")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False, env=env)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["run_id", "fast", "slow", "blocks_executed", "blocks_failed",
+                                "equity", "seconds"]
+    rows = [ln.split() for ln in lines[1:5]]
+    assert sorted(r[0] for r in rows) == ["ma-3-24", "ma-3-48", "ma-6-24", "ma-6-48"]
+    assert all(int(r[3]) > 0 and r[4] == "0" for r in rows)
+    m = re.fullmatch(r"4 runs in (\d+) worker processes; journals in (.+)", lines[5])
+    assert m and m.group(2) == str(tmp_path / "runs")
+    for run in sorted((tmp_path / "runs").iterdir()):
+        check = subprocess.run([sys.executable, "-m", "fsm_exec", "check", str(run)],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_live_example_fills_each_block_once_despite_lost_replies(tmp_path: Path) -> None:
