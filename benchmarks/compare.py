@@ -4,8 +4,8 @@
     python benchmarks/compare.py REV --rounds 9  # against any commit (relative imports)
 
 The earlier commit's package is exported with ``git archive`` into a temporary folder and
-imported under another name (``fsm_exec_base``; a package that imports itself relatively
-can be), next to this tree's ``fsm_exec``. The same workloads then run against both,
+imported under another name (``fsm_exec_base``, its own imports rewritten to that name),
+next to this tree's ``fsm_exec``. The same workloads then run against both,
 interleaved round by round (the order alternates), on the same collaborators, each journal
 on disk. The figures are CPU time (``time.process_time``) per block or per call. A table
 gives the median of the rounds for each package, and the ratio new/old of those medians
@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import gc
 import importlib
+import re
 import shutil
 import statistics
 import subprocess
@@ -56,8 +57,20 @@ def export_package(rev: str, into: Path) -> ModuleType:
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
     shutil.move(str(into / "fsm_exec"), str(into / "fsm_exec_base"))
+    for path in (into / "fsm_exec_base").rglob("*.py"):  # its own imports: to itself
+        text = path.read_text()
+        path.write_text(_IMPORT.sub(r"\1fsm_exec_base", text))
     sys.path.insert(0, str(into))
-    return importlib.import_module("fsm_exec_base")
+    module = importlib.import_module("fsm_exec_base")
+    from loguru import logger
+
+    logger.disable("fsm_exec_base")  # its operational log, off as fsm_exec's is
+    return module
+
+
+#: An import of the package in its own modules (``from fsm_exec.x import``, ``import
+#: fsm_exec``): rewritten, or the exported copy would import this tree's modules.
+_IMPORT = re.compile(r"^(\s*(?:from|import)\s+)fsm_exec(?=[.\s])", re.M)
 
 
 def base_package(rev: str, into: Path) -> ModuleType | None:
