@@ -122,7 +122,7 @@ def journal_move(self: ExecutionManager, event: dict[str, Any], sync: bool) -> N
     try:
         if self._syncable:
             self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
-                            event, sync=sync)  # type: ignore[call-arg]
+                            event, sync=sync)
         else:
             self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
     except EventLogError as exc:
@@ -161,7 +161,7 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
             if self._interrupted is not None:  # retired meanwhile: a crash at that instant
                 raise self._retired_error()
             if self._syncable:
-                log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
+                log_event(self._ts, event_type, COMPONENT, data,
                           sync=sync)
             else:
                 log_event(self._ts, event_type, COMPONENT, data)
