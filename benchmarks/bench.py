@@ -229,8 +229,9 @@ class HandWritten:
     last 10,000 finished blocks stay taken), journal each acceptance, then per block: the
     price check (market data from the data provider), the venue call, the position hand-off,
     the three transitions journaled with the same fields, and per call a ``state_update``
-    record, a 100-update health window and the status dict. Buffered JSONL, one seq per
-    record, ISO timestamps, a line holding a null written again carefully."""
+    record (one for a run of calls that say the same), a 100-update health window and the
+    status dict. Buffered JSONL, one seq per record, ISO timestamps, a line holding a null
+    written again carefully."""
 
     RECENT = 10_000
 
@@ -246,6 +247,7 @@ class HandWritten:
         self.busy = False
         self.health: deque[int] = deque(maxlen=100)  # 0 healthy, 1 degraded, 2 unhealthy
         self.health_counts = [0, 0, 0]
+        self.idle: list[Any] | None = None  # the run of idle calls not written yet
 
     def _validate(self, batch: Sequence[Any]) -> list[_Block]:
         blocks = []
@@ -277,6 +279,30 @@ class HandWritten:
             blocks.append(_Block(block_id, action, priority, tuple(copies)))
         return blocks
 
+    def _settle(self, seq: int) -> int:
+        """Write the run of idle calls held back as its one state_update; the next seq."""
+        idle, self.idle = self.idle, None
+        assert idle is not None
+        (source, index, executed, failed), first, last, calls, ms = idle
+        data: dict[str, Any] = {
+            "trigger_source": source, "current_block_index": index,
+            "blocks_executed": executed, "blocks_failed": failed, "queue_length": 0,
+            "halted": False, "processing_time_ms": ms}
+        if calls > 1:
+            data["calls"], data["first_timestamp"] = calls, first
+        seq += 1
+        rec = {"seq": seq, "timestamp": last, "event_type": "state_update",
+               "component": _COMPONENT, "data": data}
+        line = _dumps(rec, option=_NL)
+        self.file.write(line if b"null" not in line else _careful(rec))
+        return seq
+
+    def close(self) -> None:
+        """Write what is held back, and close the file."""
+        if self.idle is not None:
+            self.seq = self._settle(self.seq)
+        self.file.close()
+
     def update_state(self, ts: dt.datetime, source: str, batch: Sequence[Any] | None
                      ) -> dict[str, Any]:
         if source not in ("strategy_manager", "manual", "retry"):
@@ -290,6 +316,8 @@ class HandWritten:
         try:
             if batch:
                 blocks = self._validate(batch)
+                if self.idle is not None:
+                    seq = self._settle(seq)  # the idle calls before this batch, first
                 n = len(blocks)
                 for i, b in enumerate(blocks):
                     seq += 1
@@ -348,15 +376,19 @@ class HandWritten:
                 counts[health[0]] -= 1
             health.append(0)
             counts[0] += 1
-            seq += 1
-            rec = {"seq": seq, "timestamp": iso, "event_type": "state_update",
-                   "component": _COMPONENT, "data": {
-                       "trigger_source": source, "current_block_index": self.index,
-                       "blocks_executed": self.executed, "blocks_failed": self.failed,
-                       "queue_length": 0, "halted": False,
-                       "processing_time_ms": (time.monotonic() - t0) * 1000.0}}
-            line = _dumps(rec, option=_NL)
-            write(line if b"null" not in line else _careful(rec))
+            # The call's state_update, held back: the next calls that say the same join it
+            # (one record for a run of idle calls, as fsm_exec's backtest journal writes).
+            key = (source, self.index, self.executed, self.failed)
+            ms = (time.monotonic() - t0) * 1000.0
+            idle = self.idle
+            if idle is not None and idle[0] == key:
+                idle[2] = iso
+                idle[3] += 1
+                idle[4] += ms
+            else:
+                if idle is not None:
+                    seq = self._settle(seq)
+                self.idle = [key, iso, iso, 1, ms]
         finally:
             self.seq = seq
             self.busy = False
@@ -381,7 +413,7 @@ def limit(per_call: int = 1, every: int = 1) -> Factory:
             update = hw.update_state
             for ts, batch in work:
                 update(ts, "strategy_manager", batch)
-            hw.file.close()
+            hw.close()
         return run
     return factory
 

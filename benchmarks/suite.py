@@ -237,7 +237,7 @@ def year_loop(kind: str, minutes: int) -> bench.Run:
     elif kind == "limit":
         hw = bench.HandWritten(Path(tmp) / "l.jsonl", data, bench.Venue(),  # type: ignore[arg-type]
                                bench.Positions())
-        update, close = hw.update_state, hw.file.close
+        update, close = hw.update_state, hw.close
     else:
         def update(ts: Any, source: str, batch: Any) -> None:
             return None

@@ -52,7 +52,13 @@ def test_limit_writes_what_fsm_exec_writes(bench: Any, tmp_path: Path, per_call:
     ours = _records(tmp_path / "w" / "execution_manager_events.jsonl")
     limit = _records(tmp_path / "w-limit.jsonl")
     assert ours == limit
-    assert len(ours) == 25 + 4 * per_call * (len(range(0, 25, every)) if every else 0)
+    blocks = per_call * (len(range(0, 25, every)) if every else 0)
+    updates = [r for r in ours if r["event_type"] == "state_update"]
+    assert len(ours) == len(updates) + 4 * blocks
+    # one state_update per run of calls that say the same: every call that ran a block
+    # starts one, the idle calls after it join it
+    assert len(updates) == (25 if every == 1 else len(range(0, 25, every)) if every else 1)
+    assert sum(u["data"].get("calls", 1) for u in updates) == 25
 
 
 def test_limit_returns_fsm_exec_status_and_numbers_its_records(bench: Any,
@@ -67,7 +73,7 @@ def test_limit_returns_fsm_exec_status_and_numbers_its_records(bench: Any,
     for ts, batch in work:
         assert hw.update_state(ts, "strategy_manager", batch) == em.update_state(
             ts, "strategy_manager", batch)
-    hw.file.close()
+    hw.close()
     seqs = [orjson.loads(line)["seq"] for line in (tmp_path / "l.jsonl").read_bytes().split()]
     assert seqs == list(range(1, len(seqs) + 1))
 
