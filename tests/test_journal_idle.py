@@ -130,7 +130,8 @@ def test_live_journals_write_every_call(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("other", [{"halted": 1}, {"queue_length": 0.0},
-                                   {"processing_time_ms": 1}, {"extra": 1}])
+                                   {"processing_time_ms": 1}, {"extra": 1},
+                                   {"trigger_source": None}])
 def test_only_records_that_say_exactly_the_same_join(tmp_path: Path,
                                                      other: dict[str, Any]) -> None:
     """The writer joins state_update records equal in value and type (True is not 1, 0 is
@@ -144,3 +145,14 @@ def test_only_records_that_say_exactly_the_same_join(tmp_path: Path,
     lines = [orjson.loads(x) for x in (tmp_path / "c_events.jsonl").read_bytes().split()]
     assert [x["data"].get("calls", 1) for x in lines] == [2, 1]
     assert lines[0]["data"]["processing_time_ms"] == 0.75
+
+
+def test_records_holding_null_or_nan_never_join(tmp_path: Path) -> None:
+    """A state_update holding None or NaN (both null to orjson) is written as it is, never
+    joined to another: NaN and None stay apart."""
+    with EventLogger(tmp_path, "backtest") as log:
+        for value in (None, None, float("nan"), float("nan")):
+            log.log_event(T(0), "state_update", "C", {"x": value, "processing_time_ms": 0.5})
+    lines = [orjson.loads(x) for x in (tmp_path / "c_events.jsonl").read_bytes().split()]
+    assert [x["data"]["x"] for x in lines] == [None, None, {"__float__": "NaN"},
+                                              {"__float__": "NaN"}]

@@ -72,31 +72,41 @@ def encode_line(record: dict[str, Any]) -> bytes:
     return line
 
 
+def _key(data: dict[str, Any]) -> bytes | None:
+    """``data`` as exact JSON (orjson keeps each value's type), or ``None`` when it is not
+    plain JSON data or holds a ``null`` (orjson writes NaN so too): such a record never
+    joins a run."""
+    try:
+        key = DUMPS(data)
+    except orjson.JSONEncodeError:
+        return None
+    return None if b"null" in key else key
+
+
 class IdleRun:
     """``state_update`` records saying the same thing, not written yet (see the module)."""
 
-    __slots__ = ("component", "first", "last", "data", "same", "calls", "ms")
+    __slots__ = ("component", "first", "last", "data", "same", "key", "calls", "ms")
 
     def __init__(self, component: str, iso: str, data: dict[str, Any]) -> None:
         self.component, self.first, self.last = component, iso, iso
         self.data = data
         same = dict(data)
         self.ms = same.pop(_MS, None)
-        self.same = same  # what another call must say to join the run
+        self.same = same
+        self.key = _key(same)  # what another call must say to join the run
         self.calls = 1
 
     def join(self, component: str, iso: str, data: dict[str, Any]) -> bool:
-        """Add one call's record to the run, if it says the same (True); else False."""
-        if component != self.component or len(data) != len(self.data):
+        """Add one call's record to the run, if it says the same (True); else False. The
+        same: the same fields, equal as JSON (so of the same types: ``true`` is not ``1``,
+        ``0`` is not ``0.0``), the time taken aside."""
+        if component != self.component or self.key is None:
             return False
-        same = self.same
-        ms = None
-        for key, value in data.items():
-            if key == _MS:
-                ms = value
-            elif key not in same or same[key] != value or type(same[key]) is not type(value):
-                return False
-        if type(ms) is not type(self.ms) or (ms is not None and type(ms) not in (int, float)):
+        same = dict(data)
+        ms = same.pop(_MS, None)
+        if (type(ms) is not type(self.ms) or (ms is not None and type(ms) not in (int, float))
+                or _key(same) != self.key):
             return False
         if ms is not None:
             self.ms += ms
