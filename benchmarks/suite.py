@@ -74,7 +74,7 @@ class Table:
         out = [f"{'figure':<{w}}{'before':>{b}}{'after':>{a}}  {'target':<{t}}verdict",
                "-" * (w + a + b + t + 10)]
         out += [f"{x.label:<{w}}{x.before:>{b}}{x.after:>{a}}  {x.target:<{t}}{x.verdict}"
-                for x in self.lines]
+                .rstrip() for x in self.lines]
         return "\n".join([*out, "", *self.notes])
 
 
