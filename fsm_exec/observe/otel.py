@@ -85,6 +85,10 @@ class OpenTelemetryObserver(OneManager, Observer):
     end. A cancelled block never started, so it has no span. A span in flight when the
     process dies is never ended (the journal remains the record); the block, settled after
     a restart, gets a new span with ``fsm_exec.recovered = true``.
+
+    ``calls``: also the attempt spans and a span per collaborator call (by default a call
+    that failed is only an event ``fsm_exec.call`` on the block span). ``sample``: the
+    fraction of blocks traced (above 0, at most 1), chosen by ``block_id``.
     """
 
     manager_events = frozenset({"recovered"})
