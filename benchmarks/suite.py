@@ -17,6 +17,7 @@ import datetime as dt
 import gc
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -252,6 +253,7 @@ def year_loop(kind: str, minutes: int) -> bench.Run:
                      else None)
             update(ts, "strategy_manager", batch)
         close()
+        shutil.rmtree(tmp)
     return run
 
 
