@@ -72,21 +72,32 @@ def take_lock(log_dir: Path) -> int:
     return fd
 
 
-def lock_holder(log_dir: Path | str) -> int | None:
+#: The kernel's table of file locks (Linux).
+PROC_LOCKS = Path("/proc/locks")
+
+
+def lock_holder(log_dir: Path | str, *, proc_locks: Path | str = PROC_LOCKS) -> int | None:
     """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
     Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
-    kernel's lock table on Linux), so it is safe while a manager runs."""
+    kernel's lock table, ``proc_locks``, on Linux), so it is safe while a manager runs.
+
+    A lock in the table is the lock file's when it is on the same device and inode
+    (``major:minor:inode``): inode numbers repeat across file systems, so an inode alone
+    could take an unrelated lock elsewhere for the manager's. Some file systems (overlay,
+    btrfs subvolumes) show another device number in the table than ``stat`` does: a lock
+    on the lock file's inode counts there only when it is held by the pid the lock file
+    names."""
     path = Path(log_dir) / LOCK_NAME
     try:
         text = path.read_text("ascii").strip()
-        inode = path.stat().st_ino
+        info = path.stat()
     except (OSError, UnicodeDecodeError):
         return None
     pid = int(text) if text.isdigit() else None
     if pid is None:
         return None
     try:
-        locks = Path("/proc/locks").read_text()
+        locks = Path(proc_locks).read_text()
     except OSError:  # not Linux: is the process alive?
         try:
             os.kill(pid, 0)
@@ -95,11 +106,29 @@ def lock_holder(log_dir: Path | str) -> int | None:
         except PermissionError:
             return pid
         return pid
+    device = (os.major(info.st_dev), os.minor(info.st_dev))
     for line in locks.splitlines():
-        parts = line.split()
-        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+        where = _flock_of(line)
+        if where is None or where[2] != info.st_ino:
+            continue
+        if where[:2] == device or where[3] == pid:
             return pid
     return None
+
+
+def _flock_of(line: str) -> tuple[int, int, int, int] | None:
+    """``(major, minor, inode, pid)`` of a ``/proc/locks`` line of a ``flock``, else
+    ``None`` (``1: FLOCK  ADVISORY  WRITE 4242 fe:01:1234 0 EOF``: the device in hex). A
+    blocked waiter's line (``1: -> FLOCK ...``) is not a holder's."""
+    parts = line.split()
+    if len(parts) < 6 or parts[1] != "FLOCK":
+        return None
+    major, _, rest = parts[5].partition(":")
+    minor, _, inode = rest.partition(":")
+    try:
+        return int(major, 16), int(minor, 16), int(inode), int(parts[4])
+    except ValueError:
+        return None
 
 
 

@@ -38,7 +38,7 @@ from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import JournalCorruptError, journal_files
-from fsm_exec.journal.lock import lock_holder
+from fsm_exec.journal.lock import PROC_LOCKS, lock_holder
 from fsm_exec.journal.reader import JournalRecord, newest_checkpoint, read_records
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
 
@@ -237,17 +237,18 @@ def _age(text: str | None, now: dt.datetime) -> float | None:
 
 
 def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
-                config: ExecutionConfig | None = None, config_source: str = "default"
-                ) -> dict[str, Any]:
+                config: ExecutionConfig | None = None, config_source: str = "default",
+                proc_locks: Path | str = PROC_LOCKS) -> dict[str, Any]:
     """The status report of the journal in ``log_dir``, as of ``now`` (default: the
     current UTC time; for a backtest journal, its last record's time: a backtest runs on
     its own time), with deadlines from ``config`` (default: the default config).
+    Whether a manager runs is asked of the kernel's lock table, ``proc_locks``.
     Raises :class:`StatusUnreadable` when there is no journal or it cannot be read."""
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise StatusUnreadable(f"{log_dir}: no such directory")
     cfg = config if config is not None else ExecutionConfig()
-    pid = lock_holder(log_dir)
+    pid = lock_holder(log_dir, proc_locks=proc_locks)
     running = pid is not None
     state, notes, files, at = _replay(log_dir)
     last = state.last_record
