@@ -3,9 +3,11 @@ from; what recovery needs (from the newest checkpoint on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import orjson
@@ -84,32 +86,86 @@ def looks_like_a_journal(path: Path | str) -> bool:
     return looks_like_a_record(first)
 
 
-def journal_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+def journal_lines(path: Path | str, opened: IO[bytes] | None = None
+                  ) -> Iterator[tuple[int, bytes]]:
     """``(line number, raw line)`` of one journal file, streamed: only a regular file is
     read (a named pipe or a device is refused, without blocking), and a line longer than
-    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`."""
+    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`.
+    ``opened``: the file, already open (:func:`open_journal`), read from its start; ``path``
+    then only names it."""
+    if opened is not None:
+        opened.seek(0)
+        yield from _lines(path, opened)
+        return
     with open_regular(path) as f:
-        n = 0
-        while raw := f.readline(MAX_LINE_BYTES + 1):
-            n += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
-                                                   "bytes (the writer never writes one)")
-            yield n, raw
+        yield from _lines(path, f)
 
 
-def read_records(path: Path | str) -> Iterator[JournalRecord]:
+def _lines(path: Path | str, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    n = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        n += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
+                                               "bytes (the writer never writes one)")
+        yield n, raw
+
+
+def read_records(path: Path | str, opened: IO[bytes] | None = None
+                 ) -> Iterator[JournalRecord]:
     """The records of one journal file, in order, streamed. A torn last line (no final
     newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
-    reports it); any other unreadable line raises :class:`JournalCorruptError`."""
+    reports it); any other unreadable line raises :class:`JournalCorruptError`. ``opened``:
+    as for :func:`journal_lines`."""
     path = Path(path)
-    for n, raw in journal_lines(path):
+    for n, raw in journal_lines(path, opened):
         if not raw.endswith(b"\n"):
             return  # torn by a crash mid-write: never acknowledged, never acted on
         if raw.strip():
             yield parse(path, n, raw)
         else:
             raise JournalCorruptError(path, n, "empty line")
+
+
+class JournalChanged(Exception):
+    """The set of a journal's files changed while it was being opened (a rotation)."""
+
+
+def open_journal(log_dir: Path | str, component: str = "ExecutionManager",
+                 stack: contextlib.ExitStack | None = None
+                 ) -> tuple[list[Path], list[IO[bytes]]]:
+    """A consistent snapshot of a journal that a running manager may rotate: its files (in
+    ``seq`` order) all opened, then listed again; the same names on the same files, or
+    :class:`JournalChanged` (try again). Read through the open files, the snapshot stays
+    whole whatever is renamed, started or deleted after it. The files are closed by
+    ``stack`` (when given) or by the caller."""
+    files = journal_files(log_dir, component)
+    opened: list[IO[bytes]] = []
+    try:
+        for p in files:
+            try:
+                f = open_regular(p)
+            except FileNotFoundError:
+                raise JournalChanged(str(p)) from None
+            opened.append(f)
+        if journal_files(log_dir, component) != files:
+            raise JournalChanged(str(log_dir))
+        for p, f in zip(files, opened, strict=True):
+            try:
+                now = os.stat(p)
+            except FileNotFoundError:
+                raise JournalChanged(str(p)) from None
+            held = os.fstat(f.fileno())
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                raise JournalChanged(str(p))
+    except BaseException:
+        for f in opened:
+            f.close()
+        raise
+    if stack is not None:
+        for f in opened:
+            stack.callback(f.close)
+    return files, opened
 
 
 def read_journal(source: Path | str | Iterable[Path | str],
@@ -128,14 +184,15 @@ def read_journal(source: Path | str | Iterable[Path | str],
 _CHECKPOINT_MARK = b'"event_type":"checkpoint"'
 
 
-def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
-                      ) -> tuple[int, int]:
+def newest_checkpoint(files: list[Path], component: str = "ExecutionManager",
+                      opened: Sequence[IO[bytes]] | None = None) -> tuple[int, int]:
     """``(file index, line)`` of the newest complete checkpoint record of ``component`` in
     ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
-    record itself says so: payloads that merely contain the words are not."""
+    record itself says so: payloads that merely contain the words are not. ``opened``: the
+    files, already open (:func:`open_journal`)."""
     for i in range(len(files) - 1, -1, -1):
         last = 0
-        for n, raw in journal_lines(files[i]):
+        for n, raw in journal_lines(files[i], opened[i] if opened is not None else None):
             if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
                     raw, component):
                 last = n

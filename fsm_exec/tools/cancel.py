@@ -14,6 +14,7 @@ A halted manager stays halted: resuming is the strategy process's decision.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,7 +101,8 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     from fsm_exec.manager.manager import ExecutionManager
 
     try:
-        state, _, _, _ = _replay(log_dir)  # under the lock: nobody else can change it
+        with contextlib.ExitStack() as stack:  # under the lock: nobody else can change it
+            state = _replay(log_dir, stack)[0]
     except StatusUnreadable as exc:
         raise CancelRefused(f"{exc}; nothing was cancelled") from None
     queued = list(state.queue)
