@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import ComponentError
+from fsm_exec.journal.files import FileOwner
 
 LOCK_NAME = ".lock"
 
@@ -47,13 +48,27 @@ def _lock_holder(fd: int) -> int | None:
         return None
 
 
-def take_lock(log_dir: Path) -> int:
+def take_lock(log_dir: Path, owner: FileOwner | None = None) -> int:
     """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
     process dies): its file descriptor, or :class:`JournalLockedError`. Any other failure
     (``OSError``: a full disk cannot take the holder's pid) leaves nothing taken: the
-    descriptor is closed, so the lock is released."""
-    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-                 0o644)  # a planted link is refused, never followed
+    descriptor is closed, so the lock is released. A lock file this creates is
+    ``owner``'s (when given: the journal's owner, for a process of another user)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)  # a planted link is refused, never followed
+    path = log_dir / LOCK_NAME
+    if owner is None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
+    else:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
+        except FileExistsError:
+            fd = os.open(path, os.O_RDWR | nofollow)
+        else:
+            try:
+                owner.give(fd)
+            except BaseException:
+                os.close(fd)
+                raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

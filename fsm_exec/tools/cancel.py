@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import pwd
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -75,12 +78,14 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
         Environment.read("live")  # the BASIS_* variables, checked before anything is taken
     except ComponentError as exc:
         raise CancelRefused(str(exc)) from None
-    if not log_dir.is_dir() or not journal_files(log_dir):
+    files = journal_files(log_dir) if log_dir.is_dir() else []
+    if not files:
         raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
+    like = _owner_file(log_dir, files[-1])
     try:
         # retention_days=None: a cancel never deletes history (it knows not the deployment's
         # retention; its new file's checkpoint would otherwise prune at 30 days)
-        journal = EventLogger(log_dir, "live", retention_days=None)
+        journal = EventLogger(log_dir, "live", retention_days=None, files_like=like)
     except JournalLockedError as exc:
         holder = f"process {exc.pid}" if exc.pid is not None else "another process"
         raise CancelRefused(
@@ -94,6 +99,32 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
                               now if now is not None else dt.datetime.now(dt.UTC))
     finally:
         journal.close()
+
+
+def _owner_file(log_dir: Path, newest: Path) -> Path | None:
+    """The file whose owner, group and bits the files the cancel creates take: the
+    journal's newest file, when the cancel runs as root (``sudo``). Run as another user than
+    the journal's, it is refused: the files it wrote would be that user's, and the
+    manager could not write them (EXEC-009 "Permission denied" at its next start)."""
+    try:
+        owner = newest.stat().st_uid
+    except OSError as exc:
+        raise CancelRefused(f"{newest}: cannot read: {exc.strerror}") from None
+    me = os.geteuid()
+    if me == 0:
+        return newest
+    if owner != me:
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = f"#{owner}"
+        raise CancelRefused(
+            f"{log_dir}: the journal belongs to {name} (uid {owner}), not to you (uid "
+            f"{me}): files the cancel writes would be yours, and the manager running as "
+            f"{name} could not write them. Nothing was cancelled. Run it as that user: "
+            f"sudo -u {shlex.quote(name)} fsm-exec cancel ... (or as root: sudo fsm-exec "
+            "cancel ... gives the new files the journal's owner and mode)")
+    return None
 
 
 def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
