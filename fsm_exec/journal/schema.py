@@ -222,6 +222,17 @@ class Checkpoint:
 
 
 @attrs.frozen
+class OperatorAction:
+    """An operator's tool acted on the journal (``fsm-exec cancel``): not a start."""
+
+    action: Name = _ABSENT
+    tool: Name = _ABSENT
+    user: Text | None = _ABSENT
+    sudo_user: Text | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
+
+
+@attrs.frozen
 class Recovered:
     queued: Count | None = _ABSENT
     in_doubt: BlockId | None = _ABSENT
@@ -240,6 +251,7 @@ KINDS: dict[str, type] = {
     "reconciliation_timeout": OfABlock, "execution_query": OfABlock,
     "block_failed": BlockFailed, "error": Error, "manager_halted": Halted,
     "state_update": StateUpdate, "checkpoint": Checkpoint, "recovered": Recovered,
+    "operator_action": OperatorAction,
 }
 
 #: The component whose records have a schema per kind.

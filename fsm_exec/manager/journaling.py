@@ -36,8 +36,13 @@ if TYPE_CHECKING:
 
 def start_journal(self: ExecutionManager, *, reset: bool) -> None:
     """The first records of a run: a checkpoint of the state (a new file, for a journal
-    that checkpoints), then ``component_initialization``."""
+    that checkpoints), then ``component_initialization`` (for an operator's tool,
+    ``operator_action``: not a start)."""
     self._write_checkpoint(new_file=True, reset=reset)
+    action = self._operator_action
+    if action is not None:  # an operator's tool: not a start of the deployment
+        self._emit("operator_action", action)
+        return
     self._emit("component_initialization", {
         "execution_mode": self._env.execution_mode,
         "environment": self._env.environment,

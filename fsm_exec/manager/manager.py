@@ -99,6 +99,11 @@ class ExecutionManager:
     _checkpoint_due: Callable[[str], str | None] | None
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
+    #: An operator's tool carries out one action with this manager (``fsm-exec cancel``):
+    #: its start is journaled as that action (``operator_action``), never as a start of
+    #: the deployment (``component_initialization``), and its recovery writes no
+    #: ``recovered``. ``None``: a deployment's manager.
+    _operator_action: dict[str, Any] | None = None
 
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],

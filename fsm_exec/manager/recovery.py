@@ -105,6 +105,8 @@ def recover(self: ExecutionManager,
         halted=state.halted, halt_reason=state.halt_reason,
         dropped=tuple(state.dropped), records=state.records, restarts=restarts,
         blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
+    if self._operator_action is not None:  # an operator's action, not a restart
+        return report
     self._emit("recovered", {
         "queued": len(report.queued), "in_doubt": report.in_doubt,
         "in_doubt_state": fl.state if fl else None, "resolution": resolution,

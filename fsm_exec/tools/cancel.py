@@ -6,9 +6,10 @@ journal describes, and only then builds a manager whose collaborators refuse any
 recovers it, cancels and closes. A refusal (an id that is not queued, the lock held, a
 journal that cannot be read) changes nothing, not even a record.
 
-What it writes is what a restart followed by ``em.cancel(...)`` writes: a checkpoint
-starting a new file, ``component_initialization`` (it counts as a start), ``recovered``,
-and one ``queued --cancel--> cancelled`` transition per block, fsynced before it returns.
+What it writes: a checkpoint starting a new file, ``operator_action`` (who cancelled, with
+which tool, the wall clock: an operator's action, not a start of the deployment), and one
+``queued --cancel--> cancelled`` transition per block, fsynced before it returns; every
+record stamped with ``now`` (``--at``; default the wall clock).
 A halted manager stays halted: resuming is the strategy process's decision.
 """
 
@@ -101,6 +102,21 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
         journal.close()
 
 
+def operator_action(action: str) -> dict[str, Any]:
+    """The data of an ``operator_action`` record: what, by which tool, which user (and the
+    one behind ``sudo``), and the wall clock when it was done."""
+    try:
+        user: str | None = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = None
+    data: dict[str, Any] = {"action": action, "tool": f"fsm-exec {action}", "user": user,
+                            "wall_clock": dt.datetime.now(dt.UTC).isoformat()}
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user:
+        data["sudo_user"] = sudo_user
+    return data
+
+
 def _owner_file(log_dir: Path, newest: Path) -> Path | None:
     """The file whose owner, group and bits the files the cancel creates take: the
     journal's newest file, when the cancel runs as root (``sudo``). Run as another user than
@@ -150,6 +166,10 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
         {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
         RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
         RefusingCollaborator("reconciliation component"), event_logger=journal)
+    # An operator's action, journaled as one (never as a start of the deployment, whose
+    # config hash status --config compares), at the operator's time: every record of it.
+    em._operator_action = operator_action("cancel")
+    em._ts = em._stamp(now)
     em.recover()
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)
