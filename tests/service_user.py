@@ -3,6 +3,7 @@ directory the service user (``nobody``, uid 65534) owns, and Python run as that 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -107,3 +108,27 @@ def owners(log_dir: Path) -> dict[str, tuple[int, int, str]]:
     """Every file of ``log_dir``: its owner, group and permission bits (octal)."""
     return {p.name: (p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777))
             for p in sorted(log_dir.iterdir())}
+
+
+@contextlib.contextmanager
+def service_process(code: str, *args: str | Path) -> Iterator[subprocess.Popen[str]]:
+    """``code`` running as the service user until the block ends: it prints ``ready`` when
+    it is, and ends when its standard input closes."""
+    python = service_python()
+    if python is None:
+        as_service("")  # skips, saying why
+    assert python is not None
+    proc = subprocess.Popen(
+        [python, "-c", textwrap.dedent(code), *map(str, args)],
+        user=SERVICE_UID, group=SERVICE_GID, extra_groups=[], umask=SERVICE_UMASK,
+        env=_environment(), cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line == "ready", (line, proc.stderr.read() if proc.stderr else "")
+        yield proc
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=60)

@@ -10,6 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
+
+from fsm_exec.cli.main import main
+from fsm_exec.journal.files import journal_files
+
+from journals import queued_journal
 from service_user import (
     SERVICE_GID,
     SERVICE_UID,
@@ -18,11 +23,6 @@ from service_user import (
     owners,
     service_dir,
 )
-
-from fsm_exec.cli.main import main
-from fsm_exec.journal.files import journal_files
-
-from journals import queued_journal
 
 __all__ = ["service_dir"]  # the fixture, used by name
 
