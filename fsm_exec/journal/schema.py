@@ -219,6 +219,7 @@ class Checkpoint:
     flight: InFlight | None = _ABSENT
     finished: list[tuple[BlockId, Name]] = _ABSENT
     written_on: Name | None = _ABSENT
+    execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
 
 
 @attrs.frozen

@@ -51,7 +51,7 @@ _RETRYING, _PENDING, _SUCCESS, _CANCELLED = (
 RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
 DEFAULT_WINDOW = 10_000
 #: Checkpoint fields the writer adds for people and tools; not part of the state.
-_INFORMATIONAL = frozenset({"written_on", "reset"})
+_INFORMATIONAL = frozenset({"written_on", "reset", "execution_mode"})
 
 
 class ReplayError(ValueError):

@@ -63,6 +63,7 @@ def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = Fa
             # now, before the checkpoint that carries it.
             self._journal_halt(None)
         data = self._state.checkpoint_data()
+        data["execution_mode"] = self._env.execution_mode  # readers know it, pruned or not
         if reset:
             data["reset"] = True  # state from elsewhere: not the records before it
         if not self._checkpointing:
