@@ -77,9 +77,13 @@ def test_status_of_each_halt_names_the_code_block_time_and_next_step(
     assert exit_code == 1 and report["exit_code"] == 1
     assert (report["health"], report["halted"], report["running"]) == ("unhealthy", True, False)
     halt = report["halt"]
+    # A live record carries the time of its step: EXEC-007 halts after the retries'
+    # backoff (0.1 s, then 0.2 s on the manager's clock), the others at once.
+    at, age = (("2025-10-01T00:00:00.300000+00:00", 599.7) if code == "EXEC-007"
+               else (STAMP, 600.0))
     assert (halt["code"], halt["message"], halt["block_id"], halt["at"]) == (
-        code, ERROR_CODES[code].message, "a", STAMP)
-    assert halt["age_s"] == 600.0
+        code, ERROR_CODES[code].message, "a", at)
+    assert halt["age_s"] == age
     assert report["queue"] == {"count": 2, "first": ["b", "c"], "oldest_block_id": "b",
                                "oldest_accepted_at": STAMP, "oldest_age_s": 600.0}
     assert report["next_step"].startswith(FIRST_STEP[code])
@@ -87,7 +91,7 @@ def test_status_of_each_halt_names_the_code_block_time_and_next_step(
     exit_text, text = status(tmp_path)
     assert exit_text == 1
     assert f"  halted       {code} {ERROR_CODES[code].message}\n" in text
-    assert f"               block a, at {STAMP} (10 min ago)" in text
+    assert f"               block a, at {at} (10 min ago)" in text
     assert f"  runbook      docs/runbook.md#{code.lower()}\n" in text
 
 
@@ -751,10 +755,11 @@ def test_a_restored_block_is_no_longer_in_doubt_once_the_venue_answered(
         em.update_state(T(1), "strategy_manager")
     el.close()
     with other_process(tmp_path):
-        _, report = status_json(tmp_path, now="2025-10-01T00:00:05+00:00")
+        _, report = status_json(tmp_path, now="2025-10-01T00:00:10+00:00")
     fl = report["in_flight"]
     assert (fl["state"], fl["in_doubt"], fl["attempt"]) == ("pending_reconciliation", False, 2)
-    assert fl["since"] == "2025-10-01T00:00:01+00:00"
+    # the call at 00:00:01 spent 5 s (on its clock) asking the venue before it routed again
+    assert fl["since"] == "2025-10-01T00:00:06+00:00"
     em, el = manager(tmp_path)
     em.recover()
     el.close()

@@ -220,6 +220,8 @@ class Checkpoint:
     finished: list[tuple[BlockId, Name]] = _ABSENT
     written_on: Name | None = _ABSENT
     execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
+    wall_clock: Name | None = _ABSENT  # since issue 25
+    clock: Name | None = _ABSENT  # "wall": the timestamp is the wall clock (since issue 25)
 
 
 @attrs.frozen
@@ -243,6 +245,8 @@ class Recovered:
     blocks_cancelled: Count | None = _ABSENT
     dropped: Count | None = _ABSENT
     from_seq: Count | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
+    clock: Name | None = _ABSENT
 
 
 #: The manager's record kinds with a schema; other kinds are checked by the envelope only.

@@ -7,6 +7,7 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
@@ -48,8 +49,41 @@ def start_journal(self: ExecutionManager, *, reset: bool) -> None:
         "environment": self._env.environment,
         "deployment_mode": self._env.deployment_mode,
         "config_hash": self._cfg.digest(),
+        **self._clocks(),
     })
     self._state.started_component()
+
+
+def record_time(self: ExecutionManager) -> Any:
+    """The time a record written now carries: the call's timestamp (``None`` outside any
+    call: the journal stamps the wall clock). In live mode, the call's timestamp advanced
+    by the injected clock's time since the call began, so each record shows when its step
+    happened, and never before the record this manager wrote last (a caller's clock may
+    lag the steps the manager timed); a backtest keeps the strategy's timestamp."""
+    ts = self._ts
+    if ts is None or not self._policy.step_times:
+        return ts
+    elapsed = self._clock() - self._t0
+    try:
+        at = dt.datetime.fromisoformat(ts)
+        if elapsed > 0:  # not NaN, and a clock that stepped back adds nothing
+            at += dt.timedelta(seconds=elapsed)
+    except (OverflowError, ValueError):  # past year 9999: the call's time
+        return ts
+    last = self._last_time
+    if last is not None and at < last:
+        at = last
+    self._last_time = at
+    return at.isoformat()
+
+
+def clocks(self: ExecutionManager) -> dict[str, str]:
+    """What a checkpoint, start or recovery record says of its clocks: ``clock: wall`` when
+    its timestamp is the wall clock (written outside any call: a start, a recovery), else
+    the wall clock under its own name, ``wall_clock``, beside the caller's time."""
+    if self._ts is None:
+        return {"clock": "wall"}
+    return {"wall_clock": dt.datetime.now(dt.UTC).isoformat()}
 
 
 def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = False) -> None:
@@ -64,13 +98,14 @@ def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = Fa
             self._journal_halt(None)
         data = self._state.checkpoint_data()
         data["execution_mode"] = self._env.execution_mode  # readers know it, pruned or not
+        data.update(self._clocks())
         if reset:
             data["reset"] = True  # state from elsewhere: not the records before it
         if not self._checkpointing:
             self._emit("checkpoint", data)
             return
         try:
-            self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
+            self._log.checkpoint(COMPONENT, data, timestamp=self._record_time(),  # type: ignore[union-attr]
                                  new_file=new_file)
         except EventLogError as exc:
             self._halt("EXEC-009")
@@ -143,7 +178,8 @@ def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
 
 def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
           sync: bool = True) -> None:
-    """Journal one record, stamped with the current call's canonical timestamp."""
+    """Journal one record, stamped with the time of the step it records
+    (:func:`record_time`)."""
     log_event = self._log_event
     if log_event is None:
         return
@@ -151,11 +187,11 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
         with self._mutex:  # one writer at a time, each with its own call's timestamp
             if self._interrupted is not None:  # retired meanwhile: a crash at that instant
                 raise self._retired_error()
+            ts = self._record_time()
             if self._syncable:
-                log_event(self._ts, event_type, COMPONENT, data,
-                          sync=sync)
+                log_event(ts, event_type, COMPONENT, data, sync=sync)
             else:
-                log_event(self._ts, event_type, COMPONENT, data)
+                log_event(ts, event_type, COMPONENT, data)
     except ManagerInterruptedError:
         raise
     except EventLogError as exc:

@@ -102,6 +102,8 @@ class ExecutionManager:
     _lc: BlockLifecycle
     _f: Flight | None
     _ts: Any
+    _t0: float
+    _last_time: dt.datetime | None
     _busy: int | None
     _interrupted: str | None
     _closed: bool
@@ -414,6 +416,8 @@ class ExecutionManager:
     _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
+    _record_time = journaling.record_time
+    _clocks = journaling.clocks
     _log_failed = journaling.log_failed
     _record_error = journaling.record_error
     _end_update = health.end_update

@@ -59,7 +59,7 @@ def update(self: ExecutionManager, timestamp: Any, stamp: str, trigger_source: s
            instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
     """One update_state, once its entry checks passed: checkpoint if due, take the batch,
     resume on ``manual``, run the queue, and account for the call."""
-    t0 = self._clock()
+    t0 = self._t0 = self._clock()
     self._ts = stamp
     refusal: ComponentError | None = None
     try:
@@ -103,13 +103,14 @@ def accept_now(self: ExecutionManager, timestamp: Any, stamp: str,
     with self._mutex:
         if self._interrupted is not None:  # retired (or replaced) since the entry check
             raise self._retired_error()
-        outer, self._ts = self._ts, stamp
+        outer = self._ts, self._t0
+        self._ts, self._t0 = stamp, self._clock()
         try:
             self._accept(timestamp, instruction_blocks)
             if self._unsynced_acceptance and self._busy != threading.get_ident():
                 self._barrier()  # accepted means durable, once the call returns
         finally:
-            self._ts = outer  # a collaborator's call inside update_state: put it back
+            self._ts, self._t0 = outer  # a collaborator's call in update_state: put back
 
 
 def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:

@@ -112,7 +112,8 @@ def recover(self: ExecutionManager,
         "in_doubt_state": fl.state if fl else None, "resolution": resolution,
         "blocks_executed": state.executed, "blocks_failed": state.failed,
         "blocks_cancelled": state.cancelled, "halted": state.halted,
-        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
+        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq,
+        **self._clocks()})
     self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
                        queued=len(report.queued), halted=state.halted,
                        action=fl.block.action if fl else None,

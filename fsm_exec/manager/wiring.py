@@ -184,6 +184,8 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
     self._f = None
     self._ts = None
+    self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
+    self._last_time = None  # the time of the record written last (live: step times)
     self._busy = None  # the thread running update_state, if any
     self._interrupted = None
     self._closed = False  # close(): its journal closed, every later call refused

@@ -165,11 +165,12 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     em = ExecutionManager(
         {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
         RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
-        RefusingCollaborator("reconciliation component"), event_logger=journal)
+        RefusingCollaborator("reconciliation component"), event_logger=journal,
+        clock=lambda: 0.0)  # a clock that stands still: every record at ``now``
     # An operator's action, journaled as one (never as a start of the deployment, whose
     # config hash status --config compares), at the operator's time: every record of it.
     em._operator_action = operator_action("cancel")
-    em._ts = em._stamp(now)
+    em._ts, em._t0 = em._stamp(now), 0.0
     em.recover()
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)

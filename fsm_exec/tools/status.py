@@ -13,10 +13,11 @@ the manager halted, when the oldest queued block was accepted, when the block in
 entered its state) is looked up in the records before it, newest first, as far as the
 journal's history goes.
 
-Ages are the time from a record's timestamp to ``now``. A record carries the timestamp of
-the call that wrote it (``update_state``'s ``timestamp``; a restart's own wall-clock time),
-so the age of the block in flight is the time since the call that moved it there began: at
-most its real time in that state. A backtest runs on its own time (its data's), so unless
+Ages are the time from a record's timestamp to ``now``. A live record carries the time of
+its step (the call's ``timestamp`` advanced by the manager's clock; a restart's records the
+wall clock), so the age of the block in flight is the time since it moved there (a journal
+written before issue 25: since the call that moved it there began, at most its real time in
+that state). A backtest runs on its own time (its data's), so unless
 ``now`` is given its report is as of its last record, not of the wall clock.
 
 :func:`read_status` returns one JSON-ready dict (its keys are listed in the documentation's

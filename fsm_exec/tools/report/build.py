@@ -43,6 +43,17 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 _WALL_CLOCK = frozenset({"component_initialization", "checkpoint", "recovered"})
 
 
+def on_the_wall_clock(r: JournalRecord) -> bool:
+    """The record's timestamp is the wall clock, not the caller's: it says so
+    (``clock: wall``, since issue 25), or, in a journal written before, it is one of the
+    kinds that were always stamped so (start, checkpoint and recovery records)."""
+    if r.data.get("clock") == "wall":
+        return True
+    if "wall_clock" in r.data:  # the wall clock beside the caller's time
+        return False
+    return r.event_type in _WALL_CLOCK
+
+
 class ReportDependencyError(RuntimeError):
     """The HTML report needs matplotlib (the ``report`` extra)."""
 
@@ -212,7 +223,7 @@ def _blocks(records: Sequence[JournalRecord], table: LifecycleTable,
     moves: dict[str, list[JournalRecord]] = {}
     last_ts: dt.datetime | None = None
     for r in records:
-        if r.event_type not in _WALL_CLOCK:
+        if not on_the_wall_clock(r):
             last_ts = parse_ts(r.timestamp) or last_ts
         bid = r.data.get("block_id")
         if not isinstance(bid, str):
@@ -309,7 +320,7 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
     overlay = overlay_events(records, component=component, table=table,
                              title="Block lifecycle: what the run did")
     in_flight = [b for b in blocks if not b.terminal]
-    stamps = [t for r in records if r.event_type not in _WALL_CLOCK
+    stamps = [t for r in records if not on_the_wall_clock(r)
               for t in [parse_ts(r.timestamp)] if t]
     count = Counter(b.final for b in blocks)
     accepted = {r.data.get("block_id") for r in records if r.event_type == "block_accepted"}
