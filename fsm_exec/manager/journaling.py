@@ -59,9 +59,10 @@ def record_time(self: ExecutionManager) -> Any:
     call: the journal stamps the wall clock). In live mode, the call's timestamp advanced
     by the injected clock's time since the call began, so each record shows when its step
     happened, and never before the record this manager wrote last (a caller's clock may
-    lag the steps the manager timed); a backtest keeps the strategy's timestamp."""
+    lag the steps the manager timed). Called only when the policy says ``step_times``: a
+    backtest keeps the strategy's timestamp (its hot path makes no call for it)."""
     ts = self._ts
-    if ts is None or not self._policy.step_times:
+    if ts is None:
         return ts
     elapsed = self._clock() - self._t0
     try:
@@ -105,7 +106,8 @@ def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = Fa
             self._emit("checkpoint", data)
             return
         try:
-            self._log.checkpoint(COMPONENT, data, timestamp=self._record_time(),  # type: ignore[union-attr]
+            ts = self._record_time() if self._step_times else self._ts
+            self._log.checkpoint(COMPONENT, data, timestamp=ts,  # type: ignore[union-attr]
                                  new_file=new_file)
         except EventLogError as exc:
             self._halt("EXEC-009")
@@ -187,7 +189,7 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
         with self._mutex:  # one writer at a time, each with its own call's timestamp
             if self._interrupted is not None:  # retired meanwhile: a crash at that instant
                 raise self._retired_error()
-            ts = self._record_time()
+            ts = self._record_time() if self._step_times else self._ts
             if self._syncable:
                 log_event(ts, event_type, COMPONENT, data, sync=sync)
             else:

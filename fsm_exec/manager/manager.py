@@ -103,6 +103,7 @@ class ExecutionManager:
     _f: Flight | None
     _ts: Any
     _t0: float
+    _step_times: bool  # the policy's: each live record carries its step's time
     _last_time: dt.datetime | None
     _busy: int | None
     _interrupted: str | None

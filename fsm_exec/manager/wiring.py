@@ -185,6 +185,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._f = None
     self._ts = None
     self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
+    self._step_times = self._policy.step_times
     self._last_time = None  # the time of the record written last (live: step times)
     self._busy = None  # the thread running update_state, if any
     self._interrupted = None
