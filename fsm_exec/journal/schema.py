@@ -20,13 +20,15 @@ from typing import Any, NewType
 import attrs
 import cattrs
 
+from fsm_exec.core.limits import MAX_NAME, MAX_TEXT
+
 #: The block ids the manager writes.
 BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: The highest attempt number a record may hold (``max_retries`` is at most 10).
 MAX_ATTEMPT = 10_000
 _MAX_COUNT = (1 << 63) - 1
-_MAX_TEXT = 64 * 1024  # an error message, a reason
-_MAX_NAME = 256  # a state, a trigger, a code, a source
+_MAX_TEXT = MAX_TEXT  # an error message, a reason: the writer's bound too (core.limits)
+_MAX_NAME = MAX_NAME  # a state, a trigger, a code, a source
 
 BlockId = NewType("BlockId", str)
 Count = NewType("Count", int)
