@@ -22,6 +22,7 @@ from fsm_exec import (
 )
 from fsm_exec.cli.main import main
 from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.journal.files import journal_files
 from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.tools.status import FIRST_IDS, read_status, runbook_anchor
 
@@ -648,23 +649,36 @@ def test_a_journal_without_records_or_checkpoint_is_unreadable(
     assert f"{path}:1: this journal has no checkpoint at its start" in capsys.readouterr().err
 
 
-def test_unreadable_history_is_left_alone(tmp_path: Path) -> None:
-    """A corrupt line, or a record that makes no sense, before the newest checkpoint
-    (recovery never reads there) does not make the journal unreadable: what only the
-    history could say is unknown."""
+def test_unreadable_history_is_left_alone(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt line, or a record that makes no sense, before the checkpoint the newest
+    one is checked from (recovery never reads there) does not make the journal
+    unreadable: what only the history could say is unknown. Between the two newest
+    checkpoints it does, as it does for recovery and check (one verdict)."""
     halted_journal(tmp_path, "EXEC-002")
-    em, el = manager(tmp_path)
-    em.recover()
-    el.close()
-    (old,) = tmp_path.glob("execution_manager_events.*.jsonl")
-    good = old.read_bytes()
-    for bad in (b"garbage\n", json.dumps({
-            "seq": 99, "timestamp": STAMP, "event_type": "block_transition",
-            "component": "ExecutionManager", "data": {}}).encode() + b"\n"):
-        old.write_bytes(good + bad)
+    for _ in range(2):
+        em, el = manager(tmp_path)
+        em.recover()
+        el.close()
+    oldest, middle, _ = journal_files(tmp_path)
+    bads = (b"garbage\n", json.dumps({
+        "seq": 99, "timestamp": STAMP, "event_type": "block_transition",
+        "component": "ExecutionManager", "data": {}}).encode() + b"\n")
+    good = oldest.read_bytes()
+    for bad in bads:
+        oldest.write_bytes(good + bad)
         code, report = status_json(tmp_path)
         assert code == 1 and report["halt"]["code"] == "EXEC-002"
         assert report["halt"]["at"] is None
+    oldest.write_bytes(good)
+    good = middle.read_bytes()
+    lines = good.count(b"\n")
+    where = f"{middle}:{lines + 1}:"
+    for bad in bads:
+        middle.write_bytes(good + bad)
+        capsys.readouterr()
+        assert status(tmp_path)[0] == 2
+        assert where in capsys.readouterr().err
 
 
 def test_a_file_rotated_away_while_read_is_read_again(
@@ -675,23 +689,22 @@ def test_a_file_rotated_away_while_read_is_read_again(
     import fsm_exec.tools.status as status_module
 
     queued_journal(tmp_path)
-    from fsm_exec.journal.reader import newest_checkpoint as real
+    from fsm_exec.journal.fold import recovery_state as real
     misses = [1]
 
-    def flaky(files: list[Path]) -> tuple[int, int]:
+    def flaky(log_dir: Path, *args: Any, **kwargs: Any) -> Any:
         if misses:
             misses.pop()
-            raise FileNotFoundError(2, "No such file or directory", str(files[0]))
-        result: tuple[int, int] = real(files)
-        return result
+            raise FileNotFoundError(2, "No such file or directory", str(log_dir))
+        return real(log_dir, *args, **kwargs)
 
-    monkeypatch.setattr(status_module, "newest_checkpoint", flaky)
+    monkeypatch.setattr(status_module, "recovery_state", flaky)
     assert status(tmp_path)[0] == 0 and not misses
 
-    def gone(files: list[Path]) -> tuple[int, int]:
-        raise FileNotFoundError(2, "No such file or directory", str(files[0]))
+    def gone(log_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError(2, "No such file or directory", str(log_dir))
 
-    monkeypatch.setattr(status_module, "newest_checkpoint", gone)
+    monkeypatch.setattr(status_module, "recovery_state", gone)
     assert status(tmp_path)[0] == 2
     assert "No such file or directory" in capsys.readouterr().err
 

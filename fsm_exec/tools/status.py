@@ -38,8 +38,9 @@ from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.fold import recovery_state
 from fsm_exec.journal.lock import lock_holder
-from fsm_exec.journal.reader import JournalRecord, newest_checkpoint, read_records
+from fsm_exec.journal.reader import JournalRecord, read_records
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
 
 #: The version of the ``--json`` object's shape: changes only by adding keys.
@@ -131,33 +132,21 @@ class _Notes:
             self.unrecorded_halt = None
 
 
-def _records_from(files: list[Path], start_file: int, start_line: int
-                  ) -> Iterator[JournalRecord]:
-    for i, p in enumerate(files[start_file:]):
-        for r in read_records(p):
-            if i == 0 and r.line < start_line:
-                continue
-            yield r
-
-
 def _replay(log_dir: Path) -> tuple[Replay, _Notes, list[Path], tuple[int, int]]:
     """Replay the recovery records, noting what the report needs. A file rotated away
     while it is read (a live manager) makes the read start again."""
     for attempt in range(_READ_ATTEMPTS):
-        files = journal_files(log_dir)
-        if not files:
+        if not journal_files(log_dir):
             raise StatusUnreadable(f"{log_dir}: holds no ExecutionManager journal")
         try:
-            at = newest_checkpoint(files)
-            state, notes = Replay(), _Notes()
-            for r in _records_from(files, *at):
-                try:
-                    state.apply(r)
-                except ReplayError as exc:
-                    raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path,
-                                           r.line) from None
-                notes.see(r, state)
-            state.finish()
+            notes = _Notes()
+            try:  # recovery's own reading: its newest checkpoint checked first
+                state, files, at = recovery_state(log_dir, see=notes.see)
+            except ReplayError as exc:
+                r = exc.record
+                assert r is not None
+                raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path,
+                                       r.line) from None
             return state, notes, files, at
         except FileNotFoundError:
             if attempt == _READ_ATTEMPTS - 1:
