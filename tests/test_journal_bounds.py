@@ -261,3 +261,25 @@ def test_the_reader_and_the_writer_take_one_bound() -> None:
 
     assert schema._MAX_TEXT is MAX_TEXT and schema._MAX_NAME is MAX_NAME
 
+
+
+def test_a_decimal_longer_than_the_reader_reads_is_refused_at_the_boundary(
+        tmp_path: Path) -> None:
+    """A Decimal amount of 20,000 digits was accepted and journaled as a ``__decimal__``
+    the reader refuses (the journal unreadable): EXEC-004 naming the field, nothing
+    queued; the codec's bound is core.limits' too."""
+    from decimal import Decimal
+
+    from fsm_exec.core.limits import MAX_DECIMAL_TEXT
+    from fsm_exec.journal import codec
+
+    assert codec._MAX_DECIMAL_TEXT is MAX_DECIMAL_TEXT
+    em, el = manager(tmp_path)
+    huge = Decimal("1." + "0" * 20_000)
+    with pytest.raises(InvalidBlockError) as caught:
+        em.execute_instruction_blocks(T(0), [block("a", amount=huge)])
+    [problem] = caught.value.problems
+    assert problem.field == "instructions[0].amount" and "20002 characters" in problem.reason
+    em.execute_instruction_blocks(T(0), [block("b", amount=Decimal("1." + "0" * 9_000))])
+    el.close()
+    _readable(tmp_path)

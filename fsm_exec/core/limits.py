@@ -14,6 +14,8 @@ from __future__ import annotations
 MAX_TEXT = 64 * 1024
 #: The longest name a record holds: a state, a trigger, an error code, a source, a type.
 MAX_NAME = 256
+#: The longest text of a ``Decimal`` a record holds (``{"__decimal__": "..."}``).
+MAX_DECIMAL_TEXT = 10_000
 
 
 def fit_text(text: str, limit: int = MAX_TEXT) -> str:
