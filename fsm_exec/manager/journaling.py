@@ -173,9 +173,7 @@ def log_failed(self: ExecutionManager, event_type: str, exc: Exception) -> Event
 
 
 def record_error(self: ExecutionManager, ts: Any, err: ComponentError) -> None:
-    message = err.message  # an exception's text, a batch's every problem: bounded
-    if message.__class__ is str:
-        message = fit_text(message)
+    message = fit_text(err.message)  # an exception's text, a batch's every problem
     entry = {"timestamp": ts, "error_code": err.error_code, "error_message": message,
              "error_severity": str(err.severity), "block_id": err.block_id}
     with self._mutex:
