@@ -22,6 +22,7 @@ from fsm_exec import (
 )
 from fsm_exec.cli.main import main
 from fsm_exec.drivers.deadline import state_deadline
+from fsm_exec.journal.files import journal_files
 from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
 from fsm_exec.tools.status import FIRST_IDS, read_status, runbook_anchor
 
@@ -652,23 +653,36 @@ def test_a_journal_without_records_or_checkpoint_is_unreadable(
     assert f"{path}:1: this journal has no checkpoint at its start" in capsys.readouterr().err
 
 
-def test_unreadable_history_is_left_alone(tmp_path: Path) -> None:
-    """A corrupt line, or a record that makes no sense, before the newest checkpoint
-    (recovery never reads there) does not make the journal unreadable: what only the
-    history could say is unknown."""
+def test_unreadable_history_is_left_alone(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt line, or a record that makes no sense, before the checkpoint the newest
+    one is checked from (recovery never reads there) does not make the journal
+    unreadable: what only the history could say is unknown. Between the two newest
+    checkpoints it does, as it does for recovery and check (one verdict)."""
     halted_journal(tmp_path, "EXEC-002")
-    em, el = manager(tmp_path)
-    em.recover()
-    el.close()
-    (old,) = tmp_path.glob("execution_manager_events.*.jsonl")
-    good = old.read_bytes()
-    for bad in (b"garbage\n", json.dumps({
-            "seq": 99, "timestamp": STAMP, "event_type": "block_transition",
-            "component": "ExecutionManager", "data": {}}).encode() + b"\n"):
-        old.write_bytes(good + bad)
+    for _ in range(2):
+        em, el = manager(tmp_path)
+        em.recover()
+        el.close()
+    oldest, middle, _ = journal_files(tmp_path)
+    bads = (b"garbage\n", json.dumps({
+        "seq": 99, "timestamp": STAMP, "event_type": "block_transition",
+        "component": "ExecutionManager", "data": {}}).encode() + b"\n")
+    good = oldest.read_bytes()
+    for bad in bads:
+        oldest.write_bytes(good + bad)
         code, report = status_json(tmp_path)
         assert code == 1 and report["halt"]["code"] == "EXEC-002"
         assert report["halt"]["at"] is None
+    oldest.write_bytes(good)
+    good = middle.read_bytes()
+    lines = good.count(b"\n")
+    where = f"{middle}:{lines + 1}:"
+    for bad in bads:
+        middle.write_bytes(good + bad)
+        capsys.readouterr()
+        assert status(tmp_path)[0] == 2
+        assert where in capsys.readouterr().err
 
 
 def test_files_that_change_while_opened_are_opened_again(

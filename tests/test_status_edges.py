@@ -117,6 +117,7 @@ def test_a_rotation_while_status_reads_is_not_missing_records(
     after status listed the files, after it opened them, or after it found the newest
     checkpoint: status reads one consistent set of files and reports the healthy manager
     (after the newest checkpoint it said "records ... are missing", exit 2)."""
+    import fsm_exec.journal.fold as fold
     import fsm_exec.journal.reader as reader
     import fsm_exec.tools.status as status
 
@@ -124,7 +125,7 @@ def test_a_rotation_while_status_reads_is_not_missing_records(
     try:
         module, name = {"listed": (reader, "journal_files"),
                         "opened": (status, "open_journal"),
-                        "newest_checkpoint": (status, "newest_checkpoint")}[seam]
+                        "newest_checkpoint": (fold, "newest_checkpoints")}[seam]
         real = getattr(module, name)
         rotated: list[bool] = []
 

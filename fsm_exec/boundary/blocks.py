@@ -13,6 +13,7 @@ import attrs
 from fsm_exec.boundary.canonical import TAGS, canonical, is_plain
 from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
+from fsm_exec.core.limits import MAX_TEXT, too_long
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
 #: The instruction field that names the asset (what the price check prices), unless the
@@ -139,6 +140,8 @@ def convert_block(item: object, redact: Redact | None = None,
         v = item["action"]
         if not isinstance(v, str) or not v.strip():
             out.append(("action", f"must be a non-empty string, {_got(v, redact)}"))
+        elif (long := too_long(v)) is not None:  # the journal's bound: never shortened
+            out.append(("action", long))
         elif CONTROL.search(v):  # it is shown on terminals and in reports: it must not act
             out.append(("action", "must not hold control characters (escape sequences, "
                                   f"line breaks, bidi controls), {_got(v, redact)}"))
@@ -219,7 +222,10 @@ def _split(problem: str) -> tuple[str, str]:
 
 def check_block(item: object, redact: Redact | None = None,
                 asset_field: str | None = None) -> list[tuple[str, str]]:
-    """Every ``(field path, reason)`` problem with one submitted block."""
+    """Every ``(field path, reason)`` problem with one submitted block: the rules the
+    manager accepts a block by, and the journal's readers read one back by."""
+    if _plain_valid_block(item, finder(redact), asset_field) is not None:
+        return []  # the hot path's verdict: a block convert_block passes unchanged
     return convert_block(item, redact, asset_field)[0]
 
 
@@ -298,6 +304,7 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None,
         return None
     if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
             or not action.isascii() or not action.isprintable() or not action.strip()
+            or len(action) > MAX_TEXT
             or type(priority) is not int
             or type(instructions) is not list or not instructions
             or (finds is not None and (finds(action) or finds(block_id)))):

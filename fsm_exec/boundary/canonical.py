@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.core.errors import safe_repr, shorten
+from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: How deep canonical data may nest (containers within containers).
 MAX_DEPTH = 32
@@ -200,8 +201,7 @@ class _Walk:
                 self.fail(path, f"must be a finite number (no NaN or infinity anywhere in a "
                                 f"block), {self.got(v)}")
                 return None
-            self.special = True
-            return v
+            return self.decimal(v, path)
         if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
             return self.value(int(v), path, depth)
         if isinstance(v, float):  # float subclasses (numpy.float64)
@@ -348,6 +348,17 @@ class _Walk:
                                            f"{_describe(k)}")
         return None
 
+    def decimal(self, v: Decimal, path: str) -> Decimal | None:
+        """A ``Decimal`` whose text the journal holds (at most ``MAX_DECIMAL_TEXT``
+        characters: its reader reads no longer one)."""
+        n = len(str(v))
+        if n > MAX_DECIMAL_TEXT:
+            self.fail(path, f"a Decimal of {n} characters: the journal holds at most "
+                            f"{MAX_DECIMAL_TEXT} (round it, or give a float)")
+            return None
+        self.special = True
+        return v
+
     def amount(self, x: Any, path: str) -> Any:
         """``amount`` and ``*_amount``: a finite number (numpy's included), never a bool."""
         if isinstance(x, bool) or type(x).__name__ == "bool_":
@@ -357,8 +368,7 @@ class _Walk:
             if not x.is_finite():
                 self.fail(path, f"must be a finite number, {self.got(x)}")
                 return None
-            self.special = True
-            return x
+            return self.decimal(x, path)
         if isinstance(x, numbers.Real):
             v = self.value(x, path, 0)
             if isinstance(v, float) and not math.isfinite(v):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.cli._common import UsageError, decode_text
+from fsm_exec.cli._common import UsageError, decode_text, read_input, regular_file
 
 TIMESTAMP = "timestamp"
 
@@ -30,6 +30,7 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         except ImportError:
             raise UsageError(f"--prices {path}: reading Parquet needs pandas: pip install "
                              "'fsm-exec[pandas]' pyarrow (or give a CSV file)") from None
+        regular_file(path)  # pandas would read a device for ever
         try:
             frame = pd.read_parquet(path)
         except ImportError as exc:  # no engine (pyarrow or fastparquet)
@@ -42,10 +43,7 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         columns = [str(c) for c in frame.columns]
         return columns, [dict(zip(columns, row, strict=True))
                          for row in frame.itertuples(index=False, name=None)]
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"--prices {path}: cannot read: {exc.strerror or exc}") from None
+    raw = read_input(path, f"--prices {path}: cannot read")
     text = decode_text(path, raw, "cannot read the prices")
     try:
         reader = csv.DictReader(text.splitlines())

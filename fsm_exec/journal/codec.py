@@ -29,6 +29,7 @@ import attrs
 import orjson
 
 from fsm_exec.boundary.canonical import DECIMAL_TAG, DICT_TAG, FLOAT_TAG, INT_TAG, TAGS
+from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: The journal format this package writes and reads (every checkpoint says which).
 JOURNAL_FORMAT = 2
@@ -151,7 +152,7 @@ _INT_TEXT = re.compile(r"-?[0-9]{1,4300}")  # str(int): Python's own digit limit
 _DECIMAL_TEXT = re.compile(
     r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|Infinity|s?NaN[0-9]*)")
 _FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_MAX_DECIMAL_TEXT = 10_000
+_MAX_DECIMAL_TEXT = MAX_DECIMAL_TEXT  # the boundary's bound too (core.limits)
 
 
 def _tagged(tag: str, inner: Any, where: str, depth: int, build: bool) -> Any:

@@ -25,8 +25,9 @@ class JournalCorruptError(ComponentError, ValueError):
     """A journal line cannot be read; names the file and the line."""
 
     def __init__(self, path: Path | str, line: int, reason: str) -> None:
-        self.path, self.line = str(path), line
-        super().__init__("EXEC-013", f"{path}:{line}: {reason}")
+        self.path, self.line = str(path), line  # line 0: the file as a whole
+        super().__init__("EXEC-013", f"{path}:{line}: {reason}" if line else
+                         f"{path}: {reason}")
 
 
 
@@ -85,20 +86,29 @@ def open_append(path: Path, owner: FileOwner | None = None) -> int:
     return os.open(path, _APPEND)
 
 
+def not_regular(mode: int) -> str | None:
+    """Why a file of ``mode`` (``st_mode``) is not read: ``"a device, not a regular
+    file"``; ``None`` for a regular file. The one wording of every reader and command."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory"
+            if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a special file")
+    return f"{kind}, not a regular file (only a regular file is read)"
+
+
 def open_regular(path: Path | str) -> IO[bytes]:
     """``path`` opened for reading if it is a regular file (a link to one included); a
     named pipe, a device (``/dev/zero``), a socket or a directory is refused with
-    :class:`JournalCorruptError` at once (the open never blocks: ``O_NONBLOCK``)."""
+    :class:`JournalCorruptError` (``PATH: a device, not a regular file ...``, see
+    :func:`not_regular`) at once, before anything is read (the open never blocks:
+    ``O_NONBLOCK``)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device"
-                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory"
-                    if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
-                    else "not a regular file")
-            raise JournalCorruptError(path, 1, f"{kind}, not a journal file (a journal is "
-                                               "a regular file)")
+        problem = not_regular(os.fstat(fd).st_mode)
+        if problem is not None:
+            raise JournalCorruptError(path, 0, problem)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -190,15 +190,26 @@ def newest_checkpoint(files: list[Path], component: str = "ExecutionManager",
     ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
     record itself says so: payloads that merely contain the words are not. ``opened``: the
     files, already open (:func:`open_journal`)."""
+    found = newest_checkpoints(files, component, 1, opened)
+    return found[-1] if found else (0, 0)
+
+
+def newest_checkpoints(files: list[Path], component: str = "ExecutionManager",
+                       n: int = 2, opened: Sequence[IO[bytes]] | None = None
+                       ) -> list[tuple[int, int]]:
+    """``(file index, line)`` of the ``n`` newest complete checkpoint records of
+    ``component`` in ``files`` (in seq order), oldest first; fewer when the journal holds
+    fewer. ``opened``: the files, already open (:func:`open_journal`)."""
+    found: list[tuple[int, int]] = []
     for i in range(len(files) - 1, -1, -1):
-        last = 0
-        for n, raw in journal_lines(files[i], opened[i] if opened is not None else None):
-            if _CHECKPOINT_MARK in raw and raw.endswith(b"\n") and _is_checkpoint(
-                    raw, component):
-                last = n
-        if last:
-            return i, last
-    return 0, 0
+        here = [(i, line) for line, raw in journal_lines(
+                    files[i], opened[i] if opened is not None else None)
+                if _CHECKPOINT_MARK in raw and raw.endswith(b"\n")
+                and _is_checkpoint(raw, component)]
+        found[:0] = here
+        if len(found) >= n:
+            return found[-n:]
+    return found
 
 
 def _is_checkpoint(raw: bytes, component: str) -> bool:

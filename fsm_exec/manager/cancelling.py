@@ -14,6 +14,7 @@ from fsm_exec.core.errors import (
     InvalidArgumentError,
 )
 from fsm_exec.core.lifecycle import BlockState, Trigger
+from fsm_exec.core.limits import fit_text
 
 _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
@@ -41,7 +42,7 @@ def cancel(self: ExecutionManager, stamp: str, block_ids: Iterable[str] | None,
 
 def cancel_now(self: ExecutionManager, block_ids: Iterable[str] | None,
                reason: str) -> tuple[str, ...]:
-    reason = self._redact(reason)
+    reason = fit_text(self._redact(reason))  # refused over the bound; redaction may add
     with self._mutex:
         queued = list(self._state.queue)
         if block_ids is None:

@@ -20,6 +20,7 @@ from fsm_exec.core.errors import (
     describe_exception,
 )
 from fsm_exec.core.lifecycle import Trigger
+from fsm_exec.core.limits import MAX_NAME, fit_text
 from fsm_exec.journal.writer import JournalLossError
 from fsm_exec.observe.health import (
     DEGRADED,
@@ -216,7 +217,8 @@ def log_failed(self: ExecutionManager, event_type: str, exc: Exception) -> Event
 
 
 def record_error(self: ExecutionManager, ts: Any, err: ComponentError) -> None:
-    entry = {"timestamp": ts, "error_code": err.error_code, "error_message": err.message,
+    message = fit_text(err.message)  # an exception's text, a batch's every problem
+    entry = {"timestamp": ts, "error_code": err.error_code, "error_message": message,
              "error_severity": str(err.severity), "block_id": err.block_id}
     with self._mutex:
         self._recent_errors.append(entry)
@@ -225,9 +227,9 @@ def record_error(self: ExecutionManager, ts: Any, err: ComponentError) -> None:
     data = {k: v for k, v in entry.items() if k != "timestamp"}
     if err.original_exception is not None:
         original = err.original_exception
-        data["exception_type"] = (original.type_name.rpartition(".")[2]
-                                  if isinstance(original, ScrubbedException)
-                                  else type(original).__name__)
+        data["exception_type"] = fit_text(original.type_name.rpartition(".")[2]
+                                          if isinstance(original, ScrubbedException)
+                                          else type(original).__name__, MAX_NAME)
     self._emit("error", data)
     if self._observers:
         self._notify_event("error", error_code=err.error_code, block_id=err.block_id)

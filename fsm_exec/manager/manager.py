@@ -32,6 +32,7 @@ from fsm_exec.core.errors import (
     describe_exception,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
+from fsm_exec.core.limits import too_long
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import ModePolicy
 from fsm_exec.drivers.risk import RiskChecks
@@ -362,6 +363,8 @@ class ExecutionManager:
         self._check_usable()
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgumentError("cancel: reason must be a non-empty string")
+        if (long := too_long(reason)) is not None:
+            raise InvalidArgumentError(f"cancel: reason {long}; nothing cancelled")
         if isinstance(block_ids, str):
             raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
                                        "every queued block), not one string")

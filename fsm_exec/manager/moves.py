@@ -22,6 +22,7 @@ from fsm_exec.core.errors import (
     ScrubbedException,
 )
 from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
+from fsm_exec.core.limits import MAX_TEXT, fit_text
 from fsm_exec.drivers.base import (
     T_FAIL,
     T_RECONCILIATION_TIMEOUT,
@@ -52,6 +53,9 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS, **d
     state, then the bookkeeping, in one critical section."""
     f = self._f
     assert f is not None
+    reason = data.get("reason")
+    if reason.__class__ is str and len(reason) > MAX_TEXT:  # a venue's error page
+        data["reason"] = fit_text(reason)  # the journal and the state keep the same text
     with self._mutex:
         lc = self._lc
         source = lc.current
@@ -105,7 +109,7 @@ def unresolved(self: ExecutionManager, ts: Any, f: Flight, how: str) -> None:
     with self._mutex:
         attempt = f.attempt + 1
         self._emit("execution_unresolved", {
-            "block_id": f.block.block_id, "attempt": attempt, "reason": how})
+            "block_id": f.block.block_id, "attempt": attempt, "reason": fit_text(how)})
         self._state.unresolved(attempt)
 
 

@@ -24,8 +24,9 @@ from fsm_exec.drivers.base import (
 )
 from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.fold import recovery_state
 from fsm_exec.journal.lock import JournalLockedError
-from fsm_exec.journal.reader import JournalRecord, read_journal, recovery_records
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import (
     RecoveryReport,
     ReplayError,
@@ -54,14 +55,14 @@ def recover(self: ExecutionManager,
         source = own
     same = own is not None and isinstance(source, str | Path) and \
         Path(source).resolve() == Path(own).resolve()
-    if isinstance(source, str | Path):
-        path = Path(source)
-        records: Any = (recovery_records(path, COMPONENT) if path.is_dir()
-                        else read_journal(path, COMPONENT))
-    else:
-        records = source
     try:
-        state = replay(records)
+        if isinstance(source, str | Path) and Path(source).is_dir():
+            # the one reading of a log directory: its newest checkpoint checked first
+            state = recovery_state(source, COMPONENT)[0]
+        else:
+            records: Any = (read_journal(source, COMPONENT)
+                            if isinstance(source, str | Path) else source)
+            state = replay(records)
     except ReplayError as exc:
         r = exc.record
         raise JournalCorruptError(r.path if r else "?", r.line if r else 0,

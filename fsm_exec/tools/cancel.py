@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import attrs
 
 from fsm_exec.core.errors import ComponentError, InvalidArgumentError
+from fsm_exec.core.limits import too_long
 from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.writer import EventLogger
@@ -75,6 +76,8 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
     log_dir = Path(log_dir)
     if not isinstance(reason, str) or not reason.strip():
         raise CancelRefused("--reason must say why (it is journaled with each block)")
+    if (long := too_long(reason)) is not None:  # the journal's bound, as em.cancel's
+        raise CancelRefused(f"--reason {long}; nothing was cancelled")
     try:
         Environment.read("live")  # the BASIS_* variables, checked before anything is taken
     except ComponentError as exc:

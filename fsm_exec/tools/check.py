@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 
 from fsm_exec.journal.codec import CHECKPOINT
-from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.files import JournalCorruptError, journal_files, not_regular
 from fsm_exec.journal.reader import JournalRecord, journal_lines, looks_like_a_record, parse
 from fsm_exec.journal.state import GapError, Replay, ReplayError
 
@@ -82,11 +82,15 @@ class _Scan:
             self.files += 1
             last = i == len(paths) - 1
             try:
-                size = path.stat().st_size
+                st = path.stat()
             except OSError as exc:
                 self.problems.append(f"{path}: cannot read: {exc.strerror}")
                 continue
-            if size == 0:
+            problem = not_regular(st.st_mode)
+            if problem is not None:  # before reading: a device is never "empty"
+                self.problems.append(f"{path}: {problem}")
+                continue
+            if st.st_size == 0:
                 if last and self._read:
                     self.notes.append(
                         f"{path}: empty current file (a crash as a new file was started); "

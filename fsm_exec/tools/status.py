@@ -41,11 +41,11 @@ from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.fold import recovery_state
 from fsm_exec.journal.lock import PROC_LOCKS, lock_holder
 from fsm_exec.journal.reader import (
     JournalChanged,
     JournalRecord,
-    newest_checkpoint,
     open_journal,
     read_records,
 )
@@ -140,15 +140,6 @@ class _Notes:
             self.unrecorded_halt = None
 
 
-def _records_from(snap: _Snapshot, start_file: int, start_line: int
-                  ) -> Iterator[JournalRecord]:
-    for i in range(start_file, len(snap.files)):
-        for r in read_records(snap.files[i], snap.opened[i]):
-            if i == start_file and r.line < start_line:
-                continue
-            yield r
-
-
 class _Snapshot:
     """A journal's files, all open: what status reads, whatever the manager rotates,
     starts or prunes meanwhile (closed by the ``ExitStack`` it was opened with)."""
@@ -175,20 +166,17 @@ def _replay(log_dir: Path, stack: contextlib.ExitStack
             raise StatusUnreadable(exc.message, exc.path, exc.line) from None
         if not snap.files:
             raise StatusUnreadable(f"{log_dir}: holds no ExecutionManager journal")
-        try:
-            at = newest_checkpoint(snap.files, opened=snap.opened)
-            state, notes = Replay(), _Notes()
-            for r in _records_from(snap, *at):
-                try:
-                    state.apply(r)
-                except ReplayError as exc:
-                    raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path,
-                                           r.line) from None
-                notes.see(r, state)
-            state.finish()
-            return state, notes, snap, at
+        notes = _Notes()
+        try:  # recovery's own reading (its newest checkpoint checked first), of the snapshot
+            state, _, at = recovery_state(log_dir, see=notes.see,
+                                          snapshot=(snap.files, snap.opened))
+        except ReplayError as exc:
+            r = exc.record
+            assert r is not None
+            raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path, r.line) from None
         except JournalCorruptError as exc:
             raise StatusUnreadable(exc.message, exc.path, exc.line) from None
+        return state, notes, snap, at
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -15,7 +15,9 @@ from fsm_exec.cli._common import (
     Refused,
     UsageError,
     complain,
+    decode_text,
     journal_paths,
+    read_input,
 )
 
 DIAGRAM_DIR = "diagrams"
@@ -214,10 +216,9 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
             model = (overlay_block(records, args.block) if args.block
                      else overlay_events(records))
         elif args.diff:
-            try:
-                old = LifecycleTable.from_json(Path(args.diff).read_text(), args.diff)
-            except OSError as exc:
-                raise UsageError(f"--diff: cannot read {args.diff}: {exc.strerror}") from None
+            raw = read_input(Path(args.diff), f"--diff: cannot read {args.diff}")
+            old = LifecycleTable.from_json(decode_text(Path(args.diff), raw, "--diff"),
+                                           args.diff)
             model = diff_model(old, since=args.diff)
         elif args.diff_ref:
             old, name = table_at_ref(args.diff_ref, directory)

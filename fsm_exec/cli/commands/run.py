@@ -25,6 +25,7 @@ from fsm_exec.cli._common import (
     os_reason,
     plural,
     read_config,
+    read_input,
     resolve_mode,
 )
 
@@ -39,10 +40,7 @@ def read_batches(path: Path, redact: Callable[[str], str] | None = None
     from fsm_exec.boundary.blocks import validate_batch
     from fsm_exec.core.errors import BlockProblem, InvalidBlockError
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    raw = read_input(path, f"{path}: cannot read")
     lines = decode_text(path, raw, "cannot read").splitlines()
     batches: list[tuple[int, list[dict[str, Any]]]] = []
     first_line: dict[str, int] = {}  # block id -> the line that used it first
