@@ -220,6 +220,9 @@ class EventLogger:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
         self.log_dir = Path(log_dir)
         self.mode = mode
+        #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
+        #: manager writing here takes it as its ``name`` unless given one.
+        self.run_id: str | None = None
         self.retention_days = retention_days
         self.checkpoint_every = checkpoint_every
         self._today = today

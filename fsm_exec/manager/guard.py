@@ -8,6 +8,7 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from fsm_exec.boundary.canonical import (
     timestamp_problem,
 )
 from fsm_exec.core.errors import (
+    COMPONENT,
     ERROR_CODES,
     ComponentError,
     InvalidArgumentError,
@@ -111,6 +113,29 @@ def time_zone(value: object) -> dt.tzinfo | None:
         f"assume_timezone: must be None (naive timestamps refused), a tzinfo or an IANA "
         f"time zone name such as 'UTC' or 'America/New_York', got "
         f"{type(value).__name__} {shorten(safe_repr(value))}")
+
+
+_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def manager_name(name: object, event_logger: object) -> str | None:
+    """``name`` as given (1-64 letters, digits and ``._:-``), else the run id of a
+    :func:`~fsm_exec.backtest_run` journal, else ``None`` (one unnamed manager)."""
+    if name is None:
+        run_id = getattr(event_logger, "run_id", None)
+        return run_id if isinstance(run_id, str) and _NAME.fullmatch(run_id) else None
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    raise InvalidArgumentError(
+        f"name: must be None or 1-64 letters, digits and ._:- (it names this manager among "
+        f"others in the process: its health registration, its metrics), got "
+        f"{type(name).__name__} {shorten(safe_repr(name))}")
+
+
+def health_name(name: str | None) -> str:
+    """What a manager named ``name`` registers as with a health manager:
+    ``ExecutionManager``, or ``ExecutionManager[<name>]``."""
+    return COMPONENT if name is None else f"{COMPONENT}[{name}]"
 
 
 def refuse_if_halted(self: ExecutionManager, call: str) -> None:

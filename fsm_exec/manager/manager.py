@@ -90,7 +90,11 @@ class ExecutionManager:
     Collaborators, clock and sleep are given once here and never passed at runtime. See
     ``specs/execution_manager.md`` for the full contract. ``assume_timezone`` (a zone name
     such as ``'UTC'``, or a ``tzinfo``) reads naive timestamps (a framework's naive
-    ``pandas.Timestamp``) as times in that zone; by default they are refused.
+    ``pandas.Timestamp``) as times in that zone; by default they are refused. ``name``
+    tells managers side by side in one process apart (default: the run id of a
+    :func:`~fsm_exec.backtest_run` journal): a health manager registers it as
+    ``ExecutionManager[<name>]``, and :class:`~fsm_exec.observe.PrometheusMetrics` labels
+    its metrics with it.
     """
 
     # Set by the wiring at construction (manager/wiring.py).
@@ -114,15 +118,18 @@ class ExecutionManager:
                  sleep: Callable[[float], None] = time.sleep,
                  risk_checks: Sequence[RiskCheck] = (),
                  observers: Sequence[Observer] = (),
-                 assume_timezone: str | dt.tzinfo | None = None) -> None:
+                 assume_timezone: str | dt.tzinfo | None = None,
+                 name: str | None = None) -> None:
         self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
             (config, data_provider, execution_mode, position_update_handler,
              execution_interface_manager, reconciliation_component),
             {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
              "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
-             "assume_timezone": assume_timezone})
+             "assume_timezone": assume_timezone, "name": name})
         # Naive timestamps are refused unless the caller says which zone they are in.
         self._assume_tz = guard.time_zone(assume_timezone)
+        self._name = guard.manager_name(name, event_logger)
+        self._health_manager = health_manager
         self._cfg = resolve_config(config)
         self._env = Environment.read(execution_mode)
         check_collaborators(data_provider=data_provider,
@@ -196,17 +203,18 @@ class ExecutionManager:
                 "EventLogger(log_dir, 'live')")
         if health_manager is not None:  # first: a refusal here has claimed nothing
             try:
-                health_manager.register_component(COMPONENT, self._health_check)
+                health_manager.register_component(self.health_name, self._health_check)
             except ValueError as exc:
                 raise InvalidArgumentError(
                     f"health_manager: {describe_exception(exc)}; a manager replacing another "
-                    "takes its place "
-                    "through reopen(), or unregister the other first") from None
+                    "takes its place through reopen(), or unregister the other first; "
+                    "managers side by side in one process each need their own name= "
+                    "(registered as ExecutionManager[<name>])") from None
         try:
             self._attach(event_logger)
         except BaseException:  # a manager that was never built is not registered either
             if health_manager is not None:
-                health_manager.unregister_component(COMPONENT)
+                health_manager.unregister_component(self.health_name, self._health_check)
             raise
         self._notify_event("initialized", execution_mode=self._env.execution_mode)
 
@@ -230,6 +238,23 @@ class ExecutionManager:
     def deployment_mode(self) -> str:
         """``BASIS_DEPLOYMENT_MODE`` as read at init."""
         return self._env.deployment_mode
+
+    @property
+    def name(self) -> str | None:
+        """This manager's name among others in one process (``name=``, else the run id of
+        a :func:`~fsm_exec.backtest_run` journal); ``None`` for one unnamed manager."""
+        return self._name
+
+    @property
+    def health_name(self) -> str:
+        """The name it registers under with a health manager: ``ExecutionManager``, or
+        ``ExecutionManager[<name>]`` for a named manager, so that many share one."""
+        return guard.health_name(self._name)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called: every later call is refused."""
+        return self._closed
 
     @property
     def halted(self) -> bool:
@@ -630,6 +655,9 @@ class ExecutionManager:
             if self._closed:
                 return
             self._closed = True
+        health = self._health_manager
+        if health is not None:  # a closed manager reports nothing (its replacement does)
+            health.unregister_component(self.health_name, self._health_check)
         closer = getattr(self._log, "close", None)
         if callable(closer):
             closer()
