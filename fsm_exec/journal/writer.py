@@ -72,10 +72,14 @@ class _Journal:
     """One component's open journal file."""
 
     __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
-                 "since_checkpoint", "managed")
+                 "since_checkpoint", "managed", "fresh")
 
-    def __init__(self, path: Path, seq: int, day: dt.date, fd: int) -> None:
+    def __init__(self, path: Path, seq: int, day: dt.date, fd: int,
+                 fresh: bool = False) -> None:
         self.path, self.seq, self.day, self.fd = path, seq, day, fd
+        # No file of this journal was there when it was opened, and none rotated since:
+        # nothing to read back, rotate or prune (a new run's journal costs no reads).
+        self.fresh = fresh
         self.buf: list[bytes] = []  # backtest: records not yet written to the file
         self.buffered = 0
         self.unsynced = False  # written records not yet fsynced
@@ -270,6 +274,11 @@ class EventLogger:
         j = self._journals.get(component)
         if j is not None and (j.seq or j.buf):
             return True
+        if j is None and not self._closed:  # opened now: the manager writes to it next
+            with self._write_lock:
+                j = self._journal(component)
+        if j is not None and j.fresh:  # no file was there: only what was written since
+            return bool(j.seq or j.buf)
         return any(p.stat().st_size for p in journal_files(self.log_dir, component))
 
     def claim(self, component: str, owner: object) -> None:
@@ -308,7 +317,8 @@ class EventLogger:
             if existed:
                 repair_torn_tail(path)
             seq = 0
-            for p in reversed(journal_files(self.log_dir, component)):
+            files = journal_files(self.log_dir, component)
+            for p in reversed(files):
                 seq = last_seq(p)
                 if seq:
                     break
@@ -317,7 +327,7 @@ class EventLogger:
                 fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        j = self._journals[component] = _Journal(path, seq, day, fd)
+        j = self._journals[component] = _Journal(path, seq, day, fd, fresh=not files)
         return j
 
     def _journal(self, component: str) -> _Journal:
@@ -366,9 +376,13 @@ class EventLogger:
 
     def _rotate(self, j: _Journal, today: dt.date) -> None:
         """Close the current file under a name of its own, and start a new current file."""
+        if j.fresh and not (j.seq or j.buf):  # an empty new file: nothing to close
+            j.day = today
+            return
         self._flush_journal(j)
         if j.unsynced and self._durable:
             self._fsync(j)
+        j.fresh = False
         first = first_seq(j.path)
         if first is not None:
             stem = journal_stem_of(j.path)
@@ -385,7 +399,7 @@ class EventLogger:
         """Delete the oldest whole files that ended more than ``retention_days`` ago; only
         files before the current one (for a checkpointing component: before the newest
         checkpoint, which starts the current file)."""
-        if self.retention_days is None:
+        if self.retention_days is None or j.fresh:  # fresh: no file but the current one
             return
         try:
             cutoff = today - dt.timedelta(days=self.retention_days)
@@ -431,8 +445,10 @@ class EventLogger:
                     self._rotate(j, today)
                 # written_on first: start_day reads it from the line's first bytes
                 record_data = {"written_on": today.isoformat(), **data}
+                # Written through (and fsynced) when records are durable; a backtest
+                # journal's is buffered like any record (nothing to make durable).
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
-                            sync=True, force=True)
+                            sync=True, force=self._durable)
             except OSError as exc:
                 j.dirty = True  # a failed fsync (rotation's, or its own): read the file back
                 if isinstance(exc, EventLogError):

@@ -115,6 +115,9 @@ def time_zone(value: object) -> dt.tzinfo | None:
         f"{type(value).__name__} {shorten(safe_repr(value))}")
 
 
+#: Zones that are UTC at every instant: a naive time in one is written with +00:00.
+_UTC_ZONES: frozenset[dt.tzinfo] = frozenset({
+    dt.UTC, zoneinfo.ZoneInfo("UTC"), zoneinfo.ZoneInfo("Etc/UTC")})
 _NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -168,6 +171,10 @@ def stamp(self: ExecutionManager, timestamp: Any) -> str:
     one is read in ``assume_timezone``, when the manager was given one)."""
     stamp = canonical_timestamp(timestamp)
     if stamp is None and self._assume_tz is not None:  # naive times, read in the zone given
+        if (self._assume_tz in _UTC_ZONES and isinstance(timestamp, dt.datetime)
+                and timestamp.tzinfo is None and timestamp == timestamp):
+            # A framework's naive UTC times (one per bar): written as read, in UTC.
+            return timestamp.isoformat() + "+00:00"
         stamp = canonical_timestamp(assume_zone(timestamp, self._assume_tz))
     if stamp is None:
         raise InvalidArgumentError(

@@ -48,7 +48,7 @@ from fsm_exec.core.errors import (
     describe_exception,
     safe_repr,
 )
-from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
+from fsm_exec.core.lifecycle import _STATE_OF, BlockState
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
@@ -171,7 +171,7 @@ class ExecutionManager:
         # after its record is written (the same code recovery and every tool fold with).
         self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
                                    flight_cls=Flight)
-        self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
+        self._lc = wiring.lifecycle(self._on_transition if event_logger is not None else None)
         self._f: Flight | None = None
         self._ts: Any = None
         self._busy: int | None = None  # the thread running update_state, if any
@@ -658,6 +658,7 @@ class ExecutionManager:
         health = self._health_manager
         if health is not None:  # a closed manager reports nothing (its replacement does)
             health.unregister_component(self.health_name, self._health_check)
+        wiring.give_back(self)
         closer = getattr(self._log, "close", None)
         if callable(closer):
             closer()

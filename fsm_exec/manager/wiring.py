@@ -13,8 +13,34 @@ from typing import TYPE_CHECKING, Any
 from fsm_exec.core.errors import (
     COMPONENT,
 )
+from fsm_exec.core.lifecycle import BlockLifecycle, TransitionListener
 from fsm_exec.drivers.host import Host
 from fsm_exec.journal.files import journal_files
+
+#: Lifecycles of closed managers, idle, for the next managers to reuse: building a
+#: ``transitions`` Machine is most of what a manager costs to set up (a research loop
+#: builds one manager per run).
+_IDLE: list[BlockLifecycle] = []
+_KEPT = 4
+
+
+def lifecycle(listener: TransitionListener | None) -> BlockLifecycle:
+    """An idle lifecycle telling ``listener``: one a closed manager left, else a new one."""
+    try:
+        lc = _IDLE.pop()
+    except IndexError:
+        return BlockLifecycle(listener)
+    lc.rebind(listener)
+    return lc
+
+
+def give_back(self: ExecutionManager) -> None:
+    """A closed manager with nothing queued or in flight never consults its lifecycle
+    again (every view reads the state first): the next manager may have it."""
+    lc = self._lc
+    if (self._f is None and not self._state.queue and self._state.flight is None
+            and not lc.in_flight and len(_IDLE) < _KEPT):
+        _IDLE.append(lc)
 
 
 def _ignore(*_: object) -> None:
