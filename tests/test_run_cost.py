@@ -137,6 +137,7 @@ def test_a_closed_managers_machine_is_reused_as_good_as_new(tmp_path: Path) -> N
     first.update_state(T(0), "strategy_manager", blocks("x", "y"))
     machine = first._lc
     first.close()
+    assert machine._machine.on_move is None  # idle, it holds on to no manager
     second = manager(EventLogger(tmp_path / "b"))
     assert second._lc is machine and second._lc.block_id is None
     assert second._lc.state is BlockState.SUCCESS

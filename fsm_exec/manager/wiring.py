@@ -40,6 +40,7 @@ def give_back(self: ExecutionManager) -> None:
     lc = self._lc
     if (self._f is None and not self._state.queue and self._state.flight is None
             and not lc.in_flight and len(_IDLE) < _KEPT):
+        lc.rebind(None)  # it keeps no closed manager alive while it waits
         _IDLE.append(lc)
 
 
