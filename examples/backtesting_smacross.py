@@ -98,11 +98,11 @@ class Filled:
 class Bar:
     """The data provider: the current bar's close, for the manager's price check."""
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(self, strategy: FsmSmaCross) -> None:
         self.strategy = strategy
 
     def get_data(self, timestamp: Any) -> dict[str, Any]:
-        return {"market_data": {"prices": {"GOOG": float(self.strategy.data.Close[-1])}}}
+        return {"market_data": {"prices": {"GOOG": self.strategy.close()}}}
 
 
 #: The run in progress: where its journal goes, and what closes it when the run ends.
@@ -132,6 +132,10 @@ class FsmSmaCross(SmaCross):
 
     def init(self) -> None:
         super().init()
+        # The whole series, read once (init sees every bar); indexed by the current bar
+        # below: slicing them anew on each bar (self.data.index[-1]) costs more than the
+        # block itself.
+        self._times, self._closes = self.data.index, self.data.Close
         journals, closing = _RUN.get()
         params = {"n1": self.n1, "n2": self.n2}
         run_id, again = f"sma-{self.n1}-{self.n2}", 1
@@ -149,10 +153,14 @@ class FsmSmaCross(SmaCross):
         elif crossover(self.sma2, self.sma1):
             self.send("sell")
 
+    def close(self) -> float:
+        """The current bar's close."""
+        return float(self._closes[len(self.data) - 1])
+
     def send(self, side: str) -> None:
-        ts = self.data.index[-1]  # a naive pandas Timestamp
+        ts = self._times[len(self.data) - 1]  # the current bar's: a naive pandas Timestamp
         self.em.update_state(ts, "strategy_manager", [{
-            "block_id": f"{side}-{ts:%Y-%m-%d}", "action": side, "priority": 1,
+            "block_id": f"{side}-{ts.date()}", "action": side, "priority": 1,
             "instructions": [
                 {"venue": "backtesting.py", "token": "GOOG", "side": "close"},
                 {"venue": "backtesting.py", "token": "GOOG", "side": side}]}])
