@@ -1,12 +1,12 @@
 """The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
 that it doubles as the crash-recovery journal. Its codec is :mod:`~fsm_exec.journal.codec`,
 its files :mod:`~fsm_exec.journal.files`, its reader :mod:`~fsm_exec.journal.reader`, the
-CSV export :mod:`~fsm_exec.journal.export`.
+CSV export :mod:`~fsm_exec.journal.export`, what it holds open (files, buffers, the lock)
+:mod:`~fsm_exec.journal.handles`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import os
@@ -41,6 +41,12 @@ from fsm_exec.journal.files import (
     repair_torn_tail,
     start_day,
 )
+from fsm_exec.journal.handles import Held as _Held
+from fsm_exec.journal.handles import Journal as _Journal
+from fsm_exec.journal.handles import flush as _flush
+from fsm_exec.journal.handles import open_loggers as _open_loggers
+from fsm_exec.journal.handles import release as _release
+from fsm_exec.journal.handles import too_long as _too_long
 from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
@@ -60,106 +66,6 @@ class JournalLossError(EventLogError):
 
 
 _MAX_RETENTION_DAYS = 36_500
-
-
-def _too_long(j: _Journal, event_type: str, n: int) -> EventLogError:
-    """A record longer than any reader reads: refused, nothing written."""
-    return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
-                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
-
-
-class _Journal:
-    """One component's open journal file."""
-
-    __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
-                 "since_checkpoint", "managed", "fresh")
-
-    def __init__(self, path: Path, seq: int, day: dt.date, fd: int,
-                 fresh: bool = False) -> None:
-        self.path, self.seq, self.day, self.fd = path, seq, day, fd
-        # No file of this journal was there when it was opened, and none rotated since:
-        # nothing to read back, rotate or prune (a new run's journal costs no reads).
-        self.fresh = fresh
-        self.buf: list[bytes] = []  # backtest: records not yet written to the file
-        self.buffered = 0
-        self.unsynced = False  # written records not yet fsynced
-        self.dirty = False  # a write was cut short: resynchronise from the file first
-        self.since_checkpoint = 0
-        self.managed = False  # the component checkpoints: rotation only at its checkpoints
-
-
-class _Held:
-    """What an EventLogger holds of the operating system: its journals (each a file and a
-    buffer) and the directory lock's descriptor. Kept apart from the logger so that its
-    finalizer can release them without keeping the logger alive."""
-
-    __slots__ = ("journals", "lock_fd", "durable")
-
-    def __init__(self, lock_fd: int, durable: bool) -> None:
-        self.journals: dict[str, _Journal] = {}
-        self.lock_fd = lock_fd
-        self.durable = durable
-
-
-def _flush(j: _Journal) -> None:
-    """Write ``j``'s buffered records to its file (what fails waits for the next try)."""
-    if not j.buf:
-        return
-    data = b"".join(j.buf)
-    j.buf.clear()
-    j.buffered = 0
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(j.fd, view):]
-    except OSError as exc:
-        j.buf.append(bytes(view))  # what did not reach the file waits for the next try
-        j.buffered = len(view)
-        raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-    j.unsynced = True
-
-
-def _release(held: _Held) -> None:
-    """An EventLogger collected, or alive at interpreter exit, without :meth:`close`:
-    write what its buffers hold (and fsync it, if its records are fsynced), then close its
-    files and release its lock, as close() would. Never raises: nothing is left to tell."""
-    for j in set(held.journals.values()):
-        if j.fd < 0:
-            continue
-        with contextlib.suppress(OSError):
-            _flush(j)
-            if j.unsynced and held.durable:
-                os.fsync(j.fd)
-        with contextlib.suppress(OSError):
-            os.close(j.fd)
-        j.fd = -1
-        j.buf.clear()
-    held.journals.clear()
-    if held.lock_fd >= 0:
-        with contextlib.suppress(OSError):
-            os.close(held.lock_fd)
-        held.lock_fd = -1
-
-
-_open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
-    for logger in list(_open_loggers):
-        with contextlib.suppress(Exception):
-            logger.close()
-
-
-def _forget_inherited() -> None:
-    """In a forked child: drop every logger inherited from the parent, unflushed, so the
-    child never writes the parent's records again (duplicate seq, duplicate CSV rows)."""
-    for logger in list(_open_loggers):
-        logger._abandon()
-    _open_loggers.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def _utc_today() -> dt.date:
