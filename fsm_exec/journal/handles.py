@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import EventLogError
-from fsm_exec.journal.codec import MAX_LINE_BYTES
 
 
-def too_long(j: Journal, event_type: str, n: int) -> EventLogError:
-    """A record longer than any reader reads: refused, nothing written."""
+def too_long(j: Journal, event_type: str, n: int, limit: int) -> EventLogError:
+    """A record longer than any reader reads (``limit`` bytes): refused, nothing
+    written."""
     return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
-                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
+                         f"is longer than the {limit} bytes a journal line may hold")
 
 
 class Journal:

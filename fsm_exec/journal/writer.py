@@ -176,7 +176,9 @@ class EventLogger:
 
     def has_history(self, component: str) -> bool:
         """True if ``component`` has records in this directory (from this process or an
-        earlier one): a manager must then recover before it writes."""
+        earlier one): a manager must then recover before it writes. Opens the component's
+        journal (the manager writes to it next): a journal opened on no file has history
+        only once something is written to it, without a file read."""
         j = self._journals.get(component)
         if j is not None and (j.seq or j.buf):
             return True
@@ -408,7 +410,7 @@ class EventLogger:
                     line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
                 n = len(line)
                 if n > MAX_LINE_BYTES:
-                    raise _too_long(j, event_type, n)
+                    raise _too_long(j, event_type, n, MAX_LINE_BYTES)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
@@ -449,7 +451,7 @@ class EventLogger:
         if b"null" in line:  # NaN, infinities: the careful path (rare)
             line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
         if len(line) > MAX_LINE_BYTES:
-            raise _too_long(j, event_type, len(line))
+            raise _too_long(j, event_type, len(line), MAX_LINE_BYTES)
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)
