@@ -173,12 +173,19 @@ class ExecutionConfig:
 
     def digest(self) -> str:
         """A short stable hash of the fields (for logs: never the values themselves)."""
+        hit = _DIGESTS.get(id(self))
+        if hit is not None and hit[0] is self:  # a config shared by many managers
+            return hit[1]
         # Equal configs hash alike: 30 and 30.0 are the same timeout.
         fields = {k: int(v) if isinstance(v, float) and v.is_integer() else v
                   for k, v in attrs.asdict(self).items()
                   if not (k in _HASHED_IF_CHANGED and v == _HASHED_IF_CHANGED[k])}
         raw = json.dumps(fields, sort_keys=True, default=str)
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        if len(_DIGESTS) >= _CACHED:
+            _DIGESTS.clear()
+        _DIGESTS[id(self)] = (self, digest)
+        return digest
 
 
 #: Fields added after journals began to carry the config's digest: hashed only when they
@@ -421,11 +428,39 @@ class Redactor:
         raise TypeError("a Redactor holds secrets: it is not pickled")
 
 
+#: How many configs (and their digests) are kept: a research loop builds a manager per
+#: run from one config mapping, which is then validated once.
+_CACHED = 64
+_DIGESTS: dict[int, tuple[ExecutionConfig, str]] = {}
+_RESOLVED: dict[tuple[Any, ...], ExecutionConfig] = {}
+
+
 def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConfig:
-    """Accept an :class:`ExecutionConfig` or the system-wide mapping."""
+    """Accept an :class:`ExecutionConfig` or the system-wide mapping. A mapping of plain
+    scalars seen before (same keys, values and types) gives the config built then (it is
+    frozen): a loop of managers validates its config once."""
     if isinstance(config, ExecutionConfig):
         return config
-    return ExecutionConfig.from_dict(config)
+    key: tuple[Any, ...] | None = None
+    if type(config) is dict and all(type(k) is str for k in config) and all(
+            type(config[k]) in _SCALARS for k in OWN_FIELDS.intersection(config)):
+        # Own fields by value and type, other keys by name only (they may hold secrets,
+        # never kept here; their names still decide the typo check).
+        key = (tuple(sorted((k, type(v), v) for k, v in config.items() if k in OWN_FIELDS)),
+               frozenset(k for k in config if k not in OWN_FIELDS))
+        hit = _RESOLVED.get(key)
+        if hit is not None:
+            return hit
+    resolved = ExecutionConfig.from_dict(config)
+    if key is not None:
+        if len(_RESOLVED) >= _CACHED:
+            _RESOLVED.clear()
+        _RESOLVED[key] = resolved
+    return resolved
+
+
+#: Values a cached config mapping may hold (immutable, compared by value).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 OWN_FIELDS: frozenset[str] = frozenset(

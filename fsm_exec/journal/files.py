@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import stat
@@ -116,6 +117,7 @@ def open_regular(path: Path | str) -> IO[bytes]:
         raise
 
 
+@functools.lru_cache(maxsize=256)
 def journal_name(component: str) -> str:
     """``ExecutionManager`` -> ``execution_manager_events.jsonl``."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", component)

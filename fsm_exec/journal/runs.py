@@ -71,6 +71,7 @@ def backtest_run(base_dir: Path | str, *, run_id: str | None = None,
     except FileExistsError:
         raise InvalidArgumentError(f"run_id: {run_dir} was just made by another run") from None
     log = EventLogger(run_dir, "backtest", **options)
+    log.run_id = run_id  # the manager's name: ExecutionManager[<run_id>] for health, metrics
     try:
         log.log_event(dt.datetime.now(dt.UTC), RUN_STARTED, RUN_COMPONENT,
                       {"run_id": run_id, "params": conv.wire})
