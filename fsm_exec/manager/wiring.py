@@ -145,7 +145,9 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     check_collaborators(data_provider=data_provider,
                         position_update_handler=position_update_handler,
                         execution_interface_manager=execution_interface_manager,
-                        reconciliation_component=reconciliation_component)
+                        reconciliation_component=reconciliation_component,
+                        event_logger=event_logger, health_manager=health_manager,
+                        clock=clock, sleep=sleep)
     self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
     self._finds = self._redact.finds if self._redact else None  # a string holds a secret
     self._reconciliation = reconciliation_component
