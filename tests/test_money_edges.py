@@ -4,17 +4,25 @@ caller. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from fsm_exec import (
+    ComponentError,
     EventLogger,
     ExecutionManager,
     InvalidArgumentError,
 )
-from fsm_exec.sim.venues import FakeClock, SimPositionHandler, StaticDataProvider
+from fsm_exec.sim.venues import (
+    FakeClock,
+    RecordingEventLogger,
+    SimPositionHandler,
+    StaticDataProvider,
+)
 
 from kit import T, block
 
@@ -73,8 +81,150 @@ def test_a_keyword_collaborator_refused_claims_nothing(tmp_path: Path) -> None:
     log = EventLogger(tmp_path, "live")
     with pytest.raises(InvalidArgumentError, match="health_manager"):
         ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), Venue(),
-                         Reconciled(), event_logger=log, health_manager=object())
+                         Reconciled(), event_logger=log, health_manager=cast(Any, object()))
     em = manager(log=log)
     em.update_state(T(), "strategy_manager", [block("b1")])
     assert em.blocks_executed == 1
     em.close()
+
+
+# --------------------------------------------- 9: an unrecognised reconciliation status
+
+
+class Colour(enum.Enum):
+    SUCCESS = "success"
+
+
+class Shouting:
+    def __repr__(self) -> str:
+        return "\x1b[2J" + "S" * 500
+
+
+@pytest.mark.parametrize(("status", "shown"), [
+    ("SUCCESS", "'SUCCESS' (a str)"),
+    (True, "True (a bool)"),
+    (Colour.SUCCESS, "<Colour.SUCCESS: 'success'> (a Colour)"),
+    ("success ", "'success ' (a str)"),
+    (None, "None (a NoneType)"),
+    ("\x1b[2Jsuccess", "'\\x1b[2Jsuccess' (a str)"),
+    (Shouting(), "\\x1b[2JSSS"),
+])
+def test_an_unrecognised_reconciliation_status_fails_naming_it(
+        status: Any, shown: str) -> None:
+    """A reconciliation_status that is none of pending/success/failed is not taken for
+    pending: the block fails at once (EXEC-014, halting), the error and the journal name
+    the value seen (repr, control characters escaped, shortened), never 'timed out'."""
+    class Component:
+        reconciliation_status = status
+
+    log = RecordingEventLogger()
+    em = manager(rc=Component(), log=log, max_retries=2, reconciliation_timeout=1)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["halted"], st["halt_reason"], st["blocks_failed"]) == (True, "EXEC-014", 1)
+    [failed] = [e.data for e in log.of_type("block_transition") if e.data["dest"] == "failed"]
+    assert shown in failed["reason"]
+    assert "timed out" not in failed["reason"] and "\x1b" not in failed["reason"]
+    assert len(failed["reason"]) < 300
+    [error] = [e.data for e in log.of_type("error")]
+    assert error["error_code"] == "EXEC-014" and shown in error["error_message"]
+    assert not log.of_type("reconciliation_timeout")
+
+
+def test_an_unrecognised_status_holding_a_secret_is_named_redacted() -> None:
+    """The status seen is redacted before it is shortened and journaled."""
+    secret = "sk-LIVE-0123456789abcdef"
+
+    class Component:
+        reconciliation_status = "ok " + secret
+
+    log = RecordingEventLogger()
+    em = manager(rc=Component(), log=log, api_key=secret)
+    em.update_state(T(), "strategy_manager", [block("b1")])
+    [error] = [e.data for e in log.of_type("error")]
+    assert "reconciliation_status is 'ok " in error["error_message"]
+    assert secret not in str([e.data for e in log.events])
+
+
+# --------------------------------------- 8: an answer of query_execution that is not deltas
+
+
+class LosesFirstReply(Venue):
+    """The first route call's reply is lost (an unknown outcome); ``query_execution``
+    answers ``answer``."""
+
+    def __init__(self, answer: Any, lost: type[BaseException] = TimeoutError) -> None:
+        super().__init__()
+        self.answer, self.lost = answer, lost
+
+    def route_instruction(self, ts: Any, b: Any) -> dict[str, float]:
+        reply = super().route_instruction(ts, b)
+        if len(self.sent) == 1:
+            raise self.lost("lost reply")
+        return reply
+
+    def query_execution(self, ts: Any, b: Any) -> Any:
+        return self.answer
+
+
+@dataclasses.dataclass
+class Fill:
+    ETH: float
+
+
+class Book:
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    def update_state(self, ts: Any, source: str, deltas: Any) -> None:
+        self.got.append(deltas)
+
+
+NOT_DELTAS = [({}, "{} (a dict)"), (False, "False (a bool)"), ([], "[] (a list)"),
+              (0, "0 (a int)"), ("", "'' (a str)"), ([{"ETH": 1.0}], "[{'ETH': 1.0}] (a list)"),
+              ("\x1b]52;c;" + "A" * 200, "'\\x1b]52;c;AAAA")]
+
+
+@pytest.mark.parametrize(("answer", "shown"), NOT_DELTAS)
+def test_a_query_answer_that_is_not_deltas_is_refused_never_executed(
+        answer: Any, shown: str) -> None:
+    """After a lost reply, query_execution answering {}, False, [], 0 or "" (neither
+    deltas nor None) is refused loudly: the block fails with EXEC-015 naming the answer
+    and the manager halts, positions in doubt; it is never counted executed, its deltas
+    never reach the position handler, and it is not routed again."""
+    venue, book, log = LosesFirstReply(answer), Book(), RecordingEventLogger()
+    em = manager(venue=venue, positions=book, log=log)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["blocks_executed"], st["blocks_failed"]) == (0, 1)
+    assert (st["halted"], st["halt_reason"]) == (True, "EXEC-015")
+    assert book.got == [] and len(venue.sent) == 1
+    [error] = [e.data for e in log.of_type("error")]
+    assert error["error_code"] == "EXEC-015"
+    assert f"query_execution answered {shown}" in error["error_message"]
+    assert "\x1b" not in error["error_message"] and len(error["error_message"]) < 400
+    assert not [e for e in log.of_type("block_transition") if e.data.get("deltas") is not None]
+
+
+def test_a_query_answer_that_is_not_deltas_is_refused_in_backtest_too(
+        tmp_path: Path) -> None:
+    """The backtest's one query (after an interrupted route) refuses it the same way."""
+    venue, book = LosesFirstReply(False, KeyboardInterrupt), Book()
+    em = manager("backtest", venue=venue, positions=book,
+                 log=EventLogger(tmp_path, "backtest"))
+    with pytest.raises(KeyboardInterrupt):
+        em.update_state(T(), "strategy_manager", [block("b1")])
+    em = em.reopen()
+    with pytest.raises(ComponentError, match=r"EXEC-015.*query_execution answered False"):
+        em.update_state(T(1), "strategy_manager")
+    assert (em.blocks_executed, em.halted, book.got) == (0, True, [])
+    em.close()
+
+
+@pytest.mark.parametrize("answer", [{"ETH": 1.0}, Fill(1.0)])
+def test_deltas_from_query_execution_still_resume_reconciliation(answer: Any) -> None:
+    """A non-empty mapping (or a record whose canonical form is one) is the venue saying
+    it executed: the deltas are handed off once and the block succeeds."""
+    venue, book = LosesFirstReply(answer), Book()
+    em = manager(venue=venue, positions=book)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["blocks_executed"], st["halted"], book.got) == (1, False, [{"ETH": 1.0}])
+    assert len(venue.sent) == 1
