@@ -9,14 +9,20 @@ import enum
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fsm_exec import (
     ComponentError,
     EventLogger,
     ExecutionManager,
     InvalidArgumentError,
+    InvalidBlockError,
 )
+from fsm_exec.boundary.canonical import canonical
+from fsm_exec.journal.codec import decode, encode
 from fsm_exec.sim.venues import (
     FakeClock,
     RecordingEventLogger,
@@ -228,3 +234,94 @@ def test_deltas_from_query_execution_still_resume_reconciliation(answer: Any) ->
     st = em.update_state(T(), "strategy_manager", [block("b1")])
     assert (st["blocks_executed"], st["halted"], book.got) == (1, False, [{"ETH": 1.0}])
     assert len(venue.sent) == 1
+
+
+# ------------------------------------------- 10: integers beyond Python's 4,300-digit limit
+
+HUGE = 10**5000
+
+
+@pytest.mark.parametrize(("given", "path"), [
+    ({"amount": HUGE}, "instructions[0].amount"),
+    ({"amount": 1, "legs": [{"qty": -HUGE}]}, "instructions[0].legs[0].qty"),
+    ({"amount": 1, "by_id": {HUGE: 1}}, "instructions[0].by_id['<key>']"),
+])
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_a_block_with_an_integer_of_more_than_4300_digits_is_refused(
+        mode: str, given: dict[str, Any], path: str, tmp_path: Path) -> None:
+    """An integer over Python's int-to-text limit anywhere in a block is refused with
+    EXEC-004 naming the block and the field: never a raw ValueError retiring the manager."""
+    b = block("b1")
+    b["instructions"][0].update(given)
+    em = manager(mode, log=EventLogger(tmp_path, mode))
+    with pytest.raises(InvalidBlockError) as caught:
+        em.update_state(T(), "strategy_manager", [b])
+    [problem] = caught.value.problems
+    assert (problem.block_id, problem.field) == ("b1", path)
+    assert "more than 4300 digits" in problem.reason
+    assert not em.interrupted and em.queued_block_ids == ()
+    em.update_state(T(1), "strategy_manager", [block("b2")])
+    assert em.blocks_executed == 1
+    em.close()
+
+
+def test_a_priority_of_more_than_4300_digits_is_refused(tmp_path: Path) -> None:
+    """The priority too (it is journaled as its digits)."""
+    em = manager("backtest", log=EventLogger(tmp_path, "backtest"))
+    with pytest.raises(InvalidBlockError, match=r"priority: an integer of more than 4300"):
+        em.update_state(T(), "strategy_manager", [{**block("b1"), "priority": HUGE}])
+    assert not em.interrupted
+    em.close()
+
+
+class HugeReply(Venue):
+    def __init__(self, *, lose_first: bool = False) -> None:
+        super().__init__()
+        self.lose_first = lose_first
+
+    def route_instruction(self, ts: Any, b: Any) -> Any:
+        super().route_instruction(ts, b)
+        if self.lose_first and len(self.sent) == 1:
+            raise TimeoutError("lost reply")
+        return {"ETH": HUGE}
+
+    def query_execution(self, ts: Any, b: Any) -> Any:
+        return {"ETH": HUGE} if self.sent else None
+
+
+@pytest.mark.parametrize("lose_first", [False, True])
+def test_a_venue_reply_with_an_integer_of_more_than_4300_digits_is_exec_015(
+        lose_first: bool, tmp_path: Path) -> None:
+    """A reply (from route_instruction, or from query_execution after a lost reply) holding
+    such an integer fails its block with EXEC-015 naming the path, halting: the manager is
+    not retired, and a restart reads the journal back (no crash loop on reopen())."""
+    venue, book = HugeReply(lose_first=lose_first), Book()
+    log = EventLogger(tmp_path, "live")
+    em = manager(venue=venue, positions=book, log=log)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["halted"], st["halt_reason"], st["blocks_failed"]) == (True, "EXEC-015", 1)
+    assert not em.interrupted and book.got == [] and len(venue.sent) == 1
+    assert "$.ETH: an integer of more than 4300 digits" in em.health_check()["errors"][-1][
+        "error_message"]
+    em.close()
+    again = manager(venue=venue, positions=book, log=EventLogger(tmp_path, "live"))
+    report = again.recover()
+    assert (report.halted, report.halt_reason, report.blocks_failed) == (True, "EXEC-015", 1)
+    again.close()
+
+
+@given(st.integers(), st.integers(4290, 4310), st.integers(-10**3, 10**3), st.booleans(),
+       st.sampled_from(["small", "power", "bits"]))
+def test_an_integer_has_a_journal_form_or_is_refused(
+        small: int, k: int, d: int, negative: bool, kind: str) -> None:
+    """Every integer either converts and reads back from the journal exactly, or is refused
+    (more than 4300 digits), never a raw exception. (Drawn as its parts: hypothesis itself
+    cannot show an integer that long.)"""
+    n = {"small": small, "power": 10**k + d, "bits": 1 << (14_280 + (k - 4290) // 2)}[kind]
+    n = -n if negative else n
+    conv = canonical({"q": n, n: 1})
+    if abs(n) >= 10**4300:
+        assert conv.problems and all("more than 4300 digits" in p for p in conv.problems)
+        return
+    assert not conv.problems
+    assert decode(orjson.loads(encode({"v": conv.wire})))["v"] == {"q": n, n: 1}

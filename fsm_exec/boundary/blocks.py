@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from fsm_exec.boundary.canonical import TAGS, canonical, is_plain
+from fsm_exec.boundary.canonical import TAGS, canonical, int_problem, is_plain
 from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
@@ -157,6 +157,11 @@ def convert_block(item: object, redact: Redact | None = None,
             except Exception as exc:  # an Integral whose int() raises
                 out.append(("priority", f"could not be read as an int: "
                                         f"{_got(exc, redact)[4:]}"))
+            else:
+                problem = int_problem(priority)
+                if problem is not None:
+                    out.append(("priority", problem))
+                    priority = None
     instructions: list[dict[str, Any]] = []
     wires: list[Any] = []
     if "instructions" in item:
@@ -298,7 +303,7 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None,
         return None
     if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
             or not action.isascii() or not action.isprintable() or not action.strip()
-            or type(priority) is not int
+            or type(priority) is not int or not -(1 << 63) <= priority < (1 << 63)
             or type(instructions) is not list or not instructions
             or (finds is not None and (finds(action) or finds(block_id)))):
         return None

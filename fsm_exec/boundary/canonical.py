@@ -54,6 +54,10 @@ MAX_DEPTH = 32
 INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG = "__int__", "__float__", "__decimal__", "__dict__"
 TAGS: frozenset[str] = frozenset({INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG})
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+#: The most digits an integer may have: the journal writes one beyond 64 bits as its digits,
+#: and Python converts at most this many (its default ``sys.get_int_max_str_digits()``).
+MAX_INT_DIGITS = 4300
+_MAX_INT_BITS = 14_286  # any integer of more bits has more than MAX_INT_DIGITS digits
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -66,6 +70,21 @@ class Converted:
     value: Any
     wire: Any
     problems: tuple[str, ...] = ()
+
+
+def int_problem(v: int) -> str | None:
+    """Why the integer ``v`` has no journal form (more than :data:`MAX_INT_DIGITS` digits,
+    or more than this interpreter converts to text), or ``None``."""
+    if _I64_MIN <= v <= _I64_MAX:
+        return None
+    try:
+        too_long = v.bit_length() > _MAX_INT_BITS or len(str(abs(v))) > MAX_INT_DIGITS
+    except ValueError:  # beyond sys.get_int_max_str_digits()
+        too_long = True
+    if too_long:
+        return (f"an integer of more than {MAX_INT_DIGITS} digits has no journal form "
+                "(Python converts no more to text): give a Decimal or a float")
+    return None
 
 
 def _key_path(path: str, key: object) -> str:
@@ -165,6 +184,10 @@ class _Walk:
             return v
         if t is int:
             if not _I64_MIN <= v <= _I64_MAX:
+                problem = int_problem(v)
+                if problem is not None:
+                    self.fail(path, problem)
+                    return None
                 self.special = True
             return v
         if v is None or t is bool:
@@ -332,6 +355,10 @@ class _Walk:
         if t is str:
             return self.text(k, _key_path(path, "<key>"))
         if t is int:
+            problem = int_problem(k)
+            if problem is not None:
+                self.fail(_key_path(path, "<key>"), problem)
+                return None
             self.special = True
             return int(k)
         if isinstance(k, enum.Enum):
@@ -340,8 +367,7 @@ class _Walk:
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
                 type(k).__name__ != "bool_" and not _is_timedelta64(k):
-            self.special = True
-            return int(k)
+            return self.key(int(k), path)
         if isinstance(k, dt.datetime | dt.date) and k == k:
             return k.isoformat()
         self.fail(_key_path(path, "<key>"), f"a key must be a string or an integer, got "
