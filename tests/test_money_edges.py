@@ -4,6 +4,7 @@ caller. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 from pathlib import Path
@@ -20,6 +21,7 @@ from fsm_exec import (
     ExecutionManager,
     InvalidArgumentError,
     InvalidBlockError,
+    read_journal,
 )
 from fsm_exec.boundary.canonical import canonical
 from fsm_exec.journal.codec import decode, encode
@@ -44,7 +46,7 @@ class Venue:
         self.sent: list[tuple[str, Any]] = []
 
     def route_instruction(self, ts: Any, b: Any) -> dict[str, float]:
-        self.sent.append((b.block_id, [dict(i) for i in b.instructions]))
+        self.sent.append((b.block_id, copy.deepcopy(list(b.instructions))))
         return {"ETH": 1.0}
 
 
@@ -325,3 +327,85 @@ def test_an_integer_has_a_journal_form_or_is_refused(
         return
     assert not conv.problems
     assert decode(orjson.loads(encode({"v": conv.wire})))["v"] == {"q": n, n: 1}
+
+
+# ------------------------------------------ 4: an adapter that edits the block in place
+
+
+class Normalising(Venue):
+    """Edits the block it is handed (units normalised in place), failing ``fails`` times
+    first; its query edits the block too and finds nothing."""
+
+    def __init__(self, fails: int, error: type[BaseException] = ConnectionError) -> None:
+        super().__init__()
+        self.fails, self.error = fails, error
+        self.queried: list[Any] = []
+
+    def route_instruction(self, ts: Any, b: Any) -> dict[str, float]:
+        reply = super().route_instruction(ts, b)
+        b.instructions[0]["amount"] *= 10
+        b.instructions[0]["legs"][0]["qty"] += 1
+        b.instructions[0]["legs"].append({"qty": 0})
+        if len(self.sent) <= self.fails:
+            raise self.error("refused")
+        return reply
+
+    def query_execution(self, ts: Any, b: Any) -> None:
+        self.queried.append(b.instructions[0]["amount"])
+        b.instructions[0]["amount"] = -1
+        return None
+
+
+def nested(block_id: str) -> dict[str, Any]:
+    b = block(block_id)
+    b["instructions"][0]["legs"] = [{"qty": 1}]
+    return b
+
+
+def test_every_attempt_routes_the_journaled_amounts(tmp_path: Path) -> None:
+    """A venue that edits the block in place (and its query_execution too) changes nothing
+    a later attempt sends: each call gets its own deep copy, so every attempt routes the
+    amounts the journal holds, and the manager's own copy stays as accepted."""
+    venue = Normalising(fails=2)
+    log = EventLogger(tmp_path, "live")
+    em = manager(venue=venue, log=log)
+    em.update_state(T(), "strategy_manager", [nested("a")])
+    assert em.blocks_executed == 1
+    sent = [instrs for _, instrs in venue.sent]
+    assert len(sent) == 3 and venue.queried == [1.0, 1.0]
+    assert all(s == [nested("a")["instructions"][0]] for s in sent)
+    em.close()
+    [accepted] = [r.data for r in read_journal(tmp_path) if r.event_type == "block_accepted"]
+    assert accepted["instructions"] == nested("a")["instructions"]
+
+
+def test_a_block_in_flight_keeps_its_amounts_in_checkpoints_and_views(
+        tmp_path: Path) -> None:
+    """While a block edited by its venue is still in flight, the manager's view of it and
+    the checkpoint a restart reads hold the amounts accepted, not the venue's edits."""
+    venue = Normalising(fails=99, error=KeyboardInterrupt)
+    em = manager("backtest", venue=venue, log=EventLogger(tmp_path, "backtest"))
+    with pytest.raises(KeyboardInterrupt):
+        em.update_state(T(), "strategy_manager", [nested("a"), nested("b")])
+    em = em.reopen()
+    assert em.current_instruction_block == nested("a")
+    venue.fails = 0
+    em.update_state(T(1), "strategy_manager")
+    assert em.blocks_executed == 2
+    assert [s for i, s in venue.sent if i == "a"] == [nested("a")["instructions"]] * 2
+    assert venue.queried == [1.0]
+    em.close()
+
+
+def test_a_risk_check_that_edits_the_block_changes_nothing_routed() -> None:
+    """A desk's risk check is given its own copy too."""
+    def doubles(b: Any, market: Any) -> None:
+        b.instructions[0]["amount"] *= 2
+
+    venue = Venue()
+    clock = FakeClock()
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(), venue,
+                          Reconciled(), clock=clock, sleep=clock.sleep,
+                          risk_checks=[doubles, doubles])
+    em.update_state(T(), "strategy_manager", [block("a")])
+    assert venue.sent == [("a", block("a")["instructions"])]

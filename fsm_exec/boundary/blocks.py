@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from fsm_exec.boundary.canonical import TAGS, canonical, int_problem, is_plain
+from fsm_exec.boundary.canonical import TAGS, canonical, copy_data, int_problem, is_plain
 from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
@@ -41,10 +41,29 @@ class InstructionBlock:
     priority: int
     instructions: tuple[dict[str, Any], ...]
 
+    def copy(self) -> InstructionBlock:
+        """A deep copy: what each venue call and each risk check is given, so that one
+        changing the instructions it was handed (normalising units in place, say) changes
+        neither what the manager journals and keeps nor what a later attempt routes."""
+        return InstructionBlock(self.block_id, self.action, self.priority,
+                                tuple([copy_data(i) for i in self.instructions]))
+
     def to_dict(self) -> dict[str, Any]:
         """The block as plain data (instructions as a list of dicts, one level copied)."""
         return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
                 "instructions": [dict(i) for i in self.instructions]}
+
+
+def given_copies(call: Callable[[Any, InstructionBlock], Any]
+                 ) -> Callable[[Any, InstructionBlock], Any]:
+    """``call(timestamp, block)`` (a venue's ``route_instruction`` or ``query_execution``),
+    given a fresh deep copy of the block each time (:meth:`InstructionBlock.copy`): an
+    adapter that edits the block it is handed changes neither the block the manager keeps
+    and journals nor what its next attempt sends."""
+    def with_a_copy(timestamp: Any, block: InstructionBlock) -> Any:
+        return call(timestamp, block.copy())
+
+    return with_a_copy
 
 
 def _got(v: object, redact: Redact | None = None) -> str:

@@ -462,6 +462,22 @@ def plain_copy(v: Any, finds: Callable[[str], bool] | None = None, depth: int = 
     return NOT_PLAIN
 
 
+def copy_data(v: Any) -> Any:
+    """A deep copy of canonical data: its dicts and lists copied at every depth (the rest,
+    ``str``, numbers, ``Decimal``, ``bool`` and ``None``, is immutable and shared)."""
+    t = type(v)
+    if t is dict:
+        out = v.copy()
+        for k, x in out.items():
+            tx = type(x)
+            if tx is dict or tx is list:
+                out[k] = copy_data(x)
+        return out
+    if t is list:
+        return [copy_data(x) if type(x) is dict or type(x) is list else x for x in v]
+    return v
+
+
 #: What :func:`plain_copy` returns for a value that needs the careful conversion.
 NOT_PLAIN: Any = object()
 
