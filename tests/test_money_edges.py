@@ -19,6 +19,7 @@ from fsm_exec import (
     ComponentError,
     EventLogger,
     ExecutionManager,
+    ExecutionRejected,
     InvalidArgumentError,
     InvalidBlockError,
     read_journal,
@@ -409,3 +410,62 @@ def test_a_risk_check_that_edits_the_block_changes_nothing_routed() -> None:
                           risk_checks=[doubles, doubles])
     em.update_state(T(), "strategy_manager", [block("a")])
     assert venue.sent == [("a", block("a")["instructions"])]
+
+
+# ------------------------------------ 15a: reconciliation_status after a restart, idle
+
+
+class FailsB2(Venue):
+    def route_instruction(self, ts: Any, b: Any) -> dict[str, float]:
+        reply = super().route_instruction(ts, b)
+        if b.block_id == "b2":
+            raise ExecutionRejected("no such market", retryable=False)
+        return reply
+
+
+@pytest.mark.parametrize(("run", "expected"), [
+    ([["b1"]], "success"),
+    ([["b1"], ["b2"]], "failed"),
+    ([["b2"], ["b1"]], "success"),
+    ([["b1"], ["b2"], "cancel b3"], "failed"),
+    ([], "pending"),
+])
+def test_reconciliation_status_after_recover_is_the_last_blocks_when_idle(
+        run: list[Any], expected: str, tmp_path: Path) -> None:
+    """With nothing in flight, a recovered manager's reconciliation_status is the last
+    reconciled block's outcome (success or failed), as the manager that wrote the journal
+    said it; never 'pending' (that is for a block in flight), unless no block finished."""
+    em = manager(venue=FailsB2(), log=EventLogger(tmp_path, "live"))
+    for i, step in enumerate(run):
+        if step == "cancel b3":
+            em.execute_instruction_blocks(T(i), [block("b3")])
+            em.cancel(T(i), ["b3"], reason="test")
+        else:
+            em.update_state(T(i), "strategy_manager", [block(x) for x in step])
+    before = em.get_execution_status()["reconciliation_status"]
+    em.close()
+    again = manager(venue=FailsB2(), log=EventLogger(tmp_path, "live"))
+    again.recover()
+    assert again.get_execution_status()["reconciliation_status"] == before == expected
+    again.close()
+
+
+def test_reconciliation_status_after_recover_is_pending_with_a_block_in_flight(
+        tmp_path: Path) -> None:
+    """A block restored in flight: pending until it is settled."""
+    class InterruptsB(Venue):
+        def route_instruction(self, ts: Any, b: Any) -> dict[str, float]:
+            reply = super().route_instruction(ts, b)
+            if b.block_id == "b" and len(self.sent) == 2:
+                raise KeyboardInterrupt
+            return reply
+
+    em = manager("backtest", venue=InterruptsB(), log=EventLogger(tmp_path, "backtest"))
+    em.update_state(T(), "strategy_manager", [block("a")])
+    with pytest.raises(KeyboardInterrupt):
+        em.update_state(T(1), "strategy_manager", [block("b")])
+    em = em.reopen()
+    assert em.get_execution_status()["reconciliation_status"] == "pending"
+    em.update_state(T(2), "strategy_manager")
+    assert em.get_execution_status()["reconciliation_status"] == "success"
+    em.close()
