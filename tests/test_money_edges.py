@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from fsm_exec import (
     ComponentError,
+    EventLogError,
     EventLogger,
     ExecutionManager,
     ExecutionRejected,
@@ -468,4 +469,60 @@ def test_reconciliation_status_after_recover_is_pending_with_a_block_in_flight(
     assert em.get_execution_status()["reconciliation_status"] == "pending"
     em.update_state(T(2), "strategy_manager")
     assert em.get_execution_status()["reconciliation_status"] == "success"
+    em.close()
+
+
+# ------------------------------------------ 11: a journal failure while accepting a batch
+
+
+def failing_on(monkeypatch: pytest.MonkeyPatch, log: EventLogger, block_id: str) -> None:
+    """The journal fails (disk full) writing ``block_id``'s acceptance, once."""
+    real, armed = log.log_event, [True]
+
+    def log_event(ts: Any, kind: str, component: str, data: dict[str, Any],
+                  **kw: Any) -> None:
+        if armed[0] and kind == "block_accepted" and data["block_id"] == block_id:
+            armed[0] = False
+            raise OSError(28, "No space left on device")
+        real(ts, kind, component, data, **kw)
+
+    monkeypatch.setattr(log, "log_event", log_event)
+
+
+def test_a_batch_the_journal_could_not_accept_is_named_for_resubmission(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EXEC-009 while accepting a batch carries a note naming the batch's blocks, none of
+    them accepted, and saying to submit them again after the resume; submitted again, they
+    run once, and a restart reads the journal back with each block executed once."""
+    log = EventLogger(tmp_path, "live")
+    venue = Venue()
+    failing_on(monkeypatch, log, "c")
+    em = manager(venue=venue, log=log)
+    em.update_state(T(), "strategy_manager", [block("a")])
+    with pytest.raises(EventLogError) as caught:
+        em.update_state(T(1), "strategy_manager", [block("b"), block("c"), block("d")])
+    [note] = caught.value.__notes__
+    assert "NOT accepted" in note and "('b', 'c', 'd')" in note
+    assert "Submit them again" in note and "update_state(ts, 'manual')" in note
+    assert em.queued_block_ids == () and em.halted
+    em.update_state(T(2), "manual", [block("b"), block("c"), block("d")])
+    assert [i for i, _ in venue.sent] == ["a", "b", "c", "d"]
+    em.close()
+    again = manager(venue=venue, log=EventLogger(tmp_path, "live"))
+    report = again.recover()
+    assert (report.blocks_executed, report.queued, report.halted) == (4, (), False)
+    again.close()
+
+
+def test_the_note_on_a_large_refused_batch_is_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It names the first 20 blocks and counts the rest."""
+    log = EventLogger(tmp_path, "live")
+    failing_on(monkeypatch, log, "k24")
+    em = manager(log=log)
+    with pytest.raises(EventLogError) as caught:
+        em.execute_instruction_blocks(T(), [block(f"k{i}") for i in range(25)])
+    [note] = caught.value.__notes__
+    assert "none of its 25 block(s)" in note and "'k19' and 5 more" in note
+    assert "'k20'" not in note
     em.close()
