@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fsm_exec import (
+    AlreadyAcceptedError,
     ComponentError,
     EventLogError,
     EventLogger,
@@ -23,6 +26,8 @@ from fsm_exec import (
     ExecutionRejected,
     InvalidArgumentError,
     InvalidBlockError,
+    check_journal,
+    journal_files,
     read_journal,
 )
 from fsm_exec.boundary.canonical import canonical
@@ -525,4 +530,134 @@ def test_the_note_on_a_large_refused_batch_is_bounded(
     [note] = caught.value.__notes__
     assert "none of its 25 block(s)" in note and "'k19' and 5 more" in note
     assert "'k20'" not in note
+    em.close()
+
+
+# ------------------------------- 15f: a different block reusing a finished block's id
+
+
+def sell(block_id: str, amount: float = 1.0) -> dict[str, Any]:
+    return {"block_id": block_id, "action": "sell", "priority": 1,
+            "instructions": [{"token": "ETH", "amount": amount}]}
+
+
+def buy(block_id: str, amount: float = 500.0) -> dict[str, Any]:
+    return {**sell(block_id, amount), "action": "buy"}
+
+
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_a_different_block_reusing_a_finished_id_is_refused_not_already_accepted(
+        mode: str) -> None:
+    """A finished block's id reused by a block asking for something else (sell 1 then buy
+    500 under one id) is a conflicting duplicate: a plain InvalidBlockError (EXEC-004)
+    saying so, never AlreadyAcceptedError, which the exactly-once recipe swallows; the
+    same block submitted again is still AlreadyAcceptedError."""
+    venue = Venue()
+    em = manager(mode, venue=venue)
+    em.update_state(T(), "strategy_manager", [sell("hedge-1")])
+    for other in (buy("hedge-1"), sell("hedge-1", 2.0), {**sell("hedge-1"), "priority": 2}):
+        with pytest.raises(InvalidBlockError) as caught:
+            em.update_state(T(1), "strategy_manager", [other])
+        assert not isinstance(caught.value, AlreadyAcceptedError)
+        assert caught.value.error_code == "EXEC-004"
+        [problem] = caught.value.problems
+        assert problem.reason.startswith("already used by another block, which finished "
+                                         "(success)")
+    with pytest.raises(AlreadyAcceptedError, match=r"same content; it finished: success"):
+        em.update_state(T(2), "strategy_manager", [sell("hedge-1")])
+    assert [i for i, _ in venue.sent] == ["hedge-1"] and em.queued_block_ids == ()
+
+
+def test_a_batch_with_one_conflicting_duplicate_is_refused_whole() -> None:
+    """One block the same as a finished one, one reusing an id for something else: the
+    batch is not 'already accepted'; it is refused whole, naming the conflicting one."""
+    em = manager("backtest")
+    em.update_state(T(), "strategy_manager", [sell("a"), sell("b")])
+    with pytest.raises(InvalidBlockError) as caught:
+        em.update_state(T(1), "strategy_manager", [sell("a"), buy("b")])
+    assert not isinstance(caught.value, AlreadyAcceptedError)
+    reasons = {p.block_id: p.reason for p in caught.value.problems}
+    assert reasons["a"] == "already queued, in flight or recently finished"
+    assert reasons["b"].startswith("already used by another block")
+
+
+def test_a_cancelled_blocks_id_reused_for_another_block_is_refused() -> None:
+    """A cancelled block keeps its content digest too."""
+    em = manager("backtest")
+    em.execute_instruction_blocks(T(), [sell("a")])
+    em.cancel(T(), ["a"], reason="test")
+    with pytest.raises(InvalidBlockError, match=r"finished \(cancelled\)"):
+        em.update_state(T(1), "strategy_manager", [buy("a")])
+    with pytest.raises(AlreadyAcceptedError):
+        em.update_state(T(1), "strategy_manager", [sell("a")])
+
+
+def test_finished_blocks_content_survives_restarts_in_checkpoints(tmp_path: Path) -> None:
+    """After a restart (a block finished in the records replayed; then one only in the
+    checkpoint recovery wrote), a conflicting duplicate is still told apart, and check
+    verifies the digests the checkpoint carries against the records before it."""
+    em = manager(log=EventLogger(tmp_path, "live"))
+    em.update_state(T(), "strategy_manager", [sell("a"), {**sell("b"), "instructions": [
+        {"token": "ETH", "amount": Decimal("1.5"), "by_id": {7: 1 << 70}}]}])
+    em.close()
+    for _ in range(2):  # the second restart reads the digests from a checkpoint
+        em = manager(log=EventLogger(tmp_path, "live"))
+        em.recover()
+        with pytest.raises(InvalidBlockError, match="already used by another block"):
+            em.execute_instruction_blocks(T(1), [buy("a")])
+        with pytest.raises(AlreadyAcceptedError, match="same content"):
+            em.execute_instruction_blocks(T(1), [{**sell("b"), "instructions": [
+                {"token": "ETH", "amount": Decimal("1.5"), "by_id": {7: 1 << 70}}]}])
+        em.close()
+    checkpoints = [r.data for r in read_journal(tmp_path) if r.event_type == "checkpoint"]
+    assert set(checkpoints[-1]["finished_digests"]) == {"a", "b"}
+    assert check_journal(tmp_path).ok
+
+
+def test_a_checkpoint_whose_digests_disagree_with_the_records_is_refused(
+        tmp_path: Path) -> None:
+    """A digest edited in a checkpoint disagrees with the records before it: check says
+    so."""
+    em = manager(log=EventLogger(tmp_path, "live"))
+    em.update_state(T(), "strategy_manager", [sell("a")])
+    em.close()
+    em = manager(log=EventLogger(tmp_path, "live"))
+    em.recover()  # its checkpoint holds a's digest
+    em.close()
+    newest = max(journal_files(tmp_path, "ExecutionManager"),
+                 key=lambda p: p.stat().st_mtime_ns)
+    lines = newest.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["data"]["finished_digests"]["a"] = "0" * 16
+    lines[0] = json.dumps(first, separators=(",", ":"))
+    newest.write_text("\n".join(lines) + "\n")
+    report = check_journal(tmp_path)
+    assert not report.ok and "finished_digests" in str(report.problem)
+
+
+def test_a_journal_written_before_digests_were_kept_still_reads(tmp_path: Path) -> None:
+    """A checkpoint without finished_digests (fsm_exec before them) reads and recovers;
+    the blocks it carries as finished are compared by id alone, as they were."""
+    em = manager(log=EventLogger(tmp_path, "live"))
+    em.update_state(T(), "strategy_manager", [sell("a")])
+    em.close()
+    em = manager(log=EventLogger(tmp_path, "live"))
+    em.recover()
+    em.close()
+    for path in journal_files(tmp_path, "ExecutionManager"):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in records:
+            if r["event_type"] == "checkpoint":
+                r["data"].pop("finished_digests", None)
+        path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    assert check_journal(tmp_path).ok
+    em = manager(log=EventLogger(tmp_path, "live"))
+    report = em.recover()
+    assert report.blocks_executed == 1
+    with pytest.raises(AlreadyAcceptedError, match=r"same id; it finished: success \(its "
+                                                   r"content is not known\)"):
+        em.execute_instruction_blocks(T(1), [buy("a")])
+    em.update_state(T(2), "strategy_manager", [sell("c")])
+    with pytest.raises(InvalidBlockError, match="already used by another block"):
+        em.execute_instruction_blocks(T(3), [buy("c")])
     em.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -9,8 +10,16 @@ from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 import attrs
+import orjson
 
-from fsm_exec.boundary.canonical import TAGS, canonical, copy_data, int_problem, is_plain
+from fsm_exec.boundary.canonical import (
+    TAGS,
+    canonical,
+    copy_data,
+    int_problem,
+    is_plain,
+    to_wire,
+)
 from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
@@ -20,6 +29,8 @@ BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions
 ASSET_FIELD = "token"
 _BLOCK_FIELD_SET = frozenset(BLOCK_FIELDS)
 _BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Why a block whose id is taken (queued, in flight, recently finished) is refused.
+TAKEN = "already queued, in flight or recently finished"
 
 Redact = Callable[[str], str]
 
@@ -52,6 +63,22 @@ class InstructionBlock:
         """The block as plain data (instructions as a list of dicts, one level copied)."""
         return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
                 "instructions": [dict(i) for i in self.instructions]}
+
+
+def content_digest(block: InstructionBlock) -> str:
+    """What ``block`` asks for (its ``action``, ``priority`` and ``instructions``; not its
+    id), as 16 hex digits: the first 64 bits of the BLAKE2b hash of its canonical form as
+    JSON with sorted keys (tagged as the journal tags, when it holds what JSON cannot).
+    The same canonical content always gives the same digest, in any process and after a
+    restart; a finished block keeps it, so that a different block reusing its id is told
+    apart from the same one submitted again."""
+    try:
+        text = orjson.dumps([block.action, block.priority, block.instructions],
+                            option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a Decimal, an integer beyond 64 bits, integer keys: tagged
+        text = orjson.dumps([block.action, to_wire(block.priority),
+                             to_wire(list(block.instructions))], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 def given_copies(call: Callable[[Any, InstructionBlock], Any]
@@ -283,7 +310,7 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
             if block_id in seen:
                 found.append(("block_id", "repeated within the batch"))
             elif block_id in taken:
-                found.append(("block_id", "already queued, in flight or recently finished"))
+                found.append(("block_id", TAKEN))
             seen.add(block_id)
         if found:
             problems.extend(BlockProblem(index, block_id, p, r) for p, r in found)

@@ -281,14 +281,15 @@ class InvalidBlockError(ComponentError, ValueError):
 
 class AlreadyAcceptedError(InvalidBlockError):
     """A batch submitted again that was accepted before: every block id is taken (queued,
-    in flight or finished inside the duplicate window) and every block the manager still
-    holds (queued or in flight) has the same content. The call did nothing (no block
+    in flight or finished inside the duplicate window) and every block has the same content
+    as the block of its id (queued, in flight, or finished). The call did nothing (no block
     settled, nothing routed); call ``update_state`` without the batch to go on.
 
     A subclass of :class:`InvalidBlockError`, so callers that catch that still catch it;
-    a conflicting duplicate (an id taken by a block with other content) stays a plain
-    :class:`InvalidBlockError`. A finished block's content is not kept: its id alone is
-    compared."""
+    a conflicting duplicate (an id taken by a block with other content, finished blocks
+    included: each keeps a digest of its content) stays a plain :class:`InvalidBlockError`.
+    A block finished under a journal written before digests were kept is compared by id
+    alone."""
 
     def __init__(self, block_ids: tuple[str, ...], where: tuple[str, ...]) -> None:
         """``where``: each block's state now (``queued``, ``routing``, ..., ``success``)."""

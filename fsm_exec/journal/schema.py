@@ -218,6 +218,7 @@ class Checkpoint:
     queue: list[Block] = _ABSENT
     flight: InFlight | None = _ABSENT
     finished: list[tuple[BlockId, Name]] = _ABSENT
+    finished_digests: dict[BlockId, Name] = _ABSENT
     written_on: Name | None = _ABSENT
 
 

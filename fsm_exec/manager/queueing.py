@@ -124,9 +124,10 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
             if again is not None:  # taken before: say so, and do nothing
                 self._record_error(ts, again)
                 raise again from None
+            exc = self._conflicts(exc, batch)  # an id reused by another block: say so
             exc.scrub(self._redact)  # it quotes the caller's values
             self._record_error(ts, exc)
-            raise
+            raise exc from None
         n = len(blocks)
         if not n:
             return
