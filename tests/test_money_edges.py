@@ -8,8 +8,10 @@ import copy
 import dataclasses
 import enum
 import json
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import orjson
@@ -234,7 +236,49 @@ def test_a_query_answer_that_is_not_deltas_is_refused_in_backtest_too(
     em.close()
 
 
-@pytest.mark.parametrize("answer", [{"ETH": 1.0}, Fill(1.0)])
+class NoLength(Mapping[str, float]):
+    """A mapping whose len() raises (an SDK's lazy result, say), empty when iterated."""
+
+    def __getitem__(self, key: str) -> float:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        raise RuntimeError("not loaded")
+
+
+@pytest.mark.parametrize(("answer", "shown"), [
+    (MappingProxyType({}), "mappingproxy({}) (a mappingproxy)"),
+    (NoLength(), "(a NoLength)"),
+    ((), "() (a tuple)"),
+])
+def test_an_empty_mapping_of_any_kind_is_not_deltas(answer: Any, shown: str) -> None:
+    """A mapping of another type that is empty (or whose length cannot even be read) is no
+    more deltas than {}: EXEC-015, halting, never executed."""
+    venue, book, log = LosesFirstReply(answer), Book(), RecordingEventLogger()
+    em = manager(venue=venue, positions=book, log=log)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["blocks_executed"], st["halt_reason"], book.got) == (0, "EXEC-015", [])
+    [error] = [e.data for e in log.of_type("error")]
+    assert shown in error["error_message"]
+
+
+def test_an_answer_with_no_faithful_form_is_exec_015_cannot_be_recorded() -> None:
+    """An answer that is no canonical data at all is refused as a reply that cannot be
+    recorded (EXEC-015 naming its path), never executed."""
+    venue, book, log = LosesFirstReply(object()), Book(), RecordingEventLogger()
+    em = manager(venue=venue, positions=book, log=log)
+    st = em.update_state(T(), "strategy_manager", [block("b1")])
+    assert (st["blocks_executed"], st["halt_reason"], book.got) == (0, "EXEC-015", [])
+    [error] = [e.data for e in log.of_type("error")]
+    assert "cannot be recorded faithfully: $: object has no faithful JSON form" in error[
+        "error_message"]
+
+
+@pytest.mark.parametrize("answer", [{"ETH": 1.0}, Fill(1.0),
+                                    MappingProxyType({"ETH": 1.0})])
 def test_deltas_from_query_execution_still_resume_reconciliation(answer: Any) -> None:
     """A non-empty mapping (or a record whose canonical form is one) is the venue saying
     it executed: the deltas are handed off once and the block succeeds."""

@@ -14,7 +14,7 @@ trigger and applies the record to the state in one critical section.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -199,16 +199,12 @@ class Driver:
         """True if ``query_execution``'s answer (not ``None``) is not deltas: deltas are a
         mapping with at least one entry (in canonical form). ``False``, ``0``, ``""``,
         ``[]`` and ``{}`` are an adapter's "not found" written wrong, and an empty mapping
-        says nothing was filled: none of them is taken for "executed". An answer that
-        cannot be read at all is left to :meth:`executed` (``EXEC-015`` naming its path)."""
+        says nothing was filled: none of them is taken for "executed". Anything else is
+        judged by its canonical form (a record, a Series: as it would be kept); one that has
+        none is left to :meth:`executed` (``EXEC-015`` naming its path)."""
         if type(value) is dict:
             return not value
-        try:
-            if isinstance(value, Mapping):
-                return len(value) == 0
-        except Exception:
-            return False
-        conv = self.host.canonical_deltas(value)  # a record or a Series: as it would be kept
+        conv = self.host.canonical_deltas(value)
         return not conv.problems and not (type(conv.value) is dict and conv.value)
 
     def not_deltas_why(self, f: Flight, value: Any) -> str:

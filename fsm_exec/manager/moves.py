@@ -173,8 +173,6 @@ def conflicts(self: ExecutionManager, exc: InvalidBlockError, batch: Any
               ) -> InvalidBlockError:
     """``exc`` (a batch refused), saying of each block that reuses the id of a finished
     block with other content that it is not that block submitted again."""
-    if not isinstance(batch, list | tuple):
-        return exc
     state = self._state
     problems = list(exc.problems)
     changed = False
