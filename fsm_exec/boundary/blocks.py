@@ -12,15 +12,9 @@ from typing import Any
 import attrs
 import orjson
 
-from fsm_exec.boundary.canonical import (
-    TAGS,
-    canonical,
-    copy_data,
-    int_problem,
-    is_plain,
-    to_wire,
-)
+from fsm_exec.boundary.canonical import TAGS, canonical, is_plain, to_wire
 from fsm_exec.boundary.escape import CONTROL
+from fsm_exec.boundary.plain import copy_data, int_problem
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")

@@ -45,6 +45,7 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.plain import int_problem
 from fsm_exec.core.errors import safe_repr, shorten
 
 #: How deep canonical data may nest (containers within containers).
@@ -54,10 +55,6 @@ MAX_DEPTH = 32
 INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG = "__int__", "__float__", "__decimal__", "__dict__"
 TAGS: frozenset[str] = frozenset({INT_TAG, FLOAT_TAG, DECIMAL_TAG, DICT_TAG})
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
-#: The most digits an integer may have: the journal writes one beyond 64 bits as its digits,
-#: and Python converts at most this many (its default ``sys.get_int_max_str_digits()``).
-MAX_INT_DIGITS = 4300
-_MAX_INT_BITS = 14_286  # any integer of more bits has more than MAX_INT_DIGITS digits
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -70,21 +67,6 @@ class Converted:
     value: Any
     wire: Any
     problems: tuple[str, ...] = ()
-
-
-def int_problem(v: int) -> str | None:
-    """Why the integer ``v`` has no journal form (more than :data:`MAX_INT_DIGITS` digits,
-    or more than this interpreter converts to text), or ``None``."""
-    if _I64_MIN <= v <= _I64_MAX:
-        return None
-    try:
-        too_long = v.bit_length() > _MAX_INT_BITS or len(str(abs(v))) > MAX_INT_DIGITS
-    except ValueError:  # beyond sys.get_int_max_str_digits()
-        too_long = True
-    if too_long:
-        return (f"an integer of more than {MAX_INT_DIGITS} digits has no journal form "
-                "(Python converts no more to text): give a Decimal or a float")
-    return None
 
 
 def _key_path(path: str, key: object) -> str:
@@ -460,22 +442,6 @@ def plain_copy(v: Any, finds: Callable[[str], bool] | None = None, depth: int = 
             copied.append(c)
         return copied
     return NOT_PLAIN
-
-
-def copy_data(v: Any) -> Any:
-    """A deep copy of canonical data: its dicts and lists copied at every depth (the rest,
-    ``str``, numbers, ``Decimal``, ``bool`` and ``None``, is immutable and shared)."""
-    t = type(v)
-    if t is dict:
-        out = v.copy()
-        for k, x in out.items():
-            tx = type(x)
-            if tx is dict or tx is list:
-                out[k] = copy_data(x)
-        return out
-    if t is list:
-        return [copy_data(x) if type(x) is dict or type(x) is list else x for x in v]
-    return v
 
 
 #: What :func:`plain_copy` returns for a value that needs the careful conversion.

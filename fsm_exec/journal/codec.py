@@ -28,14 +28,8 @@ from typing import Any
 import attrs
 import orjson
 
-from fsm_exec.boundary.canonical import (
-    DECIMAL_TAG,
-    DICT_TAG,
-    FLOAT_TAG,
-    INT_TAG,
-    MAX_INT_DIGITS,
-    TAGS,
-)
+from fsm_exec.boundary.canonical import DECIMAL_TAG, DICT_TAG, FLOAT_TAG, INT_TAG, TAGS
+from fsm_exec.boundary.plain import MAX_INT_DIGITS
 
 #: The journal format this package writes and reads (every checkpoint says which).
 JOURNAL_FORMAT = 2
