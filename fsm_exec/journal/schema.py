@@ -223,6 +223,7 @@ class Checkpoint:
     queue: list[Block] = _ABSENT
     flight: InFlight | None = _ABSENT
     finished: list[tuple[BlockId, Name]] = _ABSENT
+    finished_digests: dict[BlockId, Name] = _ABSENT
     written_on: Name | None = _ABSENT
     execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
     wall_clock: Name | None = _ABSENT  # since issue 25

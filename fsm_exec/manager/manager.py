@@ -427,6 +427,7 @@ class ExecutionManager:
     _halt_for = moves.halt_for
     _resume = moves.resume
     _already_accepted = moves.already_accepted
+    _conflicts = moves.conflicts
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote

@@ -37,6 +37,9 @@ from fsm_exec.journal.state import (
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
 
+#: The ends of a block that say how its reconciliation went (``reconciliation_status``).
+_RECONCILED = frozenset({str(BlockState.SUCCESS), str(BlockState.FAILED)})
+
 
 def recover(self: ExecutionManager,
             source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
@@ -82,6 +85,11 @@ def recover(self: ExecutionManager,
         state.flight_cls = Flight
         resolution = None
         fl = state.flight
+        # Nothing in flight: the last block's outcome, as the manager that wrote the
+        # journal said it (cancelled blocks are never reconciled; none yet: pending).
+        self.reconciliation_status = next(
+            (end for end in reversed(state.finished.values()) if end in _RECONCILED),
+            "pending")
         if fl is not None:
             f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
                                                 fl.handed_off, fl.why)
