@@ -149,27 +149,32 @@ class ExecutionConfig:
         if not isinstance(mapping, Mapping):
             raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
         data = dict(mapping)
-        typos = near_misses(data)
-        if typos:
-            raise ConfigError(typos)
+        # Every problem at once: the near misses, an alias given twice, and what the fields
+        # themselves refuse (a wrong type, a NaN), in one ConfigError.
+        problems = near_misses(data)
         written: dict[str, str] = {}  # field -> the key the user wrote for it
         for alias, name in ALIASES.items():
             if alias in data:
                 value = data.pop(alias)
                 if name in data and data[name] != value:
-                    raise ConfigError([f"{name}: given twice (as {name} and {alias}) with "
-                                       "different values"])
+                    problems.append(f"{name}: given twice (as {name} and {alias}) with "
+                                    "different values")
+                    continue
                 data[name] = value
                 written[name] = alias
         try:
-            return _converter.structure(data, cls)
+            config = _converter.structure(data, cls)
         except cattrs.BaseValidationError as group:
             # cattrs wraps what __init__ raised; hand back our own error, naming the keys
             # the user wrote.
             own = [e for e in group.exceptions if isinstance(e, ConfigError)]
             if own:
-                raise ConfigError([_as_written(p, written) for p in own[0].problems]) from None
-            raise ConfigError(cattrs.transform_error(group)) from None
+                problems += [_as_written(p, written) for p in own[0].problems]
+            else:
+                problems += cattrs.transform_error(group)
+        if problems:
+            raise ConfigError(problems) from None
+        return config
 
     def digest(self) -> str:
         """A short stable hash of the fields (for logs: never the values themselves)."""
