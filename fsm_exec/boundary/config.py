@@ -345,6 +345,21 @@ def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
     return any(not others & DATA_BESIDE[w] for w in said & WEAK_SECRET_WORDS)
 
 
+def listed_secret_words(config: object) -> frozenset[str]:
+    """The names and words a config lists under ``secret_keys`` (lower case, each name
+    with its words), for :func:`is_secret_key`'s ``extra``; :class:`ConfigError` when
+    ``secret_keys`` is not a list of names."""
+    words: set[str] = set()
+    if isinstance(config, Mapping) and "secret_keys" in config:
+        listed = config["secret_keys"]
+        if not (isinstance(listed, list | tuple)
+                and all(isinstance(w, str) and w.strip() for w in listed)):
+            raise ConfigError(["secret_keys: must be a list of key names or words"])
+        for w in listed:
+            words |= {w.lower(), *key_words(w)}
+    return frozenset(words)
+
+
 class Redactor:
     """Replaces secret values from the system-wide config in text bound for logs.
 
@@ -366,15 +381,7 @@ class Redactor:
     def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
                  ) -> None:
         own = set(own_fields)
-        words: set[str] = set()
-        if isinstance(config, Mapping) and "secret_keys" in config:
-            listed = config["secret_keys"]
-            if not (isinstance(listed, list | tuple)
-                    and all(isinstance(w, str) and w.strip() for w in listed)):
-                raise ConfigError(["secret_keys: must be a list of key names or words"])
-            for w in listed:
-                words |= {w.lower(), *key_words(w)}
-        extra = frozenset(words)
+        extra = listed_secret_words(config)
         found: set[str] = set()
 
         def collect(v: object) -> None:
