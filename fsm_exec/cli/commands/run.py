@@ -339,8 +339,14 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         progress.close()
         seconds = time.perf_counter() - started
         if not journal._closed:
-            journal.export_csv(out_dir / "results", backtest_id)
-            journal.close()
+            try:  # refused up front; a link planted since is still never followed
+                journal.export_csv(out_dir / "results", backtest_id)
+            except (ValueError, OSError) as exc:
+                doing = "cannot write the CSV files"
+                why = os_reason(exc, doing) if isinstance(exc, OSError) else f"{doing}: {exc}"
+                raise UsageError(f"{why} (the journal in {log_dir} holds the run)") from None
+            finally:
+                journal.close()
     events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
     records = [r for r in read_journal(log_dir) if r.component == "ExecutionManager"]
