@@ -224,6 +224,18 @@ def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: 
     return "\n".join(lines)
 
 
+def _held_ids(log_dir: Path) -> set[str]:
+    """Every block id the journal in ``log_dir`` ever accepted; :class:`UsageError` when
+    that cannot be told (history deleted by retention, a broken journal)."""
+    from fsm_exec.journal.history import accepted_ids_in
+
+    try:
+        return accepted_ids_in(log_dir)
+    except ValueError as exc:
+        raise UsageError(f"{log_dir}: cannot resume from this journal: {exc}; give --fresh "
+                         "to move it aside and start again") from None
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     from fsm_exec.boundary.config import OWN_FIELDS, ExecutionConfig, Redactor
     from fsm_exec.cli.demo import (
@@ -273,6 +285,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     out_dir = Path(args.out)
     log_dir = out_dir / "logs" / "events"
     resuming = False
+    held: set[str] = set()
     try:
         check_output_paths(out_dir, backtest_id, "fsm-exec run")
         if mode == "live" and journal_files(log_dir):
@@ -287,6 +300,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
                 replace_file(log_dir / OWNER_MARKER, "fsm-exec run\n")
             else:
                 resuming = True
+                # every id the journal ever accepted (its whole history, not only the
+                # duplicate window): a resume skips them; read before anything is written
+                held = _held_ids(log_dir)
         elif not resuming:
             claim_output_dir(log_dir, "fsm-exec run")
         journal = EventLogger(log_dir, mode)
@@ -321,8 +337,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         for i, (line, batch) in enumerate(batches):
-            if resuming:  # batches are atomic: one the journal already holds is skipped
-                batch = [b for b in batch if em.block_state(b["block_id"]) is None]
+            if resuming:  # batches are atomic: one the journal already holds is skipped,
+                # however long ago it finished (not only inside the duplicate window)
+                batch = [b for b in batch if b["block_id"] not in held]
             _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures,
                   refused)
             progress.update(i + 1)
@@ -397,8 +414,10 @@ def add_parser(sub: Any) -> None:
                     "an error names the line. Writes logs/events/"
                     "execution_manager_events.jsonl, results/<id>/events.csv, "
                     "results/<id>/deltas.csv and run_diagram.md under --out. A live journal "
-                    "already there is never deleted: the run resumes from it (blocks it "
-                    "holds are not submitted again), or --fresh moves it aside; a backtest "
+                    "already there is never deleted: the run resumes from it (every block "
+                    "its history holds is skipped, however long ago it ran; a journal whose "
+                    "oldest records were deleted is refused), or --fresh moves it aside; a "
+                    "backtest "
                     "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
                     "blocks are reported and the queue runs on (a halt is resumed, as an "
                     "operator would); the summary ends with why: failed blocks and refused "
