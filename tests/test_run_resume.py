@@ -100,3 +100,48 @@ def test_a_pruned_history_is_refused_not_guessed(tmp_path: Path) -> None:
     code, text = cli("run", whole, "--mode", "live", "--out", tmp_path / "out")
     assert code == 2 and text == ""
     assert {p.name: p.read_bytes() for p in log_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize(("dest", "says"), [
+    ("routing", ["the journal holds 5 blocks executed, 0 failed, 0 queued",
+                 "block k5 is routing (attempt 1): the venue may have executed it: recovery "
+                 "asks the venue"]),
+    ("pending_reconciliation", [
+        "the journal holds 5 blocks executed", "block k5 is pending_reconciliation "
+        "(attempt 1): the venue executed it and the journal holds its deltas: recovery hands "
+        "them off to the position handler, then waits for reconciliation"]),
+    ("success", ["the journal holds 6 blocks executed, 0 failed, 0 queued"])])
+def test_a_stopped_run_says_what_the_journal_says(
+        dest: str, says: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 13: Ctrl-C lands just after the journal recorded k5's move to ``dest`` and
+    before the process's memory took it. The summary is read from the journal: it said
+    "1 queued" with nothing in doubt while the journal had k5 routing, and "was routing"
+    while the journal had k5 pending_reconciliation with its deltas."""
+    from fsm_exec.tools.status import read_status
+
+    original = EventLogger.log_event
+
+    def log_event(self: EventLogger, ts: object, event_type: str, component: str,
+                  data: dict[str, object], *args: object, **kwargs: object) -> object:
+        written = original(self, ts, event_type, component, data, *args, **kwargs)
+        if (event_type == "block_transition" and data.get("block_id") == "k5"
+                and data.get("dest") == dest):
+            raise KeyboardInterrupt
+        return written
+
+    monkeypatch.setattr(EventLogger, "log_event", log_event)
+    whole = blocks_file(tmp_path / "b.jsonl", [f"k{i}" for i in range(10)])
+    code, _ = cli("run", whole, "--mode", "live", "--out", tmp_path / "out")
+    assert code == 130
+    err = capsys.readouterr().err
+    for said in says:
+        assert said in " ".join(err.split()), err
+    if dest == "success":
+        assert "block k5" not in err
+    monkeypatch.undo()
+    status = read_status(tmp_path / "out" / "logs" / "events")
+    flight = status["in_flight"]
+    assert (flight is None) == (dest == "success")
+    if flight is not None:
+        assert f"block {flight['block_id']} is {flight['state']}" in err

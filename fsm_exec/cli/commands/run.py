@@ -201,20 +201,48 @@ def _archive(log_dir: Path) -> Path:
     return target
 
 
-def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: int,
-                 mode: str) -> str:
-    """What a stopped run leaves, in a few lines: what is in doubt, how to go on."""
+#: What recovery does with the block a stopped run left in flight, by resolution
+#: (:func:`~fsm_exec.journal.state.resolution_of`).
+_SETTLES = {
+    "query_execution": "the venue may have executed it: recovery asks the venue before "
+                       "anything is routed again",
+    "reroute_at_least_once": "the venue may have executed it: recovery routes it again "
+                             "under the same block_id (the venue cannot be asked)",
+    "hand_off_then_reconcile": "the venue executed it and the journal holds its deltas: "
+                               "recovery hands them off to the position handler, then "
+                               "waits for reconciliation",
+    "reconcile": "the venue executed it and its deltas were handed off: recovery waits "
+                 "for reconciliation",
+}
+
+
+def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode: str, *,
+                 queryable: bool) -> str:
+    """What a stopped run leaves, in a few lines: what is in doubt, how to go on. Read from
+    the journal (closed by now) through the fold every reader uses, so it says what
+    ``fsm-exec status`` and recovery will find, not what the process last believed.
+    ``queryable``: the venue can be asked what it executed (``query_execution``)."""
+    from fsm_exec.journal.reader import recovery_records
+    from fsm_exec.journal.state import replay, resolution_of
+
     why = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated"
-    status = em.get_execution_status()
-    lines = [f"fsm-exec run: {why} after {done} of {total} batches; "
-             f"{status['blocks_executed']} blocks executed, {status['queue_length']} queued."]
-    state = status["current_block_state"]
-    if status["current_block"] is not None:
-        what = ("the venue executed it: recovery hands its deltas off if that was not "
-                "recorded, then waits for reconciliation" if state == "pending_reconciliation"
-                else "the venue may have executed it: recovery asks the venue before "
-                     "anything is routed again")
-        lines.append(f"  block {status['current_block']} was {state}: {what}.")
+    lines = [f"fsm-exec run: {why} after {done} of {total} batches"]
+    try:
+        state = replay(recovery_records(log_dir))
+    except (ValueError, OSError) as exc:
+        lines[0] += "."
+        lines.append(f"  the journal in {log_dir} cannot be read back ({exc}): "
+                     f"`fsm-exec check {log_dir}` says why.")
+    else:
+        lines[0] += (f"; the journal holds {state.executed} blocks executed, "
+                     f"{state.failed} failed, {len(state.queue)} queued.")
+        fl = state.flight
+        if fl is not None:
+            resolution = resolution_of(fl, queryable=queryable)
+            lines.append(f"  block {fl.block.block_id} is {fl.state} (attempt {fl.attempt}): "
+                         f"{_SETTLES[str(resolution)]}.")
+        if state.halted:
+            lines.append(f"  the manager is halted: {state.halt_reason}")
     if mode == "live":
         lines.append(f"  The journal in {log_dir} holds everything: run the same command "
                      "again to resume from it (or --fresh to move it aside and start over); "
@@ -313,8 +341,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     # The simulated outside world reconciles at once, also a block handed off before a
     # restart (a SimReconciliation would wait for a hand-off this process never saw).
     reconciliation = InstantReconciliation()
+    venue = SimVenue()
     em = ExecutionManager(config, StaticDataProvider(prices), mode,
-                          SimPositionHandler(), SimVenue(), reconciliation,
+                          SimPositionHandler(), venue, reconciliation,
                           event_logger=journal)
     if resuming:
         try:
@@ -349,7 +378,8 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     except (KeyboardInterrupt, SystemExit) as stop:
         progress.close()
         journal.close()
-        complain(_interrupted(stop, em, log_dir, done, len(batches), mode))
+        complain(_interrupted(stop, log_dir, done, len(batches), mode,
+                              queryable=callable(getattr(venue, "query_execution", None))))
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
         signal.signal(signal.SIGTERM, previous)
