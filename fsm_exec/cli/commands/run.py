@@ -29,15 +29,26 @@ from fsm_exec.cli._common import (
 )
 
 
+def _quoted(key: str, redact: Callable[[str], str] | None) -> str:
+    """``key`` quoted for a message (``repr``, shortened), the config's secrets masked
+    first."""
+    from fsm_exec.core.errors import shorten
+
+    text = repr(key)
+    return shorten(redact(text) if redact is not None else text)
+
+
 def read_batches(path: Path, redact: Callable[[str], str] | None = None
                  ) -> list[tuple[int, list[dict[str, Any]]]]:
     """The batches of a blocks file, validated whole before anything runs: each line is a
     block (a batch of one) or a JSON array of blocks (a batch). Errors name the line (and,
-    for JSON, the column); a block id used twice names the line that used it first.
-    ``redact`` (the config's :class:`~fsm_exec.boundary.config.Redactor`) masks the config's
-    secrets in what an error quotes, and refuses a block holding one."""
+    for JSON, the column); a block id used twice names the line that used it first; a key
+    given twice in one object is refused, naming it. ``redact`` (the config's
+    :class:`~fsm_exec.boundary.config.Redactor`) masks the config's secrets in what an
+    error quotes, and refuses a block holding one."""
     from fsm_exec.boundary.blocks import validate_batch
     from fsm_exec.core.errors import BlockProblem, InvalidBlockError
+    from fsm_exec.journal.reader import duplicate_key
 
     try:
         raw = path.read_bytes()
@@ -53,6 +64,11 @@ def read_batches(path: Path, redact: Callable[[str], str] | None = None
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{n}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        twice = duplicate_key(line)
+        if twice is not None:
+            raise UsageError(f"{path}:{n}: key {_quoted(twice, redact)} appears twice in one "
+                             "object: which value is meant is ambiguous (JSON readers "
+                             "differ); keep one")
         if item == []:
             raise UsageError(f"{path}:{n}: no blocks (an empty batch)")
         batch = item if isinstance(item, list) else [item]
