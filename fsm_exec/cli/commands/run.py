@@ -238,6 +238,7 @@ def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode
     the journal (closed by now) through the fold every reader uses, so it says what
     ``fsm-exec status`` and recovery will find, not what the process last believed.
     ``queryable``: the venue can be asked what it executed (``query_execution``)."""
+    from fsm_exec.boundary.escape import shell_word
     from fsm_exec.journal.reader import recovery_records
     from fsm_exec.journal.state import replay, resolution_of
 
@@ -248,7 +249,7 @@ def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode
     except (ValueError, OSError) as exc:
         lines[0] += "."
         lines.append(f"  the journal in {log_dir} cannot be read back ({exc}): "
-                     f"`fsm-exec check {log_dir}` says why.")
+                     f"`fsm-exec check {shell_word(str(log_dir))}` says why.")
     else:
         lines[0] += (f"; the journal holds {state.executed} blocks executed, "
                      f"{state.failed} failed, {len(state.queue)} queued.")
@@ -262,7 +263,7 @@ def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode
     if mode == "live":
         lines.append(f"  The journal in {log_dir} holds everything: run the same command "
                      "again to resume from it (or --fresh to move it aside and start over); "
-                     f"`fsm-exec status {log_dir}` shows where it stands.")
+                     f"`fsm-exec status {shell_word(str(log_dir))}` shows where it stands.")
     else:
         lines.append("  A backtest is run again from the start: run the same command again.")
     return "\n".join(lines)
