@@ -376,7 +376,7 @@ class Redactor:
     before shortening text: a cut secret is not recognised.
     """
 
-    __slots__ = ("_patterns", "_search")
+    __slots__ = ("_anchors", "_patterns", "_search")
 
     def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
                  ) -> None:
@@ -412,11 +412,22 @@ class Redactor:
         if isinstance(config, Mapping):
             walk(config, True)
         patterns: set[str] = set()
+        # Every form of a secret holds its longest run of ASCII letters and digits as it is
+        # (no encoder escapes them): text without any such run holds no secret, and is let
+        # through without the search. None: a secret with no run long enough to tell.
+        anchors: set[str] | None = set()
         for secret in found:
             patterns.add(secret_pattern(secret))
-            patterns |= {re.escape(run) for run in base64_runs(secret, max(min_length, 8))}
+            runs = base64_runs(secret, max(min_length, 8))
+            patterns |= {re.escape(run) for run in runs}
+            plain = max(_ALNUM_RUN.findall(secret), key=len, default="")
+            if anchors is not None and len(plain) >= 4:
+                anchors |= {plain, *runs}
+            else:
+                anchors = None
         # The longest first: one search finds the longest of overlapping forms.
         self._patterns = tuple(re.compile(p) for p in sorted(patterns, key=len, reverse=True))
+        self._anchors = None if anchors is None else tuple(anchors)
         self._search = (re.compile("|".join(p.pattern for p in self._patterns)).search
                         if self._patterns else None)
 
@@ -426,11 +437,16 @@ class Redactor:
 
     def finds(self, text: str) -> bool:
         """True if ``text`` holds a secret (in any of its forms)."""
-        return self._search is not None and self._search(text) is not None
+        search = self._search
+        if search is None:
+            return False
+        anchors = self._anchors
+        if anchors is not None and not any(a in text for a in anchors):
+            return False
+        return search(text) is not None
 
     def __call__(self, text: str) -> str:
-        search = self._search
-        if search is None or search(text) is None:
+        if not self.finds(text):
             return text
         spans: list[tuple[int, int]] = []
         for pattern in self._patterns:
@@ -459,6 +475,7 @@ class Redactor:
         raise TypeError("a Redactor holds secrets: it is not pickled")
 
 
+_ALNUM_RUN = re.compile("[A-Za-z0-9]+")
 #: ``Bearer <token>``, ``Basic <credentials>``, ``token <value>``: an Authorization header.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\s+(\S+)")
 #: ``name=value; name=value``: a cookie string.
