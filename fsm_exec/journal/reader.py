@@ -4,6 +4,7 @@ from; what recovery needs (from the newest checkpoint on)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,6 +31,30 @@ class JournalRecord:
     data: dict[str, Any]
 
 
+def duplicate_key(raw: bytes | str) -> str | None:
+    """The first key that appears twice in one object of the JSON text ``raw`` (JSON
+    readers differ on which value they keep), else ``None`` (also for text that is not
+    JSON: the caller says why it is not)."""
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items) and not twice:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    twice.append(key)
+                    break
+                seen.add(key)
+        return out
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return twice[0] if twice else None
+
+
 def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
     """One line of a journal, validated: JSON, an object with the record's fields, every
     tag as the codec writes it (:func:`~fsm_exec.journal.codec.validate`), every field of
@@ -49,6 +74,12 @@ def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
         validate(obj)
     except CodecError as exc:
         raise JournalCorruptError(path, line_no, str(exc)) from None
+    # (validated first: nothing nested deeper than the writer writes)
+    if orjson.dumps(obj) != raw.rstrip(b"\r\n"):  # not as the writer wrote it: look closer
+        twice = duplicate_key(raw)
+        if twice is not None:
+            raise JournalCorruptError(path, line_no, f"key {twice!r} appears twice in one "
+                                                     "object (which value is meant?)")
     problem = check_record(obj)
     if problem is not None:
         raise JournalCorruptError(path, line_no, problem)

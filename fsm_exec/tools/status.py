@@ -29,14 +29,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import ExecutionConfig
-from fsm_exec.boundary.escape import terminal_text
+from fsm_exec.boundary.escape import shell_word, terminal_text
 from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
@@ -359,7 +358,7 @@ _PLACEHOLDER = "'<why>'"
 
 def cancel_command(log_dir: str) -> str:
     """The shell command that cancels every queued block of a stopped manager."""
-    return f"fsm-exec cancel {shlex.quote(log_dir)} --all --reason {_PLACEHOLDER}"
+    return f"fsm-exec cancel {shell_word(log_dir)} --all --reason {_PLACEHOLDER}"
 
 
 def _then(report: dict[str, Any], commands: list[str]) -> str:
