@@ -44,6 +44,7 @@ from fsm_exec.core.lifecycle import (
     Trigger,
     validate_table,
 )
+from fsm_exec.core.lifecycles import Lifecycle, LifecycleError, StateKind
 from fsm_exec.drivers.risk import check_prices
 from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from fsm_exec.journal.files import JournalCorruptError, journal_files
@@ -97,6 +98,8 @@ __all__ = [
     "JournalFrames",
     "JournalLockedError",
     "JournalRecord",
+    "Lifecycle",
+    "LifecycleError",
     "ManagerHaltedError",
     "ManagerInterruptedError",
     "PositionUpdateHandler",
@@ -107,6 +110,7 @@ __all__ = [
     "RiskCheck",
     "ScrubbedException",
     "Severity",
+    "StateKind",
     "Trigger",
     "UnifiedHealthManager",
     "backtest_run",

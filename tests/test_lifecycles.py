@@ -1,0 +1,235 @@
+"""Tests for fsm_exec.core.lifecycles: the lifecycle as data, its file format and its hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fsm_exec import ComponentError, Lifecycle, LifecycleError, StateKind
+from fsm_exec.core.lifecycle import STATE_MEANINGS, TABLE_HASH, TRANSITIONS
+from fsm_exec.core.lifecycles import (
+    Guard,
+    GuardContext,
+    GuardInputError,
+    RuleViolation,
+    StateDef,
+    Wait,
+)
+
+FOUR_EYES: dict[str, Any] = {
+    "version": 1,
+    "name": "four-eyes",
+    "extends": "default",
+    "states": {
+        "awaiting_approval": {
+            "kind": "before_route",
+            "meaning": "Above the notional limit, the block waits for a second person.",
+            "wait": {"timeout_seconds": 3600, "timeout_to": "cancelled"},
+            "on_enter": ["examples.lifecycle_hooks:request_approval"],
+        },
+    },
+    "transitions": [
+        {"trigger": "start", "source": "queued", "dest": "awaiting_approval",
+         "guards": [{"notional_above": {"value": "100000"}}],
+         "meaning": "Above the limit: ask for approval."},
+        {"trigger": "approve", "source": "awaiting_approval", "dest": "routing",
+         "external": True, "meaning": "A second person approved."},
+        {"trigger": "reject", "source": "awaiting_approval", "dest": "cancelled",
+         "external": True, "meaning": "A second person rejected."},
+        {"trigger": "fail", "source": "awaiting_approval", "dest": "failed",
+         "meaning": "The approval hook raised."},
+        {"trigger": "cancel", "source": "awaiting_approval", "dest": "cancelled",
+         "meaning": "An operator cancelled the waiting block."},
+    ],
+}
+
+
+def _ctx(block: dict[str, Any], now: str = "2026-01-05T12:00:00+00:00") -> GuardContext:
+    t = dt.datetime.fromisoformat(now)
+    return GuardContext(block=block, now=t, entered_at=t, state="queued")
+
+
+# --- the default ----------------------------------------------------------------------------
+
+
+def test_the_default_is_the_code_table_with_its_hash() -> None:
+    """Lifecycle.default() has the code table's states, meanings and transitions in order,
+    and its hash is TABLE_HASH (journals and metrics carry it)."""
+    d = Lifecycle.default()
+    assert [s.name for s in d.states] == [str(s) for s in STATE_MEANINGS]
+    assert [s.meaning for s in d.states] == list(STATE_MEANINGS.values())
+    assert [(t.source, t.trigger, t.dest, t.meaning) for t in d.transitions] == [
+        (str(e.source), str(e.trigger), str(e.dest), e.meaning) for e in TRANSITIONS]
+    assert d.hash == TABLE_HASH
+    assert d.violations() == []
+    assert d.validate() is d
+
+
+def test_the_default_state_kinds() -> None:
+    """queued is before route, routing and retrying in flight, pending_reconciliation
+    settling, and the three ends terminal."""
+    d = Lifecycle.default()
+    assert {s.name: s.kind for s in d.states} == {
+        "queued": StateKind.BEFORE_ROUTE, "routing": StateKind.IN_FLIGHT,
+        "retrying": StateKind.IN_FLIGHT, "pending_reconciliation": StateKind.SETTLING,
+        "success": StateKind.TERMINAL, "failed": StateKind.TERMINAL,
+        "cancelled": StateKind.TERMINAL}
+    assert d.initial == "queued"
+    assert d.terminal == {"success", "failed", "cancelled"}
+
+
+def test_state_looks_up_by_name_and_names_the_known_ones() -> None:
+    """state(name) returns the definition; an unknown name raises KeyError listing them."""
+    d = Lifecycle.default()
+    assert d.state("routing").kind is StateKind.IN_FLIGHT
+    with pytest.raises(KeyError, match=r"no state .held.*queued, routing"):
+        d.state("held")
+
+
+# --- the file format ------------------------------------------------------------------------
+
+
+def test_extends_default_adds_states_and_puts_guarded_transitions_first() -> None:
+    """A guarded transition goes before the default of its (source, trigger); the other
+    new ones are appended; the new state keeps its wait and hooks."""
+    lc = Lifecycle.from_dict(FOUR_EYES)
+    assert lc.name == "four-eyes"
+    starts = [t for t in lc.transitions if (t.source, t.trigger) == ("queued", "start")]
+    assert [t.dest for t in starts] == ["awaiting_approval", "routing"]
+    assert starts[0].guards == (Guard("notional_above", {"value": "100000"}),)
+    s = lc.state("awaiting_approval")
+    assert s.wait == Wait(3600.0, "cancelled")
+    assert s.on_enter == ("examples.lifecycle_hooks:request_approval",)
+    assert len(lc.transitions) == len(TRANSITIONS) + 5
+    assert lc.hash != TABLE_HASH
+
+
+def test_an_unguarded_transition_replaces_the_default_in_place() -> None:
+    """executed: routing -> awaiting_confirmations replaces the default executed edge."""
+    doc = {"version": 1, "name": "chain", "extends": "default",
+           "states": {"awaiting_confirmations": {
+               "kind": "settling", "meaning": "Waiting for confirmations.", "wait": {}}},
+           "transitions": [
+               {"trigger": "executed", "source": "routing", "dest": "awaiting_confirmations",
+                "meaning": "The venue returned a transaction hash."},
+               {"trigger": "confirmed", "source": "awaiting_confirmations",
+                "dest": "pending_reconciliation", "poll": True,
+                "guards": [{"call": {"path": "examples.lifecycle_hooks:confirmed"}}],
+                "meaning": "Enough confirmations."},
+               {"trigger": "fail", "source": "awaiting_confirmations", "dest": "failed",
+                "meaning": "Dropped or re-orged: in doubt."}]}
+    lc = Lifecycle.from_dict(doc)
+    default_at = [i for i, t in enumerate(Lifecycle.default().transitions)
+                  if (t.source, t.trigger) == ("routing", "executed")]
+    assert lc.transitions[default_at[0]].dest == "awaiting_confirmations"
+    assert not any(t.key == ("routing", "executed", "pending_reconciliation")
+                   for t in lc.transitions)
+
+
+def test_to_dict_round_trips_and_is_json() -> None:
+    """to_dict is JSON-able, whole (no extends), and from_dict reads it back equal, with the
+    same hash."""
+    for lc in (Lifecycle.default(), Lifecycle.from_dict(FOUR_EYES)):
+        doc = lc.to_dict()
+        assert "extends" not in doc
+        again = Lifecycle.from_dict(json.loads(json.dumps(doc)))
+        assert again == lc
+        assert again.hash == lc.hash
+
+
+def test_the_hash_ignores_meanings_and_names_but_not_structure() -> None:
+    """Rewording a meaning or renaming keeps the hash; a changed guard or wait does not."""
+    lc = Lifecycle.from_dict(FOUR_EYES)
+    doc = lc.to_dict()
+    doc["name"] = "other"
+    doc["states"]["awaiting_approval"]["meaning"] = "Reworded."
+    assert Lifecycle.from_dict(doc).hash == lc.hash
+    doc["transitions"][0]["guards"] = [{"notional_above": {"value": "5"}}]
+    assert Lifecycle.from_dict(doc).hash != lc.hash
+    doc = lc.to_dict()
+    doc["states"]["awaiting_approval"]["wait"]["timeout_seconds"] = 60
+    assert Lifecycle.from_dict(doc).hash != lc.hash
+
+
+def test_load_reads_json_and_yaml(tmp_path: Path) -> None:
+    """The same lifecycle from a .json and a .yaml file (hooks not imported: resolve=False)."""
+    yaml = pytest.importorskip("yaml")
+    j = tmp_path / "four_eyes.json"
+    j.write_text(json.dumps(FOUR_EYES))
+    y = tmp_path / "four_eyes.yaml"
+    y.write_text(yaml.safe_dump(FOUR_EYES))
+    assert Lifecycle.load(j, resolve=False) == Lifecycle.load(y, resolve=False) \
+        == Lifecycle.from_dict(FOUR_EYES)
+
+
+def test_the_timeout_is_an_implied_transition() -> None:
+    """A before-route wait's timeout goes to its target; an in-flight or settling one to
+    failed (in doubt); a state without a timeout implies none."""
+    lc = Lifecycle.from_dict(FOUR_EYES)
+    t = lc.timeout_transition("awaiting_approval")
+    assert t is not None
+    assert (t.source, t.trigger, t.dest) == ("awaiting_approval", "timeout", "cancelled")
+    assert lc.timeout_transition("queued") is None
+    assert t in lc.all_transitions()
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+def test_a_lifecycle_error_is_a_component_error_naming_rule_and_place() -> None:
+    """LifecycleError carries EXEC-019, the violations, the file, and says each in words."""
+    err = LifecycleError([RuleViolation("reachable", "held", "no path leads to it")],
+                         "desk.yaml", "desk")
+    assert isinstance(err, ComponentError)
+    assert isinstance(err, ValueError)
+    assert err.error_code == "EXEC-019"
+    assert str(err) == ("[EXEC-019] desk.yaml: lifecycle 'desk' refused, 1 broken rule:\n"
+                        "  - [reachable] held: no path leads to it")
+
+
+def test_a_python_built_lifecycle_is_checked_by_validate() -> None:
+    """A lifecycle built in Python is checked by validate(), which raises LifecycleError."""
+    d = Lifecycle.default()
+    lc = Lifecycle("orphan", (*d.states, StateDef("held", StateKind.BEFORE_ROUTE, "Held.",
+                                                  Wait(60, "cancelled"))), d.transitions)
+    with pytest.raises(LifecycleError) as info:
+        lc.validate()
+    assert [(v.rule, v.where) for v in info.value.violations] == [("reachable", "held")]
+
+
+# --- guards ---------------------------------------------------------------------------------
+
+BLOCK = {"block_id": "b-1", "action": "hedge", "priority": 1,
+         "instructions": [{"venue": "spot", "token": "ETH", "amount": -2, "price": "3000"},
+                          {"venue": "perp", "token": "ETH", "amount": 1.5, "price": 3000}]}
+
+
+@pytest.mark.parametrize(("guard", "holds"), [
+    (Guard("notional_above", {"value": "10000"}), True),
+    (Guard("notional_above", {"value": "10500"}), False),
+    (Guard("notional_at_most", {"value": "10500"}), True),
+    (Guard("venue_in", {"venues": ["perp"]}), True),
+    (Guard("venue_in", {"venues": ["dex"]}), False),
+    (Guard("action_in", {"actions": ["hedge", "rebalance"]}), True),
+    (Guard("action_in", {"actions": ["rebalance"]}), False),
+    (Guard("clock_in_window", {"start": "11:00", "end": "13:00"}), True),
+    (Guard("clock_outside_window", {"start": "11:00", "end": "13:00"}), False),
+    (Guard("clock_in_window", {"start": "23:00", "end": "12:01"}), True),  # over midnight
+    (Guard("clock_in_window", {"start": "12:00", "end": "13:00", "tz": "Europe/Paris"}), False),
+])
+def test_the_pure_guards(guard: Guard, holds: bool) -> None:
+    """Notional is sum |amount| x price (10500 here); venue_in looks at every instruction;
+    a clock window is read in its time zone, [start, end), over midnight when end < start."""
+    assert guard.holds(_ctx(BLOCK)) is holds
+
+
+def test_a_notional_guard_refuses_a_block_without_prices() -> None:
+    """A notional guard over an instruction without a price names the block and instruction."""
+    block = {**BLOCK, "instructions": [{"venue": "spot", "amount": 1}]}
+    with pytest.raises(GuardInputError, match=r"block 'b-1': instruction 0 has no finite "
+                       r"number 'price'"):
+        Guard("notional_above", {"value": "1"}).holds(_ctx(block))
