@@ -686,3 +686,12 @@ def test_a_python_built_lifecycle_with_bad_kinds_and_duplicates() -> None:
         "the state declares kind 'parked': each state declares one of before_route, in_flight, "
         "settling, terminal"
     )
+
+
+def test_the_docs_list_every_rule_with_its_meaning() -> None:
+    """docs/lifecycles.md has a row per rule: its id and what it asks, as RULES says."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "lifecycles.md").read_text()
+    for rule, text in RULES.items():
+        assert f"| `{rule}` | {text} |" in page, rule
