@@ -568,7 +568,7 @@ def test_a_lifecycle_without_queued_is_refused_without_reachability_noise() -> N
 def test_a_state_that_moves_on_at_once_and_its_hash() -> None:
     """A state without a wait is valid with an unguarded poll transition; its hooks and the
     poll flag are part of the hash."""
-    doc = {"version": 1, "name": "gate", "extends": "default",
+    doc: dict[str, Any] = {"version": 1, "name": "gate", "extends": "default",
            "states": {"check": {"kind": "before_route", "meaning": "Checked, then routed.",
                                 "on_enter": ["desk.hooks:log"]}},
            "transitions": [
