@@ -401,3 +401,33 @@ def test_diagram_diff_reads_json_lifecycles(tmp_path: Path) -> None:
     code, out = cli("diagram", "--diff", FOUR_EYES, new, "--format", "text")
     assert code == 0 and out.startswith("no change")
     assert cli("diagram", "--diff", write(tmp_path / "bad.json", broken_doc()), new) == (1, "")
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("dup.yaml", "version: 1\nname: x\nstates:\n  held: {kind: before_route, meaning: a}\n"
+                 "  held: {kind: settling, meaning: b}\n",
+     "not YAML: the key 'held' appears twice in one mapping (line 5, column 3)"),
+    ("dup.json", '{"version": 1, "name": "x", "name": "y"}',
+     "not a lifecycle: the key 'name' appears twice in one mapping (a second state or field "
+     "of that name would silently replace the first)"),
+])
+def test_a_key_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      name: str, content: str, why: str) -> None:
+    """YAML and JSON keep the last of two equal keys silently (a state defined twice would
+    replace the first unseen): refused instead, naming the key (and, in YAML, the line);
+    the other files are still checked, and the exit code is 2."""
+    path = tmp_path / name
+    path.write_text(content)
+    code, out = cli("lifecycle", "check", "--no-resolve", path, FOUR_EYES)
+    assert code == 2
+    assert out.startswith(f"{FOUR_EYES}: lifecycle 'four-eyes' keeps every rule")
+    assert capsys.readouterr().err == f"fsm-exec lifecycle: {path}: {why}\n"
+
+
+def test_the_example_files_are_valid_under_the_schema() -> None:
+    """Each examples/lifecycles/*.yaml, as written, is the JSON Schema's shape."""
+    jsonschema = pytest.importorskip("jsonschema")
+    yaml = pytest.importorskip("yaml")
+    validator = jsonschema.Draft202012Validator(Lifecycle.json_schema())
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fsm_exec.cli._common import EXIT_CODES, FOUND, OK, Refused, UsageError, plural
+from fsm_exec.cli._common import (
+    EXIT_CODES,
+    FOUND,
+    OK,
+    USAGE,
+    Refused,
+    UsageError,
+    complain,
+    plural,
+)
 
 #: Where ``fsm-exec diagram --write/--check`` finds the example lifecycles it draws.
 EXAMPLES_DIR = "examples/lifecycles"
@@ -108,7 +117,11 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
                 lc = read_lifecycle(path, resolve=not args.no_resolve)
         except Refused as exc:
             print(exc, file=out)
-            code = FOUND
+            code = max(code, FOUND)
+            continue
+        except UsageError as exc:  # this file cannot be read: say so, check the others
+            complain(f"fsm-exec lifecycle: {exc}")
+            code = USAGE
             continue
         added = [s.name for s in lc.states if s.name not in DEFAULT_KINDS]
         paths = sum(len(s.on_enter) for s in lc.states) + sum(
