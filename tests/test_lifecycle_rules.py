@@ -165,6 +165,12 @@ CASES: dict[str, dict[str, Any] | str] = {
             tr("cancel", "check", "cancelled"),
         ],
     ),
+    "poll-source": ext(
+        transitions=[
+            tr("watch", "pending_reconciliation", "failed", poll=True,
+               guards=[{"action_in": {"actions": ["hedge"]}}])
+        ]
+    ),
     "reserved-trigger": ext(HELD, [TO_HELD, tr("timeout", "held", "cancelled", external=True)]),
     "dead-trigger": ext(HELD, [tr("hold", "queued", "held")]),
     "trigger-flags": ext(
@@ -456,6 +462,11 @@ EXPECTED = {
             "the state does not wait, so it needs an unguarded poll transition for the driver to "
             "move the block on (or give it a wait)",
         ),
+    ],
+    "poll-source": [
+        ("poll-source", "pending_reconciliation --watch--> failed",
+         "pending_reconciliation is a default state: the driver moves a block there itself "
+         "and never polls it; poll from a state you add"),
     ],
     "reserved-trigger": [
         (
