@@ -125,6 +125,11 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "log directory; two writers would run the same queue twice. Stop the other "
               "process, or use another directory. A crashed holder's lock is released by "
               "the operating system: no cleanup is needed."),
+    ErrorCode("EXEC-019", _C, _S.HIGH, "Invalid lifecycle",
+              "A lifecycle (a file, or one built in Python) breaks a safety rule or is not "
+              "the file format's shape; nothing was defined. The error names each broken "
+              "rule and the state or transition; fsm-exec lifecycle check FILE lists them. "
+              "Fix the lifecycle."),
 )
 
 
