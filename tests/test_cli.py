@@ -185,11 +185,21 @@ def test_demo_backtest_writes_its_outputs_and_a_summary(tmp_path: Path) -> None:
     assert "```mermaid" in diagram.read_text()
 
 
-def test_demo_live_injects_faults_on_a_simulated_clock(tmp_path: Path) -> None:
-    """demo --mode live retries, fails one block, is resumed once, and never really waits."""
-    started = time.perf_counter()
+def test_demo_live_injects_faults_on_a_simulated_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """demo --mode live retries, fails one block, is resumed once, and never really waits:
+    its back-offs and timeouts are on the simulated clock (no real sleep is asked for;
+    a wall-clock bound would make the test depend on the machine's load)."""
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     code, text = cli("demo", "--mode", "live", "--out", tmp_path)
-    assert time.perf_counter() - started < 5
+    assert sum(slept) < 0.5, slept
     assert code == 0
     assert "live mode" in text
     r = rows(text)
