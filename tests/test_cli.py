@@ -637,7 +637,8 @@ CONFIG_ERRORS: dict[str, tuple[str, bytes | str, str]] = {
     "json bad escape": ("c.json", f'{{"api_key": "{CANARY}\\q"}}',
                         ":1:34: not valid JSON: Invalid \\escape"),
     "json trailing data": ("c.json", f'{{}} "{CANARY}"', ":1:4: not valid JSON: Extra data"),
-    "a directory": ("d.toml", "", ": cannot read the config: Is a directory"),
+    "a directory": ("d.toml", "", ": a directory, not a regular file (only a regular file "
+                    "is read)"),
 }
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -182,6 +184,10 @@ def _unique_key_loader(yaml: Any) -> Any:
     return UniqueKeyLoader
 
 
+#: The largest lifecycle file read (a lifecycle is a few KB; a bound for what is not one).
+MAX_FILE_BYTES = 1 << 20
+
+
 def read_document(path: Path) -> Mapping[str, Any]:
     """The parsed content of a ``.yaml``/``.yml``/``.json`` file; :class:`LifecycleError`
     (rule ``file``) says why it cannot be read, without a traceback's noise."""
@@ -194,7 +200,15 @@ def read_document(path: Path) -> Mapping[str, Any]:
     if suffix not in (".yaml", ".yml", ".json"):
         raise refuse("a lifecycle file is .yaml, .yml or .json")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe never blocks
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise refuse("not a regular file (only a regular file is read)")
+            os.set_blocking(fd, True)
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise refuse(f"larger than {MAX_FILE_BYTES} bytes: not a lifecycle")
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
         raise refuse(f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -19,7 +19,9 @@ from fsm_exec.cli._common import (
     Refused,
     UsageError,
     complain,
+    decode_text,
     plural,
+    read_input,
 )
 
 #: Where ``fsm-exec diagram --write/--check`` finds the example lifecycles it draws.
@@ -68,12 +70,8 @@ def read_side(path: str) -> Any:
     p = Path(path)
     if p.suffix.lower() in (".yaml", ".yml"):
         return read_lifecycle(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--diff: cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--diff: {path}: not UTF-8 text") from None
+    # A regular file only, and bounded (never /dev/zero read whole).
+    text = decode_text(p, read_input(p, f"--diff: cannot read {path}"), "--diff")
     with contextlib.suppress(json.JSONDecodeError):
         doc = json.loads(text)
         if isinstance(doc, dict) and "version" in doc and "format" not in doc:
