@@ -35,7 +35,13 @@ from fsm_exec.core.lifecycle_defs import (
     TransitionDef,
     Wait,
 )
-from fsm_exec.core.lifecycle_file import from_document, json_schema, read_document, to_document
+from fsm_exec.core.lifecycle_file import (
+    Parts,
+    from_document,
+    json_schema,
+    read_document,
+    to_document,
+)
 from fsm_exec.core.lifecycle_guards import GuardContext, GuardInputError
 from fsm_exec.core.lifecycle_rules import check
 
@@ -77,7 +83,7 @@ class Lifecycle:
         """A lifecycle from the file format's shape (``extends: default`` adds to the
         default). Raises :class:`LifecycleError` for a shape that is not the format's, or
         a lifecycle that breaks a rule; ``source`` names the file in the error."""
-        return cls._build(from_document(data, source), source).validate(source=source)
+        return cls._build(from_document(data, source)).validate(source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, resolve: bool = True) -> Lifecycle:
@@ -86,11 +92,11 @@ class Lifecycle:
         with ``resolve`` (the default), every hook and ``call`` guard must import.
         Raises :class:`LifecycleError` naming the file."""
         where = str(path)
-        return cls._build(from_document(read_document(Path(path)), where), where).validate(
+        return cls._build(from_document(read_document(Path(path)), where)).validate(
             resolve=resolve, source=where)
 
     @classmethod
-    def _build(cls, parts: Any, source: str | None) -> Lifecycle:
+    def _build(cls, parts: Parts) -> Lifecycle:
         if parts.extends == "default":
             base = _default()
             return cls(parts.name, *parts.merge(base.states, base.transitions))
