@@ -329,7 +329,7 @@ def test_only_regular_files_are_read_and_never_block(kind: str, tmp_path: Path) 
         path.symlink_to("/dev/zero")
     [(how, exc)] = _in_thread(lambda: list(read_journal(path)))
     assert how == "raised" and isinstance(exc, JournalCorruptError)
-    assert "not a journal file" in str(exc)
+    assert "not a regular file" in str(exc)
     [(how, report)] = _in_thread(lambda: check_journal(path))
     assert how == "ok" and not report.ok
     [(how, exc)] = _in_thread(lambda: read_status(tmp_path))

@@ -45,7 +45,9 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.plain import int_problem
 from fsm_exec.core.errors import safe_repr, shorten
+from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: How deep canonical data may nest (containers within containers).
 MAX_DEPTH = 32
@@ -165,6 +167,10 @@ class _Walk:
             return v
         if t is int:
             if not _I64_MIN <= v <= _I64_MAX:
+                problem = int_problem(v)
+                if problem is not None:
+                    self.fail(path, problem)
+                    return None
                 self.special = True
             return v
         if v is None or t is bool:
@@ -200,8 +206,7 @@ class _Walk:
                 self.fail(path, f"must be a finite number (no NaN or infinity anywhere in a "
                                 f"block), {self.got(v)}")
                 return None
-            self.special = True
-            return v
+            return self.decimal(v, path)
         if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
             return self.value(int(v), path, depth)
         if isinstance(v, float):  # float subclasses (numpy.float64)
@@ -332,6 +337,10 @@ class _Walk:
         if t is str:
             return self.text(k, _key_path(path, "<key>"))
         if t is int:
+            problem = int_problem(k)
+            if problem is not None:
+                self.fail(_key_path(path, "<key>"), problem)
+                return None
             self.special = True
             return int(k)
         if isinstance(k, enum.Enum):
@@ -340,13 +349,23 @@ class _Walk:
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
                 type(k).__name__ != "bool_" and not _is_timedelta64(k):
-            self.special = True
-            return int(k)
+            return self.key(int(k), path)
         if isinstance(k, dt.datetime | dt.date) and k == k:
             return k.isoformat()
         self.fail(_key_path(path, "<key>"), f"a key must be a string or an integer, got "
                                            f"{_describe(k)}")
         return None
+
+    def decimal(self, v: Decimal, path: str) -> Decimal | None:
+        """A ``Decimal`` whose text the journal holds (at most ``MAX_DECIMAL_TEXT``
+        characters: its reader reads no longer one)."""
+        n = len(str(v))
+        if n > MAX_DECIMAL_TEXT:
+            self.fail(path, f"a Decimal of {n} characters: the journal holds at most "
+                            f"{MAX_DECIMAL_TEXT} (round it, or give a float)")
+            return None
+        self.special = True
+        return v
 
     def amount(self, x: Any, path: str) -> Any:
         """``amount`` and ``*_amount``: a finite number (numpy's included), never a bool."""
@@ -357,8 +376,7 @@ class _Walk:
             if not x.is_finite():
                 self.fail(path, f"must be a finite number, {self.got(x)}")
                 return None
-            self.special = True
-            return x
+            return self.decimal(x, path)
         if isinstance(x, numbers.Real):
             v = self.value(x, path, 0)
             if isinstance(v, float) and not math.isfinite(v):

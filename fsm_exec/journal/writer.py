@@ -31,6 +31,7 @@ from fsm_exec.journal.codec import (
 )
 from fsm_exec.journal.export import export_csv
 from fsm_exec.journal.files import (
+    FileOwner,
     files_of,
     first_seq,
     fsync_dir,
@@ -38,6 +39,7 @@ from fsm_exec.journal.files import (
     journal_name,
     journal_stem_of,
     last_seq,
+    open_append,
     repair_torn_tail,
     start_day,
 )
@@ -93,6 +95,9 @@ class EventLogger:
     backtest fsyncs as live mode does (a backtest journal meant to survive a power cut);
     ``False`` is refused in live mode. Opening a directory that holds a journal appends
     to it (a torn last line is set aside as ``<file>.torn``) and never deletes anything.
+    ``files_like``: every file it creates (a new journal file, a ``.torn``, the lock) gets
+    the owner, group and permission bits of this file (an operator's tool run as root on
+    a service user's journal: changing the owner needs root).
 
     Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
     file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
@@ -107,7 +112,7 @@ class EventLogger:
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
                  retention_days: int | None = 30, today: Callable[[], dt.date] = _utc_today,
                  buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
-                 fsync: bool | None = None) -> None:
+                 fsync: bool | None = None, files_like: Path | str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fsync is not None and type(fsync) is not bool:
@@ -151,12 +156,18 @@ class EventLogger:
         self._fsynced: list[float] = []  # timings not yet given to the listeners
         self._owners = Owners()  # component -> its one manager in this process
         try:
+            # the files it creates are the journal's owner's (an operator's tool as root)
+            self._owner = FileOwner.like(files_like) if files_like is not None else None
+        except OSError as exc:
+            raise EventLogError(f"cannot read the owner of {files_like}: {exc.strerror}",
+                                exc) from exc
+        try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventLogError(f"cannot create log directory {self.log_dir}: "
                                 f"{exc.strerror}", exc) from exc
         try:
-            lock_fd = take_lock(self.log_dir)  # on failure it has released what it took
+            lock_fd = take_lock(self.log_dir, self._owner)  # on failure: released
         except JournalLockedError:
             raise
         except OSError as exc:
@@ -223,14 +234,14 @@ class EventLogger:
             day = (start_day(path, self._today()) if existed and path.stat().st_size
                    else self._today())
             if existed:
-                repair_torn_tail(path)
+                repair_torn_tail(path, self._owner)
             seq = 0
             files = journal_files(self.log_dir, component)
             for p in reversed(files):
                 seq = last_seq(p)
                 if seq:
                     break
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_append(path, self._owner)
             if not existed and self._durable:
                 fsync_dir(self.log_dir)
         except OSError as exc:
@@ -255,7 +266,7 @@ class EventLogger:
         counted = j.seq
         self._flush_journal(j)
         try:
-            repair_torn_tail(j.path)
+            repair_torn_tail(j.path, self._owner)
             seq = 0
             for p in reversed(files_of(self.log_dir, journal_stem_of(j.path))):
                 seq = last_seq(p)
@@ -298,7 +309,7 @@ class EventLogger:
             os.close(j.fd)
             j.fd = -1
             os.rename(j.path, target)
-            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            j.fd = open_append(j.path, self._owner)
             if self._durable:
                 fsync_dir(self.log_dir)
         j.day = today

@@ -32,6 +32,7 @@ from fsm_exec.core.errors import (
     describe_exception,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
+from fsm_exec.core.limits import too_long
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import ModePolicy
 from fsm_exec.drivers.risk import RiskChecks
@@ -108,6 +109,9 @@ class ExecutionManager:
     _lc: BlockLifecycle
     _f: Flight | None
     _ts: Any
+    _t0: float
+    _step_times: bool  # the policy's: each live record carries its step's time
+    _last_time: dt.datetime | None
     _busy: int | None
     _interrupted: str | None
     _closed: bool
@@ -124,6 +128,11 @@ class ExecutionManager:
     _observer_failing: bool
     _observer_reports: dict[int, list[float]]
     _late_observer_errors: list[tuple[Observer, Exception]]
+    #: An operator's tool carries out one action with this manager (``fsm-exec cancel``):
+    #: its start is journaled as that action (``operator_action``), never as a start of
+    #: the deployment (``component_initialization``), and its recovery writes no
+    #: ``recovered``. ``None``: a deployment's manager.
+    _operator_action: dict[str, Any] | None = None
 
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -378,6 +387,8 @@ class ExecutionManager:
         self._check_usable()
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgumentError("cancel: reason must be a non-empty string")
+        if (long := too_long(reason)) is not None:
+            raise InvalidArgumentError(f"cancel: reason {long}; nothing cancelled")
         if isinstance(block_ids, str):
             raise InvalidArgumentError("cancel: block_ids must be a list of ids (or None for "
                                        "every queued block), not one string")
@@ -416,6 +427,7 @@ class ExecutionManager:
     _halt_for = moves.halt_for
     _resume = moves.resume
     _already_accepted = moves.already_accepted
+    _conflicts = moves.conflicts
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote
@@ -433,6 +445,8 @@ class ExecutionManager:
     _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
+    _record_time = journaling.record_time
+    _clocks = journaling.clocks
     _log_failed = journaling.log_failed
     _record_error = journaling.record_error
     _end_update = health.end_update

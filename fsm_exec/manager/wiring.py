@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.blocks import given_copies
 from fsm_exec.boundary.config import (
     OWN_FIELDS,
     Environment,
@@ -173,17 +174,21 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     check_collaborators(data_provider=data_provider,
                         position_update_handler=position_update_handler,
                         execution_interface_manager=execution_interface_manager,
-                        reconciliation_component=reconciliation_component)
+                        reconciliation_component=reconciliation_component,
+                        event_logger=event_logger, health_manager=health_manager,
+                        clock=clock, sleep=sleep)
     self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
     self._finds = self._redact.finds if self._redact else None  # a string holds a secret
     self._reconciliation = reconciliation_component
-    self._query = getattr(execution_interface_manager, "query_execution", None)
+    # Each venue call is given its own deep copy of the block (boundary/blocks.py).
+    query = getattr(execution_interface_manager, "query_execution", None)
+    self._query = given_copies(query) if query is not None else None
     self._log = event_logger
     self._log_event = event_logger.log_event if event_logger is not None else None
     # A journal with sync() takes sync= on log_event: group commit (see _emit).
     self._syncable = callable(getattr(event_logger, "sync", None))
     self._unsynced_acceptance = False
-    self._route_instruction = execution_interface_manager.route_instruction
+    self._route_instruction = given_copies(execution_interface_manager.route_instruction)
     self._update_positions = position_update_handler.update_state
     self._clock = clock
     self._sleep = sleep
@@ -212,6 +217,9 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._lc = lifecycle(self._on_transition if event_logger is not None else None)
     self._f = None
     self._ts = None
+    self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
+    self._step_times = self._policy.step_times
+    self._last_time = None  # the time of the record written last (live: step times)
     self._busy = None  # the thread running update_state, if any
     self._interrupted = None
     self._closed = False  # close(): its journal closed, every later call refused
