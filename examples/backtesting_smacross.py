@@ -102,7 +102,7 @@ class Bar:
         self.strategy = strategy
 
     def get_data(self, timestamp: Any) -> dict[str, Any]:
-        return {"market_data": {"prices": {"GOOG": self.strategy.close()}}}
+        return {"market_data": {"prices": {"GOOG": self.strategy.bar_close()}}}
 
 
 #: The run in progress: where its journal goes, and what closes it when the run ends.
@@ -153,7 +153,7 @@ class FsmSmaCross(SmaCross):
         elif crossover(self.sma2, self.sma1):
             self.send("sell")
 
-    def close(self) -> float:
+    def bar_close(self) -> float:
         """The current bar's close."""
         return float(self._closes[len(self.data) - 1])
 

@@ -2,7 +2,8 @@
 open journal file and its buffer (:class:`Journal`), and the directory lock's descriptor
 (:class:`Held`), with the two ways to let them go: :func:`flush` a buffer to its file, and
 :func:`release` everything (what ``close()`` and the finalizer of a logger dropped unclosed
-do)."""
+do); and the errors a write through them raises (:class:`JournalLossError`, the refusal
+of a record too long)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import EventLogError
+
+
+class JournalLossError(EventLogError):
+    """Records counted as written are not in the file: an fsync failed before they were
+    durable (``EXEC-009``). The journal goes on after what the file holds, with no gap;
+    a writer that acted on the lost records must recover (the manager retires)."""
+
+    def __init__(self, path: Path, first: int, last: int) -> None:
+        self.path, self.first, self.last = str(path), first, last
+        super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
+                         f"before they were durable); the journal goes on from seq "
+                         f"{first - 1}")
 
 
 def too_long(j: Journal, event_type: str, n: int, limit: int) -> EventLogError:

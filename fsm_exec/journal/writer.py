@@ -45,6 +45,7 @@ from fsm_exec.journal.files import (
 )
 from fsm_exec.journal.handles import Held as _Held
 from fsm_exec.journal.handles import Journal as _Journal
+from fsm_exec.journal.handles import JournalLossError as JournalLossError
 from fsm_exec.journal.handles import flush as _flush
 from fsm_exec.journal.handles import open_loggers as _open_loggers
 from fsm_exec.journal.handles import release as _release
@@ -53,18 +54,6 @@ from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
-
-
-class JournalLossError(EventLogError):
-    """Records counted as written are not in the file: an fsync failed before they were
-    durable (``EXEC-009``). The journal goes on after what the file holds, with no gap;
-    a writer that acted on the lost records must recover (the manager retires)."""
-
-    def __init__(self, path: Path, first: int, last: int) -> None:
-        self.path, self.first, self.last = str(path), first, last
-        super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
-                         f"before they were durable); the journal goes on from seq "
-                         f"{first - 1}")
 
 
 _MAX_RETENTION_DAYS = 36_500
