@@ -28,6 +28,7 @@ from fsm_exec import (
     ExecutionRejected,
     InvalidArgumentError,
     InvalidBlockError,
+    JournalCorruptError,
     check_journal,
     journal_files,
     read_journal,
@@ -660,8 +661,8 @@ def test_finished_blocks_content_survives_restarts_in_checkpoints(tmp_path: Path
 
 def test_a_checkpoint_whose_digests_disagree_with_the_records_is_refused(
         tmp_path: Path) -> None:
-    """A digest edited in a checkpoint disagrees with the records before it: check says
-    so."""
+    """A digest edited in a checkpoint disagrees with the records before it: check and
+    recovery refuse it (EXEC-013)."""
     em = manager(log=EventLogger(tmp_path, "live"))
     em.update_state(T(), "strategy_manager", [sell("a")])
     em.close()
@@ -677,6 +678,8 @@ def test_a_checkpoint_whose_digests_disagree_with_the_records_is_refused(
     newest.write_text("\n".join(lines) + "\n")
     report = check_journal(tmp_path)
     assert not report.ok and "finished_digests" in str(report.problem)
+    with pytest.raises(JournalCorruptError, match="finished_digests"):
+        manager(log=EventLogger(tmp_path, "live")).recover()
 
 
 def test_a_journal_written_before_digests_were_kept_still_reads(tmp_path: Path) -> None:
