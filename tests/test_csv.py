@@ -100,8 +100,9 @@ def test_deltas_csv_has_one_row_per_number(tmp_path: Path) -> None:
     """deltas.csv: one row per number in each block_transition's deltas, whatever their shape;
     other records (checkpoints included) and non-numbers are not rows."""
     with EventLogger(tmp_path / "logs") as el:
-        el.log_event(TS, "block_accepted", EM, {"block_id": "a", "instructions": [
-            {"amount": 9.0}]})
+        el.log_event(TS, "block_accepted", EM, {"block_id": "a", "action": "buy",
+                                                 "priority": 1, "instructions": [
+            {"token": "ETH", "amount": 9.0}]})
         transition(el, "a", {"block_id": "a", "changes": {"ETH": 2.0, "USDT": -6000}})
         el.log_event(TS, "positions_updated", EM, {"block_id": "a", "attempt": 1})
         el.log_event(TS, "checkpoint", EM, {"deltas": {"ETH": 1.0}, "seq": 4})

@@ -70,6 +70,14 @@ def halted(log_dir: Path) -> Path:
     em.update_state(T(0), "strategy_manager", batch)
     assert em.halted
     el.close()
+    return log_dir
+
+
+def poisoned(log_dir: Path) -> Path:
+    """The halted journal with hostile control characters in every ``action``, as a hand
+    edit would leave it: the boundary refuses such an action, so every reader refuses the
+    journal (naming the line), quoting the text with its escapes visible."""
+    halted(log_dir)
     _poison_actions(log_dir)
     return log_dir
 
@@ -86,14 +94,19 @@ def in_flight(log_dir: Path) -> Path:
     with pytest.raises(Crash):
         em.update_state(T(0), "strategy_manager", batch)
     el.close()
-    _poison_actions(log_dir)
     return log_dir
 
 
-@pytest.fixture(scope="module", params=["halted", "in_flight"])
+@pytest.fixture(scope="module", params=["halted", "in_flight", "poisoned"])
 def journal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     log_dir = tmp_path_factory.mktemp(request.param) / "logs"
-    return {"halted": halted, "in_flight": in_flight}[request.param](log_dir)
+    return {"halted": halted, "in_flight": in_flight,
+            "poisoned": poisoned}[request.param](log_dir)
+
+
+def is_poisoned(journal: Path) -> bool:
+    """True for the journal every reader refuses (its actions hold control characters)."""
+    return journal.parent.name.startswith("poisoned")
 
 
 def run(*args: object, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -129,10 +142,13 @@ def test_status_shows_hostile_text_without_obeying_it(
     """``fsm-exec status`` prints a venue's error text and a block's action with their
     escapes visible (``\\x1b``): nothing can erase the halted line or hide a link."""
     code, out, err = run("status", journal, capsys=capsys)
-    assert code == 1, err
     assert_terminal_safe(out + err)
-    assert "\\x1b[1A\\x1b[2K" in out  # shown, visibly
+    if is_poisoned(journal):  # refused, the action quoted visibly
+        assert code == 2 and "\\x1b[1A\\x1b[2K" in err and "$.data.action" in err
+        return
+    assert code == 1, err
     if journal.parent.name.startswith("halted"):
+        assert "\\x1b[1A\\x1b[2K" in out  # the venue's error, shown visibly
         assert "halted       EXEC-007" in out
     else:
         assert "IN DOUBT" in out
@@ -140,10 +156,11 @@ def test_status_shows_hostile_text_without_obeying_it(
 
 def test_status_json_is_json(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``status --json`` stays JSON, which escapes control characters itself."""
-    code, out, _ = run("status", journal, "--json", capsys=capsys)
-    assert code == 1
-    assert_terminal_safe(out)
-    json.loads(out)
+    code, out, err = run("status", journal, "--json", capsys=capsys)
+    assert_terminal_safe(out + err)
+    if not is_poisoned(journal):
+        assert code == 1
+        json.loads(out)
 
 
 def test_check_shows_hostile_text_without_obeying_it(
@@ -158,7 +175,7 @@ def test_diagram_events_on_a_terminal_is_safe(
     """``diagram --events`` in every text format prints no raw control character."""
     for fmt in ("mermaid", "dot", "markdown", "table"):
         code, out, err = run("diagram", "--events", journal, "--format", fmt, capsys=capsys)
-        assert code == 0, err
+        assert code == (1 if is_poisoned(journal) else 0), err
         assert_terminal_safe(out + err)
 
 
@@ -189,6 +206,10 @@ def test_markdown_report_quotes_hostile_text_as_text(
     cannot end a table row, no heading, row, link, image or HTML of its own."""
     out_file = tmp_path / "r.md"
     code, _, err = run("report", journal, "-o", out_file, capsys=capsys)
+    if is_poisoned(journal):
+        assert code != 0 and "\\x1b[1A" in err
+        assert_terminal_safe(err)
+        return
     assert code == 0, err
     md = out_file.read_text()
     assert_markdown_safe(md)
@@ -201,6 +222,10 @@ def test_diagram_markdown_quotes_hostile_text_as_text(
     """``diagram --events --format markdown`` (and ``--block``) escapes for Markdown."""
     code, out, err = run("diagram", "--events", journal, "--format", "markdown",
                          capsys=capsys)
+    if is_poisoned(journal):
+        assert code != 0 and out == ""
+        assert_terminal_safe(err)
+        return
     assert code == 0, err
     assert_markdown_safe(out)
     code, out, err = run("diagram", "--events", journal, "--block", IDS[0], "--format",
@@ -253,6 +278,10 @@ def test_html_report_has_no_html_from_the_journal(
     pytest.importorskip("matplotlib")
     out_file = tmp_path / "r.html"
     code, _, err = run("report", journal, "-o", out_file, capsys=capsys)
+    if is_poisoned(journal):
+        assert code != 0
+        assert_terminal_safe(err)
+        return
     assert code == 0, err
     page = out_file.read_text()
     assert "<img" not in page and "<script" not in page
@@ -270,7 +299,9 @@ _HOSTILE_PIECES = st.sampled_from(
     [*map(chr, range(0x20)), "\x7f", "\x9b", "\u2028", "\u202e", "\u2066", "[", "]", "(",
      ")", "<", ">", "/", "$", "`", "|", "*", "_", "#", "~", "&", "\\", "!", ";", ":", "=",
      '"', "'", "a", "1", " ", "img", "script", "src=", "https://x", "\u00e9"])
-_QUOTED_FIELDS = ("action", "reason", "error_message", "message")
+#: The free-text fields (an ``action`` is a block's field: the boundary's rules refuse control
+#: characters in it, and every reader refuses a journal holding one: see ``poisoned``).
+_QUOTED_FIELDS = ("reason", "error_message", "message")
 
 
 def _with_text(log_dir: Path, texts: list[str]) -> None:
@@ -293,7 +324,7 @@ def _with_text(log_dir: Path, texts: list[str]) -> None:
                       min_size=1, max_size=4))
 def test_any_hostile_text_reaches_every_output_as_text(
         texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Whatever text a journal quotes (actions, reasons, a venue's errors), every command
+    """Whatever text a journal quotes (reasons, a venue's errors), every command
     exits with one of its codes (no traceback) and its outputs carry it inertly: no raw
     control character on the terminal, no raw CR, HTML, link or forged row in Markdown, no
     HTML or control character in the HTML report."""

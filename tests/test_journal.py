@@ -1432,7 +1432,8 @@ def test_a_checkpoint_longer_than_any_read_limit_still_rotates_and_dates(
     from fsm_exec.journal.files import first_seq, start_day
 
     clock = Clock()
-    huge = {"queue": ["x" * 1000] * 70_000}
+    huge = {"queue": [{"block_id": "b", "action": "x" * 1000, "priority": 1,
+                       "instructions": [{"token": "ETH", "amount": 1}]}] * 70_000}
     with EventLogger(tmp_path, "live", today=clock) as el:
         el.checkpoint(EM, huge, timestamp=0, new_file=True)
         el.log_event(0, "tick", EM, {})

@@ -36,10 +36,10 @@ GOLDEN = Path(__file__).parent / "golden"
 #: the manager on fsm_exec.sim's collaborators), in both modes.
 VALID = ["backtest_clean.jsonl", "live_faults.jsonl", "crashed.jsonl",
          "crashed_then_recovered.jsonl",
-         # as the release before idle runs and the run in checkpoints wrote them (one
-         # state_update per call, checkpoints without "run"): committed, never regenerated
-         "previous/backtest_clean.jsonl", "previous/live_faults.jsonl",
-         "previous/crashed_then_recovered.jsonl"]
+         # as an earlier release wrote them (before idle runs, the run in checkpoints and
+         # step times: see golden/earlier/README.md): committed, never regenerated
+         "earlier/backtest_clean.jsonl", "earlier/live_faults.jsonl", "earlier/crashed.jsonl",
+         "earlier/crashed_then_recovered.jsonl"]
 NAME = "execution_manager_events.jsonl"
 
 
@@ -333,7 +333,7 @@ def test_only_regular_files_are_read_and_never_block(kind: str, tmp_path: Path) 
         path.symlink_to("/dev/zero")
     [(how, exc)] = _in_thread(lambda: list(read_journal(path)))
     assert how == "raised" and isinstance(exc, JournalCorruptError)
-    assert "not a journal file" in str(exc)
+    assert "not a regular file" in str(exc)
     [(how, report)] = _in_thread(lambda: check_journal(path))
     assert how == "ok" and not report.ok
     [(how, exc)] = _in_thread(lambda: read_status(tmp_path))

@@ -45,7 +45,16 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.plain import int_problem
+
+# The timestamps' one parser and canonical form (boundary/timestamps.py), importable from here.
+from fsm_exec.boundary.timestamps import EPOCH_RANGE as EPOCH_RANGE
+from fsm_exec.boundary.timestamps import assume_zone as assume_zone
+from fsm_exec.boundary.timestamps import canonical_timestamp as canonical_timestamp
+from fsm_exec.boundary.timestamps import parse_timestamp as parse_timestamp
+from fsm_exec.boundary.timestamps import timestamp_problem as timestamp_problem
 from fsm_exec.core.errors import safe_repr, shorten
+from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: How deep canonical data may nest (containers within containers).
 MAX_DEPTH = 32
@@ -165,6 +174,10 @@ class _Walk:
             return v
         if t is int:
             if not _I64_MIN <= v <= _I64_MAX:
+                problem = int_problem(v)
+                if problem is not None:
+                    self.fail(path, problem)
+                    return None
                 self.special = True
             return v
         if v is None or t is bool:
@@ -200,8 +213,7 @@ class _Walk:
                 self.fail(path, f"must be a finite number (no NaN or infinity anywhere in a "
                                 f"block), {self.got(v)}")
                 return None
-            self.special = True
-            return v
+            return self.decimal(v, path)
         if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
             return self.value(int(v), path, depth)
         if isinstance(v, float):  # float subclasses (numpy.float64)
@@ -332,6 +344,10 @@ class _Walk:
         if t is str:
             return self.text(k, _key_path(path, "<key>"))
         if t is int:
+            problem = int_problem(k)
+            if problem is not None:
+                self.fail(_key_path(path, "<key>"), problem)
+                return None
             self.special = True
             return int(k)
         if isinstance(k, enum.Enum):
@@ -340,13 +356,23 @@ class _Walk:
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
                 type(k).__name__ != "bool_" and not _is_timedelta64(k):
-            self.special = True
-            return int(k)
+            return self.key(int(k), path)
         if isinstance(k, dt.datetime | dt.date) and k == k:
             return k.isoformat()
         self.fail(_key_path(path, "<key>"), f"a key must be a string or an integer, got "
                                            f"{_describe(k)}")
         return None
+
+    def decimal(self, v: Decimal, path: str) -> Decimal | None:
+        """A ``Decimal`` whose text the journal holds (at most ``MAX_DECIMAL_TEXT``
+        characters: its reader reads no longer one)."""
+        n = len(str(v))
+        if n > MAX_DECIMAL_TEXT:
+            self.fail(path, f"a Decimal of {n} characters: the journal holds at most "
+                            f"{MAX_DECIMAL_TEXT} (round it, or give a float)")
+            return None
+        self.special = True
+        return v
 
     def amount(self, x: Any, path: str) -> Any:
         """``amount`` and ``*_amount``: a finite number (numpy's included), never a bool."""
@@ -357,8 +383,7 @@ class _Walk:
             if not x.is_finite():
                 self.fail(path, f"must be a finite number, {self.got(x)}")
                 return None
-            self.special = True
-            return x
+            return self.decimal(x, path)
         if isinstance(x, numbers.Real):
             v = self.value(x, path, 0)
             if isinstance(v, float) and not math.isfinite(v):
@@ -472,121 +497,3 @@ def to_wire(v: Any) -> Any:
         return {DECIMAL_TAG: str(v)}
     return v
 
-
-# ------------------------------------------------------------------------ timestamps
-
-#: Epoch seconds accepted as a timestamp: 2000-01-01 to 2100-01-01 (UTC). Milliseconds or
-#: nanoseconds since the epoch fall far outside and are refused, never misread.
-EPOCH_RANGE: tuple[int, int] = (946_684_800, 4_102_444_800)
-
-
-def parse_timestamp(text: object, *, naive_is_utc: bool = False) -> dt.datetime | None:
-    """The package's one ISO 8601 parser: ``text`` as an aware datetime (its own offset
-    kept), or ``None`` when it is not a string of at most 64 characters holding an ISO
-    8601 time with an offset (``Z`` included; without one, taken as UTC when
-    ``naive_is_utc``) that has a UTC instant (``0001-01-01T00:00:00+01:00`` has none)."""
-    if not isinstance(text, str) or len(text) > 64:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.utcoffset() is None:
-        if not naive_is_utc:
-            return None
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    if parsed.year in (1, 9999) and _in_utc(parsed) is None:  # only the edges can overflow
-        return None
-    return parsed
-
-
-def _in_utc(t: dt.datetime) -> str | None:
-    """``t`` (aware) in UTC, ISO 8601; ``None`` beyond the range a datetime holds."""
-    try:
-        return t.astimezone(dt.UTC).isoformat()
-    except (OverflowError, ValueError):  # 0001-01-01 +01:00, 9999-12-31 -01:00
-        return None
-
-
-def canonical_timestamp(ts: Any) -> str | None:
-    """The journal's one form of a caller's timestamp: UTC ISO 8601, or ``None`` (with the
-    reason in :func:`timestamp_problem`) when ``ts`` is not one.
-
-    Accepted: a timezone-aware ``datetime`` (``pandas.Timestamp`` included), an ISO 8601
-    string with an offset (``Z`` included), epoch seconds in :data:`EPOCH_RANGE`.
-    """
-    if type(ts) is dt.datetime and ts.tzinfo is dt.UTC:  # the common case, first
-        return ts.isoformat()
-    if type(ts) is dt.datetime or isinstance(ts, dt.datetime):
-        if ts != ts or ts.utcoffset() is None:  # NaT; naive
-            return None
-        return _in_utc(ts)
-    if isinstance(ts, str):
-        parsed = parse_timestamp(ts)
-        if parsed is None:
-            return None
-        return _in_utc(parsed)
-    if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and \
-            type(ts).__name__ != "bool_":
-        try:
-            seconds = float(ts)
-        except (TypeError, ValueError, OverflowError):  # pragma: no cover - exotic Reals
-            return None
-        if not (math.isfinite(seconds) and EPOCH_RANGE[0] <= seconds < EPOCH_RANGE[1]):
-            return None
-        return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
-    return None
-
-
-def assume_zone(ts: Any, zone: dt.tzinfo) -> Any:
-    """A naive ``datetime`` (``pandas.Timestamp`` included) or a naive ISO 8601 string read
-    as a time in ``zone`` (an aware datetime); anything else as it is. What a manager given
-    ``assume_timezone`` does with a timestamp :func:`canonical_timestamp` refused."""
-    if isinstance(ts, dt.datetime):
-        return ts.replace(tzinfo=zone) if ts == ts and ts.utcoffset() is None else ts
-    if isinstance(ts, str) and len(ts) <= 64:
-        try:
-            parsed = dt.datetime.fromisoformat(ts)
-        except ValueError:
-            return ts
-        return parsed.replace(tzinfo=zone) if parsed.utcoffset() is None else ts
-    return ts
-
-
-_OUT_OF_RANGE = ("a time whose UTC instant is outside the years 1-9999 (a datetime holds no "
-                 "other)")
-
-
-def _parses(text: str) -> bool:
-    """``text`` is an ISO 8601 time with an offset (whatever its range)."""
-    try:
-        return len(text) <= 64 and dt.datetime.fromisoformat(text).utcoffset() is not None
-    except ValueError:
-        return False
-
-
-def timestamp_problem(ts: Any) -> str:
-    """Why ``ts`` is not a timestamp the manager accepts (for the error message)."""
-    if isinstance(ts, dt.datetime):
-        if ts != ts:
-            return "NaT is not a time"
-        if ts.utcoffset() is not None:
-            return _OUT_OF_RANGE
-        return ("a naive datetime (no timezone): make it aware, e.g. "
-                "dt.replace(tzinfo=datetime.UTC) or pandas.Timestamp(x, tz='UTC'), or say "
-                "which zone naive times are in: ExecutionManager(..., "
-                "assume_timezone='UTC')")
-    if isinstance(ts, str):
-        if parse_timestamp(ts) is None and _parses(ts):
-            return _OUT_OF_RANGE
-        if assume_zone(ts, dt.UTC) is not ts:
-            return ("an ISO 8601 time without an offset: add one (e.g. "
-                    "'2025-10-01T00:00:00Z'), or say which zone naive times are in: "
-                    "ExecutionManager(..., assume_timezone='UTC')")
-        return ("a string that is not an ISO 8601 time with an offset (e.g. "
-                "'2025-10-01T00:00:00+00:00' or '2025-10-01T00:00Z')")
-    if isinstance(ts, numbers.Real) and not isinstance(ts, bool):
-        return ("epoch seconds outside 2000-2100 (milliseconds or nanoseconds since the "
-                "epoch are refused: divide by 1e3 or 1e9)")
-    return (f"a {type(ts).__name__}: give a timezone-aware datetime, an ISO 8601 string "
-            "with an offset, or epoch seconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
@@ -41,6 +42,22 @@ def os_reason(exc: OSError, doing: str) -> str:
         return str(exc)
     return f"{doing}: {exc.filename}: {exc.strerror}" if exc.filename else (
         f"{doing}: {exc.strerror}")
+
+
+def parse_time(option: str, text: str | None) -> dt.datetime | None:
+    """A time option (``--now``, ``--at``): an ISO 8601 time with an offset (``Z`` for UTC)
+    read by the package's one parser, or ``None`` when not given; else :class:`UsageError`
+    naming the option and saying what to give."""
+    if text is None:
+        return None
+    from fsm_exec.boundary.canonical import parse_timestamp
+
+    when = parse_timestamp(text, naive_is_utc=True)  # the package's one parser
+    if when is None:
+        raise UsageError(f"{option}: not an ISO 8601 time: {text!r}")
+    if parse_timestamp(text) is None:  # it parsed only as a naive time
+        raise UsageError(f"{option}: give an offset (e.g. {text}Z or {text}+00:00)")
+    return when
 
 
 def plural(n: int, one: str, many: str) -> str:
@@ -110,10 +127,7 @@ def read_config(path: Path | None) -> dict[str, Any]:
         return {}
     if path.suffix not in (".toml", ".json"):
         raise UsageError(f"{path}: a config file must end in .toml or .json")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
+    raw = read_input(path, f"{path}: cannot read the config")
     text = decode_text(path, raw, "cannot read the config")
     try:
         data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -128,17 +142,80 @@ def read_config(path: Path | None) -> dict[str, Any]:
     return data
 
 def journal_paths(paths: Sequence[str]) -> list[Path]:
-    """The journal paths of a command line: each must exist, and a directory must hold a
-    journal (else :class:`UsageError`, exit 2, as ``check`` does)."""
+    """The journal paths of a command line, the one test every command that reads a
+    journal applies before reading it (``check``, ``report``, ``diagram --events``): each
+    must exist; a directory must hold a journal, and its journal files be regular files;
+    a file must be a regular file whose first line is a journal record (or a ``*.jsonl``
+    that is not JSON at all: a torn or corrupt journal, for the reader to report). Else
+    :class:`UsageError`, exit 2, with one message per case."""
     from fsm_exec.journal.files import journal_files
 
     files = [Path(p) for p in paths]
     for p in files:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
-        if p.is_dir() and not journal_files(p):
-            raise UsageError(f"{p}: holds no ExecutionManager journal")
+        if p.is_dir():
+            inside = journal_files(p)
+            if not inside:
+                raise UsageError(f"{p}: holds no ExecutionManager journal")
+            for f in inside:
+                regular_file(f)
+        elif not _looks_like_a_journal(p):
+            raise UsageError(f"{p}: not a journal (its first line is not a journal record); "
+                             "pass a log directory or its *_events.jsonl files")
     return files
+
+
+def regular_file(path: Path) -> None:
+    """Refuse (:class:`UsageError`, exit 2) a path that is not a regular file, before
+    anything reads it: ``PATH: a device, not a regular file ...`` (the reader's wording,
+    :func:`fsm_exec.journal.files.not_regular`)."""
+    from fsm_exec.journal.files import not_regular
+
+    try:
+        problem = not_regular(path.stat().st_mode)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if problem is not None:
+        raise UsageError(f"{path}: {problem}")
+
+
+#: The largest file a command reads whole (a blocks file, prices, a config, a lifecycle
+#: table): a bound on what one input may cost.
+MAX_INPUT_BYTES = 1 << 30
+
+
+def read_input(path: Path, cannot: str) -> bytes:
+    """The bytes of a file a command reads whole: a regular file only (else
+    :class:`UsageError`, exit 2, before anything is read), of at most
+    :data:`MAX_INPUT_BYTES`. ``cannot`` starts the message of an ``OSError``."""
+    from fsm_exec.journal.files import JournalCorruptError, open_regular
+
+    try:
+        with open_regular(path) as f:
+            raw = f.read(MAX_INPUT_BYTES + 1)
+    except JournalCorruptError as exc:  # a device, a named pipe, a directory
+        raise UsageError(exc.message) from None
+    except OSError as exc:
+        raise UsageError(f"{cannot}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_INPUT_BYTES} bytes (the most a command "
+                         "reads)")
+    return raw
+
+
+def _looks_like_a_journal(path: Path) -> bool:
+    """The reader's own test (``journal.reader.looks_like_a_journal``), as a usage error
+    when the file cannot be read (a device, a named pipe: refused before reading)."""
+    from fsm_exec.journal.files import JournalCorruptError
+    from fsm_exec.journal.reader import looks_like_a_journal as sniff
+
+    try:
+        return sniff(path)
+    except JournalCorruptError as exc:
+        raise UsageError(exc.message) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 

@@ -16,9 +16,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.cli._common import UsageError, decode_text
+from fsm_exec.cli._common import UsageError, decode_text, read_input, regular_file
 
 TIMESTAMP = "timestamp"
+
+
+def _refuse_duplicate_columns(path: Path, columns: Sequence[str]) -> None:
+    """A column named twice is a :class:`UsageError` naming it and where: which of the two
+    prices a block would get is anyone's guess (a CSV reader keeps the last)."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(columns, start=1):
+        if name in first:
+            raise UsageError(f"--prices {path}:1: column {name!r} is named twice (columns "
+                             f"{first[name]} and {i}): keep one")
+        first[name] = i
 
 
 def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -30,6 +41,7 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         except ImportError:
             raise UsageError(f"--prices {path}: reading Parquet needs pandas: pip install "
                              "'fsm-exec[pandas]' pyarrow (or give a CSV file)") from None
+        regular_file(path)  # pandas would read a device for ever
         try:
             frame = pd.read_parquet(path)
         except ImportError as exc:  # no engine (pyarrow or fastparquet)
@@ -40,16 +52,15 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             raise UsageError(f"--prices {path}: not a readable Parquet file: "
                              f"{type(exc).__name__}") from None
         columns = [str(c) for c in frame.columns]
+        _refuse_duplicate_columns(path, columns)
         return columns, [dict(zip(columns, row, strict=True))
                          for row in frame.itertuples(index=False, name=None)]
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"--prices {path}: cannot read: {exc.strerror or exc}") from None
+    raw = read_input(path, f"--prices {path}: cannot read")
     text = decode_text(path, raw, "cannot read the prices")
     try:
         reader = csv.DictReader(text.splitlines())
         columns = [c.strip() for c in reader.fieldnames or []]
+        _refuse_duplicate_columns(path, columns)
         rows = []
         for n, row in enumerate(reader, start=2):
             if None in row:

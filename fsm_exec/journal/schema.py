@@ -15,18 +15,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, NewType
 
 import attrs
 import cattrs
+
+from fsm_exec.boundary.blocks import BLOCK_FIELDS, check_block
+from fsm_exec.core.limits import MAX_NAME, MAX_TEXT
+from fsm_exec.journal.codec import CHECKPOINT, decode
 
 #: The block ids the manager writes.
 BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: The highest attempt number a record may hold (``max_retries`` is at most 10).
 MAX_ATTEMPT = 10_000
 _MAX_COUNT = (1 << 63) - 1
-_MAX_TEXT = 64 * 1024  # an error message, a reason
-_MAX_NAME = 256  # a state, a trigger, a code, a source
+_MAX_TEXT = MAX_TEXT  # an error message, a reason: the writer's bound too (core.limits)
+_MAX_NAME = MAX_NAME  # a state, a trigger, a code, a source
 
 BlockId = NewType("BlockId", str)
 Count = NewType("Count", int)
@@ -185,7 +190,7 @@ class StateUpdate:
     queue_length: Count = _ABSENT
     halted: Flag = _ABSENT
     processing_time_ms: Number = _ABSENT
-    calls: Count = _ABSENT  # a run of calls that changed nothing (journal/buffer.py)
+    calls: Count = _ABSENT  # a run of calls that changed nothing (journal/idle.py)
     first_timestamp: Name = _ABSENT
 
 
@@ -220,7 +225,22 @@ class Checkpoint:
     queue: list[Block] = _ABSENT
     flight: InFlight | None = _ABSENT
     finished: list[tuple[BlockId, Name]] = _ABSENT
+    finished_digests: dict[BlockId, Name] = _ABSENT
     written_on: Name | None = _ABSENT
+    execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
+    wall_clock: Name | None = _ABSENT  # since issue 25
+    clock: Name | None = _ABSENT  # "wall": the timestamp is the wall clock (since issue 25)
+
+
+@attrs.frozen
+class OperatorAction:
+    """An operator's tool acted on the journal (``fsm-exec cancel``): not a start."""
+
+    action: Name = _ABSENT
+    tool: Name = _ABSENT
+    user: Text | None = _ABSENT
+    sudo_user: Text | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
 
 
 @attrs.frozen
@@ -233,6 +253,8 @@ class Recovered:
     blocks_cancelled: Count | None = _ABSENT
     dropped: Count | None = _ABSENT
     from_seq: Count | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
+    clock: Name | None = _ABSENT
 
 
 #: The manager's record kinds with a schema; other kinds are checked by the envelope only.
@@ -242,6 +264,7 @@ KINDS: dict[str, type] = {
     "reconciliation_timeout": OfABlock, "execution_query": OfABlock,
     "block_failed": BlockFailed, "error": Error, "manager_halted": Halted,
     "state_update": StateUpdate, "checkpoint": Checkpoint, "recovered": Recovered,
+    "operator_action": OperatorAction,
 }
 
 #: The component whose records have a schema per kind.
@@ -284,4 +307,34 @@ def check_record(obj: dict[str, Any]) -> str | None:
         _converter.structure(obj["data"], kind)
     except Exception as exc:  # as above
         return _problem(exc, "$.data")
+    return _blocks_problem(obj["event_type"], obj["data"])
+
+
+def _blocks_problem(kind: str, data: dict[str, Any]) -> str | None:
+    """The first block of a ``block_accepted`` or ``checkpoint`` record that the boundary's
+    own rules (:func:`~fsm_exec.boundary.blocks.check_block`, the function the manager
+    accepts blocks by) refuse: a NaN amount, a priority that is no integer, control
+    characters in an action, empty instructions; ``reason @ path``, or ``None``."""
+    if kind == "block_accepted":
+        where: list[tuple[str, Any]] = [("$.data", data)]
+    elif kind == CHECKPOINT:
+        queue = data.get("queue") or ()
+        where = [(f"$.data.queue[{i}]", b) for i, b in enumerate(queue)]
+        flight = data.get("flight")
+        if isinstance(flight, dict) and "block" in flight:
+            where.append(("$.data.flight.block", flight["block"]))
+    else:
+        return None
+    for path, d in where:
+        if type(d) is not dict:
+            return f"must be an object (a block), got {_shown(d)} @ {path}"
+        item = {k: d[k] for k in BLOCK_FIELDS if k in d}  # the record's own fields aside
+        if "priority" in item:
+            item["priority"] = decode(item["priority"])  # beyond 64 bits: {"__int__": ..}
+            if isinstance(item["priority"], Decimal):  # as journals before 2026-12 wrote it
+                item["priority"] = int(item["priority"])
+        if "instructions" in item:
+            item["instructions"] = decode(item["instructions"])
+        for field, reason in check_block(item)[:1]:
+            return f"{reason} @ {path}" + (f".{field}" if field else "")
     return None

@@ -1,12 +1,12 @@
 """The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
 that it doubles as the crash-recovery journal. Its codec is :mod:`~fsm_exec.journal.codec`,
 its files :mod:`~fsm_exec.journal.files`, its reader :mod:`~fsm_exec.journal.reader`, the
-CSV export :mod:`~fsm_exec.journal.export`.
+CSV export :mod:`~fsm_exec.journal.export`, what it holds open (files, buffers, the lock)
+:mod:`~fsm_exec.journal.handles`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import os
@@ -20,21 +20,6 @@ from typing import Any
 import orjson
 
 from fsm_exec.core.errors import EventLogError
-from fsm_exec.journal.buffer import (
-    ROTATE_BYTES,
-    STATE_UPDATE,
-    Held,
-    IdleRun,
-    Journal,
-    encode_line,
-    file_bytes,
-    flush,
-    release,
-    settle,
-    too_long,
-    utc_today,
-)
-from fsm_exec.journal.buffer import JournalLossError as JournalLossError
 from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     CHECKPOINT,
@@ -45,6 +30,7 @@ from fsm_exec.journal.codec import (
 )
 from fsm_exec.journal.export import export_csv
 from fsm_exec.journal.files import (
+    FileOwner,
     files_of,
     first_seq,
     fsync_dir,
@@ -52,33 +38,34 @@ from fsm_exec.journal.files import (
     journal_name,
     journal_stem_of,
     last_seq,
+    open_append,
     repair_torn_tail,
     start_day,
 )
+from fsm_exec.journal.handles import (
+    ROTATE_BYTES,
+    Held,
+    Journal,
+    file_bytes,
+    flush,
+    open_loggers,
+    release,
+    settle,
+    too_long,
+    utc_today,
+    write_line,
+)
+from fsm_exec.journal.handles import JournalLossError as JournalLossError
+from fsm_exec.journal.idle import STATE_UPDATE, IdleRun, encode_line
 from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
+
+
 _MAX_RETENTION_DAYS = 36_500
-_open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
 
 
-@atexit.register
-def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
-    for logger in list(_open_loggers):
-        with contextlib.suppress(Exception):
-            logger.close()
-
-
-def _forget_inherited() -> None:
-    """In a forked child: drop every logger inherited from the parent, unflushed, so the
-    child never writes the parent's records again (duplicate seq, duplicate CSV rows)."""
-    for logger in list(_open_loggers):
-        logger._abandon()
-    _open_loggers.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited)
 FsyncListener = Callable[[float], None]
 
 
@@ -100,6 +87,9 @@ class EventLogger:
     backtest fsyncs as live mode does (a backtest journal meant to survive a power cut);
     ``False`` is refused in live mode. Opening a directory that holds a journal appends
     to it (a torn last line is set aside as ``<file>.torn``) and never deletes anything.
+    ``files_like``: every file it creates (a new journal file, a ``.torn``, the lock) gets
+    the owner, group and permission bits of this file (an operator's tool run as root on
+    a service user's journal: changing the owner needs root).
 
     Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
     file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
@@ -114,7 +104,7 @@ class EventLogger:
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
                  retention_days: int | None = 30, today: Callable[[], dt.date] = utc_today,
                  buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
-                 fsync: bool | None = None) -> None:
+                 fsync: bool | None = None, files_like: Path | str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fsync is not None and type(fsync) is not bool:
@@ -137,6 +127,9 @@ class EventLogger:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
         self.log_dir = Path(log_dir)
         self.mode = mode
+        #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
+        #: manager writing here takes it as its ``name`` unless given one.
+        self.run_id: str | None = None
         self.retention_days = retention_days
         self.checkpoint_every = checkpoint_every
         self._today = today
@@ -155,12 +148,18 @@ class EventLogger:
         self._fsynced: list[float] = []  # timings not yet given to the listeners
         self._owners = Owners()  # component -> its one manager in this process
         try:
+            # the files it creates are the journal's owner's (an operator's tool as root)
+            self._owner = FileOwner.like(files_like) if files_like is not None else None
+        except OSError as exc:
+            raise EventLogError(f"cannot read the owner of {files_like}: {exc.strerror}",
+                                exc) from exc
+        try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventLogError(f"cannot create log directory {self.log_dir}: "
                                 f"{exc.strerror}", exc) from exc
         try:
-            lock_fd = take_lock(self.log_dir)  # on failure it has released what it took
+            lock_fd = take_lock(self.log_dir, self._owner)  # on failure: released
         except JournalLockedError:
             raise
         except OSError as exc:
@@ -171,7 +170,7 @@ class EventLogger:
         self._held = Held(lock_fd, self._durable)
         self._journals = self._held.journals
         self._finalizer = weakref.finalize(self, release, self._held)
-        _open_loggers.add(self)
+        open_loggers.add(self)
 
     # -------------------------------------------------------------- journals
     def path_for(self, component: str) -> Path:
@@ -180,10 +179,17 @@ class EventLogger:
 
     def has_history(self, component: str) -> bool:
         """True if ``component`` has records in this directory (from this process or an
-        earlier one): a manager must then recover before it writes."""
+        earlier one): a manager must then recover before it writes. Opens the component's
+        journal (the manager writes to it next): a journal opened on no file has history
+        only once something is written to it, without a file read."""
         j = self._journals.get(component)
         if j is not None and (j.seq or j.buf or j.idle):
             return True
+        if j is None and not self._closed:  # opened now: the manager writes to it next
+            with self._write_lock:
+                j = self._journal(component)
+        if j is not None and j.fresh:  # no file was there: only what was written since
+            return bool(j.seq or j.buf)
         return any(p.stat().st_size for p in journal_files(self.log_dir, component))
 
     def claim(self, component: str, owner: object) -> None:
@@ -220,18 +226,19 @@ class EventLogger:
             day = (start_day(path, self._today()) if existed and path.stat().st_size
                    else self._today())
             if existed:
-                repair_torn_tail(path)
+                repair_torn_tail(path, self._owner)
             seq = 0
-            for p in reversed(journal_files(self.log_dir, component)):
+            files = journal_files(self.log_dir, component)
+            for p in reversed(files):
                 seq = last_seq(p)
                 if seq:
                     break
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_append(path, self._owner)
             if not existed and self._durable:
                 fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        j = self._journals[component] = Journal(path, seq, day, fd)
+        j = self._journals[component] = Journal(path, seq, day, fd, fresh=not files)
         return j
 
     def _journal(self, component: str) -> Journal:
@@ -251,7 +258,7 @@ class EventLogger:
         counted = j.seq
         self._flush_journal(j)
         try:
-            repair_torn_tail(j.path)
+            repair_torn_tail(j.path, self._owner)
             seq = 0
             for p in reversed(files_of(self.log_dir, journal_stem_of(j.path))):
                 seq = last_seq(p)
@@ -280,9 +287,13 @@ class EventLogger:
 
     def _rotate(self, j: Journal, today: dt.date) -> None:
         """Close the current file under a name of its own, and start a new current file."""
+        if j.fresh and not (j.seq or j.buf or j.idle):  # an empty new file: nothing to close
+            j.day = today
+            return
         self._flush_journal(j)
         if j.unsynced and self._durable:
             self._fsync(j)
+        j.fresh = False
         first = first_seq(j.path)
         if first is not None:
             stem = journal_stem_of(j.path)
@@ -290,7 +301,7 @@ class EventLogger:
             os.close(j.fd)
             j.fd = -1
             os.rename(j.path, target)
-            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            j.fd = open_append(j.path, self._owner)
             if self._durable:
                 fsync_dir(self.log_dir)
         j.day = today
@@ -299,7 +310,7 @@ class EventLogger:
         """Delete the oldest whole files that ended more than ``retention_days`` ago; only
         files before the current one (for a checkpointing component: before the newest
         checkpoint, which starts the current file)."""
-        if self.retention_days is None:
+        if self.retention_days is None or j.fresh:  # fresh: no file but the current one
             return
         try:
             cutoff = today - dt.timedelta(days=self.retention_days)
@@ -348,8 +359,10 @@ class EventLogger:
                     self._rotate(j, today)
                 # written_on first: start_day reads it from the line's first bytes
                 record_data = {"written_on": today.isoformat(), **data}
+                # Written through (and fsynced) when records are durable; a backtest
+                # journal's is buffered like any record (nothing to make durable).
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
-                            sync=True, force=True)
+                            sync=True, force=self._durable)
             except OSError as exc:
                 j.dirty = True  # a failed fsync (rotation's, or its own): read the file back
                 if isinstance(exc, EventLogError):
@@ -466,22 +479,7 @@ class EventLogger:
         j.dirty = False
 
     def _write_durably(self, j: Journal, line: bytes, sync: bool = True) -> None:
-        try:
-            offset = os.lseek(j.fd, 0, os.SEEK_END)
-        except OSError as exc:
-            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(j.fd, view):]
-            if sync and self._durable:
-                self._fsync(j)
-            else:
-                j.unsynced = True
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # take back a partial line: keep it whole
-                os.ftruncate(j.fd, offset)
-            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
+        write_line(j, line, self._fsync if sync and self._durable else None)
 
     def _fsync(self, j: Journal) -> None:
         timed = bool(self._fsync_listeners)
@@ -556,7 +554,7 @@ class EventLogger:
                     raise failure
             finally:
                 self._let_go()
-                _open_loggers.discard(self)
+                open_loggers.discard(self)
         if self._fsynced:
             self._tell_fsyncs()
 

@@ -14,6 +14,7 @@ from fsm_exec.core.errors import (
     InvalidArgumentError,
 )
 from fsm_exec.core.lifecycle import BlockState, Trigger
+from fsm_exec.core.limits import fit_text
 
 _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
@@ -30,17 +31,18 @@ def cancel(self: ExecutionManager, stamp: str, block_ids: Iterable[str] | None,
     with self._mutex:
         if self._interrupted is not None:  # retired (or replaced) since the entry check
             raise self._retired_error()
-        outer, self._ts = self._ts, stamp
+        outer = self._ts, self._t0
+        self._ts, self._t0 = stamp, self._clock()
         try:
             done: tuple[str, ...] = self._cancel_now(block_ids, reason)
             return done
         finally:
-            self._ts = outer
+            self._ts, self._t0 = outer
 
 
 def cancel_now(self: ExecutionManager, block_ids: Iterable[str] | None,
                reason: str) -> tuple[str, ...]:
-    reason = self._redact(reason)
+    reason = fit_text(self._redact(reason))  # refused over the bound; redaction may add
     with self._mutex:
         queued = list(self._state.queue)
         if block_ids is None:

@@ -24,8 +24,9 @@ from fsm_exec.drivers.base import (
 )
 from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.fold import recovery_state
 from fsm_exec.journal.lock import JournalLockedError
-from fsm_exec.journal.reader import JournalRecord, read_journal, recovery_records
+from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import (
     RecoveryReport,
     ReplayError,
@@ -35,6 +36,9 @@ from fsm_exec.journal.state import (
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
+
+#: The ends of a block that say how its reconciliation went (``reconciliation_status``).
+_RECONCILED = frozenset({str(BlockState.SUCCESS), str(BlockState.FAILED)})
 
 
 def recover(self: ExecutionManager,
@@ -54,14 +58,14 @@ def recover(self: ExecutionManager,
         source = own
     same = own is not None and isinstance(source, str | Path) and \
         Path(source).resolve() == Path(own).resolve()
-    if isinstance(source, str | Path):
-        path = Path(source)
-        records: Any = (recovery_records(path, COMPONENT) if path.is_dir()
-                        else read_journal(path, COMPONENT))
-    else:
-        records = source
     try:
-        state = replay(records)
+        if isinstance(source, str | Path) and Path(source).is_dir():
+            # the one reading of a log directory: its newest checkpoint checked first
+            state = recovery_state(source, COMPONENT)[0]
+        else:
+            records: Any = (read_journal(source, COMPONENT)
+                            if isinstance(source, str | Path) else source)
+            state = replay(records)
     except ReplayError as exc:
         r = exc.record
         raise JournalCorruptError(r.path if r else "?", r.line if r else 0,
@@ -81,6 +85,11 @@ def recover(self: ExecutionManager,
         state.flight_cls = Flight
         resolution = None
         fl = state.flight
+        # Nothing in flight: the last block's outcome, as the manager that wrote the
+        # journal said it (cancelled blocks are never reconciled; none yet: pending).
+        self.reconciliation_status = next(
+            (end for end in reversed(state.finished.values()) if end in _RECONCILED),
+            "pending")
         if fl is not None:
             f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
                                                 fl.handed_off, fl.why)
@@ -105,12 +114,15 @@ def recover(self: ExecutionManager,
         halted=state.halted, halt_reason=state.halt_reason,
         dropped=tuple(state.dropped), records=state.records, restarts=restarts,
         blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
+    if self._operator_action is not None:  # an operator's action, not a restart
+        return report
     self._emit("recovered", {
         "queued": len(report.queued), "in_doubt": report.in_doubt,
         "in_doubt_state": fl.state if fl else None, "resolution": resolution,
         "blocks_executed": state.executed, "blocks_failed": state.failed,
         "blocks_cancelled": state.cancelled, "halted": state.halted,
-        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
+        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq,
+        **self._clocks()})
     self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
                        queued=len(report.queued), halted=state.halted,
                        action=fl.block.action if fl else None,
@@ -157,7 +169,7 @@ def reopen(self: ExecutionManager) -> ExecutionManager:
     args, kwargs = self._init_args
     health = kwargs.get("health_manager")
     if health is not None:
-        health.unregister_component(COMPONENT)
+        health.unregister_component(self.health_name, self._health_check)
     new = type(self)(*args, **kwargs)  # built as this one was
     new.recover()
     return new

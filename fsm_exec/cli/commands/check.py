@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import IO, Any
 
 from fsm_exec.cli._common import (
@@ -11,42 +10,20 @@ from fsm_exec.cli._common import (
     FOUND,
     OK,
     UsageError,
+    journal_paths,
 )
 
 
 def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
-    from fsm_exec.journal.files import journal_files
     from fsm_exec.tools.check import check_journal
 
-    sources = [Path(p) for p in args.logs]
-    for p in sources:
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or directory")
-        if p.is_dir() and not journal_files(p):
-            raise UsageError(f"{p}: holds no ExecutionManager journal")
-        if p.is_file() and not looks_like_a_journal(p):
-            raise UsageError(f"{p}: not a journal (its first line is not a journal record); "
-                             "pass a log directory or its *_events.jsonl files")
+    sources = journal_paths(args.logs)  # what every command reading a journal refuses
     try:
         report = check_journal(sources[0] if len(sources) == 1 else sources)
     except OSError as exc:  # e.g. a directory among several files
         raise UsageError(f"cannot read: {exc}") from None
     print(report.summary(), file=out)
     return OK if report.ok else FOUND
-
-
-def looks_like_a_journal(path: Path) -> bool:
-    """The reader's own test (``journal.reader.looks_like_a_journal``), as a usage error
-    when the file cannot be read."""
-    from fsm_exec.journal.files import JournalCorruptError
-    from fsm_exec.journal.reader import looks_like_a_journal as sniff
-
-    try:
-        return sniff(path)
-    except JournalCorruptError as exc:
-        raise UsageError(exc.message) from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def add_parser(sub: Any) -> None:

@@ -1,0 +1,285 @@
+"""One reader, one verdict: a journal the manager writes is always one its own readers read.
+
+The reader bounds every text field (:mod:`fsm_exec.core.limits`, the one place both sides
+take their bounds from); the manager shortens free text it did not choose (a venue's error
+page, an exception's message or type name) after redacting it, with a visible marker, and
+the boundary refuses what is the user's own (an ``action``, a cancel's ``reason``) when it
+is longer. The property: any text any collaborator raises or the user gives ends in a
+journal that ``check``, ``status`` and ``recover()`` all read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fsm_exec import (
+    ExecutionRejected,
+    InstructionBlock,
+    InvalidArgumentError,
+    InvalidBlockError,
+    check_journal,
+)
+from fsm_exec.boundary.blocks import check_block
+from fsm_exec.cli.main import main
+from fsm_exec.core.limits import MAX_NAME, MAX_TEXT, fit_text, too_long
+from fsm_exec.journal.reader import read_journal
+from fsm_exec.sim.venues import SimPositionHandler, SimVenue
+from fsm_exec.tools.status import read_status
+
+from journals import manager
+from kit import T, block, blocks
+
+#: Texts of every size around the bound: short, just under, just over, far over.
+TEXTS = st.builds(lambda piece, n: (piece * n)[: max(n, 1) * len(piece)],
+                  st.text(min_size=1, max_size=8),
+                  st.sampled_from([1, 3, MAX_TEXT // 8, MAX_TEXT - 1, MAX_TEXT, MAX_TEXT + 1,
+                                   70_000, 3 * MAX_TEXT]))
+#: Where a collaborator's text enters the manager.
+WHERE = ("route", "rejected", "query", "positions", "reconciliation", "type_name")
+
+
+def _raiser(where: str, text: str) -> type[BaseException]:
+    if where == "rejected":
+        return ExecutionRejected
+    if where == "type_name":  # a collaborator's own exception class, named at will
+        name = "".join(c for c in text if c.isidentifier()) or "E"
+        return type((name * (MAX_NAME // len(name) + 2))[: MAX_NAME + 50], (Exception,), {})
+    return ConnectionError
+
+
+class _Venue(SimVenue):
+    def __init__(self, where: str, text: str) -> None:
+        super().__init__()
+        self.where, self.text = where, text
+
+    def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+        if self.where in ("route", "rejected", "type_name", "query"):
+            raise _raiser(self.where, self.text)(self.text)
+        return super().route_instruction(timestamp, block)
+
+    def query_execution(self, timestamp: Any, block: InstructionBlock) -> Any:
+        if self.where == "query":
+            raise TimeoutError(self.text)
+        return None
+
+
+class _Positions(SimPositionHandler):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        raise ValueError(self.text)
+
+
+class _Reconciliation:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @property
+    def reconciliation_status(self) -> str:
+        raise RuntimeError(self.text)
+
+
+def _readable(log_dir: Path) -> None:
+    """Every reader reads the journal: check, status, recover() on a new manager."""
+    report = check_journal(log_dir)
+    assert report.ok, report.summary()
+    read_status(log_dir)
+    em, el = manager(log_dir)
+    try:
+        em.recover()
+    finally:
+        el.close()
+
+
+def _run(log_dir: Path, where: str, text: str) -> None:
+    kwargs: dict[str, Any] = {"venue": _Venue(where, text)}
+    if where == "positions":
+        kwargs["positions"] = _Positions(text)
+    elif where == "reconciliation":
+        kwargs["rc"] = _Reconciliation(text)
+    em, el = manager(log_dir, max_retries=1, not_found_min_age_seconds=0,
+                     not_found_interval_seconds=0, **kwargs)
+    try:
+        for i in range(3):
+            with contextlib.suppress(Exception):  # a halt: the journal is what counts
+                em.update_state(T(i), "strategy_manager", blocks("b0") if i == 0 else None)
+    finally:
+        el.close()
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                HealthCheck.data_too_large])
+@given(where=st.sampled_from(WHERE), text=TEXTS)
+def test_any_collaborator_text_ends_in_a_journal_every_reader_reads(
+        where: str, text: str) -> None:
+    """Whatever text a venue, a query, the position handler or the reconciliation component
+    raises (an exchange's HTML error page; an exception type's own name), the journal the
+    manager writes reads back: check OK, status and recover() read it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp) / "j"
+        _run(log_dir, where, text)
+        _readable(log_dir)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                HealthCheck.data_too_large])
+@given(action=TEXTS, reason=TEXTS)
+def test_any_text_the_user_gives_is_refused_or_journaled_readably(
+        action: str, reason: str) -> None:
+    """An ``action`` or a cancel ``reason`` the journal could not hold is refused (EXEC-004
+    naming the block and the field; InvalidArgumentError), nothing changed; anything else is
+    journaled, readably."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp) / "j"
+        submitted = {**block("a"), "action": action}
+        problems = check_block(submitted)
+        if len(action) > MAX_TEXT:
+            assert [p for p, why in problems if "at most 65536 characters" in why] == [
+                "action"]
+        em, el = manager(log_dir)
+        try:
+            if problems:
+                with pytest.raises(InvalidBlockError):
+                    em.execute_instruction_blocks(T(0), [submitted, block("b")])
+                assert em.queued_block_ids == ()
+                em.execute_instruction_blocks(T(0), blocks("a", "b"))
+            else:
+                em.execute_instruction_blocks(T(0), [submitted, block("b")])
+            if len(reason) > MAX_TEXT or not reason.strip():
+                with pytest.raises(InvalidArgumentError):
+                    em.cancel(T(1), ["b"], reason=reason)
+                assert em.queued_block_ids == ("a", "b")
+            else:
+                em.cancel(T(1), ["b"], reason=reason)
+        finally:
+            el.close()
+        _readable(log_dir)
+
+
+def test_a_long_venue_error_keeps_its_head_and_says_it_was_cut(tmp_path: Path) -> None:
+    """The repro of the review's finding 1: a venue's 70,000-character error page is
+    journaled shortened (its head, then ``... [truncated, N characters]``), and the
+    manager restarts on the journal (it failed EXEC-013 before)."""
+    page = "502 Bad Gateway: <html>" + "x" * 70_000 + "</html>"
+
+    class Venue(SimVenue):
+        calls = 0
+
+        def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+            Venue.calls += 1
+            if Venue.calls == 1:
+                raise ConnectionError(page)
+            return super().route_instruction(timestamp, block)
+
+        def query_execution(self, timestamp: Any, block: InstructionBlock) -> Any:
+            return None
+
+    em, el = manager(tmp_path, venue=Venue(), not_found_min_age_seconds=0,
+                     not_found_interval_seconds=0)
+    st_ = em.update_state(T(0), "strategy_manager", blocks("b1"))
+    assert st_["blocks_executed"] == 1 and st_["blocks_retried"] == 1
+    el.close()
+    reasons = [r.data["reason"] for r in read_journal(tmp_path)
+               if r.event_type == "block_transition" and r.data.get("reason")]
+    assert reasons and len(reasons[0]) == MAX_TEXT
+    assert reasons[0].startswith("error: ConnectionError: 502 Bad Gateway: <html>xxx")
+    whole = "error: ConnectionError: " + page
+    assert reasons[0].endswith(f"... [truncated, {len(whole)} characters]")
+    em2, el2 = manager(tmp_path)
+    em2.recover()
+    el2.close()
+
+
+def test_an_action_over_the_bound_is_refused_naming_the_block_and_field(
+        tmp_path: Path) -> None:
+    """An ``action`` of 70,000 characters (the boundary took it before): EXEC-004 naming the
+    block and ``action``; nothing is accepted, the journal stays readable."""
+    em, el = manager(tmp_path)
+    with pytest.raises(InvalidBlockError) as caught:
+        em.execute_instruction_blocks(T(0), [{**block("long"), "action": "b" * 70_000}])
+    assert caught.value.error_code == "EXEC-004"
+    [problem] = caught.value.problems
+    assert (problem.block_id, problem.field) == ("long", "action")
+    assert "at most 65536 characters" in problem.reason and "70000" in problem.reason
+    assert em.queued_block_ids == ()
+    el.close()
+    _readable(tmp_path)
+
+
+def test_a_cancel_reason_over_the_bound_is_refused(tmp_path: Path) -> None:
+    """em.cancel and ``fsm-exec cancel --reason`` refuse a reason the journal could not
+    hold (it failed EXEC-013 on the next start before); nothing is cancelled."""
+    em, el = manager(tmp_path)
+    em.execute_instruction_blocks(T(0), blocks("a", "b"))
+    with pytest.raises(InvalidArgumentError, match="at most 65536 characters"):
+        em.cancel(T(1), ["a"], reason="r" * (MAX_TEXT + 1))
+    assert em.queued_block_ids == ("a", "b")
+    el.close()
+    assert main(["cancel", str(tmp_path), "a", "--reason", "r" * (MAX_TEXT + 1)]) == 2
+    _readable(tmp_path)
+    em, el = manager(tmp_path)
+    assert em.recover().queued == ("a", "b")
+    el.close()
+
+
+def test_a_huge_batch_error_is_journaled_readably(tmp_path: Path) -> None:
+    """A batch whose every problem makes an error message longer than the bound: the
+    ``error`` record holds it shortened, readably."""
+    em, el = manager(tmp_path)
+    bad = [{**block(f"b{i}"), "priority": "x" * 200} for i in range(2000)]
+    with pytest.raises(InvalidBlockError):
+        em.execute_instruction_blocks(T(0), bad)
+    el.close()
+    messages = [r.data["error_message"] for r in read_journal(tmp_path)
+                if r.event_type == "error"]
+    assert messages and all(len(m) <= MAX_TEXT for m in messages)
+    _readable(tmp_path)
+
+
+def test_fit_text_marks_what_it_cuts() -> None:
+    """``fit_text`` keeps a text that fits; else its head and the marker, at the bound."""
+    assert fit_text("short") == "short"
+    cut = fit_text("y" * 100, 60)
+    assert len(cut) == 60 and cut.endswith("... [truncated, 100 characters]")
+    assert cut.startswith("y" * 29)
+    assert fit_text("y" * 100, 5) == "... ["
+    assert too_long("x" * MAX_TEXT) is None and too_long("x" * (MAX_TEXT + 1)) is not None
+
+
+def test_the_reader_and_the_writer_take_one_bound() -> None:
+    """The schema's bounds are core.limits' (one place, not two numbers that agree)."""
+    from fsm_exec.journal import schema
+
+    assert schema._MAX_TEXT is MAX_TEXT and schema._MAX_NAME is MAX_NAME
+
+
+
+def test_a_decimal_longer_than_the_reader_reads_is_refused_at_the_boundary(
+        tmp_path: Path) -> None:
+    """A Decimal amount of 20,000 digits was accepted and journaled as a ``__decimal__``
+    the reader refuses (the journal unreadable): EXEC-004 naming the field, nothing
+    queued; the codec's bound is core.limits' too."""
+    from decimal import Decimal
+
+    from fsm_exec.core.limits import MAX_DECIMAL_TEXT
+    from fsm_exec.journal import codec
+
+    assert codec._MAX_DECIMAL_TEXT is MAX_DECIMAL_TEXT
+    em, el = manager(tmp_path)
+    huge = Decimal("1." + "0" * 20_000)
+    with pytest.raises(InvalidBlockError) as caught:
+        em.execute_instruction_blocks(T(0), [block("a", amount=huge)])
+    [problem] = caught.value.problems
+    assert problem.field == "instructions[0].amount" and "20002 characters" in problem.reason
+    em.execute_instruction_blocks(T(0), [block("b", amount=Decimal("1." + "0" * 9_000))])
+    el.close()
+    _readable(tmp_path)
