@@ -74,7 +74,7 @@ def test_a_queued_block_and_odd_values(tmp_path: Path) -> None:
          "component": "ExecutionManager",
          "data": {"block_id": "q", "action": "a", "priority": 2, "instructions": [{}, {}]}},
         {"seq": 2, "timestamp": "not a time", "event_type": "block_accepted",
-         "component": "ExecutionManager", "data": {"block_id": "r", "priority": True}},
+         "component": "ExecutionManager", "data": {"block_id": "r"}},
         {"seq": 3, "timestamp": "2025-01-01T01:00:00+01:00", "event_type": "block_transition",
          "component": "ExecutionManager",
          "data": {"block_id": "r", "source": "queued", "dest": "routing", "trigger": "start",
