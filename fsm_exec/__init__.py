@@ -44,6 +44,13 @@ from fsm_exec.core.lifecycle import (
     Trigger,
     validate_table,
 )
+from fsm_exec.core.lifecycles import (
+    GuardContext,
+    Lifecycle,
+    LifecycleError,
+    RuleViolation,
+    StateKind,
+)
 from fsm_exec.drivers.risk import check_prices
 from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from fsm_exec.journal.files import JournalCorruptError, journal_files
@@ -86,6 +93,7 @@ __all__ = [
     "ExecutionInterfaceManager",
     "ExecutionManager",
     "ExecutionRejected",
+    "GuardContext",
     "HandOffKey",
     "HealthStatus",
     "IllegalTransitionError",
@@ -97,6 +105,8 @@ __all__ = [
     "JournalFrames",
     "JournalLockedError",
     "JournalRecord",
+    "Lifecycle",
+    "LifecycleError",
     "ManagerHaltedError",
     "ManagerInterruptedError",
     "PositionUpdateHandler",
@@ -105,8 +115,10 @@ __all__ = [
     "RecoveryReport",
     "ReentrantCallError",
     "RiskCheck",
+    "RuleViolation",
     "ScrubbedException",
     "Severity",
+    "StateKind",
     "Trigger",
     "UnifiedHealthManager",
     "backtest_run",

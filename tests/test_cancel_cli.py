@@ -286,7 +286,7 @@ def test_a_crash_inside_the_cancel_cancels_all_or_nothing(tmp_path: Path) -> Non
     assert cancel(tmp_path / "source", "--all", "--reason", "x")[0] == 0
     lines = journal_lines(tmp_path / "source")
     kinds = [json.loads(line)["event_type"] for line in lines[before:]]
-    assert kinds == ["checkpoint", "component_initialization", "recovered",
+    assert kinds == ["checkpoint", "operator_action",
                      "block_transition", "block_transition", "block_transition"]
     outcomes = set()
     for k in range(before, len(lines) + 1):

@@ -238,15 +238,29 @@ def test_check_names_the_gap_a_deleted_line_leaves(tmp_path: Path, kind: str) ->
 
 
 @pytest.mark.parametrize("cut", ["half the last line", "the final newline"])
-def test_check_reports_a_torn_or_unterminated_last_line(tmp_path: Path, cut: str) -> None:
+def test_check_notes_a_torn_or_unterminated_last_line(tmp_path: Path, cut: str) -> None:
+    """A torn last line is what a kill mid-write leaves, and recovery sets it aside: a
+    note naming ``path:line``, not a failure (one reader, one verdict; issue 25 item 8)."""
     lines = _lines("live_faults")
     last = lines[-1][: len(lines[-1]) // 2] if cut == "half the last line" else lines[-1][:-1]
     path = tmp_path / "torn.jsonl"
     path.write_bytes(b"".join(lines[:-1]) + last)
     report = check_journal(path)
+    assert report.ok, report.problems
+    assert any(f"{path}:{len(lines)}" in n and "torn" in n for n in report.notes), report.notes
+    assert _cli_check(path)[0] == 0
+
+
+def test_check_reports_a_torn_line_before_the_last_file(tmp_path: Path) -> None:
+    """A torn line at the end of a file that is not the last one is no crash's doing (the
+    writer sets a torn tail aside before it writes on): a problem."""
+    lines = _lines("live_faults")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:10]) + lines[10][:20])
+    second.write_bytes(b"".join(lines[10:]))
+    report = check_journal([first, second])
     assert not report.ok
-    assert any(f"{path}:{len(lines)}" in p for p in report.problems), report.problems
-    assert _cli_check(path)[0] == 1
+    assert any(f"{first}:11" in p and "torn" in p for p in report.problems), report.problems
 
 
 def test_check_reports_an_empty_journal_file(tmp_path: Path) -> None:

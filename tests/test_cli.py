@@ -105,13 +105,16 @@ HELP = {
                "exit code 1: a block failed or the manager halted", ".toml or .json",
                "never printed", "results/<id>/deltas.csv", "$BASIS_EXECUTION_MODE",
                "exit codes:"],
-    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check", "--diff OLD.json",
-                   "--diff-ref GIT_REF", "exits 1, naming each stale file",
-                   "{mermaid,dot,svg,png,markdown,table}", "exit code 1: a diagram is stale "
+    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check", "--diff FILE",
+                   "--diff-ref GIT_REF", "exits 1, naming each stale file", "--lifecycle FILE",
+                   "{mermaid,dot,svg,png,markdown,table,text}", "exit code 1: a diagram is stale "
                    "(--check), or the journal breaks the lifecycle", "exit codes:"],
     ("report",): ["self-contained", "nothing fetched when viewed", "fsm-exec[report]",
                   "--format markdown", "gantt", "exit code 1: the journal breaks the lifecycle",
                   "exit codes:"],
+    ("lifecycle",): ["YAML or JSON", "safety rules", "JSON Schema", "exit codes:"],
+    ("lifecycle", "check"): ["each broken rule", "--app-dir", "--no-resolve", "exit code 1: a "
+                             "lifecycle breaks a rule", "exit codes:"],
     ("check",): ["every transition an edge", "in doubt", "exit code 1: the journal breaks a "
                  "rule; the first offending file:line is printed", "exit codes:"],
 }
@@ -182,11 +185,21 @@ def test_demo_backtest_writes_its_outputs_and_a_summary(tmp_path: Path) -> None:
     assert "```mermaid" in diagram.read_text()
 
 
-def test_demo_live_injects_faults_on_a_simulated_clock(tmp_path: Path) -> None:
-    """demo --mode live retries, fails one block, is resumed once, and never really waits."""
-    started = time.perf_counter()
+def test_demo_live_injects_faults_on_a_simulated_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """demo --mode live retries, fails one block, is resumed once, and never really waits:
+    its back-offs and timeouts are on the simulated clock (no real sleep is asked for;
+    a wall-clock bound would make the test depend on the machine's load)."""
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     code, text = cli("demo", "--mode", "live", "--out", tmp_path)
-    assert time.perf_counter() - started < 5
+    assert sum(slept) < 0.5, slept
     assert code == 0
     assert "live mode" in text
     r = rows(text)

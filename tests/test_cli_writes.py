@@ -77,3 +77,51 @@ def test_the_lock_is_never_opened_through_a_link(
     assert main(["demo", "--out", str(out)]) == 2
     assert not (tmp_path / "created-by-the-victim").exists()
     assert "symbolic links" in capsys.readouterr().err
+
+
+BLOCK = json.dumps({"block_id": "a", "action": "buy", "priority": 1,
+                    "instructions": [{"venue": "spot", "token": "ETH", "side": "buy",
+                                      "amount": 1}]}) + "\n"
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+@pytest.mark.parametrize("where", ["logs", "logs/events", "results", "results/{id}"])
+def test_a_planted_directory_link_is_refused_before_anything_runs(
+        command: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 12: a link planted where an output directory goes (results/<id>, logs, ...)
+    is refused up front, exit 2, naming it: nothing runs, nothing is created, nothing is
+    written into the link's target (it used to run every block, then a traceback)."""
+    blocks = tmp_path / "b.jsonl"
+    blocks.write_text(BLOCK)
+    out, target = tmp_path / "out", tmp_path / "target"
+    target.mkdir()
+    link = out / where.format(id="run-b" if command == "run" else "demo-backtest")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    before = sorted(out.rglob("*"))
+    argv = (["run", str(blocks), "--out", str(out)] if command == "run"
+            else ["demo", "--out", str(out)])
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"{link} is a symbolic link" in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""  # no summary: nothing ran
+    assert sorted(out.rglob("*")) == before and list(target.iterdir()) == []
+
+
+def test_a_csv_export_refused_after_the_run_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A results folder made unwritable while the run ran (a link planted since the check):
+    a clear error, exit 2, never a traceback; the journal is closed and holds the run."""
+    from fsm_exec.journal.writer import EventLogger
+
+    def refuse(self: EventLogger, results_dir: Path, backtest_id: str) -> Path:
+        raise ValueError("backtest_id must name a directory inside results_dir")
+
+    monkeypatch.setattr(EventLogger, "export_csv", refuse)
+    blocks = tmp_path / "b.jsonl"
+    blocks.write_text(BLOCK)
+    assert main(["run", str(blocks), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the CSV files: backtest_id must name a directory" in err
+    assert (tmp_path / "out" / "logs" / "events" / "execution_manager_events.jsonl").is_file()

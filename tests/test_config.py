@@ -244,6 +244,28 @@ def test_every_problem_reported_at_once(build: Build) -> None:
         assert field in str(err)
 
 
+def test_from_dict_reports_a_near_miss_and_bad_values_at_once() -> None:
+    """A near-miss key, a wrong type and a NaN are reported together, each named (the
+    near miss used to hide the others until it was fixed)."""
+    with pytest.raises(ConfigError) as info:
+        ExecutionConfig.from_dict({"max_retires": 3, "max_retries": "x",
+                                   "execution_timeout": math.nan})
+    text = str(info.value)
+    assert "'max_retires'" in text and "did you mean max_retries" in text
+    assert "max_retries: must be an int, got str" in text
+    assert "execution_timeout: must be > 0" in text and "nan" in text
+    assert len(info.value.problems) == 3
+
+
+def test_from_dict_reports_an_alias_conflict_with_the_rest() -> None:
+    """An alias given twice with different values is one problem among the others."""
+    with pytest.raises(ConfigError) as info:
+        ExecutionConfig.from_dict({"max_retries": 2, "max_retry_attempts": 3,
+                                   "execution_timeout": "30"})
+    assert [p.partition(":")[0] for p in info.value.problems] == [
+        "max_retries", "execution_timeout"]
+
+
 @given(st.dictionaries(
     st.sampled_from([f.name for f in attrs.fields(ExecutionConfig)]),
     st.one_of(st.none(), st.booleans(), st.integers(-5, 400), st.floats(-1, 400),

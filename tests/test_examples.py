@@ -4,6 +4,7 @@ exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -33,10 +34,12 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 
 
 def test_every_example_has_a_test() -> None:
-    """Each script in examples/ is run by a test here."""
-    scripts = {p.name for p in EXAMPLES.glob("*.py")}
+    """Each script in examples/ is run by a test here (lifecycle_hooks.py is no script: the
+    module the example lifecycles name, tested in test_lifecycle_cli.py)."""
+    scripts = {p.name for p in EXAMPLES.glob("*.py")} - {"lifecycle_hooks.py"}
     assert scripts == {"first_strategy.py", "live_simulated_exchange.py",
-                       "ccxt_style_adapter.py", "fuzz_my_adapter.py"}
+                       "ccxt_style_adapter.py", "fuzz_my_adapter.py",
+                       "backtesting_smacross.py"}
 
 
 def test_first_strategy_backtests_over_a_price_frame(tmp_path: Path) -> None:
@@ -49,6 +52,32 @@ def test_first_strategy_backtests_over_a_price_frame(tmp_path: Path) -> None:
     assert lines[2] == (f"journal: {m.group(1)} blocks, {3 * int(m.group(1))} transitions, "
                         f"states {{'success': {m.group(1)}}}")
     assert (tmp_path / "run" / "logs" / "execution_manager_events.jsonl").is_file()
+
+
+def test_backtesting_smacross_trades_as_the_plain_run_and_journals_every_run(
+        tmp_path: Path) -> None:
+    """backtesting.py's SmaCross on GOOG through fsm_exec makes the plain run's trades and
+    equity; bt.optimize() over a small grid leaves one journal per run (the best run again
+    at the end), each passing fsm-exec check with as many blocks as the run's trades."""
+    out = run_example("backtesting_smacross.py", "--out", str(tmp_path / "runs"),
+                      "--grid", "5,10:20,30", cwd=tmp_path)
+    lines = out.splitlines()
+    assert re.fullmatch(r"SmaCross on GOOG: 94 trades, equity 55574\.51, the same through "
+                        r"fsm_exec \(94 blocks in .*sma-10-20\)", lines[0])
+    assert lines[1].startswith("bt.optimize() over 4 parameter pairs: 5 runs, one journal "
+                               "each (the best run again at the end), every journal holds "
+                               "every block; best n1=10 n2=20")
+    listing = subprocess.run([sys.executable, "-m", "fsm_exec", "runs", "--json",
+                              str(tmp_path / "runs" / "optimize")], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    runs = json.loads(listing.stdout)
+    assert sorted(r["run_id"] for r in runs) == [
+        "sma-10-20", "sma-10-20-2", "sma-10-30", "sma-5-20", "sma-5-30"]
+    assert all(r["ok"] and r["executed"] == r["accepted"] > 0 and r["queued"] == 0
+               for r in runs)
+    executed = {r["run_id"]: r["executed"] for r in runs}
+    assert executed["sma-10-20"] == executed["sma-10-20-2"] == 94
 
 
 def test_live_example_fills_each_block_once_despite_lost_replies(tmp_path: Path) -> None:

@@ -391,7 +391,7 @@ def test_a_forked_child_never_writes_the_parents_records(tmp_path: Path) -> None
     log.log_event("2025-01-01T00:00:00+00:00", "tick", EM, {"n": 1})
     pid = os.fork()
     if pid == 0:  # the child: what the interpreter's exit would do (atexit), then out
-        from fsm_exec.journal.writer import _close_all
+        from fsm_exec.journal.handles import close_all as _close_all
         _close_all()
         os._exit(0)
     os.waitpid(pid, 0)

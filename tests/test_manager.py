@@ -802,7 +802,7 @@ def test_call_that_never_returns_does_not_hang_the_manager() -> None:
         status = em.update_state(T(0), "strategy_manager", blocks("a", "b"))
     finally:
         release.set()
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 9  # the venue hangs 10 s: the manager did not wait for it
     assert calls == ["a"]
     assert status["halted"] and status["halt_reason"] == "EXEC-007"
     assert em.block_state("a") is BlockState.FAILED and em.queued_block_ids == ("b",)

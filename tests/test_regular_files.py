@@ -147,3 +147,18 @@ def test_a_file_that_is_no_journal_gets_one_verdict_from_check_and_report(
     assert verdicts == {f"{path}: not a journal (its first line is not a journal record); "
                         "pass a log directory or its *_events.jsonl files\n"}
     assert not (tmp_path / "r.md").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+@pytest.mark.parametrize("argv", [["diagram", "--diff"], ["lifecycle", "check"]])
+def test_lifecycle_files_are_regular_files_only(
+        kind: str, argv: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A lifecycle file (``lifecycle check``, either side of ``diagram --diff``) that is a
+    named pipe or a device is refused before it is read, exit 2, saying so (it was read
+    whole: /dev/zero for ever, a pipe blocked)."""
+    special = _special(tmp_path, kind)
+    path = special.with_name(special.name + ".yaml")
+    special.rename(path)
+    assert _guarded(lambda: main([*argv, str(path)])) == 2
+    assert "not a regular file" in capsys.readouterr().err

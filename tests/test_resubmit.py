@@ -62,14 +62,15 @@ def test_a_batch_taken_before_the_interrupt_is_recognised_as_already_accepted(
     assert isinstance(caught.value, InvalidBlockError)
     assert caught.value.block_ids == ("a", "b", "c")
     text = str(caught.value)
-    assert "'a' @ $[0].block_id: already accepted before (same id; it finished: success)" in text
+    assert ("'a' @ $[0].block_id: already accepted before (same content; it finished: "
+            "success)") in text
     assert "'b' @ $[1].block_id: already accepted before (same content; it is in flight)" in text
     assert "'c' @ $[2].block_id: already accepted before (same content; it is queued)" in text
     assert (venue.execution_order, handler.calls) == (routed, handed)
     em.update_state(T(2), "strategy_manager")
     assert venue.execution_order == ["a", "b", "c"]
     assert sorted(handler.applied.elements()) == ["a", "b", "c"]
-    with pytest.raises(AlreadyAcceptedError):  # all finished now: their ids are compared
+    with pytest.raises(AlreadyAcceptedError):  # all finished now: their digests compared
         em.execute_instruction_blocks(T(3), blocks("a", "b", "c"))
     assert venue.execution_order == ["a", "b", "c"]
 

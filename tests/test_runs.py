@@ -139,3 +139,34 @@ def test_a_run_journal_is_a_backtest_one(tmp_path: Path) -> None:
         backtest_run(tmp_path, run_id="r", mode="live")
     with backtest_run(tmp_path, run_id="r", buffer_bytes=0) as log:
         assert log.mode == "backtest"
+
+
+def test_secret_params_are_redacted_in_the_journal_and_the_listing(tmp_path: Path) -> None:
+    """Review 7: a run's params are often the config itself: the value of a secret key is
+    journaled as [REDACTED] (the record lists the keys it hid), and a secret quoted under
+    another key is redacted too, so neither `fsm-exec runs` (text, --json) nor the run's
+    journal shows it."""
+    secret, nested = "sk-LIVE-abcdef123456", "Zk9x/4Qa+PLm8w=="
+    params = {"strategy_mode": "eth_basis", "binance_api_key": secret,
+              "venues": [{"name": "kraken", "api_secret": nested}],
+              "endpoint": f"https://api.example.com/?key={secret}", "fast": 10}
+    run(tmp_path, "r1", params, 1)
+    (started,) = list(read_journal(tmp_path / "r1", "BacktestRun"))
+    assert started.data["params"]["binance_api_key"] == "[REDACTED]"
+    assert started.data["params"]["venues"] == [{"name": "kraken", "api_secret": "[REDACTED]"}]
+    assert started.data["params"]["endpoint"] == "https://api.example.com/?key=[REDACTED]"
+    assert started.data["params"]["fast"] == 10
+    assert started.data["redacted"] == ["binance_api_key", "venues[0].api_secret"]
+    texts = [runs_cli(tmp_path)[1], runs_cli(tmp_path, "--json")[1]]
+    texts += [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
+    assert "[REDACTED]" in texts[0] and "[REDACTED]" in texts[1]
+    for text in texts:
+        assert secret not in text and "Zk9x" not in text
+
+
+def test_params_with_a_malformed_secret_keys_are_refused(tmp_path: Path) -> None:
+    """secret_keys in the params must be a list of names, as in a config: else refused,
+    nothing created."""
+    with pytest.raises(InvalidArgumentError, match="secret_keys"):
+        backtest_run(tmp_path, run_id="r1", params={"secret_keys": "webhook"})
+    assert not (tmp_path / "r1").exists()

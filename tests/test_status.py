@@ -78,9 +78,13 @@ def test_status_of_each_halt_names_the_code_block_time_and_next_step(
     assert exit_code == 1 and report["exit_code"] == 1
     assert (report["health"], report["halted"], report["running"]) == ("unhealthy", True, False)
     halt = report["halt"]
+    # A live record carries the time of its step: EXEC-007 halts after the retries'
+    # backoff (0.1 s, then 0.2 s on the manager's clock), the others at once.
+    at, age = (("2025-10-01T00:00:00.300000+00:00", 599.7) if code == "EXEC-007"
+               else (STAMP, 600.0))
     assert (halt["code"], halt["message"], halt["block_id"], halt["at"]) == (
-        code, ERROR_CODES[code].message, "a", STAMP)
-    assert halt["age_s"] == 600.0
+        code, ERROR_CODES[code].message, "a", at)
+    assert halt["age_s"] == age
     assert report["queue"] == {"count": 2, "first": ["b", "c"], "oldest_block_id": "b",
                                "oldest_accepted_at": STAMP, "oldest_age_s": 600.0}
     assert report["next_step"].startswith(FIRST_STEP[code])
@@ -88,7 +92,7 @@ def test_status_of_each_halt_names_the_code_block_time_and_next_step(
     exit_text, text = status(tmp_path)
     assert exit_text == 1
     assert f"  halted       {code} {ERROR_CODES[code].message}\n" in text
-    assert f"               block a, at {STAMP} (10 min ago)" in text
+    assert f"               block a, at {at} (10 min ago)" in text
     assert f"  runbook      docs/runbook.md#{code.lower()}\n" in text
 
 
@@ -681,32 +685,34 @@ def test_unreadable_history_is_left_alone(tmp_path: Path,
         assert where in capsys.readouterr().err
 
 
-def test_a_file_rotated_away_while_read_is_read_again(
+def test_files_that_change_while_opened_are_opened_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """A journal file that disappears while status reads it (rotated by a live manager)
-    makes it read again; one that keeps disappearing is exit 2."""
+    """A journal whose files change while status opens them (rotated by a live manager)
+    is opened again; one that keeps changing is exit 2, saying so. Once open, the files
+    are read through their descriptors (tests/test_status_edges.py rotates them then)."""
     import fsm_exec.tools.status as status_module
+    from fsm_exec.journal.reader import JournalChanged
+    from fsm_exec.journal.reader import open_journal as real
 
     queued_journal(tmp_path)
-    from fsm_exec.journal.fold import recovery_state as real
     misses = [1]
 
-    def flaky(log_dir: Path, *args: Any, **kwargs: Any) -> Any:
+    def flaky(*args: Any, **kwargs: Any) -> Any:
         if misses:
             misses.pop()
-            raise FileNotFoundError(2, "No such file or directory", str(log_dir))
-        return real(log_dir, *args, **kwargs)
+            raise JournalChanged(str(tmp_path))
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(status_module, "recovery_state", flaky)
+    monkeypatch.setattr(status_module, "open_journal", flaky)
     assert status(tmp_path)[0] == 0 and not misses
 
-    def gone(log_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        raise FileNotFoundError(2, "No such file or directory", str(log_dir))
+    def changing(*args: Any, **kwargs: Any) -> Any:
+        raise JournalChanged(str(tmp_path))
 
-    monkeypatch.setattr(status_module, "recovery_state", gone)
+    monkeypatch.setattr(status_module, "open_journal", changing)
     assert status(tmp_path)[0] == 2
-    assert "No such file or directory" in capsys.readouterr().err
+    assert "its files changed each of the 5 times" in capsys.readouterr().err
 
 
 def test_timestamps_that_are_not_times_give_unknown_ages(tmp_path: Path) -> None:
@@ -763,10 +769,11 @@ def test_a_restored_block_is_no_longer_in_doubt_once_the_venue_answered(
         em.update_state(T(1), "strategy_manager")
     el.close()
     with other_process(tmp_path):
-        _, report = status_json(tmp_path, now="2025-10-01T00:00:05+00:00")
+        _, report = status_json(tmp_path, now="2025-10-01T00:00:10+00:00")
     fl = report["in_flight"]
     assert (fl["state"], fl["in_doubt"], fl["attempt"]) == ("pending_reconciliation", False, 2)
-    assert fl["since"] == "2025-10-01T00:00:01+00:00"
+    # the call at 00:00:01 spent 5 s (on its clock) asking the venue before it routed again
+    assert fl["since"] == "2025-10-01T00:00:06+00:00"
     em, el = manager(tmp_path)
     em.recover()
     el.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -9,9 +10,11 @@ from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 import attrs
+import orjson
 
-from fsm_exec.boundary.canonical import TAGS, canonical, is_plain
+from fsm_exec.boundary.canonical import TAGS, canonical, is_plain, to_wire
 from fsm_exec.boundary.escape import CONTROL
+from fsm_exec.boundary.plain import copy_data, int_problem
 from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
 from fsm_exec.core.limits import MAX_TEXT, too_long
 
@@ -21,6 +24,8 @@ BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions
 ASSET_FIELD = "token"
 _BLOCK_FIELD_SET = frozenset(BLOCK_FIELDS)
 _BLOCK_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Why a block whose id is taken (queued, in flight, recently finished) is refused.
+TAKEN = "already queued, in flight or recently finished"
 
 Redact = Callable[[str], str]
 
@@ -42,10 +47,45 @@ class InstructionBlock:
     priority: int
     instructions: tuple[dict[str, Any], ...]
 
+    def copy(self) -> InstructionBlock:
+        """A deep copy: what each venue call and each risk check is given, so that one
+        changing the instructions it was handed (normalising units in place, say) changes
+        neither what the manager journals and keeps nor what a later attempt routes."""
+        return InstructionBlock(self.block_id, self.action, self.priority,
+                                tuple([copy_data(i) for i in self.instructions]))
+
     def to_dict(self) -> dict[str, Any]:
         """The block as plain data (instructions as a list of dicts, one level copied)."""
         return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
                 "instructions": [dict(i) for i in self.instructions]}
+
+
+def content_digest(block: InstructionBlock) -> str:
+    """What ``block`` asks for (its ``action``, ``priority`` and ``instructions``; not its
+    id), as 16 hex digits: the first 64 bits of the BLAKE2b hash of its canonical form as
+    JSON with sorted keys (tagged as the journal tags, when it holds what JSON cannot).
+    The same canonical content always gives the same digest, in any process and after a
+    restart; a finished block keeps it, so that a different block reusing its id is told
+    apart from the same one submitted again."""
+    try:
+        text = orjson.dumps([block.action, block.priority, block.instructions],
+                            option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a Decimal, an integer beyond 64 bits, integer keys: tagged
+        text = orjson.dumps([block.action, to_wire(block.priority),
+                             to_wire(list(block.instructions))], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
+
+
+def given_copies(call: Callable[[Any, InstructionBlock], Any]
+                 ) -> Callable[[Any, InstructionBlock], Any]:
+    """``call(timestamp, block)`` (a venue's ``route_instruction`` or ``query_execution``),
+    given a fresh deep copy of the block each time (:meth:`InstructionBlock.copy`): an
+    adapter that edits the block it is handed changes neither the block the manager keeps
+    and journals nor what its next attempt sends."""
+    def with_a_copy(timestamp: Any, block: InstructionBlock) -> Any:
+        return call(timestamp, block.copy())
+
+    return with_a_copy
 
 
 def _got(v: object, redact: Redact | None = None) -> str:
@@ -160,6 +200,11 @@ def convert_block(item: object, redact: Redact | None = None,
             except Exception as exc:  # an Integral whose int() raises
                 out.append(("priority", f"could not be read as an int: "
                                         f"{_got(exc, redact)[4:]}"))
+            else:
+                problem = int_problem(priority)
+                if problem is not None:
+                    out.append(("priority", problem))
+                    priority = None
     instructions: list[dict[str, Any]] = []
     wires: list[Any] = []
     if "instructions" in item:
@@ -265,7 +310,7 @@ def convert_batch(batch: object, taken: Container[str], redact: Redact | None = 
             if block_id in seen:
                 found.append(("block_id", "repeated within the batch"))
             elif block_id in taken:
-                found.append(("block_id", "already queued, in flight or recently finished"))
+                found.append(("block_id", TAKEN))
             seen.add(block_id)
         if found:
             problems.extend(BlockProblem(index, block_id, p, r) for p, r in found)
@@ -305,7 +350,7 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None,
     if (type(block_id) is not str or _ID_OK(block_id) is None or type(action) is not str
             or not action.isascii() or not action.isprintable() or not action.strip()
             or len(action) > MAX_TEXT
-            or type(priority) is not int
+            or type(priority) is not int or not -(1 << 63) <= priority < (1 << 63)
             or type(instructions) is not list or not instructions
             or (finds is not None and (finds(action) or finds(block_id)))):
         return None

@@ -45,6 +45,7 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.plain import int_problem
 from fsm_exec.core.errors import safe_repr, shorten
 from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
@@ -166,6 +167,10 @@ class _Walk:
             return v
         if t is int:
             if not _I64_MIN <= v <= _I64_MAX:
+                problem = int_problem(v)
+                if problem is not None:
+                    self.fail(path, problem)
+                    return None
                 self.special = True
             return v
         if v is None or t is bool:
@@ -332,6 +337,10 @@ class _Walk:
         if t is str:
             return self.text(k, _key_path(path, "<key>"))
         if t is int:
+            problem = int_problem(k)
+            if problem is not None:
+                self.fail(_key_path(path, "<key>"), problem)
+                return None
             self.special = True
             return int(k)
         if isinstance(k, enum.Enum):
@@ -340,8 +349,7 @@ class _Walk:
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
                 type(k).__name__ != "bool_" and not _is_timedelta64(k):
-            self.special = True
-            return int(k)
+            return self.key(int(k), path)
         if isinstance(k, dt.datetime | dt.date) and k == k:
             return k.isoformat()
         self.fail(_key_path(path, "<key>"), f"a key must be a string or an integer, got "

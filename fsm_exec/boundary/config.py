@@ -9,13 +9,13 @@ import math
 import numbers
 import os
 import re
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import cattrs
 
+from fsm_exec.boundary.encodings import base64_runs, secret_pattern
 from fsm_exec.core.errors import ConfigError
 
 EXECUTION_MODES: tuple[str, ...] = ("backtest", "live")
@@ -149,36 +149,48 @@ class ExecutionConfig:
         if not isinstance(mapping, Mapping):
             raise ConfigError([f"config: must be a mapping, got {_describe(mapping)}"])
         data = dict(mapping)
-        typos = near_misses(data)
-        if typos:
-            raise ConfigError(typos)
+        # Every problem at once: the near misses, an alias given twice, and what the fields
+        # themselves refuse (a wrong type, a NaN), in one ConfigError.
+        problems = near_misses(data)
         written: dict[str, str] = {}  # field -> the key the user wrote for it
         for alias, name in ALIASES.items():
             if alias in data:
                 value = data.pop(alias)
                 if name in data and data[name] != value:
-                    raise ConfigError([f"{name}: given twice (as {name} and {alias}) with "
-                                       "different values"])
+                    problems.append(f"{name}: given twice (as {name} and {alias}) with "
+                                    "different values")
+                    continue
                 data[name] = value
                 written[name] = alias
         try:
-            return _converter.structure(data, cls)
+            config = _converter.structure(data, cls)
         except cattrs.BaseValidationError as group:
             # cattrs wraps what __init__ raised; hand back our own error, naming the keys
             # the user wrote.
             own = [e for e in group.exceptions if isinstance(e, ConfigError)]
             if own:
-                raise ConfigError([_as_written(p, written) for p in own[0].problems]) from None
-            raise ConfigError(cattrs.transform_error(group)) from None
+                problems += [_as_written(p, written) for p in own[0].problems]
+            else:
+                problems += cattrs.transform_error(group)
+        if problems:
+            raise ConfigError(problems) from None
+        return config
 
     def digest(self) -> str:
         """A short stable hash of the fields (for logs: never the values themselves)."""
+        hit = _DIGESTS.get(id(self))
+        if hit is not None and hit[0] is self:  # a config shared by many managers
+            return hit[1]
         # Equal configs hash alike: 30 and 30.0 are the same timeout.
         fields = {k: int(v) if isinstance(v, float) and v.is_integer() else v
                   for k, v in attrs.asdict(self).items()
                   if not (k in _HASHED_IF_CHANGED and v == _HASHED_IF_CHANGED[k])}
         raw = json.dumps(fields, sort_keys=True, default=str)
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        if len(_DIGESTS) >= _CACHED:
+            _DIGESTS.clear()
+        _DIGESTS[id(self)] = (self, digest)
+        return digest
 
 
 #: Fields added after journals began to carry the config's digest: hashed only when they
@@ -269,7 +281,18 @@ class Environment:
 #: of the key: ``apiSecret``, ``API-PASSWORD`` and ``binance.secret`` all qualify).
 SECRET_WORDS: frozenset[str] = frozenset({
     "apikey", "keys", "secret", "password", "passwd", "passphrase", "privkey", "credential",
-    "credentials", "mnemonic", "auth", "signature", "jwt", "bearer"})
+    "credentials", "mnemonic", "auth", "signature", "jwt", "bearer", "authorization",
+    "authorisation", "cookie", "sessionid", "csrf", "xsrf", "otp", "totp"})
+#: Words that make a key secret even run together with others (``APISECRET``,
+#: ``clientsecret``, ``dbpassword``, ``setcookie``): none of them is part of a data word.
+SECRET_PARTS: tuple[str, ...] = (
+    "secret", "password", "passwd", "passphrase", "privkey", "credential", "mnemonic",
+    "apikey", "bearer", "cookie", "jwt")
+#: What ``key``, ``token`` or ``seed`` run together after one of these names: a secret
+#: (``accesstoken``, ``authkey``, ``sessiontoken``, ``walletseed``).
+SECRET_PREFIXES: frozenset[str] = frozenset({
+    "api", "auth", "oauth", "access", "refresh", "session", "private", "signing", "client",
+    "bot", "id", "app", "master", "user", "wallet", "secret"})
 #: Words that name a secret (``binance_key``, ``telegram_token``, ``walletSeed``,
 #: ``private_key``) unless another word of the key says what data it is: the words here
 #: (``base_token: "USDC.e"``, ``sort_key``, ``token_id``, ``seed_capital``). Secret by
@@ -284,6 +307,10 @@ DATA_BESIDE: Mapping[str, frozenset[str]] = {
                         "margin", "settlement", "payment", "deposit", "withdraw", "receipt"}),
     "seed": frozenset({"capital", "random", "rng", "initial", "funding", "fund"}),
     "private": frozenset({"rpc", "pool", "mempool", "network", "subnet", "relay"}),
+    # an HTTP session (its id or token) is a credential; a trading session is data
+    "session": frozenset({"trading", "market", "name", "start", "end", "open", "close",
+                          "hour", "time", "timezone", "tz", "length", "duration", "count",
+                          "number", "type", "day", "calendar", "schedule", "label"}),
 }
 #: The words that name a secret unless :data:`DATA_BESIDE` says otherwise.
 WEAK_SECRET_WORDS: frozenset[str] = frozenset(DATA_BESIDE)
@@ -301,9 +328,11 @@ def key_words(key: object) -> frozenset[str]:
 def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
     """True if a config key's value is a secret: the key is a secret word itself, holds a
     word of :data:`SECRET_WORDS` (or of ``extra``, the config's ``secret_keys``), or holds
-    ``key``, ``token``, ``seed`` or ``private`` with no word beside it that names data
-    (:data:`DATA_BESIDE`: ``binance_key`` is a secret, ``base_token`` is not). A plural
-    (``tokens``, a list of them) is data."""
+    ``key``, ``token``, ``seed``, ``private`` or ``session`` with no word beside it that
+    names data (:data:`DATA_BESIDE`: ``binance_key`` is a secret, ``base_token`` is not).
+    Run-together names count too: a word holding one of :data:`SECRET_PARTS`
+    (``APISECRET``), or ``key``/``token``/``seed`` after one of :data:`SECRET_PREFIXES`
+    (``accesstoken``). A plural (``tokens``, a list of them) is data."""
     if not isinstance(key, str):
         return False
     name = key.lower()
@@ -312,9 +341,30 @@ def is_secret_key(key: object, extra: frozenset[str] = frozenset()) -> bool:
     words = key_words(key)
     if words & SECRET_WORDS or words & extra:
         return True
+    for w in words:
+        if any(part in w for part in SECRET_PARTS):
+            return True
+        for end in ("key", "token", "seed"):
+            if w.endswith(end) and w[:-len(end)] in SECRET_PREFIXES:
+                return True
     said = {w.lower() for w in _WORDS.findall(key)}  # as written: a plural is not the word
     others = words - WEAK_SECRET_WORDS
     return any(not others & DATA_BESIDE[w] for w in said & WEAK_SECRET_WORDS)
+
+
+def listed_secret_words(config: object) -> frozenset[str]:
+    """The names and words a config lists under ``secret_keys`` (lower case, each name
+    with its words), for :func:`is_secret_key`'s ``extra``; :class:`ConfigError` when
+    ``secret_keys`` is not a list of names."""
+    words: set[str] = set()
+    if isinstance(config, Mapping) and "secret_keys" in config:
+        listed = config["secret_keys"]
+        if not (isinstance(listed, list | tuple)
+                and all(isinstance(w, str) and w.strip() for w in listed)):
+            raise ConfigError(["secret_keys: must be a list of key names or words"])
+        for w in listed:
+            words |= {w.lower(), *key_words(w)}
+    return frozenset(words)
 
 
 class Redactor:
@@ -323,31 +373,29 @@ class Redactor:
     A value is a secret when its key names one (see :func:`is_secret_key`; the config adds
     words or names under ``secret_keys``), however deeply nested; every string under such a key
     that is at least ``min_length`` characters long is redacted, in its plain form and in
-    the forms it takes inside a ``repr()``, JSON text or a URL. Ordinary values (a venue
-    name, a strategy mode) stay readable. Overlapping secrets are masked as one span, so no
-    part of either survives. Redact before shortening text: a cut secret is not recognised.
+    every form it takes in an error an HTTP client, an SDK or Python writes: each character
+    percent-encoded or not (any ``quote``/``quote_plus`` safe set, twice encoded), JSON-,
+    ``repr()``- or HTML-escaped, and the base64 that holds it (a Basic ``Authorization``
+    header); see :mod:`fsm_exec.boundary.encodings`. The token of an ``Authorization``-style
+    value (``Bearer <token>``) and the values of a cookie string (``sid=<value>; ...``) are
+    secrets of their own. Ordinary values (a venue name, a strategy mode) stay readable.
+    Overlapping secrets are masked as one span, so no part of either survives. Redact
+    before shortening text: a cut secret is not recognised.
     """
 
-    __slots__ = ("_secrets", "_search")
+    __slots__ = ("_anchors", "_patterns", "_search")
 
     def __init__(self, config: object, own_fields: Iterable[str] = (), min_length: int = 6
                  ) -> None:
         own = set(own_fields)
-        words: set[str] = set()
-        if isinstance(config, Mapping) and "secret_keys" in config:
-            listed = config["secret_keys"]
-            if not (isinstance(listed, list | tuple)
-                    and all(isinstance(w, str) and w.strip() for w in listed)):
-                raise ConfigError(["secret_keys: must be a list of key names or words"])
-            for w in listed:
-                words |= {w.lower(), *key_words(w)}
-        extra = frozenset(words)
+        extra = listed_secret_words(config)
         found: set[str] = set()
 
         def collect(v: object) -> None:
             if isinstance(v, str):
-                if len(v) >= min_length:
-                    found.add(v)
+                for part in (v, *_credential_parts(v)):
+                    if len(part) >= min_length:
+                        found.add(part)
             elif isinstance(v, Mapping):
                 for x in v.values():
                     collect(x)
@@ -370,17 +418,25 @@ class Redactor:
 
         if isinstance(config, Mapping):
             walk(config, True)
-        forms: set[str] = set()
+        patterns: set[str] = set()
+        # Every form of a secret holds its longest run of ASCII letters and digits as it is
+        # (no encoder escapes them): text without any such run holds no secret, and is let
+        # through without the search. None: a secret with no run long enough to tell.
+        anchors: set[str] | None = set()
         for secret in found:
-            forms.add(secret)
-            for form in (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-                         repr(secret)[1:-1], urllib.parse.quote(secret, safe=""),
-                         urllib.parse.quote_plus(secret)):
-                if len(form) >= min_length:
-                    forms.add(form)
-        self._secrets = tuple(sorted(forms, key=len, reverse=True))
-        self._search = (re.compile("|".join(re.escape(f) for f in self._secrets)).search
-                        if self._secrets else None)
+            patterns.add(secret_pattern(secret))
+            runs = base64_runs(secret, max(min_length, 8))
+            patterns |= {re.escape(run) for run in runs}
+            plain = max(_ALNUM_RUN.findall(secret), key=len, default="")
+            if anchors is not None and len(plain) >= 4:
+                anchors |= {plain, *runs}
+            else:
+                anchors = None
+        # The longest first: one search finds the longest of overlapping forms.
+        self._patterns = tuple(re.compile(p) for p in sorted(patterns, key=len, reverse=True))
+        self._anchors = None if anchors is None else tuple(anchors)
+        self._search = (re.compile("|".join(p.pattern for p in self._patterns)).search
+                        if self._patterns else None)
 
     def __bool__(self) -> bool:
         """True when there is anything to redact."""
@@ -388,18 +444,23 @@ class Redactor:
 
     def finds(self, text: str) -> bool:
         """True if ``text`` holds a secret (in any of its forms)."""
-        return self._search is not None and self._search(text) is not None
+        search = self._search
+        if search is None:
+            return False
+        anchors = self._anchors
+        if anchors is not None and not any(a in text for a in anchors):
+            return False
+        return search(text) is not None
 
     def __call__(self, text: str) -> str:
-        search = self._search
-        if search is None or search(text) is None:
+        if not self.finds(text):
             return text
         spans: list[tuple[int, int]] = []
-        for s in self._secrets:
-            i = text.find(s)
-            while i >= 0:
-                spans.append((i, i + len(s)))
-                i = text.find(s, i + 1)
+        for pattern in self._patterns:
+            m = pattern.search(text)
+            while m is not None:  # overlapping occurrences too
+                spans.append(m.span())
+                m = pattern.search(text, m.start() + 1)
         spans.sort()
         out, pos = [], 0
         for start, end in spans:
@@ -415,17 +476,69 @@ class Redactor:
         return "".join(out)
 
     def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} forms)"
+        return f"Redactor({len(self._patterns)} forms)"
 
     def __reduce__(self) -> Any:
         raise TypeError("a Redactor holds secrets: it is not pickled")
 
 
+#: How many configs (and their digests) are kept: a research loop builds a manager per
+#: run from one config mapping, which is then validated once.
+_CACHED = 64
+_DIGESTS: dict[int, tuple[ExecutionConfig, str]] = {}
+_RESOLVED: dict[tuple[Any, ...], ExecutionConfig] = {}
+
+_ALNUM_RUN = re.compile("[A-Za-z0-9]+")
+#: ``Bearer <token>``, ``Basic <credentials>``, ``token <value>``: an Authorization header.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\s+(\S+)")
+#: ``name=value; name=value``: a cookie string.
+_COOKIE = re.compile(r"\s*[^=;\s]+=([^;]*)(?:;|$)")
+
+
+def _credential_parts(value: str) -> list[str]:
+    """The secrets inside a credential string: the token after an auth scheme, the values
+    of a cookie string (each a secret of its own: an error may quote it alone)."""
+    m = _SCHEME.fullmatch(value.strip())
+    if m is not None:
+        return [m.group(1)]
+    if "=" in value:
+        parts, pos = [], 0
+        while pos < len(value):
+            c = _COOKIE.match(value, pos)
+            if c is None or c.end() == pos:
+                return []
+            parts.append(c.group(1).strip())
+            pos = c.end()
+        return parts
+    return []
+
+
 def resolve_config(config: ExecutionConfig | Mapping[str, Any]) -> ExecutionConfig:
-    """Accept an :class:`ExecutionConfig` or the system-wide mapping."""
+    """Accept an :class:`ExecutionConfig` or the system-wide mapping. A mapping of plain
+    scalars seen before (same keys, values and types) gives the config built then (it is
+    frozen): a loop of managers validates its config once."""
     if isinstance(config, ExecutionConfig):
         return config
-    return ExecutionConfig.from_dict(config)
+    key: tuple[Any, ...] | None = None
+    if type(config) is dict and all(type(k) is str for k in config) and all(
+            type(config[k]) in _SCALARS for k in OWN_FIELDS.intersection(config)):
+        # Own fields by value and type, other keys by name only (they may hold secrets,
+        # never kept here; their names still decide the typo check).
+        key = (tuple(sorted((k, type(v), v) for k, v in config.items() if k in OWN_FIELDS)),
+               frozenset(k for k in config if k not in OWN_FIELDS))
+        hit = _RESOLVED.get(key)
+        if hit is not None:
+            return hit
+    resolved = ExecutionConfig.from_dict(config)
+    if key is not None:
+        if len(_RESOLVED) >= _CACHED:
+            _RESOLVED.clear()
+        _RESOLVED[key] = resolved
+    return resolved
+
+
+#: Values a cached config mapping may hold (immutable, compared by value).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 OWN_FIELDS: frozenset[str] = frozenset(

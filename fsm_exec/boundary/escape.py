@@ -9,12 +9,16 @@ only ever be read, never act.
   headings, no emphasis. ``code=True`` puts text that is plainly an identifier in a code
   span and escapes anything else as text.
 
-Both are total: any ``str`` in, printable text out.
+- :func:`shell_word`: text as one word of a shell command a person pastes: quoted, and
+  never read as an option (a path ``--all`` becomes ``./--all``).
+
+All are total: any ``str`` in, printable text out.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 
 #: Characters that act rather than show: C0 and C1 controls and DEL (``\x1b`` starts escape
 #: sequences, ``\x9b`` is a one-byte CSI), line and paragraph separators, and the bidi
@@ -58,3 +62,10 @@ def markdown_text(text: object, *, code: bool = False) -> str:
     if code and _IDENTIFIER.fullmatch(s):
         return f"`{s}`"
     return _MD_SYNTAX.sub(_md_escape, s)
+
+
+def shell_word(path: str) -> str:
+    """``path`` as one word of a suggested shell command: ``shlex.quote``-d, and ``./``
+    before a path starting with ``-``, so that no command reads it as an option
+    (``fsm-exec cancel ./--all --all``, never ``fsm-exec cancel --all --all``)."""
+    return shlex.quote("./" + path if path.startswith("-") else path)

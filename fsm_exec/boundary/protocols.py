@@ -118,12 +118,27 @@ ORDER = ("config, data_provider, execution_mode, position_update_handler, "
          "execution_interface_manager, reconciliation_component")
 
 
+#: The keyword arguments ``ExecutionManager`` checks the same way, when given (``None`` is
+#: "none" for the journal and the health manager): ``(parameter, members it calls, what to
+#: give)``. A member named ``()`` means the argument itself is called.
+KEYWORD_COLLABORATORS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("event_logger", ("log_event",), "an EventLogger(log_dir, mode) (not a path), or None"),
+    ("health_manager", ("register_component", "unregister_component"),
+     "a UnifiedHealthManager(), or None"),
+    ("clock", ("()",), "a function returning seconds, such as time.monotonic"),
+    ("sleep", ("()",), "a function taking seconds, such as time.sleep"),
+)
+_OPTIONAL = frozenset({"event_logger", "health_manager"})
+
+
 def check_collaborators(**given: object) -> None:
     """Raise :class:`~fsm_exec.InvalidArgumentError` naming the first collaborator that
     lacks what its protocol needs (collaborators passed in the wrong order, say), before
     anything is called. ``reconciliation_status`` is looked up without being read (reading
     it may change a component's state): an object that delegates unknown attributes
-    (``__getattr__``) is taken at its word."""
+    (``__getattr__``) is taken at its word. The keyword collaborators
+    (:data:`KEYWORD_COLLABORATORS`) are checked when given: a journal that is a path, a
+    clock that is a number."""
     for name, member, kind in COLLABORATORS:
         obj = given[name]
         if kind == "method":
@@ -135,6 +150,22 @@ def check_collaborators(**given: object) -> None:
             raise InvalidArgumentError(
                 f"{name}: a {type(obj).__name__} has no {member} {kind}, so it is not a "
                 f"{name} (collaborators in the wrong order? The order is {ORDER})")
+    for name, members, what in KEYWORD_COLLABORATORS:
+        if name not in given or (given[name] is None and name in _OPTIONAL):
+            continue
+        obj = given[name]
+        for member in members:
+            if member == "()":
+                if callable(obj):
+                    continue
+                lacks = "is not callable"
+            elif callable(getattr(obj, member, None)):
+                continue
+            else:
+                lacks = f"has no {member} method"
+            raise InvalidArgumentError(
+                f"{name}: a {type(obj).__name__} {lacks}, so it is not a {name}: give "
+                f"{what}")
 
 
 _ABSENT = object()

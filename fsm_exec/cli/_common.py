@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
@@ -41,6 +42,22 @@ def os_reason(exc: OSError, doing: str) -> str:
         return str(exc)
     return f"{doing}: {exc.filename}: {exc.strerror}" if exc.filename else (
         f"{doing}: {exc.strerror}")
+
+
+def parse_time(option: str, text: str | None) -> dt.datetime | None:
+    """A time option (``--now``, ``--at``): an ISO 8601 time with an offset (``Z`` for UTC)
+    read by the package's one parser, or ``None`` when not given; else :class:`UsageError`
+    naming the option and saying what to give."""
+    if text is None:
+        return None
+    from fsm_exec.boundary.canonical import parse_timestamp
+
+    when = parse_timestamp(text, naive_is_utc=True)  # the package's one parser
+    if when is None:
+        raise UsageError(f"{option}: not an ISO 8601 time: {text!r}")
+    if parse_timestamp(text) is None:  # it parsed only as a naive time
+        raise UsageError(f"{option}: give an offset (e.g. {text}Z or {text}+00:00)")
+    return when
 
 
 def plural(n: int, one: str, many: str) -> str:

@@ -291,8 +291,18 @@ def _first_file_on(path: Path) -> Path | None:
 
 def check_output_paths(out: Path, backtest_id: str, owner: str) -> None:
     """Refuse, before anything is created, outputs under ``out`` that cannot be written:
-    a file where a directory must go (``out`` itself included), a directory where an
-    output file goes, or a journal that ``owner`` did not write (:class:`DemoDirError`)."""
+    a symbolic link where a directory of the outputs goes (``logs``, ``logs/events``,
+    ``results``, ``results/<id>``: it could point anywhere, and is never followed), a file
+    where a directory must go (``out`` itself included), a directory where an output file
+    goes, or a journal that ``owner`` did not write (:class:`DemoDirError`). A link at an
+    output *file* is replaced, never followed, when the file is written."""
+    links = [folder for folder in (out / "logs", out / "logs" / "events", out / "results",
+                                   out / "results" / backtest_id) if folder.is_symlink()]
+    if links:
+        raise DemoDirError(
+            f"{links[0]} is a symbolic link, where the outputs need a directory of their "
+            "own: outputs are never written through a link (it could point anywhere); "
+            "remove it or pass --out with another directory")
     problems: list[str] = []
     for folder in (out, out / "logs" / "events", out / "results" / backtest_id):
         blocker = _first_file_on(folder)

@@ -23,7 +23,17 @@ from fsm_exec.cli._common import (
     UsageError,
     complain,
 )
-from fsm_exec.cli.commands import cancel, check, demo, diagram, report, run, runs, status
+from fsm_exec.cli.commands import (
+    cancel,
+    check,
+    demo,
+    diagram,
+    lifecycle,
+    report,
+    run,
+    runs,
+    status,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                "  fsm-exec run blocks.jsonl --config system.toml\n"
                "  fsm-exec diagram --events logs/events --block hedge-20251001T18\n"
                "  fsm-exec check logs/events\n"
+               "  fsm-exec lifecycle check examples/lifecycles/four_eyes.yaml\n"
                "  fsm-exec runs runs/\n"
                "  fsm-exec status logs/events\n"
                "  fsm-exec cancel logs/events --all --reason 'positions reconciled by hand'\n\n"
                + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (demo, run, diagram, report, status, cancel, check, runs):
+    for command in (demo, run, diagram, lifecycle, report, status, cancel, check, runs):
         command.add_parser(sub)
     return p
 

@@ -21,6 +21,17 @@ from fsm_exec.cli._common import UsageError, decode_text, read_input, regular_fi
 TIMESTAMP = "timestamp"
 
 
+def _refuse_duplicate_columns(path: Path, columns: Sequence[str]) -> None:
+    """A column named twice is a :class:`UsageError` naming it and where: which of the two
+    prices a block would get is anyone's guess (a CSV reader keeps the last)."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(columns, start=1):
+        if name in first:
+            raise UsageError(f"--prices {path}:1: column {name!r} is named twice (columns "
+                             f"{first[name]} and {i}): keep one")
+        first[name] = i
+
+
 def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The columns and rows of a price file (``.parquet`` through pandas, else CSV); a file
     that cannot be read is a :class:`UsageError` naming it and saying why."""
@@ -41,6 +52,7 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             raise UsageError(f"--prices {path}: not a readable Parquet file: "
                              f"{type(exc).__name__}") from None
         columns = [str(c) for c in frame.columns]
+        _refuse_duplicate_columns(path, columns)
         return columns, [dict(zip(columns, row, strict=True))
                          for row in frame.itertuples(index=False, name=None)]
     raw = read_input(path, f"--prices {path}: cannot read")
@@ -48,6 +60,7 @@ def read_price_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     try:
         reader = csv.DictReader(text.splitlines())
         columns = [c.strip() for c in reader.fieldnames or []]
+        _refuse_duplicate_columns(path, columns)
         rows = []
         for n, row in enumerate(reader, start=2):
             if None in row:

@@ -97,17 +97,21 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "recovery is refused. The error names the file and line: restore the file "
               "from a copy, or reconcile positions by hand and start a new journal."),
     ErrorCode("EXEC-014", _C, _S.CRITICAL, "Reconciliation component failed",
-              "Reading the reconciliation component's status raised; the venue executed and "
-              "the deltas were handed off, but whether positions reconcile is unknown. The "
-              "block is failed and the manager halts. Fix the reconciliation component, "
+              "Reading the reconciliation component's status raised, or gave a value that is "
+              "none of pending, success and failed (the error names it); the venue executed "
+              "and the deltas were handed off, but whether positions reconcile is unknown. "
+              "The block is failed and the manager halts. Fix the reconciliation component, "
               "check positions, then cancel the queued blocks or resume with "
               "update_state(ts, 'manual')."),
     ErrorCode("EXEC-015", _C, _S.CRITICAL, "Venue reply cannot be recorded",
               "The venue executed, but its reply holds a value with no faithful journal form "
-              "(the error names the value's path); the deltas never reached the position "
-              "handler. The block is failed and the manager halts. Apply the venue's fill by "
-              "hand, fix the adapter to return plain data, then cancel the queued blocks or "
-              "resume with update_state(ts, 'manual')."),
+              "(the error names the value's path), or query_execution answered something "
+              "that is neither deltas nor None (the error names it: whether the venue "
+              "executed is unknown); the deltas never reached the position handler. The "
+              "block is failed and the manager halts. Ask the venue for the fill and apply "
+              "it by hand, fix the adapter to return plain data (None when nothing "
+              "executed), then cancel the queued blocks or resume with "
+              "update_state(ts, 'manual')."),
     ErrorCode("EXEC-016", _C, _S.LOW, "Observer failed",
               "An observer (metrics, tracing) raised; what the manager does is unchanged and "
               "the journal is complete. Fix the observer."),
@@ -121,6 +125,11 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "log directory; two writers would run the same queue twice. Stop the other "
               "process, or use another directory. A crashed holder's lock is released by "
               "the operating system: no cleanup is needed."),
+    ErrorCode("EXEC-019", _C, _S.HIGH, "Invalid lifecycle",
+              "A lifecycle (a file, or one built in Python) breaks a safety rule or is not "
+              "the file format's shape; nothing was defined. The error names each broken "
+              "rule and the state or transition; fsm-exec lifecycle check FILE lists them. "
+              "Fix the lifecycle."),
 )
 
 
@@ -277,14 +286,15 @@ class InvalidBlockError(ComponentError, ValueError):
 
 class AlreadyAcceptedError(InvalidBlockError):
     """A batch submitted again that was accepted before: every block id is taken (queued,
-    in flight or finished inside the duplicate window) and every block the manager still
-    holds (queued or in flight) has the same content. The call did nothing (no block
+    in flight or finished inside the duplicate window) and every block has the same content
+    as the block of its id (queued, in flight, or finished). The call did nothing (no block
     settled, nothing routed); call ``update_state`` without the batch to go on.
 
     A subclass of :class:`InvalidBlockError`, so callers that catch that still catch it;
-    a conflicting duplicate (an id taken by a block with other content) stays a plain
-    :class:`InvalidBlockError`. A finished block's content is not kept: its id alone is
-    compared."""
+    a conflicting duplicate (an id taken by a block with other content, finished blocks
+    included: each keeps a digest of its content) stays a plain :class:`InvalidBlockError`.
+    A block finished under a journal written before digests were kept is compared by id
+    alone."""
 
     def __init__(self, block_ids: tuple[str, ...], where: tuple[str, ...]) -> None:
         """``where``: each block's state now (``queued``, ``routing``, ..., ``success``)."""

@@ -291,6 +291,17 @@ class BlockLifecycle:
                           for name, event in events.items()}
         self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
 
+    def rebind(self, listener: TransitionListener | None) -> None:
+        """Hand this lifecycle, idle, to a new owner telling ``listener`` of its moves: as
+        good as a new one (no block loaded), without building another Machine. Refused
+        while a block is in flight."""
+        if self._flight.state not in _TERMINAL_VALUES:
+            raise IllegalTransitionError("rebind", self._flight.state, self._flight.block_id)
+        self._listener = listener
+        self._machine.on_move = listener
+        self._flight.block_id = None
+        self._flight.state = str(BlockState.SUCCESS)
+
     @property
     def state(self) -> BlockState:
         """The state of the block in flight (a terminal state when none is)."""

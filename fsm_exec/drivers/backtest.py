@@ -19,6 +19,7 @@ from fsm_exec.drivers.base import (
     _ROUTING,
     _SUCCESS,
     EXECUTED,
+    INVALID,
     T_EXECUTED,
     T_RECONCILED,
     T_REROUTE,
@@ -161,7 +162,10 @@ class BacktestDriver(Driver):
         ask the venue once (simulated venues answer at once), never back off."""
         verdict, deltas, how = self.query_once(ts, f)
         f.unresolved = verdict == UNKNOWN  # the venue answered: no longer in doubt
-        if verdict == EXECUTED:
+        if verdict == INVALID:  # neither deltas nor None: still in doubt
+            f.unresolved = True
+            self.host.fail(f, "EXEC-015", how, halt=True)
+        elif verdict == EXECUTED:
             self.executed(T_RESUME_RECONCILIATION, f, deltas, attempt=f.attempt + 1,
                           resolved_by=how)
         elif verdict == UNKNOWN:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
-from fsm_exec.core.errors import ComponentError, describe_exception
+from fsm_exec.core.errors import ComponentError, describe_exception, safe_repr
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.core.lifecycle import BlockState, Trigger
 from fsm_exec.drivers.calls import VenueCall, Worker
@@ -42,9 +43,11 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0
 _MISSING = object()
 
-# Verdicts of resolving a venue call whose outcome is not known yet.
-EXECUTED, NOT_EXECUTED, UNKNOWN, UNCONFIRMED = (
-    "executed", "not_executed", "unknown", "unconfirmed")
+# Verdicts of resolving a venue call whose outcome is not known yet (INVALID: the venue's
+# answer was neither deltas nor None).
+EXECUTED, NOT_EXECUTED, UNKNOWN, UNCONFIRMED, INVALID = (
+    "executed", "not_executed", "unknown", "unconfirmed", "invalid")
+_SHOWN = 80  # characters of a venue's answer quoted in an error
 
 
 @attrs.define(eq=False)
@@ -192,6 +195,28 @@ class Driver:
             return self.redact(f"{kind}: {describe_exception(call.error)}")
         return "the venue returned no deltas (None)"
 
+    def not_deltas(self, value: Any) -> bool:
+        """True if ``query_execution``'s answer (not ``None``) is not deltas: deltas are a
+        mapping with at least one entry (in canonical form). ``False``, ``0``, ``""``,
+        ``[]`` and ``{}`` are an adapter's "not found" written wrong, and an empty mapping
+        says nothing was filled: none of them is taken for "executed". Anything else is
+        judged by its canonical form (a record, a Series: as it would be kept); one that has
+        none is left to :meth:`executed` (``EXEC-015`` naming its path)."""
+        if type(value) is dict:
+            return not value
+        conv = self.host.canonical_deltas(value)
+        return not conv.problems and not (type(conv.value) is dict and conv.value)
+
+    def not_deltas_why(self, f: Flight, value: Any) -> str:
+        """Why a block fails on an answer of ``query_execution`` that is not deltas."""
+        shown = terminal_text(self.redact(safe_repr(value)))
+        if len(shown) > _SHOWN:
+            shown = shown[:_SHOWN - 3] + "..."
+        return (f"query_execution answered {shown} (a {type(value).__name__}), which is "
+                "neither deltas (a non-empty mapping) nor None (not executed): whether the "
+                f"venue executed block {f.block.block_id!r} is unknown; the adapter must "
+                "return None when the venue has no such order")
+
     def query_once(self, ts: Any, f: Flight) -> tuple[str, Any, str]:
         """Ask ``query_execution`` once: ``(verdict, deltas, how we know)``."""
         query = self.query
@@ -215,6 +240,8 @@ class Driver:
                 f"query_execution raised {describe_exception(q.error)}"))
         elif q.value is None:
             verdict = (NOT_EXECUTED, None, "query_not_found")
+        elif self.not_deltas(q.value):
+            verdict = (INVALID, None, self.not_deltas_why(f, q.value))
         else:
             verdict = (EXECUTED, q.value, "query_found")
         if host.observers:

@@ -6,15 +6,18 @@ asking the venue, with confirmations, before anything is routed again).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import ExecutionRejected
-from fsm_exec.core.errors import describe_exception
+from fsm_exec.core.errors import describe_exception, safe_repr
 from fsm_exec.drivers.base import (
     _MISSING,
     _POLL_FIRST,
     _POLL_MAX,
     EXECUTED,
+    INVALID,
     NOT_EXECUTED,
     T_EXECUTED,
     T_RECONCILED,
@@ -33,6 +36,27 @@ from fsm_exec.observe.health import DEGRADED
 
 if TYPE_CHECKING:
     from fsm_exec.drivers.host import Host
+
+
+class UnrecognisedStatus(Exception):
+    """A ``reconciliation_status`` that is none of ``pending``, ``success``, ``failed``."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__("reconciliation_status is none of 'pending', 'success', 'failed'")
+        self.status = status
+
+    def describe(self, redact: Callable[[str], str]) -> str:
+        """Why the block fails, naming the status seen: its ``repr`` (secrets redacted,
+        control characters escaped, then shortened)."""
+        shown = terminal_text(redact(safe_repr(self.status)))
+        if len(shown) > _SHOWN:
+            shown = shown[:_SHOWN - 3] + "..."
+        return (f"the reconciliation component's reconciliation_status is {shown} (a "
+                f"{type(self.status).__name__}), which is none of 'pending', 'success' and "
+                "'failed': whether positions reconcile is unknown")
+
+
+_SHOWN = 80  # characters of an unrecognised status shown
 
 
 class LiveDriver(Driver):
@@ -93,6 +117,8 @@ class LiveDriver(Driver):
             self.move(T_RECONCILED, waited_s=waited)
         elif verdict == "failed":
             host.fail(f, "EXEC-002", "reconciliation reported failure", halt=True)
+        elif isinstance(exc, UnrecognisedStatus):
+            host.fail(f, "EXEC-014", exc.describe(self.redact), halt=True)
         elif verdict == "error":
             assert exc is not None
             host.fail(f, "EXEC-014", self.redact(
@@ -107,7 +133,8 @@ class LiveDriver(Driver):
 
     def poll_reconciliation(self, block_id: str) -> tuple[str, float, Exception | None]:
         """Poll until success, failure or ``reconciliation_timeout`` on the injected clock;
-        a component that raises ends the wait as ``error``."""
+        a component that raises, or whose status is none of ``pending``, ``success`` and
+        ``failed`` (:class:`UnrecognisedStatus`), ends the wait as ``error``."""
         rc, clock, sleep = self.reconciliation, self.clock, self.sleep
         start = clock()
         timeout = self.cfg.reconciliation_timeout
@@ -116,8 +143,12 @@ class LiveDriver(Driver):
         while True:
             try:
                 status = rc.reconciliation_status
-                about = (getattr(rc, "reconciled_block_id", _MISSING)
-                         if status in ("success", "failed") else _MISSING)
+                if status in ("success", "failed"):
+                    about = getattr(rc, "reconciled_block_id", _MISSING)
+                elif status == "pending":
+                    about = _MISSING
+                else:  # "SUCCESS", True, an Enum: never taken for pending (nor a timeout)
+                    return "error", clock() - start, UnrecognisedStatus(status)
             except Exception as exc:
                 return "error", clock() - start, exc
             # A component that says which block it reconciled is held to it: a success left
@@ -158,7 +189,10 @@ class LiveDriver(Driver):
             self.sleep(min(cfg.retry_delay_seconds * 2 ** (f.attempt - 1),
                            cfg.max_retry_delay_seconds))
         verdict, deltas, how = self.resolve(ts, f)
-        if verdict == EXECUTED:
+        if verdict == INVALID:  # neither deltas nor None: still in doubt, loudly
+            f.unresolved = True
+            host.fail(f, "EXEC-015", how, halt=True)
+        elif verdict == EXECUTED:
             f.unresolved = False
             self.executed(T_RESUME_RECONCILIATION, f, deltas, attempt=f.attempt + 1,
                           resolved_by=how)
@@ -186,7 +220,7 @@ class LiveDriver(Driver):
         if call is not None and not call.done:
             # Abandoned and still running: only the venue's own word can settle it now.
             verdict, deltas, how = self.ask_venue(ts, f, confirm=False)
-            if verdict == EXECUTED:
+            if verdict in (EXECUTED, INVALID):
                 return verdict, deltas, how
             if not call.wait(self.cfg.execution_timeout):
                 return UNKNOWN, None, "the abandoned venue call is still running"

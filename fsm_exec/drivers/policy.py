@@ -36,11 +36,16 @@ class ModePolicy:
     #: a halt caught once cannot be ignored. Otherwise a halted manager still queues
     #: batches and reports ``halted: True`` in its status.
     halt_raises: bool
+    #: Each record carries the time of the step it records: the call's timestamp advanced
+    #: by the injected clock's time since the call began (routing, retries and
+    #: reconciliation show how long they took). Otherwise every record of a call carries
+    #: the call's timestamp (a backtest's: the strategy's own time).
+    step_times: bool
 
 
 BACKTEST = ModePolicy("backtest", BacktestDriver, fail_fast=True, journal_hand_offs=False,
-                      durable_journal=False, halt_raises=True)
+                      durable_journal=False, halt_raises=True, step_times=False)
 LIVE = ModePolicy("live", LiveDriver, fail_fast=False, journal_hand_offs=True,
-                  durable_journal=True, halt_raises=False)
+                  durable_journal=True, halt_raises=False, step_times=True)
 #: The policy of each mode, by name.
 POLICIES: dict[str, ModePolicy] = {p.mode: p for p in (BACKTEST, LIVE)}

@@ -77,7 +77,9 @@ class RiskChecks:
 
     def refusal(self, ts: Any, block: InstructionBlock) -> tuple[str, str] | None:
         """``(error code, reason)`` of the first check that refuses ``block``, else ``None``.
-        A check that raises, or market data that cannot be had, refuses (redacted)."""
+        A check that raises, or market data that cannot be had, refuses (redacted). A
+        desk's check is given its own copy of the block (one that edits it changes
+        nothing routed)."""
         checks = self.checks
         try:
             market = self.data_provider.get_data(ts)["market_data"]
@@ -89,7 +91,7 @@ class RiskChecks:
             name = getattr(check, "__name__", type(check).__name__)
             try:
                 verdict = (check_prices(block, market, asset_field=self.asset_field)
-                           if check is check_prices else check(block, market))
+                           if check is check_prices else check(block.copy(), market))
             except Exception as exc:
                 return code, self.redact(
                     f"risk check {name} raised {describe_exception(exc)}")

@@ -29,6 +29,7 @@ import attrs
 import orjson
 
 from fsm_exec.boundary.canonical import DECIMAL_TAG, DICT_TAG, FLOAT_TAG, INT_TAG, TAGS
+from fsm_exec.boundary.plain import MAX_INT_DIGITS
 from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: The journal format this package writes and reads (every checkpoint says which).
@@ -148,7 +149,7 @@ class CodecError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-_INT_TEXT = re.compile(r"-?[0-9]{1,4300}")  # str(int): Python's own digit limit
+_INT_TEXT = re.compile(rf"-?[0-9]{{1,{MAX_INT_DIGITS}}}")  # str(int): Python's own limit
 _DECIMAL_TEXT = re.compile(
     r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|Infinity|s?NaN[0-9]*)")
 _FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -164,7 +165,8 @@ def _tagged(tag: str, inner: Any, where: str, depth: int, build: bool) -> Any:
         return Decimal(inner) if build else None
     if tag == INT_TAG:
         if type(inner) is not str or not _INT_TEXT.fullmatch(inner):
-            raise CodecError(where, f"{INT_TAG} must hold an integer's digits (at most 4300), "
+            raise CodecError(where, f"{INT_TAG} must hold an integer's digits (at most "
+                                    f"{MAX_INT_DIGITS}), "
                                     f"got {_shown(inner)}")
         return int(inner) if build else None
     if tag == FLOAT_TAG:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import stat
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import orjson
 
 from fsm_exec.core.errors import ComponentError
@@ -28,6 +30,61 @@ class JournalCorruptError(ComponentError, ValueError):
         super().__init__("EXEC-013", f"{path}:{line}: {reason}" if line else
                          f"{path}: {reason}")
 
+
+
+@attrs.frozen
+class FileOwner:
+    """The owner, group and permission bits of a journal's files: what a file created for
+    that journal by another user (``sudo fsm-exec cancel``, as root) is given, so that the
+    journal's own manager can still write it."""
+
+    uid: int
+    gid: int
+    mode: int
+
+    @classmethod
+    def like(cls, path: Path | str) -> FileOwner:
+        """The owner, group and permission bits of the file at ``path``."""
+        info = os.stat(path)
+        return cls(info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode))
+
+    def give(self, fd: int) -> None:
+        """Make the open file ``fd`` this owner's, with these bits (a change of owner
+        needs root)."""
+        info = os.fstat(fd)
+        if (info.st_uid, info.st_gid) != (self.uid, self.gid):
+            os.fchown(fd, self.uid, self.gid)
+        if stat.S_IMODE(info.st_mode) != self.mode:
+            os.fchmod(fd, self.mode)
+
+
+_APPEND = os.O_WRONLY | os.O_APPEND
+
+
+def open_append(path: Path, owner: FileOwner | None = None) -> int:
+    """``path`` opened for appending, created when it is missing (mode 0644, less the
+    umask). A file created for ``owner`` is made under a temporary name in the same
+    directory, given its owner, group and bits, and only then renamed into place: it
+    never bears its name with another owner, whenever the process dies."""
+    if owner is None:
+        return os.open(path, _APPEND | os.O_CREAT, 0o644)
+    with contextlib.suppress(FileNotFoundError):
+        return os.open(path, _APPEND)
+    new = path.with_name(f".{path.name}.{os.getpid()}.new")
+    with contextlib.suppress(FileNotFoundError):
+        new.unlink()  # left by a process of this pid that died here
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o600)
+    try:
+        owner.give(fd)
+        os.rename(new, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            new.unlink()
+        raise
+    finally:
+        os.close(fd)
+    return os.open(path, _APPEND)
 
 
 def not_regular(mode: int) -> str | None:
@@ -60,6 +117,7 @@ def open_regular(path: Path | str) -> IO[bytes]:
         raise
 
 
+@functools.lru_cache(maxsize=256)
 def journal_name(component: str) -> str:
     """``ExecutionManager`` -> ``execution_manager_events.jsonl``."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", component)
@@ -205,9 +263,10 @@ def _count_lines(path: Path, upto: int) -> int:
         return f.read(upto).count(b"\n")
 
 
-def repair_torn_tail(path: Path) -> bytes:
+def repair_torn_tail(path: Path, owner: FileOwner | None = None) -> bytes:
     """Set aside a torn last line (a crash mid-write: no final newline) and truncate the
-    file to its last complete line. Returns the bytes set aside (empty if none)."""
+    file to its last complete line. Returns the bytes set aside (empty if none). A
+    ``<file>.torn`` this creates is ``owner``'s (see :func:`open_append`)."""
     size = path.stat().st_size
     if not size:
         return b""
@@ -219,7 +278,7 @@ def repair_torn_tail(path: Path) -> bytes:
         f.seek(full_end)
         torn = f.read()
         aside = path.with_name(path.name + ".torn")
-        with open(aside, "ab") as t:
+        with os.fdopen(open_append(aside, owner), "ab") as t:
             t.write(torn + b"\n")
             t.flush()
             os.fsync(t.fileno())

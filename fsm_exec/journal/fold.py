@@ -13,8 +13,9 @@ a gap just before a checkpoint that starts a file is pruned history, as ``check`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import journal_files
@@ -25,18 +26,20 @@ from fsm_exec.journal.state import GapError, ManagerState, ReplayError
 See = Callable[[JournalRecord, ManagerState], None]
 
 
-def records_from(files: list[Path], start_file: int, start_line: int
-                 ) -> Iterator[JournalRecord]:
-    """The records of ``files`` from line ``start_line`` of ``files[start_file]`` on."""
-    for i, p in enumerate(files[start_file:]):
-        for r in read_records(p):
-            if i == 0 and r.line < start_line:
+def records_from(files: list[Path], start_file: int, start_line: int,
+                 opened: Sequence[IO[bytes]] | None = None) -> Iterator[JournalRecord]:
+    """The records of ``files`` from line ``start_line`` of ``files[start_file]`` on
+    (``opened``: the files, already open: :func:`~fsm_exec.journal.reader.open_journal`)."""
+    for i in range(start_file, len(files)):
+        for r in read_records(files[i], opened[i] if opened is not None else None):
+            if i == start_file and r.line < start_line:
                 continue
             yield r
 
 
 def recovery_state(log_dir: Path | str, component: str = "ExecutionManager",
-                   see: See | None = None
+                   see: See | None = None, *,
+                   snapshot: tuple[list[Path], Sequence[IO[bytes]]] | None = None
                    ) -> tuple[ManagerState, list[Path], tuple[int, int]]:
     """The state the journal in ``log_dir`` describes, folded from its newest checkpoint
     (verified against the records before it first); with the journal's files and where
@@ -44,14 +47,17 @@ def recovery_state(log_dir: Path | str, component: str = "ExecutionManager",
     each record from the newest checkpoint on. Raises
     :class:`~fsm_exec.journal.state.ReplayError` (``.record`` set) at the first record
     that breaks a rule, :class:`~fsm_exec.journal.files.JournalCorruptError` at a line
-    that is not a record."""
-    files = journal_files(Path(log_dir), component)
-    found = newest_checkpoints(files, component, 2)
+    that is not a record. ``snapshot``: the journal's files and the same files already
+    open (:func:`~fsm_exec.journal.reader.open_journal`: what a reader racing a rotation
+    reads), instead of listing ``log_dir``."""
+    files, opened = snapshot if snapshot is not None else (
+        journal_files(Path(log_dir), component), None)
+    found = newest_checkpoints(files, component, 2, opened)
     newest = found[-1] if found else (0, 0)
     state = ManagerState(component)
     prev: JournalRecord | None = None
     verified = len(found) < 2  # nothing before the newest checkpoint to compare with
-    for r in records_from(files, *found[0]) if found else records_from(files, 0, 0):
+    for r in records_from(files, *(found[0] if found else (0, 0)), opened):
         at_newest = (not verified and r.event_type == CHECKPOINT
                      and r.component == component and r.path == str(files[newest[0]])
                      and r.line == newest[1])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import ComponentError
+from fsm_exec.journal.files import FileOwner
 
 LOCK_NAME = ".lock"
 
@@ -47,13 +48,27 @@ def _lock_holder(fd: int) -> int | None:
         return None
 
 
-def take_lock(log_dir: Path) -> int:
+def take_lock(log_dir: Path, owner: FileOwner | None = None) -> int:
     """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
     process dies): its file descriptor, or :class:`JournalLockedError`. Any other failure
     (``OSError``: a full disk cannot take the holder's pid) leaves nothing taken: the
-    descriptor is closed, so the lock is released."""
-    fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-                 0o644)  # a planted link is refused, never followed
+    descriptor is closed, so the lock is released. A lock file this creates is
+    ``owner``'s (when given: the journal's owner, for a process of another user)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)  # a planted link is refused, never followed
+    path = log_dir / LOCK_NAME
+    if owner is None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
+    else:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
+        except FileExistsError:
+            fd = os.open(path, os.O_RDWR | nofollow)
+        else:
+            try:
+                owner.give(fd)
+            except BaseException:
+                os.close(fd)
+                raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -72,21 +87,32 @@ def take_lock(log_dir: Path) -> int:
     return fd
 
 
-def lock_holder(log_dir: Path | str) -> int | None:
+#: The kernel's table of file locks (Linux).
+PROC_LOCKS = Path("/proc/locks")
+
+
+def lock_holder(log_dir: Path | str, *, proc_locks: Path | str = PROC_LOCKS) -> int | None:
     """The pid of the process whose EventLogger holds ``log_dir`` now, else ``None``.
     Read-only: it never takes the lock (it reads the pid the holder wrote, and asks the
-    kernel's lock table on Linux), so it is safe while a manager runs."""
+    kernel's lock table, ``proc_locks``, on Linux), so it is safe while a manager runs.
+
+    A lock in the table is the lock file's when it is on the same device and inode
+    (``major:minor:inode``): inode numbers repeat across file systems, so an inode alone
+    could take an unrelated lock elsewhere for the manager's. Some file systems (overlay,
+    btrfs subvolumes) show another device number in the table than ``stat`` does: a lock
+    on the lock file's inode counts there only when it is held by the pid the lock file
+    names."""
     path = Path(log_dir) / LOCK_NAME
     try:
         text = path.read_text("ascii").strip()
-        inode = path.stat().st_ino
+        info = path.stat()
     except (OSError, UnicodeDecodeError):
         return None
     pid = int(text) if text.isdigit() else None
     if pid is None:
         return None
     try:
-        locks = Path("/proc/locks").read_text()
+        locks = Path(proc_locks).read_text()
     except OSError:  # not Linux: is the process alive?
         try:
             os.kill(pid, 0)
@@ -95,11 +121,29 @@ def lock_holder(log_dir: Path | str) -> int | None:
         except PermissionError:
             return pid
         return pid
+    device = (os.major(info.st_dev), os.minor(info.st_dev))
     for line in locks.splitlines():
-        parts = line.split()
-        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+        where = _flock_of(line)
+        if where is None or where[2] != info.st_ino:
+            continue
+        if where[:2] == device or where[3] == pid:
             return pid
     return None
+
+
+def _flock_of(line: str) -> tuple[int, int, int, int] | None:
+    """``(major, minor, inode, pid)`` of a ``/proc/locks`` line of a ``flock``, else
+    ``None`` (``1: FLOCK  ADVISORY  WRITE 4242 fe:01:1234 0 EOF``: the device in hex). A
+    blocked waiter's line (``1: -> FLOCK ...``) is not a holder's."""
+    parts = line.split()
+    if len(parts) < 6 or parts[1] != "FLOCK":
+        return None
+    major, _, rest = parts[5].partition(":")
+    minor, _, inode = rest.partition(":")
+    try:
+        return int(major, 16), int(minor, 16), int(inode), int(parts[4])
+    except ValueError:
+        return None
 
 
 

@@ -3,9 +3,12 @@ from; what recovery needs (from the newest checkpoint on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import orjson
@@ -28,6 +31,30 @@ class JournalRecord:
     data: dict[str, Any]
 
 
+def duplicate_key(raw: bytes | str) -> str | None:
+    """The first key that appears twice in one object of the JSON text ``raw`` (JSON
+    readers differ on which value they keep), else ``None`` (also for text that is not
+    JSON: the caller says why it is not)."""
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items) and not twice:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    twice.append(key)
+                    break
+                seen.add(key)
+        return out
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return twice[0] if twice else None
+
+
 def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
     """One line of a journal, validated: JSON, an object with the record's fields, every
     tag as the codec writes it (:func:`~fsm_exec.journal.codec.validate`), every field of
@@ -47,6 +74,12 @@ def parse(path: Path | str, line_no: int, raw: bytes) -> JournalRecord:
         validate(obj)
     except CodecError as exc:
         raise JournalCorruptError(path, line_no, str(exc)) from None
+    # (validated first: nothing nested deeper than the writer writes)
+    if orjson.dumps(obj) != raw.rstrip(b"\r\n"):  # not as the writer wrote it: look closer
+        twice = duplicate_key(raw)
+        if twice is not None:
+            raise JournalCorruptError(path, line_no, f"key {twice!r} appears twice in one "
+                                                     "object (which value is meant?)")
     problem = check_record(obj)
     if problem is not None:
         raise JournalCorruptError(path, line_no, problem)
@@ -84,32 +117,86 @@ def looks_like_a_journal(path: Path | str) -> bool:
     return looks_like_a_record(first)
 
 
-def journal_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+def journal_lines(path: Path | str, opened: IO[bytes] | None = None
+                  ) -> Iterator[tuple[int, bytes]]:
     """``(line number, raw line)`` of one journal file, streamed: only a regular file is
     read (a named pipe or a device is refused, without blocking), and a line longer than
-    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`."""
+    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError`.
+    ``opened``: the file, already open (:func:`open_journal`), read from its start; ``path``
+    then only names it."""
+    if opened is not None:
+        opened.seek(0)
+        yield from _lines(path, opened)
+        return
     with open_regular(path) as f:
-        n = 0
-        while raw := f.readline(MAX_LINE_BYTES + 1):
-            n += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
-                                                   "bytes (the writer never writes one)")
-            yield n, raw
+        yield from _lines(path, f)
 
 
-def read_records(path: Path | str) -> Iterator[JournalRecord]:
+def _lines(path: Path | str, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    n = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        n += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} "
+                                               "bytes (the writer never writes one)")
+        yield n, raw
+
+
+def read_records(path: Path | str, opened: IO[bytes] | None = None
+                 ) -> Iterator[JournalRecord]:
     """The records of one journal file, in order, streamed. A torn last line (no final
     newline: a crash mid-write, never acknowledged) is skipped (:func:`fsm_exec.check_journal`
-    reports it); any other unreadable line raises :class:`JournalCorruptError`."""
+    reports it); any other unreadable line raises :class:`JournalCorruptError`. ``opened``:
+    as for :func:`journal_lines`."""
     path = Path(path)
-    for n, raw in journal_lines(path):
+    for n, raw in journal_lines(path, opened):
         if not raw.endswith(b"\n"):
             return  # torn by a crash mid-write: never acknowledged, never acted on
         if raw.strip():
             yield parse(path, n, raw)
         else:
             raise JournalCorruptError(path, n, "empty line")
+
+
+class JournalChanged(Exception):
+    """The set of a journal's files changed while it was being opened (a rotation)."""
+
+
+def open_journal(log_dir: Path | str, component: str = "ExecutionManager",
+                 stack: contextlib.ExitStack | None = None
+                 ) -> tuple[list[Path], list[IO[bytes]]]:
+    """A consistent snapshot of a journal that a running manager may rotate: its files (in
+    ``seq`` order) all opened, then listed again; the same names on the same files, or
+    :class:`JournalChanged` (try again). Read through the open files, the snapshot stays
+    whole whatever is renamed, started or deleted after it. The files are closed by
+    ``stack`` (when given) or by the caller."""
+    files = journal_files(log_dir, component)
+    opened: list[IO[bytes]] = []
+    try:
+        for p in files:
+            try:
+                f = open_regular(p)
+            except FileNotFoundError:
+                raise JournalChanged(str(p)) from None
+            opened.append(f)
+        if journal_files(log_dir, component) != files:
+            raise JournalChanged(str(log_dir))
+        for p, f in zip(files, opened, strict=True):
+            try:
+                now = os.stat(p)
+            except FileNotFoundError:
+                raise JournalChanged(str(p)) from None
+            held = os.fstat(f.fileno())
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                raise JournalChanged(str(p))
+    except BaseException:
+        for f in opened:
+            f.close()
+        raise
+    if stack is not None:
+        for f in opened:
+            stack.callback(f.close)
+    return files, opened
 
 
 def read_journal(source: Path | str | Iterable[Path | str],
@@ -128,23 +215,26 @@ def read_journal(source: Path | str | Iterable[Path | str],
 _CHECKPOINT_MARK = b'"event_type":"checkpoint"'
 
 
-def newest_checkpoint(files: list[Path], component: str = "ExecutionManager"
-                      ) -> tuple[int, int]:
+def newest_checkpoint(files: list[Path], component: str = "ExecutionManager",
+                      opened: Sequence[IO[bytes]] | None = None) -> tuple[int, int]:
     """``(file index, line)`` of the newest complete checkpoint record of ``component`` in
     ``files`` (in seq order); ``(0, 0)`` when there is none. A line is a checkpoint when the
-    record itself says so: payloads that merely contain the words are not."""
-    found = newest_checkpoints(files, component, 1)
+    record itself says so: payloads that merely contain the words are not. ``opened``: the
+    files, already open (:func:`open_journal`)."""
+    found = newest_checkpoints(files, component, 1, opened)
     return found[-1] if found else (0, 0)
 
 
 def newest_checkpoints(files: list[Path], component: str = "ExecutionManager",
-                       n: int = 2) -> list[tuple[int, int]]:
+                       n: int = 2, opened: Sequence[IO[bytes]] | None = None
+                       ) -> list[tuple[int, int]]:
     """``(file index, line)`` of the ``n`` newest complete checkpoint records of
     ``component`` in ``files`` (in seq order), oldest first; fewer when the journal holds
-    fewer."""
+    fewer. ``opened``: the files, already open (:func:`open_journal`)."""
     found: list[tuple[int, int]] = []
     for i in range(len(files) - 1, -1, -1):
-        here = [(i, line) for line, raw in journal_lines(files[i])
+        here = [(i, line) for line, raw in journal_lines(
+                    files[i], opened[i] if opened is not None else None)
                 if _CHECKPOINT_MARK in raw and raw.endswith(b"\n")
                 and _is_checkpoint(raw, component)]
         found[:0] = here

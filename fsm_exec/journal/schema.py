@@ -223,7 +223,22 @@ class Checkpoint:
     queue: list[Block] = _ABSENT
     flight: InFlight | None = _ABSENT
     finished: list[tuple[BlockId, Name]] = _ABSENT
+    finished_digests: dict[BlockId, Name] = _ABSENT
     written_on: Name | None = _ABSENT
+    execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
+    wall_clock: Name | None = _ABSENT  # since issue 25
+    clock: Name | None = _ABSENT  # "wall": the timestamp is the wall clock (since issue 25)
+
+
+@attrs.frozen
+class OperatorAction:
+    """An operator's tool acted on the journal (``fsm-exec cancel``): not a start."""
+
+    action: Name = _ABSENT
+    tool: Name = _ABSENT
+    user: Text | None = _ABSENT
+    sudo_user: Text | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
 
 
 @attrs.frozen
@@ -236,6 +251,8 @@ class Recovered:
     blocks_cancelled: Count | None = _ABSENT
     dropped: Count | None = _ABSENT
     from_seq: Count | None = _ABSENT
+    wall_clock: Name | None = _ABSENT
+    clock: Name | None = _ABSENT
 
 
 #: The manager's record kinds with a schema; other kinds are checked by the envelope only.
@@ -245,6 +262,7 @@ KINDS: dict[str, type] = {
     "reconciliation_timeout": OfABlock, "execution_query": OfABlock,
     "block_failed": BlockFailed, "error": Error, "manager_halted": Halted,
     "state_update": StateUpdate, "checkpoint": Checkpoint, "recovered": Recovered,
+    "operator_action": OperatorAction,
 }
 
 #: The component whose records have a schema per kind.

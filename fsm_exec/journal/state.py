@@ -20,13 +20,14 @@ gap after it loses records and is an error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.blocks import InstructionBlock, content_digest
 from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
@@ -51,7 +52,7 @@ _RETRYING, _PENDING, _SUCCESS, _CANCELLED = (
 RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
 DEFAULT_WINDOW = 10_000
 #: Checkpoint fields the writer adds for people and tools; not part of the state.
-_INFORMATIONAL = frozenset({"written_on", "reset"})
+_INFORMATIONAL = frozenset({"written_on", "reset", "execution_mode"})
 
 
 class ReplayError(ValueError):
@@ -98,11 +99,13 @@ def block_of(d: Mapping[str, Any]) -> InstructionBlock:
 
 def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool,
                        halt_reason: str | None, queue: Iterable[InstructionBlock],
-                       flight: Flight | None, finished: Iterable[tuple[str, str]]
-                       ) -> dict[str, Any]:
+                       flight: Flight | None, finished: Iterable[tuple[str, str]],
+                       digests: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The data of a checkpoint record: the one shape both the manager (from memory) and
-    the replay (from records) write, so that they can be compared."""
-    return {
+    the replay (from records) write, so that they can be compared. ``digests``: the
+    content digest of finished blocks whose content is known (``finished_digests``,
+    written only when there is one: journals before it have none)."""
+    data = {
         "format": JOURNAL_FORMAT, "lifecycle": TABLE_HASH, "duplicate_window": window,
         "counters": dict(counters), "halted": halted, "halt_reason": halt_reason,
         "queue": [block_data(b) for b in queue],
@@ -112,6 +115,14 @@ def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool
             "handed_off": flight.handed_off, "why": flight.why},
         "finished": [[block_id, state] for block_id, state in finished],
     }
+    if digests:
+        data[FINISHED_DIGESTS] = dict(digests)
+    return data
+
+
+#: The checkpoint field holding finished blocks' content digests (``{block_id: digest}``).
+FINISHED_DIGESTS = "finished_digests"
+_DIGEST = re.compile(r"[0-9a-f]{16}")
 
 
 _COUNTERS = ("accepted", "executed", "failed", "cancelled", "retried", "starts")
@@ -146,6 +157,9 @@ class ManagerState:
     queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
     flight: Flight | None = None
     finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
+    #: The content digest of each finished block whose content is known (not those a
+    #: checkpoint written before digests were kept carried): see ``content_digest``.
+    digests: dict[str, str] = attrs.field(factory=dict)
     accepted: int = 0
     executed: int = 0
     failed: int = 0
@@ -246,7 +260,7 @@ class ManagerState:
             # record still recovers a halted manager. The first reason stands.
             self.halt(halts)
         if dest in _TERMINAL:
-            self._remember(f.block.block_id, dest)
+            self._remember(f.block.block_id, dest, f.block)
             self.flight = None
             if dest == _SUCCESS:
                 self.executed += 1
@@ -309,8 +323,7 @@ class ManagerState:
         for block_id in block_ids:
             if block_id not in self.queue:
                 raise ReplayError(f"block {block_id!r} cancelled but it is not queued")
-            del self.queue[block_id]
-            self._remember(block_id, dest)
+            self._remember(block_id, dest, self.queue.pop(block_id))
             self.cancelled += 1
 
     def halt(self, reason: Any) -> None:
@@ -394,7 +407,16 @@ class ManagerState:
         return checkpoint_payload(
             window=self.window, counters={k: getattr(self, k) for k in _COUNTERS},
             halted=self.halted, halt_reason=self.halt_reason, queue=self.queue.values(),
-            flight=self.flight, finished=self.finished.items())
+            flight=self.flight, finished=self.finished.items(), digests=self.digests)
+
+    def same_as_finished(self, block: InstructionBlock) -> bool | None:
+        """Whether ``block`` asks what the finished block of its id asked: ``None`` when
+        that is not known (no finished block of that id, or one a checkpoint written
+        before digests were kept carried)."""
+        digest = self.digests.get(block.block_id)
+        if digest is None or block.block_id not in self.finished:
+            return None
+        return digest == content_digest(block)
 
     def _checkpoint(self, d: dict[str, Any], *, verify: bool) -> None:
         fmt, table = d.get("format"), d.get("lifecycle")
@@ -413,7 +435,10 @@ class ManagerState:
                 self.window = window
                 self._trim()
             mine = self.checkpoint_data()
+            mine.setdefault(FINISHED_DIGESTS, {})
             for key, value in mine.items():
+                if key == FINISHED_DIGESTS and key not in d:
+                    continue  # written before digests were kept: nothing to compare
                 if d.get(key) != value:
                     raise ReplayError(f"the checkpoint disagrees with the records before it "
                                       f"on {key!r}")
@@ -454,18 +479,31 @@ class ManagerState:
             if state not in _TERMINAL:
                 raise ValueError(f"a finished block cannot be in state {state!r}")
             self.finished[block_id] = state
+        digests = d.get(FINISHED_DIGESTS, {})  # absent before digests were kept
+        if type(digests) is not dict:
+            raise ValueError(f"{FINISHED_DIGESTS} must be an object")
+        for block_id, digest in digests.items():
+            if block_id not in self.finished or type(digest) is not str or \
+                    not _DIGEST.fullmatch(digest):
+                raise ValueError(f"{FINISHED_DIGESTS} holds {block_id!r}, which is not a "
+                                 "finished block with a digest of 16 hex digits")
+        self.digests = dict(digests)
         self._group.clear()
 
     # ------------------------------------------------------------------ records
-    def _remember(self, block_id: str, state: str) -> None:
+    def _remember(self, block_id: str, state: str, block: InstructionBlock) -> None:
         finished = self.finished
         finished[block_id] = state
+        self.digests[block_id] = content_digest(block)
         if len(finished) > self.window:
             self._trim()
 
     def _trim(self) -> None:
-        while len(self.finished) > self.window:
-            del self.finished[next(iter(self.finished))]
+        finished, digests = self.finished, self.digests
+        while len(finished) > self.window:
+            oldest = next(iter(finished))
+            del finished[oldest]
+            digests.pop(oldest, None)
 
     def _grouped(self, kind: str, d: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Collect the records of one batch (acceptance, or a cancel of several blocks);

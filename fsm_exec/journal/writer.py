@@ -1,12 +1,12 @@
 """The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
 that it doubles as the crash-recovery journal. Its codec is :mod:`~fsm_exec.journal.codec`,
 its files :mod:`~fsm_exec.journal.files`, its reader :mod:`~fsm_exec.journal.reader`, the
-CSV export :mod:`~fsm_exec.journal.export`.
+CSV export :mod:`~fsm_exec.journal.export`, what it holds open (files, buffers, the lock)
+:mod:`~fsm_exec.journal.handles`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import os
@@ -31,6 +31,7 @@ from fsm_exec.journal.codec import (
 )
 from fsm_exec.journal.export import export_csv
 from fsm_exec.journal.files import (
+    FileOwner,
     files_of,
     first_seq,
     fsync_dir,
@@ -38,124 +39,24 @@ from fsm_exec.journal.files import (
     journal_name,
     journal_stem_of,
     last_seq,
+    open_append,
     repair_torn_tail,
     start_day,
 )
+from fsm_exec.journal.handles import Held as _Held
+from fsm_exec.journal.handles import Journal as _Journal
+from fsm_exec.journal.handles import JournalLossError as JournalLossError
+from fsm_exec.journal.handles import flush as _flush
+from fsm_exec.journal.handles import open_loggers as _open_loggers
+from fsm_exec.journal.handles import release as _release
+from fsm_exec.journal.handles import too_long as _too_long
 from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
 
 
-class JournalLossError(EventLogError):
-    """Records counted as written are not in the file: an fsync failed before they were
-    durable (``EXEC-009``). The journal goes on after what the file holds, with no gap;
-    a writer that acted on the lost records must recover (the manager retires)."""
-
-    def __init__(self, path: Path, first: int, last: int) -> None:
-        self.path, self.first, self.last = str(path), first, last
-        super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
-                         f"before they were durable); the journal goes on from seq "
-                         f"{first - 1}")
-
-
 _MAX_RETENTION_DAYS = 36_500
-
-
-def _too_long(j: _Journal, event_type: str, n: int) -> EventLogError:
-    """A record longer than any reader reads: refused, nothing written."""
-    return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
-                         f"is longer than the {MAX_LINE_BYTES} bytes a journal line may hold")
-
-
-class _Journal:
-    """One component's open journal file."""
-
-    __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
-                 "since_checkpoint", "managed")
-
-    def __init__(self, path: Path, seq: int, day: dt.date, fd: int) -> None:
-        self.path, self.seq, self.day, self.fd = path, seq, day, fd
-        self.buf: list[bytes] = []  # backtest: records not yet written to the file
-        self.buffered = 0
-        self.unsynced = False  # written records not yet fsynced
-        self.dirty = False  # a write was cut short: resynchronise from the file first
-        self.since_checkpoint = 0
-        self.managed = False  # the component checkpoints: rotation only at its checkpoints
-
-
-class _Held:
-    """What an EventLogger holds of the operating system: its journals (each a file and a
-    buffer) and the directory lock's descriptor. Kept apart from the logger so that its
-    finalizer can release them without keeping the logger alive."""
-
-    __slots__ = ("journals", "lock_fd", "durable")
-
-    def __init__(self, lock_fd: int, durable: bool) -> None:
-        self.journals: dict[str, _Journal] = {}
-        self.lock_fd = lock_fd
-        self.durable = durable
-
-
-def _flush(j: _Journal) -> None:
-    """Write ``j``'s buffered records to its file (what fails waits for the next try)."""
-    if not j.buf:
-        return
-    data = b"".join(j.buf)
-    j.buf.clear()
-    j.buffered = 0
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(j.fd, view):]
-    except OSError as exc:
-        j.buf.append(bytes(view))  # what did not reach the file waits for the next try
-        j.buffered = len(view)
-        raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-    j.unsynced = True
-
-
-def _release(held: _Held) -> None:
-    """An EventLogger collected, or alive at interpreter exit, without :meth:`close`:
-    write what its buffers hold (and fsync it, if its records are fsynced), then close its
-    files and release its lock, as close() would. Never raises: nothing is left to tell."""
-    for j in set(held.journals.values()):
-        if j.fd < 0:
-            continue
-        with contextlib.suppress(OSError):
-            _flush(j)
-            if j.unsynced and held.durable:
-                os.fsync(j.fd)
-        with contextlib.suppress(OSError):
-            os.close(j.fd)
-        j.fd = -1
-        j.buf.clear()
-    held.journals.clear()
-    if held.lock_fd >= 0:
-        with contextlib.suppress(OSError):
-            os.close(held.lock_fd)
-        held.lock_fd = -1
-
-
-_open_loggers: weakref.WeakSet[EventLogger] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
-    for logger in list(_open_loggers):
-        with contextlib.suppress(Exception):
-            logger.close()
-
-
-def _forget_inherited() -> None:
-    """In a forked child: drop every logger inherited from the parent, unflushed, so the
-    child never writes the parent's records again (duplicate seq, duplicate CSV rows)."""
-    for logger in list(_open_loggers):
-        logger._abandon()
-    _open_loggers.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def _utc_today() -> dt.date:
@@ -183,6 +84,9 @@ class EventLogger:
     backtest fsyncs as live mode does (a backtest journal meant to survive a power cut);
     ``False`` is refused in live mode. Opening a directory that holds a journal appends
     to it (a torn last line is set aside as ``<file>.torn``) and never deletes anything.
+    ``files_like``: every file it creates (a new journal file, a ``.torn``, the lock) gets
+    the owner, group and permission bits of this file (an operator's tool run as root on
+    a service user's journal: changing the owner needs root).
 
     Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
     file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
@@ -197,7 +101,7 @@ class EventLogger:
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
                  retention_days: int | None = 30, today: Callable[[], dt.date] = _utc_today,
                  buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
-                 fsync: bool | None = None) -> None:
+                 fsync: bool | None = None, files_like: Path | str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fsync is not None and type(fsync) is not bool:
@@ -220,6 +124,9 @@ class EventLogger:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
         self.log_dir = Path(log_dir)
         self.mode = mode
+        #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
+        #: manager writing here takes it as its ``name`` unless given one.
+        self.run_id: str | None = None
         self.retention_days = retention_days
         self.checkpoint_every = checkpoint_every
         self._today = today
@@ -238,12 +145,18 @@ class EventLogger:
         self._fsynced: list[float] = []  # timings not yet given to the listeners
         self._owners = Owners()  # component -> its one manager in this process
         try:
+            # the files it creates are the journal's owner's (an operator's tool as root)
+            self._owner = FileOwner.like(files_like) if files_like is not None else None
+        except OSError as exc:
+            raise EventLogError(f"cannot read the owner of {files_like}: {exc.strerror}",
+                                exc) from exc
+        try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventLogError(f"cannot create log directory {self.log_dir}: "
                                 f"{exc.strerror}", exc) from exc
         try:
-            lock_fd = take_lock(self.log_dir)  # on failure it has released what it took
+            lock_fd = take_lock(self.log_dir, self._owner)  # on failure: released
         except JournalLockedError:
             raise
         except OSError as exc:
@@ -263,10 +176,17 @@ class EventLogger:
 
     def has_history(self, component: str) -> bool:
         """True if ``component`` has records in this directory (from this process or an
-        earlier one): a manager must then recover before it writes."""
+        earlier one): a manager must then recover before it writes. Opens the component's
+        journal (the manager writes to it next): a journal opened on no file has history
+        only once something is written to it, without a file read."""
         j = self._journals.get(component)
         if j is not None and (j.seq or j.buf):
             return True
+        if j is None and not self._closed:  # opened now: the manager writes to it next
+            with self._write_lock:
+                j = self._journal(component)
+        if j is not None and j.fresh:  # no file was there: only what was written since
+            return bool(j.seq or j.buf)
         return any(p.stat().st_size for p in journal_files(self.log_dir, component))
 
     def claim(self, component: str, owner: object) -> None:
@@ -303,18 +223,19 @@ class EventLogger:
             day = (start_day(path, self._today()) if existed and path.stat().st_size
                    else self._today())
             if existed:
-                repair_torn_tail(path)
+                repair_torn_tail(path, self._owner)
             seq = 0
-            for p in reversed(journal_files(self.log_dir, component)):
+            files = journal_files(self.log_dir, component)
+            for p in reversed(files):
                 seq = last_seq(p)
                 if seq:
                     break
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_append(path, self._owner)
             if not existed and self._durable:
                 fsync_dir(self.log_dir)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        j = self._journals[component] = _Journal(path, seq, day, fd)
+        j = self._journals[component] = _Journal(path, seq, day, fd, fresh=not files)
         return j
 
     def _journal(self, component: str) -> _Journal:
@@ -334,7 +255,7 @@ class EventLogger:
         counted = j.seq
         self._flush_journal(j)
         try:
-            repair_torn_tail(j.path)
+            repair_torn_tail(j.path, self._owner)
             seq = 0
             for p in reversed(files_of(self.log_dir, journal_stem_of(j.path))):
                 seq = last_seq(p)
@@ -363,9 +284,13 @@ class EventLogger:
 
     def _rotate(self, j: _Journal, today: dt.date) -> None:
         """Close the current file under a name of its own, and start a new current file."""
+        if j.fresh and not (j.seq or j.buf):  # an empty new file: nothing to close
+            j.day = today
+            return
         self._flush_journal(j)
         if j.unsynced and self._durable:
             self._fsync(j)
+        j.fresh = False
         first = first_seq(j.path)
         if first is not None:
             stem = journal_stem_of(j.path)
@@ -373,7 +298,7 @@ class EventLogger:
             os.close(j.fd)
             j.fd = -1
             os.rename(j.path, target)
-            j.fd = os.open(j.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            j.fd = open_append(j.path, self._owner)
             if self._durable:
                 fsync_dir(self.log_dir)
         j.day = today
@@ -382,7 +307,7 @@ class EventLogger:
         """Delete the oldest whole files that ended more than ``retention_days`` ago; only
         files before the current one (for a checkpointing component: before the newest
         checkpoint, which starts the current file)."""
-        if self.retention_days is None:
+        if self.retention_days is None or j.fresh:  # fresh: no file but the current one
             return
         try:
             cutoff = today - dt.timedelta(days=self.retention_days)
@@ -428,8 +353,10 @@ class EventLogger:
                     self._rotate(j, today)
                 # written_on first: start_day reads it from the line's first bytes
                 record_data = {"written_on": today.isoformat(), **data}
+                # Written through (and fsynced) when records are durable; a backtest
+                # journal's is buffered like any record (nothing to make durable).
                 self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
-                            sync=True, force=True)
+                            sync=True, force=self._durable)
             except OSError as exc:
                 j.dirty = True  # a failed fsync (rotation's, or its own): read the file back
                 if isinstance(exc, EventLogError):
@@ -483,7 +410,7 @@ class EventLogger:
                     line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
                 n = len(line)
                 if n > MAX_LINE_BYTES:
-                    raise _too_long(j, event_type, n)
+                    raise _too_long(j, event_type, n, MAX_LINE_BYTES)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
@@ -524,7 +451,7 @@ class EventLogger:
         if b"null" in line:  # NaN, infinities: the careful path (rare)
             line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
         if len(line) > MAX_LINE_BYTES:
-            raise _too_long(j, event_type, len(line))
+            raise _too_long(j, event_type, len(line), MAX_LINE_BYTES)
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)

@@ -31,12 +31,13 @@ def cancel(self: ExecutionManager, stamp: str, block_ids: Iterable[str] | None,
     with self._mutex:
         if self._interrupted is not None:  # retired (or replaced) since the entry check
             raise self._retired_error()
-        outer, self._ts = self._ts, stamp
+        outer = self._ts, self._t0
+        self._ts, self._t0 = stamp, self._clock()
         try:
             done: tuple[str, ...] = self._cancel_now(block_ids, reason)
             return done
         finally:
-            self._ts = outer
+            self._ts, self._t0 = outer
 
 
 def cancel_now(self: ExecutionManager, block_ids: Iterable[str] | None,

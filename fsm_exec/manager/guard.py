@@ -8,6 +8,7 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from fsm_exec.boundary.canonical import (
     timestamp_problem,
 )
 from fsm_exec.core.errors import (
+    COMPONENT,
     ERROR_CODES,
     ComponentError,
     InvalidArgumentError,
@@ -113,6 +115,32 @@ def time_zone(value: object) -> dt.tzinfo | None:
         f"{type(value).__name__} {shorten(safe_repr(value))}")
 
 
+#: Zones that are UTC at every instant: a naive time in one is written with +00:00.
+_UTC_ZONES: frozenset[dt.tzinfo] = frozenset({
+    dt.UTC, zoneinfo.ZoneInfo("UTC"), zoneinfo.ZoneInfo("Etc/UTC")})
+_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def manager_name(name: object, event_logger: object) -> str | None:
+    """``name`` as given (1-64 letters, digits and ``._:-``), else the run id of a
+    :func:`~fsm_exec.backtest_run` journal, else ``None`` (one unnamed manager)."""
+    if name is None:
+        run_id = getattr(event_logger, "run_id", None)
+        return run_id if isinstance(run_id, str) and _NAME.fullmatch(run_id) else None
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    raise InvalidArgumentError(
+        f"name: must be None or 1-64 letters, digits and ._:- (it names this manager among "
+        f"others in the process: its health registration, its metrics), got "
+        f"{type(name).__name__} {shorten(safe_repr(name))}")
+
+
+def health_name(name: str | None) -> str:
+    """What a manager named ``name`` registers as with a health manager:
+    ``ExecutionManager``, or ``ExecutionManager[<name>]``."""
+    return COMPONENT if name is None else f"{COMPONENT}[{name}]"
+
+
 def refuse_if_halted(self: ExecutionManager, call: str) -> None:
     """In a mode whose policy says so (backtest: fail fast), a halted manager refuses
     ``call``, naming the halt: a halt caught once cannot be ignored by calling on."""
@@ -143,6 +171,10 @@ def stamp(self: ExecutionManager, timestamp: Any) -> str:
     one is read in ``assume_timezone``, when the manager was given one)."""
     stamp = canonical_timestamp(timestamp)
     if stamp is None and self._assume_tz is not None:  # naive times, read in the zone given
+        if (self._assume_tz in _UTC_ZONES and isinstance(timestamp, dt.datetime)
+                and timestamp.tzinfo is None and timestamp == timestamp):
+            # A framework's naive UTC times (one per bar): written as read, in UTC.
+            return timestamp.isoformat() + "+00:00"
         stamp = canonical_timestamp(assume_zone(timestamp, self._assume_tz))
     if stamp is None:
         raise InvalidArgumentError(

@@ -7,6 +7,7 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
@@ -37,15 +38,54 @@ if TYPE_CHECKING:
 
 def start_journal(self: ExecutionManager, *, reset: bool) -> None:
     """The first records of a run: a checkpoint of the state (a new file, for a journal
-    that checkpoints), then ``component_initialization``."""
+    that checkpoints), then ``component_initialization`` (for an operator's tool,
+    ``operator_action``: not a start)."""
     self._write_checkpoint(new_file=True, reset=reset)
+    action = self._operator_action
+    if action is not None:  # an operator's tool: not a start of the deployment
+        self._emit("operator_action", action)
+        return
     self._emit("component_initialization", {
         "execution_mode": self._env.execution_mode,
         "environment": self._env.environment,
         "deployment_mode": self._env.deployment_mode,
         "config_hash": self._cfg.digest(),
+        **self._clocks(),
     })
     self._state.started_component()
+
+
+def record_time(self: ExecutionManager) -> Any:
+    """The time a record written now carries: the call's timestamp (``None`` outside any
+    call: the journal stamps the wall clock). In live mode, the call's timestamp advanced
+    by the injected clock's time since the call began, so each record shows when its step
+    happened, and never before the record this manager wrote last (a caller's clock may
+    lag the steps the manager timed). Called only when the policy says ``step_times``: a
+    backtest keeps the strategy's timestamp (its hot path makes no call for it)."""
+    ts = self._ts
+    if ts is None:
+        return ts
+    elapsed = self._clock() - self._t0
+    try:
+        at = dt.datetime.fromisoformat(ts)
+        if elapsed > 0:  # not NaN, and a clock that stepped back adds nothing
+            at += dt.timedelta(seconds=elapsed)
+    except (OverflowError, ValueError):  # past year 9999: the call's time
+        return ts
+    last = self._last_time
+    if last is not None and at < last:
+        at = last
+    self._last_time = at
+    return at.isoformat()
+
+
+def clocks(self: ExecutionManager) -> dict[str, str]:
+    """What a checkpoint, start or recovery record says of its clocks: ``clock: wall`` when
+    its timestamp is the wall clock (written outside any call: a start, a recovery), else
+    the wall clock under its own name, ``wall_clock``, beside the caller's time."""
+    if self._ts is None:
+        return {"clock": "wall"}
+    return {"wall_clock": dt.datetime.now(dt.UTC).isoformat()}
 
 
 def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = False) -> None:
@@ -59,13 +99,16 @@ def write_checkpoint(self: ExecutionManager, *, new_file: bool, reset: bool = Fa
             # now, before the checkpoint that carries it.
             self._journal_halt(None)
         data = self._state.checkpoint_data()
+        data["execution_mode"] = self._env.execution_mode  # readers know it, pruned or not
+        data.update(self._clocks())
         if reset:
             data["reset"] = True  # state from elsewhere: not the records before it
         if not self._checkpointing:
             self._emit("checkpoint", data)
             return
         try:
-            self._log.checkpoint(COMPONENT, data, timestamp=self._ts,  # type: ignore[union-attr]
+            ts = self._record_time() if self._step_times else self._ts
+            self._log.checkpoint(COMPONENT, data, timestamp=ts,  # type: ignore[union-attr]
                                  new_file=new_file)
         except EventLogError as exc:
             self._halt("EXEC-009")
@@ -138,7 +181,8 @@ def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
 
 def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
           sync: bool = True) -> None:
-    """Journal one record, stamped with the current call's canonical timestamp."""
+    """Journal one record, stamped with the time of the step it records
+    (:func:`record_time`)."""
     log_event = self._log_event
     if log_event is None:
         return
@@ -146,11 +190,11 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
         with self._mutex:  # one writer at a time, each with its own call's timestamp
             if self._interrupted is not None:  # retired meanwhile: a crash at that instant
                 raise self._retired_error()
+            ts = self._record_time() if self._step_times else self._ts
             if self._syncable:
-                log_event(self._ts, event_type, COMPONENT, data,
-                          sync=sync)
+                log_event(ts, event_type, COMPONENT, data, sync=sync)
             else:
-                log_event(self._ts, event_type, COMPONENT, data)
+                log_event(ts, event_type, COMPONENT, data)
     except ManagerInterruptedError:
         raise
     except EventLogError as exc:

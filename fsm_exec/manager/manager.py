@@ -68,12 +68,18 @@ class ExecutionManager:
     Collaborators, clock and sleep are given once here and never passed at runtime. See
     ``specs/execution_manager.md`` for the full contract. ``assume_timezone`` (a zone name
     such as ``'UTC'``, or a ``tzinfo``) reads naive timestamps (a framework's naive
-    ``pandas.Timestamp``) as times in that zone; by default they are refused.
+    ``pandas.Timestamp``) as times in that zone; by default they are refused. ``name``
+    tells managers side by side in one process apart (default: the run id of a
+    :func:`~fsm_exec.backtest_run` journal): a health manager registers it as
+    ``ExecutionManager[<name>]``, and :class:`~fsm_exec.observe.PrometheusMetrics` labels
+    its metrics with it.
     """
 
     # Set once at construction (manager/wiring.py): the arguments, resolved.
     _init_args: tuple[tuple[Any, ...], dict[str, Any]]
     _assume_tz: dt.tzinfo | None
+    _name: str | None
+    _health_manager: UnifiedHealthManager | None
     _cfg: ExecutionConfig
     _env: Environment
     _redact: Redactor
@@ -103,6 +109,9 @@ class ExecutionManager:
     _lc: BlockLifecycle
     _f: Flight | None
     _ts: Any
+    _t0: float
+    _step_times: bool  # the policy's: each live record carries its step's time
+    _last_time: dt.datetime | None
     _busy: int | None
     _interrupted: str | None
     _closed: bool
@@ -119,6 +128,11 @@ class ExecutionManager:
     _observer_failing: bool
     _observer_reports: dict[int, list[float]]
     _late_observer_errors: list[tuple[Observer, Exception]]
+    #: An operator's tool carries out one action with this manager (``fsm-exec cancel``):
+    #: its start is journaled as that action (``operator_action``), never as a start of
+    #: the deployment (``component_initialization``), and its recovery writes no
+    #: ``recovered``. ``None``: a deployment's manager.
+    _operator_action: dict[str, Any] | None = None
 
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -134,12 +148,13 @@ class ExecutionManager:
                  sleep: Callable[[float], None] = time.sleep,
                  risk_checks: Sequence[RiskCheck] = (),
                  observers: Sequence[Observer] = (),
-                 assume_timezone: str | dt.tzinfo | None = None) -> None:
+                 assume_timezone: str | dt.tzinfo | None = None,
+                 name: str | None = None) -> None:
         wiring.construct(
             self, config, data_provider, execution_mode, position_update_handler,
             execution_interface_manager, reconciliation_component, event_logger=event_logger,
             health_manager=health_manager, clock=clock, sleep=sleep, risk_checks=risk_checks,
-            observers=observers, assume_timezone=assume_timezone)
+            observers=observers, assume_timezone=assume_timezone, name=name)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -161,6 +176,23 @@ class ExecutionManager:
     def deployment_mode(self) -> str:
         """``BASIS_DEPLOYMENT_MODE`` as read at init."""
         return self._env.deployment_mode
+
+    @property
+    def name(self) -> str | None:
+        """This manager's name among others in one process (``name=``, else the run id of
+        a :func:`~fsm_exec.backtest_run` journal); ``None`` for one unnamed manager."""
+        return self._name
+
+    @property
+    def health_name(self) -> str:
+        """The name it registers under with a health manager: ``ExecutionManager``, or
+        ``ExecutionManager[<name>]`` for a named manager, so that many share one."""
+        return guard.health_name(self._name)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called: every later call is refused."""
+        return self._closed
 
     @property
     def halted(self) -> bool:
@@ -395,6 +427,7 @@ class ExecutionManager:
     _halt_for = moves.halt_for
     _resume = moves.resume
     _already_accepted = moves.already_accepted
+    _conflicts = moves.conflicts
     _guarded = guard.guarded
     _retire = guard.retire
     _quote = guard.quote
@@ -412,6 +445,8 @@ class ExecutionManager:
     _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
+    _record_time = journaling.record_time
+    _clocks = journaling.clocks
     _log_failed = journaling.log_failed
     _record_error = journaling.record_error
     _end_update = health.end_update
@@ -434,6 +469,10 @@ class ExecutionManager:
             if self._closed:
                 return
             self._closed = True
+        health = self._health_manager
+        if health is not None:  # a closed manager reports nothing (its replacement does)
+            health.unregister_component(self.health_name, self._health_check)
+        wiring.give_back(self)
         closer = getattr(self._log, "close", None)
         if callable(closer):
             closer()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.blocks import convert_block
+import attrs
+
+from fsm_exec.boundary.blocks import TAKEN, convert_block
 from fsm_exec.boundary.canonical import (
     NOT_PLAIN,
     Converted,
@@ -19,6 +21,7 @@ from fsm_exec.boundary.canonical import (
 from fsm_exec.core.errors import (
     AlreadyAcceptedError,
     ComponentError,
+    InvalidBlockError,
     ScrubbedException,
 )
 from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
@@ -170,6 +173,30 @@ def halt_for(self: ExecutionManager, code: str) -> None:
     self._health.note(UNHEALTHY)
 
 
+def conflicts(self: ExecutionManager, exc: InvalidBlockError, batch: Any
+              ) -> InvalidBlockError:
+    """``exc`` (a batch refused), saying of each block that reuses the id of a finished
+    block with other content that it is not that block submitted again."""
+    state = self._state
+    problems = list(exc.problems)
+    changed = False
+    for i, p in enumerate(problems):
+        end = state.finished.get(p.block_id) if p.block_id is not None else None
+        if end is None or p.field != "block_id" or p.reason != TAKEN:
+            continue
+        found, block, _ = convert_block(batch[p.index], self._redact or None,
+                                        self._cfg.asset_field)
+        if block is not None and not found and state.same_as_finished(block) is False:
+            problems[i] = attrs.evolve(p, reason=(
+                f"already used by another block, which finished ({end}): this one asks "
+                "for something else (its action, priority or instructions differ), so it "
+                "is not that block submitted again; give it a block_id of its own"))
+            changed = True
+    if not changed:
+        return exc
+    return InvalidBlockError(problems, len(batch))
+
+
 def resume(self: ExecutionManager, ts: Any) -> None:
     with self._mutex:
         reason = self._halt_reason
@@ -182,8 +209,9 @@ def resume(self: ExecutionManager, ts: Any) -> None:
 def already_accepted(self: ExecutionManager, batch: Any) -> AlreadyAcceptedError | None:
     """If ``batch`` (refused as a duplicate) is a batch accepted before, submitted again:
     the error that says so; else ``None``. Every block must be valid, its id taken, and its
-    content the same as the block the manager holds (queued or in flight; a finished
-    block's content is not kept)."""
+    content the same as the block the manager holds (queued or in flight) or held (finished:
+    its content digest, when known; a block finished before digests were kept is compared
+    by id alone)."""
     if not isinstance(batch, list | tuple):
         return None
     state = self._state
@@ -202,7 +230,11 @@ def already_accepted(self: ExecutionManager, batch: Any) -> AlreadyAcceptedError
             finished = state.finished.get(block_id)
             if finished is None:
                 return None
-            where.append(f"same id; it finished: {finished}")
+            same = state.same_as_finished(block)
+            if same is False:
+                return None  # another block under a finished one's id: a conflict
+            where.append(f"same content; it finished: {finished}" if same else
+                         f"same id; it finished: {finished} (its content is not known)")
         elif held != block:
             return None
         else:

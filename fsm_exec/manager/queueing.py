@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.blocks import convert_batch
+from fsm_exec.boundary.blocks import InstructionBlock, convert_batch
 from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.errors import (
     AlreadyAcceptedError,
@@ -59,7 +59,7 @@ def update(self: ExecutionManager, timestamp: Any, stamp: str, trigger_source: s
            instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
     """One update_state, once its entry checks passed: checkpoint if due, take the batch,
     resume on ``manual``, run the queue, and account for the call."""
-    t0 = self._clock()
+    t0 = self._t0 = self._clock()
     self._ts = stamp
     refusal: ComponentError | None = None
     try:
@@ -103,13 +103,14 @@ def accept_now(self: ExecutionManager, timestamp: Any, stamp: str,
     with self._mutex:
         if self._interrupted is not None:  # retired (or replaced) since the entry check
             raise self._retired_error()
-        outer, self._ts = self._ts, stamp
+        outer = self._ts, self._t0
+        self._ts, self._t0 = stamp, self._clock()
         try:
             self._accept(timestamp, instruction_blocks)
             if self._unsynced_acceptance and self._busy != threading.get_ident():
                 self._barrier()  # accepted means durable, once the call returns
         finally:
-            self._ts = outer  # a collaborator's call inside update_state: put it back
+            self._ts, self._t0 = outer  # a collaborator's call in update_state: put back
 
 
 def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
@@ -124,9 +125,10 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
             if again is not None:  # taken before: say so, and do nothing
                 self._record_error(ts, again)
                 raise again from None
+            exc = self._conflicts(exc, batch)  # an id reused by another block: say so
             exc.scrub(self._redact)  # it quotes the caller's values
             self._record_error(ts, exc)
-            raise
+            raise exc from None
         n = len(blocks)
         if not n:
             return
@@ -139,16 +141,35 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
             self._record_error(ts, err)
             raise err
         # Journal first: the batch counts as accepted only once every record is written.
-        for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
-            self._emit("block_accepted", {
-                "block_id": b.block_id, "action": b.action,
-                "priority": to_wire(b.priority), "instructions": wire,
-                "batch_index": i, "batch_size": n},
-                sync=False)  # durable by the next barrier, at the latest before returning
+        try:
+            for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
+                self._emit("block_accepted", {
+                    "block_id": b.block_id, "action": b.action,
+                    "priority": to_wire(b.priority), "instructions": wire,
+                    "batch_index": i, "batch_size": n},
+                    sync=False)  # durable by the next barrier, at the latest before returning
+        except ComponentError as exc:  # EXEC-009 (or retired meanwhile): none of it queued
+            exc.add_note(not_accepted(blocks))
+            raise
         self._unsynced_acceptance = True
         self._state.accept(blocks)
     if self._observers:
         self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
+
+
+_NAMED = 20  # block ids a note names before it counts the rest
+
+
+def not_accepted(blocks: Sequence[InstructionBlock]) -> str:
+    """The note on a journal failure while a batch was being accepted: which blocks were
+    not, and that they must be submitted again."""
+    ids = ", ".join(repr(b.block_id) for b in blocks[:_NAMED])
+    more = f" and {len(blocks) - _NAMED} more" if len(blocks) > _NAMED else ""
+    return (f"The batch given with this call was NOT accepted: none of its {len(blocks)} "
+            f"block(s) is queued ({ids}{more}). Submit them again once the journal can be "
+            "written and the manager is resumed (update_state(ts, 'manual'); em.reopen() "
+            "first if em.interrupted). Part of the batch may be in the journal: a batch "
+            "counts only once all of its records are, so a restart drops it too.")
 
 
 def advance(self: ExecutionManager, ts: Any) -> None:

@@ -37,6 +37,9 @@ from fsm_exec.journal.state import (
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
 
+#: The ends of a block that say how its reconciliation went (``reconciliation_status``).
+_RECONCILED = frozenset({str(BlockState.SUCCESS), str(BlockState.FAILED)})
+
 
 def recover(self: ExecutionManager,
             source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
@@ -82,6 +85,11 @@ def recover(self: ExecutionManager,
         state.flight_cls = Flight
         resolution = None
         fl = state.flight
+        # Nothing in flight: the last block's outcome, as the manager that wrote the
+        # journal said it (cancelled blocks are never reconciled; none yet: pending).
+        self.reconciliation_status = next(
+            (end for end in reversed(state.finished.values()) if end in _RECONCILED),
+            "pending")
         if fl is not None:
             f = self._f = state.flight = Flight(fl.block, fl.state, fl.attempt, fl.deltas,
                                                 fl.handed_off, fl.why)
@@ -106,12 +114,15 @@ def recover(self: ExecutionManager,
         halted=state.halted, halt_reason=state.halt_reason,
         dropped=tuple(state.dropped), records=state.records, restarts=restarts,
         blocks_cancelled=state.cancelled, checkpoint_seq=state.checkpoint_seq)
+    if self._operator_action is not None:  # an operator's action, not a restart
+        return report
     self._emit("recovered", {
         "queued": len(report.queued), "in_doubt": report.in_doubt,
         "in_doubt_state": fl.state if fl else None, "resolution": resolution,
         "blocks_executed": state.executed, "blocks_failed": state.failed,
         "blocks_cancelled": state.cancelled, "halted": state.halted,
-        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq})
+        "dropped": len(report.dropped), "from_seq": state.checkpoint_seq,
+        **self._clocks()})
     self._notify_event("recovered", in_doubt=report.in_doubt, resolution=resolution,
                        queued=len(report.queued), halted=state.halted,
                        action=fl.block.action if fl else None,
@@ -158,7 +169,7 @@ def reopen(self: ExecutionManager) -> ExecutionManager:
     args, kwargs = self._init_args
     health = kwargs.get("health_manager")
     if health is not None:
-        health.unregister_component(COMPONENT)
+        health.unregister_component(self.health_name, self._health_check)
     new = type(self)(*args, **kwargs)  # built as this one was
     new.recover()
     return new

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.blocks import given_copies
 from fsm_exec.boundary.config import (
     OWN_FIELDS,
     Environment,
@@ -36,7 +37,7 @@ from fsm_exec.core.errors import (
     describe_exception,
     safe_repr,
 )
-from fsm_exec.core.lifecycle import BlockLifecycle
+from fsm_exec.core.lifecycle import BlockLifecycle, TransitionListener
 from fsm_exec.drivers.base import Flight
 from fsm_exec.drivers.host import Host
 from fsm_exec.drivers.policy import POLICIES
@@ -46,6 +47,32 @@ from fsm_exec.journal.state import ManagerState
 from fsm_exec.manager import guard
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
+
+#: Lifecycles of closed managers, idle, for the next managers to reuse: building a
+#: ``transitions`` Machine is most of what a manager costs to set up (a research loop
+#: builds one manager per run).
+_IDLE: list[BlockLifecycle] = []
+_KEPT = 4
+
+
+def lifecycle(listener: TransitionListener | None) -> BlockLifecycle:
+    """An idle lifecycle telling ``listener``: one a closed manager left, else a new one."""
+    try:
+        lc = _IDLE.pop()
+    except IndexError:
+        return BlockLifecycle(listener)
+    lc.rebind(listener)
+    return lc
+
+
+def give_back(self: ExecutionManager) -> None:
+    """A closed manager with nothing queued or in flight never consults its lifecycle
+    again (every view reads the state first): the next manager may have it."""
+    lc = self._lc
+    if (self._f is None and not self._state.queue and self._state.flight is None
+            and not lc.in_flight and len(_IDLE) < _KEPT):
+        lc.rebind(None)  # it keeps no closed manager alive while it waits
+        _IDLE.append(lc)
 
 
 def _ignore(*_: object) -> None:
@@ -128,7 +155,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
               event_logger: EventSink | None, health_manager: UnifiedHealthManager | None,
               clock: Callable[[], float], sleep: Callable[[float], None],
               risk_checks: Sequence[RiskCheck], observers: Sequence[Observer],
-              assume_timezone: str | dt.tzinfo | None) -> None:
+              assume_timezone: str | dt.tzinfo | None, name: str | None = None) -> None:
     """The manager's construction (``ExecutionManager.__init__``): the arguments checked
     (collaborators, risk checks, observers, the journal's mode), the state, the health
     registration, then the journal attached. A refusal leaves nothing claimed."""
@@ -137,25 +164,31 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
          execution_interface_manager, reconciliation_component),
         {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
          "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
-         "assume_timezone": assume_timezone})
+         "assume_timezone": assume_timezone, "name": name})
     # Naive timestamps are refused unless the caller says which zone they are in.
     self._assume_tz = guard.time_zone(assume_timezone)
+    self._name = guard.manager_name(name, event_logger)
+    self._health_manager = health_manager
     self._cfg = resolve_config(config)
     self._env = Environment.read(execution_mode)
     check_collaborators(data_provider=data_provider,
                         position_update_handler=position_update_handler,
                         execution_interface_manager=execution_interface_manager,
-                        reconciliation_component=reconciliation_component)
+                        reconciliation_component=reconciliation_component,
+                        event_logger=event_logger, health_manager=health_manager,
+                        clock=clock, sleep=sleep)
     self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
     self._finds = self._redact.finds if self._redact else None  # a string holds a secret
     self._reconciliation = reconciliation_component
-    self._query = getattr(execution_interface_manager, "query_execution", None)
+    # Each venue call is given its own deep copy of the block (boundary/blocks.py).
+    query = getattr(execution_interface_manager, "query_execution", None)
+    self._query = given_copies(query) if query is not None else None
     self._log = event_logger
     self._log_event = event_logger.log_event if event_logger is not None else None
     # A journal with sync() takes sync= on log_event: group commit (see _emit).
     self._syncable = callable(getattr(event_logger, "sync", None))
     self._unsynced_acceptance = False
-    self._route_instruction = execution_interface_manager.route_instruction
+    self._route_instruction = given_copies(execution_interface_manager.route_instruction)
     self._update_positions = position_update_handler.update_state
     self._clock = clock
     self._sleep = sleep
@@ -181,9 +214,12 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # after its record is written (the same code recovery and every tool fold with).
     self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
                                flight_cls=Flight)
-    self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
+    self._lc = lifecycle(self._on_transition if event_logger is not None else None)
     self._f = None
     self._ts = None
+    self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
+    self._step_times = self._policy.step_times
+    self._last_time = None  # the time of the record written last (live: step times)
     self._busy = None  # the thread running update_state, if any
     self._interrupted = None
     self._closed = False  # close(): its journal closed, every later call refused
@@ -213,16 +249,17 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
             "EventLogger(log_dir, 'live')")
     if health_manager is not None:  # first: a refusal here has claimed nothing
         try:
-            health_manager.register_component(COMPONENT, self._health_check)
+            health_manager.register_component(self.health_name, self._health_check)
         except ValueError as exc:
             raise InvalidArgumentError(
                 f"health_manager: {describe_exception(exc)}; a manager replacing another "
-                "takes its place "
-                "through reopen(), or unregister the other first") from None
+                "takes its place through reopen(), or unregister the other first; "
+                "managers side by side in one process each need their own name= "
+                "(registered as ExecutionManager[<name>])") from None
     try:
         self._attach(event_logger)
     except BaseException:  # a manager that was never built is not registered either
         if health_manager is not None:
-            health_manager.unregister_component(COMPONENT)
+            health_manager.unregister_component(self.health_name, self._health_check)
         raise
     self._notify_event("initialized", execution_mode=self._env.execution_mode)

@@ -19,7 +19,12 @@ class HealthStatus(enum.StrEnum):
 
 
 class UnifiedHealthManager:
-    """Components register a checker; :meth:`check` asks each for its report."""
+    """Components register a checker; :meth:`check` asks each for its report.
+
+    One health manager serves many execution managers in one process when each has its
+    own name: ``ExecutionManager(..., name="sma-10-20")`` registers as
+    ``ExecutionManager[sma-10-20]`` (a :func:`~fsm_exec.backtest_run` journal names it
+    after its run), and unregisters when it is closed."""
 
     def __init__(self) -> None:
         self._checkers: dict[str, HealthChecker] = {}
@@ -34,9 +39,13 @@ class UnifiedHealthManager:
             raise ValueError(f"component {component_name!r} is already registered")
         self._checkers[component_name] = checker
 
-    def unregister_component(self, component_name: str) -> None:
-        """Forget ``component_name`` (a replaced component registers its successor)."""
-        self._checkers.pop(component_name, None)
+    def unregister_component(self, component_name: str,
+                             checker: HealthChecker | None = None) -> None:
+        """Forget ``component_name`` (a replaced component registers its successor); with
+        ``checker``, only while that checker is the one registered under the name (a
+        closed component never unregisters its successor)."""
+        if checker is None or self._checkers.get(component_name) == checker:
+            self._checkers.pop(component_name, None)
 
     @property
     def components(self) -> tuple[str, ...]:

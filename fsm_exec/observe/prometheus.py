@@ -8,8 +8,10 @@ fixed set (outcomes, states, triggers, error codes, retry reasons, call kinds).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import ERROR_CODES, InvalidArgumentError
@@ -59,76 +61,137 @@ class _Flying:
         self.entered = started  # when it entered its current state, if known
 
 
+class _Families:
+    """The metric families of one registry and namespace, unregistered (``labels``: the
+    label names every series starts with, ``("manager",)`` when managers share them)."""
+
+    def __init__(self, prom: Any, namespace: str, labels: tuple[str, ...]) -> None:
+        kw: dict[str, Any] = {"namespace": namespace, "registry": None}
+        self.namespace, self.labels = namespace, labels
+        self.blocks = prom.Counter(
+            "blocks_total", "Blocks that reached a terminal state, by outcome.",
+            [*labels, "outcome"], **kw)
+        self.transitions = prom.Counter(
+            "transitions_total", "Block lifecycle transitions.",
+            [*labels, "source", "dest", "trigger"], **kw)
+        self.errors = prom.Counter(
+            "errors_total", "Errors the manager recorded, by error code (EXEC-NNN).",
+            [*labels, "code"], **kw)
+        self.retries = prom.Counter(
+            "retries_total", "Times a block went to retrying, by why.", [*labels, "reason"],
+            **kw)
+        self.block_duration = prom.Histogram(
+            "block_duration_seconds", "Time from routing to a terminal state, for blocks "
+            "started in this process (manager clock).", list(labels),
+            buckets=_DURATION_BUCKETS, **kw)
+        self.state_duration = prom.Histogram(
+            "state_duration_seconds", "Time a block spent in a state before leaving it "
+            "(manager clock).", [*labels, "state"], buckets=_DURATION_BUCKETS, **kw)
+        self.venue_duration = prom.Histogram(
+            "venue_call_duration_seconds", "Venue calls (route, query_execution), by how "
+            "they ended (manager clock; an abandoned call counts the time waited).",
+            [*labels, "call", "outcome"], buckets=_CALL_BUCKETS, **kw)
+        self.fsync_duration = prom.Histogram(
+            "journal_fsync_duration_seconds", "Journal fsyncs (real monotonic clock).",
+            list(labels), buckets=_FSYNC_BUCKETS, **kw)
+        from fsm_exec._version import __version__
+
+        self.build = prom.Info("build", "The fsm_exec version and the fingerprint of its "
+                               "lifecycle table.", **kw)
+        self.build.info({"version": __version__, "lifecycle_hash": TABLE_HASH})
+
+    def register(self, reg: CollectorRegistry, status: _StatusCollector) -> None:
+        _register_all(reg, self.namespace, [
+            self.blocks, self.transitions, self.errors, self.retries, self.block_duration,
+            self.state_duration, self.venue_duration, self.fsync_duration, self.build,
+            status])
+
+
+def _prometheus(who: str) -> Any:
+    try:
+        import prometheus_client as prom
+    except ImportError as exc:
+        raise missing_extra(who, "prometheus", "prometheus_client") from exc
+    return prom
+
+
 class PrometheusObserver(OneManager, Observer):
     """Exports a manager's counters, gauges and histograms to a Prometheus registry.
 
     ``registry`` defaults to ``prometheus_client.REGISTRY``; ``namespace`` prefixes every
-    name (``fsm_exec_blocks_total``, ...). Give each manager its own observer, and each
-    observer its own registry or namespace. Gauges are read from the manager's consistent
-    status snapshot when scraped, from the scrape's thread. Expose the registry with
-    ``prometheus_client.start_http_server(port, registry=registry)`` or your own exporter.
+    name (``fsm_exec_blocks_total``, ...). One observer serves one manager, and a registry
+    holds one such observer per namespace (a second is refused). Many managers in one
+    process (a research loop, several strategies) share one :class:`PrometheusMetrics`
+    instead, whose series carry a ``manager`` label. Gauges are read from the manager's
+    consistent status snapshot when scraped, from the scrape's thread. Expose the registry
+    with ``prometheus_client.start_http_server(port, registry=registry)`` or your own
+    exporter.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None,
                  namespace: str = "fsm_exec") -> None:
-        try:
-            import prometheus_client as prom
-        except ImportError as exc:
-            raise missing_extra(type(self).__name__, "prometheus", "prometheus_client") from exc
-        from fsm_exec._version import __version__
-
+        prom = _prometheus(type(self).__name__)
         reg = prom.REGISTRY if registry is None else registry
         self.registry: CollectorRegistry = reg
         self.namespace = namespace
         # Built unregistered, then registered together: a registry that already holds these
         # names (another observer's) is refused whole, with nothing left half-registered.
-        kw: dict[str, Any] = {"namespace": namespace, "registry": None}
-        self._blocks = prom.Counter(
-            "blocks_total", "Blocks that reached a terminal state, by outcome.",
-            ["outcome"], **kw)
-        self._transitions = prom.Counter(
-            "transitions_total", "Block lifecycle transitions.",
-            ["source", "dest", "trigger"], **kw)
-        self._errors = prom.Counter(
-            "errors_total", "Errors the manager recorded, by error code (EXEC-NNN).",
-            ["code"], **kw)
-        self._retries = prom.Counter(
-            "retries_total", "Times a block went to retrying, by why.", ["reason"], **kw)
-        self._block_duration = prom.Histogram(
-            "block_duration_seconds", "Time from routing to a terminal state, for blocks "
-            "started in this process (manager clock).", buckets=_DURATION_BUCKETS, **kw)
-        self._state_duration = prom.Histogram(
-            "state_duration_seconds", "Time a block spent in a state before leaving it "
-            "(manager clock).", ["state"], buckets=_DURATION_BUCKETS, **kw)
-        self._venue_duration = prom.Histogram(
-            "venue_call_duration_seconds", "Venue calls (route, query_execution), by how "
-            "they ended (manager clock; an abandoned call counts the time waited).",
-            ["call", "outcome"], buckets=_CALL_BUCKETS, **kw)
-        self._fsync_duration = prom.Histogram(
-            "journal_fsync_duration_seconds", "Journal fsyncs (real monotonic clock).",
-            buckets=_FSYNC_BUCKETS, **kw)
-        build = prom.Info("build", "The fsm_exec version and the fingerprint of its "
-                          "lifecycle table.", **kw)
-        build.info({"version": __version__, "lifecycle_hash": TABLE_HASH})
-        _register_all(reg, namespace, [
-            self._blocks, self._transitions, self._errors, self._retries,
-            self._block_duration, self._state_duration, self._venue_duration,
-            self._fsync_duration, build, _StatusCollector(self)])
-        # Every series exists from the start (rate() needs two points); children are looked
-        # up in plain dicts on the hot path (labels() costs a lock and validation).
-        self._by_outcome = {o: self._blocks.labels(o) for o in OUTCOMES}
-        self._by_edge = {k: self._transitions.labels(*k) for k in (
-            (str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS)}
-        self._by_code = {c: self._errors.labels(c) for c in ERROR_CODES}
-        self._by_reason = {r: self._retries.labels(r) for r in RETRY_REASONS}
-        self._in_state = {st: self._state_duration.labels(st) for st in TIMED_STATES}
-        self._by_call: dict[tuple[str, str], Any] = {}
+        fam = _Families(prom, namespace, ())
+        fam.register(reg, _StatusCollector(namespace, (), lambda: (self,)))
+        self._setup(fam, None)
+        self._bind(())
+
+    @classmethod
+    def _shared(cls, metrics: PrometheusMetrics, label: str | None) -> PrometheusObserver:
+        """One manager's observer of ``metrics`` (see :meth:`PrometheusMetrics.observer`)."""
+        obs = cls.__new__(cls)
+        obs.registry, obs.namespace = metrics.registry, metrics.namespace
+        obs._setup(metrics._families, metrics)
+        obs._label = label
+        if label is not None:
+            obs._bind((label,))
+        return obs
+
+    def _setup(self, fam: _Families, metrics: PrometheusMetrics | None) -> None:
+        self._fam = fam
+        self._metrics = metrics
+        self._label: str | None = None
+        self._prefix: tuple[str, ...] = ()
         self._flying: _Flying | None = None
         self._last_route: tuple[str, int, str] | None = None
         self._last_success: float | None = None
 
+    def _bind(self, prefix: tuple[str, ...]) -> None:
+        """Look up every series of this observer's manager (``prefix``: its label values).
+        Every series exists from the start (rate() needs two points); children are looked
+        up in plain dicts on the hot path (labels() costs a lock and validation)."""
+        fam = self._fam
+        self._prefix = prefix
+        self._by_outcome = {o: fam.blocks.labels(*prefix, o) for o in OUTCOMES}
+        self._by_edge = {k: fam.transitions.labels(*prefix, *k) for k in (
+            (str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS)}
+        self._by_code = {c: fam.errors.labels(*prefix, c) for c in ERROR_CODES}
+        self._by_reason = {r: fam.retries.labels(*prefix, r) for r in RETRY_REASONS}
+        self._in_state = {st: fam.state_duration.labels(*prefix, st) for st in TIMED_STATES}
+        self._block_duration = (fam.block_duration.labels(*prefix) if prefix
+                                else fam.block_duration)
+        self._fsync_duration = (fam.fsync_duration.labels(*prefix) if prefix
+                                else fam.fsync_duration)
+        self._by_call: dict[tuple[str, str], Any] = {}
+
     # ----------------------------------------------------------------------- the seam
     def attach(self, manager: ExecutionManager) -> None:
+        metrics = self._metrics
+        if metrics is not None:
+            label = self._label or manager.name
+            if label is None:
+                raise InvalidArgumentError(
+                    "PrometheusMetrics.observer(): this manager has no name to label its "
+                    "metrics with: give the manager name= (or a backtest_run journal), or "
+                    "the observer a manager label")
+            metrics._claim(label, self, manager)
+            if self._prefix != (label,):
+                self._bind((label,))
         self._follow(manager)
         self._flying = None
         self._last_route = None
@@ -137,7 +200,8 @@ class PrometheusObserver(OneManager, Observer):
         source, dest = event.source, event.dest
         key = (source, dest, event.trigger)
         edge = self._by_edge.get(key)
-        (edge if edge is not None else self._transitions.labels(*key)).inc()
+        (edge if edge is not None
+         else self._fam.transitions.labels(*self._prefix, *key)).inc()
         fl = self._flying
         if source == _QUEUED:
             fl = self._flying = _Flying(event.block_id, event.at, event.at)
@@ -162,7 +226,8 @@ class PrometheusObserver(OneManager, Observer):
             key = (kind, event.outcome)
             child = self._by_call.get(key)
             if child is None:  # outcomes are a small fixed set: cached on first sight
-                child = self._by_call[key] = self._venue_duration.labels(*key)
+                child = self._by_call[key] = self._fam.venue_duration.labels(
+                    *self._prefix, *key)
             child.observe(event.duration)
             if kind == "route" and event.block_id is not None:
                 self._last_route = (event.block_id, event.attempt, event.outcome)
@@ -174,7 +239,8 @@ class PrometheusObserver(OneManager, Observer):
         if kind == "error":
             code = str(data.get("error_code"))
             counter = self._by_code.get(code)
-            (counter if counter is not None else self._errors.labels(code)).inc()
+            (counter if counter is not None
+             else self._fam.errors.labels(*self._prefix, code)).inc()
         elif kind == "cancelled":
             n = int(data.get("count", 0))
             self._by_outcome[_CANCELLED].inc(n)
@@ -192,12 +258,14 @@ class PrometheusObserver(OneManager, Observer):
 
 
 class _StatusCollector:
-    """The gauges, read from the manager's status snapshot at scrape time."""
+    """The gauges, read from each manager's status snapshot at scrape time (one sample per
+    observer that ``observers()`` gives, labelled by ``labels``, or one unlabelled)."""
 
-    def __init__(self, owner: PrometheusObserver) -> None:
-        self._owner = owner
-        ns = owner.namespace
-        self._names = [f"{ns}_{n}" if ns else n for n in (
+    def __init__(self, namespace: str, labels: tuple[str, ...],
+                 observers: Callable[[], Iterable[PrometheusObserver]]) -> None:
+        self._labels = list(labels)
+        self._observers = observers
+        self._names = [f"{namespace}_{n}" if namespace else n for n in (
             "queue_blocks", "halted", "block_in_flight_age_seconds",
             "last_success_timestamp_seconds")]
 
@@ -205,33 +273,97 @@ class _StatusCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         for name in self._names:
-            yield GaugeMetricFamily(name, "")
+            yield GaugeMetricFamily(name, "", labels=self._labels)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        owner = self._owner
-        em = owner._manager
-        queue, halted, age = 0.0, 0.0, 0.0
-        if em is not None:
-            status = em.get_execution_status()  # no lock of ours held: see the manager's
-            queue = float(status["queue_length"])
-            halted = 1.0 if status["halted"] else 0.0
-            fl = owner._flying
-            current = status["current_block"]
-            if current is not None and fl is not None and fl.block_id == current:
-                age = max(0.0, em._clock() - fl.since)
         q, h, a, s = self._names
-        yield GaugeMetricFamily(q, "Blocks queued, not started.", queue)
-        yield GaugeMetricFamily(h, "1 while the manager is halted (positions in doubt: "
-                                "nothing starts until a manual update), else 0.", halted)
-        yield GaugeMetricFamily(a, "How long the block in flight has been in flight "
-                                "(manager clock; 0 when none is).", age)
-        last = GaugeMetricFamily(s, "Unix time of the last block success in this process "
-                                 "(absent until the first).")
-        if owner._last_success is not None:
-            last.add_metric([], owner._last_success)
-        yield last
+        labels = self._labels
+        gq = GaugeMetricFamily(q, "Blocks queued, not started.", labels=labels)
+        gh = GaugeMetricFamily(h, "1 while the manager is halted (positions in doubt: "
+                               "nothing starts until a manual update), else 0.", labels=labels)
+        ga = GaugeMetricFamily(a, "How long the block in flight has been in flight "
+                               "(manager clock; 0 when none is).", labels=labels)
+        gs = GaugeMetricFamily(s, "Unix time of the last block success in this process "
+                               "(absent until the first).", labels=labels)
+        for owner in self._observers():
+            em = owner._manager
+            if labels and (em is None or em.closed):  # a closed run leaves the gauges
+                continue
+            queue, halted, age = 0.0, 0.0, 0.0
+            if em is not None:
+                status = em.get_execution_status()  # no lock of ours held: see the manager's
+                queue = float(status["queue_length"])
+                halted = 1.0 if status["halted"] else 0.0
+                fl = owner._flying
+                current = status["current_block"]
+                if current is not None and fl is not None and fl.block_id == current:
+                    age = max(0.0, em._clock() - fl.since)
+            values = list(owner._prefix)
+            gq.add_metric(values, queue)
+            gh.add_metric(values, halted)
+            ga.add_metric(values, age)
+            if owner._last_success is not None:
+                gs.add_metric(values, owner._last_success)
+        yield from (gq, gh, ga, gs)
+
+
+class PrometheusMetrics:
+    """Metrics of many managers in one process, on one registry: every series carries a
+    ``manager`` label, the manager's name. Give each manager its observer::
+
+        metrics = PrometheusMetrics()                        # registers once
+        for fast, slow in grid:
+            with ExecutionManager(..., event_logger=backtest_run("runs", run_id=...),
+                                  observers=[metrics.observer()]) as em:
+                ...
+
+    The label is the one given to :meth:`observer`, else the manager's ``name`` (the run
+    id of a :func:`~fsm_exec.backtest_run` journal). Two managers in use at once may not
+    share a label (refused); a closed manager's label may be taken again, and its counters
+    go on. The gauges show the managers not closed. Each name adds its series for the
+    life of the process: name managers, not blocks. ``registry`` and ``namespace`` as for
+    :class:`PrometheusObserver`; the registry may hold one of these per namespace.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 namespace: str = "fsm_exec") -> None:
+        prom = _prometheus(type(self).__name__)
+        self.registry: CollectorRegistry = prom.REGISTRY if registry is None else registry
+        self.namespace = namespace
+        self._observers: weakref.WeakSet[PrometheusObserver] = weakref.WeakSet()
+        self._by_label: dict[str, weakref.ref[PrometheusObserver]] = {}
+        self._lock = threading.Lock()
+        self._families = _Families(prom, namespace, ("manager",))
+        self._families.register(self.registry, _StatusCollector(
+            namespace, ("manager",), lambda: sorted(
+                (o for o in list(self._observers) if o._prefix), key=lambda o: o._prefix)))
+
+    def observer(self, manager: str | None = None) -> PrometheusObserver:
+        """A new observer for one manager, its series labelled ``manager=<manager>``
+        (default: the manager's ``name``, read when it is attached)."""
+        if manager is not None and not (isinstance(manager, str) and manager):
+            raise InvalidArgumentError(
+                f"PrometheusMetrics.observer: manager must be a non-empty label, got "
+                f"{type(manager).__name__} {manager!r:.80}")
+        obs = PrometheusObserver._shared(self, manager)
+        self._observers.add(obs)
+        return obs
+
+    def _claim(self, label: str, obs: PrometheusObserver, manager: ExecutionManager) -> None:
+        """``obs`` takes ``label``, unless another observer's manager still in use has it."""
+        with self._lock:
+            ref = self._by_label.get(label)
+            other = ref() if ref is not None else None
+            held = other._manager if other is not None and other is not obs else None
+            if held is not None and held is not manager and not (
+                    held.closed or held.interrupted):
+                raise InvalidArgumentError(
+                    f"PrometheusMetrics: manager label {label!r} is already used by another "
+                    "manager in use; give each manager its own name (or observer(manager=...)"
+                    "); reopen() hands an observer on to the replacement")
+            self._by_label[label] = weakref.ref(obs)
 
 
 def _register_all(reg: CollectorRegistry, namespace: str, collectors: list[Any]) -> None:
@@ -249,7 +381,9 @@ def _register_all(reg: CollectorRegistry, namespace: str, collectors: list[Any])
             raise InvalidArgumentError(
                 f"PrometheusObserver: the registry already holds metrics named "
                 f"{namespace}_* ({exc}); another PrometheusObserver uses this registry and "
-                "namespace. Give each manager's observer its own registry or namespace "
-                "(reopen() hands an observer on to the replacement: do not build another)"
+                "namespace. Give each manager's observer its own registry or namespace, or "
+                "run many managers through one PrometheusMetrics (a manager label per "
+                "manager); reopen() hands an observer on to the replacement: do not build "
+                "another"
             ) from None
         done.append(c)

@@ -9,6 +9,8 @@ from typing import Literal
 
 import attrs
 
+from fsm_exec.boundary.escape import shell_word
+
 #: A venue adapter without ``query_execution``: a block whose outcome was lost (to an
 #: error, a timeout or a crash) is routed again under the same ``block_id``.
 NO_QUERY = "no_query_at_least_once"
@@ -147,7 +149,8 @@ class CrashFailure:
         for w in self.windows:
             head.append(f"At-least-once window {w}: {WINDOWS[w]} (README, Guarantees).")
         if self.journal is not None:
-            head.append(f"Journal kept in {self.journal} (fsm-exec check {self.journal}).")
+            head.append(f"Journal kept in {self.journal} "
+                        f"(fsm-exec check {shell_word(str(self.journal))}).")
         return "\n".join(head)
 
 

@@ -14,7 +14,8 @@ import attrs
 
 from fsm_exec.boundary.protocols import HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import COMPONENT
-from fsm_exec.journal.writer import EventLogger, _Journal
+from fsm_exec.journal.handles import Journal as _Journal
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager.manager import ExecutionManager
 from fsm_exec.sim.venues import (
     FAKE_EPOCH,

@@ -6,15 +6,20 @@ journal describes, and only then builds a manager whose collaborators refuse any
 recovers it, cancels and closes. A refusal (an id that is not queued, the lock held, a
 journal that cannot be read) changes nothing, not even a record.
 
-What it writes is what a restart followed by ``em.cancel(...)`` writes: a checkpoint
-starting a new file, ``component_initialization`` (it counts as a start), ``recovered``,
-and one ``queued --cancel--> cancelled`` transition per block, fsynced before it returns.
+What it writes: a checkpoint starting a new file, ``operator_action`` (who cancelled, with
+which tool, the wall clock: an operator's action, not a start of the deployment), and one
+``queued --cancel--> cancelled`` transition per block, fsynced before it returns; every
+record stamped with ``now`` (``--at``; default the wall clock).
 A halted manager stays halted: resuming is the strategy process's decision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import pwd
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -77,12 +82,14 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
         Environment.read("live")  # the BASIS_* variables, checked before anything is taken
     except ComponentError as exc:
         raise CancelRefused(str(exc)) from None
-    if not log_dir.is_dir() or not journal_files(log_dir):
+    files = journal_files(log_dir) if log_dir.is_dir() else []
+    if not files:
         raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
+    like = _owner_file(log_dir, files[-1])
     try:
         # retention_days=None: a cancel never deletes history (it knows not the deployment's
         # retention; its new file's checkpoint would otherwise prune at 30 days)
-        journal = EventLogger(log_dir, "live", retention_days=None)
+        journal = EventLogger(log_dir, "live", retention_days=None, files_like=like)
     except JournalLockedError as exc:
         holder = f"process {exc.pid}" if exc.pid is not None else "another process"
         raise CancelRefused(
@@ -98,12 +105,54 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
         journal.close()
 
 
+def operator_action(action: str) -> dict[str, Any]:
+    """The data of an ``operator_action`` record: what, by which tool, which user (and the
+    one behind ``sudo``), and the wall clock when it was done."""
+    try:
+        user: str | None = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = None
+    data: dict[str, Any] = {"action": action, "tool": f"fsm-exec {action}", "user": user,
+                            "wall_clock": dt.datetime.now(dt.UTC).isoformat()}
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user:
+        data["sudo_user"] = sudo_user
+    return data
+
+
+def _owner_file(log_dir: Path, newest: Path) -> Path | None:
+    """The file whose owner, group and bits the files the cancel creates take: the
+    journal's newest file, when the cancel runs as root (``sudo``). Run as another user than
+    the journal's, it is refused: the files it wrote would be that user's, and the
+    manager could not write them (EXEC-009 "Permission denied" at its next start)."""
+    try:
+        owner = newest.stat().st_uid
+    except OSError as exc:
+        raise CancelRefused(f"{newest}: cannot read: {exc.strerror}") from None
+    me = os.geteuid()
+    if me == 0:
+        return newest
+    if owner != me:
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = f"#{owner}"
+        raise CancelRefused(
+            f"{log_dir}: the journal belongs to {name} (uid {owner}), not to you (uid "
+            f"{me}): files the cancel writes would be yours, and the manager running as "
+            f"{name} could not write them. Nothing was cancelled. Run it as that user: "
+            f"sudo -u {shlex.quote(name)} fsm-exec cancel ... (or as root: sudo fsm-exec "
+            "cancel ... gives the new files the journal's owner and mode)")
+    return None
+
+
 def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
                    reason: str, now: dt.datetime) -> CancelResult:
     from fsm_exec.manager.manager import ExecutionManager
 
     try:
-        state, _, _, _ = _replay(log_dir)  # under the lock: nobody else can change it
+        with contextlib.ExitStack() as stack:  # under the lock: nobody else can change it
+            state = _replay(log_dir, stack)[0]
     except StatusUnreadable as exc:
         raise CancelRefused(f"{exc}; nothing was cancelled") from None
     queued = list(state.queue)
@@ -119,7 +168,12 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     em = ExecutionManager(
         {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
         RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
-        RefusingCollaborator("reconciliation component"), event_logger=journal)
+        RefusingCollaborator("reconciliation component"), event_logger=journal,
+        clock=lambda: 0.0)  # a clock that stands still: every record at ``now``
+    # An operator's action, journaled as one (never as a start of the deployment, whose
+    # config hash status --config compares), at the operator's time: every record of it.
+    em._operator_action = operator_action("cancel")
+    em._ts, em._t0 = em._stamp(now), 0.0
     em.recover()
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)

@@ -63,15 +63,24 @@ class CheckReport:
 class _Scan:
     """Reads journal files line by line, noting what is wrong with the files themselves
     (in ``problems``, shared with the replay so that they stay in order). An unreadable
-    line yields ``None``: the records after it cannot be checked until a checkpoint."""
+    line yields ``None``: the records after it cannot be checked until a checkpoint.
 
-    def __init__(self, problems: list[str]) -> None:
+    What a crash leaves at the end of a journal, and recovery accepts, is a note, not a
+    problem (one reader, one verdict): the last file empty after files with records (a
+    kill while a rotation started a new file), or its last line torn (a write cut short:
+    never acknowledged, set aside by recovery)."""
+
+    def __init__(self, problems: list[str], notes: list[str]) -> None:
         self.problems = problems
+        self.notes = notes
         self.files = 0
+        self._read = 0  # lines read so far, in every file
 
     def records(self, files: Iterable[Path]) -> Iterator[JournalRecord | None]:
-        for path in files:
+        paths = list(files)
+        for i, path in enumerate(paths):
             self.files += 1
+            last = i == len(paths) - 1
             try:
                 st = path.stat()
             except OSError as exc:
@@ -82,27 +91,36 @@ class _Scan:
                 self.problems.append(f"{path}: {problem}")
                 continue
             if st.st_size == 0:
-                self.problems.append(f"{path}: empty journal file (no records)")
+                if last and self._read:
+                    self.notes.append(
+                        f"{path}: empty current file (a crash as a new file was started); "
+                        "recovery goes on from the records before it")
+                else:
+                    self.problems.append(f"{path}: empty journal file (no records)")
                 continue
-            yield from self._file(path)
+            yield from self._file(path, last)
 
-    def _file(self, path: Path) -> Iterator[JournalRecord | None]:
+    def _file(self, path: Path, last: bool) -> Iterator[JournalRecord | None]:
         try:
-            yield from self._lines(path)
+            yield from self._lines(path, last)
         except JournalCorruptError as exc:  # not a regular file; a line beyond the bound
             self.problems.append(exc.message)
 
-    def _lines(self, path: Path) -> Iterator[JournalRecord | None]:
+    def _lines(self, path: Path, last: bool) -> Iterator[JournalRecord | None]:
         for n, raw in journal_lines(path):  # the one reading path
             if not raw.endswith(b"\n"):
-                self.problems.append(
-                    f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): a "
-                    "write cut short by a crash; recovery sets it aside")
+                torn = (f"{path}:{n}: torn last line ({len(raw)} bytes without a newline): "
+                        "a write cut short by a crash")
+                if last and (n > 1 or self._read):
+                    self.notes.append(f"{torn}, never acknowledged; recovery sets it aside")
+                else:
+                    self.problems.append(f"{torn}; recovery sets it aside")
                 return
             if n == 1 and not looks_like_a_record(raw):
                 self.problems.append(f"{path}:1: not a journal file (its first line is "
                                      "not a journal record)")
                 return
+            self._read += 1
             if not raw.strip():
                 self.problems.append(f"{path}:{n}: empty line")
                 yield None
@@ -122,7 +140,9 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
 
     Checks: every line is a record; ``seq`` grows by one with no gap (a gap before a file
     that starts with a checkpoint is pruned history, a note; any other gap is a problem
-    naming the files and the missing range); no file is empty, torn or not a journal;
+    naming the files and the missing range); no file is empty, torn or not a journal,
+    except what a crash leaves at the end and recovery accepts (the last file empty, or
+    its last line torn: a note);
     every checkpoint agrees with the records before it; every transition is an edge of
     the table from the block's current state; each block starts at ``queued``, in
     acceptance order, only when no other block is in flight, and never moves after a
@@ -132,7 +152,7 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
     """
     problems: list[str] = []
     notes: list[str] = []
-    scan = _Scan(problems)
+    scan = _Scan(problems, notes)
     state = Replay(component)
     shown = state  # the state the report shows: the last one that was whole
     lost = False  # after a problem: skip to the next checkpoint

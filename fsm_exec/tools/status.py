@@ -3,8 +3,9 @@
 Read-only: the journal files are opened for reading only, the directory's lock is never
 taken (whether a process holds it is asked with :func:`~fsm_exec.journal.lock.lock_holder`),
 and nothing is written, so it is safe while a manager runs. A torn last line (a record
-being written) is skipped, as recovery would; a file rotated away while it is read makes
-the read start again.
+being written) is skipped, as recovery would. The files are all opened first and read
+through those descriptors, one consistent snapshot whatever the manager rotates meanwhile
+(a rotation while they are being opened makes the opening start again).
 
 The state is the one recovery would rebuild: the records from the newest checkpoint,
 replayed (:mod:`fsm_exec.journal.state`). What a checkpoint does not hold (when and on which block
@@ -12,10 +13,11 @@ the manager halted, when the oldest queued block was accepted, when the block in
 entered its state) is looked up in the records before it, newest first, as far as the
 journal's history goes.
 
-Ages are the time from a record's timestamp to ``now``. A record carries the timestamp of
-the call that wrote it (``update_state``'s ``timestamp``; a restart's own wall-clock time),
-so the age of the block in flight is the time since the call that moved it there began: at
-most its real time in that state. A backtest runs on its own time (its data's), so unless
+Ages are the time from a record's timestamp to ``now``. A live record carries the time of
+its step (the call's ``timestamp`` advanced by the manager's clock; a restart's records the
+wall clock), so the age of the block in flight is the time since it moved there (a journal
+written before issue 25: since the call that moved it there began, at most its real time in
+that state). A backtest runs on its own time (its data's), so unless
 ``now`` is given its report is as of its last record, not of the wall clock.
 
 :func:`read_status` returns one JSON-ready dict (its keys are listed in the documentation's
@@ -24,23 +26,28 @@ most its real time in that state. A backtest runs on its own time (its data's), 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import ExecutionConfig
-from fsm_exec.boundary.escape import terminal_text
+from fsm_exec.boundary.escape import shell_word, terminal_text
 from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
-from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.files import JournalCorruptError
 from fsm_exec.journal.fold import recovery_state
-from fsm_exec.journal.lock import lock_holder
-from fsm_exec.journal.reader import JournalRecord, read_records
+from fsm_exec.journal.lock import PROC_LOCKS, lock_holder
+from fsm_exec.journal.reader import (
+    JournalChanged,
+    JournalRecord,
+    open_journal,
+    read_records,
+)
 from fsm_exec.journal.state import Flight, Replay, ReplayError, in_doubt, resolution_of
 
 #: The version of the ``--json`` object's shape: changes only by adding keys.
@@ -51,7 +58,7 @@ FIRST_IDS = 10
 RUNBOOK = runbook_link("when-the-manager-halts")
 #: Codes that halt the manager (each has a runbook entry).
 HALTING_CODES = ("EXEC-002", "EXEC-007", "EXEC-008", "EXEC-009", "EXEC-014", "EXEC-015")
-_READ_ATTEMPTS = 3
+_READ_ATTEMPTS = 5
 
 
 class StatusUnreadable(ValueError):
@@ -132,37 +139,53 @@ class _Notes:
             self.unrecorded_halt = None
 
 
-def _replay(log_dir: Path) -> tuple[Replay, _Notes, list[Path], tuple[int, int]]:
-    """Replay the recovery records, noting what the report needs. A file rotated away
-    while it is read (a live manager) makes the read start again."""
+class _Snapshot:
+    """A journal's files, all open: what status reads, whatever the manager rotates,
+    starts or prunes meanwhile (closed by the ``ExitStack`` it was opened with)."""
+
+    def __init__(self, files: list[Path], opened: list[IO[bytes]]) -> None:
+        self.files, self.opened = files, opened
+
+
+def _replay(log_dir: Path, stack: contextlib.ExitStack
+            ) -> tuple[Replay, _Notes, _Snapshot, tuple[int, int]]:
+    """Replay the recovery records, noting what the report needs, from one consistent
+    snapshot of the files (:func:`~fsm_exec.journal.reader.open_journal`): a rotation while
+    the files are opened makes the opening start again."""
     for attempt in range(_READ_ATTEMPTS):
-        if not journal_files(log_dir):
-            raise StatusUnreadable(f"{log_dir}: holds no ExecutionManager journal")
         try:
-            notes = _Notes()
-            try:  # recovery's own reading: its newest checkpoint checked first
-                state, files, at = recovery_state(log_dir, see=notes.see)
-            except ReplayError as exc:
-                r = exc.record
-                assert r is not None
-                raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path,
-                                       r.line) from None
-            return state, notes, files, at
-        except FileNotFoundError:
+            snap = _Snapshot(*open_journal(log_dir, stack=stack))
+        except JournalChanged:
             if attempt == _READ_ATTEMPTS - 1:
-                raise
+                raise StatusUnreadable(
+                    f"{log_dir}: its files changed each of the {_READ_ATTEMPTS} times they "
+                    "were opened (a manager rotating without pause?); try again") from None
+            continue
+        except JournalCorruptError as exc:  # a file that is no regular file
+            raise StatusUnreadable(exc.message, exc.path, exc.line) from None
+        if not snap.files:
+            raise StatusUnreadable(f"{log_dir}: holds no ExecutionManager journal")
+        notes = _Notes()
+        try:  # recovery's own reading (its newest checkpoint checked first), of the snapshot
+            state, _, at = recovery_state(log_dir, see=notes.see,
+                                          snapshot=(snap.files, snap.opened))
+        except ReplayError as exc:
+            r = exc.record
+            assert r is not None
+            raise StatusUnreadable(f"{r.path}:{r.line}: {exc}", r.path, r.line) from None
         except JournalCorruptError as exc:
             raise StatusUnreadable(exc.message, exc.path, exc.line) from None
+        return state, notes, snap, at
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _history(files: list[Path], at: tuple[int, int]) -> Iterator[list[JournalRecord]]:
+def _history(snap: _Snapshot, at: tuple[int, int]) -> Iterator[list[JournalRecord]]:
     """The records before the newest checkpoint, a file at a time, newest file first
     (unreadable history ends the search quietly: recovery never reads it)."""
     start_file, start_line = at
     for i in range(start_file, -1, -1):
         try:
-            records = [r for r in read_records(files[i])
+            records = [r for r in read_records(snap.files[i], snap.opened[i])
                        if i < start_file or r.line < start_line]
         except (OSError, JournalCorruptError):
             return
@@ -172,7 +195,8 @@ def _history(files: list[Path], at: tuple[int, int]) -> Iterator[list[JournalRec
 _NOT_HALTED = Replay()  # the state history records are read against (only .halted is used)
 
 
-def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, int]) -> None:
+def _look_back(state: Replay, notes: _Notes, snap: _Snapshot, at: tuple[int, int]
+               ) -> None:
     """Fill in from the history what the records after the checkpoint did not say."""
     flight = state.flight
     oldest = next(iter(state.queue), None)
@@ -183,7 +207,7 @@ def _look_back(state: Replay, notes: _Notes, files: list[Path], at: tuple[int, i
     want_hash = notes.config_hash is None or notes.execution_mode is None
     if not (want_halt or want_entry or want_accept or want_hash):
         return
-    for records in _history(files, at):
+    for records in _history(snap, at):
         seen = _Notes()
         try:
             for r in records:
@@ -226,23 +250,25 @@ def _age(text: str | None, now: dt.datetime) -> float | None:
 
 
 def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
-                config: ExecutionConfig | None = None, config_source: str = "default"
-                ) -> dict[str, Any]:
+                config: ExecutionConfig | None = None, config_source: str = "default",
+                proc_locks: Path | str = PROC_LOCKS) -> dict[str, Any]:
     """The status report of the journal in ``log_dir``, as of ``now`` (default: the
     current UTC time; for a backtest journal, its last record's time: a backtest runs on
     its own time), with deadlines from ``config`` (default: the default config).
+    Whether a manager runs is asked of the kernel's lock table, ``proc_locks``.
     Raises :class:`StatusUnreadable` when there is no journal or it cannot be read."""
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise StatusUnreadable(f"{log_dir}: no such directory")
     cfg = config if config is not None else ExecutionConfig()
-    pid = lock_holder(log_dir)
+    pid = lock_holder(log_dir, proc_locks=proc_locks)
     running = pid is not None
-    state, notes, files, at = _replay(log_dir)
-    last = state.last_record
-    if last is None:
-        raise StatusUnreadable(f"{log_dir}: the journal holds no records")
-    _look_back(state, notes, files, at)
+    with contextlib.ExitStack() as stack:
+        state, notes, snap, at = _replay(log_dir, stack)
+        last = state.last_record
+        if last is None:
+            raise StatusUnreadable(f"{log_dir}: the journal holds no records")
+        _look_back(state, notes, snap, at)
     clock = "given"
     if now is None:
         own = _parse_ts(last.timestamp) if notes.execution_mode == "backtest" else None
@@ -332,7 +358,7 @@ _PLACEHOLDER = "'<why>'"
 
 def cancel_command(log_dir: str) -> str:
     """The shell command that cancels every queued block of a stopped manager."""
-    return f"fsm-exec cancel {shlex.quote(log_dir)} --all --reason {_PLACEHOLDER}"
+    return f"fsm-exec cancel {shell_word(log_dir)} --all --reason {_PLACEHOLDER}"
 
 
 def _then(report: dict[str, Any], commands: list[str]) -> str:

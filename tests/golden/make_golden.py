@@ -74,12 +74,18 @@ def _close(em: ExecutionManager) -> None:
 
 
 def _fix_init_stamps(path: Path) -> None:
-    """Initialization records carry the wall clock; pin them for a stable golden file."""
+    """Records written outside a call carry the wall clock (``clock: wall``), checkpoints
+    written in a call the wall clock under its own name (``wall_clock``): pin both for a
+    stable golden file."""
     lines = []
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        if rec["event_type"] in ("component_initialization", "recovered", "checkpoint"):
-            rec["timestamp"] = INIT_STAMP
+        data = rec["data"]
+        if "wall_clock" in data or data.get("clock") == "wall":
+            if "wall_clock" in data:
+                data["wall_clock"] = INIT_STAMP
+            else:
+                rec["timestamp"] = INIT_STAMP
             line = json.dumps(rec, separators=(",", ":"))
         lines.append(line)
     path.write_text("\n".join(lines) + "\n")

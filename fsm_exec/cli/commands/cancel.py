@@ -8,6 +8,7 @@ from typing import IO, Any
 from fsm_exec.cli._common import (
     OK,
     UsageError,
+    parse_time,
     plural,
 )
 
@@ -19,7 +20,7 @@ def cmd_cancel(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError("name the blocks to cancel, or --all (not both)")
     try:
         result = cancel_offline(args.log_dir, None if args.all else args.ids,
-                                reason=args.reason)
+                                reason=args.reason, now=parse_time("--at", args.at))
     except CancelRefused as exc:
         raise UsageError(str(exc)) from None
     if not result.cancelled:
@@ -50,15 +51,24 @@ def add_parser(sub: Any) -> None:
                     "queued blocks can be cancelled: an id that is unknown, in flight or "
                     "finished refuses the whole call, and nothing is changed. A halted "
                     "manager stays halted; resuming is the strategy process's decision "
-                    "(update_state(ts, 'manual')): there is no resume command.",
+                    "(update_state(ts, 'manual')): there is no resume command. It is "
+                    "journaled as an operator's action (who, with which tool, the wall "
+                    "clock), not as a start of the manager. Run as root, the files it "
+                    "creates take the owner, group and mode of the journal's; run as "
+                    "another user than the journal's, it is refused.",
         epilog="exit codes:\n"
                "    0  cancelled (or nothing was queued)\n"
                "    2  refused, nothing changed: the directory is in use (the holder's pid "
-               "is named), no readable journal, an id that is not queued, no --reason\n"
+               "is named), no readable journal, an id that is not queued, no --reason, a "
+               "bad --at, another user's journal\n"
                "  141  the reader of the output went away (| head): stopped quietly")
     ca.add_argument("log_dir", metavar="LOG_DIR", help="the manager's log directory")
     ca.add_argument("ids", nargs="*", metavar="ID", help="the queued blocks to cancel")
     ca.add_argument("--all", action="store_true", help="cancel every queued block")
     ca.add_argument("--reason", required=True, metavar="TEXT",
                     help="why (journaled with each cancelled block)")
+    ca.add_argument("--at", metavar="TIME",
+                    help="the time the cancel's records carry: an ISO 8601 time with an "
+                         "offset (replaying an incident, or in a backtest journal's own "
+                         "time; default: the wall clock)")
     ca.set_defaults(func=cmd_cancel)

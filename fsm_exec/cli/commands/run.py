@@ -30,15 +30,26 @@ from fsm_exec.cli._common import (
 )
 
 
+def _quoted(key: str, redact: Callable[[str], str] | None) -> str:
+    """``key`` quoted for a message (``repr``, shortened), the config's secrets masked
+    first."""
+    from fsm_exec.core.errors import shorten
+
+    text = repr(key)
+    return shorten(redact(text) if redact is not None else text)
+
+
 def read_batches(path: Path, redact: Callable[[str], str] | None = None
                  ) -> list[tuple[int, list[dict[str, Any]]]]:
     """The batches of a blocks file, validated whole before anything runs: each line is a
     block (a batch of one) or a JSON array of blocks (a batch). Errors name the line (and,
-    for JSON, the column); a block id used twice names the line that used it first.
-    ``redact`` (the config's :class:`~fsm_exec.boundary.config.Redactor`) masks the config's
-    secrets in what an error quotes, and refuses a block holding one."""
+    for JSON, the column); a block id used twice names the line that used it first; a key
+    given twice in one object is refused, naming it. ``redact`` (the config's
+    :class:`~fsm_exec.boundary.config.Redactor`) masks the config's secrets in what an
+    error quotes, and refuses a block holding one."""
     from fsm_exec.boundary.blocks import validate_batch
     from fsm_exec.core.errors import BlockProblem, InvalidBlockError
+    from fsm_exec.journal.reader import duplicate_key
 
     raw = read_input(path, f"{path}: cannot read")
     lines = decode_text(path, raw, "cannot read").splitlines()
@@ -51,6 +62,11 @@ def read_batches(path: Path, redact: Callable[[str], str] | None = None
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{n}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        twice = duplicate_key(line)
+        if twice is not None:
+            raise UsageError(f"{path}:{n}: key {_quoted(twice, redact)} appears twice in one "
+                             "object: which value is meant is ambiguous (JSON readers "
+                             "differ); keep one")
         if item == []:
             raise UsageError(f"{path}:{n}: no blocks (an empty batch)")
         batch = item if isinstance(item, list) else [item]
@@ -199,27 +215,68 @@ def _archive(log_dir: Path) -> Path:
     return target
 
 
-def _interrupted(stop: BaseException, em: Any, log_dir: Path, done: int, total: int,
-                 mode: str) -> str:
-    """What a stopped run leaves, in a few lines: what is in doubt, how to go on."""
+#: What recovery does with the block a stopped run left in flight, by resolution
+#: (:func:`~fsm_exec.journal.state.resolution_of`).
+_SETTLES = {
+    "query_execution": "the venue may have executed it: recovery asks the venue before "
+                       "anything is routed again",
+    "reroute_at_least_once": "the venue may have executed it: recovery routes it again "
+                             "under the same block_id (the venue cannot be asked)",
+    "hand_off_then_reconcile": "the venue executed it and the journal holds its deltas: "
+                               "recovery hands them off to the position handler, then "
+                               "waits for reconciliation",
+    "reconcile": "the venue executed it and its deltas were handed off: recovery waits "
+                 "for reconciliation",
+}
+
+
+def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode: str, *,
+                 queryable: bool) -> str:
+    """What a stopped run leaves, in a few lines: what is in doubt, how to go on. Read from
+    the journal (closed by now) through the fold every reader uses, so it says what
+    ``fsm-exec status`` and recovery will find, not what the process last believed.
+    ``queryable``: the venue can be asked what it executed (``query_execution``)."""
+    from fsm_exec.boundary.escape import shell_word
+    from fsm_exec.journal.reader import recovery_records
+    from fsm_exec.journal.state import replay, resolution_of
+
     why = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated"
-    status = em.get_execution_status()
-    lines = [f"fsm-exec run: {why} after {done} of {total} batches; "
-             f"{status['blocks_executed']} blocks executed, {status['queue_length']} queued."]
-    state = status["current_block_state"]
-    if status["current_block"] is not None:
-        what = ("the venue executed it: recovery hands its deltas off if that was not "
-                "recorded, then waits for reconciliation" if state == "pending_reconciliation"
-                else "the venue may have executed it: recovery asks the venue before "
-                     "anything is routed again")
-        lines.append(f"  block {status['current_block']} was {state}: {what}.")
+    lines = [f"fsm-exec run: {why} after {done} of {total} batches"]
+    try:
+        state = replay(recovery_records(log_dir))
+    except (ValueError, OSError) as exc:
+        lines[0] += "."
+        lines.append(f"  the journal in {log_dir} cannot be read back ({exc}): "
+                     f"`fsm-exec check {shell_word(str(log_dir))}` says why.")
+    else:
+        lines[0] += (f"; the journal holds {state.executed} blocks executed, "
+                     f"{state.failed} failed, {len(state.queue)} queued.")
+        fl = state.flight
+        if fl is not None:
+            resolution = resolution_of(fl, queryable=queryable)
+            lines.append(f"  block {fl.block.block_id} is {fl.state} (attempt {fl.attempt}): "
+                         f"{_SETTLES[str(resolution)]}.")
+        if state.halted:
+            lines.append(f"  the manager is halted: {state.halt_reason}")
     if mode == "live":
         lines.append(f"  The journal in {log_dir} holds everything: run the same command "
                      "again to resume from it (or --fresh to move it aside and start over); "
-                     f"`fsm-exec status {log_dir}` shows where it stands.")
+                     f"`fsm-exec status {shell_word(str(log_dir))}` shows where it stands.")
     else:
         lines.append("  A backtest is run again from the start: run the same command again.")
     return "\n".join(lines)
+
+
+def _held_ids(log_dir: Path) -> set[str]:
+    """Every block id the journal in ``log_dir`` ever accepted; :class:`UsageError` when
+    that cannot be told (history deleted by retention, a broken journal)."""
+    from fsm_exec.journal.history import accepted_ids_in
+
+    try:
+        return accepted_ids_in(log_dir)
+    except ValueError as exc:
+        raise UsageError(f"{log_dir}: cannot resume from this journal: {exc}; give --fresh "
+                         "to move it aside and start again") from None
 
 
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
@@ -271,6 +328,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     out_dir = Path(args.out)
     log_dir = out_dir / "logs" / "events"
     resuming = False
+    held: set[str] = set()
     try:
         check_output_paths(out_dir, backtest_id, "fsm-exec run")
         if mode == "live" and journal_files(log_dir):
@@ -285,6 +343,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
                 replace_file(log_dir / OWNER_MARKER, "fsm-exec run\n")
             else:
                 resuming = True
+                # every id the journal ever accepted (its whole history, not only the
+                # duplicate window): a resume skips them; read before anything is written
+                held = _held_ids(log_dir)
         elif not resuming:
             claim_output_dir(log_dir, "fsm-exec run")
         journal = EventLogger(log_dir, mode)
@@ -295,8 +356,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     # The simulated outside world reconciles at once, also a block handed off before a
     # restart (a SimReconciliation would wait for a hand-off this process never saw).
     reconciliation = InstantReconciliation()
+    venue = SimVenue()
     em = ExecutionManager(config, StaticDataProvider(prices), mode,
-                          SimPositionHandler(), SimVenue(), reconciliation,
+                          SimPositionHandler(), venue, reconciliation,
                           event_logger=journal)
     if resuming:
         try:
@@ -319,8 +381,9 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         for i, (line, batch) in enumerate(batches):
-            if resuming:  # batches are atomic: one the journal already holds is skipped
-                batch = [b for b in batch if em.block_state(b["block_id"]) is None]
+            if resuming:  # batches are atomic: one the journal already holds is skipped,
+                # however long ago it finished (not only inside the duplicate window)
+                batch = [b for b in batch if b["block_id"] not in held]
             _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures,
                   refused)
             progress.update(i + 1)
@@ -330,15 +393,22 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     except (KeyboardInterrupt, SystemExit) as stop:
         progress.close()
         journal.close()
-        complain(_interrupted(stop, em, log_dir, done, len(batches), mode))
+        complain(_interrupted(stop, log_dir, done, len(batches), mode,
+                              queryable=callable(getattr(venue, "query_execution", None))))
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
         seconds = time.perf_counter() - started
         if not journal._closed:
-            journal.export_csv(out_dir / "results", backtest_id)
-            journal.close()
+            try:  # refused up front; a link planted since is still never followed
+                journal.export_csv(out_dir / "results", backtest_id)
+            except (ValueError, OSError) as exc:
+                doing = "cannot write the CSV files"
+                why = os_reason(exc, doing) if isinstance(exc, OSError) else f"{doing}: {exc}"
+                raise UsageError(f"{why} (the journal in {log_dir} holds the run)") from None
+            finally:
+                journal.close()
     events_csv, deltas_csv = csv_paths(out_dir, backtest_id)
     diagram = out_dir / "run_diagram.md"
     records = [r for r in read_journal(log_dir) if r.component == "ExecutionManager"]
@@ -389,8 +459,10 @@ def add_parser(sub: Any) -> None:
                     "an error names the line. Writes logs/events/"
                     "execution_manager_events.jsonl, results/<id>/events.csv, "
                     "results/<id>/deltas.csv and run_diagram.md under --out. A live journal "
-                    "already there is never deleted: the run resumes from it (blocks it "
-                    "holds are not submitted again), or --fresh moves it aside; a backtest "
+                    "already there is never deleted: the run resumes from it (every block "
+                    "its history holds is skipped, however long ago it ran; a journal whose "
+                    "oldest records were deleted is refused), or --fresh moves it aside; a "
+                    "backtest "
                     "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
                     "blocks are reported and the queue runs on (a halt is resumed, as an "
                     "operator would); the summary ends with why: failed blocks and refused "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -11,22 +10,9 @@ from typing import IO, Any
 from fsm_exec.cli._common import (
     USAGE,
     UsageError,
+    parse_time,
     read_config,
 )
-
-
-def _parse_now(text: str | None) -> dt.datetime | None:
-    """``--now``: an ISO 8601 time with an offset (``Z`` for UTC), or ``None``."""
-    if text is None:
-        return None
-    from fsm_exec.boundary.canonical import parse_timestamp
-
-    now = parse_timestamp(text, naive_is_utc=True)  # the package's one parser
-    if now is None:
-        raise UsageError(f"--now: not an ISO 8601 time: {text!r}")
-    if parse_timestamp(text) is None:  # it parsed only as a naive time
-        raise UsageError(f"--now: give an offset (e.g. {text}Z or {text}+00:00)")
-    return now
 
 
 def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
@@ -34,7 +20,7 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     from fsm_exec.core.errors import ComponentError
     from fsm_exec.tools.status import STATUS_FORMAT, StatusUnreadable, format_status, read_status
 
-    now = _parse_now(args.now)
+    now = parse_time("--now", args.now)
     config, source = None, "the default config"
     if args.config:
         try:

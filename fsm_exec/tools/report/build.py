@@ -43,6 +43,17 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 _WALL_CLOCK = frozenset({"component_initialization", "checkpoint", "recovered"})
 
 
+def on_the_wall_clock(r: JournalRecord) -> bool:
+    """The record's timestamp is the wall clock, not the caller's: it says so
+    (``clock: wall``, since issue 25), or, in a journal written before, it is one of the
+    kinds that were always stamped so (start, checkpoint and recovery records)."""
+    if r.data.get("clock") == "wall":
+        return True
+    if "wall_clock" in r.data:  # the wall clock beside the caller's time
+        return False
+    return r.event_type in _WALL_CLOCK
+
+
 class ReportDependencyError(RuntimeError):
     """The HTML report needs matplotlib (the ``report`` extra)."""
 
@@ -212,7 +223,7 @@ def _blocks(records: Sequence[JournalRecord], table: LifecycleTable,
     moves: dict[str, list[JournalRecord]] = {}
     last_ts: dt.datetime | None = None
     for r in records:
-        if r.event_type not in _WALL_CLOCK:
+        if not on_the_wall_clock(r):
             last_ts = parse_ts(r.timestamp) or last_ts
         bid = r.data.get("block_id")
         if not isinstance(bid, str):
@@ -302,19 +313,21 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
     finished = tuple((r.timestamp, str(r.data["dest"])) for r in records
                      if r.event_type == "block_transition" and r.data.get("dest") in terminal)
 
-    mode = next((str(r.data.get("execution_mode")) for r in reversed(records)
-                 if r.event_type == "component_initialization"), None)
+    mode = next((str(r.data["execution_mode"]) for r in reversed(records)
+                 if r.event_type in ("component_initialization", "checkpoint")
+                 and isinstance(r.data.get("execution_mode"), str)), None)
     title = title or f"Run report: {', '.join(sources)}"
     overlay = overlay_events(records, component=component, table=table,
                              title="Block lifecycle: what the run did")
     in_flight = [b for b in blocks if not b.terminal]
-    stamps = [t for r in records if r.event_type not in _WALL_CLOCK
+    stamps = [t for r in records if not on_the_wall_clock(r)
               for t in [parse_ts(r.timestamp)] if t]
     count = Counter(b.final for b in blocks)
     accepted = {r.data.get("block_id") for r in records if r.event_type == "block_accepted"}
     totals: list[tuple[str, str]] = [
         ("journal", "breaks the lifecycle: " + problem if problem else "obeys the lifecycle"),
         ("execution mode", mode or "unknown"),
+        ("history", _history(records)),
         ("records", str(len(records))),
         ("first timestamp", min(stamps).isoformat() if stamps else "none"),
         ("last timestamp", max(stamps).isoformat() if stamps else "none"),
@@ -347,7 +360,10 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
 #: ``ended in <state>`` rows are defined by :func:`total_definition`).
 TOTAL_DEFINITIONS: dict[str, str] = {
     "journal": "whether every record obeys the block lifecycle (fsm-exec check)",
-    "execution mode": "the mode the manager last started in",
+    "execution mode": "the mode the manager last started in (its newest start record or "
+                      "checkpoint)",
+    "history": "whether the journal holds every record from seq 1, or retention removed "
+               "its oldest files: then every count is of the records left, from that day",
     "records": "journal records of this component that obey the lifecycle",
     "first timestamp": "the earliest record timestamp (the caller's clock; start-up "
                        "records, stamped by the wall clock, left out)",
@@ -367,6 +383,20 @@ TOTAL_DEFINITIONS: dict[str, str] = {
     "restarts": "manager starts after the first (component_initialization records - 1)",
     "recoveries": "recoveries from the journal after a restart",
 }
+
+
+def _history(records: Sequence[JournalRecord]) -> str:
+    """Whether the journal starts at seq 1, or retention pruned it: from which day (the day
+    its oldest file left was started) and which seq it counts."""
+    if not records or records[0].seq <= 1:
+        return "complete (from seq 1)"
+    first = records[0]
+    day = first.data.get("written_on") if first.event_type == "checkpoint" else None
+    if not isinstance(day, str):
+        stamp = parse_ts(first.timestamp)
+        day = stamp.date().isoformat() if stamp is not None else "an unknown day"
+    return (f"pruned by retention: counts from {day} (seq {first.seq} on; seq "
+            f"1-{first.seq - 1} removed)")
 
 
 def total_definition(name: str) -> str:

@@ -1,0 +1,193 @@
+"""Issue 26 item 3: many managers in one process, each with its own health registration and
+its own metrics (a ``manager`` label), one health manager and one registry for them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fsm_exec import (
+    EventLogger,
+    ExecutionManager,
+    InvalidArgumentError,
+    UnifiedHealthManager,
+    backtest_run,
+)
+from fsm_exec.observe import PrometheusMetrics, PrometheusObserver
+from fsm_exec.sim.venues import (
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
+
+from kit import T, blocks
+
+
+def manager(log: Any = None, **kwargs: Any) -> ExecutionManager:
+    rc = SimReconciliation(None)
+    return ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(rc),
+                            SimVenue(), rc, event_logger=log, **kwargs)
+
+
+# ------------------------------------------------------------------------ health
+
+
+def test_one_health_manager_serves_named_managers_side_by_side() -> None:
+    """Two managers with names register as ExecutionManager[<name>]; each report is its
+    own manager's."""
+    health = UnifiedHealthManager()
+    a = manager(health_manager=health, name="sma-10-20")
+    b = manager(health_manager=health, name="sma-5-30")
+    a.update_state(T(0), "strategy_manager", blocks("x", "y"))
+    assert list(health.components) == ["ExecutionManager[sma-10-20]",
+                                       "ExecutionManager[sma-5-30]"]
+    assert (a.name, a.health_name) == ("sma-10-20", "ExecutionManager[sma-10-20]")
+    reports = health.check()
+    assert reports["ExecutionManager[sma-10-20]"]["metrics"]["blocks_executed"] == 2
+    assert reports["ExecutionManager[sma-5-30]"]["metrics"]["blocks_executed"] == 0
+    assert reports["ExecutionManager[sma-5-30]"] == b.health_check()
+
+
+def test_a_backtest_run_names_its_manager_after_the_run(tmp_path: Path) -> None:
+    """A manager on a backtest_run journal takes the run id as its name (name= wins)."""
+    health = UnifiedHealthManager()
+    with manager(backtest_run(tmp_path, run_id="r1"), health_manager=health) as one, \
+            manager(backtest_run(tmp_path, run_id="r2"), health_manager=health,
+                    name="mine") as two:
+        assert (one.name, two.name) == ("r1", "mine")
+        assert list(health.components) == ["ExecutionManager[r1]", "ExecutionManager[mine]"]
+
+
+def test_an_unnamed_manager_registers_as_before_and_a_true_duplicate_is_refused() -> None:
+    """Unnamed: 'ExecutionManager', as before; a second unnamed one, or a second with the
+    same name, is refused clearly (naming name=), and registers nothing."""
+    health = UnifiedHealthManager()
+    first = manager(health_manager=health)
+    assert first.name is None and health.components == ("ExecutionManager",)
+    with pytest.raises(InvalidArgumentError, match=r"name=.*ExecutionManager\[<name>\]"):
+        manager(health_manager=health)
+    manager(health_manager=health, name="a")
+    with pytest.raises(InvalidArgumentError, match="already registered"):
+        manager(health_manager=health, name="a")
+    assert list(health.components) == ["ExecutionManager", "ExecutionManager[a]"]
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "run/1", 7, b"run"])
+def test_a_bad_name_is_refused(name: Any) -> None:
+    """A name is 1-64 letters, digits and ._:-, or None."""
+    with pytest.raises(InvalidArgumentError, match="name: must be None or 1-64"):
+        manager(name=name)
+
+
+def test_a_closed_manager_leaves_the_health_manager_and_never_its_successor() -> None:
+    """close() unregisters the manager (a thousand runs leave no thousand checks), so its
+    name may be used again; closing the old one again never removes the new one's."""
+    health = UnifiedHealthManager()
+    first = manager(health_manager=health, name="run")
+    first.close()
+    assert list(health.components) == []
+    second = manager(health_manager=health, name="run")
+    first.close()
+    assert list(health.components) == ["ExecutionManager[run]"]
+    assert health.check()["ExecutionManager[run]"] == second.health_check()
+
+
+def test_reopen_hands_a_named_registration_to_the_replacement(tmp_path: Path) -> None:
+    """reopen() registers the replacement under the same name; closing the retired one
+    afterwards leaves it."""
+    health = UnifiedHealthManager()
+    log = EventLogger(tmp_path, "backtest")
+    em = manager(log, health_manager=health, name="n")
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    new = em.reopen()
+    em.close()
+    assert list(health.components) == ["ExecutionManager[n]"]
+    assert health.check()["ExecutionManager[n]"] == new.health_check()
+    new.close()
+
+
+# ------------------------------------------------------------------------ metrics
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_one_prometheus_metrics_serves_many_managers_with_a_manager_label(
+        tmp_path: Path) -> None:
+    """Each manager's series carry its name; counters and gauges are each manager's own."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    a = manager(name="a", observers=[metrics.observer()])
+    b = manager(name="b", observers=[metrics.observer()])
+    a.update_state(T(0), "strategy_manager", blocks("x", "y"))
+    b.update_state(T(0), "strategy_manager", blocks("z"))
+    b.execute_instruction_blocks(T(1), blocks("q"))
+    assert value(registry, "fsm_exec_blocks_total", manager="a", outcome="success") == 2.0
+    assert value(registry, "fsm_exec_blocks_total", manager="b", outcome="success") == 1.0
+    assert value(registry, "fsm_exec_queue_blocks", manager="a") == 0.0
+    assert value(registry, "fsm_exec_queue_blocks", manager="b") == 1.0
+    assert value(registry, "fsm_exec_transitions_total", manager="a", source="queued",
+                 dest="routing", trigger="start") == 2.0
+    assert value(registry, "fsm_exec_block_duration_seconds_count", manager="b") == 1.0
+    b.close()  # a closed manager leaves the gauges; its counters stay
+    assert value(registry, "fsm_exec_queue_blocks", manager="b") is None
+    assert value(registry, "fsm_exec_blocks_total", manager="b", outcome="success") == 1.0
+
+
+def test_a_backtest_loop_labels_each_run_by_its_id(tmp_path: Path) -> None:
+    """observer() with no label takes the manager's name: a backtest_run's id."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    for i in range(3):
+        with manager(backtest_run(tmp_path, run_id=f"run-{i}"),
+                     observers=[metrics.observer()]) as em:
+            em.update_state(T(0), "strategy_manager", blocks(*(f"b{j}" for j in range(i))))
+    for i in range(3):
+        got = value(registry, "fsm_exec_blocks_total", manager=f"run-{i}", outcome="success")
+        assert got == float(i)
+
+
+def test_two_managers_in_use_may_not_share_a_label() -> None:
+    """A true duplicate (one label, both managers in use) is refused, naming the label;
+    an unnamed manager without a label is refused too; a closed one's label is free."""
+    metrics = PrometheusMetrics(CollectorRegistry())
+    first = manager(name="a", observers=[metrics.observer()])
+    with pytest.raises(InvalidArgumentError, match="'a' is already used"):
+        manager(name="b", observers=[metrics.observer("a")])
+    with pytest.raises(InvalidArgumentError, match="no name to label"):
+        manager(observers=[metrics.observer()])
+    with pytest.raises(InvalidArgumentError, match="non-empty label"):
+        metrics.observer("")
+    first.close()
+    manager(name="a", observers=[metrics.observer()])
+
+
+def test_a_second_observer_on_one_registry_is_still_refused_and_points_the_way() -> None:
+    """The single-manager observer keeps its clear refusal of a true duplicate, which now
+    names PrometheusMetrics; so does a second PrometheusMetrics."""
+    registry = CollectorRegistry()
+    PrometheusObserver(registry)
+    with pytest.raises(InvalidArgumentError, match="PrometheusMetrics"):
+        PrometheusObserver(registry)
+    PrometheusMetrics(registry, namespace="runs")
+    with pytest.raises(InvalidArgumentError, match="already holds metrics named runs_"):
+        PrometheusMetrics(registry, namespace="runs")
+
+
+def test_reopen_keeps_the_label(tmp_path: Path) -> None:
+    """The replacement reopen() builds is observed under the same label, counters going on."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    log = EventLogger(tmp_path, "backtest")
+    em = manager(log, name="n", observers=[metrics.observer()])
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    new = em.reopen()
+    new.update_state(T(1), "strategy_manager", blocks("b"))
+    assert value(registry, "fsm_exec_blocks_total", manager="n", outcome="success") == 2.0
+    assert value(registry, "fsm_exec_queue_blocks", manager="n") == 0.0
+    new.close()
