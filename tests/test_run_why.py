@@ -153,6 +153,7 @@ def test_parquet_is_read_through_pandas(tmp_path: Path, monkeypatch: pytest.Monk
     usage error saying so."""
     pd = pytest.importorskip("pandas")
     p = tmp_path / "p.parquet"
+    p.write_bytes(b"PAR1")  # a regular file (read_parquet is replaced below)
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2025-01-01", "2025-01-02"], utc=True),
                           "ETH": [1.0, 2.0]})
     seen: list[Path] = []
