@@ -30,23 +30,29 @@ from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
-    NEXT_STATE,
     TABLE_HASH,
     TERMINAL_STATES,
     BlockState,
     Trigger,
 )
+from fsm_exec.core.running import DEFAULT_TABLE, RunTable
 from fsm_exec.journal.codec import CHECKPOINT, JOURNAL_FORMAT
 from fsm_exec.journal.codec import decode as from_wire
+from fsm_exec.journal.lifecycle_record import (
+    LifecycleMismatch,
+    checkpoint_fields,
+    describe,
+    table_of_checkpoint,
+)
 from fsm_exec.journal.reader import JournalRecord
 
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
-_NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
 _CANCEL = str(Trigger.CANCEL)
 _INITIAL = str(INITIAL_STATE)
-_RETRYING, _PENDING, _SUCCESS, _CANCELLED = (
+_RETRYING, _PENDING, _SUCCESS, _CANCELLED, _FAILED = (
     str(s) for s in (BlockState.RETRYING, BlockState.PENDING_RECONCILIATION,
-                     BlockState.SUCCESS, BlockState.CANCELLED))
+                     BlockState.SUCCESS, BlockState.CANCELLED, BlockState.FAILED))
+_DEFAULT_STATES = frozenset(str(s) for s in BlockState)
 #: Why a block retries after its reconciliation timed out (else: why its route failed).
 RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
 DEFAULT_WINDOW = 10_000
@@ -79,6 +85,9 @@ class Flight:
     handed_off: bool = False
     why: str = ""  # why it is retrying: "reconciliation_timeout" or the route failure
     unresolved: bool = False  # execution_unresolved since its last route: in doubt
+    #: The timestamp of the record that moved it into its state (a user lifecycle's waits
+    #: count from it), when known.
+    entered: str | None = None
 
 
 def block_data(b: InstructionBlock) -> dict[str, Any]:
@@ -98,11 +107,12 @@ def block_of(d: Mapping[str, Any]) -> InstructionBlock:
 
 def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool,
                        halt_reason: str | None, queue: Iterable[InstructionBlock],
-                       flight: Flight | None, finished: Iterable[tuple[str, str]]
-                       ) -> dict[str, Any]:
+                       flight: Flight | None, finished: Iterable[tuple[str, str]],
+                       table: RunTable = DEFAULT_TABLE) -> dict[str, Any]:
     """The data of a checkpoint record: the one shape both the manager (from memory) and
-    the replay (from records) write, so that they can be compared."""
-    return {
+    the replay (from records) write, so that they can be compared. A user lifecycle's
+    checkpoint holds its definition, and when the block in flight entered its state."""
+    out = {
         "format": JOURNAL_FORMAT, "lifecycle": TABLE_HASH, "duplicate_window": window,
         "counters": dict(counters), "halted": halted, "halt_reason": halt_reason,
         "queue": [block_data(b) for b in queue],
@@ -112,6 +122,11 @@ def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool
             "handed_off": flight.handed_off, "why": flight.why},
         "finished": [[block_id, state] for block_id, state in finished],
     }
+    if table.lifecycle is not None:
+        out.update(checkpoint_fields(table))
+        if flight is not None and flight.entered is not None:
+            out["flight"]["entered"] = flight.entered  # type: ignore[index]
+    return out
 
 
 _COUNTERS = ("accepted", "executed", "failed", "cancelled", "retried", "starts")
@@ -143,6 +158,8 @@ class ManagerState:
     component: str = "ExecutionManager"
     window: int = DEFAULT_WINDOW
     flight_cls: type[Flight] = attrs.field(default=Flight, repr=False)
+    #: The lifecycle the records follow (a checkpoint that holds another one replaces it).
+    table: RunTable = attrs.field(default=DEFAULT_TABLE, repr=False)
     queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
     flight: Flight | None = None
     finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
@@ -245,11 +262,13 @@ class ManagerState:
             # The failure that halts says so itself: a crash before the manager_halted
             # record still recovers a halted manager. The first reason stands.
             self.halt(halts)
-        if dest in _TERMINAL:
+        if dest in self.table.terminal:
             self._remember(f.block.block_id, dest)
             self.flight = None
             if dest == _SUCCESS:
                 self.executed += 1
+            elif dest == _CANCELLED:  # a user lifecycle's block cancelled as it waited
+                self.cancelled += 1
             else:
                 self.failed += 1
         return f
@@ -363,6 +382,8 @@ class ManagerState:
             self._accepted(d)
         elif kind == "block_transition":
             self._transition(d)
+            if self.flight is not None:
+                self.flight.entered = r.timestamp
         elif kind == "positions_updated":
             self._in_flight(d, kind)
             self.hand_off()
@@ -394,17 +415,22 @@ class ManagerState:
         return checkpoint_payload(
             window=self.window, counters={k: getattr(self, k) for k in _COUNTERS},
             halted=self.halted, halt_reason=self.halt_reason, queue=self.queue.values(),
-            flight=self.flight, finished=self.finished.items())
+            flight=self.flight, finished=self.finished.items(), table=self.table)
 
     def _checkpoint(self, d: dict[str, Any], *, verify: bool) -> None:
-        fmt, table = d.get("format"), d.get("lifecycle")
+        fmt = d.get("format")
         if fmt != JOURNAL_FORMAT:
             raise ReplayError(f"journal format {fmt!r} is unknown: this fsm_exec reads "
                               f"format {JOURNAL_FORMAT}")
-        if table != TABLE_HASH:
-            raise ReplayError(f"this journal was written under another block lifecycle "
-                              f"(table {table!r}; this fsm_exec's is {TABLE_HASH!r}): its "
-                              "records cannot be read as this lifecycle's")
+        try:
+            table = table_of_checkpoint(d)
+        except LifecycleMismatch as exc:
+            raise ReplayError(str(exc)) from None
+        if table.hash != self.table.hash:
+            if verify and not d.get("reset"):
+                raise ReplayError(f"the checkpoint's lifecycle {describe(table)} is not the "
+                                  f"one of the records before it, {describe(self.table)}")
+            self.table = table
         if verify and not d.get("reset"):
             window = d.get("duplicate_window")
             if type(window) is int and window >= 1 and window != self.window:
@@ -444,14 +470,16 @@ class ManagerState:
             self.flight = None
         else:
             state = fl["state"]
-            if state not in {str(s) for s in BlockState} or state in _TERMINAL:
+            if state not in self.table.kinds or state in self.table.terminal:
                 raise ValueError(f"a block in flight cannot be in state {state!r}")
             f = self.flight = self.flight_cls(block_of(fl["block"]), state)
             f.attempt, f.deltas = fl["attempt"], from_wire(fl["deltas"])
             f.handed_off, f.why = bool(fl["handed_off"]), fl["why"]
+            entered = fl.get("entered")
+            f.entered = entered if isinstance(entered, str) else None
         self.finished = {}
         for block_id, state in d["finished"]:
-            if state not in _TERMINAL:
+            if state not in self.table.terminal:
                 raise ValueError(f"a finished block cannot be in state {state!r}")
             self.finished[block_id] = state
         self._group.clear()
@@ -512,9 +540,9 @@ class ManagerState:
         source, dest, trigger = (str(d.get(k)) for k in ("source", "dest", "trigger"))
         if not isinstance(block_id, str):
             raise ReplayError("block_transition without a block_id")
-        if _NEXT.get((source, trigger)) != dest:
+        if dest not in self.table.next.get((source, trigger), ()):
             raise ReplayError(f"{source} --{trigger}--> {dest} is not an edge of the lifecycle")
-        if trigger == _CANCEL:
+        if trigger == _CANCEL and source == _INITIAL:
             batch = self._grouped("cancel", d)
             if batch is not None:
                 self.cancel([x["block_id"] for x in batch], dest)
@@ -536,7 +564,7 @@ class ManagerState:
                   attempt=_int(d, "attempt") if "attempt" in d else None,
                   deltas=from_wire(d["deltas"]) if "deltas" in d else NO_DELTAS,
                   resolved="resolved_by" in d, why=why,
-                  halts=str(d.get("error_code")) if trigger == Trigger.FAIL and d.get("halts")
+                  halts=str(d.get("error_code")) if dest == _FAILED and d.get("halts")
                   else None)
 
     def _in_flight(self, d: dict[str, Any], kind: str) -> Flight:
@@ -564,6 +592,8 @@ def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
     ``query_execution`` or ``reroute_at_least_once`` (no ``query_execution`` to ask)."""
     if flight is None:
         return None
+    if flight.state not in _DEFAULT_STATES:  # a user lifecycle's state: go on from there
+        return "resume"
     if flight.state == "pending_reconciliation":
         return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
     if flight.state == _RETRYING and flight.why == RECONCILIATION_TIMEOUT_WHY:
@@ -607,14 +637,15 @@ class RecoveryReport:
     ``resolution`` says how the in-doubt block will be settled on the next ``update_state``:
     ``query_execution`` (ask the venue, route again only if it did not execute),
     ``reroute_at_least_once`` (no way to ask: route again under the same block_id),
-    ``hand_off_then_reconcile`` (deltas known, never handed to the position handler) or
-    ``reconcile`` (only reconciliation is outstanding). ``restarts`` counts the manager's
+    ``hand_off_then_reconcile`` (deltas known, never handed to the position handler),
+    ``reconcile`` (only reconciliation is outstanding) or ``resume`` (a state a user
+    lifecycle adds: its waits, polls and timeouts go on). ``restarts`` counts the manager's
     starts on this journal after the first; ``checkpoint_seq`` is where recovery began.
     """
 
     queued: tuple[str, ...]
     in_doubt: str | None
-    in_doubt_state: BlockState | None
+    in_doubt_state: BlockState | str | None
     resolution: str | None
     blocks_executed: int
     blocks_failed: int

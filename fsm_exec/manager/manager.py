@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsm_exec.boundary.blocks import convert_batch
 from fsm_exec.boundary.canonical import (
@@ -49,6 +49,7 @@ from fsm_exec.core.errors import (
     safe_repr,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
+from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
@@ -65,6 +66,7 @@ from fsm_exec.manager import (
     moves,
     observing,
     recovery,
+    triggering,
     wiring,
 )
 from fsm_exec.observe.health import (
@@ -73,6 +75,9 @@ from fsm_exec.observe.health import (
     UnifiedHealthManager,
 )
 from fsm_exec.observe.seam import Observer
+
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 
@@ -99,6 +104,8 @@ class ExecutionManager:
     _checkpoint_due: Callable[[str], str | None] | None
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
+    _table: RunTable  # the lifecycle it runs (manager/triggering.py)
+    _lc: BlockLifecycle
 
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -114,13 +121,14 @@ class ExecutionManager:
                  sleep: Callable[[float], None] = time.sleep,
                  risk_checks: Sequence[RiskCheck] = (),
                  observers: Sequence[Observer] = (),
-                 assume_timezone: str | dt.tzinfo | None = None) -> None:
+                 assume_timezone: str | dt.tzinfo | None = None,
+                 lifecycle: Lifecycle | None = None) -> None:
         self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
             (config, data_provider, execution_mode, position_update_handler,
              execution_interface_manager, reconciliation_component),
             {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
              "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
-             "assume_timezone": assume_timezone})
+             "assume_timezone": assume_timezone, "lifecycle": lifecycle})
         # Naive timestamps are refused unless the caller says which zone they are in.
         self._assume_tz = guard.time_zone(assume_timezone)
         self._cfg = resolve_config(config)
@@ -162,9 +170,10 @@ class ExecutionManager:
         # The queue, the block in flight, the finished blocks and the counters: the state
         # the journal's records describe, changed only through its operations, each right
         # after its record is written (the same code recovery and every tool fold with).
+        # The lifecycle it runs (manager/triggering.py): the default, or a user's, checked.
+        self._lc = self._lifecycle_machine(lifecycle)
         self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
-                                   flight_cls=Flight)
-        self._lc = BlockLifecycle(self._on_transition if event_logger is not None else None)
+                                   flight_cls=Flight, table=self._table)
         self._f: Flight | None = None
         self._ts: Any = None
         self._busy: int | None = None  # the thread running update_state, if any
@@ -307,8 +316,9 @@ class ExecutionManager:
                 return None
             return copy.deepcopy(f.block.to_dict())
 
-    def block_state(self, block_id: str) -> BlockState | None:
-        """A queued, in-flight or recently finished block's state; ``None`` if unknown."""
+    def block_state(self, block_id: str) -> BlockState | str | None:
+        """A queued, in-flight or recently finished block's state (a state a user lifecycle
+        adds: its name); ``None`` if unknown."""
         with self._mutex:
             state = self._state
             end = state.finished.get(block_id)
@@ -569,6 +579,8 @@ class ExecutionManager:
             self._driver.drive(ts, f)
             if self._policy.fail_fast and f.error is not None:
                 raise f.error  # backtest fails fast; the rest of the queue waits
+            if f.waiting:
+                return  # it waits in its state (a user lifecycle's): so does the queue
 
     # ---------------------------------------------------------------- moves (the driver's)
 
@@ -577,6 +589,12 @@ class ExecutionManager:
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.
     _cancel = cancelling.cancel
+    trigger = triggering.trigger
+    _trigger_now = triggering.trigger_now
+    _lifecycle_machine = triggering.lifecycle_machine
+    _guard_context = triggering.guard_context
+    _waited = triggering.waited
+    _try_move = moves.try_move
     _cancel_now = cancelling.cancel_now
     _attach = wiring.attach
     _driver_host = wiring.driver_host
@@ -646,7 +664,8 @@ class ExecutionManager:
             exc.add_note(f"Closing the manager's journal also failed: {err}")
 
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
-                | None = None) -> RecoveryReport:
+                | None = None, *, state_map: Mapping[str, str] | None = None
+                ) -> RecoveryReport:
         """Rebuild this (new) manager's state from a journal, before any ``update_state``.
 
         ``source`` is a log directory, journal files, or records; ``None`` (the usual call)
@@ -659,8 +678,13 @@ class ExecutionManager:
         (a gap in ``seq``), or whose records break the lifecycle, is refused with
         :class:`JournalCorruptError` naming the file and line. The state is then written
         as a checkpoint starting a new file.
+
+        A journal written under another lifecycle than this manager's (``lifecycle=``)
+        is refused (:class:`~fsm_exec.manager.recovery.LifecycleChangedError`, naming the
+        blocks in a state the new lifecycle lacks) unless ``state_map`` maps the old states
+        to new ones (``{}`` when every state the journal holds still exists).
         """
-        return recovery.recover(self, source)
+        return recovery.recover(self, source, state_map=state_map)
 
     def reopen(self) -> ExecutionManager:
         """A replacement for this manager, built with the same config, collaborators,

@@ -47,48 +47,66 @@ if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
 
 
-def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS, **data: Any) -> str:
+def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
+         _try: bool | None = None, **data: Any) -> str | None:
     """Fire ``trigger`` on the block in flight: journal first (write-ahead), then the
-    state, then the bookkeeping, in one critical section."""
+    state, then the bookkeeping, in one critical section. A hook of the state entered
+    (a user lifecycle's) that raised is raised once the bookkeeping is done."""
     f = self._f
     assert f is not None
     with self._mutex:
         lc = self._lc
         source = lc.current
-        lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
+        if _try is None:
+            lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
+        elif not lc.try_fire(trigger, **data):  # a user lifecycle's guards: none held
+            return None
         dest = lc.current
         state = self._state
         if source == _QUEUED:
             state.start(f.block.block_id, f)
-        halts = data["error_code"] if trigger == T_FAIL and data.get("halts") else None
+        # a failure that halts says so (a fail, or a user lifecycle's timeout in doubt)
+        halts = data["error_code"] if data.get("halts") else None
         state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
                    resolved="resolved_by" in data,
                    why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
                         else data.get("reason", "")),
                    halts=halts)
         f.entered_at = self._clock()
+        f.entered = self._ts
         if trigger == T_REROUTE:
             f.call = None
         if halts is not None:
             self._halt_for(halts)
-        if dest in _TERMINAL:
+        if dest in lc.terminal:
             self._finish(f, dest)
     if self._observers:
         self._notify_transition(f, source, dest, trigger, data)
+    error = lc.hook_error
+    if error is not None:
+        lc.hook_error = None
+        raise error
     return dest
 
 
+def try_move(self: ExecutionManager, trigger: str, **data: Any) -> str | None:
+    """:func:`move`, when ``trigger``'s guards hold; ``None`` (nothing moved, nothing
+    written) when none does."""
+    return self._move(trigger, _try=True, **data)
+
+
 def fail(self: ExecutionManager, f: Flight, code: str, reason: str,
-         exc: BaseException | None = None, *, halt: bool = False) -> None:
+         exc: BaseException | None = None, *, halt: bool = False,
+         trigger: str = T_FAIL) -> None:
     err = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
                          original_exception=(ScrubbedException.of(exc, self._redact)
                                              if exc is not None else None),
                          block_id=f.block.block_id)
     f.error = err
     if halt:
-        self._move(T_FAIL, error_code=code, reason=reason, halts=True)
+        self._move(trigger, error_code=code, reason=reason, halts=True)
     else:
-        self._move(T_FAIL, error_code=code, reason=reason)
+        self._move(trigger, error_code=code, reason=reason)
 
 
 def handed_off(self: ExecutionManager, ts: Any, f: Flight) -> None:
@@ -124,6 +142,9 @@ def finish(self: ExecutionManager, f: Flight, state: str) -> None:
     self._f = None
     if state == _SUCCESS:
         self.reconciliation_status = "success"
+        return
+    if state == _CANCELLED:  # a user lifecycle's block cancelled while it waited
+        self.reconciliation_status = "pending"
         return
     self.reconciliation_status = "failed"
     err = f.error
