@@ -33,17 +33,39 @@ FOUR_EYES: dict[str, Any] = {
         },
     },
     "transitions": [
-        {"trigger": "start", "source": "queued", "dest": "awaiting_approval",
-         "guards": [{"notional_above": {"value": "100000"}}],
-         "meaning": "Above the limit: ask for approval."},
-        {"trigger": "approve", "source": "awaiting_approval", "dest": "routing",
-         "external": True, "meaning": "A second person approved."},
-        {"trigger": "reject", "source": "awaiting_approval", "dest": "cancelled",
-         "external": True, "meaning": "A second person rejected."},
-        {"trigger": "fail", "source": "awaiting_approval", "dest": "failed",
-         "meaning": "The approval hook raised."},
-        {"trigger": "cancel", "source": "awaiting_approval", "dest": "cancelled",
-         "meaning": "An operator cancelled the waiting block."},
+        {
+            "trigger": "start",
+            "source": "queued",
+            "dest": "awaiting_approval",
+            "guards": [{"notional_above": {"value": "100000"}}],
+            "meaning": "Above the limit: ask for approval.",
+        },
+        {
+            "trigger": "approve",
+            "source": "awaiting_approval",
+            "dest": "routing",
+            "external": True,
+            "meaning": "A second person approved.",
+        },
+        {
+            "trigger": "reject",
+            "source": "awaiting_approval",
+            "dest": "cancelled",
+            "external": True,
+            "meaning": "A second person rejected.",
+        },
+        {
+            "trigger": "fail",
+            "source": "awaiting_approval",
+            "dest": "failed",
+            "meaning": "The approval hook raised.",
+        },
+        {
+            "trigger": "cancel",
+            "source": "awaiting_approval",
+            "dest": "cancelled",
+            "meaning": "An operator cancelled the waiting block.",
+        },
     ],
 }
 
@@ -63,7 +85,8 @@ def test_the_default_is_the_code_table_with_its_hash() -> None:
     assert [s.name for s in d.states] == [str(s) for s in STATE_MEANINGS]
     assert [s.meaning for s in d.states] == list(STATE_MEANINGS.values())
     assert [(t.source, t.trigger, t.dest, t.meaning) for t in d.transitions] == [
-        (str(e.source), str(e.trigger), str(e.dest), e.meaning) for e in TRANSITIONS]
+        (str(e.source), str(e.trigger), str(e.dest), e.meaning) for e in TRANSITIONS
+    ]
     assert d.hash == TABLE_HASH
     assert d.violations() == []
     assert d.validate() is d
@@ -74,10 +97,14 @@ def test_the_default_state_kinds() -> None:
     settling, and the three ends terminal."""
     d = Lifecycle.default()
     assert {s.name: s.kind for s in d.states} == {
-        "queued": StateKind.BEFORE_ROUTE, "routing": StateKind.IN_FLIGHT,
-        "retrying": StateKind.IN_FLIGHT, "pending_reconciliation": StateKind.SETTLING,
-        "success": StateKind.TERMINAL, "failed": StateKind.TERMINAL,
-        "cancelled": StateKind.TERMINAL}
+        "queued": StateKind.BEFORE_ROUTE,
+        "routing": StateKind.IN_FLIGHT,
+        "retrying": StateKind.IN_FLIGHT,
+        "pending_reconciliation": StateKind.SETTLING,
+        "success": StateKind.TERMINAL,
+        "failed": StateKind.TERMINAL,
+        "cancelled": StateKind.TERMINAL,
+    }
     assert d.initial == "queued"
     assert d.terminal == {"success", "failed", "cancelled"}
 
@@ -110,24 +137,50 @@ def test_extends_default_adds_states_and_puts_guarded_transitions_first() -> Non
 
 def test_an_unguarded_transition_replaces_the_default_in_place() -> None:
     """executed: routing -> awaiting_confirmations replaces the default executed edge."""
-    doc = {"version": 1, "name": "chain", "extends": "default",
-           "states": {"awaiting_confirmations": {
-               "kind": "settling", "meaning": "Waiting for confirmations.", "wait": {}}},
-           "transitions": [
-               {"trigger": "executed", "source": "routing", "dest": "awaiting_confirmations",
-                "meaning": "The venue returned a transaction hash."},
-               {"trigger": "confirmed", "source": "awaiting_confirmations",
-                "dest": "pending_reconciliation", "poll": True,
+    doc = {
+        "version": 1,
+        "name": "chain",
+        "extends": "default",
+        "states": {
+            "awaiting_confirmations": {
+                "kind": "settling",
+                "meaning": "Waiting for confirmations.",
+                "wait": {},
+            }
+        },
+        "transitions": [
+            {
+                "trigger": "executed",
+                "source": "routing",
+                "dest": "awaiting_confirmations",
+                "meaning": "The venue returned a transaction hash.",
+            },
+            {
+                "trigger": "confirmed",
+                "source": "awaiting_confirmations",
+                "dest": "pending_reconciliation",
+                "poll": True,
                 "guards": [{"call": {"path": "examples.lifecycle_hooks:confirmed"}}],
-                "meaning": "Enough confirmations."},
-               {"trigger": "fail", "source": "awaiting_confirmations", "dest": "failed",
-                "meaning": "Dropped or re-orged: in doubt."}]}
+                "meaning": "Enough confirmations.",
+            },
+            {
+                "trigger": "fail",
+                "source": "awaiting_confirmations",
+                "dest": "failed",
+                "meaning": "Dropped or re-orged: in doubt.",
+            },
+        ],
+    }
     lc = Lifecycle.from_dict(doc)
-    default_at = [i for i, t in enumerate(Lifecycle.default().transitions)
-                  if (t.source, t.trigger) == ("routing", "executed")]
+    default_at = [
+        i
+        for i, t in enumerate(Lifecycle.default().transitions)
+        if (t.source, t.trigger) == ("routing", "executed")
+    ]
     assert lc.transitions[default_at[0]].dest == "awaiting_confirmations"
-    assert not any(t.key == ("routing", "executed", "pending_reconciliation")
-                   for t in lc.transitions)
+    assert not any(
+        t.key == ("routing", "executed", "pending_reconciliation") for t in lc.transitions
+    )
 
 
 def test_to_dict_round_trips_and_is_json() -> None:
@@ -162,8 +215,11 @@ def test_load_reads_json_and_yaml(tmp_path: Path) -> None:
     j.write_text(json.dumps(FOUR_EYES))
     y = tmp_path / "four_eyes.yaml"
     y.write_text(yaml.safe_dump(FOUR_EYES))
-    assert Lifecycle.load(j, resolve=False) == Lifecycle.load(y, resolve=False) \
+    assert (
+        Lifecycle.load(j, resolve=False)
+        == Lifecycle.load(y, resolve=False)
         == Lifecycle.from_dict(FOUR_EYES)
+    )
 
 
 def test_the_timeout_is_an_implied_transition() -> None:
@@ -182,20 +238,26 @@ def test_the_timeout_is_an_implied_transition() -> None:
 
 def test_a_lifecycle_error_is_a_component_error_naming_rule_and_place() -> None:
     """LifecycleError carries EXEC-019, the violations, the file, and says each in words."""
-    err = LifecycleError([RuleViolation("reachable", "held", "no path leads to it")],
-                         "desk.yaml", "desk")
+    err = LifecycleError(
+        [RuleViolation("reachable", "held", "no path leads to it")], "desk.yaml", "desk"
+    )
     assert isinstance(err, ComponentError)
     assert isinstance(err, ValueError)
     assert err.error_code == "EXEC-019"
-    assert str(err) == ("[EXEC-019] desk.yaml: lifecycle 'desk' refused, 1 broken rule:\n"
-                        "  - [reachable] held: no path leads to it")
+    assert str(err) == (
+        "[EXEC-019] desk.yaml: lifecycle 'desk' refused, 1 broken rule:\n"
+        "  - [reachable] held: no path leads to it"
+    )
 
 
 def test_a_python_built_lifecycle_is_checked_by_validate() -> None:
     """A lifecycle built in Python is checked by validate(), which raises LifecycleError."""
     d = Lifecycle.default()
-    lc = Lifecycle("orphan", (*d.states, StateDef("held", StateKind.BEFORE_ROUTE, "Held.",
-                                                  Wait(60, "cancelled"))), d.transitions)
+    lc = Lifecycle(
+        "orphan",
+        (*d.states, StateDef("held", StateKind.BEFORE_ROUTE, "Held.", Wait(60, "cancelled"))),
+        d.transitions,
+    )
     with pytest.raises(LifecycleError) as info:
         lc.validate()
     assert [(v.rule, v.where) for v in info.value.violations] == [("reachable", "held")]
@@ -203,24 +265,33 @@ def test_a_python_built_lifecycle_is_checked_by_validate() -> None:
 
 # --- guards ---------------------------------------------------------------------------------
 
-BLOCK = {"block_id": "b-1", "action": "hedge", "priority": 1,
-         "instructions": [{"venue": "spot", "token": "ETH", "amount": -2, "price": "3000"},
-                          {"venue": "perp", "token": "ETH", "amount": 1.5, "price": 3000}]}
+BLOCK = {
+    "block_id": "b-1",
+    "action": "hedge",
+    "priority": 1,
+    "instructions": [
+        {"venue": "spot", "token": "ETH", "amount": -2, "price": "3000"},
+        {"venue": "perp", "token": "ETH", "amount": 1.5, "price": 3000},
+    ],
+}
 
 
-@pytest.mark.parametrize(("guard", "holds"), [
-    (Guard("notional_above", {"value": "10000"}), True),
-    (Guard("notional_above", {"value": "10500"}), False),
-    (Guard("notional_at_most", {"value": "10500"}), True),
-    (Guard("venue_in", {"venues": ["perp"]}), True),
-    (Guard("venue_in", {"venues": ["dex"]}), False),
-    (Guard("action_in", {"actions": ["hedge", "rebalance"]}), True),
-    (Guard("action_in", {"actions": ["rebalance"]}), False),
-    (Guard("clock_in_window", {"start": "11:00", "end": "13:00"}), True),
-    (Guard("clock_outside_window", {"start": "11:00", "end": "13:00"}), False),
-    (Guard("clock_in_window", {"start": "23:00", "end": "12:01"}), True),  # over midnight
-    (Guard("clock_in_window", {"start": "12:00", "end": "13:00", "tz": "Europe/Paris"}), False),
-])
+@pytest.mark.parametrize(
+    ("guard", "holds"),
+    [
+        (Guard("notional_above", {"value": "10000"}), True),
+        (Guard("notional_above", {"value": "10500"}), False),
+        (Guard("notional_at_most", {"value": "10500"}), True),
+        (Guard("venue_in", {"venues": ["perp"]}), True),
+        (Guard("venue_in", {"venues": ["dex"]}), False),
+        (Guard("action_in", {"actions": ["hedge", "rebalance"]}), True),
+        (Guard("action_in", {"actions": ["rebalance"]}), False),
+        (Guard("clock_in_window", {"start": "11:00", "end": "13:00"}), True),
+        (Guard("clock_outside_window", {"start": "11:00", "end": "13:00"}), False),
+        (Guard("clock_in_window", {"start": "23:00", "end": "12:01"}), True),  # over midnight
+        (Guard("clock_in_window", {"start": "12:00", "end": "13:00", "tz": "Europe/Paris"}), False),
+    ],
+)
 def test_the_pure_guards(guard: Guard, holds: bool) -> None:
     """Notional is sum |amount| x price (10500 here); venue_in looks at every instruction;
     a clock window is read in its time zone, [start, end), over midnight when end < start."""
@@ -230,6 +301,217 @@ def test_the_pure_guards(guard: Guard, holds: bool) -> None:
 def test_a_notional_guard_refuses_a_block_without_prices() -> None:
     """A notional guard over an instruction without a price names the block and instruction."""
     block = {**BLOCK, "instructions": [{"venue": "spot", "amount": 1}]}
-    with pytest.raises(GuardInputError, match=r"block 'b-1': instruction 0 has no finite "
-                       r"number 'price'"):
+    with pytest.raises(
+        GuardInputError,
+        match=r"block 'b-1': instruction 0 has no finite "
+        r"number 'price'",
+    ):
         Guard("notional_above", {"value": "1"}).holds(_ctx(block))
+
+
+# --- reading files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("desk.toml", b"", "a lifecycle file is .yaml, .yml or .json"),
+        ("desk.json", b"\xff\xfe{", "not UTF-8 text"),
+        (
+            "desk.json",
+            b'{"version": 1,\n "name": }',
+            "not JSON: Expecting value (line 2, column 10)",
+        ),
+        (
+            "desk.yaml",
+            b"version: 1\nname: [desk\n",
+            "not YAML: expected ',' or ']', but got '<stream end>' (line 3, column 1)",
+        ),
+        (
+            "desk.yml",
+            b"- 1\n- 2\n",
+            "the file must hold a mapping (version, name, states, transitions), got a list",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_refused_clearly(
+    tmp_path: Path, name: str, content: bytes, why: str
+) -> None:
+    """Bad suffix, bytes, JSON or YAML: one violation, rule 'file', naming the file and why
+    (with the line and column), never a parser's traceback."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(LifecycleError) as info:
+        Lifecycle.load(path)
+    assert info.value.violations == (RuleViolation("file", str(path), why),)
+    assert info.value.source == str(path)
+    assert str(info.value).startswith(f"[EXEC-019] {path}: lifecycle refused, 1 broken rule")
+
+
+def test_a_missing_file_is_refused(tmp_path: Path) -> None:
+    """A file that does not exist: rule 'file', the OS's reason."""
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(LifecycleError) as info:
+        Lifecycle.load(path)
+    assert info.value.violations == (
+        RuleViolation("file", str(path), "cannot read: No such file or directory"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {
+                "version": 1,
+                "name": "x",
+                "states": {"held": {"kind": 3, "meaning": True, "wait": {"timeout_seconds": "1"}}},
+            },
+            [
+                ("$.states['held'].kind", "expected a string, got an integer"),
+                ("$.states['held'].meaning", "expected a string, got a boolean"),
+                ("$.states['held'].wait.timeout_seconds", "expected a number, got a string"),
+            ],
+        ),
+        ({"version": True, "name": "x"}, [("$.version", "expected an integer, got a boolean")]),
+        (
+            {"name": "x", "colour": "red"},
+            [("$.version", "required field missing"), ("$", "extra fields found (colour)")],
+        ),
+        (
+            {"version": 1, "name": "x", "transitions": [{"trigger": "go", "source": "queued"}]},
+            [("$.transitions[0].dest", "required field missing")],
+        ),
+        (
+            {
+                "version": 1,
+                "name": "x",
+                "transitions": [
+                    {
+                        "trigger": "go",
+                        "source": "queued",
+                        "dest": "routing",
+                        "meaning": "m",
+                        "guards": [
+                            {"venue_in": {"venues": ["a"]}, "action_in": {"actions": ["b"]}}
+                        ],
+                    }
+                ],
+            },
+            [
+                (
+                    "$.transitions[0].guards[0]",
+                    "a guard is a mapping with one key, its kind (e.g. "
+                    '{notional_above: {value: "100000"}}), got 2 keys',
+                )
+            ],
+        ),
+        (
+            {
+                "version": 1,
+                "name": "x",
+                "transitions": [
+                    {"trigger": "go", "source": "queued", "dest": "routing", "poll": "yes"}
+                ],
+            },
+            [("$.transitions[0].poll", "expected true or false, got a string")],
+        ),
+        (
+            {
+                "version": 1,
+                "name": "x",
+                "states": {
+                    "h": {"kind": "before_route", "wait": {"timeout_seconds": float("inf")}}
+                },
+            },
+            [("$.states['h'].wait.timeout_seconds", "expected a finite number, got inf")],
+        ),
+        (
+            {"version": 2, "name": "x", "extends": "fancy"},
+            [
+                ("$.version", "version 2 is not known (this fsm_exec reads version 1)"),
+                ("$.extends", "a lifecycle can only extend 'default', not 'fancy'"),
+            ],
+        ),
+        (["not", "a", "mapping"], [("$", "expected a mapping, got a list")]),
+    ],
+)
+def test_a_document_of_the_wrong_shape_is_refused_by_path(doc: Any, expected: list[Any]) -> None:
+    """Wrong types, unknown or missing fields: rule 'schema', each at its path in the file;
+    cattrs never converts a wrong type silently (3 is not the string '3')."""
+    with pytest.raises(LifecycleError) as info:
+        Lifecycle.from_dict(doc)
+    assert [(v.rule, v.where, v.message) for v in info.value.violations] == [
+        ("schema", where, message) for where, message in expected
+    ]
+
+
+# --- the JSON Schema ------------------------------------------------------------------------
+
+
+def test_the_schema_ships_in_the_package() -> None:
+    """Lifecycle.json_schema() is the package's data/lifecycle.schema.json, a 2020-12 schema."""
+    schema = Lifecycle.json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    shipped = Path(__file__).parent.parent / "fsm_exec" / "data" / "lifecycle.schema.json"
+    assert json.loads(shipped.read_text()) == schema
+
+
+def test_the_schema_accepts_what_load_accepts() -> None:
+    """The default and four-eyes, whole and extending, are valid under the schema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(Lifecycle.json_schema())
+    for doc in (FOUR_EYES, Lifecycle.default().to_dict(), Lifecycle.from_dict(FOUR_EYES).to_dict()):
+        assert list(validator.iter_errors(doc)) == []
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"states": {"held": {"kind": 3, "meaning": "m"}}},
+        {"colour": "red"},
+        {"version": 2},
+        {"extends": "fancy"},
+        {"states": {"held": {"kind": "parked", "meaning": "m"}}},
+        {
+            "transitions": [
+                {
+                    "trigger": "go",
+                    "source": "queued",
+                    "dest": "routing",
+                    "meaning": "m",
+                    "guards": [{"venue_in": {"venues": ["a"]}, "action_in": {"actions": ["b"]}}],
+                }
+            ]
+        },
+        {
+            "transitions": [
+                {
+                    "trigger": "go",
+                    "source": "queued",
+                    "dest": "routing",
+                    "meaning": "m",
+                    "guards": [{"notional_above": {"value": "lots"}}],
+                }
+            ]
+        },
+        {
+            "transitions": [
+                {
+                    "trigger": "go",
+                    "source": "queued",
+                    "dest": "routing",
+                    "meaning": "m",
+                    "guards": [{"clock_in_window": {"start": 120, "end": "03:00"}}],
+                }
+            ]
+        },
+    ],
+)
+def test_the_schema_refuses_what_load_refuses(broken: dict[str, Any]) -> None:
+    """Shapes load refuses (rule schema, declared-kind or guard-args) the schema refuses too."""
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = {**FOUR_EYES, **broken}
+    with pytest.raises(LifecycleError):
+        Lifecycle.from_dict(doc)
+    assert list(jsonschema.Draft202012Validator(Lifecycle.json_schema()).iter_errors(doc))

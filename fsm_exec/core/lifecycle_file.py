@@ -133,6 +133,20 @@ def _schema_error(problems: list[str], source: str | None) -> LifecycleError:
 
 # -------------------------------------------------------------------- reading
 
+#: The JSON Schema of the file format, shipped in the package (for editors, and for tests
+#: that check it agrees with what :func:`from_document` accepts).
+SCHEMA_RESOURCE = "data/lifecycle.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the lifecycle file format (``fsm_exec/data/lifecycle.schema.json``)."""
+    from importlib import resources
+
+    text = resources.files("fsm_exec").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
 
 def read_document(path: Path) -> Mapping[str, Any]:
     """The parsed content of a ``.yaml``/``.yml``/``.json`` file; :class:`LifecycleError`
@@ -245,7 +259,7 @@ def from_document(data: Mapping[str, Any], source: str | None = None) -> Parts:
             got = "declares no kind" if s.kind is None else f"declares kind {s.kind!r}"
             problems.append(RuleViolation(
                 "declared-kind", name, f"the state {got}: each state declares one of "
-                f"{', '.join(sorted(kinds))}"))
+                f"{', '.join(k.value for k in StateKind)}"))
             continue
         wait = Wait(s.wait.timeout_seconds, s.wait.timeout_to) if s.wait is not None else None
         states.append(StateDef(name, StateKind(s.kind), s.meaning, wait, tuple(s.on_enter)))

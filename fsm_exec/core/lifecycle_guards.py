@@ -46,6 +46,8 @@ _OPTIONAL_ARGS: Mapping[str, tuple[str, ...]] = {
 #: An import path: ``package.module:attribute`` (the attribute may be dotted).
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+#: A decimal written as a string (as the JSON Schema has it): digits, a point, an exponent.
+_DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 
 
 class GuardInputError(ValueError):
@@ -73,11 +75,9 @@ def _as_decimal(value: object) -> decimal.Decimal | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    try:
-        d = decimal.Decimal(str(value).strip()) if not isinstance(value, decimal.Decimal) \
-            else value
-    except decimal.InvalidOperation:
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
         return None
+    d = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value).strip())
     return d if d.is_finite() else None
 
 

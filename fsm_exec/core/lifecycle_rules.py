@@ -12,6 +12,7 @@ whose wait times out, or whose hook raises, is in doubt (``fail`` to ``failed``)
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -38,6 +39,9 @@ RULES: Mapping[str, str] = {
              "most 64 characters); a trigger is not a name the state machine keeps for itself.",
     "unique-states": "Each state is defined once.",
     "meaning": "Every state and transition says what it means (a non-blank meaning).",
+    "declared-kind": "Each state declares its kind: before_route (nothing sent: may be "
+                     "cancelled, may wait), in_flight (the venue may hold the order), settling "
+                     "(sent, outcome being settled) or terminal.",
     "known-states": "Every transition (and every wait's timeout target) names defined states.",
     "default-states": "The default states are all there, with their kinds, without a wait or "
                       "hooks: queued (before route), routing and retrying (in flight), "
@@ -117,6 +121,10 @@ def _reach(start: Iterable[str], edges: Iterable[tuple[str, str]]) -> set[str]:
     return seen
 
 
+def _say(kind: StateKind) -> str:
+    return {_B: "before route", _I: "in flight", _S: "settling", _T: "terminal"}[kind]
+
+
 def driver_triggers(state: StateDef) -> frozenset[str]:
     """The triggers the driver fires from ``state`` (not external, not poll)."""
     if state.name in DRIVER_TRIGGERS:
@@ -134,7 +142,6 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
     states: dict[str, StateDef] = {}
     for s in lc.states:
         states.setdefault(s.name, s)
-    kind = {n: s.kind for n, s in states.items()}
     ts = lc.transitions
 
     # names, unique-states, meaning, known-states
@@ -163,6 +170,12 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
     for t in ts:
         if not (isinstance(t.meaning, str) and t.meaning.strip()):
             bad("meaning", t.words(), "the transition has no meaning: say when it fires")
+    for s in lc.states:
+        if not isinstance(s.kind, StateKind):
+            bad("declared-kind", s.name, f"the state declares kind {s.kind!r}: each state "
+                f"declares one of {', '.join(k.value for k in StateKind)}")
+    states = {n: s for n, s in states.items() if isinstance(s.kind, StateKind)}
+    kind = {n: s.kind for n, s in states.items()}
     for t in ts:
         unknown = [n for n in dict.fromkeys((t.source, t.dest)) if n not in states]
         if unknown:
@@ -226,7 +239,7 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
         if a in (_I, _S) and (b is _B or t.dest == "routing") \
                 and t.key != ("retrying", "reroute", "routing"):
             target = "routing" if t.dest == "routing" else f"the before-route state {t.dest}"
-            bad("no-way-back", t.words(), f"{t.source} is {a.value.replace('_', '-')}: the "
+            bad("no-way-back", t.words(), f"{t.source} is {_say(a)}: the "
                 f"venue may hold the block, so it never goes back to {target} (only retrying "
                 "--reroute--> routing, once the venue confirmed it does not hold it)")
     for s in states.values():
@@ -238,12 +251,11 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
             b = kind[t.dest]
             if s.kind is _B and not (b is _B or t.dest in ("routing", "cancelled", "failed")):
                 bad("route-first", t.words(), f"{t.source} is before route (nothing was "
-                    f"sent), so it cannot lead to {t.dest} ({b.value.replace('_', ' ')}): "
+                    f"sent), so it cannot lead to {t.dest} ({_say(b)}): "
                     "only routing sends a block")
     for t in known:
         if t.dest == "cancelled" and kind[t.source] is not _B:
-            how = kind[t.source].value.replace("_", "-")
-            bad("cancel-unsent", t.words(), f"{t.source} is {how}: a "
+            bad("cancel-unsent", t.words(), f"{t.source} is {_say(kind[t.source])}: a "
                 "block that may have been sent is never cancelled (fail it instead)")
         elif t.trigger == "cancel" and t.dest != "cancelled":
             bad("cancel-unsent", t.words(), "a cancel transition leads to cancelled")
@@ -259,7 +271,7 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
             fails = [t for t in known if t.source == s.name and t.trigger == "fail"
                      and not t.guards and t.dest == "failed"]
             if not fails:
-                why = (f"{s.kind.value.replace('_', '-')}: a timeout or a hook that raises "
+                why = (f"{_say(s.kind)}: a timeout or a hook that raises "
                        "leaves the block in doubt" if s.kind in (_I, _S)
                        else "it has hooks: one that raises fails the block")
                 bad("fail-exit", s.name, f"no unguarded fail transition to failed ({why})")
@@ -271,12 +283,14 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
         if w is None:
             continue
         if s.kind in (_I, _S) and w.timeout_to is not None:
-            bad("timeout-in-doubt", s.name, f"the state is {s.kind.value.replace('_', '-')}: "
-                f"its timeout leaves the block in doubt (failed), it cannot go to "
-                f"{w.timeout_to}; drop timeout_to")
-        if w.timeout_seconds is not None and not w.timeout_seconds > 0:
-            bad("wait-ends", s.name, f"timeout_seconds must be positive, got "
-                f"{w.timeout_seconds!r}")
+            bad("timeout-in-doubt", s.name, f"the state is {_say(s.kind)}: its timeout "
+                f"leaves the block in doubt and always goes to failed; drop timeout_to "
+                f"({w.timeout_to})")
+        seconds = w.timeout_seconds
+        if seconds is not None and not (isinstance(seconds, int | float) and not isinstance(
+                seconds, bool) and 0 < seconds < math.inf):
+            bad("wait-ends", s.name, f"timeout_seconds must be a positive number of seconds, "
+                f"got {seconds!r}")
         if w.timeout_to is not None and w.timeout_seconds is None:
             bad("wait-ends", s.name, f"timeout_to {w.timeout_to} without timeout_seconds")
         if s.kind is _B and w.timeout_seconds is not None and w.timeout_to is None:
@@ -322,8 +336,9 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
                     bad("shadowed", t.words(), "the guarded transition comes after the "
                         "unguarded one of its trigger, so it is never tried: put it first")
         elif not group[0].external and not group[0].poll:
-            bad("fallback", where, "every transition of this trigger is guarded: when no "
-                "guard holds the block would stick; add an unguarded one, last")
+            bad("fallback", where, "the driver fires this trigger and every transition of "
+                "it is guarded: when no guard holds, the block does not move; add an unguarded "
+                "one, last")
 
     # guard-args, hook-path
     for t in ts:

@@ -35,7 +35,7 @@ from fsm_exec.core.lifecycle_defs import (
     TransitionDef,
     Wait,
 )
-from fsm_exec.core.lifecycle_file import from_document, read_document, to_document
+from fsm_exec.core.lifecycle_file import from_document, json_schema, read_document, to_document
 from fsm_exec.core.lifecycle_guards import GuardContext, GuardInputError
 from fsm_exec.core.lifecycle_rules import check
 
@@ -95,6 +95,13 @@ class Lifecycle:
             base = _default()
             return cls(parts.name, *parts.merge(base.states, base.transitions))
         return cls(parts.name, tuple(parts.states), tuple(parts.transitions))
+
+    @staticmethod
+    def json_schema() -> dict[str, Any]:
+        """The JSON Schema of the file format (``fsm_exec/data/lifecycle.schema.json``): point
+        an editor at it (``# yaml-language-server: $schema=...``) for completion and checks.
+        :meth:`load` checks the same shape itself (no schema library needed)."""
+        return json_schema()
 
     def to_dict(self) -> dict[str, Any]:
         """The lifecycle in the file format, whole (no ``extends``), canonical and JSON-able:

@@ -71,6 +71,7 @@ from fsm_exec.testing.crash import (
     crash_point_tests,
     crash_points,
 )
+from fsm_exec.testing.lifecycles import BrokenLifecycle, broken_lifecycles, lifecycles
 from fsm_exec.testing.machine import ExecutionManagerMachine, Kit
 from fsm_exec.testing.nightly import (
     CrashScenario,
@@ -102,6 +103,7 @@ __all__ = [
     "CrashReport",
     "CrashScenario",
     "Edge",
+    "BrokenLifecycle",
     "Event",
     "ExecutionManagerMachine",
     "FakeClock",
@@ -124,6 +126,7 @@ __all__ = [
     "block_batches",
     "block_deltas",
     "block_ids",
+    "broken_lifecycles",
     "crash_point_tests",
     "crash_points",
     "crash_scenarios",
@@ -131,5 +134,6 @@ __all__ = [
     "instruction_blocks",
     "invalid_blocks",
     "lifecycle_paths",
+    "lifecycles",
     "register_profiles",
 ]
