@@ -30,6 +30,7 @@ from fsm_exec.core.lifecycle import (
     TERMINAL_STATES,
     TRANSITIONS,
     BlockState,
+    IllegalTransitionError,
     Trigger,
 )
 
@@ -125,6 +126,18 @@ class RunTable:
         """True when ``trigger`` may be fired from ``state`` by ``em.trigger``."""
         return any(e.external for e in self.edges
                    if e.source == state and e.trigger == trigger)
+
+    def trigger_refusal(self, state: str, trigger: str,
+                        block_id: str | None) -> IllegalTransitionError | None:
+        """Why ``em.trigger`` must refuse ``trigger`` on a block in ``state`` (``None``: it
+        may fire it): not allowed there, or not external. The one rule ``em.trigger`` and
+        ``fsm-exec trigger`` apply."""
+        if self.is_external(state, trigger):
+            return None
+        allowed = [t for t in self.allowed(state) if self.is_external(state, t)]
+        why = ("" if trigger not in self.allowed(state)
+               else "it is not an external trigger (em.trigger fires only those); ")
+        return IllegalTransitionError(trigger, state, block_id, allowed, why)
 
 
 def _default_table() -> RunTable:

@@ -105,11 +105,9 @@ def trigger_now(self: ExecutionManager, block_id: str, event: str, stamp: str,
                 event, where, block_id, [],
                 "only the block in flight can be triggered, and this one is not; ")
         state = lc.current
-        if not table.is_external(state, event):
-            allowed = [t for t in table.allowed(state) if table.is_external(state, t)]
-            why = ("" if event not in table.allowed(state)
-                   else "it is not an external trigger (em.trigger fires only those); ")
-            raise IllegalTransitionError(event, state, block_id, allowed, why)
+        refusal = table.trigger_refusal(state, event, block_id)
+        if refusal is not None:
+            raise refusal
         outer, self._ts = self._ts, stamp
         try:
             try:

@@ -14,18 +14,23 @@ A halted manager stays halted: resuming is the strategy process's decision.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
-from fsm_exec.core.errors import ComponentError, InvalidArgumentError
+from fsm_exec.core.errors import ComponentError, InvalidArgumentError, LifecycleCallError
 from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.tools.status import StatusUnreadable, _replay
+
+if TYPE_CHECKING:
+    from fsm_exec.journal.state import ManagerState
+    from fsm_exec.manager.manager import ExecutionManager
 
 
 class CancelRefused(ValueError):
@@ -40,7 +45,8 @@ class RefusingCollaborator:
         self.role = role
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(f"fsm-exec cancel never uses the {self.role}; it was called")
+        raise RuntimeError(f"an offline fsm-exec command (cancel, trigger) never uses the "
+                           f"{self.role}; it was called")
 
     route_instruction = query_execution = update_state = get_data = _refuse
 
@@ -65,40 +71,69 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
     """Cancel queued blocks (all when ``block_ids`` is ``None``) in the journal of a manager
     that is not running. Raises :class:`CancelRefused` (nothing written) when the directory
     is in use, holds no readable journal, or an id is not queued."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise CancelRefused("--reason must say why (it is journaled with each block)")
+    with locked_journal(log_dir, CancelRefused, "cancelled",
+                        "cancel from inside it with em.cancel(ts, block_ids, reason=...)"
+                        ) as journal:
+        return _cancel_locked(journal, Path(log_dir), block_ids, reason,
+                              now if now is not None else dt.datetime.now(dt.UTC))
+
+
+@contextlib.contextmanager
+def locked_journal(log_dir: Path | str, refused: type[Exception], done: str,
+                   inside: str) -> Iterator[EventLogger]:
+    """The journal of a manager that is not running, its writer lock taken (closed on the
+    way out); ``refused`` (nothing written, nothing ``done``) when the directory is in use
+    (``inside``: how to do it from the process that holds it), holds no journal, or the
+    ``BASIS_*`` variables are wrong. The one way in of the offline tools that write."""
     from fsm_exec.boundary.config import Environment
 
     log_dir = Path(log_dir)
-    if not isinstance(reason, str) or not reason.strip():
-        raise CancelRefused("--reason must say why (it is journaled with each block)")
     try:
         Environment.read("live")  # the BASIS_* variables, checked before anything is taken
     except ComponentError as exc:
-        raise CancelRefused(str(exc)) from None
+        raise refused(str(exc)) from None
     if not log_dir.is_dir() or not journal_files(log_dir):
-        raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
+        raise refused(f"{log_dir}: holds no ExecutionManager journal")
     try:
-        # retention_days=None: a cancel never deletes history (it knows not the deployment's
-        # retention; its new file's checkpoint would otherwise prune at 30 days)
+        # retention_days=None: an offline tool never deletes history (it knows not the
+        # deployment's retention; its new file's checkpoint would otherwise prune at 30 days)
         journal = EventLogger(log_dir, "live", retention_days=None)
     except JournalLockedError as exc:
         holder = f"process {exc.pid}" if exc.pid is not None else "another process"
-        raise CancelRefused(
+        raise refused(
             f"{log_dir} is in use by {holder}: a running manager holds its journal. Nothing "
-            "was cancelled. Stop that process first, or cancel from inside it with "
-            "em.cancel(ts, block_ids, reason=...)") from None
+            f"was {done}. Stop that process first, or {inside}") from None
     except (ComponentError, OSError) as exc:  # the directory or its lock cannot be written
-        raise CancelRefused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
+        raise refused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
     try:
-        return _cancel_locked(journal, log_dir, block_ids, reason,
-                              now if now is not None else dt.datetime.now(dt.UTC))
+        yield journal
     finally:
         journal.close()
 
 
-def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
-                   reason: str, now: dt.datetime) -> CancelResult:
+def offline_manager(journal: EventLogger, state: ManagerState,
+                    refused: type[Exception]) -> ExecutionManager:
+    """A manager on ``journal`` whose collaborators refuse any use, running the journal's
+    own lifecycle, recovered: what an offline tool acts through. ``refused`` when the
+    lifecycle's hooks cannot be imported here."""
     from fsm_exec.manager.manager import ExecutionManager
 
+    try:
+        em = ExecutionManager(
+            {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
+            RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
+            RefusingCollaborator("reconciliation component"), event_logger=journal,
+            lifecycle=state.table.lifecycle)
+    except LifecycleCallError as exc:
+        raise refused(f"the journal's lifecycle cannot run here: {exc.message}") from None
+    em.recover()
+    return em
+
+
+def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
+                   reason: str, now: dt.datetime) -> CancelResult:
     try:
         state, _, _, _ = _replay(log_dir)  # under the lock: nobody else can change it
     except StatusUnreadable as exc:
@@ -113,11 +148,7 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     if not targets:
         return CancelResult((), (), state.halted, state.halt_reason,
                             flight.block.block_id if flight is not None else None)
-    em = ExecutionManager(
-        {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
-        RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
-        RefusingCollaborator("reconciliation component"), event_logger=journal)
-    em.recover()
+    em = offline_manager(journal, state, CancelRefused)
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)
     except InvalidArgumentError as exc:  # pragma: no cover - the check above refuses first
