@@ -398,3 +398,47 @@ def _records(log_dir: Path) -> list[dict[str, Any]]:
     for p in sorted(log_dir.glob("*.jsonl")):
         out += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     return out
+
+
+# ------------------------------------------------------------------------------ cancel
+
+
+def test_a_block_waiting_before_the_route_can_be_cancelled() -> None:
+    """em.cancel takes the block waiting in awaiting_approval (a before-route state with a
+    cancel transition): it ends cancelled, never routed, and the queue moves on; a block
+    awaiting confirmations (sent) cannot be cancelled."""
+    r = rig("live", lifecycle=lifecycle(FOUR_EYES))
+    em = r.em
+    em.update_state(T(0), "strategy_manager", [priced("a", BIG), priced("b", SMALL)])
+    assert em.cancel(T(1), ["a"], reason="desk closed") == ("a",)
+    assert r.path("a") == ["queued", "awaiting_approval", "cancelled"]
+    em.update_state(T(2), "strategy_manager")
+    assert em.block_state("b") == "success" and r.venue.route_calls == {"b": 1}
+    assert em.blocks_cancelled == 1
+    chain = rig("live", lifecycle=lifecycle(CHAIN))
+    chain.em.update_state(T(0), "strategy_manager", [block("c")])
+    with pytest.raises(ComponentError, match="is awaiting_confirmations"):
+        chain.em.cancel(T(1), ["c"], reason="no")
+
+
+def test_trigger_refused_while_update_state_drives_the_block() -> None:
+    """em.trigger from a collaborator (inside update_state) is refused: the block is being
+    driven."""
+    r = rig("live", lifecycle=lifecycle(FOUR_EYES))
+    em = r.em
+    seen: list[Exception] = []
+
+    def route(ts: Any, b: Any) -> Any:
+        try:
+            em.trigger("a", "approve", T(1), reason="inside")
+        except ComponentError as exc:
+            seen.append(exc)
+        return r.venue.route_instruction(ts, b)
+
+    r.faulty.inner = type("V", (), {"route_instruction": staticmethod(route),
+                                     "query_execution": r.venue.query_execution})()
+    em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    em.trigger("a", "approve", T(1), reason="ok")
+    em.update_state(T(2), "strategy_manager")
+    assert seen and isinstance(seen[0], ComponentError) and seen[0].error_code == "EXEC-011"
+    assert em.block_state("a") == "success"

@@ -22,7 +22,7 @@ import attrs
 from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import ComponentError, describe_exception
 from fsm_exec.core.interrupts import interrupts_deferred
-from fsm_exec.core.lifecycle import BlockState, Trigger
+from fsm_exec.core.lifecycle import BlockState, IllegalTransitionError, Trigger
 from fsm_exec.core.running import TIMEOUT, LifecycleCallError
 from fsm_exec.drivers.calls import VenueCall, Worker
 from fsm_exec.journal.state import Flight as JournalFlight
@@ -138,6 +138,11 @@ class Driver:
                     return
             except LifecycleCallError as exc:
                 self.call_failed(f, exc)
+            except IllegalTransitionError:
+                # An operator moved the waiting block meanwhile (em.trigger, em.cancel from
+                # another thread): nothing moved here; look again where it stands.
+                if lc.current == state:
+                    raise
 
     def user_state(self, f: Flight, state: str) -> bool:
         """One look at a block in a state the lifecycle adds: True if it moved on."""

@@ -304,8 +304,10 @@ class ManagerState:
     def cancel_problems(self, block_ids: Iterable[object],
                         quote: Callable[[object], str] = repr) -> list[str]:
         """Why cancelling ``block_ids`` must be refused, one line per bad id (empty: it may
-        go ahead). Only queued blocks can be cancelled, each named once. The one rule the
-        manager's ``cancel()`` and the offline ``fsm-exec cancel`` both apply."""
+        go ahead). Only queued blocks can be cancelled (and, under a user lifecycle, the
+        block in flight waiting in a before-route state with a ``cancel`` transition), each
+        named once. The one rule the manager's ``cancel()`` and the offline ``fsm-exec
+        cancel`` both apply."""
         problems: list[str] = []
         seen: set[str] = set()
         for block_id in block_ids:
@@ -315,13 +317,22 @@ class ManagerState:
                 continue
             if block_id in seen:
                 problems.append(f"{quoted}: named twice")
-            elif block_id not in self.queue:
+            elif block_id not in self.queue and not self.cancellable_in_flight(block_id):
                 where = self.state_of(block_id)
                 problems.append(f"{quoted}: " + (
                     "unknown block" if where is None else
                     f"is {where} (only queued blocks can be cancelled)"))
             seen.add(block_id)
         return problems
+
+    def cancellable_in_flight(self, block_id: object) -> bool:
+        """True when ``block_id`` is the block in flight, in a before-route state a user
+        lifecycle adds, with a ``cancel`` transition (nothing was sent: it may be
+        cancelled)."""
+        f, table = self.flight, self.table
+        return (f is not None and f.block.block_id == block_id and f.state != _INITIAL
+                and table.kinds.get(f.state) == "before_route"
+                and (f.state, _CANCEL) in table.next)
 
     def cancel(self, block_ids: Iterable[str], dest: str = _CANCELLED) -> None:
         """Queued blocks were cancelled (``queued --cancel--> cancelled`` records)."""

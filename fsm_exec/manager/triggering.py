@@ -104,6 +104,11 @@ def trigger_now(self: ExecutionManager, block_id: str, event: str, stamp: str,
             raise IllegalTransitionError(
                 event, where, block_id, [],
                 "only the block in flight can be triggered, and this one is not; ")
+        if self._busy is not None and not self._f.waiting:
+            raise ReentrantCallError(
+                f"trigger refused, nothing changed: block {block_id!r} is being driven by "
+                "update_state in another thread (it is not waiting in a state); trigger it "
+                "once that call has returned")
         state = lc.current
         refusal = table.trigger_refusal(state, event, block_id)
         if refusal is not None:
