@@ -34,3 +34,9 @@ def watch_chain(ctx: Any) -> None:
 def confirmed(ctx: Any) -> bool:
     _called("confirmed", ctx)
     return ctx.block["block_id"] in CONFIRMED
+
+
+def three_seconds_on(ctx: Any) -> bool:
+    """Confirmed once the block has waited three seconds in its state (deterministic on the
+    strategy's timestamps: three updates of the crash points' clock)."""
+    return bool((ctx.now - ctx.entered_at).total_seconds() >= 3)

@@ -21,7 +21,8 @@ from fsm_exec.core.errors import (
     ComponentError,
     ScrubbedException,
 )
-from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
+from fsm_exec.core.lifecycle import BlockState
+from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import (
     T_FAIL,
     T_RECONCILIATION_TIMEOUT,
@@ -40,7 +41,6 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
                      BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
                      BlockState.CANCELLED))
-_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 _NO_DELTAS = NO_DELTAS
 
 if TYPE_CHECKING:
@@ -57,11 +57,15 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
     with self._mutex:
         lc = self._lc
         source = lc.current
+        if lc.table is not None and "error_code" not in data:
+            data = failing(lc.table, f, source, trigger, data)
         if _try is None:
             lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
         elif not lc.try_fire(trigger, **data):  # a user lifecycle's guards: none held
             return None
         dest = lc.current
+        if dest == _FAILED and f.error is None:  # a user lifecycle's own move to failed
+            failed_by_lifecycle(self, f, source, trigger, data)
         state = self._state
         if source == _QUEUED:
             state.start(f.block.block_id, f)
@@ -87,6 +91,44 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
         lc.hook_error = None
         raise error
     return dest
+
+
+def _failure(table: RunTable, f: Flight, source: str, trigger: str) -> tuple[str, str, bool]:
+    """A user lifecycle's own move to ``failed`` (a poll, a trigger, a wait's timeout):
+    ``(code, reason, halts)``; from a state the block was sent in, it is in doubt."""
+    sent = table.kinds.get(source) != "before_route"
+    if sent:
+        return ("EXEC-007", f"the lifecycle moved it {source} --{trigger}--> failed after it "
+                "was sent: the outcome is in doubt", True)
+    return ("EXEC-001", f"the lifecycle moved it {source} --{trigger}--> failed before the "
+            "route (nothing was sent)", False)
+
+
+def failing(table: RunTable, f: Flight, source: str, trigger: str,
+            data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` for a move that can only lead to ``failed`` (under a user lifecycle), with
+    the failure's code (and ``halts`` when in doubt) in its record, as a ``fail`` has."""
+    if table.next.get((source, trigger)) != (_FAILED,):
+        return data
+    code, reason, halts = _failure(table, f, source, trigger)
+    out = {"error_code": code, "reason": reason, **data}
+    if halts:
+        out["halts"] = True
+    return out
+
+
+def failed_by_lifecycle(self: ExecutionManager, f: Flight, source: str, trigger: str,
+                        data: dict[str, Any]) -> None:
+    """The block reached ``failed`` through a user lifecycle's own move: its error (the
+    record's code, else the one :func:`_failure` says), and a halt when in doubt."""
+    table = self._lc.table
+    assert table is not None
+    code, reason, halts = _failure(table, f, source, trigger)
+    code = str(data.get("error_code", code))
+    f.error = ComponentError(code, f"block {f.block.block_id!r}: {data.get('reason', reason)}",
+                             block_id=f.block.block_id)
+    if halts and not data.get("halts"):
+        self._halt(code)  # journaled by finish(): manager_halted
 
 
 def try_move(self: ExecutionManager, trigger: str, **data: Any) -> str | None:
