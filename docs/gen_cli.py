@@ -45,6 +45,9 @@ def render() -> str:
         for name, sub in _commands(top).items():
             parts += [f"## `{top.prog} {name}`", "", "```text", sub.format_help().rstrip(),
                       "```", ""]
+            for own, subsub in _commands(sub).items():  # a command's own commands
+                parts += [f"### `{top.prog} {name} {own}`", "", "```text",
+                          subsub.format_help().rstrip(), "```", ""]
         return "\n".join(parts)
     finally:
         if saved is None:

@@ -44,7 +44,13 @@ from fsm_exec.core.lifecycle import (
     Trigger,
     validate_table,
 )
-from fsm_exec.core.lifecycles import Lifecycle, LifecycleError, StateKind
+from fsm_exec.core.lifecycles import (
+    GuardContext,
+    Lifecycle,
+    LifecycleError,
+    RuleViolation,
+    StateKind,
+)
 from fsm_exec.drivers.risk import check_prices
 from fsm_exec.journal.export import CSV_COLUMNS, DELTAS_COLUMNS, export_csv
 from fsm_exec.journal.files import JournalCorruptError, journal_files
@@ -87,6 +93,7 @@ __all__ = [
     "ExecutionInterfaceManager",
     "ExecutionManager",
     "ExecutionRejected",
+    "GuardContext",
     "HandOffKey",
     "HealthStatus",
     "IllegalTransitionError",
@@ -108,6 +115,7 @@ __all__ = [
     "RecoveryReport",
     "ReentrantCallError",
     "RiskCheck",
+    "RuleViolation",
     "ScrubbedException",
     "Severity",
     "StateKind",

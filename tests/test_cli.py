@@ -105,13 +105,16 @@ HELP = {
                "exit code 1: a block failed or the manager halted", ".toml or .json",
                "never printed", "results/<id>/deltas.csv", "$BASIS_EXECUTION_MODE",
                "exit codes:"],
-    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check", "--diff OLD.json",
-                   "--diff-ref GIT_REF", "exits 1, naming each stale file",
-                   "{mermaid,dot,svg,png,markdown,table}", "exit code 1: a diagram is stale "
+    ("diagram",): ["Graphviz", "--events", "--block", "--write", "--check", "--diff FILE",
+                   "--diff-ref GIT_REF", "exits 1, naming each stale file", "--lifecycle FILE",
+                   "{mermaid,dot,svg,png,markdown,table,text}", "exit code 1: a diagram is stale "
                    "(--check), or the journal breaks the lifecycle", "exit codes:"],
     ("report",): ["self-contained", "nothing fetched when viewed", "fsm-exec[report]",
                   "--format markdown", "gantt", "exit code 1: the journal breaks the lifecycle",
                   "exit codes:"],
+    ("lifecycle",): ["YAML or JSON", "safety rules", "JSON Schema", "exit codes:"],
+    ("lifecycle", "check"): ["each broken rule", "--app-dir", "--no-resolve", "exit code 1: a "
+                             "lifecycle breaks a rule", "exit codes:"],
     ("check",): ["every transition an edge", "in doubt", "exit code 1: the journal breaks a "
                  "rule; the first offending file:line is printed", "exit codes:"],
 }

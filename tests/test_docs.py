@@ -106,11 +106,15 @@ def test_the_cli_reference_is_the_parsers_help() -> None:
 
 
 def test_the_cli_reference_has_a_section_per_command() -> None:
-    """Every fsm-exec command has its section, with its usage line."""
+    """Every fsm-exec command has its section, with its usage line; so has each command's
+    own command (fsm-exec lifecycle check)."""
     module = gen_cli()
     text = module.render()
-    for name in module._commands(module.parser()):
+    for name, sub in module._commands(module.parser()).items():
         assert f"## `fsm-exec {name}`\n\n```text\nusage: fsm-exec {name}" in text
+        for own in module._commands(sub):  # fsm-exec lifecycle check, ...
+            assert f"### `fsm-exec {name} {own}`\n\n```text\nusage: fsm-exec {name} {own}" \
+                in text
 
 
 def test_the_built_site_has_every_runbook_anchor(site: Path) -> None:

@@ -165,6 +165,12 @@ CASES: dict[str, dict[str, Any] | str] = {
             tr("cancel", "check", "cancelled"),
         ],
     ),
+    "poll-source": ext(
+        transitions=[
+            tr("watch", "pending_reconciliation", "failed", poll=True,
+               guards=[{"action_in": {"actions": ["hedge"]}}])
+        ]
+    ),
     "reserved-trigger": ext(HELD, [TO_HELD, tr("timeout", "held", "cancelled", external=True)]),
     "dead-trigger": ext(HELD, [tr("hold", "queued", "held")]),
     "trigger-flags": ext(
@@ -457,6 +463,11 @@ EXPECTED = {
             "move the block on (or give it a wait)",
         ),
     ],
+    "poll-source": [
+        ("poll-source", "pending_reconciliation --watch--> failed",
+         "pending_reconciliation is a default state: the driver moves a block there itself "
+         "and never polls it; poll from a state you add"),
+    ],
     "reserved-trigger": [
         (
             "reserved-trigger",
@@ -686,3 +697,12 @@ def test_a_python_built_lifecycle_with_bad_kinds_and_duplicates() -> None:
         "the state declares kind 'parked': each state declares one of before_route, in_flight, "
         "settling, terminal"
     )
+
+
+def test_the_docs_list_every_rule_with_its_meaning() -> None:
+    """docs/lifecycles.md has a row per rule: its id and what it asks, as RULES says."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "lifecycles.md").read_text()
+    for rule, text in RULES.items():
+        assert f"| `{rule}` | {text} |" in page, rule

@@ -515,3 +515,74 @@ def test_the_schema_refuses_what_load_refuses(broken: dict[str, Any]) -> None:
     with pytest.raises(LifecycleError):
         Lifecycle.from_dict(doc)
     assert list(jsonschema.Draft202012Validator(Lifecycle.json_schema()).iter_errors(doc))
+
+
+def test_a_call_guard_calls_its_function_with_the_context() -> None:
+    """A call guard imports its path and returns what the function says, which must be a
+    bool (operator:truth is True for any context; builtins:id returns an int: refused)."""
+    ctx = _ctx(BLOCK)
+    assert Guard("call", {"path": "operator:truth"}).holds(ctx) is True
+    with pytest.raises(GuardInputError, match="guard builtins:id returned int, not a bool"):
+        Guard("call", {"path": "builtins:id"}).holds(ctx)
+
+
+def test_resolve_refuses_what_is_not_an_import_path() -> None:
+    """resolve() names a path that is not 'package.module:function'."""
+    from fsm_exec.core.lifecycle_guards import resolve
+
+    with pytest.raises(LookupError, match="'no path' is not an import path"):
+        resolve("no path")
+
+
+def test_guard_arguments_must_be_a_mapping_and_numbers_finite() -> None:
+    """guard_problems refuses arguments that are not a mapping; a notional over an infinite
+    price is refused like a missing one."""
+    from fsm_exec.core.lifecycle_guards import guard_problems
+
+    assert guard_problems("venue_in", ["spot"]) == [  # type: ignore[arg-type]
+        "venue_in: the arguments must be a mapping"]
+    block = {**BLOCK, "instructions": [{"amount": 1, "price": float("inf")}]}
+    with pytest.raises(GuardInputError, match="has no finite number 'price'"):
+        Guard("notional_above", {"value": "1"}).holds(_ctx(block))
+
+
+def test_transitions_from_lists_a_state_s_exits_in_order() -> None:
+    """transitions_from(state) is the state's transitions in table order (no timeouts)."""
+    lc = Lifecycle.from_dict(FOUR_EYES)
+    assert [t.dest for t in lc.transitions_from("queued")] == [
+        "awaiting_approval", "routing", "cancelled"]
+    assert [t.trigger for t in lc.transitions_from("awaiting_approval")] == [
+        "approve", "reject", "fail", "cancel"]
+
+
+def test_a_lifecycle_without_queued_is_refused_without_reachability_noise() -> None:
+    """Without queued there is no start: default-states says so, and reachability is not
+    computed from a state that does not exist."""
+    d = Lifecycle.default()
+    lc = Lifecycle("headless", tuple(s for s in d.states if s.name != "queued"),
+                   tuple(t for t in d.transitions if t.source != "queued"))
+    assert lc.violations() == [RuleViolation(
+        "default-states", "queued", "the default state is missing (it is before_route)")]
+
+
+def test_a_state_that_moves_on_at_once_and_its_hash() -> None:
+    """A state without a wait is valid with an unguarded poll transition; its hooks and the
+    poll flag are part of the hash."""
+    doc: dict[str, Any] = {"version": 1, "name": "gate", "extends": "default",
+           "states": {"check": {"kind": "before_route", "meaning": "Checked, then routed.",
+                                "on_enter": ["desk.hooks:log"]}},
+           "transitions": [
+               {"trigger": "start", "source": "queued", "dest": "check",
+                "guards": [{"action_in": {"actions": ["hedge"]}}], "meaning": "Hedges."},
+               {"trigger": "go", "source": "check", "dest": "routing", "poll": True,
+                "meaning": "At once."},
+               {"trigger": "fail", "source": "check", "dest": "failed",
+                "meaning": "The hook raised."}]}
+    lc = Lifecycle.from_dict(doc)
+    assert lc.violations() == []
+    del doc["states"]["check"]["on_enter"]
+    assert Lifecycle.from_dict(doc).hash != lc.hash
+    doc["transitions"][1]["poll"] = False
+    doc["transitions"][1]["external"] = True
+    assert Lifecycle.from_dict({**doc, "states": {"check": {
+        "kind": "before_route", "meaning": "Waits.", "wait": {}}}}).hash != lc.hash

@@ -585,7 +585,7 @@ def test_a_halt_the_journal_never_took_gives_way_to_one_it_did(tmp_path: Path) -
             raise EventLogError("No space left on device")
         real(ts, kind, component, data, **kw)
 
-    em._log_event = flaky  # type: ignore[assignment]  # refuses only the follow-up
+    em._log_event = flaky  # refuses only the follow-up
     em.update_state(T(0), "strategy_manager", blocks("a"))
     assert em.get_execution_status()["halt_reason"] == "EXEC-008"
     em.update_state(T(1), "strategy_manager")  # halted; a due checkpoint is written

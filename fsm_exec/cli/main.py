@@ -28,6 +28,7 @@ from fsm_exec.cli.commands import (
     check,
     demo,
     diagram,
+    lifecycle,
     report,
     run,
     runs,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  fsm-exec run blocks.jsonl --config system.toml\n"
                "  fsm-exec diagram --events logs/events --block hedge-20251001T18\n"
                "  fsm-exec check logs/events\n"
+               "  fsm-exec lifecycle check examples/lifecycles/four_eyes.yaml\n"
                "  fsm-exec runs runs/\n"
                "  fsm-exec status logs/events\n"
                "  fsm-exec cancel logs/events --all --reason 'positions reconciled by hand'\n"
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (demo, run, diagram, report, status, cancel, trigger, check, runs):
+    for command in (demo, run, diagram, lifecycle, report, status, cancel, trigger, check,
+                    runs):
         command.add_parser(sub)
     return p
 

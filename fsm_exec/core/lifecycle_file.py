@@ -148,6 +148,40 @@ def json_schema() -> dict[str, Any]:
 
 
 
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+def _unique_key_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, refusing a mapping that repeats a key (YAML keeps the last one
+    silently: a state defined twice would replace the first unseen)."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice in one mapping",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_document(path: Path) -> Mapping[str, Any]:
     """The parsed content of a ``.yaml``/``.yml``/``.json`` file; :class:`LifecycleError`
     (rule ``file``) says why it cannot be read, without a traceback's noise."""
@@ -167,10 +201,14 @@ def read_document(path: Path) -> Mapping[str, Any]:
         raise refuse("not UTF-8 text") from None
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         except json.JSONDecodeError as exc:
             raise refuse(f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") \
                 from None
+        except _DuplicateKeyError as exc:
+            raise refuse(f"not a lifecycle: the key {exc.key!r} appears twice in one mapping "
+                         "(a second state or field of that name would silently replace the "
+                         "first)") from None
     else:
         try:
             import yaml
@@ -178,7 +216,7 @@ def read_document(path: Path) -> Mapping[str, Any]:
             raise refuse("reading YAML needs PyYAML: pip install 'fsm-exec[lifecycles]' "
                          "(or write the lifecycle as JSON)") from None
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_unique_key_loader(yaml))  # a SafeLoader
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -78,6 +78,8 @@ RULES: Mapping[str, str] = {
                  "a timeout is a positive number of seconds.",
     "moves-on": "A state added by the lifecycle that does not wait has an unguarded poll "
                 "transition, so the driver moves the block on at once.",
+    "poll-source": "A poll transition leaves a state the lifecycle adds: the driver polls "
+                   "only there (a default state's moves are the driver's own).",
     "reserved-trigger": "No transition uses the trigger timeout: a wait's timeout implies it.",
     "dead-trigger": "A transition that is neither external nor poll uses a trigger the driver "
                     "fires from its source (see default-triggers; from an added state: fail, "
@@ -307,7 +309,12 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
             bad("moves-on", s.name, "the state does not wait, so it needs an unguarded poll "
                 "transition for the driver to move the block on (or give it a wait)")
 
-    # reserved-trigger, dead-trigger, trigger-flags, one-default, shadowed, fallback
+    # poll-source, reserved-trigger, dead-trigger, trigger-flags, one-default, shadowed,
+    # fallback
+    for t in known:
+        if t.poll and t.source in DEFAULT_KINDS:
+            bad("poll-source", t.words(), f"{t.source} is a default state: the driver moves "
+                "a block there itself and never polls it; poll from a state you add")
     for t in ts:
         if t.trigger == TIMEOUT_TRIGGER:
             bad("reserved-trigger", t.words(), "the trigger timeout is implied by a wait's "

@@ -154,8 +154,7 @@ class Lifecycle:
             dest, why = s.wait.timeout_to, "the wait timed out"
         else:
             dest, why = "failed", "the wait timed out: the outcome is in doubt"
-        return TransitionDef(TIMEOUT_TRIGGER, state, dest,
-                             f"{why} (after {s.wait.timeout_seconds:g} s).")
+        return TransitionDef(TIMEOUT_TRIGGER, state, dest, f"{why} (timeout_seconds).")
 
     def all_transitions(self) -> tuple[TransitionDef, ...]:
         """The transitions, then the timeouts the waiting states imply."""

@@ -115,25 +115,10 @@ def barrier(self: ExecutionManager) -> None:
 
 def journal_move(self: ExecutionManager, event: dict[str, Any], sync: bool) -> None:
     """Write a move's ``block_transition`` record (the driver's hot path; see
-    :meth:`_on_transition` for the general one). A retired manager writes nothing:
-    its retirement is a crash at that instant, on every thread."""
-    if self._interrupted is not None:
-        raise self._retired_error()
-    try:
-        if self._syncable:
-            self._log_event(self._ts, "block_transition", COMPONENT,  # type: ignore[misc]
-                            event, sync=sync)  # type: ignore[call-arg]
-        else:
-            self._log_event(self._ts, "block_transition", COMPONENT, event)  # type: ignore[misc]
-    except EventLogError as exc:
-        self._halt("EXEC-009")
-        if sync or isinstance(exc, JournalLossError):
-            self._durability_lost(exc)
-        raise
-    except Exception as exc:
-        raise self._log_failed("block_transition", exc) from exc
-    if sync:
-        self._unsynced_acceptance = False
+    :meth:`_on_transition` for the general one): :func:`emit`'s one way to write. A
+    retired manager writes nothing: its retirement is a crash at that instant, on every
+    thread."""
+    self._emit("block_transition", event, sync=sync)
 
 
 def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
@@ -164,7 +149,7 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
             if self._interrupted is not None:  # retired meanwhile: a crash at that instant
                 raise self._retired_error()
             if self._syncable:
-                log_event(self._ts, event_type, COMPONENT, data,  # type: ignore[call-arg]
+                log_event(self._ts, event_type, COMPONENT, data,
                           sync=sync)
             else:
                 log_event(self._ts, event_type, COMPONENT, data)

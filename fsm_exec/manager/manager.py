@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import sys
 import threading
 import time
 from collections import deque
@@ -17,17 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.blocks import convert_batch
-from fsm_exec.boundary.canonical import (
-    to_wire,
-)
-from fsm_exec.boundary.config import (
-    OWN_FIELDS,
-    Environment,
-    ExecutionConfig,
-    Redactor,
-    resolve_config,
-)
+from fsm_exec.boundary.config import Environment, ExecutionConfig, Redactor
 from fsm_exec.boundary.protocols import (
     DataProvider,
     EventSink,
@@ -35,29 +24,20 @@ from fsm_exec.boundary.protocols import (
     PositionUpdateHandler,
     ReconciliationComponent,
     RiskCheck,
-    check_collaborators,
 )
 from fsm_exec.core.errors import (
-    COMPONENT,
-    AlreadyAcceptedError,
     ComponentError,
     InvalidArgumentError,
-    InvalidBlockError,
-    QueueFullError,
     ReentrantCallError,
     describe_exception,
-    safe_repr,
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
 from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import Driver, Flight
-from fsm_exec.drivers.policy import POLICIES
+from fsm_exec.drivers.policy import ModePolicy
 from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.reader import JournalRecord
-from fsm_exec.journal.state import (
-    ManagerState,
-    RecoveryReport,
-)
+from fsm_exec.journal.state import ManagerState, RecoveryReport
 from fsm_exec.manager import (
     cancelling,
     guard,
@@ -65,15 +45,12 @@ from fsm_exec.manager import (
     journaling,
     moves,
     observing,
+    queueing,
     recovery,
     triggering,
     wiring,
 )
-from fsm_exec.observe.health import (
-    HealthStatus,
-    HealthWindow,
-    UnifiedHealthManager,
-)
+from fsm_exec.observe.health import HealthStatus, HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
 
 if TYPE_CHECKING:
@@ -98,14 +75,55 @@ class ExecutionManager:
     ``pandas.Timestamp``) as times in that zone; by default they are refused.
     """
 
-    # Set by the wiring at construction (manager/wiring.py).
+    # Set once at construction (manager/wiring.py): the arguments, resolved.
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+    _assume_tz: dt.tzinfo | None
+    _cfg: ExecutionConfig
+    _env: Environment
+    _redact: Redactor
+    _finds: Callable[[str], bool] | None
+    _policy: ModePolicy
+    _clock: Callable[[], float]
+    _sleep: Callable[[float], None]
+    _risk: RiskChecks
+    _observers: tuple[Observer, ...]
+    # The collaborators' bound calls, and the journal's.
+    _reconciliation: ReconciliationComponent
+    _query: Callable[..., Any] | None
+    _route_instruction: Callable[..., Any]
+    _update_positions: Callable[..., Any]
+    _log: EventSink | None
+    _log_event: Callable[..., Any] | None
+    _syncable: bool
     _driver: Driver
     _checkpointing: bool
     _checkpoint_due: Callable[[str], str | None] | None
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
     _table: RunTable  # the lifecycle it runs (manager/triggering.py)
+    # The state the journal describes (ManagerState: one fold), the block in flight's
+    # Machine, and the call in progress; changed only under _mutex.
+    _mutex: threading.RLock
+    _state: ManagerState
     _lc: BlockLifecycle
+    _f: Flight | None
+    _ts: Any
+    _busy: int | None
+    _interrupted: str | None
+    _closed: bool
+    _unsynced_acceptance: bool
+    _pending_halt: str | None  # a halt the journal could not take (EXEC-009)
+    reconciliation_status: str
+    # Health and observers' bookkeeping (manager/health.py, manager/observing.py).
+    _health: HealthWindow
+    _update_count: int
+    _processing_ms_total: float
+    _error_count: int
+    _recent_errors: deque[dict[str, Any]]
+    _last_update: Any
+    _observer_failing: bool
+    _observer_reports: dict[int, list[float]]
+    _late_observer_errors: list[tuple[Observer, Exception]]
 
 
     def __init__(self, config: ExecutionConfig | Mapping[str, Any],
@@ -123,101 +141,11 @@ class ExecutionManager:
                  observers: Sequence[Observer] = (),
                  assume_timezone: str | dt.tzinfo | None = None,
                  lifecycle: Lifecycle | None = None) -> None:
-        self._init_args: tuple[tuple[Any, ...], dict[str, Any]] = (
-            (config, data_provider, execution_mode, position_update_handler,
-             execution_interface_manager, reconciliation_component),
-            {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
-             "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
-             "assume_timezone": assume_timezone, "lifecycle": lifecycle})
-        # Naive timestamps are refused unless the caller says which zone they are in.
-        self._assume_tz = guard.time_zone(assume_timezone)
-        self._cfg = resolve_config(config)
-        self._env = Environment.read(execution_mode)
-        check_collaborators(data_provider=data_provider,
-                            position_update_handler=position_update_handler,
-                            execution_interface_manager=execution_interface_manager,
-                            reconciliation_component=reconciliation_component)
-        self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
-        self._finds = self._redact.finds if self._redact else None  # a string holds a secret
-        self._reconciliation = reconciliation_component
-        self._query = getattr(execution_interface_manager, "query_execution", None)
-        self._log = event_logger
-        self._log_event = event_logger.log_event if event_logger is not None else None
-        # A journal with sync() takes sync= on log_event: group commit (see _emit).
-        self._syncable = callable(getattr(event_logger, "sync", None))
-        self._unsynced_acceptance = False
-        self._route_instruction = execution_interface_manager.route_instruction
-        self._update_positions = position_update_handler.update_state
-        self._clock = clock
-        self._sleep = sleep
-        for check in risk_checks:
-            if not callable(check):
-                raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
-        # The pre-trade checks: prices first, then the desk's own (drivers/risk.py).
-        self._risk = RiskChecks(data_provider, risk_checks, self._redact,
-                                self._cfg.asset_field)
-        for obs in observers:
-            if not isinstance(obs, Observer):
-                raise InvalidArgumentError(
-                    f"observers: {type(obs).__name__} is not an fsm_exec.observe.Observer "
-                    "(subclass it and override the methods you need)")
-        self._observers: tuple[Observer, ...] = tuple(observers)
-        self._late_observer_errors: list[tuple[Observer, Exception]] = []
-        # What differs between the modes, named once (drivers/policy.py).
-        self._policy = POLICIES[self._env.execution_mode]
-
-        self._mutex = threading.RLock()
-        # The queue, the block in flight, the finished blocks and the counters: the state
-        # the journal's records describe, changed only through its operations, each right
-        # after its record is written (the same code recovery and every tool fold with).
-        # The lifecycle it runs (manager/triggering.py): the default, or a user's, checked.
-        self._lc = self._lifecycle_machine(lifecycle)
-        self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
-                                   flight_cls=Flight, table=self._table)
-        self._f: Flight | None = None
-        self._ts: Any = None
-        self._busy: int | None = None  # the thread running update_state, if any
-        self._interrupted: str | None = None
-        self._closed = False  # close(): its journal closed, every later call refused
-        self._observer_failing = False
-        # Per failing observer (by id): [when its failures were last journaled, how many
-        # since] (observing.observer_failed: the first, then a count per interval).
-        self._observer_reports: dict[int, list[float]] = {}
-
-        self.reconciliation_status = "pending"
-        # A halt the journal has not taken (it failed: EXEC-009); the journaled one is the
-        # state's. The manager is halted when either says so.
-        self._pending_halt: str | None = None
-
-        self._health = HealthWindow(100)
-        self._update_count = 0
-        self._processing_ms_total = 0.0
-        self._error_count = 0
-        self._recent_errors: deque[dict[str, Any]] = deque(maxlen=10)
-        self._last_update: Any = None
-
-        if self._policy.durable_journal and getattr(event_logger, "mode", "live") != "live":
-            raise InvalidArgumentError(
-                "a live manager needs a live journal: this EventLogger is in "
-                f"{getattr(event_logger, 'mode', '?')!r} mode (it does not make a record "
-                "durable before the manager acts on it), so "
-                "an accepted block or a routed one could be lost in a crash; use "
-                "EventLogger(log_dir, 'live')")
-        if health_manager is not None:  # first: a refusal here has claimed nothing
-            try:
-                health_manager.register_component(COMPONENT, self._health_check)
-            except ValueError as exc:
-                raise InvalidArgumentError(
-                    f"health_manager: {describe_exception(exc)}; a manager replacing another "
-                    "takes its place "
-                    "through reopen(), or unregister the other first") from None
-        try:
-            self._attach(event_logger)
-        except BaseException:  # a manager that was never built is not registered either
-            if health_manager is not None:
-                health_manager.unregister_component(COMPONENT)
-            raise
-        self._notify_event("initialized", execution_mode=self._env.execution_mode)
+        wiring.construct(
+            self, config, data_provider, execution_mode, position_update_handler,
+            execution_interface_manager, reconciliation_component, event_logger=event_logger,
+            health_manager=health_manager, clock=clock, sleep=sleep, risk_checks=risk_checks,
+            observers=observers, assume_timezone=assume_timezone, lifecycle=lifecycle)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -408,66 +336,6 @@ class ExecutionManager:
             self._busy = None
         return status
 
-    def _cut_short(self) -> bool:
-        """True (and the manager retired) if the last update_state on this thread died
-        before it could say it had ended: an interrupt at its very last lines."""
-        if self._busy != threading.get_ident() or self._running_here():
-            return False
-        self._interrupted = "an update_state that never finished"
-        self._busy = None
-        return True
-
-    def _running_here(self) -> bool:
-        """True if an update_state of this manager is on the current thread's stack, below
-        the call asking (``update_state`` or ``interrupted``, which reach here through
-        ``_cut_short``)."""
-        frame = sys._getframe(3)
-        code = ExecutionManager.update_state.__code__
-        while frame is not None:
-            if frame.f_code is code and frame.f_locals.get("self") is self:
-                return True
-            frame = frame.f_back  # type: ignore[assignment]
-        return False
-
-    def _update(self, timestamp: Any, stamp: str, trigger_source: str,
-                instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
-        t0 = self._clock()
-        self._ts = stamp
-        refusal: ComponentError | None = None
-        try:
-            self._maybe_checkpoint()
-            if instruction_blocks is not None:
-                try:
-                    self._accept(timestamp, instruction_blocks)
-                except AlreadyAcceptedError:
-                    raise  # taken before: this call does nothing, not even the queue
-                except (InvalidBlockError, QueueFullError) as exc:
-                    refusal = exc
-            state = self._state
-            if (state.halted or self._pending_halt is not None) and trigger_source == "manual":
-                self._resume(timestamp)
-                state = self._state
-            if not (state.halted or self._pending_halt is not None) and (
-                    state.queue or self._f is not None):
-                self._advance(timestamp)
-        except ComponentError as exc:
-            self._end_update(timestamp, trigger_source, t0, failing=True)
-            if refusal is None:
-                raise
-            if exc.error_code not in _SYSTEM_CODES:
-                # The caller must learn that its batch was not taken: the refusal wins over
-                # a block's own failure, which rides along as a note and as __context__.
-                refusal.add_note(f"Queued work also stopped on: {exc}")
-                raise refusal  # noqa: B904 - __context__ keeps the block's failure
-            exc.add_note(f"The batch given with this call was also refused: {refusal}")
-            raise
-        self._end_update(timestamp, trigger_source, t0, failing=False)
-        if self._interrupted is not None:  # retired meanwhile (by another thread), idle
-            raise self._retired_error()
-        if refusal is not None:
-            raise refusal
-        return self.get_execution_status()
-
     def execute_instruction_blocks(self, timestamp: Any,
                                    instruction_blocks: Sequence[Mapping[str, Any]]) -> None:
         """Validate a batch and queue it whole, or refuse it whole; runs nothing.
@@ -480,18 +348,6 @@ class ExecutionManager:
         stamp = self._stamp(timestamp)
         self._refuse_if_halted("execute_instruction_blocks")
         self._guarded(self._accept_now, timestamp, stamp, instruction_blocks)
-
-    def _accept_now(self, timestamp: Any, stamp: str, instruction_blocks: Any) -> None:
-        with self._mutex:
-            if self._interrupted is not None:  # retired (or replaced) since the entry check
-                raise self._retired_error()
-            outer, self._ts = self._ts, stamp
-            try:
-                self._accept(timestamp, instruction_blocks)
-                if self._unsynced_acceptance and self._busy != threading.get_ident():
-                    self._barrier()  # accepted means durable, once the call returns
-            finally:
-                self._ts = outer  # a collaborator's call inside update_state: put it back
 
     def cancel(self, timestamp: Any, block_ids: Iterable[str] | None = None, *,
                reason: str) -> tuple[str, ...]:
@@ -521,73 +377,14 @@ class ExecutionManager:
         result: tuple[str, ...] = self._guarded(self._cancel, stamp, block_ids, reason)
         return result
 
-    # ------------------------------------------------------------------------- the queue
-    def _accept(self, ts: Any, batch: Any) -> None:
-        with self._mutex:
-            try:
-                blocks, wires = convert_batch(batch, self._state.taken,
-                                              self._redact if self._redact else None,
-                                              self._cfg.asset_field)
-            except InvalidBlockError as exc:
-                again = self._already_accepted(batch)
-                if again is not None:  # taken before: say so, and do nothing
-                    self._record_error(ts, again)
-                    raise again from None
-                exc.scrub(self._redact)  # it quotes the caller's values
-                self._record_error(ts, exc)
-                raise
-            n = len(blocks)
-            if not n:
-                return
-            cap = self._cfg.max_queue_size
-            queued = len(self._state.queue)
-            if queued + n > cap:
-                err = QueueFullError(queued, n, cap)
-                self._emit("execution_queue_overflow", {
-                    "queue_length": queued, "batch_size": n, "max_queue_size": cap})
-                self._record_error(ts, err)
-                raise err
-            # Journal first: the batch counts as accepted only once every record is written.
-            for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
-                self._emit("block_accepted", {
-                    "block_id": b.block_id, "action": b.action,
-                    "priority": to_wire(b.priority), "instructions": wire,
-                    "batch_index": i, "batch_size": n},
-                    sync=False)  # durable by the next barrier, at the latest before returning
-            self._unsynced_acceptance = True
-            self._state.accept(blocks)
-        if self._observers:
-            self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
-
-    def _advance(self, ts: Any) -> None:
-        lc = self._lc
-        while not (self._state.halted or self._pending_halt is not None):
-            with self._mutex:
-                if not lc.in_flight:
-                    queue = self._state.queue
-                    if not queue:
-                        return
-                    self._maybe_checkpoint()
-                    block = next(iter(queue.values()))
-                    lc.load(block.block_id)  # refuses unless the previous block is terminal
-                    # It leaves the queue with its start record (see _move).
-                    f = self._f = Flight(block, _QUEUED)
-                    f.entered_at = self._clock()
-                    self.reconciliation_status = "pending"
-                f = self._f  # type: ignore[assignment]
-            assert f is not None
-            self._driver.drive(ts, f)
-            if self._policy.fail_fast and f.error is not None:
-                raise f.error  # backtest fails fast; the rest of the queue waits
-            if f.waiting:
-                return  # it waits in its state (a user lifecycle's): so does the queue
-
-    # ---------------------------------------------------------------- moves (the driver's)
-
-    # --------------------------------------------------------------------- terminal moves
-
     # ------------------------------------------------------- methods kept by concern
     # Each group lives in its own module (specs/architecture.md); bound here as methods.
+    _update = queueing.update
+    _cut_short = queueing.cut_short
+    _running_here = queueing.running_here
+    _accept = queueing.accept
+    _accept_now = queueing.accept_now
+    _advance = queueing.advance
     _cancel = cancelling.cancel
     trigger = triggering.trigger
     _trigger_now = triggering.trigger_now

@@ -7,14 +7,44 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.config import (
+    OWN_FIELDS,
+    Environment,
+    ExecutionConfig,
+    Redactor,
+    resolve_config,
+)
+from fsm_exec.boundary.protocols import (
+    DataProvider,
+    EventSink,
+    ExecutionInterfaceManager,
+    PositionUpdateHandler,
+    ReconciliationComponent,
+    RiskCheck,
+    check_collaborators,
+)
 from fsm_exec.core.errors import (
     COMPONENT,
+    InvalidArgumentError,
+    describe_exception,
+    safe_repr,
 )
+from fsm_exec.drivers.base import Flight
 from fsm_exec.drivers.host import Host
+from fsm_exec.drivers.policy import POLICIES
+from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.files import journal_files
+from fsm_exec.journal.state import ManagerState
+from fsm_exec.manager import guard
+from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
+from fsm_exec.observe.seam import Observer
 
 
 def _ignore(*_: object) -> None:
@@ -34,6 +64,7 @@ def _holds_a_run(sink: object) -> bool:
     return any(p.stat().st_size for p in journal_files(log_dir, COMPONENT))
 
 if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
     from fsm_exec.manager.manager import ExecutionManager
 
 
@@ -88,3 +119,113 @@ def driver_host(self: ExecutionManager) -> Host:
         call_done=self._call_done, notify_transition=self._notify_transition,
         note_health=self._health.note, try_move=self._try_move, waited=self._waited,
         report_error=lambda err: self._record_error(self._ts, err))
+
+
+def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any],
+              data_provider: DataProvider, execution_mode: str | None,
+              position_update_handler: PositionUpdateHandler,
+              execution_interface_manager: ExecutionInterfaceManager,
+              reconciliation_component: ReconciliationComponent, *,
+              event_logger: EventSink | None, health_manager: UnifiedHealthManager | None,
+              clock: Callable[[], float], sleep: Callable[[float], None],
+              risk_checks: Sequence[RiskCheck], observers: Sequence[Observer],
+              assume_timezone: str | dt.tzinfo | None,
+              lifecycle: Lifecycle | None = None) -> None:
+    """The manager's construction (``ExecutionManager.__init__``): the arguments checked
+    (collaborators, risk checks, observers, the journal's mode), the state, the health
+    registration, then the journal attached. A refusal leaves nothing claimed."""
+    self._init_args = (
+        (config, data_provider, execution_mode, position_update_handler,
+         execution_interface_manager, reconciliation_component),
+        {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
+         "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
+         "assume_timezone": assume_timezone, "lifecycle": lifecycle})
+    # Naive timestamps are refused unless the caller says which zone they are in.
+    self._assume_tz = guard.time_zone(assume_timezone)
+    self._cfg = resolve_config(config)
+    self._env = Environment.read(execution_mode)
+    check_collaborators(data_provider=data_provider,
+                        position_update_handler=position_update_handler,
+                        execution_interface_manager=execution_interface_manager,
+                        reconciliation_component=reconciliation_component)
+    self._redact = Redactor(config if isinstance(config, Mapping) else {}, OWN_FIELDS)
+    self._finds = self._redact.finds if self._redact else None  # a string holds a secret
+    self._reconciliation = reconciliation_component
+    self._query = getattr(execution_interface_manager, "query_execution", None)
+    self._log = event_logger
+    self._log_event = event_logger.log_event if event_logger is not None else None
+    # A journal with sync() takes sync= on log_event: group commit (see _emit).
+    self._syncable = callable(getattr(event_logger, "sync", None))
+    self._unsynced_acceptance = False
+    self._route_instruction = execution_interface_manager.route_instruction
+    self._update_positions = position_update_handler.update_state
+    self._clock = clock
+    self._sleep = sleep
+    for check in risk_checks:
+        if not callable(check):
+            raise InvalidArgumentError(f"risk_checks: {safe_repr(check)} is not callable")
+    # The pre-trade checks: prices first, then the desk's own (drivers/risk.py).
+    self._risk = RiskChecks(data_provider, risk_checks, self._redact,
+                            self._cfg.asset_field)
+    for obs in observers:
+        if not isinstance(obs, Observer):
+            raise InvalidArgumentError(
+                f"observers: {type(obs).__name__} is not an fsm_exec.observe.Observer "
+                "(subclass it and override the methods you need)")
+    self._observers = tuple(observers)
+    self._late_observer_errors = []
+    # What differs between the modes, named once (drivers/policy.py).
+    self._policy = POLICIES[self._env.execution_mode]
+
+    self._mutex = threading.RLock()
+    # The queue, the block in flight, the finished blocks and the counters: the state
+    # the journal's records describe, changed only through its operations, each right
+    # after its record is written (the same code recovery and every tool fold with).
+    # The lifecycle it runs (manager/triggering.py): the default, or a user's, checked.
+    self._lc = self._lifecycle_machine(lifecycle)
+    self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
+                               flight_cls=Flight, table=self._table)
+    self._f = None
+    self._ts = None
+    self._busy = None  # the thread running update_state, if any
+    self._interrupted = None
+    self._closed = False  # close(): its journal closed, every later call refused
+    self._observer_failing = False
+    # Per failing observer (by id): [when its failures were last journaled, how many
+    # since] (observing.observer_failed: the first, then a count per interval).
+    self._observer_reports = {}
+
+    self.reconciliation_status = "pending"
+    # A halt the journal has not taken (it failed: EXEC-009); the journaled one is the
+    # state's. The manager is halted when either says so.
+    self._pending_halt = None
+
+    self._health = HealthWindow(100)
+    self._update_count = 0
+    self._processing_ms_total = 0.0
+    self._error_count = 0
+    self._recent_errors = deque(maxlen=10)
+    self._last_update = None
+
+    if self._policy.durable_journal and getattr(event_logger, "mode", "live") != "live":
+        raise InvalidArgumentError(
+            "a live manager needs a live journal: this EventLogger is in "
+            f"{getattr(event_logger, 'mode', '?')!r} mode (it does not make a record "
+            "durable before the manager acts on it), so "
+            "an accepted block or a routed one could be lost in a crash; use "
+            "EventLogger(log_dir, 'live')")
+    if health_manager is not None:  # first: a refusal here has claimed nothing
+        try:
+            health_manager.register_component(COMPONENT, self._health_check)
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                f"health_manager: {describe_exception(exc)}; a manager replacing another "
+                "takes its place "
+                "through reopen(), or unregister the other first") from None
+    try:
+        self._attach(event_logger)
+    except BaseException:  # a manager that was never built is not registered either
+        if health_manager is not None:
+            health_manager.unregister_component(COMPONENT)
+        raise
+    self._notify_event("initialized", execution_mode=self._env.execution_mode)

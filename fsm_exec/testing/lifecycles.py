@@ -349,6 +349,14 @@ def _break_names(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     return f"the trigger {trigger}"
 
 
+def _break_poll_source(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    source = draw(st.sampled_from(["queued", "routing", "retrying", "pending_reconciliation"]))
+    dest = {"queued": "cancelled"}.get(source, "failed")
+    doc["transitions"].append(_tr("watch", source, dest, "Polled.", poll=True,
+                                  guards=[{"action_in": {"actions": ["hedge"]}}]))
+    return f"a poll from {source}"
+
+
 def _break_reserved_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     _add_held(doc)
     doc["transitions"].append(_tr("timeout", "held_x", "cancelled", "Timeout.",
@@ -424,7 +432,8 @@ BREAKERS: dict[str, Breaker] = {
     "route-first": _break_route_first, "cancel-unsent": _break_cancel_unsent,
     "success-reconciled": _break_success, "fail-exit": _break_fail_exit,
     "timeout-in-doubt": _break_timeout_in_doubt, "wait-ends": _break_wait_ends,
-    "moves-on": _break_moves_on, "reserved-trigger": _break_reserved_trigger,
+    "moves-on": _break_moves_on, "poll-source": _break_poll_source,
+    "reserved-trigger": _break_reserved_trigger,
     "dead-trigger": _break_dead_trigger, "trigger-flags": _break_trigger_flags,
     "one-default": _break_one_default, "shadowed": _break_shadowed,
     "fallback": _break_fallback, "guard-args": _break_guard_args,

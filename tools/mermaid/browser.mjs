@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import puppeteer from "puppeteer-core";
 
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -42,4 +43,23 @@ export async function guardedPage(browser, allow = () => false) {
     else { log.blocked.push(url); r.abort(); }
   });
   return { page, log };
+}
+
+// The command line of the page checks, `node X.mjs [--screenshot OUT.png] FILE.html`: opens
+// FILE in a guarded page (it may load nothing but itself) at 1400x1000, runs
+// `look(page)` on it, takes the screenshot if asked, and returns
+// `{ file, seen, errors, blocked }` (`seen` is what `look` returned).
+export async function openPage(argv, look) {
+  argv = [...argv];
+  let shot = null;
+  if (argv[0] === "--screenshot") { shot = argv[1]; argv.splice(0, 2); }
+  const url = pathToFileURL(argv[0]).href;
+  return withBrowser(async (browser) => {
+    const { page, log } = await guardedPage(browser, (u) => u === url);
+    await page.setViewport({ width: 1400, height: 1000 });
+    await page.goto(url, { waitUntil: "load" });
+    const seen = await look(page);
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    return { file: argv[0], seen, errors: log.errors, blocked: log.blocked };
+  });
 }

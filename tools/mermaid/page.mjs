@@ -5,19 +5,10 @@
 // Prints JSON: title, console errors and uncaught exceptions, refused requests (the page may
 // load nothing but itself), the sections (id, heading, size, how many SVGs and tables each
 // holds), and the page size. The screenshot is of the whole page.
-import { pathToFileURL } from "node:url";
-import { guardedPage, withBrowser } from "./browser.mjs";
+import { openPage } from "./browser.mjs";
 
-const argv = process.argv.slice(2);
-let shot = null;
-if (argv[0] === "--screenshot") { shot = argv[1]; argv.splice(0, 2); }
-const url = pathToFileURL(argv[0]).href;
-
-const result = await withBrowser(async (browser) => {
-  const { page, log } = await guardedPage(browser, (u) => u === url);
-  await page.setViewport({ width: 1400, height: 1000 });
-  await page.goto(url, { waitUntil: "load" });
-  const seen = await page.evaluate(() => ({
+const { file, seen, errors, blocked } = await openPage(process.argv.slice(2), (page) =>
+  page.evaluate(() => ({
     title: document.title,
     size: { w: document.documentElement.scrollWidth, h: document.documentElement.scrollHeight },
     sections: [...document.querySelectorAll("section[id]")].map((s) => {
@@ -30,8 +21,5 @@ const result = await withBrowser(async (browser) => {
                }) };
     }),
     banner: !!document.querySelector(".banner#problem"),
-  }));
-  if (shot) await page.screenshot({ path: shot, fullPage: true });
-  return { file: argv[0], ...seen, errors: log.errors, blocked: log.blocked };
-});
-process.stdout.write(JSON.stringify(result, null, 1) + "\n");
+  })));
+process.stdout.write(JSON.stringify({ file, ...seen, errors, blocked }, null, 1) + "\n");

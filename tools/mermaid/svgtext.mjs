@@ -8,18 +8,9 @@
 // of texts in one chart whose boxes intersect by more than a pixel each way, and "outside":
 // texts that stick out of their chart. Tick labels, axis labels, titles and legends
 // included; the caller judges.
-import { pathToFileURL } from "node:url";
-import { guardedPage, withBrowser } from "./browser.mjs";
+import { openPage } from "./browser.mjs";
 
-const argv = process.argv.slice(2);
-let shot = null;
-if (argv[0] === "--screenshot") { shot = argv[1]; argv.splice(0, 2); }
-const url = pathToFileURL(argv[0]).href;
-
-const result = await withBrowser(async (browser) => {
-  const { page, log } = await guardedPage(browser, (u) => u === url);
-  await page.setViewport({ width: 1400, height: 1000 });
-  await page.goto(url, { waitUntil: "load" });
+const { file, seen, errors, blocked } = await openPage(process.argv.slice(2), async (page) => {
   const charts = await page.evaluate(() => {
     const box = (r) => ({ x: r.x, y: r.y + window.scrollY, w: r.width, h: r.height });
     const out = [];
@@ -45,8 +36,7 @@ const result = await withBrowser(async (browser) => {
     }
     return out;
   });
-  if (shot) await page.screenshot({ path: shot, fullPage: true });
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  return { file: argv[0], width, charts, errors: log.errors, blocked: log.blocked };
+  return { width, charts };
 });
-process.stdout.write(JSON.stringify(result) + "\n");
+process.stdout.write(JSON.stringify({ file, ...seen, errors, blocked }) + "\n");

@@ -17,16 +17,21 @@ from fsm_exec.cli._common import (
     complain,
     journal_paths,
 )
+from fsm_exec.cli.commands.lifecycle import EXAMPLES_DIR
 
 DIAGRAM_DIR = "diagrams"
-FORMATS = ("mermaid", "dot", "svg", "png", "markdown", "table")
+FORMATS = ("mermaid", "dot", "svg", "png", "markdown", "table", "text")
 
 
 LIFECYCLE_JSON = "block_lifecycle.json"
+#: The folder of ``--dir`` that holds the example lifecycles' diagrams.
+LIFECYCLES_DIR = "lifecycles"
 
 
-def review_diagrams() -> dict[str, str]:
-    """The diagrams committed in ``diagrams/``: name -> text (``.svg`` maps to its DOT)."""
+def review_diagrams(examples: Path | None = None) -> dict[str, str]:
+    """The diagrams committed in ``diagrams/``: name -> text (``.svg`` maps to its DOT);
+    with ``examples`` (``examples/lifecycles``), each example lifecycle's too, under
+    ``lifecycles/``."""
     import tempfile
 
     from fsm_exec.cli.demo import run_demo
@@ -50,16 +55,45 @@ def review_diagrams() -> dict[str, str]:
         files[f"{stem}.dot"] = to_dot(model)
         files[f"{stem}.svg"] = to_dot(model)
         files[f"{stem}.md"] = to_markdown(model)
+    files |= lifecycle_diagrams(examples)
     return files
 
 
-def stale_diagrams(directory: Path) -> list[str]:
-    """The files of ``directory`` that differ from what the code generates (or are
-    missing). An SVG is current when it was rendered from the current DOT."""
+def examples_of(directory: Path, examples: Path | None) -> Path:
+    """The example lifecycles drawn into ``directory``: ``examples``, else
+    ``examples/lifecycles`` beside it (``diagrams/`` and ``examples/`` share a parent)."""
+    return examples if examples is not None else directory.parent / EXAMPLES_DIR
+
+
+def lifecycle_diagrams(examples: Path | None) -> dict[str, str]:
+    """``lifecycles/<stem>.mmd|.dot|.svg`` for each lifecycle file in ``examples``."""
+    from fsm_exec.cli.commands.lifecycle import example_lifecycles
+    from fsm_exec.tools.diagram import lifecycle_diagram, to_dot, to_mermaid
+
+    files: dict[str, str] = {}
+    if examples is None:
+        return files
+    for stem, lc in example_lifecycles(examples).items():
+        model = lifecycle_diagram(lc)
+        files[f"{LIFECYCLES_DIR}/{stem}.mmd"] = to_mermaid(model)
+        files[f"{LIFECYCLES_DIR}/{stem}.dot"] = to_dot(model)
+        files[f"{LIFECYCLES_DIR}/{stem}.svg"] = to_dot(model)
+    return files
+
+
+def stale_diagrams(directory: Path, examples: Path | None = None) -> list[str]:
+    """The files of ``directory`` that differ from what the code (and the example
+    lifecycles) generate, or are missing, or draw an example that no longer exists. An SVG
+    is current when it was rendered from the current DOT."""
     from fsm_exec.tools.diagram import dot_digest, svg_source_digest
 
     stale = []
-    for name, text in review_diagrams().items():
+    expected = review_diagrams(examples_of(directory, examples))
+    drawn = directory / LIFECYCLES_DIR
+    if drawn.is_dir():
+        stale += [f"{p} (no such example lifecycle: remove it)" for p in sorted(drawn.iterdir())
+                  if f"{LIFECYCLES_DIR}/{p.name}" not in expected]
+    for name, text in expected.items():
         path = directory / name
         if not path.exists():
             stale.append(f"{path} (missing)")
@@ -89,14 +123,15 @@ def lifecycle_changes(directory: Path) -> list[str]:
     return diff_tables(old, current_table()).lines()
 
 
-def write_diagrams(directory: Path) -> list[Path]:
+def write_diagrams(directory: Path, examples: Path | None = None) -> list[Path]:
     from fsm_exec.journal.export import replace_file
     from fsm_exec.tools.diagram import render_graphviz
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in review_diagrams().items():
+    for name, text in review_diagrams(examples_of(directory, examples)).items():
         path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if name.endswith(".svg"):
             replace_file(path, render_graphviz(text, "svg"))
         else:
@@ -147,6 +182,28 @@ def table_at_ref(ref: str, directory: Path) -> tuple[Any, str]:
 
 
 
+def diff_files(paths: Sequence[str], user: Any) -> Any:
+    """The model of ``--diff OLD [NEW]``: each side a lifecycle file or a
+    block_lifecycle.json table; NEW is ``--lifecycle`` (``user``) if given, else the code's
+    own lifecycle. Two lifecycles are compared whole (kinds, waits, hooks, guards, flags
+    too); a table only by its states, edges and meanings."""
+    from fsm_exec.cli.commands.lifecycle import read_side
+    from fsm_exec.core.lifecycles import Lifecycle
+    from fsm_exec.tools.diagram import LifecycleTable, diff_model, lifecycle_diff, lifecycle_table
+
+    old = read_side(paths[0])
+    new = read_side(paths[1]) if len(paths) > 1 else user
+    since = paths[0]
+    if isinstance(old, LifecycleTable) and new is None:
+        return diff_model(old, since=since)  # the code's own table, as before
+    if new is None:
+        new = Lifecycle.default()
+    if isinstance(old, LifecycleTable) or isinstance(new, LifecycleTable):
+        tables = [t if isinstance(t, LifecycleTable) else lifecycle_table(t) for t in (old, new)]
+        return diff_model(tables[0], tables[1], since=since)
+    return lifecycle_diff(old, new, since=since)
+
+
 def read_events(paths: Sequence[str]) -> list[Any]:
     """The records of the journals at ``paths``, checked against the lifecycle first: a
     journal that breaks it (or a corrupt line) raises :class:`Refused` naming the first
@@ -167,14 +224,16 @@ def read_events(paths: Sequence[str]) -> list[Any]:
 
 
 def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
+    from fsm_exec.cli.commands.lifecycle import read_lifecycle
     from fsm_exec.journal.export import replace_file
     from fsm_exec.tools.diagram import (
         GraphvizMissingError,
         JournalOffTableError,
         LifecycleFileError,
-        LifecycleTable,
         diff_model,
+        lifecycle_diagram,
         lifecycle_model,
+        lifecycle_table,
         overlay_block,
         overlay_events,
         render_graphviz,
@@ -185,8 +244,13 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
     )
 
     directory = Path(args.dir)
+    examples = Path(args.examples) if args.examples else None
     if args.check:
-        stale = stale_diagrams(directory)
+        try:
+            stale = stale_diagrams(directory, examples)
+        except Refused as exc:  # an example lifecycle that breaks a rule is not drawn
+            complain(f"fsm-exec diagram: {exc}")
+            return FOUND
         for s in stale:
             print(f"stale: {s}", file=out)
         changes = lifecycle_changes(directory)
@@ -201,7 +265,7 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         return OK
     try:
         if args.write:
-            for p in write_diagrams(directory):
+            for p in write_diagrams(directory, examples):
                 print(f"wrote {p}", file=out)
             return OK
         if args.block and not args.events:
@@ -209,21 +273,31 @@ def cmd_diagram(args: argparse.Namespace, out: IO[str]) -> int:
         if (args.diff or args.diff_ref) and args.events:
             raise UsageError("--diff/--diff-ref draw the lifecycle, not a journal: "
                              "drop --events")
+        if args.lifecycle and args.events:
+            raise UsageError("--lifecycle draws a lifecycle file, not a journal: drop --events")
+        if args.diff and len(args.diff) > 2:
+            raise UsageError("--diff takes OLD, or OLD and NEW")
+        if args.format == "text" and not (args.diff or args.diff_ref):
+            raise UsageError("--format text is the summary of a difference: use it with "
+                             "--diff or --diff-ref")
+        user = read_lifecycle(args.lifecycle) if args.lifecycle else None
         if args.events:
             records = read_events(args.events)
             model = (overlay_block(records, args.block) if args.block
                      else overlay_events(records))
         elif args.diff:
-            try:
-                old = LifecycleTable.from_json(Path(args.diff).read_text(), args.diff)
-            except OSError as exc:
-                raise UsageError(f"--diff: cannot read {args.diff}: {exc.strerror}") from None
-            model = diff_model(old, since=args.diff)
+            model = diff_files(args.diff, user)
         elif args.diff_ref:
             old, name = table_at_ref(args.diff_ref, directory)
-            model = diff_model(old, since=name)
+            model = diff_model(old, lifecycle_table(user) if user else None, since=name)
+        elif user is not None:
+            model = lifecycle_diagram(user)
         else:
             model = lifecycle_model()
+        if args.format == "text":
+            lines = list(model.notes) or [f"no change ({model.caption})"]
+            out.write("".join(f"{line}\n" for line in lines))
+            return OK
         text_renderers = {"mermaid": to_mermaid, "dot": to_dot, "markdown": to_markdown,
                           "table": to_markdown_table}
         if args.format in text_renderers:
@@ -276,10 +350,20 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--write", action="store_true", help="regenerate the review diagrams")
     g.add_argument("--dir", default=DIAGRAM_DIR,
                    help=f"review diagram folder (default: {DIAGRAM_DIR})")
+    g.add_argument("--lifecycle", metavar="FILE",
+                   help="draw this lifecycle file (YAML or JSON, docs/lifecycles.md) instead "
+                        "of the code's: each state kind its own shape and colour, guards and "
+                        "flags on the edges, timeouts dashed")
+    g.add_argument("--examples", metavar="DIR",
+                   help="--write/--check also draw the lifecycle files here, into "
+                        f"<dir>/{LIFECYCLES_DIR}/ (default: {EXAMPLES_DIR} beside --dir)")
     old = g.add_mutually_exclusive_group()
-    old.add_argument("--diff", metavar="OLD.json",
-                     help="draw the lifecycle against an older block_lifecycle.json: added "
-                          "and removed states and edges, changed meanings")
+    old.add_argument("--diff", nargs="+", metavar="FILE",
+                     help="OLD [NEW]: draw NEW (default: --lifecycle, else the code's "
+                          "lifecycle) against OLD, each a lifecycle file or a "
+                          "block_lifecycle.json: added and removed states and edges, changed "
+                          "meanings, kinds, waits, hooks, guards; --format text lists the "
+                          "changes")
     old.add_argument("--diff-ref", metavar="GIT_REF",
                      help="the same, with the block_lifecycle.json of --dir at a git ref "
                           "(e.g. origin/main)")

@@ -14,6 +14,12 @@ from fsm_exec.tools.diagram.graphviz import (
     render_graphviz,
     svg_source_digest,
 )
+from fsm_exec.tools.diagram.lifecycles import (
+    lifecycle_changes,
+    lifecycle_diagram,
+    lifecycle_diff,
+    lifecycle_table,
+)
 from fsm_exec.tools.diagram.model import (
     ADDED,
     CHANGED,
@@ -35,6 +41,7 @@ from fsm_exec.tools.diagram.render import (
     FAINT_TEXT,
     IN_FLIGHT,
     INK,
+    KINDS,
     MERMAID_CONFIG,
     PATH,
     PATH_FILL,
@@ -62,10 +69,12 @@ from fsm_exec.tools.diagram.table import (
 __all__ = [
     "ADDED", "ADDED_INK", "CHANGED", "CHANGED_INK", "DiagramEdge", "DiagramModel",
     "DiagramState", "FAINT", "FAINT_TEXT", "GraphvizMissingError", "INK", "IN_FLIGHT",
-    "JournalOffTableError", "LifecycleFileError", "LifecycleTable", "MERMAID_CONFIG", "PATH",
+    "JournalOffTableError", "KINDS", "LifecycleFileError", "LifecycleTable", "MERMAID_CONFIG",
+    "PATH",
     "PATH_FILL", "PathStep", "REMOVED", "REMOVED_INK", "SHADES", "TABLE_FORMAT", "TableDiff",
     "TableEdge", "TableState", "current_table", "diff_model", "diff_tables", "dot_digest",
-    "drawing_order", "edge_width", "lifecycle_model", "overlay_block", "overlay_events",
+    "drawing_order", "edge_width", "lifecycle_changes", "lifecycle_diagram",
+    "lifecycle_diff", "lifecycle_model", "lifecycle_table", "overlay_block", "overlay_events",
     "render_graphviz", "shade", "svg_source_digest", "to_dot", "to_markdown",
     "to_markdown_table", "to_mermaid",
 ]

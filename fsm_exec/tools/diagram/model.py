@@ -36,6 +36,10 @@ class DiagramState:
     highlighted: bool = False
     current: bool = False  # a block overlay: where the block is, or ended
     change: str | None = None
+    #: A user lifecycle's state kind (``before_route``, ``in_flight``, ``settling``,
+    #: ``terminal``): drawn as a shape and colour per kind, with a legend. ``None`` (the
+    #: code's own table) draws as before.
+    state_kind: str | None = None
 
 
 @attrs.frozen
@@ -52,6 +56,10 @@ class DiagramEdge:
     steps: tuple[int, ...] = ()
     attempts: tuple[int, ...] = ()
     change: str | None = None
+    #: What else the label says: guards in brackets, ``(external)``, ``(poll)``.
+    detail: str = ""
+    #: An edge the lifecycle implies (a wait's timeout): drawn dashed.
+    implied: bool = False
 
     @property
     def highlighted(self) -> bool:

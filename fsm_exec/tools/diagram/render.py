@@ -24,6 +24,13 @@ PATH = "#e65100"
 PATH_FILL = "#fff3e0"
 IN_FLIGHT = "#ffe0b2"  # blocks still there when the journal ends (in doubt after a crash)
 ADDED_INK, REMOVED_INK, CHANGED_INK = "#2e7d32", "#c62828", "#b26a00"
+#: A user lifecycle's state kinds: the words, shapes (Mermaid, DOT) and colours (fill, ink).
+KINDS: dict[str, tuple[str, tuple[str, str], str, str, str]] = {
+    "before_route": ("before route", ('("', '")'), "box", "#e3f2fd", "#1565c0"),
+    "in_flight": ("in flight", ('{{"', '"}}'), "hexagon", "#fff3e0", "#e65100"),
+    "settling": ("settling", ('[/"', '"/]'), "parallelogram", "#f3e5f5", "#6a1b9a"),
+    "terminal": ("terminal", ('(["', '"])'), "box", "#eeeeee", "#333333"),
+}
 #: Fills for "how many blocks ended here", from none to most (share of the run's blocks).
 SHADES = ("#ffffff", "#deebf7", "#9ecae1", "#4292c6", "#08519c")
 
@@ -61,6 +68,8 @@ def _steps_text(steps: Sequence[int]) -> str:
 
 def _edge_label(e: DiagramEdge) -> str:
     label = e.trigger
+    if e.detail:
+        label += f" {e.detail}"
     if e.count is not None:
         label += f" \u00d7{e.count}"  # multiplication sign
     if e.steps:
@@ -136,7 +145,7 @@ def _mermaid_edge(model: DiagramModel, e: DiagramEdge) -> tuple[str, str]:
                             f"stroke-dasharray:6 4,color:{REMOVED_INK}")
         if e.change == CHANGED:
             return "-->", f"stroke:{CHANGED_INK},stroke-width:2px,color:{CHANGED_INK}"
-        return "-->", f"stroke:{INK},stroke-width:1.5px,color:{INK}"
+        return "-.->" if e.implied else "-->", f"stroke:{INK},stroke-width:1.5px,color:{INK}"
     if model.kind == "block":
         if e.highlighted:
             return "==>", f"stroke:{PATH},stroke-width:3.5px,color:{PATH}"
@@ -146,7 +155,7 @@ def _mermaid_edge(model: DiagramModel, e: DiagramEdge) -> tuple[str, str]:
             return "-.->", f"stroke:{FAINT},stroke-width:1px,color:{FAINT_TEXT}"
         w = edge_width(e.count, model.max_count)
         return "-->", f"stroke:{INK},stroke-width:{w}px,color:{INK}"
-    return "-->", ""
+    return "-.->" if e.implied else "-->", ""
 
 
 def _mermaid_node_style(model: DiagramModel, s: DiagramState) -> str:
@@ -170,6 +179,28 @@ def _mermaid_node_style(model: DiagramModel, s: DiagramState) -> str:
     return ""  # Mermaid's own look; terminal states get the class below
 
 
+def _mermaid_legend(kinds: Sequence[str], taken: set[str]) -> list[str]:
+    """A subgraph with one node per state kind drawn, in its shape and colour."""
+    if not kinds:
+        return []
+    prefix = "legend"
+    while any(t.startswith(prefix) for t in taken):
+        prefix += "_"
+    out = [f'    subgraph {prefix}["state kinds"]', "        direction LR"]
+    for k in kinds:
+        words, (left, right), *_ = KINDS[k]
+        out.append(f"        {prefix}_{k}{left}{words}{right}")
+    # Invisible links lay the legend out in a row (after every real link: linkStyle's
+    # numbers stay those of the edges).
+    out.append("        " + " ~~~ ".join(f"{prefix}_{k}" for k in kinds))
+    out.append("    end")
+    out.append(f"    style {prefix} fill:#ffffff,stroke:{FAINT},stroke-dasharray:5 3")
+    for k in kinds:
+        _, _, _, fill, ink = KINDS[k]
+        out.append(f"    style {prefix}_{k} fill:{fill},stroke:{ink},color:{INK}")
+    return out
+
+
 #: Layout settings (front matter) under which the browser tests find no overlapping labels,
 #: no label on another edge and no crossing edges for the lifecycle and its overlays.
 MERMAID_CONFIG = ("config:", "  flowchart:", "    nodeSpacing: 130", "    rankSpacing: 90",
@@ -186,7 +217,11 @@ def to_mermaid(model: DiagramModel) -> str:
     for s in model.states:
         text = "<br>".join(_mermaid_text(line) for line in _state_lines(s))
         shape = ('(["', '"])') if s.terminal else ('("', '")')
+        if s.state_kind in KINDS:
+            shape = KINDS[s.state_kind][1]
         out.append(f"    {ids[s.name]}{shape[0]}{text}{shape[1]}")
+    kinds = [k for k in KINDS if any(s.state_kind == k for s in model.states)]
+    legend = _mermaid_legend(kinds, set(ids.values()) | {start})
     links: list[str] = []
     styles: list[str] = []
     initial = [s for s in model.states if s.initial]
@@ -200,7 +235,13 @@ def to_mermaid(model: DiagramModel) -> str:
                      f"{ids[e.dest]}")
         styles.append(style)
     out += links
+    out += legend
     out.append(f"    style {start} fill:{INK},stroke:{INK}")
+    for k in kinds:
+        _, _, _, fill, ink = KINDS[k]
+        out.append(f"    classDef kind_{k} fill:{fill},stroke:{ink},color:{INK}")
+        members = [ids[s.name] for s in model.states if s.state_kind == k]
+        out.append(f"    class {','.join(members)} kind_{k}")
     terminal = [ids[s.name] for s in model.states if s.terminal]
     if terminal:
         out.append("    classDef terminal stroke-width:3px")
@@ -226,6 +267,9 @@ def _dot_str(text: str) -> str:
 
 def _dot_node(model: DiagramModel, s: DiagramState) -> list[str]:
     a = [f"label={_dot_str(chr(10).join(_state_lines(s)))}", f"tooltip={_dot_str(s.meaning)}"]
+    if s.state_kind in KINDS:
+        _, _, shape, fill, ink = KINDS[s.state_kind]
+        a += [f"shape={shape}", f'fillcolor="{fill}"', f'color="{ink}"']
     if s.terminal:
         a.append("peripheries=2")
     if model.kind == "run" and s.left:
@@ -264,7 +308,24 @@ def _dot_edge(model: DiagramModel, e: DiagramEdge) -> list[str]:
               "penwidth=2"]
     elif e.change == CHANGED:
         a += [f'color="{CHANGED_INK}"', f'fontcolor="{CHANGED_INK}"', "penwidth=2"]
+    if e.implied and e.change != REMOVED:
+        a.append("style=dashed")
     return a
+
+
+def _dot_legend(model: DiagramModel) -> list[str]:
+    kinds = [k for k in KINDS if any(s.state_kind == k for s in model.states)]
+    if not kinds:
+        return []
+    out = ["    subgraph cluster_legend {", '        label="state kinds";', "        fontsize=10;",
+           f'        style=dashed; color="{FAINT}";']
+    for k in kinds:
+        words, _, shape, fill, ink = KINDS[k]
+        extra = ", peripheries=2" if k == "terminal" else ""
+        out.append(f'        "__kind_{k}" [label="{words}", shape={shape}, fillcolor="{fill}", '
+                   f'color="{ink}"{extra}];')
+    out.append("    }")
+    return out
 
 
 def to_dot(model: DiagramModel) -> str:
@@ -287,6 +348,7 @@ def to_dot(model: DiagramModel) -> str:
     for e in model.edges:
         out.append(f"    {_dot_str(e.source)} -> {_dot_str(e.dest)} "
                    f"[{', '.join(_dot_edge(model, e))}];")
+    out += _dot_legend(model)
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -319,7 +381,8 @@ def to_markdown_table(model: DiagramModel) -> str:
 
 
 def _legend(model: DiagramModel) -> str | None:
-    return {
+    text = _kinds_legend(model)
+    base = {
         "run": "Line width grows with how often an edge was taken; dotted grey edges were "
                "never taken. A state's shade says how many of the run's blocks ended there; "
                "an amber state with a dashed border holds blocks still in flight when the journal "
@@ -330,6 +393,18 @@ def _legend(model: DiagramModel) -> str | None:
         "diff": "Green, bold: added. Red, dashed: removed. Amber: meaning (or kind) "
                 "changed.",
     }.get(model.kind)
+    return " ".join(t for t in (base, text) if t) or None
+
+
+def _kinds_legend(model: DiagramModel) -> str | None:
+    kinds = [k for k in KINDS if any(s.state_kind == k for s in model.states)]
+    if not kinds:
+        return None
+    shapes = {"before_route": "rounded boxes", "in_flight": "hexagons",
+              "settling": "parallelograms", "terminal": "stadiums"}
+    said = "; ".join(f"{KINDS[k][0]}: {shapes[k]}" for k in kinds)
+    return (f"State kinds, by shape and colour ({said}). Guards are in brackets; external "
+            "triggers say (external), polled ones (poll); a dashed edge is a wait's timeout.")
 
 
 def to_markdown(model: DiagramModel) -> str:

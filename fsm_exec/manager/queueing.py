@@ -1,0 +1,177 @@
+"""The calls and the queue: one update_state after its entry checks, a batch accepted (or
+refused whole), and the queue run one block at a time through the driver.
+
+Methods of :class:`~fsm_exec.ExecutionManager`, kept in their own module by concern:
+each function here is bound in the class body of ``manager.py`` (``self`` is the manager).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fsm_exec.boundary.blocks import convert_batch
+from fsm_exec.boundary.canonical import to_wire
+from fsm_exec.core.errors import (
+    AlreadyAcceptedError,
+    ComponentError,
+    InvalidBlockError,
+    QueueFullError,
+)
+from fsm_exec.core.lifecycle import BlockState
+from fsm_exec.drivers.base import Flight
+
+if TYPE_CHECKING:
+    from fsm_exec.manager.manager import ExecutionManager
+
+_QUEUED = str(BlockState.QUEUED)
+# Errors about the manager itself rather than a block: raised in preference to a refusal.
+_SYSTEM_CODES = frozenset({"EXEC-009", "EXEC-012"})
+#: The frame an update_state of the manager runs in (running_here looks for it).
+_UPDATE_STATE = "ExecutionManager.update_state"
+
+
+def cut_short(self: ExecutionManager) -> bool:
+    """True (and the manager retired) if the last update_state on this thread died
+    before it could say it had ended: an interrupt at its very last lines."""
+    if self._busy != threading.get_ident() or self._running_here():
+        return False
+    self._interrupted = "an update_state that never finished"
+    self._busy = None
+    return True
+
+
+def running_here(self: ExecutionManager) -> bool:
+    """True if an update_state of this manager is on the current thread's stack, below
+    the call asking (``update_state`` or ``interrupted``, which reach here through
+    ``_cut_short``)."""
+    frame = sys._getframe(3)
+    while frame is not None:
+        if frame.f_code.co_qualname == _UPDATE_STATE and frame.f_locals.get("self") is self:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def update(self: ExecutionManager, timestamp: Any, stamp: str, trigger_source: str,
+           instruction_blocks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """One update_state, once its entry checks passed: checkpoint if due, take the batch,
+    resume on ``manual``, run the queue, and account for the call."""
+    t0 = self._clock()
+    self._ts = stamp
+    refusal: ComponentError | None = None
+    try:
+        self._maybe_checkpoint()
+        if instruction_blocks is not None:
+            try:
+                self._accept(timestamp, instruction_blocks)
+            except AlreadyAcceptedError:
+                raise  # taken before: this call does nothing, not even the queue
+            except (InvalidBlockError, QueueFullError) as exc:
+                refusal = exc
+        state = self._state
+        if (state.halted or self._pending_halt is not None) and trigger_source == "manual":
+            self._resume(timestamp)
+            state = self._state
+        if not (state.halted or self._pending_halt is not None) and (
+                state.queue or self._f is not None):
+            self._advance(timestamp)
+    except ComponentError as exc:
+        self._end_update(timestamp, trigger_source, t0, failing=True)
+        if refusal is None:
+            raise
+        if exc.error_code not in _SYSTEM_CODES:
+            # The caller must learn that its batch was not taken: the refusal wins over
+            # a block's own failure, which rides along as a note and as __context__.
+            refusal.add_note(f"Queued work also stopped on: {exc}")
+            raise refusal  # noqa: B904 - __context__ keeps the block's failure
+        exc.add_note(f"The batch given with this call was also refused: {refusal}")
+        raise
+    self._end_update(timestamp, trigger_source, t0, failing=False)
+    if self._interrupted is not None:  # retired meanwhile (by another thread), idle
+        raise self._retired_error()
+    if refusal is not None:
+        raise refusal
+    return self.get_execution_status()
+
+
+def accept_now(self: ExecutionManager, timestamp: Any, stamp: str,
+               instruction_blocks: Any) -> None:
+    """Accept a batch given outside update_state (or by a collaborator inside it)."""
+    with self._mutex:
+        if self._interrupted is not None:  # retired (or replaced) since the entry check
+            raise self._retired_error()
+        outer, self._ts = self._ts, stamp
+        try:
+            self._accept(timestamp, instruction_blocks)
+            if self._unsynced_acceptance and self._busy != threading.get_ident():
+                self._barrier()  # accepted means durable, once the call returns
+        finally:
+            self._ts = outer  # a collaborator's call inside update_state: put it back
+
+
+def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
+    """Validate a batch and queue it whole (journaled first), or refuse it whole."""
+    with self._mutex:
+        try:
+            blocks, wires = convert_batch(batch, self._state.taken,
+                                          self._redact if self._redact else None,
+                                          self._cfg.asset_field)
+        except InvalidBlockError as exc:
+            again = self._already_accepted(batch)
+            if again is not None:  # taken before: say so, and do nothing
+                self._record_error(ts, again)
+                raise again from None
+            exc.scrub(self._redact)  # it quotes the caller's values
+            self._record_error(ts, exc)
+            raise
+        n = len(blocks)
+        if not n:
+            return
+        cap = self._cfg.max_queue_size
+        queued = len(self._state.queue)
+        if queued + n > cap:
+            err = QueueFullError(queued, n, cap)
+            self._emit("execution_queue_overflow", {
+                "queue_length": queued, "batch_size": n, "max_queue_size": cap})
+            self._record_error(ts, err)
+            raise err
+        # Journal first: the batch counts as accepted only once every record is written.
+        for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
+            self._emit("block_accepted", {
+                "block_id": b.block_id, "action": b.action,
+                "priority": to_wire(b.priority), "instructions": wire,
+                "batch_index": i, "batch_size": n},
+                sync=False)  # durable by the next barrier, at the latest before returning
+        self._unsynced_acceptance = True
+        self._state.accept(blocks)
+    if self._observers:
+        self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
+
+
+def advance(self: ExecutionManager, ts: Any) -> None:
+    """Run queued blocks one at a time, each to a terminal state, until the queue is empty
+    or the manager halts (backtest: until a block fails)."""
+    lc = self._lc
+    while not (self._state.halted or self._pending_halt is not None):
+        with self._mutex:
+            if not lc.in_flight:
+                queue = self._state.queue
+                if not queue:
+                    return
+                self._maybe_checkpoint()
+                block = next(iter(queue.values()))
+                lc.load(block.block_id)  # refuses unless the previous block is terminal
+                # It leaves the queue with its start record (see _move).
+                f = self._f = Flight(block, _QUEUED)
+                f.entered_at = self._clock()
+                self.reconciliation_status = "pending"
+            f = self._f  # type: ignore[assignment]
+        assert f is not None
+        self._driver.drive(ts, f)
+        if self._policy.fail_fast and f.error is not None:
+            raise f.error  # backtest fails fast; the rest of the queue waits
+        if f.waiting:
+            return  # it waits in its state (a user lifecycle's): so does the queue
