@@ -13,10 +13,9 @@ from typing import Any
 import lchooks
 import pytest
 
-from fsm_exec import ComponentError, EventLogger, ExecutionManager, Lifecycle
+from fsm_exec import ComponentError, EventLogger, ExecutionManager, Lifecycle, LifecycleChangedError
 from fsm_exec.core.lifecycle import IllegalTransitionError
 from fsm_exec.core.running import DEFAULT_TABLE, LifecycleCallError, table_of
-from fsm_exec.manager.recovery import LifecycleChangedError
 from fsm_exec.sim.venues import (
     FakeClock,
     SimPositionHandler,

@@ -347,6 +347,13 @@ class ManagerHaltedError(ComponentError, RuntimeError):
         super().__init__(code, message)
 
 
+class LifecycleChangedError(InvalidArgumentError):
+    """Recovery refused (``EXEC-011``, nothing changed): the journal was written under
+    another lifecycle than the manager runs, and no mapping of its states was given to
+    ``recover(state_map=...)`` (or the mapping cannot be used: the message names the block
+    and why)."""
+
+
 class LifecycleCallError(ComponentError, RuntimeError):
     """A user lifecycle's guard or hook raised (or could not be evaluated) while a block
     moved, or a hook cannot be imported. The driver fails the block (``EXEC-020``); in a

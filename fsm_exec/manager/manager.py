@@ -477,7 +477,7 @@ class ExecutionManager:
         as a checkpoint starting a new file.
 
         A journal written under another lifecycle than this manager's (``lifecycle=``)
-        is refused (:class:`~fsm_exec.manager.recovery.LifecycleChangedError`, naming the
+        is refused (:class:`~fsm_exec.LifecycleChangedError`, naming the
         blocks in a state the new lifecycle lacks) unless ``state_map`` maps the old states
         to new ones (``{}`` when every state the journal holds still exists).
         """

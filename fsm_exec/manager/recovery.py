@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fsm_exec.core.errors import (
     COMPONENT,
     InvalidArgumentError,
+    LifecycleChangedError,
     ReentrantCallError,
 )
 from fsm_exec.core.lifecycle import _STATE_OF
@@ -123,11 +124,6 @@ def recover(self: ExecutionManager,
                        action=fl.block.action if fl else None,
                        in_doubt_state=fl.state if fl else None)
     return report
-
-
-class LifecycleChangedError(InvalidArgumentError):
-    """Recovery refused: the journal was written under another lifecycle than the manager
-    runs, and no mapping of its states was given (or the mapping cannot be used)."""
 
 
 def remap(self: ExecutionManager, state: ManagerState,
