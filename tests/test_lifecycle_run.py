@@ -441,3 +441,116 @@ def test_trigger_refused_while_update_state_drives_the_block() -> None:
     em.update_state(T(2), "strategy_manager")
     assert seen and isinstance(seen[0], ComponentError) and seen[0].error_code == "EXEC-011"
     assert em.block_state("a") == "success"
+
+
+# ------------------------------------------------------------------- the edges of the runtime
+
+
+def _with(doc: dict[str, Any], *, states: dict[str, Any] | None = None,
+          transitions: list[dict[str, Any]] | None = None) -> Lifecycle:
+    d = {**doc, "states": {**doc["states"], **(states or {})},
+         "transitions": [*doc["transitions"], *(transitions or [])]}
+    return Lifecycle.from_dict(d)
+
+
+def test_a_lifecycles_own_move_to_failed_records_its_code() -> None:
+    """An external trigger to failed before the route records EXEC-001 (not halting); a
+    sent block moved to failed by its lifecycle records EXEC-007 and halts."""
+    lc = _with(FOUR_EYES, transitions=[
+        {"trigger": "drop", "source": "awaiting_approval", "dest": "failed",
+         "external": True, "meaning": M}])
+    r = rig("live", lifecycle=lc)
+    r.em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    assert r.em.trigger("a", "drop", T(1), reason="desk says no") == "failed"
+    last = r.events("block_transition")[-1]
+    assert last["error_code"] == "EXEC-001" and "halts" not in last and not r.em.halted
+    chain = _with(CHAIN, transitions=[
+        {"trigger": "abandon", "source": "awaiting_confirmations", "dest": "failed",
+         "external": True, "meaning": M}])
+    c = rig("live", lifecycle=chain)
+    c.em.update_state(T(0), "strategy_manager", [block("b")])
+    c.em.trigger("b", "abandon", T(1), reason="the chain forked")
+    last = c.events("block_transition")[-1]
+    assert (last["error_code"], last["halts"]) == ("EXEC-007", True) and c.em.halted
+
+
+def test_a_conditional_move_to_failed_halts_when_the_block_was_sent() -> None:
+    """A poll whose default (unguarded) leads to failed: the record cannot say the code
+    before the guards decide, so the failure gets EXEC-007 and the halt is journaled."""
+    doc = {**CHAIN, "transitions": [
+        CHAIN["transitions"][0],
+        {"trigger": "settle", "source": "awaiting_confirmations",
+         "dest": "pending_reconciliation", "poll": True,
+         "guards": [{"call": {"path": "lchooks:confirmed"}}], "meaning": M},
+        {"trigger": "settle", "source": "awaiting_confirmations", "dest": "failed",
+         "poll": True, "meaning": M},
+        CHAIN["transitions"][2]]}
+    r = rig("live", lifecycle=Lifecycle.from_dict(doc))
+    r.em.update_state(T(0), "strategy_manager", [block("a")])
+    assert r.em.block_state("a") == "failed" and r.em.halted
+    assert r.events("block_failed")[0]["error_code"] == "EXEC-007"
+    assert r.events("manager_halted")[0]["reason"] == "EXEC-007"
+
+
+def test_a_hook_of_the_state_an_operator_moved_the_block_to_raises() -> None:
+    """An escalation's hook raises: the block, not sent, fails there (EXEC-020), the
+    trigger says where it ended, the manager goes on."""
+    lc = _with(FOUR_EYES, states={"escalated": {
+        "kind": "before_route", "meaning": "Up the chain.", "on_enter": ["lchooks:watch_chain"],
+        "wait": {"timeout_seconds": 60, "timeout_to": "cancelled"}}}, transitions=[
+        {"trigger": "escalate", "source": "awaiting_approval", "dest": "escalated",
+         "external": True, "meaning": M},
+        {"trigger": "fail", "source": "escalated", "dest": "failed", "meaning": M}])
+    lchooks.RAISE.add("watch_chain")
+    r = rig("live", lifecycle=lc)
+    r.em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    assert r.em.trigger("a", "escalate", T(1), reason="too big for me") == "failed"
+    assert r.path("a") == ["queued", "awaiting_approval", "escalated", "failed"]
+    assert r.events("block_failed")[0]["error_code"] == "EXEC-020" and not r.em.halted
+
+
+def test_a_settling_wait_without_timeout_waits_until_its_poll_holds() -> None:
+    """No timeout: the block waits however long it takes, then its poll moves it."""
+    doc = {**CHAIN, "states": {"awaiting_confirmations": {
+        **CHAIN["states"]["awaiting_confirmations"], "wait": {}}}}
+    r = rig("live", lifecycle=Lifecycle.from_dict(doc))
+    r.em.update_state(T(0), "strategy_manager", [block("a")])
+    r.em.update_state(T(10 * 86400), "strategy_manager")
+    assert r.em.block_state("a") == "awaiting_confirmations" and not r.em.halted
+    lchooks.CONFIRMED.add("a")
+    r.em.update_state(T(10 * 86400 + 1), "strategy_manager")
+    assert r.em.block_state("a") == "success"
+
+
+def test_trigger_arguments_are_checked() -> None:
+    """block_id and event must be strings: EXEC-011, nothing written."""
+    r = rig("live", lifecycle=lifecycle(FOUR_EYES))
+    r.em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    before = len(r.log.events)
+    with pytest.raises(ComponentError, match="must be strings"):
+        r.em.trigger("a", 3, T(1), reason="r")  # type: ignore[arg-type]
+    assert len(r.log.events) == before
+
+
+def test_recovery_maps_to_a_state_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """A mapping to a state the new lifecycle lacks is refused, naming it."""
+    lc, venue, clock = lifecycle(FOUR_EYES), SimVenue(), FakeClock()
+    em, el = manager(tmp_path, lc, venue, clock)
+    em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    el.close()
+    em2, el2 = manager(tmp_path, None, venue, clock)
+    with pytest.raises(LifecycleChangedError, match="has no state 'parked'"):
+        em2.recover(state_map={"awaiting_approval": "parked"})
+    with pytest.raises(LifecycleChangedError, match="does not map it"):
+        em2.recover(state_map={})
+    el2.close()
+
+
+def test_a_guard_without_context_is_a_clear_error() -> None:
+    """A Machine whose guards have no context to read refuses to guess."""
+    from fsm_exec.core.lifecycle import BlockLifecycle
+
+    lc = BlockLifecycle(table=table_of(lifecycle(FOUR_EYES)))
+    lc.load("a")
+    with pytest.raises(LifecycleCallError, match="no context"):
+        lc.fire("start")

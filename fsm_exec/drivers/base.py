@@ -176,9 +176,9 @@ class Driver:
         table = host.lifecycle.table
         assert table is not None
         state = host.lifecycle.current
-        if state in table.terminal:  # a hook of a terminal state: the block has ended
-            host.report_error(exc)
-        elif table.kind(state) == "before_route":
+        # Default states (the terminal ones among them) take no hooks: the block is not
+        # terminal here (rule default-states).
+        if table.kind(state) == "before_route":
             host.fail(f, "EXEC-020", self.redact(exc.message), exc.original_exception)
         else:
             host.fail(f, "EXEC-007", self.redact(f"outcome in doubt: {exc.message}"),

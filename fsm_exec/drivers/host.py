@@ -16,7 +16,6 @@ import attrs
 if TYPE_CHECKING:
     from fsm_exec.boundary.canonical import Converted
     from fsm_exec.boundary.config import ExecutionConfig
-    from fsm_exec.core.errors import ComponentError
     from fsm_exec.core.lifecycle import BlockLifecycle
     from fsm_exec.drivers.base import Flight
     from fsm_exec.drivers.risk import RiskChecks
@@ -66,4 +65,3 @@ class Host:
     # block in flight has waited in its state (the strategy's timestamps).
     try_move: Callable[..., str | None]
     waited: Callable[[Flight], float]
-    report_error: Callable[[ComponentError], None]

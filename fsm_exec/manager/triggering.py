@@ -118,8 +118,8 @@ def trigger_now(self: ExecutionManager, block_id: str, event: str, stamp: str,
             try:
                 dest = self._move(event, reason=reason, external=True) or state
             except LifecycleCallError as exc:  # a hook of the state entered raised
-                assert self._f is not None or lc.current in table.terminal
-                self._driver.call_failed(self._f or f, exc)  # type: ignore[arg-type]
+                assert self._f is not None  # hooks are never on a terminal state
+                self._driver.call_failed(self._f, exc)
                 dest = lc.current
             self._barrier()  # durable before it returns, like a cancel
         finally:

@@ -117,8 +117,7 @@ def driver_host(self: ExecutionManager) -> Host:
         canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
         emit=self._emit, refuse_if_retired=self._refuse_if_retired,
         call_done=self._call_done, notify_transition=self._notify_transition,
-        note_health=self._health.note, try_move=self._try_move, waited=self._waited,
-        report_error=lambda err: self._record_error(self._ts, err))
+        note_health=self._health.note, try_move=self._try_move, waited=self._waited)
 
 
 def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any],
