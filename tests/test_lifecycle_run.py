@@ -554,3 +554,31 @@ def test_a_guard_without_context_is_a_clear_error() -> None:
     lc.load("a")
     with pytest.raises(LifecycleCallError, match="no context"):
         lc.fire("start")
+
+
+def test_the_machine_refuses_what_no_guard_allows() -> None:
+    """fire() of a trigger whose guards all refuse moves nothing and says so; try_fire()
+    of a trigger the state does not have raises; two hooks that raise: the first is the
+    block's error."""
+    import datetime as dt
+
+    from fsm_exec.core.lifecycle import BlockLifecycle
+    from fsm_exec.core.lifecycles import GuardContext
+
+    lc = BlockLifecycle(table=table_of(lifecycle(MAINTENANCE)))
+    inside = dt.datetime(2026, 1, 5, 2, 30, tzinfo=dt.UTC)
+    lc.context = lambda: GuardContext(block=block("a"), now=inside, entered_at=inside,
+                                      state=lc.current)
+    lc.restore("a", "held")
+    with pytest.raises(IllegalTransitionError, match="no transition's guards hold"):
+        lc.fire("release")
+    assert lc.current == "held"
+    with pytest.raises(IllegalTransitionError):
+        lc.try_fire("approve")
+    doc = {**FOUR_EYES, "states": {"awaiting_approval": {
+        **FOUR_EYES["states"]["awaiting_approval"],
+        "on_enter": ["lchooks:request_approval", "lchooks:watch_chain"]}}}
+    lchooks.RAISE.update({"request_approval", "watch_chain"})
+    r = rig("live", lifecycle=lifecycle(doc))
+    r.em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    assert "request_approval" in r.events("block_transition")[-1]["reason"]

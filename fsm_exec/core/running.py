@@ -115,13 +115,6 @@ class RunTable:
         return tuple(dict.fromkeys(e.trigger for e in self.edges
                                    if e.source == state and e.poll))
 
-    def moves_on(self, state: str) -> tuple[str, ...]:
-        """What the driver fires in a state it moves on from (no ``Wait``): the triggers
-        of the lifecycle's own transitions out of it that are neither external nor polled,
-        in order, once each."""
-        return tuple(dict.fromkeys(e.trigger for e in self.edges if e.source == state
-                                   and not (e.external or e.poll or e.implied)))
-
     def is_external(self, state: str, trigger: str) -> bool:
         """True when ``trigger`` may be fired from ``state`` by ``em.trigger``."""
         return any(e.external for e in self.edges

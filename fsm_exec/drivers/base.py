@@ -154,9 +154,9 @@ class Driver:
             if try_move(trigger) is not None:
                 return True
         wait = table.waits.get(state)
-        if wait is None:  # the driver moves it on
-            return any(try_move(trigger) is not None for trigger in table.moves_on(state))
-        if wait.timeout_seconds is None:
+        # A state without a wait moves on by its unguarded poll (rule moves-on): here only
+        # a state with a wait is left, or one whose poll an operator's move beat.
+        if wait is None or wait.timeout_seconds is None:
             return False
         waited = host.waited(f)
         if waited < wait.timeout_seconds:

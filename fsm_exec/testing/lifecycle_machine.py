@@ -140,7 +140,13 @@ def unsettled(kit: Kit, state: str) -> bool:
     the drain gives up, it is in doubt (the venue holds it, nobody settled it). The checker
     accepts lifecycles where that can last: a cycle of sent states left only by a failure,
     a wait without a timeout whose poll's guards never hold for the block."""
-    return kit.table.kinds.get(state) in ("in_flight", "settling")
+    table = kit.table
+    if table.kinds.get(state) in ("in_flight", "settling"):
+        return True
+    # Before the route, a wait without a timeout whose polls never hold for the block (and
+    # no cancel): it waits, unsent, as its lifecycle says.
+    wait = table.waits.get(state)
+    return wait is not None and wait.timeout_seconds is None
 
 
 def drain(kit: Kit) -> None:
