@@ -66,7 +66,7 @@ _INFORMATIONAL = frozenset({"written_on", "reset", "execution_mode"})
 
 __all__ = ["DEFAULT_WINDOW", "NO_DELTAS", "RECONCILIATION_TIMEOUT_WHY", "Flight", "GapError",
            "ManagerState", "RecoveryReport", "Replay", "ReplayError", "block_data",
-           "block_of", "checkpoint_payload", "in_doubt", "replay", "resolution_of"]
+           "block_of", "checkpoint_payload", "in_doubt", "resolution_of"]
 
 
 class ReplayError(ValueError):
@@ -590,17 +590,3 @@ def _int(d: dict[str, Any], key: str) -> int:
         raise ReplayError(f"{key} must be an integer, got {v!r}")
     return v
 
-
-def replay(records: Iterable[JournalRecord],
-           component: str = "ExecutionManager") -> ManagerState:
-    """Fold records into a :class:`ManagerState`; :class:`ReplayError` (with ``.record``)
-    at the first broken rule."""
-    state = ManagerState(component)
-    for r in records:
-        try:
-            state.apply(r)
-        except ReplayError as exc:
-            exc.record = r
-            raise
-    state.finish()
-    return state

@@ -25,7 +25,7 @@ from fsm_exec.drivers.base import (
 )
 from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal.files import JournalCorruptError
-from fsm_exec.journal.fold import recovery_state
+from fsm_exec.journal.fold import recovery_state, replay
 from fsm_exec.journal.lifecycle_record import describe
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.reader import JournalRecord, read_journal
@@ -33,7 +33,6 @@ from fsm_exec.journal.state import (
     ManagerState,
     RecoveryReport,
     ReplayError,
-    replay,
     resolution_of,
 )
 
