@@ -83,7 +83,7 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
         recon: Iterable[tuple[str, float]] = (), position_failures: Iterable[bool] = (),
         queryable: bool = True, prices: dict[str, Any] | None = None,
         risk_checks: Iterable[Any] = (), health_manager: Any = None,
-        observers: Iterable[Any] = (), **config: Any) -> Rig:
+        observers: Iterable[Any] = (), lifecycle: Any = None, **config: Any) -> Rig:
     """A manager wired to simulated collaborators on a fake clock."""
     clock = FakeClock()
     sleeps: list[float] = []
@@ -101,7 +101,8 @@ def rig(mode: str = "live", *, faults: Iterable[str | None] = (),
     cfg = {"strategy_mode": "eth_basis", "api_key": CANARY, **config}
     em = ExecutionManager(cfg, data, mode, positions, faulty, rc, event_logger=log,
                           clock=clock, sleep=sleep, risk_checks=list(risk_checks),
-                          health_manager=health_manager, observers=list(observers))
+                          health_manager=health_manager, observers=list(observers),
+                          lifecycle=lifecycle)
     return Rig(em, clock, log, venue, faulty, rc, positions, data, sleeps)
 
 

@@ -16,7 +16,8 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
-from fsm_exec.journal.state import ReplayError, checkpoint_payload, replay
+from fsm_exec.journal.fold import replay
+from fsm_exec.journal.state import ReplayError, checkpoint_payload
 from fsm_exec.sim.venues import SimPositionHandler, SimVenue, StaticDataProvider
 
 from golden.make_golden import BAD, write_good

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fsm_exec import ERROR_CODES
+from fsm_exec import ERROR_CODES, check_journal
 from fsm_exec.observe import PrometheusObserver
 
 from kit import rig
@@ -39,7 +39,8 @@ def test_every_example_has_a_test() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py")} - {"lifecycle_hooks.py"}
     assert scripts == {"first_strategy.py", "live_simulated_exchange.py",
                        "ccxt_style_adapter.py", "fuzz_my_adapter.py", "sweep_ray.py",
-                       "backtesting_smacross.py"}
+                       "backtesting_smacross.py", "four_eyes.py",
+                       "maintenance_window.py", "chain_confirmations.py"}
 
 
 def test_first_strategy_backtests_over_a_price_frame(tmp_path: Path) -> None:
@@ -218,3 +219,57 @@ def test_promtool_accepts_the_rules() -> None:
     proc = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------- the lifecycle examples
+
+
+def _both_modes(out: str) -> tuple[list[str], list[str]]:
+    """The lines a lifecycle example printed for backtest, then for live."""
+    lines = out.splitlines()
+    live = lines.index("[live]")
+    assert lines[0] == "[backtest]"
+    return [x.strip() for x in lines[1:live]], [x.strip() for x in lines[live + 1:]]
+
+
+def test_four_eyes_example_runs_in_both_modes(tmp_path: Path) -> None:
+    """examples/four_eyes.py: the big block waits for approval with the small one queued
+    behind it, is routed once approved; a rejected one and an unanswered one are
+    cancelled, never routed; the journal checks, in backtest and live."""
+    backtest, live = _both_modes(run_example("four_eyes.py", "--out", str(tmp_path / "o"),
+                                             cwd=tmp_path))
+    assert backtest == live == [
+        "big-1 awaiting_approval, small-1 queued (behind it); approvals asked: ['big-1']",
+        "approved: big-1 success, small-1 success",
+        "rejected: big-2 cancelled",
+        "an hour unanswered: big-3 cancelled",
+        "routed: ['big-1', 'small-1']; journal check: OK"]
+    assert check_journal(tmp_path / "o" / "live").ok
+
+
+def test_maintenance_window_example_runs_in_both_modes(tmp_path: Path) -> None:
+    """examples/maintenance_window.py: a spot block is held in the window (the perp block
+    behind it waits), routed once it is over; a held block cancelled is never routed."""
+    backtest, live = _both_modes(run_example("maintenance_window.py", cwd=tmp_path))
+    assert backtest == live == [
+        "01:30 before success",
+        "02:10 spot-1 held, other queued (behind it)",
+        "02:40 spot-1 held",
+        "03:00 spot-1 success, other success",
+        "next day 02:15 spot-2 held, then cancelled by the desk: cancelled",
+        "routed: ['before', 'other', 'spot-1']; journal check: OK"]
+
+
+def test_chain_confirmations_example_runs_in_both_modes(tmp_path: Path) -> None:
+    """examples/chain_confirmations.py: the deltas are handed off only at 12
+    confirmations; a dropped transaction leaves the block in doubt (EXEC-007, halted),
+    never routed again, never handed off."""
+    backtest, live = _both_modes(run_example("chain_confirmations.py", cwd=tmp_path))
+    common = [
+        "swap-1 awaiting_confirmations, swap-2 queued; hand-offs: 0",
+        "5 confirmations: swap-1 awaiting_confirmations",
+        "12 confirmations: swap-1 success, swap-2 awaiting_confirmations; hand-offs: 1"]
+    end = ["swap-2 dropped: failed, halted: True (EXEC-007); hand-offs: 1",
+           "routed: {'swap-1': 1, 'swap-2': 1}; journal check: OK"]
+    assert backtest == [*common, "backtest raised ComponentError [EXEC-007]", *end]
+    assert live == [*common, *end]

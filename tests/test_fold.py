@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fsm_exec import ComponentError, EventLogger, ExecutionManager, check_journal
+from fsm_exec.journal.fold import replay
 from fsm_exec.journal.reader import recovery_records
-from fsm_exec.journal.state import replay
 from fsm_exec.testing import (
     FakeClock,
     FaultPlan,

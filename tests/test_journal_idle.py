@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from fsm_exec import EventLogger, ExecutionManager, check_journal
+from fsm_exec.journal.fold import replay
 from fsm_exec.journal.reader import read_journal, recovery_records
-from fsm_exec.journal.state import replay
 from fsm_exec.testing import (
     FakeClock,
     SimPositionHandler,

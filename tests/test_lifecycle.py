@@ -526,7 +526,7 @@ def test_random_triggers_follow_table_or_raise(triggers: list[Trigger]) -> None:
     lc.load("b-0")
     for trigger in triggers:
         before = lc.state
-        expected = NEXT_STATE.get((before, trigger))
+        expected = NEXT_STATE.get((BlockState(before), trigger))
         if expected is None:
             with pytest.raises(IllegalTransitionError):
                 lc.fire(trigger)

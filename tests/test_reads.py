@@ -19,7 +19,7 @@ N_BLOCKS = 400
 IN_FLIGHT = {BlockState.ROUTING, BlockState.PENDING_RECONCILIATION, BlockState.RETRYING}
 
 
-def _rank(state: BlockState | None) -> int:
+def _rank(state: BlockState | str | None) -> int:
     if state is None:
         return 0
     if state is BlockState.QUEUED:
@@ -46,7 +46,7 @@ def test_reads_from_another_thread_are_consistent_snapshots() -> None:
 
     def reader() -> None:
         rnd = random.Random(12)
-        last: dict[str, BlockState | None] = {}
+        last: dict[str, BlockState | str | None] = {}
         while not done.is_set() and len(problems) < 20:
             s = em.get_execution_status()
             stats["reads"] += 1

@@ -162,3 +162,15 @@ def test_lifecycle_files_are_regular_files_only(
     special.rename(path)
     assert _guarded(lambda: main([*argv, str(path)])) == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_a_lifecycle_file_over_the_bound_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lifecycle file larger than the bound (a lifecycle is a few KB) is refused, exit 2,
+    without being parsed."""
+    from fsm_exec.core.lifecycle_file import MAX_FILE_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    assert main(["lifecycle", "check", str(path)]) == 2
+    assert f"larger than {MAX_FILE_BYTES} bytes" in capsys.readouterr().err

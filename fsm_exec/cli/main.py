@@ -33,6 +33,7 @@ from fsm_exec.cli.commands import (
     run,
     runs,
     status,
+    trigger,
 )
 
 
@@ -51,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  fsm-exec lifecycle check examples/lifecycles/four_eyes.yaml\n"
                "  fsm-exec runs runs/\n"
                "  fsm-exec status logs/events\n"
-               "  fsm-exec cancel logs/events --all --reason 'positions reconciled by hand'\n\n"
+               "  fsm-exec cancel logs/events --all --reason 'positions reconciled by hand'\n"
+               "  fsm-exec trigger logs/events hedge-1 approve --reason 'second pair of eyes'\n\n"
                + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"fsm-exec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (demo, run, diagram, lifecycle, report, status, cancel, check, runs):
+    for command in (demo, run, diagram, lifecycle, report, status, cancel, trigger, check,
+                    runs):
         command.add_parser(sub)
     return p
 

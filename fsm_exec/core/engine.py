@@ -49,7 +49,8 @@ from typing import Any
 from transitions import Machine, MachineError, State, Transition
 from transitions.core import Event
 
-__all__ = ["HOOKS", "RECORDED", "EngineEvent", "EngineMachine", "is_stock", "machine_hooks"]
+__all__ = ["HOOKS", "RECORDED", "EngineEvent", "EngineMachine", "Recorder", "is_recorded",
+           "is_stock", "machine_hooks"]
 
 #: The stock members each class's short path stands in for; a subclass that overrides one
 #: of them always takes the stock path.
@@ -118,10 +119,14 @@ class EngineEvent(Event):
             source = getattr(model, self.machine.model_attribute)
             if type(source) is str and self.transitions.get(source):
                 dest = self.dest_from(source)
-                if dest is None:  # loud: a move that would go unrecorded is never made
+                if dest is not None:
+                    on_move(source, dest, self.name, kwargs)
+                elif not all(is_recorded(t) for t in self.transitions[source]):
+                    # loud: a move that would go unrecorded is never made
                     raise MachineError(f"{self.name!r} from {source!r} is conditional: "
-                                       "on_move needs to know where it leads before it moves")
-                on_move(source, dest, self.name, kwargs)
+                                       "on_move needs to know where it leads before it "
+                                       "moves (give each of its transitions a recorder)")
+                # else each transition records itself once its conditions hold (recorder)
         return self._fire(model, args, kwargs)
 
     def fire_recorded(self, model: Any) -> bool:
@@ -171,6 +176,29 @@ class EngineEvent(Event):
         return super().trigger(model, *args, **kwargs)
 
 
+class Recorder:
+    """A transition's first ``before`` callback that tells the machine's ``on_move`` of the
+    move: ``transitions`` calls it once the transition's ``conditions`` hold and before the
+    state changes, so a conditional move is journaled first too (write-ahead: if ``on_move``
+    raises, the model does not move). Made by :meth:`EngineMachine.recorder`."""
+
+    __slots__ = ("machine", "source", "dest", "event")
+
+    def __init__(self, machine: EngineMachine, source: str, dest: str, event: str) -> None:
+        self.machine, self.source, self.dest, self.event = machine, source, dest, event
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        on_move = self.machine.on_move
+        if on_move is not None:
+            on_move(self.source, self.dest, self.event, kwargs)
+
+
+def is_recorded(t: Transition) -> bool:
+    """True when transition ``t`` tells ``on_move`` of its move itself (a :class:`Recorder`
+    first among its ``before`` callbacks)."""
+    return bool(t.before) and type(t.before[0]) is Recorder
+
+
 #: The machine-level callbacks (public properties of ``Machine``) the short path stands in
 #: for only when they are empty.
 HOOKS = ("prepare_event", "before_state_change", "after_state_change", "finalize_event",
@@ -203,6 +231,11 @@ class EngineMachine(Machine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.engine_hooks = machine_hooks(self)
+
+    def recorder(self, source: str, dest: str, event: str) -> Recorder:
+        """The ``before`` callback (first in the list) a conditional transition needs:
+        it journals the move through :attr:`on_move` once the conditions hold."""
+        return Recorder(self, source, dest, event)
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)

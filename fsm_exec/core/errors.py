@@ -130,6 +130,13 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "the file format's shape; nothing was defined. The error names each broken "
               "rule and the state or transition; fsm-exec lifecycle check FILE lists them. "
               "Fix the lifecycle."),
+    ErrorCode("EXEC-020", _C, _S.HIGH, "Lifecycle guard or hook failed",
+              "A user lifecycle's guard could not be evaluated (a notional guard over a block "
+              "without amount or price, a call guard that raised) or a hook raised, in a state "
+              "before the route: the block failed, nothing was sent to a venue. The message "
+              "names the guard or hook. (In a state in flight or settling the same failure "
+              "leaves the block in doubt: EXEC-007, and the manager halts.) Fix the guard, the "
+              "hook or the block, and submit it again under a new block_id."),
 )
 
 
@@ -343,3 +350,24 @@ class ManagerHaltedError(ComponentError, RuntimeError):
         code = halt_reason if isinstance(halt_reason, str) and halt_reason in ERROR_CODES \
             else "EXEC-011"
         super().__init__(code, message)
+
+
+class LifecycleChangedError(InvalidArgumentError):
+    """Recovery refused (``EXEC-011``, nothing changed): the journal was written under
+    another lifecycle than the manager runs, and no mapping of its states was given to
+    ``recover(state_map=...)`` (or the mapping cannot be used: the message names the block
+    and why)."""
+
+
+class LifecycleCallError(ComponentError, RuntimeError):
+    """A user lifecycle's guard or hook raised (or could not be evaluated) while a block
+    moved, or a hook cannot be imported. The driver fails the block (``EXEC-020``); in a
+    state in flight or settling the block's outcome is in doubt and the manager halts
+    (``EXEC-007``)."""
+
+    def __init__(self, what: str, state: str, block_id: str | None,
+                 exc: BaseException | None = None) -> None:
+        self.what, self.state = what, state
+        super().__init__("EXEC-020", f"{what} (block {block_id!r} in state {state!r})",
+                         original_exception=exc if isinstance(exc, Exception) else None,
+                         block_id=block_id)

@@ -12,13 +12,17 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from transitions import MachineError
 
 from fsm_exec.core.engine import EngineMachine
-from fsm_exec.core.errors import ComponentError
+from fsm_exec.core.errors import ComponentError, LifecycleCallError, describe_exception
+from fsm_exec.core.lifecycle_guards import resolve
+
+if TYPE_CHECKING:
+    from fsm_exec.core.running import RunTable
 
 
 class BlockState(enum.StrEnum):
@@ -229,14 +233,25 @@ def lifecycle_paths(edges: tuple[Edge, ...] = TRANSITIONS) -> tuple[tuple[Edge, 
 class IllegalTransitionError(ComponentError, RuntimeError):
     """A trigger was fired from a state that has no edge for it; the state is unchanged."""
 
-    def __init__(self, trigger: str, state: str, block_id: str | None) -> None:
+    def __init__(self, trigger: str, state: str, block_id: str | None,
+                 allowed: Iterable[str] | None = None, why: str = "") -> None:
         self.trigger, self.state = trigger, state
-        allowed = sorted(str(e.trigger) for e in TRANSITIONS if e.source == state)
+        if allowed is None:
+            allowed = sorted(str(e.trigger) for e in TRANSITIONS if e.source == state)
         super().__init__(
             "EXEC-012",
             f"illegal transition: trigger {trigger!r} from state {state!r} (block "
-            f"{block_id!r}); allowed from {state!r}: {', '.join(allowed) or 'nothing'}",
+            f"{block_id!r}); {why}allowed from {state!r}: "
+            f"{', '.join(allowed) or 'nothing'}",
             block_id=block_id)
+
+
+def _resolve_hook(path: str) -> Callable[..., Any]:
+    """The callable a hook's import path names; :class:`LifecycleCallError` says why not."""
+    try:
+        return resolve(path)
+    except LookupError as exc:
+        raise LifecycleCallError(f"hook {path!r}: {exc}", "-", None) from None
 
 
 class _Flight:
@@ -263,33 +278,102 @@ class BlockLifecycle:
     reached a terminal state (or none was loaded yet). ``fire(trigger, **data)`` moves it;
     the Machine itself calls the listener, if any, with ``(source, dest, trigger, data)``
     *before* the state changes (its ``on_move``: :mod:`fsm_exec.core.engine`), so a listener
-    that raises (a journal that cannot write) leaves the state as it was. The Machine's
-    transitions stay bare (no callbacks), so the engine moves the block on its short path,
-    through transitions' own ``State`` and ``Transition`` objects.
+    that raises (a journal that cannot write) leaves the state as it was. The default
+    lifecycle's transitions stay bare (no callbacks), so the engine moves the block on its
+    short path, through transitions' own ``State`` and ``Transition`` objects.
+
+    ``table`` (a :class:`~fsm_exec.core.running.RunTable`; ``None``: the default lifecycle)
+    runs a user lifecycle on the same Machine: its guards are the transitions' ``conditions``
+    (each conditional transition journals its own move once they hold: an engine
+    ``Recorder``, write-ahead still), its hooks the states' ``on_enter`` callbacks. Guards and
+    hooks are given :attr:`context` (a callable returning the
+    :class:`~fsm_exec.core.lifecycles.GuardContext`); one that raises raises
+    :class:`~fsm_exec.core.running.LifecycleCallError`.
     """
 
-    __slots__ = ("_flight", "_machine", "_triggers", "_recorded", "_listener")
+    __slots__ = ("_flight", "_machine", "_triggers", "_recorded", "_listener", "_next",
+                 "terminal", "table", "context", "hook_error")
 
-    def __init__(self, listener: TransitionListener | None = None) -> None:
+    def __init__(self, listener: TransitionListener | None = None,
+                 table: RunTable | None = None) -> None:
         self._flight = _Flight()
         self._listener = listener
-        self._machine = EngineMachine(
-            model=self._flight,
-            states=[str(s) for s in BlockState],
-            transitions=[
-                {"trigger": str(e.trigger), "source": str(e.source), "dest": str(e.dest)}
-                for e in TRANSITIONS
-            ],
-            initial=str(INITIAL_STATE),
-            auto_transitions=False,
-        )
+        self.table = table
+        #: Gives guards and hooks the block's context (set by the manager).
+        self.context: Callable[[], Any] | None = None
+        #: The first hook that raised on the last move (the mover raises it, once its
+        #: bookkeeping is done: :mod:`fsm_exec.manager.moves`).
+        self.hook_error: Exception | None = None
+        if table is None or table.is_default:
+            self.table = None
+            self._next: Mapping[tuple[str, str], object] = _NEXT
+            #: The lifecycle's terminal states, as plain strings.
+            self.terminal: frozenset[str] = _TERMINAL_VALUES
+            self._machine = EngineMachine(
+                model=self._flight,
+                states=[str(s) for s in BlockState],
+                transitions=[
+                    {"trigger": str(e.trigger), "source": str(e.source), "dest": str(e.dest)}
+                    for e in TRANSITIONS
+                ],
+                initial=str(INITIAL_STATE),
+                auto_transitions=False,
+            )
+        else:
+            self._next, self.terminal = table.next, table.terminal
+            self._machine = self._build(table)
         # The Machine itself tells the listener of each move, before making it (write-ahead).
         self._machine.on_move = listener
         events = self._machine.events
         self._triggers = {name: event.trigger for name, event in events.items()}
         self._recorded = {name: event.fire_recorded  # type: ignore[attr-defined]
                           for name, event in events.items()}
-        self._flight.state = str(BlockState.SUCCESS)  # nothing in flight yet: a terminal state
+        # nothing in flight yet: a terminal state
+        self._flight.state = str(BlockState.SUCCESS)
+
+    def _build(self, table: RunTable) -> EngineMachine:
+        states = [{"name": name, "on_enter": [self._hook(path, _resolve_hook(path))
+                                              for path in table.hooks.get(name, ())]}
+                  for name in table.states]
+        machine = EngineMachine(model=self._flight, states=states, initial=_INITIAL,
+                                auto_transitions=False)
+        for e in table.edges:
+            conditional = (e.source, e.trigger) in table.conditional
+            machine.add_transition(
+                e.trigger, e.source, e.dest,
+                conditions=[self._guard(g) for g in e.guards],
+                before=[machine.recorder(e.source, e.dest, e.trigger)] if conditional else [])
+        return machine
+
+    def _ctx(self) -> Any:
+        context = self.context
+        if context is None:
+            raise RuntimeError("no context to evaluate the lifecycle's guards and hooks in")
+        return context()
+
+    def _guard(self, guard: Any) -> Callable[..., bool]:
+        def holds(*_: Any, **__: Any) -> bool:
+            try:
+                return bool(guard.holds(self._ctx()))
+            except Exception as exc:
+                raise LifecycleCallError(
+                    f"guard {guard.kind} {dict(guard.args)!r} could not be evaluated: "
+                    f"{describe_exception(exc)}", self._flight.state,
+                    self._flight.block_id, exc) from None
+        return holds
+
+    def _hook(self, path: str, func: Callable[..., Any]) -> Callable[..., None]:
+        def call(*_: Any, **__: Any) -> None:
+            # The block has moved (its record written): the error waits for the mover's
+            # bookkeeping (hook_error), then fails the block where it stands.
+            try:
+                func(self._ctx())
+            except Exception as exc:
+                if self.hook_error is None:
+                    self.hook_error = LifecycleCallError(
+                        f"hook {path} raised {describe_exception(exc)}",
+                        self._flight.state, self._flight.block_id, exc)
+        return call
 
     def rebind(self, listener: TransitionListener | None) -> None:
         """Hand this lifecycle, idle, to a new owner telling ``listener`` of its moves: as
@@ -303,9 +387,11 @@ class BlockLifecycle:
         self._flight.state = str(BlockState.SUCCESS)
 
     @property
-    def state(self) -> BlockState:
-        """The state of the block in flight (a terminal state when none is)."""
-        return _STATE_OF[self._flight.state]
+    def state(self) -> BlockState | str:
+        """The state of the block in flight (a terminal state when none is): a
+        :class:`BlockState`, or the name of a state a user lifecycle adds."""
+        value = self._flight.state
+        return _STATE_OF.get(value, value)
 
     @property
     def current(self) -> str:
@@ -320,22 +406,28 @@ class BlockLifecycle:
     @property
     def in_flight(self) -> bool:
         """True while the loaded block has not reached a terminal state."""
-        return self._flight.state not in _TERMINAL_VALUES
+        return self._flight.state not in self.terminal
+
+    def _illegal(self, trigger: str, why: str = "") -> IllegalTransitionError:
+        flight, table = self._flight, self.table
+        return IllegalTransitionError(
+            trigger, flight.state, flight.block_id,
+            None if table is None else table.allowed(flight.state), why)
 
     def load(self, block_id: str) -> None:
         """Make ``block_id`` the block in flight, in the initial state."""
-        if self._flight.state not in _TERMINAL_VALUES:  # name the block that is in the way
-            raise IllegalTransitionError(f"load {block_id!r}", self._flight.state,
-                                         self._flight.block_id)
+        if self._flight.state not in self.terminal:  # name the block that is in the way
+            raise self._illegal(f"load {block_id!r}")
         self._flight.block_id = block_id
         self._flight.state = _INITIAL
 
-    def restore(self, block_id: str, state: BlockState) -> None:
+    def restore(self, block_id: str, state: BlockState | str) -> None:
         """Put ``block_id`` back in flight at ``state`` (crash recovery from a journal)."""
-        if self._flight.state not in _TERMINAL_VALUES:
-            raise IllegalTransitionError(f"restore {block_id!r}", self._flight.state,
-                                         self._flight.block_id)
-        value = str(BlockState(state))  # refuse an unknown state before changing anything
+        if self._flight.state not in self.terminal:
+            raise self._illegal(f"restore {block_id!r}")
+        # refuse an unknown state before changing anything
+        value = (str(BlockState(state)) if self.table is None
+                 else self._machine.get_state(str(state)).name)
         self._flight.block_id = block_id
         self._flight.state = value
 
@@ -344,18 +436,30 @@ class BlockLifecycle:
         move's record itself (write-ahead), the hot path's form of :meth:`fire`. The same
         table check (an illegal trigger raises and moves nothing), the same Machine."""
         flight = self._flight
-        if (flight.state, trigger) not in _NEXT:
-            raise IllegalTransitionError(str(trigger), flight.state, flight.block_id)
+        if (flight.state, trigger) not in self._next:
+            raise self._illegal(str(trigger))
         self._recorded[trigger](flight)
 
-    def fire(self, trigger: Trigger | str, **data: Any) -> BlockState:
+    def fire(self, trigger: Trigger | str, **data: Any) -> BlockState | str:
         """Fire ``trigger`` on the block in flight and return the new state."""
         flight = self._flight
         source = flight.state
-        if (source, trigger) not in _NEXT:
-            raise IllegalTransitionError(str(trigger), source, flight.block_id)
+        if (source, trigger) not in self._next:
+            raise self._illegal(str(trigger))
         try:  # the Machine tells the listener first (write-ahead: may raise, nothing moved)
-            self._triggers[trigger](flight, **data)
+            moved = self._triggers[trigger](flight, **data)
         except MachineError:  # pragma: no cover - the table above already refused it
-            raise IllegalTransitionError(str(trigger), source, flight.block_id) from None
-        return _STATE_OF[flight.state]
+            raise self._illegal(str(trigger)) from None
+        if not moved:  # a user lifecycle's guards all refused: nothing moved
+            raise self._illegal(str(trigger), "no transition's guards hold; ")
+        value = flight.state
+        return _STATE_OF.get(value, value)
+
+    def try_fire(self, trigger: str, **data: Any) -> bool:
+        """Fire ``trigger`` if its guards hold (a user lifecycle's poll, or a state the
+        driver moves on from); ``False``, nothing moved, when none holds. An illegal
+        trigger raises as :meth:`fire` does."""
+        flight = self._flight
+        if (flight.state, trigger) not in self._next:
+            raise self._illegal(str(trigger))
+        return bool(self._triggers[trigger](flight, **data))

@@ -37,7 +37,8 @@ class BacktestDriver(Driver):
     """Backtest: venue calls inline, reconciliation simulated, no retries (fail fast)."""
 
     def drive(self, ts: Any, f: Flight) -> None:
-        if self.host.lifecycle.current == _QUEUED:
+        lc = self.host.lifecycle
+        if lc.current == _QUEUED and lc.table is None:  # the default lifecycle's one pass
             self.happy_path(ts, f)
             if self.host.lifecycle.current == _SUCCESS:
                 return

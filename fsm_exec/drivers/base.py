@@ -23,7 +23,8 @@ from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
 from fsm_exec.core.errors import ComponentError, describe_exception, safe_repr
 from fsm_exec.core.interrupts import interrupts_deferred
-from fsm_exec.core.lifecycle import BlockState, Trigger
+from fsm_exec.core.lifecycle import BlockState, IllegalTransitionError, Trigger
+from fsm_exec.core.running import TIMEOUT, LifecycleCallError
 from fsm_exec.drivers.calls import VenueCall, Worker
 from fsm_exec.journal.state import Flight as JournalFlight
 
@@ -65,6 +66,9 @@ class Flight(JournalFlight):
     not_found: int = 0  # consecutive "not found" answers of query_execution
     last_query_at: float | None = None
     recovered: bool = False  # restored from a journal after a restart
+    #: A user lifecycle's waiting state holds the block: the driver stopped, and the queue
+    #: behind it waits (checked again on the next ``update_state``).
+    waiting: bool = False
 
 
 class Driver:
@@ -97,6 +101,9 @@ class Driver:
     def drive(self, ts: Any, f: Flight) -> None:
         """Move the block in flight until it is terminal (or the manager halts)."""
         lc, move = self.host.lifecycle, self.move
+        if lc.table is not None:
+            self.drive_table(ts, f)
+            return
         while True:
             state = lc.current
             if state == _QUEUED:
@@ -109,6 +116,76 @@ class Driver:
                 self.retry(ts, f)
             else:
                 return
+
+    def drive_table(self, ts: Any, f: Flight) -> None:
+        """A user lifecycle: the default states as :meth:`drive` drives them; in a state the
+        lifecycle adds, its poll transitions (the first whose guards hold fires), then, in a
+        waiting state, its timeout; in a state without a ``Wait``, the first of its
+        transitions whose guards hold. A guard or a hook that raises fails the block (in
+        doubt, halting, when the state is in flight or settling)."""
+        lc = self.host.lifecycle
+        f.waiting = False
+        while lc.in_flight:
+            state = lc.current
+            try:
+                if state == _QUEUED:
+                    self.move(T_START)
+                elif state == _ROUTING:
+                    self.route(ts, f)
+                elif state == _PENDING:
+                    self.reconcile(ts, f)
+                elif state == _RETRYING:
+                    self.retry(ts, f)
+                elif not self.user_state(f, state):
+                    f.waiting = True
+                    return
+            except LifecycleCallError as exc:
+                self.call_failed(f, exc)
+            except IllegalTransitionError:
+                # An operator moved the waiting block meanwhile (em.trigger, em.cancel from
+                # another thread): nothing moved here; look again where it stands.
+                if lc.current == state:
+                    raise
+
+    def user_state(self, f: Flight, state: str) -> bool:
+        """One look at a block in a state the lifecycle adds: True if it moved on."""
+        host = self.host
+        table = host.lifecycle.table
+        assert table is not None
+        try_move = host.try_move
+        for trigger in table.polls(state):
+            if try_move(trigger) is not None:
+                return True
+        wait = table.waits.get(state)
+        # A state without a wait moves on by its unguarded poll (rule moves-on): here only
+        # a state with a wait is left, or one whose poll an operator's move beat.
+        if wait is None or wait.timeout_seconds is None:
+            return False
+        waited = host.waited(f)
+        if waited < wait.timeout_seconds:
+            return False
+        if table.kind(state) == "before_route":  # nothing sent: where the wait says
+            self.move(TIMEOUT, waited_s=waited)
+        else:  # the implied timeout to failed: the outcome is in doubt
+            host.fail(f, "EXEC-007", f"timed out in {state} after {waited:g}s (timeout "
+                      f"{wait.timeout_seconds:g}s): the outcome is in doubt", halt=True,
+                      trigger=TIMEOUT)
+        return True
+
+    def call_failed(self, f: Flight, exc: LifecycleCallError) -> None:
+        """A guard or a hook raised: fail the block where it stands; in a state in flight
+        or settling its outcome is in doubt, and the manager halts."""
+        host = self.host
+        table = host.lifecycle.table
+        assert table is not None
+        state = host.lifecycle.current
+        # Default states (the terminal ones among them) take no hooks: the block is not
+        # terminal here (rule default-states).
+        if table.kind(state) == "before_route":
+            host.fail(f, "EXEC-020", self.redact(exc.message), exc.original_exception)
+        else:
+            host.fail(f, "EXEC-007", self.redact(f"outcome in doubt: {exc.message}"),
+                      exc.original_exception, halt=True)
 
     # ------------------------------------------------------------------ shared steps
     def route(self, ts: Any, f: Flight) -> None:  # pragma: no cover - each mode has its own

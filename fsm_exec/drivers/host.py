@@ -48,7 +48,7 @@ class Host:
     #: True when the manager has a journal to write (the backtest's one-pass path needs it).
     journaled: bool
     # The moves: each journals first, then changes the Machine and the state.
-    move: Callable[..., str]
+    move: Callable[..., str | None]
     fail: Callable[..., None]
     handed_off: Callable[[Any, Flight], None]
     unresolved: Callable[[Any, Flight, str], None]
@@ -61,3 +61,7 @@ class Host:
     call_done: Callable[..., None]
     notify_transition: Callable[[Flight, str, str, str, dict[str, Any]], None]
     note_health: Callable[[int], None]
+    # A user lifecycle's moves: fire when its guards hold (else None), and how long the
+    # block in flight has waited in its state (the strategy's timestamps).
+    try_move: Callable[..., str | None]
+    waited: Callable[[Flight], float]

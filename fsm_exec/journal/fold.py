@@ -13,7 +13,7 @@ a gap just before a checkpoint that starts a file is pruned history, as ``check`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -83,3 +83,18 @@ def recovery_state(log_dir: Path | str, component: str = "ExecutionManager",
         prev = r
     state.finish()
     return state, files, newest
+
+
+def replay(records: Iterable[JournalRecord],
+           component: str = "ExecutionManager") -> ManagerState:
+    """Fold records into a :class:`ManagerState`; :class:`ReplayError` (with ``.record``)
+    at the first broken rule."""
+    state = ManagerState(component)
+    for r in records:
+        try:
+            state.apply(r)
+        except ReplayError as exc:
+            exc.record = r
+            raise
+    state.finish()
+    return state

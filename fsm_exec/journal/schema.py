@@ -335,6 +335,7 @@ def _blocks_problem(kind: str, data: dict[str, Any]) -> str | None:
                 item["priority"] = int(item["priority"])
         if "instructions" in item:
             item["instructions"] = decode(item["instructions"])
-        for field, reason in check_block(item)[:1]:
-            return f"{reason} @ {path}" + (f".{field}" if field else "")
+        for field, reason in check_block(item):
+            if reason != "required field is missing":  # absent: let through, as above
+                return f"{reason} @ {path}" + (f".{field}" if field else "")
     return None

@@ -21,38 +21,52 @@ gap after it loses records and is an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock, content_digest
-from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
-    NEXT_STATE,
-    TABLE_HASH,
     TERMINAL_STATES,
     BlockState,
     Trigger,
 )
+from fsm_exec.core.running import DEFAULT_TABLE, RunTable
 from fsm_exec.journal.codec import CHECKPOINT, JOURNAL_FORMAT
 from fsm_exec.journal.codec import decode as from_wire
+from fsm_exec.journal.flight import (
+    RECONCILIATION_TIMEOUT_WHY,
+    Flight,
+    RecoveryReport,
+    block_data,
+    block_of,
+    checkpoint_payload,
+    in_doubt,
+    resolution_of,
+)
+from fsm_exec.journal.lifecycle_record import (
+    LifecycleMismatch,
+    describe,
+    table_of_checkpoint,
+)
 from fsm_exec.journal.reader import JournalRecord
 
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
-_NEXT = {(str(a), str(t)): str(b) for (a, t), b in NEXT_STATE.items()}
 _CANCEL = str(Trigger.CANCEL)
 _INITIAL = str(INITIAL_STATE)
-_RETRYING, _PENDING, _SUCCESS, _CANCELLED = (
+_RETRYING, _PENDING, _SUCCESS, _CANCELLED, _FAILED = (
     str(s) for s in (BlockState.RETRYING, BlockState.PENDING_RECONCILIATION,
-                     BlockState.SUCCESS, BlockState.CANCELLED))
-#: Why a block retries after its reconciliation timed out (else: why its route failed).
-RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
+                     BlockState.SUCCESS, BlockState.CANCELLED, BlockState.FAILED))
+_DEFAULT_STATES = frozenset(str(s) for s in BlockState)
 DEFAULT_WINDOW = 10_000
 #: Checkpoint fields the writer adds for people and tools; not part of the state.
 _INFORMATIONAL = frozenset({"written_on", "reset", "execution_mode"})
+
+__all__ = ["DEFAULT_WINDOW", "NO_DELTAS", "RECONCILIATION_TIMEOUT_WHY", "Flight", "GapError",
+           "ManagerState", "RecoveryReport", "Replay", "ReplayError", "block_data",
+           "block_of", "checkpoint_payload", "in_doubt", "resolution_of"]
 
 
 class ReplayError(ValueError):
@@ -67,57 +81,6 @@ class GapError(ReplayError):
     def __init__(self, message: str, after: int, seq: int) -> None:
         super().__init__(message)
         self.after, self.seq = after, seq
-
-
-@attrs.define(eq=False)
-class Flight:
-    """The block in flight, as the journal last saw it."""
-
-    block: InstructionBlock
-    state: str
-    attempt: int = 1
-    deltas: Any = None
-    handed_off: bool = False
-    why: str = ""  # why it is retrying: "reconciliation_timeout" or the route failure
-    unresolved: bool = False  # execution_unresolved since its last route: in doubt
-
-
-def block_data(b: InstructionBlock) -> dict[str, Any]:
-    """A block as a checkpoint holds it (instructions in their journal form)."""
-    return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
-            "instructions": to_wire(list(b.instructions))}
-
-
-def block_of(d: Mapping[str, Any]) -> InstructionBlock:
-    """The canonical block a checkpoint or an acceptance record holds."""
-    priority = from_wire(d["priority"])  # beyond 64 bits: {"__int__": ...}
-    if isinstance(priority, Decimal):  # as journals before 2026-12 wrote it
-        priority = int(priority)
-    return InstructionBlock(d["block_id"], d["action"], priority,
-                            tuple(from_wire(list(d["instructions"]))))
-
-
-def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool,
-                       halt_reason: str | None, queue: Iterable[InstructionBlock],
-                       flight: Flight | None, finished: Iterable[tuple[str, str]],
-                       digests: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The data of a checkpoint record: the one shape both the manager (from memory) and
-    the replay (from records) write, so that they can be compared. ``digests``: the
-    content digest of finished blocks whose content is known (``finished_digests``,
-    written only when there is one: journals before it have none)."""
-    data = {
-        "format": JOURNAL_FORMAT, "lifecycle": TABLE_HASH, "duplicate_window": window,
-        "counters": dict(counters), "halted": halted, "halt_reason": halt_reason,
-        "queue": [block_data(b) for b in queue],
-        "flight": None if flight is None else {
-            "block": block_data(flight.block), "state": flight.state,
-            "attempt": flight.attempt, "deltas": to_wire(flight.deltas),
-            "handed_off": flight.handed_off, "why": flight.why},
-        "finished": [[block_id, state] for block_id, state in finished],
-    }
-    if digests:
-        data[FINISHED_DIGESTS] = dict(digests)
-    return data
 
 
 #: The checkpoint field holding finished blocks' content digests (``{block_id: digest}``).
@@ -154,6 +117,8 @@ class ManagerState:
     component: str = "ExecutionManager"
     window: int = DEFAULT_WINDOW
     flight_cls: type[Flight] = attrs.field(default=Flight, repr=False)
+    #: The lifecycle the records follow (a checkpoint that holds another one replaces it).
+    table: RunTable = attrs.field(default=DEFAULT_TABLE, repr=False)
     queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
     flight: Flight | None = None
     finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
@@ -259,11 +224,13 @@ class ManagerState:
             # The failure that halts says so itself: a crash before the manager_halted
             # record still recovers a halted manager. The first reason stands.
             self.halt(halts)
-        if dest in _TERMINAL:
+        if dest in self.table.terminal:
             self._remember(f.block.block_id, dest, f.block)
             self.flight = None
             if dest == _SUCCESS:
                 self.executed += 1
+            elif dest == _CANCELLED:  # a user lifecycle's block cancelled as it waited
+                self.cancelled += 1
             else:
                 self.failed += 1
         return f
@@ -299,8 +266,10 @@ class ManagerState:
     def cancel_problems(self, block_ids: Iterable[object],
                         quote: Callable[[object], str] = repr) -> list[str]:
         """Why cancelling ``block_ids`` must be refused, one line per bad id (empty: it may
-        go ahead). Only queued blocks can be cancelled, each named once. The one rule the
-        manager's ``cancel()`` and the offline ``fsm-exec cancel`` both apply."""
+        go ahead). Only queued blocks can be cancelled (and, under a user lifecycle, the
+        block in flight waiting in a before-route state with a ``cancel`` transition), each
+        named once. The one rule the manager's ``cancel()`` and the offline ``fsm-exec
+        cancel`` both apply."""
         problems: list[str] = []
         seen: set[str] = set()
         for block_id in block_ids:
@@ -310,13 +279,22 @@ class ManagerState:
                 continue
             if block_id in seen:
                 problems.append(f"{quoted}: named twice")
-            elif block_id not in self.queue:
+            elif block_id not in self.queue and not self.cancellable_in_flight(block_id):
                 where = self.state_of(block_id)
                 problems.append(f"{quoted}: " + (
                     "unknown block" if where is None else
                     f"is {where} (only queued blocks can be cancelled)"))
             seen.add(block_id)
         return problems
+
+    def cancellable_in_flight(self, block_id: object) -> bool:
+        """True when ``block_id`` is the block in flight, in a before-route state a user
+        lifecycle adds, with a ``cancel`` transition (nothing was sent: it may be
+        cancelled)."""
+        f, table = self.flight, self.table
+        return (f is not None and f.block.block_id == block_id and f.state != _INITIAL
+                and table.kinds.get(f.state) == "before_route"
+                and (f.state, _CANCEL) in table.next)
 
     def cancel(self, block_ids: Iterable[str], dest: str = _CANCELLED) -> None:
         """Queued blocks were cancelled (``queued --cancel--> cancelled`` records)."""
@@ -376,6 +354,8 @@ class ManagerState:
             self._accepted(d)
         elif kind == "block_transition":
             self._transition(d)
+            if self.flight is not None:
+                self.flight.entered = r.timestamp
         elif kind == "positions_updated":
             self._in_flight(d, kind)
             self.hand_off()
@@ -407,7 +387,8 @@ class ManagerState:
         return checkpoint_payload(
             window=self.window, counters={k: getattr(self, k) for k in _COUNTERS},
             halted=self.halted, halt_reason=self.halt_reason, queue=self.queue.values(),
-            flight=self.flight, finished=self.finished.items(), digests=self.digests)
+            flight=self.flight, finished=self.finished.items(), digests=self.digests,
+            table=self.table)
 
     def same_as_finished(self, block: InstructionBlock) -> bool | None:
         """Whether ``block`` asks what the finished block of its id asked: ``None`` when
@@ -419,14 +400,19 @@ class ManagerState:
         return digest == content_digest(block)
 
     def _checkpoint(self, d: dict[str, Any], *, verify: bool) -> None:
-        fmt, table = d.get("format"), d.get("lifecycle")
+        fmt = d.get("format")
         if fmt != JOURNAL_FORMAT:
             raise ReplayError(f"journal format {fmt!r} is unknown: this fsm_exec reads "
                               f"format {JOURNAL_FORMAT}")
-        if table != TABLE_HASH:
-            raise ReplayError(f"this journal was written under another block lifecycle "
-                              f"(table {table!r}; this fsm_exec's is {TABLE_HASH!r}): its "
-                              "records cannot be read as this lifecycle's")
+        try:
+            table = table_of_checkpoint(d)
+        except LifecycleMismatch as exc:
+            raise ReplayError(str(exc)) from None
+        if table.hash != self.table.hash:
+            if verify and not d.get("reset"):
+                raise ReplayError(f"the checkpoint's lifecycle {describe(table)} is not the "
+                                  f"one of the records before it, {describe(self.table)}")
+            self.table = table
         if verify and not d.get("reset"):
             window = d.get("duplicate_window")
             if type(window) is int and window >= 1 and window != self.window:
@@ -469,14 +455,16 @@ class ManagerState:
             self.flight = None
         else:
             state = fl["state"]
-            if state not in {str(s) for s in BlockState} or state in _TERMINAL:
+            if state not in self.table.kinds or state in self.table.terminal:
                 raise ValueError(f"a block in flight cannot be in state {state!r}")
             f = self.flight = self.flight_cls(block_of(fl["block"]), state)
             f.attempt, f.deltas = fl["attempt"], from_wire(fl["deltas"])
             f.handed_off, f.why = bool(fl["handed_off"]), fl["why"]
+            entered = fl.get("entered")
+            f.entered = entered if isinstance(entered, str) else None
         self.finished = {}
         for block_id, state in d["finished"]:
-            if state not in _TERMINAL:
+            if state not in self.table.terminal:
                 raise ValueError(f"a finished block cannot be in state {state!r}")
             self.finished[block_id] = state
         digests = d.get(FINISHED_DIGESTS, {})  # absent before digests were kept
@@ -550,9 +538,9 @@ class ManagerState:
         source, dest, trigger = (str(d.get(k)) for k in ("source", "dest", "trigger"))
         if not isinstance(block_id, str):
             raise ReplayError("block_transition without a block_id")
-        if _NEXT.get((source, trigger)) != dest:
+        if dest not in self.table.next.get((source, trigger), ()):
             raise ReplayError(f"{source} --{trigger}--> {dest} is not an edge of the lifecycle")
-        if trigger == _CANCEL:
+        if trigger == _CANCEL and source == _INITIAL:
             batch = self._grouped("cancel", d)
             if batch is not None:
                 self.cancel([x["block_id"] for x in batch], dest)
@@ -574,7 +562,7 @@ class ManagerState:
                   attempt=_int(d, "attempt") if "attempt" in d else None,
                   deltas=from_wire(d["deltas"]) if "deltas" in d else NO_DELTAS,
                   resolved="resolved_by" in d, why=why,
-                  halts=str(d.get("error_code")) if trigger == Trigger.FAIL and d.get("halts")
+                  halts=str(d.get("error_code")) if dest == _FAILED and d.get("halts")
                   else None)
 
     def _in_flight(self, d: dict[str, Any], kind: str) -> Flight:
@@ -596,70 +584,9 @@ class ManagerState:
 Replay = ManagerState
 
 
-def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
-    """How a recovered manager settles the block left in flight (see
-    :class:`RecoveryReport`): ``reconcile``, ``hand_off_then_reconcile``,
-    ``query_execution`` or ``reroute_at_least_once`` (no ``query_execution`` to ask)."""
-    if flight is None:
-        return None
-    if flight.state == "pending_reconciliation":
-        return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
-    if flight.state == _RETRYING and flight.why == RECONCILIATION_TIMEOUT_WHY:
-        return "reconcile"
-    # routing, or retrying a route: the venue may have executed
-    return "query_execution" if queryable else "reroute_at_least_once"
-
-
-def in_doubt(flight: Flight | None) -> bool:
-    """True when the venue may have executed the block in flight and nobody knows: it was
-    routed (or a route failed) and no deltas settled it yet."""
-    return flight is not None and resolution_of(flight, queryable=True) == "query_execution"
-
-
 def _int(d: dict[str, Any], key: str) -> int:
     v = d.get(key)
     if type(v) is not int:
         raise ReplayError(f"{key} must be an integer, got {v!r}")
     return v
 
-
-def replay(records: Iterable[JournalRecord],
-           component: str = "ExecutionManager") -> ManagerState:
-    """Fold records into a :class:`ManagerState`; :class:`ReplayError` (with ``.record``)
-    at the first broken rule."""
-    state = ManagerState(component)
-    for r in records:
-        try:
-            state.apply(r)
-        except ReplayError as exc:
-            exc.record = r
-            raise
-    state.finish()
-    return state
-
-
-@attrs.frozen
-class RecoveryReport:
-    """What :meth:`ExecutionManager.recover` rebuilt from a journal.
-
-    ``resolution`` says how the in-doubt block will be settled on the next ``update_state``:
-    ``query_execution`` (ask the venue, route again only if it did not execute),
-    ``reroute_at_least_once`` (no way to ask: route again under the same block_id),
-    ``hand_off_then_reconcile`` (deltas known, never handed to the position handler) or
-    ``reconcile`` (only reconciliation is outstanding). ``restarts`` counts the manager's
-    starts on this journal after the first; ``checkpoint_seq`` is where recovery began.
-    """
-
-    queued: tuple[str, ...]
-    in_doubt: str | None
-    in_doubt_state: BlockState | None
-    resolution: str | None
-    blocks_executed: int
-    blocks_failed: int
-    halted: bool
-    halt_reason: str | None
-    dropped: tuple[str, ...]
-    records: int
-    restarts: int
-    blocks_cancelled: int = 0
-    checkpoint_seq: int = 0

@@ -56,13 +56,18 @@ def cancel_now(self: ExecutionManager, block_ids: Iterable[str] | None,
                                            + "; ".join(problems))
         if not ids:
             return ()
-        n = len(ids)
-        for i, block_id in enumerate(ids):
+        queue = self._state.queue
+        waiting = [b for b in ids if b not in queue]  # the block in flight, waiting
+        if waiting:  # checked above: before the route, with a cancel transition
+            self._move(_T_CANCEL, reason=reason)
+        queued_ids = [b for b in ids if b in queue]
+        n = len(queued_ids)
+        for i, block_id in enumerate(queued_ids):
             self._emit("block_transition", {
                 "block_id": block_id, "source": _QUEUED, "dest": _CANCELLED,
                 "trigger": _T_CANCEL, "attempt": 0, "reason": reason,
                 "batch_index": i, "batch_size": n}, sync=False)
-        self._state.cancel(ids)
+        self._state.cancel(queued_ids)
         self._barrier()
-    self._notify_event("cancelled", count=n, reason=reason)
+    self._notify_event("cancelled", count=len(ids), reason=reason)
     return tuple(ids)

@@ -180,7 +180,10 @@ def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
     # Write-ahead barriers: the intent to route (start, reroute), deltas about to be
     # handed off, and a block's failure must be durable before the manager acts on
     # them; the other moves ride on the next barrier.
-    self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event)
+    # Under a user lifecycle every move is one (a move into a waiting state or into
+    # pending_reconciliation must never be lost behind the hand-off that follows it).
+    self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event
+                       or self._lc.table is not None)
 
 
 def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,

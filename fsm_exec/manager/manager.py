@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsm_exec.boundary.config import Environment, ExecutionConfig, Redactor
 from fsm_exec.boundary.protocols import (
@@ -33,6 +33,7 @@ from fsm_exec.core.errors import (
 )
 from fsm_exec.core.lifecycle import _STATE_OF, BlockLifecycle, BlockState
 from fsm_exec.core.limits import too_long
+from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import ModePolicy
 from fsm_exec.drivers.risk import RiskChecks
@@ -47,10 +48,14 @@ from fsm_exec.manager import (
     observing,
     queueing,
     recovery,
+    triggering,
     wiring,
 )
 from fsm_exec.observe.health import HealthStatus, HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
+
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
 
 TRIGGER_SOURCES: tuple[str, ...] = ("strategy_manager", "manual", "retry")
 
@@ -103,6 +108,7 @@ class ExecutionManager:
     _checkpoint_due: Callable[[str], str | None] | None
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
+    _table: RunTable  # the lifecycle it runs (manager/triggering.py)
     # The state the journal describes (ManagerState: one fold), the block in flight's
     # Machine, and the call in progress; changed only under _mutex.
     _mutex: threading.RLock
@@ -150,12 +156,14 @@ class ExecutionManager:
                  risk_checks: Sequence[RiskCheck] = (),
                  observers: Sequence[Observer] = (),
                  assume_timezone: str | dt.tzinfo | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None,
+                 lifecycle: Lifecycle | None = None) -> None:
         wiring.construct(
             self, config, data_provider, execution_mode, position_update_handler,
             execution_interface_manager, reconciliation_component, event_logger=event_logger,
             health_manager=health_manager, clock=clock, sleep=sleep, risk_checks=risk_checks,
-            observers=observers, assume_timezone=assume_timezone, name=name)
+            observers=observers, assume_timezone=assume_timezone, name=name,
+            lifecycle=lifecycle)
 
     # ----------------------------------------------------------------- read-only views
     @property
@@ -271,8 +279,9 @@ class ExecutionManager:
                 return None
             return copy.deepcopy(f.block.to_dict())
 
-    def block_state(self, block_id: str) -> BlockState | None:
-        """A queued, in-flight or recently finished block's state; ``None`` if unknown."""
+    def block_state(self, block_id: str) -> BlockState | str | None:
+        """A queued, in-flight or recently finished block's state (a state a user lifecycle
+        adds: its name); ``None`` if unknown."""
         with self._mutex:
             state = self._state
             end = state.finished.get(block_id)
@@ -414,6 +423,12 @@ class ExecutionManager:
     _accept_now = queueing.accept_now
     _advance = queueing.advance
     _cancel = cancelling.cancel
+    trigger = triggering.trigger
+    _trigger_now = triggering.trigger_now
+    _lifecycle_machine = triggering.lifecycle_machine
+    _guard_context = triggering.guard_context
+    _waited = triggering.waited
+    _try_move = moves.try_move
     _cancel_now = cancelling.cancel_now
     _attach = wiring.attach
     _driver_host = wiring.driver_host
@@ -490,7 +505,8 @@ class ExecutionManager:
             exc.add_note(f"Closing the manager's journal also failed: {err}")
 
     def recover(self, source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
-                | None = None) -> RecoveryReport:
+                | None = None, *, state_map: Mapping[str, str] | None = None
+                ) -> RecoveryReport:
         """Rebuild this (new) manager's state from a journal, before any ``update_state``.
 
         ``source`` is a log directory, journal files, or records; ``None`` (the usual call)
@@ -503,8 +519,13 @@ class ExecutionManager:
         (a gap in ``seq``), or whose records break the lifecycle, is refused with
         :class:`JournalCorruptError` naming the file and line. The state is then written
         as a checkpoint starting a new file.
+
+        A journal written under another lifecycle than this manager's (``lifecycle=``)
+        is refused (:class:`~fsm_exec.LifecycleChangedError`, naming the
+        blocks in a state the new lifecycle lacks) unless ``state_map`` maps the old states
+        to new ones (``{}`` when every state the journal holds still exists).
         """
-        return recovery.recover(self, source)
+        return recovery.recover(self, source, state_map=state_map)
 
     def reopen(self) -> ExecutionManager:
         """A replacement for this manager, built with the same config, collaborators,

@@ -24,8 +24,9 @@ from fsm_exec.core.errors import (
     InvalidBlockError,
     ScrubbedException,
 )
-from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
+from fsm_exec.core.lifecycle import BlockState
 from fsm_exec.core.limits import MAX_TEXT, fit_text
+from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import (
     T_FAIL,
     T_RECONCILIATION_TIMEOUT,
@@ -44,16 +45,17 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
                      BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
                      BlockState.CANCELLED))
-_TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 _NO_DELTAS = NO_DELTAS
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
 
 
-def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS, **data: Any) -> str:
+def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
+         _try: bool | None = None, **data: Any) -> str | None:
     """Fire ``trigger`` on the block in flight: journal first (write-ahead), then the
-    state, then the bookkeeping, in one critical section."""
+    state, then the bookkeeping, in one critical section. A hook of the state entered
+    (a user lifecycle's) that raised is raised once the bookkeeping is done."""
     f = self._f
     assert f is not None
     reason = data.get("reason")
@@ -62,40 +64,98 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS, **d
     with self._mutex:
         lc = self._lc
         source = lc.current
-        lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
+        if lc.table is not None and "error_code" not in data:
+            data = failing(lc.table, f, source, trigger, data)
+        if _try is None:
+            lc.fire(trigger, **data)  # the record first (write-ahead), then the Machine
+        elif not lc.try_fire(trigger, **data):  # a user lifecycle's guards: none held
+            return None
         dest = lc.current
+        if dest == _FAILED and f.error is None:  # a user lifecycle's own move to failed
+            failed_by_lifecycle(self, f, source, trigger, data)
         state = self._state
         if source == _QUEUED:
             state.start(f.block.block_id, f)
-        halts = data["error_code"] if trigger == T_FAIL and data.get("halts") else None
+        # a failure that halts says so (a fail, or a user lifecycle's timeout in doubt)
+        halts = data["error_code"] if data.get("halts") else None
         state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
                    resolved="resolved_by" in data,
                    why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
                         else data.get("reason", "")),
                    halts=halts)
         f.entered_at = self._clock()
+        f.entered = self._ts
         if trigger == T_REROUTE:
             f.call = None
         if halts is not None:
             self._halt_for(halts)
-        if dest in _TERMINAL:
+        if dest in lc.terminal:
             self._finish(f, dest)
     if self._observers:
         self._notify_transition(f, source, dest, trigger, data)
+    error = lc.hook_error
+    if error is not None:
+        lc.hook_error = None
+        raise error
     return dest
 
 
+def _failure(table: RunTable, f: Flight, source: str, trigger: str) -> tuple[str, str, bool]:
+    """A user lifecycle's own move to ``failed`` (a poll, a trigger, a wait's timeout):
+    ``(code, reason, halts)``; from a state the block was sent in, it is in doubt."""
+    sent = table.kinds.get(source) != "before_route"
+    if sent:
+        return ("EXEC-007", f"the lifecycle moved it {source} --{trigger}--> failed after it "
+                "was sent: the outcome is in doubt", True)
+    return ("EXEC-001", f"the lifecycle moved it {source} --{trigger}--> failed before the "
+            "route (nothing was sent)", False)
+
+
+def failing(table: RunTable, f: Flight, source: str, trigger: str,
+            data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` for a move that can only lead to ``failed`` (under a user lifecycle), with
+    the failure's code (and ``halts`` when in doubt) in its record, as a ``fail`` has."""
+    if table.next.get((source, trigger)) != (_FAILED,):
+        return data
+    code, reason, halts = _failure(table, f, source, trigger)
+    out = {"error_code": code, "reason": reason, **data}
+    if halts:
+        out["halts"] = True
+    return out
+
+
+def failed_by_lifecycle(self: ExecutionManager, f: Flight, source: str, trigger: str,
+                        data: dict[str, Any]) -> None:
+    """The block reached ``failed`` through a user lifecycle's own move: its error (the
+    record's code, else the one :func:`_failure` says), and a halt when in doubt."""
+    table = self._lc.table
+    assert table is not None
+    code, reason, halts = _failure(table, f, source, trigger)
+    code = str(data.get("error_code", code))
+    f.error = ComponentError(code, f"block {f.block.block_id!r}: {data.get('reason', reason)}",
+                             block_id=f.block.block_id)
+    if halts and not data.get("halts"):
+        self._halt(code)  # journaled by finish(): manager_halted
+
+
+def try_move(self: ExecutionManager, trigger: str, **data: Any) -> str | None:
+    """:func:`move`, when ``trigger``'s guards hold; ``None`` (nothing moved, nothing
+    written) when none does."""
+    return self._move(trigger, _try=True, **data)
+
+
 def fail(self: ExecutionManager, f: Flight, code: str, reason: str,
-         exc: BaseException | None = None, *, halt: bool = False) -> None:
+         exc: BaseException | None = None, *, halt: bool = False,
+         trigger: str = T_FAIL) -> None:
     err = ComponentError(code, f"block {f.block.block_id!r}: {reason}",
                          original_exception=(ScrubbedException.of(exc, self._redact)
                                              if exc is not None else None),
                          block_id=f.block.block_id)
     f.error = err
     if halt:
-        self._move(T_FAIL, error_code=code, reason=reason, halts=True)
+        self._move(trigger, error_code=code, reason=reason, halts=True)
     else:
-        self._move(T_FAIL, error_code=code, reason=reason)
+        self._move(trigger, error_code=code, reason=reason)
 
 
 def handed_off(self: ExecutionManager, ts: Any, f: Flight) -> None:
@@ -131,6 +191,9 @@ def finish(self: ExecutionManager, f: Flight, state: str) -> None:
     self._f = None
     if state == _SUCCESS:
         self.reconciliation_status = "success"
+        return
+    if state == _CANCELLED:  # a user lifecycle's block cancelled while it waited
+        self.reconciliation_status = "pending"
         return
     self.reconciliation_status = "failed"
     err = f.error

@@ -194,3 +194,5 @@ def advance(self: ExecutionManager, ts: Any) -> None:
         self._driver.drive(ts, f)
         if self._policy.fail_fast and f.error is not None:
             raise f.error  # backtest fails fast; the rest of the queue waits
+        if f.waiting:
+            return  # it waits in its state (a user lifecycle's): so does the queue

@@ -9,28 +9,30 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
     COMPONENT,
     InvalidArgumentError,
+    LifecycleChangedError,
     ReentrantCallError,
 )
-from fsm_exec.core.lifecycle import BlockState
+from fsm_exec.core.lifecycle import _STATE_OF, BlockState
 from fsm_exec.drivers.base import (
     Flight,
 )
 from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal.files import JournalCorruptError
-from fsm_exec.journal.fold import recovery_state
+from fsm_exec.journal.fold import recovery_state, replay
+from fsm_exec.journal.lifecycle_record import describe
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import (
+    ManagerState,
     RecoveryReport,
     ReplayError,
-    replay,
     resolution_of,
 )
 
@@ -43,7 +45,7 @@ _RECONCILED = frozenset({str(BlockState.SUCCESS), str(BlockState.FAILED)})
 
 def recover(self: ExecutionManager,
             source: Path | str | Iterable[Path | str] | Iterable[JournalRecord]
-            | None = None) -> RecoveryReport:
+            | None = None, *, state_map: Mapping[str, str] | None = None) -> RecoveryReport:
     """See :meth:`ExecutionManager.recover`."""
     self._check_usable(recovering=True)
     if (self.blocks_accepted or self._update_count or self._lc.in_flight
@@ -72,6 +74,9 @@ def recover(self: ExecutionManager,
                                   str(exc)) from None
     except JournalCorruptError:
         raise
+    remapped = state.table.hash != self._table.hash
+    if remapped:  # its checkpoint is then state from elsewhere (reset), not the records'
+        remap(self, state, state_map)
     with self._mutex:
         deferred = self._needs_recovery
         restarts = state.restarts  # the journal's, as the report says them
@@ -95,7 +100,8 @@ def recover(self: ExecutionManager,
                                                 fl.handed_off, fl.why)
             f.recovered = True
             f.entered_at = self._clock()
-            self._lc.restore(fl.block.block_id, BlockState(fl.state))
+            f.entered = fl.entered
+            self._lc.restore(fl.block.block_id, fl.state)
             self.reconciliation_status = "pending"
             resolution = resolution_of(fl, queryable=self._query is not None)
             if resolution in ("query_execution", "reroute_at_least_once"):
@@ -104,12 +110,13 @@ def recover(self: ExecutionManager,
         self._state = state
         self._needs_recovery = False
         if deferred:
-            self._start_journal(reset=not same)
+            self._start_journal(reset=not same or remapped)
         else:
             self._write_checkpoint(new_file=True, reset=True)
     report = RecoveryReport(
         queued=tuple(state.queue), in_doubt=fl.block.block_id if fl else None,
-        in_doubt_state=BlockState(fl.state) if fl else None, resolution=resolution,
+        in_doubt_state=_STATE_OF.get(fl.state, fl.state) if fl else None,
+        resolution=resolution,
         blocks_executed=state.executed, blocks_failed=state.failed,
         halted=state.halted, halt_reason=state.halt_reason,
         dropped=tuple(state.dropped), records=state.records, restarts=restarts,
@@ -128,6 +135,48 @@ def recover(self: ExecutionManager,
                        action=fl.block.action if fl else None,
                        in_doubt_state=fl.state if fl else None)
     return report
+
+
+def remap(self: ExecutionManager, state: ManagerState,
+          state_map: Mapping[str, str] | None) -> None:
+    """Carry a journal's state over to this manager's lifecycle: the block in flight moves
+    to the state ``state_map`` names for its own (kept when it names none and the new
+    lifecycle has it); the finished blocks keep their terminal states (every lifecycle has
+    them). Refused, nothing changed, without a mapping, or when the block in flight would
+    land in a state that does not exist, that ends it, or that is before the route while it
+    was sent (a block the venue may hold is never routed again)."""
+    old, new = state.table, self._table
+    f = state.flight
+    stranded = f is not None and f.state not in new.kinds
+    if state_map is None:
+        where = (f" Block {f.block.block_id!r} is in state {f.state!r}, which the new "
+                 "lifecycle does not have." if f is not None and stranded else "")
+        raise LifecycleChangedError(
+            f"recover() refused: the journal was written under lifecycle {describe(old)}, "
+            f"this manager runs {describe(new)}.{where} Recover with the journal's "
+            "lifecycle, or give state_map={old state: new state} (an empty mapping when "
+            "every state the journal holds still exists) to carry the state over")
+    if f is None:
+        state.table = new
+        return
+    dest = state_map.get(f.state, f.state)
+    problem = None
+    if dest not in new.kinds:
+        problem = (f"the new lifecycle has no state {dest!r}" if dest != f.state
+                   else "the new lifecycle does not have it, and state_map does not map it")
+    elif dest in new.terminal:
+        problem = f"{dest!r} is terminal: a block in flight cannot be mapped to its end"
+    elif (old.kind(f.state) != "before_route"
+          and (new.kind(dest) == "before_route" or dest == "routing")
+          and dest != f.state):
+        problem = (f"{f.state!r} is {old.kind(f.state)}: the venue may hold the block, so "
+                   f"it can never go back to {dest!r}")
+    if problem is not None:
+        raise LifecycleChangedError(
+            f"recover() refused, nothing changed: block {f.block.block_id!r} is in state "
+            f"{f.state!r} of lifecycle {describe(old)}: {problem}")
+    f.state = dest
+    state.table = new
 
 
 def reopen(self: ExecutionManager) -> ExecutionManager:

@@ -56,8 +56,9 @@ _IDLE: list[BlockLifecycle] = []
 _KEPT = 4
 
 
-def lifecycle(listener: TransitionListener | None) -> BlockLifecycle:
-    """An idle lifecycle telling ``listener``: one a closed manager left, else a new one."""
+def idle_lifecycle(listener: TransitionListener | None) -> BlockLifecycle:
+    """An idle default lifecycle telling ``listener``: one a closed manager left, else a
+    new one."""
     try:
         lc = _IDLE.pop()
     except IndexError:
@@ -70,9 +71,11 @@ def give_back(self: ExecutionManager) -> None:
     """A closed manager with nothing queued or in flight never consults its lifecycle
     again (every view reads the state first): the next manager may have it."""
     lc = self._lc
-    if (self._f is None and not self._state.queue and self._state.flight is None
+    if (lc.table is None  # the default lifecycle's (a user's runs its own guards, hooks)
+            and self._f is None and not self._state.queue and self._state.flight is None
             and not lc.in_flight and len(_IDLE) < _KEPT):
         lc.rebind(None)  # it keeps no closed manager alive while it waits
+        lc.context = None
         _IDLE.append(lc)
 
 
@@ -93,6 +96,7 @@ def _holds_a_run(sink: object) -> bool:
     return any(p.stat().st_size for p in journal_files(log_dir, COMPONENT))
 
 if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
     from fsm_exec.manager.manager import ExecutionManager
 
 
@@ -145,7 +149,7 @@ def driver_host(self: ExecutionManager) -> Host:
         canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
         emit=self._emit, refuse_if_retired=self._refuse_if_retired,
         call_done=self._call_done, notify_transition=self._notify_transition,
-        note_health=self._health.note)
+        note_health=self._health.note, try_move=self._try_move, waited=self._waited)
 
 
 def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any],
@@ -156,7 +160,8 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
               event_logger: EventSink | None, health_manager: UnifiedHealthManager | None,
               clock: Callable[[], float], sleep: Callable[[float], None],
               risk_checks: Sequence[RiskCheck], observers: Sequence[Observer],
-              assume_timezone: str | dt.tzinfo | None, name: str | None = None) -> None:
+              assume_timezone: str | dt.tzinfo | None, name: str | None = None,
+              lifecycle: Lifecycle | None = None) -> None:
     """The manager's construction (``ExecutionManager.__init__``): the arguments checked
     (collaborators, risk checks, observers, the journal's mode), the state, the health
     registration, then the journal attached. A refusal leaves nothing claimed."""
@@ -165,7 +170,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
          execution_interface_manager, reconciliation_component),
         {"event_logger": event_logger, "health_manager": health_manager, "clock": clock,
          "sleep": sleep, "risk_checks": risk_checks, "observers": observers,
-         "assume_timezone": assume_timezone, "name": name})
+         "assume_timezone": assume_timezone, "name": name, "lifecycle": lifecycle})
     # Naive timestamps are refused unless the caller says which zone they are in.
     self._assume_tz = guard.time_zone(assume_timezone)
     self._name = guard.manager_name(name, event_logger)
@@ -214,9 +219,10 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # The queue, the block in flight, the finished blocks and the counters: the state
     # the journal's records describe, changed only through its operations, each right
     # after its record is written (the same code recovery and every tool fold with).
+    # The lifecycle it runs (manager/triggering.py): the default, or a user's, checked.
+    self._lc = self._lifecycle_machine(lifecycle)
     self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
-                               flight_cls=Flight)
-    self._lc = lifecycle(self._on_transition if event_logger is not None else None)
+                               flight_cls=Flight, table=self._table)
     self._f = None
     self._ts = None
     self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)

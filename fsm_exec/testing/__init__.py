@@ -71,6 +71,7 @@ from fsm_exec.testing.crash import (
     crash_point_tests,
     crash_points,
 )
+from fsm_exec.testing.lifecycle_machine import LifecycleMachine
 from fsm_exec.testing.lifecycles import BrokenLifecycle, broken_lifecycles, lifecycles
 from fsm_exec.testing.machine import ExecutionManagerMachine, Kit
 from fsm_exec.testing.nightly import (
@@ -113,6 +114,7 @@ __all__ = [
     "FaultyVenue",
     "InvalidBlock",
     "Kit",
+    "LifecycleMachine",
     "NaiveVenue",
     "Nightly",
     "NightlyFailure",

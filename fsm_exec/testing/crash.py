@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsm_exec.sim.venues import FaultPlan
+
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
 from fsm_exec.testing.crash_report import (
     COVERAGE,
     WINDOWS,
@@ -61,7 +64,8 @@ def crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
                  config: Mapping[str, Any] | None = None, faults: FaultPlan | None = None,
                  at_least_once: bool | Collection[str] = False,
                  on_restart: Callable[[Collaborators], object] | None = None,
-                 workdir: Path | str | None = None) -> CrashReport:
+                 workdir: Path | str | None = None, lifecycle: Lifecycle | None = None,
+                 triggers: Sequence[str] = ()) -> CrashReport:
     """Crash a scripted scenario at every point of its journal, restart it, and check it.
 
     ``make_collaborators()`` returns the four collaborators, as
@@ -96,21 +100,30 @@ def crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
     report whose ``ok`` is false, whose ``failures`` are empty, and whose
     ``not_covered`` (and ``story()``) says what was missing; ``exercised`` counts what
     was covered (see :class:`CrashReport`).
+
+    ``lifecycle``: the user lifecycle the manager runs (default: the default one);
+    ``triggers``: the external triggers an operator fires, in this order of preference, on
+    a block waiting in a state that has one of them (four-eyes: ``("approve",)``), between
+    the updates that run the queue.
     """
     return _crash_points(make_collaborators, batches, check=check, mode=mode, config=config,
                          faults=faults, at_least_once=at_least_once, on_restart=on_restart,
-                         workdir=workdir, first_only=False)
+                         workdir=workdir, first_only=False, lifecycle=lifecycle,
+                         triggers=triggers)
 
 
 def _crash_points(make_collaborators: MakeCollaborators, batches: Batches, *,
                   check: Check | None, mode: str, config: Mapping[str, Any] | None,
                   faults: FaultPlan | None, at_least_once: bool | Collection[str],
                   on_restart: Callable[[Collaborators], object] | None,
-                  workdir: Path | str | None, first_only: bool) -> CrashReport:
+                  workdir: Path | str | None, first_only: bool,
+                  lifecycle: Lifecycle | None = None,
+                  triggers: Sequence[str] = ()) -> CrashReport:
     """:func:`crash_points`; ``first_only`` stops at the first failing point (``points``
     then counts the points tried up to it)."""
     scenario = _Scenario(make_collaborators, batches, check=check, mode=mode, config=config,
-                         faults=faults, at_least_once=at_least_once, on_restart=on_restart)
+                         faults=faults, at_least_once=at_least_once, on_restart=on_restart,
+                         lifecycle=lifecycle, triggers=triggers)
     keep = workdir is not None
     failures: list[CrashFailure] = []
     excused: list[CrashFailure] = []
@@ -169,13 +182,15 @@ def assert_crash_safe(make_collaborators: MakeCollaborators, batches: Batches, *
                       faults: FaultPlan | None = None,
                       at_least_once: bool | Collection[str] = False,
                       on_restart: Callable[[Collaborators], object] | None = None,
-                      workdir: Path | str | None = None) -> CrashReport:
+                      workdir: Path | str | None = None, lifecycle: Lifecycle | None = None,
+                      triggers: Sequence[str] = ()) -> CrashReport:
     """:func:`crash_points`, for a test: returns the report when it is ``ok``, else raises
     ``AssertionError`` telling the first failing point's story (it stops there), or what
     the run did not exercise when it exercised nothing a crash could break."""
     report = _crash_points(make_collaborators, batches, check=check, mode=mode,
                            config=config, faults=faults, at_least_once=at_least_once,
-                           on_restart=on_restart, workdir=workdir, first_only=True)
+                           on_restart=on_restart, workdir=workdir, first_only=True,
+                           lifecycle=lifecycle, triggers=triggers)
     if not report.ok:
         raise AssertionError(report.story())
     return report
@@ -186,7 +201,8 @@ def crash_point_tests(make_collaborators: MakeCollaborators, batches: Batches, *
                       config: Mapping[str, Any] | None = None,
                       faults: FaultPlan | None = None,
                       at_least_once: bool | Collection[str] = False,
-                      on_restart: Callable[[Collaborators], object] | None = None
+                      on_restart: Callable[[Collaborators], object] | None = None,
+                      lifecycle: Lifecycle | None = None, triggers: Sequence[str] = ()
                       ) -> Callable[[CrashPoint | None], None]:
     """A pytest test parametrized by crash point, one test per point (and one without a
     crash, which also fails when the run exercised nothing a crash could break: no fill or
@@ -200,7 +216,8 @@ def crash_point_tests(make_collaborators: MakeCollaborators, batches: Batches, *
     import pytest
 
     scenario = _Scenario(make_collaborators, batches, check=check, mode=mode, config=config,
-                         faults=faults, at_least_once=at_least_once, on_restart=on_restart)
+                         faults=faults, at_least_once=at_least_once, on_restart=on_restart,
+                         lifecycle=lifecycle, triggers=triggers)
     with _workspace(None) as root:
         base = scenario.run(None, root / "count")
     scenario.expected = [r.label for r in base.first.records]

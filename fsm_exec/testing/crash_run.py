@@ -8,13 +8,13 @@ import os
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from fsm_exec.boundary.blocks import validate_batch
 from fsm_exec.core.errors import COMPONENT, ComponentError, InvalidBlockError, describe_exception
-from fsm_exec.core.lifecycle import TERMINAL_STATES, Trigger
+from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
 from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import RecoveryReport
@@ -34,12 +34,15 @@ from fsm_exec.testing.crash_world import (
 )
 from fsm_exec.tools.check import check_journal
 
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
+
 #: The config crash_points uses when given none: the stateful machine's.
 DEFAULT_CONFIG: Mapping[str, Any] = {
     "execution_timeout": 5, "reconciliation_timeout": 2, "max_retries": 3,
     "retry_delay_seconds": 0.5, "max_queue_size": 20}
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
-_FAIL = str(Trigger.FAIL)
+_FAILED = str(BlockState.FAILED)
 
 
 class _Stop(Exception):
@@ -72,7 +75,8 @@ class _Scenario:
     def __init__(self, make_collaborators: MakeCollaborators, batches: Batches, *,
                  check: Check | None, mode: str, config: Mapping[str, Any] | None,
                  faults: FaultPlan | None, at_least_once: bool | Collection[str],
-                 on_restart: Callable[[Collaborators], object] | None) -> None:
+                 on_restart: Callable[[Collaborators], object] | None,
+                 lifecycle: Lifecycle | None = None, triggers: Sequence[str] = ()) -> None:
         if mode not in ("live", "backtest"):
             raise ValueError(f"mode must be 'live' or 'backtest', got {mode!r}")
         if faults is not None and not isinstance(faults, FaultPlan):
@@ -88,6 +92,7 @@ class _Scenario:
         self.make, self.check, self.mode = make_collaborators, check, mode
         self.config: Mapping[str, Any] = dict(DEFAULT_CONFIG if config is None else config)
         self.faults, self.declared, self.on_restart = faults, declared, on_restart
+        self.lifecycle, self.triggers = lifecycle, tuple(triggers)
         self.batches = [list(b) for b in batches]
         self.order: list[str] = []
         taken: set[str] = set()
@@ -127,7 +132,7 @@ class _Scenario:
         try:
             journal = run.journals[0] = _CrashJournal(log_dir, self.mode, trace)
             try:
-                em = world.manager(self.config, self.mode, journal)
+                em = world.manager(self.config, self.mode, journal, self.lifecycle)
                 self._play(run, em)
                 journal.close()
             except _Crash:
@@ -165,7 +170,7 @@ class _Scenario:
         second = _Trace(live=self.mode == "live")
         journal = run.journals[1] = _CrashJournal(log_dir, self.mode, second)
         world.positions.life, world.positions.trace = 2, second
-        em = world.manager(self.config, self.mode, journal)
+        em = world.manager(self.config, self.mode, journal, self.lifecycle)
         try:
             run.recovery = em.recover()
         except Exception as exc:
@@ -198,9 +203,25 @@ class _Scenario:
                 if ticks:
                     run.note(f"{ticks} update{'s' * (ticks != 1)} to finish the queue")
                 return
+            if self.triggers and s["current_block"] is not None and not s["halted"]:
+                self._operate(run, em, s["current_block"])
             self._update(run, em, "manual" if s["halted"] else "strategy_manager", None)
         raise _Stop(f"the queue did not finish in {self.updates_allowed} updates: "
                     f"{em.get_execution_status()}")
+
+    def _operate(self, run: _Run, em: ExecutionManager, block_id: str) -> None:
+        """An operator fires the first of :attr:`triggers` the block's state allows."""
+        lc = self.lifecycle
+        state = str(em.block_state(block_id))
+        if lc is None or state not in {s.name for s in lc.states}:
+            return
+        allowed = {t.trigger for t in lc.transitions_from(state) if t.external}
+        for event in self.triggers:
+            if event in allowed:
+                em.trigger(block_id, event, run.world.clock.timestamp(),
+                           reason="crash points: the operator")
+                run.note(f"fired {event} on {block_id}")
+                return
 
     def _submit(self, run: _Run, em: ExecutionManager, i: int, *, again: bool) -> None:
         batch = self.batches[i]
@@ -339,8 +360,8 @@ def _halted_in(records: Sequence[JournalRecord]) -> bool:
         kind, d = r.event_type, r.data
         if kind == "checkpoint":
             halted = bool(d.get("halted"))
-        elif kind == "manager_halted" or (
-                kind == "block_transition" and d.get("trigger") == _FAIL and d.get("halts")):
+        elif kind == "manager_halted" or (  # a fail, or a user lifecycle's move in doubt
+                kind == "block_transition" and d.get("dest") == _FAILED and d.get("halts")):
             halted = True
         elif kind == "manager_resumed":
             halted = False

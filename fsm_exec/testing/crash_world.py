@@ -8,7 +8,7 @@ import datetime as dt
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -35,6 +35,9 @@ Collaborators = Mapping[str, Any]
 MakeCollaborators = Callable[[], Collaborators]
 Check = Callable[[Collaborators], object]
 Batches = Sequence[Sequence[Mapping[str, Any]]]
+
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
 
 
 class _Crash(BaseException):
@@ -219,9 +222,10 @@ class _World:
             self.reconciliation.script.extend(faults.reconciliation)
             self.positions.inner.failures.extend(faults.positions)
 
-    def manager(self, config: Mapping[str, Any], mode: str,
-                journal: EventLogger) -> ExecutionManager:
+    def manager(self, config: Mapping[str, Any], mode: str, journal: EventLogger,
+                lifecycle: Lifecycle | None = None) -> ExecutionManager:
         return ExecutionManager(dict(config), self.given["data_provider"], mode,
                                 self.positions, self.venue, self.reconciliation,
-                                event_logger=journal, clock=self.clock, sleep=self.clock.sleep)
+                                event_logger=journal, clock=self.clock, sleep=self.clock.sleep,
+                                lifecycle=lifecycle)
 

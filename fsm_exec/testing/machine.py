@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fsm_exec.core.errors import ComponentError, InvalidBlockError, ManagerHaltedError
-from fsm_exec.core.lifecycle import LEGAL_MOVES, TERMINAL_STATES
+from fsm_exec.core.running import table_of
 from fsm_exec.manager.manager import TRIGGER_SOURCES, ExecutionManager
 from fsm_exec.sim.venues import (
     VENUE_FAULTS,
@@ -41,8 +41,8 @@ from fsm_exec.testing.strategies import (
 
 _INVALID_BLOCKS = invalid_blocks()
 
-_TERMINAL = {str(s) for s in TERMINAL_STATES}
-_LEGAL = {(str(a), str(b)) for a, b in LEGAL_MOVES}
+if TYPE_CHECKING:
+    from fsm_exec.core.lifecycles import Lifecycle
 _REQUIRED = ("data_provider", "position_update_handler", "execution_interface_manager",
              "reconciliation_component")
 #: What ExecutionManagerMachine's handles were called before they moved to ``self.kit``.
@@ -74,8 +74,14 @@ class Kit:
     ``injections`` (every fault the kit injected, one line of prose each, in order).
     """
 
-    def __init__(self, machine: ExecutionManagerMachine, given: Mapping[str, Any]) -> None:
+    def __init__(self, machine: ExecutionManagerMachine, given: Mapping[str, Any],
+                 lifecycle: Lifecycle | None = None) -> None:
         cls = type(machine)
+        #: The lifecycle the manager runs (``None``: the default), and its runnable table.
+        self.lifecycle = lifecycle
+        self.table = table_of(lifecycle)
+        self._legal = {(e.source, e.dest) for e in self.table.edges}
+        self._terminal = set(self.table.terminal)
         self.collaborators: Mapping[str, Any] = dict(given)
         self.injections: list[str] = []
         self.clock = FakeClock()
@@ -91,7 +97,7 @@ class Kit:
         self.manager = ExecutionManager(
             dict(cls.config), given["data_provider"], cls.mode, self.positions, self.venue,
             self.reconciliation, event_logger=self.journal, clock=self.clock,
-            sleep=self.clock.sleep)
+            sleep=self.clock.sleep, lifecycle=lifecycle)
         self.accepted: list[str] = []
         self._strategies = _strategies_for(machine)
         self._next_id = 0
@@ -99,6 +105,7 @@ class Kit:
         self._in_flight: str | None = None
         self._ended: dict[str, str] = {}
         self._routes_at_success: dict[str, int] = {}
+        self._routings: Counter[str] = Counter()  # moves into routing, per block
         self._filled: set[str] = set()
         self._retries = 0
         self._tallied: dict[str, int] = {}
@@ -158,6 +165,10 @@ class Kit:
         self._tallied = now
         for block_id, n in self._routes_at_success.items():
             assert self.venue.route_calls[block_id] == n, f"{block_id} routed after success"
+        for block_id, n in self.venue.route_calls.items():
+            assert n <= self._routings[block_id], (
+                f"{block_id} was routed {n} times but entered routing {self._routings[block_id]}"
+                " times: a route the lifecycle did not make")
         s = self.manager.get_execution_status()
         assert s["blocks_accepted"] == len(self.accepted), (
             f"the manager counts {s['blocks_accepted']} accepted blocks, the kit saw "
@@ -190,13 +201,20 @@ class Kit:
             if "deltas" in d:
                 self._filled.add(block_id)
             self._retries += dest == "retrying"
-            assert (source, dest) in _LEGAL, f"{block_id}: illegal move {source} -> {dest}"
+            assert (source, dest) in self._legal, f"{block_id}: illegal move {source} -> {dest}"
             assert block_id not in self._ended, (
                 f"{block_id} moved {source} -> {dest} after it ended {self._ended[block_id]}")
-            if dest == "cancelled":  # from queued: never in flight
-                assert block_id != self._in_flight, f"{block_id} was cancelled in flight"
-                self._ended[block_id] = dest
+            kind = self.table.kinds.get(source)
+            if dest == "routing":
+                self._routings[block_id] += 1
+                assert kind == "before_route" or (source, d["trigger"]) == (
+                    "retrying", "reroute"), (
+                    f"{block_id} was routed again from {source} ({kind}): the venue may hold it")
+            if dest == "cancelled" and source == "queued" and block_id != self._in_flight:
+                self._ended[block_id] = dest  # from the queue: never in flight
                 continue
+            if dest == "cancelled":  # in flight: only before the route (nothing was sent)
+                assert kind == "before_route", f"{block_id} was cancelled in flight ({source})"
             if source == "queued":
                 assert self._in_flight is None, (
                     f"{block_id} started while {self._in_flight} was in flight")
@@ -206,7 +224,7 @@ class Kit:
                 self._in_flight = block_id
             assert self._in_flight == block_id, (
                 f"{block_id} moved {source} -> {dest} while {self._in_flight} was in flight")
-            if dest in _TERMINAL:
+            if dest in self._terminal:
                 self._ended[block_id] = dest
                 self._in_flight = None
                 if dest == "success":
@@ -363,6 +381,11 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
                             f"{'that name' if len(clash) == 1 else 'those names'}; "
                             f"rename yours")
         self.__kit = Kit(self, given)
+
+    def _kit_under(self, lifecycle: Lifecycle) -> None:
+        """Rebuild the kit, its manager running ``lifecycle`` (before any step: the
+        lifecycle machine's ``@initialize``), over the same collaborators."""
+        self.__kit = Kit(self, self.__kit.collaborators, lifecycle=lifecycle)
 
     @property
     def kit(self) -> Kit:

@@ -20,18 +20,22 @@ import datetime as dt
 import os
 import pwd
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
-from fsm_exec.core.errors import ComponentError, InvalidArgumentError
+from fsm_exec.core.errors import ComponentError, InvalidArgumentError, LifecycleCallError
 from fsm_exec.core.limits import too_long
 from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.lock import JournalLockedError
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.tools.status import StatusUnreadable, _replay
+
+if TYPE_CHECKING:
+    from fsm_exec.journal.state import ManagerState
+    from fsm_exec.manager.manager import ExecutionManager
 
 
 class CancelRefused(ValueError):
@@ -46,7 +50,8 @@ class RefusingCollaborator:
         self.role = role
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(f"fsm-exec cancel never uses the {self.role}; it was called")
+        raise RuntimeError(f"an offline fsm-exec command (cancel, trigger) never uses the "
+                           f"{self.role}; it was called")
 
     route_instruction = query_execution = update_state = get_data = _refuse
 
@@ -71,36 +76,48 @@ def cancel_offline(log_dir: Path | str, block_ids: Sequence[str] | None, *, reas
     """Cancel queued blocks (all when ``block_ids`` is ``None``) in the journal of a manager
     that is not running. Raises :class:`CancelRefused` (nothing written) when the directory
     is in use, holds no readable journal, or an id is not queued."""
-    from fsm_exec.boundary.config import Environment
-
-    log_dir = Path(log_dir)
     if not isinstance(reason, str) or not reason.strip():
         raise CancelRefused("--reason must say why (it is journaled with each block)")
     if (long := too_long(reason)) is not None:  # the journal's bound, as em.cancel's
         raise CancelRefused(f"--reason {long}; nothing was cancelled")
+    with locked_journal(log_dir, CancelRefused, "cancelled",
+                        "cancel from inside it with em.cancel(ts, block_ids, reason=...)"
+                        ) as journal:
+        return _cancel_locked(journal, Path(log_dir), block_ids, reason,
+                              now if now is not None else dt.datetime.now(dt.UTC))
+
+
+@contextlib.contextmanager
+def locked_journal(log_dir: Path | str, refused: type[Exception], done: str,
+                   inside: str) -> Iterator[EventLogger]:
+    """The journal of a manager that is not running, its writer lock taken (closed on the
+    way out); ``refused`` (nothing written, nothing ``done``) when the directory is in use
+    (``inside``: how to do it from the process that holds it), holds no journal, or the
+    ``BASIS_*`` variables are wrong. The one way in of the offline tools that write."""
+    from fsm_exec.boundary.config import Environment
+
+    log_dir = Path(log_dir)
     try:
         Environment.read("live")  # the BASIS_* variables, checked before anything is taken
     except ComponentError as exc:
-        raise CancelRefused(str(exc)) from None
+        raise refused(str(exc)) from None
     files = journal_files(log_dir) if log_dir.is_dir() else []
     if not files:
-        raise CancelRefused(f"{log_dir}: holds no ExecutionManager journal")
-    like = _owner_file(log_dir, files[-1])
+        raise refused(f"{log_dir}: holds no ExecutionManager journal")
+    like = _owner_file(log_dir, files[-1], refused, done)
     try:
-        # retention_days=None: a cancel never deletes history (it knows not the deployment's
-        # retention; its new file's checkpoint would otherwise prune at 30 days)
+        # retention_days=None: an offline tool never deletes history (it knows not the
+        # deployment's retention; its new file's checkpoint would otherwise prune at 30 days)
         journal = EventLogger(log_dir, "live", retention_days=None, files_like=like)
     except JournalLockedError as exc:
         holder = f"process {exc.pid}" if exc.pid is not None else "another process"
-        raise CancelRefused(
+        raise refused(
             f"{log_dir} is in use by {holder}: a running manager holds its journal. Nothing "
-            "was cancelled. Stop that process first, or cancel from inside it with "
-            "em.cancel(ts, block_ids, reason=...)") from None
+            f"was {done}. Stop that process first, or {inside}") from None
     except (ComponentError, OSError) as exc:  # the directory or its lock cannot be written
-        raise CancelRefused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
+        raise refused(f"{log_dir}: cannot take the journal's lock: {exc}") from None
     try:
-        return _cancel_locked(journal, log_dir, block_ids, reason,
-                              now if now is not None else dt.datetime.now(dt.UTC))
+        yield journal
     finally:
         journal.close()
 
@@ -120,7 +137,8 @@ def operator_action(action: str) -> dict[str, Any]:
     return data
 
 
-def _owner_file(log_dir: Path, newest: Path) -> Path | None:
+def _owner_file(log_dir: Path, newest: Path, refused: type[Exception] = CancelRefused,
+                done: str = "cancelled") -> Path | None:
     """The file whose owner, group and bits the files the cancel creates take: the
     journal's newest file, when the cancel runs as root (``sudo``). Run as another user than
     the journal's, it is refused: the files it wrote would be that user's, and the
@@ -128,7 +146,7 @@ def _owner_file(log_dir: Path, newest: Path) -> Path | None:
     try:
         owner = newest.stat().st_uid
     except OSError as exc:
-        raise CancelRefused(f"{newest}: cannot read: {exc.strerror}") from None
+        raise refused(f"{newest}: cannot read: {exc.strerror}") from None
     me = os.geteuid()
     if me == 0:
         return newest
@@ -137,19 +155,42 @@ def _owner_file(log_dir: Path, newest: Path) -> Path | None:
             name = pwd.getpwuid(owner).pw_name
         except KeyError:
             name = f"#{owner}"
-        raise CancelRefused(
+        raise refused(
             f"{log_dir}: the journal belongs to {name} (uid {owner}), not to you (uid "
-            f"{me}): files the cancel writes would be yours, and the manager running as "
-            f"{name} could not write them. Nothing was cancelled. Run it as that user: "
-            f"sudo -u {shlex.quote(name)} fsm-exec cancel ... (or as root: sudo fsm-exec "
-            "cancel ... gives the new files the journal's owner and mode)")
+            f"{me}): files this command writes would be yours, and the manager running as "
+            f"{name} could not write them. Nothing was {done}. Run it as that user: "
+            f"sudo -u {shlex.quote(name)} fsm-exec ... (or as root: sudo fsm-exec ... "
+            "gives the new files the journal's owner and mode)")
     return None
+
+
+def offline_manager(journal: EventLogger, state: ManagerState,
+                    refused: type[Exception], *, action: str,
+                    now: dt.datetime) -> ExecutionManager:
+    """A manager on ``journal`` whose collaborators refuse any use, running the journal's
+    own lifecycle, recovered: what an offline tool acts through. Its records are an
+    operator's ``action`` (never a start of the deployment, whose config hash
+    ``status --config`` compares), every one at the operator's time ``now``. ``refused``
+    when the lifecycle's hooks cannot be imported here."""
+    from fsm_exec.manager.manager import ExecutionManager
+
+    try:
+        em = ExecutionManager(
+            {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
+            RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
+            RefusingCollaborator("reconciliation component"), event_logger=journal,
+            clock=lambda: 0.0,  # a clock that stands still: every record at ``now``
+            lifecycle=state.table.lifecycle)
+    except LifecycleCallError as exc:
+        raise refused(f"the journal's lifecycle cannot run here: {exc.message}") from None
+    em._operator_action = operator_action(action)
+    em._ts, em._t0 = em._stamp(now), 0.0
+    em.recover()
+    return em
 
 
 def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
                    reason: str, now: dt.datetime) -> CancelResult:
-    from fsm_exec.manager.manager import ExecutionManager
-
     try:
         with contextlib.ExitStack() as stack:  # under the lock: nobody else can change it
             state = _replay(log_dir, stack)[0]
@@ -165,16 +206,7 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     if not targets:
         return CancelResult((), (), state.halted, state.halt_reason,
                             flight.block.block_id if flight is not None else None)
-    em = ExecutionManager(
-        {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
-        RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
-        RefusingCollaborator("reconciliation component"), event_logger=journal,
-        clock=lambda: 0.0)  # a clock that stands still: every record at ``now``
-    # An operator's action, journaled as one (never as a start of the deployment, whose
-    # config hash status --config compares), at the operator's time: every record of it.
-    em._operator_action = operator_action("cancel")
-    em._ts, em._t0 = em._stamp(now), 0.0
-    em.recover()
+    em = offline_manager(journal, state, CancelRefused, action="cancel", now=now)
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)
     except InvalidArgumentError as exc:  # pragma: no cover - the check above refuses first

@@ -298,6 +298,12 @@ def read_status(log_dir: Path | str, *, now: dt.datetime | None = None,
                 "recorded": state.halted, "error": error, "deltas": deltas}
 
     flight = _flight_report(state.flight, notes, now, cfg, running)
+    if flight is not None and state.flight is not None:
+        table = state.table  # the lifecycle the journal was written under
+        where = state.flight.state
+        flight["lifecycle"] = "default" if table.lifecycle is None else table.lifecycle.name
+        flight["external_triggers"] = [t for t in table.allowed(where)
+                                       if table.is_external(where, t)]
     queue_ids = list(state.queue)
     oldest = queue_ids[0] if queue_ids else None
     accepted = notes.accepted_at.get(oldest) if oldest is not None else None
@@ -364,6 +370,12 @@ _PLACEHOLDER = "'<why>'"
 def cancel_command(log_dir: str) -> str:
     """The shell command that cancels every queued block of a stopped manager."""
     return f"fsm-exec cancel {shell_word(log_dir)} --all --reason {_PLACEHOLDER}"
+
+
+def trigger_command(log_dir: str, block_id: str, event: str) -> str:
+    """The shell command that fires an external trigger on a stopped manager's block."""
+    return (f"fsm-exec trigger {shell_word(log_dir)} {shell_word(block_id)} "
+            f"{shell_word(event)} --reason {_PLACEHOLDER}")
 
 
 def _then(report: dict[str, Any], commands: list[str]) -> str:
@@ -451,6 +463,15 @@ def next_step(report: dict[str, Any]) -> tuple[str, list[str], str]:
                 f"past its deadline of {_duration(fl['deadline_s'])}: check {where}. The "
                 "manager is not halted and needs no resume.", commands,
                 runbook_anchor("stuck"))
+    if not report["running"] and fl is not None and fl["resolution"] == "resume":
+        b, triggers = fl["block_id"], fl.get("external_triggers", [])
+        commands.extend(trigger_command(report["log_dir"], b, t) for t in triggers)
+        ends = (f" An operator may fire {', '.join(triggers)} (the commands below)."
+                if triggers else "")
+        return (f"{b!r} waits in {fl['state']} (a state of lifecycle "
+                f"{fl.get('lifecycle')!r}): start the strategy process; recover() resumes "
+                f"it there, its polls and timeout checked on each update_state.{ends}",
+                commands, RUNBOOK)
     if not report["running"] and fl is not None:
         hand = "hands the deltas to the position handler, then " if not fl["handed_off"] else ""
         return (f"{fl['block_id']!r} waits for reconciliation: start the strategy process; "

@@ -237,8 +237,9 @@ def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode
     ``fsm-exec status`` and recovery will find, not what the process last believed.
     ``queryable``: the venue can be asked what it executed (``query_execution``)."""
     from fsm_exec.boundary.escape import shell_word
+    from fsm_exec.journal.fold import replay
     from fsm_exec.journal.reader import recovery_records
-    from fsm_exec.journal.state import replay, resolution_of
+    from fsm_exec.journal.state import resolution_of
 
     why = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated"
     lines = [f"fsm-exec run: {why} after {done} of {total} batches"]

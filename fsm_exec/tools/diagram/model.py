@@ -121,6 +121,13 @@ class JournalOffTableError(ValueError):
         super().__init__(f"{where}: transition {move} is not an edge of the lifecycle")
 
 
+def journal_table(records: list[JournalRecord], component: str) -> LifecycleTable:
+    """The lifecycle ``records`` were written under (:mod:`.journal_table`)."""
+    from fsm_exec.tools.diagram.journal_table import journal_table as read
+
+    return read(records, component)
+
+
 def _moves(records: Iterable[JournalRecord], component: str,
            table: LifecycleTable) -> list[JournalRecord]:
     known = {e.key for e in table.edges}
@@ -145,7 +152,8 @@ def overlay_events(records: Iterable[JournalRecord], *, component: str = "Execut
 
     Raises :class:`JournalOffTableError` if a transition is not an edge of the table.
     """
-    table = table or current_table()
+    records = list(records)
+    table = table or journal_table(records, component)  # the lifecycle it was written under
     moves = [r.data for r in _moves(records, component, table)]
     taken = Counter((m["source"], m["trigger"], m["dest"]) for m in moves)
     last: dict[Any, str] = {}
@@ -191,7 +199,8 @@ def overlay_block(records: Iterable[JournalRecord], block_id: str, *,
     Raises ``LookupError`` if the journal has no transition of that block, and
     :class:`JournalOffTableError` if a transition is not an edge of the table.
     """
-    table = table or current_table()
+    records = list(records)
+    table = table or journal_table(records, component)  # the lifecycle it was written under
     moves = [r for r in _moves(records, component, table) if r.data["block_id"] == block_id]
     if not moves:
         raise LookupError(f"no transition of block {block_id!r} in the journal")

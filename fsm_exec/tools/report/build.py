@@ -16,9 +16,9 @@ from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.tools.diagram import (
     DiagramModel,
     LifecycleTable,
-    current_table,
     overlay_events,
 )
+from fsm_exec.tools.diagram.journal_table import journal_table
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -261,9 +261,10 @@ def build_report(source: Path | str | Sequence[Path | str], *, title: str | None
     """Read a journal (a log directory, a file, or files in order) into a report."""
     from fsm_exec.core.errors import ERROR_CODES
 
-    table = table or current_table()
     records, problem = read_checked(source, component)
     records = [r for r in records if r.component == component]
+    # the lifecycle the journal was written under (the code's own for the default one)
+    table = table or journal_table(records, component)
     sources = ((str(source),) if isinstance(source, str | Path)
                else tuple(str(s) for s in source))
     failed_records = [r for r in records if r.event_type == "block_failed"]

@@ -1,0 +1,134 @@
+"""The block in flight as the journal says it, the blocks a checkpoint holds, and what a
+recovery makes of them: the pieces of :mod:`fsm_exec.journal.state` (the one fold) that are
+plain data (re-exported there)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from fsm_exec.boundary.blocks import InstructionBlock
+from fsm_exec.boundary.canonical import to_wire
+from fsm_exec.core.lifecycle import TABLE_HASH, BlockState
+from fsm_exec.core.running import DEFAULT_TABLE, RunTable
+from fsm_exec.journal.codec import JOURNAL_FORMAT
+from fsm_exec.journal.codec import decode as from_wire
+from fsm_exec.journal.lifecycle_record import checkpoint_fields
+
+_RETRYING = str(BlockState.RETRYING)
+_DEFAULT_STATES = frozenset(str(s) for s in BlockState)
+#: Why a block retries after its reconciliation timed out (else: why its route failed).
+RECONCILIATION_TIMEOUT_WHY = "reconciliation_timeout"
+
+
+@attrs.define(eq=False)
+class Flight:
+    """The block in flight, as the journal last saw it."""
+
+    block: InstructionBlock
+    state: str
+    attempt: int = 1
+    deltas: Any = None
+    handed_off: bool = False
+    why: str = ""  # why it is retrying: "reconciliation_timeout" or the route failure
+    unresolved: bool = False  # execution_unresolved since its last route: in doubt
+    #: The timestamp of the record that moved it into its state (a user lifecycle's waits
+    #: count from it), when known.
+    entered: str | None = None
+
+
+def block_data(b: InstructionBlock) -> dict[str, Any]:
+    """A block as a checkpoint holds it (instructions in their journal form)."""
+    return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
+            "instructions": to_wire(list(b.instructions))}
+
+
+def block_of(d: Mapping[str, Any]) -> InstructionBlock:
+    """The canonical block a checkpoint or an acceptance record holds."""
+    priority = from_wire(d["priority"])  # beyond 64 bits: {"__int__": ...}
+    if isinstance(priority, Decimal):  # as journals before 2026-12 wrote it
+        priority = int(priority)
+    return InstructionBlock(d["block_id"], d["action"], priority,
+                            tuple(from_wire(list(d["instructions"]))))
+
+
+def checkpoint_payload(*, window: int, counters: Mapping[str, int], halted: bool,
+                       halt_reason: str | None, queue: Iterable[InstructionBlock],
+                       flight: Flight | None, finished: Iterable[tuple[str, str]],
+                       digests: Mapping[str, str] | None = None,
+                       table: RunTable = DEFAULT_TABLE) -> dict[str, Any]:
+    """The data of a checkpoint record: the one shape both the manager (from memory) and
+    the replay (from records) write, so that they can be compared. ``digests``: the
+    content digest of finished blocks whose content is known (``finished_digests``,
+    written only when there is one: journals before it have none). A user lifecycle's
+    checkpoint holds its definition, and when the block in flight entered its state."""
+    out = {
+        "format": JOURNAL_FORMAT, "lifecycle": TABLE_HASH, "duplicate_window": window,
+        "counters": dict(counters), "halted": halted, "halt_reason": halt_reason,
+        "queue": [block_data(b) for b in queue],
+        "flight": None if flight is None else {
+            "block": block_data(flight.block), "state": flight.state,
+            "attempt": flight.attempt, "deltas": to_wire(flight.deltas),
+            "handed_off": flight.handed_off, "why": flight.why},
+        "finished": [[block_id, state] for block_id, state in finished],
+    }
+    if digests:
+        out["finished_digests"] = dict(digests)
+    if table.lifecycle is not None:
+        out.update(checkpoint_fields(table))
+        if flight is not None and flight.entered is not None:
+            out["flight"]["entered"] = flight.entered  # type: ignore[index]
+    return out
+
+
+def resolution_of(flight: Flight | None, *, queryable: bool) -> str | None:
+    """How a recovered manager settles the block left in flight (see
+    :class:`RecoveryReport`): ``reconcile``, ``hand_off_then_reconcile``,
+    ``query_execution`` or ``reroute_at_least_once`` (no ``query_execution`` to ask)."""
+    if flight is None:
+        return None
+    if flight.state not in _DEFAULT_STATES:  # a user lifecycle's state: go on from there
+        return "resume"
+    if flight.state == "pending_reconciliation":
+        return "reconcile" if flight.handed_off else "hand_off_then_reconcile"
+    if flight.state == _RETRYING and flight.why == RECONCILIATION_TIMEOUT_WHY:
+        return "reconcile"
+    # routing, or retrying a route: the venue may have executed
+    return "query_execution" if queryable else "reroute_at_least_once"
+
+
+def in_doubt(flight: Flight | None) -> bool:
+    """True when the venue may have executed the block in flight and nobody knows: it was
+    routed (or a route failed) and no deltas settled it yet."""
+    return flight is not None and resolution_of(flight, queryable=True) == "query_execution"
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What :meth:`ExecutionManager.recover` rebuilt from a journal.
+
+    ``resolution`` says how the in-doubt block will be settled on the next ``update_state``:
+    ``query_execution`` (ask the venue, route again only if it did not execute),
+    ``reroute_at_least_once`` (no way to ask: route again under the same block_id),
+    ``hand_off_then_reconcile`` (deltas known, never handed to the position handler),
+    ``reconcile`` (only reconciliation is outstanding) or ``resume`` (a state a user
+    lifecycle adds: its waits, polls and timeouts go on). ``restarts`` counts the manager's
+    starts on this journal after the first; ``checkpoint_seq`` is where recovery began.
+    """
+
+    queued: tuple[str, ...]
+    in_doubt: str | None
+    in_doubt_state: BlockState | str | None
+    resolution: str | None
+    blocks_executed: int
+    blocks_failed: int
+    halted: bool
+    halt_reason: str | None
+    dropped: tuple[str, ...]
+    records: int
+    restarts: int
+    blocks_cancelled: int = 0
+    checkpoint_seq: int = 0
