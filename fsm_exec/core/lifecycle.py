@@ -12,7 +12,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from transitions import MachineError
@@ -86,6 +86,7 @@ TERMINAL_STATES: frozenset[BlockState] = frozenset(
     {BlockState.SUCCESS, BlockState.FAILED, BlockState.CANCELLED})
 
 _S = BlockState
+_N = TypeVar("_N")  # a node of a graph walk (reach)
 _T = Trigger
 
 #: The transition table, in the order the docs and diagrams present it.
@@ -125,11 +126,11 @@ class InvalidLifecycleError(ValueError):
     """A transition table breaks one of the lifecycle's structural rules."""
 
 
-def _reachable(start: Iterable[BlockState], edges: Iterable[Edge],
-               *, reverse: bool = False) -> set[BlockState]:
-    step: dict[BlockState, set[BlockState]] = {}
-    for e in edges:
-        a, b = (e.dest, e.source) if reverse else (e.source, e.dest)
+def reach(start: Iterable[_N], pairs: Iterable[tuple[_N, _N]]) -> set[_N]:
+    """Every state reachable from ``start`` along the ``(from, to)`` pairs (``start``
+    included): the one graph walk of the table's checks and of a user lifecycle's rules."""
+    step: dict[_N, set[_N]] = {}
+    for a, b in pairs:
         step.setdefault(a, set()).add(b)
     seen = set(start)
     todo = list(seen)
@@ -139,6 +140,12 @@ def _reachable(start: Iterable[BlockState], edges: Iterable[Edge],
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+def _reachable(start: Iterable[BlockState], edges: Iterable[Edge],
+               *, reverse: bool = False) -> set[BlockState]:
+    return reach(start, ((e.dest, e.source) if reverse else (e.source, e.dest)
+                         for e in edges))
 
 
 def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],

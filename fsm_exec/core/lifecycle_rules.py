@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from fsm_exec.core.lifecycle import reach
 from fsm_exec.core.lifecycle_defs import (
     DEFAULT_KINDS,
     TIMEOUT_TRIGGER,
@@ -107,20 +108,6 @@ DRIVER_TRIGGERS: Mapping[str, frozenset[str]] = {
     "retrying": frozenset({"reroute", "resume_reconciliation", "fail"}),
     "pending_reconciliation": frozenset({"reconciled", "reconciliation_timeout", "fail"}),
 }
-
-
-def _reach(start: Iterable[str], edges: Iterable[tuple[str, str]]) -> set[str]:
-    step: dict[str, set[str]] = {}
-    for a, b in edges:
-        step.setdefault(a, set()).add(b)
-    seen = set(start)
-    todo = list(seen)
-    while todo:
-        for nxt in step.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
 
 
 def _say(kind: StateKind) -> str:
@@ -225,11 +212,11 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
     edges = [(t.source, t.dest) for t in lc.all_transitions()
              if t.source in states and t.dest in states]
     if "queued" in states:
-        reached = _reach(["queued"], edges)
+        reached = reach(["queued"], edges)
         for name in states:
             if name not in reached:
                 bad("reachable", name, "no path leads to the state from queued")
-    ends = _reach([n for n, k in kind.items() if k is _T], [(b, a) for a, b in edges])
+    ends = reach([n for n, k in kind.items() if k is _T], [(b, a) for a, b in edges])
     for name, k in kind.items():
         if k is not _T and name not in ends:
             bad("can-terminate", name, "no path leads from the state to a terminal state "
