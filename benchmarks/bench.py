@@ -494,9 +494,11 @@ def statemachine(n: int, tag: str, log_dir: Path) -> Run:
 # ratio line against fsm_exec and the limit.
 
 
-def _observers(which: str) -> list[Any]:
-    """Observers on throwaway backends: spans exported inline to a no-op exporter, metrics
-    into a registry of their own (built fresh for each manager)."""
+def observers(which: str, observe: Any = None) -> list[Any]:
+    """Observers on throwaway backends, built fresh for each manager: spans exported inline
+    to a no-op exporter (``otel``), metrics into a registry of their own (``prometheus``), or
+    ``both``; from ``observe`` (an ``fsm_exec.observe`` module: this tree's by default, or
+    an earlier commit's, as ``python -m benchmarks`` compares them)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
         SimpleSpanProcessor,
@@ -505,7 +507,8 @@ def _observers(which: str) -> list[Any]:
     )
     from prometheus_client import CollectorRegistry
 
-    from fsm_exec.observe import OpenTelemetryObserver, PrometheusObserver
+    if observe is None:
+        import fsm_exec.observe as observe
 
     class Discard(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -515,9 +518,9 @@ def _observers(which: str) -> list[Any]:
     if which in ("otel", "both"):
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(Discard()))
-        out.append(OpenTelemetryObserver(provider))
+        out.append(observe.OpenTelemetryObserver(provider))
     if which in ("prometheus", "both"):
-        out.append(PrometheusObserver(CollectorRegistry()))
+        out.append(observe.PrometheusObserver(CollectorRegistry()))
     return out
 
 
@@ -525,7 +528,7 @@ def _observed(which: str) -> Factory:
     inner = fsm_exec
 
     def factory(n: int, tag: str, log_dir: Path) -> Run:
-        return inner(observers=_observers(which))(n, tag, log_dir)
+        return inner(observers=observers(which))(n, tag, log_dir)
     return factory
 
 

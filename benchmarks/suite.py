@@ -124,24 +124,8 @@ def observers_of(pkg: ModuleType, which: str) -> Callable[[], list[Any]]:
     (the SDK) exporting spans inline to a no-op exporter; each with its defaults."""
 
     def make() -> list[Any]:
-        observe = __import__(f"{pkg.__name__}.observe", fromlist=["observe"])
-        if which == "prometheus":
-            from prometheus_client import CollectorRegistry
-            return [observe.PrometheusObserver(CollectorRegistry())]
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
-
-        class Discard(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(Discard()))
-        return [observe.OpenTelemetryObserver(provider)]
+        return bench.observers(which, __import__(f"{pkg.__name__}.observe",
+                                                 fromlist=["observe"]))
     return make
 
 
