@@ -25,6 +25,7 @@ from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     DUMPS,
     encode_default,
+    needs_care,
     to_jsonable,
 )
 
@@ -35,12 +36,12 @@ _MS = "processing_time_ms"
 
 def encode_line(record: dict[str, Any]) -> bytes:
     """One record as its journal line (the writer's encoding: orjson, and the careful path
-    for what orjson writes as ``null``: NaN and infinities)."""
+    for what orjson cannot write or writes as ``null``: NaN and infinities)."""
     try:
         line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
     except orjson.JSONEncodeError:
-        line = b"null"
-    if b"null" in line:  # NaN, infinities: the careful path (rare)
+        return DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+    if b"null" in line and needs_care(record):  # NaN, infinities: the careful path
         line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
     return line
 
