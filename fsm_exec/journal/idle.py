@@ -65,16 +65,25 @@ class IdleRun:
     def __init__(self, component: str, iso: str, data: dict[str, Any]) -> None:
         self.component, self.first, self.last = component, iso, iso
         self.data = data
-        same = dict(data)
+        # What another call must say to join the run: worked out at the first join (a
+        # run that something else ends at once, a call that queued work, needs none).
+        self.same: dict[str, Any] | None = None
+        self.key: bytes | None = None
+        self.ms: Any = None
+        self.calls = 1
+
+    def _know(self) -> None:
+        same = dict(self.data)
         self.ms = same.pop(_MS, None)
         self.same = same
-        self.key = _key(same)  # what another call must say to join the run
-        self.calls = 1
+        self.key = _key(same)
 
     def join(self, component: str, iso: str, data: dict[str, Any]) -> bool:
         """Add one call's record to the run, if it says the same (True); else False. The
         same: the same fields, equal as JSON (so of the same types: ``true`` is not ``1``,
         ``0`` is not ``0.0``), the time taken aside."""
+        if self.same is None:
+            self._know()
         if component != self.component or self.key is None:
             return False
         same = dict(data)
@@ -92,6 +101,7 @@ class IdleRun:
         """The run as the one record it is written as."""
         data = self.data
         if self.calls > 1:
+            assert self.same is not None  # a run of more than one call was joined
             data = {**self.same}
             if self.ms is not None:
                 data[_MS] = self.ms

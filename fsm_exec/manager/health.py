@@ -13,9 +13,7 @@ from fsm_exec.core.errors import (
     EventLogError,
 )
 from fsm_exec.drivers.deadline import state_deadline
-from fsm_exec.observe.health import (
-    HealthStatus,
-)
+from fsm_exec.observe.health import LEVEL_TEXTS, HealthStatus
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -59,6 +57,14 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         self._notify_event("update", trigger_source=trigger_source,
                            duration_s=ms / 1000.0, queue_length=data["queue_length"],
                            halted=data["halted"])
+
+
+def status_text(self: ExecutionManager) -> str:
+    """:func:`status` as the status dict says it (``healthy``, ...)."""
+    if self._f is None:  # nothing in flight (the end of every update): the short way
+        return LEVEL_TEXTS[self._health.level(
+            halted=self._halted or self._interrupted is not None)]
+    return self._assess()[0].value
 
 
 def status(self: ExecutionManager) -> HealthStatus:

@@ -305,7 +305,7 @@ class ExecutionManager:
             # not started yet (its start record not written) is still queued, counted there.
             f = st.flight
             return {
-                "status": self._status().value,
+                "status": self._status_text(),
                 "current_block": f.block.block_id if f is not None else None,
                 "current_block_state": f.state if f is not None else None,
                 "reconciliation_status": self.reconciliation_status,
@@ -467,6 +467,7 @@ class ExecutionManager:
     _record_error = journaling.record_error
     _end_update = health.end_update
     _status = health.status
+    _status_text = health.status_text
     _assess = health.assess
     _health_check = health.health_report
     _fsynced = observing.fsynced
