@@ -40,7 +40,7 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         try:
             if self._interrupted is None:  # a retired manager's counters prove nothing
                 # a barrier only for blocks still queued
-                self._emit("state_update", data, sync=self._unsynced_acceptance)
+                self._write_held("state_update", data, self._unsynced_acceptance)
         except EventLogError:
             if not failing:  # never hide the error already on its way out
                 raise

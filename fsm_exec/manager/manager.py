@@ -461,6 +461,7 @@ class ExecutionManager:
     _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
+    _write_held = journaling.write_held
     _record_time = journaling.record_time
     _clocks = journaling.clocks
     _log_failed = journaling.log_failed
