@@ -97,6 +97,18 @@ class IdleRun:
         self.last = iso
         return True
 
+    def extend(self, iso: str, ms: float) -> bool:
+        """One more call that says what the run says (its caller compared), that took
+        ``ms``: joined (True), unless the run's own record cannot be joined (False)."""
+        if self.same is None:
+            self._know()
+        if self.key is None or type(self.ms) is not float or type(ms) is not float:
+            return False
+        self.ms += ms
+        self.calls += 1
+        self.last = iso
+        return True
+
     def record(self, seq: int) -> dict[str, Any]:
         """The run as the one record it is written as."""
         data = self.data

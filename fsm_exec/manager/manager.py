@@ -102,6 +102,8 @@ class ExecutionManager:
     _update_positions: Callable[..., Any]
     _log: EventSink | None
     _log_event: Callable[..., Any] | None
+    _join_idle: Callable[[str, str, float], bool] | None
+    _idle_said: tuple[Any, ...] | None  # what the last state_update said (health.py)
     _syncable: bool
     _driver: Driver
     _checkpointing: bool
