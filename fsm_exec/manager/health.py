@@ -32,13 +32,11 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         halted = st.halted or self._pending_halt is not None
         queued = len(st.queue)
         said = (trigger_source, st.executed, st.failed, st.cancelled, queued, halted)
-        if (said == self._idle_said and self._interrupted is None
+        # The same as the call before said, whose record the journal still holds back:
+        # this call joins its run of idle calls (as the record it would write would).
+        if not (said == self._idle_said and self._interrupted is None
                 and not self._unsynced_acceptance and self._join_idle is not None
                 and self._join_idle(COMPONENT, self._ts, ms)):
-            # The same as the call before said, whose record the journal still holds
-            # back: this call joins its run of idle calls (the record it would write).
-            data = None
-        else:
             self._idle_said = None
             data = {
                 "trigger_source": trigger_source,
