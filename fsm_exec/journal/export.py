@@ -183,7 +183,8 @@ def _plain_amounts(value: Any, path: str, key: str, out: list[tuple[str, str, An
             t = type(v)
             if t is str or t is bool or v is None:
                 continue
-            where = f"{path}/{k.replace('~', '~0').replace('/', '~1') if '~' in k or '/' in k else k}"
+            part = k.replace("~", "~0").replace("/", "~1") if "~" in k or "/" in k else k
+            where = f"{path}/{part}"
             if t is int or (t is float and math.isfinite(v)):
                 out.append((where, k, v))
             elif t is dict or t is list:

@@ -4,10 +4,11 @@ as the writer writes them, ``map`` over the records, ``str.replace`` over the ba
 text), with Python run only for the cells not seen before.
 
 A batch it cannot prove ordinary (a line that is not JSON or not as the writer writes it,
-a tag or an escape that needs the codec's walk, a structure where a name belongs, an
-envelope out of order) is handed back untouched: :mod:`~fsm_exec.journal.export`
-exports it line by line, the careful way, which also names the line at fault. Both
-ways write the same bytes (``tests/test_csv.py`` checks it, property by property).
+an envelope mistyped or out of order, a tag the codec refuses, a structure where a name
+belongs) is raised back as :class:`NotOrdinary`: :mod:`~fsm_exec.journal.export` then
+exports it line by line, the careful way, which also names the line at fault. Both ways
+write the same bytes or raise the same error (a differential property test in
+``tests/test_csv.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from itertools import compress, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -42,10 +43,10 @@ class NotOrdinary(Exception):
 
 def batches(path: Path) -> Iterator[tuple[int, bytes]]:
     """``(number of the first line, whole lines)`` of one journal file, a block at a time:
-    the lines' text without its last newline; a torn last line (no newline: never acknowledged) is left
-    out, a line longer than :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is
-    :class:`JournalCorruptError`, as :func:`~fsm_exec.journal.reader.journal_lines` reads
-    them."""
+    the lines' text without its last newline. A torn last line (no newline: never
+    acknowledged) is left out, a line longer than
+    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError` (after
+    the lines before it), as :func:`~fsm_exec.journal.reader.journal_lines` reads them."""
     n = 1
     with open_regular(path) as f:
         read = f.read
@@ -61,8 +62,13 @@ def batches(path: Path) -> Iterator[tuple[int, bytes]]:
                 continue
             text = b"".join((*carry, block[:cut])) if carry else block[:cut]
             carry, held = [block[cut + 1:]], len(block) - cut - 1
-            if len(text) >= MAX_LINE_BYTES and text.find(b"\n", 0, MAX_LINE_BYTES) < 0:
-                raise _too_long(path, n)  # its first line, with its newline, is too long
+            if len(text) >= MAX_LINE_BYTES:  # a line of it may be too long (its newline
+                lines = text.split(b"\n")     # included): the lines before it are read
+                for i, line in enumerate(lines):
+                    if len(line) >= MAX_LINE_BYTES:
+                        if i:
+                            yield n, b"\n".join(lines[:i])
+                        raise _too_long(path, n + i)
             yield n, text
             n += text.count(b"\n") + 1
         if held > MAX_LINE_BYTES:
@@ -173,7 +179,8 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
         shapes = list(map(plans.shapes.__getitem__, zip(
             map(_COMP, objs), map(_ET, objs), map(_GET, datas, repeat("source")),
             map(_GET, datas, repeat("dest")), map(_GET, datas, repeat("trigger")),
-            attempts, map(type, attempts), map(_GET, datas, repeat("error_code")))))
+            attempts, map(type, attempts), map(_GET, datas, repeat("error_code")),
+            strict=True)))
         texts = plans.texts.__getitem__
         timestamps = list(map(_TS, objs))
         if set(map(type, timestamps)) != {str}:
@@ -191,14 +198,14 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
         fields = ["{}" if p == "{}" else f'"{p}"' for p in pieces]
         out = "".join([f"{seq},{ts},{head}{block_id}{tail},{field}\r\n"
                        for seq, ts, (head, tail, _, _), block_id, field
-                       in zip(seqs, timestamps, shapes, ids, fields)])
+                       in zip(seqs, timestamps, shapes, ids, fields, strict=True)])
     else:
         out = "".join([f'{seq},{ts},{head}{block_id}{tail},"{p}"\r\n'
                        for seq, ts, (head, tail, _, _), block_id, p
-                       in zip(seqs, timestamps, shapes, ids, pieces)])
+                       in zip(seqs, timestamps, shapes, ids, pieces, strict=True)])
     with_deltas = [(seq, ts, block_id, shape, data["deltas"], tagged and b'"__' in line)
                    for seq, ts, block_id, shape, data, line, obj in compress(
-                       zip(seqs, timestamps, ids, shapes, datas, lines, objs),
+                       zip(seqs, timestamps, ids, shapes, datas, lines, objs, strict=True),
                        map(dict.__contains__, datas, repeat("deltas")))
                    if obj["event_type"] == "block_transition"]
     return out, with_deltas
