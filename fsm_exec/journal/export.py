@@ -235,8 +235,9 @@ class _Export:
                 self.careful(path, first, lines)
                 continue
             write(out)
-            for record in with_deltas:
-                delta_rows(*record)
+            if with_deltas:
+                self.deltas.write("".join([row for record in with_deltas
+                                           for row in delta_rows(*record)]))
 
     def careful(self, path: Path, first: int, lines: list[bytes]) -> None:
         """Each line read as every reader reads it (:func:`envelope_of`: the first one
@@ -257,10 +258,11 @@ class _Export:
             write(f"{seq},{ts},{shape[0]}{block_id}{shape[1]},"
                   f"{_field(csv_cell(_data_text(raw, r)))}\r\n")
             if r["event_type"] == "block_transition" and "deltas" in d:
-                self.delta_rows(seq, ts, block_id, shape, d["deltas"], True)
+                self.deltas.write("".join(
+                    self.delta_rows(seq, ts, block_id, shape, d["deltas"], True)))
 
     def delta_rows(self, seq: int, ts: str, block_id: str, shape: Shape, deltas: Any,
-                   tagged: bool) -> None:
+                   tagged: bool) -> list[str]:
         """The rows of deltas.csv of one ``block_transition`` (:data:`WithDeltas`);
         ``tagged``: its line may hold a tag (the deltas are decoded first)."""
         if tagged:
@@ -269,9 +271,8 @@ class _Export:
             amounts = []
             _plain_amounts(deltas, "", "", amounts)
         who, text = f"{seq},{ts},{shape[2]},{block_id},{shape[3]}", self.text
-        self.deltas.write("".join([
-            f"{who},{text(where)},{text(k)},{_field(_amount_cell(amount))}\r\n"
-            for where, k, amount in amounts]))
+        return [f"{who},{text(where)},{text(k)},{_field(_amount_cell(amount))}\r\n"
+                for where, k, amount in amounts]
 
 
 def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -> Path:
