@@ -414,13 +414,13 @@ def spoiled(line: bytes, how: int) -> bytes:
 def export_outcome(logs: Path, out: Path, *, careful: bool, block: int) -> Any:
     """The two files the export writes, or the error it raises: the fast way (in blocks of
     ``block`` bytes) or every batch the careful way."""
-    from fsm_exec.journal import export, export_batch
+    from fsm_exec.journal import export, export_batch, reader
 
     def refuse(*args: Any) -> Any:
         raise export_batch.NotOrdinary
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(export_batch, "BLOCK_BYTES", block)
+        mp.setattr(reader, "BATCH_BYTES", block)
         if careful:
             mp.setattr(export, "rows", refuse)
         try:
@@ -519,7 +519,7 @@ def test_a_line_too_long_is_refused_as_the_reader_refuses_it(
     """A line longer than the reader reads (here 200 bytes), whole or torn at the end,
     spanning blocks: the export refuses it with the reader's words and line number; a
     line of exactly the limit (its newline included) is read."""
-    from fsm_exec.journal import export_batch, reader
+    from fsm_exec.journal import reader
 
     logs = tmp_path / "logs"
     with EventLogger(logs, "backtest") as el:
@@ -530,9 +530,8 @@ def test_a_line_too_long_is_refused_as_the_reader_refuses_it(
     assert len(path.read_bytes().splitlines(keepends=True)[0]) == 200
     if torn:
         path.write_bytes(path.read_bytes().rsplit(b"\n", 2)[0])
-    for module in (export_batch, reader):
-        monkeypatch.setattr(module, "MAX_LINE_BYTES", 200)
-    monkeypatch.setattr(export_batch, "BLOCK_BYTES", block)
+    monkeypatch.setattr(reader, "MAX_LINE_BYTES", 200)
+    monkeypatch.setattr(reader, "BATCH_BYTES", block)
     with pytest.raises(JournalCorruptError) as read:
         list(reader.read_records(path))
     with pytest.raises(JournalCorruptError) as exported:

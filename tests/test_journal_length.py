@@ -48,15 +48,17 @@ def long_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _opened(monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """The journal files read from now on (every reader reads lines through one function)."""
+    """The journal files read from now on (every reader reads a file through the reader's
+    two views of it: its lines, or its batches of lines for the CSV export)."""
     seen: set[str] = set()
-    real = reader.journal_lines
+    for name in ("journal_lines", "journal_batches"):
+        real = getattr(reader, name)
 
-    def spy(path: Path | str, *args: Any) -> Any:
-        seen.add(Path(path).name)
-        return real(path, *args)
+        def spy(path: Path | str, *args: Any, real: Any = real) -> Any:
+            seen.add(Path(path).name)
+            return real(path, *args)
 
-    monkeypatch.setattr(reader, "journal_lines", spy)
+        monkeypatch.setattr(reader, name, spy)
     return seen
 
 

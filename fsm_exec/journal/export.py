@@ -22,8 +22,9 @@ from typing import IO, Any, TextIO, cast
 
 import orjson
 
+from fsm_exec.journal import reader
 from fsm_exec.journal.codec import decode
-from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, batches, rows
+from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, rows
 from fsm_exec.journal.files import JournalCorruptError, components_in, files_of
 from fsm_exec.journal.reader import envelope_of
 
@@ -227,7 +228,7 @@ class _Export:
 
     def file(self, path: Path) -> None:
         write, delta_rows = self.events.write, self.delta_rows
-        for first, joined in batches(path):
+        for first, joined in reader.journal_batches(path):  # the reader's view
             lines = joined.split(b"\n")
             try:
                 out, with_deltas = rows(joined, lines, self.plans)

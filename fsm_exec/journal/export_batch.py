@@ -13,21 +13,15 @@ write the same bytes or raise the same error (a differential property test in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import compress, repeat
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fsm_exec.journal.codec import MAX_LINE_BYTES, MAX_NESTING, CodecError, validate
-from fsm_exec.journal.files import JournalCorruptError, open_regular
+from fsm_exec.journal.codec import MAX_NESTING, CodecError, validate
 
-#: The bytes read at a time; a batch is the whole lines among them. Small enough that a
-#: batch's records are freed before the garbage collector's older generations see them
-#: (a megabyte costs a third more).
-BLOCK_BYTES = 64 << 10
 #: The envelope, in the order the writer writes it.
 ORDER = ("seq", "timestamp", "event_type", "component", "data")
 _SEQ, _TS, _ET, _COMP, _DATA = (itemgetter(k) for k in ORDER)
@@ -39,45 +33,6 @@ _LOADS, _DUMPS = orjson.loads, orjson.dumps
 
 class NotOrdinary(Exception):
     """The batch needs the careful path."""
-
-
-def batches(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(number of the first line, whole lines)`` of one journal file, a block at a time:
-    the lines' text without its last newline. A torn last line (no newline: never
-    acknowledged) is left out, a line longer than
-    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError` (after
-    the lines before it), as :func:`~fsm_exec.journal.reader.journal_lines` reads them."""
-    n = 1
-    with open_regular(path) as f:
-        read = f.read
-        carry: list[bytes] = []  # the start of a line that goes on in the next block
-        held = 0
-        while block := read(BLOCK_BYTES):
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                carry.append(block)
-                held += len(block)
-                if held > MAX_LINE_BYTES:
-                    raise _too_long(path, n)
-                continue
-            text = b"".join((*carry, block[:cut])) if carry else block[:cut]
-            carry, held = [block[cut + 1:]], len(block) - cut - 1
-            if len(text) >= MAX_LINE_BYTES:  # a line of it may be too long (its newline
-                lines = text.split(b"\n")     # included): the lines before it are read
-                for i, line in enumerate(lines):
-                    if len(line) >= MAX_LINE_BYTES:
-                        if i:
-                            yield n, b"\n".join(lines[:i])
-                        raise _too_long(path, n + i)
-            yield n, text
-            n += text.count(b"\n") + 1
-        if held > MAX_LINE_BYTES:
-            raise _too_long(path, n)
-
-
-def _too_long(path: Path, n: int) -> JournalCorruptError:
-    return JournalCorruptError(path, n, f"a line longer than {MAX_LINE_BYTES} bytes (the "
-                                        "writer never writes one)")
 
 
 class Plans:
