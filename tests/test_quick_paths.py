@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fsm_exec import EventLogger, ExecutionManager
-from fsm_exec.core.errors import ComponentError
+from fsm_exec.core.errors import ComponentError, EventLogError
 from fsm_exec.sim.venues import (
     SimPositionHandler,
     SimReconciliation,
@@ -117,3 +117,38 @@ def test_a_run_of_idle_calls_is_one_record_summing_their_time(
     assert b'"calls":4' in records[1] and b'"current_block_index":1' in records[1]
     assert b'"first_timestamp":"2025-10-01T00:05:00+00:00"' in records[1]
     assert joined == [True] * 7  # the quick way: every idle call after the first of a run
+
+
+class Watched(EventLogger):
+    """A desk's journal with a log_event of its own: it forwards each state_update (a
+    heartbeat) and can be told the disk is full."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeats = 0
+        self.full = False
+
+    def log_event(self, timestamp: Any, event_type: str, component: str,
+                  data: dict[str, Any], *, sync: bool = True) -> None:
+        if event_type == "state_update":
+            if self.full:
+                raise EventLogError("cannot write journal: No space left on device")
+            self.heartbeats += 1
+        super().log_event(timestamp, event_type, component, data, sync=sync)
+
+
+def test_a_journal_with_a_log_event_of_its_own_sees_every_idle_call(tmp_path: Path) -> None:
+    """The idle calls' quick way is for the package's own EventLogger: a subclass that
+    overrides log_event is told of every call, and its failure halts the manager."""
+    log = Watched(tmp_path, "backtest")
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(), event_logger=log)
+    for n in range(5):
+        em.update_state(T(60 * n), "strategy_manager")
+    assert log.heartbeats == 5
+    log.full = True
+    with pytest.raises(EventLogError):
+        em.update_state(T(600), "strategy_manager")
+    assert em.halted and em.get_execution_status()["halt_reason"] == "EXEC-009"
+    log.full = False
+    em.close()

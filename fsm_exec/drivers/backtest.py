@@ -60,6 +60,8 @@ class BacktestDriver(Driver):
         block = f.block
         block_id = block.block_id
         with mutex:
+            if host.cancelled_since_loaded(f):
+                return
             if journal is not None:
                 journal({"block_id": block_id, "source": _QUEUED, "dest": _ROUTING,
                          "trigger": T_START, "attempt": f.attempt}, True)  # intent to route

@@ -56,6 +56,9 @@ class Host:
     canonical_deltas: Callable[[Any], Converted]
     journal_move: Callable[[dict[str, Any], bool], None]
     emit: Callable[..., None]
+    #: Before the start record: True (the block cancelled, never to start) if another
+    #: thread cancelled the loaded block since it was loaded.
+    cancelled_since_loaded: Callable[[Flight], bool]
     # The guard and the reports.
     refuse_if_retired: Callable[[], None]
     call_done: Callable[..., None]

@@ -115,13 +115,17 @@ def settle(j: Journal) -> None:
     run = j.idle
     if run is None:
         return
-    j.idle = None
+    j.idle = None  # written once at most: cut short before the buffer takes it, it is lost
     seq = j.seq + 1
     line = encode_line(run.record(seq))
+    # Cut short from here on (an interrupt), the next write reads the file back first
+    # (``dirty``): never a seq twice.
+    j.dirty = True
     j.buf += line
     j.buffered += len(line)
     j.seq = seq
     j.since_checkpoint += 1
+    j.dirty = False
 
 
 def flush(j: Journal) -> None:

@@ -387,7 +387,9 @@ class EventLogger:
         Live: the record is written before this returns and, with ``sync`` (the default),
         fsynced together with every record written before it. ``sync=False`` leaves the
         fsync to the next synced record or :meth:`sync` (group commit): the manager uses it
-        for records that no action of its depends on. Safe from any thread.
+        for records that no action of its depends on. Safe from any thread. ``data`` is
+        the caller's no more: a buffered journal encodes it when it writes the record (a
+        ``state_update`` may be held back for the calls after it), so change a copy.
         """
         with self._write_lock:
             j = (self._last_journal if component is self._last_component

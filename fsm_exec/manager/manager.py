@@ -444,6 +444,7 @@ class ExecutionManager:
     _unresolved = moves.unresolved
     _canonical_deltas = moves.canonical_deltas
     _finish = moves.finish
+    _cancelled_since_loaded = moves.cancelled_since_loaded
     _journal_halt = moves.journal_halt
     _halt = moves.halt
     _halt_for = moves.halt_for

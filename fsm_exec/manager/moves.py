@@ -24,7 +24,7 @@ from fsm_exec.core.errors import (
     InvalidBlockError,
     ScrubbedException,
 )
-from fsm_exec.core.lifecycle import BlockState
+from fsm_exec.core.lifecycle import BlockState, Trigger
 from fsm_exec.core.limits import MAX_TEXT, fit_text
 from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import (
@@ -46,9 +46,22 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS, _FAILED, _CANCELLED = (
                      BlockState.RETRYING, BlockState.SUCCESS, BlockState.FAILED,
                      BlockState.CANCELLED))
 _NO_DELTAS = NO_DELTAS
+_T_CANCEL = str(Trigger.CANCEL)
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
+
+
+def cancelled_since_loaded(self: ExecutionManager, f: Flight) -> bool:
+    """Before the start record of the block ``advance`` loaded (under the mutex): True if
+    another thread cancelled it since (its cancel record written, it left the queue). The
+    Machine then takes it to ``cancelled`` too, with nothing more journaled, and it is never
+    started: a start after its cancel would be a record no reader accepts."""
+    if f.block.block_id in self._state.queue:
+        return False
+    self._lc.commit(_T_CANCEL)
+    self._finish(f, _CANCELLED)
+    return True
 
 
 def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
@@ -64,6 +77,8 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
     with self._mutex:
         lc = self._lc
         source = lc.current
+        if source == _QUEUED and self._cancelled_since_loaded(f):
+            return _CANCELLED
         if lc.table is not None and "error_code" not in data:
             data = failing(lc.table, f, source, trigger, data)
         if _try is None:

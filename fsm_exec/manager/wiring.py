@@ -149,6 +149,7 @@ def driver_host(self: ExecutionManager) -> Host:
         unresolved=self._unresolved, finish=self._finish,
         canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
         emit=self._emit, refuse_if_retired=self._refuse_if_retired,
+        cancelled_since_loaded=self._cancelled_since_loaded,
         call_done=self._call_done, notify_transition=self._notify_transition,
         note_health=self._health.note, try_move=self._try_move, waited=self._waited)
 
@@ -216,10 +217,12 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # What differs between the modes, named once (drivers/policy.py).
     self._policy = POLICIES[self._env.execution_mode]
     # An idle call that says what the call before it said joins that call's held-back
-    # state_update in a buffered EventLogger (health.end_update): no record to build.
+    # state_update in a buffered EventLogger (health.end_update): no record to build. Not
+    # for a subclass with a log_event of its own: it sees every record.
     self._join_idle = (event_logger.join_idle
-                       if isinstance(event_logger, EventLogger) and not self._policy.step_times
-                       else None)
+                       if isinstance(event_logger, EventLogger)
+                       and type(event_logger).log_event is EventLogger.log_event
+                       and not self._policy.step_times else None)
     self._idle_said = None
 
     self._mutex = threading.RLock()
