@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from fsm_exec import EventLogger, ExecutionManager
 from fsm_exec.core.errors import ComponentError, EventLogError
 from fsm_exec.sim.venues import (
+    FakeClock,
     SimPositionHandler,
     SimReconciliation,
     SimVenue,
@@ -27,12 +28,9 @@ from fsm_exec.sim.venues import (
 from kit import T, block
 
 
-class Ticking:
+class Ticking(FakeClock):
     """A clock that moves on a millisecond and a bit at every reading: each call's time
     taken differs, so a run of idle calls sums real figures."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
 
     def __call__(self) -> float:
         self.now += 0.00125
