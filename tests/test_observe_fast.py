@@ -1,10 +1,14 @@
 """The observers' quick ways: what a scrape sees of the Prometheus observer's lock-free series
 is exactly what prometheus_client's own would show, for any stream of events; the series other
-threads write keep prometheus_client's locks; the multiprocess mode keeps its own values."""
+threads write keep prometheus_client's locks; the multiprocess mode keeps its own values. The
+seam's hooks (the package's observers take an event's fields: no event built) export exactly
+what the events do, and call_kinds spares the manager the calls nobody wants."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,15 +16,35 @@ import prometheus_client
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.values import MutexValue
+from test_testing import SCENARIOS
 
+from fsm_exec import ComponentError, EventLogger, ExecutionManager
 from fsm_exec.core.lifecycle import TRANSITIONS
-from fsm_exec.observe import CallEvent, ManagerEvent, PrometheusMetrics, PrometheusObserver
+from fsm_exec.manager import observing
+from fsm_exec.observe import (
+    CallEvent,
+    ManagerEvent,
+    Observer,
+    OpenTelemetryObserver,
+    PrometheusMetrics,
+    PrometheusObserver,
+    TransitionEvent,
+)
 from fsm_exec.observe import prometheus as prom_observer
-from fsm_exec.observe.seam import TransitionEvent
+from fsm_exec.sim.venues import (
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
+from fsm_exec.testing import lifecycle_paths
 
-from kit import rig
+from kit import T, blocks, rig
 
 EDGES = [(str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS]
 durations = st.one_of(st.floats(min_value=0, max_value=4000, allow_nan=False),
@@ -142,3 +166,162 @@ def test_prometheus_clients_multiprocess_mode_keeps_its_own_values(
     assert type(child._value) is not MutexValue
     bare: Any = SimpleNamespace(inc=len)
     assert prom_observer._inc(bare, True) is bare.inc  # nothing to replace
+
+
+# ------------------------------------------------------------------------ the seam's hooks
+
+
+class EventProm(PrometheusObserver):
+    """PrometheusObserver taking events (on_transition and on_call overridden)."""
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        super().on_transition(event)
+
+    def on_call(self, event: CallEvent) -> None:
+        super().on_call(event)
+
+
+class EventOtel(OpenTelemetryObserver):
+    """OpenTelemetryObserver taking events."""
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        super().on_transition(event)
+
+    def on_call(self, event: CallEvent) -> None:
+        super().on_call(event)
+
+
+class Recorder(Observer):
+    """Every event, as given."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        self.seen.append(event)
+
+    def on_call(self, event: CallEvent) -> None:
+        self.seen.append(event)
+
+
+def spans(exporter: InMemorySpanExporter) -> list[Any]:
+    """The finished spans without their times and ids: names, parents' names, attributes
+    (durations on the fake clock included), events, status."""
+    done = exporter.get_finished_spans()
+    name = {s.context.span_id: s.name for s in done}
+    return [(s.name, name.get(s.parent.span_id) if s.parent else None,
+             dict(s.attributes or {}), [(e.name, dict(e.attributes or {})) for e in s.events],
+             s.status.status_code, s.status.description) for s in done]
+
+
+def run_path(mode: str, path: tuple[Any, ...], observers: list[Observer]) -> Any:
+    states = (str(path[0].source), *(str(e.dest) for e in path))
+    scenario = dict(SCENARIOS[states])
+    cancel = scenario.pop("cancel", False)
+    r = rig(mode, observers=observers, **scenario)
+    r.em.execute_instruction_blocks(T(0), blocks("a", "b"))
+    if cancel:
+        r.em.cancel(T(0), ["a"], reason="operator")
+    with contextlib.suppress(ComponentError):
+        r.em.update_state(T(0), "strategy_manager")
+    return r
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+@pytest.mark.parametrize("calls", [False, True])
+@pytest.mark.parametrize("path", lifecycle_paths(),
+                         ids=lambda p: "-".join([str(p[0].source), *(str(e.dest) for e in p)]))
+def test_the_hooks_export_what_the_events_do(path: tuple[Any, ...], calls: bool,
+                                             mode: str) -> None:
+    """Down each path of the table, in both modes: the package's observers called through
+    their hooks (no event built) export exactly what they export given the events
+    (subclasses that override on_transition and on_call), and the manager builds events
+    for the observers that take them, one per move for all of them."""
+    hooked_reg, evented_reg = CollectorRegistry(), CollectorRegistry()
+    hooked_exp, evented_exp = InMemorySpanExporter(), InMemorySpanExporter()
+    providers = []
+    for exporter in (hooked_exp, evented_exp):
+        tp = TracerProvider()
+        tp.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(tp)
+    one, two = Recorder(), Recorder()
+    hooked = run_path(mode, path, [PrometheusObserver(hooked_reg),
+                                   OpenTelemetryObserver(providers[0], calls=calls)])
+    evented = run_path(mode, path, [one, EventProm(evented_reg),
+                                    EventOtel(providers[1], calls=calls), two])
+    assert hooked.log.events == evented.log.events
+    assert samples(hooked_reg) == samples(evented_reg)
+    assert spans(hooked_exp) == spans(evented_exp)
+    assert one.seen == two.seen and all(a is b for a, b in zip(one.seen, two.seen, strict=True))
+    assert [e.trigger for e in one.seen if isinstance(e, TransitionEvent)] == [
+        m["trigger"] for m in evented.events("block_transition")
+        if m["trigger"] != "cancel"]  # a cancellation is a manager event
+
+
+def test_an_observer_given_its_own_method_gets_events() -> None:
+    """An on_transition set on the observer itself (not its class) is called with events,
+    and a hook is used only beside the method it forwards for."""
+    seen: list[TransitionEvent] = []
+    obs = PrometheusObserver(CollectorRegistry())
+    obs.on_transition = seen.append  # type: ignore[method-assign,assignment]
+    assert observing.field_hook(obs, "on_transition", "_moved") is None
+    assert observing.field_hook(obs, "on_call", "_called") == obs._called
+    assert observing.field_hook(Recorder(), "on_call", "_called") is None
+    r = rig("backtest", observers=[obs])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert [e.dest for e in seen] == ["routing", "pending_reconciliation", "success"]
+
+
+def test_an_observer_gets_only_the_call_kinds_it_wants() -> None:
+    """call_kinds narrows on_call to those kinds; the manager builds no CallEvent of a kind
+    nobody wants (the hand-off, for the Prometheus observer), and none for a hook."""
+
+    class Routes(Recorder):
+        call_kinds: frozenset[str] | None = frozenset({"route"})
+
+    routes = Routes()
+    r = rig("backtest", observers=[routes])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert [e.kind for e in routes.seen if isinstance(e, CallEvent)] == ["route"]
+    built: list[str] = []
+    real = CallEvent.__init__
+
+    def counting(self: Any, kind: str, *args: Any, **kw: Any) -> None:
+        built.append(kind)
+        real(self, kind, *args, **kw)
+
+    registry = CollectorRegistry()
+    r = rig("backtest", observers=[PrometheusObserver(registry), Routes()])
+    try:
+        CallEvent.__init__ = counting  # type: ignore[method-assign]
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    finally:
+        CallEvent.__init__ = real  # type: ignore[method-assign]
+    assert built == ["route"]  # for Routes only: the Prometheus observer takes the fields
+    assert registry.get_sample_value("fsm_exec_venue_call_duration_seconds_count",
+                                     {"call": "route", "outcome": "ok"}) == 1.0
+
+
+def test_fsyncs_reach_the_observers_that_want_them(tmp_path: Path) -> None:
+    """A journal fsync is told to the observers whose call_kinds have it, through the hook
+    or as one event for all that take events; a failing one is reported after the call."""
+
+    class Boom(Recorder):
+        def on_call(self, event: CallEvent) -> None:
+            raise RuntimeError("fsync observer down")
+
+    registry = CollectorRegistry()
+    one, two, boom = Recorder(), Recorder(), Boom()
+    journal = EventLogger(tmp_path, "live")
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(
+        SimReconciliation()), SimVenue(), SimReconciliation(), event_logger=journal,
+        observers=[one, PrometheusObserver(registry), two, boom])
+    em._fsynced(0.002)
+    journal.close()
+    fsyncs = [e for e in one.seen if e.kind == "journal_fsync"]
+    assert fsyncs and fsyncs == [e for e in two.seen if e.kind == "journal_fsync"]
+    assert all(a is b for a, b in zip(fsyncs, [e for e in two.seen
+                                               if e.kind == "journal_fsync"], strict=True))
+    assert registry.get_sample_value("fsm_exec_journal_fsync_duration_seconds_count") == len(
+        fsyncs)
+    assert em._late_observer_errors and em._late_observer_errors[0][0] is boom

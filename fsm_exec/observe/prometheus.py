@@ -206,6 +206,7 @@ class PrometheusObserver(OneManager, Observer):
     """
 
     manager_events = frozenset({"error", "cancelled", "recovered"})
+    call_kinds = frozenset({*_VENUE_CALLS, "journal_fsync"})  # no hand-off series
 
     def __init__(self, registry: CollectorRegistry | None = None,
                  namespace: str = "fsm_exec") -> None:
@@ -284,8 +285,16 @@ class PrometheusObserver(OneManager, Observer):
         self._last_route = None
 
     def on_transition(self, event: TransitionEvent) -> None:
-        source, dest = event.source, event.dest
-        key = (source, dest, event.trigger)
+        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
+                    event.attempt, event.at, event.error_code, event.reason, event.halts,
+                    event.recovered)
+
+    def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
+               attempt: int, at: float, error_code: str | None, reason: str | None,
+               halts: bool, recovered: bool) -> None:
+        """``on_transition``, the event's fields as arguments (the manager calls this one:
+        it builds no event for this observer)."""
+        key = (source, dest, trigger)
         edge = self._by_edge.get(key)
         if edge is not None:
             edge()
@@ -293,35 +302,40 @@ class PrometheusObserver(OneManager, Observer):
             self._fam.transitions.labels(*self._prefix, *key).inc()
         fl = self._flying
         if source == _QUEUED:
-            fl = self._flying = _Flying(event.block_id, event.at, event.at)
-        elif fl is None or fl.block_id != event.block_id:  # restored: since when, unknown
-            fl = self._flying = _Flying(event.block_id, event.at, None)
+            fl = self._flying = _Flying(block_id, at, at)
+        elif fl is None or fl.block_id != block_id:  # restored: since when, unknown
+            fl = self._flying = _Flying(block_id, at, None)
         elif fl.entered is not None:
-            self._in_state[source](event.at - fl.entered)
-        fl.entered = event.at
+            self._in_state[source](at - fl.entered)
+        fl.entered = at
         if dest == _RETRYING:
-            self._by_reason[self._why_retrying(event)]()
+            self._by_reason[self._why_retrying(block_id, attempt, trigger)]()
         elif dest in _TERMINAL:
             self._by_outcome[dest]()
             if fl.started is not None:
-                self._block_duration(event.at - fl.started)
+                self._block_duration(at - fl.started)
             if dest == _SUCCESS:
                 self._last_success = time.time()
             self._flying = None
 
     def on_call(self, event: CallEvent) -> None:
-        kind = event.kind
+        self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
+                     event.outcome, event.error_type)
+
+    def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
+                duration: float, outcome: str, error_type: str | None) -> None:
+        """``on_call``, the event's fields as arguments (see :meth:`_moved`)."""
         if kind in _VENUE_CALLS:
-            key = (kind, event.outcome)
+            key = (kind, outcome)
             observe = self._by_call.get(key)
             if observe is None:  # outcomes are a small fixed set: cached on first sight
                 observe = self._by_call[key] = _observe(self._fam.venue_duration.labels(
                     *self._prefix, *key), self._fam.fast)
-            observe(event.duration)
-            if kind == "route" and event.block_id is not None:
-                self._last_route = (event.block_id, event.attempt, event.outcome)
+            observe(duration)
+            if kind == "route" and block_id is not None:
+                self._last_route = (block_id, attempt, outcome)
         elif kind == "journal_fsync":
-            self._fsync_duration(event.duration)
+            self._fsync_duration(duration)
 
     def on_event(self, event: ManagerEvent) -> None:
         kind, data = event.kind, event.data
@@ -336,11 +350,11 @@ class PrometheusObserver(OneManager, Observer):
         elif kind == "recovered" and data.get("in_doubt") is not None:
             self._flying = _Flying(str(data["in_doubt"]), event.at, None)
 
-    def _why_retrying(self, event: TransitionEvent) -> str:
-        if event.trigger == _RECONCILIATION_TIMEOUT:
+    def _why_retrying(self, block_id: str, attempt: int, trigger: str) -> str:
+        if trigger == _RECONCILIATION_TIMEOUT:
             return "reconciliation_timeout"
         last = self._last_route
-        if last is not None and last[:2] == (event.block_id, event.attempt):
+        if last is not None and last[:2] == (block_id, attempt):
             return last[2] if last[2] in RETRY_REASONS else "error"
         return "in_doubt"  # no route call in this process: cut short by a restart
 

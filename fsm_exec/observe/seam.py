@@ -94,10 +94,17 @@ class Observer:
     ``manager_events``: the :data:`EVENT_KINDS` this observer's ``on_event`` wants, or
     ``None`` (the default) for all of them. The manager builds no :class:`ManagerEvent` of
     a kind no observer wants (most calls send ``accepted`` and ``update``: events that
-    cost the hot path even when ignored).
+    cost the hot path even when ignored). ``call_kinds``: likewise the :data:`CALL_KINDS`
+    its ``on_call`` wants (every block has a ``route`` and a ``hand_off`` call).
+
+    (The package's own observers also take each event's fields as arguments, in a private
+    method beside ``on_transition`` and ``on_call``, which only forward to it: for them the
+    manager builds no event. A subclass that overrides ``on_transition`` or ``on_call``
+    gets its events as any observer does.)
     """
 
     manager_events: frozenset[str] | None = None
+    call_kinds: frozenset[str] | None = None
 
     def attach(self, manager: ExecutionManager) -> None:
         """Called once, when the manager is built (read its status from here if needed)."""
