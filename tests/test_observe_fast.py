@@ -325,3 +325,42 @@ def test_fsyncs_reach_the_observers_that_want_them(tmp_path: Path) -> None:
     assert registry.get_sample_value("fsm_exec_journal_fsync_duration_seconds_count") == len(
         fsyncs)
     assert em._late_observer_errors and em._late_observer_errors[0][0] is boom
+
+
+def test_a_user_lifecycles_edges_are_counted_too() -> None:
+    """An edge outside the default table (a user lifecycle's) is counted under its own
+    labels, looked up when it is taken; every journaled move is counted once."""
+    import lchooks
+    from test_lifecycle_run import BIG, FOUR_EYES, lifecycle, priced
+
+    registry = CollectorRegistry()
+    r = rig("backtest", lifecycle=lifecycle(FOUR_EYES), observers=[PrometheusObserver(registry)])
+    try:
+        r.em.update_state(T(0), "strategy_manager", [priced("big", BIG)])
+        assert r.em.trigger("big", "approve", T(90), reason="approved") == "routing"
+        r.em.update_state(T(120), "strategy_manager")
+    finally:
+        lchooks.reset()  # the lifecycle's hooks record their calls there
+    moves = [(m["source"], m["dest"], m["trigger"]) for m in r.events("block_transition")]
+    assert ("queued", "awaiting_approval", "start") in moves
+    for source, dest, trigger in moves:
+        assert registry.get_sample_value("fsm_exec_transitions_total", {
+            "source": source, "dest": dest, "trigger": trigger}) == moves.count(
+                (source, dest, trigger))
+
+
+def test_a_tallied_series_takes_prometheus_clients_own_calls() -> None:
+    """A series counted in a tally still answers prometheus_client's own methods: reset()
+    and exemplars."""
+    registry = CollectorRegistry()
+    obs = PrometheusObserver(registry)
+    obs._by_reason["timeout"]()
+    child = obs._fam.retries.labels("timeout")
+    labels = {"reason": "timeout"}
+    assert registry.get_sample_value("fsm_exec_retries_total", labels) == 1.0
+    child.inc(2, exemplar={"trace_id": "abc"})
+    assert registry.get_sample_value("fsm_exec_retries_total", labels) == 3.0
+    assert child._value.get_exemplar().labels == {"trace_id": "abc"}
+    child.reset()
+    obs._by_reason["timeout"]()
+    assert registry.get_sample_value("fsm_exec_retries_total", labels) == 1.0
