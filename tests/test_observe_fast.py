@@ -264,12 +264,29 @@ def test_an_observer_given_its_own_method_gets_events() -> None:
     seen: list[TransitionEvent] = []
     obs = PrometheusObserver(CollectorRegistry())
     obs.on_transition = seen.append  # type: ignore[method-assign,assignment]
-    assert observing.field_hook(obs, "on_transition", "_moved") is None
-    assert observing.field_hook(obs, "on_call", "_called") == obs._called
-    assert observing.field_hook(Recorder(), "on_call", "_called") is None
+    assert observing.field_hook(obs, "on_transition") is None
+    assert observing.field_hook(obs, "on_call") == obs._called
+    assert observing.field_hook(Recorder(), "on_call") is None
     r = rig("backtest", observers=[obs])
     r.em.update_state(T(0), "strategy_manager", blocks("a"))
     assert [e.dest for e in seen] == ["routing", "pending_reconciliation", "success"]
+
+
+def test_only_a_marked_method_makes_a_hook() -> None:
+    """An observer of one's own with a method that happens to be called _moved still gets
+    events: only on_transition or on_call marked forwards_to() names a hook."""
+
+    class Mine(Recorder):
+        def _moved(self, *fields: Any) -> None:
+            raise AssertionError("not a hook")
+
+    mine = Mine()
+    assert observing.field_hook(mine, "on_transition") is None
+    r = rig("backtest", observers=[mine])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert [e.dest for e in mine.seen if isinstance(e, TransitionEvent)] == [
+        "routing", "pending_reconciliation", "success"]
+    assert not r.events("error")
 
 
 def test_an_observer_gets_only_the_call_kinds_it_wants() -> None:

@@ -39,21 +39,22 @@ Moved = Callable[[str, str, str, str, str, int, float, "str | None", "str | None
 Called = Callable[[str, "str | None", int, float, float, str, "str | None"], None]
 
 
-def field_hook(obs: Observer, method: str, hook: str) -> Callable[..., None] | None:
-    """``obs``'s bound ``hook`` when its ``method`` is the one beside that hook, which only
-    forwards the event's fields to it (the package's own observers): the manager may then
-    call the hook and build no event. ``None`` for any other observer, for a subclass that
-    overrides ``method``, and for an observer given its own ``method`` (they get events)."""
+def field_hook(obs: Observer, method: str) -> Callable[..., None] | None:
+    """``obs``'s bound hook that its ``method`` only forwards the event's fields to
+    (marked :func:`~fsm_exec.observe.seam.forwards_to`: the package's own observers): the
+    manager may then call the hook and build no event. ``None`` for any other observer,
+    for a subclass that overrides ``method``, and for an observer given its own ``method``
+    (they get events)."""
     if method in getattr(obs, "__dict__", ()):
         return None
-    klass = next(k for k in type(obs).__mro__ if method in vars(k))  # Observer has them all
-    return getattr(obs, hook) if hook in vars(klass) else None
+    hook = getattr(getattr(type(obs), method), "_fsm_exec_forwards_to", None)
+    return getattr(obs, hook) if hook is not None else None
 
 
 def transition_targets(observers: tuple[Observer, ...]
                        ) -> tuple[tuple[Observer, Moved | None], ...]:
     """Each observer with its ``_moved`` hook, or ``None`` (it is given the event)."""
-    return tuple((obs, field_hook(obs, "on_transition", "_moved")) for obs in observers)
+    return tuple((obs, field_hook(obs, "on_transition")) for obs in observers)
 
 
 class CallTargets(dict[str, tuple[tuple[Observer, "Called | None"], ...]]):
@@ -67,7 +68,7 @@ class CallTargets(dict[str, tuple[tuple[Observer, "Called | None"], ...]]):
 
     def __missing__(self, kind: str) -> tuple[tuple[Observer, Called | None], ...]:
         targets = self[kind] = tuple(
-            (obs, field_hook(obs, "on_call", "_called")) for obs in self.observers
+            (obs, field_hook(obs, "on_call")) for obs in self.observers
             if obs.call_kinds is None or kind in obs.call_kinds)
         return targets
 

@@ -44,6 +44,7 @@ from fsm_exec.observe.seam import (
     ManagerEvent,
     Observer,
     TransitionEvent,
+    forwards_to,
 )
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class OpenTelemetryObserver(OneManager, Observer):
     def _traced(self, block_id: str) -> bool:
         return self._cut > 0xFFFFFFFF or zlib.crc32(block_id.encode()) < self._cut
 
+    @forwards_to("_moved")
     def on_transition(self, event: TransitionEvent) -> None:
         self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
                     event.attempt, event.at, event.error_code, event.reason, event.halts,
@@ -175,6 +177,7 @@ class OpenTelemetryObserver(OneManager, Observer):
         if dest in _TERMINAL:
             self._close(fl, dest, attempt, at, error_code, halts)
 
+    @forwards_to("_called")
     def on_call(self, event: CallEvent) -> None:
         self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
                      event.outcome, event.error_type)

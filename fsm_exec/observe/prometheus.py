@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from fsm_exec.core.errors import ERROR_CODES, InvalidArgumentError
 from fsm_exec.core.lifecycle import TABLE_HASH, TERMINAL_STATES, TRANSITIONS, BlockState, Trigger
 from fsm_exec.observe.extra import OneManager, missing_extra
-from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+from fsm_exec.observe.seam import (
+    CallEvent,
+    ManagerEvent,
+    Observer,
+    TransitionEvent,
+    forwards_to,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -284,6 +290,7 @@ class PrometheusObserver(OneManager, Observer):
         self._flying = None
         self._last_route = None
 
+    @forwards_to("_moved")
     def on_transition(self, event: TransitionEvent) -> None:
         self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
                     event.attempt, event.at, event.error_code, event.reason, event.halts,
@@ -318,6 +325,7 @@ class PrometheusObserver(OneManager, Observer):
                 self._last_success = time.time()
             self._flying = None
 
+    @forwards_to("_called")
     def on_call(self, event: CallEvent) -> None:
         self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
                      event.outcome, event.error_type)
