@@ -5,21 +5,27 @@ of the files, when it is installed."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsm_exec import CSV_COLUMNS, DELTAS_COLUMNS, EventLogger, export_csv
+from fsm_exec.journal.codec import encode
 from fsm_exec.journal.export import csv_cell, delta_amounts
+from fsm_exec.journal.files import JournalCorruptError
 
 EM = "ExecutionManager"
 TS = "2025-10-01T00:00:00+00:00"
@@ -354,3 +360,206 @@ def test_fast_export_writes_the_bytes_csv_writer_writes(tmp_path: Path, golden: 
     want_events, want_deltas = _reference_export(logs, tmp_path)
     assert out.read_bytes() == want_events
     assert out.with_name("deltas.csv").read_bytes() == want_deltas
+
+
+# ------------------------------------------------------------------------ fast path = careful path
+
+#: Text a cell, a key or a name may hold: formulas, numbers and dates as text, CSV's own
+#: characters, JSON's escapes, a tag's name, the envelope's data key, a long line.
+HOSTILE = ["", "=1+1", "+x", "-1.5", "@a", "\t1", "\r\n", "'q", "1e5", "00012", "TRUE", "SEPT2",
+           "#N/A", "(5)", 'a,"b"\r\nc', "{}", ',"data":', '"data"', "__int__", "__x", "\\u0041",
+           "\x00", "é", "\u2028", "\ud800", TS, "b1", "open-1", "~/", "x" * 3000]
+names = st.sampled_from(HOSTILE) | st.text(max_size=12)
+keys = st.sampled_from([h for h in HOSTILE if h != "\ud800"]) | st.text(max_size=12)
+scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
+           | st.decimals(allow_nan=True, places=3) | names)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(keys, inner, max_size=3), max_leaves=6)
+KINDS = ["block_transition", "block_accepted", "state_update", "checkpoint"]
+records = st.fixed_dictionaries({
+    "seq": st.integers(0, 2**63 - 1),
+    "timestamp": st.sampled_from([TS, "2025-10-01T00:01:00+00:00"]) | names,
+    "event_type": st.sampled_from(KINDS) | names,
+    "component": st.sampled_from([OTHER, 'Strategy,"x"', "=cmd"]) | names,
+    "data": st.fixed_dictionaries({}, optional={
+        **{k: st.one_of(scalars, scalars, scalars, values)  # a structure: the careful path
+           for k in ("block_id", "source", "dest", "trigger", "attempt", "error_code")},
+        **{k: values for k in ("deltas", "data", "n")}}),
+}).filter(lambda r: r["component"] != EM).map(  # the manager's records have a schema
+    lambda r: {k: r[k] for k in ("seq", "timestamp", "event_type", "component", "data")})
+
+
+def spoiled(line: bytes, how: int) -> bytes:
+    """``line`` as no writer writes it: spaces, a key twice, the envelope out of order, a
+    field missing or mistyped, no object, not JSON, CRLF, or nothing at all."""
+    obj = json.loads(line)
+    variants: list[Callable[[], bytes]] = [
+        lambda: json.dumps(obj).encode() + b"\n",
+        lambda: line.replace(b'{"seq":', b'{"seq":1,"seq":', 1),
+        lambda: orjson.dumps({"data": obj["data"], **obj}) + b"\n",
+        lambda: orjson.dumps({k: v for k, v in obj.items() if k != "timestamp"}) + b"\n",
+        lambda: orjson.dumps({**obj, "seq": str(obj["seq"])}) + b"\n",
+        lambda: orjson.dumps({**obj, "timestamp": 5}) + b"\n",
+        lambda: orjson.dumps({**obj, "component": None}) + b"\n",
+        lambda: orjson.dumps({**obj, "data": [obj["data"]]}) + b"\n",
+        lambda: orjson.dumps({**obj, "extra": 1}) + b"\n",
+        lambda: b"[1, 2]\n",
+        lambda: line[: len(line) // 2] + b"\n",
+        lambda: line[:-1] + b"\r\n",
+        lambda: b"  \n",
+    ]
+    return variants[how]()
+
+
+def export_outcome(logs: Path, out: Path, *, careful: bool, block: int) -> Any:
+    """The two files the export writes, or the error it raises: the fast way (in blocks of
+    ``block`` bytes) or every batch the careful way."""
+    from fsm_exec.journal import export, export_batch
+
+    def refuse(*args: Any) -> Any:
+        raise export_batch.NotOrdinary
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export_batch, "BLOCK_BYTES", block)
+        if careful:
+            mp.setattr(export, "rows", refuse)
+        try:
+            events = export_csv(logs, out, "careful" if careful else "fast")
+        except Exception as exc:  # JournalCorruptError, or what the reader lets through
+            return type(exc), str(exc)
+    return events.read_bytes(), events.with_name("deltas.csv").read_bytes()
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(records, st.integers(0, 150).map(lambda i: i if i < 13 else None)),
+                max_size=12),
+       st.sampled_from([64, 333, 4096, 1 << 16]), st.booleans())
+def test_the_fast_path_writes_what_the_careful_path_writes(
+        lines: list[tuple[dict[str, Any], int | None]], block: int, torn: bool) -> None:
+    """Any journal: records of any shape (hostile text, NaN and infinities, decimals,
+    integers beyond 64 bits, nested data, a data key inside data, long text), some lines
+    spoiled, a torn last line, read in blocks of any size: the export's fast path writes
+    the bytes its careful path writes, or both raise the same error naming the same line.
+    Without spoiled lines, both write what csv.writer writes from the reader's records
+    (when the reader, which also checks the records' schema, reads them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp) / "logs"
+        logs.mkdir()
+        raw = [encode(r) if how is None else spoiled(encode(r), how) for r, how in lines]
+        if torn and raw:
+            raw[-1] = raw[-1].rstrip(b"\n")
+        (logs / "strategy_log_events.jsonl").write_bytes(b"".join(raw))
+        fast = export_outcome(logs, Path(tmp) / "results", careful=False, block=block)
+        assert fast == export_outcome(logs, Path(tmp) / "results", careful=True, block=block)
+        if all(how is None for _, how in lines):
+            try:
+                reference = _reference_export(logs, Path(tmp))
+            except JournalCorruptError:  # the reader's schema: a timestamp of 3000 chars...
+                return
+            assert fast == reference
+
+
+def test_equal_values_of_other_types_are_other_cells(tmp_path: Path) -> None:
+    """1, True and 1.0 are equal keys in Python but different cells, as are 0.0 and -0.0:
+    a cell made for one is never written for the other."""
+    with EventLogger(tmp_path / "logs") as el:
+        for v in (1, True, 1.0, 0.0, -0.0, 1, None, "1"):
+            el.log_event(TS, "x", OTHER, {"block_id": v, "source": v, "attempt": v,
+                                          "error_code": v})
+        out = el.export_csv(tmp_path / "results", "r")
+    _, rows = read_csv(out)
+    want = ["1", "true", "1.0", "0.0", "-0.0", "1", "", "'1"]
+    for column in ("block_id", "source", "attempt", "error_code"):
+        assert [r[column] for r in rows] == want, column
+
+
+def test_batches_cut_anywhere_write_the_reference_bytes(tmp_path: Path) -> None:
+    """A line longer than a block, empty data, a data key inside data, a line the writer
+    would not write (CRLF) among ordinary ones and a torn last line: read in blocks of
+    every size, the export writes what csv.writer writes from the reader's records."""
+    logs = tmp_path / "logs"
+    with EventLogger(logs, "backtest") as el:
+        for i in range(40):
+            el.log_event(TS, "block_transition", OTHER, {
+                "block_id": f"b{i}", "source": "queued", "dest": "routing", "attempt": 1,
+                "data": {"data": i}, "deltas": {"changes": {"ETH": i / 3, "x/y~": [i]}}})
+            el.log_event(TS, "tick", OTHER, {})
+        el.log_event(TS, "note", OTHER, {"text": "é=" * 50_000, "block_id": "=1"})
+        el.log_event(TS, "note", OTHER, {"many": [[]] * 300, "tag": Decimal("1.5")})
+    path = logs / "strategy_log_events.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[7] = lines[7][:-1] + b"\r\n"
+    path.write_bytes(b"".join(lines) + lines[3][:-1])  # torn: never acknowledged
+    want = _reference_export(logs, tmp_path)
+    for block in (17, 300, 1 << 16, 1 << 20):
+        assert export_outcome(logs, tmp_path / "results", careful=False, block=block) == want
+
+
+@pytest.mark.parametrize("block", [50, 1 << 16])
+def test_the_line_at_fault_is_named_whatever_the_batch(tmp_path: Path, block: int) -> None:
+    """A line that is not JSON in the middle of ordinary ones: the error names it."""
+    logs = tmp_path / "logs"
+    with EventLogger(logs, "backtest") as el:
+        for i in range(30):
+            el.log_event(TS, "tick", OTHER, {"n": i})
+    path = logs / "strategy_log_events.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[20] = b'{"seq": oops}\n'
+    path.write_bytes(b"".join(lines))
+    outcome = export_outcome(logs, tmp_path / "results", careful=False, block=block)
+    assert outcome == (JournalCorruptError, f"[EXEC-013] {path}:21: not valid JSON")
+
+
+@pytest.mark.parametrize("torn", [False, True])
+@pytest.mark.parametrize("long", [118, 400])  # 230 bytes: found whole in a later block
+@pytest.mark.parametrize("block", [64, 1 << 16])
+def test_a_line_too_long_is_refused_as_the_reader_refuses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torn: bool, long: int,
+        block: int) -> None:
+    """A line longer than the reader reads (here 200 bytes), whole or torn at the end,
+    spanning blocks: the export refuses it with the reader's words and line number; a
+    line of exactly the limit (its newline included) is read."""
+    from fsm_exec.journal import export_batch, reader
+
+    logs = tmp_path / "logs"
+    with EventLogger(logs, "backtest") as el:
+        el.log_event(TS, "tick", OTHER, {"n": "x" * 88})  # 200 bytes with its newline
+        el.log_event(TS, "tick", OTHER, {"n": "x" * long})
+        el.log_event(TS, "tick", OTHER, {})
+    path = logs / "strategy_log_events.jsonl"
+    assert len(path.read_bytes().splitlines(keepends=True)[0]) == 200
+    if torn:
+        path.write_bytes(path.read_bytes().rsplit(b"\n", 2)[0])
+    for module in (export_batch, reader):
+        monkeypatch.setattr(module, "MAX_LINE_BYTES", 200)
+    monkeypatch.setattr(export_batch, "BLOCK_BYTES", block)
+    with pytest.raises(JournalCorruptError) as read:
+        list(reader.read_records(path))
+    with pytest.raises(JournalCorruptError) as exported:
+        export_csv(logs, tmp_path / "results", "r")
+    assert str(exported.value) == str(read.value)
+    assert str(read.value).startswith(f"[EXEC-013] {path}:2: a line longer than 200 bytes")
+
+
+@pytest.mark.parametrize("depth", [252, 253])
+def test_a_line_nested_deep_is_read_as_the_reader_reads_it(tmp_path: Path, depth: int) -> None:
+    """Nesting as deep as orjson writes (252 lists in the data) is exported; one level
+    deeper fails the export as it fails the reader (which raises orjson's own TypeError
+    there, not JournalCorruptError: the reader's to fix)."""
+    from fsm_exec.journal import reader
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "strategy_log_events.jsonl"
+    record = {"seq": 1, "timestamp": TS, "event_type": "x", "component": OTHER,
+              "data": {"l": json.loads("[" * depth + "]" * depth)}}
+    path.write_bytes(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+    try:
+        list(reader.read_records(path))
+    except Exception as exc:
+        assert depth == 253
+        want: Any = (type(exc), str(exc))
+    else:
+        want = _reference_export(logs, tmp_path)
+    for careful in (False, True):
+        assert export_outcome(logs, tmp_path / "results", careful=careful, block=1 << 16) == want

@@ -23,8 +23,9 @@ from typing import IO, Any, TextIO, cast
 import orjson
 
 from fsm_exec.journal.codec import decode
+from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, batches, rows
 from fsm_exec.journal.files import JournalCorruptError, components_in, files_of
-from fsm_exec.journal.reader import envelope_of, journal_lines
+from fsm_exec.journal.reader import envelope_of
 
 _BACKTEST_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
@@ -52,12 +53,6 @@ _READ_AS_VALUE = re.compile(
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
-def _needs_quote(text: str) -> bool:
-    if text.startswith(_QUOTED_START):
-        return True
-    return _READ_AS_VALUE.match(text) is not None and _ISO_DATETIME.fullmatch(text) is None
-
-
 def csv_cell(value: Any) -> Any:
     """A spreadsheet-safe cell. Numbers stay numbers, booleans are ``true``/``false``,
     ``None`` is empty, structures are JSON text. Text that a spreadsheet would run as a
@@ -70,8 +65,15 @@ def csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return "'" + text if _needs_quote(text) else text
+    return text_cell(value if isinstance(value, str) else orjson.dumps(value).decode())
+
+
+def text_cell(text: str) -> str:
+    """:func:`csv_cell` of text."""
+    if text.startswith(_QUOTED_START) or (_READ_AS_VALUE.match(text) is not None
+                                          and _ISO_DATETIME.fullmatch(text) is None):
+        return "'" + text
+    return text
 
 
 def check_backtest_id(backtest_id: object) -> str:
@@ -164,81 +166,113 @@ def _field(value: Any) -> str:
     return str(value)  # int (bool and None never reach here: csv_cell made them text)
 
 
-class _Cells:
-    """:func:`csv_cell` then :func:`_field` of the texts that come back record after
-    record (states, triggers, event types, block ids, timestamps), computed once each."""
-
-    def __init__(self) -> None:
-        self.seen: dict[Any, str] = {}
-
-    def __call__(self, value: Any) -> str:
-        if type(value) is not str:  # a number, None, a structure: not kept (1 == True)
-            return _field(csv_cell(value))
-        try:
-            return self.seen[value]
-        except KeyError:
-            pass
-        if len(self.seen) > 50_000:  # texts that do not come back (ids): start again
-            self.seen.clear()
-        text = self.seen[value] = _field(csv_cell(value))
-        return text
+def _cell(value: Any) -> str:
+    """:func:`csv_cell` then :func:`_field`: one cell as it is written."""
+    if type(value) is str:
+        value = text_cell(value)
+        return value if _CSV_SPECIAL.search(value) is None else _field(value)
+    return _field(csv_cell(value))
 
 
-_ORDER = ["seq", "timestamp", "event_type", "component", "data"]
+def _plain_amounts(value: Any, path: str, key: str, out: list[tuple[str, str, Any]]) -> None:
+    """:func:`delta_amounts` of deltas that hold no tag (orjson's types: nothing to
+    decode), into ``out``."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            part = k.replace("~", "~0").replace("/", "~1") if "~" in k or "/" in k else k
+            where = f"{path}/{part}"
+            if t is int or (t is float and math.isfinite(v)):
+                out.append((where, k, v))
+            elif t is dict or t is list:
+                _plain_amounts(v, where, k, out)
+    elif t is list:
+        for i, v in enumerate(value):
+            _plain_amounts(v, f"{path}/{i}", str(i), out)
+    elif t is int or (t is float and math.isfinite(value)):
+        out.append((path, key, value))
 
 
 def _data_text(raw: bytes, obj: dict[str, Any]) -> str:
     """The record's data as compact JSON: the line's own bytes when the writer wrote it
     (its fields in the writer's order, so the first ``,"data":`` is the envelope's and the
     rest is the data as orjson writes it), else the data written again."""
-    if list(obj) == _ORDER and raw.endswith(b"}\n") and b"\\" not in raw:
+    if tuple(obj) == ORDER and raw.endswith(b"}\n") and b"\\" not in raw:
         i = raw.find(b',"data":')
         if i > 0:
             return raw[i + 8:-2].decode()
     return orjson.dumps(obj["data"]).decode()
 
 
-def _export_file(path: Path, events: IO[str], deltas: IO[str], cell: _Cells) -> None:
-    """One journal file's rows, written by hand as ``csv.writer`` would (the same bytes,
-    a fraction of its time: the cells that come back record after record, the envelope's
-    and the transition's, are made once per distinct value)."""
-    write, write_delta = events.write, deltas.write
-    shapes: dict[tuple[Any, ...], tuple[str, str, str]] = {}
-    last_ts, ts_cell, last_id, id_cell = None, "", None, ""
-    for n, raw in journal_lines(path):
-        if not raw.endswith(b"\n"):
-            return  # torn by a crash mid-write: never acknowledged, never exported
-        if not raw.strip():
-            raise JournalCorruptError(path, n, "empty line")
-        r = envelope_of(path, n, raw)
-        d = r["data"]
-        get = d.get
-        ts, block_id, attempt = r["timestamp"], get("block_id"), get("attempt")
-        if ts != last_ts:
-            last_ts, ts_cell = ts, cell(ts)
-        if block_id != last_id or type(block_id) is not str:
-            last_id, id_cell = block_id, cell(block_id)
-        key = (r["component"], r["event_type"], get("source"), get("dest"), get("trigger"),
-               attempt, type(attempt), get("error_code"))
+class _Export:
+    """One export's writing: each journal file in batches, the fast way
+    (:mod:`~fsm_exec.journal.export_batch`) or, for a batch it cannot prove ordinary,
+    line by line the careful way; both make their cells with the same plans."""
+
+    def __init__(self, events: IO[str], deltas: IO[str]) -> None:
+        self.events, self.deltas = events, deltas
+        self.plans = Plans(_cell)
+
+    def text(self, value: Any) -> str:
+        """The cell of ``value``, kept when it is text."""
+        if type(value) is int:
+            return str(value)
         try:
-            shape = shapes[key]
-        except (KeyError, TypeError):  # new, or a structure where a name belongs
-            component = cell(key[0])
-            shape = (component, f"{component},{cell(key[1])},",
-                     f",{cell(key[2])},{cell(key[3])},{cell(key[4])},{cell(attempt)},"
-                     f"{cell(key[7])}")
-            if len(shapes) < 10_000 and all(type(x) is not dict and type(x) is not list
-                                           for x in key):
-                shapes[key] = shape
-        component, comp_et, rest = shape
-        seq = r["seq"]
-        write(f"{seq},{ts_cell},{comp_et}{id_cell}{rest},"
-              f"{_field(csv_cell(_data_text(raw, r)))}\r\n")
-        if key[1] == "block_transition" and "deltas" in d:
-            who = f"{seq},{ts_cell},{component},{id_cell},{cell(attempt)}"
-            for where, k, amount in delta_amounts(d["deltas"]):
-                write_delta(f"{who},{_field(csv_cell(where))},{cell(k)},"
-                            f"{_field(_amount_cell(amount))}\r\n")
+            return self.plans.texts[value]
+        except TypeError:  # a structure
+            return _cell(value)
+
+    def file(self, path: Path) -> None:
+        write, delta_rows = self.events.write, self.delta_rows
+        for first, joined in batches(path):
+            lines = joined.split(b"\n")
+            try:
+                out, with_deltas = rows(joined, lines, self.plans)
+            except NotOrdinary:
+                self.careful(path, first, lines)
+                continue
+            write(out)
+            if with_deltas:
+                self.deltas.write("".join([row for record in with_deltas
+                                           for row in delta_rows(*record)]))
+
+    def careful(self, path: Path, first: int, lines: list[bytes]) -> None:
+        """Each line read as every reader reads it (:func:`envelope_of`: the first one
+        at fault is named)."""
+        write, text, shapes = self.events.write, self.text, self.plans.shapes
+        for n, line in enumerate(lines, first):
+            raw = line + b"\n"
+            if not line.strip():
+                raise JournalCorruptError(path, n, "empty line")
+            r = envelope_of(path, n, raw)
+            d = r["data"]
+            get = d.get
+            attempt = get("attempt")
+            shape = shapes.make((r["component"], r["event_type"], get("source"),
+                                 get("dest"), get("trigger"), attempt, type(attempt),
+                                 get("error_code")))
+            seq, ts, block_id = r["seq"], text(r["timestamp"]), text(get("block_id"))
+            write(f"{seq},{ts},{shape[0]}{block_id}{shape[1]},"
+                  f"{_field(csv_cell(_data_text(raw, r)))}\r\n")
+            if r["event_type"] == "block_transition" and "deltas" in d:
+                self.deltas.write("".join(
+                    self.delta_rows(seq, ts, block_id, shape, d["deltas"], True)))
+
+    def delta_rows(self, seq: int, ts: str, block_id: str, shape: Shape, deltas: Any,
+                   tagged: bool) -> list[str]:
+        """The rows of deltas.csv of one ``block_transition`` (:data:`WithDeltas`);
+        ``tagged``: its line may hold a tag (the deltas are decoded first)."""
+        if tagged:
+            amounts: Any = delta_amounts(deltas)
+        else:
+            amounts = []
+            _plain_amounts(deltas, "", "", amounts)
+        who, text = f"{seq},{ts},{shape[2]},{block_id},{shape[3]}", self.text
+        return [f"{who},{text(where)},{text(k)},{_field(_amount_cell(amount))}\r\n"
+                for where, k, amount in amounts]
 
 
 def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -> Path:
@@ -268,10 +302,10 @@ def export_csv(log_dir: Path | str, results_dir: Path | str, backtest_id: str) -
             events, deltas = files
             csv.writer(events).writerow(CSV_COLUMNS)
             csv.writer(deltas).writerow(DELTAS_COLUMNS)
-            cell = _Cells()
+            export = _Export(events, deltas)
             for stem in components_in(log_dir):
                 for path in files_of(log_dir, stem):
-                    _export_file(path, events, deltas, cell)
+                    export.file(path)
         for tmp, target in zip(temporaries, targets, strict=True):
             os.replace(tmp, target)
     finally:

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, *,
-                failing: bool) -> None:
+                failing: bool) -> dict[str, Any] | None:
+    """Account for the call: its ``state_update`` (or one more call of the run it joins),
+    the health window, late observer failures, the observers' ``update``. Returns the
+    status dict, made in the same critical section, when nothing is left to change it
+    after (no observer, no late failure to report, the call not failing); else ``None``."""
     ms = (self._clock() - t0) * 1000.0
     with self._mutex:
         self._update_count += 1
@@ -55,7 +59,9 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
             except EventLogError:
                 if not failing:  # never hide the error already on its way out
                     raise
-    late = self._late_observer_errors
+        late = self._late_observer_errors
+        if not (failing or late or self._observers):
+            return self._status_dict()
     if late and not failing:
         # One report per call, however many fsyncs failed in it (the report's own fsync
         # may fail the same way: it is noted for the next call, not looped on).
@@ -67,6 +73,7 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
     if self._observers:
         self._notify_event("update", trigger_source=trigger_source,
                            duration_s=ms / 1000.0, queue_length=queued, halted=halted)
+    return None
 
 
 def status_text(self: ExecutionManager) -> str:

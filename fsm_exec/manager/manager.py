@@ -305,27 +305,31 @@ class ExecutionManager:
         """The status dict (also returned by :meth:`update_state`); a consistent snapshot,
         from any thread."""
         with self._mutex:
-            st = self._state
-            # The block in flight as the journal says: a block loaded into the Machine but
-            # not started yet (its start record not written) is still queued, counted there.
-            f = st.flight
-            return {
-                "status": self._status_text(),
-                "current_block": f.block.block_id if f is not None else None,
-                "current_block_state": f.state if f is not None else None,
-                "reconciliation_status": self.reconciliation_status,
-                "blocks_accepted": st.accepted,
-                "blocks_executed": st.executed,
-                "blocks_failed": st.failed,
-                "blocks_cancelled": st.cancelled,
-                "blocks_retried": st.retried,
-                "current_block_index": st.executed + st.failed + st.cancelled,
-                "queue_length": len(self._state.queue),
-                "execution_mode": self._env.execution_mode,
-                "halted": st.halted or self._pending_halt is not None,
-                "halt_reason": st.halt_reason if st.halted else self._pending_halt,
-                "interrupted": self._interrupted is not None,
-            }
+            return self._status_dict()
+
+    def _status_dict(self) -> dict[str, Any]:
+        """:meth:`get_execution_status`, for a caller that holds the mutex."""
+        st = self._state
+        # The block in flight as the journal says: a block loaded into the Machine but
+        # not started yet (its start record not written) is still queued, counted there.
+        f = st.flight
+        return {
+            "status": self._status_text(),
+            "current_block": f.block.block_id if f is not None else None,
+            "current_block_state": f.state if f is not None else None,
+            "reconciliation_status": self.reconciliation_status,
+            "blocks_accepted": st.accepted,
+            "blocks_executed": st.executed,
+            "blocks_failed": st.failed,
+            "blocks_cancelled": st.cancelled,
+            "blocks_retried": st.retried,
+            "current_block_index": st.executed + st.failed + st.cancelled,
+            "queue_length": len(self._state.queue),
+            "execution_mode": self._env.execution_mode,
+            "halted": st.halted or self._pending_halt is not None,
+            "halt_reason": st.halt_reason if st.halted else self._pending_halt,
+            "interrupted": self._interrupted is not None,
+        }
 
     # ---------------------------------------------------------------------- entry points
     def update_state(self, timestamp: Any, trigger_source: str,

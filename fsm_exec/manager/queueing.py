@@ -89,11 +89,13 @@ def update(self: ExecutionManager, timestamp: Any, stamp: str, trigger_source: s
             raise refusal  # noqa: B904 - __context__ keeps the block's failure
         exc.add_note(f"The batch given with this call was also refused: {refusal}")
         raise
-    self._end_update(timestamp, trigger_source, t0, failing=False)
+    status = self._end_update(timestamp, trigger_source, t0, failing=False)
     if self._interrupted is not None:  # retired meanwhile (by another thread), idle
         raise self._retired_error()
     if refusal is not None:
         raise refusal
+    if status is not None:  # made as the call ended, in its critical section
+        return status
     return self.get_execution_status()
 
 
