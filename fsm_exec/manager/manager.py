@@ -95,6 +95,9 @@ class ExecutionManager:
     _risk: RiskChecks
     _observers: tuple[Observer, ...]
     _observed_events: frozenset[str] | None  # the manager events some observer wants
+    # Each observer with its hook taking an event's fields, or None (manager/observing.py).
+    _transition_targets: tuple[tuple[Observer, observing.Moved | None], ...]
+    _call_targets: observing.CallTargets  # by call kind, the observers that want it
     # The collaborators' bound calls, and the journal's.
     _reconciliation: ReconciliationComponent
     _query: Callable[..., Any] | None

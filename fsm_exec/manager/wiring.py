@@ -46,7 +46,7 @@ from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.state import ManagerState
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager import guard
-from fsm_exec.manager.observing import observed_events
+from fsm_exec.manager.observing import CallTargets, observed_events, transition_targets
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
 
@@ -213,6 +213,8 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
                 "(subclass it and override the methods you need)")
     self._observers = tuple(observers)
     self._observed_events = observed_events(self._observers)
+    self._transition_targets = transition_targets(self._observers)
+    self._call_targets = CallTargets(self._observers)
     self._late_observer_errors = []
     # What differs between the modes, named once (drivers/policy.py).
     self._policy = POLICIES[self._env.execution_mode]

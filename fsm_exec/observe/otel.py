@@ -38,7 +38,14 @@ from typing import TYPE_CHECKING, Any
 from fsm_exec.core.errors import InvalidArgumentError
 from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
 from fsm_exec.observe.extra import OneManager, missing_extra
-from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+from fsm_exec.observe.seam import (
+    CALL_KINDS,
+    CallEvent,
+    ManagerEvent,
+    Observer,
+    TransitionEvent,
+    forwards_to,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -92,6 +99,7 @@ class OpenTelemetryObserver(OneManager, Observer):
     """
 
     manager_events = frozenset({"recovered"})
+    call_kinds = frozenset(CALL_KINDS) - {"journal_fsync"}  # calls of a block only
 
     def __init__(self, tracer_provider: TracerProvider | None = None, *,
                  calls: bool = False, sample: float = 1.0) -> None:
@@ -137,62 +145,80 @@ class OpenTelemetryObserver(OneManager, Observer):
     def _traced(self, block_id: str) -> bool:
         return self._cut > 0xFFFFFFFF or zlib.crc32(block_id.encode()) < self._cut
 
+    @forwards_to("_moved")
     def on_transition(self, event: TransitionEvent) -> None:
+        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
+                    event.attempt, event.at, event.error_code, event.reason, event.halts,
+                    event.recovered)
+
+    def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
+               attempt: int, at: float, error_code: str | None, reason: str | None,
+               halts: bool, recovered: bool) -> None:
+        """``on_transition``, the event's fields as arguments (the manager calls this one:
+        it builds no event for this observer)."""
         fl = self._flight
-        if fl is None or fl.block_id != event.block_id:
-            if not self._traced(event.block_id):
+        if fl is None or fl.block_id != block_id:
+            if not self._traced(block_id):
                 return
-            fl = self._open(event.block_id, event.action, event.at,
-                            event.source if event.recovered else None)
-        if fl.span is None:  # dropped by the provider's sampler
-            if event.dest in _TERMINAL:
+            fl = self._open(block_id, action, at, source if recovered else None)
+        span = fl.span
+        if span is None:  # dropped by the provider's sampler
+            if dest in _TERMINAL:
                 self._flight = None
             return
         if self.calls:
-            self._roll(fl, event.attempt, event.at)
-        attrs: Attributes = {"fsm_exec.source": event.source, "fsm_exec.dest": event.dest,
-                             "fsm_exec.trigger": event.trigger,
-                             "fsm_exec.attempt": event.attempt}
-        if event.error_code is not None:
-            attrs["fsm_exec.error_code"] = event.error_code
-            attrs["fsm_exec.halts"] = event.halts
-        fl.span.add_event("fsm_exec.transition", attrs, timestamp=self._ns(event.at))
-        if event.dest in _TERMINAL:
-            self._close(fl, event)
+            self._roll(fl, attempt, at)
+        attrs: Attributes = {"fsm_exec.source": source, "fsm_exec.dest": dest,
+                             "fsm_exec.trigger": trigger, "fsm_exec.attempt": attempt}
+        if error_code is not None:
+            attrs["fsm_exec.error_code"] = error_code
+            attrs["fsm_exec.halts"] = halts
+        span.add_event("fsm_exec.transition", attrs, timestamp=self._ns(at))
+        if dest in _TERMINAL:
+            self._close(fl, dest, attempt, at, error_code, halts)
 
+    @forwards_to("_called")
     def on_call(self, event: CallEvent) -> None:
-        if event.block_id is None or event.kind == "journal_fsync":
+        self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
+                     event.outcome, event.error_type)
+
+    def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
+                duration: float, outcome: str, error_type: str | None) -> None:
+        """``on_call``, the event's fields as arguments (see :meth:`_moved`)."""
+        if block_id is None or kind == "journal_fsync":
             return  # not about a block: metrics only
         fl = self._flight
-        if fl is None or fl.block_id != event.block_id:
+        if fl is None or fl.block_id != block_id:
             pending = self._pending
-            if pending is None or pending[0] != event.block_id:
+            if pending is None or pending[0] != block_id:
                 return  # not a block this observer saw start or recover
-            if not self._traced(event.block_id):
+            if not self._traced(block_id):
                 return
-            fl = self._open(event.block_id, pending[1], event.started, pending[2])
+            fl = self._open(block_id, pending[1], started, pending[2])
         if fl.span is None:  # dropped by the provider's sampler
             return
-        attrs: Attributes = {"fsm_exec.block_id": event.block_id,
-                             "fsm_exec.attempt": event.attempt,
-                             "fsm_exec.outcome": event.outcome,
-                             "fsm_exec.duration_s": event.duration}
+        failed = outcome not in _FINE.get(kind, _OK)
         if not self.calls:  # the block span only: a call that failed is an event on it
-            if event.outcome not in _FINE.get(event.kind, _OK):
-                attrs["fsm_exec.call"] = event.kind
-                attrs["error.type"] = event.error_type or event.outcome
-                fl.span.add_event("fsm_exec.call", attrs,
-                                  timestamp=self._ns(event.started + event.duration))
+            if failed:
+                fl.span.add_event("fsm_exec.call", {
+                    "fsm_exec.block_id": block_id, "fsm_exec.attempt": attempt,
+                    "fsm_exec.outcome": outcome, "fsm_exec.duration_s": duration,
+                    "fsm_exec.call": kind, "error.type": error_type or outcome},
+                    timestamp=self._ns(started + duration))
             return
-        self._roll(fl, event.attempt, event.started)
+        self._roll(fl, attempt, started)
         assert fl.attempt_span is not None
-        span = self._tracer.start_span(f"fsm_exec.{event.kind}",
+        span = self._tracer.start_span(f"fsm_exec.{kind}",
                                        context=self._in_context(fl.attempt_span),
-                                       attributes=attrs, start_time=self._ns(event.started))
-        if event.outcome not in _FINE.get(event.kind, _OK):
-            span.set_attribute("error.type", event.error_type or event.outcome)
-            span.set_status(self._error, event.outcome)
-        span.end(end_time=self._ns(event.started + event.duration))
+                                       attributes={"fsm_exec.block_id": block_id,
+                                                   "fsm_exec.attempt": attempt,
+                                                   "fsm_exec.outcome": outcome,
+                                                   "fsm_exec.duration_s": duration},
+                                       start_time=self._ns(started))
+        if failed:
+            span.set_attribute("error.type", error_type or outcome)
+            span.set_status(self._error, outcome)
+        span.end(end_time=self._ns(started + duration))
 
     # ---------------------------------------------------------------------- the spans
     def _ns(self, at: float) -> int | None:
@@ -239,17 +265,17 @@ class OpenTelemetryObserver(OneManager, Observer):
             span.set_status(self._error, code)
         span.end(end_time=self._ns(at))
 
-    def _close(self, fl: _Flight, event: TransitionEvent) -> None:
-        at, span = event.at, fl.span
+    def _close(self, fl: _Flight, dest: str, attempt: int, at: float, error_code: str | None,
+               halts: bool) -> None:
+        span = fl.span
         assert span is not None
-        failed = event.dest == _FAILED
-        code = (event.error_code or "unknown") if failed else None
+        failed = dest == _FAILED
+        code = (error_code or "unknown") if failed else None
         self._end_attempt(fl, at, code)
-        attrs: dict[str, Any] = {"fsm_exec.state": event.dest,
-                                 "fsm_exec.attempts": event.attempt,
+        attrs: dict[str, Any] = {"fsm_exec.state": dest, "fsm_exec.attempts": attempt,
                                  "fsm_exec.duration_s": at - fl.started}
         if code is not None:
-            attrs.update({"fsm_exec.error_code": code, "fsm_exec.halts": event.halts,
+            attrs.update({"fsm_exec.error_code": code, "fsm_exec.halts": halts,
                           "error.type": code})
             span.set_status(self._error, code)
         span.set_attributes(attrs)

@@ -11,13 +11,20 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import ERROR_CODES, InvalidArgumentError
 from fsm_exec.core.lifecycle import TABLE_HASH, TERMINAL_STATES, TRANSITIONS, BlockState, Trigger
 from fsm_exec.observe.extra import OneManager, missing_extra
-from fsm_exec.observe.seam import CallEvent, ManagerEvent, Observer, TransitionEvent
+from fsm_exec.observe.seam import (
+    CallEvent,
+    ManagerEvent,
+    Observer,
+    TransitionEvent,
+    forwards_to,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -30,6 +37,7 @@ _QUEUED, _RETRYING, _SUCCESS, _CANCELLED = (
     str(s) for s in (BlockState.QUEUED, BlockState.RETRYING, BlockState.SUCCESS,
                      BlockState.CANCELLED))
 _RECONCILIATION_TIMEOUT, _CANCEL = str(Trigger.RECONCILIATION_TIMEOUT), str(Trigger.CANCEL)
+_CANCELS = (_QUEUED, _CANCELLED, _CANCEL)  # the edge on_event counts (any thread)
 #: Why a block went to ``retrying``: how its route call ended, ``in_doubt`` (the outcome of a
 #: call cut short by a restart or an interrupt), or ``reconciliation_timeout``.
 RETRY_REASONS: tuple[str, ...] = ("timeout", "rejected", "error", "no_deltas", "in_doubt",
@@ -47,6 +55,80 @@ _CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
                  10.0, 30.0, 60.0)
 _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                   0.25, 0.5, 1.0)
+
+
+class _Tally:
+    """The value of one series that only the thread driving the manager writes, in place of
+    prometheus_client's own (a float behind a lock): the hot path adds to it without a lock
+    or prometheus_client's checks, and a scrape reads it whole (one float, under the GIL),
+    so it is exact whenever it is read. Same methods as ``prometheus_client.values``'s."""
+
+    __slots__ = ("v", "_exemplar")
+    _multiprocess = False
+
+    def __init__(self, value: float) -> None:
+        self.v = value
+        self._exemplar: Any = None
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.v += amount
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self.v = value
+
+    def get(self) -> float:
+        return self.v
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._exemplar = exemplar
+
+    def get_exemplar(self) -> Any:
+        return self._exemplar
+
+
+def _in_process(prom: Any) -> bool:
+    """prometheus_client keeps values in this process (not its multiprocess mode, whose
+    values live in files): only then may a series' value be a :class:`_Tally`."""
+    values = getattr(prom, "values", None)
+    return getattr(values, "ValueClass", None) is getattr(values, "MutexValue", object())
+
+
+def _tally(value: Any) -> _Tally:
+    return value if type(value) is _Tally else _Tally(value.get())
+
+
+def _inc(child: Any, fast: bool) -> Callable[..., None]:
+    """``inc`` of one counter series the driving thread alone writes: a :class:`_Tally`'s
+    when ``fast`` (and the series is a plain in-process one), else prometheus_client's."""
+    value = getattr(child, "_value", None)
+    if not fast or value is None:
+        return child.inc  # type: ignore[no-any-return]
+    child._value = tally = _tally(value)
+    return tally.inc
+
+
+class _Observe:
+    """``observe`` of one histogram series the driving thread alone writes, on
+    :class:`_Tally` values: the bucket found by bisection, as prometheus_client counts it
+    (the first bound at or above the value; a NaN counts in the sum only)."""
+
+    __slots__ = ("bounds", "buckets", "sum")
+
+    def __init__(self, child: Any) -> None:
+        self.bounds = tuple(child._upper_bounds)
+        child._buckets[:] = self.buckets = [_tally(b) for b in child._buckets]
+        child._sum = self.sum = _tally(child._sum)
+
+    def observe(self, amount: float) -> None:
+        self.sum.v += amount
+        if amount == amount:  # not NaN (no bound is at or above it)
+            self.buckets[bisect_left(self.bounds, amount)].v += 1.0
+
+
+def _observe(child: Any, fast: bool) -> Callable[[float], None]:
+    if fast and all(hasattr(child, a) for a in ("_upper_bounds", "_buckets", "_sum")):
+        return _Observe(child).observe  # a bound method: calls quicker than __call__
+    return child.observe  # type: ignore[no-any-return]
 
 
 class _Flying:
@@ -68,6 +150,7 @@ class _Families:
     def __init__(self, prom: Any, namespace: str, labels: tuple[str, ...]) -> None:
         kw: dict[str, Any] = {"namespace": namespace, "registry": None}
         self.namespace, self.labels = namespace, labels
+        self.fast = _in_process(prom)  # the driving thread's series may be tallies
         self.blocks = prom.Counter(
             "blocks_total", "Blocks that reached a terminal state, by outcome.",
             [*labels, "outcome"], **kw)
@@ -129,6 +212,7 @@ class PrometheusObserver(OneManager, Observer):
     """
 
     manager_events = frozenset({"error", "cancelled", "recovered"})
+    call_kinds = frozenset({*_VENUE_CALLS, "journal_fsync"})  # no hand-off series
 
     def __init__(self, registry: CollectorRegistry | None = None,
                  namespace: str = "fsm_exec") -> None:
@@ -165,21 +249,29 @@ class PrometheusObserver(OneManager, Observer):
 
     def _bind(self, prefix: tuple[str, ...]) -> None:
         """Look up every series of this observer's manager (``prefix``: its label values).
-        Every series exists from the start (rate() needs two points); children are looked
-        up in plain dicts on the hot path (labels() costs a lock and validation)."""
+        Every series exists from the start (rate() needs two points); the hot path calls
+        each series' ``inc`` or ``observe`` from plain dicts (labels() costs a lock and
+        validation). Series only the driving thread writes count in :class:`_Tally` values
+        (no lock, read whole by a scrape); those other threads may write keep
+        prometheus_client's: errors, cancellations (``on_event``) and fsyncs (the writer's
+        thread)."""
         fam = self._fam
+        fast = fam.fast
         self._prefix = prefix
-        self._by_outcome = {o: fam.blocks.labels(*prefix, o) for o in OUTCOMES}
-        self._by_edge = {k: fam.transitions.labels(*prefix, *k) for k in (
-            (str(e.source), str(e.dest), str(e.trigger)) for e in TRANSITIONS)}
-        self._by_code = {c: fam.errors.labels(*prefix, c) for c in ERROR_CODES}
-        self._by_reason = {r: fam.retries.labels(*prefix, r) for r in RETRY_REASONS}
-        self._in_state = {st: fam.state_duration.labels(*prefix, st) for st in TIMED_STATES}
-        self._block_duration = (fam.block_duration.labels(*prefix) if prefix
-                                else fam.block_duration)
+        self._by_outcome = {o: _inc(fam.blocks.labels(*prefix, o), fast and o != _CANCELLED)
+                            for o in OUTCOMES}
+        self._by_edge = {k: _inc(fam.transitions.labels(*prefix, *k), fast and k != _CANCELS)
+                         for k in ((str(e.source), str(e.dest), str(e.trigger))
+                                   for e in TRANSITIONS)}
+        self._by_code = {c: fam.errors.labels(*prefix, c).inc for c in ERROR_CODES}
+        self._by_reason = {r: _inc(fam.retries.labels(*prefix, r), fast) for r in RETRY_REASONS}
+        self._in_state = {st: _observe(fam.state_duration.labels(*prefix, st), fast)
+                          for st in TIMED_STATES}
+        self._block_duration = _observe(fam.block_duration.labels(*prefix) if prefix
+                                        else fam.block_duration, fast)
         self._fsync_duration = (fam.fsync_duration.labels(*prefix) if prefix
-                                else fam.fsync_duration)
-        self._by_call: dict[tuple[str, str], Any] = {}
+                                else fam.fsync_duration).observe
+        self._by_call: dict[tuple[str, str], Callable[[float], None]] = {}
 
     # ----------------------------------------------------------------------- the seam
     def attach(self, manager: ExecutionManager) -> None:
@@ -198,63 +290,79 @@ class PrometheusObserver(OneManager, Observer):
         self._flying = None
         self._last_route = None
 
+    @forwards_to("_moved")
     def on_transition(self, event: TransitionEvent) -> None:
-        source, dest = event.source, event.dest
-        key = (source, dest, event.trigger)
+        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
+                    event.attempt, event.at, event.error_code, event.reason, event.halts,
+                    event.recovered)
+
+    def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
+               attempt: int, at: float, error_code: str | None, reason: str | None,
+               halts: bool, recovered: bool) -> None:
+        """``on_transition``, the event's fields as arguments (the manager calls this one:
+        it builds no event for this observer)."""
+        key = (source, dest, trigger)
         edge = self._by_edge.get(key)
-        (edge if edge is not None
-         else self._fam.transitions.labels(*self._prefix, *key)).inc()
+        if edge is not None:
+            edge()
+        else:  # an edge of a user lifecycle: looked up each time (locked: any thread)
+            self._fam.transitions.labels(*self._prefix, *key).inc()
         fl = self._flying
         if source == _QUEUED:
-            fl = self._flying = _Flying(event.block_id, event.at, event.at)
-        elif fl is None or fl.block_id != event.block_id:  # restored: since when, unknown
-            fl = self._flying = _Flying(event.block_id, event.at, None)
+            fl = self._flying = _Flying(block_id, at, at)
+        elif fl is None or fl.block_id != block_id:  # restored: since when, unknown
+            fl = self._flying = _Flying(block_id, at, None)
         elif fl.entered is not None:
-            self._in_state[source].observe(event.at - fl.entered)
-        fl.entered = event.at
+            self._in_state[source](at - fl.entered)
+        fl.entered = at
         if dest == _RETRYING:
-            self._by_reason[self._why_retrying(event)].inc()
+            self._by_reason[self._why_retrying(block_id, attempt, trigger)]()
         elif dest in _TERMINAL:
-            self._by_outcome[dest].inc()
+            self._by_outcome[dest]()
             if fl.started is not None:
-                self._block_duration.observe(event.at - fl.started)
+                self._block_duration(at - fl.started)
             if dest == _SUCCESS:
                 self._last_success = time.time()
             self._flying = None
 
+    @forwards_to("_called")
     def on_call(self, event: CallEvent) -> None:
-        kind = event.kind
+        self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
+                     event.outcome, event.error_type)
+
+    def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
+                duration: float, outcome: str, error_type: str | None) -> None:
+        """``on_call``, the event's fields as arguments (see :meth:`_moved`)."""
         if kind in _VENUE_CALLS:
-            key = (kind, event.outcome)
-            child = self._by_call.get(key)
-            if child is None:  # outcomes are a small fixed set: cached on first sight
-                child = self._by_call[key] = self._fam.venue_duration.labels(
-                    *self._prefix, *key)
-            child.observe(event.duration)
-            if kind == "route" and event.block_id is not None:
-                self._last_route = (event.block_id, event.attempt, event.outcome)
+            key = (kind, outcome)
+            observe = self._by_call.get(key)
+            if observe is None:  # outcomes are a small fixed set: cached on first sight
+                observe = self._by_call[key] = _observe(self._fam.venue_duration.labels(
+                    *self._prefix, *key), self._fam.fast)
+            observe(duration)
+            if kind == "route" and block_id is not None:
+                self._last_route = (block_id, attempt, outcome)
         elif kind == "journal_fsync":
-            self._fsync_duration.observe(event.duration)
+            self._fsync_duration(duration)
 
     def on_event(self, event: ManagerEvent) -> None:
         kind, data = event.kind, event.data
         if kind == "error":
             code = str(data.get("error_code"))
-            counter = self._by_code.get(code)
-            (counter if counter is not None
-             else self._fam.errors.labels(*self._prefix, code)).inc()
+            inc = self._by_code.get(code)
+            (inc if inc is not None else self._fam.errors.labels(*self._prefix, code).inc)()
         elif kind == "cancelled":
             n = int(data.get("count", 0))
-            self._by_outcome[_CANCELLED].inc(n)
-            self._by_edge[_QUEUED, _CANCELLED, _CANCEL].inc(n)
+            self._by_outcome[_CANCELLED](n)
+            self._by_edge[_CANCELS](n)
         elif kind == "recovered" and data.get("in_doubt") is not None:
             self._flying = _Flying(str(data["in_doubt"]), event.at, None)
 
-    def _why_retrying(self, event: TransitionEvent) -> str:
-        if event.trigger == _RECONCILIATION_TIMEOUT:
+    def _why_retrying(self, block_id: str, attempt: int, trigger: str) -> str:
+        if trigger == _RECONCILIATION_TIMEOUT:
             return "reconciliation_timeout"
         last = self._last_route
-        if last is not None and last[:2] == (event.block_id, event.attempt):
+        if last is not None and last[:2] == (block_id, attempt):
             return last[2] if last[2] in RETRY_REASONS else "error"
         return "in_doubt"  # no route call in this process: cut short by a restart
 

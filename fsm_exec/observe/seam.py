@@ -10,8 +10,8 @@ observer: it is written first, and a journal that cannot write halts the manager
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -85,6 +85,21 @@ class ManagerEvent:
     data: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def forwards_to(hook: str) -> Callable[[_Method], _Method]:
+    """Marks an observer's ``on_transition`` or ``on_call`` as one that only forwards the
+    event's fields, in their order, to its method ``hook``: the manager then calls the hook
+    itself and builds no event for that observer (the package's own observers). A subclass
+    that overrides the marked method, or an observer given its own, gets events."""
+
+    def mark(method: _Method) -> _Method:
+        method._fsm_exec_forwards_to = hook  # type: ignore[attr-defined]
+        return method
+    return mark
+
+
 class Observer:
     """Base class for observers: override the methods you need; each is a no-op here.
 
@@ -94,10 +109,17 @@ class Observer:
     ``manager_events``: the :data:`EVENT_KINDS` this observer's ``on_event`` wants, or
     ``None`` (the default) for all of them. The manager builds no :class:`ManagerEvent` of
     a kind no observer wants (most calls send ``accepted`` and ``update``: events that
-    cost the hot path even when ignored).
+    cost the hot path even when ignored). ``call_kinds``: likewise the :data:`CALL_KINDS`
+    its ``on_call`` wants (every block has a ``route`` and a ``hand_off`` call).
+
+    (The package's own observers also take each event's fields as arguments, in a private
+    method their ``on_transition`` and ``on_call`` only forward to (:func:`forwards_to`):
+    for them the manager builds no event. A subclass that overrides ``on_transition`` or
+    ``on_call`` gets its events as any observer does.)
     """
 
     manager_events: frozenset[str] | None = None
+    call_kinds: frozenset[str] | None = None
 
     def attach(self, manager: ExecutionManager) -> None:
         """Called once, when the manager is built (read its status from here if needed)."""
