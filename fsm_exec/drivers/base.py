@@ -122,9 +122,12 @@ class Driver:
         lifecycle adds, its poll transitions (the first whose guards hold fires), then, in a
         waiting state, its timeout; in a state without a ``Wait``, the first of its
         transitions whose guards hold. A guard or a hook that raises fails the block (in
-        doubt, halting, when the state is in flight or settling)."""
+        doubt, halting, when the state is in flight or settling). Within one pass the block
+        moves out of each state the lifecycle adds at most once: back in one it already
+        left (a loop of polls whose guards all hold), it waits there for the next call."""
         lc = self.host.lifecycle
         f.waiting = False
+        left: set[str] = set()  # the lifecycle's own states this pass moved it out of
         while lc.in_flight:
             state = lc.current
             try:
@@ -136,9 +139,11 @@ class Driver:
                     self.reconcile(ts, f)
                 elif state == _RETRYING:
                     self.retry(ts, f)
-                elif not self.user_state(f, state):
+                elif state in left or not self.user_state(f, state):
                     f.waiting = True
                     return
+                else:
+                    left.add(state)
             except LifecycleCallError as exc:
                 self.call_failed(f, exc)
             except IllegalTransitionError:
