@@ -215,11 +215,12 @@ class EventLogger:
     def _open(self, component: str) -> Journal:
         if self._closed:
             raise EventLogError("event logger is closed")
-        path = self.path_for(component)
+        name = journal_name(component)
         for other in self._journals.values():
-            if other.path == path:  # "Foo" and "foo" share a file: one writer, one seq
+            if other.path.name == name:  # "Foo" and "foo" share a file: one writer, one seq
                 self._journals[component] = other
                 return other
+        path = self.log_dir / name
         try:
             j = open_journal(self.log_dir, component, path, self._today(), owner=self._owner,
                              durable=self._durable, new_dir=self._new_dir, defer=self._defer)
