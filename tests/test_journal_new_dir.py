@@ -137,7 +137,7 @@ def test_a_file_that_cannot_be_made_keeps_the_records_for_the_next_try(
     log = EventLogger(tmp_path / "new", "backtest")
     for i in range(3):
         log.log_event(T(i), "tick", "Strategy", {"i": i})
-    real = handles.open_append
+    real = files.open_append
 
     def no_descriptor(path: Path, owner: Any = None) -> int:
         raise OSError(errno.EMFILE, "Too many open files")
@@ -157,10 +157,15 @@ def test_a_journal_in_a_new_directory_reads_and_lists_nothing(
     """Opening journals in a directory the logger made reads no file and lists no
     directory; in a directory that was there, the journal is read back as before."""
     calls: list[str] = []
+
+    def counted(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kwargs)
+        return call
+
     for name in ("journal_files", "last_seq", "repair_torn_tail", "start_day"):
-        real = getattr(handles, name)
-        monkeypatch.setattr(handles, name, lambda *a, _n=name, _r=real, **k: (
-            calls.append(_n), _r(*a, **k))[1])
+        monkeypatch.setattr(handles, name, counted(name, getattr(handles, name)))
     for mode in ("backtest", "live"):
         with EventLogger(tmp_path / mode, mode) as log:
             assert not log.has_history(EM)
@@ -273,3 +278,12 @@ def test_files_made_later_are_files_like_s(tmp_path: Path) -> None:
             0o604, model.stat().st_uid, model.stat().st_gid), name
     assert files.journal_files(tmp_path / "new") == [
         tmp_path / "new" / "execution_manager_events.jsonl"]
+
+
+def test_a_run_under_a_file_is_refused_as_a_directory_that_cannot_be_made(
+        tmp_path: Path) -> None:
+    """A base directory that is a file: EventLogError naming the run's directory (not a
+    run id already used)."""
+    (tmp_path / "base").write_text("")
+    with pytest.raises(EventLogError, match=r"cannot create log directory .*base.r"):
+        backtest_run(tmp_path / "base", run_id="r")
