@@ -287,3 +287,19 @@ def test_a_run_under_a_file_is_refused_as_a_directory_that_cannot_be_made(
     (tmp_path / "base").write_text("")
     with pytest.raises(EventLogError, match=r"cannot create log directory .*base.r"):
         backtest_run(tmp_path / "base", run_id="r")
+
+
+def test_a_run_alive_at_interpreter_exit_makes_its_files(tmp_path: Path) -> None:
+    """A run's journals never written to a file yet, still referenced at interpreter exit
+    (a framework with no end-of-run hook): their files are made, holding every record."""
+    script = (
+        "import sys\n"
+        "from fsm_exec import backtest_run\n"
+        f"log = backtest_run({str(tmp_path)!r}, run_id='r')\n"
+        "for i in range(100):\n"
+        "    log.log_event(1759276800 + i, 'tick', 'Strategy', {'i': i})\n"
+        "sys.exit(0)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(list(read_journal(tmp_path / "r", "Strategy"))) == 100
+    assert [r.event_type for r in read_journal(tmp_path / "r", "BacktestRun")] == [
+        "run_started"]

@@ -57,7 +57,7 @@ def take_lock(log_dir: Path, owner: FileOwner | None = None, *, new: bool = Fals
     ``new``: the lock file must be made here (:class:`FileExistsError` if it is there,
     nothing taken): see :func:`take_directory`."""
     nofollow = getattr(os, "O_NOFOLLOW", 0)  # a planted link is refused, never followed
-    path = log_dir / LOCK_NAME
+    path = os.path.join(log_dir, LOCK_NAME)  # a str: no Path parsed per run
     made = new or owner is not None
     if not made:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)

@@ -132,7 +132,7 @@ class EventLogger:
                              f"{checkpoint_every!r}")
         if type(buffer_bytes) is not int or buffer_bytes < 0:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
-        self.log_dir = Path(log_dir)
+        self.log_dir = log_dir if isinstance(log_dir, Path) else Path(log_dir)  # no parse
         self.mode = mode
         #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
         #: manager writing here takes it as its ``name`` unless given one.
@@ -287,7 +287,7 @@ class EventLogger:
             stem = journal_stem_of(j.path)
             target = j.path.with_name(f"{stem}.{j.day.isoformat()}.{first}.jsonl")
             os.close(j.fd)
-            j.fd = CLOSED
+            j.fd = -1
             os.rename(j.path, target)
             j.fd = open_append(j.path, self._owner)
             if self._durable:
