@@ -9,15 +9,19 @@ their files at once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import gc
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsm_exec import (
     EventLogError,
@@ -303,3 +307,53 @@ def test_a_run_alive_at_interpreter_exit_makes_its_files(tmp_path: Path) -> None
     assert len(list(read_journal(tmp_path / "r", "Strategy"))) == 100
     assert [r.event_type for r in read_journal(tmp_path / "r", "BacktestRun")] == [
         "run_started"]
+
+
+_DAY = dt.date(2025, 10, 1)
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("log"), st.sampled_from(["A", "B", "a"]), st.integers(1, 4)),
+    st.tuples(st.just("checkpoint"), st.sampled_from(["A", "B"]), st.booleans()),
+    st.tuples(st.just("flush")), st.tuples(st.just("sync")),
+    st.tuples(st.just("history"), st.sampled_from(["A", "B", "C"]))), max_size=25)
+
+
+@given(_OPS, st.sampled_from([1, 300, 1 << 20]), st.sampled_from([None, 3]))
+@settings(deadline=None)
+def test_a_new_directory_writes_what_an_empty_one_does(
+        ops: list[tuple[Any, ...]], buffer_bytes: int, every: int | None) -> None:
+    """Differential: the same writes, checkpoints (rotating files), flushes, syncs and
+    history questions on a logger in a directory it made (files made at their first
+    write) and on one in an empty directory that was there (files opened at once, read
+    back): the same answers, and after close the same files holding the same bytes (a
+    journal never written to aside: only the directory that was there has its empty
+    file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        there = Path(tmp) / "there"
+        there.mkdir()
+        logs = [EventLogger(Path(tmp) / "new", "backtest", today=lambda: _DAY,
+                            buffer_bytes=buffer_bytes, checkpoint_every=every),
+                EventLogger(there, "backtest", today=lambda: _DAY,
+                            buffer_bytes=buffer_bytes, checkpoint_every=every)]
+        assert [log._new_dir for log in logs] == [True, False]
+        t = 0
+        for op in ops:
+            answers = []
+            for log in logs:
+                if op[0] == "log":
+                    for i in range(op[2]):
+                        log.log_event(T(t + i), "tick", op[1], {"i": t + i})
+                elif op[0] == "checkpoint":
+                    answers.append(log.checkpoint(op[1], {"t": t}, timestamp=T(t),
+                                                  new_file=op[2]))
+                elif op[0] == "history":
+                    answers.append(log.has_history(op[1]))
+                else:
+                    getattr(log, op[0])()
+                answers.append(log.checkpoint_due("A"))
+            assert answers[: len(answers) // 2] == answers[len(answers) // 2:], op
+            t += 10
+        for log in logs:
+            log.close()
+        new, old = ({p.name: p.read_bytes() for p in d.iterdir() if p.name != ".lock"}
+                    for d in (Path(tmp) / "new", there))
+        assert new == {k: v for k, v in old.items() if v}
