@@ -357,3 +357,19 @@ def test_a_new_directory_writes_what_an_empty_one_does(
         new, old = ({p.name: p.read_bytes() for p in d.iterdir() if p.name != ".lock"}
                     for d in (Path(tmp) / "new", there))
         assert new == {k: v for k, v in old.items() if v}
+
+
+def test_a_run_not_written_yet_is_listed(tmp_path: Path) -> None:
+    """fsm-exec runs lists a run whose journals are not written yet (going on, or killed
+    before its first write: its directory holds only its lock), saying so; once closed it
+    is listed with its record."""
+    from fsm_exec.tools.runs import list_runs
+
+    em = manager(backtest_run(tmp_path, run_id="going"))
+    (tmp_path / "other").mkdir()  # not a run: an empty directory
+    (going,) = list_runs(tmp_path)
+    assert (going.run_id, going.started, going.ok) == ("going", None, None)
+    assert going.problem is not None and going.problem.startswith("nothing written yet")
+    em.close()
+    (done,) = list_runs(tmp_path)
+    assert done.started is not None and done.ok and done.problem is None
