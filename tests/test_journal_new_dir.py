@@ -247,6 +247,9 @@ def test_new_dir_refuses_a_directory_already_there(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="new directory"):
         backtest_run(tmp_path, run_id="s", new_dir=False)
     assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="new_dir must be True or False"):
+        EventLogger(tmp_path / "t", "backtest", new_dir=1)  # type: ignore[arg-type]
+    assert not (tmp_path / "t").exists()
 
 
 def test_backtest_run_makes_its_base_directory(tmp_path: Path) -> None:

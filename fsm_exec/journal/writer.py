@@ -132,6 +132,8 @@ class EventLogger:
                              f"{checkpoint_every!r}")
         if type(buffer_bytes) is not int or buffer_bytes < 0:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
+        if type(new_dir) is not bool:
+            raise ValueError(f"new_dir must be True or False, got {new_dir!r}")
         self.log_dir = log_dir if isinstance(log_dir, Path) else Path(log_dir)  # no parse
         self.mode = mode
         #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
