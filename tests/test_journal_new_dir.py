@@ -340,7 +340,7 @@ def test_a_new_directory_writes_what_an_empty_one_does(
         assert [log._new_dir for log in logs] == [True, False]
         t = 0
         for op in ops:
-            answers = []
+            answers: list[Any] = []
             for log in logs:
                 if op[0] == "log":
                     for i in range(op[2]):
