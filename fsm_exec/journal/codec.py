@@ -112,6 +112,46 @@ def to_jsonable(value: Any) -> Any:
     return converted if isinstance(converted, str) else to_jsonable(converted)
 
 
+_PLAIN_LEAVES = frozenset({str, int, bool, type(None)})
+_INT_RANGE = (-(1 << 63), 1 << 64)
+
+
+def needs_care(value: Any) -> bool:
+    """False when :func:`to_jsonable` would give ``value``, which orjson could write (its
+    strings valid UTF-8), back unchanged (but tuples as lists), so that orjson's own line
+    of it is already the careful one: plain JSON data of
+    the built-in types, with string keys, finite floats, 64-bit integers, and no dict that
+    would read as a tag. A writer that saw ``null`` in orjson's line (a ``None``, or a NaN
+    written so) asks this before re-encoding: a record with a legitimate ``None`` (every
+    checkpoint) then costs one walk, not a rebuilt copy."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    leaves = _PLAIN_LEAVES
+    lo, hi = _INT_RANGE
+    while stack:
+        v = pop()
+        kind = type(v)
+        if kind in leaves:
+            if kind is int and not lo <= v < hi:
+                return True
+            continue
+        if kind is float:
+            if v - v != 0.0:  # NaN and the infinities (x - x is NaN for them)
+                return True
+        elif kind is dict:
+            if len(v) == 1 and next(iter(v)) in TAGS:
+                return True
+            for k, item in v.items():
+                if type(k) is not str:
+                    return True
+                push(item)
+        elif kind is list or kind is tuple:
+            stack.extend(v)
+        else:
+            return True
+    return False
+
+
 def _key_text(k: Any) -> str:
     """A key that is not a string, as the text the journal keys it by."""
     if isinstance(k, int):

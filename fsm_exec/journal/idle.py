@@ -25,6 +25,7 @@ from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     DUMPS,
     encode_default,
+    needs_care,
     to_jsonable,
 )
 
@@ -35,12 +36,12 @@ _MS = "processing_time_ms"
 
 def encode_line(record: dict[str, Any]) -> bytes:
     """One record as its journal line (the writer's encoding: orjson, and the careful path
-    for what orjson writes as ``null``: NaN and infinities)."""
+    for what orjson cannot write or writes as ``null``: NaN and infinities)."""
     try:
         line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
     except orjson.JSONEncodeError:
-        line = b"null"
-    if b"null" in line:  # NaN, infinities: the careful path (rare)
+        return DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
+    if b"null" in line and needs_care(record):  # NaN, infinities: the careful path
         line = DUMPS(to_jsonable(record), option=APPEND_NEWLINE)
     return line
 
@@ -64,16 +65,25 @@ class IdleRun:
     def __init__(self, component: str, iso: str, data: dict[str, Any]) -> None:
         self.component, self.first, self.last = component, iso, iso
         self.data = data
-        same = dict(data)
+        # What another call must say to join the run: worked out at the first join (a
+        # run that something else ends at once, a call that queued work, needs none).
+        self.same: dict[str, Any] | None = None
+        self.key: bytes | None = None
+        self.ms: Any = None
+        self.calls = 1
+
+    def _know(self) -> None:
+        same = dict(self.data)
         self.ms = same.pop(_MS, None)
         self.same = same
-        self.key = _key(same)  # what another call must say to join the run
-        self.calls = 1
+        self.key = _key(same)
 
     def join(self, component: str, iso: str, data: dict[str, Any]) -> bool:
         """Add one call's record to the run, if it says the same (True); else False. The
         same: the same fields, equal as JSON (so of the same types: ``true`` is not ``1``,
         ``0`` is not ``0.0``), the time taken aside."""
+        if self.same is None:
+            self._know()
         if component != self.component or self.key is None:
             return False
         same = dict(data)
@@ -87,10 +97,23 @@ class IdleRun:
         self.last = iso
         return True
 
+    def extend(self, iso: str, ms: float) -> bool:
+        """One more call that says what the run says (its caller compared), that took
+        ``ms``: joined (True), unless the run's own record cannot be joined (False)."""
+        if self.same is None:
+            self._know()
+        if self.key is None or type(self.ms) is not float or type(ms) is not float:
+            return False
+        self.ms += ms
+        self.calls += 1
+        self.last = iso
+        return True
+
     def record(self, seq: int) -> dict[str, Any]:
         """The run as the one record it is written as."""
         data = self.data
         if self.calls > 1:
+            assert self.same is not None  # a run of more than one call was joined
             data = {**self.same}
             if self.ms is not None:
                 data[_MS] = self.ms

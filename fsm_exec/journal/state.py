@@ -21,6 +21,7 @@ gap after it loses records and is an error.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -121,7 +122,9 @@ class ManagerState:
     table: RunTable = attrs.field(default=DEFAULT_TABLE, repr=False)
     queue: dict[str, InstructionBlock] = attrs.field(factory=dict)  # in order
     flight: Flight | None = None
-    finished: dict[str, str] = attrs.field(factory=dict)  # in finishing order, windowed
+    #: In finishing order, windowed: an OrderedDict, whose oldest entry goes in O(1) (a
+    #: dict's first key, once entries before it were deleted, is a scan).
+    finished: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
     #: The content digest of each finished block whose content is known (not those a
     #: checkpoint written before digests were kept carried): see ``content_digest``.
     digests: dict[str, str] = attrs.field(factory=dict)
@@ -462,7 +465,7 @@ class ManagerState:
             f.handed_off, f.why = bool(fl["handed_off"]), fl["why"]
             entered = fl.get("entered")
             f.entered = entered if isinstance(entered, str) else None
-        self.finished = {}
+        self.finished = OrderedDict()
         for block_id, state in d["finished"]:
             if state not in self.table.terminal:
                 raise ValueError(f"a finished block cannot be in state {state!r}")
@@ -488,9 +491,10 @@ class ManagerState:
 
     def _trim(self) -> None:
         finished, digests = self.finished, self.digests
+        if type(finished) is not OrderedDict:  # a caller's plain dict: kept in order
+            finished = self.finished = OrderedDict(finished)
         while len(finished) > self.window:
-            oldest = next(iter(finished))
-            del finished[oldest]
+            oldest, _ = finished.popitem(last=False)
             digests.pop(oldest, None)
 
     def _grouped(self, kind: str, d: dict[str, Any]) -> list[dict[str, Any]] | None:

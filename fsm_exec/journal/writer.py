@@ -444,6 +444,17 @@ class EventLogger:
         if event_type in MIRRORED:
             mirror(event_type, component, data)
 
+    def join_idle(self, component: str, iso: str, ms: float) -> bool:
+        """One more call of ``component`` that says what its held-back ``state_update`` says
+        (the caller knows: it wrote that record, and nothing of it changed since) but its
+        time taken, ``ms``: True if it joined the run (no bytes, as :meth:`log_event` would
+        have joined it), False if no run is held back (then log the call's record)."""
+        with self._write_lock:
+            j = self._journals.get(component)
+            if j is None or j.idle is None or j.dirty or self._closed:
+                return False
+            return j.idle.extend(iso, ms)
+
     def _write(self, j: Journal, iso: str, event_type: str, component: str,
                data: dict[str, Any], *, sync: bool, force: bool = False) -> None:
         """Encode and write one record with the next seq; ``dirty`` until it is counted."""

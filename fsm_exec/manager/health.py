@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
+    COMPONENT,
     EventLogError,
 )
 from fsm_exec.drivers.deadline import state_deadline
-from fsm_exec.observe.health import (
-    HealthStatus,
-)
+from fsm_exec.observe.health import LEVEL_TEXTS, HealthStatus
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -30,22 +29,34 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         self._last_update = ts
         self._health.close()
         st = self._state
-        data = {
-            "trigger_source": trigger_source,
-            "current_block_index": st.executed + st.failed + st.cancelled,
-            "blocks_executed": st.executed,
-            "blocks_failed": st.failed,
-            "queue_length": len(st.queue),
-            "halted": st.halted or self._pending_halt is not None,
-            "processing_time_ms": ms,
-        }
-        try:
-            if self._interrupted is None:  # a retired manager's counters prove nothing
-                # a barrier only for blocks still queued
-                self._emit("state_update", data, sync=self._unsynced_acceptance)
-        except EventLogError:
-            if not failing:  # never hide the error already on its way out
-                raise
+        halted = st.halted or self._pending_halt is not None
+        queued = len(st.queue)
+        said = (trigger_source, st.executed, st.failed, st.cancelled, queued, halted)
+        if (said == self._idle_said and self._interrupted is None
+                and not self._unsynced_acceptance and self._join_idle is not None
+                and self._join_idle(COMPONENT, self._ts, ms)):
+            # The same as the call before said, whose record the journal still holds
+            # back: this call joins its run of idle calls (the record it would write).
+            data = None
+        else:
+            self._idle_said = None
+            data = {
+                "trigger_source": trigger_source,
+                "current_block_index": st.executed + st.failed + st.cancelled,
+                "blocks_executed": st.executed,
+                "blocks_failed": st.failed,
+                "queue_length": queued,
+                "halted": halted,
+                "processing_time_ms": ms,
+            }
+            try:
+                if self._interrupted is None:  # a retired manager's counters prove nothing
+                    # a barrier only for blocks still queued
+                    self._write_held("state_update", data, self._unsynced_acceptance)
+                    self._idle_said = said
+            except EventLogError:
+                if not failing:  # never hide the error already on its way out
+                    raise
     late = self._late_observer_errors
     if late and not failing:
         # One report per call, however many fsyncs failed in it (the report's own fsync
@@ -57,8 +68,15 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         late.clear()
     if self._observers:
         self._notify_event("update", trigger_source=trigger_source,
-                           duration_s=ms / 1000.0, queue_length=data["queue_length"],
-                           halted=data["halted"])
+                           duration_s=ms / 1000.0, queue_length=queued, halted=halted)
+
+
+def status_text(self: ExecutionManager) -> str:
+    """:func:`status` as the status dict says it (``healthy``, ...)."""
+    if self._f is None:  # nothing in flight (the end of every update): the short way
+        return LEVEL_TEXTS[self._health.level(
+            halted=self._halted or self._interrupted is not None)]
+    return self._assess()[0].value
 
 
 def status(self: ExecutionManager) -> HealthStatus:

@@ -163,10 +163,9 @@ def barrier(self: ExecutionManager) -> None:
 
 def journal_move(self: ExecutionManager, event: dict[str, Any], sync: bool) -> None:
     """Write a move's ``block_transition`` record (the driver's hot path; see
-    :meth:`_on_transition` for the general one): :func:`emit`'s one way to write. A
-    retired manager writes nothing: its retirement is a crash at that instant, on every
-    thread."""
-    self._emit("block_transition", event, sync=sync)
+    :meth:`_on_transition` for the general one). Every move is made under the manager's
+    mutex (``moves.move``, the backtest's one pass): :func:`write_held`."""
+    self._write_held("block_transition", event, sync)
 
 
 def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
@@ -189,19 +188,31 @@ def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
 def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
           sync: bool = True) -> None:
     """Journal one record, stamped with the time of the step it records
-    (:func:`record_time`)."""
+    (:func:`record_time`): :func:`write_held` under the manager's mutex."""
+    if self._log_event is None:
+        return
+    with self._mutex:  # one writer at a time, each with its own call's timestamp
+        self._write_held(event_type, data, sync)
+
+
+def write_held(self: ExecutionManager, event_type: str, data: dict[str, Any],
+               sync: bool = True) -> None:
+    """:func:`emit` for a caller that holds the manager's mutex (the moves, an acceptance,
+    the end of a call: one critical section each, not one more per record). A retired
+    manager writes nothing: its retirement is a crash at that instant, on every thread. A
+    journal that cannot write halts the manager (``EXEC-009``), and loses its durability
+    when a synced record (or records counted as written) failed."""
     log_event = self._log_event
     if log_event is None:
         return
     try:
-        with self._mutex:  # one writer at a time, each with its own call's timestamp
-            if self._interrupted is not None:  # retired meanwhile: a crash at that instant
-                raise self._retired_error()
-            ts = self._record_time() if self._step_times else self._ts
-            if self._syncable:
-                log_event(ts, event_type, COMPONENT, data, sync=sync)
-            else:
-                log_event(ts, event_type, COMPONENT, data)
+        if self._interrupted is not None:  # retired meanwhile: a crash at that instant
+            raise self._retired_error()
+        ts = self._record_time() if self._step_times else self._ts
+        if self._syncable:
+            log_event(ts, event_type, COMPONENT, data, sync=sync)
+        else:
+            log_event(ts, event_type, COMPONENT, data)
     except ManagerInterruptedError:
         raise
     except EventLogError as exc:

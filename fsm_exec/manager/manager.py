@@ -102,6 +102,8 @@ class ExecutionManager:
     _update_positions: Callable[..., Any]
     _log: EventSink | None
     _log_event: Callable[..., Any] | None
+    _join_idle: Callable[[str, str, float], bool] | None
+    _idle_said: tuple[Any, ...] | None  # what the last state_update said (health.py)
     _syncable: bool
     _driver: Driver
     _checkpointing: bool
@@ -305,7 +307,7 @@ class ExecutionManager:
             # not started yet (its start record not written) is still queued, counted there.
             f = st.flight
             return {
-                "status": self._status().value,
+                "status": self._status_text(),
                 "current_block": f.block.block_id if f is not None else None,
                 "current_block_state": f.state if f is not None else None,
                 "reconciliation_status": self.reconciliation_status,
@@ -461,12 +463,14 @@ class ExecutionManager:
     _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
+    _write_held = journaling.write_held
     _record_time = journaling.record_time
     _clocks = journaling.clocks
     _log_failed = journaling.log_failed
     _record_error = journaling.record_error
     _end_update = health.end_update
     _status = health.status
+    _status_text = health.status_text
     _assess = health.assess
     _health_check = health.health_report
     _fsynced = observing.fsynced

@@ -143,11 +143,11 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
         # Journal first: the batch counts as accepted only once every record is written.
         try:
             for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
-                self._emit("block_accepted", {
+                self._write_held("block_accepted", {
                     "block_id": b.block_id, "action": b.action,
                     "priority": to_wire(b.priority), "instructions": wire,
                     "batch_index": i, "batch_size": n},
-                    sync=False)  # durable by the next barrier, at the latest before returning
+                    False)  # durable by the next barrier, at the latest before returning
         except ComponentError as exc:  # EXEC-009 (or retired meanwhile): none of it queued
             exc.add_note(not_accepted(blocks))
             raise

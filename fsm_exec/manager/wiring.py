@@ -44,6 +44,7 @@ from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
 from fsm_exec.journal.files import journal_files
 from fsm_exec.journal.state import ManagerState
+from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager import guard
 from fsm_exec.manager.observing import observed_events
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
@@ -214,6 +215,12 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._late_observer_errors = []
     # What differs between the modes, named once (drivers/policy.py).
     self._policy = POLICIES[self._env.execution_mode]
+    # An idle call that says what the call before it said joins that call's held-back
+    # state_update in a buffered EventLogger (health.end_update): no record to build.
+    self._join_idle = (event_logger.join_idle
+                       if isinstance(event_logger, EventLogger) and not self._policy.step_times
+                       else None)
+    self._idle_said = None
 
     self._mutex = threading.RLock()
     # The queue, the block in flight, the finished blocks and the counters: the state

@@ -68,6 +68,9 @@ class UnifiedHealthManager:
 
 
 HEALTHY, DEGRADED, UNHEALTHY = 0, 1, 2
+#: Each level's status, and its text (an enum's ``.value`` is a Python-level lookup).
+LEVELS = (HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
+LEVEL_TEXTS = tuple(s.value for s in LEVELS)
 
 
 class HealthWindow:
@@ -95,9 +98,13 @@ class HealthWindow:
         self._counts[self._current] += 1
         self._current = HEALTHY
 
-    def status(self, *, halted: bool = False) -> HealthStatus:
+    def level(self, *, halted: bool = False) -> int:
+        """The worst level of the window (``HEALTHY``, ``DEGRADED`` or ``UNHEALTHY``)."""
         if halted or self._counts[UNHEALTHY] or self._current == UNHEALTHY:
-            return HealthStatus.UNHEALTHY
+            return UNHEALTHY
         if self._counts[DEGRADED] or self._current == DEGRADED:
-            return HealthStatus.DEGRADED
-        return HealthStatus.HEALTHY
+            return DEGRADED
+        return HEALTHY
+
+    def status(self, *, halted: bool = False) -> HealthStatus:
+        return LEVELS[self.level(halted=halted)]

@@ -1,0 +1,65 @@
+"""The writer's line of a record (``encode_line``) takes orjson's own line unless the
+careful encoding (``to_jsonable``) would write another: a record with a legitimate ``None``
+(every checkpoint) is no longer rebuilt, and every other record is written as before."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsm_exec.journal.codec import encode_default, needs_care, to_jsonable
+from fsm_exec.journal.idle import encode_line
+
+_NL = orjson.OPT_APPEND_NEWLINE
+
+
+def careful_everywhere(record: Any) -> bytes:
+    """The encoding before needs_care: any null in orjson's line took the careful path."""
+    try:
+        line = orjson.dumps(record, default=encode_default, option=_NL)
+    except orjson.JSONEncodeError:
+        line = b"null"
+    if b"null" in line:
+        line = orjson.dumps(to_jsonable(record), option=_NL)
+    return line
+
+
+leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(1 << 70), max_value=1 << 70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["\ud800", "null", "__float__", Decimal("1.5"), Decimal("NaN"),
+                     dt.datetime(2025, 1, 1, tzinfo=dt.UTC), (1, None), b"\x00"]))
+keys = st.one_of(st.text(max_size=6),
+                 st.sampled_from(["__float__", "__int__", "__decimal__", "__dict__"]),
+                 st.integers(min_value=-3, max_value=3), st.none())
+values = st.recursive(
+    leaves, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                    st.tuples(inner, inner),
+                                    st.dictionaries(keys, inner, max_size=4)),
+    max_leaves=20)
+
+
+@given(st.dictionaries(st.text(max_size=6), values, max_size=5))
+def test_the_line_is_the_careful_one_whatever_the_record_holds(data: dict[str, Any]) -> None:
+    record = {"seq": 1, "timestamp": "2025-01-01T00:00:00+00:00", "event_type": "x",
+              "component": "ExecutionManager", "data": data}
+    assert encode_line(record) == careful_everywhere(record)
+
+
+def test_a_legitimate_none_takes_no_careful_walk() -> None:
+    assert not needs_care({"flight": None, "finished": [["a", "success"]], "n": 1.5,
+                           "nested": [(1, 2), {"k": None}]})
+
+
+def test_what_the_careful_path_changes_is_seen() -> None:
+    for value in (math.nan, math.inf, -math.inf, 1 << 64, -(1 << 63) - 1, {1: "a"},
+                  {"__float__": "NaN"}, Decimal("1"), [dt.date(2025, 1, 1)], True.__class__,
+                  [{"x": [float("nan")]}]):
+        assert needs_care({"data": value}), value
+    assert not needs_care({"data": [(1 << 64) - 1, -(1 << 63), "é"]})
