@@ -333,6 +333,20 @@ def live_rows(table: Table, base: ModuleType | None, n: int, rounds: int) -> Non
               f"{before:.2f}x" if before else "", "<= 1.3x", after <= 1.3)
 
 
+def run_rows(table: Table, n: int) -> None:
+    """A backtest run's fixed cost (issue 26 item 7), on disk: set-up and close, each the
+    median over ``n`` runs (``benchmarks/setup_close.py``; the before commit has no
+    ``backtest_run``)."""
+    from benchmarks import setup_close
+
+    with tempfile.TemporaryDirectory(prefix="fsm-exec-bench-") as tmp:
+        cost = setup_close.set_up_and_close(Path(tmp), n)
+    for label, key in (("run set-up: backtest_run + manager, ms", "set-up"),
+                       ("run close after one block, ms", "close")):
+        ms = _med(cost[key]) * 1e3
+        table.add(label, f"{ms:.3f}", "", "< 0.3", ms < 0.3)
+
+
 def sections(quick: bool) -> Iterator[tuple[str, Callable[[Table, ModuleType | None], None]]]:
     """The table's sections, in order: name and what fills it."""
     n, rounds = (600, 3) if quick else (5_000, 9)
@@ -342,6 +356,7 @@ def sections(quick: bool) -> Iterator[tuple[str, Callable[[Table, ModuleType | N
     yield "import", lambda t, b: t.add("import fsm_exec, ms", f"{import_ms(3 if quick else 9):.0f}",
                                        "", "printed")
     yield "live", lambda t, b: live_rows(t, b, 50 if quick else 500, 2 if quick else 5)
+    yield "run", lambda t, b: run_rows(t, 100 if quick else 1_000)
     from benchmarks import scale, sweep
 
     sizes = (200, 1_000, 4_000) if quick else (10_000, 100_000, 1_000_000)
@@ -357,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default=BASE, help=f"the before column's commit ({BASE})")
     p.add_argument("--no-before", action="store_true", help="no before column")
     p.add_argument("--only", action="append", default=[],
-                   help="only these sections (per call, year, journal, import, live, scale, "
-                        "sweep); repeatable")
+                   help="only these sections (per call, year, journal, import, live, run, "
+                        "scale, sweep); repeatable")
     args = p.parse_args(argv)
     from loguru import logger
 

@@ -130,7 +130,9 @@ TARGETS = (  # issue 23: every target, one line each in `python -m benchmarks`
     "journal bytes per block, a block every 10 calls",
     "journal bytes per block, one block a call", "journal bytes per empty call",
     "CSV export of 1,000,000 blocks", "recover(), s at", "fsm-exec status, s at",
-    "peak RSS of a", "live: per block / its fsyncs' time")
+    "peak RSS of a", "live: per block / its fsyncs' time",
+    # issue 26 item 7
+    "run set-up: backtest_run + manager, ms", "run close after one block, ms")
 PRINTED = ("s per simulated year", "import fsm_exec, ms", "reader µs per record",
            "sweep of 4 backtests: 2 processes / 1 process", "machine: ")
 

@@ -7,6 +7,8 @@ times in UTC written as the general path writes them."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import os
 import zoneinfo
 from pathlib import Path
@@ -28,6 +30,7 @@ from fsm_exec import (
     check_journal,
     read_journal,
 )
+from fsm_exec.boundary import protocols
 from fsm_exec.boundary.canonical import assume_zone, canonical_timestamp
 from fsm_exec.boundary.config import _RESOLVED, resolve_config
 from fsm_exec.journal import files
@@ -65,7 +68,8 @@ def test_a_new_runs_journal_starts_without_reading_a_file(tmp_path: Path,
                                                           monkeypatch: Any) -> None:
     """A run's directory is new: its journals are opened, written and closed without a
     file being read back (no first line, no last seq, no day, no pruning pass), and
-    nothing is written through to the file before close (the checkpoint is buffered)."""
+    no journal file is made before close (the checkpoint is buffered, the file made at
+    the first flush)."""
     reads: list[Path] = []
     real = files.open_regular
 
@@ -76,7 +80,7 @@ def test_a_new_runs_journal_starts_without_reading_a_file(tmp_path: Path,
     monkeypatch.setattr(files, "open_regular", counting)
     log = backtest_run(tmp_path, run_id="r")
     em = manager(log)
-    assert (tmp_path / "r" / "execution_manager_events.jsonl").read_bytes() == b""
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [".lock"]
     em.update_state(T(0), "strategy_manager", blocks("a"))
     em.close()
     assert reads == []
@@ -180,3 +184,100 @@ def test_a_naive_time_read_in_utc_is_written_as_the_general_path_writes_it(
     ts: Any = pd.Timestamp(t) + pd.Timedelta(nanos, "ns") if as_pandas else t
     em = manager(assume_timezone=zone)
     assert em._stamp(ts) == canonical_timestamp(assume_zone(ts, zone))
+
+
+class _Handler:
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any,
+                     hand_off_key: Any = None) -> None:
+        pass
+
+
+class _Plain:
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        pass
+
+
+class _FirstNamed:
+    # Bound, its first parameter is the instance: no keyword; unbound, it names it.
+    def update_state(hand_off_key, timestamp: Any, trigger_source: str,
+                     deltas: Any) -> None:
+        pass
+
+
+def _keyword_only(timestamp: Any, trigger_source: str, deltas: Any, *,
+                  hand_off_key: Any = None) -> None:
+    pass
+
+
+def _kwargs(timestamp: Any, trigger_source: str, deltas: Any, **kw: Any) -> None:
+    pass
+
+
+def _wrapped(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def _callables() -> list[Any]:
+    class Callable_:
+        def __call__(self, timestamp: Any, trigger_source: str, deltas: Any,
+                     hand_off_key: Any = None) -> None:
+            pass
+
+    return [_Handler().update_state, _Plain().update_state, _FirstNamed().update_state,
+            _FirstNamed.update_state, _Handler.update_state, _keyword_only, _kwargs,
+            _wrapped(_keyword_only), _wrapped(_Plain().update_state), Callable_(),
+            functools.partial(_keyword_only, 0), print, lambda t, s, d, hand_off_key: None]
+
+
+@given(st.permutations(range(13)))
+def test_whether_a_handler_takes_the_key_is_its_signatures_answer(order: list[int]) -> None:
+    """takes_hand_off_key answers once per function's code, bound or not: the same as
+    inspect.signature for every kind of callable, asked in any order (a function bound and
+    unbound, wrappers, callables, builtins); a function given a __signature__ later is
+    asked anew."""
+    protocols._KEYED.clear()
+    callables = _callables()
+    for i in order:
+        fn = callables[i]
+        assert protocols.takes_hand_off_key(fn) is protocols._names_hand_off_key(fn), fn
+    assert protocols.takes_hand_off_key(_FirstNamed.update_state)
+    assert not protocols.takes_hand_off_key(_FirstNamed().update_state)
+
+    def later(timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        pass
+
+    assert not protocols.takes_hand_off_key(later)
+    later.__signature__ = inspect.signature(_keyword_only)  # type: ignore[attr-defined]
+    assert protocols.takes_hand_off_key(later)
+
+
+def test_the_cache_of_hand_off_signatures_is_bounded() -> None:
+    """Functions made at run time (their own code each) never grow it past its bound."""
+    for i in range(protocols._KEYED_KEPT + 10):
+        space: dict[str, Any] = {}
+        exec(f"def f{i}(t, s, d, hand_off_key=None): pass", space)
+        assert protocols.takes_hand_off_key(space[f"f{i}"])
+        assert len(protocols._KEYED) <= protocols._KEYED_KEPT
+
+
+def test_a_reconciliation_status_property_is_found_without_being_read() -> None:
+    """On the class (a property that would raise if read, an attribute) or on the instance:
+    the status is found at construction, never read."""
+    class Raising:
+        @property
+        def reconciliation_status(self) -> str:
+            raise AssertionError("read at construction")
+
+    class Inherited(Raising):
+        pass
+
+    class OnInstance:
+        def __init__(self) -> None:
+            self.reconciliation_status = "success"
+
+    for rc in (Raising(), Inherited(), OnInstance()):
+        ExecutionManager({}, StaticDataProvider(), "backtest",
+                         SimPositionHandler(SimReconciliation(None)), SimVenue(), rc)

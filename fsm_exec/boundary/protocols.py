@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from types import CodeType, FunctionType, MethodType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fsm_exec.boundary.blocks import InstructionBlock
@@ -59,13 +60,35 @@ HAND_OFF_KEYWORD = "hand_off_key"
 def takes_hand_off_key(update_state: Callable[..., Any]) -> bool:
     """True if ``update_state`` names a :data:`HAND_OFF_KEYWORD` parameter (``**kwargs``
     alone does not count: a wrapper passing everything on would hand it to a callee that
-    does not expect it)."""
+    does not expect it). A plain function's answer, or a method's, is its code's: looked
+    at once per process (a research loop builds a manager per run)."""
+    bound = type(update_state) is MethodType
+    func = update_state.__func__ if bound else update_state  # type: ignore[attr-defined]
+    if type(func) is not FunctionType or func.__dict__:  # __wrapped__, __signature__ ...
+        return _names_hand_off_key(update_state)
+    key = (bound, func.__code__)
+    known = _KEYED.get(key)
+    if known is None:
+        if len(_KEYED) >= _KEYED_KEPT:  # code made at run time (exec): a bounded cache
+            _KEYED.clear()
+        known = _KEYED[key] = _names_hand_off_key(update_state)
+    return known
+
+
+def _names_hand_off_key(update_state: Callable[..., Any]) -> bool:
     try:
         param = inspect.signature(update_state).parameters.get(HAND_OFF_KEYWORD)
     except (TypeError, ValueError):  # a builtin or C callable without a signature
         return False
     return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD,
                                                 param.KEYWORD_ONLY)
+
+
+#: (bound method?, code) -> what :func:`takes_hand_off_key` answered: a signature's names
+#: and kinds are its code's (a function with attributes, such as ``__wrapped__``, is
+#: looked at each time).
+_KEYED: dict[tuple[bool, CodeType], bool] = {}
+_KEYED_KEPT = 256
 
 
 @runtime_checkable
@@ -144,7 +167,8 @@ def check_collaborators(**given: object) -> None:
         if kind == "method":
             ok = callable(getattr(obj, member, None))
         else:
-            ok = (inspect.getattr_static(obj, member, _ABSENT) is not _ABSENT
+            ok = (any(member in vars(k) for k in type(obj).__mro__)  # on its class
+                  or inspect.getattr_static(obj, member, _ABSENT) is not _ABSENT
                   or hasattr(type(obj), "__getattr__"))
         if not ok:
             raise InvalidArgumentError(

@@ -18,11 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import EventLogError
+from fsm_exec.journal.files import (
+    FileOwner,
+    fsync_dir,
+    journal_files,
+    last_seq,
+    open_append,
+    repair_torn_tail,
+    start_day,
+)
 from fsm_exec.journal.idle import IdleRun, encode_line
 
 #: A checkpointing component's file this large starts a new one at its next checkpoint
 #: (:meth:`~fsm_exec.journal.writer.EventLogger.checkpoint_due`).
 ROTATE_BYTES = 64 << 20
+
+#: A :class:`Journal`'s ``fd`` once its file is closed (the logger closed, or a rotation
+#: between closing the file and opening the next).
+CLOSED = -1
+#: A :class:`Journal`'s ``fd`` before its file is opened: a buffered backtest journal
+#: starting on no file opens (makes) it when it first writes to it (:func:`flush`).
+UNOPENED = -2
 
 
 class JournalLossError(EventLogError):
@@ -45,14 +61,16 @@ def too_long(j: Journal, event_type: str, n: int, limit: int) -> EventLogError:
 
 
 class Journal:
-    """One component's open journal file."""
+    """One component's open journal file (``fd``: :data:`UNOPENED` until a buffered
+    backtest journal on no file first writes to it; then its file is made, ``owner``'s)."""
 
     __slots__ = ("path", "seq", "day", "fd", "buf", "buffered", "unsynced", "dirty",
-                 "since_checkpoint", "managed", "fresh", "idle")
+                 "since_checkpoint", "managed", "fresh", "idle", "owner")
 
     def __init__(self, path: Path, seq: int, day: dt.date, fd: int,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, owner: FileOwner | None = None) -> None:
         self.path, self.seq, self.day, self.fd = path, seq, day, fd
+        self.owner = owner  # whose a file made later is (see files.open_append)
         # No file of this journal was there when it was opened, and none rotated since:
         # nothing to read back, rotate or prune (a new run's journal costs no reads).
         self.fresh = fresh
@@ -65,6 +83,38 @@ class Journal:
         self.since_checkpoint = 0
         self.managed = False  # the component checkpoints: rotation only at its checkpoints
         self.idle: IdleRun | None = None  # backtest: the run of idle calls not written yet
+
+
+def open_journal(log_dir: Path, component: str, path: Path, today: dt.date, *,
+                 owner: FileOwner | None, durable: bool, new_dir: bool,
+                 defer: bool) -> Journal:
+    """``component``'s journal at ``path`` in ``log_dir``, opened for appending. In a new
+    directory (:func:`~fsm_exec.journal.lock.take_directory`: no file in it but what this
+    logger made) it starts on no file, nothing read back, its file made now or, ``defer``
+    (a buffered backtest journal), at its first write (:func:`flush`). Else a torn last
+    line is set aside, the last ``seq`` read back from the newest file that holds one, and
+    the day the file started read from it. A file made now is fsynced into the directory
+    when ``durable``. Raises ``OSError``."""
+    if new_dir:
+        fd = UNOPENED if defer else open_append(path, owner)
+        if fd >= 0 and durable:
+            fsync_dir(log_dir)
+        return Journal(path, 0, today, fd, fresh=True, owner=owner)
+    existed = path.exists()
+    # the day the file started (or was last written), read before a repair
+    day = start_day(path, today) if existed and path.stat().st_size else today
+    if existed:
+        repair_torn_tail(path, owner)
+    seq = 0
+    files = journal_files(log_dir, component)
+    for p in reversed(files):
+        seq = last_seq(p)
+        if seq:
+            break
+    fd = open_append(path, owner)
+    if not existed and durable:
+        fsync_dir(log_dir)
+    return Journal(path, seq, day, fd, fresh=not files, owner=owner)
 
 
 def write_line(j: Journal, line: bytes, fsync: Callable[[Journal], None] | None) -> None:
@@ -107,7 +157,7 @@ def utc_today() -> dt.date:
 
 def file_bytes(j: Journal) -> int:
     """How many bytes ``j``'s current file holds, its buffer counted."""
-    return (os.fstat(j.fd).st_size if j.fd >= 0 else 0) + j.buffered
+    return (os.fstat(j.fd).st_size if j.fd >= 0 else 0) + j.buffered  # none made yet: 0
 
 
 def settle(j: Journal) -> None:
@@ -129,12 +179,18 @@ def settle(j: Journal) -> None:
 
 
 def flush(j: Journal) -> None:
-    """Write ``j``'s buffered records (its idle run first) to its file (what fails waits
-    for the next try)."""
+    """Write ``j``'s buffered records (its idle run first) to its file, made now if it is
+    :data:`UNOPENED` (what fails waits for the next try)."""
     if j.idle is not None:
         settle(j)
     if not j.buf:
         return
+    if j.fd == UNOPENED:  # its first write: make the file now
+        try:
+            j.fd = open_append(j.path, j.owner)
+        except OSError as exc:  # the buffer waits for the next try
+            raise EventLogError(f"cannot open journal {j.path}: {exc.strerror}",
+                                exc) from exc
     data, j.buf = j.buf, bytearray()
     j.buffered = 0
     view = memoryview(data)
@@ -153,22 +209,23 @@ def release(held: Held) -> None:
     write what its buffers hold (and fsync it, if its records are fsynced), then close its
     files and release its lock, as close() would. Never raises: nothing is left to tell."""
     for j in set(held.journals.values()):
-        if j.fd < 0:
+        if j.fd == CLOSED:
             continue
         with contextlib.suppress(OSError):
-            flush(j)
+            flush(j)  # an UNOPENED journal's file is made if it has records
             if j.unsynced and held.durable:
                 os.fsync(j.fd)
-        with contextlib.suppress(OSError):
-            os.close(j.fd)
-        j.fd = -1
+        if j.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(j.fd)
+        j.fd = CLOSED
         j.buf.clear()
         j.idle = None
     held.journals.clear()
     if held.lock_fd >= 0:
         with contextlib.suppress(OSError):
             os.close(held.lock_fd)
-        held.lock_fd = -1
+        held.lock_fd = CLOSED
 
 
 #: Every EventLogger not closed yet (``close()`` takes it out).

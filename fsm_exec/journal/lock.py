@@ -12,7 +12,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.core.errors import ComponentError
+from fsm_exec.core.errors import ComponentError, EventLogError
 from fsm_exec.journal.files import FileOwner
 
 LOCK_NAME = ".lock"
@@ -48,24 +48,31 @@ def _lock_holder(fd: int) -> int | None:
         return None
 
 
-def take_lock(log_dir: Path, owner: FileOwner | None = None) -> int:
+def take_lock(log_dir: Path, owner: FileOwner | None = None, *, new: bool = False) -> int:
     """Take the directory's exclusive writer lock (``flock``; the OS releases it when the
     process dies): its file descriptor, or :class:`JournalLockedError`. Any other failure
     (``OSError``: a full disk cannot take the holder's pid) leaves nothing taken: the
     descriptor is closed, so the lock is released. A lock file this creates is
-    ``owner``'s (when given: the journal's owner, for a process of another user)."""
+    ``owner``'s (when given: the journal's owner, for a process of another user).
+    ``new``: the lock file must be made here (:class:`FileExistsError` if it is there,
+    nothing taken): see :func:`take_directory`."""
     nofollow = getattr(os, "O_NOFOLLOW", 0)  # a planted link is refused, never followed
-    path = log_dir / LOCK_NAME
-    if owner is None:
+    path = os.path.join(log_dir, LOCK_NAME)  # a str: no Path parsed per run
+    made = new or owner is not None
+    if not made:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
     else:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
         except FileExistsError:
+            if new:
+                raise
+            made = False
             fd = os.open(path, os.O_RDWR | nofollow)
         else:
             try:
-                owner.give(fd)
+                if owner is not None:
+                    owner.give(fd)
             except BaseException:
                 os.close(fd)
                 raise
@@ -79,12 +86,62 @@ def take_lock(log_dir: Path, owner: FileOwner | None = None) -> int:
         os.close(fd)
         raise
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        holder = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, holder, 0)
+        if not made:  # an earlier holder's longer pid: cut after ours. Never to 0 first:
+            # ext4 writes a file truncated to nothing back to the disk when it is closed
+            os.ftruncate(fd, len(holder))
     except BaseException:
         os.close(fd)  # the lock goes with it
         raise
     return fd
+
+
+def _make_dir(log_dir: Path, new: bool) -> bool:
+    """Make ``log_dir`` (its parents too): True if it was made here, False if it was
+    there already (refused if ``new``)."""
+    try:
+        try:
+            os.mkdir(log_dir)
+            return True
+        except FileNotFoundError:  # a parent is missing
+            log_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(log_dir)
+        return True
+    except FileExistsError as exc:
+        there = os.path.isdir(log_dir)
+        if new and there:
+            raise EventLogError(f"log directory {log_dir} already exists", exc) from exc
+        if not there:  # a file where the directory (or a parent) should be
+            raise EventLogError(f"cannot create log directory {log_dir}: {exc.strerror}",
+                                exc) from exc
+        return False
+    except OSError as exc:
+        raise EventLogError(f"cannot create log directory {log_dir}: {exc.strerror}",
+                            exc) from exc
+
+
+def take_directory(log_dir: Path, owner: FileOwner | None = None, *,
+                   new: bool = False) -> tuple[int, bool]:
+    """Make ``log_dir`` (its parents too) unless it is there, and take its lock
+    (:func:`take_lock`): the lock's descriptor, and whether the directory is *new*: made
+    here, and its lock file too. No writer was ever in a new directory (every writer takes
+    the lock, making its file, before it writes a journal), so no journal file is in it:
+    its journals start with nothing to read back. ``new``: a directory already there is
+    refused (an :class:`~fsm_exec.EventLogError` whose ``original_exception`` is a
+    :class:`FileExistsError`). Raises :class:`~fsm_exec.EventLogError` when the
+    directory cannot be made or locked, :class:`JournalLockedError` when another writer
+    holds it; nothing is left taken."""
+    made = _make_dir(log_dir, new)
+    try:
+        return take_lock(log_dir, owner, new=made), made
+    except JournalLockedError:
+        raise
+    except FileExistsError:  # another writer's lock file, just made: not a new directory
+        return take_directory(log_dir, owner)[0], False
+    except OSError as exc:
+        raise EventLogError(f"cannot lock log directory {log_dir}: {exc.strerror}",
+                            exc) from exc
 
 
 #: The kernel's table of file locks (Linux).

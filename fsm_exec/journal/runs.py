@@ -14,7 +14,13 @@ from typing import Any
 
 from fsm_exec.boundary.canonical import canonical
 from fsm_exec.boundary.config import Redactor, is_secret_key, listed_secret_words
-from fsm_exec.core.errors import ConfigError, InvalidArgumentError, safe_repr, shorten
+from fsm_exec.core.errors import (
+    ConfigError,
+    EventLogError,
+    InvalidArgumentError,
+    safe_repr,
+    shorten,
+)
 from fsm_exec.journal.writer import EventLogger
 
 #: The component whose journal (``backtest_run_events.jsonl``) holds a run's own records.
@@ -99,20 +105,18 @@ def backtest_run(base_dir: Path | str, *, run_id: str | None = None,
     conv = canonical(shown, path="params", redact=redact, finite=True)
     if conv.problems:
         raise InvalidArgumentError("params: " + "; ".join(conv.problems))
-    if "mode" in options:
-        raise InvalidArgumentError("options: a backtest run's journal is in backtest mode")
-    base = Path(base_dir)
-    run_dir = base / run_id
-    if run_dir.exists():
+    if "mode" in options or "new_dir" in options:
+        raise InvalidArgumentError("options: a backtest run's journal is in backtest mode, "
+                                   "in a new directory")
+    run_dir = Path(base_dir) / run_id
+    try:
+        log = EventLogger(run_dir, "backtest", new_dir=True, **options)  # made here
+    except EventLogError as exc:
+        if not isinstance(exc.original_exception, FileExistsError):
+            raise
         raise InvalidArgumentError(
             f"run_id: {run_dir} already exists; a run id names one run: give another (or "
-            "leave run_id out for a fresh one)")
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        run_dir.mkdir()
-    except FileExistsError:
-        raise InvalidArgumentError(f"run_id: {run_dir} was just made by another run") from None
-    log = EventLogger(run_dir, "backtest", **options)
+            "leave run_id out for a fresh one)") from None
     log.run_id = run_id  # the manager's name: ExecutionManager[<run_id>] for health, metrics
     try:
         log.log_event(dt.datetime.now(dt.UTC), RUN_STARTED, RUN_COMPONENT,

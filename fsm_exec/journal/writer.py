@@ -43,11 +43,13 @@ from fsm_exec.journal.files import (
     start_day,
 )
 from fsm_exec.journal.handles import (
+    CLOSED,
     ROTATE_BYTES,
     Held,
     Journal,
     file_bytes,
     flush,
+    open_journal,
     open_loggers,
     release,
     settle,
@@ -57,7 +59,7 @@ from fsm_exec.journal.handles import (
 )
 from fsm_exec.journal.handles import JournalLossError as JournalLossError
 from fsm_exec.journal.idle import STATE_UPDATE, IdleRun, encode_line
-from fsm_exec.journal.lock import JournalLockedError, Owners, take_lock
+from fsm_exec.journal.lock import Owners, take_directory
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
@@ -89,7 +91,11 @@ class EventLogger:
     to it (a torn last line is set aside as ``<file>.torn``) and never deletes anything.
     ``files_like``: every file it creates (a new journal file, a ``.torn``, the lock) gets
     the owner, group and permission bits of this file (an operator's tool run as root on
-    a service user's journal: changing the owner needs root).
+    a service user's journal: changing the owner needs root). ``new_dir``: ``log_dir``
+    must not exist yet (it is made, its parents too): one already there is refused with
+    :class:`EventLogError` (what :func:`~fsm_exec.backtest_run` uses). A directory this
+    logger made (``new_dir`` or not) holds no journal to read back; there a backtest
+    journal's file is made when its records are first written to it (a flush).
 
     Components that checkpoint (the :class:`~fsm_exec.ExecutionManager`) start every new
     file with a checkpoint (:meth:`checkpoint`), on their first write after a restart and
@@ -104,7 +110,8 @@ class EventLogger:
     def __init__(self, log_dir: Path | str = "logs/events", mode: str = "backtest", *,
                  retention_days: int | None = 30, today: Callable[[], dt.date] = utc_today,
                  buffer_bytes: int = 1 << 20, checkpoint_every: int | None = 100_000,
-                 fsync: bool | None = None, files_like: Path | str | None = None) -> None:
+                 fsync: bool | None = None, files_like: Path | str | None = None,
+                 new_dir: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fsync is not None and type(fsync) is not bool:
@@ -125,7 +132,9 @@ class EventLogger:
                              f"{checkpoint_every!r}")
         if type(buffer_bytes) is not int or buffer_bytes < 0:
             raise ValueError(f"buffer_bytes must be an int >= 0, got {buffer_bytes!r}")
-        self.log_dir = Path(log_dir)
+        if type(new_dir) is not bool:
+            raise ValueError(f"new_dir must be True or False, got {new_dir!r}")
+        self.log_dir = log_dir if isinstance(log_dir, Path) else Path(log_dir)  # no parse
         self.mode = mode
         #: The run this journal belongs to (set by :func:`~fsm_exec.backtest_run`): a
         #: manager writing here takes it as its ``name`` unless given one.
@@ -153,18 +162,11 @@ class EventLogger:
         except OSError as exc:
             raise EventLogError(f"cannot read the owner of {files_like}: {exc.strerror}",
                                 exc) from exc
-        try:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EventLogError(f"cannot create log directory {self.log_dir}: "
-                                f"{exc.strerror}", exc) from exc
-        try:
-            lock_fd = take_lock(self.log_dir, self._owner)  # on failure: released
-        except JournalLockedError:
-            raise
-        except OSError as exc:
-            raise EventLogError(f"cannot lock log directory {self.log_dir}: "
-                                f"{exc.strerror}", exc) from exc
+        # made (or refused, new_dir) and locked; on failure nothing is left taken
+        lock_fd, self._new_dir = take_directory(self.log_dir, self._owner, new=new_dir)
+        # A buffered backtest journal in a new directory makes its file when it first
+        # writes to it (a flush): a run's set-up touches no journal file.
+        self._defer = self._new_dir and self._buffered and not self._durable
         # Everything taken from here on is in _held: released by close(), or by the
         # finalizer if this logger is dropped unclosed (or alive at interpreter exit).
         self._held = Held(lock_fd, self._durable)
@@ -215,30 +217,18 @@ class EventLogger:
     def _open(self, component: str) -> Journal:
         if self._closed:
             raise EventLogError("event logger is closed")
-        path = self.path_for(component)
+        name = journal_name(component)
         for other in self._journals.values():
-            if other.path == path:  # "Foo" and "foo" share a file: one writer, one seq
+            if other.path.name == name:  # "Foo" and "foo" share a file: one writer, one seq
                 self._journals[component] = other
                 return other
+        path = self.log_dir / name
         try:
-            existed = path.exists()
-            # the day the file started (or was last written), read before a repair
-            day = (start_day(path, self._today()) if existed and path.stat().st_size
-                   else self._today())
-            if existed:
-                repair_torn_tail(path, self._owner)
-            seq = 0
-            files = journal_files(self.log_dir, component)
-            for p in reversed(files):
-                seq = last_seq(p)
-                if seq:
-                    break
-            fd = open_append(path, self._owner)
-            if not existed and self._durable:
-                fsync_dir(self.log_dir)
+            j = open_journal(self.log_dir, component, path, self._today(), owner=self._owner,
+                             durable=self._durable, new_dir=self._new_dir, defer=self._defer)
         except OSError as exc:
             raise EventLogError(f"cannot open journal {path}: {exc.strerror}", exc) from exc
-        j = self._journals[component] = Journal(path, seq, day, fd, fresh=not files)
+        self._journals[component] = j
         return j
 
     def _journal(self, component: str) -> Journal:
@@ -519,7 +509,7 @@ class EventLogger:
         backtest records are written to the files first)."""
         with self._write_lock:
             for j in set(self._journals.values()):
-                if j.fd < 0:
+                if j.fd == CLOSED:
                     continue
                 self._flush_journal(j)
                 if j.unsynced and self._durable:
@@ -539,7 +529,7 @@ class EventLogger:
         """Push buffered records to the files (backtest); live records are already there."""
         with self._write_lock:
             for j in set(self._journals.values()):
-                if j.fd >= 0:
+                if j.fd != CLOSED:
                     self._flush_journal(j)
 
     def close(self) -> None:
@@ -551,7 +541,7 @@ class EventLogger:
             failure: EventLogError | None = None
             try:
                 for j in set(self._journals.values()):  # every journal, whatever fails
-                    if j.fd < 0:
+                    if j.fd == CLOSED:
                         continue
                     try:
                         self._flush_journal(j)

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.journal.files import JournalCorruptError, journal_files
+from fsm_exec.journal.lock import LOCK_NAME
 from fsm_exec.journal.reader import read_journal
 from fsm_exec.journal.runs import RUN_COMPONENT, RUN_STARTED
 from fsm_exec.tools.check import check_journal
@@ -41,8 +42,15 @@ def list_runs(base_dir: Path | str) -> list[RunSummary]:
     journal), in the order they started (then by id)."""
     base = Path(base_dir)
     runs = [summarize(d) for d in sorted(base.iterdir())
-            if d.is_dir() and journal_files(d, RUN_COMPONENT)]
+            if d.is_dir() and (journal_files(d, RUN_COMPONENT) or _nothing_written(d))]
     return sorted(runs, key=lambda r: (r.started or "", r.run_id))
+
+
+def _nothing_written(run_dir: Path) -> bool:
+    """A directory holding a journal's lock and nothing else: a run whose journals are not
+    written yet (still going, or killed before its first write; they are made at their
+    first write, see :class:`~fsm_exec.EventLogger`)."""
+    return [p.name for p in run_dir.iterdir()] == [LOCK_NAME]
 
 
 def summarize(run_dir: Path) -> RunSummary:
@@ -59,8 +67,11 @@ def summarize(run_dir: Path) -> RunSummary:
     except (OSError, JournalCorruptError):
         pass
     if not journal_files(run_dir):
-        return RunSummary(run_id, str(run_dir), started, params, None,
-                          "no ExecutionManager journal", None, None, None, None, None)
+        problem = ("nothing written yet (a run still going, or one killed before its "
+                   "journal was first written)" if _nothing_written(run_dir)
+                   else "no ExecutionManager journal")
+        return RunSummary(run_id, str(run_dir), started, params, None, problem, None, None,
+                          None, None, None)
     report = check_journal(run_dir)
     return RunSummary(run_id, str(run_dir), started, params, report.ok, report.problem,
                       report.blocks_accepted, report.blocks_executed, report.blocks_failed,
