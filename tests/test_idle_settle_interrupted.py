@@ -24,16 +24,16 @@ IDLE = {"trigger_source": "strategy_manager", "current_block_index": 0,
         "processing_time_ms": 0.5}
 
 
-def interrupt_settle_after(marker: str) -> Any:
+def interrupt_settle_after(marker: str, outer: Any) -> Any:
     """A trace function raising KeyboardInterrupt in ``settle`` just before the line that
-    holds ``marker`` runs."""
+    holds ``marker`` runs, then putting ``outer`` back (coverage's, when it measures)."""
     lines, first = inspect.getsourcelines(handles.settle)
     target = first + next(i for i, line in enumerate(lines) if marker in line)
     code = handles.settle.__code__
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line" and frame.f_lineno == target:
-            sys.settrace(None)
+            sys.settrace(outer)
             raise KeyboardInterrupt
         return local
 
@@ -48,12 +48,13 @@ def interrupt_settle_after(marker: str) -> Any:
 def test_an_interrupted_settle_leaves_no_seq_twice(tmp_path: Path, marker: str) -> None:
     log = EventLogger(tmp_path, "backtest")
     log.log_event(ISO, "state_update", OTHER, dict(IDLE))  # held back
-    sys.settrace(interrupt_settle_after(marker))
+    outer = sys.gettrace()  # coverage's, when it measures: put back afterwards
+    sys.settrace(interrupt_settle_after(marker, outer))
     try:
         with pytest.raises(KeyboardInterrupt):
             log.log_event(ISO, "tick", OTHER, {"n": 1})  # settles the run first
     finally:
-        sys.settrace(None)
+        sys.settrace(outer)
     log.log_event(ISO, "tick", OTHER, {"n": 2})
     log.close()
     records = list(read_records(log.path_for(OTHER)))
