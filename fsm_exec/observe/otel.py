@@ -40,11 +40,8 @@ from fsm_exec.core.lifecycle import TERMINAL_STATES, BlockState
 from fsm_exec.observe.extra import OneManager, missing_extra
 from fsm_exec.observe.seam import (
     CALL_KINDS,
-    CallEvent,
+    FieldsObserver,
     ManagerEvent,
-    Observer,
-    TransitionEvent,
-    forwards_to,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +78,7 @@ class _Flight:
         self.attempt_started = started
 
 
-class OpenTelemetryObserver(OneManager, Observer):
+class OpenTelemetryObserver(OneManager, FieldsObserver):
     """Traces each block as a span, its attempts and collaborator calls as child spans.
 
     ``tracer_provider`` defaults to the global one (``opentelemetry.trace``). Give it to
@@ -145,12 +142,6 @@ class OpenTelemetryObserver(OneManager, Observer):
     def _traced(self, block_id: str) -> bool:
         return self._cut > 0xFFFFFFFF or zlib.crc32(block_id.encode()) < self._cut
 
-    @forwards_to("_moved")
-    def on_transition(self, event: TransitionEvent) -> None:
-        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
-                    event.attempt, event.at, event.error_code, event.reason, event.halts,
-                    event.recovered)
-
     def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
                attempt: int, at: float, error_code: str | None, reason: str | None,
                halts: bool, recovered: bool) -> None:
@@ -176,11 +167,6 @@ class OpenTelemetryObserver(OneManager, Observer):
         span.add_event("fsm_exec.transition", attrs, timestamp=self._ns(at))
         if dest in _TERMINAL:
             self._close(fl, dest, attempt, at, error_code, halts)
-
-    @forwards_to("_called")
-    def on_call(self, event: CallEvent) -> None:
-        self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
-                     event.outcome, event.error_type)
 
     def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
                 duration: float, outcome: str, error_type: str | None) -> None:

@@ -19,11 +19,8 @@ from fsm_exec.core.errors import ERROR_CODES, InvalidArgumentError
 from fsm_exec.core.lifecycle import TABLE_HASH, TERMINAL_STATES, TRANSITIONS, BlockState, Trigger
 from fsm_exec.observe.extra import OneManager, missing_extra
 from fsm_exec.observe.seam import (
-    CallEvent,
+    FieldsObserver,
     ManagerEvent,
-    Observer,
-    TransitionEvent,
-    forwards_to,
 )
 
 if TYPE_CHECKING:
@@ -198,7 +195,7 @@ def _prometheus(who: str) -> Any:
     return prom
 
 
-class PrometheusObserver(OneManager, Observer):
+class PrometheusObserver(OneManager, FieldsObserver):
     """Exports a manager's counters, gauges and histograms to a Prometheus registry.
 
     ``registry`` defaults to ``prometheus_client.REGISTRY``; ``namespace`` prefixes every
@@ -290,12 +287,6 @@ class PrometheusObserver(OneManager, Observer):
         self._flying = None
         self._last_route = None
 
-    @forwards_to("_moved")
-    def on_transition(self, event: TransitionEvent) -> None:
-        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
-                    event.attempt, event.at, event.error_code, event.reason, event.halts,
-                    event.recovered)
-
     def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
                attempt: int, at: float, error_code: str | None, reason: str | None,
                halts: bool, recovered: bool) -> None:
@@ -324,11 +315,6 @@ class PrometheusObserver(OneManager, Observer):
             if dest == _SUCCESS:
                 self._last_success = time.time()
             self._flying = None
-
-    @forwards_to("_called")
-    def on_call(self, event: CallEvent) -> None:
-        self._called(event.kind, event.block_id, event.attempt, event.started, event.duration,
-                     event.outcome, event.error_type)
 
     def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
                 duration: float, outcome: str, error_type: str | None) -> None:

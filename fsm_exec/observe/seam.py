@@ -132,3 +132,30 @@ class Observer:
 
     def on_event(self, event: ManagerEvent) -> None:
         """Something happened to the manager."""
+
+
+class FieldsObserver(Observer):
+    """An observer that takes each transition's and call's fields as arguments, in
+    :meth:`_moved` and :meth:`_called` (the package's own observers): its ``on_transition``
+    and ``on_call`` only forward an event's fields there (:func:`forwards_to`), so the
+    manager calls those two itself and builds no event for it."""
+
+    @forwards_to("_moved")
+    def on_transition(self, event: TransitionEvent) -> None:
+        self._moved(event.block_id, event.action, event.source, event.dest, event.trigger,
+                    event.attempt, event.at, event.error_code, event.reason, event.halts,
+                    event.recovered)
+
+    def _moved(self, block_id: str, action: str, source: str, dest: str, trigger: str,
+               attempt: int, at: float, error_code: str | None, reason: str | None,
+               halts: bool, recovered: bool) -> None:
+        """``on_transition``, the event's fields as arguments."""
+
+    @forwards_to("_called")
+    def on_call(self, event: CallEvent) -> None:
+        self._called(event.kind, event.block_id, event.attempt, event.started,
+                     event.duration, event.outcome, event.error_type)
+
+    def _called(self, kind: str, block_id: str | None, attempt: int, started: float,
+                duration: float, outcome: str, error_type: str | None) -> None:
+        """``on_call``, the event's fields as arguments."""
