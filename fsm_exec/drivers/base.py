@@ -100,22 +100,27 @@ class Driver:
 
     def drive(self, ts: Any, f: Flight) -> None:
         """Move the block in flight until it is terminal (or the manager halts)."""
-        lc, move = self.host.lifecycle, self.move
+        lc = self.host.lifecycle
         if lc.table is not None:
             self.drive_table(ts, f)
             return
-        while True:
-            state = lc.current
-            if state == _QUEUED:
-                move(T_START)
-            elif state == _ROUTING:
-                self.route(ts, f)
-            elif state == _PENDING:
-                self.reconcile(ts, f)
-            elif state == _RETRYING:
-                self.retry(ts, f)
-            else:
-                return
+        while self.default_step(ts, f, lc.current):
+            pass
+
+    def default_step(self, ts: Any, f: Flight, state: str) -> bool:
+        """One step of the block in a default state (start, route, reconcile, retry): True
+        if it took one, False in any other state (terminal, or one a lifecycle adds)."""
+        if state == _QUEUED:
+            self.move(T_START)
+        elif state == _ROUTING:
+            self.route(ts, f)
+        elif state == _PENDING:
+            self.reconcile(ts, f)
+        elif state == _RETRYING:
+            self.retry(ts, f)
+        else:
+            return False
+        return True
 
     def drive_table(self, ts: Any, f: Flight) -> None:
         """A user lifecycle: the default states as :meth:`drive` drives them; in a state the
@@ -131,14 +136,8 @@ class Driver:
         while lc.in_flight:
             state = lc.current
             try:
-                if state == _QUEUED:
-                    self.move(T_START)
-                elif state == _ROUTING:
-                    self.route(ts, f)
-                elif state == _PENDING:
-                    self.reconcile(ts, f)
-                elif state == _RETRYING:
-                    self.retry(ts, f)
+                if self.default_step(ts, f, state):
+                    pass
                 elif state in left or not self.user_state(f, state):
                     f.waiting = True
                     return

@@ -88,23 +88,19 @@ class IdleRun:
             return False
         same = dict(data)
         ms = same.pop(_MS, None)
-        if (type(ms) is not type(self.ms) or (ms is not None and type(ms) not in (int, float))
-                or _key(same) != self.key):
+        return _key(same) == self.key and self.extend(iso, ms)
+
+    def extend(self, iso: str, ms: Any) -> bool:
+        """One more call that says what the run says (compared by :meth:`join`, or known
+        to its caller: the manager wrote the run's first record) and took ``ms``: joined
+        (True), unless the run cannot be joined or ``ms`` is not a time of the run's kind."""
+        if self.same is None:
+            self._know()
+        if (self.key is None or type(ms) is not type(self.ms)
+                or (ms is not None and type(ms) not in (int, float))):
             return False
         if ms is not None:
             self.ms += ms
-        self.calls += 1
-        self.last = iso
-        return True
-
-    def extend(self, iso: str, ms: float) -> bool:
-        """One more call that says what the run says (its caller compared), that took
-        ``ms``: joined (True), unless the run's own record cannot be joined (False)."""
-        if self.same is None:
-            self._know()
-        if self.key is None or type(self.ms) is not float or type(ms) is not float:
-            return False
-        self.ms += ms
         self.calls += 1
         self.last = iso
         return True
