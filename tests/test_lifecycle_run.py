@@ -390,6 +390,47 @@ def test_recovery_never_maps_a_sent_block_back_before_the_route(tmp_path: Path) 
     el2.close()
 
 
+def test_recovery_judges_a_state_by_its_kind_not_its_name(tmp_path: Path) -> None:
+    """A sent block's state that another lifecycle has under the same name, before the
+    route, is refused: carried over by name, the block would be approved and routed again
+    (found by a hostile review: two routes)."""
+    lc, venue, clock = lifecycle(CHAIN), SimVenue(), FakeClock()
+    em, el = manager(tmp_path, lc, venue, clock)
+    em.update_state(T(0), "strategy_manager", [block("a")])
+    assert em.block_state("a") == "awaiting_confirmations"
+    el.close()
+    renamed = Lifecycle.from_dict({
+        "version": 1, "name": "held-by-that-name", "extends": "default",
+        "states": {"awaiting_confirmations": {
+            "kind": "before_route", "meaning": "Waits for an approval, unsent.",
+            "wait": {"timeout_seconds": 3600, "timeout_to": "cancelled"}}},
+        "transitions": [
+            {"trigger": "start", "source": "queued", "dest": "awaiting_confirmations",
+             "meaning": "Every block waits for an approval."},
+            {"trigger": "approve", "source": "awaiting_confirmations", "dest": "routing",
+             "external": True, "meaning": "Approved: routed."}]})
+    em2, el2 = manager(tmp_path, renamed, venue, clock)
+    with pytest.raises(LifecycleChangedError, match="before_route in the new lifecycle"):
+        em2.recover(state_map={})
+    el2.close()
+    assert venue.route_calls == {"a": 1}
+
+
+def test_recovery_never_maps_an_unsent_block_past_the_route(tmp_path: Path) -> None:
+    """A block awaiting approval (never sent) cannot be mapped to pending_reconciliation:
+    it would end executed, the position handler given no deltas (found by a hostile
+    review)."""
+    lc, venue, clock = lifecycle(FOUR_EYES), SimVenue(), FakeClock()
+    em, el = manager(tmp_path, lc, venue, clock)
+    em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    el.close()
+    em2, el2 = manager(tmp_path, None, venue, clock)
+    with pytest.raises(LifecycleChangedError, match="never sent"):
+        em2.recover(state_map={"awaiting_approval": "pending_reconciliation"})
+    el2.close()
+    assert not venue.route_calls
+
+
 def _records(log_dir: Path) -> list[dict[str, Any]]:
     import json
 

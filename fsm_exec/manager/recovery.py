@@ -143,8 +143,10 @@ def remap(self: ExecutionManager, state: ManagerState,
     to the state ``state_map`` names for its own (kept when it names none and the new
     lifecycle has it); the finished blocks keep their terminal states (every lifecycle has
     them). Refused, nothing changed, without a mapping, or when the block in flight would
-    land in a state that does not exist, that ends it, or that is before the route while it
-    was sent (a block the venue may hold is never routed again)."""
+    land in a state that does not exist, or that ends it; judged by the states' kinds in
+    each lifecycle, not their names: a block that was sent never lands before the route (the
+    venue may hold it: it is never routed again), and one never sent lands only before the
+    route or in ``routing`` (never where its deltas would be handed off)."""
     old, new = state.table, self._table
     f = state.flight
     stranded = f is not None and f.state not in new.kinds
@@ -166,11 +168,15 @@ def remap(self: ExecutionManager, state: ManagerState,
                    else "the new lifecycle does not have it, and state_map does not map it")
     elif dest in new.terminal:
         problem = f"{dest!r} is terminal: a block in flight cannot be mapped to its end"
-    elif (old.kind(f.state) != "before_route"
-          and (new.kind(dest) == "before_route" or dest == "routing")
-          and dest != f.state):
-        problem = (f"{f.state!r} is {old.kind(f.state)}: the venue may hold the block, so "
-                   f"it can never go back to {dest!r}")
+    elif old.kind(f.state) != "before_route":  # sent: the venue may hold it
+        if new.kind(dest) == "before_route" or (dest == "routing" != f.state):
+            problem = (f"{f.state!r} is {old.kind(f.state)}: the venue may hold the block, "
+                       f"so it can never go back to {dest!r}"
+                       + (f" ({new.kind(dest)} in the new lifecycle)" if dest == f.state
+                          else ""))
+    elif new.kind(dest) != "before_route" and dest != "routing":  # never sent
+        problem = (f"{f.state!r} is before_route: the block was never sent, so it cannot be "
+                   f"{dest!r} ({new.kind(dest)}), where only a sent block stands")
     if problem is not None:
         raise LifecycleChangedError(
             f"recover() refused, nothing changed: block {f.block.block_id!r} is in state "
