@@ -256,12 +256,14 @@ def run_both(spec: Spec, ops: list[tuple[Any, ...]]) -> list[Any]:
     extra = [op[3] for op in ops if op[0] == "add"]
     enum_cls = enum.Enum("S", list(spec.states)) if spec.use_enum else None
     traces = []
-    for cls in (Machine, EngineMachine):
+    for cls, frozen in ((Machine, False), (EngineMachine, False), (EngineMachine, True)):
         built = _outcome(partial(build, spec, cls, extra, enum_cls))
         if built[0] != "ok":
             traces.append([built])
             continue
         machine, model, ctx = built[1]
+        if frozen:  # planned once: appends and setters after it must still be seen
+            machine.freeze()
         attr = machine.model_attribute
         trace: list[Any] = [("start", getattr(model, attr))]
         for op in ops:
@@ -270,8 +272,9 @@ def run_both(spec: Spec, ops: list[tuple[Any, ...]]) -> list[Any]:
             trace.append((op[0], result, getattr(model, attr, None), list(ctx.log)))
             ctx.log.clear()
         traces.append(trace)
-    stock, ours = traces
+    stock, ours, frozen = traces
     assert ours == stock
+    assert frozen == stock
     return stock
 
 
@@ -557,6 +560,80 @@ def test_anything_but_a_bare_move_goes_the_stock_way(cause: str) -> None:
     assert calls == ["go"]
 
 
+#: What a frozen machine still sees (freeze's contract): appends in place, hooks set through
+#: the machine's properties, and the model's state; not lists or classes replaced by
+#: assignment, which its owner must not do.
+FROZEN_SEES = sorted(c for c in STOCK_CAUSES if not c.startswith((
+    "internal", "dest not", "empty transition", "subclassed", "queued")))
+
+
+@pytest.mark.parametrize("cause", FROZEN_SEES)
+def test_a_frozen_machine_sees_a_change_it_watches(cause: str) -> None:
+    """After freeze, a planned move goes the stock way once anything it watched changed."""
+    machine, model = _engine()
+    machine.freeze()
+    with stock_calls() as calls:
+        assert machine.events["go"].trigger(model) is True  # planned: not the stock way
+        model.state = "a"
+    assert calls == []
+    STOCK_CAUSES[cause](machine)
+    with stock_calls() as calls:
+        _outcome(lambda: machine.events["go"].trigger(model))
+    assert calls == ["go"]
+
+
+def test_freeze_leaves_events_of_another_class_alone() -> None:
+    """A subclass whose events are stock ``Event``s freezes nothing, and setting a hook
+    still works."""
+
+    class Stocky(EngineMachine):
+        event_cls = Event
+
+    model = _Model()
+    machine = Stocky(model=model, states=["a", "b"], initial="a", auto_transitions=False,
+                     transitions=[["go", "a", "b"]])
+    machine.freeze()
+    machine.before_state_change = [lambda *a, **k: None]
+    assert machine.events["go"].trigger(model) is True and model.state == "b"
+
+
+def test_a_frozen_move_skips_the_short_paths_checks() -> None:
+    """A planned move reads neither the machine's hooks nor the states again: it is the
+    plan's destination, set on the model as Machine.set_state sets it."""
+    machine, model = _engine()
+    machine.freeze()
+    with _swap(EngineMachine, "engine_hooks", property(lambda self: pytest.fail("read"))):
+        assert machine.events["go"].fire_recorded(model) is True
+    assert model.state is machine.states["b"].value
+    assert machine.events["back"].fire_recorded(model) is True
+    assert model.state == "a"
+
+
+def test_freeze_plans_nothing_it_could_not_make_bare() -> None:
+    """A conditional move, a queued machine, a subclassed event: no plan."""
+    model = _Model()
+    machine = EngineMachine(model=model, states=["a", "b"], initial="a",
+                            auto_transitions=False, transitions=[
+                                {"trigger": "go", "source": "a", "dest": "b",
+                                 "conditions": [lambda: False]},
+                                {"trigger": "back", "source": "b", "dest": "a"}])
+    machine.freeze()
+    assert machine.events["go"]._plans == {}
+    assert set(machine.events["back"]._plans or ()) == {"b"}
+    queued = EngineMachine(model=_Model(), states=["a", "b"], initial="a", queued=True,
+                           auto_transitions=False, transitions=[["go", "a", "b"]])
+    queued.freeze()
+    assert queued.events["go"]._plans is None
+    for cause in ("dest not a state", "subclassed dest state", "subclassed source state"):
+        changed, _ = _engine()
+        STOCK_CAUSES[cause](changed)  # before freeze: nothing of it is planned
+        changed.freeze()
+        assert "a" not in (changed.events["go"]._plans or {})
+    with stock_calls() as calls:
+        assert machine.events["go"].trigger(model) is False  # its condition refuses
+    assert calls == ["go"] and model.state == "a"
+
+
 def test_enabled_transitions_log_goes_the_stock_way(caplog: pytest.LogCaptureFixture) -> None:
     """With transitions' logger at INFO or DEBUG the stock path runs: the same log records."""
     records = []
@@ -615,13 +692,15 @@ def test_model_state_setter_that_fails_raises_as_stock() -> None:
 
     for store in (refuse, lambda v: v.upper(), lambda v: "".join(v)):
         outcomes = []
-        for cls in (Machine, EngineMachine):
+        for cls, frozen in ((Machine, False), (EngineMachine, False), (EngineMachine, True)):
             model = Picky(store)
             machine = cls(model=model, states=["a", "b"], initial="a",
                           auto_transitions=False, transitions=[["go", "a", "b"]])
+            if frozen:
+                machine.freeze()
             outcomes.append((_outcome(partial(machine.events["go"].trigger, model)),
                              model._state))
-        assert outcomes[0] == outcomes[1]
+        assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
 def test_is_stock_caches_per_class() -> None:

@@ -331,6 +331,7 @@ class BlockLifecycle:
             self._machine = self._build(table)
         # The Machine itself tells the listener of each move, before making it (write-ahead).
         self._machine.on_move = listener
+        self._machine.freeze()  # built, never changed, never handed out: plan its moves
         events = self._machine.events
         self._triggers = {name: event.trigger for name, event in events.items()}
         self._recorded = {name: event.fire_recorded  # type: ignore[attr-defined]
