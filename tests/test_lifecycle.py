@@ -252,6 +252,18 @@ def test_validate_table_reports_every_problem_at_once() -> None:
     assert {"failed", "orphan"} <= named
 
 
+def test_validate_table_keeps_found_executed_where_executed_goes() -> None:
+    """retrying --found_executed--> is derived from routing --executed-->: a table where
+    it leads elsewhere (or is missing) is refused, naming both triggers."""
+    moved = [attrs.evolve(e, dest=S.FAILED) if e.trigger == T.FOUND_EXECUTED else e
+             for e in TRANSITIONS]
+    message = _invalid(BlockState, [INITIAL_STATE], TERMINAL_STATES, moved)
+    assert ("retrying --found_executed--> is derived from routing --executed-->: it leads "
+            "to pending_reconciliation, not failed") in message
+    gone = [e for e in TRANSITIONS if e.trigger != T.FOUND_EXECUTED]
+    assert "not nowhere" in _invalid(BlockState, [INITIAL_STATE], TERMINAL_STATES, gone)
+
+
 def test_validate_table_accepts_iterators() -> None:
     """validate_table consumes its arguments once: one-shot iterators work like lists."""
     validate_table(iter(BlockState), iter([INITIAL_STATE]), iter(TERMINAL_STATES),
