@@ -468,6 +468,7 @@ def statemachine(n: int, tag: str, log_dir: Path) -> Run:
         executed = routing.to(pending_reconciliation)
         route_failed = routing.to(retrying)
         reroute = retrying.to(routing)
+        found_executed = retrying.to(pending_reconciliation)
         resume_reconciliation = retrying.to(pending_reconciliation)
         reconciled = pending_reconciliation.to(success)
         reconciliation_timeout = pending_reconciliation.to(retrying)

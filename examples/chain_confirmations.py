@@ -9,6 +9,13 @@ once there are 12. A dropped or re-orged transaction leaves the block in doubt: 
 (``EXEC-007``) and a live manager halts; it is never routed again. Runs in backtest and in
 live mode, on a fake clock.
 
+In live mode the venue loses the reply to swap-1's route (it executed, then the connection
+dropped): the block retries, ``query_execution`` finds it executed, and it moves ``retrying
+--found_executed--> awaiting_confirmations``. ``found_executed`` is derived from the
+lifecycle's ``executed`` transitions (never declared in the file), so redirecting
+``executed`` redirects it too: a lost reply never takes the deltas to the position handler
+by a way round the confirmations.
+
     python examples/chain_confirmations.py [--out DIR]
 
 Needs PyYAML (``pip install 'fsm-exec[lifecycles]'``).
@@ -29,9 +36,16 @@ sys.path.insert(0, str(ROOT))  # the hooks' import paths: examples.lifecycle_hoo
 
 # The hooks' module, as the lifecycle's import paths name it (examples.lifecycle_hooks).
 lifecycle_hooks: Any = importlib.import_module("examples.lifecycle_hooks")
-from fsm_exec import EventLogger, ExecutionManager, Lifecycle, check_journal  # noqa: E402
+from fsm_exec import (  # noqa: E402
+    EventLogger,
+    ExecutionManager,
+    Lifecycle,
+    check_journal,
+    read_journal,
+)
 from fsm_exec.sim.venues import (  # noqa: E402
     FakeClock,
+    FaultyVenue,
     SimPositionHandler,
     SimReconciliation,
     SimVenue,
@@ -48,7 +62,8 @@ def run(mode: str, log_dir: Path) -> list[str]:
     lc = Lifecycle.load(ROOT / "examples" / "lifecycles" / "chain_confirmations.yaml")
     clock = FakeClock()
     rc = SimReconciliation(clock)
-    venue = SimVenue()
+    # live: the reply to swap-1's route is lost (the venue executed it)
+    venue = FaultyVenue(SimVenue(), ["lost_response"] if mode == "live" else [], clock=clock)
     positions = SimPositionHandler(rc)
     journal = EventLogger(log_dir, mode)
     em = ExecutionManager({}, StaticDataProvider(), mode, positions, venue, rc,
@@ -78,6 +93,9 @@ def run(mode: str, log_dir: Path) -> list[str]:
     out.append(f"swap-2 dropped: {em.block_state('swap-2')}, halted: {status['halted']} "
                f"({status['halt_reason']}); hand-offs: {len(positions.updates)}")
     journal.close()
+    path = [r.data["dest"] for r in read_journal(log_dir)
+            if r.event_type == "block_transition" and r.data["block_id"] == "swap-1"]
+    out.append(f"swap-1: queued -> {' -> '.join(path)}")
     report = check_journal(log_dir)
     out.append(f"routed: {dict(venue.route_calls)}; journal check: "
                f"{'OK' if report.ok else report.problem}")

@@ -9,12 +9,15 @@ from typing import Any
 CALLS: list[tuple[str, str, str]] = []  # (hook, block_id, state)
 RAISE: set[str] = set()
 CONFIRMED: set[str] = set()
+#: The blocks three_seconds_on has said are confirmed.
+HELD: set[str] = set()
 
 
 def reset() -> None:
     CALLS.clear()
     RAISE.clear()
     CONFIRMED.clear()
+    HELD.clear()
 
 
 def _called(name: str, ctx: Any) -> None:
@@ -39,4 +42,7 @@ def confirmed(ctx: Any) -> bool:
 def three_seconds_on(ctx: Any) -> bool:
     """Confirmed once the block has waited three seconds in its state (deterministic on the
     strategy's timestamps: three updates of the crash points' clock)."""
-    return bool((ctx.now - ctx.entered_at).total_seconds() >= 3)
+    held = (ctx.now - ctx.entered_at).total_seconds() >= 3
+    if held:
+        HELD.add(ctx.block["block_id"])
+    return bool(held)

@@ -298,7 +298,8 @@ def test_drawing_order_puts_two_way_pairs_last() -> None:
     assert two_way == sorted(two_way)
     assert sorted(order, key=m.edges.index) == list(m.edges)
     assert [e.trigger for e in order if (e.dest, e.source) in pairs] == [
-        "route_failed", "reroute", "resume_reconciliation", "reconciliation_timeout"]
+        "route_failed", "reroute", "found_executed", "resume_reconciliation",
+        "reconciliation_timeout"]
 
 
 def test_shades_and_widths_grow_with_the_numbers() -> None:

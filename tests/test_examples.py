@@ -262,14 +262,22 @@ def test_maintenance_window_example_runs_in_both_modes(tmp_path: Path) -> None:
 
 def test_chain_confirmations_example_runs_in_both_modes(tmp_path: Path) -> None:
     """examples/chain_confirmations.py: the deltas are handed off only at 12
-    confirmations; a dropped transaction leaves the block in doubt (EXEC-007, halted),
+    confirmations, in live mode too when swap-1's route reply is lost (found executed, it
+    waits for them); a dropped transaction leaves the block in doubt (EXEC-007, halted),
     never routed again, never handed off."""
     backtest, live = _both_modes(run_example("chain_confirmations.py", cwd=tmp_path))
     common = [
         "swap-1 awaiting_confirmations, swap-2 queued; hand-offs: 0",
         "5 confirmations: swap-1 awaiting_confirmations",
         "12 confirmations: swap-1 success, swap-2 awaiting_confirmations; hand-offs: 1"]
-    end = ["swap-2 dropped: failed, halted: True (EXEC-007); hand-offs: 1",
-           "routed: {'swap-1': 1, 'swap-2': 1}; journal check: OK"]
-    assert backtest == [*common, "backtest raised ComponentError [EXEC-007]", *end]
-    assert live == [*common, *end]
+    dropped = "swap-2 dropped: failed, halted: True (EXEC-007); hand-offs: 1"
+    routed = "routed: {'swap-1': 1, 'swap-2': 1}; journal check: OK"
+    assert backtest == [
+        *common, "backtest raised ComponentError [EXEC-007]", dropped,
+        "swap-1: queued -> routing -> awaiting_confirmations -> pending_reconciliation -> "
+        "success", routed]
+    # live: swap-1's reply lost, found executed, it still waits for its confirmations
+    assert live == [
+        *common, dropped,
+        "swap-1: queued -> routing -> retrying -> awaiting_confirmations -> "
+        "pending_reconciliation -> success", routed]

@@ -39,7 +39,10 @@ VALID = ["backtest_clean.jsonl", "live_faults.jsonl", "crashed.jsonl",
          # as an earlier release wrote them (before idle runs, the run in checkpoints and
          # step times: see golden/earlier/README.md): committed, never regenerated
          "earlier/backtest_clean.jsonl", "earlier/live_faults.jsonl", "earlier/crashed.jsonl",
-         "earlier/crashed_then_recovered.jsonl"]
+         "earlier/crashed_then_recovered.jsonl",
+         # as the release before found_executed wrote them (golden/release/README.md)
+         "release/live_faults.jsonl", "release/crashed_then_recovered.jsonl",
+         "release/chain_lost_reply.jsonl"]
 NAME = "execution_manager_events.jsonl"
 
 

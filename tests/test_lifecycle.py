@@ -111,10 +111,17 @@ def test_initial_and_terminal_states() -> None:
 
 
 def test_table_edges_are_the_intended_ones() -> None:
-    """The table's (source, dest) pairs are exactly the intended edges, with no duplicates."""
+    """The table's (source, dest) pairs are exactly the intended edges, with no duplicates
+    but one: retrying -> pending_reconciliation is two facts, two triggers (the venue is
+    found to have executed: found_executed; only reconciliation is outstanding:
+    resume_reconciliation)."""
     pairs = [(e.source, e.dest) for e in TRANSITIONS]
     assert set(pairs) == EXPECTED_MOVES
-    assert len(pairs) == len(EXPECTED_MOVES)
+    twice = {p for p in pairs if pairs.count(p) > 1}
+    assert twice == {(S.RETRYING, S.PENDING_RECONCILIATION)}
+    assert len(pairs) == len(EXPECTED_MOVES) + 1
+    assert sorted(str(e.trigger) for e in TRANSITIONS
+                  if (e.source, e.dest) in twice) == ["found_executed", "resume_reconciliation"]
     assert LEGAL_MOVES == EXPECTED_MOVES
 
 
@@ -243,6 +250,18 @@ def test_validate_table_reports_every_problem_at_once() -> None:
              attrs.evolve(_edge(S.ROUTING, S.FAILED), source=ORPHAN)]
     named = _named(_invalid([*_REAL, ORPHAN], [INITIAL_STATE], TERMINAL_STATES, edges))
     assert {"failed", "orphan"} <= named
+
+
+def test_validate_table_keeps_found_executed_where_executed_goes() -> None:
+    """retrying --found_executed--> is derived from routing --executed-->: a table where
+    it leads elsewhere (or is missing) is refused, naming both triggers."""
+    moved = [attrs.evolve(e, dest=S.FAILED) if e.trigger == T.FOUND_EXECUTED else e
+             for e in TRANSITIONS]
+    message = _invalid(BlockState, [INITIAL_STATE], TERMINAL_STATES, moved)
+    assert ("retrying --found_executed--> is derived from routing --executed-->: it leads "
+            "to pending_reconciliation, not failed") in message
+    gone = [e for e in TRANSITIONS if e.trigger != T.FOUND_EXECUTED]
+    assert "not nowhere" in _invalid(BlockState, [INITIAL_STATE], TERMINAL_STATES, gone)
 
 
 def test_validate_table_accepts_iterators() -> None:
@@ -565,13 +584,17 @@ def test_every_state_needs_a_meaning() -> None:
 
 def test_table_hash_fingerprints_the_triples_in_order() -> None:
     """TABLE_HASH is the first 16 hex digits of the sha256 of the compact JSON list of
-    [source, trigger, dest] triples, in table order."""
+    [source, trigger, dest] triples, in table order, the derived ones (found_executed, which
+    follows from executed) left out: it is the hash of the release before them, so the
+    journals it wrote read on."""
     import hashlib
 
     import orjson
 
     from fsm_exec.core.lifecycle import TABLE_HASH
 
-    triples = [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS]
+    triples = [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS
+               if e.trigger != T.FOUND_EXECUTED]
     assert hashlib.sha256(orjson.dumps(triples)).hexdigest()[:16] == TABLE_HASH
+    assert TABLE_HASH == "a3d17bf174a610f6"  # the release's: its journals carry it
     assert len(TABLE_HASH) == 16 and int(TABLE_HASH, 16) >= 0

@@ -96,6 +96,18 @@ def test_check_of_several_files_exits_1_if_any_is_refused(tmp_path: Path) -> Non
     assert f"{bad}: lifecycle refused, 2 broken rules:" in out
 
 
+def test_check_names_where_a_block_found_executed_goes() -> None:
+    """A lifecycle that redirects executed is told where the derived found_executed goes
+    (a lost reply found executed waits for the confirmations too); the default's own
+    found_executed is not mentioned."""
+    code, out = cli("lifecycle", "check", "--no-resolve", CHAIN)
+    assert code == 0
+    assert out.splitlines()[1] == (
+        "  derived: retrying --found_executed--> awaiting_confirmations (follows executed: a "
+        "block found executed after a lost reply goes where executed goes)")
+    assert "derived" not in cli("lifecycle", "check", "--no-resolve", FOUR_EYES)[1]
+
+
 @pytest.mark.parametrize(("content", "why"), [
     ("version: 1\nname: [desk\n", "not YAML: expected ',' or ']', but got '<stream end>' "
                                   "(line 3, column 1)"),
@@ -274,8 +286,10 @@ def test_diagram_diff_against_the_code_and_a_table(tmp_path: Path) -> None:
         "added edge routing --executed--> awaiting_confirmations",
         "added edge awaiting_confirmations --confirmed--> pending_reconciliation",
         "added edge awaiting_confirmations --fail--> failed",
+        "added edge retrying --found_executed--> awaiting_confirmations",  # follows executed
         "added edge awaiting_confirmations --timeout--> failed",
-        "removed edge routing --executed--> pending_reconciliation"]
+        "removed edge routing --executed--> pending_reconciliation",
+        "removed edge retrying --found_executed--> pending_reconciliation"]
     assert cli("diagram", "--diff", CHAIN, "--format", "text")[1].splitlines()[0] == \
         "removed state awaiting_confirmations"
     assert cli("diagram", "--diff", table, "--lifecycle", CHAIN, "--format", "text") == (

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lchooks
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,6 +84,46 @@ def test_chain_confirmation_crash_points(mode: str) -> None:
     assert report.points == report.total_points
     assert report.points > 10
     _hand_offs_doubled_only_by_a_hard_kill(report, batches, mode, chain(), ())
+
+
+class ConfirmedOnly(SimPositionHandler):
+    """A book that notes each hand-off of a block whose confirmations were never seen
+    (lchooks.three_seconds_on never held for it)."""
+
+    def __init__(self, rc: SimReconciliation) -> None:
+        super().__init__(rc, idempotent=True)
+        self.unconfirmed: list[str] = []
+
+    def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+        if deltas.get("block_id") not in lchooks.HELD:
+            self.unconfirmed.append(str(deltas.get("block_id")))
+        super().update_state(timestamp, trigger_source, deltas)
+
+
+def confirmed_world() -> dict[str, Any]:
+    """world(), its book noting a hand-off before the confirmations (one world per crash
+    point: what the guard said in another point's run does not count here)."""
+    lchooks.HELD.clear()
+    out = world()
+    out["position_update_handler"] = ConfirmedOnly(out["reconciliation_component"])
+    return out
+
+
+def confirmed_once(given: Mapping[str, Any]) -> None:
+    once(given)
+    book = given["position_update_handler"]
+    assert not book.unconfirmed, f"handed off before the confirmations: {book.unconfirmed}"
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_a_crash_before_the_executed_record_never_skips_the_confirmations(mode: str) -> None:
+    """Killed anywhere, among others after the venue executed and before its reply was
+    journaled: recovered, the venue says it executed (found_executed), and the block still
+    waits for its confirmations before its deltas go to the book."""
+    batches = [[block("a"), block("b")], [block("c")]]
+    report = assert_crash_safe(confirmed_world, batches, check=confirmed_once, mode=mode,
+                               lifecycle=chain())
+    assert report.points == report.total_points
 
 
 def _hand_offs_doubled_only_by_a_hard_kill(report: CrashReport, batches: Any, mode: str,

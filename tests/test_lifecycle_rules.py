@@ -172,6 +172,16 @@ CASES: dict[str, dict[str, Any] | str] = {
         ]
     ),
     "reserved-trigger": ext(HELD, [TO_HELD, tr("timeout", "held", "cancelled", external=True)]),
+    # The workaround the defect invited: executed redirected to a settling state, and the
+    # venue's later word on a lost reply sent there too by hand. Derived, never declared.
+    "derived-trigger": ext(
+        {"confirming": st("settling", wait={"timeout_seconds": 60})},
+        [
+            tr("executed", "routing", "confirming"),
+            tr("fail", "confirming", "failed"),
+            tr("found_executed", "retrying", "confirming"),
+        ],
+    ),
     "dead-trigger": ext(HELD, [tr("hold", "queued", "held")]),
     "trigger-flags": ext(
         HELD,
@@ -474,6 +484,15 @@ EXPECTED = {
             "held --timeout--> cancelled",
             "the trigger timeout is implied by a wait's timeout_seconds: give the state a wait "
             "instead",
+        ),
+    ],
+    "derived-trigger": [
+        (
+            "derived-trigger",
+            "retrying --found_executed--> confirming",
+            "the trigger found_executed is derived, never declared: retrying --found_executed-->"
+            " leads wherever routing --executed--> does, with the same guards (redirect "
+            "executed and it follows)",
         ),
     ],
     "dead-trigger": [

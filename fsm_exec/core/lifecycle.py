@@ -65,6 +65,7 @@ class Trigger(enum.StrEnum):
     EXECUTED = "executed"
     ROUTE_FAILED = "route_failed"
     REROUTE = "reroute"
+    FOUND_EXECUTED = "found_executed"
     RESUME_RECONCILIATION = "resume_reconciliation"
     RECONCILED = "reconciled"
     RECONCILIATION_TIMEOUT = "reconciliation_timeout"
@@ -89,6 +90,22 @@ _S = BlockState
 _N = TypeVar("_N")  # a node of a graph walk (reach)
 _T = Trigger
 
+#: What ``found_executed`` means, in every lifecycle (derived: see :data:`DERIVED`).
+FOUND_EXECUTED_MEANING = (
+    "The venue did execute (query_execution or a late reply returned deltas, after the "
+    "reply was lost): the deltas, not handed off yet, go wherever executed leads from "
+    "routing (derived from it); never routed again.")
+
+#: Derived transitions: ``(source, trigger)`` leads wherever ``(from source, from trigger)``
+#: does, with the same guards, in every lifecycle. A block the venue is found to have
+#: executed while retrying (its reply was lost) is the block ``executed`` moves: its deltas
+#: take the same way to the hand-off (a lifecycle that sends ``executed`` to a settling state
+#: of its own sends ``found_executed`` there too). A lifecycle never declares them; they are
+#: left out of its hash (they follow from the transitions it declares).
+DERIVED: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("retrying", "found_executed"): ("routing", "executed"),
+}
+
 #: The transition table, in the order the docs and diagrams present it.
 TRANSITIONS: tuple[Edge, ...] = (
     Edge(_T.START, _S.QUEUED, _S.ROUTING,
@@ -107,9 +124,10 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(_T.REROUTE, _S.RETRYING, _S.ROUTING,
          "Nothing was executed (definitive rejection, the venue's query_execution says not "
          "found, or there is no way to ask): route again with the same block_id."),
+    Edge(_T.FOUND_EXECUTED, _S.RETRYING, _S.PENDING_RECONCILIATION, FOUND_EXECUTED_MEANING),
     Edge(_T.RESUME_RECONCILIATION, _S.RETRYING, _S.PENDING_RECONCILIATION,
-         "The venue did execute (query_execution or a late reply returned deltas), or only "
-         "reconciliation is outstanding: wait for reconciliation again, never route again."),
+         "Only reconciliation is outstanding: it timed out after the deltas were handed off; "
+         "wait for reconciliation again, never route again."),
     Edge(_T.FAIL, _S.RETRYING, _S.FAILED,
          "Attempts exhausted, or the outcome of an abandoned venue call cannot be resolved."),
     Edge(_T.RECONCILED, _S.PENDING_RECONCILIATION, _S.SUCCESS,
@@ -191,6 +209,14 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
     if trapped:
         problems.append(f"non-terminal states that cannot reach a terminal state: "
                         f"{names(trapped)}")
+    for (source, trigger), (of_source, of_trigger) in DERIVED.items():
+        got = [e.dest for e in edges if (str(e.source), str(e.trigger)) == (source, trigger)]
+        want = [e.dest for e in edges
+                if (str(e.source), str(e.trigger)) == (of_source, of_trigger)]
+        if got != want:
+            problems.append(f"{source} --{trigger}--> is derived from {of_source} "
+                            f"--{of_trigger}-->: it leads to {names(want) or 'nowhere'}, "
+                            f"not {names(got) or 'nowhere'}")
     if meanings is not None:
         unexplained = known - {s for s, text in meanings.items() if text}
         if unexplained:
@@ -202,11 +228,13 @@ def validate_table(states: Iterable[BlockState], initial: Iterable[BlockState],
 validate_table(BlockState, [INITIAL_STATE], TERMINAL_STATES, TRANSITIONS, STATE_MEANINGS)
 
 #: A short stable fingerprint of the table: the first 16 hex digits of the sha256 of the
-#: compact JSON list of ``[source, trigger, dest]`` triples, in table order (meanings left
-#: out). Journals and metrics (``fsm_exec_build_info``) carry it, so a journal written under
-#: another lifecycle is refused rather than misread.
+#: compact JSON list of ``[source, trigger, dest]`` triples, in table order (meanings, and
+#: the :data:`DERIVED` transitions, which follow from the others, left out). Journals and
+#: metrics (``fsm_exec_build_info``) carry it, so a journal written under another lifecycle
+#: is refused rather than misread.
 TABLE_HASH: str = hashlib.sha256(json.dumps(
-    [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS],
+    [[str(e.source), str(e.trigger), str(e.dest)] for e in TRANSITIONS
+     if (str(e.source), str(e.trigger)) not in DERIVED],
     separators=(",", ":")).encode()).hexdigest()[:16]
 
 #: ``(state, trigger) -> next state``, derived from the table.

@@ -7,7 +7,9 @@ state or transition (``source --trigger--> dest``) that breaks it, in the order 
 never routed again (except after the venue confirmed it does not hold it: ``retrying
 --reroute--> routing``); a block is cancelled only while nothing was sent, and succeeds only
 through reconciliation; a waiting block always has a way out; an in-flight or settling block
-whose wait times out, or whose hook raises, is in doubt (``fail`` to ``failed``).
+whose wait times out, or whose hook raises, is in doubt (``fail`` to ``failed``); a block the
+venue is found to have executed after its reply was lost takes the way ``executed`` takes
+(``retrying --found_executed-->`` is derived, never declared).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from fsm_exec.core.lifecycle import reach
+from fsm_exec.core.lifecycle import DERIVED, reach
 from fsm_exec.core.lifecycle_defs import (
     DEFAULT_KINDS,
     TIMEOUT_TRIGGER,
@@ -82,6 +84,11 @@ RULES: Mapping[str, str] = {
     "poll-source": "A poll transition leaves a state the lifecycle adds: the driver polls "
                    "only there (a default state's moves are the driver's own).",
     "reserved-trigger": "No transition uses the trigger timeout: a wait's timeout implies it.",
+    "derived-trigger": "No transition uses the trigger found_executed: retrying "
+                       "--found_executed--> is derived from routing --executed-->, to the same "
+                       "states with the same guards (a block the venue is found to have "
+                       "executed after its reply was lost takes the way executed takes: a "
+                       "lifecycle that redirects executed redirects it too).",
     "dead-trigger": "A transition that is neither external nor poll uses a trigger the driver "
                     "fires from its source (see default-triggers; from an added state: fail, "
                     "and cancel from a before-route one).",
@@ -296,8 +303,8 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
             bad("moves-on", s.name, "the state does not wait, so it needs an unguarded poll "
                 "transition for the driver to move the block on (or give it a wait)")
 
-    # poll-source, reserved-trigger, dead-trigger, trigger-flags, one-default, shadowed,
-    # fallback
+    # poll-source, reserved-trigger, derived-trigger, dead-trigger, trigger-flags,
+    # one-default, shadowed, fallback
     for t in known:
         if t.poll and t.source in DEFAULT_KINDS:
             bad("poll-source", t.words(), f"{t.source} is a default state: the driver moves "
@@ -306,8 +313,16 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
         if t.trigger == TIMEOUT_TRIGGER:
             bad("reserved-trigger", t.words(), "the trigger timeout is implied by a wait's "
                 "timeout_seconds: give the state a wait instead")
+    derived = {trigger: (source, of) for (source, trigger), of in DERIVED.items()}
+    for t in ts:
+        if t.trigger in derived:
+            source, (of_source, of_trigger) = derived[t.trigger]
+            bad("derived-trigger", t.words(), f"the trigger {t.trigger} is derived, never "
+                f"declared: {source} --{t.trigger}--> leads wherever {of_source} "
+                f"--{of_trigger}--> does, with the same guards (redirect {of_trigger} and it "
+                "follows)")
     for t in known:
-        if t.external or t.poll or t.trigger == TIMEOUT_TRIGGER:
+        if t.external or t.poll or t.trigger == TIMEOUT_TRIGGER or t.trigger in derived:
             continue
         fired = driver_triggers(states[t.source])
         if t.trigger not in fired:

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.core.lifecycle import DERIVED, FOUND_EXECUTED_MEANING
 from fsm_exec.core.lifecycle_defs import (
     DEFAULT_KINDS,
     FORMAT_VERSION,
@@ -162,14 +163,28 @@ class Lifecycle:
             dest, why = "failed", "the wait timed out: the outcome is in doubt"
         return TransitionDef(TIMEOUT_TRIGGER, state, dest, f"{why} (timeout_seconds).")
 
+    def derived_transitions(self) -> tuple[TransitionDef, ...]:
+        """The transitions the lifecycle does not declare but has, derived from those it
+        does (:data:`~fsm_exec.core.lifecycle.DERIVED`): ``retrying --found_executed-->``,
+        one for each ``routing --executed-->``, to the same state with the same guards, in
+        the same order. A block whose reply was lost and that the venue is found to have
+        executed (``query_execution``, a late reply) takes the way ``executed`` takes."""
+        out = []
+        for (source, trigger), (of_source, of_trigger) in DERIVED.items():
+            out += [TransitionDef(trigger, source, t.dest, FOUND_EXECUTED_MEANING, t.guards)
+                    for t in self.transitions if (t.source, t.trigger) == (of_source,
+                                                                            of_trigger)]
+        return tuple(out)
+
     def all_transitions(self) -> tuple[TransitionDef, ...]:
-        """The transitions, then the timeouts the waiting states imply."""
+        """The transitions, then the derived ones (:meth:`derived_transitions`), then the
+        timeouts the waiting states imply."""
         implied = []
         for s in self.states:
             t = self.timeout_transition(s.name) if s.wait is not None else None
             if t is not None:
                 implied.append(t)
-        return (*self.transitions, *implied)
+        return (*self.transitions, *self.derived_transitions(), *implied)
 
     def violations(self, *, resolve: bool = False) -> list[RuleViolation]:
         """Every safety rule this lifecycle breaks (empty: it is valid); with ``resolve``,
@@ -191,12 +206,15 @@ class Lifecycle:
 def _default() -> Lifecycle:
     from fsm_exec.core.lifecycle import STATE_MEANINGS, TRANSITIONS
 
+    # The derived transitions (found_executed) are the lifecycle's own, not declared: a
+    # lifecycle extending the default that redirects executed takes them along.
     return Lifecycle(
         name="default",
         states=tuple(StateDef(str(s), DEFAULT_KINDS[str(s)], m)
                      for s, m in STATE_MEANINGS.items()),
         transitions=tuple(TransitionDef(str(e.trigger), str(e.source), str(e.dest), e.meaning)
-                          for e in TRANSITIONS))
+                          for e in TRANSITIONS
+                          if (str(e.source), str(e.trigger)) not in DERIVED))
 
 
 def _fingerprint(lc: Lifecycle) -> str:

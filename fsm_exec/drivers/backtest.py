@@ -21,9 +21,9 @@ from fsm_exec.drivers.base import (
     EXECUTED,
     INVALID,
     T_EXECUTED,
+    T_FOUND_EXECUTED,
     T_RECONCILED,
     T_REROUTE,
-    T_RESUME_RECONCILIATION,
     T_ROUTE_FAILED,
     T_START,
     UNKNOWN,
@@ -169,7 +169,8 @@ class BacktestDriver(Driver):
             f.unresolved = True
             self.host.fail(f, "EXEC-015", how, halt=True)
         elif verdict == EXECUTED:
-            self.executed(T_RESUME_RECONCILIATION, f, deltas, attempt=f.attempt + 1,
+            # Its deltas take the way executed takes (found_executed is derived from it).
+            self.executed(T_FOUND_EXECUTED, f, deltas, attempt=f.attempt + 1,
                           resolved_by=how)
         elif verdict == UNKNOWN:
             self.host.fail(f, "EXEC-007", f"outcome of the venue call unknown: {how}",

@@ -35,10 +35,10 @@ _QUEUED, _ROUTING, _PENDING, _RETRYING, _SUCCESS = (
     str(s) for s in (BlockState.QUEUED, BlockState.ROUTING, BlockState.PENDING_RECONCILIATION,
                      BlockState.RETRYING, BlockState.SUCCESS))
 # Triggers as plain strings: an enum member's hash is a Python-level call on the hot path.
-(T_START, T_EXECUTED, T_ROUTE_FAILED, T_REROUTE, T_RESUME_RECONCILIATION, T_RECONCILED,
- T_RECONCILIATION_TIMEOUT, T_FAIL) = (
+(T_START, T_EXECUTED, T_ROUTE_FAILED, T_REROUTE, T_FOUND_EXECUTED, T_RESUME_RECONCILIATION,
+ T_RECONCILED, T_RECONCILIATION_TIMEOUT, T_FAIL) = (
     str(t) for t in (Trigger.START, Trigger.EXECUTED, Trigger.ROUTE_FAILED, Trigger.REROUTE,
-                     Trigger.RESUME_RECONCILIATION, Trigger.RECONCILED,
+                     Trigger.FOUND_EXECUTED, Trigger.RESUME_RECONCILIATION, Trigger.RECONCILED,
                      Trigger.RECONCILIATION_TIMEOUT, Trigger.FAIL))
 
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0

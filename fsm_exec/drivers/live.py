@@ -20,6 +20,7 @@ from fsm_exec.drivers.base import (
     INVALID,
     NOT_EXECUTED,
     T_EXECUTED,
+    T_FOUND_EXECUTED,
     T_RECONCILED,
     T_RECONCILIATION_TIMEOUT,
     T_REROUTE,
@@ -194,7 +195,8 @@ class LiveDriver(Driver):
             host.fail(f, "EXEC-015", how, halt=True)
         elif verdict == EXECUTED:
             f.unresolved = False
-            self.executed(T_RESUME_RECONCILIATION, f, deltas, attempt=f.attempt + 1,
+            # Its deltas take the way executed takes (found_executed is derived from it).
+            self.executed(T_FOUND_EXECUTED, f, deltas, attempt=f.attempt + 1,
                           resolved_by=how)
         elif verdict == UNCONFIRMED:
             return  # still retrying: the next answer is asked for on the next round

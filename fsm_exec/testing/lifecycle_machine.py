@@ -5,10 +5,12 @@ triggers and lets time pass (waits time out, clock windows open and close), and 
 kit's invariants after every step (:class:`~fsm_exec.testing.machine.Kit`): one block in
 flight at a time, in submission order; only the lifecycle's moves; no block in flight or
 settling routed again (a move into ``routing`` only from a before-route state, or the
-confirmed-not-found ``reroute``), and no route the lifecycle did not make; every accepted
-block accounted for. At the end of each example it drives what is left to its end, as an
-operator would (resume a halt, fire a trigger, cancel, let time pass): every accepted block
-ends terminal, or in doubt with the manager halted.
+confirmed-not-found ``reroute``), and no route the lifecycle did not make; the venue's
+deltas (its reply, or found after a lost reply) take a block only where ``executed`` leads,
+so a settling state there (confirmations) is never skipped on the way to the hand-off;
+every accepted block accounted for. At the end of each example it drives what is left to
+its end, as an operator would (resume a halt, fire a trigger, cancel, let time pass): every
+accepted block ends terminal, or in doubt with the manager halted.
 
 It runs over the kit's simulated collaborators (the venue not idempotent: a double
 execution shows): ``TestLifecycles = LifecycleMachine.TestCase``. Subclass it like

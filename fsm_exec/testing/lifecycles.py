@@ -364,6 +364,12 @@ def _break_reserved_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     return "a transition named timeout"
 
 
+def _break_derived_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    dest = draw(st.sampled_from(_of_kind(doc, "settling")))
+    doc["transitions"].append(_tr("found_executed", "retrying", dest, "Found executed."))
+    return f"a declared retrying --found_executed--> {dest}"
+
+
 def _break_dead_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     _add_held(doc)
     del doc["transitions"][-1]["external"]
@@ -433,7 +439,7 @@ BREAKERS: dict[str, Breaker] = {
     "success-reconciled": _break_success, "fail-exit": _break_fail_exit,
     "timeout-in-doubt": _break_timeout_in_doubt, "wait-ends": _break_wait_ends,
     "moves-on": _break_moves_on, "poll-source": _break_poll_source,
-    "reserved-trigger": _break_reserved_trigger,
+    "reserved-trigger": _break_reserved_trigger, "derived-trigger": _break_derived_trigger,
     "dead-trigger": _break_dead_trigger, "trigger-flags": _break_trigger_flags,
     "one-default": _break_one_default, "shadowed": _break_shadowed,
     "fallback": _break_fallback, "guard-args": _break_guard_args,

@@ -81,6 +81,8 @@ class Kit:
         self.lifecycle = lifecycle
         self.table = table_of(lifecycle)
         self._legal = {(e.source, e.dest) for e in self.table.edges}
+        #: Where the venue's deltas may take a block: where routing's executed leads.
+        self._executed_to = frozenset(self.table.next.get(("routing", "executed"), ()))
         self._terminal = set(self.table.terminal)
         self.collaborators: Mapping[str, Any] = dict(given)
         self.injections: list[str] = []
@@ -200,6 +202,12 @@ class Kit:
             block_id, source, dest = d["block_id"], d["source"], d["dest"]
             if "deltas" in d:
                 self._filled.add(block_id)
+                # Learnt from the reply or after it was lost (found_executed), the deltas
+                # take the way executed takes: a settling state it leads to (confirmations)
+                # is never skipped on the way to the hand-off.
+                assert dest in self._executed_to, (
+                    f"{block_id}: its deltas came {source} --{d['trigger']}--> {dest}, not "
+                    f"where executed leads ({', '.join(sorted(self._executed_to))})")
             self._retries += dest == "retrying"
             assert (source, dest) in self._legal, f"{block_id}: illegal move {source} -> {dest}"
             assert block_id not in self._ended, (
@@ -298,8 +306,10 @@ class ExecutionManagerMachine(RuleBasedStateMachine):
     ``lag_queries``, ``lag_seconds`` and ``venue_faults`` as class attributes. After every
     step it checks (its one invariant, ``manager_keeps_its_promises``): one block in
     flight at a time, in submission order; only edges of the lifecycle; no block routed
-    again after it succeeded; every accepted block accounted for (executed + failed +
-    cancelled + queued + in flight); a refused batch changes nothing; a halted manager
+    again after it succeeded; the venue's deltas, from its reply or found after the reply
+    was lost, take a block only where the lifecycle's ``executed`` leads (a settling state
+    it sends them through is never skipped); every accepted block accounted for (executed +
+    failed + cancelled + queued + in flight); a refused batch changes nothing; a halted manager
     reports itself unhealthy.
 
     The kit's own handles are under ``self.kit`` (a :class:`Kit`): ``self.kit.manager``,

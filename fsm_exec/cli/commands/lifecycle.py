@@ -130,6 +130,10 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
               f"{plural(len(lc.states), 'state', 'states')} ({len(added)} added), "
               f"{plural(len(lc.transitions), 'transition', 'transitions')}{hooks}, "
               f"hash {lc.hash}", file=out)
+        for t in lc.derived_transitions():  # where a lifecycle sends them its own way
+            if t.dest != "pending_reconciliation" or t.guards:
+                print(f"  derived: {t.words()} (follows executed: a block found executed "
+                      "after a lost reply goes where executed goes)", file=out)
     return code
 
 

@@ -62,7 +62,7 @@ def _dress(model: DiagramModel, lcs: Iterable[Lifecycle]) -> DiagramModel:
     for lc in lcs:
         for s in lc.states:
             kinds.setdefault(s.name, str(s.kind))
-        for k, d in _details(lc.transitions).items():
+        for k, d in _details((*lc.transitions, *lc.derived_transitions())).items():
             details.setdefault(k, d)
         for s in lc.states:
             t = lc.timeout_transition(s.name)
@@ -106,7 +106,8 @@ def lifecycle_changes(old: Lifecycle, new: Lifecycle) -> tuple[list[str], set[st
             if a != b:
                 lines.append(f"{words} of state {s.name}: {_say(a)} -> {_say(b)}")
                 states.add(s.name)
-    old_d, new_d = _details(old.transitions), _details(new.transitions)
+    old_d, new_d = (_details((*lc.transitions, *lc.derived_transitions()))
+                    for lc in (old, new))
     for key, d in new_d.items():
         if key in old_d and old_d[key] != d:
             lines.append(f"guards or flags of edge {key[0]} --{key[1]}--> {key[2]}: "
