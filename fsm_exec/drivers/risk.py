@@ -87,16 +87,20 @@ class RiskChecks:
             return "EXEC-005", self.redact(
                 f"market data unavailable: {describe_exception(exc)}")
         for check in checks:
-            code = "EXEC-005" if check is check_prices else "EXEC-006"
-            name = getattr(check, "__name__", type(check).__name__)
             try:
                 verdict = (check_prices(block, market, asset_field=self.asset_field)
                            if check is check_prices else check(block.copy(), market))
             except Exception as exc:
-                return code, self.redact(
-                    f"risk check {name} raised {describe_exception(exc)}")
+                return self._refused(check, "risk check {} raised " + describe_exception(exc))
             if verdict is None or verdict is True:
                 continue
             reason = verdict if isinstance(verdict, str) and verdict else "refused"
-            return code, self.redact(f"{name}: {reason}")
+            return self._refused(check, "{}: " + reason)
         return None
+
+    def _refused(self, check: Any, text: str) -> tuple[str, str]:
+        """``(error code, reason)`` of ``check``'s refusal: ``text`` with the check's name
+        in place of its ``{}`` (named only when it refuses: the hot path names nothing)."""
+        code = "EXEC-005" if check is check_prices else "EXEC-006"
+        name = getattr(check, "__name__", type(check).__name__)
+        return code, self.redact(text.replace("{}", name, 1))
