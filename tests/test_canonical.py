@@ -30,6 +30,7 @@ from fsm_exec.boundary.canonical import (
     timestamp_problem,
     to_wire,
 )
+from fsm_exec.boundary.timestamps import utc_iso
 from fsm_exec.journal.codec import decode
 
 
@@ -187,6 +188,27 @@ def test_other_timestamps_are_refused(ts: Any, problem: str) -> None:
     """Too-long strings, bools and dates are not timestamps; the reason says what is."""
     assert canonical_timestamp(ts) is None
     assert problem in timestamp_problem(ts)
+
+
+@given(st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5,
+                                                                                minutes=30)),
+                                                dt.timezone(-dt.timedelta(seconds=3601))])))
+def test_canonical_timestamp_is_isoformat_in_utc(ts: dt.datetime) -> None:
+    """The journal's form of an aware datetime is its UTC instant's ``isoformat()``,
+    whichever way it is made (orjson for a datetime in UTC: the same text)."""
+    try:
+        expected: str | None = ts.astimezone(dt.UTC).isoformat()
+    except OverflowError:  # no UTC instant in a datetime's range
+        expected = None
+    assert canonical_timestamp(ts) == expected
+    if ts.tzinfo is dt.UTC:
+        assert utc_iso(ts) == ts.isoformat()
+
+
+def test_a_pandas_timestamp_keeps_its_nanoseconds() -> None:
+    """A datetime subclass is not written by orjson (which would drop nanoseconds)."""
+    ts = pd.Timestamp("2025-01-01T00:00:00.000000001", tz="UTC")
+    assert canonical_timestamp(ts) == "2025-01-01T00:00:00.000000001+00:00"
 
 
 # ------------------------------------------------------------- plain_copy (the hot path)

@@ -10,6 +10,10 @@ import math
 import numbers
 from typing import Any
 
+import orjson
+
+_DUMPS = orjson.dumps
+
 #: Epoch seconds accepted as a timestamp: 2000-01-01 to 2100-01-01 (UTC). Milliseconds or
 #: nanoseconds since the epoch fall far outside and are refused, never misread.
 EPOCH_RANGE: tuple[int, int] = (946_684_800, 4_102_444_800)
@@ -35,12 +39,22 @@ def parse_timestamp(text: object, *, naive_is_utc: bool = False) -> dt.datetime 
     return parsed
 
 
+def utc_iso(t: dt.datetime) -> str:
+    """``t.isoformat()`` for a ``datetime`` (the class itself, not a subclass such as
+    ``pandas.Timestamp``, whose nanoseconds orjson would drop) whose ``tzinfo`` is
+    ``datetime.UTC``: orjson writes the same text (RFC 3339: the date, ``T``, the time,
+    microseconds when not zero, ``+00:00``) at a third of the cost, measured; a property
+    test holds the two equal."""
+    return _DUMPS(t)[1:-1].decode()
+
+
 def _in_utc(t: dt.datetime) -> str | None:
     """``t`` (aware) in UTC, ISO 8601; ``None`` beyond the range a datetime holds."""
     try:
-        return t.astimezone(dt.UTC).isoformat()
+        u = t.astimezone(dt.UTC)
     except (OverflowError, ValueError):  # 0001-01-01 +01:00, 9999-12-31 -01:00
         return None
+    return utc_iso(u) if type(u) is dt.datetime else u.isoformat()
 
 
 def canonical_timestamp(ts: Any) -> str | None:
@@ -51,7 +65,7 @@ def canonical_timestamp(ts: Any) -> str | None:
     string with an offset (``Z`` included), epoch seconds in :data:`EPOCH_RANGE`.
     """
     if type(ts) is dt.datetime and ts.tzinfo is dt.UTC:  # the common case, first
-        return ts.isoformat()
+        return utc_iso(ts)
     if type(ts) is dt.datetime or isinstance(ts, dt.datetime):
         if ts != ts or ts.utcoffset() is None:  # NaT; naive
             return None
