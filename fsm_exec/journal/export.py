@@ -236,8 +236,7 @@ class _Export:
 
     def file(self, path: Path) -> None:
         write = self.events.write
-        for first, joined in reader.journal_batches(path):  # the reader's view
-            lines = joined.split(b"\n")
+        for first, joined, lines in reader.journal_batches(path):  # the reader's view
             try:
                 out, with_deltas = rows(joined, lines, self.plans)
             except NotOrdinary:

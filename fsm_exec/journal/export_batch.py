@@ -29,6 +29,7 @@ ORDER = ("seq", "timestamp", "event_type", "component", "data")
 _SEQ, _TS, _ET, _COMP, _DATA = (itemgetter(k) for k in ORDER)
 _MARK = b',"data":'  # the envelope's data key
 _PIECE = itemgetter(2)
+_HEAD, _TAIL = itemgetter(0), itemgetter(1)  # of a Shape
 _GET = dict.get
 _LOADS, _DUMPS = orjson.loads, orjson.dumps
 
@@ -140,10 +141,14 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
         datas = list(map(_DATA, objs))
         if set(map(type, seqs)) != {int} or set(map(type, datas)) != {dict}:
             raise NotOrdinary
-        # What envelope_of walks with the codec: a line with a tag or an escape, or one
-        # that may nest too deep (a backslash is found ten times faster than a pair; the
-        # one dumps above proved the depth, when orjson refuses what the codec refuses).
-        tagged = b'"__' in joined
+        # Each line's data: its text after the envelope's data key (the first: the fields
+        # before it are a number and text), up to the envelope's closing brace.
+        data = b"\n".join(map(_PIECE, map(bytes.partition, lines, repeat(_MARK))))
+        # What envelope_of walks with the codec: a line with a tag (only data holds one)
+        # or an escape, or one that may nest too deep (a backslash is found ten times
+        # faster than a pair; the one dumps above proved the depth, when orjson refuses
+        # what the codec refuses).
+        tagged = b'"__' in data
         if tagged or (b"\\" in joined and b"\\u" in joined):
             for obj, line in zip(objs, lines, strict=True):
                 if b'"__' in line or b"\\u" in line:
@@ -167,10 +172,8 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, CodecError, TypeError,
             KeyError, ValueError):
         raise NotOrdinary from None
-    # Each line's data (its text after the envelope's data key), quotes doubled as in a CSV
-    # field, cut before the envelope's closing brace.
-    pieces = (b"\n".join(map(_PIECE, map(bytes.partition, lines, repeat(_MARK))))
-              + b"\n").decode().replace('"', '""').split("}\n")
+    # Each line's data, quotes doubled as in a CSV field, cut before the closing brace.
+    pieces = (data + b"\n").decode().replace('"', '""').split("}\n")
     pieces.pop()
     if b',"data":{}}' in joined:  # empty data is the one JSON object written unquoted
         fields = ["{}" if p == "{}" else f'"{p}"' for p in pieces]
@@ -179,8 +182,9 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
                        in zip(seqs, timestamps, shapes, ids, fields, strict=True)])
     else:
         out = "".join([f'{seq},{ts},{head}{block_id}{tail},"{p}"\r\n'
-                       for seq, ts, (head, tail, _, _), block_id, p
-                       in zip(seqs, timestamps, shapes, ids, pieces, strict=True)])
+                       for seq, ts, head, block_id, tail, p
+                       in zip(seqs, timestamps, map(_HEAD, shapes), ids, map(_TAIL, shapes),
+                              pieces, strict=True)])
     with_deltas = [(seq, ts, block_id, shape, data["deltas"], tagged and b'"__' in line)
                    for seq, ts, block_id, shape, data, line, obj in compress(
                        zip(seqs, timestamps, ids, shapes, datas, lines, objs, strict=True),
@@ -221,6 +225,11 @@ def delta_rows(records: list[WithDeltas], plans: Plans) -> str | None:
     columns: list[tuple[str, list[Any]]] = []
     if not _columns(list(map(_DELTAS, records)), "", "", columns, plans.texts):
         return None
+    if len(columns) == 1:
+        (where, amounts), = columns
+        return "".join([f"{seq},{ts},{shape[2]},{block_id},{shape[3]},{where}{amount}\r\n"
+                        for (seq, ts, block_id, shape, _, _), amount
+                        in zip(records, map(repr, amounts), strict=True)])
     whos = [f"{seq},{ts},{shape[2]},{block_id},{shape[3]},"
             for seq, ts, block_id, shape, _, _ in records]
     return "".join(chain.from_iterable(zip(*[
