@@ -24,7 +24,7 @@ import orjson
 
 from fsm_exec.journal import reader
 from fsm_exec.journal.codec import decode
-from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, delta_rows, rows
+from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, delta_table, rows
 from fsm_exec.journal.files import JournalCorruptError, components_in, files_of
 from fsm_exec.journal.reader import envelope_of
 
@@ -244,7 +244,7 @@ class _Export:
                 continue
             write(out)
             if with_deltas:
-                table = delta_rows(with_deltas, self.plans)
+                table = delta_table(with_deltas, self.plans)
                 self.deltas.write("".join([row for record in with_deltas
                                            for row in self.delta_rows(*record)])
                                   if table is None else table)

@@ -1,7 +1,9 @@
 """The CSV export's fast path: a journal file read in batches of lines, each batch turned
 into rows with one C-level call per column (orjson to parse and to prove the lines are
 as the writer writes them, ``map`` over the records, ``str.replace`` over the batch's
-text), with Python run only for the cells not seen before.
+data), with Python run only for the cells not seen before: a batch's timestamps and
+block ids are proved plain (their own cells) by one regular expression, and the rows of
+``deltas.csv`` are made column by column when the deltas share one shape.
 
 A batch it cannot prove ordinary (a line that is not JSON or not as the writer writes it,
 an envelope mistyped or out of order, a tag the codec refuses, a structure where a name
@@ -209,13 +211,12 @@ def _cells(values: list[Any], plans: Plans) -> list[Any]:
     return list(map(plans.texts.__getitem__, values))
 
 
-
 _TAGGED, _DELTAS = itemgetter(5), itemgetter(4)
 #: The types of values that are no amount (:func:`~fsm_exec.journal.export.delta_amounts`).
 _NO_AMOUNT = frozenset((str, bool, type(None)))
 
 
-def delta_rows(records: list[WithDeltas], plans: Plans) -> str | None:
+def delta_table(records: list[WithDeltas], plans: Plans) -> str | None:
     """The rows of deltas.csv of ``records`` with one C-level call per column of their
     amounts, when their deltas hold no tag and share one plain shape (the same keys at
     every level, each amount's place holding numbers of one type, finite, in every
