@@ -135,7 +135,8 @@ def rows(joined: bytes, lines: list[bytes], plans: Plans) -> tuple[str, list[Wit
     of deltas.csv; or :class:`NotOrdinary` when any line needs the careful path."""
     try:
         objs = list(map(_LOADS, lines))
-        if memoryview(_DUMPS(objs))[1:-1] != joined.replace(b"\n", b","):
+        # (a slice's copy is compared with memcmp, a memoryview item by item: 5x slower)
+        if _DUMPS(objs)[1:-1] != joined.replace(b"\n", b","):
             raise NotOrdinary  # not as the writer writes it: a duplicate key, a space...
         if set(map(tuple, objs)) != {ORDER}:  # the envelope, in order, nothing else
             raise NotOrdinary
