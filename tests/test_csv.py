@@ -497,19 +497,23 @@ def test_batches_cut_anywhere_write_the_reference_bytes(tmp_path: Path) -> None:
         assert export_outcome(logs, tmp_path / "results", careful=False, block=block) == want
 
 
+@pytest.mark.parametrize(("bad", "why"), [(b'{"seq": oops}\n', "not valid JSON"),
+                                          (b"  \n", "empty line")])
 @pytest.mark.parametrize("block", [50, 1 << 16])
-def test_the_line_at_fault_is_named_whatever_the_batch(tmp_path: Path, block: int) -> None:
-    """A line that is not JSON in the middle of ordinary ones: the error names it."""
+def test_the_line_at_fault_is_named_whatever_the_batch(tmp_path: Path, block: int,
+                                                       bad: bytes, why: str) -> None:
+    """A line that is not JSON, or is empty, in the middle of ordinary ones: the error
+    names it."""
     logs = tmp_path / "logs"
     with EventLogger(logs, "backtest") as el:
         for i in range(30):
             el.log_event(TS, "tick", OTHER, {"n": i})
     path = logs / "strategy_log_events.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[20] = b'{"seq": oops}\n'
+    lines[20] = bad
     path.write_bytes(b"".join(lines))
     outcome = export_outcome(logs, tmp_path / "results", careful=False, block=block)
-    assert outcome == (JournalCorruptError, f"[EXEC-013] {path}:21: not valid JSON")
+    assert outcome == (JournalCorruptError, f"[EXEC-013] {path}:21: {why}")
 
 
 @pytest.mark.parametrize("torn", [False, True])
