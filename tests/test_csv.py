@@ -645,3 +645,22 @@ def test_deltas_of_one_shape_in_a_batch(tmp_path: Path) -> None:
                 transition(el, f"b{j}", d, component=OTHER)
         want = _reference_export(logs, tmp_path)
         assert export_outcome(logs, tmp_path / "results", careful=False, block=1 << 16) == want
+
+
+plain_looking = (st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,8}", fullmatch=True)
+                 | st.from_regex(r"(?i:true|false|mar|dec|sept?|may)[a-z0-9 ./-]{0,4}",
+                                 fullmatch=True)
+                 | st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+                                 r"(Z|[+-]\d{2}(:?\d{2})?)\n?", fullmatch=True)
+                 | st.sampled_from(HOSTILE) | st.just(""))
+
+
+@given(st.lists(plain_looking | st.text(max_size=8), max_size=6))
+def test_cells_proved_plain_are_the_cells_made_one_by_one(values: list[str]) -> None:
+    """A batch's timestamps or block ids taken as their own cells (one match over them
+    all) are exactly the cells made one by one (csv_cell, then the CSV field)."""
+    from fsm_exec.journal.export import PLAIN_LINES, _cell
+    from fsm_exec.journal.export_batch import Plans, _cells
+
+    plans = Plans(_cell, PLAIN_LINES)
+    assert list(_cells(values, plans)) == [_cell(v) for v in values]
