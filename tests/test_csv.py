@@ -368,7 +368,9 @@ def test_fast_export_writes_the_bytes_csv_writer_writes(tmp_path: Path, golden: 
 #: characters, JSON's escapes, a tag's name, the envelope's data key, a long line.
 HOSTILE = ["", "=1+1", "+x", "-1.5", "@a", "\t1", "\r\n", "'q", "1e5", "00012", "TRUE", "SEPT2",
            "#N/A", "(5)", 'a,"b"\r\nc', "{}", ',"data":', '"data"', "__int__", "__x", "\\u0041",
-           "\x00", "é", "\u2028", "\ud800", TS, "b1", "open-1", "~/", "x" * 3000]
+           "\x00", "é", "\u2028", "\ud800", TS, "b1", "open-1", "~/", "x" * 3000,
+           # plain to the eye: a month's name or a boolean first, a newline, other digits
+           "mar1", "Dec-2", "truex", "b1\nb2", "_a-1", "\u0662025-10-01T00:00:00+00:00"]
 names = st.sampled_from(HOSTILE) | st.text(max_size=12)
 keys = st.sampled_from([h for h in HOSTILE if h != "\ud800"]) | st.text(max_size=12)
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
@@ -495,19 +497,23 @@ def test_batches_cut_anywhere_write_the_reference_bytes(tmp_path: Path) -> None:
         assert export_outcome(logs, tmp_path / "results", careful=False, block=block) == want
 
 
+@pytest.mark.parametrize(("bad", "why"), [(b'{"seq": oops}\n', "not valid JSON"),
+                                          (b"  \n", "empty line")])
 @pytest.mark.parametrize("block", [50, 1 << 16])
-def test_the_line_at_fault_is_named_whatever_the_batch(tmp_path: Path, block: int) -> None:
-    """A line that is not JSON in the middle of ordinary ones: the error names it."""
+def test_the_line_at_fault_is_named_whatever_the_batch(tmp_path: Path, block: int,
+                                                       bad: bytes, why: str) -> None:
+    """A line that is not JSON, or is empty, in the middle of ordinary ones: the error
+    names it."""
     logs = tmp_path / "logs"
     with EventLogger(logs, "backtest") as el:
         for i in range(30):
             el.log_event(TS, "tick", OTHER, {"n": i})
     path = logs / "strategy_log_events.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[20] = b'{"seq": oops}\n'
+    lines[20] = bad
     path.write_bytes(b"".join(lines))
     outcome = export_outcome(logs, tmp_path / "results", careful=False, block=block)
-    assert outcome == (JournalCorruptError, f"[EXEC-013] {path}:21: not valid JSON")
+    assert outcome == (JournalCorruptError, f"[EXEC-013] {path}:21: {why}")
 
 
 @pytest.mark.parametrize("torn", [False, True])
@@ -540,25 +546,121 @@ def test_a_line_too_long_is_refused_as_the_reader_refuses_it(
     assert str(read.value).startswith(f"[EXEC-013] {path}:2: a line longer than 200 bytes")
 
 
-@pytest.mark.parametrize("depth", [252, 253])
-def test_a_line_nested_deep_is_read_as_the_reader_reads_it(tmp_path: Path, depth: int) -> None:
-    """Nesting as deep as orjson writes (252 lists in the data) is exported; one level
+@pytest.mark.parametrize("proven", [True, False])
+@pytest.mark.parametrize("depth", [251, 252, 253, 254])
+def test_a_line_nested_deep_is_read_as_the_reader_reads_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, depth: int, proven: bool) -> None:
+    """Nesting as deep as orjson writes (252 lists in the data) is exported, as is a line
+    with as many brackets side by side; one level
     deeper fails the export as it fails the reader (which raises orjson's own TypeError
-    there, not JournalCorruptError: the reader's to fix)."""
-    from fsm_exec.journal import reader
+    there, not JournalCorruptError: the reader's to fix). The same when the fast path
+    walks each deep line for its depth (as it would under an orjson that wrote deeper)
+    rather than trusting the batch's one dumps."""
+    from fsm_exec.journal import export_batch, reader
+
+    monkeypatch.setattr(export_batch, "_DEPTH_PROVEN", proven)
 
     logs = tmp_path / "logs"
     logs.mkdir()
     path = logs / "strategy_log_events.jsonl"
-    record = {"seq": 1, "timestamp": TS, "event_type": "x", "component": OTHER,
+    wide = {"seq": 1, "timestamp": TS, "event_type": "x", "component": OTHER,
+            "data": {"l": [[]] * 300}}  # as many brackets, not as deep
+    record = {"seq": 2, "timestamp": TS, "event_type": "x", "component": OTHER,
               "data": {"l": json.loads("[" * depth + "]" * depth)}}
-    path.write_bytes(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+    path.write_bytes(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+                              for r in (wide, record)))
     try:
         list(reader.read_records(path))
     except Exception as exc:
-        assert depth == 253
+        assert depth >= 253
         want: Any = (type(exc), str(exc))
     else:
         want = _reference_export(logs, tmp_path)
     for careful in (False, True):
         assert export_outcome(logs, tmp_path / "results", careful=careful, block=1 << 16) == want
+
+
+#: A leaf of the deltas: numbers of either type, what is no amount, a decimal (a tag).
+leaves = st.sampled_from([
+    st.integers(-(2**63), 2**63 - 1), st.integers(-(2**70), 2**70), st.floats(),
+    st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(), names,
+    st.decimals(allow_nan=False, places=2)])
+skeletons = st.recursive(st.none(), lambda inner: st.dictionaries(keys, inner, max_size=3),
+                         max_leaves=5)
+
+
+def _filled(skeleton: Any, leaf: Callable[[list[int]], Any], at: list[int]) -> Any:
+    if isinstance(skeleton, dict):
+        return {k: _filled(v, leaf, [*at, i]) for i, (k, v) in enumerate(skeleton.items())}
+    return leaf(at)
+
+
+@settings(max_examples=200)
+@given(skeletons, st.integers(1, 30), st.data(), st.sampled_from([64, 4096, 1 << 16]))
+def test_deltas_of_one_shape_are_written_column_by_column_as_record_by_record(
+        skeleton: Any, n: int, data: st.DataObject, block: int) -> None:
+    """Many records whose deltas share a shape (the same keys; each place holding numbers
+    of one type, or text, booleans and nulls, or, now and then, a value of another type,
+    NaN, a decimal): deltas.csv made column by column is what the careful path and
+    csv.writer write."""
+    kinds: dict[tuple[int, ...], st.SearchStrategy[Any]] = {}
+
+    def leaf(at: list[int]) -> Any:
+        kind = kinds.setdefault(tuple(at), data.draw(leaves))
+        return data.draw(kind if data.draw(st.integers(0, 9)) else scalars)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp) / "logs"
+        with EventLogger(logs, "backtest") as el:
+            for i in range(n):
+                transition(el, f"b{i}", _filled(skeleton, leaf, []), component=OTHER)
+                el.log_event(TS, "tick", OTHER, {"n": i})
+        fast = export_outcome(logs, Path(tmp) / "results", careful=False, block=block)
+        assert fast == export_outcome(logs, Path(tmp) / "results", careful=True, block=block)
+        try:
+            reference = _reference_export(logs, Path(tmp))
+        except JournalCorruptError:  # a key that is a tag's name: no reader reads it
+            assert fast[0] is JournalCorruptError
+            return
+        assert fast == reference
+
+
+def test_deltas_of_one_shape_in_a_batch(tmp_path: Path) -> None:
+    """One batch of transitions whose deltas share their keys: numbers of one type
+    (written column by column, escaped paths and keys included), an int among floats, NaN,
+    text among numbers, keys in another order, a list: each as csv.writer writes it."""
+    cases: list[list[Any]] = [
+        [{"changes": {"ETH": 1.5, "a/b~c": 2}, "note": "x", "ok": True}] * 3,
+        [{"changes": {"ETH": 1.5}}, {"changes": {"ETH": 2}}],
+        [{"changes": {"ETH": 1.5}}, {"changes": {"ETH": float("nan")}}],
+        [{"changes": {"ETH": 1.5}}, {"changes": {"ETH": "1.5"}}],
+        [{"a": 1, "b": 2}, {"b": 2, "a": 1}],
+        [{"a": [1, 2]}, {"a": [3, 4]}],
+        [7, 8], [{}, {}], ["x", None],
+    ]
+    for i, deltas in enumerate(cases):
+        logs = tmp_path / f"logs{i}"
+        with EventLogger(logs, "backtest") as el:
+            for j, d in enumerate(deltas):
+                transition(el, f"b{j}", d, component=OTHER)
+        want = _reference_export(logs, tmp_path)
+        assert export_outcome(logs, tmp_path / "results", careful=False, block=1 << 16) == want
+
+
+plain_looking = (st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,8}", fullmatch=True)
+                 | st.from_regex(r"(?i:true|false|mar|dec|sept?|may)[a-z0-9 ./-]{0,4}",
+                                 fullmatch=True)
+                 | st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+                                 r"(Z|[+-]\d{2}(:?\d{2})?)\n?", fullmatch=True)
+                 | st.sampled_from(HOSTILE) | st.just(""))
+
+
+@given(st.lists(plain_looking | st.text(max_size=8), max_size=6))
+def test_cells_proved_plain_are_the_cells_made_one_by_one(values: list[str]) -> None:
+    """A batch's timestamps or block ids taken as their own cells (one match over them
+    all) are exactly the cells made one by one (csv_cell, then the CSV field)."""
+    from fsm_exec.journal.export import PLAIN_LINES, _cell
+    from fsm_exec.journal.export_batch import Plans, _cells
+
+    plans = Plans(_cell, PLAIN_LINES)
+    assert list(_cells(values, plans)) == [_cell(v) for v in values]

@@ -24,7 +24,7 @@ import orjson
 
 from fsm_exec.journal import reader
 from fsm_exec.journal.codec import decode
-from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, rows
+from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, delta_table, rows
 from fsm_exec.journal.files import JournalCorruptError, components_in, files_of
 from fsm_exec.journal.reader import envelope_of
 
@@ -51,6 +51,14 @@ _READ_AS_VALUE = re.compile(
     r"[\s\d.,(#$\u00a2-\u00a5\u20a0-\u20cf]"
     r"|(?:true|false)\s*$"
     rf"|{_MONTH}[\s.,/-]*\d{{1,4}}(?:[\s.,/-]+\d{{1,4}})?\s*$", re.IGNORECASE)
+# Text whose cell is itself (:func:`text_cell` adds no quote, and a CSV field needs none),
+# in the forms most cells of a journal take: a date-time with an offset, and a name that
+# starts with a letter or ``_`` and holds only letters, digits, ``_`` and ``-`` and starts
+# with neither a month's name nor true or false (as a date or a boolean it would be read).
+_PLAIN = (rf"(?:{_ISO_DATETIME.pattern}"
+          rf"|(?!(?i:true|false|{_MONTH}))[A-Za-z_][A-Za-z0-9_-]*)")
+#: Lines of such text (the batch's distinct timestamps or block ids, one a line).
+PLAIN_LINES = re.compile(rf"{_PLAIN}(?:\n{_PLAIN})*")
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -215,7 +223,7 @@ class _Export:
 
     def __init__(self, events: IO[str], deltas: IO[str]) -> None:
         self.events, self.deltas = events, deltas
-        self.plans = Plans(_cell)
+        self.plans = Plans(_cell, PLAIN_LINES)
 
     def text(self, value: Any) -> str:
         """The cell of ``value``, kept when it is text."""
@@ -227,9 +235,8 @@ class _Export:
             return _cell(value)
 
     def file(self, path: Path) -> None:
-        write, delta_rows = self.events.write, self.delta_rows
-        for first, joined in reader.journal_batches(path):  # the reader's view
-            lines = joined.split(b"\n")
+        write = self.events.write
+        for first, joined, lines in reader.journal_batches(path):  # the reader's view
             try:
                 out, with_deltas = rows(joined, lines, self.plans)
             except NotOrdinary:
@@ -237,8 +244,10 @@ class _Export:
                 continue
             write(out)
             if with_deltas:
+                table = delta_table(with_deltas, self.plans)
                 self.deltas.write("".join([row for record in with_deltas
-                                           for row in delta_rows(*record)]))
+                                           for row in self.delta_rows(*record)])
+                                  if table is None else table)
 
     def careful(self, path: Path, first: int, lines: list[bytes]) -> None:
         """Each line read as every reader reads it (:func:`envelope_of`: the first one

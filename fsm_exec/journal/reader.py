@@ -167,13 +167,14 @@ def _lines(path: Path | str, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         yield n, raw
 
 
-def journal_batches(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(number of the first line, whole lines)`` of one journal file, a block at a time:
-    the lines' text without its last newline. A torn last line (no newline: never
-    acknowledged) is left out, a line longer than
-    :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is :class:`JournalCorruptError` (after
-    the lines before it), as :func:`journal_lines` reads them: the reader's other view of a
-    file, for a caller that works on many lines at once (the CSV export's fast path)."""
+def journal_batches(path: Path) -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """``(number of the first line, whole lines, the same lines apart)`` of one journal
+    file, a block at a time: the lines' text without its last newline, and its lines
+    without their newlines. A torn last line (no newline: never acknowledged) is left out,
+    a line longer than :data:`~fsm_exec.journal.codec.MAX_LINE_BYTES` is
+    :class:`JournalCorruptError` (after the lines before it), as :func:`journal_lines`
+    reads them: the reader's other view of a file, for a caller that works on many lines
+    at once (the CSV export's fast path)."""
     n = 1
     with open_regular(path) as f:
         read = f.read
@@ -189,15 +190,15 @@ def journal_batches(path: Path) -> Iterator[tuple[int, bytes]]:
                 continue
             text = b"".join((*carry, block[:cut])) if carry else block[:cut]
             carry, held = [block[cut + 1:]], len(block) - cut - 1
+            lines = text.split(b"\n")
             if len(text) >= MAX_LINE_BYTES:  # a line of it may be too long (its newline
-                lines = text.split(b"\n")     # included): the lines before it are read
-                for i, line in enumerate(lines):
+                for i, line in enumerate(lines):  # included): the lines before it are read
                     if len(line) >= MAX_LINE_BYTES:
                         if i:
-                            yield n, b"\n".join(lines[:i])
+                            yield n, b"\n".join(lines[:i]), lines[:i]
                         raise _too_long(path, n + i)
-            yield n, text
-            n += text.count(b"\n") + 1
+            yield n, text, lines
+            n += len(lines)
         if held > MAX_LINE_BYTES:
             raise _too_long(path, n)
 
