@@ -166,6 +166,13 @@ CHAIN_YAML = Path(__file__).resolve().parent.parent / "examples" / "lifecycles" 
     "chain_confirmations.yaml"
 
 
+@pytest.fixture
+def examples_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain lifecycle's guard imports examples.lifecycle_hooks from the repository's
+    root, which an installed package's test run (tox) does not have on sys.path."""
+    monkeypatch.syspath_prepend(str(CHAIN_YAML.parent.parent.parent))
+
+
 def _manager(lc: Lifecycle | None, log_dir: Path | None = None) -> tuple[
         ExecutionManager, SimPositionHandler, SimVenue]:
     clock = FakeClock()
@@ -181,6 +188,7 @@ def _manager(lc: Lifecycle | None, log_dir: Path | None = None) -> tuple[
 
 @pytest.mark.parametrize("name", ["live_faults", "crashed_then_recovered",
                                   "chain_lost_reply"])
+@pytest.mark.usefixtures("examples_importable")
 def test_journals_the_release_wrote_still_read_check_report_and_recover(
         name: str, tmp_path: Path) -> None:
     """The release's journals (resume_reconciliation carrying the deltas a query found)
@@ -207,6 +215,7 @@ def _resumes(line: bytes) -> bool:
                 and r["data"].get("trigger") == "resume_reconciliation")
 
 
+@pytest.mark.usefixtures("examples_importable")
 def test_the_releases_chain_journal_crashed_before_its_hand_off_hands_off_once(
         tmp_path: Path) -> None:
     """The release's chain journal cut just after its resume_reconciliation with the
