@@ -182,6 +182,18 @@ CASES: dict[str, dict[str, Any] | str] = {
             tr("found_executed", "retrying", "confirming"),
         ],
     ),
+    "found-executed-ends": ext({}, [tr("executed", "routing", "retrying")]),
+    "settled-stays": ext(
+        {"confirming": st("settling", wait={"timeout_seconds": 60})},
+        [
+            tr("executed", "routing", "confirming"),
+            tr("fail", "confirming", "failed"),
+            tr("recheck", "confirming", "retrying", external=True),
+        ],
+    ),
+    "driver-facts": ext(
+        {}, [tr("resume_reconciliation", "retrying", "pending_reconciliation", external=True)]
+    ),
     "dead-trigger": ext(HELD, [tr("hold", "queued", "held")]),
     "trigger-flags": ext(
         HELD,
@@ -495,6 +507,33 @@ EXPECTED = {
             "executed and it follows)",
         ),
     ],
+    "found-executed-ends": [
+        (
+            "found-executed-ends",
+            "routing --executed--> retrying",
+            "executed leads to retrying: a block found executed after a lost reply would go "
+            "from retrying to retrying for ever (send executed to pending_reconciliation or a "
+            "settling state)",
+        ),
+    ],
+    "settled-stays": [
+        (
+            "settled-stays",
+            "confirming --recheck--> retrying",
+            "confirming is settling: the venue executed the block and its deltas are "
+            "journaled, so it never goes back to retrying (the venue would be asked again: "
+            "the deltas handed off twice, or the settling skipped); fail it instead",
+        ),
+    ],
+    "driver-facts": [
+        (
+            "driver-facts",
+            "retrying --resume_reconciliation--> pending_reconciliation",
+            "resume_reconciliation is the driver's, fired on a venue's or reconciliation's "
+            "answer: it is neither external nor poll (give the operator's or the poll's move a "
+            "trigger of its own)",
+        ),
+    ],
     "dead-trigger": [
         (
             "dead-trigger",
@@ -504,6 +543,13 @@ EXPECTED = {
         ),
     ],
     "trigger-flags": [
+        (
+            "driver-facts",
+            "queued --start--> held",
+            "start is the driver's, fired on a venue's or reconciliation's answer: it is "
+            "neither external nor poll (give the operator's or the poll's move a trigger of "
+            "its own)",
+        ),
         ("trigger-flags", "queued --start-->", "its transitions disagree on external / poll"),
     ],
     "one-default": [

@@ -717,6 +717,25 @@ def test_risk_check_that_raises_refuses_the_block() -> None:
     assert "raised KeyError" in r.events("block_transition")[-1]["reason"]
 
 
+@pytest.mark.parametrize(("name", "says"), [(None, "None: refused"), (7, "7: refused"),
+                                             ("lim{}its", "lim{}its: refused")])
+def test_a_risk_check_of_any_name_refuses_by_it(name: Any, says: str) -> None:
+    """A check whose __name__ is not a string (or holds braces) is named as it is: the
+    block fails with EXEC-006, the manager goes on (a non-str name once stopped it)."""
+
+    class Check:
+        def __call__(self, b: InstructionBlock, market: Any) -> bool:
+            return False
+
+    check = Check()
+    check.__name__ = name  # type: ignore[attr-defined]
+    r = rig(risk_checks=[check])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert r.em.block_state("a") is BlockState.FAILED
+    fail = r.events("block_transition")[-1]
+    assert (fail["error_code"], fail["reason"]) == ("EXEC-006", says)
+
+
 # ------------------------------------------------------------------------ journal faults
 
 

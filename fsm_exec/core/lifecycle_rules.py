@@ -84,6 +84,19 @@ RULES: Mapping[str, str] = {
     "poll-source": "A poll transition leaves a state the lifecycle adds: the driver polls "
                    "only there (a default state's moves are the driver's own).",
     "reserved-trigger": "No transition uses the trigger timeout: a wait's timeout implies it.",
+    "found-executed-ends": "executed does not lead to retrying: a block found executed after "
+                           "its reply was lost goes where executed leads, and from retrying "
+                           "that would be retrying again, for ever, its deltas never handed "
+                           "off.",
+    "settled-stays": "No transition leads from a settling state to retrying, except "
+                     "pending_reconciliation --reconciliation_timeout--> (the deltas were "
+                     "handed off: only reconciliation is outstanding). A settling block was "
+                     "executed, its deltas journaled: asked again, the venue would hand the "
+                     "same deltas off again, or skip the settling the lifecycle asks for.",
+    "driver-facts": "The triggers the driver fires on a venue's or reconciliation's answer "
+                    "(start, executed, route_failed, reroute, resume_reconciliation, "
+                    "reconciled, reconciliation_timeout) are neither external nor poll: an "
+                    "operator or a poll does not stand in for the venue's answer.",
     "derived-trigger": "No transition uses the trigger found_executed: retrying "
                        "--found_executed--> is derived from routing --executed-->, to the same "
                        "states with the same guards (a block the venue is found to have "
@@ -115,6 +128,12 @@ DRIVER_TRIGGERS: Mapping[str, frozenset[str]] = {
     "retrying": frozenset({"reroute", "resume_reconciliation", "fail"}),
     "pending_reconciliation": frozenset({"reconciled", "reconciliation_timeout", "fail"}),
 }
+
+
+#: The triggers the driver fires on a fact (a venue's or reconciliation's answer, or its own
+#: turn): never an operator's (external) nor a poll's.
+_FACTS = frozenset({"start", "executed", "route_failed", "reroute", "resume_reconciliation",
+                    "reconciled", "reconciliation_timeout"})
 
 
 def _say(kind: StateKind) -> str:
@@ -303,8 +322,8 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
             bad("moves-on", s.name, "the state does not wait, so it needs an unguarded poll "
                 "transition for the driver to move the block on (or give it a wait)")
 
-    # poll-source, reserved-trigger, derived-trigger, dead-trigger, trigger-flags,
-    # one-default, shadowed, fallback
+    # poll-source, reserved-trigger, found-executed-ends, settled-stays, driver-facts,
+    # derived-trigger, dead-trigger, trigger-flags, one-default, shadowed, fallback
     for t in known:
         if t.poll and t.source in DEFAULT_KINDS:
             bad("poll-source", t.words(), f"{t.source} is a default state: the driver moves "
@@ -313,6 +332,21 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
         if t.trigger == TIMEOUT_TRIGGER:
             bad("reserved-trigger", t.words(), "the trigger timeout is implied by a wait's "
                 "timeout_seconds: give the state a wait instead")
+    for t in known:
+        if t.key[:2] == ("routing", "executed") and t.dest == "retrying":
+            bad("found-executed-ends", t.words(), "executed leads to retrying: a block found "
+                "executed after a lost reply would go from retrying to retrying for ever "
+                "(send executed to pending_reconciliation or a settling state)")
+        if (t.dest == "retrying" and kind[t.source] is _S and t.trigger != "fail"  # fail-exit
+                and t.key[:2] != ("pending_reconciliation", "reconciliation_timeout")):
+            bad("settled-stays", t.words(), f"{t.source} is settling: the venue executed the "
+                "block and its deltas are journaled, so it never goes back to retrying (the "
+                "venue would be asked again: the deltas handed off twice, or the settling "
+                "skipped); fail it instead")
+        if t.trigger in _FACTS and (t.external or t.poll):
+            bad("driver-facts", t.words(), f"{t.trigger} is the driver's, fired on a venue's "
+                "or reconciliation's answer: it is neither external nor poll (give the "
+                "operator's or the poll's move a trigger of its own)")
     derived = {trigger: (source, of) for (source, trigger), of in DERIVED.items()}
     for t in ts:
         if t.trigger in derived:

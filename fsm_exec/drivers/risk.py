@@ -103,4 +103,4 @@ class RiskChecks:
         in place of its ``{}`` (named only when it refuses: the hot path names nothing)."""
         code = "EXEC-005" if check is check_prices else "EXEC-006"
         name = getattr(check, "__name__", type(check).__name__)
-        return code, self.redact(text.replace("{}", name, 1))
+        return code, self.redact(text.replace("{}", format(name), 1))

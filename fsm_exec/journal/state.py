@@ -561,7 +561,7 @@ class ManagerState:
         why = ""
         if dest == _RETRYING:
             why = (RECONCILIATION_TIMEOUT_WHY if trigger == Trigger.RECONCILIATION_TIMEOUT
-                   else str(d.get("reason", "")))
+                   and source == _PENDING else str(d.get("reason", "")))
         self.move(source, dest, trigger,
                   attempt=_int(d, "attempt") if "attempt" in d else None,
                   deltas=from_wire(d["deltas"]) if "deltas" in d else NO_DELTAS,

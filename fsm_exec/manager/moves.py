@@ -96,7 +96,7 @@ def move(self: ExecutionManager, trigger: str, *, _deltas: Any = _NO_DELTAS,
         state.move(source, dest, trigger, attempt=data.get("attempt"), deltas=_deltas,
                    resolved="resolved_by" in data,
                    why=(RECONCILIATION_TIMEOUT_WHY if trigger == T_RECONCILIATION_TIMEOUT
-                        else data.get("reason", "")),
+                        and source == _PENDING else data.get("reason", "")),
                    halts=halts)
         f.entered_at = self._clock()
         f.entered = self._ts

@@ -160,7 +160,9 @@ def lifecycle_documents(draw: st.DrawFn, *, max_states: int = 4,
                           "Moved on by hand.", external=True))
         ts.append(_tr("fail", name, "failed", "In doubt: a timeout, or a hook raised."))
         others = [s for s in sent if s != name]
-        dests = st.sampled_from([*settled, *others])
+        # A settling block was executed: it never goes back to retrying (settled-stays).
+        dests = st.sampled_from([*(settled if kind == "in_flight" else
+                                   [d for d in settled if d != "retrying"]), *others])
         doc = {}
         if draw(st.booleans()):
             wait = ({"timeout_seconds": draw(st.sampled_from(_TIMEOUTS))}
@@ -370,6 +372,29 @@ def _break_derived_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     return f"a declared retrying --found_executed--> {dest}"
 
 
+def _break_found_executed_ends(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    doc["transitions"].insert(0, _tr("executed", "routing", "retrying", "Back to retrying.",
+                                     guards=[{"action_in": {"actions": ["hedge"]}}]))
+    return "routing --executed--> retrying"
+
+
+def _break_settled_stays(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    source = draw(st.sampled_from(_of_kind(doc, "settling")))
+    doc["transitions"].append(_tr("recheck", source, "retrying", "Ask the venue again.",
+                                  external=True))
+    return f"{source} --recheck--> retrying"
+
+
+def _break_driver_facts(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    trigger, source = draw(st.sampled_from([
+        ("resume_reconciliation", "retrying"), ("reconciled", "pending_reconciliation"),
+        ("reroute", "retrying")]))
+    for t in doc["transitions"]:
+        if (t["trigger"], t["source"]) == (trigger, source):
+            t["external"] = True
+    return f"an external {trigger}"
+
+
 def _break_dead_trigger(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     _add_held(doc)
     del doc["transitions"][-1]["external"]
@@ -439,7 +464,9 @@ BREAKERS: dict[str, Breaker] = {
     "success-reconciled": _break_success, "fail-exit": _break_fail_exit,
     "timeout-in-doubt": _break_timeout_in_doubt, "wait-ends": _break_wait_ends,
     "moves-on": _break_moves_on, "poll-source": _break_poll_source,
-    "reserved-trigger": _break_reserved_trigger, "derived-trigger": _break_derived_trigger,
+    "reserved-trigger": _break_reserved_trigger,
+    "found-executed-ends": _break_found_executed_ends, "settled-stays": _break_settled_stays,
+    "driver-facts": _break_driver_facts, "derived-trigger": _break_derived_trigger,
     "dead-trigger": _break_dead_trigger, "trigger-flags": _break_trigger_flags,
     "one-default": _break_one_default, "shadowed": _break_shadowed,
     "fallback": _break_fallback, "guard-args": _break_guard_args,
