@@ -256,13 +256,13 @@ def run_both(spec: Spec, ops: list[tuple[Any, ...]]) -> list[Any]:
     extra = [op[3] for op in ops if op[0] == "add"]
     enum_cls = enum.Enum("S", list(spec.states)) if spec.use_enum else None
     traces = []
-    for cls, frozen in ((Machine, False), (EngineMachine, False), (EngineMachine, True)):
+    for cls, freeze in ((Machine, False), (EngineMachine, False), (EngineMachine, True)):
         built = _outcome(partial(build, spec, cls, extra, enum_cls))
         if built[0] != "ok":
             traces.append([built])
             continue
         machine, model, ctx = built[1]
-        if frozen:  # planned once: appends and setters after it must still be seen
+        if freeze:  # planned once: appends and setters after it must still be seen
             machine.freeze()
         attr = machine.model_attribute
         trace: list[Any] = [("start", getattr(model, attr))]
@@ -587,7 +587,7 @@ def test_freeze_leaves_events_of_another_class_alone() -> None:
     still works."""
 
     class Stocky(EngineMachine):
-        event_cls = Event
+        event_cls = Event  # type: ignore[assignment]
 
     model = _Model()
     machine = Stocky(model=model, states=["a", "b"], initial="a", auto_transitions=False,
@@ -597,15 +597,21 @@ def test_freeze_leaves_events_of_another_class_alone() -> None:
     assert machine.events["go"].trigger(model) is True and model.state == "b"
 
 
+def _event(machine: EngineMachine, name: str) -> EngineEvent:
+    event = machine.events[name]
+    assert isinstance(event, EngineEvent)
+    return event
+
+
 def test_a_frozen_move_skips_the_short_paths_checks() -> None:
     """A planned move reads neither the machine's hooks nor the states again: it is the
     plan's destination, set on the model as Machine.set_state sets it."""
     machine, model = _engine()
     machine.freeze()
     with _swap(EngineMachine, "engine_hooks", property(lambda self: pytest.fail("read"))):
-        assert machine.events["go"].fire_recorded(model) is True
+        assert _event(machine, "go").fire_recorded(model) is True
     assert model.state is machine.states["b"].value
-    assert machine.events["back"].fire_recorded(model) is True
+    assert _event(machine, "back").fire_recorded(model) is True
     assert model.state == "a"
 
 
@@ -618,17 +624,17 @@ def test_freeze_plans_nothing_it_could_not_make_bare() -> None:
                                  "conditions": [lambda: False]},
                                 {"trigger": "back", "source": "b", "dest": "a"}])
     machine.freeze()
-    assert machine.events["go"]._plans == {}
-    assert set(machine.events["back"]._plans or ()) == {"b"}
+    assert _event(machine, "go")._plans == {}
+    assert set(_event(machine, "back")._plans or ()) == {"b"}
     queued = EngineMachine(model=_Model(), states=["a", "b"], initial="a", queued=True,
                            auto_transitions=False, transitions=[["go", "a", "b"]])
     queued.freeze()
-    assert queued.events["go"]._plans is None
+    assert _event(queued, "go")._plans is None
     for cause in ("dest not a state", "subclassed dest state", "subclassed source state"):
         changed, _ = _engine()
         STOCK_CAUSES[cause](changed)  # before freeze: nothing of it is planned
         changed.freeze()
-        assert "a" not in (changed.events["go"]._plans or {})
+        assert "a" not in (_event(changed, "go")._plans or {})
     with stock_calls() as calls:
         assert machine.events["go"].trigger(model) is False  # its condition refuses
     assert calls == ["go"] and model.state == "a"
