@@ -76,12 +76,34 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
     return None
 
 
-def status_text(self: ExecutionManager) -> str:
-    """:func:`status` as the status dict says it (``healthy``, ...)."""
-    if self._f is None:  # nothing in flight (the end of every update): the short way
-        return LEVEL_TEXTS[self._health.level(
-            halted=self._halted or self._interrupted is not None)]
-    return self._assess()[0].value
+def status_dict(self: ExecutionManager) -> dict[str, Any]:
+    """:meth:`~fsm_exec.ExecutionManager.get_execution_status`, for a caller that holds the
+    mutex (the end of every update makes it: each read counted once)."""
+    st = self._state
+    # The block in flight as the journal says: a block loaded into the Machine but not
+    # started yet (its start record not written) is still queued, counted there.
+    f = st.flight
+    halted = st.halted or self._pending_halt is not None
+    interrupted = self._interrupted is not None
+    return {
+        "status": (LEVEL_TEXTS[self._health.level(halted=halted or interrupted)]
+                   if self._f is None  # nothing in flight (the end of every update)
+                   else self._assess()[0].value),
+        "current_block": f.block.block_id if f is not None else None,
+        "current_block_state": f.state if f is not None else None,
+        "reconciliation_status": self.reconciliation_status,
+        "blocks_accepted": st.accepted,
+        "blocks_executed": st.executed,
+        "blocks_failed": st.failed,
+        "blocks_cancelled": st.cancelled,
+        "blocks_retried": st.retried,
+        "current_block_index": st.executed + st.failed + st.cancelled,
+        "queue_length": len(st.queue),
+        "execution_mode": self._env.execution_mode,
+        "halted": halted,
+        "halt_reason": st.halt_reason if st.halted else self._pending_halt,
+        "interrupted": interrupted,
+    }
 
 
 def status(self: ExecutionManager) -> HealthStatus:

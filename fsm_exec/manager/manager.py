@@ -307,30 +307,6 @@ class ExecutionManager:
         with self._mutex:
             return self._status_dict()
 
-    def _status_dict(self) -> dict[str, Any]:
-        """:meth:`get_execution_status`, for a caller that holds the mutex."""
-        st = self._state
-        # The block in flight as the journal says: a block loaded into the Machine but
-        # not started yet (its start record not written) is still queued, counted there.
-        f = st.flight
-        return {
-            "status": self._status_text(),
-            "current_block": f.block.block_id if f is not None else None,
-            "current_block_state": f.state if f is not None else None,
-            "reconciliation_status": self.reconciliation_status,
-            "blocks_accepted": st.accepted,
-            "blocks_executed": st.executed,
-            "blocks_failed": st.failed,
-            "blocks_cancelled": st.cancelled,
-            "blocks_retried": st.retried,
-            "current_block_index": st.executed + st.failed + st.cancelled,
-            "queue_length": len(self._state.queue),
-            "execution_mode": self._env.execution_mode,
-            "halted": st.halted or self._pending_halt is not None,
-            "halt_reason": st.halt_reason if st.halted else self._pending_halt,
-            "interrupted": self._interrupted is not None,
-        }
-
     # ---------------------------------------------------------------------- entry points
     def update_state(self, timestamp: Any, trigger_source: str,
                      instruction_blocks: Sequence[Mapping[str, Any]] | None = None
@@ -478,7 +454,7 @@ class ExecutionManager:
     _record_error = journaling.record_error
     _end_update = health.end_update
     _status = health.status
-    _status_text = health.status_text
+    _status_dict = health.status_dict
     _assess = health.assess
     _health_check = health.health_report
     _fsynced = observing.fsynced
