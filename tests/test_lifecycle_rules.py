@@ -165,6 +165,16 @@ CASES: dict[str, dict[str, Any] | str] = {
             tr("cancel", "check", "cancelled"),
         ],
     ),
+    "poll-loop": ext(
+        {"check": st(B), "recheck": st(B)},
+        [
+            tr("start", "queued", "check", guards=[{"action_in": {"actions": ["hedge"]}}]),
+            tr("go", "check", "recheck", poll=True),
+            tr("back", "recheck", "check", poll=True),
+            tr("cancel", "check", "cancelled"),
+            tr("cancel", "recheck", "cancelled"),
+        ],
+    ),
     "poll-source": ext(
         transitions=[
             tr("watch", "pending_reconciliation", "failed", poll=True,
@@ -483,6 +493,20 @@ EXPECTED = {
             "check",
             "the state does not wait, so it needs an unguarded poll transition for the driver to "
             "move the block on (or give it a wait)",
+        ),
+    ],
+    "poll-loop": [
+        (
+            "poll-loop",
+            "check --go--> recheck",
+            "it closes a loop of unguarded polls back to check: a block would go round it on "
+            "every update_state and never end (guard one of them, or make one state wait)",
+        ),
+        (
+            "poll-loop",
+            "recheck --back--> check",
+            "it closes a loop of unguarded polls back to recheck: a block would go round it on "
+            "every update_state and never end (guard one of them, or make one state wait)",
         ),
     ],
     "poll-source": [

@@ -81,6 +81,8 @@ RULES: Mapping[str, str] = {
                  "a timeout is a positive number of seconds.",
     "moves-on": "A state added by the lifecycle that does not wait has an unguarded poll "
                 "transition, so the driver moves the block on at once.",
+    "poll-loop": "The unguarded poll transitions form no loop: the driver would move a block "
+                 "round it on every update_state, and it would never end.",
     "poll-source": "A poll transition leaves a state the lifecycle adds: the driver polls "
                    "only there (a default state's moves are the driver's own).",
     "reserved-trigger": "No transition uses the trigger timeout: a wait's timeout implies it.",
@@ -321,6 +323,14 @@ def check(lc: Lifecycle, *, resolve: bool = False) -> list[RuleViolation]:
         if not any(t.poll and not t.guards for t in known if t.source == s.name):
             bad("moves-on", s.name, "the state does not wait, so it needs an unguarded poll "
                 "transition for the driver to move the block on (or give it a wait)")
+
+    # poll-loop
+    polls = [(t.source, t.dest) for t in known if t.poll and not t.guards]
+    for t in known:
+        if t.poll and not t.guards and t.source in reach([t.dest], polls):
+            bad("poll-loop", t.words(), f"it closes a loop of unguarded polls back to "
+                f"{t.source}: a block would go round it on every update_state and never end "
+                "(guard one of them, or make one state wait)")
 
     # poll-source, reserved-trigger, found-executed-ends, settled-stays, driver-facts,
     # derived-trigger, dead-trigger, trigger-flags, one-default, shadowed, fallback

@@ -160,9 +160,13 @@ def lifecycle_documents(draw: st.DrawFn, *, max_states: int = 4,
                           "Moved on by hand.", external=True))
         ts.append(_tr("fail", name, "failed", "In doubt: a timeout, or a hook raised."))
         others = [s for s in sent if s != name]
-        # A settling block was executed: it never goes back to retrying (settled-stays).
-        dests = st.sampled_from([*(settled if kind == "in_flight" else
-                                   [d for d in settled if d != "retrying"]), *others])
+
+        def dests_of(kind: str, others: list[str] = others) -> list[str]:
+            # A settling block was executed: it never goes back to retrying (settled-stays).
+            return [*(settled if kind == "in_flight" else
+                      [d for d in settled if d != "retrying"]), *others]
+
+        dests = st.sampled_from(dests_of(kind))
         doc = {}
         if draw(st.booleans()):
             wait = ({"timeout_seconds": draw(st.sampled_from(_TIMEOUTS))}
@@ -175,8 +179,10 @@ def lifecycle_documents(draw: st.DrawFn, *, max_states: int = 4,
                 else:
                     ts.append(_tr(f"settle_{i}", name, draw(dests), "Settled by hand.",
                                   external=True))
-        else:
-            ts.append(_tr(f"onward_{i}", name, draw(dests), "Moves on at once.", poll=True))
+        else:  # onward to a later state only: unguarded polls make no loop (poll-loop)
+            ts.append(_tr(f"onward_{i}", name, draw(st.sampled_from(
+                [d for d in dests_of(kind) if d not in sent[:i + 1]])), "Moves on at once.",
+                poll=True))
         if bool(hook_paths) and draw(st.booleans()):
             doc["on_enter"] = [draw(st.sampled_from(tuple(hook_paths)))]
         states[name] = _st(kind, f"Sent; settling at the venue ({i}).", **doc)
@@ -351,6 +357,16 @@ def _break_names(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     return f"the trigger {trigger}"
 
 
+def _break_poll_loop(draw: st.DrawFn, doc: dict[str, Any]) -> str:
+    for name in ("spin_a", "spin_b"):
+        doc["states"][name] = {"kind": "before_route", "meaning": "Spins."}
+    doc["transitions"] += [
+        _tr("spin", "queued", "spin_a", "Spin.", external=True),
+        _tr("turn_a", "spin_a", "spin_b", "Turn.", poll=True),
+        _tr("turn_b", "spin_b", "spin_a", "Turn back.", poll=True)]
+    return "spin_a <-> spin_b, unguarded polls"
+
+
 def _break_poll_source(draw: st.DrawFn, doc: dict[str, Any]) -> str:
     source = draw(st.sampled_from(["queued", "routing", "retrying", "pending_reconciliation"]))
     dest = {"queued": "cancelled"}.get(source, "failed")
@@ -463,7 +479,8 @@ BREAKERS: dict[str, Breaker] = {
     "route-first": _break_route_first, "cancel-unsent": _break_cancel_unsent,
     "success-reconciled": _break_success, "fail-exit": _break_fail_exit,
     "timeout-in-doubt": _break_timeout_in_doubt, "wait-ends": _break_wait_ends,
-    "moves-on": _break_moves_on, "poll-source": _break_poll_source,
+    "moves-on": _break_moves_on, "poll-loop": _break_poll_loop,
+    "poll-source": _break_poll_source,
     "reserved-trigger": _break_reserved_trigger,
     "found-executed-ends": _break_found_executed_ends, "settled-stays": _break_settled_stays,
     "driver-facts": _break_driver_facts, "derived-trigger": _break_derived_trigger,
