@@ -234,3 +234,24 @@ def test_the_releases_chain_journal_crashed_before_its_hand_off_hands_off_once(
     assert em.block_state("a") == "success"
     assert positions.applied["a"] == 1 and venue.route_calls["a"] == 0
     assert check_journal(log_dir).ok
+
+
+def test_a_journal_under_a_lifecycle_that_breaks_a_rule_says_what_to_do(
+        tmp_path: Path) -> None:
+    """A journal whose lifecycle an earlier release accepted but a rule now refuses (here:
+    a declared found_executed) is refused by every reader naming the rule, and says what
+    the operator does next, not only that it cannot be read."""
+    em, _, _ = _manager(chain(), tmp_path)
+    em.close()
+    path = tmp_path / "execution_manager_events.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    definition = first["data"]["lifecycle_definition"]
+    definition["transitions"].append({"trigger": "found_executed", "source": "retrying",
+                                      "dest": "failed", "meaning": "Found by hand."})
+    lines[0] = json.dumps(first).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    report = check_journal(path)
+    assert not report.ok
+    assert "[derived-trigger]" in str(report.problem)
+    assert "settle its block in flight by hand" in str(report.problem)
