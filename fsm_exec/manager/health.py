@@ -86,7 +86,7 @@ def status_dict(self: ExecutionManager) -> dict[str, Any]:
     halted = st.halted or self._pending_halt is not None
     interrupted = self._interrupted is not None
     return {
-        "status": (LEVEL_TEXTS[self._health.level(halted=halted or interrupted)]
+        "status": (LEVEL_TEXTS[self._health.level(halted or interrupted)]
                    if self._f is None  # nothing in flight (the end of every update)
                    else self._assess()[0].value),
         "current_block": f.block.block_id if f is not None else None,

@@ -8,6 +8,8 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
@@ -161,11 +163,12 @@ def barrier(self: ExecutionManager) -> None:
     self._unsynced_acceptance = False
 
 
-def journal_move(self: ExecutionManager, event: dict[str, Any], sync: bool) -> None:
-    """Write a move's ``block_transition`` record (the driver's hot path; see
-    :meth:`_on_transition` for the general one). Every move is made under the manager's
-    mutex (``moves.move``, the backtest's one pass): :func:`write_held`."""
-    self._write_held("block_transition", event, sync)
+def journal_move(self: ExecutionManager) -> Callable[[dict[str, Any], bool], None]:
+    """What writes a move's ``block_transition`` record, ``(event, sync)``: the driver's hot
+    path (see :meth:`_on_transition` for the general one), :func:`write_held` with its
+    record type bound (a partial: no frame of its own). Every move is made under the
+    manager's mutex (``moves.move``, the backtest's one pass)."""
+    return functools.partial(self._write_held, "block_transition")
 
 
 def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
@@ -181,8 +184,8 @@ def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
     # them; the other moves ride on the next barrier.
     # Under a user lifecycle every move is one (a move into a waiting state or into
     # pending_reconciliation must never be lost behind the hand-off that follows it).
-    self._journal_move(event, trigger in _BARRIER_TRIGGERS or "deltas" in event
-                       or self._lc.table is not None)
+    self._write_held("block_transition", event, trigger in _BARRIER_TRIGGERS
+                     or "deltas" in event or self._lc.table is not None)
 
 
 def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,

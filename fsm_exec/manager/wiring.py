@@ -147,7 +147,7 @@ def driver_host(self: ExecutionManager) -> Host:
         observers=self._observers, journaled=self._log_event is not None,
         move=self._move, fail=self._fail, handed_off=self._handed_off,
         unresolved=self._unresolved, finish=self._finish,
-        canonical_deltas=self._canonical_deltas, journal_move=self._journal_move,
+        canonical_deltas=self._canonical_deltas, journal_move=self._journal_move(),
         emit=self._emit, refuse_if_retired=self._refuse_if_retired,
         cancelled_since_loaded=self._cancelled_since_loaded,
         call_done=self._call_done, notify_transition=self._notify_transition,

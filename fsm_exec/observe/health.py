@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -76,14 +75,18 @@ LEVEL_TEXTS = tuple(s.value for s in LEVELS)
 class HealthWindow:
     """The worst level seen in each of the last ``size`` updates, with O(1) bookkeeping.
 
-    ``note(level)`` raises the level of the update in progress; ``close()`` ends it.
+    ``note(level)`` raises the level of the update in progress; ``close()`` ends it. Only
+    the number of the last closed update of each bad level is kept: the window holds a
+    level while that update is among the last ``size`` (an all-healthy call costs one
+    addition).
     """
 
-    __slots__ = ("_levels", "_counts", "_current")
+    __slots__ = ("_size", "_closed", "_last", "_current")
 
     def __init__(self, size: int = 100) -> None:
-        self._levels: deque[int] = deque(maxlen=size)
-        self._counts = [0, 0, 0]
+        self._size = size
+        self._closed = 0  # updates closed so far
+        self._last = [0, -size, -size]  # by level: the number of its last closed update
         self._current = HEALTHY
 
     def note(self, level: int) -> None:
@@ -91,20 +94,20 @@ class HealthWindow:
             self._current = level
 
     def close(self) -> None:
-        levels = self._levels
-        if len(levels) == levels.maxlen:
-            self._counts[levels[0]] -= 1
-        levels.append(self._current)
-        self._counts[self._current] += 1
-        self._current = HEALTHY
+        self._closed += 1
+        if self._current:
+            self._last[self._current] = self._closed
+            self._current = HEALTHY
 
-    def level(self, *, halted: bool = False) -> int:
+    def level(self, halted: bool = False) -> int:
         """The worst level of the window (``HEALTHY``, ``DEGRADED`` or ``UNHEALTHY``)."""
-        if halted or self._counts[UNHEALTHY] or self._current == UNHEALTHY:
+        oldest = self._closed - self._size  # the last update before the window
+        current, last = self._current, self._last
+        if halted or current == UNHEALTHY or last[UNHEALTHY] > oldest:
             return UNHEALTHY
-        if self._counts[DEGRADED] or self._current == DEGRADED:
+        if current == DEGRADED or last[DEGRADED] > oldest:
             return DEGRADED
         return HEALTHY
 
     def status(self, *, halted: bool = False) -> HealthStatus:
-        return LEVELS[self.level(halted=halted)]
+        return LEVELS[self.level(halted)]
