@@ -16,11 +16,18 @@ from fsm_exec import (
     ExecutionManager,
     HealthStatus,
     InstructionBlock,
+    InvalidBlockError,
     UnifiedHealthManager,
 )
 from fsm_exec.drivers.deadline import GRACE_SECONDS, backoff, confirmation_time, state_deadline
 from fsm_exec.observe.health import DEGRADED, HEALTHY, UNHEALTHY, HealthWindow
-from fsm_exec.sim.venues import FakeClock, SimPositionHandler, SimVenue, StaticDataProvider
+from fsm_exec.sim.venues import (
+    FakeClock,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
 
 from kit import T, blocks, rig
 
@@ -477,3 +484,26 @@ def test_a_halted_manager_is_unhealthy_with_nothing_in_flight() -> None:
     report = r.em.health_check()
     assert r.em.halted and report["status"] == "unhealthy"
     assert report["in_doubt"] is None and report["stuck"] is None
+
+
+def test_a_run_of_idle_calls_reports_its_health_as_it_moves_on(tmp_path: Path) -> None:
+    """Idle calls that join one journal record still report the health window as it moves:
+    a refused batch makes the manager degraded for the window's 100 calls, each call's
+    status equals a fresh get_execution_status(), and the dict is the caller's own (a
+    change to one changes neither the next nor the manager)."""
+    journal = EventLogger(tmp_path, "backtest")
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(FakeClock()), event_logger=journal)
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    with pytest.raises(InvalidBlockError):
+        em.update_state(T(1), "strategy_manager", [{"block_id": "b"}])
+    seen = []
+    for i in range(2, 110):
+        status = em.update_state(T(i), "strategy_manager")
+        assert status == em.get_execution_status()
+        seen.append(status["status"])
+        status["status"] = status["blocks_executed"] = "changed by the caller"
+    assert seen == ["degraded"] * 99 + ["healthy"] * 9
+    em.close()
+    lines = (tmp_path / "execution_manager_events.jsonl").read_bytes().splitlines()
+    assert len(lines) < 10  # the idle calls joined one record

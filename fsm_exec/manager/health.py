@@ -38,10 +38,11 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         said = (trigger_source, st.executed, st.failed, st.cancelled, queued, halted)
         # The same as the call before said, whose record the journal still holds back:
         # this call joins its run of idle calls (as the record it would write would).
-        if not (said == self._idle_said and self._interrupted is None
-                and not self._unsynced_acceptance and self._join_idle is not None
-                and self._join_idle(COMPONENT, self._ts, ms)):
-            self._idle_said = None
+        joined = (said == self._idle_said and self._interrupted is None
+                  and not self._unsynced_acceptance and self._join_idle is not None
+                  and self._join_idle(COMPONENT, self._ts, ms))
+        if not joined:
+            self._idle_said = self._idle_status = None
             data = {
                 "trigger_source": trigger_source,
                 "current_block_index": st.executed + st.failed + st.cancelled,
@@ -61,6 +62,8 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
                     raise
         late = self._late_observer_errors
         if not (failing or late or self._observers):
+            if joined and self._f is None:
+                return idle_status_dict(self)
             return self._status_dict()
     if late and not failing:
         # One report per call, however many fsyncs failed in it (the report's own fsync
@@ -74,6 +77,20 @@ def end_update(self: ExecutionManager, ts: Any, trigger_source: str, t0: float, 
         self._notify_event("update", trigger_source=trigger_source,
                            duration_s=ms / 1000.0, queue_length=queued, halted=halted)
     return None
+
+
+def idle_status_dict(self: ExecutionManager) -> dict[str, Any]:
+    """:func:`status_dict` at the end of a call that joined its run of idle calls, with
+    nothing in flight: no record was written since the run's first call, so nothing the
+    dict shows changed since then but the health level (the window moves on). The run's
+    dict is made once and kept; each call gets a copy, its ``status`` read again."""
+    kept = self._idle_status
+    if kept is None:
+        kept = self._idle_status = self._status_dict()
+        return kept.copy()
+    status = kept.copy()
+    status["status"] = LEVEL_TEXTS[self._health.level(kept["halted"])]
+    return status
 
 
 def status_dict(self: ExecutionManager) -> dict[str, Any]:

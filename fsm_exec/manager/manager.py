@@ -107,6 +107,7 @@ class ExecutionManager:
     _log_event: Callable[..., Any] | None
     _join_idle: Callable[[str, str, float], bool] | None
     _idle_said: tuple[Any, ...] | None  # what the last state_update said (health.py)
+    _idle_status: dict[str, Any] | None  # the status dict of that run of idle calls
     _syncable: bool
     _driver: Driver
     _checkpointing: bool

@@ -225,7 +225,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
                        if isinstance(event_logger, EventLogger)
                        and type(event_logger).log_event is EventLogger.log_event
                        and not self._policy.step_times else None)
-    self._idle_said = None
+    self._idle_said = self._idle_status = None
 
     self._mutex = threading.RLock()
     # The queue, the block in flight, the finished blocks and the counters: the state

@@ -135,7 +135,7 @@ class Kit:
     def _update(self, trigger: str, batch: list[Any] | None) -> None:
         before = self._snapshot()
         try:
-            self.manager.update_state(self.clock.timestamp(), trigger, batch)
+            status = self.manager.update_state(self.clock.timestamp(), trigger, batch)
         except (InvalidBlockError, ManagerHaltedError):  # refused whole (a backtest halt)
             assert self._snapshot()[1] == before[1], "a refused batch was partly accepted"
             return
@@ -145,6 +145,10 @@ class Kit:
                 return
             if self.manager.execution_mode != "backtest":
                 raise  # live mode never raises for a block's own outcome
+        else:
+            assert status == self.manager.get_execution_status(), (
+                f"update_state returned {status}, but the status is "
+                f"{self.manager.get_execution_status()}")
         if batch:
             self.accepted.extend(b["block_id"] for b in batch if isinstance(b, Mapping))
 
