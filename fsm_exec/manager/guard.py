@@ -141,11 +141,16 @@ def health_name(name: str | None) -> str:
     return COMPONENT if name is None else f"{COMPONENT}[{name}]"
 
 
-def refuse_if_halted(self: ExecutionManager, call: str) -> None:
+def refuse_if_halted(self: ExecutionManager, call: str, trigger_source: str | None = None
+                     ) -> None:
     """In a mode whose policy says so (backtest: fail fast), a halted manager refuses
-    ``call``, naming the halt: a halt caught once cannot be ignored by calling on."""
+    ``call`` (with its ``trigger_source``, when given), naming the halt: a halt caught once
+    cannot be ignored by calling on. The text is made only when it refuses (every call
+    passes here)."""
     if not (self._policy.halt_raises and self._halted):
         return
+    if trigger_source is not None:
+        call = f"{call}({trigger_source!r})"
     raise ManagerHaltedError(self._halt_reason, halted_message(self, call))
 
 

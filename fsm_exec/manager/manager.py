@@ -329,7 +329,7 @@ class ExecutionManager:
             self._record_error(timestamp, err)
             raise err
         if trigger_source != "manual":  # the resume is the one update a halt allows
-            self._refuse_if_halted(f"update_state({trigger_source!r})")
+            self._refuse_if_halted("update_state", trigger_source)
         me = threading.get_ident()
         with self._mutex:
             if self._interrupted is not None:  # retired since the entry check
