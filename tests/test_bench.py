@@ -157,3 +157,42 @@ def test_one_command_prints_every_target_with_its_verdict() -> None:
     (bytes_line,) = [ln for ln in lines if ln.startswith("journal bytes per empty call")]
     assert len(bytes_line.split("call")[1].split()) >= 4  # before, after, target, verdict
     assert any(ln.startswith("before: b22fc22; after: this tree") for ln in lines)
+
+
+# --- benchmarks/instructions.py: the workloads it counts, and how it reads the count -------
+
+INSTRUCTIONS = BENCH.parent / "instructions.py"
+
+
+@pytest.fixture(scope="module")
+def instructions() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("instructions", INSTRUCTIONS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("factory", "every"), [("fsm_exec", 1), ("fsm_exec", 0),
+                                                ("limit", 1), ("limit", 0)])
+def test_each_counted_workload_runs(instructions: ModuleType, factory: str,
+                                    every: int) -> None:
+    """The child's workload (what callgrind counts) runs for each row of the table."""
+    assert instructions.main(["--child", factory, str(every), "20"]) == 0
+
+
+def test_the_count_is_read_from_callgrinds_summary(instructions: ModuleType) -> None:
+    """The total is callgrind's 'Collected' line; output without one is an error naming
+    what was printed, never a count of zero."""
+    err = b"==7== Events    : Ir\n==7== Collected : 123456789\n==7==\n==7== I   refs: 1\n"
+    assert instructions.collected(err) == 123456789
+    with pytest.raises(RuntimeError, match="valgrind: command not found"):
+        instructions.collected(b"valgrind: command not found")
+
+
+def test_without_valgrind_it_says_so(instructions: ModuleType,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
+    assert instructions.main([]) == 2
+    assert "valgrind is not installed" in capsys.readouterr().err
