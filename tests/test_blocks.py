@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -10,12 +11,13 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from fsm_exec import BlockProblem, ComponentError, InstructionBlock, InvalidBlockError
-from fsm_exec.boundary.blocks import validate_batch
+from fsm_exec.boundary.blocks import checked_block, content_digest, validate_batch
 from fsm_exec.boundary.escape import CONTROL
 
 Block = dict[str, Any]
@@ -640,3 +642,39 @@ def test_an_action_with_control_characters_is_refused_naming_block_and_field(
     assert problem.reason.startswith("must not hold control characters")
     assert CONTROL.search(str(refused.value).replace("\n", "")) is None
     assert action not in str(refused.value)
+
+
+# --- the hot path's own constructor and digest ------------------------------------------------
+
+_ids = st.from_regex(r"[A-Za-z0-9._:-]{1,64}", fullmatch=True)
+_instructions = st.lists(st.dictionaries(st.text(max_size=5), st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    st.floats(allow_nan=False), st.text(max_size=5)),
+    max_size=4), min_size=1, max_size=3).map(tuple)
+
+
+@given(_ids, st.text(min_size=1, max_size=8), st.integers(), _instructions)
+def test_the_hot_paths_constructor_makes_the_class_own_block(
+        block_id: str, action: str, priority: int,
+        instructions: tuple[dict[str, Any], ...]) -> None:
+    """checked_block is InstructionBlock(...) for checked fields: the same type, fields,
+    equality and hash, and as frozen."""
+    fast = checked_block(block_id, action, priority, instructions)
+    slow = InstructionBlock(block_id, action, priority, instructions)
+    assert type(fast) is InstructionBlock
+    assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
+    assert fast == slow and fast.copy() == slow
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.action = "changed"  # type: ignore[misc]
+
+
+@given(st.text(min_size=1, max_size=8), st.integers(min_value=-(1 << 63),
+                                                   max_value=(1 << 63) - 1), _instructions)
+def test_the_content_digest_is_blake2b_of_the_sorted_json(
+        action: str, priority: int, instructions: tuple[dict[str, Any], ...]) -> None:
+    """The documented digest (the first 64 bits of BLAKE2b over the sorted-key JSON of
+    action, priority and instructions), whatever copy of the hash computes it."""
+    b = InstructionBlock("a", action, priority, instructions)
+    text = orjson.dumps([action, priority, instructions], option=orjson.OPT_SORT_KEYS)
+    assert content_digest(b) == hashlib.blake2b(text, digest_size=8).hexdigest()
+    assert content_digest(b) == content_digest(b.copy())

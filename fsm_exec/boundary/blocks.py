@@ -51,13 +51,33 @@ class InstructionBlock:
         """A deep copy: what each venue call and each risk check is given, so that one
         changing the instructions it was handed (normalising units in place, say) changes
         neither what the manager journals and keeps nor what a later attempt routes."""
-        return InstructionBlock(self.block_id, self.action, self.priority,
-                                tuple([copy_data(i) for i in self.instructions]))
+        return checked_block(self.block_id, self.action, self.priority,
+                             tuple([copy_data(i) for i in self.instructions]))
 
     def to_dict(self) -> dict[str, Any]:
         """The block as plain data (instructions as a list of dicts, one level copied)."""
         return {"block_id": self.block_id, "action": self.action, "priority": self.priority,
                 "instructions": [dict(i) for i in self.instructions]}
+
+
+_new_object = object.__new__
+# The slots' own setters: attrs' frozen __init__ ends in them through object.__setattr__.
+_SET_ID, _SET_ACTION, _SET_PRIORITY, _SET_INSTRUCTIONS = (
+    InstructionBlock.__dict__[name].__set__ for name in BLOCK_FIELDS)
+
+
+def checked_block(block_id: str, action: str, priority: int,
+                  instructions: tuple[dict[str, Any], ...]) -> InstructionBlock:
+    """``InstructionBlock(block_id, action, priority, instructions)`` for fields already
+    checked (the hot path's acceptance and copies), its slots set directly instead of
+    through ``object.__setattr__`` (two thirds of the cost, measured); equal to the class's
+    own in every field, type and hash (a property test)."""
+    block = _new_object(InstructionBlock)
+    _SET_ID(block, block_id)
+    _SET_ACTION(block, action)
+    _SET_PRIORITY(block, priority)
+    _SET_INSTRUCTIONS(block, instructions)
+    return block
 
 
 def content_digest(block: InstructionBlock) -> str:
@@ -73,7 +93,13 @@ def content_digest(block: InstructionBlock) -> str:
     except TypeError:  # a Decimal, an integer beyond 64 bits, integer keys: tagged
         text = orjson.dumps([block.action, to_wire(block.priority),
                              to_wire(list(block.instructions))], option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(text, digest_size=8).hexdigest()
+    digest = _BLAKE2B_64.copy()  # the configured hash, copied: cheaper than made anew
+    digest.update(text)
+    return digest.hexdigest()
+
+
+#: An empty BLAKE2b of 64 bits, never updated: each digest starts from a copy of it.
+_BLAKE2B_64 = hashlib.blake2b(digest_size=8)
 
 
 def given_copies(call: Callable[[Any, InstructionBlock], Any]
@@ -376,4 +402,4 @@ def _plain_valid_block(item: object, finds: Callable[[str], bool] | None = None,
         if len(instr) == 1 and next(iter(instr)) in TAGS:
             return None  # a dict that reads as a journal tag: the careful path wraps it
         copies.append(instr.copy())
-    return InstructionBlock(block_id, action, priority, tuple(copies))
+    return checked_block(block_id, action, priority, tuple(copies))
