@@ -359,10 +359,12 @@ def test_run_does_not_take_a_journal_failure_for_a_block_failure(
 
     class BrokenJournal(EventLogger):
         def log_event(self, timestamp: Any, event_type: str, component: str,
-                      data: dict[str, Any], *, sync: bool = True) -> None:
+                      data: dict[str, Any], *, sync: bool = True,
+                      checked: bool = False) -> None:
             if event_type != "component_initialization":
                 raise OSError(28, "No space left on device")
-            super().log_event(timestamp, event_type, component, data, sync=sync)
+            super().log_event(timestamp, event_type, component, data, sync=sync,
+                              checked=checked)
 
     monkeypatch.setattr("fsm_exec.journal.writer.EventLogger", BrokenJournal)
     blocks = write_lines(tmp_path / "b.jsonl", block("a"))

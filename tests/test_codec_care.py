@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fsm_exec import EventLogger, ExecutionManager
 from fsm_exec.journal.codec import encode_default, needs_care, to_jsonable
 from fsm_exec.journal.idle import encode_line
+from fsm_exec.sim.venues import (
+    FakeClock,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
 
 _NL = orjson.OPT_APPEND_NEWLINE
 
@@ -63,3 +73,62 @@ def test_what_the_careful_path_changes_is_seen() -> None:
                   [{"x": [float("nan")]}]):
         assert needs_care({"data": value}), value
     assert not needs_care({"data": [(1 << 64) - 1, -(1 << 63), "é"]})
+
+
+# --- EventLogger.log_event(checked=True): the caller proved its values finite ---------------
+
+finite_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+finite_values = st.recursive(
+    finite_leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=6).filter(lambda k: not k.startswith("__")), inner,
+                        min_size=2, max_size=4)),
+    max_leaves=20)
+
+
+def _journal_bytes(tmp: Path, data: dict[str, Any], checked: bool) -> bytes:
+    journal = EventLogger(tmp, "backtest")
+    journal.log_event("2025-01-01T00:00:00+00:00", "block_transition", "ExecutionManager",
+                      data, checked=checked)
+    journal.close()
+    return (tmp / "execution_manager_events.jsonl").read_bytes()
+
+
+@given(st.dictionaries(st.text(max_size=6), finite_values, max_size=5))
+def test_a_checked_record_is_written_as_an_unchecked_one(data: dict[str, Any]) -> None:
+    """What the manager vouches for (no NaN, no infinity: validated blocks, its one pass's
+    moves) is written byte for byte as the scanned line, None and all."""
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        assert _journal_bytes(Path(a), data, True) == _journal_bytes(Path(b), data, False)
+
+
+def test_a_checked_record_orjson_cannot_write_takes_the_careful_path(tmp_path: Path) -> None:
+    """checked skips only the scan for null: a value orjson refuses (an integer beyond 64
+    bits) is still written in its tagged form, never as a bare null."""
+    line = _journal_bytes(tmp_path, {"n": 1 << 70, "none": None}, True).splitlines()[-1]
+    assert orjson.loads(line)["data"] == {"n": {"__int__": str(1 << 70)}, "none": None}
+
+
+def test_a_journal_subclass_of_the_earlier_signature_is_never_given_checked(
+        tmp_path: Path) -> None:
+    """A subclass whose log_event was written before checked= existed sees every record
+    and is never passed the keyword: the manager gives it only to EventLogger's own."""
+    seen: list[str] = []
+
+    class Earlier(EventLogger):
+        def log_event(self, timestamp: Any, event_type: str,  # type: ignore[override]
+                      component: str, data: dict[str, Any], *, sync: bool = True) -> None:
+            seen.append(event_type)
+            super().log_event(timestamp, event_type, component, data, sync=sync)
+
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(FakeClock()),
+                          event_logger=Earlier(tmp_path, "backtest"))
+    em.update_state(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), "strategy_manager",
+                    [{"block_id": "a", "action": "open", "priority": 1,
+                      "instructions": [{"venue": "v", "token": "ETH", "amount": 1.0}]}])
+    em.close()
+    assert em.block_state("a") == "success"
+    assert seen.count("block_accepted") == 1 and seen.count("block_transition") == 3

@@ -127,12 +127,14 @@ class Watched(EventLogger):
         self.full = False
 
     def log_event(self, timestamp: Any, event_type: str, component: str,
-                  data: dict[str, Any], *, sync: bool = True) -> None:
+                  data: dict[str, Any], *, sync: bool = True,
+                  checked: bool = False) -> None:
         if event_type == "state_update":
             if self.full:
                 raise EventLogError("cannot write journal: No space left on device")
             self.heartbeats += 1
-        super().log_event(timestamp, event_type, component, data, sync=sync)
+        super().log_event(timestamp, event_type, component, data, sync=sync,
+                          checked=checked)
 
 
 def test_a_journal_with_a_log_event_of_its_own_sees_every_idle_call(tmp_path: Path) -> None:

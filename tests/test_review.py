@@ -729,11 +729,13 @@ class FailsUnsyncedMoves(EventLogger):
     """A journal that cannot write a move the manager writes unsynced (it rides along)."""
 
     def log_event(self, timestamp: Any, event_type: str, component: str,
-                  data: dict[str, Any], *, sync: bool = True) -> None:
+                  data: dict[str, Any], *, sync: bool = True,
+                  checked: bool = False) -> None:
         if event_type == "block_transition" and not sync:
             from fsm_exec import EventLogError
             raise EventLogError("cannot write journal: No space left on device")
-        super().log_event(timestamp, event_type, component, data, sync=sync)
+        super().log_event(timestamp, event_type, component, data, sync=sync,
+                          checked=checked)
 
 
 def test_an_unsynced_move_that_cannot_be_written_halts_without_retiring(

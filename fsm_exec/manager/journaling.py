@@ -168,7 +168,7 @@ def journal_move(self: ExecutionManager) -> Callable[[dict[str, Any], bool], Non
     path (see :meth:`_on_transition` for the general one), :func:`write_held` with its
     record type bound (a partial: no frame of its own). Every move is made under the
     manager's mutex (``moves.move``, the backtest's one pass)."""
-    return functools.partial(self._write_held, "block_transition")
+    return functools.partial(self._write_held, "block_transition", checked=True)
 
 
 def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,
@@ -199,7 +199,7 @@ def emit(self: ExecutionManager, event_type: str, data: dict[str, Any], *,
 
 
 def write_held(self: ExecutionManager, event_type: str, data: dict[str, Any],
-               sync: bool = True) -> None:
+               sync: bool = True, *, checked: bool = False) -> None:
     """:func:`emit` for a caller that holds the manager's mutex (the moves, an acceptance,
     the end of a call: one critical section each, not one more per record). A retired
     manager writes nothing: its retirement is a crash at that instant, on every thread. A
@@ -212,7 +212,9 @@ def write_held(self: ExecutionManager, event_type: str, data: dict[str, Any],
         if self._interrupted is not None:  # retired meanwhile: a crash at that instant
             raise self._retired_error()
         ts = self._record_time() if self._step_times else self._ts
-        if self._syncable:
+        if checked and self._own_journal:  # its values proved finite: see log_event
+            log_event(ts, event_type, COMPONENT, data, sync=sync, checked=True)
+        elif self._syncable:
             log_event(ts, event_type, COMPONENT, data, sync=sync)
         else:
             log_event(ts, event_type, COMPONENT, data)

@@ -105,6 +105,7 @@ class ExecutionManager:
     _update_positions: Callable[..., Any]
     _log: EventSink | None
     _log_event: Callable[..., Any] | None
+    _own_journal: bool  # an EventLogger with its own log_event (checked=, join_idle)
     _join_idle: Callable[[str, str, float], bool] | None
     _idle_said: tuple[Any, ...] | None  # what the last state_update said (health.py)
     _idle_status: dict[str, Any] | None  # the status dict of that run of idle calls

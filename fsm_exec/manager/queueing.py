@@ -149,7 +149,8 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
                     "block_id": b.block_id, "action": b.action,
                     "priority": to_wire(b.priority), "instructions": wire,
                     "batch_index": i, "batch_size": n},
-                    False)  # durable by the next barrier, at the latest before returning
+                    False,  # durable by the next barrier, at the latest before returning
+                    checked=True)  # validated: no NaN, no infinity anywhere in a block
         except ComponentError as exc:  # EXEC-009 (or retired meanwhile): none of it queued
             exc.add_note(not_accepted(blocks))
             raise

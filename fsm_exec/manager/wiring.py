@@ -55,6 +55,8 @@ from fsm_exec.observe.seam import Observer
 #: builds one manager per run).
 _IDLE: list[BlockLifecycle] = []
 _KEPT = 4
+#: This release's own ``EventLogger.log_event``, as imported: the one that takes ``checked``.
+_LOG_EVENT = EventLogger.log_event
 
 
 def idle_lifecycle(listener: TransitionListener | None) -> BlockLifecycle:
@@ -225,6 +227,9 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
                        if isinstance(event_logger, EventLogger)
                        and type(event_logger).log_event is EventLogger.log_event
                        and not self._policy.step_times else None)
+    # Records whose values the manager proved finite are written unscanned (checked=):
+    # only by this release's own log_event (not a subclass's, nor one patched in since).
+    self._own_journal = getattr(type(event_logger), "log_event", None) is _LOG_EVENT
     self._idle_said = self._idle_status = None
 
     self._mutex = threading.RLock()

@@ -137,9 +137,11 @@ class _CrashJournal(EventLogger):
 
     # Its one writer is the manager, and it writes one component's journal only.
     def log_event(self, timestamp: Any, event_type: str, component: str,
-                  data: dict[str, Any], *, sync: bool = True) -> None:
+                  data: dict[str, Any], *, sync: bool = True,
+                  checked: bool = False) -> None:
         self.trace.writing(_Rec.of(event_type, data))
-        super().log_event(timestamp, event_type, component, data, sync=sync)
+        super().log_event(timestamp, event_type, component, data, sync=sync,
+                          checked=checked)
         self.trace.written(self._size())
 
     def checkpoint(self, component: str, data: dict[str, Any], *, timestamp: Any = None,
