@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -132,3 +133,39 @@ def test_a_journal_subclass_of_the_earlier_signature_is_never_given_checked(
     em.close()
     assert em.block_state("a") == "success"
     assert seen.count("block_accepted") == 1 and seen.count("block_transition") == 3
+
+
+class Reconciled:
+    """Reconciliation that has always seen the positions: success."""
+
+    reconciliation_status = "success"
+
+
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_a_log_event_wrapped_on_the_instance_is_never_given_checked(
+        tmp_path: Path, mode: str) -> None:
+    """An audit wrapper set on the journal object, written to the earlier signature, sees
+    every record (the idle calls' too) and is never given checked= (the manager decides by
+    the function it will call, not by the class): no EXEC-009 halt on the first
+    acceptance (review)."""
+    journal = EventLogger(tmp_path, mode)
+    real, seen = journal.log_event, []
+
+    def audited(timestamp: Any, event_type: str, component: str, data: dict[str, Any], *,
+                sync: bool = True) -> None:
+        seen.append(event_type)
+        real(timestamp, event_type, component, data, sync=sync)
+
+    journal.log_event = audited  # type: ignore[assignment]
+    em = ExecutionManager({}, StaticDataProvider(), mode, SimPositionHandler(), SimVenue(),
+                          Reconciled(), event_logger=journal)
+    status = em.update_state(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), "strategy_manager",
+                             [{"block_id": "a", "action": "open", "priority": 1,
+                               "instructions": [{"venue": "v", "token": "ETH",
+                                                 "amount": 1.0}]}])
+    for minute in range(1, 4):  # idle calls: the wrapper sees each one's state_update
+        em.update_state(dt.datetime(2025, 1, 1, 0, minute, tzinfo=dt.UTC),
+                        "strategy_manager")
+    em.close()
+    assert status["blocks_executed"] == 1 and not status["halted"]
+    assert seen.count("block_accepted") == 1 and seen.count("state_update") == 4

@@ -223,13 +223,15 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # An idle call that says what the call before it said joins that call's held-back
     # state_update in a buffered EventLogger (health.end_update): no record to build. Not
     # for a subclass with a log_event of its own: it sees every record.
-    self._join_idle = (event_logger.join_idle
-                       if isinstance(event_logger, EventLogger)
-                       and type(event_logger).log_event is EventLogger.log_event
+    # Both decided by the function the manager will call (a subclass's log_event, or one
+    # set on the class or on the object, sees every record and is given no checked=).
+    calls = getattr(self._log_event, "__func__", None)
+    self._join_idle = (event_logger.join_idle  # type: ignore[union-attr]
+                       if calls is EventLogger.log_event
                        and not self._policy.step_times else None)
-    # Records whose values the manager proved finite are written unscanned (checked=):
-    # only by this release's own log_event (not a subclass's, nor one patched in since).
-    self._own_journal = getattr(type(event_logger), "log_event", None) is _LOG_EVENT
+    # Records whose values the manager proved finite are written unscanned (checked=),
+    # by this release's own log_event only.
+    self._own_journal = calls is _LOG_EVENT
     self._idle_said = self._idle_status = None
 
     self._mutex = threading.RLock()
