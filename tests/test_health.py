@@ -193,6 +193,12 @@ def test_window_forgets_after_size_clean_updates(level: int, status: HealthStatu
     assert w.status() is HealthStatus.HEALTHY
 
 
+@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+def test_a_window_of_no_update_is_refused(size: object) -> None:
+    with pytest.raises(ValueError, match="1 update or more"):
+        HealthWindow(size)  # type: ignore[arg-type]
+
+
 def test_window_default_size_is_100() -> None:
     """The default window is the last 100 updates."""
     w = HealthWindow()

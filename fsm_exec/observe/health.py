@@ -84,6 +84,8 @@ class HealthWindow:
     __slots__ = ("_size", "_closed", "_last", "_current")
 
     def __init__(self, size: int = 100) -> None:
+        if type(size) is not int or size < 1:
+            raise ValueError(f"a health window holds 1 update or more, got {size!r}")
         self._size = size
         self._closed = 0  # updates closed so far
         self._last = [0, -size, -size]  # by level: the number of its last closed update
