@@ -50,14 +50,13 @@ def table_of_checkpoint(d: Mapping[str, Any]) -> RunTable:
     try:
         lifecycle = Lifecycle.from_dict(definition)
         table = table_of(lifecycle)
-    except LifecycleError as exc:
+    except (LifecycleError, LifecycleCallError) as exc:
         hint = ("; an earlier fsm_exec may have accepted it, but a lifecycle that breaks a "
                 "rule is unsafe to run: settle its block in flight by hand (the journal's last "
                 "block_transition records name it) and go on in a new log directory under a "
-                "lifecycle that keeps the rules" if exc.violations else "")
+                "lifecycle that keeps the rules"
+                if isinstance(exc, LifecycleError) and exc.violations else "")
         raise LifecycleMismatch(f"the journal's lifecycle cannot be used: {exc}{hint}") from None
-    except LifecycleCallError as exc:
-        raise LifecycleMismatch(f"the journal's lifecycle cannot be used: {exc}") from None
     if table.hash != digest:
         raise LifecycleMismatch(
             f"the journal's lifecycle definition has hash {table.hash!r}, but its checkpoint "

@@ -220,18 +220,14 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._late_observer_errors = []
     # What differs between the modes, named once (drivers/policy.py).
     self._policy = POLICIES[self._env.execution_mode]
-    # An idle call that says what the call before it said joins that call's held-back
-    # state_update in a buffered EventLogger (health.end_update): no record to build. Not
-    # for a subclass with a log_event of its own: it sees every record.
-    # Both decided by the function the manager will call (a subclass's log_event, or one
-    # set on the class or on the object, sees every record and is given no checked=).
-    calls = getattr(self._log_event, "__func__", None)
+    # This release's own log_event, decided by the function the manager will call (a
+    # subclass's, or one set on the class or on the object since, sees every record and
+    # is given no checked=): records whose values the manager proved finite are written
+    # unscanned (checked=), and an idle call that says what the call before it said joins
+    # that call's held-back state_update in a buffered journal (health.end_update).
+    self._own_journal = getattr(self._log_event, "__func__", None) is _LOG_EVENT
     self._join_idle = (event_logger.join_idle  # type: ignore[union-attr]
-                       if calls is EventLogger.log_event
-                       and not self._policy.step_times else None)
-    # Records whose values the manager proved finite are written unscanned (checked=),
-    # by this release's own log_event only.
-    self._own_journal = calls is _LOG_EVENT
+                       if self._own_journal and not self._policy.step_times else None)
     self._idle_said = self._idle_status = None
 
     self._mutex = threading.RLock()
