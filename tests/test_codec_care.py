@@ -169,3 +169,30 @@ def test_a_log_event_wrapped_on_the_instance_is_never_given_checked(
     em.close()
     assert status["blocks_executed"] == 1 and not status["halted"]
     assert seen.count("block_accepted") == 1 and seen.count("state_update") == 4
+
+
+def test_a_sink_that_hands_on_an_event_loggers_log_event_runs(tmp_path: Path) -> None:
+    """A journal object that is not an EventLogger but whose log_event is one's (a thin
+    wrapper) is accepted, and its records reach that EventLogger: the manager takes what
+    it needs of the journal from the object the method belongs to (review: it asked the
+    wrapper for join_idle and could not be built)."""
+    inner = EventLogger(tmp_path, "backtest")
+
+    class Sink:
+        def __init__(self) -> None:
+            self.log_event = inner.log_event
+
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), Reconciled(), event_logger=Sink())
+    for minute in range(3):
+        em.update_state(dt.datetime(2025, 1, 1, 0, minute, tzinfo=dt.UTC),
+                        "strategy_manager",
+                        [{"block_id": "a", "action": "open", "priority": 1,
+                          "instructions": [{"venue": "v", "token": "ETH", "amount": 1.0}]}]
+                        if minute == 0 else None)
+    em.close()
+    inner.close()
+    lines = (tmp_path / "execution_manager_events.jsonl").read_bytes().splitlines()
+    kinds = [orjson.loads(line)["event_type"] for line in lines]
+    assert em.block_state("a") == "success"
+    assert kinds.count("block_accepted") == 1 and kinds.count("block_transition") == 3

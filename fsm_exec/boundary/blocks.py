@@ -62,8 +62,11 @@ class InstructionBlock:
 
 _new_object = object.__new__
 # The slots' own setters: attrs' frozen __init__ ends in them through object.__setattr__.
-_SET_ID, _SET_ACTION, _SET_PRIORITY, _SET_INSTRUCTIONS = (
-    InstructionBlock.__dict__[name].__set__ for name in BLOCK_FIELDS)
+_SLOTS = InstructionBlock.__dict__
+_SET_ID = _SLOTS["block_id"].__set__
+_SET_ACTION = _SLOTS["action"].__set__
+_SET_PRIORITY = _SLOTS["priority"].__set__
+_SET_INSTRUCTIONS = _SLOTS["instructions"].__set__
 
 
 def checked_block(block_id: str, action: str, priority: int,

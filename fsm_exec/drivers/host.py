@@ -54,6 +54,9 @@ class Host:
     unresolved: Callable[[Any, Flight, str], None]
     finish: Callable[[Flight, str], None]
     canonical_deltas: Callable[[Any], Converted]
+    #: Writes a move's ``block_transition`` record, ``(event, sync)``, under the manager's
+    #: mutex, unscanned for NaN (``EventLogger.log_event(checked=True)``): for events of
+    #: ids, states, ints and deltas ``plain_copy`` proved finite only (the one pass).
     journal_move: Callable[[dict[str, Any], bool], None]
     emit: Callable[..., None]
     #: Before the start record: True (the block cancelled, never to start) if another

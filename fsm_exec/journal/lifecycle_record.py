@@ -54,7 +54,9 @@ def table_of_checkpoint(d: Mapping[str, Any]) -> RunTable:
         hint = ("; an earlier fsm_exec may have accepted it, but a lifecycle that breaks a "
                 "rule is unsafe to run: settle its block in flight by hand (the journal's last "
                 "block_transition records name it) and go on in a new log directory under a "
-                "lifecycle that keeps the rules"
+                "lifecycle that keeps the rules; the new journal knows none of this one's "
+                "block ids: submit again only the blocks this one still held queued, never "
+                "one it started or finished (its records say which)"
                 if isinstance(exc, LifecycleError) and exc.violations else "")
         raise LifecycleMismatch(f"the journal's lifecycle cannot be used: {exc}{hint}") from None
     if table.hash != digest:

@@ -380,9 +380,8 @@ class EventLogger:
         for records that no action of its depends on. Safe from any thread. ``data`` is
         the caller's no more: a buffered journal encodes it when it writes the record (a
         ``state_update`` may be held back for the calls after it), so change a copy.
-        ``checked``: the caller has proved that ``data`` holds no NaN and no infinity (the
-        manager's validated blocks, the moves of its one pass), which orjson would write
-        as ``null``; a buffered journal then does not scan the line for them.
+        ``checked``: the caller proved ``data`` free of NaN and infinities (which orjson
+        writes as ``null``): a buffered journal does not scan the line for them.
         """
         with self._write_lock:
             j = (self._last_journal if component is self._last_component
@@ -415,10 +414,11 @@ class EventLogger:
                           "component": component, "data": data}
                 try:
                     line = DUMPS(record, default=encode_default, option=APPEND_NEWLINE)
-                    if not checked and b"null" in line:  # NaN, infinities? (rare)
-                        line = encode_line(record)  # the careful path
                 except orjson.JSONEncodeError:
                     line = encode_line(record)  # the careful path names what it cannot
+                else:  # NaN and infinities are written null: the careful path (rare)
+                    if not checked and b"null" in line:
+                        line = encode_line(record)
                 n = len(line)
                 if n > MAX_LINE_BYTES:
                     raise too_long(j, event_type, n, MAX_LINE_BYTES)

@@ -8,8 +8,6 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_exec.core.errors import (
@@ -161,14 +159,6 @@ def barrier(self: ExecutionManager) -> None:
                 raise
             raise self._log_failed("sync", exc) from exc
     self._unsynced_acceptance = False
-
-
-def journal_move(self: ExecutionManager) -> Callable[[dict[str, Any], bool], None]:
-    """What writes a move's ``block_transition`` record, ``(event, sync)``: the driver's hot
-    path (see :meth:`_on_transition` for the general one), :func:`write_held` with its
-    record type bound (a partial: no frame of its own). Every move is made under the
-    manager's mutex (``moves.move``, the backtest's one pass)."""
-    return functools.partial(self._write_held, "block_transition", checked=True)
 
 
 def on_transition(self: ExecutionManager, source: str, dest: str, trigger: str,

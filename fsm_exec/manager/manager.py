@@ -446,7 +446,6 @@ class ExecutionManager:
     _maybe_checkpoint = journaling.maybe_checkpoint
     _durability_lost = journaling.durability_lost
     _barrier = journaling.barrier
-    _journal_move = journaling.journal_move
     _on_transition = journaling.on_transition
     _emit = journaling.emit
     _write_held = journaling.write_held

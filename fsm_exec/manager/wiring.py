@@ -8,6 +8,7 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import weakref
 from collections import deque
@@ -149,7 +150,8 @@ def driver_host(self: ExecutionManager) -> Host:
         observers=self._observers, journaled=self._log_event is not None,
         move=self._move, fail=self._fail, handed_off=self._handed_off,
         unresolved=self._unresolved, finish=self._finish,
-        canonical_deltas=self._canonical_deltas, journal_move=self._journal_move(),
+        canonical_deltas=self._canonical_deltas,
+        journal_move=functools.partial(self._write_held, "block_transition", checked=True),
         emit=self._emit, refuse_if_retired=self._refuse_if_retired,
         cancelled_since_loaded=self._cancelled_since_loaded,
         call_done=self._call_done, notify_transition=self._notify_transition,
@@ -225,8 +227,10 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # is given no checked=): records whose values the manager proved finite are written
     # unscanned (checked=), and an idle call that says what the call before it said joins
     # that call's held-back state_update in a buffered journal (health.end_update).
-    self._own_journal = getattr(self._log_event, "__func__", None) is _LOG_EVENT
-    self._join_idle = (event_logger.join_idle  # type: ignore[union-attr]
+    journal = getattr(self._log_event, "__self__", None)  # whose log_event it is
+    self._own_journal = (isinstance(journal, EventLogger)
+                         and getattr(self._log_event, "__func__", None) is _LOG_EVENT)
+    self._join_idle = (journal.join_idle  # type: ignore[union-attr]
                        if self._own_journal and not self._policy.step_times else None)
     self._idle_said = self._idle_status = None
 
