@@ -668,6 +668,41 @@ def test_the_hot_paths_constructor_makes_the_class_own_block(
         fast.action = "changed"  # type: ignore[misc]
 
 
+_nested = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+              st.text(max_size=3)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+def _containers(v: Any) -> list[Any]:
+    """Every dict and list in ``v``, at every depth."""
+    if isinstance(v, dict):
+        return [v, *(c for x in v.values() for c in _containers(x))]
+    if isinstance(v, list):
+        return [v, *(c for x in v for c in _containers(x))]
+    return []
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=3), _nested, max_size=3), min_size=1,
+                max_size=3))
+def test_a_copy_shares_no_container_with_its_block(
+        instructions: list[dict[str, Any]]) -> None:
+    """InstructionBlock.copy (what each venue call is given) is equal to its block and
+    shares none of its dicts and lists at any depth (a flat instruction's quick copy
+    included), so a venue editing it in place changes nothing the manager keeps."""
+    b = InstructionBlock("a", "buy", 1, tuple(instructions))
+    before = copy.deepcopy(instructions)
+    c = b.copy()
+    assert type(c) is InstructionBlock and c == b
+    mine = {id(x) for x in _containers(list(b.instructions))}
+    assert mine.isdisjoint(id(x) for x in _containers(list(c.instructions)))
+    for x in _containers(list(c.instructions)):  # the venue edits every one in place
+        x.clear()
+    assert list(b.instructions) == before
+
+
 @given(st.text(min_size=1, max_size=8), st.integers(min_value=-(1 << 63),
                                                    max_value=(1 << 63) - 1), _instructions)
 def test_the_content_digest_is_blake2b_of_the_sorted_json(

@@ -52,7 +52,7 @@ class InstructionBlock:
         changing the instructions it was handed (normalising units in place, say) changes
         neither what the manager journals and keeps nor what a later attempt routes."""
         return checked_block(self.block_id, self.action, self.priority,
-                             tuple([copy_data(i) for i in self.instructions]))
+                             tuple(map(copy_data, self.instructions)))
 
     def to_dict(self) -> dict[str, Any]:
         """The block as plain data (instructions as a list of dicts, one level copied)."""

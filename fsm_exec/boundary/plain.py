@@ -29,12 +29,18 @@ def int_problem(v: int) -> str | None:
     return None
 
 
+#: The mutable types of canonical data (what :func:`copy_data` copies at every depth).
+_CONTAINERS = frozenset((dict, list))
+
+
 def copy_data(v: Any) -> Any:
     """A deep copy of canonical data: its dicts and lists copied at every depth (the rest,
     ``str``, numbers, ``Decimal``, ``bool`` and ``None``, is immutable and shared)."""
     t = type(v)
     if t is dict:
         out = v.copy()
+        if _CONTAINERS.isdisjoint(map(type, out.values())):
+            return out  # flat (an instruction, mostly): its values are immutable
         for k, x in out.items():
             tx = type(x)
             if tx is dict or tx is list:
