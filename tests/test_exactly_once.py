@@ -244,6 +244,22 @@ def test_a_sigterm_handler_runs_after_the_section() -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.parametrize("before", [signal.SIG_DFL, signal.SIG_IGN])
+def test_the_section_puts_back_the_default_and_the_ignore_handler(before: Any) -> None:
+    """The handlers the section swaps in and out by number (the C function under
+    signal.signal) come back as signal.getsignal names them: SIG_DFL and SIG_IGN included;
+    a signal ignored before is ignored after the section too."""
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        with interrupts_deferred():
+            assert signal.getsignal(signal.SIGTERM) is not before  # held meanwhile
+            if before is signal.SIG_IGN:
+                signal.raise_signal(signal.SIGTERM)  # held, then delivered: ignored
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_off_the_main_thread_the_section_changes_no_handler() -> None:
     """Signals reach only the main thread: elsewhere the section installs nothing."""
     seen: list[Any] = []
