@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py              # fsm_exec and the limit (a few minutes)
     python benchmarks/instructions.py --calls 500  # fewer calls, quicker, as exact
+    python benchmarks/instructions.py --against 85eb9b4   # this tree against a commit
 
 ``valgrind --tool=callgrind`` counts the instructions the interpreter executes, so the count
 does not move with the machine's load (the same count twice, measured, with the other core
@@ -13,6 +14,12 @@ callgrind twice, ``N`` and ``3N`` calls after the same warm-up, with ``PYTHONHAS
 the difference over ``2N`` calls is what one call costs, without the start-up, the imports
 and the warm-up. Needs ``valgrind`` (Debian's package of that name). This is a benchmark,
 not a test: nothing here asserts.
+
+``--against REV`` counts instead the workloads of ``benchmarks/compare.py`` (one block a
+call, an empty call, 100 blocks a call) for the package at commit ``REV`` (exported and
+imported as ``compare.py`` does) and for this tree: the side-by-side figures of
+``compare.py`` without its noise (its CPU-time ratios move by several hundredths from one
+run to the next; these do not). Per block, or per call for the empty call.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: What each row runs: ``bench.py``'s factory, and a block on every call (1) or on none (0).
 ROWS = (("fsm_exec", "a block a call", 1), ("fsm_exec", "an empty call", 0),
         ("limit", "a block a call", 1), ("limit", "an empty call", 0))
+#: ``--against``: compare.py's workloads, as (label, blocks a call, calls of the shorter run).
+AGAINST_ROWS = (("a block, 1 a call", 1, 1000), ("an empty call", 0, 1000),
+                ("a block, 100 a call", 100, 10))
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
@@ -54,34 +64,94 @@ def workload(factory: str, every: int, calls: int) -> None:
         make(every=every)(calls, "run", Path(tmp))()
 
 
-def count(factory: str, every: int, calls: int) -> int:
-    """The instructions a child process running :func:`workload` executes in all."""
+def compare_workload(package_dir: str, per_call: int, calls: int) -> None:
+    """``calls`` calls of ``compare.py``'s workload with ``per_call`` blocks each (after a
+    warm-up), for the package exported into ``package_dir`` (``fsm_exec_base``), or for
+    this tree's ``fsm_exec`` when it is empty: what a child process runs for ``--against``."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import compare
+
+    if package_dir:
+        sys.path.insert(0, package_dir)
+        import importlib
+
+        from loguru import logger
+
+        pkg = importlib.import_module("fsm_exec_base")
+        logger.disable("fsm_exec_base")  # its operational log, off as fsm_exec's is
+    else:
+        import fsm_exec as pkg
+    with tempfile.TemporaryDirectory() as tmp:
+        compare.workload(pkg, Path(tmp) / "warm", 20, per_call)()
+        compare.workload(pkg, Path(tmp) / "run", calls, per_call)()
+
+
+def count(*child: str) -> int:
+    """The instructions a child process (``--child`` or ``--child-compare`` with ``child``
+    as its arguments) executes in all."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-               sys.executable, __file__, "--child", factory, str(every), str(calls)]
+               sys.executable, __file__, *child]
     done = subprocess.run(command, capture_output=True, check=True,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
     return collected(done.stderr)
+
+
+def against(rev: str) -> int:
+    """``--against REV``: compare.py's workloads, ``REV``'s package against this tree's."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.compare import export_package
+
+    with tempfile.TemporaryDirectory(prefix="fsm-exec-instructions-") as tmp:
+        try:
+            export_package(rev, Path(tmp))
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"cannot export commit {rev} (needs git and a clone): {exc}",
+                  file=sys.stderr)
+            return 2
+        print(f"{rev} (old) against this tree (new): instructions per block (per call for "
+              "the empty call)")
+        print(f"  {'workload':<24}{'old':>12}{'new':>12}{'new/old':>10}")
+        for label, per_call, n in AGAINST_ROWS:
+            got = []
+            for package_dir in (tmp, ""):
+                short = count("--child-compare", package_dir, str(per_call), str(n))
+                long = count("--child-compare", package_dir, str(per_call), str(3 * n))
+                got.append((long - short) / (2 * n * max(per_call, 1)))
+            old, new = got
+            print(f"  {label:<24}{old:>12,.0f}{new:>12,.0f}{new / old:>9.3f}x", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000,
                         help="N: the calls of the shorter run (the longer has 3N)")
+    parser.add_argument("--against", metavar="REV",
+                        help="count compare.py's workloads, commit REV against this tree")
     parser.add_argument("--child", nargs=3, metavar=("FACTORY", "EVERY", "CALLS"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--child-compare", nargs=3, metavar=("PACKAGE_DIR", "PER_CALL",
+                                                             "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         factory, every, calls = args.child
         workload(factory, int(every), int(calls))
         return 0
+    if args.child_compare:
+        package_dir, blocks, calls = args.child_compare
+        compare_workload(package_dir, int(blocks), int(calls))
+        return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
+    if args.against:
+        return against(args.against)
     n = args.calls
     per_call: dict[tuple[str, int], float] = {}
     print(f"{'workload':<32}{'instructions a call':>22}")
     for factory, what, every in ROWS:
-        short, long = count(factory, every, n), count(factory, every, 3 * n)
+        short = count("--child", factory, str(every), str(n))
+        long = count("--child", factory, str(every), str(3 * n))
         per_call[factory, every] = (long - short) / (2 * n)
         print(f"{factory + ', ' + what:<32}{per_call[factory, every]:>22,.0f}", flush=True)
     for what, every in (("a block a call", 1), ("an empty call", 0)):

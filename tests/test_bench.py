@@ -7,7 +7,9 @@ on the same calls, so that its figure is the cost of the same work.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -196,3 +198,50 @@ def test_without_valgrind_it_says_so(instructions: ModuleType,
     monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
     assert instructions.main([]) == 2
     assert "valgrind is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("per_call", [1, 0, 100])
+def test_each_compared_workload_runs_for_this_tree(instructions: ModuleType,
+                                                   per_call: int) -> None:
+    """``--against``'s child runs compare.py's workloads on this tree's package."""
+    assert instructions.main(["--child-compare", "", str(per_call), "2"]) == 0
+
+
+def test_the_compared_workload_runs_for_an_exported_commit(tmp_path: Path) -> None:
+    """The same child on a commit exported as compare.py exports it (``fsm_exec_base``),
+    in processes of their own (the export imports the package it makes)."""
+    root = INSTRUCTIONS.parent.parent
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("needs git and a clone")
+    export = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+              "from benchmarks.compare import export_package; "
+              "export_package('HEAD', Path(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", export, str(root), str(tmp_path)], check=True)
+    assert (tmp_path / "fsm_exec_base" / "__init__.py").is_file()
+    done = subprocess.run([sys.executable, str(INSTRUCTIONS), "--child-compare",
+                           str(tmp_path), "1", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_against_prints_old_new_and_their_ratio(instructions: ModuleType,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Each row is (longer run - shorter run) / (2 N blocks), old then new, and new/old:
+    counts made up here, 1,000 instructions of start-up and ``cost`` a block."""
+    compare = importlib.import_module("benchmarks.compare")
+    monkeypatch.setattr(compare, "export_package", lambda rev, into: None)
+    cost = {True: 200.0, False: 150.0}  # old, new
+
+    def count(flag: str, package_dir: str, per_call: str, calls: str) -> int:
+        blocks = int(calls) * max(int(per_call), 1)
+        return int(1000 + cost[package_dir != ""] * blocks)
+
+    monkeypatch.setattr(instructions, "count", count)
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: "/usr/bin/valgrind")
+    assert instructions.main(["--against", "abc1234"]) == 0
+    out = capsys.readouterr().out
+    assert "abc1234 (old) against this tree (new)" in out
+    for label in ("a block, 1 a call", "an empty call", "a block, 100 a call"):
+        (row,) = [line for line in out.splitlines() if line.strip().startswith(label)]
+        assert row.split()[-3:] == ["200", "150", "0.750x"], row
