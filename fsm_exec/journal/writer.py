@@ -593,8 +593,8 @@ class EventLogger:
                         "pickled; open a new one in the other process")
 
     # -------------------------------------------------------------- exporting
-    def export_csv(self, results_dir: Path | str, backtest_id: str) -> Path:
-        """Write ``<results_dir>/<backtest_id>/events.csv`` (and ``deltas.csv``) from the
-        journals, streamed."""
+    def export_csv(self, results_dir: Path | str, backtest_id: str, *,
+                   workers: int = 1) -> Path:
+        """:func:`~fsm_exec.export_csv` of these journals (written out first)."""
         self.flush()
-        return export_csv(self.log_dir, results_dir, backtest_id)
+        return export_csv(self.log_dir, results_dir, backtest_id, workers=workers)
