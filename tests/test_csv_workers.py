@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_csv import HOSTILE
 
 import fsm_exec
 from fsm_exec import export_csv
 from fsm_exec.journal.codec import encode
-
-from test_csv import HOSTILE
 
 ROOT = str(Path(fsm_exec.__file__).resolve().parents[1])
 
@@ -68,8 +67,8 @@ def outcome(logs: Path, out: Path, name: str, workers: int) -> Any:
 def leftovers(out: Path) -> list[str]:
     """Anything in the results but the finished CSVs (temporaries, worker parts)."""
     return sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                  if p.is_file() and p.name not in ("events.csv", "deltas.csv")
-                  or p.is_dir() and p.name.startswith("."))
+                  if (p.is_file() and p.name not in ("events.csv", "deltas.csv"))
+                  or (p.is_dir() and p.name.startswith(".")))
 
 
 @pytest.mark.parametrize("workers", [2, 3, 8])
@@ -127,12 +126,14 @@ def test_a_worker_that_dies_is_named_and_leaves_nothing(tmp_path: Path,
     logs, out = tmp_path / "logs", tmp_path / "results"
     files = journal(logs)
     dying = tmp_path / "python"
-    dying.write_text("#!/bin/sh\necho 'MemoryError: no memory left' >&2\nexit 3\n")
+    dying.write_text("#!/bin/sh\nprintf 'MemoryError: no memory left\\033[2J' >&2\n"
+                     "exit 3\n")
     dying.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(dying))
     with pytest.raises(RuntimeError, match="exit status 3") as failed:
         export_csv(logs, out, "many", workers=2)
     assert str(files[0]) in str(failed.value) and "no memory left" in str(failed.value)
+    assert "\x1b" not in str(failed.value)  # what it printed, its escapes shown, not run
     assert leftovers(out) == [] and not (out / "many" / "events.csv").exists()
 
 

@@ -28,6 +28,7 @@ from typing import IO, Any, TextIO, cast
 
 import orjson
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.journal import reader
 from fsm_exec.journal.codec import decode
 from fsm_exec.journal.export_batch import ORDER, NotOrdinary, Plans, Shape, delta_table, rows
@@ -368,7 +369,8 @@ def _failed(part: str, path: Path, status: int, stderr: str) -> Exception:
         if isinstance(error, Exception):
             return error
     with open(stderr, "rb") as f:
-        said = f.read()[-2000:].decode(errors="replace").strip()
+        said = terminal_text(f.read()[-2000:].decode(errors="replace").strip(),
+                             keep_lines=True)  # what a process printed: no escapes run
     return RuntimeError(f"the export of {path} failed in its worker process (exit status "
                         f"{status}){': ' + said if said else ''}")
 
