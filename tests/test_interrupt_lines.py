@@ -13,17 +13,15 @@ and a fresh manager recovering it with nothing left to do.
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
-import sys
 import tempfile
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
+from interrupting import interrupt_steps
 
-import fsm_exec
 from fsm_exec import (
     AlreadyAcceptedError,
     BlockState,
@@ -44,29 +42,9 @@ from fsm_exec.sim.venues import (
 
 from kit import T, blocks
 
-ROOTS = tuple(os.path.dirname(str(m.__file__)) + os.sep
-              for m in (fsm_exec, sys.modules["transitions"]))
 CONFIG = {"max_retries": 3, "retry_delay_seconds": 0.5, "reconciliation_timeout": 2,
           "execution_timeout": 5, "not_found_confirmations": 2,
           "not_found_interval_seconds": 0.5, "not_found_min_age_seconds": 1}
-
-
-class Interrupt:
-    """A trace function that sends SIGINT at the n-th traced line (delivered there, as
-    Python delivers a signal between two lines: ``raise_signal`` runs the handler now)."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen, self.fired = at, 0, False
-
-    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if not frame.f_code.co_filename.startswith(ROOTS):
-            return None  # neither this frame's lines nor its calls' (unless they are ours)
-        if event == "line" and not self.fired:
-            self.seen += 1
-            if self.seen == self.at:
-                self.fired = True
-                signal.raise_signal(signal.SIGINT)
-        return self
 
 
 class Run:
@@ -127,19 +105,9 @@ def _again(run: Run, i: int, what: str, args: Any) -> None:
 def run_interrupted_at(n: int, log_dir: Path) -> bool:
     """Run the script with an interrupt at traced line ``n``; True if it fired."""
     run = Run(log_dir)
-    tracer = Interrupt(n)
-    done = 0
-    outer = sys.gettrace()  # coverage's, when it measures: put back afterwards
-    sys.settrace(tracer)
-    try:
-        for i, (what, args) in enumerate(SCRIPT):
-            _step(run, i, what, args)
-            done = i + 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sys.settrace(outer)
-    if tracer.fired:
+    done, fired = interrupt_steps([functools.partial(_step, run, i, what, args)
+                               for i, (what, args) in enumerate(SCRIPT)], n)
+    if fired:
         if run.em.interrupted:
             run.em = run.em.reopen()
         if done < len(SCRIPT):
@@ -149,7 +117,7 @@ def run_interrupted_at(n: int, log_dir: Path) -> bool:
         _step(run, i, *SCRIPT[i])
     status = run.em.update_state(T(20), "manual")  # finish whatever is left, halted or not
     _check(run, status, log_dir)
-    return tracer.fired
+    return fired
 
 
 def _check(run: Run, status: dict[str, Any], log_dir: Path) -> None:

@@ -19,16 +19,15 @@ spec), so what is proved here is what its journal says, in two endings:
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
+from interrupting import interrupt_steps
 
 import fsm_exec
 from fsm_exec import (
@@ -49,36 +48,15 @@ from fsm_exec.tools.status import format_status, read_status
 
 from kit import T, blocks
 
-ROOTS = tuple(os.path.dirname(str(m.__file__)) + os.sep
-              for m in (fsm_exec, sys.modules["transitions"]))
 #: The simulated collaborators are the outside world (in a live run they are called on the
 #: worker thread, which is not traced): their own bookkeeping is not interrupted.
-WORLD = os.path.join(os.path.dirname(str(fsm_exec.__file__)), "sim") + os.sep
+WORLD = (os.path.join(os.path.dirname(str(fsm_exec.__file__)), "sim") + os.sep,)
 
 #: One ``update_state`` per step: blocks, then idle calls (the second joins the first's
 #: held-back record), then a block again.
 SCRIPT: list[list[dict[str, Any]] | None] = [blocks("b1", "b2"), None, None, blocks("b3"),
                                              None, None]
 IDS = ["b1", "b2", "b3"]
-
-
-class Interrupt:
-    """SIGINT at the n-th traced line inside fsm_exec (but its simulated world) or
-    transitions."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen, self.fired = at, 0, False
-
-    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
-        name = frame.f_code.co_filename
-        if not name.startswith(ROOTS) or name.startswith(WORLD):
-            return None
-        if event == "line" and not self.fired:
-            self.seen += 1
-            if self.seen == self.at:
-                self.fired = True
-                signal.raise_signal(signal.SIGINT)
-        return self
 
 
 class Run:
@@ -96,19 +74,10 @@ def interrupted(n: int, log_dir: Path) -> tuple[Run, int, bool]:
     """The script with SIGINT at traced line ``n``: the run, the steps done, whether the
     interrupt fired."""
     run = Run(log_dir)
-    tracer = Interrupt(n)
-    done = 0
-    outer = sys.gettrace()  # coverage's, when it measures: put back afterwards
-    sys.settrace(tracer)
-    try:
-        for i, batch in enumerate(SCRIPT):
-            run.em.update_state(T(i), "strategy_manager", batch)
-            done = i + 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sys.settrace(outer)
-    return run, done, tracer.fired
+    done, fired = interrupt_steps(
+        [functools.partial(run.em.update_state, T(i), "strategy_manager", batch)
+         for i, batch in enumerate(SCRIPT)], n, skip=WORLD)
+    return run, done, fired
 
 
 def closed_at_once(run: Run, log_dir: Path) -> None:
