@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -56,3 +58,14 @@ def interrupt_steps(steps: Sequence[Callable[[], object]], at: int,
     finally:
         sys.settrace(outer)
     return done, tracer.fired
+
+
+def every_line(run_at: Callable[[int, Path], bool]) -> int:
+    """``run_at(n, a new directory)`` for n = 1, 2, ... until the interrupt no longer
+    fires (the run ended before line n): how many times it fired."""
+    n = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        while run_at(n, Path(tmp) / f"n{n}"):
+            n += 1
+    print(f"{n - 1} interrupt points")
+    return n - 1
