@@ -83,15 +83,20 @@ def base_package(rev: str, into: Path) -> ModuleType | None:
         return None
 
 
-def workload(pkg: ModuleType, log_dir: Path, calls: int, per_call: int
-             ) -> Callable[[], None]:
-    """``calls`` backtest ``update_state`` calls with ``per_call`` blocks each (0: empty)."""
+def workload(pkg: ModuleType, log_dir: Path, calls: int, per_call: int,
+             runs: int | None = None) -> Callable[[], None]:
+    """``calls`` backtest ``update_state`` calls with ``per_call`` blocks each (0: empty);
+    with ``runs``, all of them made, the first ``runs`` run (what
+    ``benchmarks/instructions.py --against`` counts: the making cancels out)."""
     journal = pkg.EventLogger(log_dir, "backtest")
     em = pkg.ExecutionManager({"max_queue_size": max(per_call, 10)}, Prices(), "backtest",
                               Positions(), Venue(), Reconciled(), event_logger=journal)
     work = [(T0 + dt.timedelta(minutes=i),
              [block("b", i * per_call + j) for j in range(per_call)] if per_call else None)
             for i in range(calls)]
+
+    if runs is not None:
+        work = work[:runs]
 
     def run() -> None:
         update = em.update_state

@@ -37,9 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: What each row runs: ``bench.py``'s factory, and a block on every call (1) or on none (0).
 ROWS = (("fsm_exec", "a block a call", 1), ("fsm_exec", "an empty call", 0),
         ("limit", "a block a call", 1), ("limit", "an empty call", 0))
-#: ``--against``: compare.py's workloads, as (label, blocks a call, calls of the shorter run).
-AGAINST_ROWS = (("a block, 1 a call", 1, 1000), ("an empty call", 0, 1000),
-                ("a block, 100 a call", 100, 10))
+#: ``--against``: compare.py's workloads, as (label, blocks a call, calls of the shorter
+#: run as a share of ``--calls``: 1,000 calls, and 10 of 100 blocks).
+AGAINST_ROWS = (("a block, 1 a call", 1, 1.0), ("an empty call", 0, 1.0),
+                ("a block, 100 a call", 100, 0.01))
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
@@ -64,10 +65,12 @@ def workload(factory: str, every: int, calls: int) -> None:
         make(every=every)(calls, "run", Path(tmp))()
 
 
-def compare_workload(package_dir: str, per_call: int, calls: int) -> None:
-    """``calls`` calls of ``compare.py``'s workload with ``per_call`` blocks each (after a
-    warm-up), for the package exported into ``package_dir`` (``fsm_exec_base``), or for
-    this tree's ``fsm_exec`` when it is empty: what a child process runs for ``--against``."""
+def compare_workload(package_dir: str, per_call: int, calls: int, made: int) -> None:
+    """The first ``calls`` of ``made`` calls of ``compare.py``'s workload with ``per_call``
+    blocks each (after a warm-up; both runs of a row make the same ``made`` calls, so that
+    making them cancels out as compare.py does not time it), for the package exported into
+    ``package_dir`` (``fsm_exec_base``), or for this tree's ``fsm_exec`` when it is empty:
+    what a child process runs for ``--against``."""
     sys.path.insert(0, str(ROOT))
     from benchmarks import compare
 
@@ -83,7 +86,7 @@ def compare_workload(package_dir: str, per_call: int, calls: int) -> None:
         import fsm_exec as pkg
     with tempfile.TemporaryDirectory() as tmp:
         compare.workload(pkg, Path(tmp) / "warm", 20, per_call)()
-        compare.workload(pkg, Path(tmp) / "run", calls, per_call)()
+        compare.workload(pkg, Path(tmp) / "run", made, per_call, runs=calls)()
 
 
 def count(*child: str) -> int:
@@ -96,26 +99,27 @@ def count(*child: str) -> int:
     return collected(done.stderr)
 
 
-def against(rev: str) -> int:
+def against(rev: str, calls: int) -> int:
     """``--against REV``: compare.py's workloads, ``REV``'s package against this tree's."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.compare import export_package
 
     with tempfile.TemporaryDirectory(prefix="fsm-exec-instructions-") as tmp:
         try:
-            export_package(rev, Path(tmp))
-        except (OSError, subprocess.CalledProcessError) as exc:
-            print(f"cannot export commit {rev} (needs git and a clone): {exc}",
-                  file=sys.stderr)
+            export_package(rev, Path(tmp))  # and imports it: any error of that commit's
+        except Exception as exc:  # said in one line, as a refusal
+            print(f"cannot export and import commit {rev} (needs git and a clone): "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         print(f"{rev} (old) against this tree (new): instructions per block (per call for "
               "the empty call)")
         print(f"  {'workload':<24}{'old':>12}{'new':>12}{'new/old':>10}")
-        for label, per_call, n in AGAINST_ROWS:
+        for label, per_call, share in AGAINST_ROWS:
+            n = max(round(calls * share), 2)
             got = []
             for package_dir in (tmp, ""):
-                short = count("--child-compare", package_dir, str(per_call), str(n))
-                long = count("--child-compare", package_dir, str(per_call), str(3 * n))
+                short, long = (count("--child-compare", package_dir, str(per_call),
+                                     str(k), str(3 * n)) for k in (n, 3 * n))
                 got.append((long - short) / (2 * n * max(per_call, 1)))
             old, new = got
             print(f"  {label:<24}{old:>12,.0f}{new:>12,.0f}{new / old:>9.3f}x", flush=True)
@@ -130,22 +134,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="count compare.py's workloads, commit REV against this tree")
     parser.add_argument("--child", nargs=3, metavar=("FACTORY", "EVERY", "CALLS"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--child-compare", nargs=3, metavar=("PACKAGE_DIR", "PER_CALL",
-                                                             "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-compare", nargs=4, help=argparse.SUPPRESS,
+                        metavar=("PACKAGE_DIR", "PER_CALL", "CALLS", "MADE"))
     args = parser.parse_args(argv)
     if args.child:
         factory, every, calls = args.child
         workload(factory, int(every), int(calls))
         return 0
     if args.child_compare:
-        package_dir, blocks, calls = args.child_compare
-        compare_workload(package_dir, int(blocks), int(calls))
+        package_dir, blocks, calls, made = args.child_compare
+        compare_workload(package_dir, int(blocks), int(calls), int(made))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     if args.against:
-        return against(args.against)
+        return against(args.against, args.calls)
     n = args.calls
     per_call: dict[tuple[str, int], float] = {}
     print(f"{'workload':<32}{'instructions a call':>22}")

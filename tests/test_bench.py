@@ -204,7 +204,7 @@ def test_without_valgrind_it_says_so(instructions: ModuleType,
 def test_each_compared_workload_runs_for_this_tree(instructions: ModuleType,
                                                    per_call: int) -> None:
     """``--against``'s child runs compare.py's workloads on this tree's package."""
-    assert instructions.main(["--child-compare", "", str(per_call), "2"]) == 0
+    assert instructions.main(["--child-compare", "", str(per_call), "2", "6"]) == 0
 
 
 def test_the_compared_workload_runs_for_an_exported_commit(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_the_compared_workload_runs_for_an_exported_commit(tmp_path: Path) -> No
     subprocess.run([sys.executable, "-c", export, str(root), str(tmp_path)], check=True)
     assert (tmp_path / "fsm_exec_base" / "__init__.py").is_file()
     done = subprocess.run([sys.executable, str(INSTRUCTIONS), "--child-compare",
-                           str(tmp_path), "1", "2"], capture_output=True, text=True)
+                           str(tmp_path), "1", "2", "6"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -233,7 +233,8 @@ def test_against_prints_old_new_and_their_ratio(instructions: ModuleType,
     monkeypatch.setattr(compare, "export_package", lambda rev, into: None)
     cost = {True: 200.0, False: 150.0}  # old, new
 
-    def count(flag: str, package_dir: str, per_call: str, calls: str) -> int:
+    def count(flag: str, package_dir: str, per_call: str, calls: str, made: str) -> int:
+        assert int(made) == 3 * max(round(1000 * (0.01 if per_call == "100" else 1)), 2)
         blocks = int(calls) * max(int(per_call), 1)
         return int(1000 + cost[package_dir != ""] * blocks)
 
@@ -245,3 +246,21 @@ def test_against_prints_old_new_and_their_ratio(instructions: ModuleType,
     for label in ("a block, 1 a call", "an empty call", "a block, 100 a call"):
         (row,) = [line for line in out.splitlines() if line.strip().startswith(label)]
         assert row.split()[-3:] == ["200", "150", "0.750x"], row
+
+
+def test_against_a_commit_that_cannot_be_imported_says_so(
+        instructions: ModuleType, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An earlier commit whose package fails to import (a SyntaxError, an ImportError of
+    its own) is a one-line refusal, exit status 2, not a traceback."""
+    compare = importlib.import_module("benchmarks.compare")
+
+    def broken(rev: str, into: Path) -> None:
+        raise ImportError("No module named 'fsm_exec_base._old'")
+
+    monkeypatch.setattr(compare, "export_package", broken)
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: "/usr/bin/valgrind")
+    assert instructions.main(["--against", "abc1234"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot export and import commit abc1234" in err and "ImportError" in err
+    assert "Traceback" not in err

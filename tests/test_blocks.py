@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from fsm_exec import BlockProblem, ComponentError, InstructionBlock, InvalidBlockError
 from fsm_exec.boundary.blocks import checked_block, content_digest, validate_batch
 from fsm_exec.boundary.escape import CONTROL
+from fsm_exec.boundary.plain import copy_data
 
 Block = dict[str, Any]
 
@@ -701,6 +702,23 @@ def test_a_copy_shares_no_container_with_its_block(
     for x in _containers(list(c.instructions)):  # the venue edits every one in place
         x.clear()
     assert list(b.instructions) == before
+
+
+def test_a_copy_of_a_value_whose_type_cannot_be_hashed_is_made_as_before() -> None:
+    """copy_data's quick test hashes each value's type: a type that cannot be hashed (its
+    metaclass defines __eq__ alone; no canonical value has one) is copied as it was before
+    that test, shared, never a TypeError."""
+
+    class Meta(type):
+        def __eq__(cls, other: object) -> bool:
+            return cls is other
+
+    class Odd(metaclass=Meta):
+        pass
+
+    odd = Odd()
+    copied = copy_data({"a": odd, "b": [1]})
+    assert copied == {"a": odd, "b": [1]} and copied["a"] is odd
 
 
 @given(st.text(min_size=1, max_size=8), st.integers(min_value=-(1 << 63),

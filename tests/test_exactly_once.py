@@ -260,6 +260,57 @@ def test_the_section_puts_back_the_default_and_the_ignore_handler(before: Any) -
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.parametrize(("at", "signum"), [(1, signal.SIGTERM), (2, signal.SIGTERM),
+                                           (3, signal.SIGINT), (4, signal.SIGINT),
+                                           (4, signal.SIGTERM)])
+def test_a_signal_between_two_swaps_leaves_no_handler_held(
+        monkeypatch: pytest.MonkeyPatch, at: int, signum: int) -> None:
+    """A signal landing just before the section's ``at``-th handler swap (two on entry,
+    two on exit), its handler raising: both handlers end as they were before the section,
+    and the signal's exception is raised (a supervisor's SIGTERM here exits, a Ctrl-C
+    interrupts), once."""
+    from fsm_exec.core import interrupts
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(143)
+
+    before_int = signal.getsignal(signal.SIGINT)
+    before_term = signal.signal(signal.SIGTERM, terminated)
+    real, swaps = interrupts._swap, [0]
+
+    def swap(s: int, handler: Any) -> Any:
+        swaps[0] += 1
+        if swaps[0] == at:
+            signal.raise_signal(signum)  # its handler runs here, before the swap
+        return real(s, handler)
+
+    monkeypatch.setattr(interrupts, "_swap", swap)
+    try:
+        with pytest.raises(SystemExit if signum == signal.SIGTERM else KeyboardInterrupt), \
+                interrupts_deferred():
+            pass
+        assert signal.getsignal(signal.SIGINT) is before_int
+        assert signal.getsignal(signal.SIGTERM) is terminated
+    finally:
+        signal.signal(signal.SIGTERM, before_term)
+
+
+def test_a_handler_not_installed_from_python_is_not_held(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler that Python cannot name (signal.getsignal gives None: installed by C
+    code) cannot be put back, so the section leaves that signal alone; the other is held."""
+    from fsm_exec.core import interrupts
+
+    real = interrupts._handler
+    monkeypatch.setattr(interrupts, "_handler",
+                        lambda s: None if s == signal.SIGTERM else real(s))
+    before = signal.getsignal(signal.SIGTERM)
+    with interrupts_deferred():
+        assert signal.getsignal(signal.SIGTERM) is before  # not swapped
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # held
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_off_the_main_thread_the_section_changes_no_handler() -> None:
     """Signals reach only the main thread: elsewhere the section installs nothing."""
     seen: list[Any] = []

@@ -39,8 +39,11 @@ def copy_data(v: Any) -> Any:
     t = type(v)
     if t is dict:
         out = v.copy()
-        if _CONTAINERS.isdisjoint(map(type, out.values())):
-            return out  # flat (an instruction, mostly): its values are immutable
+        try:
+            if _CONTAINERS.isdisjoint(map(type, out.values())):
+                return out  # flat (an instruction, mostly): its values are immutable
+        except TypeError:  # a type that cannot be hashed (not canonical): looked at below
+            pass
         for k, x in out.items():
             tx = type(x)
             if tx is dict or tx is list:

@@ -24,13 +24,15 @@ __all__ = ["DEFERRED_SIGNALS", "interrupts_deferred"]
 DEFERRED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 _NUMBERS = tuple(int(s) for s in DEFERRED_SIGNALS)
 
-try:  # the C function under signal.signal (CPython's _signal, which signal wraps): the
-    # same, without turning the handler it returns into an enum member (a lookup that
-    # fails, and raises, for a function: 4 µs of the 4.7 a call costs; a live block swaps
-    # handlers four times)
-    _swap: Callable[[int, Any], Any] = importlib.import_module("_signal").signal
-except (ImportError, AttributeError):  # pragma: no cover - an interpreter without it
-    _swap = signal.signal
+try:  # the C functions under signal.signal and signal.getsignal (CPython's _signal, which
+    # signal wraps): the same, without turning the handler they return into an enum member
+    # (a lookup that fails, and raises, for a function: 4 µs of the 4.7 a call costs; a
+    # live block swaps handlers four times)
+    _c = importlib.import_module("_signal")
+    _swap: Callable[[int, Any], Any] = _c.signal
+    _handler: Callable[[int], Any] = _c.getsignal
+except (ImportError, AttributeError):  # pragma: no cover - an interpreter without them
+    _swap, _handler = signal.signal, signal.getsignal
 
 
 @contextlib.contextmanager
@@ -49,11 +51,26 @@ def interrupts_deferred() -> Iterator[None]:
         if signum not in held:
             held.append(signum)
 
-    previous = [(s, _swap(s, hold)) for s in _NUMBERS]
+    # What each handler is put back to, read before any is swapped: a signal whose handler
+    # raises between two swaps (a supervisor's SIGTERM) leaves none of them held. One not
+    # installed from Python (None) cannot be put back: it is not held.
+    previous = [(s, h) for s in _NUMBERS if (h := _handler(s)) is not None]
     try:
+        for s, _ in previous:
+            _swap(s, hold)
         yield
     finally:
+        raised: BaseException | None = None
         for s, handler in previous:
-            _swap(s, handler)
+            # A handler put back runs at once: the swap is made again (a third signal in
+            # the same few microseconds would leave this one held: not retried forever).
+            for _ in range(2):  # pragma: no branch
+                try:
+                    _swap(s, handler)
+                    break
+                except BaseException as exc:  # raised once all are back
+                    raised = raised or exc
         for signum in held:
             signal.raise_signal(signum)  # the restored handler runs now, in this thread
+        if raised is not None:
+            raise raised

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_exec.core.errors import EventLogError
+from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.journal.files import (
     FileOwner,
     fsync_dir,
@@ -191,17 +192,22 @@ def flush(j: Journal) -> None:
         except OSError as exc:  # the buffer waits for the next try
             raise EventLogError(f"cannot open journal {j.path}: {exc.strerror}",
                                 exc) from exc
-    data, j.buf = j.buf, bytearray()
-    j.buffered = 0
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(j.fd, view):]
-    except OSError as exc:
-        j.buf = bytearray(view)  # what did not reach the file waits for the next try
-        j.buffered = len(view)
-        raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}", exc) from exc
-    j.unsynced = True
+    # Held from the hand-over to the last byte written: an interrupt cutting it short would
+    # lose the records taken out of the buffer (or, after a write whose count was not seen
+    # yet, write some twice); it is raised once they are in the file.
+    with interrupts_deferred():
+        data, j.buf = j.buf, bytearray()
+        j.buffered = 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(j.fd, view):]
+        except OSError as exc:
+            j.buf = bytearray(view)  # what did not reach the file waits for the next try
+            j.buffered = len(view)
+            raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",
+                                exc) from exc
+        j.unsynced = True
 
 
 def release(held: Held) -> None:

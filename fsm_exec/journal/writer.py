@@ -1,9 +1,7 @@
 """The event log: JSON lines per component, buffered in backtest, fsynced in live mode, so
-that it doubles as the crash-recovery journal. Its codec is :mod:`~fsm_exec.journal.codec`,
-its files :mod:`~fsm_exec.journal.files`, its reader :mod:`~fsm_exec.journal.reader`, the
-CSV export :mod:`~fsm_exec.journal.export`, what it holds open (files, buffers, the lock)
-:mod:`~fsm_exec.journal.handles`.
-"""
+that it doubles as the crash-recovery journal. Its codec: :mod:`~fsm_exec.journal.codec`;
+files: :mod:`~fsm_exec.journal.files`; reader: :mod:`~fsm_exec.journal.reader`; CSV export:
+:mod:`~fsm_exec.journal.export`; what it holds open: :mod:`~fsm_exec.journal.handles`."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from typing import Any
 import orjson
 
 from fsm_exec.core.errors import EventLogError
+from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.journal.codec import (
     APPEND_NEWLINE,
     CHECKPOINT,
@@ -540,7 +539,7 @@ class EventLogger:
         release the directory's lock. Safe to call twice; a ``with`` block calls it."""
         if self._closed:
             return
-        with self._write_lock:
+        with interrupts_deferred(), self._write_lock:  # an interrupt: raised once closed
             failure: EventLogError | None = None
             try:
                 for j in set(self._journals.values()):  # every journal, whatever fails
