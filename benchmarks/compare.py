@@ -60,6 +60,12 @@ def export_package(rev: str, into: Path) -> ModuleType:
     for path in (into / "fsm_exec_base").rglob("*.py"):  # its own imports: to itself
         text = path.read_text()
         path.write_text(_IMPORT.sub(r"\1fsm_exec_base", text))
+    return import_exported(into)
+
+
+def import_exported(into: Path | str) -> ModuleType:
+    """The package :func:`export_package` exported into ``into``, imported (in this process
+    or in another one, ``benchmarks/instructions.py --against``'s child)."""
     sys.path.insert(0, str(into))
     module = importlib.import_module("fsm_exec_base")
     from loguru import logger

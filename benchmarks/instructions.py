@@ -75,13 +75,7 @@ def compare_workload(package_dir: str, per_call: int, calls: int, made: int) -> 
     from benchmarks import compare
 
     if package_dir:
-        sys.path.insert(0, package_dir)
-        import importlib
-
-        from loguru import logger
-
-        pkg = importlib.import_module("fsm_exec_base")
-        logger.disable("fsm_exec_base")  # its operational log, off as fsm_exec's is
+        pkg = compare.import_exported(package_dir)
     else:
         import fsm_exec as pkg
     with tempfile.TemporaryDirectory() as tmp:

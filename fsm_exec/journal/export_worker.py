@@ -22,11 +22,11 @@ import pickle
 import sys
 from pathlib import Path
 
+from fsm_exec.journal.export import Export
+
 
 def export_part(path: str, events_part: str, deltas_part: str) -> None:
     """``path``'s rows of ``events.csv`` and ``deltas.csv`` into two new files."""
-    from fsm_exec.journal.export import Export
-
     with contextlib.ExitStack() as stack:
         events, deltas = (stack.enter_context(open(
             os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", newline="",
