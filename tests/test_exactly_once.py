@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -293,6 +294,74 @@ def test_a_signal_between_two_swaps_leaves_no_handler_held(
         assert signal.getsignal(signal.SIGTERM) is terminated
     finally:
         signal.signal(signal.SIGTERM, before_term)
+
+
+@pytest.mark.parametrize("held_term", [False, True])
+@pytest.mark.parametrize("at", [1, 2, 3, 4, 5, 6])
+def test_a_ctrl_c_at_any_swap_leaves_no_signal_swallowed(
+        monkeypatch: pytest.MonkeyPatch, at: int, held_term: bool) -> None:
+    """A Ctrl-C landing at the section's ``at``-th handler swap (two on entry, two back,
+    and the swaps made again), with or without a SIGTERM held by the section: the held
+    SIGTERM reaches its handler once, and afterwards neither signal is swallowed (a
+    handler not swapped back yet puts the real one back when its signal comes: review)."""
+    from fsm_exec.core import interrupts
+
+    terms: list[int] = []
+
+    def term(signum: int, frame: Any) -> None:
+        terms.append(signum)
+
+    before = signal.signal(signal.SIGTERM, term)
+    real, swaps = interrupts._swap, [0]
+
+    def swap(s: int, handler: Any) -> Any:
+        swaps[0] += 1
+        if swaps[0] == at:
+            signal.raise_signal(signal.SIGINT)  # the Ctrl-C, here
+        return real(s, handler)
+
+    monkeypatch.setattr(interrupts, "_swap", swap)
+    ran = False
+    try:
+        try:
+            with interrupts_deferred():
+                ran = True
+                if held_term:
+                    signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            pass
+        monkeypatch.setattr(interrupts, "_swap", real)
+        time.sleep(0)  # a call: a signal tripped again runs at the next check
+        assert terms == ([signal.SIGTERM] if held_term and ran else [])
+        terms.clear()
+        signal.raise_signal(signal.SIGTERM)
+        assert terms == [signal.SIGTERM]  # not swallowed by a hold left in place
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_a_hold_left_in_place_puts_the_handler_back_when_its_signal_comes() -> None:
+    """The section's holding handler, still installed once the section is over (a swap
+    back cut short), puts the real handler back when its signal comes and delivers the
+    signal to it, once: never a signal swallowed for good (review)."""
+    terms: list[int] = []
+
+    def term(signum: int, frame: Any) -> None:
+        terms.append(signum)
+
+    before = signal.signal(signal.SIGTERM, term)
+    try:
+        with interrupts_deferred():
+            hold = signal.getsignal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is term
+        signal.signal(signal.SIGTERM, hold)  # as if its swap back had been cut short
+        signal.raise_signal(signal.SIGTERM)
+        assert terms == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is term
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_a_handler_not_installed_from_python_is_not_held(

@@ -10,6 +10,7 @@ the section and delivers them, to whatever handled them before, once it ends. A 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import importlib
 import signal
@@ -33,6 +34,8 @@ try:  # the C functions under signal.signal and signal.getsignal (CPython's _sig
     _handler: Callable[[int], Any] = _c.getsignal
 except (ImportError, AttributeError):  # pragma: no cover - an interpreter without them
     _swap, _handler = signal.signal, signal.getsignal
+#: Trips a signal for the Python handler installed (a hold), which runs at the next check.
+_trip: Callable[[int], None] = _thread.interrupt_main  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
@@ -46,31 +49,41 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     held: list[int] = []
+    trips = map(_trip, held)  # consumed once, by one call at the end: each held one tripped
+    ended: list[object] = []  # non-empty once the section is over
 
     def hold(signum: int, frame: FrameType | None) -> None:
+        if ended:  # the section is over: every handler put back, then this one delivered
+            try:
+                list(map(_swap, restore, restore.values()))
+            finally:  # even if another signal's handler raised meanwhile
+                signal.raise_signal(signum)  # the restored handler runs now, here
+            return
         if signum not in held:
             held.append(signum)
 
     # What each handler is put back to, read before any is swapped: a signal whose handler
     # raises between two swaps (a supervisor's SIGTERM) leaves none of them held. One not
     # installed from Python (None) cannot be put back: it is not held.
-    previous = [(s, h) for s in _NUMBERS if (h := _handler(s)) is not None]
+    restore = {s: h for s in _NUMBERS if (h := _handler(s)) is not None}
+    raised: BaseException | None = None
     try:
-        for s, _ in previous:
+        for s in restore:
             _swap(s, hold)
         yield
     finally:
-        raised: BaseException | None = None
-        for s, handler in previous:
-            # A handler put back runs at once: the swap is made again (a third signal in
-            # the same few microseconds would leave this one held: not retried forever).
-            for _ in range(2):  # pragma: no branch
+        # One call, first (no handler runs inside it): the section is over, and what it
+        # held is tripped again while the holds are in place, to run at the next check
+        # through a hold, which puts every handler back before it delivers (the default
+        # action included: SIGTERM ends the process). A signal landing later meets a
+        # restored handler, or a hold not swapped back yet, which does the same.
+        ended.extend([True, *trips])
+        for s, handler in restore.items():
+            for _ in range(2):  # pragma: no branch - a handler put back runs at once
                 try:
                     _swap(s, handler)
                     break
                 except BaseException as exc:  # raised once all are back
                     raised = raised or exc
-        for signum in held:
-            signal.raise_signal(signum)  # the restored handler runs now, in this thread
         if raised is not None:
             raise raised

@@ -316,7 +316,9 @@ def _in_parallel(paths: list[Path], events: IO[str], deltas: IO[str], out_dir: P
                                 part[i] + ".error"] for i in range(k, len(paths), n)], f)
                 with open(os.path.join(parts, f"stderr-{k}"), "wb") as stderr:
                     processes.append(subprocess.Popen(
-                        [sys.executable, "-m", "fsm_exec.journal.export_worker", tasks],
+                        # -P: not the current directory first (a pickle.py, another
+                        # fsm_exec there), only this process's path
+                        [sys.executable, "-P", "-m", "fsm_exec.journal.export_worker", tasks],
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                         env=env))
             for i, path in enumerate(paths):

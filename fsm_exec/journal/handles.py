@@ -213,7 +213,15 @@ def flush(j: Journal) -> None:
 def release(held: Held) -> None:
     """An EventLogger collected, or alive at interpreter exit, without :meth:`close`:
     write what its buffers hold (and fsync it, if its records are fsynced), then close its
-    files and release its lock, as close() would. Never raises: nothing is left to tell."""
+    files and release its lock, as close() would, holding SIGINT and SIGTERM meanwhile (a
+    Ctrl-C in the middle of it would leave the lock held and the files open). Raises
+    nothing but such an interrupt, once all is let go (from a garbage-collection
+    finalizer, CPython prints it as ignored: it cannot be raised from there)."""
+    with interrupts_deferred():
+        _release(held)
+
+
+def _release(held: Held) -> None:
     for j in set(held.journals.values()):
         if j.fd == CLOSED:
             continue

@@ -539,7 +539,7 @@ class EventLogger:
         release the directory's lock. Safe to call twice; a ``with`` block calls it."""
         if self._closed:
             return
-        with interrupts_deferred(), self._write_lock:  # an interrupt: raised once closed
+        with self._write_lock, interrupts_deferred():  # an interrupt: raised once closed
             failure: EventLogError | None = None
             try:
                 for j in set(self._journals.values()):  # every journal, whatever fails
