@@ -3,6 +3,7 @@
     python benchmarks/instructions.py              # fsm_exec and the limit (a few minutes)
     python benchmarks/instructions.py --calls 500  # fewer calls, quicker, as exact
     python benchmarks/instructions.py --against 85eb9b4   # this tree against a commit
+    python benchmarks/instructions.py --cache      # cache misses and mispredicted branches
 
 ``valgrind --tool=callgrind`` counts the instructions the interpreter executes, so the count
 does not move with the machine's load (the same count twice, measured, with the other core
@@ -20,6 +21,13 @@ call, an empty call, 100 blocks a call) for the package at commit ``REV`` (expor
 imported as ``compare.py`` does) and for this tree: the side-by-side figures of
 ``compare.py`` without its noise (its CPU-time ratios move by several hundredths from one
 run to the next; these do not). Per block, or per call for the empty call.
+
+``--cache`` runs the same four workloads under ``valgrind --tool=cachegrind`` with its cache
+and branch simulation on, and prints per call the instructions, first-level instruction and
+data cache misses and mispredicted branches, fsm_exec's and the limit's, and their ratios:
+why the CPU-time ratio of ``python -m benchmarks`` is higher than the instruction ratio (a
+simulation of a generic cache and predictor, not this machine's: its counts compare the two
+workloads, they are not a model of cycles).
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ ROWS = (("fsm_exec", "a block a call", 1), ("fsm_exec", "an empty call", 0),
 AGAINST_ROWS = (("a block, 1 a call", 1, 1.0), ("an empty call", 0, 1.0),
                 ("a block, 100 a call", 100, 0.01))
 _COLLECTED = re.compile(rb"Collected : (\d+)")
+#: ``--cache``: cachegrind's summary lines, and the first count on each (per call, below).
+CACHE_EVENTS = (("instructions", rb"I\s+refs:"), ("I1 misses", rb"I1\s+misses:"),
+                ("D1 misses", rb"D1\s+misses:"), ("mispredicted branches", rb"Mispredicts:"))
 
 
 def collected(stderr: bytes) -> int:
@@ -51,6 +62,18 @@ def collected(stderr: bytes) -> int:
         raise RuntimeError("callgrind printed no 'Collected' line:\n"
                            + stderr.decode(errors="replace")[-2000:])
     return int(found.group(1))
+
+
+def cache_counts(stderr: bytes) -> dict[str, int]:
+    """The counts of cachegrind's summary (:data:`CACHE_EVENTS`), by event."""
+    out = {}
+    for name, label in CACHE_EVENTS:
+        found = re.search(label + rb"\s+([\d,]+)", stderr)
+        if found is None:
+            raise RuntimeError(f"cachegrind printed no {name!r} line:\n"
+                               + stderr.decode(errors="replace")[-2000:])
+        out[name] = int(found.group(1).replace(b",", b""))
+    return out
 
 
 def workload(factory: str, every: int, calls: int) -> None:
@@ -93,6 +116,35 @@ def count(*child: str) -> int:
     return collected(done.stderr)
 
 
+def cache_count(*child: str) -> dict[str, int]:
+    """:data:`CACHE_EVENTS` of a ``--child`` process, in all, under cachegrind."""
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes",
+               "--cachegrind-out-file=/dev/null", sys.executable, __file__, *child]
+    done = subprocess.run(command, capture_output=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    return cache_counts(done.stderr)
+
+
+def cache(calls: int) -> int:
+    """``--cache``: per call, each event of :data:`CACHE_EVENTS`, fsm_exec's and the
+    limit's, for a block a call and an empty call, and their ratios."""
+    names = [name for name, _ in CACHE_EVENTS]
+    per: dict[tuple[str, int], dict[str, float]] = {}
+    print(f"{'per call':<34}" + "".join(f"{name:>24}" for name in names))
+    for factory, what, every in ROWS:
+        short = cache_count("--child", factory, str(every), str(calls))
+        long = cache_count("--child", factory, str(every), str(3 * calls))
+        row = per[factory, every] = {n: (long[n] - short[n]) / (2 * calls) for n in names}
+        print(f"{factory + ', ' + what:<34}" + "".join(f"{row[n]:>24,.0f}" for n in names),
+              flush=True)
+    for what, every in (("a block a call", 1), ("an empty call", 0)):
+        mine, limit = per["fsm_exec", every], per["limit", every]
+        print(f"{'fsm_exec / limit, ' + what:<34}"
+              + "".join(f"{mine[n] / limit[n]:>23.2f}x" if limit[n] else f"{'-':>24}"
+                        for n in names))
+    return 0
+
+
 def against(rev: str, calls: int) -> int:
     """``--against REV``: compare.py's workloads, ``REV``'s package against this tree's."""
     sys.path.insert(0, str(ROOT))
@@ -126,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="N: the calls of the shorter run (the longer has 3N)")
     parser.add_argument("--against", metavar="REV",
                         help="count compare.py's workloads, commit REV against this tree")
+    parser.add_argument("--cache", action="store_true",
+                        help="cache misses and mispredicted branches too (cachegrind)")
     parser.add_argument("--child", nargs=3, metavar=("FACTORY", "EVERY", "CALLS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--child-compare", nargs=4, help=argparse.SUPPRESS,
@@ -144,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.against:
         return against(args.against, args.calls)
+    if args.cache:
+        return cache(args.calls)
     n = args.calls
     per_call: dict[tuple[str, int], float] = {}
     print(f"{'workload':<32}{'instructions a call':>22}")

@@ -264,3 +264,42 @@ def test_against_a_commit_that_cannot_be_imported_says_so(
     err = capsys.readouterr().err
     assert "cannot export and import commit abc1234" in err and "ImportError" in err
     assert "Traceback" not in err
+
+
+def test_cache_counts_are_read_from_cachegrinds_summary(instructions: ModuleType) -> None:
+    """``--cache`` reads the first count of each summary line (commas dropped); a summary
+    without one of them is an error naming it, never a count of zero."""
+    err = (b"==9== I   refs:      2,445,064,323\n"
+           b"==9== I1  misses:       38,213,337\n==9== LLi misses:  21,046\n"
+           b"==9== D1  misses:       30,971,438  ( 27,041,790 rd   +   3,929,648 wr)\n"
+           b"==9== Branches:        405,899,028  (351,243,412 cond +  54,655,616 ind)\n"
+           b"==9== Mispredicts:      47,569,422  ( 26,287,646 cond +  21,281,776 ind)\n")
+    assert instructions.cache_counts(err) == {
+        "instructions": 2445064323, "I1 misses": 38213337, "D1 misses": 30971438,
+        "mispredicted branches": 47569422}
+    with pytest.raises(RuntimeError, match="'mispredicted branches'"):
+        instructions.cache_counts(err.split(b"==9== Mispredicts")[0])
+
+
+def test_cache_prints_per_call_counts_and_their_ratios(
+        instructions: ModuleType, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each row is (longer run - shorter run) / (2 N calls) per event; the ratio rows divide
+    fsm_exec's by the limit's (counts made up here: start-up 1,000 of each event)."""
+    per_call = {("fsm_exec", "1"): 300.0, ("fsm_exec", "0"): 40.0,
+                ("limit", "1"): 100.0, ("limit", "0"): 20.0}
+
+    def cache_count(flag: str, factory: str, every: str, calls: str) -> dict[str, int]:
+        cost = per_call[factory, every]
+        return {name: int(1000 + k * cost * int(calls))
+                for k, (name, _) in enumerate(instructions.CACHE_EVENTS, start=1)}
+
+    monkeypatch.setattr(instructions, "cache_count", cache_count)
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: "/usr/bin/valgrind")
+    assert instructions.main(["--cache", "--calls", "10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line[:34].strip(): line[34:].split() for line in out}
+    assert rows["fsm_exec, a block a call"] == ["300", "600", "900", "1,200"]
+    assert rows["limit, an empty call"] == ["20", "40", "60", "80"]
+    assert rows["fsm_exec / limit, a block a call"] == ["3.00x"] * 4
+    assert rows["fsm_exec / limit, an empty call"] == ["2.00x"] * 4
