@@ -18,7 +18,12 @@ and the optimizer runs in worker processes):
   SmaCross run (a backtest journal is never fsynced unless ``EventLogger(fsync=True)``);
 - SmaCross: backtesting.py's ``SmaCross`` on its bundled GOOG data, plain and through
   fsm_exec (``examples/backtesting_smacross.py``: a journal per run, a block per
-  crossover), interleaved round by round; fsm_exec's share is ``1 - plain / through``;
+  crossover), interleaved round by round; fsm_exec's share is ``1 - plain / through``.
+  Beside them, the same crossovers through the example's glue alone (the bar's time and
+  close read, the orders placed, nothing journaled) and through ``bench.py``'s
+  hand-written limit (the same work as fsm_exec with no framework, its journal a file of
+  its own per run), each with its share: what the glue costs any framework, and what the
+  journaled work costs at the least, in the same loop;
 - ``bt.optimize()`` over a grid, plain and through fsm_exec (a journal per run, in the
   worker processes), interleaved; what fsm_exec adds is ``through / plain - 1``.
 
@@ -44,6 +49,12 @@ from types import ModuleType
 from typing import Any
 
 from fsm_exec import ExecutionManager, backtest_run
+
+try:  # python -m benchmarks (a package), or python benchmarks/setup_close.py (a script)
+    from benchmarks.bench import HandWritten, _Block
+except ModuleNotFoundError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.bench import HandWritten, _Block
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "backtesting_smacross.py"
 
@@ -83,6 +94,60 @@ class Prices:
 
 BLOCK = [{"block_id": "b-1", "action": "buy", "priority": 1,
           "instructions": [{"venue": "spot", "token": "ETH", "side": "buy", "amount": 1.0}]}]
+
+
+def limit_strategy(ex: ModuleType, journals: Path, glue_only: bool = False) -> type[Any]:
+    """The example's ``SmaCross`` sending each crossover, through the example's glue, to
+    ``bench.py``'s hand-written limit (a journal file per run under ``journals``, closed by
+    :func:`run_closing`), or with ``glue_only`` to the venue adapter alone."""
+    runs = itertools.count()
+
+    class LimitSmaCross(ex.SmaCross):  # type: ignore[misc, name-defined]
+        bar_close = ex.FsmSmaCross.bar_close
+        limit: HandWritten | None = None
+
+        def init(self) -> None:
+            super().init()
+            self._times, self._closes = self.data.index, self.data.Close
+            self.venue = ex.StrategyVenue(self)
+            if not glue_only:
+                self.limit = HandWritten(journals / f"limit-{next(runs)}.jsonl",
+                                         ex.Bar(self), self.venue, ex.Orders())
+                _OPEN.append(self.limit)
+
+        def next(self) -> None:
+            if ex.crossover(self.sma1, self.sma2):
+                self.send("buy")
+            elif ex.crossover(self.sma2, self.sma1):
+                self.send("sell")
+
+        def send(self, side: str) -> None:
+            ts = self._times[len(self.data) - 1]
+            instructions = [{"venue": "backtesting.py", "token": "GOOG", "side": "close"},
+                            {"venue": "backtesting.py", "token": "GOOG", "side": side}]
+            if self.limit is not None:
+                self.limit.update_state(ts, "strategy_manager", [{
+                    "block_id": f"{side}-{ts.date()}", "action": side, "priority": 1,
+                    "instructions": instructions}])
+            else:  # what any framework's glue does: the bar read, the orders placed
+                self.bar_close()
+                self.venue.route_instruction(ts, _Block(f"{side}-{ts.date()}", side, 1,
+                                                        tuple(instructions)))
+
+    return LimitSmaCross
+
+
+#: The hand-written limits of the runs in progress (closed as each run ends).
+_OPEN: list[Any] = []
+
+
+def run_closing(bt: Any) -> Any:
+    """``bt.run()``, then the limit's journal closed (its buffer written)."""
+    try:
+        return bt.run()
+    finally:
+        while _OPEN:
+            _OPEN.pop().close()
 
 
 def manager(log: Any) -> ExecutionManager:
@@ -181,9 +246,21 @@ def main(argv: list[str] | None = None) -> None:
         return ex.JournaledBacktest(GOOG, ex.FsmSmaCross, journals=base / f"run-{next(runs)}",
                                     **ex.OPTIONS).run()
 
+    limit_cls = limit_strategy(ex, base)
+    glue_cls = limit_strategy(ex, base, glue_only=True)
+
+    def limit() -> Any:
+        return run_closing(Backtest(GOOG, limit_cls, **ex.OPTIONS))
+
+    def glue() -> Any:
+        return Backtest(GOOG, glue_cls, **ex.OPTIONS).run()
+
     with counting_fsyncs() as fsyncs:
         trades = through()["# Trades"]
-    run = interleaved({"plain": plain, "through fsm_exec": through}, rounds)
+    for same in (limit(), glue()):  # the same trades and equity: the same work
+        ex.same_run(plain(), same)
+    run = interleaved({"plain": plain, "the glue alone": glue,
+                       "the hand-written limit": limit, "through fsm_exec": through}, rounds)
     grid = {"n1": [5, 10, 15, 20], "n2": [20, 30, 40, 50, 60]}
     pairs = sum(1 for a in grid["n1"] for b in grid["n2"] if a < b)
 
@@ -196,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
             GOOG, ex.FsmSmaCross, journals=base / f"optimize-{next(runs)}",
             **ex.OPTIONS))()}, opt_rounds)
 
-    share = 1 - statistics.median(run["plain"]) / statistics.median(run["through fsm_exec"])
+    shares = {name: 1 - statistics.median(run["plain"]) / statistics.median(values)
+              for name, values in run.items() if name != "plain"}
+    share = shares["through fsm_exec"]
     added = (statistics.median(opt["through fsm_exec"]) / statistics.median(opt["plain"])
              - 1)
     set_up = statistics.median(cost["set-up"])
@@ -209,10 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| set-up: both | {ms(cost['set-up'])} |")
     print(f"| `close()` after one block | {ms(cost['close'])} |")
     print()
-    print(f"| SmaCross on GOOG ({trades} trades, {rounds} rounds) | median (min-max) |")
-    print("| --- | --- |")
+    print(f"| SmaCross on GOOG ({trades} trades, {rounds} rounds) | median (min-max) | "
+          "share of the run |")
+    print("| --- | --- | --- |")
     for name, values in run.items():
-        print(f"| {name} | {ms(values)} |")
+        print(f"| {name} | {ms(values)} | "
+              + (f"{shares[name]:.1%} |" if name in shares else "- |"))
     print()
     print(f"| `bt.optimize()`, {pairs} parameter pairs ({opt_rounds} rounds) | "
           "median (min-max) |")
@@ -228,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| fsyncs per backtest run | {fsyncs[0]} | none: {verdict(fsyncs[0] == 0)} |")
     print(f"| fsm_exec's share of a SmaCross run | {share:.1%} | under 10%: "
           f"{verdict(share < 0.10)} |")
+    print(f"| the same, of the hand-written limit; of the glue alone | "
+          f"{shares['the hand-written limit']:.1%}; {shares['the glue alone']:.1%} | "
+          "printed |")
     print(f"| what fsm_exec adds to `bt.optimize()` | {added:.1%} | under 15%: "
           f"{verdict(added < 0.15)} |")
 

@@ -303,3 +303,34 @@ def test_cache_prints_per_call_counts_and_their_ratios(
     assert rows["limit, an empty call"] == ["20", "40", "60", "80"]
     assert rows["fsm_exec / limit, a block a call"] == ["3.00x"] * 4
     assert rows["fsm_exec / limit, an empty call"] == ["2.00x"] * 4
+
+
+# --- benchmarks/setup_close.py: SmaCross through the glue alone and the hand-written limit --
+
+
+def test_smacross_through_the_limit_and_the_glue_trades_as_the_plain_run(
+        tmp_path: Path) -> None:
+    """The two yardsticks beside fsm_exec's share of a SmaCross run do the same trades as
+    the plain run, and the limit journals every crossover (a block accepted and three
+    transitions each), its journal closed when the run ends."""
+    pytest.importorskip("backtesting")
+    import warnings
+
+    setup_close = importlib.import_module("benchmarks.setup_close")
+    ex = setup_close.example()
+    from backtesting import Backtest
+    from backtesting.test import GOOG
+
+    warnings.filterwarnings("ignore", module="backtesting")
+    plain = Backtest(GOOG, ex.SmaCross, **ex.OPTIONS).run()
+    limit = setup_close.run_closing(Backtest(GOOG, setup_close.limit_strategy(ex, tmp_path),
+                                             **ex.OPTIONS))
+    glue = Backtest(GOOG, setup_close.limit_strategy(ex, tmp_path, glue_only=True),
+                    **ex.OPTIONS).run()
+    for run in (limit, glue):
+        ex.same_run(plain, run)
+    (journal,) = tmp_path.glob("limit-*.jsonl")
+    kinds = [orjson.loads(line)["event_type"] for line in journal.read_bytes().splitlines()]
+    assert kinds.count("block_accepted") == plain["# Trades"] > 0
+    assert kinds.count("block_transition") == 3 * plain["# Trades"]
+    assert not setup_close._OPEN  # closed
