@@ -364,6 +364,55 @@ def test_a_venue_reply_with_an_integer_of_more_than_4300_digits_is_exec_015(
     again.close()
 
 
+class NonFiniteReply(Venue):
+    """Replies ``reply`` (after losing the first reply, with ``lose_first``)."""
+
+    def __init__(self, reply: Any, *, lose_first: bool = False) -> None:
+        super().__init__()
+        self.reply, self.lose_first = reply, lose_first
+
+    def route_instruction(self, ts: Any, b: Any) -> Any:
+        super().route_instruction(ts, b)
+        if self.lose_first and len(self.sent) == 1:
+            raise TimeoutError("lost reply")
+        return self.reply
+
+    def query_execution(self, ts: Any, b: Any) -> Any:
+        return self.reply if self.sent else None
+
+
+NON_FINITE = [({"ETH": float("nan")}, "$.ETH"), ({"amount": float("inf")}, "$.amount"),
+              ({"changes": {"ETH": -float("inf")}}, "$.changes.ETH"),
+              ({"fills": [{"filled_amount": Decimal("NaN")}]}, "$.fills[0].filled_amount"),
+              ({"ETH": Decimal("-Infinity")}, "$.ETH")]
+
+
+@pytest.mark.parametrize(("reply", "path"), NON_FINITE)
+@pytest.mark.parametrize("way", ["backtest", "live", "live, reply lost"])
+def test_a_venue_reply_holding_nan_or_an_infinity_never_reaches_the_book(
+        reply: Any, path: str, way: str, tmp_path: Path) -> None:
+    """A reply (from route_instruction, or from query_execution after a lost reply) with a
+    NaN or an infinity anywhere, under any name, is no quantity: the block fails with
+    EXEC-015 naming its path and the manager halts; the position handler is never called
+    (before: the NaN was journaled tagged and handed over, the block a success)."""
+    mode = way.split(",")[0]
+    venue, book = NonFiniteReply(reply, lose_first=way.endswith("lost")), Book()
+    em = manager(mode, venue=venue, positions=book, log=EventLogger(tmp_path, mode))
+    if mode == "backtest":
+        with pytest.raises(ComponentError) as caught:
+            em.update_state(T(), "strategy_manager", [block("b1")])
+        assert caught.value.error_code == "EXEC-015"
+        message = caught.value.message
+    else:
+        st = em.update_state(T(), "strategy_manager", [block("b1")])
+        assert (st["halted"], st["halt_reason"], st["blocks_failed"]) == (True, "EXEC-015", 1)
+        message = em.health_check()["errors"][-1]["error_message"]
+    assert book.got == [] and len(venue.sent) == 1
+    assert f"{path}: must be a finite number (no NaN or infinity anywhere in a venue's " \
+           "reply)" in message
+    em.close()
+
+
 @given(st.integers(), st.integers(4290, 4310), st.integers(-10**3, 10**3), st.booleans(),
        st.sampled_from(["small", "power", "bits"]))
 def test_an_integer_has_a_journal_form_or_is_refused(

@@ -266,7 +266,7 @@ def convert_block(item: object, redact: Redact | None = None,
                         out.append((f"{path}.{_field_name(named, redact)}",
                                     f"must be a non-empty string, {_got(asset, redact)}"))
                 conv = canonical(instr, path=path, redact=redact, amounts=True,
-                                 refuse=finds, finite=True)
+                                 refuse=finds, finite="a block")
                 if conv.problems:
                     out.extend(_split(p) for p in conv.problems)
                     continue

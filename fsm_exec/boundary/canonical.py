@@ -124,13 +124,13 @@ class _Walk:
     __slots__ = ("problems", "special", "redact", "refuse", "amounts", "finite", "seen")
 
     def __init__(self, redact: Callable[[str], str] | None, amounts: bool,
-                 refuse: Callable[[str], bool] | None = None, finite: bool = False) -> None:
+                 refuse: Callable[[str], bool] | None = None, finite: str = "") -> None:
         self.problems: list[tuple[str, str]] = []
         self.special = False  # some value needs a tag in the journal
         self.redact = redact
         self.refuse = refuse  # strings it finds are refused, not redacted
         self.amounts = amounts  # check amount / *_amount keys at every depth
-        self.finite = finite  # no NaN or infinity anywhere (a block)
+        self.finite = finite  # no NaN or infinity anywhere in what it names ("a block")
         self.seen: set[int] = set()  # containers on the current path (cycles)
 
     def fail(self, path: str, reason: str) -> None:
@@ -168,7 +168,7 @@ class _Walk:
             if not math.isfinite(v):
                 if self.finite:
                     self.fail(path, f"must be a finite number (no NaN or infinity anywhere "
-                                    f"in a block), {self.got(v)}")
+                                    f"in {self.finite}), {self.got(v)}")
                     return None
                 self.special = True
             return v
@@ -210,8 +210,8 @@ class _Walk:
             return self.value(v.value, path, depth)
         if isinstance(v, Decimal):
             if self.finite and not v.is_finite():
-                self.fail(path, f"must be a finite number (no NaN or infinity anywhere in a "
-                                f"block), {self.got(v)}")
+                self.fail(path, f"must be a finite number (no NaN or infinity anywhere in "
+                                f"{self.finite}), {self.got(v)}")
                 return None
             return self.decimal(v, path)
         if isinstance(v, numbers.Integral):  # numpy integers (numpy.bool_ is no Integral)
@@ -396,14 +396,14 @@ class _Walk:
 
 def canonical(value: Any, *, path: str = "$", redact: Callable[[str], str] | None = None,
               amounts: bool = False, refuse: Callable[[str], bool] | None = None,
-              finite: bool = False) -> Converted:
+              finite: str = "") -> Converted:
     """Convert ``value`` to its canonical form (see the module's doc for the rules).
 
     ``redact`` is applied to every string and key (and to the values quoted in problems);
     with ``refuse``, a string or key it finds (a secret) is a problem instead, and nothing
     is redacted; ``amounts`` checks ``amount`` and ``*_amount`` keys at every depth
-    (blocks); ``finite`` refuses NaN and infinities (float or Decimal) at every depth
-    (blocks)."""
+    (blocks); ``finite`` (what ``value`` is, for the problem's text: ``"a block"``) refuses
+    NaN and infinities (float or Decimal) at every depth."""
     walk = _Walk(redact, amounts, refuse, finite)
     out = walk.value(value, path, 0)
     problems = tuple(f"{p}: {r}" for p, r in walk.problems)

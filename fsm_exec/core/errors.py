@@ -105,7 +105,8 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "update_state(ts, 'manual')."),
     ErrorCode("EXEC-015", _C, _S.CRITICAL, "Venue reply cannot be recorded",
               "The venue executed, but its reply holds a value with no faithful journal form "
-              "(the error names the value's path), or query_execution answered something "
+              "or a number that is NaN or an infinity (no quantity: the error names the "
+              "value's path), or query_execution answered something "
               "that is neither deltas nor None (the error names it: whether the venue "
               "executed is unknown); the deltas never reached the position handler. The "
               "block is failed and the manager halts. Ask the venue for the fill and apply "

@@ -102,7 +102,7 @@ def backtest_run(base_dir: Path | str, *, run_id: str | None = None,
         shown, hidden, redact = without_secrets(params or {})
     except ConfigError as exc:
         raise InvalidArgumentError(f"params: {'; '.join(exc.problems)}") from None
-    conv = canonical(shown, path="params", redact=redact, finite=True)
+    conv = canonical(shown, path="params", redact=redact, finite="a run's parameters")
     if conv.problems:
         raise InvalidArgumentError("params: " + "; ".join(conv.problems))
     if "mode" in options or "new_dir" in options:

@@ -196,7 +196,7 @@ def canonical_deltas(self: ExecutionManager, value: Any) -> Converted:
     copied = plain_copy(value, self._finds)
     if copied is not NOT_PLAIN:
         return Converted(copied, copied)
-    return canonical(value, redact=self._redact or None)
+    return canonical(value, redact=self._redact or None, finite="a venue's reply")
 
 
 def finish(self: ExecutionManager, f: Flight, state: str) -> None:
