@@ -96,6 +96,51 @@ def test_a_closed_manager_leaves_the_health_manager_and_never_its_successor() ->
     assert health.check()["ExecutionManager[run]"] == second.health_check()
 
 
+def test_a_shared_health_manager_never_keeps_an_unclosed_run_alive(tmp_path: Path) -> None:
+    """A manager dropped without close() is collected although a long-lived health manager
+    holds its check: its buffered journal is written, its files and lock let go, and its
+    registration goes with it (before: the registry held the manager, so its records were
+    never written while the process went on, and each run kept its descriptors)."""
+    import gc
+    import os
+
+    from fsm_exec import check_journal
+
+    health = UnifiedHealthManager()
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(20):
+        em = manager(backtest_run(tmp_path, run_id=f"r{i}"), health_manager=health)
+        em.update_state(T(0), "strategy_manager", blocks(f"a{i}", f"b{i}"))
+        assert health.components == (f"ExecutionManager[r{i}]",)
+        del em  # dropped, never closed (a run that raised, a framework with no end hook)
+        gc.collect()
+        assert not health.components
+    assert len(os.listdir("/proc/self/fd")) == fds
+    for i in range(20):
+        report = check_journal(tmp_path / f"r{i}")
+        assert report.ok and (report.blocks_accepted, report.blocks_executed) == (2, 2)
+    again = manager(backtest_run(tmp_path, run_id="r0-again"), health_manager=health,
+                    name="r0")  # the name is free again
+    assert health.check()["ExecutionManager[r0]"] == again.health_check()
+    again.close()
+
+
+def test_a_health_check_of_a_collected_manager_says_so() -> None:
+    """The check a shared health manager holds reports a manager collected meanwhile as
+    unhealthy, naming why, until its registration is gone."""
+    from fsm_exec.manager.wiring import WeakHealthCheck
+
+    em = manager()
+    check = WeakHealthCheck(em)
+    assert check() == em.health_check()
+    del em
+    import gc
+
+    gc.collect()
+    assert check() == {"status": "unhealthy", "errors": [
+        "the manager was garbage-collected without close()"]}
+
+
 def test_reopen_hands_a_named_registration_to_the_replacement(tmp_path: Path) -> None:
     """reopen() registers the replacement under the same name; closing the retired one
     afterwards leaves it."""

@@ -85,6 +85,7 @@ class ExecutionManager:
     _assume_tz: dt.tzinfo | None
     _name: str | None
     _health_manager: UnifiedHealthManager | None
+    _health_checker: wiring.WeakHealthCheck  # what a health manager holds (weakly)
     _cfg: ExecutionConfig
     _env: Environment
     _redact: Redactor
@@ -476,7 +477,7 @@ class ExecutionManager:
             self._closed = True
         health = self._health_manager
         if health is not None:  # a closed manager reports nothing (its replacement does)
-            health.unregister_component(self.health_name, self._health_check)
+            health.unregister_component(self.health_name, self._health_checker)
         wiring.give_back(self)
         closer = getattr(self._log, "close", None)
         if callable(closer):

@@ -224,7 +224,7 @@ def reopen(self: ExecutionManager) -> ExecutionManager:
     args, kwargs = self._init_args
     health = kwargs.get("health_manager")
     if health is not None:
-        health.unregister_component(self.health_name, self._health_check)
+        health.unregister_component(self.health_name, self._health_checker)
     new = type(self)(*args, **kwargs)  # built as this one was
     new.recover()
     return new

@@ -274,9 +274,10 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
             "durable before the manager acts on it), so "
             "an accepted block or a routed one could be lost in a crash; use "
             "EventLogger(log_dir, 'live')")
+    self._health_checker = WeakHealthCheck(self)
     if health_manager is not None:  # first: a refusal here has claimed nothing
         try:
-            health_manager.register_component(self.health_name, self._health_check)
+            health_manager.register_component(self.health_name, self._health_checker)
         except ValueError as exc:
             raise InvalidArgumentError(
                 f"health_manager: {describe_exception(exc)}; a manager replacing another "
@@ -287,6 +288,28 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
         self._attach(event_logger)
     except BaseException:  # a manager that was never built is not registered either
         if health_manager is not None:
-            health_manager.unregister_component(self.health_name, self._health_check)
+            health_manager.unregister_component(self.health_name, self._health_checker)
         raise
+    if health_manager is not None:  # dropped unclosed: its registration goes with it
+        weakref.finalize(self, health_manager.unregister_component, self.health_name,
+                         self._health_checker)
     self._notify_event("initialized", execution_mode=self._env.execution_mode)
+
+
+class WeakHealthCheck:
+    """A manager's health check as a shared :class:`UnifiedHealthManager` holds it: by a
+    weak reference, so that a long-lived health manager never keeps a manager dropped
+    without ``close()`` alive (its buffered journal is written, its files and lock let go,
+    when it is collected, and its registration goes with it)."""
+
+    __slots__ = ("_manager", "__weakref__")
+
+    def __init__(self, manager: ExecutionManager) -> None:
+        self._manager = weakref.ref(manager)
+
+    def __call__(self) -> dict[str, Any]:
+        manager = self._manager()
+        if manager is None:  # collected, its registration not yet gone
+            return {"status": "unhealthy",
+                    "errors": ["the manager was garbage-collected without close()"]}
+        return manager.health_check()
