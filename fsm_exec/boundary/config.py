@@ -371,16 +371,17 @@ class Redactor:
     """Replaces secret values from the system-wide config in text bound for logs.
 
     A value is a secret when its key names one (see :func:`is_secret_key`; the config adds
-    words or names under ``secret_keys``), however deeply nested; every string under such a key
-    that is at least ``min_length`` characters long is redacted, in its plain form and in
-    every form it takes in an error an HTTP client, an SDK or Python writes: each character
-    percent-encoded or not (any ``quote``/``quote_plus`` safe set, twice encoded), JSON-,
-    ``repr()``- or HTML-escaped, and the base64 that holds it (a Basic ``Authorization``
-    header); see :mod:`fsm_exec.boundary.encodings`. The token of an ``Authorization``-style
-    value (``Bearer <token>``) and the values of a cookie string (``sid=<value>; ...``) are
+    words or names under ``secret_keys``), however deeply nested; every string under such a
+    key that is at least ``min_length`` characters long (and a number whose text is) is
+    redacted, in its plain form and in every form it takes in an error an HTTP client, an
+    SDK or Python writes: each character percent-encoded or not (any
+    ``quote``/``quote_plus`` safe set, twice encoded), JSON-, ``repr()``- or HTML-escaped,
+    and the base64 that holds it (a Basic ``Authorization`` header); see
+    :mod:`fsm_exec.boundary.encodings`. The token of an ``Authorization``-style value
+    (``Bearer <token>``) and the values of a cookie string (``sid=<value>; ...``) are
     secrets of their own. Ordinary values (a venue name, a strategy mode) stay readable.
-    Overlapping secrets are masked as one span, so no part of either survives. Redact
-    before shortening text: a cut secret is not recognised.
+    Overlapping secrets are masked as one span, so no part of either survives. Redact before
+    shortening text: a cut secret is not recognised.
     """
 
     __slots__ = ("_anchors", "_patterns", "_search")
@@ -392,6 +393,8 @@ class Redactor:
         found: set[str] = set()
 
         def collect(v: object) -> None:
+            if isinstance(v, numbers.Number) and not isinstance(v, bool):
+                v = str(v)  # a PIN or passphrase TOML or YAML read as a number: its text
             if isinstance(v, str):
                 for part in (v, *_credential_parts(v)):
                     if len(part) >= min_length:
