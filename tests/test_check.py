@@ -149,14 +149,26 @@ def test_replay_refuses_what_breaks_the_rules(records: list[JournalRecord],
     assert info.value.record is records[-1]
 
 
-def test_replay_drops_an_unfinished_batch_and_ignores_other_components() -> None:
-    """A batch cut short is dropped (even when a new batch starts after it); records of
-    other components are not this journal's business."""
-    other = JournalRecord("mem", 3, 99, "t", "block_transition", "Other", {"x": 1})
-    state = replay(journal([accepted(1, "a", 0, 2), accepted(2, "b", 0, 1), other,
+def test_replay_drops_an_unfinished_batch() -> None:
+    """A batch cut short is dropped (even when a new batch starts after it)."""
+    state = replay(journal([accepted(1, "a", 0, 2), accepted(2, "b", 0, 1),
                             accepted(3, "c", 0, 2)]))
     assert state.queued == ["b"] and state.dropped == ["a", "c"]
     assert state.records == 4
+
+
+def test_a_record_of_another_component_in_the_journal_is_refused() -> None:
+    """Each component has a file of its own: a record naming another component there is a
+    damaged record, refused at that record (before, it was skipped: a damaged ``component``
+    hid a move, and recovery routed the block again)."""
+    records = journal([accepted(1, "a", 0, 1)])
+    records.append(JournalRecord("mem", 3, 2, "t", "block_transition", "ExecutionManagEr",
+                                 {"block_id": "a", "source": "queued", "dest": "routing",
+                                  "trigger": "start", "attempt": 1}))
+    with pytest.raises(ReplayError, match="a record of component 'ExecutionManagEr' in the "
+                                          "journal of 'ExecutionManager'") as info:
+        replay(records)
+    assert info.value.record is records[-1]
 
 
 def test_replay_tracks_halts_retries_and_resumes() -> None:

@@ -444,3 +444,21 @@ def test_entry_points_refuse_times_beyond_the_range_with_exec_011(stamp: str) ->
                  lambda: em.cancel(ts, reason="operator")):
         with pytest.raises(InvalidArgumentError, match="outside the years 1-9999"):
             call()
+
+
+@pytest.mark.parametrize("which", ["a move", "the last record", "every record"])
+def test_a_record_naming_another_component_is_refused_by_every_fold(which: str,
+                                                                    tmp_path: Path) -> None:
+    """A ``component`` damaged (a flipped byte, a hand edit) in one record, in the last one
+    or in every one: check, status and recover() all refuse the journal, none reads it as a
+    shorter or an empty one (before: such records were skipped, so recover() started a
+    manager that had forgotten a move, or everything, and routed a block again)."""
+    lines = _lines("live_faults.jsonl")
+    moves = [i for i, line in enumerate(lines) if b'"block_transition"' in line]
+    targets = {"a move": [moves[0]], "the last record": [len(lines) - 1],
+               "every record": range(len(lines))}[which]
+    for i in targets:
+        lines = _replace(lines, i, lambda r: r.update(component="ExecutionManagEr"))
+    got = _outcomes(_journal(tmp_path, lines))
+    assert got["check"] != "read" and "ExecutionManagEr" in got["check"], got
+    assert got["status"] != "read" and got["recover"] != "read", got

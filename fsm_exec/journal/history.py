@@ -34,8 +34,6 @@ def accepted_ids(records: Iterable[JournalRecord],
     ids: set[str] = set()
     first = True
     for r in records:
-        if r.component != component:
-            continue
         accepted = state.accepted
         try:
             state.apply(r)

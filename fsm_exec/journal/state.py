@@ -328,8 +328,9 @@ class ManagerState:
     def apply(self, r: JournalRecord) -> None:
         """Apply one record read back from a journal, or raise :class:`ReplayError` saying
         what it breaks."""
-        if r.component != self.component:
-            return
+        if r.component != self.component:  # one file per component: a damaged record
+            raise ReplayError(f"a record of component {r.component!r} in the journal of "
+                              f"{self.component!r} (each component has a file of its own)")
         kind = r.event_type
         if self.last_seq == 0 and kind != CHECKPOINT:
             if r.seq == 1:

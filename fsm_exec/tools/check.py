@@ -163,8 +163,6 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
             if not lost:
                 lost, shown, state = True, state, Replay(component)
             continue
-        if r.component != component:
-            continue
         records += 1
         is_ckpt = r.event_type == CHECKPOINT
         if lost and not is_ckpt:
