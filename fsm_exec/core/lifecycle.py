@@ -327,13 +327,17 @@ class BlockLifecycle:
     """
 
     __slots__ = ("_flight", "_machine", "_triggers", "_recorded", "_listener", "_next",
-                 "terminal", "table", "context", "hook_error")
+                 "terminal", "table", "context", "hook_error", "imports")
 
     def __init__(self, listener: TransitionListener | None = None,
-                 table: RunTable | None = None) -> None:
+                 table: RunTable | None = None, *, imports: bool = True) -> None:
         self._flight = _Flight()
         self._listener = listener
         self.table = table
+        #: Whether the hooks and ``call`` guards a lifecycle names are imported and run;
+        #: ``False`` for an offline tool acting on a journal it was given (its data is not
+        #: code to run): such a hook or guard refuses its move instead.
+        self.imports = imports
         #: Gives guards and hooks the block's context (set by the manager).
         self.context: Callable[[], Any] | None = None
         #: The first hook that raised on the last move (the mover raises it, once its
@@ -368,8 +372,9 @@ class BlockLifecycle:
         self._flight.state = str(BlockState.SUCCESS)
 
     def _build(self, table: RunTable) -> EngineMachine:
-        states = [{"name": name, "on_enter": [self._hook(path, _resolve_hook(path))
-                                              for path in table.hooks.get(name, ())]}
+        states = [{"name": name, "on_enter": [
+                      self._hook(path, _resolve_hook(path) if self.imports else None)
+                      for path in table.hooks.get(name, ())]}
                   for name in table.states]
         machine = EngineMachine(model=self._flight, states=states, initial=_INITIAL,
                                 auto_transitions=False)
@@ -389,6 +394,11 @@ class BlockLifecycle:
 
     def _guard(self, guard: Any) -> Callable[..., bool]:
         def holds(*_: Any, **__: Any) -> bool:
+            if guard.kind == "call" and not self.imports:
+                raise LifecycleCallError(
+                    f"guard call {guard.args.get('path')!r} is code the journal names: an "
+                    "offline tool never imports it", self._flight.state,
+                    self._flight.block_id, None)
             try:
                 return bool(guard.holds(self._ctx()))
             except Exception as exc:
@@ -398,10 +408,12 @@ class BlockLifecycle:
                     self._flight.block_id, exc) from None
         return holds
 
-    def _hook(self, path: str, func: Callable[..., Any]) -> Callable[..., None]:
+    def _hook(self, path: str, func: Callable[..., Any] | None) -> Callable[..., None]:
         def call(*_: Any, **__: Any) -> None:
             # The block has moved (its record written): the error waits for the mover's
             # bookkeeping (hook_error), then fails the block where it stands.
+            if func is None:  # not imported (an offline tool): not run
+                return
             try:
                 func(self._ctx())
             except Exception as exc:

@@ -86,6 +86,9 @@ class ExecutionManager:
     _name: str | None
     _health_manager: UnifiedHealthManager | None
     _health_checker: wiring.WeakHealthCheck  # what a health manager holds (weakly)
+    #: Whether a user lifecycle's hooks and ``call`` guards are imported and run (an
+    #: offline tool acting on a journal it was given runs none: data is not code).
+    _imports_lifecycle_code = True
     _cfg: ExecutionConfig
     _env: Environment
     _redact: Redactor

@@ -35,7 +35,8 @@ def lifecycle_machine(self: ExecutionManager, lifecycle: Lifecycle | None) -> Bl
     self._table = table
     listener = self._on_transition if self._log is not None else None
     # The default lifecycle's Machine may be one a closed manager left (manager/wiring.py).
-    lc = idle_lifecycle(listener) if table.is_default else BlockLifecycle(listener, table)
+    lc = (idle_lifecycle(listener) if table.is_default else
+          BlockLifecycle(listener, table, imports=self._imports_lifecycle_code))
     lc.context = self._guard_context
     return lc
 

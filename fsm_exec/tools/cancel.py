@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import pwd
 import shlex
@@ -166,16 +167,19 @@ def _owner_file(log_dir: Path, newest: Path, refused: type[Exception] = CancelRe
 
 def offline_manager(journal: EventLogger, state: ManagerState,
                     refused: type[Exception], *, action: str,
-                    now: dt.datetime) -> ExecutionManager:
+                    now: dt.datetime, imports: bool = True) -> ExecutionManager:
     """A manager on ``journal`` whose collaborators refuse any use, running the journal's
     own lifecycle, recovered: what an offline tool acts through. Its records are an
     operator's ``action`` (never a start of the deployment, whose config hash
     ``status --config`` compares), every one at the operator's time ``now``. ``refused``
-    when the lifecycle's hooks cannot be imported here."""
+    when the lifecycle's hooks cannot be imported here. Without ``imports`` it imports and
+    runs none of the hooks and ``call`` guards the journal's lifecycle names (the journal
+    is data, possibly hostile, never code to run: what ``cancel`` acts through)."""
     from fsm_exec.manager.manager import ExecutionManager
 
+    cls = ExecutionManager if imports else _no_imports()
     try:
-        em = ExecutionManager(
+        em = cls(
             {"duplicate_window": state.window}, RefusingCollaborator("data provider"), "live",
             RefusingCollaborator("position handler"), RefusingCollaborator("venue"),
             RefusingCollaborator("reconciliation component"), event_logger=journal,
@@ -187,6 +191,19 @@ def offline_manager(journal: EventLogger, state: ManagerState,
     em._ts, em._t0 = em._stamp(now), 0.0
     em.recover()
     return em
+
+
+@functools.cache
+def _no_imports() -> type[ExecutionManager]:
+    """The manager's class, importing no code a journal's lifecycle names (made once)."""
+    from fsm_exec.manager.manager import ExecutionManager
+
+    class NoImports(ExecutionManager):
+        """An offline manager that imports no code its journal's lifecycle names."""
+
+        _imports_lifecycle_code = False
+
+    return NoImports
 
 
 def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str] | None,
@@ -206,7 +223,8 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     if not targets:
         return CancelResult((), (), state.halted, state.halt_reason,
                             flight.block.block_id if flight is not None else None)
-    em = offline_manager(journal, state, CancelRefused, action="cancel", now=now)
+    em = offline_manager(journal, state, CancelRefused, action="cancel", now=now,
+                         imports=False)
     try:
         cancelled = em.cancel(now, None if block_ids is None else targets, reason=reason)
     except InvalidArgumentError as exc:  # pragma: no cover - the check above refuses first

@@ -53,7 +53,9 @@ def add_parser(sub: Any) -> None:
                     "manager stays halted; resuming is the strategy process's decision "
                     "(update_state(ts, 'manual')): there is no resume command. It is "
                     "journaled as an operator's action (who, with which tool, the wall "
-                    "clock), not as a start of the manager. Run as root, the files it "
+                    "clock), not as a start of the manager. It never imports or runs "
+                    "the code the journal's lifecycle names (hooks, call guards): a "
+                    "journal is data. Run as root, the files it "
                     "creates take the owner, group and mode of the journal's; run as "
                     "another user than the journal's, it is refused.",
         epilog="exit codes:\n"

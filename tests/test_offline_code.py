@@ -1,0 +1,85 @@
+"""The offline ``fsm-exec cancel`` treats the journal as data: it never imports or runs the
+code a journal's lifecycle names (its hooks, its ``call`` guards). A journal may be hostile,
+and the runbook has an operator, root included, run the cancel on a service's journal (a
+hostile review's finding: the cancel imported every hook module the journal named)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fsm_exec import EventLogger, ExecutionManager, Lifecycle, check_journal
+from fsm_exec.sim.venues import (
+    FakeClock,
+    SimPositionHandler,
+    SimReconciliation,
+    SimVenue,
+    StaticDataProvider,
+)
+from fsm_exec.tools.cancel import cancel_offline
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "lifecycles"
+HOOK = '''
+from pathlib import Path
+Path({marker!r}).write_text("imported")
+def request_approval(ctx):
+    Path({marker!r} + ".ran").write_text("ran")
+'''
+
+
+def block(block_id: str, amount: float) -> dict[str, Any]:
+    return {"block_id": block_id, "action": "trade", "priority": 1, "instructions": [
+        {"venue": "spot", "token": "ETH", "side": "buy", "amount": amount, "price": "2500"}]}
+
+
+@pytest.fixture
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A four-eyes journal whose hook (a module of this test's own) writes a marker when it
+    is imported: a block waiting for approval, one queued behind it."""
+    marker = tmp_path / "imported"
+    sys.modules.pop("desk_hooks_offline", None)  # this test's own, made anew
+    (tmp_path / "desk_hooks_offline.py").write_text(HOOK.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = yaml.safe_load((EXAMPLES / "four_eyes.yaml").read_text())
+    doc["states"]["awaiting_approval"]["on_enter"] = ["desk_hooks_offline:request_approval"]
+    clock = FakeClock()
+    rc = SimReconciliation(clock)
+    log_dir = tmp_path / "logs"
+    with ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
+                          SimVenue(), rc, event_logger=EventLogger(log_dir, "live"),
+                          clock=clock, sleep=clock.sleep,
+                          lifecycle=Lifecycle.from_dict(doc)) as em:
+        em.update_state(clock.timestamp(), "strategy_manager",
+                        [block("big-1", 100), block("small-1", 1)])
+        assert list(em.queued_block_ids) == ["small-1"]
+    assert marker.exists()  # the deployment imported and ran its own hook
+    marker.unlink()
+    Path(str(marker) + ".ran").unlink()
+    sys.modules.pop("desk_hooks_offline", None)
+    return log_dir, marker
+
+
+@pytest.mark.parametrize("targets", [["small-1"], ["big-1"], None],
+                         ids=["a queued block", "the waiting block", "all"])
+def test_the_offline_cancel_imports_and_runs_none_of_the_journals_code(
+        journal: tuple[Path, Path], targets: list[str] | None) -> None:
+    log_dir, marker = journal
+    result = cancel_offline(log_dir, targets, reason="stale")
+    assert sorted(result.cancelled) == sorted(targets or ["small-1"])
+    assert not marker.exists() and not Path(str(marker) + ".ran").exists()
+    assert "desk_hooks_offline" not in sys.modules
+    assert check_journal(log_dir).ok
+
+
+def test_the_offline_cancel_works_where_the_hooks_do_not_import(
+        journal: tuple[Path, Path], tmp_path: Path) -> None:
+    """Run where the deployment's code is not (an operator's shell, another host): the
+    hooks are not needed to cancel, so their absence refuses nothing (before: "the
+    journal's lifecycle cannot run here")."""
+    log_dir, _ = journal
+    (tmp_path / "desk_hooks_offline.py").unlink()
+    assert cancel_offline(log_dir, ["small-1"], reason="stale").cancelled == ("small-1",)
