@@ -5,6 +5,7 @@ hostile review's finding: the cancel imported every hook module the journal name
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,40 @@ def test_the_offline_cancel_works_where_the_hooks_do_not_import(
     log_dir, _ = journal
     (tmp_path / "desk_hooks_offline.py").unlink()
     assert cancel_offline(log_dir, ["small-1"], reason="stale").cancelled == ("small-1",)
+
+
+def _machine(guard: dict[str, Any] | None) -> Any:
+    """A four-eyes machine, built importing nothing, whose hook and (with ``guard``) start
+    guard name a module that does not exist."""
+    from fsm_exec.core.lifecycle import BlockLifecycle
+    from fsm_exec.core.lifecycles import GuardContext
+    from fsm_exec.core.running import table_of
+
+    doc = yaml.safe_load((EXAMPLES / "four_eyes.yaml").read_text())
+    doc["states"]["awaiting_approval"]["on_enter"] = ["no_such_module_anywhere:hook"]
+    if guard is not None:
+        doc["transitions"][0]["guards"] = [guard]
+    lc = BlockLifecycle(None, table_of(Lifecycle.from_dict(doc)), imports=False)
+    lc.context = lambda: GuardContext(block=block("b", 100), now=dt.datetime.now(dt.UTC),
+                                      entered_at=dt.datetime.now(dt.UTC), state="queued")
+    lc.load("b")
+    return lc
+
+
+def test_a_machine_that_imports_nothing_enters_a_state_without_its_hooks() -> None:
+    """Built with imports=False, no hook is imported (the module does not exist) and
+    entering the state runs none."""
+    lc = _machine(None)
+    assert lc.fire("start") == "awaiting_approval" and lc.hook_error is None
+
+
+def test_a_machine_that_imports_nothing_refuses_a_call_guard() -> None:
+    """A call guard names code: evaluated by a machine that imports nothing, it refuses the
+    move, naming the guard (nothing is imported, nothing moves)."""
+    from fsm_exec.core.errors import LifecycleCallError
+
+    lc = _machine({"call": {"path": "no_such_module_anywhere:guard"}})
+    with pytest.raises(LifecycleCallError, match="guard call 'no_such_module_anywhere:guard' "
+                                                 "is code the journal names"):
+        lc.fire("start")
+    assert lc.current == "queued"
