@@ -189,7 +189,10 @@ def offline_manager(journal: EventLogger, state: ManagerState,
         raise refused(f"the journal's lifecycle cannot run here: {exc.message}") from None
     em._operator_action = operator_action(action)
     em._ts, em._t0 = em._stamp(now), 0.0
-    em.recover()
+    try:
+        em.recover()
+    except ComponentError as exc:  # its checkpoint cannot be written, say: refused, named
+        raise refused(f"the journal cannot be recovered here: {exc}") from None
     return em
 
 
