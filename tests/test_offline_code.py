@@ -121,3 +121,15 @@ def test_a_machine_that_imports_nothing_refuses_a_call_guard() -> None:
                                                  "is code the journal names"):
         lc.fire("start")
     assert lc.current == "queued"
+
+
+def test_check_says_a_block_waiting_before_its_route_is_waiting_not_in_doubt(
+        journal: tuple[Path, Path]) -> None:
+    """A block a user lifecycle holds before its route (nothing sent) is not in doubt:
+    check says it waits, as status does (before: "in doubt")."""
+    log_dir, _ = journal
+    report = check_journal(log_dir)
+    assert report.ok and report.in_doubt is None
+    assert (report.waiting, report.waiting_state) == ("big-1", "awaiting_approval")
+    assert "waiting: block 'big-1' (awaiting_approval), before its route" in report.summary()
+    assert "in doubt" not in report.summary()

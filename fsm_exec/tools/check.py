@@ -35,6 +35,10 @@ class CheckReport:
     blocks_cancelled: int = 0
     checkpoints: int = 0
     files: int = 0
+    #: The block in flight in a state before its route (a user lifecycle's wait: nothing
+    #: was sent, so it is not in doubt), and that state.
+    waiting: str | None = None
+    waiting_state: str | None = None
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -51,6 +55,10 @@ class CheckReport:
         if self.in_doubt is not None:
             lines.append(f"in doubt: block {self.in_doubt!r} ({self.in_doubt_state}), "
                          "left in flight when the journal ends")
+        if self.waiting is not None:
+            lines.append(f"waiting: block {self.waiting!r} ({self.waiting_state}), before "
+                         "its route (nothing was sent): its wait goes on when the manager "
+                         "starts")
         if self.dropped:
             lines.append(f"batches never fully accepted (not queued): {len(self.dropped)} "
                          "blocks")
@@ -207,14 +215,17 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
                      "no later checkpoint to go on from")
     shown.finish()
     f = shown.flight
+    unsent = f is not None and shown.table.kinds.get(f.state) == "before_route"
+    doubt = None if unsent else f
     return CheckReport(
         ok=not problems, problem=problems[0] if problems else None, records=records,
         blocks_accepted=shown.accepted, blocks_executed=shown.executed,
-        blocks_failed=shown.failed, in_doubt=f.block.block_id if f else None,
-        in_doubt_state=f.state if f else None, queued=tuple(shown.queue),
+        blocks_failed=shown.failed, in_doubt=doubt.block.block_id if doubt else None,
+        in_doubt_state=doubt.state if doubt else None, queued=tuple(shown.queue),
         dropped=tuple(shown.dropped), restarts=shown.restarts, problems=tuple(problems),
         notes=tuple(notes), blocks_cancelled=shown.cancelled, checkpoints=checkpoints,
-        files=scan.files)
+        files=scan.files, waiting=f.block.block_id if f and unsent else None,
+        waiting_state=f.state if f and unsent else None)
 
 
 def _restart(r: JournalRecord, component: str) -> Replay | None:
