@@ -295,21 +295,21 @@ def _noted(block_id: str, size: int) -> dict[str, Any]:
 def test_a_queue_a_checkpoint_could_not_hold_is_refused_at_acceptance(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch that would make the queued blocks take more room than a checkpoint may hold
-    (half a journal line's bound: 128 MiB; 4 KiB here) is refused whole, with EXEC-003
+    (half a journal line's bound: 128 MiB; 8 KiB here) is refused whole, with EXEC-003
     naming the bytes, nothing queued; what was accepted before is recovered and cancelled
     offline as ever (before: every block was accepted, and every restart failed writing
     its checkpoint: EXEC-009 for ever, the offline cancel a traceback)."""
     from fsm_exec.manager import queueing
     from fsm_exec.tools.cancel import cancel_offline
 
-    monkeypatch.setattr(queueing, "QUEUE_BYTES", 4096)
+    monkeypatch.setattr(queueing, "QUEUE_BYTES", 8192)
     em, _ = manager(tmp_path)
     first = [f"b{i}" for i in range(5)]
-    em.execute_instruction_blocks(T(0), [_noted(b, 600) for b in first])
+    em.execute_instruction_blocks(T(0), [_noted(b, 1000) for b in first])
     with pytest.raises(QueueFullError) as refused:
-        em.execute_instruction_blocks(T(1), [_noted("c1", 600), _noted("c2", 600)])
+        em.execute_instruction_blocks(T(1), [_noted("c1", 1000), _noted("c2", 1000)])
     assert refused.value.error_code == "EXEC-003"
-    assert "more than the 4096 bytes a checkpoint may hold" in refused.value.message
+    assert "more than the 8192 bytes a checkpoint may hold" in refused.value.message
     assert list(em.queued_block_ids) == first  # nothing of it queued
     em.execute_instruction_blocks(T(2), [_noted("d1", 10)])  # a small one still fits
     em.close()
