@@ -236,3 +236,31 @@ def test_reopen_keeps_the_label(tmp_path: Path) -> None:
     assert value(registry, "fsm_exec_blocks_total", manager="n", outcome="success") == 2.0
     assert value(registry, "fsm_exec_queue_blocks", manager="n") == 0.0
     new.close()
+
+
+def test_a_manager_collected_while_the_health_manager_checks_breaks_no_check() -> None:
+    """A manager dropped unclosed is collected whenever the garbage collector runs, which
+    may be in the middle of check() (a later checker's allocations): its registration
+    leaves then, and check() still returns every report (before: RuntimeError, the dict
+    changed size during iteration)."""
+    import gc
+
+    health = UnifiedHealthManager()
+    dropped = manager(health_manager=health, name="a")
+    collecting = manager(health_manager=health, name="b")
+    del dropped
+    report = collecting.health_check
+
+    def collect_then_report() -> dict[str, Any]:
+        gc.collect()  # as an allocation inside this check could
+        return report()
+
+    health.unregister_component("ExecutionManager[b]")
+    health.register_component("ExecutionManager[b]", collect_then_report)
+    gc.disable()
+    try:
+        reports = health.check()
+    finally:
+        gc.enable()
+    assert "ExecutionManager[b]" in reports and health.components == ("ExecutionManager[b]",)
+    collecting.close()

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from fsm_exec import EventLogger, ExecutionManager, Lifecycle, check_journal
+from fsm_exec.cli.main import main
 from fsm_exec.sim.venues import (
     FakeClock,
     SimPositionHandler,
@@ -133,3 +134,27 @@ def test_check_says_a_block_waiting_before_its_route_is_waiting_not_in_doubt(
     assert (report.waiting, report.waiting_state) == ("big-1", "awaiting_approval")
     assert "waiting: block 'big-1' (awaiting_approval), before its route" in report.summary()
     assert "in doubt" not in report.summary()
+
+
+def test_an_offline_cancel_through_a_call_guard_is_refused_before_any_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting block whose cancel transition is guarded by code the journal names: the
+    offline cancel refuses it, saying so, and writes nothing (before: a traceback, after a
+    checkpoint and an operator's record were written)."""
+    doc = yaml.safe_load((EXAMPLES / "four_eyes.yaml").read_text())
+    doc["states"]["awaiting_approval"]["on_enter"] = []
+    cancel = next(t for t in doc["transitions"] if t["trigger"] == "cancel")
+    doc["transitions"].insert(doc["transitions"].index(cancel), {
+        **cancel, "guards": [{"call": {"path": "operator:truth"}}]})
+    clock = FakeClock()
+    rc = SimReconciliation(clock)
+    log_dir = tmp_path / "logs"
+    with ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
+                          SimVenue(), rc, event_logger=EventLogger(log_dir, "live"),
+                          clock=clock, sleep=clock.sleep,
+                          lifecycle=Lifecycle.from_dict(doc)) as em:
+        em.update_state(clock.timestamp(), "strategy_manager", [block("big-1", 100)])
+    before = {p.name: p.read_bytes() for p in log_dir.glob("*.jsonl")}
+    code = main(["cancel", str(log_dir), "big-1", "--reason", "stale"])
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in log_dir.glob("*.jsonl")} == before

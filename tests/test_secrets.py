@@ -21,7 +21,6 @@ from fsm_exec import (
 )
 from fsm_exec.sim.venues import (
     FakeClock,
-    SimPositionHandler,
     SimReconciliation,
     SimVenue,
     StaticDataProvider,
@@ -372,31 +371,3 @@ def test_the_reviews_url_quoted_secret_reaches_no_output(tmp_path: Path) -> None
     for text in texts:
         for form in forms:
             assert form not in text, f"{form!r} leaked: {text[:300]}"
-
-
-@pytest.mark.parametrize("secret", [73914582, 12345678901234567890, 918273.645, -4711004711])
-def test_a_secret_that_is_a_number_is_redacted_as_its_text(tmp_path: Path,
-                                                           secret: Any) -> None:
-    """A config secret given as a number (TOML and YAML read an unquoted PIN or passphrase
-    as an int) is redacted as the text it takes in an error: in the exception, its repr,
-    the health report and the journal (before: only strings were collected, and the
-    number reached all four)."""
-    text = str(secret)
-
-    class Venue:
-        def route_instruction(self, ts: Any, b: Any) -> Any:
-            raise RuntimeError(f"login failed: passphrase {text} rejected")
-
-    log = EventLogger(tmp_path, "backtest")
-    rc = SimReconciliation(None)
-    em = ExecutionManager({"passphrase": secret}, StaticDataProvider(), "backtest",
-                          SimPositionHandler(rc), Venue(), rc, event_logger=log)
-    with pytest.raises(ComponentError) as caught:
-        em.update_state(T(0), "strategy_manager", [block("b1")])
-    em.close()
-    shown = [str(caught.value), repr(caught.value), repr(em),
-             str(em.health_check()["errors"]),
-             *(p.read_text() for p in tmp_path.glob("*.jsonl"))]
-    assert "login failed: passphrase" in shown[0]
-    for output in shown:
-        assert text not in output

@@ -372,9 +372,9 @@ class Redactor:
 
     A value is a secret when its key names one (see :func:`is_secret_key`; the config adds
     words or names under ``secret_keys``), however deeply nested; every string under such a
-    key that is at least ``min_length`` characters long (and a number whose text is) is
-    redacted, in its plain form and in every form it takes in an error an HTTP client, an
-    SDK or Python writes: each character percent-encoded or not (any
+    key that is at least ``min_length`` characters long is redacted (a number is data: an
+    RNG seed, a timeout), in its plain form and in every form it takes in an error an HTTP
+    client, an SDK or Python writes: each character percent-encoded or not (any
     ``quote``/``quote_plus`` safe set, twice encoded), JSON-, ``repr()``- or HTML-escaped,
     and the base64 that holds it (a Basic ``Authorization`` header); see
     :mod:`fsm_exec.boundary.encodings`. The token of an ``Authorization``-style value
@@ -393,8 +393,6 @@ class Redactor:
         found: set[str] = set()
 
         def collect(v: object) -> None:
-            if isinstance(v, numbers.Number) and not isinstance(v, bool):
-                v = str(v)  # a PIN or passphrase TOML or YAML read as a number: its text
             if isinstance(v, str):
                 for part in (v, *_credential_parts(v)):
                     if len(part) >= min_length:

@@ -314,25 +314,15 @@ class AlreadyAcceptedError(InvalidBlockError):
 
 
 class QueueFullError(ComponentError):
-    """A batch would take the queue past ``max_queue_size``, or its blocks past what a
-    checkpoint may hold (``checkpoint_bytes``: the bytes the queue would take, and the
-    most it may); it was refused whole."""
+    """A batch would take the queue past ``max_queue_size``; it was refused whole."""
 
-    def __init__(self, queue_length: int, batch_size: int, max_queue_size: int, *,
-                 checkpoint_bytes: tuple[int, int] | None = None) -> None:
+    def __init__(self, queue_length: int, batch_size: int, max_queue_size: int) -> None:
         self.queue_length, self.batch_size, self.max_queue_size = (
             queue_length, batch_size, max_queue_size)
-        self.checkpoint_bytes = checkpoint_bytes
-        if checkpoint_bytes is None:
-            why = f"the queue holds {queue_length} of at most {max_queue_size}"
-        else:
-            would, most = checkpoint_bytes
-            why = (f"with the {queue_length} queued, its blocks would take about {would} "
-                   f"bytes in the journal, more than the {most} bytes a checkpoint may hold "
-                   "(it records every queued block in one line): let the queue drain, or "
-                   "send smaller blocks")
-        super().__init__("EXEC-003", f"batch of {batch_size} blocks refused, nothing "
-                                     f"queued: {why}")
+        super().__init__(
+            "EXEC-003",
+            f"batch of {batch_size} blocks refused, nothing queued: the queue holds "
+            f"{queue_length} of at most {max_queue_size}")
 
 
 class EventLogError(ComponentError, OSError):

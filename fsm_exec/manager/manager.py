@@ -134,7 +134,6 @@ class ExecutionManager:
     _interrupted: str | None
     _closed: bool
     _unsynced_acceptance: bool
-    _queued_bytes: int  # what the queue takes in a checkpoint, at most (queueing.accept)
     _pending_halt: str | None  # a halt the journal could not take (EXEC-009)
     reconciliation_status: str
     # Health and observers' bookkeeping (manager/health.py, manager/observing.py).

@@ -7,13 +7,10 @@ each function here is bound in the class body of ``manager.py`` (``self`` is the
 
 from __future__ import annotations
 
-import operator
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from fsm_exec.boundary.blocks import InstructionBlock, convert_batch
 from fsm_exec.boundary.canonical import to_wire
@@ -25,11 +22,8 @@ from fsm_exec.core.errors import (
 )
 from fsm_exec.core.lifecycle import BlockState
 from fsm_exec.drivers.base import Flight
-from fsm_exec.journal.codec import MAX_LINE_BYTES
-from fsm_exec.journal.flight import block_data
 
 if TYPE_CHECKING:
-    from fsm_exec.journal.state import ManagerState
     from fsm_exec.manager.manager import ExecutionManager
 
 _QUEUED = str(BlockState.QUEUED)
@@ -141,24 +135,13 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
         if not n:
             return
         cap = self._cfg.max_queue_size
-        state = self._state
-        queued = len(state.queue)
+        queued = len(self._state.queue)
         if queued + n > cap:
             err = QueueFullError(queued, n, cap)
             self._emit("execution_queue_overflow", {
                 "queue_length": queued, "batch_size": n, "max_queue_size": cap})
             self._record_error(ts, err)
             raise err
-        # What the queued blocks take in a checkpoint (one record): at most QUEUE_BYTES.
-        size = batch_bytes(blocks, wires)
-        held = self._queued_bytes if queued or state.flight is not None else 0
-        if held + size > QUEUE_BYTES:  # an upper bound: count the queue's blocks now
-            held = held_bytes(state)
-            if held + size > QUEUE_BYTES:
-                err = QueueFullError(queued, n, cap,
-                                     checkpoint_bytes=(held + size, QUEUE_BYTES))
-                self._record_error(ts, err)
-                raise err
         # Journal first: the batch counts as accepted only once every record is written.
         try:
             for i, (b, wire) in enumerate(zip(blocks, wires, strict=True)):
@@ -173,37 +156,8 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
             raise
         self._unsynced_acceptance = True
         self._state.accept(blocks)
-        self._queued_bytes = held + size
     if self._observers:
         self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
-
-
-#: The most the queued blocks (and the one in flight) may take in the journal: a checkpoint
-#: holds them in one record, no longer than a journal line; half of it, so that the rest of
-#: the state (the finished window and its digests) has room.
-QUEUE_BYTES = MAX_LINE_BYTES // 2
-
-
-def batch_bytes(blocks: Sequence[InstructionBlock], wires: Sequence[Any]) -> int:
-    """About what ``blocks`` take in a checkpoint, never less: their instructions in their
-    journal form (``wires``, encoded once), their actions (escaped at most twice over: they
-    are printable ASCII), ids (at most 64 characters) and the keys around them. (C-level
-    passes only: this runs on every acceptance.)"""
-    return (len(orjson.dumps(wires)) + 2 * sum(map(len, map(_ACTION, blocks)))
-            + len(blocks) * _BLOCK_BYTES)
-
-
-_ACTION = operator.attrgetter("action")
-#: A block's id (at most 64 characters) and the keys and punctuation around a block.
-_BLOCK_BYTES = 64 + 96
-
-
-def held_bytes(state: ManagerState) -> int:
-    """What the queued blocks and the one in flight take in a checkpoint (counted)."""
-    held = [*state.queue.values()]
-    if state.flight is not None:
-        held.append(state.flight.block)
-    return batch_bytes(held, [block_data(b)["instructions"] for b in held])
 
 
 _NAMED = 20  # block ids a note names before it counts the rest

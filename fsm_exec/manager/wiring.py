@@ -48,7 +48,6 @@ from fsm_exec.journal.state import ManagerState
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager import guard
 from fsm_exec.manager.observing import CallTargets, observed_events, transition_targets
-from fsm_exec.manager.queueing import QUEUE_BYTES
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
 
@@ -201,9 +200,6 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     # A journal with sync() takes sync= on log_event: group commit (see _emit).
     self._syncable = callable(getattr(event_logger, "sync", None))
     self._unsynced_acceptance = False
-    # An upper bound of what the queued blocks take in a checkpoint; unknown (counted at the
-    # next acceptance) until then: a recovered queue was never counted.
-    self._queued_bytes = QUEUE_BYTES
     self._route_instruction = given_copies(execution_interface_manager.route_instruction)
     self._update_positions = position_update_handler.update_state
     self._clock = clock

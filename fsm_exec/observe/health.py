@@ -57,7 +57,9 @@ class UnifiedHealthManager:
         A checker that raises is reported ``unhealthy`` with its error, never hidden.
         """
         out: dict[str, dict[str, Any]] = {}
-        for name, checker in self._checkers.items():
+        # A snapshot: a manager collected meanwhile (a garbage collection run by a checker's
+        # own allocations) takes its registration out of the dict as this goes through it.
+        for name, checker in tuple(self._checkers.items()):
             try:
                 out[name] = checker()
             except Exception as exc:  # a broken checker is itself a health problem

@@ -226,6 +226,16 @@ def _cancel_locked(journal: EventLogger, log_dir: Path, block_ids: Sequence[str]
     if not targets:
         return CancelResult((), (), state.halted, state.halt_reason,
                             flight.block.block_id if flight is not None else None)
+    if flight is not None and flight.block.block_id in targets:
+        code = [g.args.get("path") for e in state.table.edges
+                if e.source == flight.state and e.trigger == "cancel"
+                for g in e.guards if g.kind == "call"]
+        if code:  # code the journal names decides: never run here (a journal is data)
+            raise CancelRefused(
+                f"cancel refused, nothing cancelled: block {flight.block.block_id!r} "
+                f"({flight.state}) is cancelled through a transition whose guard is code "
+                f"the journal names ({', '.join(map(repr, code))}), which an offline tool "
+                "never runs; cancel it from the strategy process (em.cancel)")
     em = offline_manager(journal, state, CancelRefused, action="cancel", now=now,
                          imports=False)
     try:
