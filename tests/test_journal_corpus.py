@@ -462,3 +462,19 @@ def test_a_record_naming_another_component_is_refused_by_every_fold(which: str,
     got = _outcomes(_journal(tmp_path, lines))
     assert got["check"] != "read" and "ExecutionManagEr" in got["check"], got
     assert got["status"] != "read" and got["recover"] != "read", got
+
+
+def test_a_name_the_writer_gives_the_same_file_is_read_as_before(tmp_path: Path) -> None:
+    """Component names that map to one file share it (the writer's own rule: one writer,
+    one seq): a record of "execution_manager" in the manager's file is not damage, and
+    every fold reads the journal as before."""
+    from journals import manager
+    from kit import T, blocks
+
+    em, log = manager(tmp_path)
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    log.log_event(T(1), "note", "execution_manager", {"x": 1})
+    em.close()
+    report = check_journal(tmp_path)
+    assert report.ok and report.blocks_executed == 1, report.problem
+    assert rig("backtest").em.recover(tmp_path).blocks_executed == 1

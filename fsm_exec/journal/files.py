@@ -128,6 +128,14 @@ def journal_name(component: str) -> str:
 
 
 
+def shares_file(a: str, b: str) -> bool:
+    """Whether the writer puts the records of components ``a`` and ``b`` in one file."""
+    try:
+        return journal_name(a) == journal_name(b)
+    except ValueError:  # a name with no letters or digits: no file of its own
+        return False
+
+
 def journal_files(log_dir: Path | str, component: str = "ExecutionManager") -> list[Path]:
     """A component's journal files in the order of the ``seq`` they hold (never by the
     dates in their names): rotated ones, then the current one."""
