@@ -70,10 +70,11 @@ def test_an_unnamed_manager_registers_as_before_and_a_true_duplicate_is_refused(
     assert first.name is None and health.components == ("ExecutionManager",)
     with pytest.raises(InvalidArgumentError, match=r"name=.*ExecutionManager\[<name>\]"):
         manager(health_manager=health)
-    manager(health_manager=health, name="a")
+    kept = manager(health_manager=health, name="a")  # alive: its name is taken
     with pytest.raises(InvalidArgumentError, match="already registered"):
         manager(health_manager=health, name="a")
     assert list(health.components) == ["ExecutionManager", "ExecutionManager[a]"]
+    assert kept.health_name == "ExecutionManager[a]"
 
 
 @pytest.mark.parametrize("name", ["", "a b", "x" * 65, "run/1", 7, b"run"])
