@@ -38,6 +38,19 @@ def block(block_id: str, amount: float) -> dict[str, Any]:
         {"venue": "spot", "token": "ETH", "side": "buy", "amount": amount, "price": "2500"}]}
 
 
+def run_live(log_dir: Path, doc: dict[str, Any], batch: list[dict[str, Any]]) -> list[str]:
+    """One live call of a manager running lifecycle ``doc`` on ``batch``, journaled in
+    ``log_dir``, closed: the ids left queued."""
+    clock = FakeClock()
+    rc = SimReconciliation(clock)
+    with ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
+                          SimVenue(), rc, event_logger=EventLogger(log_dir, "live"),
+                          clock=clock, sleep=clock.sleep,
+                          lifecycle=Lifecycle.from_dict(doc)) as em:
+        em.update_state(clock.timestamp(), "strategy_manager", batch)
+        return list(em.queued_block_ids)
+
+
 @pytest.fixture
 def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A four-eyes journal whose hook (a module of this test's own) writes a marker when it
@@ -48,16 +61,9 @@ def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
     monkeypatch.syspath_prepend(str(tmp_path))
     doc = yaml.safe_load((EXAMPLES / "four_eyes.yaml").read_text())
     doc["states"]["awaiting_approval"]["on_enter"] = ["desk_hooks_offline:request_approval"]
-    clock = FakeClock()
-    rc = SimReconciliation(clock)
     log_dir = tmp_path / "logs"
-    with ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
-                          SimVenue(), rc, event_logger=EventLogger(log_dir, "live"),
-                          clock=clock, sleep=clock.sleep,
-                          lifecycle=Lifecycle.from_dict(doc)) as em:
-        em.update_state(clock.timestamp(), "strategy_manager",
-                        [block("big-1", 100), block("small-1", 1)])
-        assert list(em.queued_block_ids) == ["small-1"]
+    queued = run_live(log_dir, doc, [block("big-1", 100), block("small-1", 1)])
+    assert queued == ["small-1"]
     assert marker.exists()  # the deployment imported and ran its own hook
     marker.unlink()
     Path(str(marker) + ".ran").unlink()
@@ -146,14 +152,8 @@ def test_an_offline_cancel_through_a_call_guard_is_refused_before_any_record(
     cancel = next(t for t in doc["transitions"] if t["trigger"] == "cancel")
     doc["transitions"].insert(doc["transitions"].index(cancel), {
         **cancel, "guards": [{"call": {"path": "operator:truth"}}]})
-    clock = FakeClock()
-    rc = SimReconciliation(clock)
     log_dir = tmp_path / "logs"
-    with ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc),
-                          SimVenue(), rc, event_logger=EventLogger(log_dir, "live"),
-                          clock=clock, sleep=clock.sleep,
-                          lifecycle=Lifecycle.from_dict(doc)) as em:
-        em.update_state(clock.timestamp(), "strategy_manager", [block("big-1", 100)])
+    run_live(log_dir, doc, [block("big-1", 100)])
     before = {p.name: p.read_bytes() for p in log_dir.glob("*.jsonl")}
     code = main(["cancel", str(log_dir), "big-1", "--reason", "stale"])
     assert code == 2

@@ -372,9 +372,9 @@ class BlockLifecycle:
         self._flight.state = str(BlockState.SUCCESS)
 
     def _build(self, table: RunTable) -> EngineMachine:
-        states = [{"name": name, "on_enter": [
-                      self._hook(path, _resolve_hook(path) if self.imports else None)
-                      for path in table.hooks.get(name, ())]}
+        states = [{"name": name, "on_enter": [  # none imported, none run (imports=False)
+                      self._hook(path, _resolve_hook(path))
+                      for path in (table.hooks.get(name, ()) if self.imports else ())]}
                   for name in table.states]
         machine = EngineMachine(model=self._flight, states=states, initial=_INITIAL,
                                 auto_transitions=False)
@@ -408,12 +408,10 @@ class BlockLifecycle:
                     self._flight.block_id, exc) from None
         return holds
 
-    def _hook(self, path: str, func: Callable[..., Any] | None) -> Callable[..., None]:
+    def _hook(self, path: str, func: Callable[..., Any]) -> Callable[..., None]:
         def call(*_: Any, **__: Any) -> None:
             # The block has moved (its record written): the error waits for the mover's
             # bookkeeping (hook_error), then fails the block where it stands.
-            if func is None:  # not imported (an offline tool): not run
-                return
             try:
                 func(self._ctx())
             except Exception as exc:
