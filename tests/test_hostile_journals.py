@@ -136,9 +136,12 @@ def test_a_hostile_journal_is_read_safely_by_every_reader_and_output(
             assert_markdown_safe(out)
     em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
                           SimReconciliation())
-    # JournalCorruptError (a ComponentError) naming file:line, or another refusal
-    with contextlib.suppress(ComponentError):
+    # JournalCorruptError (a ComponentError) naming file:line, or another refusal, whose
+    # message shows what it quotes of the journal escaped
+    try:
         _within_limit(lambda: em.recover(log_dir))
+    except ComponentError as exc:
+        assert_terminal_safe(str(exc))
 
 
 @pytest.mark.parametrize("kind", ["block_transition", "positions_updated"])

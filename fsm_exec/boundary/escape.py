@@ -20,25 +20,12 @@ from __future__ import annotations
 import re
 import shlex
 
-#: Characters that act rather than show: C0 and C1 controls and DEL (``\x1b`` starts escape
-#: sequences, ``\x9b`` is a one-byte CSI), line and paragraph separators, and the bidi
-#: controls that reorder what is shown (U+200E/F, U+202A-E, U+2066-9).
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+from fsm_exec.core.text import CONTROL, terminal_text
 
-_VISIBLE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+__all__ = ["CONTROL", "markdown_text", "shell_word", "terminal_text"]
 
-
-def _visible(match: re.Match[str]) -> str:
-    c = match.group()
-    return _VISIBLE.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-
-
-def terminal_text(text: object, *, keep_lines: bool = False) -> str:
-    """``text`` for a terminal: every control character shown as its escape (``\\x1b``);
-    with ``keep_lines``, line feeds (and only they) still end lines."""
-    if keep_lines:
-        return "\n".join(CONTROL.sub(_visible, part) for part in str(text).split("\n"))
-    return CONTROL.sub(_visible, str(text))
+# ``CONTROL`` and :func:`terminal_text` live in the core, which errors built from outside text
+# use too; they are this module's as well.
 
 
 # What Markdown reads as syntax anywhere in a line: backslash escapes for the ASCII

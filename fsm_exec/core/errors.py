@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.core.text import terminal_text
+
 COMPONENT = "ExecutionManager"
 
 
@@ -158,8 +160,10 @@ def safe_repr(value: object) -> str:
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``TypeName: message`` for an exception, built safely (never raises)."""
-    text = safe_str(exc)
+    """``TypeName: message`` for an exception, built safely (never raises), on one line
+    with its control characters shown (``\\x1b``, ``\\n``): a collaborator's message goes
+    into errors, the journal and the operational log, and is printed from there."""
+    text = terminal_text(safe_str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

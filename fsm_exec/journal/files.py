@@ -15,6 +15,7 @@ from typing import IO, Any
 import attrs
 import orjson
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.core.errors import ComponentError
 from fsm_exec.journal.codec import MAX_LINE_BYTES
 
@@ -23,12 +24,14 @@ _DATED = re.compile(r"^(?P<stem>.+_events)\.(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<n
 
 
 class JournalCorruptError(ComponentError, ValueError):
-    """A journal line cannot be read; names the file and the line."""
+    """A journal line cannot be read; names the file and the line. The message shows
+    the control characters of what it quotes (the reason, the path) escaped."""
 
     def __init__(self, path: Path | str, line: int, reason: str) -> None:
         self.path, self.line = str(path), line  # line 0: the file as a whole
-        super().__init__("EXEC-013", f"{path}:{line}: {reason}" if line else
-                         f"{path}: {reason}")
+        where = terminal_text(path)
+        super().__init__("EXEC-013", terminal_text(f"{where}:{line}: {reason}" if line else
+                                                   f"{where}: {reason}"))
 
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from fsm_exec.boundary.blocks import InstructionBlock, content_digest
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.core.lifecycle import (
     INITIAL_STATE,
     TERMINAL_STATES,
@@ -68,9 +69,13 @@ __all__ = ["DEFAULT_WINDOW", "NO_DELTAS", "RECONCILIATION_TIMEOUT_WHY", "Flight"
 
 
 class ReplayError(ValueError):
-    """A record breaks the lifecycle or the journal's own rules (``record`` says which)."""
+    """A record breaks the lifecycle or the journal's own rules (``record`` says which).
+    The message quotes the journal: its control characters are shown, never sent."""
 
     record: JournalRecord | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(terminal_text(message))
 
 
 class GapError(ReplayError):

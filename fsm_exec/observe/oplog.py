@@ -11,6 +11,8 @@ from typing import Any
 
 from loguru import logger
 
+from fsm_exec.boundary.escape import terminal_text
+
 logger.disable("fsm_exec")
 
 #: Event types mirrored to the operational log, with their loguru level.
@@ -52,4 +54,5 @@ def mirror(event_type: str, component: str, data: dict[str, Any]) -> None:
     if level is None:
         return
     detail = " ".join(f"{k}={data[k]}" for k in _FIELDS if data.get(k) is not None)
-    logger.log(level, "{} {} {}", component, event_type, detail)
+    # One line a record, every control character shown: a venue's error text is in it.
+    logger.log(level, "{} {} {}", terminal_text(component), event_type, terminal_text(detail))
