@@ -68,14 +68,14 @@ def test_blocks_say_where_each_block_ended(live: Path) -> None:
 
 def test_a_queued_block_and_odd_values(tmp_path: Path) -> None:
     """A block that never moved is queued with 0 attempts and NaT/NaN where nothing
-    happened; a timestamp that is not ISO 8601 is NaT; year 9999 fits. (A block record
-    missing its action, or with a bool priority, is corrupt for every reader now:
-    tests/test_journal_blocks_read.py.)"""
+    happened; a time without an offset is UTC; year 9999 fits. (A block record missing its
+    action, or with a bool priority, or a timestamp that is no time, is corrupt for every
+    reader now: tests/test_journal_blocks_read.py, test_journal_corpus.py.)"""
     lines = [
         {"seq": 1, "timestamp": "9999-12-31T00:00:00+00:00", "event_type": "block_accepted",
          "component": "ExecutionManager",
          "data": {"block_id": "q", "action": "a", "priority": 2, "instructions": [{}, {}]}},
-        {"seq": 2, "timestamp": "not a time", "event_type": "block_accepted",
+        {"seq": 2, "timestamp": "2024-12-31T23:00:00", "event_type": "block_accepted",
          "component": "ExecutionManager",
          "data": {"block_id": "r", "action": "b", "priority": -1, "instructions": [{}]}},
         {"seq": 3, "timestamp": "2025-01-01T01:00:00+01:00", "event_type": "block_transition",
@@ -93,7 +93,8 @@ def test_a_queued_block_and_odd_values(tmp_path: Path) -> None:
         "queued", 0, 0, 2, 2)
     assert q["accepted_at"] == pd.Timestamp("9999-12-31", tz="UTC")
     assert pd.isna(q["started_at"]) and pd.isna(q["seconds"]) and not q["terminal"]
-    assert pd.isna(r["accepted_at"]) and r["priority"] == -1 and r["action"] == "b"
+    assert r["accepted_at"] == pd.Timestamp("2024-12-31T23:00:00", tz="UTC")
+    assert r["priority"] == -1 and r["action"] == "b"
     assert r["started_at"] == pd.Timestamp("2025-01-01T00:00:00", tz="UTC")
     assert r["state"] == "routing" and r["attempts"] == 1
     assert len(f.blocks) == 2  # the other component's record is not read

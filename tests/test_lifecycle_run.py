@@ -623,3 +623,90 @@ def test_the_machine_refuses_what_no_guard_allows() -> None:
     r = rig("live", lifecycle=lifecycle(doc))
     r.em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
     assert "request_approval" in r.events("block_transition")[-1]["reason"]
+
+
+def _waiting_journal(tmp_path: Path) -> tuple[Lifecycle, SimVenue, FakeClock]:
+    """A four-eyes journal of block "a" waiting for approval (moved there at T(0)), every
+    record in a file of its own after a checkpoint (``checkpoint_every=1``)."""
+    lc, venue, clock = lifecycle(FOUR_EYES), SimVenue(), FakeClock()
+    el = EventLogger(tmp_path, "live", checkpoint_every=1)
+    rc = SimReconciliation(clock)
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc), venue, rc,
+                          event_logger=el, clock=clock, sleep=clock.sleep, lifecycle=lc)
+    em.update_state(T(0), "strategy_manager", [priced("a", BIG)])
+    em.update_state(T(1), "strategy_manager")  # a checkpoint with "a" in flight
+    assert em.block_state("a") == "awaiting_approval"
+    el.close()
+    return lc, venue, clock
+
+
+def test_a_move_whose_timestamp_is_no_time_is_refused_not_waited_on_forever(
+        tmp_path: Path) -> None:
+    """The record of the move into a waiting state holds a timestamp that is no time (a
+    hand edit, a damaged byte): recovery refuses it naming file:line, as every reader
+    does. (It recovered, and the wait, counted from that timestamp, never timed out.)"""
+    import orjson
+
+    from fsm_exec.journal.files import JournalCorruptError
+
+    lc, venue, clock = _waiting_journal(tmp_path)
+    for p in sorted(tmp_path.glob("*.jsonl")):
+        lines = p.read_bytes().splitlines(keepends=True)
+        for i, raw in enumerate(lines):
+            r = orjson.loads(raw)
+            if r["event_type"] == "block_transition" and r["data"]["dest"] == \
+                    "awaiting_approval":
+                r["timestamp"] = "yesterday"
+                lines[i] = orjson.dumps(r) + b"\n"
+                p.write_bytes(b"".join(lines))
+                where = f"{p.name}:{i + 1}: "
+    em, _ = manager(tmp_path, lc, venue, clock)
+    with pytest.raises(JournalCorruptError, match=f"{where}.*timestamp"):
+        em.recover()
+    report = check_journal(tmp_path)
+    assert not report.ok and where in str(report.problem), report.problem
+
+
+def test_a_wait_whose_start_is_unknown_counts_from_the_first_call_after_recovery(
+        tmp_path: Path) -> None:
+    """A checkpoint that does not say when the waiting block entered its state (a
+    damaged or hand-made one): the wait counts from the first call after recovery, so its
+    timeout still fires (it never did: the block waited, the queue behind it, for ever)."""
+    import orjson
+
+    lc, venue, clock = _waiting_journal(tmp_path)
+    (path,) = tmp_path.glob("*.jsonl")
+    records = [orjson.loads(raw) for raw in path.read_bytes().splitlines()]
+    last = max(i for i, r in enumerate(records) if r["event_type"] == "checkpoint"
+               and r["data"]["flight"] is not None)
+    assert records[last]["data"]["flight"]["entered"] == "2025-10-01T00:00:00+00:00"
+    del records[last]["data"]["flight"]["entered"]
+    path.write_bytes(orjson.dumps(records[last]) + b"\n")  # the journal: that checkpoint
+    em, el = manager(tmp_path, lc, venue, clock)
+    em.recover()
+    em.update_state(T(7200), "strategy_manager")
+    assert em.block_state("a") == "awaiting_approval"
+    em.update_state(T(7200 + 3599), "strategy_manager")
+    assert em.block_state("a") == "awaiting_approval"
+    em.update_state(T(7200 + 3600), "strategy_manager")
+    assert em.block_state("a") == "cancelled"
+    el.close()
+
+
+def test_a_checkpoint_whose_entered_is_no_time_is_refused(tmp_path: Path) -> None:
+    """The checkpoint says when the waiting block entered its state, in a form that is no
+    time: refused naming the field (it was read, and the wait never timed out)."""
+    import orjson
+
+    from fsm_exec.journal.files import JournalCorruptError
+
+    lc, venue, clock = _waiting_journal(tmp_path)
+    (path,) = tmp_path.glob("*.jsonl")
+    records = [orjson.loads(raw) for raw in path.read_bytes().splitlines()]
+    last = max(i for i, r in enumerate(records) if r["event_type"] == "checkpoint"
+               and r["data"]["flight"] is not None)
+    records[last]["data"]["flight"]["entered"] = "after lunch"
+    path.write_bytes(orjson.dumps(records[last]) + b"\n")
+    em, _ = manager(tmp_path, lc, venue, clock)
+    with pytest.raises(JournalCorruptError, match=r":1: .*\$\.data\.flight\.entered"):
+        em.recover()

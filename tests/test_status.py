@@ -715,16 +715,19 @@ def test_files_that_change_while_opened_are_opened_again(
     assert "its files changed each of the 5 times" in capsys.readouterr().err
 
 
-def test_timestamps_that_are_not_times_give_unknown_ages(tmp_path: Path) -> None:
-    """Records stamped with text that is not a time give no age; a time without an offset
-    is taken as UTC."""
+def test_timestamps_that_are_not_times_are_refused_naive_ones_are_utc(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manager's record stamped with text that is not a time is refused naming file:line
+    and the field, as every reader refuses it (status gave it an unknown age, and recovery
+    counted no wait from it); a time without an offset is taken as UTC."""
     queued_journal(tmp_path, ran=(), queued=("b",))
     path = tmp_path / "execution_manager_events.jsonl"
     data = path.read_bytes()
     path.write_bytes(data.replace(STAMP.encode(), b"yesterday"))
-    _, report = status_json(tmp_path)
-    assert report["queue"]["oldest_age_s"] is None
-    assert "accepted at yesterday (an unknown time ago)" in status(tmp_path)[1]
+    code, _ = status(tmp_path)
+    text = capsys.readouterr().err
+    line = next(n for n, raw in enumerate(data.splitlines(), 1) if STAMP.encode() in raw)
+    assert code == 2 and f"{path.name}:{line}: " in text and "$.timestamp" in text, text
     path.write_bytes(data.replace(STAMP.encode(), b"2025-10-01T00:00:00"))
     assert status_json(tmp_path)[1]["queue"]["oldest_age_s"] == 600.0
     assert "(10 min after now)" in status(tmp_path, now="2025-09-30T23:50:00Z")[1]

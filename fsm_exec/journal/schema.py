@@ -22,6 +22,7 @@ import attrs
 import cattrs
 
 from fsm_exec.boundary.blocks import BLOCK_FIELDS, check_block
+from fsm_exec.boundary.timestamps import parse_timestamp
 from fsm_exec.core.limits import MAX_NAME, MAX_TEXT
 from fsm_exec.journal.codec import CHECKPOINT, decode
 
@@ -40,6 +41,7 @@ Name = NewType("Name", str)
 Text = NewType("Text", str)
 Number = NewType("Number", float)
 Flag = NewType("Flag", bool)
+Stamp = NewType("Stamp", str)  # a time as the manager writes it (ISO 8601, an offset)
 
 
 class SchemaProblem(ValueError):
@@ -87,6 +89,15 @@ def _number(v: Any, _: Any) -> float:
     return float(v)
 
 
+_NO_STAMP = "must be an ISO 8601 time, as the manager writes it, got {}"
+
+
+def _stamp(v: Any, _: Any) -> str:
+    if parse_timestamp(v, naive_is_utc=True) is None:  # recovery counts waits from it
+        raise SchemaProblem(_NO_STAMP.format(_shown(v)))
+    return str(v)
+
+
 def _flag(v: Any, _: Any) -> bool:
     if type(v) is not bool:
         raise SchemaProblem(f"must be true or false, got {_shown(v)}")
@@ -96,7 +107,8 @@ def _flag(v: Any, _: Any) -> bool:
 _converter = cattrs.Converter(forbid_extra_keys=False)
 for _type, _hook in ((BlockId, _block_id), (Count, _int(0, _MAX_COUNT)),
                      (Attempt, _int(0, MAX_ATTEMPT)), (Name, _text(_MAX_NAME)),
-                     (Text, _text(_MAX_TEXT)), (Number, _number), (Flag, _flag)):
+                     (Text, _text(_MAX_TEXT)), (Number, _number), (Flag, _flag),
+                     (Stamp, _stamp)):
     _converter.register_structure_hook(_type, _hook)
 
 
@@ -191,7 +203,7 @@ class StateUpdate:
     halted: Flag = _ABSENT
     processing_time_ms: Number = _ABSENT
     calls: Count = _ABSENT  # a run of calls that changed nothing (journal/idle.py)
-    first_timestamp: Name = _ABSENT
+    first_timestamp: Stamp = _ABSENT
 
 
 @attrs.frozen
@@ -212,6 +224,7 @@ class InFlight:
     deltas: Any = _ABSENT
     handed_off: Flag = _ABSENT
     why: Text = _ABSENT
+    entered: Stamp = _ABSENT  # when it entered its state (its move's record; since lifecycles)
 
 
 @attrs.frozen
@@ -228,7 +241,7 @@ class Checkpoint:
     finished_digests: dict[BlockId, Name] = _ABSENT
     written_on: Name | None = _ABSENT
     execution_mode: Name | None = _ABSENT  # since issue 25; absent in older journals
-    wall_clock: Name | None = _ABSENT  # since issue 25
+    wall_clock: Stamp | None = _ABSENT  # since issue 25
     clock: Name | None = _ABSENT  # "wall": the timestamp is the wall clock (since issue 25)
 
 
@@ -293,6 +306,12 @@ def _problem(exc: Exception, path: str) -> str:
     return problems[0] if problems else f"{path}: {exc}"
 
 
+#: The manager's record timestamp :func:`check_record` last found to be a time (one string
+#: compare for the records of a call, which share it; a race between threads only checks
+#: one again).
+_good_stamp = ""
+
+
 def check_record(obj: dict[str, Any]) -> str | None:
     """Why the decoded line ``obj`` is not a record the writer writes (``field: what``),
     or ``None`` when it is one."""
@@ -300,7 +319,15 @@ def check_record(obj: dict[str, Any]) -> str | None:
         _converter.structure(obj, Envelope)
     except Exception as exc:  # cattrs' grouped errors: one line names the first
         return _problem(exc, "$")
-    kind = KINDS.get(obj["event_type"]) if obj["component"] == MANAGER else None
+    if obj["component"] != MANAGER:
+        return None  # another component's records: its own business
+    global _good_stamp  # the last one found good: the records of a call share it
+    stamp = obj["timestamp"]
+    if stamp != _good_stamp:
+        if parse_timestamp(stamp, naive_is_utc=True) is None:  # waits count from it
+            return _NO_STAMP.format(_shown(stamp)) + " @ $.timestamp"
+        _good_stamp = stamp
+    kind = KINDS.get(obj["event_type"])
     if kind is None:
         return None
     try:

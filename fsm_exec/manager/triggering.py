@@ -47,7 +47,7 @@ def lifecycle_table(self: ExecutionManager) -> RunTable:
 
 
 def _instant(stamp: str | None) -> dt.datetime | None:
-    return parse_timestamp(stamp) if stamp is not None else None
+    return parse_timestamp(stamp, naive_is_utc=True) if stamp is not None else None
 
 
 def guard_context(self: ExecutionManager) -> GuardContext:
@@ -67,9 +67,14 @@ def guard_context(self: ExecutionManager) -> GuardContext:
 
 def waited(self: ExecutionManager, f: Flight) -> float:
     """Seconds the block in flight has been in its state, on the strategy's timestamps (a
-    restart keeps counting from the record of the move into it)."""
+    restart keeps counting from the record of the move into it). When that is not known
+    (a checkpoint that does not say), the count starts now: a wait's timeout fires late,
+    never not at all."""
     now, entered = _instant(self._ts), _instant(f.entered)
-    if now is None or entered is None:
+    if now is None:
+        return 0.0
+    if entered is None:
+        f.entered = self._ts
         return 0.0
     return max((now - entered).total_seconds(), 0.0)
 
