@@ -478,3 +478,22 @@ def test_a_name_the_writer_gives_the_same_file_is_read_as_before(tmp_path: Path)
     report = check_journal(tmp_path)
     assert report.ok and report.blocks_executed == 1, report.problem
     assert rig("backtest").em.recover(tmp_path).blocks_executed == 1
+
+
+@pytest.mark.parametrize("digits", [b"18446744073709551616", b"-9223372036854775809",
+                                    b"9" * 5000])
+def test_an_integer_beyond_64_bits_written_as_digits_is_refused(digits: bytes,
+                                                                tmp_path: Path) -> None:
+    """An integer no reader reads exactly (orjson reads it as a float: 2**64 became
+    1.8446744073709552e19), written as digits where the writer writes it tagged
+    (``{"__int__": "..."}``): every reader refuses the line, naming it, instead of reading
+    another number."""
+    lines = _lines("backtest_clean.jsonl")
+    i = next(n for n, raw in enumerate(lines) if b'"deltas"' in raw)
+    record = orjson.loads(lines[i])
+    record["data"]["deltas"] = {"changes": {"ETH": 0}}
+    lines[i] = orjson.dumps(record).replace(b'"ETH":0', b'"ETH":' + digits) + b"\n"
+    path = _journal(tmp_path, lines)
+    with pytest.raises(JournalCorruptError, match=rf":{i + 1}: .*beyond 64 bits"):
+        list(read_journal(path))
+    _agree(path)

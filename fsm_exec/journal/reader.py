@@ -35,7 +35,19 @@ def duplicate_key(raw: bytes | str) -> str | None:
     """The first key that appears twice in one object of the JSON text ``raw`` (JSON
     readers differ on which value they keep), else ``None`` (also for text that is not
     JSON: the caller says why it is not)."""
+    return _look_closer(raw)[0]
+
+
+#: The integers orjson reads exactly (it reads any other as a float: 2**64 is
+#: 1.8446744073709552e19); the writer writes one beyond them tagged, ``{"__int__": "..."}``.
+_EXACT = (-(1 << 63), (1 << 64) - 1)
+
+
+def _look_closer(raw: bytes | str) -> tuple[str | None, str | None]:
+    """``(the first key twice in one object, the first integer beyond 64 bits)`` of the
+    JSON text ``raw``, each ``None`` when there is none (both for text that is not JSON)."""
     twice: list[str] = []
+    wide: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(items)
@@ -48,18 +60,62 @@ def duplicate_key(raw: bytes | str) -> str | None:
                 seen.add(key)
         return out
 
+    def integer(text: str) -> int:
+        if not wide and type(_wide_or_zero(text)) is Wide:
+            wide.append(text)
+        return 0
+
     try:
-        json.loads(raw, object_pairs_hook=pairs)
+        json.loads(raw, object_pairs_hook=pairs, parse_int=integer)
     except (ValueError, RecursionError):
-        return None
-    return twice[0] if twice else None
+        return None, None
+    return (twice[0] if twice else None), (wide[0] if wide else None)
+
+
+def _unfaithful(path: Path | str, line_no: int, raw: bytes) -> JournalCorruptError | None:
+    """Why a line that orjson reads otherwise than it is written is refused: a key twice in
+    one object, or an integer beyond 64 bits (which orjson would read as another number)."""
+    twice, wide = _look_closer(raw)
+    if twice is not None:
+        return JournalCorruptError(path, line_no, f"key {twice!r} appears twice in one "
+                                                  "object (which value is meant?)")
+    if wide is not None:
+        shown = wide if len(wide) <= 30 else f"{wide[:12]}... ({len(wide)} digits)"
+        return JournalCorruptError(path, line_no, f"the integer {shown} is beyond 64 bits, "
+                                                  "written as digits (the writer writes one "
+                                                  'tagged: {"__int__": "..."}) @ '
+                                                  f"{_where_wide(raw)}")
+    return None
+
+
+def _where_wide(raw: bytes | str) -> str:
+    """The path (``$.data.attempt``) of the first integer beyond 64 bits in ``raw``."""
+    def walk(v: Any, at: str) -> str | None:
+        if type(v) is dict:
+            items: Iterable[tuple[Any, Any]] = ((f".{k}", x) for k, x in v.items())
+        elif type(v) is list:
+            items = ((f"[{i}]", x) for i, x in enumerate(v))
+        else:
+            return at if type(v) is Wide else None
+        return next((p for k, x in items if (p := walk(x, at + k)) is not None), None)
+
+    return walk(json.loads(raw, parse_int=_wide_or_zero), "$") or "$"
+
+
+class Wide(str):
+    """An integer beyond 64 bits, as its digits (only :func:`_where_wide` makes one)."""
+
+
+def _wide_or_zero(text: str) -> Any:
+    # (by its length first: int() refuses more than 4,300 digits)
+    return Wide(text) if len(text) > 21 or not _EXACT[0] <= int(text) <= _EXACT[1] else 0
 
 
 def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
     """One line of a journal as its record (a dict), its envelope and its tags checked: JSON,
     an object with the record's fields, every tag as the codec writes it and nesting no
     deeper than it writes (:func:`~fsm_exec.journal.codec.validate`), no key twice in one
-    object (:func:`duplicate_key`); else
+    object (:func:`duplicate_key`), no integer beyond 64 bits written as digits; else
     :class:`JournalCorruptError` naming ``path:line_no``. The walk looking for tags runs
     only on a line that may hold one (``"__`` or an escape in it) or may nest too deep
     (as many opening brackets as :data:`~fsm_exec.journal.codec.MAX_NESTING`, so twice as
@@ -68,7 +124,8 @@ def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise JournalCorruptError(path, line_no, "not valid JSON") from None
+        raise (_unfaithful(path, line_no, raw)
+               or JournalCorruptError(path, line_no, "not valid JSON")) from None
     if type(obj) is not dict:
         raise JournalCorruptError(path, line_no, "not a JSON object")
     get = obj.get  # orjson makes exact types: a bool is no seq
@@ -85,10 +142,9 @@ def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
             raise JournalCorruptError(path, line_no, str(exc)) from None
     # (validated first: nothing nested deeper than the writer writes)
     if orjson.dumps(obj) != raw.rstrip(b"\r\n"):  # not as the writer wrote it: look closer
-        twice = duplicate_key(raw)
-        if twice is not None:
-            raise JournalCorruptError(path, line_no, f"key {twice!r} appears twice in one "
-                                                     "object (which value is meant?)")
+        refusal = _unfaithful(path, line_no, raw)
+        if refusal is not None:
+            raise refusal
     return obj
 
 
