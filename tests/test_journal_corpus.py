@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -497,3 +498,31 @@ def test_an_integer_beyond_64_bits_written_as_digits_is_refused(digits: bytes,
     with pytest.raises(JournalCorruptError, match=rf":{i + 1}: .*beyond 64 bits"):
         list(read_journal(path))
     _agree(path)
+
+
+@pytest.mark.parametrize("case", ["bom", "not json", "null", "seq float"])
+def test_every_reader_refuses_a_first_line_with_the_same_message(case: str,
+                                                                 tmp_path: Path) -> None:
+    """The first line is no record (a byte-order mark an editor added, text, ``null``, a
+    seq of 1.0): check, status, report and recover() refuse it with one message, the
+    reader's (check said "not a journal file" where the others said "not valid JSON");
+    check adds its guess as a note."""
+    lines = _lines("backtest_clean.jsonl")
+    first = {"bom": b"\xef\xbb\xbf" + lines[0], "not json": b"seq,timestamp\n",
+             "null": b"null\n", "seq float": lines[0].replace(b'"seq":1,', b'"seq":1.0,')
+             }[case]
+    path = _journal(tmp_path, [first, *lines[1:]])
+    with pytest.raises(JournalCorruptError) as caught:
+        list(read_journal(path))
+    said = caught.value.message
+    assert said.startswith(f"{path}:1: ")
+    report = check_journal(path)
+    assert report.problem == said, (report.problem, said)
+    assert read_checked(path)[1] == said
+    with pytest.raises(StatusUnreadable, match=re.escape(said)):
+        read_status(tmp_path)
+    with pytest.raises(JournalCorruptError) as recovered:
+        rig("backtest").em.recover(path)
+    assert recovered.value.message == said
+    if case == "bom":
+        assert "byte-order mark" in said

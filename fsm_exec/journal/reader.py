@@ -124,8 +124,10 @@ def envelope_of(path: Path | str, line_no: int, raw: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise (_unfaithful(path, line_no, raw)
-               or JournalCorruptError(path, line_no, "not valid JSON")) from None
+        raise (_unfaithful(path, line_no, raw) or JournalCorruptError(
+            path, line_no, "not valid JSON" + (
+                " (a byte-order mark before it: an editor saved the file?)"
+                if raw.startswith(b"\xef\xbb\xbf") else ""))) from None
     if type(obj) is not dict:
         raise JournalCorruptError(path, line_no, "not a JSON object")
     get = obj.get  # orjson makes exact types: a bool is no seq

@@ -125,8 +125,15 @@ class _Scan:
                     self.problems.append(f"{torn}; recovery sets it aside")
                 return
             if n == 1 and not looks_like_a_record(raw):
-                self.problems.append(f"{path}:1: not a journal file (its first line is "
-                                     "not a journal record)")
+                # What every reader says of it (the one message), and check's guess apart.
+                try:
+                    parse(path, n, raw)
+                except JournalCorruptError as exc:
+                    self.problems.append(exc.message)
+                else:  # pragma: no cover - a record parses only when it looks like one
+                    self.problems.append(f"{path}:1: not a journal record")
+                self.notes.append(f"{path}: its first line is no journal record: is it a "
+                                  "journal file?")
                 return
             self._read += 1
             if not raw.strip():
