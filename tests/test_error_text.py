@@ -27,6 +27,7 @@ from fsm_exec.sim.venues import (
     StaticDataProvider,
 )
 from fsm_exec.tools.check import check_journal
+from fsm_exec.tools.diagram import overlay_events
 from fsm_exec.tools.report import read_checked
 from fsm_exec.tools.status import StatusUnreadable, read_status
 
@@ -56,6 +57,9 @@ def test_a_hostile_state_name_in_a_journal_reaches_no_error_raw(field: str,
     with pytest.raises(StatusUnreadable) as unreadable:
         read_status(tmp_path)
     texts.append(str(unreadable.value))
+    with pytest.raises(ValueError) as drawn:  # diagram --events: off the table
+        overlay_events(read_journal(path))
+    texts.append(str(drawn.value))
     for text in texts:
         assert "\\x1b[2K" in text, text  # shown, escaped
         assert_terminal_safe(text)
@@ -85,7 +89,7 @@ def test_a_collaborator_s_hostile_error_text_reaches_no_error_or_log_raw(
         disable_logging()
     err = caught.value
     assert err.error_code == "EXEC-001"
-    for text in (str(err), err.message):
+    for text in (str(err), err.message, str(err.original_exception)):
         assert "\\x1b[2K" in text and "\\nERROR forged" in text, text
         assert "\n" not in text
         assert_terminal_safe(text)
@@ -122,3 +126,48 @@ def test_a_live_manager_logs_a_hostile_error_escaped(tmp_path: Path) -> None:
     errors = [r.data["error_message"] for r in read_journal(tmp_path)
               if r.event_type == "error"]
     assert errors and all("\\x1b[2K" in e and "\n" not in e for e in errors), errors
+
+
+def test_a_risk_check_s_hostile_refusal_reaches_no_error_or_record_raw(
+        tmp_path: Path) -> None:
+    """A risk check refuses with text holding escape sequences and a line break (and a name
+    holding some): the EXEC-006 error, the failed move's reason and the error record show
+    them escaped, on one line."""
+    def check(block: Any, market: Any) -> str:
+        return HOSTILE + "\nFORGED"
+
+    check.__name__ = "desk\x1b[31m"
+    em = ExecutionManager({}, StaticDataProvider(), "backtest", SimPositionHandler(),
+                          SimVenue(), SimReconciliation(), risk_checks=[check],
+                          event_logger=EventLogger(tmp_path, "backtest"))
+    with pytest.raises(ComponentError) as caught:
+        em.update_state(T, "strategy_manager", blocks("b1"))
+    em.close()
+    texts = [str(caught.value)]
+    for r in read_journal(tmp_path):
+        texts += [str(r.data.get(k)) for k in ("reason", "error_message") if k in r.data]
+    assert caught.value.error_code == "EXEC-006" and len(texts) >= 3, texts
+    for text in texts:
+        assert "\\x1b[2K" in text and "\\nFORGED" in text and "\\x1b[31m" in text, text
+        assert "\n" not in text
+        assert_terminal_safe(text)
+
+
+def test_a_journal_s_hostile_path_reaches_no_reader_s_message_raw(tmp_path: Path) -> None:
+    """A log directory whose name holds escape sequences: what check (its problems and
+    notes), status and report say of a journal there shows the path escaped."""
+    log_dir = tmp_path / f"logs{HOSTILE}"
+    lines = _lines("backtest_clean.jsonl")
+    path = _journal(log_dir, [*lines[:3], *lines[4:], lines[3][:-1]])  # a gap, a torn tail
+    report = check_journal(path)
+    assert report.problems and report.notes
+    texts = [*report.problems, *report.notes, str(read_checked(path)[1])]
+    with pytest.raises(StatusUnreadable) as unreadable:
+        read_status(log_dir)
+    texts.append(str(unreadable.value))
+    (log_dir / "execution_manager_events.2026-01-01.1.jsonl").write_bytes(b"")
+    texts += check_journal(log_dir).problems
+    assert any("logs\\x1b[2K" in n for n in report.notes), report.notes  # the torn tail
+    for text in texts:
+        assert "logs" not in text or "logs\\x1b[2K" in text, text
+        assert_terminal_safe(text)

@@ -321,11 +321,20 @@ def test_record_is_one_json_object_per_line(tmp_path: Path, mode: str) -> None:
     ("2024-03-01 whatever", "2024-03-01 whatever"),
 ])
 def test_timestamp_is_iso_8601(tmp_path: Path, ts: Any, iso: str) -> None:
-    """Datetimes by isoformat, epoch seconds as UTC, strings as given."""
+    """Datetimes by isoformat, epoch seconds as UTC, strings as given; the manager's own
+    records only when that is a time (every reader refuses one that is none)."""
+    from fsm_exec.boundary.timestamps import parse_timestamp
+
     assert iso_timestamp(ts) == iso
     with EventLogger(tmp_path, "live") as el:
-        el.log_event(ts, "tick", EM, {})
-    assert lines_of(el.path_for(EM))[0]["timestamp"] == iso
+        el.log_event(ts, "tick", "Strategy", {})
+        if parse_timestamp(iso, naive_is_utc=True) is None:
+            with pytest.raises(EventLogError, match="is no time"):
+                el.log_event(ts, "tick", EM, {})
+        else:
+            el.log_event(ts, "tick", EM, {})
+            assert lines_of(el.path_for(EM))[0]["timestamp"] == iso
+    assert lines_of(el.path_for("Strategy"))[0]["timestamp"] == iso
 
 
 @pytest.mark.parametrize(("ts", "text"), [

@@ -682,7 +682,10 @@ def test_a_wait_whose_start_is_unknown_counts_from_the_first_call_after_recovery
     assert records[last]["data"]["flight"]["entered"] == "2025-10-01T00:00:00+00:00"
     del records[last]["data"]["flight"]["entered"]
     path.write_bytes(orjson.dumps(records[last]) + b"\n")  # the journal: that checkpoint
-    em, el = manager(tmp_path, lc, venue, clock)
+    el = EventLogger(tmp_path, "live", checkpoint_every=1)  # a checkpoint after each call
+    rc = SimReconciliation(clock)
+    em = ExecutionManager({}, StaticDataProvider(), "live", SimPositionHandler(rc), venue, rc,
+                          event_logger=el, clock=clock, sleep=clock.sleep, lifecycle=lc)
     em.recover()
     em.update_state(T(7200), "strategy_manager")
     assert em.block_state("a") == "awaiting_approval"
@@ -691,6 +694,9 @@ def test_a_wait_whose_start_is_unknown_counts_from_the_first_call_after_recovery
     em.update_state(T(7200 + 3600), "strategy_manager")
     assert em.block_state("a") == "cancelled"
     el.close()
+    # The count's start is this run's own: no checkpoint says what no record said (the
+    # checkpoints after it agree with the records before them).
+    assert check_journal(tmp_path).ok, check_journal(tmp_path).problems
 
 
 def test_a_checkpoint_whose_entered_is_no_time_is_refused(tmp_path: Path) -> None:

@@ -184,3 +184,25 @@ def test_a_call_stamped_before_the_last_record_never_goes_back(tmp_path: Path) -
     assert last - START >= dt.timedelta(seconds=8)  # past the next call's timestamp
     stamps = [dt.datetime.fromisoformat(r.timestamp) for r in later]
     assert stamps[0] == last and stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", float("nan"),
+                                   dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(
+                                       dt.timedelta(hours=-5)))])
+def test_the_writer_never_writes_a_manager_timestamp_the_readers_refuse(
+        stamp: Any, tmp_path: Path) -> None:
+    """A record of the manager's component given a timestamp that is no time (text, NaN, a
+    time with no UTC instant) is refused by the writer, nothing written: the readers refuse
+    it, so the journal could no longer be recovered. Another component's record keeps what
+    its caller gave it."""
+    from fsm_exec.core.errors import EventLogError
+
+    with EventLogger(tmp_path, "live") as log:
+        log.log_event(START, "operator_note", "ExecutionManager", {"n": 1})
+        with pytest.raises(EventLogError, match="no time"):
+            log.log_event(stamp, "operator_note", "ExecutionManager", {"n": 2})
+        with pytest.raises(EventLogError, match="no time"):
+            log.checkpoint("ExecutionManager", {"n": 4}, timestamp=stamp, new_file=False)
+        log.log_event("whenever", "note", "Strategy", {"n": 3})
+    assert [r.data["n"] for r in read_journal(tmp_path)] == [1]
+    assert [r.data["n"] for r in read_journal(tmp_path, "Strategy")] == [3]

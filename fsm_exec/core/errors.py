@@ -189,7 +189,8 @@ class ScrubbedException(Exception):
         kind = type(exc)
         name = kind.__qualname__ if kind.__module__ == "builtins" else (
             f"{kind.__module__}.{kind.__qualname__}")
-        return cls(name, redact(safe_str(exc)))
+        # Shown, not sent (escaped first: the redactor knows a secret's escaped forms too).
+        return cls(terminal_text(name), redact(terminal_text(safe_str(exc))))
 
     def __repr__(self) -> str:
         return f"ScrubbedException({self.type_name!r}, {self.message!r})"

@@ -69,6 +69,9 @@ class Flight(JournalFlight):
     #: A user lifecycle's waiting state holds the block: the driver stopped, and the queue
     #: behind it waits (checked again on the next ``update_state``).
     waiting: bool = False
+    #: When this run began counting the wait of a block whose entry into its state no record
+    #: says (a checkpoint without ``entered``): never journaled, as no record said it.
+    wait_from: str | None = None
 
 
 class Driver:

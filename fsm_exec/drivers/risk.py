@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from fsm_exec.boundary.blocks import ASSET_FIELD, InstructionBlock
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import DataProvider, RiskCheck
-from fsm_exec.core.errors import describe_exception
+from fsm_exec.core.errors import describe_exception, safe_str
 
 
 def _positive_price(p: object) -> bool:
@@ -94,7 +95,9 @@ class RiskChecks:
                 return self._refused(check, "risk check {} raised " + describe_exception(exc))
             if verdict is None or verdict is True:
                 continue
-            reason = verdict if isinstance(verdict, str) and verdict else "refused"
+            # A desk's own text, shown (escaped) wherever the refusal goes: one line.
+            reason = (terminal_text(str.__str__(verdict)) if isinstance(verdict, str)
+                      and verdict else "refused")
             return self._refused(check, "{}: " + reason)
         return None
 
@@ -102,5 +105,5 @@ class RiskChecks:
         """``(error code, reason)`` of ``check``'s refusal: ``text`` with the check's name
         in place of its ``{}`` (named only when it refuses: the hot path names nothing)."""
         code = "EXEC-005" if check is check_prices else "EXEC-006"
-        name = getattr(check, "__name__", type(check).__name__)
-        return code, self.redact(text.replace("{}", format(name), 1))
+        name = terminal_text(safe_str(getattr(check, "__name__", type(check).__name__)))
+        return code, self.redact(text.replace("{}", name, 1))

@@ -29,9 +29,8 @@ class JournalCorruptError(ComponentError, ValueError):
 
     def __init__(self, path: Path | str, line: int, reason: str) -> None:
         self.path, self.line = str(path), line  # line 0: the file as a whole
-        where = terminal_text(path)
-        super().__init__("EXEC-013", terminal_text(f"{where}:{line}: {reason}" if line else
-                                                   f"{where}: {reason}"))
+        where, why = terminal_text(path), terminal_text(reason, keep_lines=True)
+        super().__init__("EXEC-013", f"{where}:{line}: {why}" if line else f"{where}: {why}")
 
 
 

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.core.errors import EventLogError
+from fsm_exec.boundary.timestamps import parse_timestamp
+from fsm_exec.core.errors import EventLogError, shorten
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.journal.files import (
     FileOwner,
+    files_of,
     fsync_dir,
     journal_files,
+    journal_stem_of,
     last_seq,
     open_append,
     repair_torn_tail,
@@ -59,6 +62,38 @@ def too_long(j: Journal, event_type: str, n: int, limit: int) -> EventLogError:
     written."""
     return EventLogError(f"cannot write journal {j.path}: a {event_type} record of {n} bytes "
                          f"is longer than the {limit} bytes a journal line may hold")
+
+
+def prune(log_dir: Path, j: Journal, today: dt.date, retention_days: int | None) -> None:
+    """Delete the oldest whole files of ``j`` that ended more than ``retention_days`` ago;
+    only files before the current one (for a checkpointing component: before the newest
+    checkpoint, which starts the current file)."""
+    if retention_days is None or j.fresh:  # fresh: no file but the current one
+        return
+    try:
+        cutoff = today - dt.timedelta(days=retention_days)
+    except OverflowError:  # a ``today`` near year 1: nothing is that old
+        return
+    files = files_of(log_dir, journal_stem_of(j.path))
+    starts = [start_day(p, j.day) for p in files]
+    for i, p in enumerate(files[:-1]):
+        if p == j.path:
+            break
+        ended = starts[i + 1]  # a file ends where the next one starts
+        if ended >= cutoff:
+            break  # only ever a prefix: history is pruned from its oldest end
+        p.unlink()
+
+
+def no_time(j: Journal, event_type: str, iso: str) -> EventLogError | None:
+    """Why a record of the manager's component whose timestamp is no time is refused,
+    nothing written (the readers refuse it, so the journal could not be recovered); else
+    ``None``. (Another component's timestamp is its caller's business.)"""
+    if parse_timestamp(iso, naive_is_utc=True) is not None:
+        return None
+    return EventLogError(f"cannot write journal {j.path}: the {event_type} record's timestamp "
+                         f"{shorten(repr(iso), 60)} is no time (an ISO 8601 time with a UTC "
+                         "instant, which every reader checks)")
 
 
 class Journal:

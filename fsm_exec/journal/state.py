@@ -75,7 +75,7 @@ class ReplayError(ValueError):
     record: JournalRecord | None = None
 
     def __init__(self, message: str) -> None:
-        super().__init__(terminal_text(message))
+        super().__init__(terminal_text(message, keep_lines=True))
 
 
 class GapError(ReplayError):
@@ -549,7 +549,8 @@ class ManagerState:
         if not isinstance(block_id, str):
             raise ReplayError("block_transition without a block_id")
         if dest not in self.table.next.get((source, trigger), ()):
-            raise ReplayError(f"{source} --{trigger}--> {dest} is not an edge of the lifecycle")
+            raise ReplayError(terminal_text(f"{source} --{trigger}--> {dest}")
+                              + " is not an edge of the lifecycle")
         if trigger == _CANCEL and source == _INITIAL:
             batch = self._grouped("cancel", d)
             if batch is not None:

@@ -39,7 +39,6 @@ from fsm_exec.journal.files import (
     last_seq,
     open_append,
     repair_torn_tail,
-    start_day,
 )
 from fsm_exec.journal.handles import (
     CLOSED,
@@ -48,8 +47,10 @@ from fsm_exec.journal.handles import (
     Journal,
     file_bytes,
     flush,
+    no_time,
     open_journal,
     open_loggers,
+    prune,
     release,
     settle,
     too_long,
@@ -59,6 +60,7 @@ from fsm_exec.journal.handles import (
 from fsm_exec.journal.handles import JournalLossError as JournalLossError
 from fsm_exec.journal.idle import STATE_UPDATE, IdleRun, encode_line
 from fsm_exec.journal.lock import Owners, take_directory
+from fsm_exec.journal.schema import MANAGER
 from fsm_exec.observe.oplog import MIRRORED, mirror
 
 MODES = ("backtest", "live")
@@ -151,6 +153,7 @@ class EventLogger:
         self._closed = False
         self._last_ts: Any = object()
         self._last_iso = ""
+        self._good_iso = ""  # the last timestamp text no_time() let through
         self._write_lock = threading.RLock()
         self._fsync_listeners: list[FsyncListener] = []
         self._fsynced: list[float] = []  # timings not yet given to the listeners
@@ -295,26 +298,6 @@ class EventLogger:
                 fsync_dir(self.log_dir)
         j.day = today
 
-    def _prune(self, j: Journal, today: dt.date) -> None:
-        """Delete the oldest whole files that ended more than ``retention_days`` ago; only
-        files before the current one (for a checkpointing component: before the newest
-        checkpoint, which starts the current file)."""
-        if self.retention_days is None or j.fresh:  # fresh: no file but the current one
-            return
-        try:
-            cutoff = today - dt.timedelta(days=self.retention_days)
-        except OverflowError:  # a ``today`` near year 1: nothing is that old
-            return
-        files = files_of(self.log_dir, journal_stem_of(j.path))
-        starts = [start_day(p, j.day) for p in files]
-        for i, p in enumerate(files[:-1]):
-            if p == j.path:
-                break
-            ended = starts[i + 1]  # a file ends where the next one starts
-            if ended >= cutoff:
-                break  # only ever a prefix: history is pruned from its oldest end
-            p.unlink()
-
     # -------------------------------------------------------------- checkpoints
     def checkpoint_due(self, component: str) -> str | None:
         """What a checkpointing component should write at its next safe point: ``rotate``
@@ -350,8 +333,11 @@ class EventLogger:
                 record_data = {"written_on": today.isoformat(), **data}
                 # Written through (and fsynced) when records are durable; a backtest
                 # journal's is buffered like any record (nothing to make durable).
-                self._write(j, iso_timestamp(timestamp), CHECKPOINT, component, record_data,
-                            sync=True, force=self._durable)
+                iso = iso_timestamp(timestamp)
+                if component == MANAGER and (refused := no_time(j, CHECKPOINT, iso)):
+                    raise refused
+                self._write(j, iso, CHECKPOINT, component, record_data, sync=True,
+                            force=self._durable)
             except OSError as exc:
                 j.dirty = True  # a failed fsync (rotation's, or its own): read the file back
                 if isinstance(exc, EventLogError):
@@ -362,7 +348,7 @@ class EventLogger:
             j.since_checkpoint = 0
             if new_file:
                 with contextlib.suppress(OSError):  # housekeeping never fails a write
-                    self._prune(j, today)
+                    prune(self.log_dir, j, today, self.retention_days)
             seq = j.seq
         if self._fsynced:
             self._tell_fsyncs()
@@ -380,7 +366,8 @@ class EventLogger:
         the caller's no more: a buffered journal encodes it when it writes the record (a
         ``state_update`` may be held back for the calls after it), so change a copy.
         ``checked``: the caller proved ``data`` free of NaN and infinities (which orjson
-        writes as ``null``): a buffered journal does not scan the line for them.
+        writes as ``null``): a buffered journal does not scan the line for them; and
+        ``timestamp`` a time (the manager's canonical one), not looked at again.
         """
         with self._write_lock:
             j = (self._last_journal if component is self._last_component
@@ -396,6 +383,10 @@ class EventLogger:
             else:
                 iso = iso_timestamp(timestamp)
                 self._last_ts, self._last_iso = timestamp, iso
+            if not checked and iso is not self._good_iso and component == MANAGER:
+                if refused := no_time(j, event_type, iso):  # (one look a call)
+                    raise refused
+                self._good_iso = iso
             if self._buffered:
                 # The backtest hot path: _write, inlined (five of these per block).
                 if event_type == STATE_UPDATE:  # held back: the next calls may join it
@@ -437,7 +428,7 @@ class EventLogger:
                     today = self._today()
                     if today > j.day:
                         self._rotate(j, today)
-                        self._prune(j, today)
+                        prune(self.log_dir, j, today, self.retention_days)
                 except OSError as exc:
                     j.dirty = True  # read the files back before the next write
                     raise EventLogError(f"cannot write journal {j.path}: {exc.strerror}",

@@ -74,8 +74,10 @@ def waited(self: ExecutionManager, f: Flight) -> float:
     if now is None:
         return 0.0
     if entered is None:
-        f.entered = self._ts
-        return 0.0
+        if f.wait_from is None:
+            f.wait_from = self._ts
+        entered = _instant(f.wait_from)
+        assert entered is not None
     return max((now - entered).total_seconds(), 0.0)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.files import JournalCorruptError, journal_files, not_regular
 from fsm_exec.journal.reader import JournalRecord, journal_lines, looks_like_a_record, parse
@@ -224,6 +225,9 @@ def check_journal(source: Path | str | Iterable[Path | str] | Iterable[JournalRe
     f = shown.flight
     unsent = f is not None and shown.table.kinds.get(f.state) == "before_route"
     doubt = None if unsent else f
+    # What they quote of the journal (and its paths) shown, never sent.
+    problems = [terminal_text(p, keep_lines=True) for p in problems]
+    notes = [terminal_text(n, keep_lines=True) for n in notes]
     return CheckReport(
         ok=not problems, problem=problems[0] if problems else None, records=records,
         blocks_accepted=shown.accepted, blocks_executed=shown.executed,

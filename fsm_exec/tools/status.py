@@ -66,7 +66,7 @@ class StatusUnreadable(ValueError):
     (``path`` and ``line`` say where, when known)."""
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(terminal_text(message, keep_lines=True))  # shown, never sent
         self.path, self.line = path, line
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.journal.reader import JournalRecord
 from fsm_exec.tools.diagram.table import (
     LifecycleTable,
@@ -118,7 +119,8 @@ class JournalOffTableError(ValueError):
 
     def __init__(self, where: str, move: str) -> None:
         self.where = where
-        super().__init__(f"{where}: transition {move} is not an edge of the lifecycle")
+        super().__init__(terminal_text(f"{where}: transition {move} is not an edge of the "
+                                       "lifecycle"))  # what it quotes: shown, never sent
 
 
 def journal_table(records: list[JournalRecord], component: str) -> LifecycleTable:
