@@ -144,3 +144,23 @@ def test_a_stopped_run_says_what_the_journal_says(
     assert (flight is None) == (dest == "success")
     if flight is not None:
         assert f"block {flight['block_id']} is {flight['state']}" in err
+
+
+def test_a_resume_never_skips_a_changed_block_silently(tmp_path: Path) -> None:
+    """The file was edited between the runs: a block whose id the journal holds now asks
+    for something else. The resume does not run it (its id is taken) and does not skip it
+    as done either: it is reported refused, naming the block and why (a changed block
+    needs a new id), and the run's exit says something was refused. The unchanged blocks
+    are skipped as before, the new ones run."""
+    out = tmp_path / "out"
+    first = blocks_file(tmp_path / "first.jsonl", ["a", "b"])
+    assert cli("run", first, "--mode", "live", "--out", out)[0] == 0
+    changed = block("b")
+    changed["instructions"][0]["amount"] = 2.5
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text("".join(json.dumps(b) + "\n" for b in (block("a"), changed, block("c"))))
+    code, text = cli("run", whole, "--mode", "live", "--out", out)
+    assert code != 0, text
+    assert "block 'b'" in text and "new block_id" in text, text
+    counts = accepted(out / "logs" / "events")
+    assert counts == Counter({"a": 1, "b": 1, "c": 1})

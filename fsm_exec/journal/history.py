@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 
+from fsm_exec.boundary.blocks import content_digest
 from fsm_exec.journal.codec import CHECKPOINT
 from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.journal.state import ManagerState, ReplayError
@@ -30,8 +31,16 @@ def accepted_ids(records: Iterable[JournalRecord],
     more acceptances than it holds ids (the records before it were deleted, so some ids
     are unknown); :class:`~fsm_exec.journal.state.ReplayError` for a record that breaks
     the lifecycle."""
+    return set(accepted_digests(records, component))
+
+
+def accepted_digests(records: Iterable[JournalRecord],
+                     component: str = "ExecutionManager") -> dict[str, str | None]:
+    """:func:`accepted_ids`, each with the content digest of the block accepted under it
+    (:func:`~fsm_exec.boundary.blocks.content_digest`), ``None`` where the journal does not
+    say (a finished block of a checkpoint written before digests were kept)."""
     state = ManagerState(component)
-    ids: set[str] = set()
+    ids: dict[str, str | None] = {}
     first = True
     for r in records:
         accepted = state.accepted
@@ -49,9 +58,13 @@ def accepted_ids(records: Iterable[JournalRecord],
                     f"the journal's records before seq {r.seq} were deleted (retention): "
                     f"{state.accepted} blocks were accepted before it and its checkpoint "
                     f"names {len(held)} of them")
-            ids |= held
+            ids.update((i, state.digests.get(i)) for i in state.finished)
+            ids.update((b.block_id, content_digest(b)) for b in state.queue.values())
+            if state.flight is not None:
+                ids[state.flight.block.block_id] = content_digest(state.flight.block)
         elif state.accepted > accepted:  # a batch accepted whole: the newest in the queue
-            ids.update(islice(reversed(state.queue), state.accepted - accepted))
+            ids.update((b.block_id, content_digest(b)) for b in islice(
+                reversed(state.queue.values()), state.accepted - accepted))
         first = False
     return ids
 
@@ -59,3 +72,9 @@ def accepted_ids(records: Iterable[JournalRecord],
 def accepted_ids_in(log_dir: Path | str, component: str = "ExecutionManager") -> set[str]:
     """:func:`accepted_ids` of the journal in ``log_dir`` (every file, oldest first)."""
     return accepted_ids(read_journal(log_dir, component), component)
+
+
+def accepted_digests_in(log_dir: Path | str, component: str = "ExecutionManager"
+                        ) -> dict[str, str | None]:
+    """:func:`accepted_digests` of the journal in ``log_dir`` (every file, oldest first)."""
+    return accepted_digests(read_journal(log_dir, component), component)

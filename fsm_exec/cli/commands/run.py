@@ -268,16 +268,46 @@ def _interrupted(stop: BaseException, log_dir: Path, done: int, total: int, mode
     return "\n".join(lines)
 
 
-def _held_ids(log_dir: Path) -> set[str]:
-    """Every block id the journal in ``log_dir`` ever accepted; :class:`UsageError` when
-    that cannot be told (history deleted by retention, a broken journal)."""
-    from fsm_exec.journal.history import accepted_ids_in
+def _held_ids(log_dir: Path) -> dict[str, str | None]:
+    """Every block id the journal in ``log_dir`` ever accepted, with the content digest of
+    its block (``None``: not known); :class:`UsageError` when that cannot be told (history
+    deleted by retention, a broken journal)."""
+    from fsm_exec.journal.history import accepted_digests_in
 
     try:
-        return accepted_ids_in(log_dir)
+        return accepted_digests_in(log_dir)
     except ValueError as exc:
         raise UsageError(f"{log_dir}: cannot resume from this journal: {exc}; give --fresh "
                          "to move it aside and start again") from None
+
+
+def _not_run_again(batch: list[dict[str, Any]], held: dict[str, str | None], where: str,
+                   failures: list[str], refused: Counter[tuple[str, str]]
+                   ) -> list[dict[str, Any]]:
+    """The blocks of ``batch`` a resumed run still runs: those whose id the journal does not
+    hold. One it holds is skipped as done when it asks for what the journal's block asked
+    for (or the journal cannot say); one that asks for something else (the file was edited)
+    is not run either, its id being taken, but reported refused: never skipped in silence."""
+    from fsm_exec.boundary.blocks import content_digest, convert_batch
+    from fsm_exec.core.errors import InvalidBlockError
+
+    left = []
+    for b in batch:
+        block_id = b["block_id"]
+        if block_id not in held:
+            left.append(b)
+            continue
+        was = held[block_id]
+        try:
+            now = content_digest(convert_batch([b], ())[0][0])
+        except InvalidBlockError:  # valid when the journal took it: changed too
+            now = "invalid"
+        if was is not None and now != was:
+            why = ("the journal holds another block under its id: not run (a changed block "
+                   "needs a new block_id)")
+            failures.append(f"{where}: block {block_id!r}: {why}")
+            refused["EXEC-004", why] += 1
+    return left
 
 
 def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
@@ -329,7 +359,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
     out_dir = Path(args.out)
     log_dir = out_dir / "logs" / "events"
     resuming = False
-    held: set[str] = set()
+    held: dict[str, str | None] = {}
     try:
         check_output_paths(out_dir, backtest_id, "fsm-exec run")
         if mode == "live" and journal_files(log_dir):
@@ -384,7 +414,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str]) -> int:
         for i, (line, batch) in enumerate(batches):
             if resuming:  # batches are atomic: one the journal already holds is skipped,
                 # however long ago it finished (not only inside the duplicate window)
-                batch = [b for b in batch if b["block_id"] not in held]
+                batch = _not_run_again(batch, held, f"{path}:{line}", failures, refused)
             _step(em, t0 + dt.timedelta(minutes=i), batch, f"{path}:{line}", failures,
                   refused)
             progress.update(i + 1)
@@ -461,7 +491,8 @@ def add_parser(sub: Any) -> None:
                     "execution_manager_events.jsonl, results/<id>/events.csv, "
                     "results/<id>/deltas.csv and run_diagram.md under --out. A live journal "
                     "already there is never deleted: the run resumes from it (every block "
-                    "its history holds is skipped, however long ago it ran; a journal whose "
+                    "its history holds is skipped, however long ago it ran, and one whose "
+                    "id it holds for another block is refused; a journal whose "
                     "oldest records were deleted is refused), or --fresh moves it aside; a "
                     "backtest "
                     "journal is replaced only if an earlier `fsm-exec run` wrote it. Failed "
