@@ -383,10 +383,13 @@ class EventLogger:
             else:
                 iso = iso_timestamp(timestamp)
                 self._last_ts, self._last_iso = timestamp, iso
-            if not checked and iso is not self._good_iso and component == MANAGER:
-                if refused := no_time(j, event_type, iso):  # (one look a call)
-                    raise refused
-                self._good_iso = iso
+            if iso is not self._good_iso:  # (one look a call: its records share it)
+                if checked:
+                    self._good_iso = iso  # the manager's canonical time
+                elif component == MANAGER:
+                    if refused := no_time(j, event_type, iso):
+                        raise refused
+                    self._good_iso = iso
             if self._buffered:
                 # The backtest hot path: _write, inlined (five of these per block).
                 if event_type == STATE_UPDATE:  # held back: the next calls may join it
