@@ -111,7 +111,7 @@ RANGES: list[tuple[str, list[Any], list[Any]]] = [
     ("max_retries", [0, 10, -1, 100], [1, 9]),
     ("retry_delay_seconds", [0, 60, 0.0, -1, math.nan, math.inf], [1e-6, 4.99, 5]),
     ("max_queue_size", [0, -1], [1, 10**12]),
-    ("duplicate_window", [0, -1, 10_000_001], [1, 10_000_000]),
+    ("duplicate_window", [0, -1, 1_000_001, 10_000_000], [1, 1_000_000]),
     ("not_found_confirmations", [0, 101], [1, 100]),
     ("not_found_interval_seconds", [-0.1, 300, math.nan], [0, 299.9]),
     ("not_found_min_age_seconds", [-1, 3600, math.inf], [0, 3599]),
@@ -119,7 +119,7 @@ RANGES: list[tuple[str, list[Any], list[Any]]] = [
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("duplicate_window", 10_000_001, "an int from 1 to 10,000,000"),
+    ("duplicate_window", 1_000_001, "an int from 1 to 1,000,000"),
     ("max_retries", 10, "an int from 1 to 9"),
     ("max_queue_size", 0, "an int of at least 1"),
     ("retry_delay_seconds", 60, "> 0 and < 60"),
@@ -778,3 +778,35 @@ def test_a_key_one_typo_from_an_own_field_is_refused_naming_it(key: str, meant: 
 def test_other_components_keys_are_still_allowed(key: object) -> None:
     """The config is shared: keys further than one typo from an own field stay allowed."""
     assert ExecutionConfig.from_dict({key: 5}) == ExecutionConfig()  # type: ignore[dict-item]
+
+
+def test_a_full_duplicate_window_fits_in_a_checkpoint() -> None:
+    """The largest window, full of the longest block ids each with the longest state name
+    and its digest, encodes to a checkpoint line well under the bytes a journal line may
+    hold (a window of 10,000,000 made a checkpoint of up to 2 GB: the writer refused it,
+    the manager halted, and no restart could write its first checkpoint). Measured on a
+    slice and scaled: the entries are all alike."""
+    from fsm_exec.boundary.config import ExecutionConfig
+    from fsm_exec.core.limits import MAX_NAME
+    from fsm_exec.journal.codec import MAX_LINE_BYTES
+    from fsm_exec.journal.flight import checkpoint_payload
+    from fsm_exec.journal.idle import encode_line
+
+    window = 1_000_000
+    with pytest.raises(Exception, match="1,000,000"):
+        ExecutionConfig.from_dict({"duplicate_window": window + 1})
+    n = 1_000
+    ids = [f"{i:0>64}" for i in range(n)]
+    state = "s" * 64  # a lifecycle's state name is at most 64 characters
+    assert MAX_NAME >= 64
+
+    def size(k: int) -> int:
+        data = checkpoint_payload(window=window, counters={}, halted=False, halt_reason=None,
+                                  queue=(), flight=None, finished=[(i, state) for i in ids[:k]],
+                                  digests={i: "0" * 16 for i in ids[:k]})
+        return len(encode_line({"seq": 1, "timestamp": "2025-10-01T00:00:00+00:00",
+                                "event_type": "checkpoint", "component": "ExecutionManager",
+                                "data": data}))
+
+    per_entry = (size(n) - size(0)) / n
+    assert size(0) + per_entry * window < 0.9 * MAX_LINE_BYTES, (per_entry, MAX_LINE_BYTES)

@@ -61,7 +61,7 @@ _NUMERIC: tuple[tuple[str, type, float, float, bool], ...] = (
     ("retry_delay_seconds", float, 0, 60, False),
     ("max_retry_delay_seconds", float, 0, 300, False),
     ("max_queue_size", int, 0, math.inf, False),
-    ("duplicate_window", int, 0, 10_000_001, False),
+    ("duplicate_window", int, 0, 1_000_001, False),  # a full window fits a checkpoint
     ("not_found_confirmations", int, 0, 101, False),
     ("not_found_interval_seconds", float, 0, 300, True),
     ("not_found_min_age_seconds", float, 0, 3600, True),
