@@ -244,6 +244,26 @@ def test_markdown_text_is_one_inert_run(text: str) -> None:
     assert re.search(r"&(?!amp;|lt;|gt;)", shown) is None, shown
 
 
+_URLISH = st.sampled_from(["https://", "HTTP://", "ftp://", "www.", "WWW.", "http:", ".",
+                           "/", ":", "evil.example", "(", ")", "*", "_", "~", " ", "a", "[",
+                           "]", "<", ">", "!", "&", "#", "`", "\\", "|", "-"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(_URLISH, max_size=12).map("".join)),
+       st.booleans())
+def test_markdown_text_renders_as_the_text_on_github(text: str, code: bool) -> None:
+    """Rendered by GitHub's own renderer (cmark-gfm, as a PR comment is): markdown_text
+    gives no link (a bare ``https://`` or ``www.`` address in a venue's error was a clickable
+    link in a PR comment), no image, no HTML; one paragraph of text. (Mail addresses are
+    the one autolink left: cmark-gfm links them whatever is escaped.)"""
+    cmarkgfm = pytest.importorskip("cmarkgfm")
+    html = cmarkgfm.github_flavored_markdown_to_html(markdown_text(text, code=code))
+    assert "<img" not in html and "<script" not in html
+    links = re.findall(r'<a href="([^"]*)"', html)
+    assert all(href.startswith("mailto:") for href in links), (text, html)
+
+
 def test_markdown_code_spans_only_identifiers() -> None:
     """markdown_text(code=True) puts identifiers in a code span, anything else as text."""
     assert markdown_text("hedge-1:a.b", code=True) == "`hedge-1:a.b`"

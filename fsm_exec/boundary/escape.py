@@ -5,9 +5,10 @@ only ever be read, never act.
 - :func:`terminal_text`: control characters and escape sequences shown visibly (``\\x1b``,
   ``\\r``, ``\\u202e``): no cursor moves, erased lines, hidden links or clipboard writes.
 - :func:`markdown_text`: the same, then every character Markdown (GitHub's, with its ``$``
-  maths) would read as syntax escaped: one line, one table cell, no HTML, no links, no
-  headings, no emphasis. ``code=True`` puts text that is plainly an identifier in a code
-  span and escapes anything else as text.
+  maths) would read as syntax escaped: one line, one table cell, no HTML, no links (a bare
+  ``https://`` or ``www.`` address included), no headings, no emphasis. ``code=True``
+  puts text that is plainly an identifier in a code span and escapes anything else as
+  text.
 
 - :func:`shell_word`: text as one word of a shell command a person pastes: quoted, and
   never read as an option (a path ``--all`` becomes ``./--all``).
@@ -48,7 +49,9 @@ def markdown_text(text: object, *, code: bool = False) -> str:
     s = terminal_text(text)
     if code and _IDENTIFIER.fullmatch(s):
         return f"`{s}`"
-    return _MD_SYNTAX.sub(_md_escape, s)
+    # GitHub links a bare address (``https://``, ``www.``) in text: an escaped ``:`` or ``.``
+    # shows the same and links nothing (cmark-gfm, in tests/test_hostile_output.py).
+    return _MD_SYNTAX.sub(_md_escape, s).replace("://", "\\://").replace("www.", "www\\.")
 
 
 def shell_word(path: str) -> str:
