@@ -246,7 +246,8 @@ def test_markdown_text_is_one_inert_run(text: str) -> None:
 
 _URLISH = st.sampled_from(["https://", "HTTP://", "ftp://", "www.", "WWW.", "http:", ".",
                            "/", ":", "evil.example", "(", ")", "*", "_", "~", " ", "a", "[",
-                           "]", "<", ">", "!", "&", "#", "`", "\\", "|", "-"])
+                           "]", "<", ">", "!", "&", "#", "`", "\\", "|", "-", "+", "1.",
+                           "2)", "    ", "---", "@", "xmpp:", "&amp;", "&#32;", "=", "\t"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -255,13 +256,20 @@ _URLISH = st.sampled_from(["https://", "HTTP://", "ftp://", "www.", "WWW.", "htt
 def test_markdown_text_renders_as_the_text_on_github(text: str, code: bool) -> None:
     """Rendered by GitHub's own renderer (cmark-gfm, as a PR comment is): markdown_text
     gives no link (a bare ``https://`` or ``www.`` address in a venue's error was a clickable
-    link in a PR comment), no image, no HTML; one paragraph of text. (Mail addresses are
-    the one autolink left: cmark-gfm links them whatever is escaped.)"""
+    link in a PR comment), no image, no HTML, and shows exactly the text (with its control
+    characters escaped): no list, rule or code block where it starts a line, its edge
+    spaces kept. (Mail and ``xmpp:`` addresses are the autolinks left: cmark-gfm links them
+    whatever is escaped.)"""
+    import html as html_module
+
     cmarkgfm = pytest.importorskip("cmarkgfm")
     html = cmarkgfm.github_flavored_markdown_to_html(markdown_text(text, code=code))
     assert "<img" not in html and "<script" not in html
     links = re.findall(r'<a href="([^"]*)"', html)
-    assert all(href.startswith("mailto:") for href in links), (text, html)
+    assert all(href.startswith(("mailto:", "xmpp:")) for href in links), (text, html)
+    if not code:
+        shown = html_module.unescape(re.sub(r"<[^>]+>", "", html)).strip("\n")
+        assert shown == terminal_text(text), (text, html)
 
 
 def test_markdown_code_spans_only_identifiers() -> None:

@@ -164,3 +164,21 @@ def test_a_resume_never_skips_a_changed_block_silently(tmp_path: Path) -> None:
     assert "block 'b'" in text and "new block_id" in text, text
     counts = accepted(out / "logs" / "events")
     assert counts == Counter({"a": 1, "b": 1, "c": 1})
+
+
+def test_a_changed_block_refuses_its_whole_batch_on_resume(tmp_path: Path) -> None:
+    """A line of the file is one batch, accepted whole or not at all: when a block of it
+    that the journal holds has changed, none of the line's new blocks runs either (they
+    ran without it), and the summary counts the batch refused, naming the block."""
+    out = tmp_path / "out"
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps([block("a"), block("b")]) + "\n")
+    assert cli("run", first, "--mode", "live", "--out", out)[0] == 0
+    changed = block("b")
+    changed["instructions"][0]["amount"] = 2.5
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text(json.dumps([block("a"), changed, block("c"), block("d")]) + "\n"
+                     + json.dumps(block("e")) + "\n")
+    code, text = cli("run", whole, "--mode", "live", "--out", out)
+    assert code != 0 and "block 'b'" in text and "1 batch refused" in text, text
+    assert accepted(out / "logs" / "events") == Counter({"a": 1, "b": 1, "e": 1})

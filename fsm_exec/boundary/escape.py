@@ -35,6 +35,11 @@ _MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # An underscore between two letters or digits cannot open or close emphasis: left as it is.
 _MD_SYNTAX = re.compile(r"[\\`*\[\]$|#~&<>]|_(?![A-Za-z0-9])|(?<![A-Za-z0-9])_")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]+")
+#: A leading bullet (``-``, ``+`` before a space or the end) or a rule of ``-``.
+_BLOCK_START = re.compile(r"\A[-+](?=[ ]|\Z)|\A-(?=[- ]*-[- ]*-[- ]*\Z)")
+#: A leading ordered-list marker (``1.``, ``2)`` before a space or the end).
+_ORDERED = re.compile(r"\A(\d{1,9})([.)])(?=[ ]|\Z)")
+_EDGE_SPACES = re.compile(r"\A +| +\Z")
 
 
 def _md_escape(match: re.Match[str]) -> str:
@@ -51,7 +56,12 @@ def markdown_text(text: object, *, code: bool = False) -> str:
         return f"`{s}`"
     # GitHub links a bare address (``https://``, ``www.``) in text: an escaped ``:`` or ``.``
     # shows the same and links nothing (cmark-gfm, in tests/test_hostile_output.py).
-    return _MD_SYNTAX.sub(_md_escape, s).replace("://", "\\://").replace("www.", "www\\.")
+    s = _MD_SYNTAX.sub(_md_escape, s).replace("://", "\\://").replace("www.", "www\\.")
+    # What would start a block where the text starts a line (a list item, a rule, code
+    # indented four spaces), and the spaces a paragraph trims: shown as they are.
+    s = _BLOCK_START.sub(r"\\\g<0>", s, count=1)
+    s = _ORDERED.sub(r"\g<1>\\\g<2>", s, count=1)
+    return _EDGE_SPACES.sub(lambda m: "&#32;" * len(m.group()), s)
 
 
 def shell_word(path: str) -> str:

@@ -287,7 +287,8 @@ def _not_run_again(batch: list[dict[str, Any]], held: dict[str, str | None], whe
     """The blocks of ``batch`` a resumed run still runs: those whose id the journal does not
     hold. One it holds is skipped as done when it asks for what the journal's block asked
     for (or the journal cannot say); one that asks for something else (the file was edited)
-    is not run either, its id being taken, but reported refused: never skipped in silence."""
+    is not run, its id being taken, and its whole batch (a batch is accepted whole or not
+    at all) is reported refused: never skipped in silence."""
     from fsm_exec.boundary.blocks import content_digest, convert_batch
     from fsm_exec.core.errors import InvalidBlockError
 
@@ -303,10 +304,11 @@ def _not_run_again(batch: list[dict[str, Any]], held: dict[str, str | None], whe
         except InvalidBlockError:  # valid when the journal took it: changed too
             now = "invalid"
         if was is not None and now != was:
-            why = ("the journal holds another block under its id: not run (a changed block "
-                   "needs a new block_id)")
+            why = ("the journal holds another block under its id: the batch is not run (a "
+                   "changed block needs a new block_id)")
             failures.append(f"{where}: block {block_id!r}: {why}")
             refused["EXEC-004", why] += 1
+            return []
     return left
 
 
