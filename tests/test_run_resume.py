@@ -182,3 +182,17 @@ def test_a_changed_block_refuses_its_whole_batch_on_resume(tmp_path: Path) -> No
     code, text = cli("run", whole, "--mode", "live", "--out", out)
     assert code != 0 and "block 'b'" in text and "1 batch refused" in text, text
     assert accepted(out / "logs" / "events") == Counter({"a": 1, "b": 1, "e": 1})
+
+
+def test_a_blocks_file_is_split_at_line_feeds_only(tmp_path: Path) -> None:
+    """JSON lets a string hold U+2028, U+0085 or a form feed raw; str.splitlines() broke the
+    line there ("Unterminated string"). The file is split at line feeds only (CRLF read as
+    one), so such a block reads, and line numbers count line feeds."""
+    b = block("a")
+    b["instructions"][0]["memo"] = "x\u2028y\x85z\x0cw"
+    path = tmp_path / "blocks.jsonl"
+    path.write_bytes((json.dumps(b, ensure_ascii=False) + "\r\n"
+                      + json.dumps(block("b")) + "\n").encode())
+    code, text = cli("run", path, "--out", tmp_path / "out")
+    assert code == 0, text
+    assert "2 blocks" in text, text

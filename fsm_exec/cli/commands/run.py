@@ -52,7 +52,9 @@ def read_batches(path: Path, redact: Callable[[str], str] | None = None
     from fsm_exec.journal.reader import duplicate_key
 
     raw = read_input(path, f"{path}: cannot read")
-    lines = decode_text(path, raw, "cannot read").splitlines()
+    # Line feeds only: a JSON string may hold U+2028, U+0085 or a form feed, which
+    # str.splitlines() breaks at (a CR before the feed is JSON whitespace).
+    lines = decode_text(path, raw, "cannot read").split("\n")
     batches: list[tuple[int, list[dict[str, Any]]]] = []
     first_line: dict[str, int] = {}  # block id -> the line that used it first
     for n, line in enumerate(lines, start=1):
