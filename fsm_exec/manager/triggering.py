@@ -71,8 +71,7 @@ def waited(self: ExecutionManager, f: Flight) -> float:
     (a checkpoint that does not say), the count starts now: a wait's timeout fires late,
     never not at all."""
     now, entered = _instant(self._ts), _instant(f.entered)
-    if now is None:
-        return 0.0
+    assert now is not None  # every entry point stamps its call first
     if entered is None:
         if f.wait_from is None:
             f.wait_from = self._ts
