@@ -808,3 +808,10 @@ def test_a_full_duplicate_window_fits_in_a_checkpoint() -> None:
 
     per_entry = (size(n) - size(0)) / n
     assert size(0) + per_entry * window < 0.9 * MAX_LINE_BYTES, (per_entry, MAX_LINE_BYTES)
+    # What the manager leaves the queue counts each such entry at least at its size, and
+    # still leaves room for thousands of blocks beside a full window (16 MiB and more).
+    from fsm_exec.core.running import DEFAULT_TABLE
+    from fsm_exec.journal.flight import FINISHED_ENTRY_BYTES, queue_room
+
+    assert (size(n) - size(1)) / (n - 1) == FINISHED_ENTRY_BYTES  # (size(0): no digests key)
+    assert queue_room(window, DEFAULT_TABLE, MAX_LINE_BYTES) > 16 << 20

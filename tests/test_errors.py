@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from typing import Any
 
@@ -174,6 +175,21 @@ def test_queue_full_error_fields_and_message() -> None:
     err = QueueFullError(queue_length=98, batch_size=5, max_queue_size=100)
     assert (err.queue_length, err.batch_size, err.max_queue_size) == (98, 5, 100)
     assert all(n in str(err) for n in ("98", "5", "100"))
+
+
+def test_queue_full_by_its_bytes_says_how_far_and_what_to_do() -> None:
+    """A queue full by its bytes names them, the room and the window that takes the rest;
+    a batch larger than the room alone is told it can never be queued."""
+    err = QueueFullError(3, 2, 10_000, queue_bytes=900, batch_bytes=200,
+                         max_queue_bytes=1_000, duplicate_window=5_000)
+    assert (err.queue_bytes, err.batch_bytes, err.max_queue_bytes) == (900, 200, 1_000)
+    assert all(n in str(err) for n in ("900 bytes", "200 bytes", "1,000", "5,000"))
+    assert "never" not in str(err)
+    huge = QueueFullError(0, 1, 10_000, queue_bytes=0, batch_bytes=2_000,
+                          max_queue_bytes=1_000)
+    assert "can never be queued" in str(huge) and "duplicate_window" not in str(huge)
+    assert pickle.loads(pickle.dumps(err)).max_queue_bytes == 1_000
+    assert QueueFullError(1, 2, 3).queue_bytes is None
 
 
 def test_config_error_lists_every_problem() -> None:

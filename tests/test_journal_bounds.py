@@ -306,3 +306,98 @@ def test_an_offline_cancel_whose_recovery_fails_is_refused_not_a_traceback(
     code = main(["cancel", str(tmp_path), "--all", "--reason", "drain"])
     assert code == 2
     assert "the journal cannot be recovered here" in capsys.readouterr().err
+
+
+def _small_lines(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """A journal line bound of ``limit`` bytes for the writer, every reader and the room a
+    manager made after this leaves its queue (the real one, 256 MiB, would need blocks
+    of that size)."""
+    from fsm_exec.journal import codec, files, reader, writer
+
+    for module in (codec, files, reader, writer):
+        monkeypatch.setattr(module, "MAX_LINE_BYTES", limit)
+
+
+def test_a_queue_no_checkpoint_can_hold_is_refused_when_the_batch_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that would take the queue (with the block in flight and a full duplicate
+    window) past what a checkpoint line holds is refused whole when it is given (EXEC-003,
+    naming the bytes): nothing queued, the manager not halted, and the journal still
+    recovers. Before: accepted; the next checkpoint was longer than a journal line, the
+    writer refused it, the manager halted (EXEC-009), and no restart could write its first
+    checkpoint, so the operator's offline cancel was refused too."""
+    from fsm_exec import QueueFullError
+
+    _small_lines(monkeypatch, 64 * 1024)
+    em, el = manager(tmp_path, duplicate_window=10)
+    first = [_noted(f"a{i}", 10_000) for i in range(5)]
+    em.execute_instruction_blocks(T(0), first)  # about 50 KB: it fits
+    with pytest.raises(QueueFullError, match="bytes") as caught:
+        em.execute_instruction_blocks(T(1), [block("b0"), _noted("b1", 20_000)])
+    err = caught.value
+    assert err.error_code == "EXEC-003" and err.batch_size == 2
+    assert err.max_queue_bytes is not None and err.queue_bytes is not None
+    assert err.batch_bytes is not None and err.queue_bytes + err.batch_bytes > err.max_queue_bytes
+    assert "duplicate_window" in str(err)
+    assert not em.halted and em.block_state("b0") is None and em.block_state("b1") is None
+    em.execute_instruction_blocks(T(2), [block("c")])  # a small one still fits
+    em.close()
+    el.close()
+    again, el = manager(tmp_path, duplicate_window=10)  # a restart counts what it recovers
+    again.recover(tmp_path)
+    with pytest.raises(QueueFullError, match="bytes"):
+        again.execute_instruction_blocks(T(3), [_noted("d", 20_000)])
+    again.close()
+    el.close()
+    assert main(["cancel", str(tmp_path), "--all", "--reason", "drain"]) == 0
+    assert check_journal(tmp_path).ok
+
+
+def test_one_block_no_checkpoint_can_hold_is_refused_not_a_halt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block larger than a checkpoint holds, even on an empty queue, is refused with the
+    batch (EXEC-003, saying it can never be queued), not written and then a halt (EXEC-009:
+    the writer refused its acceptance record, longer than a line)."""
+    from fsm_exec import QueueFullError
+
+    _small_lines(monkeypatch, 64 * 1024)
+    em, el = manager(tmp_path, duplicate_window=10)
+    with pytest.raises(QueueFullError, match="never") as caught:
+        em.execute_instruction_blocks(T(0), [_noted("huge", 70_000)])
+    assert caught.value.queue_bytes == 0
+    assert not em.halted and em.block_state("huge") is None
+    em.execute_instruction_blocks(T(1), [block("small")])
+    em.update_state(T(2), "strategy_manager")
+    assert em.block_state("small") is not None
+    el.close()
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.lists(st.integers(0, 24_000), min_size=1, max_size=3),
+                          st.booleans()), min_size=1, max_size=12))
+def test_every_checkpoint_of_a_queue_it_accepted_is_written(
+        monkeypatch: pytest.MonkeyPatch, batches: list[tuple[list[int], bool]]) -> None:
+    """Whatever blocks are given (their sizes, how many at a time, when the queue runs),
+    with a checkpoint due after every record and a duplicate window full of the longest
+    ids: each batch is either queued or refused whole (EXEC-003), no checkpoint is ever
+    longer than a line (no EXEC-009, no halt), and the journal reads back whole."""
+    from fsm_exec import QueueFullError
+
+    _small_lines(monkeypatch, 64 * 1024)
+    with tempfile.TemporaryDirectory() as d:
+        em, el = manager(Path(d), duplicate_window=10, checkpoint_every=1)
+        for k, (sizes, run) in enumerate(batches):
+            batch = [_noted(f"{k:0>32}-{i:0>31}", n) for i, n in enumerate(sizes)]
+            try:
+                em.execute_instruction_blocks(T(k), batch)
+            except QueueFullError:
+                assert all(em.block_state(b["block_id"]) is None for b in batch)
+            if run:
+                em.update_state(T(k), "strategy_manager")
+            assert not em.halted
+        em.update_state(T(len(batches)), "strategy_manager")
+        assert not em.halted
+        em.close()
+        el.close()
+        assert check_journal(Path(d)).ok

@@ -65,7 +65,9 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
               "with update_state(ts, 'manual')."),
     ErrorCode("EXEC-003", _C, _S.MEDIUM, "Execution queue overflow",
               "The batch was refused whole and nothing was queued; queued work goes on. "
-              "Submit the batch again once the queue has drained, or raise max_queue_size."),
+              "Submit the batch again once the queue has drained, or raise max_queue_size (a "
+              "queue full by its bytes, which a journal checkpoint must hold: a smaller "
+              "duplicate_window leaves it more)."),
     ErrorCode("EXEC-004", _C, _S.MEDIUM, "Invalid instruction block batch",
               "The batch was refused whole and the queue is unchanged. Fix every listed "
               "block and field, then submit the batch again."),
@@ -319,15 +321,36 @@ class AlreadyAcceptedError(InvalidBlockError):
 
 
 class QueueFullError(ComponentError):
-    """A batch would take the queue past ``max_queue_size``; it was refused whole."""
+    """A batch would take the queue past ``max_queue_size`` blocks, or its blocks (with the
+    block in flight) past the bytes a journal checkpoint holds for them; it was refused
+    whole. For the latter, ``queue_bytes`` (the blocks held), ``batch_bytes`` and
+    ``max_queue_bytes`` say how far (else ``None``)."""
 
-    def __init__(self, queue_length: int, batch_size: int, max_queue_size: int) -> None:
+    def __init__(self, queue_length: int, batch_size: int, max_queue_size: int, *,
+                 queue_bytes: int | None = None, batch_bytes: int | None = None,
+                 max_queue_bytes: int | None = None, duplicate_window: int | None = None
+                 ) -> None:
         self.queue_length, self.batch_size, self.max_queue_size = (
             queue_length, batch_size, max_queue_size)
-        super().__init__(
-            "EXEC-003",
-            f"batch of {batch_size} blocks refused, nothing queued: the queue holds "
-            f"{queue_length} of at most {max_queue_size}")
+        self.queue_bytes, self.batch_bytes, self.max_queue_bytes = (
+            queue_bytes, batch_bytes, max_queue_bytes)
+        if queue_bytes is None or batch_bytes is None or max_queue_bytes is None:
+            super().__init__(
+                "EXEC-003",
+                f"batch of {batch_size} blocks refused, nothing queued: the queue holds "
+                f"{queue_length} of at most {max_queue_size}")
+            return
+        beside = ("" if duplicate_window is None else
+                  f" beside a full duplicate_window of {duplicate_window:,} finished blocks")
+        why = (f"its {batch_bytes:,} bytes alone are more than the {max_queue_bytes:,} a "
+               f"journal checkpoint holds for queued blocks{beside}, so it can never be "
+               "queued: send fewer or smaller blocks at a time"
+               if batch_bytes > max_queue_bytes else
+               f"its {batch_bytes:,} bytes would take the queue ({queue_length} blocks) and "
+               f"the block in flight from {queue_bytes:,} bytes past the "
+               f"{max_queue_bytes:,} a journal checkpoint holds for them{beside}")
+        super().__init__("EXEC-003", f"batch of {batch_size} blocks refused, nothing "
+                                     f"queued: {why}")
 
 
 class EventLogError(ComponentError, OSError):

@@ -14,7 +14,7 @@ from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.lifecycle import TABLE_HASH, BlockState
 from fsm_exec.core.running import DEFAULT_TABLE, RunTable
-from fsm_exec.journal.codec import JOURNAL_FORMAT
+from fsm_exec.journal.codec import DUMPS, JOURNAL_FORMAT, encode_default
 from fsm_exec.journal.codec import decode as from_wire
 from fsm_exec.journal.lifecycle_record import checkpoint_fields
 
@@ -44,6 +44,29 @@ def block_data(b: InstructionBlock) -> dict[str, Any]:
     """A block as a checkpoint holds it (instructions in their journal form)."""
     return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
             "instructions": to_wire(list(b.instructions))}
+
+
+#: The most one finished block of the duplicate window adds to a checkpoint: its id and
+#: its state in ``finished`` (``["id","state"],``: each at most 64 characters that JSON
+#: writes as they are), and its id with its 16-digit digest in ``finished_digests``
+#: (``"id":"digest",``).
+FINISHED_ENTRY_BYTES = (2 + 64 + 3 + 64 + 2 + 1) + (1 + 64 + 3 + 16 + 1 + 1)
+
+
+def queue_room(window: int, table: RunTable, line_bytes: int) -> int:
+    """The bytes of blocks (as :func:`block_bytes` counts them) a checkpoint line of at
+    most ``line_bytes`` holds for the queue and the block in flight: what is left beside a
+    full duplicate window of ``window`` blocks, ``table``'s definition (a user lifecycle's)
+    and a sixteenth of the line for the rest (the counters, a halt reason, the deltas of
+    the block in flight). The manager refuses a batch that would take its blocks past it:
+    a checkpoint it could not write would halt it, and no restart could write one."""
+    definition = len(DUMPS(checkpoint_fields(table)))
+    return line_bytes - line_bytes // 16 - window * FINISHED_ENTRY_BYTES - definition
+
+
+def block_bytes(blocks: Iterable[InstructionBlock]) -> int:
+    """The bytes ``blocks`` take in a checkpoint (its queue, or its block in flight)."""
+    return sum(len(DUMPS(block_data(b), default=encode_default)) + 1 for b in blocks)
 
 
 def block_of(d: Mapping[str, Any]) -> InstructionBlock:

@@ -117,6 +117,10 @@ class ExecutionManager:
     _driver: Driver
     _checkpointing: bool
     _checkpoint_due: Callable[[str], str | None] | None
+    #: The bytes of blocks a checkpoint holds for the queue and the block in flight (a
+    #: journal that checkpoints; else None), and an upper bound of those held (queueing).
+    _queue_room: int | None
+    _held_bytes: int
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
     _table: RunTable  # the lifecycle it runs (manager/triggering.py)
@@ -412,6 +416,7 @@ class ExecutionManager:
     _running_here = queueing.running_here
     _accept = queueing.accept
     _accept_now = queueing.accept_now
+    _make_room = queueing.make_room
     _advance = queueing.advance
     _cancel = cancelling.cancel
     trigger = triggering.trigger

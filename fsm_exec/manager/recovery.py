@@ -35,6 +35,7 @@ from fsm_exec.journal.state import (
     ReplayError,
     resolution_of,
 )
+from fsm_exec.manager.queueing import UNCOUNTED
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -108,6 +109,7 @@ def recover(self: ExecutionManager,
                 f.call = VenueCall.lost()  # the venue may have executed: ask first
                 f.unresolved = True
         self._state = state
+        self._held_bytes = UNCOUNTED  # its blocks are counted when a batch is given
         self._needs_recovery = False
         if deferred:
             self._start_journal(reset=not same or remapped)

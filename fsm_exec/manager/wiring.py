@@ -43,11 +43,14 @@ from fsm_exec.drivers.base import Flight
 from fsm_exec.drivers.host import Host
 from fsm_exec.drivers.policy import POLICIES
 from fsm_exec.drivers.risk import RiskChecks
+from fsm_exec.journal import codec
 from fsm_exec.journal.files import journal_files
+from fsm_exec.journal.flight import queue_room
 from fsm_exec.journal.state import ManagerState
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager import guard
 from fsm_exec.manager.observing import CallTargets, observed_events, transition_targets
+from fsm_exec.manager.queueing import UNCOUNTED
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
 
@@ -116,6 +119,9 @@ def attach(self: ExecutionManager, event_logger: Any) -> None:
         callable(getattr(event_logger, "checkpoint_due", None))
     self._checkpoint_due = (
         event_logger.checkpoint_due if self._checkpointing else None)
+    # What its checkpoints hold for blocks: a batch that would pass it is refused.
+    self._queue_room = (queue_room(self._cfg.duplicate_window, self._table,
+                                   codec.MAX_LINE_BYTES) if self._checkpointing else None)
     # Nothing is written to a journal that holds an earlier run until recover() has
     # read it: opening must never rotate, prune or checkpoint over live state.
     self._needs_recovery = _holds_a_run(event_logger)
@@ -242,6 +248,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._lc = self._lifecycle_machine(lifecycle)
     self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
                                flight_cls=Flight, table=self._table)
+    self._held_bytes = UNCOUNTED
     self._f = None
     self._ts = None
     self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
