@@ -206,3 +206,17 @@ def test_the_writer_never_writes_a_manager_timestamp_the_readers_refuse(
         log.log_event("whenever", "note", "Strategy", {"n": 3})
     assert [r.data["n"] for r in read_journal(tmp_path)] == [1]
     assert [r.data["n"] for r in read_journal(tmp_path, "Strategy")] == [3]
+
+
+@pytest.mark.parametrize(("text", "utc"), [
+    ("2025-10-01T00:00:00+00:00", "2025-10-01T00:00:00+00:00"),
+    ("2025-10-01T02:00:00+02:00", "2025-10-01T00:00:00+00:00"),
+    ("2025-10-01T00:00:00", "2025-10-01T00:00:00+00:00"),  # no offset: UTC
+    ("yesterday", None), ("9999-12-31T23:59:59-01:00", None), (17, None), (None, None)])
+def test_a_journal_time_is_one_rule(text: object, utc: str | None) -> None:
+    """journal_time: what the writer, every reader and the tools take a record's time to
+    be (a time; without an offset, UTC), or None."""
+    from fsm_exec.boundary.timestamps import journal_time
+
+    t = journal_time(text)
+    assert (None if t is None else t.astimezone(dt.UTC).isoformat()) == utc

@@ -1,4 +1,5 @@
-"""Timestamps at the boundary: the package's one ISO 8601 parser (:func:`parse_timestamp`),
+"""Timestamps at the boundary: the package's one ISO 8601 parser (:func:`parse_timestamp`;
+:func:`journal_time` as the journal reads its records' times),
 the journal's one form of a caller's timestamp (:func:`canonical_timestamp`: UTC ISO 8601),
 what a manager given ``assume_timezone`` does with a naive one (:func:`assume_zone`), and
 why a value is not a timestamp (:func:`timestamp_problem`, for the error message)."""
@@ -37,6 +38,14 @@ def parse_timestamp(text: object, *, naive_is_utc: bool = False) -> dt.datetime 
     if parsed.year in (1, 9999) and _in_utc(parsed) is None:  # only the edges can overflow
         return None
     return parsed
+
+
+def journal_time(text: object) -> dt.datetime | None:
+    """A journal record's timestamp as :func:`parse_timestamp` reads it, a time without an
+    offset taken as UTC; ``None`` when it is no time. The one rule of what a record's time
+    is: the writer refuses any other for the manager's records, every reader refuses it
+    (recovery counts a lifecycle's waits from it), and the tools read it so."""
+    return parse_timestamp(text, naive_is_utc=True)
 
 
 def utc_iso(t: dt.datetime) -> str:

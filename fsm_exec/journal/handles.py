@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fsm_exec.boundary.timestamps import parse_timestamp
+from fsm_exec.boundary.timestamps import journal_time
 from fsm_exec.core.errors import EventLogError, shorten
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.journal.files import (
@@ -89,7 +89,7 @@ def no_time(j: Journal, event_type: str, iso: str) -> EventLogError | None:
     """Why a record of the manager's component whose timestamp is no time is refused,
     nothing written (the readers refuse it, so the journal could not be recovered); else
     ``None``. (Another component's timestamp is its caller's business.)"""
-    if parse_timestamp(iso, naive_is_utc=True) is not None:
+    if journal_time(iso) is not None:
         return None
     return EventLogError(f"cannot write journal {j.path}: the {event_type} record's timestamp "
                          f"{shorten(repr(iso), 60)} is no time (an ISO 8601 time with a UTC "

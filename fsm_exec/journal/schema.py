@@ -22,7 +22,7 @@ import attrs
 import cattrs
 
 from fsm_exec.boundary.blocks import BLOCK_FIELDS, check_block
-from fsm_exec.boundary.timestamps import parse_timestamp
+from fsm_exec.boundary.timestamps import journal_time
 from fsm_exec.core.limits import MAX_NAME, MAX_TEXT
 from fsm_exec.journal.codec import CHECKPOINT, decode
 
@@ -41,7 +41,7 @@ Name = NewType("Name", str)
 Text = NewType("Text", str)
 Number = NewType("Number", float)
 Flag = NewType("Flag", bool)
-Stamp = NewType("Stamp", str)  # a time as the manager writes it (ISO 8601, an offset)
+Stamp = NewType("Stamp", str)  # a time (boundary.timestamps.journal_time: no offset is UTC)
 
 
 class SchemaProblem(ValueError):
@@ -93,7 +93,7 @@ _NO_STAMP = "must be an ISO 8601 time, as the manager writes it, got {}"
 
 
 def _stamp(v: Any, _: Any) -> str:
-    if parse_timestamp(v, naive_is_utc=True) is None:  # recovery counts waits from it
+    if journal_time(v) is None:  # recovery counts waits from it
         raise SchemaProblem(_NO_STAMP.format(_shown(v)))
     return str(v)
 
@@ -324,7 +324,7 @@ def check_record(obj: dict[str, Any]) -> str | None:
     global _good_stamp  # the last one found good: the records of a call share it
     stamp = obj["timestamp"]
     if stamp != _good_stamp:
-        if parse_timestamp(stamp, naive_is_utc=True) is None:  # waits count from it
+        if journal_time(stamp) is None:  # waits count from it
             return _NO_STAMP.format(_shown(stamp)) + " @ $.timestamp"
         _good_stamp = stamp
     kind = KINDS.get(obj["event_type"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.canonical import parse_timestamp
+from fsm_exec.boundary.timestamps import journal_time
 from fsm_exec.core.errors import InvalidArgumentError, ReentrantCallError
 from fsm_exec.core.lifecycle import BlockLifecycle, IllegalTransitionError
 from fsm_exec.core.running import DEFAULT_TABLE, LifecycleCallError, RunTable, table_of
@@ -47,7 +47,7 @@ def lifecycle_table(self: ExecutionManager) -> RunTable:
 
 
 def _instant(stamp: str | None) -> dt.datetime | None:
-    return parse_timestamp(stamp, naive_is_utc=True) if stamp is not None else None
+    return journal_time(stamp) if stamp is not None else None
 
 
 def guard_context(self: ExecutionManager) -> GuardContext:

@@ -33,9 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fsm_exec.boundary.canonical import parse_timestamp
 from fsm_exec.boundary.config import ExecutionConfig
 from fsm_exec.boundary.escape import shell_word, terminal_text
+from fsm_exec.boundary.timestamps import journal_time
 from fsm_exec.core.errors import ERROR_CODES, runbook_link
 from fsm_exec.drivers.deadline import state_deadline
 from fsm_exec.journal.codec import CHECKPOINT
@@ -246,7 +246,7 @@ def _look_back(state: Replay, notes: _Notes, snap: _Snapshot, at: tuple[int, int
 
 
 def _parse_ts(text: str | None) -> dt.datetime | None:
-    return parse_timestamp(text, naive_is_utc=True)  # the package's one parser
+    return journal_time(text)  # the journal's one rule
 
 
 def _age(text: str | None, now: dt.datetime) -> float | None:

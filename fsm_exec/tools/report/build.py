@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 
-from fsm_exec.boundary.canonical import parse_timestamp
+from fsm_exec.boundary.timestamps import journal_time
 from fsm_exec.journal.files import JournalCorruptError
 from fsm_exec.journal.reader import JournalRecord, read_journal
 from fsm_exec.tools.diagram import (
@@ -136,7 +136,7 @@ class RunReport:
 
 def parse_ts(text: str | None) -> dt.datetime | None:
     """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), or ``None``."""
-    return parse_timestamp(text, naive_is_utc=True)  # the package's one parser
+    return journal_time(text)  # the journal's one rule
 
 
 def read_checked(source: Path | str | Sequence[Path | str], component: str = "ExecutionManager"
