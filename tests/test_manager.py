@@ -736,6 +736,25 @@ def test_a_risk_check_of_any_name_refuses_by_it(name: Any, says: str) -> None:
     assert (fail["error_code"], fail["reason"]) == ("EXEC-006", says)
 
 
+def test_a_risk_check_whose_name_raises_refuses_by_its_type() -> None:
+    """A check whose __name__ itself raises (a property, a proxy) is named by its type: the
+    block fails with EXEC-006 and the manager goes on (the error escaped raw)."""
+
+    class Proxy:
+        @property
+        def __name__(self) -> str:  # type: ignore[override]
+            raise RuntimeError("remote object gone")
+
+        def __call__(self, b: InstructionBlock, market: Any) -> bool:
+            return False
+
+    r = rig(risk_checks=[Proxy()])
+    r.em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert r.em.block_state("a") is BlockState.FAILED
+    fail = r.events("block_transition")[-1]
+    assert (fail["error_code"], fail["reason"]) == ("EXEC-006", "Proxy: refused")
+
+
 # ------------------------------------------------------------------------ journal faults
 
 

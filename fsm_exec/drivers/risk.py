@@ -105,5 +105,9 @@ class RiskChecks:
         """``(error code, reason)`` of ``check``'s refusal: ``text`` with the check's name
         in place of its ``{}`` (named only when it refuses: the hot path names nothing)."""
         code = "EXEC-005" if check is check_prices else "EXEC-006"
-        name = terminal_text(safe_str(getattr(check, "__name__", type(check).__name__)))
+        try:
+            name: object = getattr(check, "__name__", type(check).__name__)
+        except Exception:  # a property or a proxy that raises: named by its type
+            name = type(check).__name__
+        name = terminal_text(safe_str(name))
         return code, self.redact(text.replace("{}", name, 1))
