@@ -97,6 +97,29 @@ def test_a_closed_manager_leaves_the_health_manager_and_never_its_successor() ->
     assert health.check()["ExecutionManager[run]"] == second.health_check()
 
 
+def test_a_dropped_managers_name_is_free_for_the_next_run_at_once() -> None:
+    """A run's manager dropped without close() (a framework with no end hook) gives its name
+    back to the next run of the loop at once, not only once a garbage collection found it
+    (it is held in reference cycles: the next run with the same name was refused, 'already
+    registered', until one did). A name a living manager holds stays refused."""
+    import gc
+
+    health = UnifiedHealthManager()
+    gc.disable()  # no collection but the one a refusal may ask for
+    try:
+        for i in range(3):
+            em = manager(health_manager=health, name="sma")
+            em.update_state(T(0), "strategy_manager", blocks(f"a{i}"))
+            del em  # dropped, never closed
+        assert health.components == ("ExecutionManager[sma]",)
+        alive = manager(health_manager=health, name="sma")
+        with pytest.raises(InvalidArgumentError, match="already registered"):
+            manager(health_manager=health, name="sma")
+        assert health.check()["ExecutionManager[sma]"] == alive.health_check()
+    finally:
+        gc.enable()
+
+
 def test_a_shared_health_manager_never_keeps_an_unclosed_run_alive(tmp_path: Path) -> None:
     """A manager dropped without close() is collected although a long-lived health manager
     holds its check: its buffered journal is written, its files and lock let go, and its

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import threading
 import weakref
 from collections import deque
@@ -284,7 +285,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._health_checker = WeakHealthCheck(self)
     if health_manager is not None:  # first: a refusal here has claimed nothing
         try:
-            health_manager.register_component(self.health_name, self._health_checker)
+            _register(health_manager, self.health_name, self._health_checker)
         except ValueError as exc:
             raise InvalidArgumentError(
                 f"health_manager: {describe_exception(exc)}; a manager replacing another "
@@ -301,6 +302,18 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
         weakref.finalize(self, health_manager.unregister_component, self.health_name,
                          self._health_checker)
     self._notify_event("initialized", execution_mode=self._env.execution_mode)
+
+
+def _register(health_manager: UnifiedHealthManager, name: str, check: WeakHealthCheck) -> None:
+    """Register ``check`` under ``name``; when the name is taken, once more after a garbage
+    collection: a run's manager dropped without close() (a framework with no end hook)
+    holds its name until it is collected, and reference cycles keep it until a collection
+    finds it. A name a living manager holds stays taken (``ValueError``)."""
+    try:
+        health_manager.register_component(name, check)
+    except ValueError:
+        gc.collect()  # only when refused: the dropped manager's finalizer frees the name
+        health_manager.register_component(name, check)
 
 
 class WeakHealthCheck:
