@@ -184,7 +184,14 @@ def test_queue_full_by_its_bytes_says_how_far_and_what_to_do() -> None:
                          max_queue_bytes=1_000, duplicate_window=5_000)
     assert (err.queue_bytes, err.batch_bytes, err.max_queue_bytes) == (900, 200, 1_000)
     assert all(n in str(err) for n in ("900 bytes", "200 bytes", "1,000", "5,000"))
-    assert "never" not in str(err)
+    assert "never" not in str(err) and "in flight" not in str(err)
+    assert "the queue (3 blocks) from 900 bytes" in str(err)
+    assert "and the block in flight" in str(QueueFullError(
+        1, 1, 9, queue_bytes=9, batch_bytes=2, max_queue_bytes=10, in_flight=True))
+    one = QueueFullError(1, 1, 9, queue_bytes=9, batch_bytes=2, max_queue_bytes=10,
+                         duplicate_window=1)
+    assert "batch of 1 block refused" in str(one) and "(1 block)" in str(one)
+    assert str(one).endswith("window of 1 finished block")
     huge = QueueFullError(0, 1, 10_000, queue_bytes=0, batch_bytes=2_000,
                           max_queue_bytes=1_000)
     assert "can never be queued" in str(huge) and "duplicate_window" not in str(huge)

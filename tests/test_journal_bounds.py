@@ -33,7 +33,7 @@ from fsm_exec.journal.reader import read_journal
 from fsm_exec.sim.venues import SimPositionHandler, SimVenue
 from fsm_exec.tools.status import read_status
 
-from journals import manager
+from journals import manager, snapshot
 from kit import T, block, blocks
 
 #: Texts of every size around the bound: short, just under, just over, far over.
@@ -372,32 +372,122 @@ def test_one_block_no_checkpoint_can_hold_is_refused_not_a_halt(
     el.close()
 
 
+_GIVE = st.tuples(st.just("give"), st.lists(
+    st.one_of(st.sampled_from([0, 9_000, 17_000, 24_000]), st.integers(0, 24_000)),
+    min_size=1, max_size=3))
+_STEPS = st.lists(st.one_of(_GIVE, _GIVE, _GIVE, st.tuples(
+    st.sampled_from(["run", "cancel", "restart"]), st.just([]))), min_size=4, max_size=16)
+
+
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.lists(st.integers(0, 24_000), min_size=1, max_size=3),
-                          st.booleans()), min_size=1, max_size=12))
+@given(steps=_STEPS)
 def test_every_checkpoint_of_a_queue_it_accepted_is_written(
-        monkeypatch: pytest.MonkeyPatch, batches: list[tuple[list[int], bool]]) -> None:
-    """Whatever blocks are given (their sizes, how many at a time, when the queue runs),
-    with a checkpoint due after every record and a duplicate window full of the longest
-    ids: each batch is either queued or refused whole (EXEC-003), no checkpoint is ever
-    longer than a line (no EXEC-009, no halt), and the journal reads back whole."""
+        monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, list[int]]]) -> None:
+    """Whatever blocks are given (their sizes, how many at a time), run, cancelled, or
+    recovered after a restart, with a checkpoint due after every record and a duplicate
+    window of the longest ids: each batch is either queued or refused whole (EXEC-003),
+    whose bytes are exactly what the journal's blocks held take in a checkpoint; no
+    checkpoint is ever longer than a line (no EXEC-009, no halt); the journal reads whole."""
     from fsm_exec import QueueFullError
+    from fsm_exec.journal.flight import block_size
+    from fsm_exec.journal.fold import replay
 
     _small_lines(monkeypatch, 64 * 1024)
     with tempfile.TemporaryDirectory() as d:
         em, el = manager(Path(d), duplicate_window=10, checkpoint_every=1)
-        for k, (sizes, run) in enumerate(batches):
-            batch = [_noted(f"{k:0>32}-{i:0>31}", n) for i, n in enumerate(sizes)]
-            try:
-                em.execute_instruction_blocks(T(k), batch)
-            except QueueFullError:
-                assert all(em.block_state(b["block_id"]) is None for b in batch)
-            if run:
+        for k, (step, sizes) in enumerate(steps):
+            if step == "give":
+                batch = [_noted(f"{k:0>32}-{i:0>31}", n) for i, n in enumerate(sizes)]
+                refused: QueueFullError | None = None
+                try:
+                    em.execute_instruction_blocks(T(k), batch)
+                except QueueFullError as err:
+                    refused = err
+                if refused is not None:
+                    assert all(em.block_state(b["block_id"]) is None for b in batch)
+                    held = replay(read_journal(Path(d), "ExecutionManager"))
+                    blocks = [*held.queue.values(),
+                              *((held.flight.block,) if held.flight else ())]
+                    assert refused.queue_bytes == sum(map(block_size, blocks))
+            elif step == "run":
                 em.update_state(T(k), "strategy_manager")
+            elif step == "cancel" and em.queued_block_ids:
+                em.cancel(T(k), em.queued_block_ids[-1:], reason="test")
+            elif step == "restart":
+                em.close()
+                el.close()
+                em, el = manager(Path(d), duplicate_window=10, checkpoint_every=1)
+                em.recover()
             assert not em.halted
-        em.update_state(T(len(batches)), "strategy_manager")
+        em.update_state(T(len(steps)), "strategy_manager")
         assert not em.halted
         em.close()
         el.close()
         assert check_journal(Path(d)).ok
+
+
+def test_a_restart_whose_window_leaves_no_room_for_the_queue_is_refused_naming_one_that_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal whose queue was accepted beside a smaller duplicate window, recovered with
+    a larger one that leaves its blocks no room in a checkpoint, is refused at recover()
+    (ConfigError, naming the largest window that fits, and the offline cancel), before
+    anything is written; the window it names recovers, and the offline cancel drains it.
+    Before: recovered, and as the window filled a checkpoint outgrew a journal line: the
+    manager halted (EXEC-009) and no restart could write its first checkpoint."""
+    from fsm_exec import ConfigError, QueueFullError
+
+    _small_lines(monkeypatch, 64 * 1024)
+    em, el = manager(tmp_path, duplicate_window=1)
+    for i in range(1_000):  # filled to the room a window of 1 leaves
+        try:
+            em.execute_instruction_blocks(T(0), [_noted(f"{i:0>64}", 200)])
+        except QueueFullError:
+            break
+    else:
+        pytest.fail("the queue never filled")
+    queued = len(em.queued_block_ids)
+    em.close()
+    el.close()
+    before = snapshot(tmp_path)
+    again, el = manager(tmp_path, duplicate_window=200)
+    with pytest.raises(ConfigError, match=r"duplicate_window at most (\d+)") as caught:
+        again.recover()
+    el.close()
+    assert snapshot(tmp_path) == before  # nothing written
+    fits = int(caught.value.message.split("duplicate_window at most ")[1].split()[0])
+    assert 1 <= fits < 200
+    ok, el = manager(tmp_path, duplicate_window=fits, checkpoint_every=1)
+    assert len(ok.recover().queued) == queued
+    for k in range(queued):  # the window fills as the queue drains: every checkpoint fits
+        ok.update_state(T(1 + k), "strategy_manager")
+    assert not ok.halted and ok.get_execution_status()["blocks_executed"] == queued
+    ok.close()
+    el.close()
+    assert check_journal(tmp_path).ok
+
+
+def test_deltas_no_checkpoint_could_hold_halt_before_they_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venue's answer longer than a checkpoint keeps for the block in flight (a 32nd of a
+    line) is not written: the manager halts (EXEC-009) with the block in doubt, and the
+    journal recovers (its checkpoint fits). Before: written, and with a full queue each
+    later checkpoint was longer than a line: no restart could write one."""
+    from fsm_exec import EventLogError
+
+    class Verbose(SimVenue):
+        def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+            return {"ETH": 1.0, "fills": "f" * 3_000}
+
+    _small_lines(monkeypatch, 64 * 1024)
+    em, el = manager(tmp_path, venue=Verbose(), duplicate_window=10)
+    em.execute_instruction_blocks(T(0), [_noted("a", 100), _noted("b", 100)])
+    with pytest.raises(EventLogError, match="a checkpoint keeps for the block in flight"):
+        em.update_state(T(1), "strategy_manager")
+    assert em.halted
+    el.close()
+    again, el = manager(tmp_path, duplicate_window=10)
+    report = again.recover()
+    assert report.in_doubt == "a" and report.queued == ("b",)
+    el.close()
+    assert check_journal(tmp_path).ok

@@ -596,6 +596,30 @@ def test_stale_success_from_previous_block_is_not_trusted() -> None:
     assert em.block_state("a") is BlockState.FAILED and em.halted
 
 
+def test_a_reconciled_id_whose_comparison_raises_is_the_components_error() -> None:
+    """A component whose reconciled_block_id is a proxy that raises when compared fails the
+    block as a reconciliation error, named; it escaped from the driver and retired the
+    manager in the middle of its step."""
+    clock = rig().clock
+
+    class RemoteId:
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("remote id gone")
+
+        __hash__ = object.__hash__
+
+    class Proxied:
+        reconciliation_status = "success"
+        reconciled_block_id = RemoteId()
+
+    em = ExecutionManager({"reconciliation_timeout": 1, "max_retries": 1},
+                          StaticDataProvider(), "live", SimPositionHandler(), SimVenue(),
+                          Proxied(), clock=clock, sleep=clock.sleep)
+    em.update_state(T(0), "strategy_manager", blocks("a"))
+    assert em.block_state("a") is BlockState.FAILED and not em.interrupted
+    assert "RuntimeError: remote id gone" in str(em.health_check()["errors"])
+
+
 def test_position_handler_failure_never_reroutes() -> None:
     """The position handler refusing deltas fails the block (EXEC-008) and halts; the
     venue is not called again."""
@@ -753,6 +777,35 @@ def test_a_risk_check_whose_name_raises_refuses_by_its_type() -> None:
     assert r.em.block_state("a") is BlockState.FAILED
     fail = r.events("block_transition")[-1]
     assert (fail["error_code"], fail["reason"]) == ("EXEC-006", "Proxy: refused")
+
+
+class _NamelessMeta(type):
+    @property
+    def __name__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("metaclass name gone")
+
+
+def test_a_risk_check_or_error_of_a_class_whose_name_raises_is_named_so() -> None:
+    """A check whose very type's name raises (a metaclass property), or a check that raises
+    an exception of such a class, refuses the block (EXEC-006) named '?', and the manager
+    goes on (both escaped and retired it)."""
+
+    class Check(metaclass=_NamelessMeta):
+        def __call__(self, b: InstructionBlock, market: Any) -> bool:
+            return False
+
+    class Boom(Exception, metaclass=_NamelessMeta):
+        pass
+
+    def raises(b: InstructionBlock, market: Any) -> bool:
+        raise Boom("limits")
+
+    for check, says in ((Check(), "?: refused"), (raises, "risk check raises raised ?: limits")):
+        r = rig(risk_checks=[check])
+        r.em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert r.em.block_state("a") is BlockState.FAILED and not r.em.interrupted
+        fail = r.events("block_transition")[-1]
+        assert (fail["error_code"], fail["reason"]) == ("EXEC-006", says)
 
 
 # ------------------------------------------------------------------------ journal faults

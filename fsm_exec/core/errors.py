@@ -145,12 +145,35 @@ ERROR_CODES: Mapping[str, ErrorCode] = _registry(
 )
 
 
+def type_name(value: object) -> str:
+    """The name of ``value``'s type, or ``"?"`` when reading it raises (a metaclass's
+    ``__name__``): a collaborator's class is named in errors, and never escapes from one."""
+    try:
+        name = type(value).__name__
+    except Exception:
+        return "?"
+    return name if type(name) is str else "?"
+
+
+def name_of(value: object) -> str:
+    """``value.__name__`` as text (a function's, a class's), else its type's name (see
+    :func:`type_name`), never raising (a property or a proxy that raises)."""
+    try:
+        name = getattr(value, "__name__", _NAMELESS)
+    except Exception:
+        name = _NAMELESS
+    return type_name(value) if name is _NAMELESS else safe_str(name)
+
+
+_NAMELESS = object()
+
+
 def safe_str(value: object) -> str:
     """``str(value)``, or a description by type when ``__str__`` itself raises."""
     try:
         return str(value)
     except Exception as exc:  # a hostile or broken __str__ never escapes
-        return f"<{type(value).__name__}: str() raised {type(exc).__name__}>"
+        return f"<{type_name(value)}: str() raised {type_name(exc)}>"
 
 
 def safe_repr(value: object) -> str:
@@ -158,15 +181,15 @@ def safe_repr(value: object) -> str:
     try:
         return repr(value)
     except Exception as exc:
-        return f"<{type(value).__name__}: repr() raised {type(exc).__name__}>"
+        return f"<{type_name(value)}: repr() raised {type_name(exc)}>"
 
 
 def describe_exception(exc: BaseException) -> str:
     """``TypeName: message`` for an exception, built safely (never raises), on one line
     with its control characters shown (``\\x1b``, ``\\n``): a collaborator's message goes
     into errors, the journal and the operational log, and is printed from there."""
-    text = terminal_text(safe_str(exc))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text, name = terminal_text(safe_str(exc)), terminal_text(type_name(exc))
+    return f"{name}: {text}" if text else name
 
 
 def shorten(text: str, limit: int = 40) -> str:
@@ -324,33 +347,34 @@ class QueueFullError(ComponentError):
     """A batch would take the queue past ``max_queue_size`` blocks, or its blocks (with the
     block in flight) past the bytes a journal checkpoint holds for them; it was refused
     whole. For the latter, ``queue_bytes`` (the blocks held), ``batch_bytes`` and
-    ``max_queue_bytes`` say how far (else ``None``)."""
+    ``max_queue_bytes`` say how far, as a checkpoint counts them (else ``None``)."""
 
     def __init__(self, queue_length: int, batch_size: int, max_queue_size: int, *,
                  queue_bytes: int | None = None, batch_bytes: int | None = None,
-                 max_queue_bytes: int | None = None, duplicate_window: int | None = None
-                 ) -> None:
+                 max_queue_bytes: int | None = None, duplicate_window: int | None = None,
+                 in_flight: bool = False) -> None:
         self.queue_length, self.batch_size, self.max_queue_size = (
             queue_length, batch_size, max_queue_size)
         self.queue_bytes, self.batch_bytes, self.max_queue_bytes = (
             queue_bytes, batch_bytes, max_queue_bytes)
+        batch = f"batch of {batch_size} block{'' if batch_size == 1 else 's'} refused"
         if queue_bytes is None or batch_bytes is None or max_queue_bytes is None:
             super().__init__(
-                "EXEC-003",
-                f"batch of {batch_size} blocks refused, nothing queued: the queue holds "
-                f"{queue_length} of at most {max_queue_size}")
+                "EXEC-003", f"{batch}, nothing queued: the queue holds "
+                            f"{queue_length} of at most {max_queue_size}")
             return
         beside = ("" if duplicate_window is None else
-                  f" beside a full duplicate_window of {duplicate_window:,} finished blocks")
+                  f" beside a full duplicate_window of {duplicate_window:,} finished "
+                  f"block{'' if duplicate_window == 1 else 's'}")
+        held = (f"the queue ({queue_length} block{'' if queue_length == 1 else 's'})"
+                + (" and the block in flight" if in_flight else ""))
         why = (f"its {batch_bytes:,} bytes alone are more than the {max_queue_bytes:,} a "
                f"journal checkpoint holds for queued blocks{beside}, so it can never be "
                "queued: send fewer or smaller blocks at a time"
                if batch_bytes > max_queue_bytes else
-               f"its {batch_bytes:,} bytes would take the queue ({queue_length} blocks) and "
-               f"the block in flight from {queue_bytes:,} bytes past the "
-               f"{max_queue_bytes:,} a journal checkpoint holds for them{beside}")
-        super().__init__("EXEC-003", f"batch of {batch_size} blocks refused, nothing "
-                                     f"queued: {why}")
+               f"its {batch_bytes:,} bytes would take {held} from {queue_bytes:,} bytes "
+               f"past the {max_queue_bytes:,} a journal checkpoint holds for them{beside}")
+        super().__init__("EXEC-003", f"{batch}, nothing queued: {why}")
 
 
 class EventLogError(ComponentError, OSError):

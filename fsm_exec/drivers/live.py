@@ -145,16 +145,18 @@ class LiveDriver(Driver):
             try:
                 status = rc.reconciliation_status
                 if status in ("success", "failed"):
+                    # A component that says which block it reconciled is held to it: a
+                    # success left over from the previous block does not count for this
+                    # one. (Compared here: an id whose == raises is the component's error.)
                     about = getattr(rc, "reconciled_block_id", _MISSING)
+                    settled = about is _MISSING or bool(about == block_id)
                 elif status == "pending":
-                    about = _MISSING
+                    settled = False
                 else:  # "SUCCESS", True, an Enum: never taken for pending (nor a timeout)
                     return "error", clock() - start, UnrecognisedStatus(status)
             except Exception as exc:
                 return "error", clock() - start, exc
-            # A component that says which block it reconciled is held to it: a success left
-            # over from the previous block does not count for this one.
-            if status in ("success", "failed") and (about is _MISSING or about == block_id):
+            if settled:
                 return status, clock() - start, None
             now = clock()
             if now >= deadline:

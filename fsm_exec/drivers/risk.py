@@ -18,7 +18,7 @@ from typing import Any
 from fsm_exec.boundary.blocks import ASSET_FIELD, InstructionBlock
 from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import DataProvider, RiskCheck
-from fsm_exec.core.errors import describe_exception, safe_str
+from fsm_exec.core.errors import describe_exception, name_of
 
 
 def _positive_price(p: object) -> bool:
@@ -105,9 +105,5 @@ class RiskChecks:
         """``(error code, reason)`` of ``check``'s refusal: ``text`` with the check's name
         in place of its ``{}`` (named only when it refuses: the hot path names nothing)."""
         code = "EXEC-005" if check is check_prices else "EXEC-006"
-        try:
-            name: object = getattr(check, "__name__", type(check).__name__)
-        except Exception:  # a property or a proxy that raises: named by its type
-            name = type(check).__name__
-        name = terminal_text(safe_str(name))
+        name = terminal_text(name_of(check))  # (a property or a proxy that raises: its type)
         return code, self.redact(text.replace("{}", name, 1))

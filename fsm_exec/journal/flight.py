@@ -54,19 +54,33 @@ FINISHED_ENTRY_BYTES = (2 + 64 + 3 + 64 + 2 + 1) + (1 + 64 + 3 + 16 + 1 + 1)
 
 
 def queue_room(window: int, table: RunTable, line_bytes: int) -> int:
-    """The bytes of blocks (as :func:`block_bytes` counts them) a checkpoint line of at
-    most ``line_bytes`` holds for the queue and the block in flight: what is left beside a
-    full duplicate window of ``window`` blocks, ``table``'s definition (a user lifecycle's)
-    and a sixteenth of the line for the rest (the counters, a halt reason, the deltas of
-    the block in flight). The manager refuses a batch that would take its blocks past it:
-    a checkpoint it could not write would halt it, and no restart could write one."""
+    """The bytes of blocks (as :func:`block_size` counts them) a checkpoint line of at most
+    ``line_bytes`` holds for the queue and the block in flight: what is left beside a full
+    duplicate window of ``window`` blocks, ``table``'s definition (a user lifecycle's) and
+    a sixteenth of the line for the rest (the counters, a halt reason, the deltas of the
+    block in flight, which a record may carry up to :func:`deltas_room`). The manager
+    refuses a batch that would take its blocks past it: a checkpoint it could not write
+    would halt it, and no restart could write one."""
     definition = len(DUMPS(checkpoint_fields(table)))
     return line_bytes - line_bytes // 16 - window * FINISHED_ENTRY_BYTES - definition
 
 
-def block_bytes(blocks: Iterable[InstructionBlock]) -> int:
-    """The bytes ``blocks`` take in a checkpoint (its queue, or its block in flight)."""
-    return sum(len(DUMPS(block_data(b), default=encode_default)) + 1 for b in blocks)
+def deltas_room(line_bytes: int) -> int:
+    """The longest ``block_transition`` record the manager writes (its deltas: a venue's),
+    half of the sixteenth :func:`queue_room` keeps: the checkpoint that carries them as the
+    block in flight's still fits. The writer refuses a longer one (``EXEC-009``)."""
+    return line_bytes // 32
+
+
+def window_for(held: int, table: RunTable, line_bytes: int) -> int:
+    """The largest duplicate window whose checkpoint holds ``held`` bytes of blocks too
+    (0: none, the blocks alone take the room)."""
+    return max(queue_room(0, table, line_bytes) - held, 0) // FINISHED_ENTRY_BYTES
+
+
+def block_size(b: InstructionBlock) -> int:
+    """The bytes ``b`` takes in a checkpoint (in its queue, or as its block in flight)."""
+    return len(DUMPS(block_data(b), default=encode_default)) + 1  # and a comma
 
 
 def block_of(d: Mapping[str, Any]) -> InstructionBlock:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.boundary.config import Environment, ExecutionConfig, Redactor
 from fsm_exec.boundary.protocols import (
     DataProvider,
@@ -118,9 +119,11 @@ class ExecutionManager:
     _checkpointing: bool
     _checkpoint_due: Callable[[str], str | None] | None
     #: The bytes of blocks a checkpoint holds for the queue and the block in flight (a
-    #: journal that checkpoints; else None), and an upper bound of those held (queueing).
+    #: journal that checkpoints; else None), those held (an upper bound once blocks left)
+    #: and the held blocks measured so far, by id (queueing.recount).
     _queue_room: int | None
     _held_bytes: int
+    _sizes: dict[str, tuple[InstructionBlock, int]]
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
     _table: RunTable  # the lifecycle it runs (manager/triggering.py)
@@ -416,7 +419,8 @@ class ExecutionManager:
     _running_here = queueing.running_here
     _accept = queueing.accept
     _accept_now = queueing.accept_now
-    _make_room = queueing.make_room
+    _no_room = queueing.no_room
+    _recount = queueing.recount
     _advance = queueing.advance
     _cancel = cancelling.cancel
     trigger = triggering.trigger

@@ -23,7 +23,7 @@ from fsm_exec.core.errors import (
 from fsm_exec.core.lifecycle import BlockState
 from fsm_exec.drivers.base import Flight
 from fsm_exec.journal.codec import DUMPS, encode_default
-from fsm_exec.journal.flight import block_bytes
+from fsm_exec.journal.flight import block_size
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -144,20 +144,26 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
                 "queue_length": queued, "batch_size": n, "max_queue_size": cap})
             self._record_error(ts, err)
             raise err
-        records = [{"block_id": b.block_id, "action": b.action,
-                    "priority": to_wire(b.priority), "instructions": wire,
-                    "batch_index": i, "batch_size": n}
-                   for i, (b, wire) in enumerate(zip(blocks, wires, strict=True))]
+        # The acceptance records' data (as a checkpoint holds each block, then its place).
+        records: list[dict[str, Any]] = [
+            {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
+             "instructions": wire} for b, wire in zip(blocks, wires, strict=True)]
         room = self._queue_room
-        if room is not None:  # a checkpointing journal: measured once, as given
-            # An upper bound of their share of a checkpoint (which holds less of each).
-            size = len(DUMPS(records, default=encode_default))
-            if self._held_bytes + size > room:
-                self._make_room(ts, size, n)  # counts the blocks held again, or refuses
-            self._held_bytes += size
+        if room is not None:  # a checkpointing journal: the batch measured once, as given
+            size = 0
+            for data in records:  # (as a checkpoint holds each: +1, a comma)
+                size += len(DUMPS(data, default=encode_default)) + 1
+            s = self._state  # nothing held: none of its blocks is counted any more
+            held = self._held_bytes if s.queue or s.flight is not None else 0
+            if held + size > room:  # (an upper bound, once blocks left): count exactly
+                held = self._recount()
+                if held + size > room:
+                    self._no_room(ts, held, size, n)
+            self._held_bytes = held + size
         # Journal first: the batch counts as accepted only once every record is written.
         try:
-            for data in records:
+            for i, data in enumerate(records):
+                data["batch_index"], data["batch_size"] = i, n
                 self._write_held("block_accepted", data,
                                  False,  # durable by the next barrier, before returning
                                  checked=True)  # validated: no NaN, no infinity anywhere
@@ -170,33 +176,36 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
         self._notify_event("accepted", count=n, queue_length=len(self._state.queue))
 
 
-#: ``_held_bytes`` of a state whose blocks were not counted yet (a new or recovered one):
-#: the next batch given counts them.
-UNCOUNTED = sys.maxsize
+def recount(self: ExecutionManager) -> int:
+    """The bytes the blocks held (queued and in flight) take in a checkpoint, exactly:
+    each measured once while it is held (``_sizes``, by id, for that very block)."""
+    s = self._state
+    known = self._sizes
+    sizes = self._sizes = {}
+    for b in (*s.queue.values(), *((s.flight.block,) if s.flight is not None else ())):
+        hit = known.get(b.block_id)
+        sizes[b.block_id] = hit if hit is not None and hit[0] is b else (b, block_size(b))
+    return sum(size for _, size in sizes.values())
 
 
-def make_room(self: ExecutionManager, ts: Any, size: int, n: int) -> None:
-    """Count the bytes of the blocks held (queued and in flight) again, as a checkpoint
-    holds them, when the upper bound kept of them (what was accepted since the last count)
-    says that a batch of ``n`` blocks and ``size`` bytes may not fit beside them in the
-    room a journal checkpoint leaves them (:func:`~fsm_exec.journal.flight.queue_room`);
-    refuse the batch (EXEC-003) if it does not: its next checkpoint could not be written,
-    which halts the manager, and no restart could write one."""
+def no_room(self: ExecutionManager, ts: Any, held: int, size: int, n: int) -> None:
+    """Refuse (EXEC-003) a batch of ``n`` blocks and ``size`` bytes that would take the
+    ``held`` bytes of the blocks held (queued and in flight) past the room a journal
+    checkpoint leaves them (:func:`~fsm_exec.journal.flight.queue_room`): its next
+    checkpoint could not be written, which halts the manager, and no restart could write
+    one."""
     room = self._queue_room
     assert room is not None
-    s = self._state
-    held = self._held_bytes = block_bytes(
-        [*s.queue.values(), *((s.flight.block,) if s.flight is not None else ())])
-    if held + size > room:
-        err = QueueFullError(len(s.queue), n, self._cfg.max_queue_size, queue_bytes=held,
-                             batch_bytes=size, max_queue_bytes=room,
-                             duplicate_window=self._cfg.duplicate_window)
-        self._emit("execution_queue_overflow", {
-            "queue_length": len(s.queue), "batch_size": n,
-            "max_queue_size": self._cfg.max_queue_size, "queue_bytes": held,
-            "batch_bytes": size, "max_queue_bytes": room})
-        self._record_error(ts, err)
-        raise err
+    queued = len(self._state.queue)
+    err = QueueFullError(queued, n, self._cfg.max_queue_size, queue_bytes=held,
+                         batch_bytes=size, max_queue_bytes=room,
+                         duplicate_window=self._cfg.duplicate_window,
+                         in_flight=self._state.flight is not None)
+    self._emit("execution_queue_overflow", {
+        "queue_length": queued, "batch_size": n, "max_queue_size": self._cfg.max_queue_size,
+        "queue_bytes": held, "batch_bytes": size, "max_queue_bytes": room})
+    self._record_error(ts, err)
+    raise err
 
 
 _NAMED = 20  # block ids a note names before it counts the rest

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.core.errors import (
     COMPONENT,
+    ConfigError,
     InvalidArgumentError,
     LifecycleChangedError,
     ReentrantCallError,
@@ -24,7 +26,9 @@ from fsm_exec.drivers.base import (
     Flight,
 )
 from fsm_exec.drivers.calls import VenueCall
+from fsm_exec.journal import codec
 from fsm_exec.journal.files import JournalCorruptError
+from fsm_exec.journal.flight import block_size, window_for
 from fsm_exec.journal.fold import recovery_state, replay
 from fsm_exec.journal.lifecycle_record import describe
 from fsm_exec.journal.lock import JournalLockedError
@@ -35,7 +39,6 @@ from fsm_exec.journal.state import (
     ReplayError,
     resolution_of,
 )
-from fsm_exec.manager.queueing import UNCOUNTED
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -75,6 +78,7 @@ def recover(self: ExecutionManager,
                                   str(exc)) from None
     except JournalCorruptError:
         raise
+    sizes = None if self._queue_room is None else held_sizes(self, state)
     remapped = state.table.hash != self._table.hash
     if remapped:  # its checkpoint is then state from elsewhere (reset), not the records'
         remap(self, state, state_map)
@@ -109,7 +113,8 @@ def recover(self: ExecutionManager,
                 f.call = VenueCall.lost()  # the venue may have executed: ask first
                 f.unresolved = True
         self._state = state
-        self._held_bytes = UNCOUNTED  # its blocks are counted when a batch is given
+        if sizes is not None:  # the bytes of the blocks it holds
+            self._sizes, self._held_bytes = sizes, sum(size for _, size in sizes.values())
         self._needs_recovery = False
         if deferred:
             self._start_journal(reset=not same or remapped)
@@ -185,6 +190,29 @@ def remap(self: ExecutionManager, state: ManagerState,
             f"{f.state!r} of lifecycle {describe(old)}: {problem}")
     f.state = dest
     state.table = new
+
+
+def held_sizes(self: ExecutionManager, state: ManagerState
+               ) -> dict[str, tuple[InstructionBlock, int]]:
+    """The bytes each block ``state`` holds (queued, in flight) takes in a checkpoint; or
+    :class:`ConfigError` when they leave no room for this run's full duplicate window (a
+    journal whose blocks were accepted under a smaller one: its checkpoints would
+    outgrow a journal line as the window fills, and no restart could write one)."""
+    held = [*state.queue.values(), *((state.flight.block,) if state.flight else ())]
+    sizes = {b.block_id: (b, block_size(b)) for b in held}
+    room, total = self._queue_room, sum(size for _, size in sizes.values())
+    assert room is not None
+    if total > room and self._operator_action is None:  # (a tool only drains the queue)
+        window = self._cfg.duplicate_window
+        fits = window_for(total, self._table, codec.MAX_LINE_BYTES)
+        lever = (f"start with duplicate_window at most {fits:,} until the queue has "
+                 "drained, or cancel queued blocks (fsm-exec cancel)" if fits else
+                 "cancel queued blocks first (fsm-exec cancel): no window fits beside them")
+        raise ConfigError([
+            f"duplicate_window: {window:,}: the journal's {len(held):,} queued and in-flight "
+            f"block(s) take {total:,} bytes of a checkpoint, which holds at most {room:,} "
+            f"beside a full window of {window:,} finished blocks; {lever}"])
+    return sizes
 
 
 def reopen(self: ExecutionManager) -> ExecutionManager:

@@ -51,7 +51,6 @@ from fsm_exec.journal.state import ManagerState
 from fsm_exec.journal.writer import EventLogger
 from fsm_exec.manager import guard
 from fsm_exec.manager.observing import CallTargets, observed_events, transition_targets
-from fsm_exec.manager.queueing import UNCOUNTED
 from fsm_exec.observe.health import HealthWindow, UnifiedHealthManager
 from fsm_exec.observe.seam import Observer
 
@@ -249,7 +248,7 @@ def construct(self: ExecutionManager, config: ExecutionConfig | Mapping[str, Any
     self._lc = self._lifecycle_machine(lifecycle)
     self._state = ManagerState(COMPONENT, window=self._cfg.duplicate_window,
                                flight_cls=Flight, table=self._table)
-    self._held_bytes = UNCOUNTED
+    self._held_bytes, self._sizes = 0, {}
     self._f = None
     self._ts = None
     self._t0 = 0.0  # the clock when the call stamped _ts began (records' step times)
