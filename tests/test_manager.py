@@ -766,7 +766,7 @@ def test_a_risk_check_whose_name_raises_refuses_by_its_type() -> None:
 
     class Proxy:
         @property
-        def __name__(self) -> str:  # type: ignore[override]
+        def __name__(self) -> str:
             raise RuntimeError("remote object gone")
 
         def __call__(self, b: InstructionBlock, market: Any) -> bool:
