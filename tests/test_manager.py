@@ -808,6 +808,53 @@ def test_a_risk_check_or_error_of_a_class_whose_name_raises_is_named_so() -> Non
         assert (fail["error_code"], fail["reason"]) == ("EXEC-006", says)
 
 
+def test_collaborators_of_classes_whose_name_raises_never_retire_the_manager() -> None:
+    """A venue raising an exception of such a class (an observer watching its calls), a
+    reconciliation status or a venue's answer of such a class, and an observer of such a
+    class that raises: each is named '?' where it is described, and the manager goes on
+    (each escaped and retired it)."""
+    from fsm_exec.observe import Observer
+
+    class Lost(ConnectionError, metaclass=_NamelessMeta):
+        pass
+
+    class Odd(metaclass=_NamelessMeta):
+        pass
+
+    class Watching(Observer):
+        def on_call(self, event: Any) -> None:
+            pass
+
+    class Failing(Observer, metaclass=_NamelessMeta):
+        def on_transition(self, event: Any) -> None:
+            raise ValueError("observer down")
+
+    class LostVenue(SimVenue):
+        def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+            raise Lost("reset")
+
+    class OddVenue(SimVenue):
+        def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+            return Odd()
+
+    class OddStatus:
+        reconciliation_status = Odd()
+
+    clock = rig().clock
+    cases: list[tuple[Any, Any, list[Any]]] = [
+             (LostVenue(), SimReconciliation(None), [Watching()]),
+             (SimVenue(), OddStatus(), []),
+             (OddVenue(), SimReconciliation(None), []),
+             (SimVenue(), SimReconciliation(None), [Failing()])]
+    for venue, rc, observers in cases:
+        em = ExecutionManager({"reconciliation_timeout": 1, "max_retries": 1},
+                              StaticDataProvider(), "live", SimPositionHandler(rc), venue,
+                              rc, clock=clock, sleep=clock.sleep, observers=observers)
+        em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert not em.interrupted, venue
+        assert em.block_state("a") is not None
+
+
 # ------------------------------------------------------------------------ journal faults
 
 

@@ -15,7 +15,7 @@ import orjson
 from fsm_exec.boundary.canonical import TAGS, canonical, is_plain, to_wire
 from fsm_exec.boundary.escape import CONTROL
 from fsm_exec.boundary.plain import copy_data, int_problem
-from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten
+from fsm_exec.core.errors import BlockProblem, InvalidBlockError, safe_repr, shorten, type_name
 from fsm_exec.core.limits import MAX_TEXT, too_long
 
 BLOCK_FIELDS: tuple[str, ...] = ("block_id", "action", "priority", "instructions")
@@ -121,7 +121,7 @@ def _got(v: object, redact: Redact | None = None) -> str:
     text = safe_repr(v)
     if redact is not None:
         text = redact(text)  # before shortening: a cut secret is not recognised
-    return f"got {type(v).__name__} {shorten(text)}"
+    return f"got {type_name(v)} {shorten(text)}"
 
 
 def is_amount_key(key: object) -> bool:
@@ -131,7 +131,7 @@ def is_amount_key(key: object) -> bool:
 
 def _is_int(v: object) -> bool:
     return (isinstance(v, numbers.Integral) and not isinstance(v, bool)
-            and type(v).__name__ not in ("bool_", "timedelta64"))
+            and type_name(v) not in ("bool_", "timedelta64"))
 
 
 _SECRET = ("holds a secret from the config (a block is never rewritten and a secret never "
@@ -243,7 +243,7 @@ def convert_block(item: object, redact: Redact | None = None,
                                         f"{_got(v, redact)}"))
         elif not v:
             out.append(("instructions", "must be a non-empty list of mappings, got an empty "
-                                        f"{type(v).__name__}"))
+                                        f"{type_name(v)}"))
         else:
             for i, instr in enumerate(v):
                 path = f"instructions[{i}]"

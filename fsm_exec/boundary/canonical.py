@@ -53,7 +53,7 @@ from fsm_exec.boundary.timestamps import assume_zone as assume_zone
 from fsm_exec.boundary.timestamps import canonical_timestamp as canonical_timestamp
 from fsm_exec.boundary.timestamps import parse_timestamp as parse_timestamp
 from fsm_exec.boundary.timestamps import timestamp_problem as timestamp_problem
-from fsm_exec.core.errors import safe_repr, shorten
+from fsm_exec.core.errors import safe_repr, shorten, type_name
 from fsm_exec.core.limits import MAX_DECIMAL_TEXT
 
 #: How deep canonical data may nest (containers within containers).
@@ -89,7 +89,7 @@ def _is_timedelta64(v: object) -> bool:
 
 
 def _describe(v: object) -> str:
-    return type(v).__name__
+    return type_name(v)
 
 
 def _exact_real(v: numbers.Real) -> float | Decimal | None:
@@ -355,7 +355,7 @@ class _Walk:
         if isinstance(k, str):
             return self.text(str.__str__(k), path)
         if isinstance(k, numbers.Integral) and not isinstance(k, bool) and \
-                type(k).__name__ != "bool_" and not _is_timedelta64(k):
+                type_name(k) != "bool_" and not _is_timedelta64(k):
             return self.key(int(k), path)
         if isinstance(k, dt.datetime | dt.date) and k == k:
             return k.isoformat()
@@ -376,7 +376,7 @@ class _Walk:
 
     def amount(self, x: Any, path: str) -> Any:
         """``amount`` and ``*_amount``: a finite number (numpy's included), never a bool."""
-        if isinstance(x, bool) or type(x).__name__ == "bool_":
+        if isinstance(x, bool) or type_name(x) == "bool_":
             self.fail(path, f"must be a finite number, {self.got(x)}")
             return None
         if isinstance(x, Decimal):

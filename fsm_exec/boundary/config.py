@@ -16,7 +16,7 @@ import attrs
 import cattrs
 
 from fsm_exec.boundary.encodings import base64_runs, secret_pattern
-from fsm_exec.core.errors import ConfigError
+from fsm_exec.core.errors import ConfigError, type_name
 
 EXECUTION_MODES: tuple[str, ...] = ("backtest", "live")
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
@@ -25,7 +25,7 @@ SHARE_CLASSES: tuple[str, ...] = ("usdt_stable", "eth_directional")
 
 
 def _is_bool(v: object) -> bool:
-    return isinstance(v, bool) or type(v).__name__ == "bool_"  # numpy.bool_ is no int
+    return isinstance(v, bool) or type_name(v) == "bool_"  # numpy.bool_ is no int
 
 
 def _is_int(v: object) -> bool:
@@ -39,7 +39,7 @@ def _is_number(v: object) -> bool:
 
 
 def _describe(v: object) -> str:
-    return type(v).__name__
+    return type_name(v)
 
 
 # (field, kind, low, high, low inclusive) for the numeric fields; the high bound is exclusive.

@@ -8,7 +8,7 @@ from types import CodeType, FunctionType, MethodType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fsm_exec.boundary.blocks import InstructionBlock
-from fsm_exec.core.errors import InvalidArgumentError
+from fsm_exec.core.errors import InvalidArgumentError, type_name
 
 
 class ExecutionRejected(Exception):
@@ -172,7 +172,7 @@ def check_collaborators(**given: object) -> None:
                   or hasattr(type(obj), "__getattr__"))
         if not ok:
             raise InvalidArgumentError(
-                f"{name}: a {type(obj).__name__} has no {member} {kind}, so it is not a "
+                f"{name}: a {type_name(obj)} has no {member} {kind}, so it is not a "
                 f"{name} (collaborators in the wrong order? The order is {ORDER})")
     for name, members, what in KEYWORD_COLLABORATORS:
         if name not in given or (given[name] is None and name in _OPTIONAL):
@@ -188,7 +188,7 @@ def check_collaborators(**given: object) -> None:
             else:
                 lacks = f"has no {member} method"
             raise InvalidArgumentError(
-                f"{name}: a {type(obj).__name__} {lacks}, so it is not a {name}: give "
+                f"{name}: a {type_name(obj)} {lacks}, so it is not a {name}: give "
                 f"{what}")
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from fsm_exec.core.errors import type_name
+
 _DUMPS = orjson.dumps
 
 #: Epoch seconds accepted as a timestamp: 2000-01-01 to 2100-01-01 (UTC). Milliseconds or
@@ -66,6 +68,9 @@ def _in_utc(t: dt.datetime) -> str | None:
     return utc_iso(u) if type(u) is dt.datetime else u.isoformat()
 
 
+_PLAIN_NUMBERS: frozenset[type] = frozenset((int, float))
+
+
 def canonical_timestamp(ts: Any) -> str | None:
     """The journal's one form of a caller's timestamp: UTC ISO 8601, or ``None`` (with the
     reason in :func:`timestamp_problem`) when ``ts`` is not one.
@@ -85,7 +90,7 @@ def canonical_timestamp(ts: Any) -> str | None:
             return None
         return _in_utc(parsed)
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and \
-            type(ts).__name__ != "bool_":
+            (type(ts) in _PLAIN_NUMBERS or type_name(ts) != "bool_"):
         try:
             seconds = float(ts)
         except (TypeError, ValueError, OverflowError):  # pragma: no cover - exotic Reals
@@ -146,5 +151,5 @@ def timestamp_problem(ts: Any) -> str:
     if isinstance(ts, numbers.Real) and not isinstance(ts, bool):
         return ("epoch seconds outside 2000-2100 (milliseconds or nanoseconds since the "
                 "epoch are refused: divide by 1e3 or 1e9)")
-    return (f"a {type(ts).__name__}: give a timezone-aware datetime, an ISO 8601 string "
+    return (f"a {type_name(ts)}: give a timezone-aware datetime, an ISO 8601 string "
             "with an offset, or epoch seconds")

@@ -152,7 +152,7 @@ def type_name(value: object) -> str:
         name = type(value).__name__
     except Exception:
         return "?"
-    return name if type(name) is str else "?"
+    return str.__str__(name) if isinstance(name, str) else "?"
 
 
 def name_of(value: object) -> str:

@@ -21,7 +21,7 @@ import attrs
 
 from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import ExecutionRejected, HandOffKey, takes_hand_off_key
-from fsm_exec.core.errors import ComponentError, describe_exception, safe_repr
+from fsm_exec.core.errors import ComponentError, describe_exception, safe_repr, type_name
 from fsm_exec.core.interrupts import interrupts_deferred
 from fsm_exec.core.lifecycle import BlockState, IllegalTransitionError, Trigger
 from fsm_exec.core.running import TIMEOUT, LifecycleCallError
@@ -273,7 +273,7 @@ class Driver:
     def why_failed(self, call: VenueCall) -> str:
         """Why a venue call gave no deltas, for the record (secrets redacted)."""
         if call.in_doubt:
-            return f"outcome in doubt: {type(call.error).__name__}"
+            return f"outcome in doubt: {type_name(call.error)}"
         if call.error is not None:
             kind = "rejected" if isinstance(call.error, ExecutionRejected) else "error"
             return self.redact(f"{kind}: {describe_exception(call.error)}")
@@ -296,7 +296,7 @@ class Driver:
         shown = terminal_text(self.redact(safe_repr(value)))
         if len(shown) > _SHOWN:
             shown = shown[:_SHOWN - 3] + "..."
-        return (f"query_execution answered {shown} (a {type(value).__name__}), which is "
+        return (f"query_execution answered {shown} (a {type_name(value)}), which is "
                 "neither deltas (a non-empty mapping) nor None (not executed): whether the "
                 f"venue executed block {f.block.block_id!r} is unknown; the adapter must "
                 "return None when the venue has no such order")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsm_exec.boundary.escape import terminal_text
 from fsm_exec.boundary.protocols import ExecutionRejected
-from fsm_exec.core.errors import describe_exception, safe_repr
+from fsm_exec.core.errors import describe_exception, safe_repr, type_name
 from fsm_exec.drivers.base import (
     _MISSING,
     _POLL_FIRST,
@@ -53,7 +53,7 @@ class UnrecognisedStatus(Exception):
         if len(shown) > _SHOWN:
             shown = shown[:_SHOWN - 3] + "..."
         return (f"the reconciliation component's reconciliation_status is {shown} (a "
-                f"{type(self.status).__name__}), which is none of 'pending', 'success' and "
+                f"{type_name(self.status)}), which is none of 'pending', 'success' and "
                 "'failed': whether positions reconcile is unknown")
 
 

@@ -58,18 +58,12 @@ def queue_room(window: int, table: RunTable, line_bytes: int) -> int:
     ``line_bytes`` holds for the queue and the block in flight: what is left beside a full
     duplicate window of ``window`` blocks, ``table``'s definition (a user lifecycle's) and
     a sixteenth of the line for the rest (the counters, a halt reason, the deltas of the
-    block in flight, which a record may carry up to :func:`deltas_room`). The manager
+    block in flight: a venue's answer larger than that, with the queue full, still makes a
+    checkpoint longer than a line, EXEC-009). The manager
     refuses a batch that would take its blocks past it: a checkpoint it could not write
     would halt it, and no restart could write one."""
     definition = len(DUMPS(checkpoint_fields(table)))
     return line_bytes - line_bytes // 16 - window * FINISHED_ENTRY_BYTES - definition
-
-
-def deltas_room(line_bytes: int) -> int:
-    """The longest ``block_transition`` record the manager writes (its deltas: a venue's),
-    half of the sixteenth :func:`queue_room` keeps: the checkpoint that carries them as the
-    block in flight's still fits. The writer refuses a longer one (``EXEC-009``)."""
-    return line_bytes // 32
 
 
 def window_for(held: int, table: RunTable, line_bytes: int) -> int:

@@ -31,9 +31,7 @@ from fsm_exec.journal.files import (
     repair_torn_tail,
     start_day,
 )
-from fsm_exec.journal.flight import deltas_room
 from fsm_exec.journal.idle import IdleRun, encode_line
-from fsm_exec.journal.schema import MANAGER
 
 #: A checkpointing component's file this large starts a new one at its next checkpoint
 #: (:meth:`~fsm_exec.journal.writer.EventLogger.checkpoint_due`).
@@ -57,23 +55,6 @@ class JournalLossError(EventLogError):
         super().__init__(f"records seq {first}-{last} of {path} were lost (an fsync failed "
                          f"before they were durable); the journal goes on from seq "
                          f"{first - 1}")
-
-
-def refuse_long(j: Journal, event_type: str, component: str, n: int, limit: int) -> None:
-    """Refuse (``EventLogError``, nothing written) a record of ``n`` bytes, more than a
-    32nd of the ``limit`` a line may hold (the caller looks no closer at a shorter one),
-    that is longer than a line, or is the manager's ``block_transition`` longer than the
-    room a checkpoint keeps for the deltas of the block in flight
-    (:func:`~fsm_exec.journal.flight.deltas_room`): each later checkpoint would be longer
-    than a line, and no restart could write one. (A venue's answer that large leaves the
-    block in doubt: the manager halts, ``EXEC-009``.)"""
-    if n > limit:
-        raise too_long(j, event_type, n, limit)
-    room = deltas_room(limit)
-    if n > room and event_type == "block_transition" and component == MANAGER:
-        raise EventLogError(f"cannot write journal {j.path}: a block_transition record of "
-                            f"{n} bytes is longer than the {room} bytes a checkpoint keeps "
-                            "for the block in flight (its deltas: the venue's answer)")
 
 
 def too_long(j: Journal, event_type: str, n: int, limit: int) -> EventLogError:

@@ -51,9 +51,9 @@ from fsm_exec.journal.handles import (
     open_journal,
     open_loggers,
     prune,
-    refuse_long,
     release,
     settle,
+    too_long,
     utc_today,
     write_line,
 )
@@ -413,8 +413,8 @@ class EventLogger:
                     if not checked and b"null" in line:
                         line = encode_line(record)
                 n = len(line)
-                if n > MAX_LINE_BYTES >> 5:  # (rare) a long one: may a journal hold it?
-                    refuse_long(j, event_type, component, n, MAX_LINE_BYTES)
+                if n > MAX_LINE_BYTES:
+                    raise too_long(j, event_type, n, MAX_LINE_BYTES)
                 j.dirty = True
                 if j.buffered and j.buffered + n > self._buffer:
                     self._flush_journal(j)  # room first: if that fails, this is not written
@@ -461,8 +461,8 @@ class EventLogger:
         seq = j.seq + 1
         line = encode_line({"seq": seq, "timestamp": iso, "event_type": event_type,
                             "component": component, "data": data})
-        if len(line) > MAX_LINE_BYTES >> 5:
-            refuse_long(j, event_type, component, len(line), MAX_LINE_BYTES)
+        if len(line) > MAX_LINE_BYTES:
+            raise too_long(j, event_type, len(line), MAX_LINE_BYTES)
         j.dirty = True
         if self._live or force or not self._buffer:
             self._flush_journal(j)

@@ -16,6 +16,7 @@ from fsm_exec.core.errors import (
     ComponentError,
     ScrubbedException,
     describe_exception,
+    type_name,
 )
 from fsm_exec.drivers.base import (
     Flight,
@@ -123,7 +124,7 @@ def call_done(self: ExecutionManager, kind: str, f: Flight | None, t0: float, ou
     block_id = f.block.block_id if f is not None else None
     attempt = f.attempt if f is not None else 0
     seconds = (self._clock() - t0) if duration is None else duration
-    error_type = type(exc).__name__ if exc is not None else None
+    error_type = type_name(exc) if exc is not None else None
     event: CallEvent | None = None
     for obs, called in targets:
         try:
@@ -185,7 +186,7 @@ def observer_failed(self: ExecutionManager, obs: Observer, exc: Exception, *,
     self._observer_failing = True
     try:
         self._record_error(self._ts, ComponentError(
-            "EXEC-016", self._redact(f"observer {type(obs).__name__} raised "
+            "EXEC-016", self._redact(f"observer {type_name(obs)} raised "
                                      f"{describe_exception(exc)}{again}"),
             original_exception=ScrubbedException.of(exc, self._redact)))
     finally:

@@ -153,8 +153,13 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
             size = 0
             for data in records:  # (as a checkpoint holds each: +1, a comma)
                 size += len(DUMPS(data, default=encode_default)) + 1
-            s = self._state  # nothing held: none of its blocks is counted any more
-            held = self._held_bytes if s.queue or s.flight is not None else 0
+            s = self._state
+            if s.queue or s.flight is not None:
+                held = self._held_bytes
+            else:  # nothing held: none of its blocks is counted (nor kept) any more
+                held = 0
+                if self._sizes:
+                    self._sizes = {}
             if held + size > room:  # (an upper bound, once blocks left): count exactly
                 held = self._recount()
                 if held + size > room:
