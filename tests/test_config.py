@@ -814,4 +814,11 @@ def test_a_full_duplicate_window_fits_in_a_checkpoint() -> None:
     from fsm_exec.journal.flight import FINISHED_ENTRY_BYTES, queue_room
 
     assert (size(n) - size(1)) / (n - 1) == FINISHED_ENTRY_BYTES  # (size(0): no digests key)
+    # ... counted from the bounds it restates: raise one, and this fails (not a checkpoint)
+    from fsm_exec.boundary.blocks import _BLOCK_ID, InstructionBlock, content_digest
+    from fsm_exec.core.lifecycle_rules import _NAME
+
+    assert _BLOCK_ID.fullmatch("a" * 64) and not _BLOCK_ID.fullmatch("a" * 65)
+    assert _NAME.fullmatch("s" * 64) and not _NAME.fullmatch("s" * 65)
+    assert len(content_digest(InstructionBlock("a", "x", 1, ({"v": 1},)))) == 16
     assert queue_room(window, DEFAULT_TABLE, MAX_LINE_BYTES) > 16 << 20

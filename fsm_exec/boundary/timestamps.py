@@ -68,9 +68,6 @@ def _in_utc(t: dt.datetime) -> str | None:
     return utc_iso(u) if type(u) is dt.datetime else u.isoformat()
 
 
-_PLAIN_NUMBERS: frozenset[type] = frozenset((int, float))
-
-
 def canonical_timestamp(ts: Any) -> str | None:
     """The journal's one form of a caller's timestamp: UTC ISO 8601, or ``None`` (with the
     reason in :func:`timestamp_problem`) when ``ts`` is not one.
@@ -89,8 +86,7 @@ def canonical_timestamp(ts: Any) -> str | None:
         if parsed is None:
             return None
         return _in_utc(parsed)
-    if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and \
-            (type(ts) in _PLAIN_NUMBERS or type_name(ts) != "bool_"):
+    if isinstance(ts, numbers.Real) and not isinstance(ts, bool):  # (numpy's bool is none)
         try:
             seconds = float(ts)
         except (TypeError, ValueError, OverflowError):  # pragma: no cover - exotic Reals

@@ -347,7 +347,8 @@ class QueueFullError(ComponentError):
     """A batch would take the queue past ``max_queue_size`` blocks, or its blocks (with the
     block in flight) past the bytes a journal checkpoint holds for them; it was refused
     whole. For the latter, ``queue_bytes`` (the blocks held), ``batch_bytes`` and
-    ``max_queue_bytes`` say how far, as a checkpoint counts them (else ``None``)."""
+    ``max_queue_bytes`` say how far, as a checkpoint counts them (else ``None``), beside a
+    ``duplicate_window`` of that many finished blocks, ``in_flight`` whether a block was."""
 
     def __init__(self, queue_length: int, batch_size: int, max_queue_size: int, *,
                  queue_bytes: int | None = None, batch_bytes: int | None = None,
@@ -357,6 +358,7 @@ class QueueFullError(ComponentError):
             queue_length, batch_size, max_queue_size)
         self.queue_bytes, self.batch_bytes, self.max_queue_bytes = (
             queue_bytes, batch_bytes, max_queue_bytes)
+        self.duplicate_window, self.in_flight = duplicate_window, in_flight
         batch = f"batch of {batch_size} block{'' if batch_size == 1 else 's'} refused"
         if queue_bytes is None or batch_bytes is None or max_queue_bytes is None:
             super().__init__(

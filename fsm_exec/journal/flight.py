@@ -40,10 +40,18 @@ class Flight:
     entered: str | None = None
 
 
-def block_data(b: InstructionBlock) -> dict[str, Any]:
-    """A block as a checkpoint holds it (instructions in their journal form)."""
+def block_data(b: InstructionBlock, instructions: Any = None) -> dict[str, Any]:
+    """A block as a checkpoint (and, with its place in its batch, an acceptance record)
+    holds it: its instructions in their journal form (``instructions``, when the caller
+    has it already)."""
     return {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
-            "instructions": to_wire(list(b.instructions))}
+            "instructions": (to_wire(list(b.instructions)) if instructions is None
+                             else instructions)}
+
+
+def data_size(data: dict[str, Any]) -> int:
+    """The bytes :func:`block_data`'s ``data`` takes in a checkpoint (and a comma)."""
+    return len(DUMPS(data, default=encode_default)) + 1
 
 
 #: The most one finished block of the duplicate window adds to a checkpoint: its id and
@@ -74,7 +82,22 @@ def window_for(held: int, table: RunTable, line_bytes: int) -> int:
 
 def block_size(b: InstructionBlock) -> int:
     """The bytes ``b`` takes in a checkpoint (in its queue, or as its block in flight)."""
-    return len(DUMPS(block_data(b), default=encode_default)) + 1  # and a comma
+    return data_size(block_data(b))
+
+
+#: Blocks by id, each with the bytes it takes in a checkpoint (:func:`block_size`).
+Measured = dict[str, tuple[InstructionBlock, int]]
+
+
+def measure_held(queue: Mapping[str, InstructionBlock], flight: Flight | None,
+                 known: Measured | None = None) -> Measured:
+    """The blocks a checkpoint holds (``queue``'s and ``flight``'s), each with its bytes:
+    measured, unless ``known`` holds that very block (the same object under its id)."""
+    out: Measured = {}
+    for b in (*queue.values(), *((flight.block,) if flight is not None else ())):
+        hit = known.get(b.block_id) if known else None
+        out[b.block_id] = hit if hit is not None and hit[0] is b else (b, block_size(b))
+    return out
 
 
 def block_of(d: Mapping[str, Any]) -> InstructionBlock:

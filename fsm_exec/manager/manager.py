@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.boundary.config import Environment, ExecutionConfig, Redactor
 from fsm_exec.boundary.protocols import (
     DataProvider,
@@ -38,6 +37,7 @@ from fsm_exec.core.running import RunTable
 from fsm_exec.drivers.base import Driver, Flight
 from fsm_exec.drivers.policy import ModePolicy
 from fsm_exec.drivers.risk import RiskChecks
+from fsm_exec.journal.flight import Measured
 from fsm_exec.journal.reader import JournalRecord
 from fsm_exec.journal.state import ManagerState, RecoveryReport
 from fsm_exec.manager import (
@@ -123,7 +123,7 @@ class ExecutionManager:
     #: and the held blocks measured so far, by id (queueing.recount).
     _queue_room: int | None
     _held_bytes: int
-    _sizes: dict[str, tuple[InstructionBlock, int]]
+    _sizes: Measured
     _needs_recovery: bool
     _fsync_listener: Callable[[float], None]
     _table: RunTable  # the lifecycle it runs (manager/triggering.py)
@@ -419,7 +419,7 @@ class ExecutionManager:
     _running_here = queueing.running_here
     _accept = queueing.accept
     _accept_now = queueing.accept_now
-    _no_room = queueing.no_room
+    _overflow = queueing.overflow
     _recount = queueing.recount
     _advance = queueing.advance
     _cancel = cancelling.cancel

@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fsm_exec.boundary.blocks import InstructionBlock, convert_batch
-from fsm_exec.boundary.canonical import to_wire
 from fsm_exec.core.errors import (
     AlreadyAcceptedError,
     ComponentError,
@@ -22,8 +21,7 @@ from fsm_exec.core.errors import (
 )
 from fsm_exec.core.lifecycle import BlockState
 from fsm_exec.drivers.base import Flight
-from fsm_exec.journal.codec import DUMPS, encode_default
-from fsm_exec.journal.flight import block_size
+from fsm_exec.journal.flight import block_data, data_size, measure_held
 
 if TYPE_CHECKING:
     from fsm_exec.manager.manager import ExecutionManager
@@ -139,20 +137,18 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
         cap = self._cfg.max_queue_size
         queued = len(self._state.queue)
         if queued + n > cap:
-            err = QueueFullError(queued, n, cap)
-            self._emit("execution_queue_overflow", {
-                "queue_length": queued, "batch_size": n, "max_queue_size": cap})
-            self._record_error(ts, err)
-            raise err
-        # The acceptance records' data (as a checkpoint holds each block, then its place).
-        records: list[dict[str, Any]] = [
-            {"block_id": b.block_id, "action": b.action, "priority": to_wire(b.priority),
-             "instructions": wire} for b, wire in zip(blocks, wires, strict=True)]
+            self._overflow(ts, QueueFullError(queued, n, cap))
+        # The acceptance records' data: as a checkpoint holds each block, then its place.
+        # With a checkpointing journal, the batch is measured once, as it is given.
         room = self._queue_room
-        if room is not None:  # a checkpointing journal: the batch measured once, as given
-            size = 0
-            for data in records:  # (as a checkpoint holds each: +1, a comma)
-                size += len(DUMPS(data, default=encode_default)) + 1
+        records: list[dict[str, Any]] = []
+        size = 0
+        for b, wire in zip(blocks, wires, strict=True):
+            data = block_data(b, wire)
+            if room is not None:
+                size += data_size(data)
+            records.append(data)
+        if room is not None:
             s = self._state
             if s.queue or s.flight is not None:
                 held = self._held_bytes
@@ -162,8 +158,11 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
                     self._sizes = {}
             if held + size > room:  # (an upper bound, once blocks left): count exactly
                 held = self._recount()
-                if held + size > room:
-                    self._no_room(ts, held, size, n)
+                if held + size > room:  # its next checkpoint could not be written
+                    self._overflow(ts, QueueFullError(
+                        len(s.queue), n, cap, queue_bytes=held, batch_bytes=size,
+                        max_queue_bytes=room, duplicate_window=self._cfg.duplicate_window,
+                        in_flight=s.flight is not None))
             self._held_bytes = held + size
         # Journal first: the batch counts as accepted only once every record is written.
         try:
@@ -183,32 +182,22 @@ def accept(self: ExecutionManager, ts: Any, batch: Any) -> None:
 
 def recount(self: ExecutionManager) -> int:
     """The bytes the blocks held (queued and in flight) take in a checkpoint, exactly:
-    each measured once while it is held (``_sizes``, by id, for that very block)."""
+    each measured once while it is held (``_sizes``)."""
     s = self._state
-    known = self._sizes
-    sizes = self._sizes = {}
-    for b in (*s.queue.values(), *((s.flight.block,) if s.flight is not None else ())):
-        hit = known.get(b.block_id)
-        sizes[b.block_id] = hit if hit is not None and hit[0] is b else (b, block_size(b))
+    sizes = self._sizes = measure_held(s.queue, s.flight, self._sizes)
     return sum(size for _, size in sizes.values())
 
 
-def no_room(self: ExecutionManager, ts: Any, held: int, size: int, n: int) -> None:
-    """Refuse (EXEC-003) a batch of ``n`` blocks and ``size`` bytes that would take the
-    ``held`` bytes of the blocks held (queued and in flight) past the room a journal
-    checkpoint leaves them (:func:`~fsm_exec.journal.flight.queue_room`): its next
-    checkpoint could not be written, which halts the manager, and no restart could write
-    one."""
-    room = self._queue_room
-    assert room is not None
-    queued = len(self._state.queue)
-    err = QueueFullError(queued, n, self._cfg.max_queue_size, queue_bytes=held,
-                         batch_bytes=size, max_queue_bytes=room,
-                         duplicate_window=self._cfg.duplicate_window,
-                         in_flight=self._state.flight is not None)
-    self._emit("execution_queue_overflow", {
-        "queue_length": queued, "batch_size": n, "max_queue_size": self._cfg.max_queue_size,
-        "queue_bytes": held, "batch_bytes": size, "max_queue_bytes": room})
+def overflow(self: ExecutionManager, ts: Any, err: QueueFullError) -> NoReturn:
+    """Refuse a batch that would overflow the queue (EXEC-003): said as an event (its
+    bytes too, when they refused it), recorded, raised."""
+    event: dict[str, int | None] = {
+        "queue_length": err.queue_length, "batch_size": err.batch_size,
+        "max_queue_size": err.max_queue_size}
+    if err.queue_bytes is not None:
+        event.update(queue_bytes=err.queue_bytes, batch_bytes=err.batch_bytes,
+                     max_queue_bytes=err.max_queue_bytes)
+    self._emit("execution_queue_overflow", event)
     self._record_error(ts, err)
     raise err
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsm_exec.boundary.blocks import InstructionBlock
 from fsm_exec.core.errors import (
     COMPONENT,
     ConfigError,
@@ -28,7 +27,7 @@ from fsm_exec.drivers.base import (
 from fsm_exec.drivers.calls import VenueCall
 from fsm_exec.journal import codec
 from fsm_exec.journal.files import JournalCorruptError
-from fsm_exec.journal.flight import block_size, window_for
+from fsm_exec.journal.flight import Measured, measure_held, window_for
 from fsm_exec.journal.fold import recovery_state, replay
 from fsm_exec.journal.lifecycle_record import describe
 from fsm_exec.journal.lock import JournalLockedError
@@ -78,7 +77,7 @@ def recover(self: ExecutionManager,
                                   str(exc)) from None
     except JournalCorruptError:
         raise
-    sizes = None if self._queue_room is None else held_sizes(self, state)
+    sizes, held = (None, 0) if self._queue_room is None else held_sizes(self, state)
     remapped = state.table.hash != self._table.hash
     if remapped:  # its checkpoint is then state from elsewhere (reset), not the records'
         remap(self, state, state_map)
@@ -114,7 +113,7 @@ def recover(self: ExecutionManager,
                 f.unresolved = True
         self._state = state
         if sizes is not None:  # the bytes of the blocks it holds
-            self._sizes, self._held_bytes = sizes, sum(size for _, size in sizes.values())
+            self._sizes, self._held_bytes = sizes, held
         self._needs_recovery = False
         if deferred:
             self._start_journal(reset=not same or remapped)
@@ -192,14 +191,13 @@ def remap(self: ExecutionManager, state: ManagerState,
     state.table = new
 
 
-def held_sizes(self: ExecutionManager, state: ManagerState
-               ) -> dict[str, tuple[InstructionBlock, int]]:
-    """The bytes each block ``state`` holds (queued, in flight) takes in a checkpoint; or
+def held_sizes(self: ExecutionManager, state: ManagerState) -> tuple[Measured, int]:
+    """The bytes each block ``state`` holds (queued, in flight) takes in a checkpoint, and
+    their sum; or
     :class:`ConfigError` when they leave no room for this run's full duplicate window (a
     journal whose blocks were accepted under a smaller one: its checkpoints would
     outgrow a journal line as the window fills, and no restart could write one)."""
-    held = [*state.queue.values(), *((state.flight.block,) if state.flight else ())]
-    sizes = {b.block_id: (b, block_size(b)) for b in held}
+    sizes = measure_held(state.queue, state.flight)
     room, total = self._queue_room, sum(size for _, size in sizes.values())
     assert room is not None
     if total > room and self._operator_action is None:  # (a tool only drains the queue)
@@ -209,10 +207,10 @@ def held_sizes(self: ExecutionManager, state: ManagerState
                  "drained, or cancel queued blocks (fsm-exec cancel)" if fits else
                  "cancel queued blocks first (fsm-exec cancel): no window fits beside them")
         raise ConfigError([
-            f"duplicate_window: {window:,}: the journal's {len(held):,} queued and in-flight "
+            f"duplicate_window: {window:,}: the journal's {len(sizes):,} queued and in-flight "
             f"block(s) take {total:,} bytes of a checkpoint, which holds at most {room:,} "
             f"beside a full window of {window:,} finished blocks; {lever}"])
-    return sizes
+    return sizes, total
 
 
 def reopen(self: ExecutionManager) -> ExecutionManager:
