@@ -855,6 +855,38 @@ def test_collaborators_of_classes_whose_name_raises_never_retire_the_manager() -
         assert em.block_state("a") is not None
 
 
+class _ModulelessMeta(type):
+    @property
+    def __module__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("module gone")
+
+
+def test_a_collaborators_exception_whose_module_raises_is_named_by_its_type() -> None:
+    """A venue or a position handler raising an exception whose class's __module__ raises
+    fails the block as that collaborator's error, named by its type, and the manager goes
+    on (the scrubbed copy of the exception read __module__: it escaped and retired the
+    manager, the block stuck in routing or pending_reconciliation)."""
+
+    class Boom(Exception, metaclass=_ModulelessMeta):
+        pass
+
+    class Venue(SimVenue):
+        def route_instruction(self, timestamp: Any, block: InstructionBlock) -> Any:
+            raise Boom("x")
+
+    class Positions(SimPositionHandler):
+        def update_state(self, timestamp: Any, trigger_source: str, deltas: Any) -> None:
+            raise Boom("y")
+
+    for venue, positions in ((Venue(), SimPositionHandler()), (SimVenue(), Positions())):
+        em = ExecutionManager({}, StaticDataProvider(), "backtest", positions, venue,
+                              SimReconciliation(None))
+        with pytest.raises(ComponentError) as caught:
+            em.update_state(T(0), "strategy_manager", blocks("a"))
+        assert "Boom" in str(caught.value) and not em.interrupted
+        assert em.block_state("a") is BlockState.FAILED
+
+
 # ------------------------------------------------------------------------ journal faults
 
 

@@ -155,6 +155,21 @@ def type_name(value: object) -> str:
     return str.__str__(name) if isinstance(name, str) else "?"
 
 
+def qualified_name(value: object) -> str:
+    """``module.QualName`` of ``value``'s type (just ``QualName`` for a builtin), or as
+    much of it as reading does not raise (a metaclass's property): else
+    :func:`type_name`."""
+    kind = type(value)
+    try:
+        module, name = kind.__module__, kind.__qualname__
+    except Exception:
+        return type_name(value)
+    if not isinstance(module, str) or not isinstance(name, str):
+        return type_name(value)
+    module, name = str.__str__(module), str.__str__(name)
+    return name if module == "builtins" else f"{module}.{name}"
+
+
 def name_of(value: object) -> str:
     """``value.__name__`` as text (a function's, a class's), else its type's name (see
     :func:`type_name`), never raising (a property or a proxy that raises)."""
@@ -211,11 +226,8 @@ class ScrubbedException(Exception):
     def of(cls, exc: BaseException, redact: Callable[[str], str]) -> ScrubbedException:
         if isinstance(exc, ScrubbedException):
             return cls(exc.type_name, redact(exc.message))
-        kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else (
-            f"{kind.__module__}.{kind.__qualname__}")
         # Shown, not sent (escaped first: the redactor knows a secret's escaped forms too).
-        return cls(terminal_text(name), redact(terminal_text(safe_str(exc))))
+        return cls(terminal_text(qualified_name(exc)), redact(terminal_text(safe_str(exc))))
 
     def __repr__(self) -> str:
         return f"ScrubbedException({self.type_name!r}, {self.message!r})"

@@ -30,6 +30,8 @@ from typing import Any
 
 import attrs
 
+from fsm_exec.core.errors import type_name
+
 #: The guard kinds, with the argument names each takes (required; ``tz`` is optional).
 GUARD_ARGS: Mapping[str, tuple[str, ...]] = {
     "notional_above": ("value",),
@@ -151,7 +153,7 @@ def guard_holds(kind: str, args: Mapping[str, Any], ctx: GuardContext) -> bool:
         return inside if kind == "clock_in_window" else not inside
     result = resolve(args["path"])(ctx)  # "call"
     if not isinstance(result, bool):
-        raise GuardInputError(f"guard {args['path']} returned {type(result).__name__}, "
+        raise GuardInputError(f"guard {args['path']} returned {type_name(result)}, "
                               "not a bool")
     return result
 

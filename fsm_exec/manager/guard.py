@@ -28,6 +28,7 @@ from fsm_exec.core.errors import (
     describe_exception,
     safe_repr,
     shorten,
+    type_name,
 )
 from fsm_exec.observe.health import (
     UNHEALTHY,
@@ -183,6 +184,6 @@ def stamp(self: ExecutionManager, timestamp: Any) -> str:
         stamp = canonical_timestamp(assume_zone(timestamp, self._assume_tz))
     if stamp is None:
         raise InvalidArgumentError(
-            f"timestamp: {timestamp_problem(timestamp)}; got {type(timestamp).__name__} "
+            f"timestamp: {timestamp_problem(timestamp)}; got {type_name(timestamp)} "
             f"{self._quote(timestamp)}")
     return stamp

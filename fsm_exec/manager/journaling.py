@@ -18,6 +18,7 @@ from fsm_exec.core.errors import (
     ScrubbedException,
     Severity,
     describe_exception,
+    type_name,
 )
 from fsm_exec.core.lifecycle import Trigger
 from fsm_exec.core.limits import MAX_NAME, fit_text
@@ -242,7 +243,7 @@ def record_error(self: ExecutionManager, ts: Any, err: ComponentError) -> None:
         original = err.original_exception
         data["exception_type"] = fit_text(original.type_name.rpartition(".")[2]
                                           if isinstance(original, ScrubbedException)
-                                          else type(original).__name__, MAX_NAME)
+                                          else type_name(original), MAX_NAME)
     self._emit("error", data)
     if self._observers:
         self._notify_event("error", error_code=err.error_code, block_id=err.block_id)
