@@ -282,3 +282,24 @@ def test_scrub_replaces_the_original_exception() -> None:
     assert "sk-123" not in err.message and "sk-123" not in str(err.args)
     assert isinstance(err.original_exception, ScrubbedException)
     assert err.original_exception.message == "*** refused"
+
+
+def test_qualified_name_is_the_types_and_never_raises() -> None:
+    """``module.QualName`` of a value's type (a builtin's bare); a type whose module or
+    name is no text, or raises when read, is named as type_name names it."""
+    from fsm_exec.core.errors import qualified_name
+
+    class Odd:
+        __module__ = 7  # type: ignore[assignment]
+
+    class Raising(type):
+        @property
+        def __module__(cls) -> str:  # type: ignore[override]
+            raise RuntimeError("gone")
+
+    class Hidden(metaclass=Raising):
+        pass
+
+    assert qualified_name(ValueError("x")) == "ValueError"
+    assert qualified_name(QueueFullError(1, 1, 1)) == "fsm_exec.core.errors.QueueFullError"
+    assert qualified_name(Odd()) == "Odd" and qualified_name(Hidden()) == "Hidden"
